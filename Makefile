@@ -1,0 +1,88 @@
+# See https://tech.davis-hansson.com/p/make/
+SHELL := bash
+.DELETE_ON_ERROR:
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --warn-undefined-variables
+MAKEFLAGS += --no-builtin-rules
+MAKEFLAGS += --no-print-directory
+
+BIN := $(abspath .tmp/bin)
+export PATH := $(BIN):$(abspath web/node_modules/.bin):$(PATH)
+GOTEST_FLAGS ?=
+STATICCHECK_VERSION := v0.8.2
+GRPCURL_VERSION := v1.9.3
+BENCH ?= .
+BENCHTIME ?= 1s
+
+.PHONY: help
+help: ## Describe useful make targets
+	@grep -E '^[a-zA-Z0-9_-]+:.*?## .*$$' $(MAKEFILE_LIST) | sort | \
+		awk 'BEGIN {FS = ":.*?## "}; {printf "%-16s %s\n", $$1, $$2}'
+
+.PHONY: check
+check: setup lint test test-slow checkgenerate ## Run everything CI runs (installs what a fresh machine lacks)
+
+.PHONY: build
+build: ## Build the proglog binary into .tmp/bin
+	go build -o $(BIN)/proglog ./cmd/proglog
+
+.PHONY: run
+run: ## Start a single development node (data in ./data)
+	go run ./cmd/proglog serve
+
+.PHONY: test
+test: ## Run the fast test suite with the race detector
+	go test -race -count=1 $(GOTEST_FLAGS) ./...
+
+.PHONY: test-slow
+test-slow: setup ## Run the slow tiers: crash, disk-full, end-to-end tools and browser
+	go test -race -count=1 -tags slow -timeout 15m $(GOTEST_FLAGS) ./...
+
+.PHONY: bench
+bench: ## Run the Go benchmarks (BENCH=regexp BENCHTIME=1s)
+	go test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -benchmem ./...
+
+.PHONY: lint
+lint: $(BIN)/staticcheck web/node_modules ## Vet, staticcheck, gofmt and buf lint
+	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	go vet ./...
+	go vet -tags slow ./...
+	$(BIN)/staticcheck ./...
+	buf lint
+
+.PHONY: generate
+generate: web/node_modules ## Regenerate gen/ and the web bundle from pinned tools
+	buf generate
+	$(MAKE) web
+
+.PHONY: web
+web: web/node_modules ## Rebuild the embedded web bundle
+	@if [[ -f web/build.mjs ]]; then cd web && node build.mjs; fi
+
+.PHONY: checkgenerate
+checkgenerate: generate ## Fail if generated code differs from what is committed
+	@if [[ -n "$$(git status --porcelain -- gen web)" ]]; then \
+		git status --porcelain -- gen web; git diff -- gen web | head -50; \
+		echo "generated code is out of date: run make generate" >&2; exit 1; fi
+
+.PHONY: setup
+setup: web/node_modules $(BIN)/grpcurl $(BIN)/staticcheck ## Install tools the tests need (npm packages, grpcurl, chromium)
+	@if ! command -v chromium >/dev/null || ! command -v pk12util >/dev/null; then \
+		if [[ $$(id -u) == 0 ]]; then apt-get update -qq && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium libnss3-tools >/dev/null; \
+		else echo "chromium and libnss3-tools are needed: apt-get install chromium libnss3-tools" >&2; exit 1; fi; fi
+
+web/node_modules: web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(BIN)/staticcheck:
+	GOBIN=$(BIN) go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+$(BIN)/grpcurl:
+	GOBIN=$(BIN) go install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
+
+.PHONY: clean
+clean: ## Remove build output and installed tools
+	rm -rf .tmp
