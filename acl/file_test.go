@@ -1,0 +1,169 @@
+package acl_test
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/proglog/proglog/acl"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// syncBuffer is a log sink that Run's goroutine and the test can share.
+type syncBuffer struct {
+	mu  sync.Mutex // guards buf
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// writePolicy replaces the file the safe way (write + rename), as an
+// operator's editor or config management would.
+func writePolicy(t *testing.T, path, text string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestNewFileRejectsBadOrMissing(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := acl.NewFile(filepath.Join(dir, "missing.csv"), nil); err == nil {
+		t.Fatal("NewFile(missing) succeeded")
+	}
+	bad := filepath.Join(dir, "bad.csv")
+	writePolicy(t, bad, "p, root, *, *\np, oops\n")
+	_, err := acl.NewFile(bad, nil)
+	if err == nil || !strings.Contains(err.Error(), "line 2") {
+		t.Fatalf("NewFile(bad) err = %v, want one naming line 2", err)
+	}
+}
+
+func TestReload(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "acl.csv")
+	writePolicy(t, path, "p, root, *, *\n")
+	f, err := acl.NewFile(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		name        string
+		write       string // "" = leave the file alone
+		remove      bool
+		wantChanged bool
+		wantErr     bool
+		aliceCan    bool // Allowed("alice", "consume") afterwards
+		rootCan     bool // Allowed("root", "produce") afterwards
+	}{
+		{name: "unchanged", rootCan: true},
+		{name: "grant alice", write: "p, root, *, *\np, alice, log, consume\n", wantChanged: true, aliceCan: true, rootCan: true},
+		{name: "broken edit keeps old", write: "p, root, *, *\np, alice, log\n", wantErr: true, aliceCan: true, rootCan: true},
+		{name: "same broken version not reported twice", aliceCan: true, rootCan: true},
+		{name: "deleted keeps old", remove: true, wantErr: true, aliceCan: true, rootCan: true},
+		{name: "fixed edit", write: "p, alice, log, consume\n", wantChanged: true, aliceCan: true},
+		{name: "unchanged after fix", aliceCan: true},
+	}
+	for _, s := range steps {
+		t.Run(s.name, func(t *testing.T) {
+			if s.write != "" {
+				writePolicy(t, path, s.write)
+			}
+			if s.remove {
+				if err := os.Remove(path); err != nil {
+					t.Fatal(err)
+				}
+			}
+			changed, err := f.Reload()
+			if (err != nil) != s.wantErr || changed != s.wantChanged {
+				t.Fatalf("Reload() = %v, %v; want changed=%v err=%v", changed, err, s.wantChanged, s.wantErr)
+			}
+			if got := f.Allowed("alice", "consume"); got != s.aliceCan {
+				t.Errorf("alice consume = %v, want %v", got, s.aliceCan)
+			}
+			if got := f.Allowed("root", "produce"); got != s.rootCan {
+				t.Errorf("root produce = %v, want %v", got, s.rootCan)
+			}
+		})
+	}
+	// An empty file is a valid policy that denies everything.
+	writePolicy(t, path, "# nobody\n")
+	if changed, err := f.Reload(); !changed || err != nil {
+		t.Fatalf("Reload(empty policy) = %v, %v", changed, err)
+	}
+	if f.Allowed("alice", "consume") || len(f.Actions("alice")) != 0 {
+		t.Fatal("empty policy still allows alice")
+	}
+}
+
+// waitFor polls cond until it holds or the test's own deadline budget runs
+// out; it fails only on timeout, it asserts nothing about speed.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for range 2000 {
+		if cond() {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+func TestRunPollsAndStops(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "acl.csv")
+	writePolicy(t, path, "p, root, *, *\n")
+	var logs syncBuffer
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	f, err := acl.NewFile(path, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.Run(ctx, time.Millisecond)
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+
+	writePolicy(t, path, "p, root, *, *\np, bob, *, produce\n")
+	waitFor(t, "bob's grant", func() bool { return f.Allowed("bob", "produce") })
+	waitFor(t, "the reload log line", func() bool { return strings.Contains(logs.String(), "acl reloaded") })
+
+	writePolicy(t, path, "p, root, *, *\nthis is not a rule\n")
+	waitFor(t, "the error log line", func() bool { return strings.Contains(logs.String(), "line 2") })
+	if !f.Allowed("bob", "produce") || !f.Allowed("root", "admin") {
+		t.Fatal("a broken edit replaced the policy")
+	}
+	if n := strings.Count(logs.String(), "level=ERROR"); n != 1 {
+		t.Fatalf("the broken version was logged %d times, want once", n)
+	}
+
+	cancel()
+	<-done // Run returns once ctx is done; goleak checks nothing else lingers
+}
