@@ -1,0 +1,133 @@
+package logstore
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// SyncPolicy says when appended records are forced to stable storage and
+// therefore when Append returns.
+type SyncPolicy int
+
+const (
+	// SyncAlways acknowledges an append only after the fdatasync that covers
+	// it. Concurrent appends share one write and one fdatasync (group commit).
+	// A crash loses nothing that was acknowledged. The default.
+	SyncAlways SyncPolicy = iota
+	// SyncInterval acknowledges after the write to the page cache and runs
+	// fdatasync every Config.SyncInterval. A machine crash (not a process crash)
+	// loses at most the records acknowledged during the last interval.
+	SyncInterval
+	// SyncNever never calls fdatasync while appending (the OS writes back when
+	// it likes; segments are still synced when sealed and on Close). A process
+	// crash loses nothing that was acknowledged; a machine crash may lose
+	// anything not yet written back.
+	SyncNever
+)
+
+// ParseSyncPolicy parses "always", "interval" or "never".
+func ParseSyncPolicy(s string) (SyncPolicy, error) {
+	switch s {
+	case "always":
+		return SyncAlways, nil
+	case "interval":
+		return SyncInterval, nil
+	case "never":
+		return SyncNever, nil
+	}
+	return 0, fmt.Errorf("logstore: unknown sync policy %q (want always, interval or never)", s)
+}
+
+func (p SyncPolicy) String() string {
+	switch p {
+	case SyncAlways:
+		return "always"
+	case SyncInterval:
+		return "interval"
+	case SyncNever:
+		return "never"
+	}
+	return fmt.Sprintf("SyncPolicy(%d)", int(p))
+}
+
+// Limits the format imposes: record positions are stored as uint32.
+const (
+	minSegmentBytes = 1024
+	maxSegmentBytes = 1<<32 - 1
+	maxRecordLimit  = 1 << 30
+)
+
+// Config configures a Log. Zero fields take the defaults of DefaultConfig.
+type Config struct {
+	// MaxSegmentBytes is the store size at which the active segment is sealed
+	// and a new one started (a segment may exceed it by one record). Default 64 MiB,
+	// at least 1 KiB, at most 4 GiB-1.
+	MaxSegmentBytes int64
+	// MaxRecordBytes bounds a record's value; longer values get
+	// ErrRecordTooLarge, and frames on disk claiming more are corrupt. Default 1 MiB.
+	MaxRecordBytes int
+	// Sync is the durability policy; default SyncAlways.
+	Sync SyncPolicy
+	// SyncInterval is the fdatasync period under SyncInterval; default 100ms.
+	SyncInterval time.Duration
+	// RetentionBytes, when > 0, deletes the oldest sealed segments while the
+	// stores together exceed it. The active segment is never deleted.
+	RetentionBytes int64
+	// RetentionAge, when > 0, deletes sealed segments whose newest record is older.
+	RetentionAge time.Duration
+	// Logger receives recovery and failure reports; nil discards them.
+	Logger *slog.Logger
+	// Registerer, when set, gets the log's metrics (unregistered on Close).
+	Registerer prometheus.Registerer
+	// Now is the clock for record times and retention; nil means time.Now.
+	Now func() time.Time
+}
+
+// DefaultConfig returns the configuration zero fields fall back to.
+func DefaultConfig() Config {
+	return Config{
+		MaxSegmentBytes: 64 << 20,
+		MaxRecordBytes:  1 << 20,
+		Sync:            SyncAlways,
+		SyncInterval:    100 * time.Millisecond,
+	}
+}
+
+// withDefaults fills zero fields and checks the fields against each other.
+func (c Config) withDefaults() (Config, error) {
+	d := DefaultConfig()
+	if c.MaxSegmentBytes == 0 {
+		c.MaxSegmentBytes = d.MaxSegmentBytes
+	}
+	if c.MaxRecordBytes == 0 {
+		c.MaxRecordBytes = d.MaxRecordBytes
+	}
+	if c.SyncInterval == 0 {
+		c.SyncInterval = d.SyncInterval
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	switch {
+	case c.MaxSegmentBytes < minSegmentBytes || c.MaxSegmentBytes > maxSegmentBytes:
+		return c, fmt.Errorf("logstore: MaxSegmentBytes %d not in [%d, %d]", c.MaxSegmentBytes, minSegmentBytes, int64(maxSegmentBytes))
+	case c.MaxRecordBytes < 0 || c.MaxRecordBytes > maxRecordLimit:
+		return c, fmt.Errorf("logstore: MaxRecordBytes %d not in [1, %d]", c.MaxRecordBytes, maxRecordLimit)
+	case c.Sync < SyncAlways || c.Sync > SyncNever:
+		return c, fmt.Errorf("logstore: unknown sync policy %d", int(c.Sync))
+	case c.SyncInterval < 0:
+		return c, fmt.Errorf("logstore: negative SyncInterval %v", c.SyncInterval)
+	case c.RetentionBytes < 0:
+		return c, fmt.Errorf("logstore: negative RetentionBytes %d", c.RetentionBytes)
+	case c.RetentionAge < 0:
+		return c, fmt.Errorf("logstore: negative RetentionAge %v", c.RetentionAge)
+	}
+	return c, nil
+}

@@ -1,0 +1,147 @@
+// Package logstore is proglog's crash-safe, segmented commit log on local
+// disk: records addressed by a dense uint64 offset, appended with group
+// commit and read concurrently without taking the writer's lock.
+//
+// # Files
+//
+// A log directory holds segments. A segment is a store file of record frames
+// and an index file, both named by the segment's base offset (its first
+// record's offset) as 20 decimal digits, zero padded:
+//
+//	00000000000000000000.store  00000000000000000000.index
+//	00000000000000004711.store  00000000000000004711.index
+//
+// The segment with the highest base is the active segment; it is the only
+// one written. All others are sealed and never change until deleted whole.
+// Other names in the directory are ignored, except "<base>.index.tmp" (an
+// interrupted index rebuild, removed on open). The directory is locked with
+// flock while a Log has it open.
+//
+// All integers are little endian.
+//
+// # File header (both files, 32 bytes)
+//
+//	0   8  magic: "PLOGSTOR" (store) or "PLOGINDX" (index)
+//	8   2  format version, 1
+//	10  6  zero
+//	16  8  base offset, equal to the one in the file name
+//	24  4  CRC32C (Castagnoli) of bytes 0..23
+//	28  4  zero
+//
+// # Store: record frames
+//
+// After the header come frames, back to back, each starting at a multiple of
+// 8 bytes:
+//
+//	0   1  type: 1 = record. 0 is never written, so zero-filled space reads as "no record"
+//	1   3  zero
+//	4   4  value length n; a length above Config.MaxRecordBytes is corrupt and is
+//	       rejected before anything is allocated for it
+//	8   8  the record's offset
+//	16  8  the record's time, Unix nanoseconds
+//	24  4  CRC32C (Castagnoli) of bytes 0..23 of the frame followed by the value
+//	28  n  value
+//	       zero padding to the next multiple of 8
+//
+// Because the CRC covers the offset and length, a frame read from the wrong
+// place, a stale frame or a damaged length is detected, not served.
+//
+// # Index: one 8-byte entry per record
+//
+// After the header, entry i describes record base+i:
+//
+//	0   4  byte position of the record's frame in the store (never 0: the header is there)
+//	4   4  value length
+//
+// The index is mmapped (golang.org/x/sys/unix). For the active segment the
+// file is allocated ahead in 64 KiB steps with fallocate, so a full disk is
+// a clean error rather than SIGBUS; its length and contents are not trusted
+// after a crash. When a segment is sealed, the index is msynced, truncated
+// to exactly header + 8 × records, and fsynced: from then on its length
+// alone says how many records the segment holds.
+//
+// # What is synced when
+//
+//   - SyncAlways (default): each flush writes every queued frame with one
+//     write and calls fdatasync on the store before any of those appends
+//     returns and before readers can see the records. Concurrent appends
+//     share the flush (group commit).
+//   - SyncInterval: appends return after the write (page cache); fdatasync
+//     runs every Config.SyncInterval. SyncNever: no fdatasync on append.
+//     Under both, records are visible when acknowledged; a machine crash can
+//     take back what was not yet synced, a process crash cannot.
+//   - Always, whatever the policy: sealing a segment fdatasyncs its store,
+//     then msyncs, trims and fsyncs its index before the next segment is
+//     created; a new segment's store header and index are synced and the
+//     directory is fsynced after a segment is created or deleted; Close
+//     fdatasyncs the active store.
+//   - A failed write or fsync puts the log in a failed state: appends return
+//     ErrFailed until it is reopened. The fsync is never retried, because
+//     Linux may have dropped the dirty pages it failed to write.
+//
+// # Recovery on Open
+//
+// Open does not scan sealed segments. For each it checks the store header
+// and that the index length is header plus whole entries, that the first
+// entry points at byte 32 and the last entry ends exactly at the store's
+// size, that each segment begins where the previous one ends, and it reads
+// the last record (for its time, used by age retention). A sealed index that
+// fails these checks is rebuilt from a strict scan of its store (every byte
+// must be valid frames) and the rebuild is logged; if the store itself is
+// damaged, Open fails with ErrCorrupt.
+//
+// The active segment is scanned frame by frame and its index rebuilt. At the
+// first frame that fails a check (zero or unknown type, length over the
+// limit, wrong offset, frame past the end of file, CRC mismatch):
+//
+//   - if no valid frame (any later offset, every check passing) exists at
+//     any 8-byte aligned position after it, it is a torn tail: the store is
+//     truncated to the end of the last valid frame, fsynced, and the number
+//     of dropped bytes is logged at Warn. Only records that were never
+//     acknowledged under SyncAlways can be there.
+//   - otherwise the damage is in the middle of the segment: Open fails with
+//     a *CorruptError naming the store and the byte position. Nothing is
+//     dropped silently; an operator must decide.
+//
+// A new active store whose header is short or all zeros and which holds
+// nothing else (a crash while it was being created) gets its header written
+// again. An index file without its store (a crash while deleting a segment,
+// which removes the store first) is removed.
+//
+// Damage in a sealed segment is found when read: Read and ReadBatch return
+// a *CorruptError (errors.Is ErrCorrupt) naming the file and byte position,
+// and the damaged record is never served; other records stay readable.
+//
+// # Retention
+//
+// RetentionBytes and RetentionAge delete whole sealed segments, oldest first
+// (never the active one): while the stores together exceed RetentionBytes,
+// or while the oldest segment's newest record is older than RetentionAge by
+// Config.Now. Retention runs on Open, after every roll, every minute and on
+// EnforceRetention. TruncateBefore deletes segments whose records are all
+// below an offset. A deletion unpublishes the segment, removes the store and
+// then the index, and fsyncs the directory; readers still inside the segment
+// finish first. Readers of deleted offsets get a *RangeError naming the
+// lowest offset left.
+//
+// # Concurrency
+//
+// Appenders encode their frames under a short mutex, then the first to take
+// the flush lock writes and syncs everything queued (group commit). Readers
+// load an immutable snapshot of the segment set from an atomic pointer,
+// take a reference on the segment and read with pread and the index mapping;
+// they never take the writer's locks. The offset below which records are
+// visible is published atomically after the data (and, under SyncAlways,
+// the fdatasync) that covers it, and Wait is woken through a channel that is
+// closed and replaced on every advance.
+//
+// # Assumptions about the disk
+//
+//   - fdatasync returning nil means the written data (and file size) survive
+//     power loss; a failed fsync may lose the pages it covered.
+//   - A write may be torn at any byte after a crash, and pages of an
+//     unsynced write may reach the disk in any order; synced data is not
+//     torn afterwards, except by media failure, which the CRCs detect.
+//   - Renames, creates and removes are durable after the directory fsync.
+//   - Bit rot is detected (CRC32C), not repaired.
+package logstore

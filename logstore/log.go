@@ -1,0 +1,751 @@
+package logstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Record is one entry of the log. Value is owned by the caller.
+type Record struct {
+	Offset uint64
+	Time   time.Time
+	Value  []byte
+}
+
+// Stats describes a log at one moment.
+type Stats struct {
+	Lowest, Next uint64
+	SizeBytes    int64 // bytes in segment stores
+	Segments     int
+}
+
+// segmentSet is an immutable snapshot of the segments, oldest first; the
+// last one is the active segment. Readers load it without any lock.
+type segmentSet struct {
+	segs []*segment
+}
+
+// pendingBatch holds encoded frames waiting for the next flush.
+type pendingBatch struct {
+	buf  []byte // frames back to back
+	base uint64 // offset of the first frame
+	n    uint64 // frames in buf
+}
+
+// Log is a segmented, crash-safe commit log. One writer path (serialised
+// internally, with group commit) and any number of concurrent readers.
+type Log struct {
+	dir     string
+	cfg     Config
+	logger  *slog.Logger
+	m       *metrics
+	dirFile *os.File // held open for the lock and directory fsyncs
+
+	mu       sync.Mutex // guards pending, assigned, failed, closing
+	pending  pendingBatch
+	assigned uint64 // offset the next Append gets
+	failed   error  // set once a flush fails; appends then fail with it
+	closing  bool
+
+	flushMu  sync.Mutex // guards the active segment's files and fields, rolls, segment set changes, spare, durable, flushErr
+	spare    pendingBatch
+	durable  uint64 // every offset below it is flushed per the policy
+	flushErr error
+
+	next      atomic.Uint64 // offsets below it are visible to readers
+	segs      atomic.Pointer[segmentSet]
+	sizeBytes atomic.Int64
+	closed    atomic.Bool
+
+	waitMu sync.Mutex    // guards waitCh
+	waitCh chan struct{} // closed and cleared when next advances or the log closes
+
+	stop     context.CancelFunc
+	wg       sync.WaitGroup // background goroutines (interval sync, retention)
+	closeMu  sync.Mutex     // serialises Close
+	closeErr error
+}
+
+// retentionEvery is how often retention runs besides on every roll.
+const retentionEvery = time.Minute
+
+// Open opens or creates the log in dir. It recovers the active segment (the
+// newest) and checks the others without scanning them.
+func Open(dir string, cfg Config) (l *Log, err error) {
+	cfg, err = cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("logstore: %w", err)
+	}
+	l = &Log{dir: dir, cfg: cfg, logger: cfg.Logger}
+	if l.dirFile, err = os.Open(dir); err != nil {
+		return nil, fmt.Errorf("logstore: %w", err)
+	}
+	if err := unix.Flock(int(l.dirFile.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		l.dirFile.Close()
+		return nil, fmt.Errorf("logstore: lock %s (is another process using it?): %w", dir, err)
+	}
+	var segs []*segment
+	defer func() {
+		if err != nil {
+			for _, s := range segs {
+				s.closeFiles()
+			}
+			l.dirFile.Close() // also drops the lock
+		}
+	}()
+	segs, err = l.openSegments()
+	if err != nil {
+		return nil, err
+	}
+	active := segs[len(segs)-1]
+	next := active.base + active.count
+	l.assigned, l.durable = next, next
+	l.next.Store(next)
+	l.segs.Store(&segmentSet{segs: segs})
+	var size int64
+	for _, s := range segs {
+		size += s.size
+	}
+	l.sizeBytes.Store(size)
+	if l.m, err = newMetrics(cfg.Registerer, l); err != nil {
+		return nil, err
+	}
+	if err := l.retain(); err != nil {
+		l.m.unregister()
+		return nil, err
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	l.stop = stop
+	if cfg.Sync == SyncInterval {
+		l.wg.Go(func() { l.syncLoop(ctx) })
+	}
+	if cfg.RetentionBytes > 0 || cfg.RetentionAge > 0 {
+		l.wg.Go(func() { l.retentionLoop(ctx) })
+	}
+	return l, nil
+}
+
+// openSegments lists the directory, opens sealed segments cheaply and
+// recovers the active one.
+func (l *Log) openSegments() ([]*segment, error) {
+	names, err := l.dirFile.Readdirnames(-1)
+	if err != nil {
+		return nil, fmt.Errorf("logstore: list %s: %w", l.dir, err)
+	}
+	stores := map[uint64]bool{}
+	indexes := map[uint64]bool{}
+	for _, name := range names {
+		stem, ext, ok := strings.Cut(name, ".")
+		if !ok || len(stem) != 20 {
+			continue
+		}
+		base, err := strconv.ParseUint(stem, 10, 64)
+		if err != nil {
+			continue
+		}
+		switch ext {
+		case "store":
+			stores[base] = true
+		case "index":
+			indexes[base] = true
+		case "index.tmp":
+			os.Remove(filepath.Join(l.dir, name)) // an interrupted index rebuild
+		}
+	}
+	var orphans bool
+	for base := range indexes {
+		if !stores[base] {
+			// Deleting a segment removes its store first; finish the job.
+			_, index := segmentPaths(l.dir, base)
+			l.logger.Warn("logstore: removing index without store", "file", index)
+			if err := os.Remove(index); err != nil {
+				return nil, fmt.Errorf("logstore: %w", err)
+			}
+			orphans = true
+		}
+	}
+	if orphans {
+		if err := l.dirFile.Sync(); err != nil {
+			return nil, fmt.Errorf("logstore: fsync %s: %w", l.dir, err)
+		}
+	}
+	bases := make([]uint64, 0, len(stores))
+	for b := range stores {
+		bases = append(bases, b)
+	}
+	slices.Sort(bases)
+	var segs []*segment
+	fail := func(err error) ([]*segment, error) {
+		for _, s := range segs {
+			s.closeFiles()
+		}
+		return nil, err
+	}
+	if len(bases) == 0 {
+		s, err := createSegment(l.dir, 0, l.cfg.MaxSegmentBytes)
+		if err != nil {
+			return nil, fmt.Errorf("logstore: create first segment: %w", err)
+		}
+		if err := l.dirFile.Sync(); err != nil {
+			s.closeFiles()
+			return nil, fmt.Errorf("logstore: fsync %s: %w", l.dir, err)
+		}
+		return []*segment{s}, nil
+	}
+	maxValue := l.cfg.MaxRecordBytes
+	rebuild := func(s *segment) error {
+		return rebuildSealedIndex(s, maxValue, errors.New("index missing or inconsistent"), l.logger)
+	}
+	for i, base := range bases {
+		var s *segment
+		if i == len(bases)-1 {
+			s, err = openActive(l.dir, base, l.cfg.MaxSegmentBytes, maxValue, l.logger)
+		} else {
+			s, err = openSealed(l.dir, base, maxValue, rebuild)
+		}
+		if err != nil {
+			return fail(fmt.Errorf("logstore: open segment %d: %w", base, err))
+		}
+		segs = append(segs, s)
+		if i > 0 {
+			prev := segs[i-1]
+			if prev.base+prev.count != base {
+				return fail(corrupt(s.storePath, 0, "segment starts at offset %d but the previous one ends at %d", base, prev.base+prev.count))
+			}
+		}
+	}
+	return segs, nil
+}
+
+func timeFromNanos(n int64) time.Time { return time.Unix(0, n) }
+
+// Append writes one record and returns its offset once it is as durable as
+// the sync policy promises. ctx is checked before the record is queued; once
+// queued the call waits for the flush that carries it.
+func (l *Log) Append(ctx context.Context, value []byte) (uint64, error) {
+	if len(value) > l.cfg.MaxRecordBytes {
+		return 0, fmt.Errorf("%w: %d bytes, limit %d", ErrRecordTooLarge, len(value), l.cfg.MaxRecordBytes)
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	now := l.cfg.Now().UnixNano()
+	l.mu.Lock()
+	if err := l.appendable(); err != nil {
+		l.mu.Unlock()
+		return 0, err
+	}
+	off := l.assigned
+	l.assigned++
+	if l.pending.n == 0 {
+		l.pending.base = off
+	}
+	l.pending.buf = appendFrame(l.pending.buf, off, now, value)
+	l.pending.n++
+	l.mu.Unlock()
+	if err := l.commit(off + 1); err != nil {
+		return 0, err
+	}
+	return off, nil
+}
+
+// AppendBatch writes values as consecutive records in one durable write and
+// returns the offset of the first. Either all are acknowledged or none.
+func (l *Log) AppendBatch(ctx context.Context, values [][]byte) (uint64, error) {
+	if len(values) == 0 {
+		return 0, errors.New("logstore: AppendBatch needs at least one value")
+	}
+	total := 0
+	for i, v := range values {
+		if len(v) > l.cfg.MaxRecordBytes {
+			return 0, fmt.Errorf("%w: value %d has %d bytes, limit %d", ErrRecordTooLarge, i, len(v), l.cfg.MaxRecordBytes)
+		}
+		total += int(frameSize(len(v)))
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	now := l.cfg.Now().UnixNano()
+	l.mu.Lock()
+	if err := l.appendable(); err != nil {
+		l.mu.Unlock()
+		return 0, err
+	}
+	base := l.assigned
+	l.assigned += uint64(len(values))
+	if l.pending.n == 0 {
+		l.pending.base = base
+	}
+	l.pending.buf = slices.Grow(l.pending.buf, total)
+	for i, v := range values {
+		l.pending.buf = appendFrame(l.pending.buf, base+uint64(i), now, v)
+	}
+	l.pending.n += uint64(len(values))
+	l.mu.Unlock()
+	if err := l.commit(base + uint64(len(values))); err != nil {
+		return 0, err
+	}
+	return base, nil
+}
+
+// appendable reports why appends are refused, if they are. Caller holds mu.
+func (l *Log) appendable() error {
+	if l.closing {
+		return ErrClosed
+	}
+	return l.failed
+}
+
+// commit returns once every offset below end is flushed. Whoever gets
+// flushMu first flushes everything queued so far, so concurrent appends
+// share one write and one fdatasync (group commit); the others find their
+// records already durable.
+func (l *Log) commit(end uint64) error {
+	l.flushMu.Lock()
+	defer l.flushMu.Unlock()
+	if l.durable >= end {
+		return nil
+	}
+	if l.flushErr != nil {
+		return l.flushErr
+	}
+	return l.flushPending(l.cfg.Sync == SyncAlways)
+}
+
+// flushPending takes the queued frames and flushes them. Caller holds flushMu.
+func (l *Log) flushPending(sync bool) error {
+	l.mu.Lock()
+	b := l.pending
+	l.pending = l.spare
+	l.pending.buf, l.pending.n = l.pending.buf[:0], 0
+	l.mu.Unlock()
+	if b.n == 0 {
+		return nil
+	}
+	err := l.flush(b, sync)
+	if cap(b.buf) <= 4<<20 { // keep a buffer for reuse, but not a huge one
+		l.spare = b
+	} else {
+		l.spare = pendingBatch{}
+	}
+	if err != nil {
+		l.flushErr = fmt.Errorf("%w: %w", ErrFailed, err)
+		l.mu.Lock()
+		l.failed = l.flushErr
+		l.mu.Unlock()
+		l.logger.Error("logstore: write failed; refusing appends until reopened", "dir", l.dir, "err", err)
+		return l.flushErr
+	}
+	return nil
+}
+
+// flush writes frames to the active segment, rolling to new segments as
+// they fill, syncs per policy and then makes the records visible.
+// Caller holds flushMu.
+func (l *Log) flush(b pendingBatch, sync bool) error {
+	set := l.segs.Load()
+	seg := set.segs[len(set.segs)-1]
+	rolled := false
+	var chunkStart, p int64 // chunk of buf going to seg
+	var chunkCount uint64
+	var newest int64
+	writeChunk := func() error {
+		if p == chunkStart {
+			return nil
+		}
+		if _, err := seg.store.WriteAt(b.buf[chunkStart:p], seg.size); err != nil {
+			return fmt.Errorf("write %s: %w", seg.storePath, err)
+		}
+		seg.size += p - chunkStart
+		seg.count += chunkCount
+		seg.newest = newest
+		seg.dirty = true
+		l.sizeBytes.Add(p - chunkStart)
+		chunkStart, chunkCount = p, 0
+		return nil
+	}
+	for i := uint64(0); i < b.n; i++ {
+		h, err := parseFrameHeader(b.buf[p:], maxRecordLimit)
+		if err != nil {
+			return fmt.Errorf("internal: queued frame: %w", err)
+		}
+		pos := seg.size + (p - chunkStart)
+		if pos >= l.cfg.MaxSegmentBytes && seg.count+chunkCount > 0 {
+			if err := writeChunk(); err != nil {
+				return err
+			}
+			next, err := l.roll(seg)
+			if err != nil {
+				return err
+			}
+			seg, pos, rolled = next, next.size, true
+		}
+		idx := seg.count + chunkCount
+		if err := seg.ensureIndex(idx + 1); err != nil {
+			return err
+		}
+		o := fileHeaderSize + idx*indexEntrySize
+		putIndexEntry(seg.idx[o:o+indexEntrySize], pos, h.valueLen)
+		newest = h.unixNano
+		chunkCount++
+		p += h.size()
+	}
+	if err := writeChunk(); err != nil {
+		return err
+	}
+	if sync {
+		if err := l.fdatasync(seg); err != nil {
+			return err
+		}
+	}
+	end := b.base + b.n
+	l.durable = end
+	seg.end.Store(seg.size)
+	l.next.Store(end)
+	l.broadcast()
+	if l.m != nil {
+		l.m.records.Add(float64(b.n))
+		l.m.bytes.Add(float64(len(b.buf)) - float64(b.n)*frameHeaderSize) // value bytes plus padding, close enough
+	}
+	if rolled {
+		if err := l.retain(); err != nil {
+			l.logger.Error("logstore: retention failed", "err", err)
+		}
+	}
+	return nil
+}
+
+func (l *Log) fdatasync(s *segment) error {
+	start := time.Now()
+	if err := unix.Fdatasync(int(s.store.Fd())); err != nil {
+		return fmt.Errorf("fdatasync %s: %w", s.storePath, err)
+	}
+	if l.m != nil {
+		l.m.fsync.Observe(time.Since(start).Seconds())
+	}
+	s.dirty = false
+	return nil
+}
+
+// roll seals the full active segment and starts the next. Caller holds flushMu.
+func (l *Log) roll(old *segment) (*segment, error) {
+	if err := old.seal(); err != nil {
+		return nil, err
+	}
+	old.end.Store(old.size)
+	s, err := createSegment(l.dir, old.base+old.count, l.cfg.MaxSegmentBytes)
+	if err != nil {
+		return nil, fmt.Errorf("create segment: %w", err)
+	}
+	if err := l.dirFile.Sync(); err != nil {
+		s.release()
+		return nil, fmt.Errorf("fsync %s: %w", l.dir, err)
+	}
+	l.sizeBytes.Add(s.size)
+	cur := l.segs.Load().segs
+	segs := make([]*segment, len(cur), len(cur)+1)
+	copy(segs, cur)
+	l.segs.Store(&segmentSet{segs: append(segs, s)})
+	return s, nil
+}
+
+// broadcast wakes every Wait.
+func (l *Log) broadcast() {
+	l.waitMu.Lock()
+	if l.waitCh != nil {
+		close(l.waitCh)
+		l.waitCh = nil
+	}
+	l.waitMu.Unlock()
+}
+
+// Wait blocks until offset < next (nil), ctx is done (ctx.Err()) or the log
+// is closed (ErrClosed).
+func (l *Log) Wait(ctx context.Context, offset uint64) error {
+	for {
+		if offset < l.next.Load() {
+			return nil
+		}
+		if l.closed.Load() {
+			return ErrClosed
+		}
+		l.waitMu.Lock()
+		if l.waitCh == nil {
+			l.waitCh = make(chan struct{})
+		}
+		ch := l.waitCh
+		l.waitMu.Unlock()
+		// Check again: an advance between the first check and taking the
+		// channel closed an older channel, not this one.
+		if offset < l.next.Load() {
+			return nil
+		}
+		if l.closed.Load() {
+			return ErrClosed
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Bounds returns the lowest stored offset and the next offset to be written;
+// lowest == next when the log holds no records.
+func (l *Log) Bounds() (lowest, next uint64) {
+	next = l.next.Load()
+	return l.segs.Load().segs[0].base, next
+}
+
+// Stats reports offsets, store bytes and segment count.
+func (l *Log) Stats() Stats {
+	next := l.next.Load()
+	set := l.segs.Load()
+	return Stats{Lowest: set.segs[0].base, Next: next, SizeBytes: l.sizeBytes.Load(), Segments: len(set.segs)}
+}
+
+// Read returns the record at offset.
+func (l *Log) Read(offset uint64) (Record, error) {
+	recs, err := l.ReadBatch(offset, 1, 0, nil)
+	if err != nil {
+		return Record{}, err
+	}
+	return recs[0], nil
+}
+
+// ReadBatch appends to dst up to maxRecords records (at least 1) and about
+// maxBytes of values (no byte limit when maxBytes <= 0) starting at offset,
+// always at least one record if offset is in range. A batch never spans
+// segments, so it may hold fewer records than asked for. Readers never wait
+// for the writer.
+func (l *Log) ReadBatch(offset uint64, maxRecords, maxBytes int, dst []Record) ([]Record, error) {
+	if l.closed.Load() {
+		return dst, ErrClosed
+	}
+	maxRecords = max(maxRecords, 1)
+	for range 3 {
+		next := l.next.Load()
+		set := l.segs.Load()
+		segs := set.segs
+		if offset < segs[0].base || offset >= next {
+			return dst, &RangeError{Offset: offset, Lowest: segs[0].base, Next: next}
+		}
+		i, found := slices.BinarySearchFunc(segs, offset, func(s *segment, o uint64) int {
+			switch {
+			case s.base < o:
+				return -1
+			case s.base > o:
+				return 1
+			}
+			return 0
+		})
+		if !found {
+			i--
+		}
+		s := segs[i]
+		limit := next
+		if i+1 < len(segs) {
+			limit = min(limit, segs[i+1].base)
+		}
+		if !s.acquire() {
+			if l.closed.Load() {
+				return dst, ErrClosed
+			}
+			continue // deleted meanwhile; the fresh set says what is left
+		}
+		dst, err := s.read(offset, maxRecords, maxBytes, dst, limit, l.cfg.MaxRecordBytes)
+		s.release()
+		return dst, err
+	}
+	lowest, next := l.Bounds()
+	return dst, &RangeError{Offset: offset, Lowest: lowest, Next: next}
+}
+
+// TruncateBefore deletes whole segments whose records are all below offset.
+// The active segment is never deleted.
+func (l *Log) TruncateBefore(offset uint64) error {
+	l.flushMu.Lock()
+	defer l.flushMu.Unlock()
+	if l.closed.Load() {
+		return ErrClosed
+	}
+	segs := l.segs.Load().segs
+	k := 0
+	for k < len(segs)-1 && segs[k+1].base <= offset {
+		k++
+	}
+	return l.removeOldest(k)
+}
+
+// EnforceRetention applies RetentionBytes and RetentionAge now (it also runs
+// on every roll and every minute).
+func (l *Log) EnforceRetention() error {
+	l.flushMu.Lock()
+	defer l.flushMu.Unlock()
+	if l.closed.Load() {
+		return ErrClosed
+	}
+	return l.retain()
+}
+
+// retain deletes the oldest sealed segments that retention no longer keeps.
+// Caller holds flushMu (or is Open, before the log is shared).
+func (l *Log) retain() error {
+	if l.cfg.RetentionBytes <= 0 && l.cfg.RetentionAge <= 0 {
+		return nil
+	}
+	segs := l.segs.Load().segs
+	total := l.sizeBytes.Load()
+	cutoff := l.cfg.Now().Add(-l.cfg.RetentionAge).UnixNano()
+	k := 0
+	for ; k < len(segs)-1; k++ {
+		s := segs[k]
+		overSize := l.cfg.RetentionBytes > 0 && total > l.cfg.RetentionBytes
+		tooOld := l.cfg.RetentionAge > 0 && s.newest != math.MaxInt64 && s.newest < cutoff
+		if !overSize && !tooOld {
+			break
+		}
+		total -= s.size
+	}
+	return l.removeOldest(k)
+}
+
+// removeOldest deletes the k oldest segments: unpublish, remove the store
+// then the index (open treats an index without a store as half deleted),
+// fsync the directory, and drop the log's reference (readers still inside
+// finish first). Caller holds flushMu.
+func (l *Log) removeOldest(k int) error {
+	if k == 0 {
+		return nil
+	}
+	segs := l.segs.Load().segs
+	gone := segs[:k]
+	l.segs.Store(&segmentSet{segs: slices.Clone(segs[k:])})
+	var errs []error
+	for _, s := range gone {
+		l.sizeBytes.Add(-s.size)
+		if err := os.Remove(s.storePath); err != nil {
+			errs = append(errs, err)
+		}
+		if err := os.Remove(s.indexPath); err != nil {
+			errs = append(errs, err)
+		}
+		l.logger.Info("logstore: deleted segment", "base", s.base, "records", s.count, "bytes", s.size)
+		s.release()
+	}
+	if err := l.dirFile.Sync(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("logstore: deleting segments: %w", err)
+	}
+	return nil
+}
+
+func (l *Log) syncLoop(ctx context.Context) {
+	t := time.NewTicker(l.cfg.SyncInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		l.flushMu.Lock()
+		set := l.segs.Load()
+		if s := set.segs[len(set.segs)-1]; s.dirty && l.flushErr == nil {
+			if err := l.fdatasync(s); err != nil {
+				l.flushErr = fmt.Errorf("%w: %w", ErrFailed, err)
+				l.mu.Lock()
+				l.failed = l.flushErr
+				l.mu.Unlock()
+				l.logger.Error("logstore: periodic fdatasync failed; refusing appends until reopened", "err", err)
+			}
+		}
+		l.flushMu.Unlock()
+	}
+}
+
+func (l *Log) retentionLoop(ctx context.Context) {
+	t := time.NewTicker(retentionEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		l.flushMu.Lock()
+		if err := l.retain(); err != nil {
+			l.logger.Error("logstore: retention failed", "err", err)
+		}
+		l.flushMu.Unlock()
+	}
+}
+
+// Close flushes queued records, fdatasyncs the active segment (whatever the
+// policy), stops background work and releases the files. Idempotent; Wait
+// calls return ErrClosed.
+func (l *Log) Close() error {
+	l.closeMu.Lock()
+	defer l.closeMu.Unlock()
+	if l.closed.Load() {
+		return l.closeErr
+	}
+	l.mu.Lock()
+	l.closing = true
+	l.mu.Unlock()
+	l.stop()
+	l.wg.Wait()
+
+	var errs []error
+	l.flushMu.Lock()
+	if l.flushErr == nil {
+		if err := l.flushPending(true); err != nil {
+			errs = append(errs, err)
+		} else {
+			set := l.segs.Load()
+			if s := set.segs[len(set.segs)-1]; s.dirty {
+				if err := l.fdatasync(s); err != nil {
+					errs = append(errs, fmt.Errorf("logstore: %w", err))
+				}
+			}
+		}
+	}
+	if l.flushErr == nil {
+		l.flushErr = ErrClosed
+	}
+	l.closed.Store(true)
+	for _, s := range l.segs.Load().segs {
+		s.release()
+	}
+	l.flushMu.Unlock()
+
+	l.m.unregister()
+	errs = append(errs, l.dirFile.Close())
+	l.waitMu.Lock()
+	if l.waitCh != nil {
+		close(l.waitCh)
+		l.waitCh = nil
+	}
+	l.waitMu.Unlock()
+	l.closeErr = errors.Join(errs...)
+	return l.closeErr
+}

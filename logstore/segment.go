@@ -1,0 +1,343 @@
+package logstore
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
+// indexChunk is how much index file space is allocated (fallocate) at a time
+// for the active segment, so that writes through the mapping never hit a hole
+// on a full disk (which would be SIGBUS, not an error).
+const indexChunk = 64 << 10
+
+// segment is one store file (frames) and its index file (mmapped).
+//
+// Readers get a *segment from the published segment set and must acquire it
+// before touching files or the mapping; the last release unmaps and closes.
+type segment struct {
+	base      uint64
+	storePath string
+	indexPath string
+	store     *os.File
+	index     *os.File
+	idx       []byte // mapping of the index file; entries start at fileHeaderSize
+
+	refs atomic.Int64 // 1 for the owning Log plus one per reader; 0 = closed
+	end  atomic.Int64 // store bytes readers may use: the end of the last visible record
+
+	// The fields below are written only by the Log's writer under Log.flushMu.
+	size     int64  // store bytes written (header included)
+	count    uint64 // records written
+	newest   int64  // unix nanos of the newest record; MaxInt64 when unknown
+	idxAlloc int64  // index file bytes allocated
+	sealed   bool
+	dirty    bool // written since the last fdatasync
+}
+
+func segmentPaths(dir string, base uint64) (store, index string) {
+	name := fmt.Sprintf("%020d", base)
+	return filepath.Join(dir, name+".store"), filepath.Join(dir, name+".index")
+}
+
+func (s *segment) acquire() bool {
+	for {
+		n := s.refs.Load()
+		if n <= 0 {
+			return false
+		}
+		if s.refs.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+func (s *segment) release() {
+	if s.refs.Add(-1) == 0 {
+		s.closeFiles()
+	}
+}
+
+func (s *segment) closeFiles() error {
+	var errs []error
+	if s.idx != nil {
+		errs = append(errs, unix.Munmap(s.idx))
+		s.idx = nil
+	}
+	if s.store != nil {
+		errs = append(errs, s.store.Close())
+	}
+	if s.index != nil {
+		errs = append(errs, s.index.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// indexCapacity is how many entries the active segment's mapping must hold:
+// a record is written only while the store is below maxSegment bytes, and a
+// frame is at least minFrameSize bytes.
+func indexCapacity(size, maxSegment int64, count uint64) uint64 {
+	left := max(maxSegment-size, 0)
+	return count + uint64(left/minFrameSize) + 2
+}
+
+// createSegment makes a new empty active segment and syncs its files (the
+// caller syncs the directory).
+func createSegment(dir string, base uint64, maxSegment int64) (s *segment, err error) {
+	storePath, indexPath := segmentPaths(dir, base)
+	s = &segment{base: base, storePath: storePath, indexPath: indexPath, size: fileHeaderSize, newest: math.MinInt64}
+	defer func() {
+		if err != nil {
+			s.closeFiles()
+		}
+	}()
+	if s.store, err = os.OpenFile(storePath, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644); err != nil {
+		return nil, err
+	}
+	if _, err = s.store.WriteAt(fileHeader(storeMagic, base), 0); err != nil {
+		return nil, err
+	}
+	if err = unix.Fdatasync(int(s.store.Fd())); err != nil {
+		return nil, fmt.Errorf("fdatasync %s: %w", storePath, err)
+	}
+	if err = s.createIndex(maxSegment, 0); err != nil {
+		return nil, err
+	}
+	s.end.Store(s.size)
+	s.refs.Store(1)
+	return s, nil
+}
+
+// createIndex (re)creates the active segment's index file and maps it with
+// room for every record the segment can still take.
+func (s *segment) createIndex(maxSegment int64, count uint64) (err error) {
+	if s.index, err = os.OpenFile(s.indexPath, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644); err != nil {
+		return err
+	}
+	if _, err = s.index.WriteAt(fileHeader(indexMagic, s.base), 0); err != nil {
+		return err
+	}
+	s.idxAlloc = fileHeaderSize
+	capacity := indexCapacity(s.size, maxSegment, count)
+	length := fileHeaderSize + int64(capacity)*indexEntrySize
+	if s.idx, err = unix.Mmap(int(s.index.Fd()), 0, int(length), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED); err != nil {
+		return fmt.Errorf("mmap %s: %w", s.indexPath, err)
+	}
+	return s.ensureIndex(count + 1)
+}
+
+// ensureIndex allocates index file space for n entries. Space is allocated
+// for real (fallocate), so a full disk is an error here and never a SIGBUS on
+// a write through the mapping.
+func (s *segment) ensureIndex(n uint64) error {
+	need := fileHeaderSize + int64(n)*indexEntrySize
+	if need <= s.idxAlloc {
+		return nil
+	}
+	if need > int64(len(s.idx)) {
+		return fmt.Errorf("index %s: %d entries exceed the mapping", s.indexPath, n)
+	}
+	alloc := min((need+indexChunk-1)/indexChunk*indexChunk, int64(len(s.idx)))
+	err := unix.Fallocate(int(s.index.Fd()), 0, s.idxAlloc, alloc-s.idxAlloc)
+	if errors.Is(err, unix.EOPNOTSUPP) {
+		// Writing zeros allocates blocks too, just slower.
+		_, err = s.index.WriteAt(make([]byte, alloc-s.idxAlloc), s.idxAlloc)
+	}
+	if err != nil {
+		return fmt.Errorf("allocate index %s: %w", s.indexPath, err)
+	}
+	s.idxAlloc = alloc
+	return nil
+}
+
+func (s *segment) entry(i uint64) (pos int64, valueLen int) {
+	o := fileHeaderSize + i*indexEntrySize
+	return getIndexEntry(s.idx[o : o+indexEntrySize])
+}
+
+// seal makes the segment immutable and durable: store synced, index trimmed
+// to its true length and synced. After seal the index file length alone says
+// how many records the segment holds.
+func (s *segment) seal() error {
+	if err := unix.Fdatasync(int(s.store.Fd())); err != nil {
+		return fmt.Errorf("fdatasync %s: %w", s.storePath, err)
+	}
+	length := fileHeaderSize + int64(s.count)*indexEntrySize
+	if err := unix.Msync(s.idx[:length], unix.MS_SYNC); err != nil {
+		return fmt.Errorf("msync %s: %w", s.indexPath, err)
+	}
+	if err := s.index.Truncate(length); err != nil {
+		return fmt.Errorf("trim %s: %w", s.indexPath, err)
+	}
+	if err := s.index.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", s.indexPath, err)
+	}
+	s.idxAlloc = length
+	s.sealed = true
+	s.dirty = false
+	return nil
+}
+
+// openSealed opens a segment that is not the newest. It trusts the index
+// length (trimmed and synced on seal) and checks it against the store size
+// and the last record, without scanning.
+func openSealed(dir string, base uint64, maxValue int, rebuild func(*segment) error) (s *segment, err error) {
+	storePath, indexPath := segmentPaths(dir, base)
+	s = &segment{base: base, storePath: storePath, indexPath: indexPath, sealed: true}
+	defer func() {
+		if err != nil {
+			s.closeFiles()
+		}
+	}()
+	if s.store, err = os.Open(storePath); err != nil {
+		return nil, err
+	}
+	if err = s.readStoreHeader(); err != nil {
+		return nil, err
+	}
+	if s.size, err = fileSize(s.store); err != nil {
+		return nil, err
+	}
+	if err = s.mapSealedIndex(maxValue); err != nil {
+		if rebuild == nil {
+			return nil, err
+		}
+		if err = rebuild(s); err != nil {
+			return nil, err
+		}
+	}
+	s.newest = math.MaxInt64
+	if s.count > 0 {
+		rec, err := s.readOne(base+s.count-1, maxValue)
+		if err != nil {
+			return nil, err
+		}
+		s.newest = rec.Time.UnixNano()
+	}
+	s.end.Store(s.size)
+	s.refs.Store(1)
+	return s, nil
+}
+
+func (s *segment) readStoreHeader() error {
+	h := make([]byte, fileHeaderSize)
+	if _, err := s.store.ReadAt(h, 0); err != nil {
+		return corrupt(s.storePath, 0, "reading header: %v", err)
+	}
+	if err := checkFileHeader(h, storeMagic, s.base); err != nil {
+		return corrupt(s.storePath, 0, "%v", err)
+	}
+	return nil
+}
+
+// mapSealedIndex maps a sealed index read-only and checks that its length
+// and last entry agree with the store.
+func (s *segment) mapSealedIndex(maxValue int) (err error) {
+	if s.index, err = os.Open(s.indexPath); err != nil {
+		return err
+	}
+	size, err := fileSize(s.index)
+	if err != nil {
+		return err
+	}
+	if size < fileHeaderSize || (size-fileHeaderSize)%indexEntrySize != 0 {
+		return corrupt(s.indexPath, 0, "length %d is not a header plus whole entries", size)
+	}
+	if s.idx, err = unix.Mmap(int(s.index.Fd()), 0, int(size), unix.PROT_READ, unix.MAP_SHARED); err != nil {
+		return fmt.Errorf("mmap %s: %w", s.indexPath, err)
+	}
+	if err := checkFileHeader(s.idx, indexMagic, s.base); err != nil {
+		return corrupt(s.indexPath, 0, "%v", err)
+	}
+	s.count = uint64(size-fileHeaderSize) / indexEntrySize
+	s.idxAlloc = size
+	end := int64(fileHeaderSize)
+	if s.count > 0 {
+		if pos, _ := s.entry(0); pos != fileHeaderSize {
+			return corrupt(s.indexPath, fileHeaderSize, "first entry at store byte %d, want %d", pos, fileHeaderSize)
+		}
+		pos, n := s.entry(s.count - 1)
+		if n > maxValue {
+			return corrupt(s.indexPath, size-indexEntrySize, "entry length %d exceeds the limit %d", n, maxValue)
+		}
+		end = pos + frameSize(n)
+	}
+	if end != s.size {
+		return corrupt(s.indexPath, size-indexEntrySize, "entries end at store byte %d but the store has %d bytes", end, s.size)
+	}
+	return nil
+}
+
+func fileSize(f *os.File) (int64, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	return fi.Size(), nil
+}
+
+// readOne reads a single record of this segment (acquired by the caller).
+func (s *segment) readOne(offset uint64, maxValue int) (Record, error) {
+	recs, err := s.read(offset, 1, 0, nil, s.base+s.count, maxValue)
+	if err != nil {
+		return Record{}, err
+	}
+	return recs[0], nil
+}
+
+// read appends records [offset, limit) to dst, at most maxRecords and about
+// maxBytes of values (at least one record). limit must not exceed the
+// records visible in this segment. The caller holds a reference.
+func (s *segment) read(offset uint64, maxRecords, maxBytes int, dst []Record, limit uint64, maxValue int) ([]Record, error) {
+	first := offset - s.base
+	n := limit - offset
+	if maxRecords > 0 && uint64(maxRecords) < n {
+		n = uint64(maxRecords)
+	}
+	start, _ := s.entry(first)
+	if start < fileHeaderSize {
+		return dst, corrupt(s.indexPath, int64(fileHeaderSize+first*indexEntrySize), "entry for offset %d points at store byte %d", offset, start)
+	}
+	end := start
+	total := 0
+	var k uint64
+	for k = 0; k < n; k++ {
+		pos, vlen := s.entry(first + k)
+		if pos != end || vlen > maxValue {
+			return dst, corrupt(s.indexPath, int64(fileHeaderSize+(first+k)*indexEntrySize),
+				"entry for offset %d (store byte %d, length %d) does not follow the previous record ending at %d", offset+k, pos, vlen, end)
+		}
+		if k > 0 && maxBytes > 0 && total+vlen > maxBytes {
+			break
+		}
+		total += vlen
+		end += frameSize(vlen)
+	}
+	buf := make([]byte, end-start)
+	if _, err := s.store.ReadAt(buf, start); err != nil {
+		if errors.Is(err, io.EOF) {
+			return dst, corrupt(s.storePath, start, "index points past the end of the store: %v", err)
+		}
+		return dst, fmt.Errorf("logstore: read %s at byte %d: %w", s.storePath, start, err)
+	}
+	var p int64
+	for i := range k {
+		off := offset + i
+		h, value, err := decodeFrame(buf[p:], off, maxValue)
+		if err != nil {
+			return dst, corrupt(s.storePath, start+p, "record %d: %v", off, err)
+		}
+		if _, vlen := s.entry(first + i); vlen != h.valueLen {
+			return dst, corrupt(s.storePath, start+p, "record %d: frame length %d, index says %d", off, h.valueLen, vlen)
+		}
+		dst = append(dst, Record{Offset: off, Time: timeFromNanos(h.unixNano), Value: value[:len(value):len(value)]})
+		p += h.size()
+	}
+	return dst, nil
+}
