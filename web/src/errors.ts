@@ -1,0 +1,98 @@
+// Turns RPC failures into plain sentences a person can act on.
+
+import { Code, ConnectError } from "@connectrpc/connect";
+
+/** Action is what the ACL checks: see the server's policy file. */
+export type Action = "produce" | "consume" | "admin";
+
+/** Identity is what WhoAmI reported about this browser. */
+export interface Identity {
+  subject: string;
+  authenticated: boolean;
+  actions: string[];
+}
+
+/** ErrorContext is what the page knew when the call failed. */
+export interface ErrorContext {
+  /** action is what the failed call needed. */
+  action: Action;
+  identity?: Identity;
+  /** offset is the offset the call asked for, if any. */
+  offset?: bigint;
+  /** lowest and next are the log's bounds, if known. */
+  lowest?: bigint;
+  next?: bigint;
+}
+
+export const importHint =
+  'import root.p12 from the server\'s data/certs directory (password "proglog") into your browser, then reload this page';
+
+/** joinWords lists words as English: ["a","b","c"] -> "a, b and c". */
+export function joinWords(words: string[]): string {
+  if (words.length <= 1) return words.join("");
+  return words.slice(0, -1).join(", ") + " and " + words[words.length - 1];
+}
+
+/** capitalize upper-cases the first letter of a sentence. */
+function capitalize(s: string): string {
+  return s.charAt(0).toUpperCase() + s.slice(1);
+}
+
+/** permissionSentence explains a denial from what the ACL allows the subject. */
+export function permissionSentence(action: Action, identity?: Identity): string {
+  const who = identity ? identity.subject : "unknown";
+  const others = (identity?.actions ?? []).filter((a) => a !== action && a !== "*");
+  if (identity && !identity.authenticated) {
+    return `You are not signed in with a client certificate, and anonymous visitors may not ${action}; ${importHint}.`;
+  }
+  if (others.length === 0) {
+    return `This certificate (${who}) may not ${action}; the server's policy grants it nothing.`;
+  }
+  return `This certificate (${who}) may ${joinWords(others)} but not ${action}.`;
+}
+
+/**
+ * describeError returns a sentence for err. Server messages are used only
+ * for codes whose message is meant for people (InvalidArgument,
+ * ResourceExhausted); the rest are explained from the page's own knowledge.
+ */
+export function describeError(err: unknown, ctx: ErrorContext): string {
+  const ce = ConnectError.from(err);
+  switch (ce.code) {
+    case Code.Unauthenticated:
+      return `You are not signed in with a client certificate; ${importHint}.`;
+    case Code.PermissionDenied:
+      return permissionSentence(ctx.action, ctx.identity);
+    case Code.OutOfRange: {
+      const off = ctx.offset;
+      if (off !== undefined && ctx.next !== undefined && off >= ctx.next) {
+        return `Offset ${off} is past the end (next is ${ctx.next}).`;
+      }
+      if (off !== undefined && ctx.lowest !== undefined && off < ctx.lowest) {
+        return `Offset ${off} is no longer in the log (the oldest kept is ${ctx.lowest}).`;
+      }
+      if (off !== undefined) return `Offset ${off} is outside the log.`;
+      return "That offset is outside the log.";
+    }
+    case Code.InvalidArgument:
+      return `The server refused the request: ${ce.rawMessage}.`;
+    case Code.ResourceExhausted:
+      return `The request is too large for the server: ${ce.rawMessage}.`;
+    case Code.Unavailable:
+      return "The server cannot be reached; check that it is running.";
+    case Code.DeadlineExceeded:
+      return "The server took too long to answer.";
+    case Code.Canceled:
+      return "The request was cancelled.";
+    case Code.Unimplemented:
+      return "This server does not support that request; it may be an older version.";
+    default:
+      return capitalize(`the server failed (${Code[ce.code] ?? ce.code}): ${ce.rawMessage || "no details"}.`);
+  }
+}
+
+/** isAuthError reports whether err is a denial that a new certificate or policy could fix. */
+export function isAuthError(err: unknown): boolean {
+  const c = ConnectError.from(err).code;
+  return c === Code.Unauthenticated || c === Code.PermissionDenied;
+}

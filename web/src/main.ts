@@ -1,0 +1,482 @@
+// The dashboard page: wires the RPC client to the DOM. Logic worth testing
+// lives in the DOM-free modules (format, ring, rate, errors, tail).
+
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-web";
+import "./style.css";
+import { RateChart } from "./chart.js";
+import { describeError, importHint, isAuthError, joinWords, type Action, type Identity } from "./errors.js";
+import { encodeProduce, formatBytes, formatCount, formatRate, formatValue, parseOffset, previewValue } from "./format.js";
+import { LogService } from "./gen/log/v1/log_pb.js";
+import { RateMeter, Series } from "./rate.js";
+import { Ring } from "./ring.js";
+import { Tail, type TailRecord, type TailStatus } from "./tail.js";
+import { VirtualList } from "./vlist.js";
+
+const backlog = 100; // records shown when the tail starts at the end
+const pageSize = 50; // records per browse page
+const rowHeight = 22; // px, matches --row in style.css
+const statsEveryMs = 1000;
+const serversEveryMs = 5000;
+const identityEveryMs = 15000;
+
+function $<T extends HTMLElement = HTMLElement>(id: string): T {
+  const el = document.getElementById(id);
+  if (!el) throw new Error(`dashboard: #${id} is missing from index.html`);
+  return el as T;
+}
+
+/** say shows text in el, or hides el when text is empty. */
+function say(el: HTMLElement, text: string): void {
+  el.textContent = text;
+  el.hidden = text === "";
+}
+
+// ---- transport -------------------------------------------------------------
+
+const grpcWeb = new URLSearchParams(location.search).get("transport") === "grpc-web";
+const transport = grpcWeb
+  ? createGrpcWebTransport({ baseUrl: location.origin, useBinaryFormat: true })
+  : createConnectTransport({ baseUrl: location.origin, useBinaryFormat: true, useHttpGet: true });
+const client = createClient(LogService, transport);
+{
+  const link = document.createElement("a");
+  link.href = grpcWeb ? "?" : "?transport=grpc-web";
+  link.textContent = grpcWeb ? "use the Connect protocol" : "use gRPC-Web";
+  $("transport").append(`Talking to ${location.host} with ${grpcWeb ? "gRPC-Web" : "the Connect protocol"} · `, link);
+}
+
+// ---- shared state -----------------------------------------------------------
+
+let identity: Identity | undefined;
+let bounds: { lowest: bigint; next: bigint } | undefined;
+
+function context(action: Action, offset?: bigint) {
+  return { action, identity, offset, lowest: bounds?.lowest, next: bounds?.next };
+}
+
+// ---- identity ---------------------------------------------------------------
+
+async function refreshIdentity(): Promise<void> {
+  const subject = $("identity-subject");
+  try {
+    const r = await client.whoAmI({});
+    identity = { subject: r.subject, authenticated: r.authenticated, actions: [...r.actions] };
+  } catch (e) {
+    identity = undefined;
+    subject.textContent = "unknown";
+    subject.className = "subject";
+    say($("identity-actions"), "");
+    say($("identity-hint"), `Cannot tell who you are: ${describeError(e, { action: "consume" })}`);
+    return;
+  }
+  const id = identity;
+  subject.textContent = id.authenticated ? id.subject : "anonymous";
+  subject.className = `subject ${id.authenticated ? "signed-in" : "anonymous"}`;
+  subject.title = id.authenticated ? "the Common Name of your client certificate" : "no client certificate";
+  say($("identity-actions"), id.actions.length > 0 ? `may ${joinWords(id.actions)}` : "may do nothing");
+  const lacks = ["consume", "produce"].filter((a) => !id.actions.includes(a));
+  say(
+    $("identity-hint"),
+    !id.authenticated && lacks.length > 0
+      ? `You are not signed in with a client certificate, so you may not ${joinWords(lacks)}. To use the dashboard as root, ${importHint}.`
+      : "",
+  );
+}
+
+// ---- overview ---------------------------------------------------------------
+
+const appendMeter = new RateMeter(5000);
+const tailMeter = new RateMeter(5000);
+const series = new Series(120, 2);
+const chart = new RateChart($("chart"));
+let received = 0; // records the tail delivered since the page loaded
+
+async function pollStats(): Promise<void> {
+  const now = performance.now();
+  try {
+    const s = await client.getStats({});
+    bounds = { lowest: s.lowestOffset, next: s.nextOffset };
+    $("st-lowest").textContent = formatCount(s.lowestOffset);
+    $("st-next").textContent = formatCount(s.nextOffset);
+    $("st-records").textContent = formatCount(s.nextOffset - s.lowestOffset);
+    $("st-size").textContent = formatBytes(s.sizeBytes);
+    $("st-segments").textContent = formatCount(s.segments);
+    $("node").textContent = `node ${s.nodeId || "?"} · ${s.version || "unknown version"}`;
+    appendMeter.observe(now, Number(s.nextOffset));
+    say($("stats-error"), "");
+  } catch (e) {
+    say($("stats-error"), describeError(e, context("consume")));
+    if (isAuthError(e)) void refreshIdentity();
+  }
+  tailMeter.observe(now, received);
+  const a = appendMeter.rate();
+  const t = tailMeter.rate();
+  $("st-append").textContent = formatRate(a);
+  $("st-consume").textContent = formatRate(t);
+  series.add(Date.now() / 1000, a, t);
+  if (!document.hidden) chart.setData(series.data());
+}
+
+async function pollServers(): Promise<void> {
+  const ul = $("members");
+  try {
+    const r = await client.getServers({});
+    ul.replaceChildren(
+      ...r.servers.map((s) => {
+        const li = document.createElement("li");
+        li.textContent = `${s.id} ${s.rpcAddr}`;
+        if (s.isLeader) {
+          const tag = document.createElement("span");
+          tag.className = "leader";
+          tag.textContent = "leader";
+          li.append(tag);
+        }
+        return li;
+      }),
+    );
+    if (r.servers.length === 0) ul.replaceChildren(Object.assign(document.createElement("li"), { textContent: "none reported", className: "muted" }));
+  } catch (e) {
+    ul.replaceChildren(Object.assign(document.createElement("li"), { textContent: describeError(e, context("consume")), className: "error" }));
+  }
+}
+
+/** every runs f now and then again ms after each run finishes, so calls never pile up. */
+function every(ms: number, f: () => Promise<void>): void {
+  const run = () => void f().finally(() => setTimeout(run, ms));
+  run();
+}
+
+// ---- rows and the detail view ----------------------------------------------
+
+let selected: bigint | undefined;
+const shown = new WeakMap<HTMLElement, { rec: TailRecord; selected: boolean }>();
+
+function createRow(): HTMLElement {
+  const row = document.createElement("div");
+  row.className = "row";
+  for (const c of ["off", "size", "value"]) {
+    const span = document.createElement("span");
+    span.className = c;
+    row.append(span);
+  }
+  return row;
+}
+
+function renderRow(row: HTMLElement, rec: TailRecord): void {
+  const isSel = rec.offset === selected;
+  const prev = shown.get(row);
+  if (prev && prev.rec === rec && prev.selected === isSel) return; // unchanged: skip the formatting
+  shown.set(row, { rec, selected: isSel });
+  const [off, size, value] = row.children as unknown as HTMLElement[];
+  off.textContent = rec.offset.toString();
+  size.textContent = formatBytes(rec.size);
+  const p = previewValue(rec.value, 300);
+  value.textContent = p.text;
+  value.className = `value v-${p.kind}`;
+  row.classList.toggle("selected", isSel);
+  row.dataset.offset = rec.offset.toString();
+}
+
+async function showDetail(rec: TailRecord): Promise<void> {
+  selected = rec.offset;
+  tailList.redraw();
+  for (const row of $("browse-list").children) (row as HTMLElement).classList.toggle("selected", (row as HTMLElement).dataset.offset === rec.offset.toString());
+  const pre = $("detail-value");
+  $("detail").hidden = false;
+  $("detail-title").textContent = `Offset ${rec.offset}`;
+  let value = rec.value;
+  if (value.length < rec.size) {
+    $("detail-meta").textContent = `${formatBytes(rec.size)} · loading…`;
+    try {
+      const r = await client.consume({ offset: rec.offset });
+      value = r.record?.value ?? value;
+    } catch (e) {
+      say($("detail-meta"), describeError(e, context("consume", rec.offset)));
+    }
+  }
+  if (selected !== rec.offset) return; // another row was picked meanwhile
+  const f = formatValue(value);
+  $("detail-meta").textContent = `${formatBytes(rec.size)} · ${f.kind}${f.truncated ? " · first 1 MiB shown" : ""}`;
+  pre.textContent = f.text;
+}
+
+$("detail-close").addEventListener("click", () => {
+  selected = undefined;
+  $("detail").hidden = true;
+  tailList.redraw();
+});
+
+// ---- live tail --------------------------------------------------------------
+
+const ring = new Ring<TailRecord>(10_000, 32 << 20, (r) => r.value.length + 80);
+let evictedShown = 0;
+let tailFrame = 0;
+
+const tailList = new VirtualList<TailRecord>($("tail-list"), {
+  rowHeight,
+  createRow,
+  renderRow,
+  onSelect: (rec) => void showDetail(rec),
+});
+
+/** drawTail runs once per animation frame however many batches arrived. */
+function drawTail(): void {
+  tailFrame = 0;
+  tailList.update(ring.length, (i) => ring.at(i), ring.evicted - evictedShown);
+  evictedShown = ring.evicted;
+  $("tail-counts").textContent =
+    `${formatCount(received)} received · showing ${formatCount(ring.length)}` +
+    (ring.length > 0 ? ` (${ring.at(0)!.offset}–${ring.last()!.offset})` : "");
+}
+
+function scheduleTail(): void {
+  if (!tailFrame) tailFrame = requestAnimationFrame(drawTail);
+}
+
+const tail = new Tail({
+  client,
+  maxBatch: 500,
+  onRecords: (batch) => {
+    for (const r of batch) ring.push(r);
+    received += batch.length;
+    scheduleTail();
+  },
+  onStatus: renderTailStatus,
+});
+
+function renderTailStatus(s: TailStatus): void {
+  const el = $("tail-status");
+  el.className = `status ${s.state}`;
+  const pause = $<HTMLButtonElement>("tail-pause");
+  pause.textContent = s.state === "paused" || s.state === "stopped" ? "Resume" : "Pause";
+  let err = "";
+  switch (s.state) {
+    case "idle":
+      el.textContent = "idle";
+      break;
+    case "connecting":
+      el.textContent = "waiting for records…";
+      break;
+    case "following":
+      el.textContent = "live";
+      break;
+    case "paused":
+      el.textContent = s.next !== undefined ? `paused before offset ${s.next}` : "paused";
+      break;
+    case "retrying":
+      el.textContent = `reconnecting in ${(s.inMs / 1000).toFixed(1)}s`;
+      err = describeError(s.error, context("consume", tail.next));
+      break;
+    case "stopped":
+      el.textContent = "stopped";
+      err = describeError(s.error, context("consume", tail.next ?? startOffset));
+      if (isAuthError(s.error)) void refreshIdentity().then(() => say($("tail-error"), describeError(s.error, context("consume"))));
+      break;
+  }
+  say($("tail-error"), err);
+}
+
+let startOffset: bigint | undefined;
+
+function startTail(): void {
+  const from = $<HTMLSelectElement>("tail-from").value;
+  say($("tail-error"), "");
+  let start: { fromEnd: true; backlog: number } | { fromEnd: false; offset: bigint };
+  if (from === "offset") {
+    const off = parseOffset($<HTMLInputElement>("tail-offset").value);
+    if (off instanceof Error) {
+      say($("tail-error"), off.message);
+      return;
+    }
+    start = { fromEnd: false, offset: off };
+    startOffset = off;
+  } else {
+    start = { fromEnd: true, backlog };
+    startOffset = undefined;
+  }
+  ring.clear();
+  evictedShown = 0;
+  tailList.follow = true;
+  scheduleTail();
+  tail.start(start);
+}
+
+$("tail-from").addEventListener("change", () => {
+  const byOffset = $<HTMLSelectElement>("tail-from").value === "offset";
+  $("tail-offset").hidden = !byOffset;
+  if (byOffset) $("tail-offset").focus();
+});
+$("tail-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  startTail();
+});
+$("tail-pause").addEventListener("click", () => {
+  if (tail.running) tail.pause();
+  else tail.resume();
+});
+$("tail-clear").addEventListener("click", () => {
+  ring.clear();
+  evictedShown = 0;
+  scheduleTail();
+});
+
+// ---- browse -----------------------------------------------------------------
+
+let browseAt: bigint | undefined;
+let browseCtl: AbortController | undefined;
+
+async function browse(target: "first" | "last" | "prev" | "next" | bigint): Promise<void> {
+  browseCtl?.abort();
+  const ctl = new AbortController();
+  browseCtl = ctl;
+  const status = $("browse-status");
+  const errEl = $("browse-error");
+  say(errEl, "");
+  let offset: bigint | undefined = typeof target === "bigint" ? target : undefined;
+  try {
+    const s = await client.getStats({}, { signal: ctl.signal });
+    bounds = { lowest: s.lowestOffset, next: s.nextOffset };
+    const { lowest, next } = bounds;
+    const page = BigInt(pageSize);
+    const at = browseAt ?? lowest;
+    switch (target) {
+      case "first":
+        offset = lowest;
+        break;
+      case "last":
+        offset = next - page > lowest ? next - page : lowest;
+        break;
+      case "prev":
+        offset = at - page > lowest ? at - page : lowest;
+        break;
+      case "next":
+        offset = at + page < next ? at + page : at;
+        break;
+    }
+    const off = offset as bigint;
+    if (next === lowest) {
+      $("browse-list").replaceChildren(Object.assign(document.createElement("p"), { className: "empty-note", textContent: "The log is empty." }));
+      status.textContent = "";
+      browseAt = lowest;
+      return;
+    }
+    if (off >= next || off < lowest) {
+      say(errEl, describeError(new ConnectError("", Code.OutOfRange), context("consume", off)));
+      return;
+    }
+    const want = Number(next - off < page ? next - off : page);
+    const recs: TailRecord[] = [];
+    status.textContent = "loading…";
+    const timer = setTimeout(() => ctl.abort(), 15_000);
+    try {
+      for await (const res of client.consumeStream({ offset: off, maxBatch: want }, { signal: ctl.signal })) {
+        for (const r of res.records.length > 0 ? res.records : res.record ? [res.record] : []) {
+          recs.push({ offset: r.offset, value: r.value.slice(0, 4096), size: r.value.length });
+        }
+        if (recs.length >= want) break;
+      }
+    } finally {
+      clearTimeout(timer);
+    }
+    if (ctl.signal.aborted && browseCtl === ctl) throw new ConnectError("browse timed out", Code.DeadlineExceeded);
+    browseAt = off;
+    $<HTMLInputElement>("browse-offset").value = off.toString();
+    const list = $("browse-list");
+    list.replaceChildren(
+      ...recs.slice(0, want).map((rec) => {
+        const row = createRow();
+        renderRow(row, rec);
+        row.addEventListener("click", () => void showDetail(rec));
+        return row;
+      }),
+    );
+    list.scrollTop = 0;
+    const last = recs.length > 0 ? recs[Math.min(recs.length, want) - 1].offset : off;
+    status.textContent = `offsets ${formatCount(off)}–${formatCount(last)} of ${formatCount(lowest)}–${formatCount(next - 1n)}`;
+  } catch (e) {
+    if (browseCtl !== ctl) return; // superseded by a newer request
+    status.textContent = "";
+    say(errEl, describeError(e, context("consume", offset)));
+    if (isAuthError(e)) void refreshIdentity();
+  }
+}
+
+$("browse-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const off = parseOffset($<HTMLInputElement>("browse-offset").value);
+  if (off instanceof Error) say($("browse-error"), off.message);
+  else void browse(off);
+});
+for (const [id, t] of [
+  ["browse-first", "first"],
+  ["browse-prev", "prev"],
+  ["browse-next", "next"],
+  ["browse-last", "last"],
+] as const) {
+  $(id).addEventListener("click", () => void browse(t));
+}
+
+// ---- tabs ---------------------------------------------------------------------
+
+let browsed = false;
+function selectTab(name: "tail" | "browse"): void {
+  for (const t of ["tail", "browse"]) {
+    $(`tab-${t}`).setAttribute("aria-selected", String(t === name));
+    $(`panel-${t}`).hidden = t !== name;
+  }
+  if (name === "browse" && !browsed) {
+    browsed = true;
+    void browse("last");
+  }
+  if (name === "tail") tailList.redraw();
+}
+$("tab-tail").addEventListener("click", () => {
+  history.replaceState(null, "", "#tail");
+  selectTab("tail");
+});
+$("tab-browse").addEventListener("click", () => {
+  history.replaceState(null, "", "#browse");
+  selectTab("browse");
+});
+
+// ---- produce ----------------------------------------------------------------
+
+const produceForm = $<HTMLFormElement>("produce-form");
+produceForm.addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const input = $<HTMLTextAreaElement>("produce-value").value;
+  const mode = (new FormData(produceForm).get("produce-mode") === "json" ? "json" : "text") as "json" | "text";
+  const result = $("produce-result");
+  const errEl = $("produce-error");
+  say(result, "");
+  say(errEl, "");
+  const value = encodeProduce(input, mode);
+  if (value instanceof Error) {
+    say(errEl, value.message);
+    return;
+  }
+  const button = $<HTMLButtonElement>("produce-submit");
+  button.disabled = true;
+  try {
+    const r = await client.produce({ record: { value } });
+    say(result, `Appended at offset ${r.offset}.`);
+  } catch (err) {
+    if (isAuthError(err)) await refreshIdentity(); // the policy or certificate may have changed
+    say(errEl, describeError(err, context("produce")));
+  } finally {
+    button.disabled = false;
+  }
+});
+$("produce-value").addEventListener("keydown", (e) => {
+  if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) produceForm.requestSubmit();
+});
+
+// ---- start --------------------------------------------------------------------
+
+void refreshIdentity();
+setInterval(() => void refreshIdentity(), identityEveryMs);
+every(statsEveryMs, pollStats);
+every(serversEveryMs, pollServers);
+selectTab(location.hash === "#browse" ? "browse" : "tail");
+startTail();

@@ -1,0 +1,205 @@
+// The live tail's connection: a ConsumeStream that survives network blips
+// and server restarts by reconnecting from the last offset it saw.
+
+import { Code, ConnectError, type Client } from "@connectrpc/connect";
+import type { LogService } from "./gen/log/v1/log_pb.js";
+import { Backoff } from "./rate.js";
+
+/** TailRecord is one record as the tail keeps it. */
+export interface TailRecord {
+  offset: bigint;
+  /** value holds at most the tail's maxValueBytes first bytes. */
+  value: Uint8Array;
+  /** size is the value's full length. */
+  size: number;
+}
+
+/** TailStart says where a tail begins. */
+export type TailStart =
+  | { fromEnd: true; /** how many existing records to show first */ backlog: number }
+  | { fromEnd: false; offset: bigint };
+
+export type TailStatus =
+  | { state: "idle" }
+  | { state: "connecting"; from: TailStart }
+  | { state: "following"; next?: bigint }
+  | { state: "paused"; next?: bigint }
+  | { state: "retrying"; inMs: number; error: ConnectError }
+  | { state: "stopped"; error: ConnectError };
+
+export interface TailOptions {
+  client: Client<typeof LogService>;
+  /** onRecords receives each batch in offset order; the array is the callee's to keep. */
+  onRecords: (records: TailRecord[]) => void;
+  onStatus: (status: TailStatus) => void;
+  /** maxBatch caps the records per stream message (default 500). */
+  maxBatch?: number;
+  /** maxValueBytes caps the bytes kept of each value (default 4096). */
+  maxValueBytes?: number;
+  backoff?: Backoff;
+  /** sleep waits ms or until signal aborts (tests shorten it). */
+  sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
+  /** healthyMs: a stream that lived this long resets the backoff (default 10s). */
+  healthyMs?: number;
+  now?: () => number;
+}
+
+function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+    function done() {
+      clearTimeout(t);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+  });
+}
+
+/** fatal reports errors that retrying cannot fix without the user. */
+function fatal(err: ConnectError): boolean {
+  return (
+    err.code === Code.Unauthenticated ||
+    err.code === Code.PermissionDenied ||
+    err.code === Code.OutOfRange ||
+    err.code === Code.InvalidArgument ||
+    err.code === Code.Unimplemented
+  );
+}
+
+/**
+ * Tail follows the log. One stream runs at a time; start, pause, resume
+ * and stop may be called in any order. After a failure it reconnects with
+ * backoff from the offset after the last record it delivered, so no record
+ * is delivered twice or skipped.
+ */
+export class Tail {
+  private readonly opts: Required<Omit<TailOptions, "backoff">> & { backoff: Backoff };
+  private ctl: AbortController | undefined;
+  private done: Promise<void> = Promise.resolve();
+  private from: TailStart | undefined;
+  /** nextOffset is the offset after the last delivered record, once one was. */
+  private nextOffset: bigint | undefined;
+
+  constructor(opts: TailOptions) {
+    this.opts = {
+      maxBatch: 500,
+      maxValueBytes: 4096,
+      backoff: new Backoff(),
+      sleep: abortableSleep,
+      healthyMs: 10_000,
+      now: () => performance.now(),
+      ...opts,
+    };
+  }
+
+  /** next is the offset the tail will ask for when it (re)connects, if known. */
+  get next(): bigint | undefined {
+    return this.nextOffset;
+  }
+
+  /** running reports whether a stream is open or being retried. */
+  get running(): boolean {
+    return this.ctl !== undefined;
+  }
+
+  /** start drops any current stream and follows the log from `from`. */
+  start(from: TailStart): void {
+    this.abort();
+    this.from = from;
+    this.nextOffset = from.fromEnd ? undefined : from.offset;
+    this.opts.backoff.reset();
+    this.spawn();
+  }
+
+  /** pause closes the stream and remembers where it was. */
+  pause(): void {
+    if (!this.abort()) return;
+    this.opts.onStatus({ state: "paused", next: this.nextOffset });
+  }
+
+  /** resume reconnects from where the tail stopped; it does nothing while running or before start. */
+  resume(): void {
+    if (this.ctl || !this.from) return;
+    this.opts.backoff.reset();
+    this.spawn();
+  }
+
+  /** stop closes the stream; the returned promise settles when the loop has ended. */
+  stop(): Promise<void> {
+    this.abort();
+    return this.done;
+  }
+
+  private abort(): boolean {
+    const c = this.ctl;
+    if (!c) return false;
+    this.ctl = undefined;
+    c.abort();
+    return true;
+  }
+
+  private spawn(): void {
+    const ctl = new AbortController();
+    this.ctl = ctl;
+    const prev = this.done;
+    // Wait for the previous loop so two loops never deliver at once.
+    this.done = prev.then(() => this.loop(ctl.signal));
+  }
+
+  private async loop(signal: AbortSignal): Promise<void> {
+    const o = this.opts;
+    while (!signal.aborted) {
+      const from: TailStart =
+        this.nextOffset !== undefined ? { fromEnd: false, offset: this.nextOffset } : (this.from as TailStart);
+      o.onStatus({ state: "connecting", from });
+      const opened = o.now();
+      let err: ConnectError;
+      try {
+        let following = false;
+        const follow = () => {
+          if (following || signal.aborted) return;
+          following = true;
+          o.onStatus({ state: "following", next: this.nextOffset });
+        };
+        const stream = o.client.consumeStream(
+          {
+            offset: from.fromEnd ? BigInt(from.backlog) : from.offset,
+            fromEnd: from.fromEnd,
+            maxBatch: o.maxBatch,
+          },
+          { signal, onHeader: follow },
+        );
+        for await (const res of stream) {
+          if (signal.aborted) return;
+          const recs = res.records.length > 0 ? res.records : res.record ? [res.record] : [];
+          if (recs.length === 0) continue;
+          const batch: TailRecord[] = new Array(recs.length);
+          for (let i = 0; i < recs.length; i++) {
+            const v = recs[i].value;
+            // Copy: a view would pin the whole response buffer in memory.
+            batch[i] = { offset: recs[i].offset, value: v.slice(0, o.maxValueBytes), size: v.length };
+          }
+          this.nextOffset = batch[batch.length - 1].offset + 1n;
+          follow();
+          o.onRecords(batch);
+        }
+        if (signal.aborted) return;
+        err = new ConnectError("the server ended the stream", Code.Unavailable);
+      } catch (e) {
+        if (signal.aborted) return;
+        err = ConnectError.from(e);
+      }
+      if (fatal(err)) {
+        if (this.ctl?.signal === signal) this.ctl = undefined;
+        o.onStatus({ state: "stopped", error: err });
+        return;
+      }
+      if (o.now() - opened >= o.healthyMs) o.backoff.reset();
+      const inMs = o.backoff.next();
+      o.onStatus({ state: "retrying", inMs, error: err });
+      await o.sleep(inMs, signal);
+    }
+  }
+}

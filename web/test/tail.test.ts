@@ -1,0 +1,260 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, createClient, createRouterTransport, type HandlerContext } from "@connectrpc/connect";
+import {
+  LogService,
+  RecordSchema,
+  ConsumeStreamResponseSchema,
+  type ConsumeStreamRequest,
+} from "../src/gen/log/v1/log_pb.js";
+import { Backoff } from "../src/rate.js";
+import { Tail, type TailRecord, type TailStatus } from "../src/tail.js";
+
+/**
+ * MemoryLog is a small in-memory log served through a real Connect router,
+ * with scripted failures, so the tail's reconnect logic can be exercised
+ * without a network.
+ */
+class MemoryLog {
+  values: Uint8Array[] = [];
+  requests: ConsumeStreamRequest[] = [];
+  /** failures[i], if set, fails the i-th stream after that many records. */
+  failures: { after: number; code?: Code; end?: boolean }[] = [];
+  private waiters: (() => void)[] = [];
+
+  append(...vs: string[]) {
+    for (const v of vs) this.values.push(new TextEncoder().encode(v));
+    for (const w of this.waiters.splice(0)) w();
+  }
+
+  private changed(signal: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      this.waiters.push(resolve);
+      signal.addEventListener("abort", () => resolve(), { once: true });
+    });
+  }
+
+  transport() {
+    const log = this;
+    return createRouterTransport(({ service }) => {
+      service(LogService, {
+        async *consumeStream(req: ConsumeStreamRequest, ctx: HandlerContext) {
+          const call = log.requests.length;
+          log.requests.push(req);
+          let off = req.fromEnd ? Math.max(0, log.values.length - Number(req.offset)) : Number(req.offset);
+          if (off > log.values.length) throw new ConnectError(`offset ${off} past the end`, Code.OutOfRange);
+          const fail = log.failures[call];
+          let sent = 0;
+          const max = req.maxBatch || 1;
+          for (;;) {
+            if (fail && sent >= fail.after) {
+              if (fail.end) return;
+              throw new ConnectError("scripted failure", fail.code ?? Code.Unavailable);
+            }
+            if (off >= log.values.length) {
+              await log.changed(ctx.signal);
+              if (ctx.signal.aborted) return;
+              continue;
+            }
+            let n = Math.min(max, log.values.length - off);
+            if (fail) n = Math.min(n, fail.after - sent);
+            const records = [];
+            for (let i = 0; i < n; i++) records.push(create(RecordSchema, { offset: BigInt(off + i), value: log.values[off + i] }));
+            off += n;
+            sent += n;
+            yield create(ConsumeStreamResponseSchema, n === 1 && max === 1 ? { record: records[0] } : { records });
+          }
+        },
+      });
+    });
+  }
+}
+
+interface Harness {
+  log: MemoryLog;
+  tail: Tail;
+  got: TailRecord[];
+  statuses: TailStatus[];
+  /** until resolves once at least n records arrived. */
+  until(n: number): Promise<void>;
+  untilStatus(state: TailStatus["state"]): Promise<TailStatus>;
+}
+
+function harness(opts: { maxBatch?: number; maxValueBytes?: number } = {}): Harness {
+  const log = new MemoryLog();
+  const got: TailRecord[] = [];
+  const statuses: TailStatus[] = [];
+  let wake = () => {};
+  const tail = new Tail({
+    client: createClient(LogService, log.transport()),
+    onRecords: (rs) => {
+      got.push(...rs);
+      wake();
+    },
+    onStatus: (s) => {
+      statuses.push(s);
+      wake();
+    },
+    backoff: new Backoff(1, 4, () => 1),
+    sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
+    ...opts,
+  });
+  const waitFor = async <T>(check: () => T | undefined): Promise<T> => {
+    for (let i = 0; i < 2000; i++) {
+      const v = check();
+      if (v !== undefined) return v;
+      await new Promise<void>((r) => {
+        wake = r;
+        setTimeout(r, 5);
+      });
+    }
+    throw new Error(`timed out; got ${got.length} records, statuses ${statuses.map((s) => s.state).join(",")}`);
+  };
+  return {
+    log,
+    tail,
+    got,
+    statuses,
+    until: (n) => waitFor(() => (got.length >= n ? true : undefined)).then(() => {}),
+    untilStatus: (state) => waitFor(() => statuses.find((s) => s.state === state)),
+  };
+}
+
+const offsets = (rs: TailRecord[]) => rs.map((r) => Number(r.offset));
+const range = (a: number, b: number) => Array.from({ length: b - a }, (_, i) => a + i);
+
+describe("Tail", () => {
+  it("delivers history then live records in batches", async (t) => {
+    const h = harness({ maxBatch: 4 });
+    t.after(() => h.tail.stop());
+    h.log.append(...range(0, 10).map(String));
+    h.tail.start({ fromEnd: false, offset: 0n });
+    await h.until(10);
+    h.log.append("live");
+    await h.until(11);
+    assert.deepEqual(offsets(h.got), range(0, 11));
+    assert.equal(new TextDecoder().decode(h.got[10].value), "live");
+    assert.equal(h.log.requests[0].maxBatch, 4);
+    assert.equal(h.tail.next, 11n);
+    assert.ok(h.statuses.some((s) => s.state === "following"));
+  });
+
+  it("starts from the end with a backlog", async (t) => {
+    const h = harness();
+    t.after(() => h.tail.stop());
+    h.log.append(...range(0, 20).map(String));
+    h.tail.start({ fromEnd: true, backlog: 3 });
+    await h.until(3);
+    assert.deepEqual(offsets(h.got), [17, 18, 19]);
+    assert.equal(h.log.requests[0].fromEnd, true);
+    assert.equal(h.log.requests[0].offset, 3n);
+  });
+
+  const blips: { name: string; failure: { after: number; code?: Code; end?: boolean } }[] = [
+    { name: "network error", failure: { after: 5, code: Code.Unavailable } },
+    { name: "server ended the stream", failure: { after: 5, end: true } },
+    { name: "internal error", failure: { after: 2, code: Code.Internal } },
+  ];
+  for (const b of blips) {
+    it(`reconnects after ${b.name} without gaps or repeats`, async (t) => {
+      const h = harness({ maxBatch: 3 });
+      t.after(() => h.tail.stop());
+      h.log.append(...range(0, 12).map(String));
+      h.log.failures = [b.failure, b.failure];
+      h.tail.start({ fromEnd: true, backlog: 12 });
+      await h.until(12);
+      assert.deepEqual(offsets(h.got), range(0, 12));
+      assert.equal(h.log.requests[1].fromEnd, false);
+      assert.equal(h.log.requests[1].offset, BigInt(b.failure.after));
+      const retry = h.statuses.find((s) => s.state === "retrying");
+      assert.ok(retry && retry.state === "retrying" && retry.error instanceof ConnectError);
+    });
+  }
+
+  it("reconnects to the original start when nothing arrived yet", async (t) => {
+    const h = harness();
+    t.after(() => h.tail.stop());
+    h.log.failures = [{ after: 0 }];
+    h.tail.start({ fromEnd: true, backlog: 5 });
+    await h.untilStatus("retrying");
+    h.log.append("a");
+    await h.until(1);
+    assert.equal(h.log.requests[1].fromEnd, true);
+    assert.equal(h.log.requests[1].offset, 5n);
+  });
+
+  const fatal: Code[] = [Code.PermissionDenied, Code.Unauthenticated, Code.OutOfRange];
+  for (const code of fatal) {
+    it(`stops on ${Code[code]}`, async (t) => {
+      const h = harness();
+      t.after(() => h.tail.stop());
+      h.log.append("a", "b");
+      h.log.failures = [{ after: 1, code }];
+      h.tail.start({ fromEnd: false, offset: 0n });
+      const s = await h.untilStatus("stopped");
+      assert.ok(s.state === "stopped" && s.error.code === code);
+      assert.equal(h.tail.running, false);
+      assert.equal(h.log.requests.length, 1);
+      // resume retries from where it stopped.
+      h.tail.resume();
+      await h.until(2);
+      assert.deepEqual(offsets(h.got), [0, 1]);
+      assert.equal(h.log.requests[1].offset, 1n);
+    });
+  }
+
+  it("pauses and resumes from the next offset", async (t) => {
+    const h = harness();
+    t.after(() => h.tail.stop());
+    h.log.append("a", "b");
+    h.tail.start({ fromEnd: false, offset: 0n });
+    await h.until(2);
+    h.tail.pause();
+    assert.equal(h.statuses.at(-1)?.state, "paused");
+    assert.equal(h.tail.running, false);
+    h.log.append("c", "d");
+    h.tail.resume();
+    await h.until(4);
+    assert.deepEqual(offsets(h.got), [0, 1, 2, 3]);
+    assert.equal(h.log.requests.at(-1)?.offset, 2n);
+    assert.equal(h.log.requests.at(-1)?.fromEnd, false);
+  });
+
+  it("start replaces a running stream", async (t) => {
+    const h = harness();
+    t.after(() => h.tail.stop());
+    h.log.append("a", "b", "c");
+    h.tail.start({ fromEnd: false, offset: 0n });
+    await h.until(3);
+    h.got.length = 0;
+    h.tail.start({ fromEnd: false, offset: 1n });
+    await h.until(2);
+    h.log.append("d");
+    await h.until(3);
+    assert.deepEqual(offsets(h.got), [1, 2, 3]);
+  });
+
+  it("keeps only the head of large values", async (t) => {
+    const h = harness({ maxValueBytes: 4 });
+    t.after(() => h.tail.stop());
+    h.log.append("abcdefgh", "xy");
+    h.tail.start({ fromEnd: false, offset: 0n });
+    await h.until(2);
+    assert.equal(new TextDecoder().decode(h.got[0].value), "abcd");
+    assert.equal(h.got[0].size, 8);
+    assert.equal(h.got[1].size, 2);
+  });
+
+  it("stop ends the loop and delivers nothing more", async () => {
+    const h = harness();
+    h.tail.start({ fromEnd: false, offset: 0n });
+    h.log.append("a");
+    await h.until(1);
+    await h.tail.stop();
+    h.log.append("b");
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(h.got.length, 1);
+    assert.equal(h.tail.running, false);
+  });
+});
