@@ -1,0 +1,150 @@
+package service
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"path"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/grpchealth"
+	"connectrpc.com/grpcreflect"
+
+	"github.com/proglog/proglog/gen/log/v1/logv1connect"
+)
+
+// Actions the ACL is asked about.
+const (
+	ActionProduce = "produce"
+	ActionConsume = "consume"
+	ActionAdmin   = "admin"
+)
+
+// Anonymous is the subject of a caller without a verified client certificate.
+const Anonymous = "anonymous"
+
+const metricsPath = "/metrics"
+
+// procedureActions maps each LogService procedure to the action it needs;
+// "" means open to everyone.
+var procedureActions = map[string]string{
+	logv1connect.LogServiceProduceProcedure:       ActionProduce,
+	logv1connect.LogServiceProduceBatchProcedure:  ActionProduce,
+	logv1connect.LogServiceProduceStreamProcedure: ActionProduce,
+	logv1connect.LogServiceConsumeProcedure:       ActionConsume,
+	logv1connect.LogServiceConsumeStreamProcedure: ActionConsume,
+	logv1connect.LogServiceGetStatsProcedure:      ActionConsume,
+	logv1connect.LogServiceGetServersProcedure:    ActionConsume,
+	logv1connect.LogServiceWhoAmIProcedure:        "",
+}
+
+// actionFor returns the action a request needs ("" for open endpoints) and
+// whether it is an RPC (which gets a protocol-specific error).
+func actionFor(urlPath string) (action string, rpc bool) {
+	p := path.Clean(urlPath)
+	if a, ok := procedureActions[p]; ok {
+		return a, true
+	}
+	switch {
+	case strings.HasPrefix(p, "/"+grpcreflect.ReflectV1ServiceName+"/"),
+		strings.HasPrefix(p, "/"+grpcreflect.ReflectV1AlphaServiceName+"/"):
+		return ActionAdmin, true
+	case strings.HasPrefix(p, "/"+grpchealth.HealthV1ServiceName+"/"):
+		return "", true
+	case p == metricsPath:
+		return ActionAdmin, false
+	case strings.HasPrefix(p, "/"+logv1connect.LogServiceName+"/"):
+		// An unknown method: nothing is decoded, the handler answers
+		// Unimplemented.
+		return "", true
+	}
+	return "", false // the dashboard's static files
+}
+
+// identity is who made a request, as the middleware established it.
+type identity struct {
+	subject       string
+	authenticated bool
+}
+
+// requestControls lets a handler reach the HTTP exchange under its stream:
+// a write deadline against slow consumers, and closing the request body to
+// unblock a Receive when the stream must end.
+type requestControls struct {
+	rc        *http.ResponseController
+	closeBody func() error // nil when closing would race the reader (HTTP/1)
+}
+
+type identityKey struct{}
+type controlsKey struct{}
+
+// Subject returns the caller's identity: the Common Name of its verified
+// client certificate (authenticated) or "anonymous".
+func Subject(ctx context.Context) (subject string, authenticated bool) {
+	id, ok := ctx.Value(identityKey{}).(identity)
+	if !ok {
+		return Anonymous, false
+	}
+	return id.subject, id.authenticated
+}
+
+func controls(ctx context.Context) requestControls {
+	c, _ := ctx.Value(controlsKey{}).(requestControls)
+	return c
+}
+
+// identify reads the verified client certificate. A certificate without a
+// Common Name, or one that claims to be "anonymous", authenticates nobody.
+func identify(r *http.Request) identity {
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
+		return identity{subject: Anonymous}
+	}
+	cn := r.TLS.VerifiedChains[0][0].Subject.CommonName
+	if cn == "" || cn == Anonymous {
+		return identity{subject: Anonymous}
+	}
+	return identity{subject: cn, authenticated: true}
+}
+
+// authenticate establishes the caller's identity and checks the ACL by URL
+// path before anything is decompressed or decoded.
+func (s *Service) authenticate(next http.Handler) http.Handler {
+	errWriter := connect.NewErrorWriter()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		id := identify(r)
+		action, rpc := actionFor(r.URL.Path)
+		if action != "" && !s.authz.Allowed(id.subject, action) {
+			code := connect.CodePermissionDenied
+			if !id.authenticated {
+				code = connect.CodeUnauthenticated
+			}
+			err := connect.NewError(code, fmt.Errorf("subject %q may not %q", id.subject, action))
+			if rpc {
+				s.metrics.observe(path.Clean(r.URL.Path), code.String(), time.Since(start))
+				s.logAccess(r.Context(), path.Clean(r.URL.Path), id.subject, code.String(), time.Since(start))
+			}
+			if rpc && errWriter.IsSupported(r) {
+				_ = errWriter.Write(w, r, err)
+				return
+			}
+			status := http.StatusForbidden
+			if code == connect.CodeUnauthenticated {
+				status = http.StatusUnauthorized
+			}
+			http.Error(w, err.Error(), status)
+			return
+		}
+		ctrl := requestControls{rc: http.NewResponseController(w)}
+		if r.ProtoMajor == 2 {
+			// HTTP/2 request bodies may be closed while another goroutine
+			// reads them; the read then fails at once.
+			ctrl.closeBody = r.Body.Close
+		}
+		ctx := context.WithValue(r.Context(), identityKey{}, id)
+		ctx = context.WithValue(ctx, controlsKey{}, ctrl)
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}

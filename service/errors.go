@@ -1,0 +1,70 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"connectrpc.com/connect"
+
+	"github.com/proglog/proglog/logstore"
+)
+
+// ErrShuttingDown is the cause of request contexts cancelled by
+// Server.Shutdown; streams it ends report Unavailable so clients reconnect.
+var ErrShuttingDown = errors.New("service: server shutting down")
+
+// errSlowConsumer ends a stream whose client stopped accepting responses.
+var errSlowConsumer = errors.New("service: slow consumer: client accepted no data within the timeout")
+
+// toConnect maps an error from the log or the stream to a Connect error.
+// It is the one place where log errors become RPC codes. ctx is the
+// request's context, consulted to tell a shutdown from a client that left.
+func toConnect(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	var ce *connect.Error
+	if errors.As(err, &ce) {
+		return err
+	}
+	var re *logstore.RangeError
+	switch {
+	case errors.As(err, &re):
+		return connect.NewError(connect.CodeOutOfRange, rangeMessage(re))
+	case errors.Is(err, logstore.ErrOutOfRange):
+		return connect.NewError(connect.CodeOutOfRange, err)
+	case errors.Is(err, logstore.ErrRecordTooLarge):
+		return connect.NewError(connect.CodeInvalidArgument, err)
+	case errors.Is(err, logstore.ErrCorrupt):
+		return connect.NewError(connect.CodeDataLoss, err)
+	case errors.Is(err, logstore.ErrClosed), errors.Is(err, ErrShuttingDown):
+		return connect.NewError(connect.CodeUnavailable, err)
+	case errors.Is(err, logstore.ErrFailed):
+		// The log refuses writes until it is reopened: another node (or
+		// this one after a restart) may take them, so Unavailable.
+		return connect.NewError(connect.CodeUnavailable, err)
+	case errors.Is(err, errSlowConsumer):
+		return connect.NewError(connect.CodeResourceExhausted, err)
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		if ctx != nil && errors.Is(context.Cause(ctx), ErrShuttingDown) {
+			return connect.NewError(connect.CodeUnavailable, ErrShuttingDown)
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			return connect.NewError(connect.CodeDeadlineExceeded, err)
+		}
+		return connect.NewError(connect.CodeCanceled, err)
+	}
+	return connect.NewError(connect.CodeInternal, err)
+}
+
+func rangeMessage(re *logstore.RangeError) error {
+	if re.Offset < re.Lowest {
+		return fmt.Errorf("offset %d is no longer retained: the lowest offset is %d (next is %d)", re.Offset, re.Lowest, re.Next)
+	}
+	return fmt.Errorf("offset %d is past the end of the log: the next offset is %d (lowest is %d)", re.Offset, re.Next, re.Lowest)
+}
+
+func invalidArgument(format string, args ...any) error {
+	return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf(format, args...))
+}

@@ -1,0 +1,109 @@
+package service
+
+import (
+	"context"
+
+	logv1 "github.com/proglog/proglog/gen/log/v1"
+)
+
+// checkValue rejects a record the log would refuse, before it costs any
+// disk work. index names the record in a batch (-1 for a single record).
+func (s *Service) checkValue(index int, value []byte) error {
+	if len(value) <= s.maxRecordBytes {
+		return nil
+	}
+	if index < 0 {
+		return invalidArgument("record of %d bytes exceeds the limit of %d bytes", len(value), s.maxRecordBytes)
+	}
+	return invalidArgument("record %d of %d bytes exceeds the limit of %d bytes", index, len(value), s.maxRecordBytes)
+}
+
+// values checks a batch of records and returns their values.
+func (s *Service) values(records []*logv1.Record) ([][]byte, int, error) {
+	if len(records) == 0 {
+		return nil, 0, invalidArgument("empty batch: send at least one record")
+	}
+	values := make([][]byte, len(records))
+	size := 0
+	for i, r := range records {
+		v := r.GetValue()
+		if err := s.checkValue(i, v); err != nil {
+			return nil, 0, err
+		}
+		values[i] = v
+		size += len(v)
+	}
+	return values, size, nil
+}
+
+// Produce appends one record. The append is not cancelled with the request:
+// once started it completes, so a shutdown finishes in-flight produces and
+// a client that left cannot half-write a record.
+func (s *Service) Produce(ctx context.Context, req *logv1.ProduceRequest) (*logv1.ProduceResponse, error) {
+	if req.GetRecord() == nil {
+		return nil, invalidArgument("record is required")
+	}
+	value := req.GetRecord().GetValue()
+	if err := s.checkValue(-1, value); err != nil {
+		return nil, err
+	}
+	off, err := s.log.Append(context.WithoutCancel(ctx), value)
+	if err != nil {
+		return nil, toConnect(ctx, err)
+	}
+	s.metrics.appended(1, len(value))
+	return &logv1.ProduceResponse{Offset: off}, nil
+}
+
+// ProduceBatch appends several records as one durable write.
+func (s *Service) ProduceBatch(ctx context.Context, req *logv1.ProduceBatchRequest) (*logv1.ProduceBatchResponse, error) {
+	values, size, err := s.values(req.GetRecords())
+	if err != nil {
+		return nil, err
+	}
+	base, err := s.log.AppendBatch(context.WithoutCancel(ctx), values)
+	if err != nil {
+		return nil, toConnect(ctx, err)
+	}
+	s.metrics.appended(len(values), size)
+	return &logv1.ProduceBatchResponse{BaseOffset: base, Count: uint32(len(values))}, nil
+}
+
+// Consume reads one record.
+func (s *Service) Consume(ctx context.Context, req *logv1.ConsumeRequest) (*logv1.ConsumeResponse, error) {
+	rec, err := s.log.Read(req.GetOffset())
+	if err != nil {
+		return nil, toConnect(ctx, err)
+	}
+	return &logv1.ConsumeResponse{Record: &logv1.Record{Value: rec.Value, Offset: rec.Offset}}, nil
+}
+
+// GetServers reports this node as the leader of a one-node cluster.
+func (s *Service) GetServers(context.Context, *logv1.GetServersRequest) (*logv1.GetServersResponse, error) {
+	return &logv1.GetServersResponse{Servers: []*logv1.Server{
+		{Id: s.nodeID, RpcAddr: s.rpcAddr, IsLeader: true},
+	}}, nil
+}
+
+// GetStats describes the log and this node.
+func (s *Service) GetStats(context.Context, *logv1.GetStatsRequest) (*logv1.GetStatsResponse, error) {
+	st := s.log.Stats()
+	return &logv1.GetStatsResponse{
+		LowestOffset: st.Lowest,
+		NextOffset:   st.Next,
+		SizeBytes:    uint64(max(st.SizeBytes, 0)),
+		Segments:     uint32(max(st.Segments, 0)),
+		NodeId:       s.nodeID,
+		Version:      s.version,
+	}, nil
+}
+
+// WhoAmI reports the caller's identity and what the ACL lets it do.
+func (s *Service) WhoAmI(ctx context.Context, _ *logv1.WhoAmIRequest) (*logv1.WhoAmIResponse, error) {
+	subject, authenticated := Subject(ctx)
+	return &logv1.WhoAmIResponse{
+		Subject:       subject,
+		Authenticated: authenticated,
+		Actions:       s.authz.Actions(subject),
+	}, nil
+}

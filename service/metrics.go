@@ -1,0 +1,154 @@
+package service
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the service's Prometheus collectors, registered on the
+// injected Registerer.
+type metrics struct {
+	rpcs          *prometheus.CounterVec   // procedure, code
+	latency       *prometheus.HistogramVec // procedure, code
+	records       prometheus.Counter
+	bytes         prometheus.Counter
+	tails         prometheus.Gauge
+	slowConsumers *prometheus.CounterVec // procedure
+}
+
+func newMetrics(reg prometheus.Registerer, log Log) (*metrics, error) {
+	m := &metrics{
+		rpcs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "proglog", Subsystem: "rpc", Name: "requests_total",
+			Help: "RPCs handled, by procedure and Connect code (ok for success), including those the ACL refused.",
+		}, []string{"procedure", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "proglog", Subsystem: "rpc", Name: "duration_seconds",
+			Help:    "Time from the start of an RPC to its end; for streams, the stream's lifetime.",
+			Buckets: prometheus.ExponentialBuckets(100e-6, 2.5, 12), // 100µs to ~2.4s
+		}, []string{"procedure", "code"}),
+		records: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "proglog", Subsystem: "service", Name: "produced_records_total",
+			Help: "Records appended through the API and acknowledged.",
+		}),
+		bytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "proglog", Subsystem: "service", Name: "produced_bytes_total",
+			Help: "Record value bytes appended through the API and acknowledged.",
+		}),
+		tails: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "proglog", Subsystem: "service", Name: "live_tails",
+			Help: "ConsumeStream streams currently open.",
+		}),
+		slowConsumers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "proglog", Subsystem: "service", Name: "slow_consumers_total",
+			Help: "Streams ended because the client accepted no data within the slow-consumer timeout.",
+		}, []string{"procedure"}),
+	}
+	for _, c := range []prometheus.Collector{m.rpcs, m.latency, m.records, m.bytes, m.tails, m.slowConsumers, newLogCollector(log)} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("service: register metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+func (m *metrics) observe(procedure, code string, d time.Duration) {
+	m.rpcs.WithLabelValues(procedure, code).Inc()
+	m.latency.WithLabelValues(procedure, code).Observe(d.Seconds())
+}
+
+func (m *metrics) appended(records, bytes int) {
+	m.records.Add(float64(records))
+	m.bytes.Add(float64(bytes))
+}
+
+// logCollector reports the log's bounds and size from Log.Stats at scrape
+// time, whatever implements the log.
+type logCollector struct {
+	log                               Log
+	lowest, next, sizeBytes, segments *prometheus.Desc
+}
+
+func newLogCollector(log Log) *logCollector {
+	desc := func(name, help string) *prometheus.Desc {
+		return prometheus.NewDesc(prometheus.BuildFQName("proglog", "service", name), help, nil, nil)
+	}
+	return &logCollector{
+		log:       log,
+		lowest:    desc("log_lowest_offset", "The lowest offset the served log retains."),
+		next:      desc("log_next_offset", "The offset the next record appended to the served log gets."),
+		sizeBytes: desc("log_size_bytes", "The served log's size on disk."),
+		segments:  desc("log_segments", "How many segments hold the served log."),
+	}
+}
+
+func (c *logCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.lowest
+	ch <- c.next
+	ch <- c.sizeBytes
+	ch <- c.segments
+}
+
+func (c *logCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.log.Stats()
+	ch <- prometheus.MustNewConstMetric(c.lowest, prometheus.GaugeValue, float64(st.Lowest))
+	ch <- prometheus.MustNewConstMetric(c.next, prometheus.GaugeValue, float64(st.Next))
+	ch <- prometheus.MustNewConstMetric(c.sizeBytes, prometheus.GaugeValue, float64(st.SizeBytes))
+	ch <- prometheus.MustNewConstMetric(c.segments, prometheus.GaugeValue, float64(st.Segments))
+}
+
+// observer is the Connect interceptor that counts, times and logs every
+// RPC that got past the ACL.
+type observer struct{ s *Service }
+
+func codeOf(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	return connect.CodeOf(err).String()
+}
+
+func (o *observer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		start := time.Now()
+		resp, err := next(ctx, req)
+		o.done(ctx, req.Spec().Procedure, err, start)
+		return resp, err
+	}
+}
+
+func (o *observer) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return next
+}
+
+func (o *observer) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
+		start := time.Now()
+		err := next(ctx, conn)
+		o.done(ctx, conn.Spec().Procedure, err, start)
+		return err
+	}
+}
+
+func (o *observer) done(ctx context.Context, procedure string, err error, start time.Time) {
+	d := time.Since(start)
+	code := codeOf(err)
+	o.s.metrics.observe(procedure, code, d)
+	subject, _ := Subject(ctx)
+	o.s.logAccess(ctx, procedure, subject, code, d)
+}
+
+// logAccess writes the one debug line per RPC.
+func (s *Service) logAccess(ctx context.Context, procedure, subject, code string, d time.Duration) {
+	if !s.logger.Enabled(ctx, slog.LevelDebug) {
+		return
+	}
+	s.logger.LogAttrs(ctx, slog.LevelDebug, "rpc",
+		slog.String("procedure", procedure), slog.String("subject", subject),
+		slog.String("code", code), slog.Duration("duration", d))
+}

@@ -1,0 +1,193 @@
+// Package service serves the log over HTTP: the LogService Connect handlers
+// (Connect, gRPC and gRPC-Web on one port), the authentication and ACL
+// middleware in front of them, gRPC reflection and health checks, Prometheus
+// metrics and the dashboard, and the http.Server that runs them.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/grpchealth"
+	"connectrpc.com/grpcreflect"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/proglog/proglog/gen/log/v1/logv1connect"
+	"github.com/proglog/proglog/logstore"
+)
+
+// Log is what the service needs from the log. *logstore.Log implements it;
+// the replicated log will too.
+type Log interface {
+	Append(ctx context.Context, value []byte) (uint64, error)
+	AppendBatch(ctx context.Context, values [][]byte) (uint64, error)
+	Read(offset uint64) (logstore.Record, error)
+	ReadBatch(offset uint64, maxRecords, maxBytes int, dst []logstore.Record) ([]logstore.Record, error)
+	Bounds() (lowest, next uint64)
+	Wait(ctx context.Context, offset uint64) error
+	Stats() logstore.Stats
+}
+
+// Authorizer decides whether subject may perform action ("produce",
+// "consume" or "admin"). *acl.File and *acl.Policy implement it.
+type Authorizer interface {
+	Allowed(subject, action string) bool
+	// Actions lists what subject may do, for WhoAmI.
+	Actions(subject string) []string
+}
+
+// Defaults for the zero fields of Config.
+const (
+	DefaultMaxRecordBytes      = 1 << 20
+	DefaultMaxMessageBytes     = 8 << 20
+	DefaultSlowConsumerTimeout = 30 * time.Second
+)
+
+// Config configures a Service. Log and Authorizer are required.
+type Config struct {
+	Log        Log
+	Authorizer Authorizer
+	// NodeID, Version and RPCAddr describe this node in GetServers and
+	// GetStats; a single node reports itself as the leader.
+	NodeID, Version, RPCAddr string
+	// MaxRecordBytes caps one record's value; larger ones fail with
+	// InvalidArgument before they reach the log. Default 1 MiB.
+	MaxRecordBytes int
+	// MaxMessageBytes caps one request message (after decompression);
+	// larger ones fail with ResourceExhausted. Default 8 MiB.
+	MaxMessageBytes int
+	// SlowConsumerTimeout ends a stream whose client has not accepted a
+	// response for this long. Default 30s.
+	SlowConsumerTimeout time.Duration
+	// Dashboard, if not nil, is served at "/" without authorization.
+	Dashboard http.Handler
+	Logger    *slog.Logger
+	// Registerer receives the service's metrics; nil means a private
+	// registry. /metrics serves Gatherer, or Registerer if it is also a
+	// Gatherer (a *prometheus.Registry is both).
+	Registerer prometheus.Registerer
+	Gatherer   prometheus.Gatherer
+}
+
+// Service implements logv1connect.LogServiceHandler and serves it with
+// everything around it; see Handler.
+type Service struct {
+	log             Log
+	authz           Authorizer
+	nodeID          string
+	version         string
+	rpcAddr         string
+	maxRecordBytes  int
+	maxMessageBytes int
+	slowTimeout     time.Duration
+	logger          *slog.Logger
+	metrics         *metrics
+	health          *grpchealth.StaticChecker
+	handler         http.Handler
+}
+
+var _ logv1connect.LogServiceHandler = (*Service)(nil)
+
+// New checks cfg, registers the metrics and builds the HTTP handler.
+func New(cfg Config) (*Service, error) {
+	if cfg.Log == nil {
+		return nil, errors.New("service: Config.Log is required")
+	}
+	if cfg.Authorizer == nil {
+		return nil, errors.New("service: Config.Authorizer is required (deny by default: give it an empty policy)")
+	}
+	if cfg.MaxRecordBytes < 0 || cfg.MaxMessageBytes < 0 || cfg.SlowConsumerTimeout < 0 {
+		return nil, errors.New("service: negative limit in Config")
+	}
+	if cfg.MaxRecordBytes == 0 {
+		cfg.MaxRecordBytes = DefaultMaxRecordBytes
+	}
+	if cfg.MaxMessageBytes == 0 {
+		cfg.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if cfg.SlowConsumerTimeout == 0 {
+		cfg.SlowConsumerTimeout = DefaultSlowConsumerTimeout
+	}
+	if cfg.MaxMessageBytes < cfg.MaxRecordBytes {
+		return nil, fmt.Errorf("service: MaxMessageBytes %d is below MaxRecordBytes %d: no maximal record could be sent",
+			cfg.MaxMessageBytes, cfg.MaxRecordBytes)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	gatherer := cfg.Gatherer
+	if cfg.Registerer == nil {
+		reg := prometheus.NewRegistry()
+		cfg.Registerer = reg
+		if gatherer == nil {
+			gatherer = reg
+		}
+	}
+	if gatherer == nil {
+		g, ok := cfg.Registerer.(prometheus.Gatherer)
+		if !ok {
+			return nil, errors.New("service: Config.Registerer is not a Gatherer: set Config.Gatherer for /metrics")
+		}
+		gatherer = g
+	}
+	s := &Service{
+		log:             cfg.Log,
+		authz:           cfg.Authorizer,
+		nodeID:          cfg.NodeID,
+		version:         cfg.Version,
+		rpcAddr:         cfg.RPCAddr,
+		maxRecordBytes:  cfg.MaxRecordBytes,
+		maxMessageBytes: cfg.MaxMessageBytes,
+		slowTimeout:     cfg.SlowConsumerTimeout,
+		logger:          cfg.Logger,
+		health:          grpchealth.NewStaticChecker(logv1connect.LogServiceName),
+	}
+	m, err := newMetrics(cfg.Registerer, cfg.Log)
+	if err != nil {
+		return nil, err
+	}
+	s.metrics = m
+
+	interceptors := connect.WithInterceptors(&observer{s: s})
+	mux := http.NewServeMux()
+	mux.Handle(logv1connect.NewLogServiceHandler(s,
+		interceptors,
+		connect.WithReadMaxBytes(cfg.MaxMessageBytes),
+	))
+	reflector := grpcreflect.NewStaticReflector(logv1connect.LogServiceName, grpchealth.HealthV1ServiceName)
+	mux.Handle(grpcreflect.NewHandlerV1(reflector, interceptors))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, interceptors))
+	mux.Handle(grpchealth.NewHandler(s.health, interceptors))
+	mux.Handle(metricsPath, promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{
+		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelError),
+	}))
+	if cfg.Dashboard != nil {
+		// "/" rather than "GET /": a method pattern conflicts with the
+		// Connect routes' method-less ones.
+		mux.Handle("/", cfg.Dashboard)
+	}
+	s.handler = s.authenticate(mux)
+	return s, nil
+}
+
+// Handler serves everything: the LogService (Connect, gRPC, gRPC-Web),
+// reflection, health, /metrics and the dashboard, behind the authentication
+// and ACL middleware.
+func (s *Service) Handler() http.Handler { return s.handler }
+
+// SetServing sets what the gRPC health check reports for "" and the
+// LogService, e.g. NOT_SERVING while draining before a shutdown.
+func (s *Service) SetServing(serving bool) {
+	status := grpchealth.StatusNotServing
+	if serving {
+		status = grpchealth.StatusServing
+	}
+	s.health.SetStatus("", status)
+	s.health.SetStatus(logv1connect.LogServiceName, status)
+}

@@ -1,0 +1,318 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"connectrpc.com/connect"
+
+	logv1 "github.com/proglog/proglog/gen/log/v1"
+	"github.com/proglog/proglog/gen/log/v1/logv1connect"
+	"github.com/proglog/proglog/logstore"
+)
+
+const (
+	// maxStreamBatch caps the records of one ConsumeStream read (and
+	// response, for clients that ask for batches).
+	maxStreamBatch = 1024
+	// streamBatchBytes caps the values of one ConsumeStream read; a larger
+	// single record still goes, alone.
+	streamBatchBytes = 1 << 20
+
+	// produceWindow caps the ProduceStream requests received but not yet
+	// acknowledged; produceWindowBytes caps their values. Past either, the
+	// stream stops reading and HTTP/2 flow control pushes back on the
+	// client.
+	produceWindow      = 128
+	produceWindowBytes = 16 << 20
+	// produceGroupBytes caps the values that pending requests contribute
+	// to one AppendBatch (one durable write).
+	produceGroupBytes = 4 << 20
+)
+
+// sender writes stream responses under a write deadline, so a client that
+// stops reading is cut off after the slow-consumer timeout instead of
+// holding the stream, and the batch in hand, forever.
+type sender struct {
+	s        *Service
+	ctrl     requestControls
+	deadline bool // a write deadline is set
+}
+
+func (w *sender) send(ctx context.Context, procedure string, send func() error) error {
+	start := time.Now()
+	if w.ctrl.rc != nil {
+		if err := w.ctrl.rc.SetWriteDeadline(start.Add(w.s.slowTimeout)); err == nil {
+			w.deadline = true
+		}
+	}
+	err := send()
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() == nil && w.deadline && time.Since(start) >= w.s.slowTimeout {
+		subject, _ := Subject(ctx)
+		w.s.metrics.slowConsumers.WithLabelValues(procedure).Inc()
+		w.s.logger.WarnContext(ctx, "ending slow consumer", slog.String("procedure", procedure),
+			slog.String("subject", subject), slog.Duration("timeout", w.s.slowTimeout))
+		return connect.NewError(connect.CodeResourceExhausted, errSlowConsumer)
+	}
+	return err
+}
+
+// idle clears the write deadline before the stream waits for new records,
+// so an idle tail is not mistaken for a slow one.
+func (w *sender) idle() {
+	if w.deadline {
+		_ = w.ctrl.rc.SetWriteDeadline(time.Time{})
+		w.deadline = false
+	}
+}
+
+// ConsumeStream sends the records from the requested offset on, then
+// follows the log until the client goes away or the server shuts down.
+func (s *Service) ConsumeStream(ctx context.Context, req *logv1.ConsumeStreamRequest, stream *connect.ServerStream[logv1.ConsumeStreamResponse]) error {
+	lowest, next := s.log.Bounds()
+	off := req.GetOffset()
+	if req.GetFromEnd() {
+		off = next - min(off, next-lowest)
+	} else if off > next {
+		return toConnect(ctx, &logstore.RangeError{Offset: off, Lowest: lowest, Next: next})
+	}
+	batched := req.GetMaxBatch() > 1
+	n := maxStreamBatch
+	if batched {
+		n = int(min(req.GetMaxBatch(), maxStreamBatch))
+	}
+
+	s.metrics.tails.Inc()
+	defer s.metrics.tails.Dec()
+
+	w := &sender{s: s, ctrl: controls(ctx)}
+	const procedure = logv1connect.LogServiceConsumeStreamProcedure
+	var (
+		recs []logstore.Record
+		pb   []*logv1.Record // reused: Send marshals before it returns
+		resp logv1.ConsumeStreamResponse
+		err  error
+	)
+	for {
+		if _, next := s.log.Bounds(); off >= next {
+			w.idle()
+			if err := s.log.Wait(ctx, off); err != nil {
+				return toConnect(ctx, err)
+			}
+		}
+		recs, err = s.log.ReadBatch(off, n, streamBatchBytes, recs[:0])
+		if err != nil {
+			var re *logstore.RangeError
+			if errors.As(err, &re) && re.Offset >= re.Next {
+				continue // raced with a truncation of the tail: wait again
+			}
+			return toConnect(ctx, err)
+		}
+		if len(recs) == 0 {
+			continue
+		}
+		for len(pb) < len(recs) {
+			pb = append(pb, &logv1.Record{})
+		}
+		for i, r := range recs {
+			pb[i].Value, pb[i].Offset = r.Value, r.Offset
+		}
+		if batched {
+			resp.Record, resp.Records = nil, pb[:len(recs)]
+			if err := w.send(ctx, procedure, func() error { return stream.Send(&resp) }); err != nil {
+				return toConnect(ctx, err)
+			}
+		} else {
+			resp.Records = nil
+			for i := range recs {
+				resp.Record = pb[i]
+				if err := w.send(ctx, procedure, func() error { return stream.Send(&resp) }); err != nil {
+					return toConnect(ctx, err)
+				}
+			}
+		}
+		off = recs[len(recs)-1].Offset + 1
+	}
+}
+
+// pendingProduce is one received ProduceStream request on its way to the log.
+type pendingProduce struct {
+	values [][]byte
+	bytes  int
+}
+
+// produceAck is the acknowledgement of one request, sent in request order.
+type produceAck struct {
+	offset uint64
+	count  uint32
+	bytes  int
+}
+
+// ProduceStream appends each request's records and acknowledges requests
+// in order. Three stages run at once: this goroutine receives and checks
+// requests; an appender groups whatever requests are pending into one
+// AppendBatch (one durable write); an acker sends the acknowledgements.
+// A request is acknowledged only after the write holding it is durable.
+// The window between receiving and acknowledging is bounded in requests and
+// bytes. On shutdown the stream stops reading, acknowledges what it has
+// received, and ends with Unavailable.
+func (s *Service) ProduceStream(ctx context.Context, stream *connect.BidiStream[logv1.ProduceStreamRequest, logv1.ProduceStreamResponse]) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+
+	var (
+		failOnce sync.Once
+		failure  error // set once by fail, read after the stages stop
+	)
+	fail := func(err error) {
+		failOnce.Do(func() { failure = err })
+		cancel(err)
+	}
+	ctrl := controls(ctx)
+	if ctrl.closeBody != nil {
+		// Unblock a Receive waiting on an idle client when the stream
+		// fails or the server shuts down.
+		stop := context.AfterFunc(ctx, func() { _ = ctrl.closeBody() })
+		defer stop()
+	}
+
+	reqs := make(chan pendingProduce, produceWindow)
+	acks := make(chan produceAck, produceWindow)
+	var inflight atomic.Int64          // bytes received and not yet acknowledged
+	released := make(chan struct{}, 1) // the acker freed window bytes
+
+	var wg sync.WaitGroup
+	wg.Go(func() { s.appendPending(ctx, reqs, acks, fail) })
+	wg.Go(func() {
+		w := &sender{s: s, ctrl: ctrl}
+		sending := true
+		for a := range acks {
+			if sending {
+				resp := &logv1.ProduceStreamResponse{Offset: a.offset, Count: a.count}
+				if err := w.send(ctx, logv1connect.LogServiceProduceStreamProcedure, func() error { return stream.Send(resp) }); err != nil {
+					fail(err)
+					sending = false // keep draining so the appender never blocks
+				}
+			}
+			inflight.Add(-int64(a.bytes))
+			select {
+			case released <- struct{}{}:
+			default:
+			}
+		}
+	})
+
+	recvErr := func() error {
+		for {
+			req, err := stream.Receive()
+			if err != nil {
+				if errors.Is(err, io.EOF) {
+					return nil
+				}
+				if ctx.Err() != nil {
+					return nil // failed elsewhere or shutting down: reported below
+				}
+				return err
+			}
+			p, err := s.pendingFrom(req)
+			if err != nil {
+				return err
+			}
+			for inflight.Load() > produceWindowBytes {
+				select {
+				case <-released:
+				case <-ctx.Done():
+					return nil
+				}
+			}
+			inflight.Add(int64(p.bytes))
+			select {
+			case reqs <- p:
+			case <-ctx.Done():
+				return nil
+			}
+		}
+	}()
+	close(reqs)
+	wg.Wait()
+
+	switch {
+	case failure != nil:
+		return toConnect(ctx, failure)
+	case recvErr != nil:
+		return toConnect(ctx, recvErr)
+	case errors.Is(context.Cause(ctx), ErrShuttingDown):
+		return toConnect(ctx, ErrShuttingDown)
+	case ctx.Err() != nil:
+		return toConnect(ctx, ctx.Err())
+	}
+	return nil
+}
+
+// pendingFrom checks one ProduceStream request.
+func (s *Service) pendingFrom(req *logv1.ProduceStreamRequest) (pendingProduce, error) {
+	if len(req.GetRecords()) > 0 {
+		values, size, err := s.values(req.GetRecords())
+		return pendingProduce{values: values, bytes: size}, err
+	}
+	if req.GetRecord() == nil {
+		return pendingProduce{}, invalidArgument("empty request: set record or records")
+	}
+	v := req.GetRecord().GetValue()
+	if err := s.checkValue(-1, v); err != nil {
+		return pendingProduce{}, err
+	}
+	return pendingProduce{values: [][]byte{v}, bytes: len(v)}, nil
+}
+
+// appendPending is ProduceStream's appender: it writes every pending
+// request in one AppendBatch and queues their acknowledgements. After a
+// failure it discards what is left; it closes acks when reqs is closed.
+func (s *Service) appendPending(ctx context.Context, reqs <-chan pendingProduce, acks chan<- produceAck, fail func(error)) {
+	defer close(acks)
+	var (
+		group  []pendingProduce
+		values [][]byte
+	)
+	for p := range reqs {
+		if ctx.Err() != nil && !errors.Is(context.Cause(ctx), ErrShuttingDown) {
+			continue // the stream failed: nothing more is appended
+		}
+		group, values = append(group[:0], p), append(values[:0], p.values...)
+		size := p.bytes
+	more:
+		for size < produceGroupBytes {
+			select {
+			case q, ok := <-reqs:
+				if !ok {
+					break more
+				}
+				group, values = append(group, q), append(values, q.values...)
+				size += q.bytes
+			default:
+				break more
+			}
+		}
+		// Not cancelled with the stream: a started write completes, and
+		// on shutdown in-flight requests are still acknowledged.
+		base, err := s.log.AppendBatch(context.WithoutCancel(ctx), values)
+		if err != nil {
+			fail(err)
+			continue
+		}
+		s.metrics.appended(len(values), size)
+		for _, g := range group {
+			acks <- produceAck{offset: base, count: uint32(len(g.values)), bytes: g.bytes}
+			base += uint64(len(g.values))
+		}
+		clear(values) // drop references to request buffers
+	}
+}
