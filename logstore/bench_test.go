@@ -1,0 +1,200 @@
+package logstore_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/proglog/proglog/logstore"
+)
+
+var benchSizes = []int{100, 1024}
+
+// BenchmarkRawWrite is the baseline: the same values written back to back to
+// a plain file with one write call each, no framing, no fsync.
+func BenchmarkRawWrite(b *testing.B) {
+	for _, size := range benchSizes {
+		b.Run(fmt.Sprintf("size=%d", size), func(b *testing.B) {
+			f, err := os.Create(filepath.Join(b.TempDir(), "raw"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer f.Close()
+			v := value(1, size)
+			b.SetBytes(int64(size))
+			for b.Loop() {
+				if _, err := f.Write(v); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportRecords(b, b.N)
+		})
+	}
+}
+
+func reportRecords(b *testing.B, n int) {
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "records/s")
+}
+
+func BenchmarkAppendNoSync(b *testing.B) {
+	for _, size := range benchSizes {
+		b.Run(fmt.Sprintf("size=%d", size), func(b *testing.B) {
+			l, err := logstore.Open(b.TempDir(), logstore.Config{Sync: logstore.SyncNever})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer l.Close()
+			v := value(1, size)
+			b.SetBytes(int64(size))
+			for b.Loop() {
+				if _, err := l.Append(b.Context(), v); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportRecords(b, b.N)
+		})
+	}
+}
+
+// BenchmarkAppendSyncAlways measures durable appends of 100 B records from
+// concurrent writers sharing fdatasyncs (group commit).
+func BenchmarkAppendSyncAlways(b *testing.B) {
+	for _, writers := range []int{1, 16, 64} {
+		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
+			l, err := logstore.Open(b.TempDir(), logstore.Config{Sync: logstore.SyncAlways})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer l.Close()
+			v := value(1, 100)
+			b.SetBytes(100)
+			b.ResetTimer()
+			var wg sync.WaitGroup
+			for w := range writers {
+				n := b.N / writers
+				if w < b.N%writers {
+					n++
+				}
+				wg.Go(func() {
+					for range n {
+						if _, err := l.Append(b.Context(), v); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			b.StopTimer()
+			reportRecords(b, b.N)
+		})
+	}
+}
+
+func BenchmarkAppendBatch(b *testing.B) {
+	for _, policy := range []logstore.SyncPolicy{logstore.SyncAlways, logstore.SyncNever} {
+		b.Run(fmt.Sprintf("sync=%s/records=64/size=100", policy), func(b *testing.B) {
+			l, err := logstore.Open(b.TempDir(), logstore.Config{Sync: policy})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer l.Close()
+			batch := make([][]byte, 64)
+			for i := range batch {
+				batch[i] = value(i, 100)
+			}
+			b.SetBytes(64 * 100)
+			for b.Loop() {
+				if _, err := l.AppendBatch(b.Context(), batch); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportRecords(b, b.N*64)
+		})
+	}
+}
+
+// filledLog makes a log of n records of size bytes with SyncNever.
+func filledLog(b *testing.B, dir string, n, size int) {
+	b.Helper()
+	l, err := logstore.Open(dir, logstore.Config{Sync: logstore.SyncNever})
+	if err != nil {
+		b.Fatal(err)
+	}
+	batch := make([][]byte, 256)
+	for i := range batch {
+		batch[i] = value(i, size)
+	}
+	for i := 0; i < n; i += len(batch) {
+		if _, err := l.AppendBatch(b.Context(), batch[:min(len(batch), n-i)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := l.Close(); err != nil {
+		b.Fatal(err)
+	}
+}
+
+func BenchmarkRead(b *testing.B) {
+	const records, size = 200_000, 100
+	dir := b.TempDir()
+	filledLog(b, dir, records, size)
+	l, err := logstore.Open(dir, logstore.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	b.Run("sequential-batch", func(b *testing.B) {
+		b.SetBytes(size)
+		var buf []logstore.Record
+		var off uint64
+		n := 0
+		for b.Loop() {
+			if n > 0 {
+				n--
+				continue
+			}
+			var err error
+			buf, err = l.ReadBatch(off%records, 256, 1<<20, buf[:0])
+			if err != nil {
+				b.Fatal(err)
+			}
+			off += uint64(len(buf))
+			n = len(buf) - 1 // each loop iteration accounts for one record
+		}
+		reportRecords(b, b.N)
+	})
+	b.Run("random", func(b *testing.B) {
+		b.SetBytes(size)
+		r := rand.New(rand.NewPCG(1, 2))
+		for b.Loop() {
+			if _, err := l.Read(r.Uint64N(records)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		reportRecords(b, b.N)
+	})
+}
+
+// BenchmarkOpen1GiB opens a 1 GiB log (16 sealed segments of 64 MiB plus the
+// active one): only the active segment is scanned.
+func BenchmarkOpen1GiB(b *testing.B) {
+	dir := b.TempDir()
+	const size = 4000
+	filledLog(b, dir, (1<<30)/size, size)
+	for b.Loop() {
+		start := time.Now()
+		l, err := logstore.Open(dir, logstore.Config{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(time.Since(start).Microseconds())/1000, "ms/open")
+		if err := l.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
