@@ -93,7 +93,7 @@ const retentionEvery = time.Minute
 
 // Open opens or creates the log in dir. It recovers the active segment (the
 // newest) and checks the others without scanning them.
-func Open(dir string, cfg Config) (l *Log, err error) {
+func Open(dir string, cfg Config) (_ *Log, err error) {
 	cfg, err = cfg.withDefaults()
 	if err != nil {
 		return nil, err
@@ -101,7 +101,7 @@ func Open(dir string, cfg Config) (l *Log, err error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("logstore: %w", err)
 	}
-	l = &Log{dir: dir, cfg: cfg, logger: cfg.Logger}
+	l := &Log{dir: dir, cfg: cfg, logger: cfg.Logger}
 	if l.dirFile, err = os.Open(dir); err != nil {
 		return nil, fmt.Errorf("logstore: %w", err)
 	}
@@ -230,7 +230,7 @@ func (l *Log) openSegments() ([]*segment, error) {
 		if i == len(bases)-1 {
 			s, err = openActive(l.dir, base, l.cfg.MaxSegmentBytes, maxValue, l.logger)
 		} else {
-			s, err = openSealed(l.dir, base, maxValue, rebuild)
+			s, err = openSealed(l.dir, base, maxValue, rebuild, l.logger)
 		}
 		if err != nil {
 			return fail(fmt.Errorf("logstore: open segment %d: %w", base, err))

@@ -118,9 +118,9 @@ func findValidFrame(w *window, pos int64, off uint64, maxValue int) (int64, erro
 // openActive opens the newest segment and recovers it: every frame is
 // checked, a torn tail is cut off, damage before the tail is ErrCorrupt, and
 // the index is rebuilt from the frames (its old contents are never trusted).
-func openActive(dir string, base uint64, maxSegment int64, maxValue int, logger *slog.Logger) (s *segment, err error) {
+func openActive(dir string, base uint64, maxSegment int64, maxValue int, logger *slog.Logger) (_ *segment, err error) {
 	storePath, indexPath := segmentPaths(dir, base)
-	s = &segment{base: base, storePath: storePath, indexPath: indexPath}
+	s := &segment{base: base, storePath: storePath, indexPath: indexPath}
 	defer func() {
 		if err != nil {
 			s.closeFiles()

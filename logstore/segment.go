@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -89,9 +90,9 @@ func indexCapacity(size, maxSegment int64, count uint64) uint64 {
 
 // createSegment makes a new empty active segment and syncs its files (the
 // caller syncs the directory).
-func createSegment(dir string, base uint64, maxSegment int64) (s *segment, err error) {
+func createSegment(dir string, base uint64, maxSegment int64) (_ *segment, err error) {
 	storePath, indexPath := segmentPaths(dir, base)
-	s = &segment{base: base, storePath: storePath, indexPath: indexPath, size: fileHeaderSize, newest: math.MinInt64}
+	s := &segment{base: base, storePath: storePath, indexPath: indexPath, size: fileHeaderSize, newest: math.MinInt64}
 	defer func() {
 		if err != nil {
 			s.closeFiles()
@@ -187,9 +188,9 @@ func (s *segment) seal() error {
 // openSealed opens a segment that is not the newest. It trusts the index
 // length (trimmed and synced on seal) and checks it against the store size
 // and the last record, without scanning.
-func openSealed(dir string, base uint64, maxValue int, rebuild func(*segment) error) (s *segment, err error) {
+func openSealed(dir string, base uint64, maxValue int, rebuild func(*segment) error, logger *slog.Logger) (_ *segment, err error) {
 	storePath, indexPath := segmentPaths(dir, base)
-	s = &segment{base: base, storePath: storePath, indexPath: indexPath, sealed: true}
+	s := &segment{base: base, storePath: storePath, indexPath: indexPath, sealed: true}
 	defer func() {
 		if err != nil {
 			s.closeFiles()
@@ -212,13 +213,17 @@ func openSealed(dir string, base uint64, maxValue int, rebuild func(*segment) er
 			return nil, err
 		}
 	}
+	// The newest record's time drives age retention. A damaged last record
+	// is reported when read; here it only makes the age unknown, and
+	// such a segment is never deleted by age.
 	s.newest = math.MaxInt64
 	if s.count > 0 {
 		rec, err := s.readOne(base+s.count-1, maxValue)
 		if err != nil {
-			return nil, err
+			logger.Error("logstore: last record of a sealed segment unreadable; age retention skips it", "err", err)
+		} else {
+			s.newest = rec.Time.UnixNano()
 		}
-		s.newest = rec.Time.UnixNano()
 	}
 	s.end.Store(s.size)
 	s.refs.Store(1)

@@ -1,0 +1,250 @@
+package logstore_test
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/proglog/proglog/logstore"
+)
+
+// frameLen mirrors the documented frame size: 28-byte header, value, padding to 8.
+func frameLen(n int) int64 { return (28 + int64(n) + 7) &^ 7 }
+
+const headerLen = 32
+
+func storeFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "*.store"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(files)
+	return files
+}
+
+// copyDir copies the log directory so each case starts from the same bytes.
+func copyDir(t *testing.T, src string) string {
+	t.Helper()
+	dst := t.TempDir()
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dst
+}
+
+func writeLog(t *testing.T, dir string, cfg logstore.Config, sizes []int) {
+	t.Helper()
+	l, err := logstore.Open(dir, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range sizes {
+		mustAppend(t, l, value(i, n))
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func wantCorrupt(t *testing.T, err error, file string) *logstore.CorruptError {
+	t.Helper()
+	var ce *logstore.CorruptError
+	if !errors.Is(err, logstore.ErrCorrupt) || !errors.As(err, &ce) {
+		t.Fatalf("err = %v, want ErrCorrupt", err)
+	}
+	if file != "" && ce.Path != file {
+		t.Fatalf("corruption reported in %s, want %s", ce.Path, file)
+	}
+	return ce
+}
+
+// TestTornTail cuts the active store at every byte of its last record: Open
+// drops exactly that record, and the log takes appends again at its offset.
+func TestTornTail(t *testing.T) {
+	sizes := []int{10, 100, 37}
+	src := t.TempDir()
+	writeLog(t, src, logstore.Config{}, sizes)
+	store := storeFiles(t, src)[0]
+	lastStart := int64(headerLen) + frameLen(10) + frameLen(100)
+	end := lastStart + frameLen(37)
+	for cut := lastStart; cut < end; cut++ {
+		dir := copyDir(t, src)
+		if err := os.Truncate(filepath.Join(dir, filepath.Base(store)), cut); err != nil {
+			t.Fatal(err)
+		}
+		l, err := logstore.Open(dir, logstore.Config{})
+		if err != nil {
+			t.Fatalf("cut at %d: Open: %v", cut, err)
+		}
+		if _, next := l.Bounds(); next != 2 {
+			t.Fatalf("cut at %d: next %d, want 2", cut, next)
+		}
+		checkRecord(t, l, 0, value(0, 10))
+		checkRecord(t, l, 1, value(1, 100))
+		if off := mustAppend(t, l, []byte("after")); off != 2 {
+			t.Fatalf("cut at %d: append got offset %d", cut, off)
+		}
+		l.Close()
+		l = openLog(t, dir, logstore.Config{})
+		checkRecord(t, l, 2, []byte("after"))
+		l.Close()
+	}
+}
+
+// TestZeroSector zeroes a 512-byte sector: at the tail of the active segment
+// it is a torn tail; in its middle Open refuses with the position; in a
+// sealed segment only the records it covers fail to read.
+func TestZeroSector(t *testing.T) {
+	cfg := logstore.Config{MaxSegmentBytes: 4096}
+	sizes := repeat(100, 60) // 128-byte frames: 32 per segment
+	src := t.TempDir()
+	writeLog(t, src, cfg, sizes)
+	stores := storeFiles(t, src)
+	if len(stores) < 2 {
+		t.Fatalf("want a sealed segment, have %d stores", len(stores))
+	}
+	active := filepath.Base(stores[len(stores)-1])
+	sealed := filepath.Base(stores[0])
+	activeInfo, _ := os.Stat(stores[len(stores)-1])
+	activeBase := 60 - int((activeInfo.Size()-headerLen)/128)
+
+	zero := func(t *testing.T, dir, file string, at int64) {
+		t.Helper()
+		f, err := os.OpenFile(filepath.Join(dir, file), os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := f.WriteAt(make([]byte, 512), at); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	t.Run("active tail", func(t *testing.T) {
+		dir := copyDir(t, src)
+		at := activeInfo.Size() - 512 // frames 128 bytes: the sector holds exactly the last 4
+		zero(t, dir, active, at)
+		l := openLog(t, dir, cfg)
+		if _, next := l.Bounds(); next != 56 {
+			t.Fatalf("next %d, want 56", next)
+		}
+		for i := range 56 {
+			checkRecord(t, l, uint64(i), value(i, 100))
+		}
+	})
+	t.Run("active middle", func(t *testing.T) {
+		if activeInfo.Size() < headerLen+3*512 {
+			t.Skip("active segment too small")
+		}
+		dir := copyDir(t, src)
+		zero(t, dir, active, 512)
+		_, err := logstore.Open(dir, cfg)
+		ce := wantCorrupt(t, err, filepath.Join(dir, active))
+		if ce.Pos < 512-128 || ce.Pos >= 1024 {
+			t.Fatalf("corruption at %d, want within the zeroed sector", ce.Pos)
+		}
+		_ = activeBase
+	})
+	t.Run("sealed", func(t *testing.T) {
+		dir := copyDir(t, src)
+		zero(t, dir, sealed, 1024)
+		l := openLog(t, dir, cfg)
+		_, next := l.Bounds()
+		if next != 60 {
+			t.Fatalf("next %d, want 60", next)
+		}
+		bad := 0
+		for i := range 60 {
+			rec, err := l.Read(uint64(i))
+			start := headerLen + int64(i)*128
+			hit := start < 1024+512 && start+128 > 1024 && i < 32
+			if hit {
+				wantCorrupt(t, err, filepath.Join(dir, sealed))
+				bad++
+				continue
+			}
+			if err != nil || !bytes.Equal(rec.Value, value(i, 100)) {
+				t.Fatalf("Read(%d) = %q, %v", i, rec.Value, err)
+			}
+		}
+		if bad == 0 {
+			t.Fatal("no record reported corrupt")
+		}
+		// A batch that runs into the damage fails rather than stopping short silently.
+		if _, err := l.ReadBatch(0, 100, 0, nil); !errors.Is(err, logstore.ErrCorrupt) {
+			t.Fatalf("ReadBatch across damage: %v", err)
+		}
+	})
+}
+
+// TestFlipEveryByteOfSealedSegment damages each byte of a sealed segment's
+// store and index in turn. Whatever happens, no wrong record is served:
+// Open either fails with ErrCorrupt or succeeds, and then every read returns
+// the original bytes or ErrCorrupt.
+func TestFlipEveryByteOfSealedSegment(t *testing.T) {
+	cfg := logstore.Config{MaxSegmentBytes: 1024, Sync: logstore.SyncNever}
+	sizes := []int{0, 5, 60, 17, 100, 3, 200, 9, 90, 40, 33, 70, 12}
+	src := t.TempDir()
+	writeLog(t, src, cfg, sizes)
+	stores := storeFiles(t, src)
+	if len(stores) < 2 {
+		t.Fatal("want a sealed segment")
+	}
+	targets := []string{filepath.Base(stores[0]), strings.TrimSuffix(filepath.Base(stores[0]), ".store") + ".index"}
+	for _, file := range targets {
+		orig, err := os.ReadFile(filepath.Join(src, file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		corrupted, opened := 0, 0
+		for at := range orig {
+			dir := copyDir(t, src)
+			b := slices.Clone(orig)
+			b[at] ^= 1 << (at % 8)
+			if err := os.WriteFile(filepath.Join(dir, file), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			l, err := logstore.Open(dir, cfg)
+			if err != nil {
+				wantCorrupt(t, err, "")
+				if strings.HasSuffix(file, ".store") && at >= headerLen {
+					t.Fatalf("store byte %d: Open failed on damage that only reads should report: %v", at, err)
+				}
+				continue
+			}
+			opened++
+			_, next := l.Bounds()
+			if next != uint64(len(sizes)) {
+				t.Fatalf("%s byte %d: next %d", file, at, next)
+			}
+			for i, n := range sizes {
+				rec, err := l.Read(uint64(i))
+				if err != nil {
+					wantCorrupt(t, err, "")
+					corrupted++
+					continue
+				}
+				if !bytes.Equal(rec.Value, value(i, n)) {
+					t.Fatalf("%s byte %d: Read(%d) served %q", file, at, i, rec.Value)
+				}
+			}
+			l.Close()
+		}
+		t.Logf("%s: %d bytes flipped, %d opens, %d corrupt reads", file, len(orig), opened, corrupted)
+	}
+}
