@@ -376,11 +376,18 @@ func (l *Log) commitLoop(ctx context.Context) {
 // flushPending takes the queued frames, flushes them and wakes their
 // waiter. Caller holds flushMu.
 func (l *Log) flushPending(sync bool) error {
+	// Double buffering: appenders fill one buffer while this flush writes
+	// the other; spare is only touched under flushMu.
 	l.mu.Lock()
 	b, w := l.pending, l.waiter
-	l.pending, l.waiter = l.spare, nil
-	l.pending.buf, l.pending.n = l.pending.buf[:0], 0
+	l.pending, l.waiter = pendingBatch{buf: l.spare.buf[:0]}, nil
 	l.mu.Unlock()
+	defer func() {
+		l.spare = pendingBatch{}
+		if cap(b.buf) <= 4<<20 { // keep a buffer for reuse, but not a huge one
+			l.spare.buf = b.buf[:0]
+		}
+	}()
 	var err error
 	switch {
 	case b.n == 0:
@@ -388,11 +395,6 @@ func (l *Log) flushPending(sync bool) error {
 		err = l.flushErr
 	default:
 		err = l.flush(b, sync)
-		if cap(b.buf) <= 4<<20 { // keep a buffer for reuse, but not a huge one
-			l.spare = b
-		} else {
-			l.spare = pendingBatch{}
-		}
 		if err != nil {
 			l.flushErr = fmt.Errorf("%w: %w", ErrFailed, err)
 			l.mu.Lock()
