@@ -103,4 +103,3 @@ func FuzzRecover(f *testing.F) {
 		}
 	})
 }
-
