@@ -27,10 +27,10 @@ export interface ErrorContext {
 export const importHint =
   'import root.p12 from the server\'s data/certs directory (password "proglog") into your browser, then reload this page';
 
-/** joinWords lists words as English: ["a","b","c"] -> "a, b and c". */
-export function joinWords(words: string[]): string {
+/** joinWords lists words as English: ["a","b","c"] -> "a, b and c" (or "a, b or c"). */
+export function joinWords(words: string[], conj: "and" | "or" = "and"): string {
   if (words.length <= 1) return words.join("");
-  return words.slice(0, -1).join(", ") + " and " + words[words.length - 1];
+  return words.slice(0, -1).join(", ") + ` ${conj} ` + words[words.length - 1];
 }
 
 /** capitalize upper-cases the first letter of a sentence. */

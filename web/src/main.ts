@@ -55,6 +55,17 @@ function context(action: Action, offset?: bigint) {
   return { action, identity, offset, lowest: bounds?.lowest, next: bounds?.next };
 }
 
+/**
+ * explain is describeError for panels that are not the point of the user's
+ * action: when the banner already says to sign in, they only point at it.
+ */
+function explain(err: unknown, action: Action, offset?: bigint): string {
+  if (identity && !identity.authenticated && ConnectError.from(err).code === Code.Unauthenticated) {
+    return `Anonymous visitors may not ${action}: sign in with a client certificate (see above).`;
+  }
+  return describeError(err, context(action, offset));
+}
+
 // ---- identity ---------------------------------------------------------------
 
 async function refreshIdentity(): Promise<void> {
@@ -79,7 +90,7 @@ async function refreshIdentity(): Promise<void> {
   say(
     $("identity-hint"),
     !id.authenticated && lacks.length > 0
-      ? `You are not signed in with a client certificate, so you may not ${joinWords(lacks)}. To use the dashboard as root, ${importHint}.`
+      ? `You are not signed in with a client certificate, so you may not ${joinWords(lacks, "or")}. To use the dashboard as root, ${importHint}.`
       : "",
   );
 }
@@ -92,8 +103,22 @@ const series = new Series(120, 2);
 const chart = new RateChart($("chart"));
 let received = 0; // records the tail delivered since the page loaded
 
+let statsSkip = 0; // polls to skip: a denied caller polls less often
+
 async function pollStats(): Promise<void> {
   const now = performance.now();
+  if (statsSkip > 0) statsSkip--;
+  else await fetchStats(now);
+  tailMeter.observe(now, received);
+  const a = appendMeter.rate();
+  const t = tailMeter.rate();
+  $("st-append").textContent = formatRate(a);
+  $("st-consume").textContent = formatRate(t);
+  series.add(Date.now() / 1000, a, t);
+  if (!document.hidden && series.length > 1) chart.setData(series.data());
+}
+
+async function fetchStats(now: number): Promise<void> {
   try {
     const s = await client.getStats({});
     bounds = { lowest: s.lowestOffset, next: s.nextOffset };
@@ -105,17 +130,16 @@ async function pollStats(): Promise<void> {
     $("node").textContent = `node ${s.nodeId || "?"} · ${s.version || "unknown version"}`;
     appendMeter.observe(now, Number(s.nextOffset));
     say($("stats-error"), "");
+    $("chart").hidden = false;
   } catch (e) {
-    say($("stats-error"), describeError(e, context("consume")));
-    if (isAuthError(e)) void refreshIdentity();
+    say($("stats-error"), explain(e, "consume"));
+    $("node").textContent = "";
+    if (isAuthError(e)) {
+      $("chart").hidden = true; // nothing to plot for a caller who may not look
+      statsSkip = 4;
+      void refreshIdentity();
+    }
   }
-  tailMeter.observe(now, received);
-  const a = appendMeter.rate();
-  const t = tailMeter.rate();
-  $("st-append").textContent = formatRate(a);
-  $("st-consume").textContent = formatRate(t);
-  series.add(Date.now() / 1000, a, t);
-  if (!document.hidden) chart.setData(series.data());
 }
 
 async function pollServers(): Promise<void> {
@@ -137,7 +161,7 @@ async function pollServers(): Promise<void> {
     );
     if (r.servers.length === 0) ul.replaceChildren(Object.assign(document.createElement("li"), { textContent: "none reported", className: "muted" }));
   } catch (e) {
-    ul.replaceChildren(Object.assign(document.createElement("li"), { textContent: describeError(e, context("consume")), className: "error" }));
+    ul.replaceChildren(Object.assign(document.createElement("li"), { textContent: explain(e, "consume"), className: "error" }));
   }
 }
 
@@ -270,8 +294,8 @@ function renderTailStatus(s: TailStatus): void {
       break;
     case "stopped":
       el.textContent = "stopped";
-      err = describeError(s.error, context("consume", tail.next ?? startOffset));
-      if (isAuthError(s.error)) void refreshIdentity().then(() => say($("tail-error"), describeError(s.error, context("consume"))));
+      err = explain(s.error, "consume", tail.next ?? startOffset);
+      if (isAuthError(s.error)) void refreshIdentity().then(() => say($("tail-error"), explain(s.error, "consume")));
       break;
   }
   say($("tail-error"), err);
@@ -397,7 +421,7 @@ async function browse(target: "first" | "last" | "prev" | "next" | bigint): Prom
   } catch (e) {
     if (browseCtl !== ctl) return; // superseded by a newer request
     status.textContent = "";
-    say(errEl, describeError(e, context("consume", offset)));
+    say(errEl, explain(e, "consume", offset));
     if (isAuthError(e)) void refreshIdentity();
   }
 }

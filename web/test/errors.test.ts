@@ -80,6 +80,7 @@ describe("joinWords", () => {
     [["a", "b", "c"], "a, b and c"],
   ];
   for (const [w, want] of cases) it(JSON.stringify(w), () => assert.equal(joinWords(w), want));
+  it("or", () => assert.equal(joinWords(["consume", "produce"], "or"), "consume or produce"));
 });
 
 describe("isAuthError", () => {

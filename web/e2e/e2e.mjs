@@ -1,0 +1,313 @@
+// End-to-end driver for the dashboard in headless Debian Chromium, run by
+// web/e2e_test.go (build tag slow) against a real `proglog serve` over TLS.
+//
+// It talks to the Go test over a line protocol: it writes `E2E {json}` lines
+// to stdout (what it did, what it needs) and reads one JSON line from stdin
+// for every step that needs the Go side (producing with the Go client,
+// restarting the server). Anything else on stdout is diagnostics.
+//
+// Environment: PROGLOG_URL (https://127.0.0.1:PORT), PROGLOG_CERTS (the
+// quickstart's certs directory, with alice.pem/alice-key.pem added by the
+// test), PROGLOG_ARTIFACTS (where screenshots go), CHROMIUM (executable),
+// PROGLOG_E2E_MODE ("functional" or "bench").
+import { chromium } from "playwright-core";
+import { createInterface } from "node:readline";
+import { join } from "node:path";
+import { writeFileSync } from "node:fs";
+
+const url = process.env.PROGLOG_URL;
+const certs = process.env.PROGLOG_CERTS;
+const artifacts = process.env.PROGLOG_ARTIFACTS;
+const mode = process.env.PROGLOG_E2E_MODE ?? "functional";
+if (!url || !certs || !artifacts) throw new Error("PROGLOG_URL, PROGLOG_CERTS and PROGLOG_ARTIFACTS must be set");
+const origin = new URL(url).origin;
+
+const lines = createInterface({ input: process.stdin });
+const stdin = lines[Symbol.asyncIterator]();
+
+/** tell sends an event to the Go test. */
+function tell(step, data = {}) {
+  process.stdout.write(`E2E ${JSON.stringify({ step, ...data })}\n`);
+}
+
+/** ask sends a request to the Go test and waits for its one-line JSON answer. */
+async function ask(step, data = {}) {
+  tell(step, data);
+  const { value, done } = await stdin.next();
+  if (done) throw new Error(`the Go test closed stdin while we waited for ${step}`);
+  const answer = JSON.parse(value);
+  if (answer.error) throw new Error(`${step}: ${answer.error}`);
+  return answer;
+}
+
+function check(cond, msg) {
+  if (!cond) throw new Error(`check failed: ${msg}`);
+}
+
+// Test-side instrumentation, injected before the page's own script: CSP
+// violations and animation-frame timing. The page itself has no test hooks.
+const instrument = () => {
+  window.__e2e = { csp: [], frames: [], recording: false };
+  document.addEventListener("securitypolicyviolation", (e) => {
+    window.__e2e.csp.push(`${e.violatedDirective} ${e.blockedURI}`);
+  });
+  let last = performance.now();
+  const tick = (t) => {
+    if (window.__e2e.recording) window.__e2e.frames.push(t - last);
+    last = t;
+    requestAnimationFrame(tick);
+  };
+  requestAnimationFrame(tick);
+};
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  // Playwright adds --headless, --no-sandbox (chromiumSandbox is off) and a
+  // fresh --user-data-dir itself.
+  args: [
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--no-first-run",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+  ],
+});
+
+/** open makes a browser context, optionally with a client certificate, and loads the dashboard. */
+async function open(name, certName) {
+  const context = await browser.newContext({
+    // The quickstart's CA is not in Chromium's trust store; the client
+    // certificate proxy and the page still verify nothing else.
+    ignoreHTTPSErrors: true,
+    viewport: { width: 1280, height: 860 },
+    clientCertificates: certName
+      ? [{ origin, certPath: join(certs, `${certName}.pem`), keyPath: join(certs, `${certName}-key.pem`) }]
+      : [],
+  });
+  await context.addInitScript(instrument);
+  const page = await context.newPage();
+  page.on("pageerror", (e) => console.log(`[${name}] page error: ${e.message}`));
+  page.on("console", (m) => {
+    if (m.type() === "error" && !/status of 40[13]/.test(m.text())) console.log(`[${name}] console: ${m.text()}`);
+  });
+  await page.goto(url);
+  return { context, page };
+}
+
+async function shot(page, name) {
+  const path = join(artifacts, `${name}.png`);
+  await page.screenshot({ path, fullPage: true });
+  tell("screenshot", { path });
+}
+
+async function noCSPViolations(page) {
+  const v = await page.evaluate(() => window.__e2e.csp);
+  check(v.length === 0, `CSP violations: ${v.join("; ")}`);
+}
+
+/** tailOffsets reads the offsets of the rows the virtual list shows, in order. */
+async function tailOffsets(page) {
+  return page.evaluate(() =>
+    [...document.querySelectorAll("#tail-list .row:not([hidden])")]
+      .map((r) => ({ y: new DOMMatrixReadOnly(getComputedStyle(r).transform).m42, off: Number(r.dataset.offset) }))
+      .sort((a, b) => a.y - b.y)
+      .map((r) => r.off),
+  );
+}
+
+async function waitText(page, selector, re, timeout = 20_000) {
+  const loc = page.locator(selector);
+  await loc.filter({ hasText: re }).first().waitFor({ timeout });
+  return (await loc.first().innerText()).trim();
+}
+
+async function functional() {
+  // 1. Root: the tail shows records a Go client produces, live.
+  const root = await open("root", "root");
+  let p = root.page;
+  await waitText(p, "#identity-subject", /^root$/);
+  await waitText(p, "#identity-actions", /produce/);
+  await waitText(p, "#tail-status", /live|waiting for records/);
+  const produced = await ask("produce-go", { count: 5 });
+  for (const v of produced.values) await waitText(p, "#tail-list", new RegExp(v));
+  await waitText(p, "#tail-status", /^live$/);
+  await waitText(p, "#st-next", new RegExp(`^${produced.next}$`), 10_000);
+  await shot(p, "1-tail-live-root");
+
+  // 2. The page produces a JSON record; the Go client reads it back.
+  const nonce = `page-${Date.now()}`;
+  await p.fill("#produce-value", JSON.stringify({ from: "browser", nonce }));
+  await p.check('input[name="produce-mode"][value="json"]');
+  await p.click("#produce-submit");
+  const result = await waitText(p, "#produce-result", /^Appended at offset \d+\.$/);
+  const offset = Number(/offset (\d+)/.exec(result)[1]);
+  await waitText(p, "#tail-list", new RegExp(nonce));
+  await shot(p, "2-produce-from-page");
+  await ask("read-back", { offset, value: JSON.stringify({ from: "browser", nonce }) });
+
+  // 3. Invalid JSON never reaches the server.
+  await p.fill("#produce-value", "{not json");
+  await p.click("#produce-submit");
+  await waitText(p, "#produce-error", /not valid JSON/);
+
+  // 4. Browse: pages, the detail view with pretty JSON, and an offset past the end.
+  await p.click("#tab-browse");
+  await waitText(p, "#browse-status", /^offsets /);
+  await p.locator(`#browse-list .row[data-offset="${offset}"]`).click();
+  await waitText(p, "#detail-value", /"nonce": "page-/);
+  await waitText(p, "#detail-meta", /json/);
+  await shot(p, "3-browse-detail");
+  await p.fill("#browse-offset", "999999");
+  await p.click('#browse-form button[type="submit"]');
+  await waitText(p, "#browse-error", new RegExp(`^Offset 999999 is past the end \\(next is ${offset + 1}\\)\\.$`));
+  await shot(p, "4-browse-out-of-range");
+  await p.click("#browse-first");
+  await waitText(p, "#browse-status", /^offsets 0–/);
+  const browsed = await p.locator("#browse-list .row").count();
+  check(browsed === offset + 1, `browse shows ${browsed} rows, want ${offset + 1}`);
+
+  // 5. The tail survives a server restart and resumes without gaps or repeats.
+  await p.click("#tab-tail");
+  await ask("restart-server");
+  const after = await ask("produce-go", { count: 3 });
+  for (const v of after.values) await waitText(p, "#tail-list", new RegExp(v), 30_000);
+  const offs = await tailOffsets(p);
+  for (let i = 1; i < offs.length; i++) check(offs[i] === offs[i - 1] + 1, `tail rows not consecutive: ${offs.join(",")}`);
+  check(offs.at(-1) === after.next - 1, `last tail row ${offs.at(-1)}, want ${after.next - 1}`);
+  await waitText(p, "#tail-status", /^live$/);
+  await shot(p, "5-tail-after-restart");
+
+  // 6. Pause stops the stream; resume catches up.
+  await p.click("#tail-pause");
+  await waitText(p, "#tail-status", /^paused/);
+  const during = await ask("produce-go", { count: 2 });
+  await p.waitForTimeout(300);
+  check(!(await p.locator("#tail-list").innerText()).includes(during.values[0]), "a paused tail showed a new record");
+  await p.click("#tail-pause");
+  for (const v of during.values) await waitText(p, "#tail-list", new RegExp(v));
+  await noCSPViolations(p);
+  await root.context.close();
+
+  // 7. No certificate: the anonymous view, and producing explains why not.
+  const anon = await open("anonymous");
+  p = anon.page;
+  await waitText(p, "#identity-subject", /^anonymous$/);
+  await waitText(p, "#identity-hint", /import root\.p12/);
+  await waitText(p, "#tail-error", /Anonymous visitors may not consume/);
+  await p.fill("#produce-value", "anonymous write");
+  await p.click("#produce-submit");
+  await waitText(p, "#produce-error", /^You are not signed in with a client certificate; import root\.p12/);
+  await shot(p, "6-anonymous");
+  await noCSPViolations(p);
+  await anon.context.close();
+
+  // 8. A certificate the policy lets consume but not produce.
+  const alice = await open("alice", "alice");
+  p = alice.page;
+  await waitText(p, "#identity-subject", /^alice$/);
+  await waitText(p, "#identity-actions", /^may consume$/);
+  await waitText(p, "#tail-list", new RegExp(during.values[1]));
+  await p.fill("#produce-value", "alice write");
+  await p.click("#produce-submit");
+  await waitText(p, "#produce-error", /^This certificate \(alice\) may consume but not produce\.$/);
+  await shot(p, "7-alice-may-not-produce");
+  await noCSPViolations(p);
+  await alice.context.close();
+}
+
+/** heap forces a garbage collection and reads the page's JS heap (bytes). */
+async function heap(page) {
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send("HeapProfiler.collectGarbage");
+  const { usedSize } = await cdp.send("Runtime.getHeapUsage");
+  await cdp.detach();
+  return usedSize;
+}
+
+function frameStats(frames) {
+  const sorted = [...frames].sort((a, b) => a - b);
+  const pct = (q) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] : 0);
+  return {
+    frames: frames.length,
+    p50_ms: +pct(0.5).toFixed(1),
+    p99_ms: +pct(0.99).toFixed(1),
+    max_ms: +(sorted.at(-1) ?? 0).toFixed(1),
+    // A frame that took longer than two vsync intervals dropped one.
+    dropped: frames.filter((f) => f > 2 * (1000 / 60)).length,
+  };
+}
+
+async function bench() {
+  const { page } = await open("bench", "root");
+  await waitText(page, "#identity-subject", /^root$/);
+  await waitText(page, "#tail-status", /live|waiting for records/);
+  const results = { live: [], catchup: undefined };
+  const received = () =>
+    page.evaluate(() => Number(document.getElementById("tail-counts").textContent.split(" ")[0].replaceAll(",", "")));
+
+  // Live: the Go client produces at a fixed rate while the page follows.
+  for (const rate of (process.env.PROGLOG_BENCH_RATES ?? "1000,10000,20000,40000").split(",").map(Number)) {
+    const before = await received();
+    await page.evaluate(() => {
+      window.__e2e.frames = [];
+      window.__e2e.recording = true;
+    });
+    const t0 = Date.now();
+    const r = await ask("produce-rate", { rate, seconds: 5 });
+    // Wait for the page to show every record produced.
+    const deadline = Date.now() + 60_000;
+    while ((await received()) - before < r.count && Date.now() < deadline) await page.waitForTimeout(50);
+    const elapsed = (Date.now() - t0) / 1000;
+    const frames = await page.evaluate(() => {
+      window.__e2e.recording = false;
+      return window.__e2e.frames;
+    });
+    const got = (await received()) - before;
+    results.live.push({ target_rate: rate, produced: r.count, produce_rate: Math.round(r.count / r.seconds), shown: got, seconds_until_all_shown: +elapsed.toFixed(2), ...frameStats(frames) });
+    tell("bench-live", results.live.at(-1));
+  }
+
+  // Catch-up: stream a million records from offset 0 as fast as they come.
+  const total = Number(process.env.PROGLOG_BENCH_RECORDS ?? 1_000_000);
+  const filled = await ask("produce-bulk", { count: total });
+  await page.evaluate(() => {
+    window.__e2e.frames = [];
+    window.__e2e.recording = true;
+  });
+  const heapBefore = await heap(page);
+  await page.selectOption("#tail-from", "offset");
+  await page.fill("#tail-offset", String(filled.first));
+  const t0 = Date.now();
+  await page.click("#tail-start");
+  await waitText(page, "#tail-counts", new RegExp(`^${(filled.count).toLocaleString("en-US")} received`), 600_000);
+  const seconds = (Date.now() - t0) / 1000;
+  const frames = await page.evaluate(() => {
+    window.__e2e.recording = false;
+    return window.__e2e.frames;
+  });
+  const heapAfter = await heap(page);
+  await shot(page, "bench-after-catchup");
+  results.catchup = {
+    records: filled.count,
+    seconds: +seconds.toFixed(2),
+    records_per_second: Math.round(filled.count / seconds),
+    heap_before_mb: +(heapBefore / 2 ** 20).toFixed(1),
+    heap_after_mb: +(heapAfter / 2 ** 20).toFixed(1),
+    ...frameStats(frames),
+  };
+  tell("bench-catchup", results.catchup);
+  writeFileSync(join(artifacts, "bench.json"), JSON.stringify(results, null, 2) + "\n");
+}
+
+try {
+  if (mode === "bench") await bench();
+  else await functional();
+  tell("done");
+} catch (e) {
+  tell("failed", { error: String(e?.stack ?? e) });
+  process.exitCode = 1;
+} finally {
+  lines.close(); // an open stdin would keep node running
+  await browser.close();
+}
