@@ -426,7 +426,7 @@ func (l *Log) flush(b pendingBatch, sync bool) error {
 			return nil
 		}
 		if _, err := seg.store.WriteAt(b.buf[chunkStart:p], seg.size); err != nil {
-			return fmt.Errorf("write %s: %w", seg.storePath, err)
+			return err // an *os.PathError naming the store
 		}
 		seg.size += p - chunkStart
 		seg.count += chunkCount

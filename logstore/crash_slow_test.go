@@ -1,0 +1,362 @@
+//go:build slow
+
+package logstore_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/proglog/proglog/logstore"
+)
+
+// The test binary re-executes itself as the child of the crash and
+// disk-full tests; this environment variable selects the child's job.
+const childEnv = "PROGLOG_LOGSTORE_CHILD"
+
+func init() { runCrashChild = childMain }
+
+func childMain() bool {
+	var err error
+	switch os.Getenv(childEnv) {
+	case "":
+		return false
+	case "crash":
+		err = crashChild(os.Getenv("PROGLOG_LOGSTORE_DIR"), os.Getenv("PROGLOG_LOGSTORE_ROUND"))
+	case "diskfull":
+		err = diskFullChild(os.Getenv("PROGLOG_LOGSTORE_DIR"))
+	default:
+		err = fmt.Errorf("unknown child %q", os.Getenv(childEnv))
+	}
+	if err != nil {
+		fmt.Printf("child error: %v\n", err)
+		os.Exit(3)
+	}
+	os.Exit(0)
+	return true
+}
+
+// genValue is the value writer w appends as its seq-th record in a round;
+// its length and bytes are derived from those numbers alone.
+func genValue(round, w, seq int) []byte {
+	r := rand.New(rand.NewPCG(uint64(round)<<32|uint64(w), uint64(seq)))
+	v := fmt.Appendf(nil, "r%d w%d s%d ", round, w, seq)
+	n := r.IntN(3000)
+	for range n {
+		v = append(v, byte(r.Uint32()))
+	}
+	return v
+}
+
+func parseValue(v []byte) (round, w, seq int, err error) {
+	head, _, ok := bytes.Cut(v, []byte(" s"))
+	if !ok {
+		return 0, 0, 0, fmt.Errorf("value %.40q has no header", v)
+	}
+	if _, err := fmt.Sscanf(string(head)+" s"+strings.SplitN(string(v[len(head)+2:]), " ", 2)[0], "r%d w%d s%d", &round, &w, &seq); err != nil {
+		return 0, 0, 0, fmt.Errorf("value %.40q: %v", v, err)
+	}
+	return round, w, seq, nil
+}
+
+const crashWriters = 8
+
+// crashChild appends from several writers, acknowledging each durable
+// record on stdout, until it is killed.
+func crashChild(dir, roundStr string) error {
+	round, _ := strconv.Atoi(roundStr)
+	l, err := logstore.Open(dir, logstore.Config{MaxSegmentBytes: 256 << 10})
+	if err != nil {
+		return err
+	}
+	var out sync.Mutex
+	ack := func(off uint64, w, seq int) {
+		out.Lock()
+		fmt.Fprintf(os.Stdout, "ack %d %d %d\n", off, w, seq)
+		out.Unlock()
+	}
+	fmt.Println("ready")
+	var wg sync.WaitGroup
+	for w := range crashWriters {
+		wg.Go(func() {
+			ctx := context.Background()
+			for seq := 0; ; {
+				if seq%5 == 4 {
+					vals := [][]byte{genValue(round, w, seq), genValue(round, w, seq+1), genValue(round, w, seq+2)}
+					base, err := l.AppendBatch(ctx, vals)
+					if err != nil {
+						fmt.Printf("child error: %v\n", err)
+						os.Exit(3)
+					}
+					for i := range vals {
+						ack(base+uint64(i), w, seq+i)
+					}
+					seq += len(vals)
+					continue
+				}
+				off, err := l.Append(ctx, genValue(round, w, seq))
+				if err != nil {
+					fmt.Printf("child error: %v\n", err)
+					os.Exit(3)
+				}
+				ack(off, w, seq)
+				seq++
+			}
+		})
+	}
+	wg.Wait()
+	return nil
+}
+
+type ackRec struct{ w, seq int }
+
+// TestCrash kills a child appending with group commit at random moments,
+// 30 times, and checks after each restart that every acknowledged record
+// reads back byte for byte, offsets are dense, every record is one a writer
+// sent, and each writer's records form a gapless prefix in order.
+func TestCrash(t *testing.T) {
+	dir := t.TempDir()
+	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	const rounds = 30
+	for round := range rounds {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), childEnv+"=crash", "PROGLOG_LOGSTORE_DIR="+dir, "PROGLOG_LOGSTORE_ROUND="+strconv.Itoa(round))
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		acks := map[uint64]ackRec{}
+		var childErr string
+		lines := bufio.NewScanner(stdout)
+		if !lines.Scan() || lines.Text() != "ready" {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("round %d: child did not start: %q", round, lines.Text())
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for lines.Scan() {
+				var off uint64
+				var a ackRec
+				if _, err := fmt.Sscanf(lines.Text(), "ack %d %d %d", &off, &a.w, &a.seq); err == nil {
+					acks[off] = a
+				} else if strings.HasPrefix(lines.Text(), "child error") {
+					childErr = lines.Text()
+				}
+			}
+			io.Copy(io.Discard, stdout)
+		}()
+		time.Sleep(time.Duration(5+r.IntN(120)) * time.Millisecond)
+		if err := cmd.Process.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		cmd.Wait()
+		<-done
+		if childErr != "" {
+			t.Fatalf("round %d: %s", round, childErr)
+		}
+		verifyCrashLog(t, dir, round, acks)
+	}
+}
+
+func verifyCrashLog(t *testing.T, dir string, round int, acks map[uint64]ackRec) {
+	t.Helper()
+	var logs bytes.Buffer
+	l, err := logstore.Open(dir, logstore.Config{MaxSegmentBytes: 256 << 10, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatalf("round %d: reopen after kill -9: %v", round, err)
+	}
+	defer l.Close()
+	lo, next := l.Bounds()
+	if lo != 0 {
+		t.Fatalf("round %d: lowest %d", round, lo)
+	}
+	type key struct{ round, w int }
+	lastSeq := map[key]int{}
+	var off uint64
+	for off < next {
+		recs, err := l.ReadBatch(off, 512, 4<<20, nil)
+		if err != nil {
+			t.Fatalf("round %d: ReadBatch(%d) of [0,%d): %v", round, off, next, err)
+		}
+		for _, rec := range recs {
+			rr, w, seq, err := parseValue(rec.Value)
+			if err != nil {
+				t.Fatalf("round %d: offset %d: %v", round, rec.Offset, err)
+			}
+			if !bytes.Equal(rec.Value, genValue(rr, w, seq)) {
+				t.Fatalf("round %d: offset %d holds a damaged value for r%d w%d s%d", round, rec.Offset, rr, w, seq)
+			}
+			k := key{rr, w}
+			prev, ok := lastSeq[k]
+			if (!ok && seq != 0) || (ok && seq != prev+1) {
+				t.Fatalf("round %d: offset %d is r%d w%d s%d, but that writer's previous record was s%d (present %v): a gap or reordering", round, rec.Offset, rr, w, seq, prev, ok)
+			}
+			lastSeq[k] = seq
+			if a, ok := acks[rec.Offset]; ok && rr == round && (a.w != w || a.seq != seq) {
+				t.Fatalf("round %d: offset %d acknowledged as w%d s%d, holds w%d s%d", round, rec.Offset, a.w, a.seq, w, seq)
+			}
+		}
+		off += uint64(len(recs))
+	}
+	for ackOff, a := range acks {
+		if ackOff >= next {
+			t.Fatalf("round %d: acknowledged offset %d (w%d s%d) lost; log ends at %d", round, ackOff, a.w, a.seq, next)
+		}
+	}
+	torn := ""
+	if bytes.Contains(logs.Bytes(), []byte("torn tail")) {
+		torn = " (recovery cut a torn tail)"
+	}
+	t.Logf("round %d: %d acknowledged this round, log has %d records%s", round, len(acks), next, torn)
+}
+
+// diskFullChild runs inside a mount namespace where dir is an 8 MiB tmpfs.
+func diskFullChild(dir string) error {
+	ballast := filepath.Join(dir, "ballast")
+	if err := os.WriteFile(ballast, make([]byte, 1<<20), 0o644); err != nil {
+		return err
+	}
+	logDir := filepath.Join(dir, "log")
+	cfg := logstore.Config{MaxSegmentBytes: 1 << 20}
+	l, err := logstore.Open(logDir, cfg)
+	if err != nil {
+		return err
+	}
+	var mu sync.Mutex
+	acked := map[uint64][]byte{}
+	var failures []error
+	var wg sync.WaitGroup
+	for w := range 3 {
+		wg.Go(func() {
+			for seq := 0; ; seq++ {
+				v := genValue(0, w, seq)
+				off, err := l.Append(context.Background(), v)
+				mu.Lock()
+				if err != nil {
+					failures = append(failures, err)
+					mu.Unlock()
+					return
+				}
+				acked[off] = v
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range failures {
+		if !errors.Is(err, logstore.ErrFailed) || !strings.Contains(err.Error(), "no space left on device") {
+			return fmt.Errorf("append failed with %v, want ErrFailed naming ENOSPC", err)
+		}
+	}
+	fmt.Printf("full after %d acknowledged records: %v\n", len(acked), failures[0])
+	if _, err := l.Append(context.Background(), []byte("x")); !errors.Is(err, logstore.ErrFailed) {
+		return fmt.Errorf("append after failure = %v, want ErrFailed", err)
+	}
+	if err := checkAcked(l, acked); err != nil {
+		return fmt.Errorf("failed log: %w", err)
+	}
+	l.Close()
+
+	// Reopening on the still-full disk must not lose anything either (it
+	// may fail for want of space, but not damage the log).
+	if l, err := logstore.Open(logDir, cfg); err == nil {
+		if err := checkAcked(l, acked); err != nil {
+			return fmt.Errorf("reopened on a full disk: %w", err)
+		}
+		l.Close()
+	} else {
+		fmt.Printf("reopen on full disk: %v\n", err)
+	}
+
+	if err := os.Remove(ballast); err != nil {
+		return err
+	}
+	l, err = logstore.Open(logDir, cfg)
+	if err != nil {
+		return fmt.Errorf("reopen after freeing space: %w", err)
+	}
+	if err := checkAcked(l, acked); err != nil {
+		return fmt.Errorf("after freeing space: %w", err)
+	}
+	for i := range 100 {
+		v := genValue(1, 0, i)
+		off, err := l.Append(context.Background(), v)
+		if err != nil {
+			return fmt.Errorf("append after freeing space: %w", err)
+		}
+		acked[off] = v
+	}
+	if err := l.Close(); err != nil {
+		return err
+	}
+	l, err = logstore.Open(logDir, cfg)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	if err := checkAcked(l, acked); err != nil {
+		return fmt.Errorf("final: %w", err)
+	}
+	fmt.Printf("ok %d acknowledged records intact\n", len(acked))
+	return nil
+}
+
+func checkAcked(l *logstore.Log, acked map[uint64][]byte) error {
+	_, next := l.Bounds()
+	for off, v := range acked {
+		rec, err := l.Read(off)
+		if err != nil {
+			return fmt.Errorf("acknowledged offset %d (next %d): %w", off, next, err)
+		}
+		if !bytes.Equal(rec.Value, v) {
+			return fmt.Errorf("acknowledged offset %d reads back different bytes", off)
+		}
+	}
+	return nil
+}
+
+// TestDiskFull fills a size-capped tmpfs (real ENOSPC) in a user and mount
+// namespace: appends fail with ErrFailed, nothing acknowledged is lost, and
+// the log continues once space is back.
+func TestDiskFull(t *testing.T) {
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Skip("unshare not installed")
+	}
+	probe := exec.Command("unshare", "-rm", "true")
+	if out, err := probe.CombinedOutput(); err != nil {
+		t.Skipf("unshare -rm not permitted here: %v %s", err, out)
+	}
+	dir := t.TempDir()
+	cmd := exec.Command("unshare", "-rm", "sh", "-c", `mount -t tmpfs -o size=8m tmpfs "$1" && exec "$2" -test.run='^$'`, "sh", dir, os.Args[0])
+	cmd.Env = append(os.Environ(), childEnv+"=diskfull", "PROGLOG_LOGSTORE_DIR="+dir)
+	out, err := cmd.CombinedOutput()
+	t.Logf("child output:\n%s", out)
+	if err != nil {
+		if bytes.Contains(out, []byte("mount:")) {
+			t.Skipf("cannot mount tmpfs in a user namespace: %s", out)
+		}
+		t.Fatalf("disk-full child failed: %v", err)
+	}
+	if !bytes.Contains(out, []byte("ok ")) {
+		t.Fatal("child did not report success")
+	}
+}
