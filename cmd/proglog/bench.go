@@ -1,0 +1,398 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	logv1 "github.com/proglog/proglog/gen/log/v1"
+)
+
+type benchFlags struct {
+	cf      clientFlags
+	clients int
+	records int
+	size    byteSize
+	mode    string
+	batch   int
+	window  int
+}
+
+func newBenchCmd(e *env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Load generator: measure produce or consume throughput and latency",
+		Long: `Measure a running node, like nats bench or kafka-producer-perf-test.
+
+  proglog bench produce --clients 64 --mode unary --records 200000
+  proglog bench produce --mode stream --batch 100 --records 2000000
+  proglog bench consume --records 2000000 --batch 1000
+
+Each client has its own connection. Produce modes: unary (one Produce per
+record), batch (one ProduceBatch per --batch records) and stream (pipelined
+ProduceStream requests of --batch records, up to --window in flight).
+Latency is measured per acknowledgement. Consume reads --records records
+with ConsumeStream (max_batch = --batch) from the lowest offset; the log must
+hold that many (run bench produce first).` + "\n" + exitCodesHelp,
+		Args: wantNoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			return usagef("bench needs a subcommand: produce or consume")
+		},
+	}
+	cmd.AddCommand(newBenchProduceCmd(e), newBenchConsumeCmd(e))
+	return cmd
+}
+
+func (b *benchFlags) register(cmd *cobra.Command, defBatch int) {
+	b.cf.register(cmd.Flags())
+	f := cmd.Flags()
+	f.IntVar(&b.clients, "clients", 1, "concurrent clients, each with its own connection")
+	f.IntVar(&b.records, "records", 100000, "records in total, split across clients")
+	f.IntVar(&b.batch, "batch", defBatch, "records per request (produce) or per stream message (consume)")
+	b.size = 100
+}
+
+func (b *benchFlags) check() error {
+	switch {
+	case b.clients < 1:
+		return usagef("--clients must be at least 1")
+	case b.records < b.clients:
+		return usagef("--records must be at least --clients")
+	case b.batch < 1:
+		return usagef("--batch must be at least 1")
+	}
+	return nil
+}
+
+func newBenchProduceCmd(e *env) *cobra.Command {
+	var b benchFlags
+	cmd := &cobra.Command{
+		Use:   "produce",
+		Short: "Produce --records records of --size bytes and report throughput and latency",
+		Args:  wantNoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := b.check(); err != nil {
+				return err
+			}
+			if b.mode != "unary" && b.mode != "batch" && b.mode != "stream" {
+				return usagef("--mode %q: want unary, batch or stream", b.mode)
+			}
+			if b.window < 1 {
+				return usagef("--window must be at least 1")
+			}
+			res, err := runBench(cmd.Context(), b, produceWorker(b))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "produce: %d client(s), %d records of %d B, mode %s, batch %d, protocol %s\n",
+				b.clients, res.records, b.size, b.mode, effectiveBatch(b), b.cf.protocol)
+			res.print(e.stdout, "latency per ack")
+			return nil
+		},
+	}
+	b.register(cmd, 100)
+	cmd.Flags().Var(&b.size, "size", "bytes per record")
+	cmd.Flags().StringVar(&b.mode, "mode", "stream", "unary, batch or stream")
+	cmd.Flags().IntVar(&b.window, "window", 64, "stream mode: most requests in flight per client")
+	return cmd
+}
+
+func newBenchConsumeCmd(e *env) *cobra.Command {
+	var b benchFlags
+	cmd := &cobra.Command{
+		Use:   "consume",
+		Short: "Read --records records per run with ConsumeStream and report throughput",
+		Args:  wantNoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := b.check(); err != nil {
+				return err
+			}
+			c, err := b.cf.dial()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := unaryContext(cmd.Context(), c.timeout)
+			st, err := c.GetStats(ctx, &logv1.GetStatsRequest{})
+			cancel()
+			c.Close()
+			if err != nil {
+				return err
+			}
+			per := uint64(b.records / b.clients)
+			if have := st.GetNextOffset() - st.GetLowestOffset(); have < per {
+				return fmt.Errorf("the log holds %d records, fewer than the %d each client reads: run proglog bench produce first", have, per)
+			}
+			res, err := runBench(cmd.Context(), b, consumeWorker(b, st.GetLowestOffset()))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "consume: %d client(s), %d records each from offset %d, max_batch %d, protocol %s\n",
+				b.clients, per, st.GetLowestOffset(), b.batch, b.cf.protocol)
+			res.print(e.stdout, "gap between messages")
+			return nil
+		},
+	}
+	b.register(cmd, 1000)
+	return cmd
+}
+
+func effectiveBatch(b benchFlags) int {
+	if b.mode == "unary" {
+		return 1
+	}
+	return b.batch
+}
+
+// benchResult sums what the clients measured.
+type benchResult struct {
+	records int64
+	bytes   int64
+	elapsed time.Duration
+	lat     []time.Duration // one per ack (produce) or per message (consume)
+}
+
+// worker runs one client's share (n records) and records what it saw.
+type worker func(ctx context.Context, c *conn, n int, res *benchResult) error
+
+func runBench(ctx context.Context, b benchFlags, w worker) (*benchResult, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	conns := make([]*conn, b.clients)
+	for i := range conns {
+		c, err := b.cf.dial()
+		if err != nil {
+			return nil, err
+		}
+		defer c.Close()
+		// Connect before the clock starts.
+		wctx, wcancel := unaryContext(ctx, c.timeout)
+		_, err = c.WhoAmI(wctx, &logv1.WhoAmIRequest{})
+		wcancel()
+		if err != nil {
+			return nil, err
+		}
+		conns[i] = c
+	}
+	results := make([]benchResult, b.clients)
+	errs := make([]error, b.clients)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i, c := range conns {
+		n := b.records / b.clients
+		if i < b.records%b.clients {
+			n++
+		}
+		wg.Go(func() {
+			if err := w(ctx, c, n, &results[i]); err != nil {
+				errs[i] = err
+				cancel() // one failure stops the run
+			}
+		})
+	}
+	wg.Wait()
+	total := &benchResult{elapsed: time.Since(start)}
+	for i, r := range results {
+		total.records += r.records
+		total.bytes += r.bytes
+		total.lat = append(total.lat, r.lat...)
+		if errs[i] != nil && !errors.Is(errs[i], context.Canceled) {
+			return nil, fmt.Errorf("client %d: %w", i, errs[i])
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return total, nil
+}
+
+func (r *benchResult) print(w io.Writer, latLabel string) {
+	secs := r.elapsed.Seconds()
+	fmt.Fprintf(w, "  %d records, %s in %v: %.0f records/s, %.2f MB/s\n",
+		r.records, humanBytes(r.bytes), r.elapsed.Round(time.Millisecond), float64(r.records)/secs, float64(r.bytes)/1e6/secs)
+	if len(r.lat) == 0 {
+		return
+	}
+	p := percentiles(r.lat, 50, 90, 99)
+	fmt.Fprintf(w, "  %s (%d): p50 %v  p90 %v  p99 %v  max %v\n",
+		latLabel, len(r.lat), fmtDur(p[0]), fmtDur(p[1]), fmtDur(p[2]), fmtDur(slices.Max(r.lat)))
+}
+
+// percentiles sorts lat and returns the nearest-rank percentiles.
+func percentiles(lat []time.Duration, ps ...float64) []time.Duration {
+	slices.Sort(lat)
+	out := make([]time.Duration, len(ps))
+	for i, p := range ps {
+		rank := int(float64(len(lat))*p/100+0.999999) - 1
+		out[i] = lat[max(0, min(rank, len(lat)-1))]
+	}
+	return out
+}
+
+func fmtDur(d time.Duration) string {
+	switch {
+	case d < time.Millisecond:
+		return fmt.Sprintf("%.0fµs", float64(d)/float64(time.Microsecond))
+	case d < time.Second:
+		return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond))
+	}
+	return d.Round(time.Millisecond).String()
+}
+
+func produceWorker(b benchFlags) worker {
+	return func(ctx context.Context, c *conn, n int, res *benchResult) error {
+		value := make([]byte, int(b.size))
+		rand.Read(value)
+		records := func(k int) []*logv1.Record {
+			rs := make([]*logv1.Record, k)
+			for i := range rs {
+				rs[i] = &logv1.Record{Value: value}
+			}
+			return rs
+		}
+		switch b.mode {
+		case "unary":
+			req := &logv1.ProduceRequest{Record: &logv1.Record{Value: value}}
+			for range n {
+				t0 := time.Now()
+				if _, err := c.Produce(ctx, req); err != nil {
+					return err
+				}
+				res.lat = append(res.lat, time.Since(t0))
+				res.records++
+				res.bytes += int64(len(value))
+			}
+			return nil
+		case "batch":
+			for left := n; left > 0; {
+				k := min(left, b.batch)
+				t0 := time.Now()
+				resp, err := c.ProduceBatch(ctx, &logv1.ProduceBatchRequest{Records: records(k)})
+				if err != nil {
+					return err
+				}
+				if int(resp.GetCount()) != k {
+					return fmt.Errorf("ProduceBatch appended %d of %d records", resp.GetCount(), k)
+				}
+				res.lat = append(res.lat, time.Since(t0))
+				res.records += int64(k)
+				res.bytes += int64(k * len(value))
+				left -= k
+			}
+			return nil
+		default:
+			return streamProduce(ctx, c, n, b.batch, b.window, records, int64(len(value)), res)
+		}
+	}
+}
+
+// streamProduce pipelines requests of batch records over one ProduceStream,
+// with at most window unacknowledged.
+func streamProduce(ctx context.Context, c *conn, n, batch, window int, records func(int) []*logv1.Record, size int64, res *benchResult) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := c.ProduceStream(ctx)
+	if err != nil {
+		return err
+	}
+	type inflight struct {
+		k  int
+		t0 time.Time
+	}
+	pending := make(chan inflight, window)
+	sendErr := make(chan error, 1)
+	go func() {
+		defer close(pending)
+		sendErr <- func() error {
+			for left := n; left > 0; {
+				k := min(left, batch)
+				req := &logv1.ProduceStreamRequest{Records: records(k)}
+				select {
+				case pending <- inflight{k, time.Now()}:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+				if err := stream.Send(req); err != nil {
+					if errors.Is(err, io.EOF) {
+						return nil // Receive reports the cause
+					}
+					return err
+				}
+				left -= k
+			}
+			return stream.CloseRequest()
+		}()
+	}()
+	var recvErr error
+	for p := range pending {
+		resp, err := stream.Receive()
+		if err != nil {
+			recvErr = err
+			cancel()
+			for range pending {
+			}
+			break
+		}
+		if resp.GetCount() != 0 && int(resp.GetCount()) != p.k {
+			recvErr = fmt.Errorf("ProduceStream acknowledged %d of %d records", resp.GetCount(), p.k)
+			cancel()
+			for range pending {
+			}
+			break
+		}
+		res.lat = append(res.lat, time.Since(p.t0))
+		res.records += int64(p.k)
+		res.bytes += int64(p.k) * size
+	}
+	serr := <-sendErr
+	stream.CloseResponse()
+	if recvErr != nil {
+		return recvErr
+	}
+	return serr
+}
+
+func consumeWorker(b benchFlags, from uint64) worker {
+	return func(ctx context.Context, c *conn, n int, res *benchResult) error {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		stream, err := c.ConsumeStream(ctx, &logv1.ConsumeStreamRequest{Offset: from, MaxBatch: uint32(b.batch)})
+		if err != nil {
+			return err
+		}
+		defer stream.Close()
+		next := from
+		t0 := time.Now()
+		for res.records < int64(n) && stream.Receive() {
+			msg := stream.Msg()
+			recs := msg.GetRecords()
+			if len(recs) == 0 && msg.GetRecord() != nil {
+				recs = []*logv1.Record{msg.GetRecord()}
+			}
+			for _, r := range recs {
+				if r.GetOffset() != next {
+					return fmt.Errorf("ConsumeStream sent offset %d, want %d", r.GetOffset(), next)
+				}
+				next++
+				res.records++
+				res.bytes += int64(len(r.GetValue()))
+			}
+			now := time.Now()
+			res.lat = append(res.lat, now.Sub(t0))
+			t0 = now
+		}
+		if res.records >= int64(n) {
+			return nil
+		}
+		if err := stream.Err(); err != nil {
+			return err
+		}
+		return fmt.Errorf("ConsumeStream ended after %d of %d records", res.records, n)
+	}
+}

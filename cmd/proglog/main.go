@@ -1,0 +1,118 @@
+// Command proglog runs a proglog node (serve) and talks to one (produce,
+// consume, stats, whoami, bench), and makes the certificates mutual TLS
+// needs (certs). It only wires packages together: the log lives in
+// logstore, the RPC server in service, the policy in acl, certificates in pki.
+//
+// Every flag can also come from the environment, as PROGLOG_<FLAG> with
+// dashes turned into underscores (PROGLOG_DATA_DIR), or from a config file
+// given with --config (or PROGLOG_CONFIG). A flag on the command line wins
+// over the environment, which wins over the file, which wins over the
+// default. The file holds one "name = value" a line, names being flag names
+// without dashes in front; '#' starts a comment line:
+//
+//	# proglog.conf
+//	addr = 0.0.0.0:8400
+//	data-dir = /var/lib/proglog
+//	sync = always
+//	retention-bytes = 10GiB
+//
+// Exit codes: 0 success, 1 error, 2 usage error, 3 permission or
+// authentication denied.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"connectrpc.com/connect"
+)
+
+// Exit codes scripts can rely on.
+const (
+	exitOK     = 0
+	exitError  = 1
+	exitUsage  = 2
+	exitDenied = 3
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], &env{
+		stdin:  os.Stdin,
+		stdout: os.Stdout,
+		stderr: os.Stderr,
+		getenv: os.Getenv,
+	})
+	stop()
+	os.Exit(code)
+}
+
+// env is what a command may touch of the outside world, so tests can run
+// commands in-process.
+type env struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	getenv         func(string) string
+}
+
+// run executes one command line and returns the process exit code.
+func run(ctx context.Context, args []string, e *env) int {
+	root := newRootCmd(e)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintf(e.stderr, "proglog: %s\n", oneLine(err.Error()))
+	return exitCode(err)
+}
+
+// usageError marks a mistake in the command line, the environment or the
+// config file: exit code 2.
+type usageError struct{ err error }
+
+func (u usageError) Error() string { return u.err.Error() }
+func (u usageError) Unwrap() error { return u.err }
+
+func usagef(format string, args ...any) error {
+	return usageError{fmt.Errorf(format, args...)}
+}
+
+func exitCode(err error) int {
+	var ue usageError
+	switch {
+	case errors.As(err, &ue):
+		return exitUsage
+	case isCobraUsage(err):
+		return exitUsage
+	}
+	switch connect.CodeOf(err) {
+	case connect.CodeUnauthenticated, connect.CodePermissionDenied:
+		return exitDenied
+	}
+	return exitError
+}
+
+// isCobraUsage recognizes the errors cobra makes itself (it has no types
+// for them).
+func isCobraUsage(err error) bool {
+	msg := err.Error()
+	for _, prefix := range []string{"unknown command", "unknown flag", "unknown shorthand", "required flag", "invalid argument", "flag needs an argument", "accepts ", "requires at least", "requires at most"} {
+		if strings.HasPrefix(msg, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// oneLine keeps error output to a single line, whatever a server sent.
+func oneLine(s string) string {
+	s = strings.TrimSpace(s)
+	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ")), " ")
+}

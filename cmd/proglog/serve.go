@@ -1,0 +1,300 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+
+	"github.com/proglog/proglog/acl"
+	"github.com/proglog/proglog/logstore"
+	"github.com/proglog/proglog/pki"
+	"github.com/proglog/proglog/service"
+	"github.com/proglog/proglog/web"
+)
+
+// shutdownTimeout bounds how long in-flight produces may take to finish.
+const shutdownTimeout = 10 * time.Second
+
+// quickstartPolicy lets the development identity do everything.
+const quickstartPolicy = "# proglog ACL: p, <subject>, <object: log or *>, <action: produce|consume|admin|*>\n" +
+	"# Written by the quickstart; the development client certificate is \"root\".\n" +
+	"p, root, *, *\n"
+
+type serveFlags struct {
+	addr, dataDir, aclPath, nodeID string
+	insecure                       bool
+	tlsCert, tlsKey, tlsCA         string
+	logLevel, logFormat            string
+	maxRecordBytes, segmentBytes   byteSize
+	sync                           string
+	syncInterval                   time.Duration
+	retentionBytes                 byteSize
+	retentionAge                   time.Duration
+	aclPoll                        time.Duration
+}
+
+func newServeCmd(e *env) *cobra.Command {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "proglog"
+	}
+	sf := serveFlags{maxRecordBytes: 1 << 20, segmentBytes: 64 << 20}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run a proglog node",
+		Long: `Run a proglog node: one port for gRPC, gRPC-Web and Connect over mutual TLS,
+with gRPC reflection and health, Prometheus metrics at /metrics and the
+dashboard at /.
+
+With no TLS flags and no --insecure, the node runs the quickstart: on first
+start it creates a development CA, a server certificate for localhost and a
+"root" client certificate in <data-dir>/certs, and an ACL <data-dir>/acl.csv
+that lets root do everything; later starts reuse them.
+
+ACL (--acl, reloaded when the file changes): lines "p, <subject>, <object>,
+<action>": subject a certificate common name, "anonymous" or "*" (any
+authenticated caller); object "log" or "*"; action produce, consume, admin
+(reflection and /metrics) or "*". Health checks and the dashboard's files are
+always open. Deny by default.
+
+Config file (--config): "name = value" lines with flag names, e.g.
+  addr = 0.0.0.0:8400
+  sync = interval
+  retention-bytes = 10GiB` + "\n" + exitCodesHelp,
+		Args: wantNoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return serve(cmd.Context(), e, sf)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&sf.addr, "addr", "127.0.0.1:8400", "address to listen on")
+	f.StringVar(&sf.dataDir, "data-dir", "./data", "directory for the log, and the quickstart's certificates and ACL")
+	f.BoolVar(&sf.insecure, "insecure", false, "serve plaintext HTTP/2 without TLS: every caller is anonymous (development only)")
+	f.StringVar(&sf.tlsCert, "tls-cert", "", "server certificate (PEM)")
+	f.StringVar(&sf.tlsKey, "tls-key", "", "server key (PEM)")
+	f.StringVar(&sf.tlsCA, "tls-ca", "", "CA that client certificates must chain to (PEM)")
+	f.StringVar(&sf.aclPath, "acl", "", "ACL policy file (default <data-dir>/acl.csv)")
+	f.DurationVar(&sf.aclPoll, "acl-poll", 2*time.Second, "how often to check the ACL file for changes")
+	f.StringVar(&sf.nodeID, "node-id", host, "this node's name")
+	f.StringVar(&sf.logLevel, "log-level", "info", levelFlagHelp)
+	f.StringVar(&sf.logFormat, "log-format", "auto", "log format: auto (text on a terminal, else json), text or json")
+	f.Var(&sf.maxRecordBytes, "max-record-bytes", "largest record value accepted")
+	f.Var(&sf.segmentBytes, "segment-bytes", "segment size at which a new segment starts")
+	f.StringVar(&sf.sync, "sync", "always", "fsync policy: always (ack after fdatasync), interval or never")
+	f.DurationVar(&sf.syncInterval, "sync-interval", 100*time.Millisecond, "fsync period with --sync interval")
+	f.Var(&sf.retentionBytes, "retention-bytes", "delete the oldest segments beyond this size (0 = keep all)")
+	f.DurationVar(&sf.retentionAge, "retention-age", 0, "delete segments whose newest record is older (0 = keep all)")
+	return cmd
+}
+
+func serve(ctx context.Context, e *env, sf serveFlags) error {
+	logger, err := newLogger(e.stderr, sf.logLevel, sf.logFormat)
+	if err != nil {
+		return err
+	}
+	syncPolicy, err := logstore.ParseSyncPolicy(sf.sync)
+	if err != nil {
+		return usageError{err}
+	}
+	if _, _, err := net.SplitHostPort(sf.addr); err != nil {
+		return usagef("--addr %q: want host:port", sf.addr)
+	}
+	if err := os.MkdirAll(sf.dataDir, 0o700); err != nil {
+		return err
+	}
+
+	quickstart := !sf.insecure && sf.tlsCert == "" && sf.tlsKey == "" && sf.tlsCA == ""
+	aclPath := sf.aclPath
+	if aclPath == "" {
+		aclPath = filepath.Join(sf.dataDir, "acl.csv")
+	}
+	var tlsConfig *tls.Config
+	switch {
+	case sf.insecure:
+		if sf.tlsCert != "" || sf.tlsKey != "" || sf.tlsCA != "" {
+			return usagef("--insecure cannot be combined with --tls-cert, --tls-key or --tls-ca")
+		}
+		logger.Warn("!!! --insecure: serving PLAINTEXT HTTP/2 with NO TLS and NO client authentication; " +
+			"every caller is \"anonymous\", and anyone who can reach the port sees and sends data in the clear. Development only.")
+	case quickstart:
+		certDir := filepath.Join(sf.dataDir, "certs")
+		created, err := pki.EnsureDevIdentity(certDir)
+		if err != nil {
+			return err
+		}
+		wroteACL, err := writeIfMissing(aclPath, quickstartPolicy)
+		if err != nil {
+			return err
+		}
+		if created || wroteACL {
+			logger.Info("quickstart: created the development identity", "certs", certDir, "acl", aclPath)
+		}
+		if tlsConfig, err = pki.ServerTLSConfig(filepath.Join(certDir, pki.DevServerFile),
+			filepath.Join(certDir, pki.DevServerKeyFile), filepath.Join(certDir, pki.DevCAFile)); err != nil {
+			return err
+		}
+		printQuickstart(e.stderr, sf.addr, sf.dataDir, certDir, created)
+	default:
+		if sf.tlsCert == "" || sf.tlsKey == "" {
+			return usagef("--tls-cert and --tls-key are both needed (or none of the TLS flags, for the quickstart)")
+		}
+		if sf.tlsCA == "" {
+			logger.Warn("no --tls-ca: client certificates are not accepted, every caller is \"anonymous\"")
+		}
+		if tlsConfig, err = pki.ServerTLSConfig(sf.tlsCert, sf.tlsKey, sf.tlsCA); err != nil {
+			return err
+		}
+	}
+
+	policy, err := acl.NewFile(aclPath, logger)
+	if err != nil {
+		return fmt.Errorf("%w (an ACL policy file is required: deny by default; see proglog serve --help)", err)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+
+	lcfg := logstore.DefaultConfig()
+	lcfg.MaxSegmentBytes = int64(sf.segmentBytes)
+	lcfg.MaxRecordBytes = int(sf.maxRecordBytes)
+	lcfg.Sync = syncPolicy
+	lcfg.SyncInterval = sf.syncInterval
+	lcfg.RetentionBytes = int64(sf.retentionBytes)
+	lcfg.RetentionAge = sf.retentionAge
+	lcfg.Logger = logger.With("component", "logstore")
+	lcfg.Registerer = reg
+	logDir := filepath.Join(sf.dataDir, "log")
+	l, err := logstore.Open(logDir, lcfg)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := l.Close(); err != nil {
+			logger.Error("closing the log", "err", err)
+		}
+	}()
+
+	svc, err := service.New(service.Config{
+		Log:            l,
+		Authorizer:     policy,
+		NodeID:         sf.nodeID,
+		Version:        versionString(),
+		RPCAddr:        sf.addr,
+		MaxRecordBytes: int(sf.maxRecordBytes),
+		Dashboard:      web.Handler(),
+		Logger:         logger,
+		Registerer:     reg,
+		Gatherer:       reg,
+	})
+	if err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", sf.addr)
+	if err != nil {
+		return err
+	}
+	srv := service.NewServer(service.ServerConfig{Handler: svc.Handler(), TLS: tlsConfig, Logger: logger})
+
+	pollCtx, stopPoll := context.WithCancel(context.WithoutCancel(ctx))
+	pollDone := make(chan struct{})
+	go func() {
+		defer close(pollDone)
+		policy.Run(pollCtx, sf.aclPoll)
+	}()
+	defer func() {
+		stopPoll()
+		<-pollDone
+	}()
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	logger.Info("serving", "addr", ln.Addr().String(), "tls", tlsConfig != nil, "data", logDir,
+		"acl", aclPath, "sync", syncPolicy.String(), "node", sf.nodeID, "version", versionString())
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancel()
+	svc.SetServing(false)
+	shutdownErr := srv.Shutdown(shutdownCtx)
+	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		logger.Error("serve", "err", err)
+	}
+	if shutdownErr != nil {
+		return fmt.Errorf("shutdown: %w", shutdownErr)
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+// writeIfMissing creates path with text unless it exists.
+func writeIfMissing(path, text string) (bool, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if _, err := f.WriteString(text); err != nil {
+		f.Close()
+		return false, err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return false, err
+	}
+	return true, f.Close()
+}
+
+// printQuickstart tells a person how to reach the development node.
+func printQuickstart(w io.Writer, addr, dataDir, certDir string, created bool) {
+	host, port, _ := net.SplitHostPort(addr)
+	switch host {
+	case "", "0.0.0.0", "::", "127.0.0.1", "::1":
+		host = "localhost" // the name the development certificate covers
+	}
+	target := net.JoinHostPort(host, port)
+	p := func(name string) string { return filepath.Join(certDir, name) }
+	what := "Reusing"
+	if created {
+		what = "Created"
+	}
+	dataFlag := ""
+	if filepath.Clean(dataDir) != "data" {
+		dataFlag = " --data-dir " + dataDir
+	}
+	fmt.Fprintf(w, `
+proglog quickstart. %s the development identity in %s
+  Produce and consume:
+    proglog produce%s hello
+    proglog consume%s --follow
+  grpcurl:
+    grpcurl -cacert %s -cert %s -key %s %s list
+  Dashboard: https://%s/
+    Import %s into your browser (password %q) and trust %s as a CA.
+
+`, what, certDir, dataFlag, dataFlag,
+		p(pki.DevCAFile), p(pki.DevClientFile), p(pki.DevClientKeyFile), target,
+		target, p(pki.DevClientP12File), pki.DevP12Password, p(pki.DevCAFile))
+}

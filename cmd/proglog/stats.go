@@ -1,0 +1,86 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	logv1 "github.com/proglog/proglog/gen/log/v1"
+)
+
+func newStatsCmd(e *env) *cobra.Command {
+	var cf clientFlags
+	cmd := &cobra.Command{
+		Use:   "stats",
+		Short: "Show the log's bounds, size and segments",
+		Args:  wantNoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := cf.dial()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx, cancel := unaryContext(cmd.Context(), c.timeout)
+			defer cancel()
+			st, err := c.GetStats(ctx, &logv1.GetStatsRequest{})
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprint(e.stdout, formatStats(st))
+			return err
+		},
+	}
+	cf.register(cmd.Flags())
+	return cmd
+}
+
+func formatStats(st *logv1.GetStatsResponse) string {
+	var b strings.Builder
+	records := uint64(0)
+	if st.GetNextOffset() > st.GetLowestOffset() {
+		records = st.GetNextOffset() - st.GetLowestOffset()
+	}
+	fmt.Fprintf(&b, "node:     %s\n", st.GetNodeId())
+	fmt.Fprintf(&b, "version:  %s\n", st.GetVersion())
+	fmt.Fprintf(&b, "lowest:   %d\n", st.GetLowestOffset())
+	fmt.Fprintf(&b, "next:     %d\n", st.GetNextOffset())
+	fmt.Fprintf(&b, "records:  %d\n", records)
+	fmt.Fprintf(&b, "size:     %s (%d bytes)\n", humanBytes(int64(min(st.GetSizeBytes(), 1<<62))), st.GetSizeBytes())
+	fmt.Fprintf(&b, "segments: %d\n", st.GetSegments())
+	return b.String()
+}
+
+func newWhoAmICmd(e *env) *cobra.Command {
+	var cf clientFlags
+	cmd := &cobra.Command{
+		Use:   "whoami",
+		Short: "Show who the server thinks you are and what the ACL lets you do",
+		Args:  wantNoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := cf.dial()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx, cancel := unaryContext(cmd.Context(), c.timeout)
+			defer cancel()
+			resp, err := c.WhoAmI(ctx, &logv1.WhoAmIRequest{})
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprint(e.stdout, formatWhoAmI(resp))
+			return err
+		},
+	}
+	cf.register(cmd.Flags())
+	return cmd
+}
+
+func formatWhoAmI(r *logv1.WhoAmIResponse) string {
+	actions := strings.Join(r.GetActions(), ", ")
+	if actions == "" {
+		actions = "(none)"
+	}
+	return fmt.Sprintf("subject:       %s\nauthenticated: %t\nactions:       %s\n", r.GetSubject(), r.GetAuthenticated(), actions)
+}
