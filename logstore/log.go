@@ -211,7 +211,7 @@ func (l *Log) openSegments() ([]*segment, error) {
 		return nil, err
 	}
 	if len(bases) == 0 {
-		s, err := createSegment(l.dir, 0, l.cfg.MaxSegmentBytes)
+		s, err := createSegment(l.dir, 0, l.cfg.MaxSegmentBytes, true)
 		if err != nil {
 			return nil, fmt.Errorf("logstore: create first segment: %w", err)
 		}
@@ -501,15 +501,15 @@ func (l *Log) fdatasync(s *segment) error {
 
 // roll seals the full active segment and starts the next. Caller holds flushMu.
 func (l *Log) roll(old *segment) (*segment, error) {
-	if err := old.seal(); err != nil {
+	if err := old.seal(l.cfg.Sync != SyncNever); err != nil {
 		return nil, err
 	}
 	old.end.Store(old.size)
-	s, err := createSegment(l.dir, old.base+old.count, l.cfg.MaxSegmentBytes)
+	s, err := createSegment(l.dir, old.base+old.count, l.cfg.MaxSegmentBytes, l.cfg.Sync != SyncNever)
 	if err != nil {
 		return nil, fmt.Errorf("create segment: %w", err)
 	}
-	if err := l.dirFile.Sync(); err != nil {
+	if err := l.syncDir(); err != nil {
 		s.release()
 		return nil, fmt.Errorf("fsync %s: %w", l.dir, err)
 	}
@@ -519,6 +519,15 @@ func (l *Log) roll(old *segment) (*segment, error) {
 	copy(segs, cur)
 	l.segs.Store(&segmentSet{segs: append(segs, s)})
 	return s, nil
+}
+
+// syncDir makes creates and removes in the directory durable; SyncNever
+// leaves that to the OS like everything else.
+func (l *Log) syncDir() error {
+	if l.cfg.Sync == SyncNever {
+		return nil
+	}
+	return l.dirFile.Sync()
 }
 
 // broadcast wakes every Wait.
@@ -706,7 +715,7 @@ func (l *Log) removeOldest(k int) error {
 		l.logger.Info("logstore: deleted segment", "base", s.base, "records", s.count, "bytes", s.size)
 		s.release()
 	}
-	if err := l.dirFile.Sync(); err != nil {
+	if err := l.syncDir(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -90,7 +90,7 @@ func indexCapacity(size, maxSegment int64, count uint64) uint64 {
 
 // createSegment makes a new empty active segment and syncs its files (the
 // caller syncs the directory).
-func createSegment(dir string, base uint64, maxSegment int64) (_ *segment, err error) {
+func createSegment(dir string, base uint64, maxSegment int64, sync bool) (_ *segment, err error) {
 	storePath, indexPath := segmentPaths(dir, base)
 	s := &segment{base: base, storePath: storePath, indexPath: indexPath, size: fileHeaderSize, newest: math.MinInt64}
 	defer func() {
@@ -104,8 +104,10 @@ func createSegment(dir string, base uint64, maxSegment int64) (_ *segment, err e
 	if _, err = s.store.WriteAt(fileHeader(storeMagic, base), 0); err != nil {
 		return nil, err
 	}
-	if err = unix.Fdatasync(int(s.store.Fd())); err != nil {
-		return nil, fmt.Errorf("fdatasync %s: %w", storePath, err)
+	if sync {
+		if err = unix.Fdatasync(int(s.store.Fd())); err != nil {
+			return nil, fmt.Errorf("fdatasync %s: %w", storePath, err)
+		}
 	}
 	if err = s.createIndex(maxSegment, 0); err != nil {
 		return nil, err
@@ -162,22 +164,30 @@ func (s *segment) entry(i uint64) (pos int64, valueLen int) {
 	return getIndexEntry(s.idx[o : o+indexEntrySize])
 }
 
-// seal makes the segment immutable and durable: store synced, index trimmed
-// to its true length and synced. After seal the index file length alone says
-// how many records the segment holds.
-func (s *segment) seal() error {
-	if err := unix.Fdatasync(int(s.store.Fd())); err != nil {
-		return fmt.Errorf("fdatasync %s: %w", s.storePath, err)
+// seal makes the segment immutable: the index is trimmed to its true
+// length, after which that length alone says how many records the segment
+// holds. With sync (every policy but SyncNever) the store is fdatasynced
+// first and the index msynced and fsynced after, so the trimmed index is
+// durable before the next segment exists.
+func (s *segment) seal(sync bool) error {
+	if sync {
+		if err := unix.Fdatasync(int(s.store.Fd())); err != nil {
+			return fmt.Errorf("fdatasync %s: %w", s.storePath, err)
+		}
 	}
 	length := fileHeaderSize + int64(s.count)*indexEntrySize
-	if err := unix.Msync(s.idx[:length], unix.MS_SYNC); err != nil {
-		return fmt.Errorf("msync %s: %w", s.indexPath, err)
+	if sync {
+		if err := unix.Msync(s.idx[:length], unix.MS_SYNC); err != nil {
+			return fmt.Errorf("msync %s: %w", s.indexPath, err)
+		}
 	}
 	if err := s.index.Truncate(length); err != nil {
 		return fmt.Errorf("trim %s: %w", s.indexPath, err)
 	}
-	if err := s.index.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", s.indexPath, err)
+	if sync {
+		if err := s.index.Sync(); err != nil {
+			return fmt.Errorf("fsync %s: %w", s.indexPath, err)
+		}
 	}
 	s.idxAlloc = length
 	s.sealed = true
