@@ -21,7 +21,7 @@ help: ## Describe useful make targets
 		awk 'BEGIN {FS = ":.*?## "}; {printf "%-16s %s\n", $$1, $$2}'
 
 .PHONY: check
-check: setup lint test test-slow checkgenerate ## Run everything CI runs (installs what a fresh machine lacks)
+check: setup lint test-all checkgenerate ## Run everything CI runs (installs what a fresh machine lacks)
 
 .PHONY: build
 build: ## Build the proglog binary into .tmp/bin
@@ -35,9 +35,9 @@ run: ## Start a single development node (data in ./data)
 test: ## Run the fast test suite with the race detector
 	go test -race -count=1 $(GOTEST_FLAGS) ./...
 
-.PHONY: test-slow
-test-slow: setup ## Run the slow tiers: crash, disk-full, end-to-end tools and browser
-	go test -race -count=1 -tags slow -timeout 15m $(GOTEST_FLAGS) ./...
+.PHONY: test-all
+test-all: setup ## Run every test, the slow tiers too: crash, disk-full, gRPC tools, browser
+	go test -race -count=1 -tags slow -timeout 20m $(GOTEST_FLAGS) ./...
 
 .PHONY: bench
 bench: ## Run the Go benchmarks (BENCH=regexp BENCHTIME=1s)
