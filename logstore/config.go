@@ -22,10 +22,10 @@ const (
 	// fdatasync every Config.SyncInterval. A machine crash (not a process crash)
 	// loses at most the records acknowledged during the last interval.
 	SyncInterval
-	// SyncNever never calls fdatasync while appending (the OS writes back when
-	// it likes; segments are still synced when sealed and on Close). A process
-	// crash loses nothing that was acknowledged; a machine crash may lose
-	// anything not yet written back.
+	// SyncNever never calls fdatasync while the log is open (the OS writes
+	// back when it likes; Close syncs). A process crash loses nothing that was
+	// acknowledged; a machine crash may lose anything not yet written back,
+	// and may leave a sealed segment that Open reports as corrupt.
 	SyncNever
 )
 

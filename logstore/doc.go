@@ -67,14 +67,19 @@
 //     returns and before readers can see the records. Concurrent appends
 //     share the flush (group commit).
 //   - SyncInterval: appends return after the write (page cache); fdatasync
-//     runs every Config.SyncInterval. SyncNever: no fdatasync on append.
-//     Under both, records are visible when acknowledged; a machine crash can
-//     take back what was not yet synced, a process crash cannot.
-//   - Always, whatever the policy: sealing a segment fdatasyncs its store,
-//     then msyncs, trims and fsyncs its index before the next segment is
-//     created; a new segment's store header and index are synced and the
-//     directory is fsynced after a segment is created or deleted; Close
-//     fdatasyncs the active store.
+//     runs every Config.SyncInterval. SyncNever: no fdatasync at all while
+//     the log is open. Under both, records are visible when acknowledged; a
+//     machine crash can take back what was not yet written back, a process
+//     crash (kill -9) cannot, since the page cache survives it.
+//   - Under SyncAlways and SyncInterval: sealing a segment fdatasyncs its
+//     store, then msyncs, trims and fsyncs its index before the next segment
+//     is created; a new segment's store header is synced and the directory
+//     is fsynced after a segment is created or deleted. Under SyncNever the
+//     index is trimmed the same way but nothing is synced, so after a machine
+//     crash a sealed segment may be incomplete; Open then finds its index and
+//     store disagree, rescans it, and fails with ErrCorrupt naming it rather
+//     than serve a log with a hole.
+//   - Close fdatasyncs the active store whatever the policy.
 //   - A failed write or fsync puts the log in a failed state: appends return
 //     ErrFailed until it is reopened. The fsync is never retried, because
 //     Linux may have dropped the dirty pages it failed to write.

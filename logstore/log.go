@@ -436,11 +436,13 @@ func (l *Log) flush(b pendingBatch, sync bool) error {
 		chunkStart, chunkCount = p, 0
 		return nil
 	}
+	valueBytes := 0
 	for i := uint64(0); i < b.n; i++ {
 		h, err := parseFrameHeader(b.buf[p:], maxRecordLimit)
 		if err != nil {
 			return fmt.Errorf("internal: queued frame: %w", err)
 		}
+		valueBytes += h.valueLen
 		pos := seg.size + (p - chunkStart)
 		if pos >= l.cfg.MaxSegmentBytes && seg.count+chunkCount > 0 {
 			if err := writeChunk(); err != nil {
@@ -477,7 +479,7 @@ func (l *Log) flush(b pendingBatch, sync bool) error {
 	l.broadcast()
 	if l.m != nil {
 		l.m.records.Add(float64(b.n))
-		l.m.bytes.Add(float64(len(b.buf)) - float64(b.n)*frameHeaderSize) // value bytes plus padding, close enough
+		l.m.bytes.Add(float64(valueBytes))
 	}
 	if rolled {
 		if err := l.retain(); err != nil {
