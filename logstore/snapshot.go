@@ -12,11 +12,12 @@ import (
 // byte 'P'), a record frame with type byte 1, so a consumer reads a header,
 // then frames until the next header or EOF, and can check every frame's CRC
 // and offset exactly as recovery does. Segments deleted by retention while
-// the stream is read make Read fail with ErrOutOfRange.
+// the stream is read make Read fail with ErrOutOfRange, closing the log
+// with ErrClosed.
 func (l *Log) Reader() io.Reader {
 	next := l.next.Load()
 	set := l.segs.Load()
-	r := &snapshotReader{}
+	r := &snapshotReader{log: l}
 	for _, s := range set.segs {
 		if s.base > next || (s.base == next && len(r.parts) > 0) {
 			break
@@ -33,6 +34,7 @@ type snapshotPart struct {
 
 // snapshotReader is not safe for concurrent use, like most io.Readers.
 type snapshotReader struct {
+	log   *Log
 	parts []snapshotPart
 	pos   int64 // position inside parts[0]
 }
@@ -49,6 +51,9 @@ func (r *snapshotReader) Read(p []byte) (int, error) {
 		p = p[:part.end-r.pos]
 	}
 	if !part.seg.acquire() {
+		if r.log.closed.Load() {
+			return 0, ErrClosed
+		}
 		return 0, fmt.Errorf("%w: segment %d was deleted while being read", ErrOutOfRange, part.seg.base)
 	}
 	n, err := part.seg.store.ReadAt(p, r.pos)
