@@ -41,7 +41,20 @@ export interface TailOptions {
   sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
   /** healthyMs: a stream that lived this long resets the backoff (default 10s). */
   healthyMs?: number;
+  /**
+   * sliceMs: after handling records for this long without a break, the
+   * tail yields so the page can paint while it catches up (default 8ms).
+   */
+  sliceMs?: number;
+  /** yieldToUI gives the event loop a turn (default: scheduler.yield or a timer). */
+  yieldToUI?: () => Promise<void>;
   now?: () => number;
+}
+
+function yieldToEventLoop(): Promise<void> {
+  const sched = (globalThis as { scheduler?: { yield?: () => Promise<void> } }).scheduler;
+  if (sched?.yield) return sched.yield();
+  return new Promise((resolve) => setTimeout(resolve, 0));
 }
 
 function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
@@ -89,6 +102,8 @@ export class Tail {
       backoff: new Backoff(),
       sleep: abortableSleep,
       healthyMs: 10_000,
+      sliceMs: 8,
+      yieldToUI: yieldToEventLoop,
       now: () => performance.now(),
       ...opts,
     };
@@ -171,6 +186,7 @@ export class Tail {
           },
           { signal, onHeader: follow },
         );
+        let slice = o.now();
         for await (const res of stream) {
           if (signal.aborted) return;
           const recs = res.records.length > 0 ? res.records : res.record ? [res.record] : [];
@@ -184,6 +200,12 @@ export class Tail {
           this.nextOffset = batch[batch.length - 1].offset + 1n;
           follow();
           o.onRecords(batch);
+          if (o.now() - slice >= o.sliceMs) {
+            // Catching up on a backlog would otherwise starve rendering.
+            await o.yieldToUI();
+            slice = o.now();
+            if (signal.aborted) return;
+          }
         }
         if (signal.aborted) return;
         err = new ConnectError("the server ended the stream", Code.Unavailable);

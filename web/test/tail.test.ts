@@ -81,7 +81,7 @@ interface Harness {
   untilStatus(state: TailStatus["state"]): Promise<TailStatus>;
 }
 
-function harness(opts: { maxBatch?: number; maxValueBytes?: number } = {}): Harness {
+function harness(opts: { maxBatch?: number; maxValueBytes?: number; sliceMs?: number; yieldToUI?: () => Promise<void>; now?: () => number } = {}): Harness {
   const log = new MemoryLog();
   const got: TailRecord[] = [];
   const statuses: TailStatus[] = [];
@@ -244,6 +244,31 @@ describe("Tail", () => {
     assert.equal(new TextDecoder().decode(h.got[0].value), "abcd");
     assert.equal(h.got[0].size, 8);
     assert.equal(h.got[1].size, 2);
+  });
+
+  it("yields to the page while catching up", async (t) => {
+    let clock = 0;
+    let yields = 0;
+    const h = harness({
+      maxBatch: 2,
+      sliceMs: 5,
+      now: () => clock,
+      yieldToUI: async () => {
+        yields++;
+      },
+    });
+    t.after(() => h.tail.stop());
+    h.log.append(...range(0, 10).map(String));
+    const onRecords = h.got.push.bind(h.got);
+    h.got.push = (...rs: TailRecord[]) => {
+      clock += 3; // each batch "takes" 3ms
+      return onRecords(...rs);
+    };
+    h.tail.start({ fromEnd: false, offset: 0n });
+    await h.until(10);
+    // 5 batches of 3ms with a 5ms slice: a yield after every second batch.
+    assert.equal(yields, 2);
+    assert.deepEqual(offsets(h.got), range(0, 10));
   });
 
   it("stop ends the loop and delivers nothing more", async () => {
