@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -370,6 +371,10 @@ func (l *Log) commitLoop(ctx context.Context) {
 		l.flushMu.Lock()
 		l.flushPending(true)
 		l.flushMu.Unlock()
+		// Let the appenders just woken queue their next records before
+		// taking the next batch; otherwise the next fsync carries only the
+		// first one or two and batches alternate small and large.
+		runtime.Gosched()
 	}
 }
 
