@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -141,5 +142,29 @@ func TestWriteFailureIsFatal(t *testing.T) {
 				t.Fatalf("append after reopen = %d, %v", off, err)
 			}
 		})
+	}
+}
+
+// TestSyncInterval: under SyncInterval appends return before any fdatasync
+// and the background loop syncs the dirty store soon after.
+func TestSyncInterval(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	l, err := Open(t.TempDir(), Config{Registerer: reg, Sync: SyncInterval, SyncInterval: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if _, err := l.Append(t.Context(), []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	// Eventually, not by a deadline: bounded by the test timeout.
+	for fsyncCount(t, reg) == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	l.flushMu.Lock()
+	dirty := l.segs.Load().segs[0].dirty
+	l.flushMu.Unlock()
+	if dirty {
+		t.Fatal("store still dirty after the periodic fdatasync")
 	}
 }

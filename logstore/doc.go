@@ -73,13 +73,13 @@
 //     crash (kill -9) cannot, since the page cache survives it.
 //   - Under SyncAlways and SyncInterval: sealing a segment fdatasyncs its
 //     store, then msyncs, trims and fsyncs its index before the next segment
-//     is created; a new segment's store header is synced and the directory
-//     is fsynced after a segment is created or deleted. Under SyncNever the
-//     index is trimmed the same way but nothing is synced, so after a machine
-//     crash a sealed segment may be incomplete; Open then finds its index and
-//     store disagree, rescans it, and fails with ErrCorrupt naming it rather
-//     than serve a log with a hole.
-//   - Close fdatasyncs the active store whatever the policy.
+//     is created, and a new segment's store header is fdatasynced. Under
+//     SyncNever the index is trimmed the same way but not synced, so after a
+//     machine crash a sealed segment may be incomplete; Open then finds its
+//     index and store disagree, rescans it, and fails with ErrCorrupt naming
+//     it rather than serve a log with a hole.
+//   - Under every policy the directory is fsynced after a segment file is
+//     created or removed, and Close fdatasyncs the active store.
 //   - A failed write or fsync puts the log in a failed state: appends return
 //     ErrFailed until it is reopened. The fsync is never retried, because
 //     Linux may have dropped the dirty pages it failed to write.

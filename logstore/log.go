@@ -528,12 +528,9 @@ func (l *Log) roll(old *segment) (*segment, error) {
 	return s, nil
 }
 
-// syncDir makes creates and removes in the directory durable; SyncNever
-// leaves that to the OS like everything else.
+// syncDir makes creates and removes in the directory durable, under every
+// policy: it is cheap, and it keeps the set of segment files consistent.
 func (l *Log) syncDir() error {
-	if l.cfg.Sync == SyncNever {
-		return nil
-	}
 	return l.dirFile.Sync()
 }
 
