@@ -55,7 +55,10 @@ func (w *sender) send(ctx context.Context, procedure string, send func() error) 
 	if err == nil {
 		return nil
 	}
-	if ctx.Err() == nil && w.deadline && time.Since(start) >= w.s.slowTimeout {
+	// The deadline resets the HTTP/2 stream, which also cancels ctx: tell
+	// that apart from a shutdown by the cause, from a quick failure by the
+	// time the send took.
+	if w.deadline && time.Since(start) >= w.s.slowTimeout && !errors.Is(context.Cause(ctx), ErrShuttingDown) {
 		subject, _ := Subject(ctx)
 		w.s.metrics.slowConsumers.WithLabelValues(procedure).Inc()
 		w.s.logger.WarnContext(ctx, "ending slow consumer", slog.String("procedure", procedure),
@@ -101,8 +104,17 @@ func (s *Service) ConsumeStream(ctx context.Context, req *logv1.ConsumeStreamReq
 		resp logv1.ConsumeStreamResponse
 		err  error
 	)
+	sent := false // anything, even just the headers, went to the client
 	for {
 		if _, next := s.log.Bounds(); off >= next {
+			if !sent {
+				// Send the headers now: the client's call returns once
+				// they arrive, and it would otherwise wait for a record.
+				if err := w.send(ctx, procedure, func() error { return stream.Send(nil) }); err != nil {
+					return toConnect(ctx, err)
+				}
+				sent = true
+			}
 			w.idle()
 			if err := s.log.Wait(ctx, off); err != nil {
 				return toConnect(ctx, err)
@@ -139,6 +151,7 @@ func (s *Service) ConsumeStream(ctx context.Context, req *logv1.ConsumeStreamReq
 				}
 			}
 		}
+		sent = true
 		off = recs[len(recs)-1].Offset + 1
 	}
 }

@@ -1,0 +1,359 @@
+package service_test
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/prometheus/client_golang/prometheus"
+
+	logv1 "github.com/proglog/proglog/gen/log/v1"
+	"github.com/proglog/proglog/gen/log/v1/logv1connect"
+	"github.com/proglog/proglog/service"
+)
+
+// gauge reads one unlabelled metric (gauge or counter) from reg; 0 if absent.
+func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0.0
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			total += m.GetGauge().GetValue() + m.GetCounter().GetValue()
+		}
+	}
+	return total
+}
+
+func produceN(t *testing.T, c logv1connect.LogServiceClient, prefix string, n int) {
+	t.Helper()
+	for i := range n {
+		if _, err := c.Produce(t.Context(), &logv1.ProduceRequest{Record: rec(fmt.Sprintf("%s%d", prefix, i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestConsumeStreamFollowsLive(t *testing.T) {
+	tests := []struct {
+		name string
+		req  *logv1.ConsumeStreamRequest
+		want []string
+	}{
+		{"from offset", &logv1.ConsumeStreamRequest{Offset: 3}, []string{"old3", "old4", "new0", "new1"}},
+		{"from end", &logv1.ConsumeStreamRequest{FromEnd: true}, []string{"new0", "new1"}},
+		{"two before end", &logv1.ConsumeStreamRequest{FromEnd: true, Offset: 2}, []string{"old3", "old4", "new0", "new1"}},
+		{"more before end than the log holds", &logv1.ConsumeStreamRequest{FromEnd: true, Offset: 50, MaxBatch: 10},
+			[]string{"old0", "old1", "old2", "old3", "old4", "new0", "new1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, envOptions{})
+			root := e.client(idRoot)
+			produceN(t, root, "old", 5)
+			stream, err := e.client(idReader).ConsumeStream(t.Context(), tt.req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer stream.Close()
+			// The handler has chosen its start offset once the tail gauge
+			// shows it; only then are the new records produced.
+			waitFor(t, "the tail to open", func() bool { return gauge(t, e.reg, "proglog_service_live_tails") == 1 })
+			produceN(t, root, "new", 2)
+			var got []string
+			for len(got) < len(tt.want) && stream.Receive() {
+				msg := stream.Msg()
+				if msg.GetRecord() != nil {
+					got = append(got, string(msg.GetRecord().GetValue()))
+				}
+				for _, r := range msg.GetRecords() {
+					got = append(got, string(r.GetValue()))
+				}
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Fatalf("got %v, want %v (err %v)", got, tt.want, stream.Err())
+			}
+		})
+	}
+}
+
+// Cancelling a tail on the client ends the handler (the gauge drops) and
+// leaves no goroutine behind (goleak in TestMain).
+func TestConsumeStreamCancel(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	for _, proto := range protocols {
+		t.Run(proto.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(t.Context())
+			stream, err := e.client(idRoot, proto.opts...).ConsumeStream(ctx, &logv1.ConsumeStreamRequest{FromEnd: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "the tail to open", func() bool { return gauge(t, e.reg, "proglog_service_live_tails") == 1 })
+			cancel()
+			if stream.Receive() {
+				t.Fatal("a record on an empty log")
+			}
+			if codeOf(stream.Err()) != connect.CodeCanceled {
+				t.Fatalf("client sees %v", stream.Err())
+			}
+			stream.Close()
+			waitFor(t, "the tail to end", func() bool { return gauge(t, e.reg, "proglog_service_live_tails") == 0 })
+		})
+	}
+}
+
+// Shutdown ends idle tails and idle produce streams at once (Shutdown would
+// otherwise fail at its 10-second deadline in env.stop), after
+// acknowledging what was received.
+func TestShutdownEndsStreams(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	ctx := t.Context()
+	var tails []*connect.ServerStreamForClient[logv1.ConsumeStreamResponse]
+	for _, proto := range protocols {
+		s, err := e.client(idRoot, proto.opts...).ConsumeStream(ctx, &logv1.ConsumeStreamRequest{FromEnd: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		tails = append(tails, s)
+	}
+	waitFor(t, "the tails to open", func() bool { return gauge(t, e.reg, "proglog_service_live_tails") == 3 })
+
+	ps, err := e.client(idRoot, connect.WithGRPC()).ProduceStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ps.CloseResponse()
+	if err := ps.Send(&logv1.ProduceStreamRequest{Record: rec("before shutdown")}); err != nil {
+		t.Fatal(err)
+	}
+	if ack, err := ps.Receive(); err != nil || ack.GetOffset() != 0 {
+		t.Fatalf("ack: %v, %v", ack, err)
+	}
+
+	for i, s := range tails {
+		if !s.Receive() || string(s.Msg().GetRecord().GetValue()) != "before shutdown" {
+			t.Fatalf("tail %d: %v, %v", i, s.Msg(), s.Err())
+		}
+	}
+
+	e.stop() // fails the test if Shutdown hits its deadline
+
+	for i, s := range tails {
+		if s.Receive() {
+			t.Fatalf("tail %d: unexpected record", i)
+		}
+		if codeOf(s.Err()) != connect.CodeUnavailable {
+			t.Fatalf("tail %d (%s) ended with %v, want Unavailable", i, protocols[i].name, s.Err())
+		}
+	}
+	if _, err := ps.Receive(); codeOf(err) != connect.CodeUnavailable {
+		t.Fatalf("produce stream ended with %v, want Unavailable", err)
+	}
+	if gauge(t, e.reg, "proglog_service_live_tails") != 0 {
+		t.Fatal("tails still open after Shutdown")
+	}
+}
+
+// Several pipelined ProduceStreams and unary producers at once: each
+// stream's acknowledgements come in order, and every acknowledged record
+// is in the log where its acknowledgement says.
+func TestProduceStreamOrderUnderConcurrency(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	const (
+		streams  = 4
+		requests = 300
+	)
+	type ackd struct {
+		offset uint64
+		values []string
+	}
+	results := make([][]ackd, streams)
+	var wg sync.WaitGroup
+	errs := make(chan error, streams*2+1)
+	for s := range streams {
+		proto := protocols[s%2] // Connect and gRPC; gRPC-Web bidi needs HTTP/2 too
+		client := e.client(idRoot, proto.opts...)
+		stream, err := client.ProduceStream(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sent [][]string
+		var sentMu sync.Mutex // guards sent between the sender and the receiver
+		wg.Go(func() {
+			// Send everything without waiting for acknowledgements.
+			for r := range requests {
+				n := 1 + r%5
+				values := make([]string, n)
+				req := &logv1.ProduceStreamRequest{}
+				for i := range n {
+					values[i] = fmt.Sprintf("s%d-r%d-i%d", s, r, i)
+					req.Records = append(req.Records, rec(values[i]))
+				}
+				if n == 1 {
+					req = &logv1.ProduceStreamRequest{Record: rec(values[0])}
+				}
+				sentMu.Lock()
+				sent = append(sent, values)
+				sentMu.Unlock()
+				if err := stream.Send(req); err != nil {
+					errs <- fmt.Errorf("stream %d send %d: %w", s, r, err)
+					return
+				}
+			}
+			if err := stream.CloseRequest(); err != nil {
+				errs <- err
+			}
+		})
+		wg.Go(func() {
+			defer stream.CloseResponse()
+			for r := range requests {
+				ack, err := stream.Receive()
+				if err != nil {
+					errs <- fmt.Errorf("stream %d ack %d: %w", s, r, err)
+					return
+				}
+				sentMu.Lock()
+				values := sent[r]
+				sentMu.Unlock()
+				if int(ack.GetCount()) != len(values) {
+					errs <- fmt.Errorf("stream %d ack %d: count %d, want %d", s, r, ack.GetCount(), len(values))
+					return
+				}
+				if r > 0 {
+					prev := results[s][r-1]
+					if ack.GetOffset() < prev.offset+uint64(len(prev.values)) {
+						errs <- fmt.Errorf("stream %d ack %d: offset %d before the previous request's end", s, r, ack.GetOffset())
+						return
+					}
+				}
+				results[s] = append(results[s], ackd{ack.GetOffset(), values})
+			}
+			if _, err := stream.Receive(); !errors.Is(err, io.EOF) {
+				errs <- fmt.Errorf("stream %d end: %v", s, err)
+			}
+		})
+	}
+	wg.Go(func() {
+		client := e.client(idRoot)
+		for i := range 100 {
+			if _, err := client.Produce(t.Context(), &logv1.ProduceRequest{Record: rec(fmt.Sprintf("unary%d", i))}); err != nil {
+				errs <- err
+				return
+			}
+		}
+	})
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	total := 100
+	for s := range streams {
+		for _, a := range results[s] {
+			total += len(a.values)
+			for i, want := range a.values {
+				got, err := e.log.Read(a.offset + uint64(i))
+				if err != nil || string(got.Value) != want {
+					t.Fatalf("offset %d: %q, %v; want %q", a.offset+uint64(i), got.Value, err, want)
+				}
+			}
+		}
+	}
+	if _, next := e.log.Bounds(); next != uint64(total) {
+		t.Fatalf("log holds %d records, want %d", next, total)
+	}
+}
+
+// A bad request in the middle of a stream ends it with InvalidArgument after
+// the earlier requests are acknowledged; nothing after it is appended.
+func TestProduceStreamBadRequestMidStream(t *testing.T) {
+	e := newEnv(t, envOptions{config: func(c *service.Config) { c.MaxRecordBytes = 16 }})
+	for _, proto := range protocols[:2] {
+		t.Run(proto.name, func(t *testing.T) {
+			_, base := e.log.Bounds()
+			stream, err := e.client(idRoot, proto.opts...).ProduceStream(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer stream.CloseResponse()
+			for _, req := range []*logv1.ProduceStreamRequest{
+				{Record: rec("a")}, {Records: []*logv1.Record{rec("b"), rec("c")}},
+				{Record: rec("far too long for the limit")}, {Record: rec("d")},
+			} {
+				if err := stream.Send(req); err != nil && !errors.Is(err, io.EOF) {
+					t.Fatal(err)
+				}
+			}
+			_ = stream.CloseRequest()
+			for i, want := range []uint64{base, base + 1} {
+				ack, err := stream.Receive()
+				if err != nil || ack.GetOffset() != want {
+					t.Fatalf("ack %d: %v, %v; want offset %d", i, ack, err, want)
+				}
+			}
+			if _, err := stream.Receive(); codeOf(err) != connect.CodeInvalidArgument {
+				t.Fatalf("stream ended with %v, want InvalidArgument", err)
+			}
+			if _, next := e.log.Bounds(); next != base+3 {
+				t.Fatalf("log grew to %d, want %d", next, base+3)
+			}
+		})
+	}
+}
+
+// A client that never reads its tail is cut off after the slow-consumer
+// timeout; its handler ends (the gauge drops, goleak finds no goroutine).
+func TestSlowConsumerIsEnded(t *testing.T) {
+	e := newEnv(t, envOptions{config: func(c *service.Config) { c.SlowConsumerTimeout = 200 * time.Millisecond }})
+	root := e.client(idRoot)
+	value := make([]byte, 32<<10)
+	for range 64 { // 2 MiB, far beyond the client's 64 KiB window
+		_, _ = rand.Read(value) // incompressible, should gzip be on
+		if _, err := root.Produce(t.Context(), &logv1.ProduceRequest{Record: &logv1.Record{Value: value}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hc := e.httpClient(idRoot, false, &http.HTTP2Config{MaxReceiveBufferPerStream: 64 << 10, MaxReceiveBufferPerConnection: 64 << 10})
+	for _, proto := range protocols {
+		t.Run(proto.name, func(t *testing.T) {
+			before := gauge(t, e.reg, "proglog_service_slow_consumers_total")
+			client := logv1connect.NewLogServiceClient(hc, e.url, proto.opts...)
+			stream, err := client.ConsumeStream(t.Context(), &logv1.ConsumeStreamRequest{MaxBatch: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer stream.Close()
+			// Never read: the server's sends block on flow control.
+			waitFor(t, "the slow consumer to be ended", func() bool {
+				return gauge(t, e.reg, "proglog_service_slow_consumers_total") == before+1
+			})
+			waitFor(t, "the tail to end", func() bool { return gauge(t, e.reg, "proglog_service_live_tails") == 0 })
+			// Whatever was buffered can be read, then the stream fails.
+			n := 0
+			for stream.Receive() {
+				n++
+			}
+			if stream.Err() == nil || n >= 64 {
+				t.Fatalf("read %d records, then %v; want the stream cut short", n, stream.Err())
+			}
+		})
+	}
+	// Other clients are unaffected.
+	if _, err := root.Produce(t.Context(), &logv1.ProduceRequest{Record: rec("after")}); err != nil {
+		t.Fatal(err)
+	}
+}
