@@ -418,3 +418,56 @@ func TestSnapshotReader(t *testing.T) {
 		}
 	}
 }
+
+// TestReadersDuringDeletion reads while segments are deleted under the
+// readers: every read returns the right record or a RangeError, never other
+// errors or freed memory (segments are reference counted).
+func TestReadersDuringDeletion(t *testing.T) {
+	l := openLog(t, t.TempDir(), logstore.Config{MaxSegmentBytes: 1024, Sync: logstore.SyncNever})
+	const total = 2000
+	ctx, cancel := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	for r := range 4 {
+		wg.Go(func() {
+			for i := 0; ctx.Err() == nil; i++ {
+				lo, next := l.Bounds()
+				if next == 0 {
+					continue
+				}
+				off := lo + uint64(i*7+r)%(next-lo+1)
+				recs, err := l.ReadBatch(off, 8, 0, nil)
+				var re *logstore.RangeError
+				switch {
+				case errors.As(err, &re):
+					if off >= re.Lowest && off < re.Next {
+						t.Errorf("RangeError %v for an offset inside its own range", re)
+						return
+					}
+				case err != nil:
+					t.Errorf("ReadBatch(%d): %v", off, err)
+					return
+				}
+				for _, rec := range recs {
+					if !bytes.Equal(rec.Value, value(int(rec.Offset), 100)) {
+						t.Errorf("offset %d served wrong bytes", rec.Offset)
+						return
+					}
+				}
+			}
+		})
+	}
+	for i := range total {
+		mustAppend(t, l, value(i, 100))
+		if i%50 == 49 {
+			if err := l.TruncateBefore(uint64(i - 20)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	cancel()
+	wg.Wait()
+	lo, next := l.Bounds()
+	if next != total || lo == 0 {
+		t.Fatalf("bounds %d, %d", lo, next)
+	}
+}
