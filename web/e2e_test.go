@@ -237,6 +237,16 @@ func (e *env) answer(ctx context.Context, t *testing.T, step string, msg map[str
 			return fail(err)
 		}
 		return map[string]any{"values": values, "next": res.BaseOffset + uint64(len(values))}
+	case "produce-special":
+		large := strings.Repeat("x", 200_000-3) + "END"
+		res, err := e.client.ProduceBatch(ctx, &logv1.ProduceBatchRequest{Records: []*logv1.Record{
+			{Value: []byte{0, 1, 2, 0xff, 0xfe}},
+			{Value: []byte(large)},
+		}})
+		if err != nil {
+			return fail(err)
+		}
+		return map[string]any{"binary": res.BaseOffset, "large": res.BaseOffset + 1, "next": res.BaseOffset + 2}
 	case "read-back":
 		off := uint64(num("offset"))
 		want, _ := msg["value"].(string)

@@ -135,6 +135,20 @@ async function functional() {
   await waitText(p, "#st-next", new RegExp(`^${produced.next}$`), 10_000);
   await shot(p, "1-tail-live-root");
 
+  // 1a. Binary values show as hex; a value larger than the tail keeps is
+  // fetched whole for the detail view.
+  const special = await ask("produce-special");
+  const binRow = p.locator(`#tail-list .row[data-offset="${special.binary}"]`);
+  await binRow.locator(".v-hex").filter({ hasText: /^00 01 02 ff fe$/ }).waitFor({ timeout: 20_000 });
+  await binRow.click();
+  await waitText(p, "#detail-meta", /^5 B · hex$/);
+  await waitText(p, "#detail-value", /^00000000 {2}00 01 02 ff fe/);
+  await p.locator(`#tail-list .row[data-offset="${special.large}"]`).click();
+  await waitText(p, "#detail-meta", /^195 KiB · text$/);
+  const detail = await p.locator("#detail-value").innerText();
+  check(detail.length === 200_000 && detail.endsWith("END"), `large detail has ${detail.length} characters`);
+  await p.click("#detail-close");
+
   // 1b. The gRPC-Web transport shows the same records.
   const gw = await root.context.newPage();
   await gw.goto(`${url}?transport=grpc-web`);

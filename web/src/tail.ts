@@ -46,15 +46,24 @@ export interface TailOptions {
    * tail yields so the page can paint while it catches up (default 8ms).
    */
   sliceMs?: number;
-  /** yieldToUI gives the event loop a turn (default: scheduler.yield or a timer). */
+  /** yieldToUI gives the page a turn to paint (default: until after the next frame). */
   yieldToUI?: () => Promise<void>;
   now?: () => number;
 }
 
+/**
+ * yieldToEventLoop waits for the next paint when the page is visible, so a
+ * backlog is read in slices between frames; hidden pages (no frames) and
+ * non-browser runtimes get a timer instead.
+ */
 function yieldToEventLoop(): Promise<void> {
-  const sched = (globalThis as { scheduler?: { yield?: () => Promise<void> } }).scheduler;
-  if (sched?.yield) return sched.yield();
-  return new Promise((resolve) => setTimeout(resolve, 0));
+  return new Promise((resolve) => {
+    if (typeof requestAnimationFrame === "function" && typeof document !== "undefined" && !document.hidden) {
+      requestAnimationFrame(() => setTimeout(resolve, 0));
+    } else {
+      setTimeout(resolve, 0);
+    }
+  });
 }
 
 function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
