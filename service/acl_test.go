@@ -3,6 +3,7 @@ package service_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"testing"
 
@@ -166,4 +167,36 @@ func TestWhoAmI(t *testing.T) {
 			}
 		}
 	}
+}
+
+// Refused calls to made-up paths share one metric label.
+func TestRefusedPathsDoNotMintLabels(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	hc := e.httpClient(idNone, false, nil)
+	for i := range 5 {
+		client := connect.NewClient[[]byte, []byte](hc, fmt.Sprintf("%s/grpc.reflection.v1.ServerReflection/Made%d", e.url, i),
+			connect.WithGRPC(), connect.WithCodec(rawCodec{}))
+		if _, err := client.CallUnary(t.Context(), connect.NewRequest(new([]byte))); codeOf(err) != connect.CodeUnauthenticated {
+			t.Fatalf("got %v", err)
+		}
+	}
+	families, err := e.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != "proglog_rpc_requests_total" {
+			continue
+		}
+		if len(f.GetMetric()) != 1 || f.GetMetric()[0].GetCounter().GetValue() != 5 {
+			t.Fatalf("refused calls counted as %v", f.GetMetric())
+		}
+		for _, l := range f.GetMetric()[0].GetLabel() {
+			if l.GetName() == "procedure" && l.GetValue() != "other" {
+				t.Fatalf("procedure label %q", l.GetValue())
+			}
+		}
+		return
+	}
+	t.Fatal("no proglog_rpc_requests_total")
 }

@@ -63,6 +63,21 @@ func actionFor(urlPath string) (action string, rpc bool) {
 	return "", false // the dashboard's static files
 }
 
+// procedureLabel names a refused RPC in metrics: a known procedure, or
+// "other", so that callers cannot mint label values with made-up paths.
+func procedureLabel(urlPath string) string {
+	p := path.Clean(urlPath)
+	if _, ok := procedureActions[p]; ok {
+		return p
+	}
+	switch p {
+	case "/" + grpcreflect.ReflectV1ServiceName + "/ServerReflectionInfo",
+		"/" + grpcreflect.ReflectV1AlphaServiceName + "/ServerReflectionInfo":
+		return p
+	}
+	return "other"
+}
+
 // identity is who made a request, as the middleware established it.
 type identity struct {
 	subject       string
@@ -123,8 +138,9 @@ func (s *Service) authenticate(next http.Handler) http.Handler {
 			}
 			err := connect.NewError(code, fmt.Errorf("subject %q may not %q", id.subject, action))
 			if rpc {
-				s.metrics.observe(path.Clean(r.URL.Path), code.String(), time.Since(start))
-				s.logAccess(r.Context(), path.Clean(r.URL.Path), id.subject, code.String(), time.Since(start))
+				procedure := procedureLabel(r.URL.Path)
+				s.metrics.observe(procedure, code.String(), time.Since(start))
+				s.logAccess(r.Context(), procedure, id.subject, code.String(), time.Since(start))
 			}
 			if rpc && errWriter.IsSupported(r) {
 				_ = errWriter.Write(w, r, err)

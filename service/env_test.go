@@ -53,7 +53,7 @@ type envOptions struct {
 
 // env is a real server: logstore on disk, TLS on a loopback socket.
 type env struct {
-	t        *testing.T
+	t        testing.TB
 	log      *logstore.Log
 	svc      *service.Service
 	srv      *service.Server
@@ -65,7 +65,7 @@ type env struct {
 	shutdown bool
 }
 
-func newEnv(t *testing.T, opts envOptions) *env {
+func newEnv(t testing.TB, opts envOptions) *env {
 	t.Helper()
 	dir := t.TempDir()
 	lcfg := logstore.DefaultConfig()

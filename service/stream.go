@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -129,7 +130,9 @@ func (s *Service) ConsumeStream(ctx context.Context, req *logv1.ConsumeStreamReq
 			return toConnect(ctx, err)
 		}
 		if len(recs) == 0 {
-			continue
+			// The log promises at least one record below next; looping
+			// here would spin.
+			return toConnect(ctx, fmt.Errorf("service: log returned no record at offset %d below its end", off))
 		}
 		for len(pb) < len(recs) {
 			pb = append(pb, &logv1.Record{})
@@ -213,6 +216,10 @@ func (s *Service) ProduceStream(ctx context.Context, stream *connect.BidiStream[
 				if err := w.send(ctx, logv1connect.LogServiceProduceStreamProcedure, func() error { return stream.Send(resp) }); err != nil {
 					fail(err)
 					sending = false // keep draining so the appender never blocks
+				} else if len(acks) == 0 {
+					// Nothing more to send: the deadline must not fire on
+					// a producer that is merely pausing.
+					w.idle()
 				}
 			}
 			inflight.Add(-int64(a.bytes))

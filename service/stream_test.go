@@ -357,3 +357,36 @@ func TestSlowConsumerIsEnded(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The slow-consumer deadline applies to blocked sends only: a producer or
+// a tail that pauses longer than the timeout keeps its stream.
+func TestPausesAreNotSlowConsumers(t *testing.T) {
+	const timeout = 50 * time.Millisecond
+	e := newEnv(t, envOptions{config: func(c *service.Config) { c.SlowConsumerTimeout = timeout }})
+	root := e.client(idRoot, connect.WithGRPC())
+	ps, err := root.ProduceStream(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ps.CloseResponse()
+	tail, err := root.ConsumeStream(t.Context(), &logv1.ConsumeStreamRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tail.Close()
+	for i := range 3 {
+		if err := ps.Send(&logv1.ProduceStreamRequest{Record: rec(fmt.Sprint(i))}); err != nil {
+			t.Fatal(err)
+		}
+		if ack, err := ps.Receive(); err != nil || ack.GetOffset() != uint64(i) {
+			t.Fatalf("ack %d: %v, %v", i, ack, err)
+		}
+		if !tail.Receive() || tail.Msg().GetRecord().GetOffset() != uint64(i) {
+			t.Fatalf("tail %d: %v, %v", i, tail.Msg(), tail.Err())
+		}
+		time.Sleep(4 * timeout) // a pause, not a blocked send
+	}
+	if n := gauge(t, e.reg, "proglog_service_slow_consumers_total"); n != 0 {
+		t.Fatalf("%v streams ended as slow consumers", n)
+	}
+}

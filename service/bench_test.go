@@ -1,0 +1,217 @@
+package service_test
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	logv1 "github.com/proglog/proglog/gen/log/v1"
+)
+
+// The benchmarks run the real server over mutual TLS on loopback with the
+// log's default, durable sync policy (fdatasync before every
+// acknowledgement, shared by concurrent appends). Records are 100 bytes.
+//
+//	go test -run '^$' -bench . -benchtime 2s ./service
+
+const benchRecordBytes = 100
+
+func benchValue() []byte {
+	v := make([]byte, benchRecordBytes)
+	_, _ = rand.Read(v)
+	return v
+}
+
+func reportRate(b *testing.B, records int) {
+	b.Helper()
+	b.ReportMetric(float64(records)/b.Elapsed().Seconds(), "records/s")
+	b.ReportMetric(0, "ns/op") // ns per iteration means little across these shapes
+}
+
+func reportLatency(b *testing.B, lat []time.Duration) {
+	b.Helper()
+	if len(lat) == 0 {
+		return
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+}
+
+// BenchmarkProduce: unary Produce, one record per call, from 1 and 64
+// concurrent clients (each its own HTTP/2 stream on one connection).
+func BenchmarkProduce(b *testing.B) {
+	for _, clients := range []int{1, 64} {
+		for _, proto := range protocols[:2] {
+			b.Run(fmt.Sprintf("clients=%d/%s", clients, proto.name), func(b *testing.B) {
+				e := newEnv(b, envOptions{})
+				client := e.client(idRoot, proto.opts...)
+				value := benchValue()
+				var (
+					next atomic.Int64
+					mu   sync.Mutex // guards lat
+					lat  = make([]time.Duration, 0, b.N)
+					wg   sync.WaitGroup
+					fail atomic.Pointer[error]
+				)
+				b.ResetTimer()
+				for range clients {
+					wg.Go(func() {
+						req := &logv1.ProduceRequest{Record: &logv1.Record{Value: value}}
+						local := make([]time.Duration, 0, b.N/clients+1)
+						for next.Add(1) <= int64(b.N) {
+							start := time.Now()
+							if _, err := client.Produce(context.Background(), req); err != nil {
+								fail.Store(&err)
+								return
+							}
+							local = append(local, time.Since(start))
+						}
+						mu.Lock()
+						lat = append(lat, local...)
+						mu.Unlock()
+					})
+				}
+				wg.Wait()
+				b.StopTimer()
+				if err := fail.Load(); err != nil {
+					b.Fatal(*err)
+				}
+				reportRate(b, b.N)
+				reportLatency(b, lat)
+			})
+		}
+	}
+}
+
+func batchOf(n int) []*logv1.Record {
+	value := benchValue()
+	records := make([]*logv1.Record, n)
+	for i := range records {
+		records[i] = &logv1.Record{Value: value}
+	}
+	return records
+}
+
+// BenchmarkProduceBatch: unary ProduceBatch with 100 records per call, one
+// op per batch.
+func BenchmarkProduceBatch(b *testing.B) {
+	for _, clients := range []int{1, 8} {
+		b.Run(fmt.Sprintf("records=100/clients=%d", clients), func(b *testing.B) {
+			e := newEnv(b, envOptions{})
+			client := e.client(idRoot)
+			req := &logv1.ProduceBatchRequest{Records: batchOf(100)}
+			var (
+				next atomic.Int64
+				wg   sync.WaitGroup
+				fail atomic.Pointer[error]
+			)
+			b.ResetTimer()
+			for range clients {
+				wg.Go(func() {
+					for next.Add(1) <= int64(b.N) {
+						if _, err := client.ProduceBatch(context.Background(), req); err != nil {
+							fail.Store(&err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			b.StopTimer()
+			if err := fail.Load(); err != nil {
+				b.Fatal(*err)
+			}
+			reportRate(b, b.N*100)
+		})
+	}
+}
+
+// BenchmarkProduceStream: one pipelined ProduceStream, 100 records per
+// request, one op per request.
+func BenchmarkProduceStream(b *testing.B) {
+	for _, proto := range protocols[:2] {
+		b.Run("records=100/"+proto.name, func(b *testing.B) {
+			e := newEnv(b, envOptions{})
+			stream, err := e.client(idRoot, proto.opts...).ProduceStream(context.Background())
+			if err != nil {
+				b.Fatal(err)
+			}
+			req := &logv1.ProduceStreamRequest{Records: batchOf(100)}
+			b.ResetTimer()
+			sendErr := make(chan error, 1)
+			go func() {
+				for range b.N {
+					if err := stream.Send(req); err != nil {
+						sendErr <- err
+						return
+					}
+				}
+				sendErr <- stream.CloseRequest()
+			}()
+			for i := range b.N {
+				if _, err := stream.Receive(); err != nil {
+					b.Fatalf("ack %d: %v", i, err)
+				}
+			}
+			b.StopTimer()
+			if err := <-sendErr; err != nil {
+				b.Fatal(err)
+			}
+			if err := stream.CloseResponse(); err != nil {
+				b.Fatal(err)
+			}
+			reportRate(b, b.N*100)
+		})
+	}
+}
+
+// BenchmarkConsumeStream: one stream reads b.N records written beforehand,
+// max_batch records per response (1 = one record per response).
+func BenchmarkConsumeStream(b *testing.B) {
+	for _, maxBatch := range []uint32{1, 1000} {
+		for _, proto := range protocols[:2] {
+			b.Run(fmt.Sprintf("max_batch=%d/%s", maxBatch, proto.name), func(b *testing.B) {
+				e := newEnv(b, envOptions{})
+				value := benchValue()
+				batch := make([][]byte, 10000)
+				for i := range batch {
+					batch[i] = value
+				}
+				for left := b.N; left > 0; left -= len(batch) {
+					if _, err := e.log.AppendBatch(context.Background(), batch[:min(left, len(batch))]); err != nil {
+						b.Fatal(err)
+					}
+				}
+				client := e.client(idRoot, proto.opts...)
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				b.ResetTimer()
+				stream, err := client.ConsumeStream(ctx, &logv1.ConsumeStreamRequest{MaxBatch: maxBatch})
+				if err != nil {
+					b.Fatal(err)
+				}
+				got := 0
+				for got < b.N && stream.Receive() {
+					if maxBatch > 1 {
+						got += len(stream.Msg().GetRecords())
+					} else {
+						got++
+					}
+				}
+				b.StopTimer()
+				if got < b.N {
+					b.Fatalf("received %d of %d: %v", got, b.N, stream.Err())
+				}
+				cancel()
+				_ = stream.Close()
+				reportRate(b, b.N)
+			})
+		}
+	}
+}
