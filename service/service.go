@@ -1,7 +1,3 @@
-// Package service serves the log over HTTP: the LogService Connect handlers
-// (Connect, gRPC and gRPC-Web on one port), the authentication and ACL
-// middleware in front of them, gRPC reflection and health checks, Prometheus
-// metrics and the dashboard, and the http.Server that runs them.
 package service
 
 import (

@@ -1,0 +1,54 @@
+// Package service serves the log over HTTP: the LogService Connect handlers
+// (Connect, gRPC and gRPC-Web on one port), the authentication and ACL
+// middleware in front of them, gRPC reflection and health checks, Prometheus
+// metrics and the dashboard, and the http.Server that runs them.
+//
+// # Who may do what
+//
+// The caller's subject is the Common Name of its client certificate, as
+// verified against the configured CA; without one (or over plaintext
+// HTTP/2) it is "anonymous". The middleware checks the Authorizer by URL
+// path before any body is read, decompressed or decoded:
+//
+//	/log.v1.LogService/Produce, ProduceBatch, ProduceStream   produce
+//	/log.v1.LogService/Consume, ConsumeStream, GetStats, GetServers   consume
+//	/grpc.reflection.v1.ServerReflection/*, v1alpha, GET /metrics   admin
+//	/log.v1.LogService/WhoAmI, /grpc.health.v1.Health/*, the dashboard at /   open
+//
+// Health stays open so load balancers and Kubernetes probes need no
+// certificate. Reflection and metrics describe the server to whoever asks,
+// so they need "admin": a Prometheus scraper gets its own certificate and a
+// rule such as "p, prometheus, *, admin". A refused anonymous caller gets
+// Unauthenticated, a refused authenticated one PermissionDenied, both with
+// a message naming the subject and the action.
+//
+// # Errors
+//
+// Log errors become Connect codes in one place (errors.go): an offset
+// outside the log is OutOfRange, with the lowest or next offset in the
+// message; a record over Config.MaxRecordBytes or an empty batch is
+// InvalidArgument, checked before the log is touched; a message over
+// Config.MaxMessageBytes is ResourceExhausted; corrupt data is DataLoss; a
+// closed or failed log, or a server shutting down, is Unavailable.
+//
+// # Streams
+//
+// ConsumeStream reads the log in batches and, at its end, waits on
+// Log.Wait (no polling) until the client leaves or the server shuts down.
+// It holds one batch in hand; a send that blocks longer than
+// Config.SlowConsumerTimeout (HTTP/2 flow control full because the client
+// stopped reading) resets the stream, so a stuck client costs neither
+// memory nor a goroutine for long.
+//
+// ProduceStream is pipelined: requests are received, appended (whatever is
+// pending goes in one AppendBatch, one durable write) and acknowledged in
+// order by three goroutines, with at most 128 requests or 16 MiB between
+// receipt and acknowledgement. An acknowledgement is sent only after the
+// write holding its records is durable; any error ends the stream and
+// nothing after it is acknowledged.
+//
+// Server.Shutdown cancels every request context with ErrShuttingDown:
+// tails end at once with Unavailable, produce streams stop reading,
+// acknowledge what they have received and end with Unavailable, and
+// unary produces already under way complete.
+package service
