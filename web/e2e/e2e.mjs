@@ -208,6 +208,18 @@ async function functional() {
   check(!(await p.locator("#tail-list").innerText()).includes(during.values[0]), "a paused tail showed a new record");
   await p.click("#tail-pause");
   for (const v of during.values) await waitText(p, "#tail-list", new RegExp(v));
+
+  // 6b. Scrolling up stops following; "Newest" goes back to the live end.
+  const many = await ask("produce-go", { count: 200 });
+  await waitText(p, "#tail-list", new RegExp(many.values[199]));
+  await p.focus("#tail-list");
+  await p.keyboard.press("Home");
+  await p.locator("#tail-follow").waitFor({ state: "visible", timeout: 5_000 });
+  check((await tailOffsets(p))[0] === 0, "Home did not scroll to the oldest row");
+  const more = await ask("produce-go", { count: 1 });
+  await p.click("#tail-follow");
+  await p.locator("#tail-follow").waitFor({ state: "hidden", timeout: 5_000 });
+  await waitText(p, "#tail-list", new RegExp(more.values[0]));
   await noCSPViolations(p);
   await root.context.close();
 
@@ -229,7 +241,7 @@ async function functional() {
   p = alice.page;
   await waitText(p, "#identity-subject", /^alice$/);
   await waitText(p, "#identity-actions", /^may consume$/);
-  await waitText(p, "#tail-list", new RegExp(during.values[1]));
+  await waitText(p, "#tail-list", new RegExp(more.values[0]));
   await p.fill("#produce-value", "alice write");
   await p.click("#produce-submit");
   await waitText(p, "#produce-error", /^This certificate \(alice\) may consume but not produce\.$/);

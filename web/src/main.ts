@@ -242,6 +242,12 @@ const tailList = new VirtualList<TailRecord>($("tail-list"), {
   createRow,
   renderRow,
   onSelect: (rec) => void showDetail(rec),
+  onFollow: (on) => {
+    $("tail-follow").hidden = on;
+  },
+});
+$("tail-follow").addEventListener("click", () => {
+  tailList.follow = true;
 });
 
 /** drawTail runs once per animation frame however many batches arrived. */

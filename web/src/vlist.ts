@@ -10,6 +10,8 @@ export interface VirtualListOptions<T> {
   renderRow: (row: HTMLElement, item: T, index: number) => void;
   /** onSelect is called when a row is clicked. */
   onSelect?: (item: T, index: number) => void;
+  /** onFollow is called when following the newest row starts or stops. */
+  onFollow?: (following: boolean) => void;
 }
 
 export class VirtualList<T> {
@@ -19,8 +21,8 @@ export class VirtualList<T> {
   private length = 0;
   private get: (i: number) => T | undefined = () => undefined;
   private frame = 0;
-  /** follow keeps the newest row in view; scrolling up turns it off. */
-  follow = true;
+  /** following keeps the newest row in view; scrolling up turns it off. */
+  private following = true;
 
   constructor(
     private readonly el: HTMLElement,
@@ -31,6 +33,16 @@ export class VirtualList<T> {
     el.append(this.spacer);
     el.addEventListener("scroll", () => {
       this.follow = this.atBottom();
+      this.schedule();
+    });
+    el.addEventListener("keydown", (e) => {
+      const page = Math.max(1, Math.floor(el.clientHeight / opts.rowHeight) - 1) * opts.rowHeight;
+      const moves: Record<string, number> = { ArrowDown: opts.rowHeight, ArrowUp: -opts.rowHeight, PageDown: page, PageUp: -page };
+      if (e.key === "End") this.follow = true;
+      else if (e.key === "Home") el.scrollTop = 0;
+      else if (e.key in moves) el.scrollTop += moves[e.key];
+      else return;
+      e.preventDefault();
       this.schedule();
     });
     el.addEventListener("click", (e) => {
@@ -51,8 +63,20 @@ export class VirtualList<T> {
   update(length: number, get: (i: number) => T | undefined, dropped = 0): void {
     this.length = length;
     this.get = get;
-    if (!this.follow && dropped > 0) this.el.scrollTop = Math.max(0, this.el.scrollTop - dropped * this.opts.rowHeight);
+    if (!this.following && dropped > 0) this.el.scrollTop = Math.max(0, this.el.scrollTop - dropped * this.opts.rowHeight);
     this.schedule();
+  }
+
+  get follow(): boolean {
+    return this.following;
+  }
+
+  /** follow (true) scrolls to the newest row and keeps it in view. */
+  set follow(on: boolean) {
+    if (on === this.following) return;
+    this.following = on;
+    this.opts.onFollow?.(on);
+    if (on) this.schedule();
   }
 
   /** redraw re-renders the rows in view (e.g. after a selection change). */
@@ -77,7 +101,7 @@ export class VirtualList<T> {
     const h = this.opts.rowHeight;
     const total = this.length * h;
     this.spacer.style.height = `${total}px`;
-    if (this.follow) this.el.scrollTop = total;
+    if (this.following) this.el.scrollTop = total;
     const view = this.el.clientHeight;
     const first = Math.max(0, Math.floor(this.el.scrollTop / h) - 2);
     const last = Math.min(this.length, Math.ceil((this.el.scrollTop + view) / h) + 2);
