@@ -217,6 +217,10 @@ func TestNewRejectsBadConfig(t *testing.T) {
 			t.Errorf("%s: New accepted it", tt.name)
 		}
 	}
+	// A record limit above the default message limit raises the latter.
+	if _, err := service.New(service.Config{Log: e.log, Authorizer: policy, MaxRecordBytes: 16 << 20}); err != nil {
+		t.Errorf("large record limit: %v", err)
+	}
 }
 
 type allowAll struct{}

@@ -57,7 +57,8 @@ type Config struct {
 	// InvalidArgument before they reach the log. Default 1 MiB.
 	MaxRecordBytes int
 	// MaxMessageBytes caps one request message (after decompression);
-	// larger ones fail with ResourceExhausted. Default 8 MiB.
+	// larger ones fail with ResourceExhausted. Default 8 MiB, or more if
+	// MaxRecordBytes needs it.
 	MaxMessageBytes int
 	// SlowConsumerTimeout ends a stream whose client has not accepted a
 	// response for this long. Default 30s.
@@ -111,7 +112,8 @@ func New(cfg Config) (*Service, error) {
 		cfg.MaxRecordBytes = DefaultMaxRecordBytes
 	}
 	if cfg.MaxMessageBytes == 0 {
-		cfg.MaxMessageBytes = DefaultMaxMessageBytes
+		// Room for one maximal record and its framing, at least.
+		cfg.MaxMessageBytes = max(DefaultMaxMessageBytes, cfg.MaxRecordBytes+64<<10)
 	}
 	if cfg.SlowConsumerTimeout == 0 {
 		cfg.SlowConsumerTimeout = DefaultSlowConsumerTimeout
