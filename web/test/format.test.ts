@@ -175,3 +175,33 @@ describe("encodeProduce", () => {
     assert.match(got.message, /not valid JSON/);
   });
 });
+
+// A seeded random sweep standing in for a fuzz target: formatting must never
+// throw on arbitrary bytes from the network and must respect its bounds.
+describe("formatting arbitrary bytes", () => {
+  let seed = 0x2545f491;
+  const rand = () => {
+    seed ^= seed << 13;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    return (seed >>> 0) / 2 ** 32;
+  };
+  const alphabet = enc('{}[]":,0123456789 \n\tabcé€😀\\');
+  it("never throws and stays bounded", () => {
+    for (let n = 0; n < 3000; n++) {
+      const len = Math.floor(rand() * 64);
+      const b = new Uint8Array(len);
+      const mostlyText = rand() < 0.5;
+      for (let i = 0; i < len; i++) b[i] = mostlyText ? alphabet[Math.floor(rand() * alphabet.length)] : Math.floor(rand() * 256);
+      const max = 1 + Math.floor(rand() * 40);
+      const p = previewValue(b, max);
+      assert.ok(p.text.length <= Math.max(max, "(empty)".length), `preview of ${hexDump(b)} is ${p.text.length} > ${max}`);
+      assert.ok(!p.text.includes("\n"), "preview has a line break");
+      const f = formatValue(b, 1 + Math.floor(rand() * 64));
+      assert.ok(["empty", "json", "text", "hex"].includes(f.kind));
+      if (f.kind === "json") assert.doesNotThrow(() => JSON.parse(f.text));
+      const cut = utf8Boundary(b, Math.floor(rand() * (len + 2)));
+      assert.ok(cut >= 0 && cut <= len);
+    }
+  });
+});
