@@ -230,7 +230,7 @@ func TestConcurrentAppendersAndReaders(t *testing.T) {
 	l := openLog(t, t.TempDir(), logstore.Config{MaxSegmentBytes: 8192})
 	const writers, each = 16, 50
 	var wg sync.WaitGroup
-	seen := make([]sync.Map, 1)
+	var seen sync.Map // offset -> value acknowledged for it
 	for w := range writers {
 		wg.Go(func() {
 			for i := range each {
@@ -240,7 +240,7 @@ func TestConcurrentAppendersAndReaders(t *testing.T) {
 					t.Errorf("Append: %v", err)
 					return
 				}
-				seen[0].Store(off, v)
+				seen.Store(off, v)
 			}
 		})
 	}
@@ -266,7 +266,7 @@ func TestConcurrentAppendersAndReaders(t *testing.T) {
 	readers.Wait()
 	cancel()
 	for off := range uint64(writers * each) {
-		v, ok := seen[0].Load(off)
+		v, ok := seen.Load(off)
 		if !ok {
 			t.Fatalf("offset %d never acknowledged", off)
 		}
