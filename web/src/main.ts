@@ -491,6 +491,7 @@ produceForm.addEventListener("submit", async (e) => {
   try {
     const r = await client.produce({ record: { value } });
     say(result, `Appended at offset ${r.offset}.`);
+    void fetchStats(performance.now()); // show the new bounds now, not at the next poll
   } catch (err) {
     if (isAuthError(err)) await refreshIdentity(); // the policy or certificate may have changed
     say(errEl, describeError(err, context("produce")));
