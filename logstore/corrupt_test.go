@@ -94,6 +94,10 @@ func TestTornTail(t *testing.T) {
 		if _, next := l.Bounds(); next != 2 {
 			t.Fatalf("cut at %d: next %d, want 2", cut, next)
 		}
+		broken, err := os.ReadFile(filepath.Join(dir, filepath.Base(store)+".broken"))
+		if cut > lastStart && (err != nil || int64(len(broken)) != cut-lastStart) {
+			t.Fatalf("cut at %d: .broken copy has %d bytes (%v), want %d", cut, len(broken), err, cut-lastStart)
+		}
 		checkRecord(t, l, 0, value(0, 10))
 		checkRecord(t, l, 1, value(1, 100))
 		if off := mustAppend(t, l, []byte("after")); off != 2 {

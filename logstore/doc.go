@@ -13,8 +13,9 @@
 //
 // The segment with the highest base is the active segment; it is the only
 // one written. All others are sealed and never change until deleted whole.
-// Other names in the directory are ignored, except "<base>.index.tmp" (an
-// interrupted index rebuild, removed on open). The directory is locked with
+// Other names in the directory (such as "<base>.store.broken", see below)
+// are ignored, except "<base>.index.tmp" (an interrupted index rebuild,
+// removed on open). The directory is locked with
 // flock while a Log has it open.
 //
 // All integers are little endian.
@@ -102,7 +103,9 @@
 //   - if no valid frame (any later offset, every check passing) exists at
 //     any 8-byte aligned position after it, it is a torn tail: the store is
 //     truncated to the end of the last valid frame, fsynced, and the number
-//     of dropped bytes is logged at Warn. Only records that were never
+//     of dropped bytes is logged at Warn. The dropped bytes are kept in
+//     "<base>.store.broken" (overwritten by a later repair of the same
+//     segment; Open ignores it). Only records that were never
 //     acknowledged under SyncAlways can be there.
 //   - otherwise the damage is in the middle of the segment: Open fails with
 //     a *CorruptError naming the store and the byte position. Nothing is

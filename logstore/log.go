@@ -716,6 +716,9 @@ func (l *Log) removeOldest(k int) error {
 		if err := os.Remove(s.indexPath); err != nil {
 			errs = append(errs, err)
 		}
+		if err := os.Remove(s.storePath + ".broken"); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
 		l.logger.Info("logstore: deleted segment", "base", s.base, "records", s.count, "bytes", s.size)
 		s.release()
 	}

@@ -161,8 +161,13 @@ func openActive(dir string, base uint64, maxSegment int64, maxValue int, logger 
 		if r.follows >= 0 {
 			return nil, corrupt(storePath, r.badPos, "%v; a valid record follows at byte %d, so this is not a torn tail", r.badWhy, r.follows)
 		}
+		broken := storePath + ".broken"
 		logger.Warn("logstore: truncating torn tail of the active segment",
-			"file", storePath, "pos", r.badPos, "dropped_bytes", size-r.badPos, "reason", r.badWhy.Error(), "records_kept", len(r.entries))
+			"file", storePath, "pos", r.badPos, "dropped_bytes", size-r.badPos, "reason", r.badWhy.Error(),
+			"records_kept", len(r.entries), "copy", broken)
+		if err := saveBroken(s.store, r.badPos, size, broken); err != nil {
+			return nil, fmt.Errorf("logstore: keeping the torn tail of %s: %w", storePath, err)
+		}
 		if err := s.store.Truncate(r.badPos); err != nil {
 			return nil, fmt.Errorf("logstore: truncate torn tail of %s: %w", storePath, err)
 		}
@@ -225,6 +230,19 @@ func rebuildSealedIndex(s *segment, maxValue int, cause error, logger *slog.Logg
 		return err
 	}
 	return s.mapSealedIndex(maxValue)
+}
+
+// saveBroken keeps the bytes recovery cuts off, for forensics, in a file
+// Open ignores (it is overwritten by the next repair of the same segment).
+func saveBroken(f *os.File, from, to int64, path string) error {
+	b := make([]byte, to-from)
+	if _, err := f.ReadAt(b, from); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	if err := writeFileSync(path, b); err != nil {
+		return err
+	}
+	return syncDir(path)
 }
 
 func writeFileSync(path string, data []byte) error {
