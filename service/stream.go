@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -56,10 +57,7 @@ func (w *sender) send(ctx context.Context, procedure string, send func() error) 
 	if err == nil {
 		return nil
 	}
-	// The deadline resets the HTTP/2 stream, which also cancels ctx: tell
-	// that apart from a shutdown by the cause, from a quick failure by the
-	// time the send took.
-	if w.deadline && time.Since(start) >= w.s.slowTimeout && !errors.Is(context.Cause(ctx), ErrShuttingDown) {
+	if w.deadline && w.timedOut(ctx, err, time.Since(start)) {
 		subject, _ := Subject(ctx)
 		w.s.metrics.slowConsumers.WithLabelValues(procedure).Inc()
 		w.s.logger.WarnContext(ctx, "ending slow consumer", slog.String("procedure", procedure),
@@ -67,6 +65,20 @@ func (w *sender) send(ctx context.Context, procedure string, send func() error) 
 		return connect.NewError(connect.CodeResourceExhausted, errSlowConsumer)
 	}
 	return err
+}
+
+// timedOut tells whether a failed send is the write deadline's doing. The
+// deadline resets the HTTP/2 stream, which also cancels ctx, so the cause
+// tells it apart from a shutdown and from the client's own deadline. The
+// send that blocked may even succeed (a flush's error is lost) and the next
+// one fail at once with os.ErrDeadlineExceeded, hence the error check
+// beside the elapsed time.
+func (w *sender) timedOut(ctx context.Context, err error, elapsed time.Duration) bool {
+	cause := context.Cause(ctx)
+	if errors.Is(cause, ErrShuttingDown) || errors.Is(cause, context.DeadlineExceeded) {
+		return false
+	}
+	return elapsed >= w.s.slowTimeout || errors.Is(err, os.ErrDeadlineExceeded)
 }
 
 // idle clears the write deadline before the stream waits for new records,

@@ -317,44 +317,60 @@ func TestProduceStreamBadRequestMidStream(t *testing.T) {
 
 // A client that never reads its tail is cut off after the slow-consumer
 // timeout; its handler ends (the gauge drops, goleak finds no goroutine).
+// Large records block in Write, small ones in Flush: both are caught.
 func TestSlowConsumerIsEnded(t *testing.T) {
-	e := newEnv(t, envOptions{config: func(c *service.Config) { c.SlowConsumerTimeout = 200 * time.Millisecond }})
-	root := e.client(idRoot)
-	value := make([]byte, 32<<10)
-	for range 64 { // 2 MiB, far beyond the client's 64 KiB window
-		_, _ = rand.Read(value) // incompressible, should gzip be on
-		if _, err := root.Produce(t.Context(), &logv1.ProduceRequest{Record: &logv1.Record{Value: value}}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	hc := e.httpClient(idRoot, false, &http.HTTP2Config{MaxReceiveBufferPerStream: 64 << 10, MaxReceiveBufferPerConnection: 64 << 10})
-	for _, proto := range protocols {
-		t.Run(proto.name, func(t *testing.T) {
-			before := gauge(t, e.reg, "proglog_service_slow_consumers_total")
-			client := logv1connect.NewLogServiceClient(hc, e.url, proto.opts...)
-			stream, err := client.ConsumeStream(t.Context(), &logv1.ConsumeStreamRequest{MaxBatch: 1})
-			if err != nil {
+	for _, size := range []struct {
+		name         string
+		bytes, count int
+		maxBatch     uint32
+	}{
+		{"32KiB records", 32 << 10, 64, 1}, // 2 MiB, far beyond the client's 64 KiB window
+		{"100B records", 100, 5000, 1},
+		{"100B records in batches", 100, 20000, 100},
+	} {
+		t.Run(size.name, func(t *testing.T) {
+			e := newEnv(t, envOptions{config: func(c *service.Config) { c.SlowConsumerTimeout = 200 * time.Millisecond }})
+			root := e.client(idRoot)
+			for left := size.count; left > 0; left -= 500 {
+				batch := &logv1.ProduceBatchRequest{}
+				for range min(left, 500) {
+					value := make([]byte, size.bytes)
+					_, _ = rand.Read(value) // incompressible, should gzip be on
+					batch.Records = append(batch.Records, &logv1.Record{Value: value})
+				}
+				if _, err := root.ProduceBatch(t.Context(), batch); err != nil {
+					t.Fatal(err)
+				}
+			}
+			hc := e.httpClient(idRoot, false, &http.HTTP2Config{MaxReceiveBufferPerStream: 64 << 10, MaxReceiveBufferPerConnection: 64 << 10})
+			for i, proto := range protocols {
+				t.Run(proto.name, func(t *testing.T) {
+					client := logv1connect.NewLogServiceClient(hc, e.url, proto.opts...)
+					stream, err := client.ConsumeStream(t.Context(), &logv1.ConsumeStreamRequest{MaxBatch: size.maxBatch})
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer stream.Close()
+					// Never read: the server's sends block on flow control.
+					waitFor(t, "the slow consumer to be ended", func() bool {
+						return gauge(t, e.reg, "proglog_service_slow_consumers_total") == float64(i+1)
+					})
+					waitFor(t, "the tail to end", func() bool { return gauge(t, e.reg, "proglog_service_live_tails") == 0 })
+					// Whatever was buffered can be read, then the stream fails.
+					n := 0
+					for stream.Receive() {
+						n++
+					}
+					if stream.Err() == nil || n*int(size.maxBatch) >= size.count {
+						t.Fatalf("read %d responses, then %v; want the stream cut short", n, stream.Err())
+					}
+				})
+			}
+			// Other clients are unaffected.
+			if _, err := root.Produce(t.Context(), &logv1.ProduceRequest{Record: rec("after")}); err != nil {
 				t.Fatal(err)
 			}
-			defer stream.Close()
-			// Never read: the server's sends block on flow control.
-			waitFor(t, "the slow consumer to be ended", func() bool {
-				return gauge(t, e.reg, "proglog_service_slow_consumers_total") == before+1
-			})
-			waitFor(t, "the tail to end", func() bool { return gauge(t, e.reg, "proglog_service_live_tails") == 0 })
-			// Whatever was buffered can be read, then the stream fails.
-			n := 0
-			for stream.Receive() {
-				n++
-			}
-			if stream.Err() == nil || n >= 64 {
-				t.Fatalf("read %d records, then %v; want the stream cut short", n, stream.Err())
-			}
 		})
-	}
-	// Other clients are unaffected.
-	if _, err := root.Produce(t.Context(), &logv1.ProduceRequest{Record: rec("after")}); err != nil {
-		t.Fatal(err)
 	}
 }
 
@@ -388,5 +404,48 @@ func TestPausesAreNotSlowConsumers(t *testing.T) {
 	}
 	if n := gauge(t, e.reg, "proglog_service_slow_consumers_total"); n != 0 {
 		t.Fatalf("%v streams ended as slow consumers", n)
+	}
+}
+
+// A producer that never reads its acknowledgements is a slow consumer too:
+// once flow control stops the acks, the stream is ended and the producer's
+// sends fail instead of piling up.
+func TestProducerThatNeverReadsAcks(t *testing.T) {
+	e := newEnv(t, envOptions{config: func(c *service.Config) { c.SlowConsumerTimeout = 200 * time.Millisecond }})
+	hc := e.httpClient(idRoot, false, &http.HTTP2Config{MaxReceiveBufferPerStream: 16 << 10, MaxReceiveBufferPerConnection: 64 << 10})
+	client := logv1connect.NewLogServiceClient(hc, e.url, connect.WithGRPC())
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	stream, err := client.ProduceStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sendErr := make(chan error, 1)
+	go func() {
+		req := &logv1.ProduceStreamRequest{Record: rec("x")}
+		for range 1_000_000 {
+			if err := stream.Send(req); err != nil {
+				sendErr <- err
+				return
+			}
+		}
+		sendErr <- errors.New("every send succeeded")
+	}()
+	waitFor(t, "the producer to be ended", func() bool {
+		return gauge(t, e.reg, "proglog_service_slow_consumers_total") == 1
+	})
+	select {
+	case err := <-sendErr:
+		if err == nil || err.Error() == "every send succeeded" {
+			t.Fatalf("sender: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		cancel() // the client transport may still be waiting for window
+		<-sendErr
+	}
+	_ = stream.CloseResponse()
+	// Records received before the end are in the log; their acks were lost.
+	if _, next := e.log.Bounds(); next == 0 {
+		t.Fatal("nothing was appended")
 	}
 }
