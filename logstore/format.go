@@ -18,11 +18,13 @@ const (
 	minFrameSize    = (frameHeaderSize + frameAlign - 1) &^ (frameAlign - 1)
 )
 
-var (
-	storeMagic = [8]byte{'P', 'L', 'O', 'G', 'S', 'T', 'O', 'R'}
-	indexMagic = [8]byte{'P', 'L', 'O', 'G', 'I', 'N', 'D', 'X'}
-	castagnoli = crc32.MakeTable(crc32.Castagnoli)
+const (
+	storeMagic = "PLOGSTOR"
+	indexMagic = "PLOGINDX"
 )
+
+// castagnoli is the CRC32C table; never modified after initialisation.
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // frameSize is the bytes a record with a value of n bytes takes in a store,
 // padding included.
@@ -114,9 +116,9 @@ func decodeFrame(b []byte, want uint64, maxValue int) (frameHeader, []byte, erro
 }
 
 // fileHeader encodes the 32-byte header of a store or index file.
-func fileHeader(magic [8]byte, base uint64) []byte {
+func fileHeader(magic string, base uint64) []byte {
 	b := make([]byte, fileHeaderSize)
-	copy(b, magic[:])
+	copy(b, magic)
 	binary.LittleEndian.PutUint16(b[8:10], formatVersion)
 	binary.LittleEndian.PutUint64(b[16:24], base)
 	binary.LittleEndian.PutUint32(b[24:28], crc32.Checksum(b[:24], castagnoli))
@@ -124,11 +126,11 @@ func fileHeader(magic [8]byte, base uint64) []byte {
 }
 
 // checkFileHeader validates a store or index header and its base offset.
-func checkFileHeader(b []byte, magic [8]byte, base uint64) error {
+func checkFileHeader(b []byte, magic string, base uint64) error {
 	if len(b) < fileHeaderSize {
 		return errFrameShort
 	}
-	if [8]byte(b[:8]) != magic {
+	if string(b[:8]) != magic {
 		return fmt.Errorf("bad magic %q", b[:8])
 	}
 	if crc := crc32.Checksum(b[:24], castagnoli); crc != binary.LittleEndian.Uint32(b[24:28]) {
