@@ -1,0 +1,87 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/proglog/proglog/logstore"
+)
+
+// Config configures a node of the replicated log.
+type Config struct {
+	// NodeID is the node's Raft server ID; it must stay the same across
+	// restarts so the node rejoins as itself.
+	NodeID string
+	// DataDir holds Raft's state in <DataDir>/raft (raft-wal log, stable
+	// store, snapshots) and the records in <DataDir>/log (a logstore.Log).
+	DataDir string
+	// Bootstrap makes a node without Raft state start a one-member cluster
+	// of itself. Set it on the first node only; others join through
+	// membership. Ignored once state exists.
+	Bootstrap bool
+	// Stream carries Raft's traffic; its address is the node's Raft (and
+	// RPC) address. The Log closes it on Close.
+	Stream *StreamLayer
+	// Store configures the local record store (the FSM). Its Sync policy
+	// defaults here to SyncNever (see doc.go: the Raft log is the durable
+	// copy); its Logger falls back to Logger.
+	Store logstore.Config
+	// StoreSyncSet keeps Store.Sync as given even when it is SyncAlways (the
+	// zero value), instead of the SyncNever default.
+	StoreSyncSet bool
+
+	// Raft timing; zero fields take hashicorp/raft's defaults (1s heartbeat
+	// and election timeouts, 500ms leader lease, 50ms commit timeout), which
+	// suit production. Tests on loopback use much shorter ones.
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	CommitTimeout      time.Duration
+	// SnapshotThreshold (entries since the last snapshot), SnapshotInterval
+	// (how often to check) and TrailingLogs (entries kept after a snapshot);
+	// zero takes raft's defaults (8192, 120s, 10240).
+	SnapshotThreshold uint64
+	SnapshotInterval  time.Duration
+	TrailingLogs      uint64
+	// RetainSnapshots is how many snapshots to keep on disk; default 2.
+	RetainSnapshots int
+
+	// Logger receives Raft's and the cluster's reports; nil discards them.
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Store.Logger == nil {
+		c.Store.Logger = c.Logger
+	}
+	if !c.StoreSyncSet && c.Store.Sync == logstore.SyncAlways {
+		c.Store.Sync = logstore.SyncNever
+	}
+	if c.RetainSnapshots == 0 {
+		c.RetainSnapshots = 2
+	}
+	switch {
+	case c.NodeID == "":
+		return c, errors.New("cluster: NodeID is required")
+	case c.DataDir == "":
+		return c, errors.New("cluster: DataDir is required")
+	case c.Stream == nil:
+		return c, errors.New("cluster: Stream is required")
+	case c.RetainSnapshots < 1:
+		return c, fmt.Errorf("cluster: RetainSnapshots %d < 1", c.RetainSnapshots)
+	}
+	return c, nil
+}
+
+// maxRecordBytes is the limit the Store config applies.
+func (c Config) maxRecordBytes() int {
+	if c.Store.MaxRecordBytes > 0 {
+		return c.Store.MaxRecordBytes
+	}
+	return logstore.DefaultConfig().MaxRecordBytes
+}

@@ -1,0 +1,99 @@
+// Package cluster replicates proglog's log with Raft (hashicorp/raft): a
+// Log appends through the leader and serves reads from a local
+// logstore.Log that holds only committed records.
+//
+// # Shape
+//
+// Each node keeps Raft's own log and stable store in <DataDir>/raft
+// (hashicorp/raft-wal, fsynced on every append; snapshots beside it) and
+// the records in <DataDir>/log, a logstore.Log that is Raft's FSM. Append
+// and AppendBatch run raft.Apply on the leader; a batch is one Raft entry
+// (format in entry.go). The entry is acknowledged once a quorum has it
+// durably in their Raft logs and the leader applied it, so the caller
+// reads its own write on the leader at once. A follower refuses appends
+// with a *NotLeaderError naming the leader's RPC address; the service
+// forwards the request there.
+//
+// Raft shares the node's TLS port: connections that negotiate the ALPN
+// protocol "proglog-raft" are handed by the HTTP server to the
+// StreamLayer. Both sides present server certificates from the cluster's
+// CA; a client certificate (client-auth usage only) is refused.
+//
+// # Offsets are deterministic
+//
+// The FSM numbers records itself: the records of the committed entries, in
+// Raft order, get consecutive offsets starting from 0. Every node applies
+// the same entries in the same order, so every node assigns the same offset
+// to the same record, and the offset the leader returns is the record's
+// offset everywhere. Entries that are not commands (configuration, no-op,
+// barrier) carry no records; a malformed command carries none, on every
+// node alike.
+//
+// # Applying exactly once across restarts
+//
+// The store is not rolled back when the node restarts, but Raft replays
+// every committed entry after its latest snapshot (or from entry 1 when it
+// has none). The FSM therefore keeps next, the offset the next applied
+// record gets, and the snapshot header records next as of the snapshot's
+// Raft index. On start Raft restores the latest snapshot: Restore sets next
+// from the header and, if the store already reaches that offset, keeps the
+// store as it is (otherwise it replaces it with the snapshot's files).
+// Replay then recomputes the offsets of the entries after the snapshot
+// exactly as they were first assigned, and for each record:
+//
+//   - offset < the store's end: the store already holds it. It is read back
+//     and compared byte for byte; a difference is ErrCorrupt and stops
+//     applying (it cannot happen unless the disk changed under us). Records
+//     retention already deleted are skipped unchecked.
+//   - offset == the store's end: it is appended (all such records of one
+//     ApplyBatch in one AppendBatch, one write and one sync).
+//   - offset > the store's end cannot happen: the store holds a prefix of
+//     the committed records (it only ever appends committed ones) and the
+//     replay starts at or below its end. It is treated as corruption.
+//
+// Why the prefix argument holds: the store only receives records from
+// committed entries (the FSM sees nothing else), committed entries never
+// change (Raft's log matching and leader completeness), and a restore
+// replaces the store with a prefix taken from another node's store, which
+// by the same argument holds the same committed records at the same
+// offsets. A snapshot may stream a few records past its header's next (the
+// store had more when a restarted node snapshots during replay); those are
+// committed records at their final offsets and the replay verifies them.
+//
+// # Durability of the two copies
+//
+// Records are written twice: into Raft's log (fsynced, the copy that makes
+// an acknowledgement durable) and into the store. The store therefore
+// defaults to logstore.SyncNever: a process crash loses nothing (page
+// cache), and after a machine crash a torn or lost store tail is
+// re-applied from the Raft log, which still holds every entry after the
+// latest snapshot, and everything before it is in the snapshot. A store
+// that fails to open with ErrCorrupt (pages reached the disk out of order)
+// is moved aside and rebuilt the same way. Sealing a segment still syncs
+// it. Avoiding the second write would mean making the logstore Raft's
+// LogStore: it would need suffix truncation (DeleteRange of a conflicting
+// tail, which the book's version got wrong), Raft entry framing (term,
+// index, type) and an FSM that serves only entries up to the commit index.
+//
+// # Snapshots and retention
+//
+// A snapshot is a 32-byte header (next and lowest offset, CRC) followed by
+// the store's segment files as (*logstore.Log).Reader streams them; it
+// costs no copy on the leader beyond reading the files. A node that is
+// behind the leader's compacted Raft log receives it through
+// InstallSnapshot, and logstore.Restore writes it into a fresh directory
+// (verifying every frame's CRC), swaps it into place and the store is
+// reopened. Retention deletes store segments only; Raft's log is compacted
+// by its own snapshots (SnapshotThreshold, TrailingLogs), so retention
+// never removes an entry Raft still needs. A snapshot taken after retention
+// carries only the retained segments, and a restored node starts at the
+// same lowest offset.
+//
+// # Failures
+//
+// If the store cannot apply a committed entry (disk full, I/O error), the
+// node stops applying (ErrApplyFailed), keeps serving what it has, and
+// catches up by replay when restarted. An append whose entry left the
+// leader but whose commit is unknown (leadership lost, ctx ended) returns
+// ErrUnknownOutcome: the record may or may not appear.
+package cluster

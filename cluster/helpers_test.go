@@ -1,0 +1,318 @@
+package cluster_test
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/proglog/proglog/cluster"
+	"github.com/proglog/proglog/logstore"
+	"github.com/proglog/proglog/pki"
+)
+
+// testPKI is a CA with certificate files in a temporary directory.
+type testPKI struct {
+	ca     *pki.CA
+	dir    string
+	caFile string
+	pool   *x509.CertPool
+}
+
+func newTestPKI(t *testing.T) *testPKI {
+	t.Helper()
+	ca, err := pki.NewCA("proglog test CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &testPKI{ca: ca, dir: t.TempDir(), pool: x509.NewCertPool()}
+	p.caFile = filepath.Join(p.dir, "ca.pem")
+	writeFile(t, p.caFile, ca.CertPEM)
+	p.pool.AddCert(ca.Cert)
+	return p
+}
+
+func writeFile(t *testing.T, path string, data []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// issue writes a server (server=true) or client certificate and returns its files.
+func (p *testPKI) issue(t *testing.T, name string, server bool) (certFile, keyFile string) {
+	t.Helper()
+	var cert, key []byte
+	var err error
+	if server {
+		cert, key, err = p.ca.IssueServer(name, []string{"127.0.0.1"})
+	} else {
+		cert, key, err = p.ca.IssueClient(name)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile = filepath.Join(p.dir, name+".pem")
+	keyFile = filepath.Join(p.dir, name+"-key.pem")
+	writeFile(t, certFile, cert)
+	writeFile(t, keyFile, key)
+	return certFile, keyFile
+}
+
+// dialConfig is what a node (or an impostor) dials Raft peers with.
+func (p *testPKI) dialConfig(t *testing.T, certFile, keyFile string) *tls.Config {
+	t.Helper()
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: p.pool, MinVersion: tls.VersionTLS12}
+}
+
+// port is one node's TLS port, arranged as in production: ALPN
+// "proglog-raft" goes to the stream layer, h2 and http/1.1 to an http.Server.
+type port struct {
+	addr  string
+	layer *cluster.StreamLayer
+	srv   *http.Server
+	done  chan error
+}
+
+func listen(t *testing.T, addr string) net.Listener {
+	t.Helper()
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	var ln net.Listener
+	var err error
+	for range 50 { // a restarted node takes its old port back
+		if ln, err = net.Listen("tcp", addr); err == nil {
+			return ln
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal(err)
+	return nil
+}
+
+func (p *testPKI) startPort(t *testing.T, name, addr string, logger *slog.Logger) *port {
+	t.Helper()
+	certFile, keyFile := p.issue(t, name, true)
+	tlsCfg, err := pki.ServerTLSConfig(certFile, keyFile, p.caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsCfg.NextProtos = append(tlsCfg.NextProtos, cluster.ALPN)
+	ln := listen(t, addr)
+	pt := &port{addr: ln.Addr().String(), done: make(chan error, 1)}
+	pt.layer, err = cluster.NewStreamLayer(pt.addr, p.dialConfig(t, certFile, keyFile), logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ping", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, r.Proto) })
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetHTTP2(true)
+	pt.srv = &http.Server{Handler: mux, TLSConfig: tlsCfg, Protocols: &protocols, ReadHeaderTimeout: 5 * time.Second}
+	pt.layer.Register(pt.srv)
+	pt.srv.RegisterOnShutdown(func() { pt.layer.Close() })
+	go func() { pt.done <- pt.srv.ServeTLS(ln, "", "") }()
+	return pt
+}
+
+func (pt *port) stop(t *testing.T) {
+	t.Helper()
+	pt.layer.Close()
+	pt.srv.Close()
+	if err := <-pt.done; !errors.Is(err, http.ErrServerClosed) {
+		t.Errorf("serve: %v", err)
+	}
+}
+
+// node is one cluster member on its own port.
+type node struct {
+	id, dir string
+	port    *port
+	log     *cluster.Log
+}
+
+type nodeOpt func(*cluster.Config)
+
+func testLogger(t *testing.T) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("test", t.Name())
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// startNode starts (or restarts, with the same dir and addr) a node.
+func (p *testPKI) startNode(t *testing.T, id, dir, addr string, bootstrap bool, opts ...nodeOpt) *node {
+	t.Helper()
+	logger := testLogger(t).With("node", id)
+	pt := p.startPort(t, id, addr, logger)
+	cfg := cluster.Config{
+		NodeID:             id,
+		DataDir:            dir,
+		Bootstrap:          bootstrap,
+		Stream:             pt.layer,
+		HeartbeatTimeout:   500 * time.Millisecond,
+		ElectionTimeout:    500 * time.Millisecond,
+		LeaderLeaseTimeout: 250 * time.Millisecond,
+		CommitTimeout:      5 * time.Millisecond,
+		Logger:             logger,
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	l, err := cluster.New(cfg)
+	if err != nil {
+		pt.stop(t)
+		t.Fatal(err)
+	}
+	return &node{id: id, dir: dir, port: pt, log: l}
+}
+
+func (n *node) stop(t *testing.T) {
+	t.Helper()
+	if n.log == nil {
+		return
+	}
+	if err := n.log.Close(); err != nil {
+		t.Errorf("close %s: %v", n.id, err)
+	}
+	n.port.stop(t)
+	n.log = nil
+}
+
+// startCluster starts n nodes; the first bootstraps and adds the others.
+func (p *testPKI) startCluster(t *testing.T, n int, opts ...nodeOpt) []*node {
+	t.Helper()
+	var nodes []*node
+	t.Cleanup(func() {
+		for _, nd := range nodes {
+			nd.stop(t)
+		}
+	})
+	for i := range n {
+		nd := p.startNode(t, fmt.Sprintf("n%d", i+1), t.TempDir(), "", i == 0, opts...)
+		nodes = append(nodes, nd)
+		if i == 0 {
+			waitLeader(t, nd)
+			continue
+		}
+		if err := nodes[0].log.Join(nd.id, nd.port.addr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return nodes
+}
+
+func waitLeader(t *testing.T, nodes ...*node) *node {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	for {
+		for _, n := range nodes {
+			if n.log != nil && n.log.IsLeader() {
+				return n
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("no leader elected")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// waitApplied waits until every node's store reaches next.
+func waitApplied(t *testing.T, next uint64, nodes ...*node) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	for _, n := range nodes {
+		if next == 0 {
+			continue
+		}
+		if err := n.log.Wait(ctx, next-1); err != nil {
+			t.Fatalf("%s: wait for offset %d: %v (bounds %v)", n.id, next-1, err, fmt.Sprint(n.log.Bounds()))
+		}
+	}
+}
+
+// readAll returns the values of [lowest, next) of a node's store.
+func readAll(t *testing.T, l interface {
+	Bounds() (uint64, uint64)
+	ReadBatch(uint64, int, int, []logstore.Record) ([]logstore.Record, error)
+}) (uint64, [][]byte) {
+	t.Helper()
+	lowest, next := l.Bounds()
+	var out [][]byte
+	for off := lowest; off < next; {
+		recs, err := l.ReadBatch(off, 1000, 0, nil)
+		if err != nil {
+			t.Fatalf("read %d: %v", off, err)
+		}
+		for _, r := range recs {
+			if r.Offset != off {
+				t.Fatalf("record at %d has offset %d", off, r.Offset)
+			}
+			out = append(out, r.Value)
+			off++
+		}
+	}
+	return lowest, out
+}
+
+// sameLogs checks that every node holds the same values at the same offsets.
+func sameLogs(t *testing.T, nodes ...*node) [][]byte {
+	t.Helper()
+	lowest0, want := readAll(t, nodes[0].log)
+	if lowest0 != 0 {
+		t.Fatalf("%s: lowest %d, want 0", nodes[0].id, lowest0)
+	}
+	for _, n := range nodes[1:] {
+		lowest, got := readAll(t, n.log)
+		if lowest != 0 || !slices.EqualFunc(got, want, func(a, b []byte) bool { return string(a) == string(b) }) {
+			t.Fatalf("%s holds %d records from %d, %s holds %d from 0; they differ", n.id, len(got), lowest, nodes[0].id, len(want))
+		}
+	}
+	return want
+}
+
+func batch(prefix string, n int) [][]byte {
+	out := make([][]byte, n)
+	for i := range out {
+		out[i] = fmt.Appendf(nil, "%s-%d", prefix, i)
+	}
+	return out
+}
+
+// appendTo appends through whichever node leads, retrying while leadership
+// moves (nothing was written when a node says it is not the leader).
+func appendTo(t *testing.T, nodes []*node, values [][]byte) uint64 {
+	t.Helper()
+	for range 200 {
+		leader := waitLeader(t, nodes...)
+		base, err := leader.log.AppendBatch(t.Context(), values)
+		if err == nil {
+			return base
+		}
+		if !errors.Is(err, cluster.ErrNotLeader) {
+			t.Fatalf("append on %s: %v", leader.id, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("no leader accepted the append")
+	return 0
+}

@@ -1,0 +1,481 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+	wal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
+
+	"github.com/proglog/proglog/logstore"
+)
+
+// Server is one member of the Raft configuration, for GetServers.
+type Server struct {
+	ID       string
+	RPCAddr  string // also its Raft address (one TLS port)
+	IsLeader bool
+}
+
+// Log is a replicated log: appends go through Raft on the leader, reads are
+// served from the local store, which holds only committed records. It
+// implements service.Log.
+type Log struct {
+	cfg    Config
+	logger *slog.Logger
+	raft   *raft.Raft
+	trans  *raft.NetworkTransport
+	wal    *wal.WAL
+	meta   *metadb.BoltMetaDB
+	fsm    *fsm
+
+	cur       atomic.Pointer[storeRef]
+	replaceMu sync.Mutex // serialises replaceStore (the FSM goroutine and Close)
+
+	done      chan struct{} // closed by Close
+	waiters   sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// storeRef is the current local store; replaced is closed when a snapshot
+// restore installs a newer one.
+type storeRef struct {
+	log      *logstore.Log
+	replaced chan struct{}
+}
+
+// applyTimeout bounds queueing an entry when ctx has no deadline.
+const applyTimeout = 10 * time.Second
+
+// New opens (or creates) the node's state under cfg.DataDir and starts Raft.
+// A node with Bootstrap and no state starts a one-member cluster.
+func New(cfg Config) (_ *Log, err error) {
+	cfg, err = cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	l := &Log{cfg: cfg, logger: cfg.Logger, done: make(chan struct{})}
+	var cleanup []func()
+	defer func() {
+		if err != nil {
+			for i := len(cleanup) - 1; i >= 0; i-- {
+				cleanup[i]()
+			}
+		}
+	}()
+	cleanup = append(cleanup, func() { cfg.Stream.Close() })
+	raftDir := filepath.Join(cfg.DataDir, "raft")
+	if err := os.MkdirAll(filepath.Join(raftDir, "wal"), 0o755); err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	store, err := l.openStore()
+	if err != nil {
+		return nil, err
+	}
+	l.cur.Store(&storeRef{log: store, replaced: make(chan struct{})})
+	cleanup = append(cleanup, func() { l.current().log.Close() })
+
+	// raft-wal's Close leaves its meta database open (and flocked): own it.
+	l.meta = &metadb.BoltMetaDB{}
+	cleanup = append(cleanup, func() { l.meta.Close() })
+	l.wal, err = wal.Open(filepath.Join(raftDir, "wal"), wal.WithMetaStore(l.meta))
+	if err != nil {
+		return nil, fmt.Errorf("cluster: open raft log: %w", err)
+	}
+	cleanup = append(cleanup, func() { l.wal.Close() })
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(raftDir, cfg.RetainSnapshots, newHCLogger(l.logger, "raft-snapshots"))
+	if err != nil {
+		return nil, fmt.Errorf("cluster: open snapshots: %w", err)
+	}
+	l.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  cfg.Stream,
+		MaxPool: 5,
+		Timeout: 10 * time.Second,
+		Logger:  newHCLogger(l.logger, "raft-net"),
+	})
+	cleanup = append(cleanup, func() { l.trans.Close() })
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
+	rc.Logger = newHCLogger(l.logger, "raft")
+	rc.BatchApplyCh = true
+	setIf(&rc.HeartbeatTimeout, cfg.HeartbeatTimeout)
+	setIf(&rc.ElectionTimeout, cfg.ElectionTimeout)
+	setIf(&rc.LeaderLeaseTimeout, cfg.LeaderLeaseTimeout)
+	setIf(&rc.CommitTimeout, cfg.CommitTimeout)
+	setIf(&rc.SnapshotThreshold, cfg.SnapshotThreshold)
+	setIf(&rc.SnapshotInterval, cfg.SnapshotInterval)
+	setIf(&rc.TrailingLogs, cfg.TrailingLogs)
+	if err := raft.ValidateConfig(rc); err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	if cfg.Bootstrap {
+		has, err := raft.HasExistingState(l.wal, l.wal, snaps)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: %w", err)
+		}
+		if !has {
+			boot := raft.Configuration{Servers: []raft.Server{{
+				Suffrage: raft.Voter, ID: rc.LocalID, Address: l.trans.LocalAddr(),
+			}}}
+			if err := raft.BootstrapCluster(rc, l.wal, l.wal, snaps, l.trans, boot); err != nil {
+				return nil, fmt.Errorf("cluster: bootstrap: %w", err)
+			}
+		}
+	}
+	l.fsm = &fsm{c: l, logger: l.logger}
+	l.raft, err = raft.NewRaft(rc, l.fsm, l.wal, l.wal, snaps, l.trans)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: start raft: %w", err)
+	}
+	return l, nil
+}
+
+func setIf[T comparable](dst *T, v T) {
+	var zero T
+	if v != zero {
+		*dst = v
+	}
+}
+
+// openStore opens the local store. A store that fails its checks (after a
+// machine crash under SyncNever, pages may reach the disk out of order) is
+// moved aside and started empty: Raft rebuilds it from the latest snapshot
+// and the entries after it, which are durable in the Raft log.
+func (l *Log) openStore() (*logstore.Log, error) {
+	dir := filepath.Join(l.cfg.DataDir, "log")
+	store, err := logstore.Open(dir, l.cfg.Store)
+	if err == nil || !errors.Is(err, logstore.ErrCorrupt) {
+		if err != nil {
+			return nil, fmt.Errorf("cluster: open store: %w", err)
+		}
+		return store, nil
+	}
+	aside := fmt.Sprintf("%s.corrupt-%d", dir, time.Now().UnixNano())
+	l.logger.Error("cluster: local store is damaged; moving it aside and rebuilding it from raft", "err", err, "moved_to", aside)
+	if err := os.Rename(dir, aside); err != nil {
+		return nil, fmt.Errorf("cluster: move damaged store aside: %w", err)
+	}
+	store, err = logstore.Open(dir, l.cfg.Store)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: open store: %w", err)
+	}
+	return store, nil
+}
+
+func (l *Log) current() *storeRef { return l.cur.Load() }
+
+// replaceStore closes the local store, lets fill rewrite its directory and
+// opens it again. Readers of the old store see ErrClosed and move on to the
+// new one (Wait does so by itself).
+func (l *Log) replaceStore(fill func(dir string) error) error {
+	l.replaceMu.Lock()
+	defer l.replaceMu.Unlock()
+	select {
+	case <-l.done:
+		return ErrClosed
+	default:
+	}
+	old := l.current()
+	if err := old.log.Close(); err != nil {
+		l.logger.Warn("cluster: closing the store before a restore", "err", err)
+	}
+	dir := filepath.Join(l.cfg.DataDir, "log")
+	fillErr := fill(dir)
+	store, err := logstore.Open(dir, l.cfg.Store)
+	if err != nil {
+		return fmt.Errorf("cluster: reopen store after restore: %w", errors.Join(fillErr, err))
+	}
+	l.cur.Store(&storeRef{log: store, replaced: make(chan struct{})})
+	close(old.replaced)
+	if fillErr != nil {
+		return fmt.Errorf("cluster: restore store: %w", fillErr)
+	}
+	l.logger.Info("cluster: local store restored from a snapshot", "lowest", first(store.Bounds()), "next", second(store.Bounds()))
+	return nil
+}
+
+func first(a, _ uint64) uint64  { return a }
+func second(_, b uint64) uint64 { return b }
+
+// Append replicates one record and returns its offset.
+func (l *Log) Append(ctx context.Context, value []byte) (uint64, error) {
+	return l.AppendBatch(ctx, [][]byte{value})
+}
+
+// AppendBatch replicates values as one Raft entry; they get consecutive
+// offsets, returned as the first. It returns once a quorum stored the entry
+// durably and this node applied it. On a follower it returns a
+// *NotLeaderError (ErrNotLeader) without writing anything.
+func (l *Log) AppendBatch(ctx context.Context, values [][]byte) (uint64, error) {
+	if len(values) == 0 {
+		return 0, errors.New("cluster: AppendBatch needs at least one value")
+	}
+	limit := l.cfg.maxRecordBytes()
+	for i, v := range values {
+		if len(v) > limit {
+			return 0, fmt.Errorf("%w: value %d has %d bytes, limit %d", logstore.ErrRecordTooLarge, i, len(v), limit)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	select {
+	case <-l.done:
+		return 0, ErrClosed
+	default:
+	}
+	if l.raft.State() != raft.Leader {
+		return 0, l.notLeader()
+	}
+	timeout := applyTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = max(time.Until(dl), time.Millisecond)
+	}
+	type outcome struct {
+		err  error
+		resp any
+	}
+	ch := make(chan outcome, 1)
+	f := l.raft.Apply(encodeBatch(values), timeout)
+	l.waiters.Go(func() {
+		err := f.Error()
+		var resp any
+		if err == nil {
+			resp = f.Response()
+		}
+		ch <- outcome{err, resp}
+	})
+	var o outcome
+	select {
+	case o = <-ch:
+	case <-ctx.Done():
+		return 0, fmt.Errorf("%w: %w", ErrUnknownOutcome, ctx.Err())
+	}
+	switch {
+	case o.err == nil:
+	case errors.Is(o.err, raft.ErrNotLeader):
+		return 0, l.notLeader()
+	case errors.Is(o.err, raft.ErrEnqueueTimeout):
+		return 0, ErrTimeout
+	case errors.Is(o.err, raft.ErrRaftShutdown):
+		return 0, ErrClosed
+	default: // leadership lost, aborted by restore: it may still commit
+		return 0, fmt.Errorf("%w: %w", ErrUnknownOutcome, o.err)
+	}
+	res, ok := o.resp.(applyResult)
+	if !ok {
+		return 0, fmt.Errorf("%w: unexpected apply response %T", ErrUnknownOutcome, o.resp)
+	}
+	if res.err != nil {
+		// Committed in the cluster, but this node could not apply it.
+		return 0, fmt.Errorf("%w: %w", ErrUnknownOutcome, res.err)
+	}
+	return res.base, nil
+}
+
+func (l *Log) notLeader() error {
+	addr, id := l.raft.LeaderWithID()
+	return &NotLeaderError{LeaderID: string(id), LeaderAddr: string(addr)}
+}
+
+// Read returns the committed record at offset from the local store.
+func (l *Log) Read(offset uint64) (logstore.Record, error) {
+	for range 2 {
+		ref := l.current()
+		rec, err := ref.log.Read(offset)
+		if !errors.Is(err, logstore.ErrClosed) || !l.wasReplaced(ref) {
+			return rec, l.mapClosed(err)
+		}
+	}
+	return logstore.Record{}, ErrClosed
+}
+
+// ReadBatch reads committed records from the local store (see logstore.Log.ReadBatch).
+func (l *Log) ReadBatch(offset uint64, maxRecords, maxBytes int, dst []logstore.Record) ([]logstore.Record, error) {
+	for range 2 {
+		ref := l.current()
+		recs, err := ref.log.ReadBatch(offset, maxRecords, maxBytes, dst)
+		if !errors.Is(err, logstore.ErrClosed) || !l.wasReplaced(ref) {
+			return recs, l.mapClosed(err)
+		}
+	}
+	return dst, ErrClosed
+}
+
+func (l *Log) wasReplaced(ref *storeRef) bool {
+	select {
+	case <-ref.replaced:
+		return true
+	default:
+		return false
+	}
+}
+
+// mapClosed keeps logstore.ErrClosed in the chain and adds ErrClosed.
+func (l *Log) mapClosed(err error) error {
+	if errors.Is(err, logstore.ErrClosed) {
+		return fmt.Errorf("%w: %w", ErrClosed, err)
+	}
+	return err
+}
+
+// Bounds returns the local store's lowest and next offsets.
+func (l *Log) Bounds() (lowest, next uint64) { return l.current().log.Bounds() }
+
+// Stats describes the local store.
+func (l *Log) Stats() logstore.Stats { return l.current().log.Stats() }
+
+// Wait blocks until offset is committed and applied locally, ctx ends or the
+// Log closes. It follows the store across snapshot restores.
+func (l *Log) Wait(ctx context.Context, offset uint64) error {
+	for {
+		ref := l.current()
+		err := ref.log.Wait(ctx, offset)
+		if !errors.Is(err, logstore.ErrClosed) {
+			return err
+		}
+		select {
+		case <-ref.replaced:
+		case <-l.done:
+			return ErrClosed
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Servers lists the members of the Raft configuration and who leads.
+func (l *Log) Servers() ([]Server, error) {
+	f := l.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	_, leader := l.raft.LeaderWithID()
+	var out []Server
+	for _, s := range f.Configuration().Servers {
+		out = append(out, Server{ID: string(s.ID), RPCAddr: string(s.Address), IsLeader: s.ID == leader})
+	}
+	return out, nil
+}
+
+// Join adds a voter (membership calls it for every member it sees). It is
+// idempotent; a member that comes back with a new address is re-added. On a
+// follower it returns ErrNotLeader (also raft.ErrNotLeader), which
+// membership ignores: the leader handles the same event.
+func (l *Log) Join(id, addr string) error {
+	if l.raft.State() != raft.Leader {
+		return l.notLeader()
+	}
+	f := l.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return fmt.Errorf("cluster: join %s: %w", id, err)
+	}
+	for _, s := range f.Configuration().Servers {
+		sameID, sameAddr := s.ID == raft.ServerID(id), s.Address == raft.ServerAddress(addr)
+		if sameID && sameAddr {
+			return nil
+		}
+		if sameID || sameAddr {
+			if err := l.raft.RemoveServer(s.ID, 0, 0).Error(); err != nil {
+				return fmt.Errorf("cluster: join %s: remove stale %s: %w", id, s.ID, l.mapRaftErr(err))
+			}
+		}
+	}
+	if err := l.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 0).Error(); err != nil {
+		return fmt.Errorf("cluster: join %s at %s: %w", id, addr, l.mapRaftErr(err))
+	}
+	l.logger.Info("cluster: added voter", "id", id, "addr", addr)
+	return nil
+}
+
+// Leave removes a member from the Raft configuration (on the leader).
+func (l *Log) Leave(id string) error {
+	if l.raft.State() != raft.Leader {
+		return l.notLeader()
+	}
+	if err := l.raft.RemoveServer(raft.ServerID(id), 0, 0).Error(); err != nil {
+		return fmt.Errorf("cluster: leave %s: %w", id, l.mapRaftErr(err))
+	}
+	l.logger.Info("cluster: removed server", "id", id)
+	return nil
+}
+
+func (l *Log) mapRaftErr(err error) error {
+	if errors.Is(err, raft.ErrNotLeader) {
+		return l.notLeader()
+	}
+	return err
+}
+
+// WaitForLeader blocks until the cluster has a leader this node knows of.
+func (l *Log) WaitForLeader(ctx context.Context) error {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if _, id := l.raft.LeaderWithID(); id != "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-l.done:
+			return ErrClosed
+		case <-t.C:
+		}
+	}
+}
+
+// IsLeader reports whether this node leads now.
+func (l *Log) IsLeader() bool { return l.raft.State() == raft.Leader }
+
+// Leader returns the leader's ID and RPC address ("" when unknown).
+func (l *Log) Leader() (id, addr string) {
+	a, i := l.raft.LeaderWithID()
+	return string(i), string(a)
+}
+
+// Snapshot makes Raft take a snapshot now (and compact its log).
+func (l *Log) Snapshot() error {
+	if err := l.raft.Snapshot().Error(); err != nil {
+		return fmt.Errorf("cluster: snapshot: %w", err)
+	}
+	return nil
+}
+
+// Close stops Raft (without handing leadership over: to others it looks like
+// a crash, and they elect a new leader), closes the stream layer, the Raft
+// log and the local store.
+func (l *Log) Close() error {
+	l.closeOnce.Do(func() {
+		close(l.done)
+		var errs []error
+		if err := l.raft.Shutdown().Error(); err != nil {
+			errs = append(errs, fmt.Errorf("cluster: raft shutdown: %w", err))
+		}
+		l.trans.Close() // closes the stream layer too
+		l.waiters.Wait()
+		if err := l.wal.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("cluster: close raft log: %w", err))
+		}
+		if err := l.meta.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("cluster: close raft log metadata: %w", err))
+		}
+		l.replaceMu.Lock()
+		if err := l.current().log.Close(); err != nil {
+			errs = append(errs, err)
+		}
+		l.replaceMu.Unlock()
+		l.closeErr = errors.Join(errs...)
+	})
+	return l.closeErr
+}

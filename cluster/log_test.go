@@ -1,0 +1,248 @@
+package cluster_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/proglog/proglog/cluster"
+)
+
+func TestReplication(t *testing.T) {
+	p := newTestPKI(t)
+	nodes := p.startCluster(t, 3)
+	leader := waitLeader(t, nodes...)
+	var wg sync.WaitGroup
+	bases := make([]uint64, 8)
+	for w := range bases {
+		wg.Go(func() {
+			base, err := leader.log.AppendBatch(t.Context(), batch(fmt.Sprint("w", w), 25))
+			if err != nil {
+				t.Error(err)
+			}
+			bases[w] = base
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	// Batches are contiguous and disjoint.
+	slices.Sort(bases)
+	for i, b := range bases {
+		if b != uint64(i*25) {
+			t.Fatalf("batch bases %v are not 25 apart", bases)
+		}
+	}
+	waitApplied(t, 200, nodes...)
+	got := sameLogs(t, nodes...)
+	for _, b := range bases {
+		w := string(got[b][:2])
+		for i := range 25 {
+			if want := fmt.Sprintf("%s-%d", w, i); string(got[b+uint64(i)]) != want {
+				t.Fatalf("offset %d = %q, want %q (a batch was split)", b+uint64(i), got[b+uint64(i)], want)
+			}
+		}
+	}
+
+	servers, err := nodes[1].log.Servers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(servers) != 3 {
+		t.Fatalf("servers %+v, want 3", servers)
+	}
+	leaders := 0
+	for _, s := range servers {
+		if s.IsLeader {
+			leaders++
+			if s.ID != leader.id || s.RPCAddr != leader.port.addr {
+				t.Fatalf("servers %+v name the wrong leader, want %s", servers, leader.id)
+			}
+		}
+	}
+	if leaders != 1 {
+		t.Fatalf("servers %+v: %d leaders", servers, leaders)
+	}
+}
+
+func TestFollowerRefusesAppend(t *testing.T) {
+	p := newTestPKI(t)
+	nodes := p.startCluster(t, 2)
+	leader := waitLeader(t, nodes...)
+	follower := nodes[0]
+	if follower == leader {
+		follower = nodes[1]
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := follower.log.WaitForLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, err := follower.log.Append(t.Context(), []byte("x"))
+	var nl *cluster.NotLeaderError
+	if !errors.As(err, &nl) || !errors.Is(err, cluster.ErrNotLeader) || !errors.Is(err, raft.ErrNotLeader) {
+		t.Fatalf("append on a follower: %v, want a NotLeaderError", err)
+	}
+	if nl.LeaderID != leader.id || nl.LeaderAddr != leader.port.addr {
+		t.Fatalf("NotLeaderError %+v, want leader %s at %s", nl, leader.id, leader.port.addr)
+	}
+	if _, next := follower.log.Bounds(); next != 0 {
+		t.Fatalf("follower holds %d records after a refused append", next)
+	}
+	if err := follower.log.Join("n9", "127.0.0.1:1"); !errors.Is(err, raft.ErrNotLeader) {
+		t.Fatalf("join on a follower: %v, want ErrNotLeader", err)
+	}
+}
+
+func TestFollowerRestartCatchesUp(t *testing.T) {
+	p := newTestPKI(t)
+	nodes := p.startCluster(t, 3)
+	leader := waitLeader(t, nodes...)
+	if _, err := leader.log.AppendBatch(t.Context(), batch("before", 50)); err != nil {
+		t.Fatal(err)
+	}
+	waitApplied(t, 50, nodes...)
+	var f *node
+	for _, n := range nodes {
+		if n != leader {
+			f = n
+			break
+		}
+	}
+	f.stop(t)
+	for i := range 10 {
+		appendTo(t, nodes, batch(fmt.Sprint("while-down-", i), 10))
+	}
+	restarted := p.startNode(t, f.id, f.dir, f.port.addr, false)
+	*f = *restarted
+	waitApplied(t, 150, nodes...)
+	sameLogs(t, nodes...)
+	// Replay after the restart did not append anything twice.
+	if _, next := f.log.Bounds(); next != 150 {
+		t.Fatalf("restarted follower ends at %d, want 150", next)
+	}
+}
+
+func TestSingleNodeRestartReplaysWithoutDuplicates(t *testing.T) {
+	p := newTestPKI(t)
+	dir := t.TempDir()
+	for _, snapshot := range []bool{false, true} {
+		t.Run(fmt.Sprint("snapshot=", snapshot), func(t *testing.T) {
+			dir := t.TempDir()
+			n := p.startNode(t, "solo", dir, "", true)
+			waitLeader(t, n)
+			var want [][]byte
+			for i := range 5 {
+				vals := batch(fmt.Sprint("a", i), 7)
+				want = append(want, vals...)
+				if _, err := n.log.AppendBatch(t.Context(), vals); err != nil {
+					t.Fatal(err)
+				}
+				if snapshot && i == 2 {
+					if err := n.log.Snapshot(); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			addr := n.port.addr
+			n.stop(t)
+			n = p.startNode(t, "solo", dir, addr, true)
+			defer n.stop(t)
+			waitLeader(t, n)
+			base, err := n.log.Append(t.Context(), []byte("after"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if base != uint64(len(want)) {
+				t.Fatalf("first append after restart got offset %d, want %d", base, len(want))
+			}
+			want = append(want, []byte("after"))
+			_, got := readAll(t, n.log)
+			if !slices.EqualFunc(got, want, func(a, b []byte) bool { return string(a) == string(b) }) {
+				t.Fatalf("after restart the log holds %d records, want %d", len(got), len(want))
+			}
+		})
+	}
+	_ = dir
+}
+
+func TestSnapshotInstallOnNewNode(t *testing.T) {
+	p := newTestPKI(t)
+	compact := func(c *cluster.Config) {
+		c.SnapshotThreshold = 20
+		c.TrailingLogs = 5
+		c.Store.MaxSegmentBytes = 4096 // several segments in the snapshot
+	}
+	nodes := p.startCluster(t, 2, compact)
+	leader := waitLeader(t, nodes...)
+	for i := range 60 {
+		if _, err := leader.log.AppendBatch(t.Context(), batch(fmt.Sprint("r", i), 5)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := leader.log.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	// The leader's raft log no longer starts at entry 1, so a new node can
+	// only catch up through a snapshot.
+	n3 := p.startNode(t, "n3", t.TempDir(), "", false, compact)
+	t.Cleanup(func() { n3.stop(t) })
+	if err := leader.log.Join(n3.id, n3.port.addr); err != nil {
+		t.Fatal(err)
+	}
+	all := append(nodes, n3)
+	appendTo(t, all, batch("after-join", 3))
+	waitApplied(t, 303, all...)
+	sameLogs(t, all...)
+	if st := n3.log.Stats(); st.Segments < 2 {
+		t.Fatalf("new node has %d segments; the snapshot should have carried several", st.Segments)
+	}
+}
+
+func TestLeave(t *testing.T) {
+	p := newTestPKI(t)
+	nodes := p.startCluster(t, 3)
+	leader := waitLeader(t, nodes...)
+	var gone *node
+	for _, n := range nodes {
+		if n != leader {
+			gone = n
+			break
+		}
+	}
+	if err := leader.log.Leave(gone.id); err != nil {
+		t.Fatal(err)
+	}
+	servers, err := leader.log.Servers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(servers) != 2 || slices.ContainsFunc(servers, func(s cluster.Server) bool { return s.ID == gone.id }) {
+		t.Fatalf("servers after %s left: %+v", gone.id, servers)
+	}
+	gone.stop(t)
+	var rest []*node
+	for _, n := range nodes {
+		if n != gone {
+			rest = append(rest, n)
+		}
+	}
+	appendTo(t, rest, batch("after-leave", 10))
+	waitApplied(t, 10, rest...)
+	sameLogs(t, rest...)
+	// Joining again (as a restart would, through membership) works.
+	back := p.startNode(t, gone.id, gone.dir, gone.port.addr, false)
+	*gone = *back
+	if err := leader.log.Join(gone.id, gone.port.addr); err != nil {
+		t.Fatal(err)
+	}
+	waitApplied(t, 10, nodes...)
+	sameLogs(t, nodes...)
+}
