@@ -263,6 +263,28 @@ func (e *env) answer(ctx context.Context, t *testing.T, step string, msg map[str
 		e.srv = startServer(t, e.bin, e.dataDir, e.srv.addr)
 		e.transport.CloseIdleConnections()
 		return map[string]any{}
+	case "retention":
+		// Small segments and a small size limit: old records go quickly.
+		e.srv.stop(t)
+		e.srv = startServer(t, e.bin, e.dataDir, e.srv.addr, "--segment-bytes", "16KiB", "--retention-bytes", "64KiB")
+		e.transport.CloseIdleConnections()
+		count := num("count")
+		var last string
+		for n := 0; n < count; n += 100 {
+			recs := make([]*logv1.Record, 0, 100)
+			for i := n; i < min(count, n+100); i++ {
+				last = string(benchValue(i))
+				recs = append(recs, &logv1.Record{Value: []byte(last)})
+			}
+			if _, err := e.client.ProduceBatch(ctx, &logv1.ProduceBatchRequest{Records: recs}); err != nil {
+				return fail(err)
+			}
+		}
+		st, err := e.client.GetStats(ctx, &logv1.GetStatsRequest{})
+		if err != nil {
+			return fail(err)
+		}
+		return map[string]any{"lowest": st.LowestOffset, "next": st.NextOffset, "last": last}
 	case "produce-rate":
 		count, secs, err := produceAtRate(ctx, e.client, num("rate"), time.Duration(num("seconds"))*time.Second)
 		if err != nil {
@@ -343,10 +365,11 @@ type server struct {
 	stopped bool
 }
 
-func startServer(t *testing.T, bin, dataDir, addr string) *server {
+func startServer(t *testing.T, bin, dataDir, addr string, extra ...string) *server {
 	t.Helper()
 	out := &logWriter{ready: make(chan string, 1)}
-	cmd := exec.Command(bin, "serve", "--data-dir", dataDir, "--addr", addr, "--acl-poll", "200ms", "--log-format", "json")
+	args := append([]string{"serve", "--data-dir", dataDir, "--addr", addr, "--acl-poll", "200ms", "--log-format", "json"}, extra...)
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout = out
 	cmd.Stderr = out
 	if err := cmd.Start(); err != nil {

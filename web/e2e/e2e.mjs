@@ -248,6 +248,27 @@ async function functional() {
   await shot(p, "7-alice-may-not-produce");
   await noCSPViolations(p);
   await alice.context.close();
+
+  // 9. A tail that falls behind retention skips ahead and says so.
+  const ret = await open("retention", "root");
+  p = ret.page;
+  await waitText(p, "#tail-status", /^live$/);
+  await p.click("#tail-pause");
+  const paused = await waitText(p, "#tail-status", /^paused before offset \d+$/);
+  const pausedAt = Number(/(\d+)$/.exec(paused)[1]);
+  const r = await ask("retention", { count: 3000 });
+  check(r.lowest > pausedAt, `retention kept offset ${pausedAt} (lowest ${r.lowest}); the test needs it gone`);
+  await p.click("#tail-pause");
+  await waitText(p, "#tail-note", new RegExp(`^Records ${pausedAt}–\\d+ were removed by retention before the tail read them; continuing at \\d+\\.$`), 30_000);
+  await waitText(p, "#tail-counts", new RegExp(`–${r.next - 1}\\)$`), 30_000);
+  const offs9 = await tailOffsets(p);
+  check(offs9.at(-1) === r.next - 1, `last tail row ${offs9.at(-1)}, want ${r.next - 1}`);
+  await waitText(p, "#st-lowest", new RegExp(`^${r.lowest.toLocaleString("en-US")}$`), 10_000);
+  await waitText(p, "#st-next", new RegExp(`^${r.next.toLocaleString("en-US")}$`), 10_000);
+  check(await p.locator("#stats-error").isHidden(), "the overview still shows an error after the restart");
+  await shot(p, "8-retention-skip");
+  await noCSPViolations(p);
+  await ret.context.close();
 }
 
 /** heap forces a garbage collection and reads the page's JS heap (bytes). */

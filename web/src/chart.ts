@@ -19,7 +19,13 @@ export class RateChart {
         legend: { live: false },
         scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, Math.max(10, max * 1.1)] } },
         axes: [
-          { ...axis, values: (_u, ticks) => ticks.map((t) => new Date(t * 1000).toTimeString().slice(0, 8)), space: 70 },
+          {
+            ...axis,
+            // Whole seconds only, so labels never repeat.
+            incrs: [1, 2, 5, 10, 15, 30, 60, 120],
+            values: (_u, ticks) => ticks.map((t) => new Date(t * 1000).toTimeString().slice(0, 8)),
+            space: 70,
+          },
           { ...axis, size: 56, values: (_u, ticks) => ticks.map((t) => formatRate(t).replace("/s", "")) },
         ],
         series: [

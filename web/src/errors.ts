@@ -58,6 +58,7 @@ export function permissionSentence(action: Action, identity?: Identity): string 
  */
 export function describeError(err: unknown, ctx: ErrorContext): string {
   const ce = ConnectError.from(err);
+  if (isNetworkError(ce)) return "The server cannot be reached; check that it is running.";
   switch (ce.code) {
     case Code.Unauthenticated:
       return `You are not signed in with a client certificate; ${importHint}.`;
@@ -89,6 +90,18 @@ export function describeError(err: unknown, ctx: ErrorContext): string {
     default:
       return capitalize(`the server failed (${Code[ce.code] ?? ce.code}): ${ce.rawMessage || "no details"}.`);
   }
+}
+
+// What fetch rejects with when no response arrived: Chromium, Firefox,
+// Safari and Node word it differently.
+const networkFailure = /^(Failed to fetch|NetworkError when attempting to fetch resource\.?|Load failed|fetch failed)$/;
+
+/** isNetworkError reports whether a call failed without reaching the server. */
+export function isNetworkError(err: unknown): boolean {
+  const ce = ConnectError.from(err);
+  if (ce.code !== Code.Unknown && ce.code !== Code.Unavailable) return false;
+  const cause = ce.cause;
+  return (cause instanceof TypeError && networkFailure.test(cause.message)) || networkFailure.test(ce.rawMessage);
 }
 
 /** isAuthError reports whether err is a denial that a new certificate or policy could fix. */

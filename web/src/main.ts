@@ -267,6 +267,7 @@ function scheduleTail(): void {
 const tail = new Tail({
   client,
   maxBatch: 500,
+  lowest: async (signal) => (await client.getStats({}, { signal })).lowestOffset,
   onRecords: (batch) => {
     for (const r of batch) ring.push(r);
     received += batch.length;
@@ -298,6 +299,13 @@ function renderTailStatus(s: TailStatus): void {
       el.textContent = `reconnecting in ${(s.inMs / 1000).toFixed(1)}s`;
       err = describeError(s.error, context("consume", tail.next));
       break;
+    case "skipped":
+      el.textContent = "skipping ahead";
+      say(
+        $("tail-note"),
+        `Records ${s.from}–${s.to - 1n} were removed by retention before the tail read them; continuing at ${s.to}.`,
+      );
+      break;
     case "stopped":
       el.textContent = "stopped";
       err = explain(s.error, "consume", tail.next ?? startOffset);
@@ -327,6 +335,7 @@ function startTail(): void {
   }
   ring.clear();
   evictedShown = 0;
+  say($("tail-note"), "");
   tailList.follow = true;
   scheduleTail();
   tail.start(start);

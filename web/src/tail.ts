@@ -25,7 +25,9 @@ export type TailStatus =
   | { state: "following"; next?: bigint }
   | { state: "paused"; next?: bigint }
   | { state: "retrying"; inMs: number; error: ConnectError }
-  | { state: "stopped"; error: ConnectError };
+  | { state: "stopped"; error: ConnectError }
+  /** skipped: records [from, to) were deleted (retention) before the tail read them. */
+  | { state: "skipped"; from: bigint; to: bigint };
 
 export interface TailOptions {
   client: Client<typeof LogService>;
@@ -46,6 +48,12 @@ export interface TailOptions {
    * tail yields so the page can paint while it catches up (default 8ms).
    */
   sliceMs?: number;
+  /**
+   * lowest returns the log's lowest offset. With it, a tail that falls
+   * behind retention (OutOfRange below the start of the log) skips to the
+   * oldest record left instead of stopping.
+   */
+  lowest?: (signal: AbortSignal) => Promise<bigint>;
   /** yieldToUI gives the page a turn to paint (default: until after the next frame). */
   yieldToUI?: () => Promise<void>;
   now?: () => number;
@@ -97,7 +105,7 @@ function fatal(err: ConnectError): boolean {
  * is delivered twice or skipped.
  */
 export class Tail {
-  private readonly opts: Required<Omit<TailOptions, "backoff">> & { backoff: Backoff };
+  private readonly opts: Required<Omit<TailOptions, "backoff" | "lowest">> & Pick<TailOptions, "lowest"> & { backoff: Backoff };
   private ctl: AbortController | undefined;
   private done: Promise<void> = Promise.resolve();
   private from: TailStart | undefined;
@@ -221,6 +229,21 @@ export class Tail {
       } catch (e) {
         if (signal.aborted) return;
         err = ConnectError.from(e);
+      }
+      if (err.code === Code.OutOfRange && this.nextOffset !== undefined && o.lowest) {
+        const from = this.nextOffset;
+        let lowest: bigint | undefined;
+        try {
+          lowest = await o.lowest(signal);
+        } catch {
+          // Fall through: report the OutOfRange itself.
+        }
+        if (signal.aborted) return;
+        if (lowest !== undefined && from < lowest) {
+          this.nextOffset = lowest;
+          o.onStatus({ state: "skipped", from, to: lowest });
+          continue;
+        }
       }
       if (fatal(err)) {
         if (this.ctl?.signal === signal) this.ctl = undefined;

@@ -51,10 +51,28 @@ describe("describeError", () => {
       want: /cannot be reached/,
     },
     {
-      name: "plain errors become unknown",
+      name: "fetch failure in Chromium",
       err: new TypeError("Failed to fetch"),
       ctx: { action: "consume" },
-      want: /^The server failed \(Unknown\): Failed to fetch\.$/,
+      want: /^The server cannot be reached; check that it is running\.$/,
+    },
+    {
+      name: "fetch failure in Firefox, wrapped by Connect",
+      err: ConnectError.from(new TypeError("NetworkError when attempting to fetch resource.")),
+      ctx: { action: "consume" },
+      want: /cannot be reached/,
+    },
+    {
+      name: "other errors name their code",
+      err: new Error("boom"),
+      ctx: { action: "consume" },
+      want: /^The server failed \(Unknown\): boom\.$/,
+    },
+    {
+      name: "internal",
+      err: new ConnectError("disk on fire", Code.Internal),
+      ctx: { action: "produce" },
+      want: /^The server failed \(Internal\): disk on fire\.$/,
     },
   ];
   for (const c of cases) {

@@ -18,6 +18,8 @@ import { Tail, type TailRecord, type TailStatus } from "../src/tail.js";
  */
 class MemoryLog {
   values: Uint8Array[] = [];
+  /** lowest is the first offset still kept; lower ones were "deleted". */
+  lowest = 0;
   requests: ConsumeStreamRequest[] = [];
   /** failures[i], if set, fails the i-th stream after that many records. */
   failures: { after: number; code?: Code; end?: boolean }[] = [];
@@ -44,6 +46,7 @@ class MemoryLog {
           log.requests.push(req);
           let off = req.fromEnd ? Math.max(0, log.values.length - Number(req.offset)) : Number(req.offset);
           if (off > log.values.length) throw new ConnectError(`offset ${off} past the end`, Code.OutOfRange);
+          if (off < log.lowest) throw new ConnectError(`offset ${off} was deleted`, Code.OutOfRange);
           const fail = log.failures[call];
           let sent = 0;
           const max = req.maxBatch || 1;
@@ -81,7 +84,16 @@ interface Harness {
   untilStatus(state: TailStatus["state"]): Promise<TailStatus>;
 }
 
-function harness(opts: { maxBatch?: number; maxValueBytes?: number; sliceMs?: number; yieldToUI?: () => Promise<void>; now?: () => number } = {}): Harness {
+function harness(
+  opts: {
+    maxBatch?: number;
+    maxValueBytes?: number;
+    sliceMs?: number;
+    yieldToUI?: () => Promise<void>;
+    now?: () => number;
+    lowest?: (signal: AbortSignal) => Promise<bigint>;
+  } = {},
+): Harness {
   const log = new MemoryLog();
   const got: TailRecord[] = [];
   const statuses: TailStatus[] = [];
@@ -203,6 +215,34 @@ describe("Tail", () => {
       assert.equal(h.log.requests[1].offset, 1n);
     });
   }
+
+  it("skips records deleted by retention while it was away", async (t) => {
+    let h: Harness | undefined = undefined;
+    h = harness({ lowest: async () => BigInt(h!.log.lowest) });
+    t.after(() => h.tail.stop());
+    h.log.append(...range(0, 3).map(String));
+    h.tail.start({ fromEnd: false, offset: 0n });
+    await h.until(3);
+    h.tail.pause();
+    h.log.append(...range(3, 10).map(String));
+    h.log.lowest = 6; // 3, 4 and 5 are gone before the tail comes back
+    h.tail.resume();
+    await h.until(7);
+    assert.deepEqual(offsets(h.got), [0, 1, 2, 6, 7, 8, 9]);
+    const skip = h.statuses.find((s) => s.state === "skipped");
+    assert.ok(skip && skip.state === "skipped" && skip.from === 3n && skip.to === 6n);
+  });
+
+  it("stops on OutOfRange past the end even with lowest", async (t) => {
+    let h: Harness | undefined = undefined;
+    h = harness({ lowest: async () => BigInt(h!.log.lowest) });
+    t.after(() => h.tail.stop());
+    h.log.append("a");
+    h.tail.start({ fromEnd: false, offset: 5n });
+    const s = await h.untilStatus("stopped");
+    assert.ok(s.state === "stopped" && s.error.code === Code.OutOfRange);
+    assert.ok(!h.statuses.some((x) => x.state === "skipped"));
+  });
 
   it("pauses and resumes from the next offset", async (t) => {
     const h = harness();
