@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -647,90 +646,6 @@ func (l *Log) ReadBatch(offset uint64, maxRecords, maxBytes int, dst []Record) (
 	return dst, &RangeError{Offset: offset, Lowest: lowest, Next: next}
 }
 
-// TruncateBefore deletes whole segments whose records are all below offset.
-// The active segment is never deleted.
-func (l *Log) TruncateBefore(offset uint64) error {
-	l.flushMu.Lock()
-	defer l.flushMu.Unlock()
-	if l.closed.Load() {
-		return ErrClosed
-	}
-	segs := l.segs.Load().segs
-	k := 0
-	for k < len(segs)-1 && segs[k+1].base <= offset {
-		k++
-	}
-	return l.removeOldest(k)
-}
-
-// EnforceRetention applies RetentionBytes and RetentionAge now (it also runs
-// on every roll and every minute).
-func (l *Log) EnforceRetention() error {
-	l.flushMu.Lock()
-	defer l.flushMu.Unlock()
-	if l.closed.Load() {
-		return ErrClosed
-	}
-	return l.retain()
-}
-
-// retain deletes the oldest sealed segments that retention no longer keeps.
-// Caller holds flushMu (or is Open, before the log is shared).
-func (l *Log) retain() error {
-	if l.cfg.RetentionBytes <= 0 && l.cfg.RetentionAge <= 0 {
-		return nil
-	}
-	segs := l.segs.Load().segs
-	total := l.sizeBytes.Load()
-	cutoff := l.cfg.Now().Add(-l.cfg.RetentionAge).UnixNano()
-	k := 0
-	for ; k < len(segs)-1; k++ {
-		s := segs[k]
-		overSize := l.cfg.RetentionBytes > 0 && total > l.cfg.RetentionBytes
-		tooOld := l.cfg.RetentionAge > 0 && s.newest != math.MaxInt64 && s.newest < cutoff
-		if !overSize && !tooOld {
-			break
-		}
-		total -= s.size
-	}
-	return l.removeOldest(k)
-}
-
-// removeOldest deletes the k oldest segments: unpublish, remove the store
-// then the index (open treats an index without a store as half deleted),
-// fsync the directory, and drop the log's reference (readers still inside
-// finish first). Caller holds flushMu.
-func (l *Log) removeOldest(k int) error {
-	if k == 0 {
-		return nil
-	}
-	segs := l.segs.Load().segs
-	gone := segs[:k]
-	l.segs.Store(&segmentSet{segs: slices.Clone(segs[k:])})
-	var errs []error
-	for _, s := range gone {
-		l.sizeBytes.Add(-s.size)
-		if err := os.Remove(s.storePath); err != nil {
-			errs = append(errs, err)
-		}
-		if err := os.Remove(s.indexPath); err != nil {
-			errs = append(errs, err)
-		}
-		if err := os.Remove(s.storePath + ".broken"); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, err)
-		}
-		l.logger.Info("logstore: deleted segment", "base", s.base, "records", s.count, "bytes", s.size)
-		s.release()
-	}
-	if err := l.syncDir(); err != nil {
-		errs = append(errs, err)
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("logstore: deleting segments: %w", err)
-	}
-	return nil
-}
-
 func (l *Log) syncLoop(ctx context.Context) {
 	t := time.NewTicker(l.cfg.SyncInterval)
 	defer t.Stop()
@@ -750,23 +665,6 @@ func (l *Log) syncLoop(ctx context.Context) {
 				l.mu.Unlock()
 				l.logger.Error("logstore: periodic fdatasync failed; refusing appends until reopened", "err", err)
 			}
-		}
-		l.flushMu.Unlock()
-	}
-}
-
-func (l *Log) retentionLoop(ctx context.Context) {
-	t := time.NewTicker(retentionEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		l.flushMu.Lock()
-		if err := l.retain(); err != nil {
-			l.logger.Error("logstore: retention failed", "err", err)
 		}
 		l.flushMu.Unlock()
 	}
