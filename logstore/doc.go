@@ -143,6 +143,15 @@
 // the fdatasync) that covers it, and Wait is woken through a channel that is
 // closed and replaced on every advance.
 //
+// # Snapshot stream
+//
+// Log.Reader returns the retained log as one byte stream: each segment's
+// store file, oldest first, from its header to the end of the records
+// visible when Reader was called. A store header begins with 'P' (the
+// magic), a frame with type 1, so the stream splits back into segments and
+// frames without any other framing, and every frame carries its own offset
+// and CRC.
+//
 // # Assumptions about the disk
 //
 //   - fdatasync returning nil means the written data (and file size) survive
