@@ -200,3 +200,40 @@ func TestRefusedPathsDoNotMintLabels(t *testing.T) {
 	}
 	t.Fatal("no proglog_rpc_requests_total")
 }
+
+// Consume, GetStats, GetServers and WhoAmI have no side effects, so Connect
+// clients may call them with cacheable GET requests; the ACL applies alike.
+func TestHTTPGet(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	if _, err := e.client(idRoot).Produce(t.Context(), &logv1.ProduceRequest{Record: rec("get")}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		id   string
+		want connect.Code
+	}{
+		{idReader, 0},
+		{idStranger, connect.CodePermissionDenied},
+		{idNone, connect.CodeUnauthenticated},
+	} {
+		var method string
+		client := e.client(tt.id, connect.WithHTTPGet(), connect.WithInterceptors(connect.UnaryInterceptorFunc(
+			func(next connect.UnaryFunc) connect.UnaryFunc {
+				return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+					resp, err := next(ctx, req)
+					method = req.HTTPMethod()
+					return resp, err
+				}
+			})))
+		resp, err := client.Consume(t.Context(), &logv1.ConsumeRequest{Offset: 0})
+		if codeOf(err) != tt.want {
+			t.Fatalf("%q: %v, want %v", tt.id, err, tt.want)
+		}
+		if method != "GET" {
+			t.Fatalf("%q: sent with %s", tt.id, method)
+		}
+		if tt.want == 0 && string(resp.GetRecord().GetValue()) != "get" {
+			t.Fatalf("%q: %v", tt.id, resp)
+		}
+	}
+}

@@ -16,6 +16,7 @@ import (
 
 	logv1 "github.com/proglog/proglog/gen/log/v1"
 	"github.com/proglog/proglog/gen/log/v1/logv1connect"
+	"github.com/proglog/proglog/logstore"
 	"github.com/proglog/proglog/service"
 )
 
@@ -447,5 +448,69 @@ func TestProducerThatNeverReadsAcks(t *testing.T) {
 	// Records received before the end are in the log; their acks were lost.
 	if _, next := e.log.Bounds(); next == 0 {
 		t.Fatal("nothing was appended")
+	}
+}
+
+// gatedLog is the real log with a gate in front of Append, to hold a
+// produce in flight while the server shuts down.
+type gatedLog struct {
+	*logstore.Log
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (g *gatedLog) Append(ctx context.Context, value []byte) (uint64, error) {
+	g.entered <- struct{}{}
+	<-g.release
+	return g.Log.Append(ctx, value)
+}
+
+// Shutdown lets a unary produce that is under way finish and answer,
+// while it ends live tails at once.
+func TestShutdownFinishesInFlightProduce(t *testing.T) {
+	gate := &gatedLog{entered: make(chan struct{}), release: make(chan struct{})}
+	e := newEnv(t, envOptions{config: func(c *service.Config) {
+		gate.Log = c.Log.(*logstore.Log)
+		c.Log = gate
+	}})
+	client := e.client(idRoot)
+	tail, err := client.ConsumeStream(t.Context(), &logv1.ConsumeStreamRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tail.Close()
+	waitFor(t, "the tail to open", func() bool { return gauge(t, e.reg, "proglog_service_live_tails") == 1 })
+
+	type result struct {
+		resp *logv1.ProduceResponse
+		err  error
+	}
+	produced := make(chan result, 1)
+	go func() {
+		resp, err := client.Produce(t.Context(), &logv1.ProduceRequest{Record: rec("in flight")})
+		produced <- result{resp, err}
+	}()
+	<-gate.entered
+
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		e.stop()
+	}()
+	// The tail ending shows that shutdown has begun.
+	if tail.Receive() {
+		t.Fatal("tail got a record before the produce was released")
+	}
+	if codeOf(tail.Err()) != connect.CodeUnavailable {
+		t.Fatalf("tail ended with %v", tail.Err())
+	}
+	close(gate.release)
+	r := <-produced
+	if r.err != nil || r.resp.GetOffset() != 0 {
+		t.Fatalf("in-flight produce: %v, %v", r.resp, r.err)
+	}
+	<-stopped
+	if got, err := gate.Read(0); err != nil || string(got.Value) != "in flight" {
+		t.Fatalf("record: %q, %v", got.Value, err)
 	}
 }

@@ -1,0 +1,84 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"connectrpc.com/connect"
+
+	"github.com/proglog/proglog/logstore"
+)
+
+func TestToConnect(t *testing.T) {
+	shutdownCtx, cancel := context.WithCancelCause(context.Background())
+	cancel(ErrShuttingDown)
+	tests := []struct {
+		name    string
+		ctx     context.Context
+		err     error
+		code    connect.Code
+		message string
+	}{
+		{"past the end", nil, fmt.Errorf("read: %w", &logstore.RangeError{Offset: 9, Lowest: 2, Next: 7}), connect.CodeOutOfRange, "the next offset is 7"},
+		{"below lowest", nil, &logstore.RangeError{Offset: 1, Lowest: 2, Next: 7}, connect.CodeOutOfRange, "the lowest offset is 2"},
+		{"bare out of range", nil, logstore.ErrOutOfRange, connect.CodeOutOfRange, ""},
+		{"too large", nil, fmt.Errorf("%w: 9 bytes", logstore.ErrRecordTooLarge), connect.CodeInvalidArgument, "9 bytes"},
+		{"corrupt", nil, &logstore.CorruptError{Path: "seg.store", Pos: 64, Reason: "crc"}, connect.CodeDataLoss, "seg.store"},
+		{"closed", nil, logstore.ErrClosed, connect.CodeUnavailable, ""},
+		{"failed", nil, fmt.Errorf("%w: disk full", logstore.ErrFailed), connect.CodeUnavailable, "disk full"},
+		{"client left", context.Background(), context.Canceled, connect.CodeCanceled, ""},
+		{"client deadline", context.Background(), context.DeadlineExceeded, connect.CodeDeadlineExceeded, ""},
+		{"shutdown", shutdownCtx, context.Canceled, connect.CodeUnavailable, "shutting down"},
+		{"slow consumer", nil, errSlowConsumer, connect.CodeResourceExhausted, "slow consumer"},
+		{"connect error kept", nil, connect.NewError(connect.CodeAborted, errors.New("x")), connect.CodeAborted, ""},
+		{"anything else", nil, errors.New("boom"), connect.CodeInternal, "boom"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := tt.ctx
+			if ctx == nil {
+				ctx = context.Background()
+			}
+			err := toConnect(ctx, tt.err)
+			if connect.CodeOf(err) != tt.code || !strings.Contains(err.Error(), tt.message) {
+				t.Fatalf("got %v, want code %v with %q", err, tt.code, tt.message)
+			}
+		})
+	}
+	if toConnect(context.Background(), nil) != nil {
+		t.Fatal("nil error mapped to non-nil")
+	}
+}
+
+func TestActionFor(t *testing.T) {
+	for _, tt := range []struct {
+		path   string
+		action string
+		rpc    bool
+	}{
+		{"/log.v1.LogService/Produce", ActionProduce, true},
+		{"/log.v1.LogService/ProduceStream", ActionProduce, true},
+		{"/log.v1.LogService/ConsumeStream", ActionConsume, true},
+		{"/log.v1.LogService/GetServers", ActionConsume, true},
+		{"/log.v1.LogService/WhoAmI", "", true},
+		{"/log.v1.LogService/Nope", "", true},
+		{"/log.v1.LogService/./Produce", ActionProduce, true},
+		{"/x/../log.v1.LogService/Produce", ActionProduce, true},
+		{"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", ActionAdmin, true},
+		{"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", ActionAdmin, true},
+		{"/grpc.health.v1.Health/Check", "", true},
+		{"/metrics", ActionAdmin, false},
+		{"/metrics/", ActionAdmin, false},
+		{"//metrics", ActionAdmin, false},
+		{"/", "", false},
+		{"/index.html", "", false},
+	} {
+		action, rpc := actionFor(tt.path)
+		if action != tt.action || rpc != tt.rpc {
+			t.Errorf("%s: action %q rpc %v, want %q %v", tt.path, action, rpc, tt.action, tt.rpc)
+		}
+	}
+}
