@@ -656,3 +656,160 @@ func TestKill9DuringProduce(t *testing.T) {
 		t.Fatalf("serve exit code %d", code)
 	}
 }
+
+func TestCertsAndExplicitTLSFromConfigFile(t *testing.T) {
+	bin := buildProglog(t)
+	dir := t.TempDir()
+	pki := filepath.Join(dir, "pki")
+	steps := [][]string{
+		{"certs", "init", "--dir", pki},
+		{"certs", "server", "--dir", pki, "--host", "localhost", "--host", "127.0.0.1"},
+		{"certs", "client", "--dir", pki, "--name", "alice", "--p12", "--password", "secret"},
+		{"certs", "client", "--dir", pki, "--name", "bob"},
+	}
+	for _, args := range steps {
+		if _, errs, code := runCLI(t, bin, nil, args...); code != 0 {
+			t.Fatalf("%v: exit %d: %s", args, code, errs)
+		}
+	}
+	if _, errs, code := runCLI(t, bin, nil, "certs", "init", "--dir", pki); code != 1 || !strings.Contains(errs, "exists") {
+		t.Fatalf("certs init over an existing CA: exit %d, %q", code, errs)
+	}
+	for _, f := range []string{"ca.pem", "ca-key.pem", "server.pem", "server-key.pem", "alice.pem", "alice-key.pem", "alice.p12", "bob.pem"} {
+		fi, err := os.Stat(filepath.Join(pki, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(f, "key") || strings.HasSuffix(f, ".p12") {
+			if fi.Mode().Perm() != 0o600 {
+				t.Errorf("%s has mode %v, want 0600", f, fi.Mode().Perm())
+			}
+		}
+	}
+	aclPath := filepath.Join(dir, "policy.csv")
+	if err := os.WriteFile(aclPath, []byte("p, alice, *, *\np, bob, log, consume\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	conf := filepath.Join(dir, "proglog.conf")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(`# explicit TLS, no quickstart
+addr = %s
+data-dir = %s
+tls-cert = %s
+tls-key = %s
+tls-ca = %s
+acl = %s
+sync = interval
+sync-interval = 10ms
+segment-bytes = 64KiB
+`, addr, filepath.Join(dir, "data"), filepath.Join(pki, "server.pem"), filepath.Join(pki, "server-key.pem"), filepath.Join(pki, "ca.pem"), aclPath)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The flag values are only in the file; --addr on the command line is
+	// what startNode passes too, and wins.
+	n := startNodeWithConfig(t, bin, conf, addr)
+	if _, err := os.Stat(filepath.Join(dir, "data", "certs")); err == nil {
+		t.Fatal("the quickstart ran although TLS flags came from the config file")
+	}
+	client := func(name string) []string {
+		return []string{"--addr", addr, "--ca", filepath.Join(pki, "ca.pem"), "--cert", filepath.Join(pki, name+".pem"), "--key", filepath.Join(pki, name+"-key.pem")}
+	}
+	var lines strings.Builder
+	for i := range 3000 {
+		fmt.Fprintf(&lines, "%04d-%s\n", i, strings.Repeat("z", 40))
+	}
+	if out, errs, code := runCLI(t, bin, strings.NewReader(lines.String()), append([]string{"produce"}, client("alice")...)...); code != 0 || strings.Count(out, "\n") != 3000 {
+		t.Fatalf("alice produce: exit %d, %d lines, %s", code, strings.Count(out, "\n"), errs)
+	}
+	if _, errs, code := runCLI(t, bin, nil, append([]string{"produce", "x"}, client("bob")...)...); code != 3 || !strings.Contains(errs, `subject "bob" may not "produce"`) {
+		t.Fatalf("bob produce: exit %d, %q", code, errs)
+	}
+	out, errs, code := runCLI(t, bin, nil, append([]string{"consume", "--from", "2998"}, client("bob")...)...)
+	if code != 0 || !strings.HasPrefix(out, "2998-") || strings.Count(out, "\n") != 2 {
+		t.Fatalf("bob consume: exit %d, %q, %s", code, out, errs)
+	}
+	out, _, code = runCLI(t, bin, nil, append([]string{"stats"}, client("bob")...)...)
+	if code != 0 || !strings.Contains(out, "next:     3000") || strings.Contains(out, "segments: 1\n") {
+		t.Fatalf("stats (64 KiB segments should have rolled): %s", out)
+	}
+	if code := n.stop(); code != 0 {
+		t.Fatalf("serve exit code %d", code)
+	}
+}
+
+// startNodeWithConfig starts serve with only --config and --addr.
+func startNodeWithConfig(t *testing.T, bin, conf, addr string) *node {
+	t.Helper()
+	n := &node{t: t, bin: bin, addr: addr, stderr: &lockedBuffer{}, done: make(chan struct{})}
+	n.cmd = exec.Command(bin, "serve", "--config", conf, "--addr", addr)
+	n.cmd.Stderr, n.cmd.Stdout = n.stderr, n.stderr
+	if err := n.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		n.err = n.cmd.Wait()
+		close(n.done)
+	}()
+	t.Cleanup(func() {
+		n.cmd.Process.Kill()
+		<-n.done
+		if t.Failed() {
+			t.Logf("server output:\n%s", n.stderr.String())
+		}
+	})
+	for range 400 {
+		select {
+		case <-n.done:
+			t.Fatalf("server exited early: %v\n%s", n.err, n.stderr.String())
+		default:
+		}
+		if strings.Contains(n.stderr.String(), `"msg":"serving"`) {
+			return n
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	t.Fatalf("server never became ready:\n%s", n.stderr.String())
+	return nil
+}
+
+func TestInsecure(t *testing.T) {
+	bin := buildProglog(t)
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	// Without a policy an insecure node refuses to start: deny by default.
+	if _, errs, code := runCLI(t, bin, nil, "serve", "--insecure", "--data-dir", dir, "--addr", addr); code != 1 || !strings.Contains(errs, "acl.csv") {
+		t.Fatalf("insecure without ACL: exit %d, %q", code, errs)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "acl.csv"), []byte("p, anonymous, log, *\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n := startNodeWithConfig(t, bin, writeConf(t, "insecure = true\ndata-dir = "+dir+"\n"), addr)
+	if !strings.Contains(n.stderr.String(), `"level":"WARN"`) || !strings.Contains(n.stderr.String(), "PLAINTEXT") {
+		t.Fatalf("--insecure was not logged loudly:\n%s", n.stderr.String())
+	}
+	if _, err := os.Stat(filepath.Join(dir, "certs")); err == nil {
+		t.Fatal("--insecure ran the quickstart")
+	}
+	if out, errs, code := runCLI(t, bin, nil, "produce", "--insecure", "--addr", addr, "plain"); code != 0 || out != "0\n" {
+		t.Fatalf("insecure produce: exit %d, %q, %s", code, out, errs)
+	}
+	if out, _, code := runCLI(t, bin, nil, "whoami", "--insecure", "--addr", addr); code != 0 || !strings.Contains(out, "anonymous") {
+		t.Fatalf("whoami: %q", out)
+	}
+	// TLS clients cannot talk to a plaintext node.
+	if _, _, code := runCLI(t, bin, nil, "stats", "--addr", addr, "--data-dir", t.TempDir()); code != 1 {
+		t.Fatalf("TLS client against a plaintext node: exit %d", code)
+	}
+	if code := n.stop(); code != 0 {
+		t.Fatalf("serve exit code %d", code)
+	}
+}
+
+func writeConf(t *testing.T, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "proglog.conf")
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}

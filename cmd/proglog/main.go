@@ -43,6 +43,9 @@ const (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// After the first signal, restore the default so a second one kills a
+	// shutdown that hangs.
+	context.AfterFunc(ctx, stop)
 	code := run(ctx, os.Args[1:], &env{
 		stdin:  os.Stdin,
 		stdout: os.Stdout,
