@@ -137,7 +137,7 @@ async function fetchStats(now: number): Promise<void> {
     if (isAuthError(e)) {
       $("chart").hidden = true; // nothing to plot for a caller who may not look
       statsSkip = 4;
-      void refreshIdentity();
+      void refreshIdentity().then(() => say($("stats-error"), explain(e, "consume")));
     }
   }
 }
@@ -161,7 +161,9 @@ async function pollServers(): Promise<void> {
     );
     if (r.servers.length === 0) ul.replaceChildren(Object.assign(document.createElement("li"), { textContent: "none reported", className: "muted" }));
   } catch (e) {
-    ul.replaceChildren(Object.assign(document.createElement("li"), { textContent: explain(e, "consume"), className: "error" }));
+    const show = () => ul.replaceChildren(Object.assign(document.createElement("li"), { textContent: explain(e, "consume"), className: "error" }));
+    show();
+    if (isAuthError(e) && !identity) void refreshIdentity().then(show);
   }
 }
 
