@@ -67,8 +67,9 @@ type Config struct {
 	// and a new one started (a segment may exceed it by one record). Default 64 MiB,
 	// at least 1 KiB, at most 4 GiB-1.
 	MaxSegmentBytes int64
-	// MaxRecordBytes bounds a record's value; longer values get
-	// ErrRecordTooLarge, and frames on disk claiming more are corrupt. Default 1 MiB.
+	// MaxRecordBytes bounds the value of a new record; longer values get
+	// ErrRecordTooLarge before any allocation or disk work. Records already
+	// on disk stay readable if it is lowered. Default 1 MiB, at most 1 GiB.
 	MaxRecordBytes int
 	// Sync is the durability policy; default SyncAlways.
 	Sync SyncPolicy

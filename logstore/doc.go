@@ -36,8 +36,10 @@
 //
 //	0   1  type: 1 = record. 0 is never written, so zero-filled space reads as "no record"
 //	1   3  zero
-//	4   4  value length n; a length above Config.MaxRecordBytes is corrupt and is
-//	       rejected before anything is allocated for it
+//	4   4  value length n, at most 1 GiB (Config.MaxRecordBytes bounds new
+//	       appends; records already written stay readable if it is lowered).
+//	       No length read from disk is trusted to size an allocation
+//	       beyond the bytes the file actually holds.
 //	8   8  the record's offset
 //	16  8  the record's time, Unix nanoseconds
 //	24  4  CRC32C (Castagnoli) of bytes 0..23 of the frame followed by the value

@@ -221,7 +221,11 @@ func (l *Log) openSegments() ([]*segment, error) {
 		}
 		return []*segment{s}, nil
 	}
-	maxValue := l.cfg.MaxRecordBytes
+	// Records already on disk are checked against the format's limit, not
+	// MaxRecordBytes: lowering the setting must not turn old records into
+	// "corrupt" ones or, at the tail, into a torn write to cut off. Untrusted
+	// lengths still never drive an allocation beyond the bytes in the file.
+	maxValue := maxRecordLimit
 	rebuild := func(s *segment) error {
 		return rebuildSealedIndex(s, maxValue, errors.New("index missing or inconsistent"), l.logger)
 	}
@@ -638,7 +642,7 @@ func (l *Log) ReadBatch(offset uint64, maxRecords, maxBytes int, dst []Record) (
 			}
 			continue // deleted meanwhile; the fresh set says what is left
 		}
-		dst, err := s.read(offset, maxRecords, maxBytes, dst, limit, l.cfg.MaxRecordBytes)
+		dst, err := s.read(offset, maxRecords, maxBytes, dst, limit, maxRecordLimit)
 		s.release()
 		return dst, err
 	}

@@ -471,3 +471,27 @@ func TestReadersDuringDeletion(t *testing.T) {
 		t.Fatalf("bounds %d, %d", lo, next)
 	}
 }
+
+// TestLowerMaxRecordBytes: records written under a larger limit stay
+// readable and are not mistaken for a torn tail after the limit is lowered.
+func TestLowerMaxRecordBytes(t *testing.T) {
+	dir := t.TempDir()
+	writeLogValues := func() {
+		l := openLog(t, dir, logstore.Config{MaxRecordBytes: 5000, MaxSegmentBytes: 8192})
+		for i := range 10 {
+			mustAppend(t, l, value(i, 3000))
+		}
+		l.Close()
+	}
+	writeLogValues()
+	l := openLog(t, dir, logstore.Config{MaxRecordBytes: 100, MaxSegmentBytes: 8192})
+	if _, next := l.Bounds(); next != 10 {
+		t.Fatalf("next %d after lowering MaxRecordBytes, want 10", next)
+	}
+	for i := range 10 {
+		checkRecord(t, l, uint64(i), value(i, 3000))
+	}
+	if _, err := l.Append(t.Context(), make([]byte, 101)); !errors.Is(err, logstore.ErrRecordTooLarge) {
+		t.Fatalf("append over the new limit = %v", err)
+	}
+}

@@ -226,6 +226,7 @@ func openSealed(dir string, base uint64, maxValue int, rebuild func(*segment) er
 	// The newest record's time drives age retention. A damaged last record
 	// is reported when read; here it only makes the age unknown, and
 	// such a segment is never deleted by age.
+	s.end.Store(s.size)
 	s.newest = math.MaxInt64
 	if s.count > 0 {
 		rec, err := s.readOne(base+s.count-1, maxValue)
@@ -235,7 +236,6 @@ func openSealed(dir string, base uint64, maxValue int, rebuild func(*segment) er
 			s.newest = rec.Time.UnixNano()
 		}
 	}
-	s.end.Store(s.size)
 	s.refs.Store(1)
 	return s, nil
 }
@@ -333,6 +333,10 @@ func (s *segment) read(offset uint64, maxRecords, maxBytes int, dst []Record, li
 		}
 		total += vlen
 		end += frameSize(vlen)
+	}
+	if visible := s.end.Load(); end > visible {
+		return dst, corrupt(s.indexPath, int64(fileHeaderSize+first*indexEntrySize),
+			"entries for offsets %d.. claim store bytes up to %d, but the store has %d", offset, end, visible)
 	}
 	buf := make([]byte, end-start)
 	if _, err := s.store.ReadAt(buf, start); err != nil {
