@@ -37,7 +37,7 @@ test: ## Run the fast test suite with the race detector
 
 .PHONY: test-all
 test-all: setup ## Run every test, the slow tiers too: crash, disk-full, gRPC tools, browser
-	go test -race -count=1 -tags slow -timeout 20m $(GOTEST_FLAGS) ./...
+	PROGLOG_ARTIFACTS=$(abspath .tmp/artifacts) go test -race -count=1 -tags slow -timeout 20m $(GOTEST_FLAGS) ./...
 
 .PHONY: bench
 bench: ## Run the Go benchmarks (BENCH=regexp BENCHTIME=1s)
