@@ -48,6 +48,7 @@ type envOptions struct {
 	insecure  bool
 	policy    string // default testPolicy
 	config    func(*service.Config)
+	server    func(*service.ServerConfig)
 	logConfig func(*logstore.Config)
 }
 
@@ -114,6 +115,9 @@ func newEnv(t testing.TB, opts envOptions) *env {
 		if err != nil {
 			t.Fatal(err)
 		}
+	}
+	if opts.server != nil {
+		opts.server(&scfg)
 	}
 	e.srv = service.NewServer(scfg)
 	go func() { e.served <- e.srv.Serve(ln) }()

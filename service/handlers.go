@@ -78,11 +78,23 @@ func (s *Service) Consume(ctx context.Context, req *logv1.ConsumeRequest) (*logv
 	return &logv1.ConsumeResponse{Record: &logv1.Record{Value: rec.Value, Offset: rec.Offset}}, nil
 }
 
-// GetServers reports this node as the leader of a one-node cluster.
-func (s *Service) GetServers(context.Context, *logv1.GetServersRequest) (*logv1.GetServersResponse, error) {
-	return &logv1.GetServersResponse{Servers: []*logv1.Server{
-		{Id: s.nodeID, RpcAddr: s.rpcAddr, IsLeader: true},
-	}}, nil
+// GetServers lists the cluster's members, or this node as the leader of a
+// one-node cluster.
+func (s *Service) GetServers(ctx context.Context, _ *logv1.GetServersRequest) (*logv1.GetServersResponse, error) {
+	if s.nodes == nil {
+		return &logv1.GetServersResponse{Servers: []*logv1.Server{
+			{Id: s.nodeID, RpcAddr: s.rpcAddr, IsLeader: true},
+		}}, nil
+	}
+	nodes, err := s.nodes()
+	if err != nil {
+		return nil, toConnect(ctx, err)
+	}
+	resp := &logv1.GetServersResponse{Servers: make([]*logv1.Server, len(nodes))}
+	for i, n := range nodes {
+		resp.Servers[i] = &logv1.Server{Id: n.ID, RpcAddr: n.RPCAddr, IsLeader: n.IsLeader}
+	}
+	return resp, nil
 }
 
 // GetStats describes the log and this node.

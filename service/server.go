@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"time"
 )
 
@@ -17,6 +18,16 @@ type ServerConfig struct {
 	// HTTP/1.1 and prior-knowledge HTTP/2 (h2c), for --insecure.
 	TLS    *tls.Config
 	Logger *slog.Logger
+	// Handoffs serves other protocols on the same TLS port, chosen by
+	// ALPN (e.g. "proglog-raft"): the TLS connection of a client that
+	// negotiated the protocol is passed to its function, which must block
+	// until it is done with the connection (net/http closes it on return).
+	// Shutdown does not wait for these connections: close them from
+	// OnShutdown or after Shutdown. Ignored without TLS.
+	Handoffs map[string]func(*tls.Conn)
+	// OnShutdown, if set, runs when Shutdown starts (in its own goroutine),
+	// e.g. to close the listener behind Handoffs.
+	OnShutdown func()
 }
 
 // Server runs one http.Server for everything on one listener. Shutdown
@@ -53,13 +64,33 @@ func NewServer(cfg ServerConfig) *Server {
 	} else {
 		protocols.SetUnencryptedHTTP2(true)
 	}
-	var tlsConfig *tls.Config
+	var (
+		tlsConfig *tls.Config
+		nextProto map[string]func(*http.Server, *tls.Conn, http.Handler)
+	)
 	if cfg.TLS != nil {
 		tlsConfig = cfg.TLS.Clone()
+		if !slices.Contains(tlsConfig.NextProtos, "h2") {
+			tlsConfig.NextProtos = append([]string{"h2"}, tlsConfig.NextProtos...)
+		}
+		if !slices.Contains(tlsConfig.NextProtos, "http/1.1") {
+			tlsConfig.NextProtos = append(tlsConfig.NextProtos, "http/1.1")
+		}
+		for proto, handoff := range cfg.Handoffs {
+			if nextProto == nil {
+				// Protocols keeps HTTP/2 on although TLSNextProto is set.
+				nextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
+			}
+			if !slices.Contains(tlsConfig.NextProtos, proto) {
+				tlsConfig.NextProtos = append(tlsConfig.NextProtos, proto)
+			}
+			nextProto[proto] = func(_ *http.Server, conn *tls.Conn, _ http.Handler) { handoff(conn) }
+		}
 	}
 	srv := &http.Server{
 		Handler:           cfg.Handler,
 		TLSConfig:         tlsConfig,
+		TLSNextProto:      nextProto,
 		Protocols:         &protocols,
 		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       idleTimeout,
@@ -79,6 +110,9 @@ func NewServer(cfg ServerConfig) *Server {
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 	}
 	srv.RegisterOnShutdown(func() { cancel(ErrShuttingDown) })
+	if cfg.OnShutdown != nil {
+		srv.RegisterOnShutdown(cfg.OnShutdown)
+	}
 	return &Server{srv: srv, logger: logger, tls: cfg.TLS != nil}
 }
 

@@ -39,6 +39,13 @@ type Authorizer interface {
 	Actions(subject string) []string
 }
 
+// Node is one member of the cluster serving the log, for GetServers.
+type Node struct {
+	ID       string
+	RPCAddr  string
+	IsLeader bool
+}
+
 // Defaults for the zero fields of Config.
 const (
 	DefaultMaxRecordBytes      = 1 << 20
@@ -53,6 +60,9 @@ type Config struct {
 	// NodeID, Version and RPCAddr describe this node in GetServers and
 	// GetStats; a single node reports itself as the leader.
 	NodeID, Version, RPCAddr string
+	// Nodes, if set, lists the cluster's members for GetServers (a
+	// replicated log knows them); nil means this node alone.
+	Nodes func() ([]Node, error)
 	// MaxRecordBytes caps one record's value; larger ones fail with
 	// InvalidArgument before they reach the log. Default 1 MiB.
 	MaxRecordBytes int
@@ -86,6 +96,7 @@ type Service struct {
 	nodeID          string
 	version         string
 	rpcAddr         string
+	nodes           func() ([]Node, error)
 	maxRecordBytes  int
 	maxMessageBytes int
 	slowTimeout     time.Duration
@@ -146,6 +157,7 @@ func New(cfg Config) (*Service, error) {
 		nodeID:          cfg.NodeID,
 		version:         cfg.Version,
 		rpcAddr:         cfg.RPCAddr,
+		nodes:           cfg.Nodes,
 		maxRecordBytes:  cfg.MaxRecordBytes,
 		maxMessageBytes: cfg.MaxMessageBytes,
 		slowTimeout:     cfg.SlowConsumerTimeout,
