@@ -1,0 +1,229 @@
+package cluster_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+
+	"github.com/proglog/proglog/cluster"
+)
+
+type produceIn struct{ value string }
+type produceOut struct {
+	offset  uint64
+	unknown bool // the outcome is unknown (timed out, leadership lost)
+}
+type consumeIn struct{ offset uint64 }
+type consumeOut struct{ value string }
+
+// logModel: the state is the sequence of produced values. A produce appends
+// and returns the new record's offset; a consume (which waits for its
+// offset to be committed) returns the value at that offset.
+var logModel = porcupine.Model{
+	Init: func() any { return []string(nil) },
+	Step: func(state, input, output any) (bool, any) {
+		st := state.([]string)
+		switch in := input.(type) {
+		case produceIn:
+			out := output.(produceOut)
+			if !out.unknown && out.offset != uint64(len(st)) {
+				return false, st
+			}
+			return true, append(slices.Clip(st), in.value)
+		case consumeIn:
+			out := output.(consumeOut)
+			return in.offset < uint64(len(st)) && st[in.offset] == out.value, st
+		}
+		return false, st
+	},
+	Equal: func(a, b any) bool { return slices.Equal(a.([]string), b.([]string)) },
+	DescribeOperation: func(input, output any) string {
+		switch in := input.(type) {
+		case produceIn:
+			return fmt.Sprintf("produce(%s) -> %+v", in.value, output)
+		case consumeIn:
+			return fmt.Sprintf("consume(%d) -> %+v", in.offset, output)
+		}
+		return "?"
+	},
+}
+
+// history collects operations from concurrent clients.
+type history struct {
+	start time.Time
+	mu    sync.Mutex // guards ops, acked
+	ops   []porcupine.Operation
+	acked map[uint64]string // acknowledged produces
+}
+
+func (h *history) now() int64 { return int64(time.Since(h.start)) }
+
+func (h *history) add(op porcupine.Operation) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.ops = append(h.ops, op)
+	if in, ok := op.Input.(produceIn); ok {
+		if out := op.Output.(produceOut); !out.unknown {
+			h.acked[out.offset] = in.value
+		}
+	}
+}
+
+func (h *history) ackedCount() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.acked)
+}
+
+// leaderOf finds a live leader among logs (closed logs report no leadership).
+func leaderOf(logs []*cluster.Log) *cluster.Log {
+	for _, l := range logs {
+		if l.IsLeader() {
+			return l
+		}
+	}
+	return nil
+}
+
+// producer appends single records through the leader until ctx ends.
+// A refusal (not the leader, closed, queue timeout) means nothing was
+// written, so the operation is left out of the history; an unknown outcome
+// is recorded as an operation that never returned.
+func producer(ctx context.Context, id int, logs []*cluster.Log, h *history) {
+	for i := 0; ctx.Err() == nil; i++ {
+		l := leaderOf(logs)
+		if l == nil {
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		value := fmt.Sprintf("p%d-%d", id, i)
+		call := h.now()
+		actx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		off, err := l.Append(actx, []byte(value))
+		cancel()
+		switch {
+		case err == nil:
+			h.add(porcupine.Operation{ClientId: id, Input: produceIn{value}, Call: call, Output: produceOut{offset: off}, Return: h.now()})
+		case errors.Is(err, cluster.ErrUnknownOutcome):
+			h.add(porcupine.Operation{ClientId: id, Input: produceIn{value}, Call: call, Output: produceOut{unknown: true}, Return: math.MaxInt64})
+		default:
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+// consumer reads random offsets near the acknowledged end on random nodes,
+// waiting for each to be committed there; reads that time out are dropped.
+func consumer(ctx context.Context, id int, logs []*cluster.Log, h *history, rng *rand.Rand) {
+	for ctx.Err() == nil {
+		time.Sleep(time.Millisecond) // keeps the history small enough to check quickly
+		l := logs[rng.IntN(len(logs))]
+		off := uint64(rng.IntN(h.ackedCount() + 3))
+		call := h.now()
+		wctx, cancel := context.WithTimeout(ctx, time.Second)
+		err := l.Wait(wctx, off)
+		cancel()
+		if err != nil {
+			continue
+		}
+		rec, err := l.Read(off)
+		if err != nil {
+			continue
+		}
+		h.add(porcupine.Operation{ClientId: id, Input: consumeIn{off}, Call: call, Output: consumeOut{string(rec.Value)}, Return: h.now()})
+	}
+}
+
+// TestFailoverUnderLoad closes the leader while producers and consumers
+// run, waits for writes on a new leader, and then checks that every
+// acknowledged record is on every survivor at its offset, that the
+// survivors' logs are identical and hold nothing that was never produced,
+// and that the whole history is linearizable.
+func TestFailoverUnderLoad(t *testing.T) {
+	p := newTestPKI(t)
+	nodes := p.startCluster(t, 3)
+	old := waitLeader(t, nodes...)
+	logs := make([]*cluster.Log, len(nodes))
+	for i, n := range nodes {
+		logs[i] = n.log
+	}
+	h := &history{start: time.Now(), acked: map[uint64]string{}}
+	ctx, stop := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	for id := range 3 {
+		wg.Go(func() { producer(ctx, id, logs, h) })
+	}
+	for id := 3; id < 5; id++ {
+		rng := rand.New(rand.NewPCG(uint64(id), 1))
+		wg.Go(func() { consumer(ctx, id, logs, h, rng) })
+	}
+	waitFor(t, func() bool { return h.ackedCount() >= 50 })
+	before := h.ackedCount()
+	old.stop(t)
+	waitFor(t, func() bool { return h.ackedCount() >= before+50 })
+	stop()
+	wg.Wait()
+
+	var rest []*node
+	for _, n := range nodes {
+		if n != old {
+			rest = append(rest, n)
+		}
+	}
+	newLeader := waitLeader(t, rest...)
+	// A barrier entry: once it is applied everywhere, so is everything before.
+	end := appendTo(t, rest, [][]byte{[]byte("end")})
+	waitApplied(t, end+1, rest...)
+	vals := sameLogs(t, rest...)
+	produced := map[string]bool{"end": true}
+	h.mu.Lock()
+	for _, op := range h.ops {
+		if in, ok := op.Input.(produceIn); ok {
+			produced[in.value] = true
+		}
+	}
+	for off, v := range h.acked {
+		if off >= uint64(len(vals)) || string(vals[off]) != v {
+			t.Errorf("acknowledged %q at offset %d is missing", v, off)
+		}
+	}
+	h.mu.Unlock()
+	for off, v := range vals {
+		if !produced[string(v)] {
+			t.Errorf("offset %d holds %q, which nobody produced", off, v)
+		}
+	}
+	t.Logf("%d records, %d acknowledged, %d operations; leader %s -> %s", len(vals), len(h.acked), len(h.ops), old.id, newLeader.id)
+
+	res, info := porcupine.CheckOperationsVerbose(logModel, h.ops, 30*time.Second)
+	if res != porcupine.Ok {
+		path := t.TempDir() + "/history.html"
+		porcupine.VisualizePath(logModel, info, path)
+		t.Fatalf("history of %d operations is not linearizable (%s); see %s", len(h.ops), res, path)
+	}
+
+	// The old leader comes back as a follower and catches up.
+	back := p.startNode(t, old.id, old.dir, old.port.addr, false)
+	*old = *back
+	waitApplied(t, end+1, nodes...)
+	sameLogs(t, nodes...)
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached in 30s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
