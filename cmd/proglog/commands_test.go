@@ -85,6 +85,7 @@ func TestCommandsAgainstRealService(t *testing.T) {
 		wantCode  int
 		wantOut   string // exact, unless prefix/lines below
 		wantLines int    // > 0: count lines instead
+		contains  string // with wantLines: a fragment stdout must hold
 		wantErr   string
 	}{
 		{name: "produce args", args: []string{"produce", "a", "b"}, wantOut: "0\n1\n"},
@@ -104,8 +105,8 @@ func TestCommandsAgainstRealService(t *testing.T) {
 			wantCode: 1, wantOut: "1003\n1004\n", wantErr: "invalid_argument"},
 		{name: "bench unary", args: []string{"bench", "produce", "--mode", "unary", "--records", "50", "--clients", "2"}, wantLines: 3},
 		{name: "bench batch", args: []string{"bench", "produce", "--mode", "batch", "--records", "500", "--batch", "50"}, wantLines: 3},
-		{name: "bench stream", args: []string{"bench", "produce", "--mode", "stream", "--records", "1000", "--batch", "10", "--window", "4", "--protocol", "connect"}, wantLines: 3},
-		{name: "bench consume", args: []string{"bench", "consume", "--records", "2000", "--clients", "2", "--batch", "100"}, wantLines: 3},
+		{name: "bench stream", args: []string{"bench", "produce", "--mode", "stream", "--records", "1000", "--batch", "10", "--window", "4", "--protocol", "connect"}, wantLines: 3, contains: "\n  1000 records, "},
+		{name: "bench consume", args: []string{"bench", "consume", "--records", "2000", "--clients", "2", "--batch", "300"}, wantLines: 3, contains: "\n  2000 records, "},
 		{name: "bench consume too many", args: []string{"bench", "consume", "--records", "1000000"}, wantCode: 1, wantErr: "run proglog bench produce first"},
 		{name: "bench oversize", args: []string{"bench", "produce", "--size", "4KiB", "--records", "2"}, wantCode: 1, wantErr: "invalid_argument"},
 	}
@@ -116,8 +117,8 @@ func TestCommandsAgainstRealService(t *testing.T) {
 				t.Fatalf("exit %d, want %d; stderr %q", code, s.wantCode, errs)
 			}
 			if s.wantLines > 0 {
-				if got := strings.Count(out, "\n"); got != s.wantLines {
-					t.Fatalf("%d lines, want %d:\n%s", got, s.wantLines, out)
+				if got := strings.Count(out, "\n"); got != s.wantLines || !strings.Contains(out, s.contains) {
+					t.Fatalf("%d lines, want %d with %q:\n%s", got, s.wantLines, s.contains, out)
 				}
 			} else if out != s.wantOut {
 				t.Fatalf("stdout %q, want %q", out, s.wantOut)

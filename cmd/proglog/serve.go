@@ -38,6 +38,8 @@ type serveFlags struct {
 	tlsCert, tlsKey, tlsCA         string
 	logLevel, logFormat            string
 	maxRecordBytes, segmentBytes   byteSize
+	maxMessageBytes                byteSize
+	slowConsumer                   time.Duration
 	sync                           string
 	syncInterval                   time.Duration
 	retentionBytes                 byteSize
@@ -50,7 +52,7 @@ func newServeCmd(e *env) *cobra.Command {
 	if host == "" {
 		host = "proglog"
 	}
-	sf := serveFlags{maxRecordBytes: 1 << 20, segmentBytes: 64 << 20}
+	sf := serveFlags{maxRecordBytes: 1 << 20, maxMessageBytes: 8 << 20, segmentBytes: 64 << 20}
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run a proglog node",
@@ -91,6 +93,8 @@ Config file (--config): "name = value" lines with flag names, e.g.
 	f.StringVar(&sf.logLevel, "log-level", "info", levelFlagHelp)
 	f.StringVar(&sf.logFormat, "log-format", "auto", "log format: auto (text on a terminal, else json), text or json")
 	f.Var(&sf.maxRecordBytes, "max-record-bytes", "largest record value accepted")
+	f.Var(&sf.maxMessageBytes, "max-message-bytes", "largest request message (a batch) accepted")
+	f.DurationVar(&sf.slowConsumer, "slow-consumer-timeout", 30*time.Second, "end a stream whose client accepts nothing for this long")
 	f.Var(&sf.segmentBytes, "segment-bytes", "segment size at which a new segment starts")
 	f.StringVar(&sf.sync, "sync", "always", "fsync policy: always (ack after fdatasync), interval or never")
 	f.DurationVar(&sf.syncInterval, "sync-interval", 100*time.Millisecond, "fsync period with --sync interval")
@@ -110,6 +114,13 @@ func serve(ctx context.Context, e *env, sf serveFlags) error {
 	}
 	if _, _, err := net.SplitHostPort(sf.addr); err != nil {
 		return usagef("--addr %q: want host:port", sf.addr)
+	}
+	if sf.maxRecordBytes < 1 || sf.maxMessageBytes < sf.maxRecordBytes+1024 {
+		return usagef("--max-message-bytes (%s) must exceed --max-record-bytes (%s) by at least 1KiB of framing",
+			sf.maxMessageBytes.String(), sf.maxRecordBytes.String())
+	}
+	if sf.maxMessageBytes > 1<<30 {
+		return usagef("--max-message-bytes must be at most 1GiB")
 	}
 	if err := os.MkdirAll(sf.dataDir, 0o700); err != nil {
 		return err
@@ -190,16 +201,18 @@ func serve(ctx context.Context, e *env, sf serveFlags) error {
 	}()
 
 	svc, err := service.New(service.Config{
-		Log:            l,
-		Authorizer:     policy,
-		NodeID:         sf.nodeID,
-		Version:        versionString(),
-		RPCAddr:        sf.addr,
-		MaxRecordBytes: int(sf.maxRecordBytes),
-		Dashboard:      web.Handler(),
-		Logger:         logger,
-		Registerer:     reg,
-		Gatherer:       reg,
+		Log:                 l,
+		Authorizer:          policy,
+		NodeID:              sf.nodeID,
+		Version:             versionString(),
+		RPCAddr:             sf.addr,
+		MaxRecordBytes:      int(sf.maxRecordBytes),
+		MaxMessageBytes:     int(sf.maxMessageBytes),
+		SlowConsumerTimeout: sf.slowConsumer,
+		Dashboard:           web.Handler(),
+		Logger:              logger,
+		Registerer:          reg,
+		Gatherer:            reg,
 	})
 	if err != nil {
 		return err
