@@ -245,3 +245,47 @@ func TestVersion(t *testing.T) {
 		t.Fatalf("version output %q", stdout.String())
 	}
 }
+
+func FuzzParseConfig(f *testing.F) {
+	for _, s := range []string{
+		"addr = 127.0.0.1:8400\n# c\n\nsync=always",
+		`acl = "a b#c"`,
+		"=x", "a =", "a b = c", "--x = \"\\u00e9\"", "a = 1\na = 2",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		m, err := parseConfig(strings.NewReader(text))
+		if err != nil {
+			return
+		}
+		lines := strings.Count(text, "\n") + 1
+		for name, v := range m {
+			if name == "" || strings.ContainsAny(name, " \t=") || strings.HasPrefix(name, "-") {
+				t.Fatalf("bad name %q accepted", name)
+			}
+			if v.line < 1 || v.line > lines {
+				t.Fatalf("%s: line %d outside 1..%d", name, v.line, lines)
+			}
+		}
+	})
+}
+
+func FuzzByteSize(f *testing.F) {
+	for _, s := range []string{"0", "1", "64MiB", "1MB", "10gib", "9223372036854775807", "8EiB", "-1", " 2 K "} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := parseByteSize(s)
+		if err != nil {
+			return
+		}
+		if n < 0 {
+			t.Fatalf("parseByteSize(%q) = %d", s, n)
+		}
+		back, err := parseByteSize(formatByteSize(n))
+		if err != nil || back != n {
+			t.Fatalf("round trip of %d via %q = %d, %v", n, formatByteSize(n), back, err)
+		}
+	})
+}
