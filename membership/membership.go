@@ -31,12 +31,12 @@ const TagRPCAddr = "rpc_addr"
 
 // Config configures a member.
 type Config struct {
-	NodeID      string   // unique and stable across restarts
-	GossipAddr  string   // host:port to bind for gossip (UDP and TCP); port 0 picks one
-	RPCAddr     string   // the node's TLS port, gossiped as TagRPCAddr
-	Join        []string // gossip addresses of existing members; empty starts alone
-	SecretKey   []byte   // gossip encryption key (16, 24 or 32 bytes); see ParseKey
-	Handler     Handler
+	NodeID     string   // unique and stable across restarts
+	GossipAddr string   // host:port to bind for gossip (UDP and TCP); port 0 picks one
+	RPCAddr    string   // the node's TLS port, gossiped as TagRPCAddr
+	Join       []string // gossip addresses of existing members; empty starts alone
+	SecretKey  []byte   // gossip encryption key (16, 24 or 32 bytes); see ParseKey
+	Handler    Handler
 	// ReconcileInterval is how often all members are passed to the Handler
 	// again; default 10s.
 	ReconcileInterval time.Duration

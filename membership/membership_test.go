@@ -21,8 +21,8 @@ func TestMain(m *testing.M) {
 // recorder is a Handler that acts like a Raft leader (leader true) or a
 // follower (returns raft.ErrNotLeader).
 type recorder struct {
-	leader bool
-	mu     sync.Mutex // guards members
+	leader  bool
+	mu      sync.Mutex // guards members
 	members map[string]string
 }
 
