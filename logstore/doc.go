@@ -152,7 +152,8 @@
 // visible when Reader was called. A store header begins with 'P' (the
 // magic), a frame with type 1, so the stream splits back into segments and
 // frames without any other framing, and every frame carries its own offset
-// and CRC.
+// and CRC. Restore turns such a stream back into a log directory, checking
+// every header and frame on the way.
 //
 // # Assumptions about the disk
 //
