@@ -28,7 +28,7 @@ type testPKI struct {
 	pool   *x509.CertPool
 }
 
-func newTestPKI(t *testing.T) *testPKI {
+func newTestPKI(t testing.TB) *testPKI {
 	t.Helper()
 	ca, err := pki.NewCA("proglog test CA")
 	if err != nil {
@@ -41,7 +41,7 @@ func newTestPKI(t *testing.T) *testPKI {
 	return p
 }
 
-func writeFile(t *testing.T, path string, data []byte) {
+func writeFile(t testing.TB, path string, data []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
@@ -49,7 +49,7 @@ func writeFile(t *testing.T, path string, data []byte) {
 }
 
 // issue writes a server (server=true) or client certificate and returns its files.
-func (p *testPKI) issue(t *testing.T, name string, server bool) (certFile, keyFile string) {
+func (p *testPKI) issue(t testing.TB, name string, server bool) (certFile, keyFile string) {
 	t.Helper()
 	var cert, key []byte
 	var err error
@@ -69,7 +69,7 @@ func (p *testPKI) issue(t *testing.T, name string, server bool) (certFile, keyFi
 }
 
 // dialConfig is what a node (or an impostor) dials Raft peers with.
-func (p *testPKI) dialConfig(t *testing.T, certFile, keyFile string) *tls.Config {
+func (p *testPKI) dialConfig(t testing.TB, certFile, keyFile string) *tls.Config {
 	t.Helper()
 	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
@@ -87,7 +87,7 @@ type port struct {
 	done  chan error
 }
 
-func listen(t *testing.T, addr string) net.Listener {
+func listen(t testing.TB, addr string) net.Listener {
 	t.Helper()
 	if addr == "" {
 		addr = "127.0.0.1:0"
@@ -104,7 +104,7 @@ func listen(t *testing.T, addr string) net.Listener {
 	return nil
 }
 
-func (p *testPKI) startPort(t *testing.T, name, addr string, logger *slog.Logger) *port {
+func (p *testPKI) startPort(t testing.TB, name, addr string, logger *slog.Logger) *port {
 	t.Helper()
 	certFile, keyFile := p.issue(t, name, true)
 	tlsCfg, err := pki.ServerTLSConfig(certFile, keyFile, p.caFile)
@@ -130,7 +130,7 @@ func (p *testPKI) startPort(t *testing.T, name, addr string, logger *slog.Logger
 	return pt
 }
 
-func (pt *port) stop(t *testing.T) {
+func (pt *port) stop(t testing.TB) {
 	t.Helper()
 	pt.layer.Close()
 	pt.srv.Close()
@@ -148,7 +148,7 @@ type node struct {
 
 type nodeOpt func(*cluster.Config)
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	if testing.Verbose() {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("test", t.Name())
 	}
@@ -156,7 +156,7 @@ func testLogger(t *testing.T) *slog.Logger {
 }
 
 // startNode starts (or restarts, with the same dir and addr) a node.
-func (p *testPKI) startNode(t *testing.T, id, dir, addr string, bootstrap bool, opts ...nodeOpt) *node {
+func (p *testPKI) startNode(t testing.TB, id, dir, addr string, bootstrap bool, opts ...nodeOpt) *node {
 	t.Helper()
 	logger := testLogger(t).With("node", id)
 	pt := p.startPort(t, id, addr, logger)
@@ -182,7 +182,7 @@ func (p *testPKI) startNode(t *testing.T, id, dir, addr string, bootstrap bool, 
 	return &node{id: id, dir: dir, port: pt, log: l}
 }
 
-func (n *node) stop(t *testing.T) {
+func (n *node) stop(t testing.TB) {
 	t.Helper()
 	if n.log == nil {
 		return
@@ -195,7 +195,7 @@ func (n *node) stop(t *testing.T) {
 }
 
 // startCluster starts n nodes; the first bootstraps and adds the others.
-func (p *testPKI) startCluster(t *testing.T, n int, opts ...nodeOpt) []*node {
+func (p *testPKI) startCluster(t testing.TB, n int, opts ...nodeOpt) []*node {
 	t.Helper()
 	var nodes []*node
 	t.Cleanup(func() {
@@ -217,7 +217,7 @@ func (p *testPKI) startCluster(t *testing.T, n int, opts ...nodeOpt) []*node {
 	return nodes
 }
 
-func waitLeader(t *testing.T, nodes ...*node) *node {
+func waitLeader(t testing.TB, nodes ...*node) *node {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
@@ -236,7 +236,7 @@ func waitLeader(t *testing.T, nodes ...*node) *node {
 }
 
 // waitApplied waits until every node's store reaches next.
-func waitApplied(t *testing.T, next uint64, nodes ...*node) {
+func waitApplied(t testing.TB, next uint64, nodes ...*node) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
@@ -251,7 +251,7 @@ func waitApplied(t *testing.T, next uint64, nodes ...*node) {
 }
 
 // readAll returns the values of [lowest, next) of a node's store.
-func readAll(t *testing.T, l interface {
+func readAll(t testing.TB, l interface {
 	Bounds() (uint64, uint64)
 	ReadBatch(uint64, int, int, []logstore.Record) ([]logstore.Record, error)
 }) (uint64, [][]byte) {
@@ -275,7 +275,7 @@ func readAll(t *testing.T, l interface {
 }
 
 // sameLogs checks that every node holds the same values at the same offsets.
-func sameLogs(t *testing.T, nodes ...*node) [][]byte {
+func sameLogs(t testing.TB, nodes ...*node) [][]byte {
 	t.Helper()
 	lowest0, want := readAll(t, nodes[0].log)
 	if lowest0 != 0 {
@@ -300,7 +300,7 @@ func batch(prefix string, n int) [][]byte {
 
 // appendTo appends through whichever node leads, retrying while leadership
 // moves (nothing was written when a node says it is not the leader).
-func appendTo(t *testing.T, nodes []*node, values [][]byte) uint64 {
+func appendTo(t testing.TB, nodes []*node, values [][]byte) uint64 {
 	t.Helper()
 	for range 200 {
 		leader := waitLeader(t, nodes...)
