@@ -24,9 +24,6 @@ import (
 	"github.com/proglog/proglog/web"
 )
 
-// shutdownTimeout bounds how long in-flight produces may take to finish.
-const shutdownTimeout = 10 * time.Second
-
 // quickstartPolicy lets the development identity do everything.
 const quickstartPolicy = "# proglog ACL: p, <subject>, <object: log or *>, <action: produce|consume|admin|*>\n" +
 	"# Written by the quickstart; the development client certificate is \"root\".\n" +
@@ -45,6 +42,7 @@ type serveFlags struct {
 	retentionBytes                 byteSize
 	retentionAge                   time.Duration
 	aclPoll                        time.Duration
+	shutdownTimeout                time.Duration
 }
 
 func newServeCmd(e *env) *cobra.Command {
@@ -89,6 +87,7 @@ Config file (--config): "name = value" lines with flag names, e.g.
 	f.StringVar(&sf.tlsCA, "tls-ca", "", "CA that client certificates must chain to (PEM)")
 	f.StringVar(&sf.aclPath, "acl", "", "ACL policy file (default <data-dir>/acl.csv)")
 	f.DurationVar(&sf.aclPoll, "acl-poll", 2*time.Second, "how often to check the ACL file for changes")
+	f.DurationVar(&sf.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight produces may take to finish on SIGINT/SIGTERM")
 	f.StringVar(&sf.nodeID, "node-id", host, "this node's name")
 	f.StringVar(&sf.logLevel, "log-level", "info", levelFlagHelp)
 	f.StringVar(&sf.logFormat, "log-format", "auto", "log format: auto (text on a terminal, else json), text or json")
@@ -246,7 +245,7 @@ func serve(ctx context.Context, e *env, sf serveFlags) error {
 	case <-ctx.Done():
 	}
 	logger.Info("shutting down")
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sf.shutdownTimeout)
 	defer cancel()
 	svc.SetServing(false)
 	shutdownErr := srv.Shutdown(shutdownCtx)
