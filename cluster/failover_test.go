@@ -97,9 +97,9 @@ func leaderOf(logs []*cluster.Log) *cluster.Log {
 // A refusal (not the leader, closed, queue timeout) means nothing was
 // written, so the operation is left out of the history; an unknown outcome
 // is recorded as an operation that never returned.
-func producer(ctx context.Context, id int, logs []*cluster.Log, h *history) {
+func producer(ctx context.Context, id int, logs func() []*cluster.Log, h *history) {
 	for i := 0; ctx.Err() == nil; i++ {
-		l := leaderOf(logs)
+		l := leaderOf(logs())
 		if l == nil {
 			time.Sleep(10 * time.Millisecond)
 			continue
@@ -122,10 +122,11 @@ func producer(ctx context.Context, id int, logs []*cluster.Log, h *history) {
 
 // consumer reads random offsets near the acknowledged end on random nodes,
 // waiting for each to be committed there; reads that time out are dropped.
-func consumer(ctx context.Context, id int, logs []*cluster.Log, h *history, rng *rand.Rand) {
+func consumer(ctx context.Context, id int, logs func() []*cluster.Log, h *history, rng *rand.Rand) {
 	for ctx.Err() == nil {
 		time.Sleep(time.Millisecond) // keeps the history small enough to check quickly
-		l := logs[rng.IntN(len(logs))]
+		ls := logs()
+		l := ls[rng.IntN(len(ls))]
 		off := uint64(rng.IntN(h.ackedCount() + 3))
 		call := h.now()
 		wctx, cancel := context.WithTimeout(ctx, time.Second)
@@ -159,11 +160,11 @@ func TestFailoverUnderLoad(t *testing.T) {
 	ctx, stop := context.WithCancel(t.Context())
 	var wg sync.WaitGroup
 	for id := range 3 {
-		wg.Go(func() { producer(ctx, id, logs, h) })
+		wg.Go(func() { producer(ctx, id, func() []*cluster.Log { return logs }, h) })
 	}
 	for id := 3; id < 5; id++ {
 		rng := rand.New(rand.NewPCG(uint64(id), 1))
-		wg.Go(func() { consumer(ctx, id, logs, h, rng) })
+		wg.Go(func() { consumer(ctx, id, func() []*cluster.Log { return logs }, h, rng) })
 	}
 	waitFor(t, func() bool { return h.ackedCount() >= 50 })
 	before := h.ackedCount()
