@@ -34,11 +34,11 @@ func newMetrics(reg prometheus.Registerer, log Log) (*metrics, error) {
 		}, []string{"procedure", "code"}),
 		records: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "proglog", Subsystem: "service", Name: "produced_records_total",
-			Help: "Records appended through the API and acknowledged.",
+			Help: "Records the API appended to the log (durably, per the sync policy).",
 		}),
 		bytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "proglog", Subsystem: "service", Name: "produced_bytes_total",
-			Help: "Record value bytes appended through the API and acknowledged.",
+			Help: "Record value bytes the API appended to the log.",
 		}),
 		tails: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "proglog", Subsystem: "service", Name: "live_tails",
