@@ -2,8 +2,10 @@ package service
 
 import (
 	"context"
+	"fmt"
 
 	logv1 "github.com/proglog/proglog/gen/log/v1"
+	"github.com/proglog/proglog/gen/log/v1/logv1connect"
 )
 
 // checkValue rejects a record the log would refuse, before it costs any
@@ -36,6 +38,41 @@ func (s *Service) values(records []*logv1.Record) ([][]byte, int, error) {
 	return values, size, nil
 }
 
+// leaderFor asks Config.Forward whether an append the log refused with err
+// should go to the leader instead.
+func (s *Service) leaderFor(err error) (logv1connect.LogServiceClient, bool) {
+	if s.forward == nil {
+		return nil, false
+	}
+	return s.forward(err)
+}
+
+// appendBatch appends values (size bytes) to the log, or forwards them to
+// the leader when the log refuses them because another node leads.
+func (s *Service) appendBatch(ctx context.Context, values [][]byte, size int) (uint64, error) {
+	base, err := s.log.AppendBatch(context.WithoutCancel(ctx), values)
+	if err == nil {
+		s.metrics.appended(len(values), size)
+		return base, nil
+	}
+	leader, ok := s.leaderFor(err)
+	if !ok {
+		return 0, err
+	}
+	records := make([]*logv1.Record, len(values))
+	for i, v := range values {
+		records[i] = &logv1.Record{Value: v}
+	}
+	resp, ferr := leader.ProduceBatch(ctx, &logv1.ProduceBatchRequest{Records: records})
+	if ferr != nil {
+		return 0, ferr
+	}
+	if int(resp.GetCount()) != len(values) {
+		return 0, fmt.Errorf("service: the leader appended %d of %d records", resp.GetCount(), len(values))
+	}
+	return resp.GetBaseOffset(), nil
+}
+
 // Produce appends one record. The append is not cancelled with the request:
 // once started it completes, so a shutdown finishes in-flight produces and
 // a client that left cannot half-write a record.
@@ -49,6 +86,9 @@ func (s *Service) Produce(ctx context.Context, req *logv1.ProduceRequest) (*logv
 	}
 	off, err := s.log.Append(context.WithoutCancel(ctx), value)
 	if err != nil {
+		if leader, ok := s.leaderFor(err); ok {
+			return leader.Produce(ctx, req)
+		}
 		return nil, toConnect(ctx, err)
 	}
 	s.metrics.appended(1, len(value))
@@ -63,6 +103,9 @@ func (s *Service) ProduceBatch(ctx context.Context, req *logv1.ProduceBatchReque
 	}
 	base, err := s.log.AppendBatch(context.WithoutCancel(ctx), values)
 	if err != nil {
+		if leader, ok := s.leaderFor(err); ok {
+			return leader.ProduceBatch(ctx, req)
+		}
 		return nil, toConnect(ctx, err)
 	}
 	s.metrics.appended(len(values), size)

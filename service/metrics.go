@@ -34,7 +34,7 @@ func newMetrics(reg prometheus.Registerer, log Log) (*metrics, error) {
 		}, []string{"procedure", "code"}),
 		records: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "proglog", Subsystem: "service", Name: "produced_records_total",
-			Help: "Records the API appended to the log (durably, per the sync policy).",
+			Help: "Records the API appended to the local log (durably, per the sync policy); forwarded ones are not counted.",
 		}),
 		bytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "proglog", Subsystem: "service", Name: "produced_bytes_total",

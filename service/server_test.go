@@ -2,8 +2,12 @@ package service_test
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
+	"io"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -11,6 +15,8 @@ import (
 	"connectrpc.com/connect"
 
 	logv1 "github.com/proglog/proglog/gen/log/v1"
+	"github.com/proglog/proglog/gen/log/v1/logv1connect"
+	"github.com/proglog/proglog/logstore"
 	"github.com/proglog/proglog/pki"
 	"github.com/proglog/proglog/service"
 )
@@ -122,5 +128,103 @@ func TestGetServersFromNodes(t *testing.T) {
 	fail.Store(true)
 	if _, err := client.GetServers(t.Context(), &logv1.GetServersRequest{}); codeOf(err) != connect.CodeInternal {
 		t.Fatalf("failing Nodes: %v", err)
+	}
+}
+
+// errNotLeader stands for a replicated log's "another node leads".
+var errNotLeader = errors.New("not the leader")
+
+// followerLog is a real log that refuses appends as a follower would,
+// except for values starting with "broken", which fail as a broken disk.
+type followerLog struct{ *logstore.Log }
+
+func (f followerLog) refuse(values ...[]byte) error {
+	for _, v := range values {
+		if bytes.HasPrefix(v, []byte("broken")) {
+			return fmt.Errorf("%w: injected", logstore.ErrFailed)
+		}
+	}
+	return errNotLeader
+}
+
+func (f followerLog) Append(_ context.Context, v []byte) (uint64, error) {
+	return 0, f.refuse(v)
+}
+
+func (f followerLog) AppendBatch(_ context.Context, vs [][]byte) (uint64, error) {
+	return 0, f.refuse(vs...)
+}
+
+// A follower forwards appends to the leader through Config.Forward and
+// answers with the leader's offsets; other errors are not forwarded, and
+// the leader's refusals come back as they are.
+func TestForwardToLeader(t *testing.T) {
+	leader := newEnv(t, envOptions{})
+	produceN(t, leader.client(idRoot), "pre", 3) // so leader offsets differ from the follower's
+	var asReader atomic.Bool
+	follower := newEnv(t, envOptions{config: func(c *service.Config) {
+		c.Log = followerLog{c.Log.(*logstore.Log)}
+		c.Forward = func(err error) (logv1connect.LogServiceClient, bool) {
+			if !errors.Is(err, errNotLeader) {
+				return nil, false
+			}
+			if asReader.Load() {
+				return leader.client(idReader), true
+			}
+			return leader.client(idRoot), true
+		}
+	}})
+	ctx := t.Context()
+	for _, proto := range protocols {
+		t.Run(proto.name, func(t *testing.T) {
+			client := follower.client(idRoot, proto.opts...)
+			_, next := leader.log.Bounds()
+			p, err := client.Produce(ctx, &logv1.ProduceRequest{Record: rec("one")})
+			if err != nil || p.GetOffset() != next {
+				t.Fatalf("Produce: %v, %v; want offset %d", p, err, next)
+			}
+			b, err := client.ProduceBatch(ctx, &logv1.ProduceBatchRequest{Records: []*logv1.Record{rec("two"), rec("three")}})
+			if err != nil || b.GetBaseOffset() != next+1 || b.GetCount() != 2 {
+				t.Fatalf("ProduceBatch: %v, %v", b, err)
+			}
+			stream, err := client.ProduceStream(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range []*logv1.ProduceStreamRequest{{Record: rec("four")}, {Records: []*logv1.Record{rec("five"), rec("six")}}} {
+				if err := stream.Send(r); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_ = stream.CloseRequest()
+			for i, want := range []uint64{next + 3, next + 4} {
+				ack, err := stream.Receive()
+				if err != nil || ack.GetOffset() != want {
+					t.Fatalf("ack %d: %v, %v; want %d", i, ack, err, want)
+				}
+			}
+			if _, err := stream.Receive(); !errors.Is(err, io.EOF) {
+				t.Fatalf("stream end: %v", err)
+			}
+			_ = stream.CloseResponse()
+			for i, want := range []string{"one", "two", "three", "four", "five", "six"} {
+				got, err := leader.log.Read(next + uint64(i))
+				if err != nil || string(got.Value) != want {
+					t.Fatalf("leader offset %d: %q, %v; want %q", next+uint64(i), got.Value, err, want)
+				}
+			}
+			if _, fnext := follower.log.Bounds(); fnext != 0 {
+				t.Fatalf("the follower's own log grew to %d", fnext)
+			}
+		})
+	}
+
+	client := follower.client(idRoot)
+	if _, err := client.Produce(ctx, &logv1.ProduceRequest{Record: rec("broken disk")}); codeOf(err) != connect.CodeUnavailable {
+		t.Fatalf("a failed log is not forwarded: got %v", err)
+	}
+	asReader.Store(true)
+	if _, err := client.Produce(ctx, &logv1.ProduceRequest{Record: rec("refused")}); codeOf(err) != connect.CodePermissionDenied {
+		t.Fatalf("the leader's refusal: got %v", err)
 	}
 }

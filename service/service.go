@@ -63,6 +63,14 @@ type Config struct {
 	// Nodes, if set, lists the cluster's members for GetServers (a
 	// replicated log knows them); nil means this node alone.
 	Nodes func() ([]Node, error)
+	// Forward, if set, is asked about every append the log refuses: when
+	// err says another node leads (a follower of a replicated log), it
+	// returns a client for the leader and the append goes there, its
+	// answer (offsets or error) becoming this call's. ok false fails the
+	// call with err. The leader sees the identity the client presents
+	// (the forwarding node's), not the original caller's, so its ACL must
+	// let nodes produce; this node has already checked the caller.
+	Forward func(err error) (leader logv1connect.LogServiceClient, ok bool)
 	// MaxRecordBytes caps one record's value; larger ones fail with
 	// InvalidArgument before they reach the log. Default 1 MiB.
 	MaxRecordBytes int
@@ -97,6 +105,7 @@ type Service struct {
 	version         string
 	rpcAddr         string
 	nodes           func() ([]Node, error)
+	forward         func(error) (logv1connect.LogServiceClient, bool)
 	maxRecordBytes  int
 	maxMessageBytes int
 	slowTimeout     time.Duration
@@ -158,6 +167,7 @@ func New(cfg Config) (*Service, error) {
 		version:         cfg.Version,
 		rpcAddr:         cfg.RPCAddr,
 		nodes:           cfg.Nodes,
+		forward:         cfg.Forward,
 		maxRecordBytes:  cfg.MaxRecordBytes,
 		maxMessageBytes: cfg.MaxMessageBytes,
 		slowTimeout:     cfg.SlowConsumerTimeout,

@@ -334,13 +334,13 @@ func (s *Service) appendPending(ctx context.Context, reqs <-chan pendingProduce,
 			}
 		}
 		// Not cancelled with the stream: a started write completes, and
-		// on shutdown in-flight requests are still acknowledged.
-		base, err := s.log.AppendBatch(context.WithoutCancel(ctx), values)
+		// on shutdown in-flight requests are still acknowledged. (A
+		// forwarded write is cancelled with it: the leader decides.)
+		base, err := s.appendBatch(ctx, values, size)
 		if err != nil {
 			fail(err)
 			continue
 		}
-		s.metrics.appended(len(values), size)
 		for _, g := range group {
 			acks <- produceAck{offset: base, count: uint32(len(g.values)), bytes: g.bytes}
 			base += uint64(len(g.values))
