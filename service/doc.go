@@ -47,6 +47,16 @@
 // write holding its records is durable; any error ends the stream and
 // nothing after it is acknowledged.
 //
+// # Clusters
+//
+// A replicated log plugs in through three hooks: Config.Nodes answers
+// GetServers, Config.Forward sends appends a follower refuses to the
+// leader (Produce, ProduceBatch and each ProduceStream group), and
+// ServerConfig.Handoffs hands TLS connections that negotiated another ALPN
+// protocol ("proglog-raft") to their owner, on the same port.
+//
+// # Shutdown
+//
 // Server.Shutdown cancels every request context with ErrShuttingDown:
 // tails end at once with Unavailable, produce streams stop reading,
 // acknowledge what they have received and end with Unavailable, and
