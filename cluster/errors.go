@@ -30,6 +30,10 @@ var (
 	// differs from the committed one). The node stops applying until it is
 	// restarted; the entries stay committed in the cluster.
 	ErrApplyFailed = errors.New("cluster: applying committed entries failed")
+	// ErrExistingStore is returned by New when the record store holds
+	// records but Raft has no state (a single-node data directory from
+	// before replication, or a lost raft directory).
+	ErrExistingStore = errors.New("cluster: record store without raft state")
 )
 
 // NotLeaderError says which node leads, when that is known.

@@ -118,11 +118,17 @@ func New(cfg Config) (_ *Log, err error) {
 	if err := raft.ValidateConfig(rc); err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
+	has, err := raft.HasExistingState(l.wal, l.wal, snaps)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	if _, next := store.Bounds(); !has && next > 0 {
+		// Raft would replay its entries from offset 0 over records it never
+		// committed. Adopting a store needs a snapshot-based migration.
+		return nil, fmt.Errorf("%w: %s holds %d records but there is no raft state in %s; start from an empty data directory",
+			ErrExistingStore, filepath.Join(cfg.DataDir, "log"), next, raftDir)
+	}
 	if cfg.Bootstrap {
-		has, err := raft.HasExistingState(l.wal, l.wal, snaps)
-		if err != nil {
-			return nil, fmt.Errorf("cluster: %w", err)
-		}
 		if !has {
 			boot := raft.Configuration{Servers: []raft.Server{{
 				Suffrage: raft.Voter, ID: rc.LocalID, Address: l.trans.LocalAddr(),

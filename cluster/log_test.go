@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -245,4 +246,17 @@ func TestLeave(t *testing.T) {
 	}
 	waitApplied(t, 10, nodes...)
 	sameLogs(t, nodes...)
+}
+
+func TestRefusesStoreWithoutRaftState(t *testing.T) {
+	dir := t.TempDir()
+	st := smallStore(t, filepath.Join(dir, "log"), 3)
+	st.Close()
+	p := newTestPKI(t)
+	pt := p.startPort(t, "n1", "", testLogger(t))
+	defer pt.stop(t)
+	_, err := cluster.New(cluster.Config{NodeID: "n1", DataDir: dir, Bootstrap: true, Stream: pt.layer})
+	if !errors.Is(err, cluster.ErrExistingStore) {
+		t.Fatalf("New over a store without raft state: %v, want ErrExistingStore", err)
+	}
 }
