@@ -30,7 +30,7 @@ type clientFlags struct {
 }
 
 func (c *clientFlags) register(fs *pflag.FlagSet) {
-	fs.StringVar(&c.addr, "addr", "127.0.0.1:8400", "server address host:port")
+	fs.StringVar(&c.addr, "addr", defaultAddr, "server address host:port")
 	fs.StringVar(&c.dataDir, "data-dir", "./data", "where the development identity lives (<data-dir>/certs)")
 	fs.StringVar(&c.ca, "ca", "", "CA certificate that signed the server's (default <data-dir>/certs/ca.pem if it exists)")
 	fs.StringVar(&c.cert, "cert", "", "client certificate (default <data-dir>/certs/root.pem if it exists)")

@@ -79,7 +79,7 @@ Config file (--config): "name = value" lines with flag names, e.g.
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&sf.addr, "addr", "127.0.0.1:8400", "address to listen on")
+	f.StringVar(&sf.addr, "addr", defaultAddr, "address to listen on")
 	f.StringVar(&sf.dataDir, "data-dir", "./data", "directory for the log, and the quickstart's certificates and ACL")
 	f.BoolVar(&sf.insecure, "insecure", false, "serve plaintext HTTP/2 without TLS: every caller is anonymous (development only)")
 	f.StringVar(&sf.tlsCert, "tls-cert", "", "server certificate (PEM)")
@@ -125,6 +125,15 @@ func serve(ctx context.Context, e *env, sf serveFlags) error {
 		return err
 	}
 
+	// Listen first: with port 0 the real address is known before it is
+	// advertised (GetServers, the quickstart banner).
+	ln, err := net.Listen("tcp", sf.addr)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	addr := ln.Addr().String()
+
 	quickstart := !sf.insecure && sf.tlsCert == "" && sf.tlsKey == "" && sf.tlsCA == ""
 	aclPath := sf.aclPath
 	if aclPath == "" {
@@ -155,7 +164,7 @@ func serve(ctx context.Context, e *env, sf serveFlags) error {
 			filepath.Join(certDir, pki.DevServerKeyFile), filepath.Join(certDir, pki.DevCAFile)); err != nil {
 			return err
 		}
-		printQuickstart(e.stderr, sf.addr, sf.dataDir, certDir, created)
+		printQuickstart(e.stderr, addr, sf.dataDir, certDir, created)
 	default:
 		if sf.tlsCert == "" || sf.tlsKey == "" {
 			return usagef("--tls-cert and --tls-key are both needed (or none of the TLS flags, for the quickstart)")
@@ -204,7 +213,7 @@ func serve(ctx context.Context, e *env, sf serveFlags) error {
 		Authorizer:          policy,
 		NodeID:              sf.nodeID,
 		Version:             versionString(),
-		RPCAddr:             sf.addr,
+		RPCAddr:             addr,
 		MaxRecordBytes:      int(sf.maxRecordBytes),
 		MaxMessageBytes:     int(sf.maxMessageBytes),
 		SlowConsumerTimeout: sf.slowConsumer,
@@ -217,10 +226,6 @@ func serve(ctx context.Context, e *env, sf serveFlags) error {
 		return err
 	}
 
-	ln, err := net.Listen("tcp", sf.addr)
-	if err != nil {
-		return err
-	}
 	srv := service.NewServer(service.ServerConfig{Handler: svc.Handler(), TLS: tlsConfig, Logger: logger})
 
 	pollCtx, stopPoll := context.WithCancel(context.WithoutCancel(ctx))
@@ -296,6 +301,9 @@ func printQuickstart(w io.Writer, addr, dataDir, certDir string, created bool) {
 	if filepath.Clean(dataDir) != "data" {
 		dataFlag = " --data-dir " + dataDir
 	}
+	if addr != defaultAddr {
+		dataFlag += " --addr " + addr
+	}
 	fmt.Fprintf(w, `
 proglog quickstart. %s the development identity in %s
   Produce and consume:
@@ -310,3 +318,6 @@ proglog quickstart. %s the development identity in %s
 		p(pki.DevCAFile), p(pki.DevClientFile), p(pki.DevClientKeyFile), target,
 		target, p(pki.DevClientP12File), pki.DevP12Password, p(pki.DevCAFile))
 }
+
+// defaultAddr is where serve listens and the client commands connect by default.
+const defaultAddr = "127.0.0.1:8400"
