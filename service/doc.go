@@ -35,10 +35,11 @@
 //
 // ConsumeStream reads the log in batches and, at its end, waits on
 // Log.Wait (no polling) until the client leaves or the server shuts down.
-// It holds one batch in hand; a send that blocks longer than
-// Config.SlowConsumerTimeout (HTTP/2 flow control full because the client
-// stopped reading) resets the stream, so a stuck client costs neither
-// memory nor a goroutine for long.
+// It holds one batch in hand (at most 1024 records and about 1 MiB); a
+// batch the client does not accept within Config.SlowConsumerTimeout
+// (HTTP/2 flow control full because the client stopped reading) resets the
+// stream, so a stuck client costs neither memory nor a goroutine for long.
+// With one record per response, the responses of a batch share one flush.
 //
 // ProduceStream is pipelined: requests are received, appended (whatever is
 // pending goes in one AppendBatch, one durable write) and acknowledged in

@@ -79,7 +79,8 @@ type Config struct {
 	// MaxRecordBytes needs it.
 	MaxMessageBytes int
 	// SlowConsumerTimeout ends a stream whose client has not accepted a
-	// response for this long. Default 30s.
+	// response (or a ConsumeStream batch of up to 1 MiB) for this long.
+	// Default 30s.
 	SlowConsumerTimeout time.Duration
 	// CompressMinBytes gzips responses at least this large for clients
 	// that accept gzip. 0 never compresses: on a LAN, compressing record

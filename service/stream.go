@@ -67,6 +67,24 @@ func (w *sender) send(ctx context.Context, procedure string, send func() error) 
 	return err
 }
 
+// sendEach runs send, which sends several responses, under one write
+// deadline and, when the request has a flush gate, with one flush at the
+// end instead of one per response.
+func (w *sender) sendEach(ctx context.Context, procedure string, send func() error) error {
+	gate := w.ctrl.gate
+	if gate == nil {
+		return w.send(ctx, procedure, send)
+	}
+	return w.send(ctx, procedure, func() error {
+		gate.hold()
+		err := send()
+		if rerr := gate.release(); err == nil {
+			err = rerr
+		}
+		return err
+	})
+}
+
 // timedOut tells whether a failed send is the write deadline's doing. The
 // deadline resets the HTTP/2 stream, which also cancels ctx, so the cause
 // tells it apart from a shutdown and from the client's own deadline. The
@@ -157,14 +175,17 @@ func (s *Service) ConsumeStream(ctx context.Context, req *logv1.ConsumeStreamReq
 			if err := w.send(ctx, procedure, func() error { return stream.Send(&resp) }); err != nil {
 				return toConnect(ctx, err)
 			}
-		} else {
+		} else if err := w.sendEach(ctx, procedure, func() error {
 			resp.Records = nil
 			for i := range recs {
 				resp.Record = pb[i]
-				if err := w.send(ctx, procedure, func() error { return stream.Send(&resp) }); err != nil {
-					return toConnect(ctx, err)
+				if err := stream.Send(&resp); err != nil {
+					return err
 				}
 			}
+			return nil
+		}); err != nil {
+			return toConnect(ctx, err)
 		}
 		sent = true
 		off = recs[len(recs)-1].Offset + 1
