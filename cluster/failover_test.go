@@ -228,3 +228,60 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestPartitionedLeader cuts the leader off from its peers under load: the
+// others elect a new leader and go on, the old one serves no record that
+// was not committed, and after the partition heals it catches up. Then
+// every acknowledged record is everywhere and the history is linearizable.
+func TestPartitionedLeader(t *testing.T) {
+	p := newTestPKI(t)
+	nodes := p.startCluster(t, 3)
+	old := waitLeader(t, nodes...)
+	logs := make([]*cluster.Log, len(nodes))
+	for i, n := range nodes {
+		logs[i] = n.log
+	}
+	h := &history{start: time.Now(), acked: map[uint64]string{}}
+	ctx, stop := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	for id := range 3 {
+		wg.Go(func() { producer(ctx, id, func() []*cluster.Log { return logs }, h) })
+	}
+	for id := 3; id < 5; id++ {
+		rng := rand.New(rand.NewPCG(uint64(id), 3))
+		wg.Go(func() { consumer(ctx, id, func() []*cluster.Log { return logs }, h, rng) })
+	}
+	waitFor(t, func() bool { return h.ackedCount() >= 40 })
+	old.port.layer.Isolate(true)
+	var rest []*node
+	for _, n := range nodes {
+		if n != old {
+			rest = append(rest, n)
+		}
+	}
+	before := h.ackedCount()
+	waitFor(t, func() bool { return h.ackedCount() >= before+40 })
+	if old.log.IsLeader() {
+		t.Fatal("the isolated node still leads")
+	}
+	newLeader := waitLeader(t, rest...)
+	old.port.layer.Isolate(false)
+	waitFor(t, func() bool { return h.ackedCount() >= before+80 })
+	stop()
+	wg.Wait()
+
+	end := appendTo(t, nodes, [][]byte{[]byte("end")})
+	waitApplied(t, end+1, nodes...)
+	vals := sameLogs(t, nodes...)
+	h.mu.Lock()
+	for off, v := range h.acked {
+		if off >= uint64(len(vals)) || string(vals[off]) != v {
+			t.Errorf("acknowledged %q at offset %d is missing", v, off)
+		}
+	}
+	h.mu.Unlock()
+	t.Logf("%d records, %d operations; leader %s -> %s", len(vals), len(h.ops), old.id, newLeader.id)
+	if res := porcupine.CheckOperationsTimeout(logModel, h.ops, 30*time.Second); res != porcupine.Ok {
+		t.Fatalf("history of %d operations: %s", len(h.ops), res)
+	}
+}

@@ -36,8 +36,10 @@ type StreamLayer struct {
 	done      chan struct{}
 	closeOnce sync.Once
 
-	mu    sync.Mutex // guards conns
-	conns map[*handedConn]struct{}
+	mu       sync.Mutex // guards conns, out, isolated
+	conns    map[*handedConn]struct{}
+	out      map[*dialedConn]struct{}
+	isolated bool
 }
 
 var _ raft.StreamLayer = (*StreamLayer)(nil)
@@ -68,6 +70,7 @@ func NewStreamLayer(advertise string, dial *tls.Config, logger *slog.Logger) (*S
 		accept: make(chan net.Conn),
 		done:   make(chan struct{}),
 		conns:  map[*handedConn]struct{}{},
+		out:    map[*dialedConn]struct{}{},
 	}, nil
 }
 
@@ -101,6 +104,11 @@ func (s *StreamLayer) Handoff(conn *tls.Conn) {
 		conn.Close()
 		return
 	default:
+	}
+	if s.isolated {
+		s.mu.Unlock()
+		conn.Close()
+		return
 	}
 	s.conns[hc] = struct{}{}
 	s.mu.Unlock()
@@ -147,14 +155,17 @@ func (s *StreamLayer) Accept() (net.Conn, error) {
 	}
 }
 
-// Close stops accepting, ends every handed-off connection and makes Handoff
-// return. It is safe to call more than once.
+// Close stops accepting, ends every Raft connection in either direction and
+// makes Handoff return. It is safe to call more than once.
 func (s *StreamLayer) Close() error {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
 		close(s.done)
-		conns := make([]*handedConn, 0, len(s.conns))
+		conns := make([]net.Conn, 0, len(s.conns)+len(s.out))
 		for c := range s.conns {
+			conns = append(conns, c)
+		}
+		for c := range s.out {
 			conns = append(conns, c)
 		}
 		s.mu.Unlock()
@@ -170,6 +181,12 @@ func (s *StreamLayer) Addr() net.Addr { return s.addr }
 
 // Dial opens a Raft connection to a peer's TLS port.
 func (s *StreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	s.mu.Lock()
+	isolated := s.isolated
+	s.mu.Unlock()
+	if isolated {
+		return nil, fmt.Errorf("cluster: dial raft peer %s: %w", address, errIsolated)
+	}
 	host, _, err := net.SplitHostPort(string(address))
 	if err != nil {
 		return nil, fmt.Errorf("cluster: raft address %q: %w", address, err)
@@ -190,7 +207,55 @@ func (s *StreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (n
 		tc.Close()
 		return nil, fmt.Errorf("cluster: raft peer %s negotiated %q, not %q", address, p, ALPN)
 	}
-	return tc, nil
+	dc := &dialedConn{Conn: tc, layer: s}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.isolated {
+		tc.Close()
+		return nil, fmt.Errorf("cluster: dial raft peer %s: %w", address, errIsolated)
+	}
+	s.out[dc] = struct{}{}
+	return dc, nil
+}
+
+var errIsolated = errors.New("isolated by fault injection")
+
+// Isolate cuts this node off from its Raft peers (on) or reconnects it
+// (off): every Raft connection in either direction is closed and new ones
+// are refused, while the node's other traffic on the port goes on. It
+// exists for fault-injection tests and drills; a healthy node never calls it.
+func (s *StreamLayer) Isolate(on bool) {
+	s.mu.Lock()
+	s.isolated = on
+	var closers []net.Conn
+	if on {
+		for c := range s.conns {
+			closers = append(closers, c)
+		}
+		for c := range s.out {
+			closers = append(closers, c)
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range closers {
+		c.Close()
+	}
+}
+
+// dialedConn leaves the layer's set of outbound connections when closed.
+type dialedConn struct {
+	net.Conn
+	layer *StreamLayer
+	once  sync.Once
+}
+
+func (c *dialedConn) Close() error {
+	c.once.Do(func() {
+		c.layer.mu.Lock()
+		delete(c.layer.out, c)
+		c.layer.mu.Unlock()
+	})
+	return c.Conn.Close()
 }
 
 type advertiseAddr string
