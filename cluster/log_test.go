@@ -260,3 +260,78 @@ func TestRefusesStoreWithoutRaftState(t *testing.T) {
 		t.Fatalf("New over a store without raft state: %v, want ErrExistingStore", err)
 	}
 }
+
+// TestRetentionWithRaft deletes old store segments on every node while Raft
+// keeps working: a node that joins after compaction gets the retained
+// segments through a snapshot and starts at the same lowest offset, and a
+// restarted node replays over deleted offsets without complaint.
+func TestRetentionWithRaft(t *testing.T) {
+	p := newTestPKI(t)
+	retain := func(c *cluster.Config) {
+		c.SnapshotThreshold = 20
+		c.TrailingLogs = 5
+		c.Store.MaxSegmentBytes = 2048
+		c.Store.RetentionBytes = 8192
+	}
+	nodes := p.startCluster(t, 2, retain)
+	for i := range 80 {
+		appendTo(t, nodes, batch(fmt.Sprint("r", i), 4))
+	}
+	waitApplied(t, 320, nodes...)
+	leader := waitLeader(t, nodes...)
+	if err := leader.log.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	lowest, _ := leader.log.Bounds()
+	if lowest == 0 {
+		t.Fatal("retention deleted nothing; the test needs it to")
+	}
+	n3 := p.startNode(t, "n3", t.TempDir(), "", false, retain)
+	t.Cleanup(func() { n3.stop(t) })
+	if err := leader.log.Join(n3.id, n3.port.addr); err != nil {
+		t.Fatal(err)
+	}
+	all := append(nodes, n3)
+	end := appendTo(t, all, [][]byte{[]byte("end")})
+	waitApplied(t, end+1, all...)
+	// Compare what every node still holds above the highest lowest offset.
+	var from uint64
+	for _, n := range all {
+		lo, _ := n.log.Bounds()
+		from = max(from, lo)
+	}
+	if lo3, _ := n3.log.Bounds(); lo3 == 0 {
+		t.Fatal("the new node holds offset 0, which retention had deleted everywhere")
+	}
+	read := func(n *node) []string {
+		var out []string
+		_, next := n.log.Bounds()
+		for off := from; off < next; off++ {
+			rec, err := n.log.Read(off)
+			if err != nil {
+				t.Fatalf("%s read %d: %v", n.id, off, err)
+			}
+			out = append(out, string(rec.Value))
+		}
+		return out
+	}
+	want := read(all[0])
+	for _, n := range all[1:] {
+		if got := read(n); !slices.Equal(got, want) {
+			t.Fatalf("%s differs from %s above offset %d", n.id, all[0].id, from)
+		}
+	}
+	// A follower restarts and replays over offsets retention deleted.
+	f := all[0]
+	if f == leader {
+		f = all[1]
+	}
+	f.stop(t)
+	back := p.startNode(t, f.id, f.dir, f.port.addr, false, retain)
+	*f = *back
+	end = appendTo(t, all, [][]byte{[]byte("end2")})
+	waitApplied(t, end+1, all...)
+	if _, next := f.log.Bounds(); next != end+1 {
+		t.Fatalf("restarted follower ends at %d, want %d", next, end+1)
+	}
+}
