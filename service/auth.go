@@ -90,10 +90,10 @@ type identity struct {
 type requestControls struct {
 	rc        *http.ResponseController
 	closeBody func() error // nil when closing would race the reader (HTTP/1)
-	gate      *flushGate   // nil except for ConsumeStream
+	gate      *flushGate   // nil except for ConsumeStream and ProduceStream
 }
 
-// flushGate lets ConsumeStream put several responses in one flush. Connect
+// flushGate lets a stream put several responses in one flush. Connect
 // flushes after every message, which for one small record per response
 // costs an HTTP/2 DATA frame and a wakeup of the connection's writer per
 // record; held, the flushes wait for release, and the server's 4 KiB write
@@ -194,7 +194,7 @@ func (s *Service) authenticate(next http.Handler) http.Handler {
 			// reads them; the read then fails at once.
 			ctrl.closeBody = r.Body.Close
 		}
-		if r.URL.Path == logv1connect.LogServiceConsumeStreamProcedure {
+		if r.URL.Path == logv1connect.LogServiceConsumeStreamProcedure || r.URL.Path == logv1connect.LogServiceProduceStreamProcedure {
 			ctrl.gate = &flushGate{ResponseWriter: w}
 			w = ctrl.gate
 		}

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
+
 	logv1 "github.com/proglog/proglog/gen/log/v1"
 )
 
@@ -132,17 +134,25 @@ func BenchmarkProduceBatch(b *testing.B) {
 	}
 }
 
-// BenchmarkProduceStream: one pipelined ProduceStream, 100 records per
-// request, one op per request.
+// BenchmarkProduceStream: one pipelined ProduceStream, 1 or 100 records
+// per request, one op per request.
 func BenchmarkProduceStream(b *testing.B) {
-	for _, proto := range protocols[:2] {
-		b.Run("records=100/"+proto.name, func(b *testing.B) {
+	for _, tc := range []struct {
+		records int
+		proto   string
+		opts    []connect.ClientOption
+	}{
+		{1, "grpc", []connect.ClientOption{connect.WithGRPC()}},
+		{100, "connect", nil},
+		{100, "grpc", []connect.ClientOption{connect.WithGRPC()}},
+	} {
+		b.Run(fmt.Sprintf("records=%d/%s", tc.records, tc.proto), func(b *testing.B) {
 			e := newEnv(b, envOptions{})
-			stream, err := e.client(idRoot, proto.opts...).ProduceStream(context.Background())
+			stream, err := e.client(idRoot, tc.opts...).ProduceStream(context.Background())
 			if err != nil {
 				b.Fatal(err)
 			}
-			req := &logv1.ProduceStreamRequest{Records: batchOf(100)}
+			req := &logv1.ProduceStreamRequest{Records: batchOf(tc.records)}
 			b.ResetTimer()
 			sendErr := make(chan error, 1)
 			go func() {
@@ -166,7 +176,7 @@ func BenchmarkProduceStream(b *testing.B) {
 			if err := stream.CloseResponse(); err != nil {
 				b.Fatal(err)
 			}
-			reportRate(b, b.N*100)
+			reportRate(b, b.N*tc.records)
 		})
 	}
 }

@@ -241,18 +241,33 @@ func (s *Service) ProduceStream(ctx context.Context, stream *connect.BidiStream[
 	var wg sync.WaitGroup
 	wg.Go(func() { s.appendPending(ctx, reqs, acks, fail) })
 	wg.Go(func() {
+		const procedure = logv1connect.LogServiceProduceStreamProcedure
 		w := &sender{s: s, ctrl: ctrl}
+		gate := ctrl.gate
+		if gate != nil {
+			defer func() { _ = gate.release() }()
+		}
+		var resp logv1.ProduceStreamResponse // reused: Send marshals before it returns
 		sending := true
 		for a := range acks {
 			if sending {
-				resp := &logv1.ProduceStreamResponse{Offset: a.offset, Count: a.count}
-				if err := w.send(ctx, logv1connect.LogServiceProduceStreamProcedure, func() error { return stream.Send(resp) }); err != nil {
-					fail(err)
-					sending = false // keep draining so the appender never blocks
-				} else if len(acks) == 0 {
+				if gate != nil {
+					// Acks queued together go out in one flush.
+					gate.hold()
+				}
+				resp.Offset, resp.Count = a.offset, a.count
+				err := w.send(ctx, procedure, func() error { return stream.Send(&resp) })
+				if err == nil && len(acks) == 0 {
+					if gate != nil {
+						err = w.send(ctx, procedure, gate.release)
+					}
 					// Nothing more to send: the deadline must not fire on
 					// a producer that is merely pausing.
 					w.idle()
+				}
+				if err != nil {
+					fail(err)
+					sending = false // keep draining so the appender never blocks
 				}
 			}
 			inflight.Add(-int64(a.bytes))
