@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/proglog/proglog/logstore"
 )
 
@@ -50,6 +52,9 @@ type Config struct {
 
 	// Logger receives Raft's and the cluster's reports; nil discards them.
 	Logger *slog.Logger
+	// Registerer, when set, gets the node's metrics (unregistered on Close).
+	// The store's metrics go to Store.Registerer.
+	Registerer prometheus.Registerer
 }
 
 func (c Config) withDefaults() (Config, error) {

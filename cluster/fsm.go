@@ -9,6 +9,7 @@ import (
 	"hash/crc32"
 	"io"
 	"log/slog"
+	"sync/atomic"
 
 	"github.com/hashicorp/raft"
 
@@ -23,6 +24,7 @@ type fsm struct {
 	logger *slog.Logger
 	next   uint64 // offset the next applied record gets
 	failed error  // set when applying failed; the node then applies nothing more
+	broken atomic.Bool // failed != nil, for metrics
 }
 
 var (
@@ -122,6 +124,7 @@ func verifyHeld(lg *logstore.Log, off, lowest uint64, want []byte) error {
 // the other nodes, and a restart replays them here.
 func (f *fsm) fail(out []any, err error) []any {
 	f.failed = fmt.Errorf("%w: %w", ErrApplyFailed, err)
+	f.broken.Store(true)
 	f.logger.Error("cluster: applying committed entries failed; this node serves no new records until restarted", "err", err)
 	for i := range out {
 		out[i] = applyResult{err: f.failed}
@@ -225,5 +228,6 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("%w: restored store ends at offset %d, the snapshot at %d", logstore.ErrCorrupt, have, h.next)
 	}
 	f.next, f.failed = h.next, nil
+	f.broken.Store(false)
 	return nil
 }

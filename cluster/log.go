@@ -36,6 +36,7 @@ type Log struct {
 	wal    *wal.WAL
 	meta   *metadb.BoltMetaDB
 	fsm    *fsm
+	m      *metrics
 
 	cur       atomic.Pointer[storeRef]
 	replaceMu sync.Mutex // serialises replaceStore (the FSM goroutine and Close)
@@ -139,9 +140,14 @@ func New(cfg Config) (_ *Log, err error) {
 		}
 	}
 	l.fsm = &fsm{c: l, logger: l.logger}
+	l.m = newMetrics(l)
 	l.raft, err = raft.NewRaft(rc, l.fsm, l.wal, l.wal, snaps, l.trans)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: start raft: %w", err)
+	}
+	if err := l.m.register(cfg.Registerer); err != nil {
+		l.raft.Shutdown().Error()
+		return nil, err
 	}
 	return l, nil
 }
@@ -203,6 +209,7 @@ func (l *Log) replaceStore(fill func(dir string) error) error {
 	}
 	l.cur.Store(&storeRef{log: store, replaced: make(chan struct{})})
 	close(old.replaced)
+	l.m.restores.Inc()
 	if fillErr != nil {
 		return fmt.Errorf("cluster: restore store: %w", fillErr)
 	}
@@ -464,6 +471,7 @@ func (l *Log) Snapshot() error {
 func (l *Log) Close() error {
 	l.closeOnce.Do(func() {
 		close(l.done)
+		l.m.unregister()
 		var errs []error
 		if err := l.raft.Shutdown().Error(); err != nil {
 			errs = append(errs, fmt.Errorf("cluster: raft shutdown: %w", err))

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/proglog/proglog/cluster"
 )
@@ -333,5 +334,30 @@ func TestRetentionWithRaft(t *testing.T) {
 	waitApplied(t, end+1, all...)
 	if _, next := f.log.Bounds(); next != end+1 {
 		t.Fatalf("restarted follower ends at %d, want %d", next, end+1)
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	p := newTestPKI(t)
+	reg := prometheus.NewRegistry()
+	n := p.startNode(t, "solo", t.TempDir(), "", true, func(c *cluster.Config) { c.Registerer = reg })
+	waitLeader(t, n)
+	if _, err := n.log.AppendBatch(t.Context(), batch("m", 3)); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		got[mf.GetName()] = mf.GetMetric()[0].GetGauge().GetValue()
+	}
+	if got["proglog_cluster_is_leader"] != 1 || got["proglog_cluster_raft_applied_index"] < 2 || got["proglog_cluster_apply_failed"] != 0 {
+		t.Fatalf("metrics %v", got)
+	}
+	n.stop(t)
+	if mfs, _ := reg.Gather(); len(mfs) != 0 {
+		t.Fatalf("%d metric families left registered after Close", len(mfs))
 	}
 }
