@@ -22,8 +22,8 @@ import (
 type fsm struct {
 	c      *Log
 	logger *slog.Logger
-	next   uint64 // offset the next applied record gets
-	failed error  // set when applying failed; the node then applies nothing more
+	next   uint64      // offset the next applied record gets
+	failed error       // set when applying failed; the node then applies nothing more
 	broken atomic.Bool // failed != nil, for metrics
 }
 
