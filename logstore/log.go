@@ -374,10 +374,25 @@ func (l *Log) commitLoop(ctx context.Context) {
 		l.flushMu.Lock()
 		l.flushPending(true)
 		l.flushMu.Unlock()
-		// Let the appenders just woken queue their next records before
-		// taking the next batch; otherwise the next fsync carries only the
-		// first one or two and batches alternate small and large.
+		l.gather()
+	}
+}
+
+// gather lets the appenders just woken queue their next records before the
+// committer takes the next batch: it yields while the queue still grows (a
+// few times at most). Otherwise the next fsync carries only the first one or
+// two of them and batches alternate small and large.
+func (l *Log) gather() {
+	var prev uint64
+	for range 8 {
 		runtime.Gosched()
+		l.mu.Lock()
+		n := l.pending.n
+		l.mu.Unlock()
+		if n == prev {
+			return
+		}
+		prev = n
 	}
 }
 
