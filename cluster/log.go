@@ -57,6 +57,22 @@ type storeRef struct {
 // applyTimeout bounds queueing an entry when ctx has no deadline.
 const applyTimeout = 10 * time.Second
 
+// closeGrace bounds how long Close waits for raft to answer pending appends.
+const closeGrace = 5 * time.Second
+
+func waitGroupTimeout(wg *sync.WaitGroup, d time.Duration) bool {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
 // New opens (or creates) the node's state under cfg.DataDir and starts Raft.
 // A node with Bootstrap and no state starts a one-member cluster.
 func New(cfg Config) (_ *Log, err error) {
@@ -108,7 +124,8 @@ func New(cfg Config) (_ *Log, err error) {
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.NodeID)
 	rc.Logger = newHCLogger(l.logger, "raft")
-	rc.BatchApplyCh = true
+	// BatchApplyCh stays off: futures left in its buffer at shutdown are never
+	// answered. The leader loop groups waiting applies into one write anyway.
 	setIf(&rc.HeartbeatTimeout, cfg.HeartbeatTimeout)
 	setIf(&rc.ElectionTimeout, cfg.ElectionTimeout)
 	setIf(&rc.LeaderLeaseTimeout, cfg.LeaderLeaseTimeout)
@@ -477,7 +494,11 @@ func (l *Log) Close() error {
 			errs = append(errs, fmt.Errorf("cluster: raft shutdown: %w", err))
 		}
 		l.trans.Close() // closes the stream layer too
-		l.waiters.Wait()
+		if !waitGroupTimeout(&l.waiters, closeGrace) {
+			// hashicorp/raft does not answer futures of entries that were
+			// queued for the FSM when it shut down; their waiters stay blocked.
+			l.logger.Error("cluster: some appends were never answered by raft after shutdown", "waited", closeGrace)
+		}
 		if err := l.wal.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("cluster: close raft log: %w", err))
 		}
