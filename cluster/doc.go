@@ -95,5 +95,13 @@
 // node stops applying (ErrApplyFailed), keeps serving what it has, and
 // catches up by replay when restarted. An append whose entry left the
 // leader but whose commit is unknown (leadership lost, ctx ended) returns
-// ErrUnknownOutcome: the record may or may not appear.
+// ErrUnknownOutcome: the record may or may not appear. hashicorp/raft does
+// not answer an entry's future if it shuts down while the entry waits for
+// the FSM; Close waits a bounded time for such appends and logs them.
+//
+// # Fault injection
+//
+// StreamLayer.Isolate cuts a node's Raft connections in both directions
+// while its other traffic goes on; the partition tests use it, since tc
+// netem does not work on the test machines.
 package cluster
