@@ -46,13 +46,12 @@ func reportLatency(b *testing.B, lat []time.Duration) {
 }
 
 // BenchmarkProduce: unary Produce, one record per call, from 1 and 64
-// concurrent clients (each its own HTTP/2 stream on one connection).
+// concurrent clients, each with its own connection.
 func BenchmarkProduce(b *testing.B) {
 	for _, clients := range []int{1, 64} {
 		for _, proto := range protocols[:2] {
 			b.Run(fmt.Sprintf("clients=%d/%s", clients, proto.name), func(b *testing.B) {
 				e := newEnv(b, envOptions{})
-				client := e.client(idRoot, proto.opts...)
 				value := benchValue()
 				var (
 					next atomic.Int64
@@ -63,6 +62,7 @@ func BenchmarkProduce(b *testing.B) {
 				)
 				b.ResetTimer()
 				for range clients {
+					client := e.client(idRoot, proto.opts...)
 					wg.Go(func() {
 						req := &logv1.ProduceRequest{Record: &logv1.Record{Value: value}}
 						local := make([]time.Duration, 0, b.N/clients+1)
