@@ -371,3 +371,27 @@ func TestDashboardMount(t *testing.T) {
 		t.Fatal("expected TLS")
 	}
 }
+
+// Responses are not gzipped unless Config.CompressMinBytes asks for it.
+func TestResponseCompression(t *testing.T) {
+	for _, tt := range []struct {
+		min  int
+		want string
+	}{{0, ""}, {1, "gzip"}} {
+		e := newEnv(t, envOptions{config: func(c *service.Config) { c.CompressMinBytes = tt.min }})
+		if _, err := e.client(idRoot).Produce(t.Context(), &logv1.ProduceRequest{Record: rec(strings.Repeat("z", 512))}); err != nil {
+			t.Fatal(err)
+		}
+		client := connect.NewClient[logv1.ConsumeRequest, logv1.ConsumeResponse](e.httpClient(idRoot, false, nil), e.url+logv1connect.LogServiceConsumeProcedure)
+		resp, err := client.CallUnary(t.Context(), connect.NewRequest(&logv1.ConsumeRequest{}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := resp.Header().Get("Content-Encoding"); got != tt.want {
+			t.Errorf("CompressMinBytes %d: Content-Encoding %q, want %q", tt.min, got, tt.want)
+		}
+		if len(resp.Msg.GetRecord().GetValue()) != 512 {
+			t.Errorf("CompressMinBytes %d: value of %d bytes", tt.min, len(resp.Msg.GetRecord().GetValue()))
+		}
+	}
+}
