@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -36,6 +37,40 @@ const (
 	// to one AppendBatch (one durable write).
 	produceGroupBytes = 4 << 20
 )
+
+// flushGate lets a stream put several responses in one flush. Connect
+// flushes after every message, which for one small record per response
+// costs an HTTP/2 DATA frame and a wakeup of the connection's writer per
+// record; held, the flushes wait for release, and the server's 4 KiB write
+// buffer still sends full frames as it fills. Only the handler's goroutine
+// (where Connect sends from) touches it.
+type flushGate struct {
+	http.ResponseWriter
+	held, pending bool
+}
+
+func (g *flushGate) Flush() {
+	if g.held {
+		g.pending = true
+		return
+	}
+	_ = http.NewResponseController(g.ResponseWriter).Flush()
+}
+
+// Unwrap lets http.ResponseController reach the server's writer.
+func (g *flushGate) Unwrap() http.ResponseWriter { return g.ResponseWriter }
+
+func (g *flushGate) hold() { g.held = true }
+
+// release ends holding and makes the flushes held back.
+func (g *flushGate) release() error {
+	g.held = false
+	if !g.pending {
+		return nil
+	}
+	g.pending = false
+	return http.NewResponseController(g.ResponseWriter).Flush()
+}
 
 // sender writes stream responses under a write deadline, so a client that
 // stops reading is cut off after the slow-consumer timeout instead of
