@@ -49,6 +49,11 @@ type Config struct {
 	TrailingLogs      uint64
 	// RetainSnapshots is how many snapshots to keep on disk; default 2.
 	RetainSnapshots int
+	// RaftSegmentBytes is the size of raft-wal's log segments; default 64 MiB.
+	// Compaction deletes whole segments only, so entries before a snapshot
+	// stay readable (and are sent instead of the snapshot) until their
+	// segment is sealed and deleted.
+	RaftSegmentBytes int
 
 	// Logger receives Raft's and the cluster's reports; nil discards them.
 	Logger *slog.Logger

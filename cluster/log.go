@@ -104,7 +104,12 @@ func New(cfg Config) (_ *Log, err error) {
 	// raft-wal's Close leaves its meta database open (and flocked): own it.
 	l.meta = &metadb.BoltMetaDB{}
 	cleanup = append(cleanup, func() { l.meta.Close() })
-	l.wal, err = wal.Open(filepath.Join(raftDir, "wal"), wal.WithMetaStore(l.meta))
+	segmentBytes := wal.DefaultSegmentSize
+	if cfg.RaftSegmentBytes > 0 {
+		segmentBytes = cfg.RaftSegmentBytes
+	}
+	l.wal, err = wal.Open(filepath.Join(raftDir, "wal"), wal.WithMetaStore(l.meta),
+		wal.WithLogger(newHCLogger(l.logger, "raft-wal")), wal.WithSegmentSize(segmentBytes))
 	if err != nil {
 		return nil, fmt.Errorf("cluster: open raft log: %w", err)
 	}

@@ -181,6 +181,7 @@ func TestSnapshotInstallOnNewNode(t *testing.T) {
 		c.SnapshotThreshold = 20
 		c.TrailingLogs = 5
 		c.Store.MaxSegmentBytes = 4096 // several segments in the snapshot
+		c.RaftSegmentBytes = 4096      // compaction really deletes raft entries
 	}
 	nodes := p.startCluster(t, 2, compact)
 	leader := waitLeader(t, nodes...)
@@ -273,6 +274,7 @@ func TestRetentionWithRaft(t *testing.T) {
 		c.TrailingLogs = 5
 		c.Store.MaxSegmentBytes = 2048
 		c.Store.RetentionBytes = 8192
+		c.RaftSegmentBytes = 4096
 	}
 	nodes := p.startCluster(t, 2, retain)
 	for i := range 80 {
@@ -360,4 +362,67 @@ func TestMetrics(t *testing.T) {
 	if mfs, _ := reg.Gather(); len(mfs) != 0 {
 		t.Fatalf("%d metric families left registered after Close", len(mfs))
 	}
+}
+
+// TestFollowerTailAcrossSnapshotInstall follows a follower's committed tail
+// with Wait (as ConsumeStream does) while the follower is cut off, the
+// leader compacts past it, and the follower then catches up through a
+// snapshot install that replaces its store underneath the waiting reader.
+func TestFollowerTailAcrossSnapshotInstall(t *testing.T) {
+	p := newTestPKI(t)
+	compact := func(c *cluster.Config) {
+		c.SnapshotThreshold = 10
+		c.TrailingLogs = 2
+		c.Store.MaxSegmentBytes = 2048
+		c.RaftSegmentBytes = 2048
+	}
+	nodes := p.startCluster(t, 3, compact)
+	leader := waitLeader(t, nodes...)
+	appendTo(t, nodes, batch("a", 5))
+	waitApplied(t, 5, nodes...)
+	var f *node
+	for _, n := range nodes {
+		if n != leader {
+			f = n
+			break
+		}
+	}
+	// A reader on the follower waits for an offset far ahead.
+	const target = 5 + 40*3
+	waited := make(chan error, 1)
+	go func() { waited <- f.log.Wait(t.Context(), target-1) }()
+
+	f.port.layer.Isolate(true)
+	var rest []*node
+	for _, n := range nodes {
+		if n != f {
+			rest = append(rest, n)
+		}
+	}
+	for i := range 40 {
+		appendTo(t, rest, batch(fmt.Sprint("b", i), 3))
+	}
+	if err := waitLeader(t, rest...).log.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-waited:
+		t.Fatalf("the isolated follower's reader returned early: %v", err)
+	default:
+	}
+	f.port.layer.Isolate(false)
+	select {
+	case err := <-waited:
+		if err != nil {
+			t.Fatalf("wait across the snapshot install: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the follower's reader never saw the records installed by the snapshot")
+	}
+	rec, err := f.log.Read(target - 1)
+	if err != nil || string(rec.Value) != "b39-2" {
+		t.Fatalf("follower read %q, %v; want b39-2", rec.Value, err)
+	}
+	waitApplied(t, target, nodes...)
+	sameLogs(t, nodes...)
 }
