@@ -227,3 +227,53 @@ type allowAll struct{}
 
 func (allowAll) Allowed(string, string) bool { return true }
 func (allowAll) Actions(string) []string     { return []string{"produce", "consume", "admin"} }
+
+// A request may carry at most 65536 records, however small: each costs
+// the log a frame. A stream whose pending requests hold more than that
+// between them is split over several writes, acknowledged in order.
+func TestRecordCountLimit(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	client := e.client(idRoot, connect.WithGRPC())
+	batch := func(n int) []*logv1.Record {
+		records := make([]*logv1.Record, n)
+		for i := range records {
+			records[i] = &logv1.Record{}
+		}
+		return records
+	}
+	if _, err := client.ProduceBatch(t.Context(), &logv1.ProduceBatchRequest{Records: batch(1<<16 + 1)}); codeOf(err) != connect.CodeInvalidArgument {
+		t.Fatalf("65537 records: %v", err)
+	}
+	if err := produceStream(t.Context(), client, &logv1.ProduceStreamRequest{Records: batch(1<<16 + 1)}); codeOf(err) != connect.CodeInvalidArgument {
+		t.Fatalf("65537 records in a stream: %v", err)
+	}
+	if resp, err := client.ProduceBatch(t.Context(), &logv1.ProduceBatchRequest{Records: batch(1 << 16)}); err != nil || resp.GetCount() != 1<<16 {
+		t.Fatalf("65536 records: %v, %v", resp, err)
+	}
+
+	stream, err := client.ProduceStream(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.CloseResponse()
+	sizes := []int{40000, 40000, 1, 60000, 30000}
+	for _, n := range sizes {
+		if err := stream.Send(&logv1.ProduceStreamRequest{Records: batch(n)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := stream.CloseRequest(); err != nil {
+		t.Fatal(err)
+	}
+	want := uint64(1 << 16)
+	for i, n := range sizes {
+		ack, err := stream.Receive()
+		if err != nil || ack.GetOffset() != want || int(ack.GetCount()) != n {
+			t.Fatalf("ack %d: %v, %v; want offset %d count %d", i, ack, err, want, n)
+		}
+		want += uint64(n)
+	}
+	if _, next := e.log.Bounds(); next != want {
+		t.Fatalf("log holds %d records, want %d", next, want)
+	}
+}

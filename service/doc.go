@@ -26,8 +26,9 @@
 //
 // Log errors become Connect codes in one place (errors.go): an offset
 // outside the log is OutOfRange, with the lowest or next offset in the
-// message; a record over Config.MaxRecordBytes or an empty batch is
-// InvalidArgument, checked before the log is touched; a message over
+// message; a record over Config.MaxRecordBytes, an empty batch or one of
+// more than 65536 records is InvalidArgument, checked before the log is
+// touched; a message over
 // Config.MaxMessageBytes is ResourceExhausted; corrupt data is DataLoss; a
 // closed or failed log, or a server shutting down, is Unavailable.
 //
@@ -43,8 +44,8 @@
 //
 // ProduceStream is pipelined: requests are received, appended (whatever is
 // pending goes in one AppendBatch, one durable write) and acknowledged in
-// order by three goroutines, with at most 128 requests or 16 MiB between
-// receipt and acknowledgement. An acknowledgement is sent only after the
+// order by three goroutines, with at most 128 requests or 16 MiB (values
+// plus 64 bytes a record) between receipt and acknowledgement. An acknowledgement is sent only after the
 // write holding its records is durable; any error ends the stream and
 // nothing after it is acknowledged.
 //

@@ -20,10 +20,18 @@ func (s *Service) checkValue(index int, value []byte) error {
 	return invalidArgument("record %d of %d bytes exceeds the limit of %d bytes", index, len(value), s.maxRecordBytes)
 }
 
+// maxBatchRecords caps the records of one request: a message of empty
+// records costs the log a frame each, so 8 MiB of them would otherwise be
+// millions of frames in memory.
+const maxBatchRecords = 1 << 16
+
 // values checks a batch of records and returns their values.
 func (s *Service) values(records []*logv1.Record) ([][]byte, int, error) {
 	if len(records) == 0 {
 		return nil, 0, invalidArgument("empty batch: send at least one record")
+	}
+	if len(records) > maxBatchRecords {
+		return nil, 0, invalidArgument("batch of %d records exceeds the limit of %d records", len(records), maxBatchRecords)
 	}
 	values := make([][]byte, len(records))
 	size := 0

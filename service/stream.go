@@ -33,9 +33,14 @@ const (
 	// client.
 	produceWindow      = 128
 	produceWindowBytes = 16 << 20
-	// produceGroupBytes caps the values that pending requests contribute
-	// to one AppendBatch (one durable write).
+	// produceGroupBytes caps the cost of the pending requests grouped into
+	// one AppendBatch (one durable write); maxBatchRecords caps its records.
 	produceGroupBytes = 4 << 20
+
+	// recordCost is what a record costs in memory beyond its value while
+	// it waits in a window or a write (the log's frame, a slice header),
+	// so that empty records count too.
+	recordCost = 64
 )
 
 // flushGate lets a stream put several responses in one flush. Connect
@@ -230,14 +235,17 @@ func (s *Service) ConsumeStream(ctx context.Context, req *logv1.ConsumeStreamReq
 // pendingProduce is one received ProduceStream request on its way to the log.
 type pendingProduce struct {
 	values [][]byte
-	bytes  int
+	bytes  int // value bytes
 }
+
+// cost is what the request holds in memory until it is acknowledged.
+func (p pendingProduce) cost() int { return p.bytes + recordCost*len(p.values) }
 
 // produceAck is the acknowledgement of one request, sent in request order.
 type produceAck struct {
 	offset uint64
 	count  uint32
-	bytes  int
+	cost   int // the request's cost, returned to the window
 }
 
 // ProduceStream appends each request's records and acknowledges requests
@@ -270,7 +278,7 @@ func (s *Service) ProduceStream(ctx context.Context, stream *connect.BidiStream[
 
 	reqs := make(chan pendingProduce, produceWindow)
 	acks := make(chan produceAck, produceWindow)
-	var inflight atomic.Int64          // bytes received and not yet acknowledged
+	var inflight atomic.Int64          // cost of the requests received and not yet acknowledged
 	released := make(chan struct{}, 1) // the acker freed window bytes
 
 	var wg sync.WaitGroup
@@ -305,7 +313,7 @@ func (s *Service) ProduceStream(ctx context.Context, stream *connect.BidiStream[
 					sending = false // keep draining so the appender never blocks
 				}
 			}
-			inflight.Add(-int64(a.bytes))
+			inflight.Add(-int64(a.cost))
 			select {
 			case released <- struct{}{}:
 			default:
@@ -336,7 +344,7 @@ func (s *Service) ProduceStream(ctx context.Context, stream *connect.BidiStream[
 					return nil
 				}
 			}
-			inflight.Add(int64(p.bytes))
+			inflight.Add(int64(p.cost()))
 			select {
 			case reqs <- p:
 			case <-ctx.Done():
@@ -376,30 +384,46 @@ func (s *Service) pendingFrom(req *logv1.ProduceStreamRequest) (pendingProduce, 
 	return pendingProduce{values: [][]byte{v}, bytes: len(v)}, nil
 }
 
-// appendPending is ProduceStream's appender: it writes every pending
-// request in one AppendBatch and queues their acknowledgements. After a
-// failure it discards what is left; it closes acks when reqs is closed.
+// appendPending is ProduceStream's appender: it writes the pending
+// requests (up to produceGroupBytes of cost and maxBatchRecords records) in
+// one AppendBatch and queues their acknowledgements. After a failure it
+// discards what is left; it closes acks when reqs is closed.
 func (s *Service) appendPending(ctx context.Context, reqs <-chan pendingProduce, acks chan<- produceAck, fail func(error)) {
 	defer close(acks)
 	var (
-		group  []pendingProduce
-		values [][]byte
+		group     []pendingProduce
+		values    [][]byte
+		carry     pendingProduce // a request that did not fit the last group
+		haveCarry bool
 	)
-	for p := range reqs {
+	for {
+		p := carry
+		if haveCarry {
+			carry, haveCarry = pendingProduce{}, false
+		} else {
+			var ok bool
+			if p, ok = <-reqs; !ok {
+				return
+			}
+		}
 		if ctx.Err() != nil && !errors.Is(context.Cause(ctx), ErrShuttingDown) {
 			continue // the stream failed: nothing more is appended
 		}
 		group, values = append(group[:0], p), append(values[:0], p.values...)
-		size := p.bytes
+		size, cost := p.bytes, p.cost()
 	more:
-		for size < produceGroupBytes {
+		for cost < produceGroupBytes {
 			select {
 			case q, ok := <-reqs:
 				if !ok {
 					break more
 				}
+				if len(values)+len(q.values) > maxBatchRecords {
+					carry, haveCarry = q, true
+					break more
+				}
 				group, values = append(group, q), append(values, q.values...)
-				size += q.bytes
+				size, cost = size+q.bytes, cost+q.cost()
 			default:
 				break more
 			}
@@ -413,7 +437,7 @@ func (s *Service) appendPending(ctx context.Context, reqs <-chan pendingProduce,
 			continue
 		}
 		for _, g := range group {
-			acks <- produceAck{offset: base, count: uint32(len(g.values)), bytes: g.bytes}
+			acks <- produceAck{offset: base, count: uint32(len(g.values)), cost: g.cost()}
 			base += uint64(len(g.values))
 		}
 		clear(values) // drop references to request buffers
