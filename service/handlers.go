@@ -49,31 +49,21 @@ func (s *Service) values(records []*logv1.Record) ([][]byte, int, error) {
 // leaderFor asks Config.Forward whether an append the log refused with err
 // should go to the leader instead.
 func (s *Service) leaderFor(err error) (logv1connect.LogServiceClient, bool) {
-	if s.forward == nil {
+	if s.forward == nil || err == nil {
 		return nil, false
 	}
 	return s.forward(err)
 }
 
-// appendBatch appends values (size bytes) to the log, or forwards them to
-// the leader when the log refuses them because another node leads.
-func (s *Service) appendBatch(ctx context.Context, values [][]byte, size int) (uint64, error) {
-	base, err := s.log.AppendBatch(context.WithoutCancel(ctx), values)
-	if err == nil {
-		s.metrics.appended(len(values), size)
-		return base, nil
-	}
-	leader, ok := s.leaderFor(err)
-	if !ok {
-		return 0, err
-	}
+// forwardBatch sends values to the leader as one ProduceBatch.
+func forwardBatch(ctx context.Context, leader logv1connect.LogServiceClient, values [][]byte) (uint64, error) {
 	records := make([]*logv1.Record, len(values))
 	for i, v := range values {
 		records[i] = &logv1.Record{Value: v}
 	}
-	resp, ferr := leader.ProduceBatch(ctx, &logv1.ProduceBatchRequest{Records: records})
-	if ferr != nil {
-		return 0, ferr
+	resp, err := leader.ProduceBatch(ctx, &logv1.ProduceBatchRequest{Records: records})
+	if err != nil {
+		return 0, err
 	}
 	if int(resp.GetCount()) != len(values) {
 		return 0, fmt.Errorf("service: the leader appended %d of %d records", resp.GetCount(), len(values))

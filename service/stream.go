@@ -431,14 +431,27 @@ func (s *Service) appendPending(ctx context.Context, reqs <-chan pendingProduce,
 		// Not cancelled with the stream: a started write completes, and
 		// on shutdown in-flight requests are still acknowledged. (A
 		// forwarded write is cancelled with it: the leader decides.)
-		base, err := s.appendBatch(ctx, values, size)
-		if err != nil {
+		base, err := s.log.AppendBatch(context.WithoutCancel(ctx), values)
+		switch leader, forward := s.leaderFor(err); {
+		case err == nil:
+			s.metrics.appended(len(values), size)
+			for _, g := range group {
+				acks <- produceAck{offset: base, count: uint32(len(g.values)), cost: g.cost()}
+				base += uint64(len(g.values))
+			}
+		case forward:
+			// One request at a time: each fits the leader's message
+			// limit, and the leader's offsets need not be contiguous.
+			for _, g := range group {
+				base, err := forwardBatch(ctx, leader, g.values)
+				if err != nil {
+					fail(err)
+					break
+				}
+				acks <- produceAck{offset: base, count: uint32(len(g.values)), cost: g.cost()}
+			}
+		default:
 			fail(err)
-			continue
-		}
-		for _, g := range group {
-			acks <- produceAck{offset: base, count: uint32(len(g.values)), cost: g.cost()}
-			base += uint64(len(g.values))
 		}
 		clear(values) // drop references to request buffers
 	}
