@@ -404,7 +404,8 @@ func (l *Log) Servers() ([]Server, error) {
 }
 
 // Join adds a voter (membership calls it for every member it sees). It is
-// idempotent; a member that comes back with a new address is re-added. On a
+// idempotent; a member that comes back at a new address gets its address
+// updated. On a
 // follower it returns ErrNotLeader (also raft.ErrNotLeader), which
 // membership ignores: the leader handles the same event.
 func (l *Log) Join(id, addr string) error {
@@ -420,7 +421,10 @@ func (l *Log) Join(id, addr string) error {
 		if sameID && sameAddr {
 			return nil
 		}
-		if sameID || sameAddr {
+		// Same ID at a new address: AddVoter below updates the address in
+		// place (removing it first would shut the node's raft down). Another
+		// ID at this address: that node is gone and this one replaced it.
+		if sameAddr {
 			if err := l.raft.RemoveServer(s.ID, 0, 0).Error(); err != nil {
 				return fmt.Errorf("cluster: join %s: remove stale %s: %w", id, s.ID, l.mapRaftErr(err))
 			}

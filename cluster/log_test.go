@@ -426,3 +426,35 @@ func TestFollowerTailAcrossSnapshotInstall(t *testing.T) {
 	waitApplied(t, target, nodes...)
 	sameLogs(t, nodes...)
 }
+
+// TestRejoinAtNewAddress restarts a follower on another port: Join updates
+// its address and it catches up.
+func TestRejoinAtNewAddress(t *testing.T) {
+	p := newTestPKI(t)
+	nodes := p.startCluster(t, 3)
+	appendTo(t, nodes, batch("a", 10))
+	leader := waitLeader(t, nodes...)
+	var f *node
+	for _, n := range nodes {
+		if n != leader {
+			f = n
+			break
+		}
+	}
+	f.stop(t)
+	moved := p.startNode(t, f.id, f.dir, "", false)
+	*f = *moved
+	if err := leader.log.Join(f.id, f.port.addr); err != nil {
+		t.Fatal(err)
+	}
+	end := appendTo(t, nodes, batch("b", 10))
+	waitApplied(t, end+10, nodes...)
+	sameLogs(t, nodes...)
+	servers, err := leader.log.Servers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(servers, func(s cluster.Server) bool { return s.ID == f.id && s.RPCAddr == f.port.addr }) || len(servers) != 3 {
+		t.Fatalf("servers %+v, want %s at %s", servers, f.id, f.port.addr)
+	}
+}
