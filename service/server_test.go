@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"connectrpc.com/connect"
+	"connectrpc.com/grpchealth"
 
 	logv1 "github.com/proglog/proglog/gen/log/v1"
 	"github.com/proglog/proglog/gen/log/v1/logv1connect"
@@ -226,5 +227,23 @@ func TestForwardToLeader(t *testing.T) {
 	asReader.Store(true)
 	if _, err := client.Produce(ctx, &logv1.ProduceRequest{Record: rec("refused")}); codeOf(err) != connect.CodePermissionDenied {
 		t.Fatalf("the leader's refusal: got %v", err)
+	}
+}
+
+// A health watcher (a load balancer draining the node) sees NOT_SERVING
+// when the service is told, and Shutdown ends its stream.
+func TestHealthWatchAcrossShutdown(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	health := grpchealth.NewClient(e.httpClient(idNone, false, nil), e.url, connect.WithGRPC())
+	events := health.Watch(t.Context(), &grpchealth.CheckRequest{Service: logv1connect.LogServiceName})
+	if ev := <-events; ev.Err != nil || ev.Response.Status != grpchealth.StatusServing {
+		t.Fatalf("first event: %+v", ev)
+	}
+	e.svc.SetServing(false)
+	if ev := <-events; ev.Err != nil || ev.Response.Status != grpchealth.StatusNotServing {
+		t.Fatalf("after SetServing(false): %+v", ev)
+	}
+	e.stop() // fails the test if the watch holds Shutdown to its deadline
+	for range events {
 	}
 }
