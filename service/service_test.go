@@ -185,7 +185,28 @@ func TestHTTP1(t *testing.T) {
 			if !cs.Receive() || string(cs.Msg().GetRecord().GetValue()) != "h1" {
 				t.Fatalf("ConsumeStream over HTTP/1.1: %v %v", cs.Msg(), cs.Err())
 			}
+			// Live: the tail waits at the end, then gets new records.
+			if _, err := client.Produce(t.Context(), &logv1.ProduceRequest{Record: rec("live")}); err != nil {
+				t.Fatal(err)
+			}
+			if !cs.Receive() || string(cs.Msg().GetRecord().GetValue()) != "live" {
+				t.Fatalf("live record over HTTP/1.1: %v %v", cs.Msg(), cs.Err())
+			}
 			if err := cs.Close(); err != nil {
+				t.Fatal(err)
+			}
+			// A tail that starts at the end gets its headers at once.
+			tail, err := client.ConsumeStream(t.Context(), &logv1.ConsumeStreamRequest{FromEnd: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := client.Produce(t.Context(), &logv1.ProduceRequest{Record: rec("after")}); err != nil {
+				t.Fatal(err)
+			}
+			if !tail.Receive() || string(tail.Msg().GetRecord().GetValue()) != "after" {
+				t.Fatalf("tail from the end over HTTP/1.1: %v %v", tail.Msg(), tail.Err())
+			}
+			if err := tail.Close(); err != nil {
 				t.Fatal(err)
 			}
 		})
