@@ -16,6 +16,7 @@
 // therefore be idempotent (cluster.Log's are).
 //
 // A node that restarts with the same ID and gossip address rejoins as
-// itself. A node without the cluster's key cannot join: memberlist drops
+// itself, from Config.Join or, with Config.SnapshotPath, from the members
+// Serf remembered. A node without the cluster's key cannot join: memberlist drops
 // its unencrypted or wrongly encrypted messages.
 package membership

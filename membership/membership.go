@@ -35,8 +35,11 @@ type Config struct {
 	GossipAddr string   // host:port to bind for gossip (UDP and TCP); port 0 picks one
 	RPCAddr    string   // the node's TLS port, gossiped as TagRPCAddr
 	Join       []string // gossip addresses of existing members; empty starts alone
-	SecretKey  []byte   // gossip encryption key (16, 24 or 32 bytes); see ParseKey
-	Handler    Handler
+	// SnapshotPath, when set, is a file where Serf keeps the members it
+	// knows; a restarted node rejoins them from it even without Join.
+	SnapshotPath string
+	SecretKey    []byte // gossip encryption key (16, 24 or 32 bytes); see ParseKey
+	Handler      Handler
 	// ReconcileInterval is how often all members are passed to the Handler
 	// again; default 10s.
 	ReconcileInterval time.Duration
@@ -114,6 +117,7 @@ func New(cfg Config) (*Membership, error) {
 		sc.ReapInterval = time.Second
 	}
 	sc.NodeName = cfg.NodeID
+	sc.SnapshotPath = cfg.SnapshotPath
 	sc.Tags = map[string]string{TagRPCAddr: cfg.RPCAddr}
 	sc.EventCh = m.events
 	sc.LogOutput = nil

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -189,4 +190,42 @@ func TestParseKey(t *testing.T) {
 			t.Errorf("ParseKey(%q) = %v, want ok=%v", tt.in, err, tt.ok)
 		}
 	}
+}
+
+// TestRestartRejoinsFromSnapshot restarts a member without any Join
+// addresses: it finds the cluster again from its Serf snapshot.
+func TestRestartRejoinsFromSnapshot(t *testing.T) {
+	key := newKey(t)
+	lead := &recorder{leader: true, members: map[string]string{}}
+	m1 := mustStart(t, "n1", "", key, lead)
+	defer m1.Close()
+	snap := filepath.Join(t.TempDir(), "serf.snapshot")
+	cfg := membership.Config{
+		NodeID: "n2", GossipAddr: "127.0.0.1:0", RPCAddr: "127.0.0.1:10002", Join: []string{m1.GossipAddr()},
+		SecretKey: key, Handler: &recorder{members: map[string]string{}}, SnapshotPath: snap,
+		ReconcileInterval: 200 * time.Millisecond, Local: true, Logger: logger(t),
+	}
+	m2, err := membership.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "n2 to join", func() bool { return len(lead.snapshot()) == 1 })
+	cfg.GossipAddr = m2.GossipAddr()
+	if err := m2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Join = nil
+	m2, err = membership.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m2.Close()
+	eventually(t, "n2 to see n1 again", func() bool {
+		for _, m := range m2.Members() {
+			if m.ID == "n1" && m.Status == "alive" {
+				return true
+			}
+		}
+		return false
+	})
 }
