@@ -8,12 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 
 	"connectrpc.com/connect"
 	"connectrpc.com/grpchealth"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	logv1 "github.com/proglog/proglog/gen/log/v1"
 	"github.com/proglog/proglog/gen/log/v1/logv1connect"
@@ -245,5 +247,21 @@ func TestHealthWatchAcrossShutdown(t *testing.T) {
 	}
 	e.stop() // fails the test if the watch holds Shutdown to its deadline
 	for range events {
+	}
+}
+
+// The open health check does not buffer large requests for anyone.
+func TestHealthRequestLimit(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	client := connect.NewClient[[]byte, []byte](e.httpClient(idNone, false, nil), e.url+"/grpc.health.v1.Health/Check",
+		connect.WithGRPC(), connect.WithCodec(rawCodec{}))
+	// A CheckRequest whose service name is 1 MiB long.
+	big := protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), strings.Repeat("x", 1<<20))
+	if _, err := client.CallUnary(t.Context(), connect.NewRequest(&big)); codeOf(err) != connect.CodeResourceExhausted {
+		t.Fatalf("1 MiB health check: %v", err)
+	}
+	small := protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), "")
+	if _, err := client.CallUnary(t.Context(), connect.NewRequest(&small)); err != nil {
+		t.Fatalf("small health check: %v", err)
 	}
 }

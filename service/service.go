@@ -53,6 +53,9 @@ const (
 	DefaultSlowConsumerTimeout = 30 * time.Second
 )
 
+// smallRequestBytes caps requests to health checks and reflection.
+const smallRequestBytes = 64 << 10
+
 // Config configures a Service. Log and Authorizer are required.
 type Config struct {
 	Log        Log
@@ -193,9 +196,12 @@ func New(cfg Config) (*Service, error) {
 		connect.WithCompressMinBytes(compressMin),
 	))
 	reflector := grpcreflect.NewStaticReflector(logv1connect.LogServiceName, grpchealth.HealthV1ServiceName)
-	mux.Handle(grpcreflect.NewHandlerV1(reflector, interceptors))
-	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, interceptors))
-	mux.Handle(grpchealth.NewHandler(s.health, interceptors))
+	// Their requests are small; without a limit, anyone could make the
+	// open health check buffer an arbitrarily large message.
+	smallRequests := connect.WithReadMaxBytes(smallRequestBytes)
+	mux.Handle(grpcreflect.NewHandlerV1(reflector, interceptors, smallRequests))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, interceptors, smallRequests))
+	mux.Handle(grpchealth.NewHandler(s.health, interceptors, smallRequests))
 	mux.Handle(metricsPath, promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelError),
 	}))
