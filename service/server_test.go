@@ -258,7 +258,7 @@ func TestHealthRequestLimit(t *testing.T) {
 	// A CheckRequest whose service name is 1 MiB long.
 	big := protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), strings.Repeat("x", 1<<20))
 	if _, err := client.CallUnary(t.Context(), connect.NewRequest(&big)); codeOf(err) != connect.CodeResourceExhausted {
-		t.Fatalf("1 MiB health check: %v", err)
+		t.Fatalf("1 MiB health check: code %v, want resource_exhausted", codeOf(err))
 	}
 	small := protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), "")
 	if _, err := client.CallUnary(t.Context(), connect.NewRequest(&small)); err != nil {
