@@ -154,6 +154,10 @@ func (s *Service) authenticate(next http.Handler) http.Handler {
 			http.Error(w, err.Error(), status)
 			return
 		}
+		if action == "" && rpc {
+			// Open to anyone: no one gets to make it buffer a large body.
+			r.Body = http.MaxBytesReader(w, r.Body, smallRequestBytes)
+		}
 		ctrl := requestControls{rc: http.NewResponseController(w)}
 		if r.ProtoMajor == 2 {
 			// HTTP/2 request bodies may be closed while another goroutine

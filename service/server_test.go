@@ -265,3 +265,21 @@ func TestHealthRequestLimit(t *testing.T) {
 		t.Fatalf("small health check: %v", err)
 	}
 }
+
+// WhoAmI is open to anyone, so its requests are capped small too.
+func TestOpenRPCRequestLimit(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	for _, proto := range protocols {
+		opts := append([]connect.ClientOption{connect.WithCodec(rawCodec{})}, proto.opts...)
+		client := connect.NewClient[[]byte, []byte](e.httpClient(idNone, false, nil), e.url+logv1connect.LogServiceWhoAmIProcedure, opts...)
+		// A WhoAmIRequest with a 1 MiB unknown field.
+		big := protowire.AppendBytes(protowire.AppendTag(nil, 99, protowire.BytesType), make([]byte, 1<<20))
+		if _, err := client.CallUnary(t.Context(), connect.NewRequest(&big)); codeOf(err) != connect.CodeResourceExhausted {
+			t.Fatalf("%s: 1 MiB WhoAmI: code %v, want resource_exhausted", proto.name, codeOf(err))
+		}
+		small := []byte{}
+		if _, err := client.CallUnary(t.Context(), connect.NewRequest(&small)); err != nil {
+			t.Fatalf("%s: WhoAmI: %v", proto.name, err)
+		}
+	}
+}

@@ -53,7 +53,8 @@ const (
 	DefaultSlowConsumerTimeout = 30 * time.Second
 )
 
-// smallRequestBytes caps requests to health checks and reflection.
+// smallRequestBytes caps requests to health checks, reflection and the
+// other RPCs open to anyone (WhoAmI).
 const smallRequestBytes = 64 << 10
 
 // Config configures a Service. Log and Authorizer are required.
