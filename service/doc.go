@@ -16,7 +16,8 @@
 //	/log.v1.LogService/WhoAmI, /grpc.health.v1.Health/*, the dashboard at /   open
 //
 // Health stays open so load balancers and Kubernetes probes need no
-// certificate. Reflection and metrics describe the server to whoever asks,
+// certificate; requests to open RPCs (and to reflection) are capped at
+// 64 KiB, so anonymous callers cannot make the server buffer much. Reflection and metrics describe the server to whoever asks,
 // so they need "admin": a Prometheus scraper gets its own certificate and a
 // rule such as "p, prometheus, *, admin". A refused anonymous caller gets
 // Unauthenticated, a refused authenticated one PermissionDenied, both with
