@@ -129,6 +129,9 @@ func New(cfg Config) (_ *Log, err error) {
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.NodeID)
 	rc.Logger = newHCLogger(l.logger, "raft")
+	// A removed node keeps running (as a non-voter of nothing) so Join can
+	// re-add it, e.g. after it moved to a new address.
+	rc.ShutdownOnRemove = false
 	// BatchApplyCh stays off: futures left in its buffer at shutdown are never
 	// answered. The leader loop groups waiting applies into one write anyway.
 	setIf(&rc.HeartbeatTimeout, cfg.HeartbeatTimeout)
@@ -404,8 +407,8 @@ func (l *Log) Servers() ([]Server, error) {
 }
 
 // Join adds a voter (membership calls it for every member it sees). It is
-// idempotent; a member that comes back at a new address gets its address
-// updated. On a
+// idempotent; a member that comes back at a new address is removed and
+// added again with it. On a
 // follower it returns ErrNotLeader (also raft.ErrNotLeader), which
 // membership ignores: the leader handles the same event.
 func (l *Log) Join(id, addr string) error {
@@ -421,10 +424,12 @@ func (l *Log) Join(id, addr string) error {
 		if sameID && sameAddr {
 			return nil
 		}
-		// Same ID at a new address: AddVoter below updates the address in
-		// place (removing it first would shut the node's raft down). Another
+		// Same ID at a new address: remove it and add it again. (AddVoter
+		// alone would update the address in place, but hashicorp/raft v1.8.0
+		// then races with its own replication goroutine; with
+		// ShutdownOnRemove off the node survives the short removal.) Another
 		// ID at this address: that node is gone and this one replaced it.
-		if sameAddr {
+		if sameID || sameAddr {
 			if err := l.raft.RemoveServer(s.ID, 0, 0).Error(); err != nil {
 				return fmt.Errorf("cluster: join %s: remove stale %s: %w", id, s.ID, l.mapRaftErr(err))
 			}
