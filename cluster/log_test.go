@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/proglog/proglog/cluster"
+	"github.com/proglog/proglog/logstore"
 )
 
 func TestReplication(t *testing.T) {
@@ -458,3 +459,17 @@ func TestRejoinAtNewAddress(t *testing.T) {
 		t.Fatalf("servers %+v, want %s at %s", servers, f.id, f.port.addr)
 	}
 }
+
+// serviceLog mirrors service.Log from contracts.md; *cluster.Log must satisfy
+// it (importing service here would tie this package's tests to its state).
+type serviceLog interface {
+	Append(ctx context.Context, value []byte) (uint64, error)
+	AppendBatch(ctx context.Context, values [][]byte) (uint64, error)
+	Read(offset uint64) (logstore.Record, error)
+	ReadBatch(offset uint64, maxRecords, maxBytes int, dst []logstore.Record) ([]logstore.Record, error)
+	Bounds() (lowest, next uint64)
+	Wait(ctx context.Context, offset uint64) error
+	Stats() logstore.Stats
+}
+
+var _ serviceLog = (*cluster.Log)(nil)
