@@ -488,6 +488,19 @@ func (l *Log) Leader() (id, addr string) {
 	return string(i), string(a)
 }
 
+// TransferLeadership hands leadership to the most up-to-date follower, for
+// a graceful shutdown: writes pause for one round trip instead of an
+// election timeout. On a follower it returns ErrNotLeader.
+func (l *Log) TransferLeadership() error {
+	if l.raft.State() != raft.Leader {
+		return l.notLeader()
+	}
+	if err := l.raft.LeadershipTransfer().Error(); err != nil {
+		return fmt.Errorf("cluster: transfer leadership: %w", l.mapRaftErr(err))
+	}
+	return nil
+}
+
 // Snapshot makes Raft take a snapshot now (and compact its log).
 func (l *Log) Snapshot() error {
 	if err := l.raft.Snapshot().Error(); err != nil {

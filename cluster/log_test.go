@@ -473,3 +473,27 @@ type serviceLog interface {
 }
 
 var _ serviceLog = (*cluster.Log)(nil)
+
+func TestTransferLeadership(t *testing.T) {
+	p := newTestPKI(t)
+	nodes := p.startCluster(t, 3)
+	appendTo(t, nodes, batch("a", 5))
+	old := waitLeader(t, nodes...)
+	if err := old.log.TransferLeadership(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		for _, n := range nodes {
+			if n != old && n.log.IsLeader() {
+				return true
+			}
+		}
+		return false
+	})
+	if err := old.log.TransferLeadership(); !errors.Is(err, cluster.ErrNotLeader) {
+		t.Fatalf("transfer on a follower: %v, want ErrNotLeader", err)
+	}
+	end := appendTo(t, nodes, batch("b", 5))
+	waitApplied(t, end+5, nodes...)
+	sameLogs(t, nodes...)
+}
