@@ -167,8 +167,11 @@ func readSnapHeader(r io.Reader) (snapHeader, error) {
 	if [8]byte(b[:8]) != snapMagic {
 		return snapHeader{}, fmt.Errorf("%w: snapshot header: bad magic %q", logstore.ErrCorrupt, b[:8])
 	}
-	if crc32.Checksum(b[:24], castagnoli) != binary.LittleEndian.Uint32(b[24:]) {
+	if crc32.Checksum(b[:24], castagnoli) != binary.LittleEndian.Uint32(b[24:28]) {
 		return snapHeader{}, fmt.Errorf("%w: snapshot header: crc mismatch", logstore.ErrCorrupt)
+	}
+	if binary.LittleEndian.Uint32(b[28:]) != 0 {
+		return snapHeader{}, fmt.Errorf("%w: snapshot header: reserved bytes not zero", logstore.ErrCorrupt)
 	}
 	return snapHeader{next: binary.LittleEndian.Uint64(b[8:]), lowest: binary.LittleEndian.Uint64(b[16:])}, nil
 }
