@@ -52,10 +52,10 @@ func TestRepeatedLeaderCrashes(t *testing.T) {
 	for round := range 5 {
 		waitFor(t, func() bool { return h.ackedCount() >= 40*(round+1) })
 		leader := waitLeader(t, nodes...)
-		before := h.ackedCount()
-		killed := time.Now()
+		killed, killedAt := time.Now(), h.now()
 		leader.stop(t)
-		waitFor(t, func() bool { return h.ackedCount() > before })
+		// The first write sent after the crash and acknowledged.
+		waitFor(t, func() bool { return h.ackedSince(killedAt) })
 		failovers = append(failovers, time.Since(killed))
 		back := p.startNode(t, leader.id, leader.dir, leader.port.addr, false, defaults)
 		*leader = *back

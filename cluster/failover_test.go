@@ -77,6 +77,18 @@ func (h *history) add(op porcupine.Operation) {
 	}
 }
 
+// ackedSince reports whether a produce called at or after t was acknowledged.
+func (h *history) ackedSince(t int64) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, op := range h.ops {
+		if out, ok := op.Output.(produceOut); ok && !out.unknown && op.Call >= t {
+			return true
+		}
+	}
+	return false
+}
+
 func (h *history) ackedCount() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
