@@ -83,7 +83,10 @@
 // behind the leader's compacted Raft log receives it through
 // InstallSnapshot, and logstore.Restore writes it into a fresh directory
 // (verifying every frame's CRC), swaps it into place and the store is
-// reopened. Retention deletes store segments only; Raft's log is compacted
+// reopened. (raft-wal compacts whole segments only, so entries of a segment
+// still in use stay readable after a snapshot and a follower just behind
+// gets them instead of a snapshot; Config.RaftSegmentBytes sets the size.)
+// Retention deletes store segments only; Raft's log is compacted
 // by its own snapshots (SnapshotThreshold, TrailingLogs), so retention
 // never removes an entry Raft still needs. A snapshot taken after retention
 // carries only the retained segments, and a restored node starts at the
