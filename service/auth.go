@@ -2,9 +2,11 @@ package service
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"net/http"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -78,10 +80,18 @@ func procedureLabel(urlPath string) string {
 	return "other"
 }
 
+// ForwardedHeader marks an append a follower forwards to the leader; its
+// value names the forwarding node (for the leader's logs). It grants rights
+// only together with a node certificate: see peerForward.
+const ForwardedHeader = "Proglog-Forwarded-By"
+
 // identity is who made a request, as the middleware established it.
 type identity struct {
 	subject       string
 	authenticated bool
+	// forwarded: a peer node forwarded this append (a node certificate and
+	// ForwardedHeader). It may produce, and is never forwarded again.
+	forwarded bool
 }
 
 // requestControls lets a handler reach the HTTP exchange under its stream:
@@ -117,11 +127,37 @@ func identify(r *http.Request) identity {
 	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
 		return identity{subject: Anonymous}
 	}
-	cn := r.TLS.VerifiedChains[0][0].Subject.CommonName
+	leaf := r.TLS.VerifiedChains[0][0]
+	cn := leaf.Subject.CommonName
 	if cn == "" || cn == Anonymous {
 		return identity{subject: Anonymous}
 	}
-	return identity{subject: cn, authenticated: true}
+	return identity{subject: cn, authenticated: true, forwarded: peerForward(leaf, r.Header)}
+}
+
+// peerForward reports whether a request is an append another node of the
+// cluster forwards: it carries ForwardedHeader and its verified certificate
+// may authenticate a server. Node certificates (pki.IssueServer) have
+// server-auth usage and chain to the cluster's CA; user certificates
+// (pki.IssueClient) have client-auth usage only, so a user who sends the
+// header gains nothing. The forwarding follower already checked the
+// original caller's right to produce.
+func peerForward(leaf *x509.Certificate, h http.Header) bool {
+	return h.Get(ForwardedHeader) != "" && slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageServerAuth)
+}
+
+// allowed applies the ACL, with the one exception of forwarded appends.
+func (s *Service) allowed(id identity, action string) bool {
+	if id.forwarded && action == ActionProduce {
+		return true
+	}
+	return s.authz.Allowed(id.subject, action)
+}
+
+// isForwarded reports whether ctx belongs to an append a peer forwarded.
+func isForwarded(ctx context.Context) bool {
+	id, _ := ctx.Value(identityKey{}).(identity)
+	return id.forwarded
 }
 
 // authenticate establishes the caller's identity and checks the ACL by URL
@@ -132,7 +168,7 @@ func (s *Service) authenticate(next http.Handler) http.Handler {
 		start := time.Now()
 		id := identify(r)
 		action, rpc := actionFor(r.URL.Path)
-		if action != "" && !s.authz.Allowed(id.subject, action) {
+		if action != "" && !s.allowed(id, action) {
 			code := connect.CodePermissionDenied
 			if !id.authenticated {
 				code = connect.CodeUnauthenticated

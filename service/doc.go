@@ -56,7 +56,27 @@
 // GetServers, Config.Forward sends appends a follower refuses to the
 // leader (Produce, ProduceBatch and each ProduceStream group), and
 // ServerConfig.Handoffs hands TLS connections that negotiated another ALPN
-// protocol ("proglog-raft") to their owner, on the same port.
+// protocol ("proglog-raft") to their owner, on the same port. A Forwarder
+// is the Config.Forward of a cluster.Log: it forwards the appends refused
+// with a *cluster.NotLeaderError that names a leader, over one cached
+// client per leader address, presenting the node's own certificate.
+//
+// Forwarded appends are authorized as peers: the follower has already
+// checked the original caller's right to produce, so the leader lets a
+// request produce, without an ACL line, when it carries ForwardedHeader
+// AND its verified client certificate may authenticate a server
+// (x509.ExtKeyUsageServerAuth). Node certificates from the cluster's CA
+// (pki IssueServer) have that usage; user certificates (IssueClient) have
+// client-auth only, so a user who sends the header gets no extra right.
+// A peer gets nothing but produce this way, and its appends are never
+// forwarded a second time: a node that lost leadership meanwhile answers
+// Unavailable and the first node's client retries.
+//
+// Cluster errors are Unavailable, so clients retry: no leader known
+// (an election), a Raft queue timeout, a closed node, a node whose copy
+// failed to apply. cluster.ErrUnknownOutcome is Unavailable too, with a
+// message saying the write may or may not have been committed and a retry
+// may duplicate it.
 //
 // # Shutdown
 //

@@ -7,6 +7,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/proglog/proglog/cluster"
 	"github.com/proglog/proglog/logstore"
 )
 
@@ -43,6 +44,18 @@ func toConnect(ctx context.Context, err error) error {
 	case errors.Is(err, logstore.ErrFailed):
 		// The log refuses writes until it is reopened: another node (or
 		// this one after a restart) may take them, so Unavailable.
+		return connect.NewError(connect.CodeUnavailable, err)
+	case errors.Is(err, cluster.ErrUnknownOutcome):
+		// Unavailable so clients retry, but say that a retry may write
+		// the records twice.
+		return connect.NewError(connect.CodeUnavailable, fmt.Errorf(
+			"the write may or may not have been committed (leadership changed or it timed out while replicating); a retry may duplicate it: %w", err))
+	case errors.Is(err, cluster.ErrNotLeader):
+		// Reached only when the append could not be forwarded: no leader
+		// is known (an election is under way), or the request was already
+		// forwarded once. Nothing was written; a retry is safe.
+		return connect.NewError(connect.CodeUnavailable, err)
+	case errors.Is(err, cluster.ErrTimeout), errors.Is(err, cluster.ErrClosed), errors.Is(err, cluster.ErrApplyFailed):
 		return connect.NewError(connect.CodeUnavailable, err)
 	case errors.Is(err, errSlowConsumer):
 		return connect.NewError(connect.CodeResourceExhausted, err)

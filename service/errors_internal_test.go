@@ -9,6 +9,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/proglog/proglog/cluster"
 	"github.com/proglog/proglog/logstore"
 )
 
@@ -32,6 +33,12 @@ func TestToConnect(t *testing.T) {
 		{"client left", context.Background(), context.Canceled, connect.CodeCanceled, ""},
 		{"client deadline", context.Background(), context.DeadlineExceeded, connect.CodeDeadlineExceeded, ""},
 		{"shutdown", shutdownCtx, context.Canceled, connect.CodeUnavailable, "shutting down"},
+		{"unknown outcome", nil, fmt.Errorf("append: %w", cluster.ErrUnknownOutcome), connect.CodeUnavailable, "may or may not have been committed"},
+		{"no leader known", nil, &cluster.NotLeaderError{}, connect.CodeUnavailable, "no leader is known"},
+		{"leader known but not forwarded", nil, &cluster.NotLeaderError{LeaderID: "b", LeaderAddr: "10.0.0.2:8400"}, connect.CodeUnavailable, "10.0.0.2:8400"},
+		{"raft queue timeout", nil, cluster.ErrTimeout, connect.CodeUnavailable, "timed out"},
+		{"cluster closed", nil, cluster.ErrClosed, connect.CodeUnavailable, "closed"},
+		{"apply failed", nil, fmt.Errorf("%w: disk full", cluster.ErrApplyFailed), connect.CodeUnavailable, "disk full"},
 		{"slow consumer", nil, errSlowConsumer, connect.CodeResourceExhausted, "slow consumer"},
 		{"connect error kept", nil, connect.NewError(connect.CodeAborted, errors.New("x")), connect.CodeAborted, ""},
 		{"anything else", nil, errors.New("boom"), connect.CodeInternal, "boom"},

@@ -47,9 +47,11 @@ func (s *Service) values(records []*logv1.Record) ([][]byte, int, error) {
 }
 
 // leaderFor asks Config.Forward whether an append the log refused with err
-// should go to the leader instead.
-func (s *Service) leaderFor(err error) (logv1connect.LogServiceClient, bool) {
-	if s.forward == nil || err == nil {
+// should go to the leader instead. An append a peer already forwarded is
+// not forwarded again: leadership moved meanwhile, and the first node's
+// client retries, instead of the request hopping between stale views.
+func (s *Service) leaderFor(ctx context.Context, err error) (logv1connect.LogServiceClient, bool) {
+	if s.forward == nil || err == nil || isForwarded(ctx) {
 		return nil, false
 	}
 	return s.forward(err)
@@ -84,7 +86,7 @@ func (s *Service) Produce(ctx context.Context, req *logv1.ProduceRequest) (*logv
 	}
 	off, err := s.log.Append(context.WithoutCancel(ctx), value)
 	if err != nil {
-		if leader, ok := s.leaderFor(err); ok {
+		if leader, ok := s.leaderFor(ctx, err); ok {
 			return leader.Produce(ctx, req)
 		}
 		return nil, toConnect(ctx, err)
@@ -101,7 +103,7 @@ func (s *Service) ProduceBatch(ctx context.Context, req *logv1.ProduceBatchReque
 	}
 	base, err := s.log.AppendBatch(context.WithoutCancel(ctx), values)
 	if err != nil {
-		if leader, ok := s.leaderFor(err); ok {
+		if leader, ok := s.leaderFor(ctx, err); ok {
 			return leader.ProduceBatch(ctx, req)
 		}
 		return nil, toConnect(ctx, err)

@@ -72,8 +72,9 @@ type Config struct {
 	// returns a client for the leader and the append goes there, its
 	// answer (offsets or error) becoming this call's. ok false fails the
 	// call with err. The leader sees the identity the client presents
-	// (the forwarding node's), not the original caller's, so its ACL must
-	// let nodes produce; this node has already checked the caller.
+	// (the forwarding node's), not the original caller's; this node has
+	// already checked the caller. A Forwarder marks its requests so the
+	// leader lets a peer node produce without an ACL line (see doc.go).
 	Forward func(err error) (leader logv1connect.LogServiceClient, ok bool)
 	// MaxRecordBytes caps one record's value; larger ones fail with
 	// InvalidArgument before they reach the log. Default 1 MiB.

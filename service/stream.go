@@ -432,7 +432,7 @@ func (s *Service) appendPending(ctx context.Context, reqs <-chan pendingProduce,
 		// on shutdown in-flight requests are still acknowledged. (A
 		// forwarded write is cancelled with it: the leader decides.)
 		base, err := s.log.AppendBatch(context.WithoutCancel(ctx), values)
-		switch leader, forward := s.leaderFor(err); {
+		switch leader, forward := s.leaderFor(ctx, err); {
 		case err == nil:
 			s.metrics.appended(len(values), size)
 			for _, g := range group {
