@@ -1,0 +1,68 @@
+// Package client is a Go client for a proglog cluster: it finds the servers,
+// sends appends to the leader, spreads reads over the other nodes and follows
+// leadership changes.
+//
+// # Discovery
+//
+// New asks the seed addresses for GetServers and keeps the answer: which node
+// leads and which follow. It asks again every Config.RefreshInterval and after
+// any failure that suggests the picture changed (a refused connection, a
+// node that says it does not lead). Each refresh tries the known servers
+// first and then the seeds, so the client survives the loss of every seed as
+// long as it learned about the other nodes. A subject whose certificate may
+// produce but not consume cannot call GetServers; the client then treats the
+// seeds as servers of unknown role and lets them forward appends to the
+// leader.
+//
+// # Where calls go
+//
+// Produce, ProduceBatch and Producer streams go to the leader (to any server
+// while no leader is known: a follower forwards appends to the leader).
+// Consume and Tail go round robin over the followers, or to the leader when it
+// is alone. A read a follower answers with "past the end of the log" is asked
+// of the leader once: a follower may lag the leader by a few records, and the
+// leader answers for records the caller has just produced.
+//
+// # What is retried
+//
+// Attempts are spaced by exponential backoff with jitter (Config.Backoff:
+// each wait is drawn between half and all of min(Max, Initial·2^n)) and
+// capped by Config.Retries; ctx bounds them all.
+//
+// Appends (Produce, ProduceBatch) are retried only when they certainly did not
+// happen:
+//
+//   - the connection to the server could not be opened (a dial error such
+//     as "connection refused": nothing was sent);
+//   - the server answered, whatever the code, with a message saying it is
+//     not the leader or that no leader is known ("not the leader",
+//     "no leader"), that the entry could not even be queued ("timed out
+//     queueing"), or that forwarding to the leader found no listener
+//     ("connection refused"): the append was refused before it reached a
+//     leader's log.
+//
+// Any other failure after the request may have left the client is reported
+// as ErrUnknownOutcome wrapping the cause, and never retried: the record may
+// or may not be in the log, and only the caller can decide whether a
+// duplicate is acceptable. That covers a connection lost mid-request, ctx
+// ending while the request was out, a server message saying the outcome is
+// unknown, and Unavailable, Internal, Unknown, DataLoss, Aborted and
+// DeadlineExceeded answers. Answers that reject the request before any write
+// (InvalidArgument, ResourceExhausted, PermissionDenied, Unauthenticated,
+// FailedPrecondition, OutOfRange, Unimplemented, NotFound, AlreadyExists)
+// are returned as they are.
+//
+// Reads (Consume, Tail, Servers) have no side effects and are retried, on
+// another server when there is one, after a dial error, a lost connection,
+// Unavailable, Aborted, ResourceExhausted (a tail the server dropped as a
+// slow consumer), Unknown or Internal, and a "past the end" OutOfRange from a
+// node that may lag. Tail resumes from the offset after the last record it
+// delivered, so the callback sees every record once, in order, across
+// reconnects.
+//
+// # Transport
+//
+// Calls use the generated Connect client over HTTP/2: TLS (with ALPN h2)
+// when Config.TLS is set, prior-knowledge HTTP/2 over plaintext otherwise.
+// Config.Protocol picks the Connect, gRPC or gRPC-Web wire protocol.
+package client

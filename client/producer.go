@@ -1,0 +1,233 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"connectrpc.com/connect"
+
+	logv1 "github.com/proglog/proglog/gen/log/v1"
+)
+
+// DefaultProducerWindow is how many requests a Producer keeps unacknowledged
+// by default, the server's own pipeline depth.
+const DefaultProducerWindow = 128
+
+// Producer appends records over a ProduceStream to the leader, pipelined:
+// Send returns once the request is on its way, and its Ack completes when the
+// server acknowledges it (durably). Requests are acknowledged in order.
+//
+// A Producer does not retry. When its stream breaks, every request sent and
+// not yet acknowledged fails: with the dial error itself when the stream never
+// connected (nothing was appended), with ErrUnknownOutcome otherwise. The next
+// Send opens a new stream to the leader as the client knows it then. Send and
+// Close may be called from several goroutines.
+type Producer struct {
+	c      *Client
+	ctx    context.Context // ends the streams: the Producer's ctx, or Client.Close
+	cancel context.CancelFunc
+	stop   func() bool   // detaches ctx from the client's
+	window chan struct{} // one token per unacknowledged request
+
+	mu      sync.Mutex // guards cur, closed and every stream's pending queue; held across stream.Send to keep requests in order
+	cur     *producerStream
+	closed  bool
+	streams sync.WaitGroup // the receivers
+}
+
+// producerStream is one ProduceStream and the requests awaiting its acks.
+type producerStream struct {
+	addr    string
+	gen     uint64
+	stream  *connect.BidiStreamForClientSimple[logv1.ProduceStreamRequest, logv1.ProduceStreamResponse]
+	cancel  context.CancelFunc
+	pending []*Ack // guarded by Producer.mu; acks arrive in this order
+	broken  bool   // guarded by Producer.mu; the receiver has failed pending
+}
+
+// Ack is the outcome of one Producer.Send.
+type Ack struct {
+	done  chan struct{}
+	count int
+	base  uint64
+	err   error
+}
+
+// Done is closed once the outcome is known.
+func (a *Ack) Done() <-chan struct{} { return a.done }
+
+// Wait returns the offset of the request's first record (the others follow
+// it) once the server acknowledged it, or the failure.
+func (a *Ack) Wait(ctx context.Context) (uint64, error) {
+	select {
+	case <-a.done:
+		return a.base, a.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+// NewProducer starts a Producer; its streams end when ctx ends, Close is
+// called, or the Client closes. window caps the unacknowledged requests
+// (0 means DefaultProducerWindow).
+func (c *Client) NewProducer(ctx context.Context, window int) (*Producer, error) {
+	if c.closed.Load() {
+		return nil, ErrClosed
+	}
+	if window <= 0 {
+		window = DefaultProducerWindow
+	}
+	p := &Producer{c: c, window: make(chan struct{}, window)}
+	p.ctx, p.cancel = context.WithCancel(ctx)
+	p.stop = context.AfterFunc(c.ctx, p.cancel)
+	return p, nil
+}
+
+// Send queues values as one request (one durable write on the server). It
+// blocks while the window is full. An error from Send means the request was
+// not sent; the Ack reports everything else.
+func (p *Producer) Send(ctx context.Context, values ...[]byte) (*Ack, error) {
+	if len(values) == 0 {
+		return nil, errors.New("client: Send needs at least one value")
+	}
+	select {
+	case p.window <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-p.ctx.Done():
+		return nil, ErrClosed
+	}
+	req := &logv1.ProduceStreamRequest{}
+	if len(values) == 1 {
+		req.Record = &logv1.Record{Value: values[0]}
+	} else {
+		req.Records = make([]*logv1.Record, len(values))
+		for i, v := range values {
+			req.Records[i] = &logv1.Record{Value: v}
+		}
+	}
+	ack := &Ack{done: make(chan struct{}), count: len(values)}
+
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || p.ctx.Err() != nil {
+		<-p.window
+		return nil, ErrClosed
+	}
+	if p.cur == nil || p.cur.broken {
+		s, err := p.open()
+		if err != nil {
+			<-p.window
+			return nil, fmt.Errorf("client: opening a ProduceStream: %w", err)
+		}
+		p.cur = s
+	}
+	s := p.cur
+	s.pending = append(s.pending, ack)
+	// A failed Send means the stream is over: the receiver gets the real
+	// error from Receive and fails ack with every other pending request.
+	_ = s.stream.Send(req)
+	return ack, nil
+}
+
+// open starts a stream to the leader and its receiver. Called with p.mu.
+func (p *Producer) open() (*producerStream, error) {
+	addr, gen := p.c.writeTarget()
+	ctx, cancel := context.WithCancel(p.ctx)
+	s := &producerStream{addr: addr, gen: gen, cancel: cancel}
+	stream, err := p.c.client(addr).ProduceStream(ctx)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	s.stream = stream
+	p.streams.Go(func() { p.receive(s) })
+	return s, nil
+}
+
+// receive completes s's acks in order until the stream ends, then fails
+// whatever is still pending.
+func (p *Producer) receive(s *producerStream) {
+	defer s.cancel()
+	var err error
+	for {
+		var resp *logv1.ProduceStreamResponse
+		if resp, err = s.stream.Receive(); err != nil {
+			break
+		}
+		p.mu.Lock()
+		if len(s.pending) == 0 {
+			p.mu.Unlock()
+			err = fmt.Errorf("client: %s acknowledged a request that was never sent", s.addr)
+			break
+		}
+		ack := s.pending[0]
+		s.pending = s.pending[1:]
+		p.mu.Unlock()
+		if int(resp.GetCount()) != ack.count {
+			p.complete(ack, 0, fmt.Errorf("%w: the server reports %d records appended of %d", ErrUnknownOutcome, resp.GetCount(), ack.count))
+			err = errors.New("client: acknowledgement does not match the request")
+			break
+		}
+		p.complete(ack, resp.GetOffset(), nil)
+	}
+	_ = s.stream.CloseResponse()
+	p.mu.Lock()
+	s.broken = true
+	pending := s.pending
+	s.pending = nil
+	p.mu.Unlock()
+	if len(pending) == 0 {
+		return
+	}
+	if errors.Is(err, io.EOF) {
+		err = errors.New("the server ended the stream")
+	}
+	err = fmt.Errorf("client: ProduceStream on %s: %w", s.addr, err)
+	if !notSent(err) {
+		err = fmt.Errorf("%w: %w", ErrUnknownOutcome, err)
+	} else {
+		p.c.afterFailure(p.ctx, s.addr, s.gen, err)
+	}
+	for _, ack := range pending {
+		p.complete(ack, 0, err)
+	}
+}
+
+func (p *Producer) complete(a *Ack, base uint64, err error) {
+	a.base, a.err = base, err
+	close(a.done)
+	<-p.window
+}
+
+// Close sends no more requests, waits until every sent one is acknowledged
+// or failed (or ctx ends, which abandons them as unknown) and stops the
+// Producer.
+func (p *Producer) Close(ctx context.Context) error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	if p.cur != nil && !p.cur.broken {
+		_ = p.cur.stream.CloseRequest()
+	}
+	p.mu.Unlock()
+	done := make(chan struct{})
+	go func() { p.streams.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+		p.cancel()
+		<-done
+	}
+	p.cancel()
+	p.stop()
+	return err
+}
