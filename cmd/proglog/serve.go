@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/proglog/proglog/acl"
+	"github.com/proglog/proglog/cluster"
 	"github.com/proglog/proglog/logstore"
 	"github.com/proglog/proglog/pki"
 	"github.com/proglog/proglog/service"
@@ -43,6 +44,8 @@ type serveFlags struct {
 	retentionAge                   time.Duration
 	aclPoll                        time.Duration
 	shutdownTimeout                time.Duration
+	syncSet                        bool // --sync was given (flag, env or file)
+	cluster                        clusterFlags
 }
 
 func newServeCmd(e *env) *cobra.Command {
@@ -57,6 +60,12 @@ func newServeCmd(e *env) *cobra.Command {
 		Long: `Run a proglog node: one port for gRPC, gRPC-Web and Connect over mutual TLS,
 with gRPC reflection and health, Prometheus metrics at /metrics and the
 dashboard at /.
+
+With --bootstrap (the first node) or --join (the gossip addresses of members)
+the node is a member of a replicated cluster: Raft over the same TLS port,
+Serf gossip on --gossip-addr, encrypted with --gossip-key. Every node needs
+certificates from one CA and a unique --node-id; see the README's "Running a
+cluster". Without them it serves a standalone log.
 
 With no TLS flags and no --insecure, the node runs the quickstart: on first
 start it creates a development CA, a server certificate for localhost and a
@@ -75,6 +84,7 @@ Config file (--config): "name = value" lines with flag names, e.g.
   retention-bytes = 10GiB` + "\n" + exitCodesHelp,
 		Args: wantNoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			sf.syncSet = cmd.Flags().Changed("sync")
 			return serve(cmd.Context(), e, sf)
 		},
 	}
@@ -99,6 +109,7 @@ Config file (--config): "name = value" lines with flag names, e.g.
 	f.DurationVar(&sf.syncInterval, "sync-interval", 100*time.Millisecond, "fsync period with --sync interval")
 	f.Var(&sf.retentionBytes, "retention-bytes", "delete the oldest segments beyond this size (0 = keep all)")
 	f.DurationVar(&sf.retentionAge, "retention-age", 0, "delete segments whose newest record is older (0 = keep all)")
+	sf.cluster.register(f)
 	return cmd
 }
 
@@ -133,13 +144,32 @@ func serve(ctx context.Context, e *env, sf serveFlags) error {
 	}
 	defer ln.Close()
 	addr := ln.Addr().String()
+	restarted, err := hasRaftState(sf.dataDir)
+	if err != nil {
+		return err
+	}
+	cs, err := sf.cluster.resolve(sf.addr, addr, sf.insecure, restarted, os.ReadFile)
+	if err != nil {
+		return err
+	}
+	clustered := sf.cluster.enabled()
+	if !clustered && restarted {
+		return usagef("%s holds the Raft state of a cluster node: start it with the --bootstrap or --join flags it ran with "+
+			"(serving its log standalone would make it diverge from the cluster)", filepath.Join(sf.dataDir, "raft"))
+	}
+	if clustered {
+		addr = cs.advertise
+	}
 
 	quickstart := !sf.insecure && sf.tlsCert == "" && sf.tlsKey == "" && sf.tlsCA == ""
 	aclPath := sf.aclPath
 	if aclPath == "" {
 		aclPath = filepath.Join(sf.dataDir, "acl.csv")
 	}
-	var tlsConfig *tls.Config
+	var (
+		tlsConfig                 *tls.Config
+		certFile, keyFile, caFile string // the node's identity, for dialing peers
+	)
 	switch {
 	case sf.insecure:
 		if sf.tlsCert != "" || sf.tlsKey != "" || sf.tlsCA != "" {
@@ -160,8 +190,9 @@ func serve(ctx context.Context, e *env, sf serveFlags) error {
 		if created || wroteACL {
 			logger.Info("quickstart: created the development identity", "certs", certDir, "acl", aclPath)
 		}
-		if tlsConfig, err = pki.ServerTLSConfig(filepath.Join(certDir, pki.DevServerFile),
-			filepath.Join(certDir, pki.DevServerKeyFile), filepath.Join(certDir, pki.DevCAFile)); err != nil {
+		certFile, keyFile, caFile = filepath.Join(certDir, pki.DevServerFile),
+			filepath.Join(certDir, pki.DevServerKeyFile), filepath.Join(certDir, pki.DevCAFile)
+		if tlsConfig, err = pki.ServerTLSConfig(certFile, keyFile, caFile); err != nil {
 			return err
 		}
 		printQuickstart(e.stderr, addr, sf.dataDir, certDir, created)
@@ -175,6 +206,7 @@ func serve(ctx context.Context, e *env, sf serveFlags) error {
 		if tlsConfig, err = pki.ServerTLSConfig(sf.tlsCert, sf.tlsKey, sf.tlsCA); err != nil {
 			return err
 		}
+		certFile, keyFile, caFile = sf.tlsCert, sf.tlsKey, sf.tlsCA
 	}
 
 	policy, err := acl.NewFile(aclPath, logger)
@@ -198,18 +230,7 @@ func serve(ctx context.Context, e *env, sf serveFlags) error {
 	lcfg.Logger = logger.With("component", "logstore")
 	lcfg.Registerer = reg
 	logDir := filepath.Join(sf.dataDir, "log")
-	l, err := logstore.Open(logDir, lcfg)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err := l.Close(); err != nil {
-			logger.Error("closing the log", "err", err)
-		}
-	}()
-
-	svc, err := service.New(service.Config{
-		Log:                 l,
+	scfg := service.Config{
 		Authorizer:          policy,
 		NodeID:              sf.nodeID,
 		Version:             versionString(),
@@ -221,12 +242,55 @@ func serve(ctx context.Context, e *env, sf serveFlags) error {
 		Logger:              logger,
 		Registerer:          reg,
 		Gatherer:            reg,
-	})
+	}
+	srvCfg := service.ServerConfig{TLS: tlsConfig, Logger: logger}
+	var (
+		member *node
+		ncfg   nodeConfig
+	)
+	if clustered {
+		dial, err := nodeTLS(certFile, keyFile, caFile)
+		if err != nil {
+			return err
+		}
+		ncfg = nodeConfig{id: sf.nodeID, dataDir: sf.dataDir, flags: &sf.cluster, settings: cs, dial: dial,
+			store: lcfg, syncSet: sf.syncSet, logger: logger, reg: reg}
+		if member, err = openNode(ncfg); err != nil {
+			return err
+		}
+		scfg.Log = member.log
+		scfg.Nodes = member.servers
+		scfg.Forward = member.forward.Forward
+		srvCfg.Handoffs = map[string]func(*tls.Conn){cluster.ALPN: member.layer.Handoff}
+	} else {
+		l, err := logstore.Open(logDir, lcfg)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err := l.Close(); err != nil {
+				logger.Error("closing the log", "err", err)
+			}
+		}()
+		scfg.Log = l
+	}
+	closeMember := func(graceful bool) {
+		if member == nil {
+			return
+		}
+		if err := member.close(graceful); err != nil {
+			logger.Error("closing the cluster node", "err", err)
+		}
+		member = nil
+	}
+	defer closeMember(false) // on errors; a graceful shutdown closes it below
+
+	svc, err := service.New(scfg)
 	if err != nil {
 		return err
 	}
-
-	srv := service.NewServer(service.ServerConfig{Handler: svc.Handler(), TLS: tlsConfig, Logger: logger})
+	srvCfg.Handler = svc.Handler()
+	srv := service.NewServer(srvCfg)
 
 	pollCtx, stopPoll := context.WithCancel(context.WithoutCancel(ctx))
 	pollDone := make(chan struct{})
@@ -241,8 +305,19 @@ func serve(ctx context.Context, e *env, sf serveFlags) error {
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
+	if member != nil {
+		// Gossip starts once the port serves Raft: joining makes the
+		// leader add this node and dial it.
+		if err := member.join(ncfg, restarted); err != nil {
+			_ = srv.Shutdown(context.WithoutCancel(ctx))
+			<-serveErr
+			return err
+		}
+		logger.Info("cluster member", "advertise", cs.advertise, "gossip", cs.gossipAddr,
+			"bootstrap", sf.cluster.bootstrap, "join", sf.cluster.join)
+	}
 	logger.Info("serving", "addr", ln.Addr().String(), "tls", tlsConfig != nil, "data", logDir,
-		"acl", aclPath, "sync", syncPolicy.String(), "node", sf.nodeID, "version", versionString())
+		"acl", aclPath, "sync", syncDescription(syncPolicy, clustered, sf.syncSet), "node", sf.nodeID, "cluster", clustered, "version", versionString())
 
 	select {
 	case err := <-serveErr:
@@ -257,6 +332,8 @@ func serve(ctx context.Context, e *env, sf serveFlags) error {
 	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		logger.Error("serve", "err", err)
 	}
+	// Serving stopped: hand leadership over, leave the cluster, stop Raft.
+	closeMember(true)
 	if shutdownErr != nil {
 		return fmt.Errorf("shutdown: %w", shutdownErr)
 	}
@@ -321,3 +398,11 @@ proglog quickstart. %s the development identity in %s
 
 // defaultAddr is where serve listens and the client commands connect by default.
 const defaultAddr = "127.0.0.1:8400"
+
+// syncDescription says what makes an acknowledged record durable.
+func syncDescription(p logstore.SyncPolicy, clustered, set bool) string {
+	if clustered && !set {
+		return "raft log fsynced on a quorum (store: never)"
+	}
+	return p.String()
+}

@@ -1,0 +1,288 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/pflag"
+
+	"github.com/proglog/proglog/cluster"
+	"github.com/proglog/proglog/logstore"
+	"github.com/proglog/proglog/membership"
+	"github.com/proglog/proglog/service"
+)
+
+// defaultGossipPort is the gossip port when --gossip-addr is not given.
+const defaultGossipPort = "8401"
+
+// clusterFlags are serve's replication flags. Cluster mode is on with
+// --bootstrap or --join; without them serve runs a standalone log.
+type clusterFlags struct {
+	bootstrap     bool
+	join          []string
+	gossipAddr    string
+	gossipKey     string
+	gossipKeyFile string
+	advertiseAddr string
+	raftTimeout   time.Duration
+}
+
+func (c *clusterFlags) register(f *pflag.FlagSet) {
+	f.BoolVar(&c.bootstrap, "bootstrap", false, "start a new cluster with this node as its first member (first start of the first node only; ignored once it has Raft state)")
+	f.StringSliceVar(&c.join, "join", nil, "gossip addresses (host:port) of existing cluster members to join (repeat or comma-separate)")
+	f.StringVar(&c.gossipAddr, "gossip-addr", "", "address for cluster gossip, UDP and TCP (default: the host of --addr, port "+defaultGossipPort+")")
+	f.StringVar(&c.gossipKey, "gossip-key", "", "cluster gossip encryption key, base64 of 32 bytes (make one: openssl rand -base64 32)")
+	f.StringVar(&c.gossipKeyFile, "gossip-key-file", "", "file holding the base64 gossip key")
+	f.StringVar(&c.advertiseAddr, "advertise-addr", "", "address (host:port) other nodes and clients reach this node's TLS port at (default: the listen address)")
+	f.DurationVar(&c.raftTimeout, "raft-timeout", time.Second, "Raft heartbeat and election timeout: a dead leader is replaced after about this long")
+}
+
+func (c *clusterFlags) enabled() bool { return c.bootstrap || len(c.join) > 0 }
+
+// clusterSettings are the checked cluster flags.
+type clusterSettings struct {
+	gossipAddr string
+	advertise  string
+	key        []byte
+}
+
+// resolve checks the cluster flags against each other. addr is --addr as
+// given; listened is the address the listener got (port 0 resolved);
+// restarted says the data dir already has Raft state.
+func (c *clusterFlags) resolve(addr, listened string, insecure, restarted bool, readFile func(string) ([]byte, error)) (clusterSettings, error) {
+	var s clusterSettings
+	if !c.enabled() {
+		if c.gossipAddr != "" || c.gossipKey != "" || c.gossipKeyFile != "" || c.advertiseAddr != "" {
+			return s, usagef("--gossip-addr, --gossip-key, --gossip-key-file and --advertise-addr only apply to a cluster node: add --bootstrap (first node) or --join")
+		}
+		return s, nil
+	}
+	if c.bootstrap && len(c.join) > 0 && !restarted {
+		// Once the node has state --bootstrap is ignored, so the first
+		// node may be restarted with the flags it began with plus --join.
+		return s, usagef("--bootstrap starts a new cluster and --join joins an existing one: give one of them on a node's first start")
+	}
+	if insecure {
+		return s, usagef("a cluster needs TLS (nodes authenticate each other with certificates): drop --insecure")
+	}
+	if c.raftTimeout < 10*time.Millisecond {
+		return s, usagef("--raft-timeout %v is too short", c.raftTimeout)
+	}
+	for _, j := range c.join {
+		if _, _, err := net.SplitHostPort(j); err != nil {
+			return s, usagef("--join %q: want the host:port of a member's gossip address", j)
+		}
+	}
+
+	s.gossipAddr = c.gossipAddr
+	if s.gossipAddr == "" {
+		host, _, _ := net.SplitHostPort(addr)
+		s.gossipAddr = net.JoinHostPort(host, defaultGossipPort)
+	}
+	if _, _, err := net.SplitHostPort(s.gossipAddr); err != nil {
+		return s, usagef("--gossip-addr %q: want host:port", s.gossipAddr)
+	}
+
+	s.advertise = c.advertiseAddr
+	if s.advertise == "" {
+		s.advertise = listened
+	}
+	host, port, err := net.SplitHostPort(s.advertise)
+	if err != nil {
+		return s, usagef("--advertise-addr %q: want host:port", s.advertise)
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) || port == "0" {
+		return s, usagef("other nodes cannot dial %q: set --advertise-addr to the host:port they reach this node at", s.advertise)
+	}
+
+	encoded := c.gossipKey
+	switch {
+	case c.gossipKey != "" && c.gossipKeyFile != "":
+		return s, usagef("give --gossip-key or --gossip-key-file, not both")
+	case c.gossipKeyFile != "":
+		b, err := readFile(c.gossipKeyFile)
+		if err != nil {
+			return s, usagef("--gossip-key-file: %v", err)
+		}
+		encoded = strings.TrimSpace(string(b))
+	case c.gossipKey == "":
+		return s, usagef("a cluster node needs the cluster's gossip key: --gossip-key or --gossip-key-file (make one with: openssl rand -base64 32)")
+	}
+	if s.key, err = membership.ParseKey(encoded); err != nil {
+		return s, usagef("gossip key: %v", err)
+	}
+	return s, nil
+}
+
+// nodeTLS is what a node dials its peers with (Raft and forwarded appends):
+// its own server certificate, which is valid for client authentication,
+// and the cluster's CA.
+func nodeTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
+	if caFile == "" {
+		return nil, usagef("a cluster node needs --tls-ca: nodes verify each other's certificates against it")
+	}
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("node certificate: %w", err)
+	}
+	caPEM, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("cluster CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, fmt.Errorf("cluster CA %s: no certificate found", caFile)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
+}
+
+// hasRaftState reports whether dataDir belongs to a node that has been in
+// a cluster.
+func hasRaftState(dataDir string) (bool, error) {
+	_, err := os.Stat(filepath.Join(dataDir, "raft"))
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	}
+	return false, err
+}
+
+// node is a running cluster member: the replicated log, its gossip agent
+// and the client that forwards appends to the leader.
+type node struct {
+	layer   *cluster.StreamLayer
+	log     *cluster.Log
+	members *membership.Membership
+	forward *service.Forwarder
+	logger  *slog.Logger
+}
+
+type nodeConfig struct {
+	id, dataDir string
+	flags       *clusterFlags
+	settings    clusterSettings
+	dial        *tls.Config
+	store       logstore.Config
+	syncSet     bool
+	logger      *slog.Logger
+	reg         prometheus.Registerer
+}
+
+// openNode starts Raft. Gossip starts later, in join, once the TLS port
+// serves the Raft connections the leader opens when it adds this node.
+func openNode(cfg nodeConfig) (*node, error) {
+	logger := cfg.logger
+	layer, err := cluster.NewStreamLayer(cfg.settings.advertise, cfg.dial, logger.With("component", "raft-stream"))
+	if err != nil {
+		return nil, err
+	}
+	t := cfg.flags.raftTimeout
+	cl, err := cluster.New(cluster.Config{
+		NodeID:             cfg.id,
+		DataDir:            cfg.dataDir,
+		Bootstrap:          cfg.flags.bootstrap,
+		Stream:             layer,
+		Store:              cfg.store,
+		StoreSyncSet:       cfg.syncSet,
+		HeartbeatTimeout:   t,
+		ElectionTimeout:    t,
+		LeaderLeaseTimeout: t / 2,
+		Logger:             logger.With("component", "cluster"),
+		Registerer:         cfg.reg,
+	})
+	if err != nil {
+		layer.Close()
+		if errors.Is(err, cluster.ErrExistingStore) {
+			return nil, fmt.Errorf("%w: %s holds the records of a standalone node; a cluster node starts from an empty log "+
+				"and receives the cluster's records through Raft. Give the cluster node a fresh --data-dir, "+
+				"or keep serving this log standalone (without --bootstrap and --join)", err, filepath.Join(cfg.dataDir, "log"))
+		}
+		return nil, err
+	}
+	fwd, err := service.NewForwarder(cfg.id, cfg.settings.advertise, cfg.dial)
+	if err != nil {
+		cl.Close()
+		return nil, err
+	}
+	return &node{layer: layer, log: cl, forward: fwd, logger: logger}, nil
+}
+
+// join starts gossip. A restarted node whose --join members are all down
+// still starts: it has Raft state, and Serf rejoins the members it
+// remembers in its snapshot as they come back.
+func (n *node) join(cfg nodeConfig, restarted bool) error {
+	mcfg := membership.Config{
+		NodeID:       cfg.id,
+		GossipAddr:   cfg.settings.gossipAddr,
+		RPCAddr:      cfg.settings.advertise,
+		Join:         cfg.flags.join,
+		SnapshotPath: filepath.Join(cfg.dataDir, "serf.snapshot"),
+		SecretKey:    cfg.settings.key,
+		Handler:      n.log,
+		Logger:       cfg.logger.With("component", "membership"),
+	}
+	if restarted && len(mcfg.Join) == 0 {
+		n.logger.Info("no --join: rejoining the members the gossip snapshot remembers; " +
+			"a node stopped gracefully (SIGINT/SIGTERM) has left the cluster and needs --join with a live member's gossip address")
+	}
+	m, err := membership.New(mcfg)
+	if err != nil && restarted && len(mcfg.Join) > 0 {
+		n.logger.Warn("could not reach any --join member; starting from the remembered members", "err", err)
+		mcfg.Join = nil
+		m, err = membership.New(mcfg)
+	}
+	if err != nil {
+		return err
+	}
+	n.members = m
+	return nil
+}
+
+// servers answers GetServers.
+func (n *node) servers() ([]service.Node, error) {
+	servers, err := n.log.Servers()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]service.Node, len(servers))
+	for i, s := range servers {
+		out[i] = service.Node{ID: s.ID, RPCAddr: s.RPCAddr, IsLeader: s.IsLeader}
+	}
+	return out, nil
+}
+
+// close hands leadership over when this node leads, announces the
+// departure (the leader then removes it from Raft) when graceful, and
+// stops Raft. Call it after the server stopped serving.
+func (n *node) close(graceful bool) error {
+	if graceful && n.log.IsLeader() {
+		if err := n.log.TransferLeadership(); err != nil {
+			n.logger.Warn("handing leadership over", "err", err)
+		}
+	}
+	var errs []error
+	switch {
+	case n.members != nil && graceful:
+		// Leave also stops gossip.
+		if err := n.members.Leave(); err != nil {
+			n.logger.Warn("leaving the cluster", "err", err)
+		}
+	case n.members != nil:
+		errs = append(errs, n.members.Close())
+	}
+	n.forward.Close()
+	errs = append(errs, n.log.Close())
+	return errors.Join(errs...)
+}
