@@ -1,0 +1,128 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+const testKey = "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq80=" // 32 bytes
+
+func TestClusterFlagsResolve(t *testing.T) {
+	files := map[string]string{"key": testKey + "\n", "short": "c2hvcnQ="}
+	readFile := func(p string) ([]byte, error) {
+		if v, ok := files[p]; ok {
+			return []byte(v), nil
+		}
+		return nil, fs.ErrNotExist
+	}
+	tests := []struct {
+		name      string
+		flags     clusterFlags
+		addr      string // --addr; the listener got 127.0.0.1:8400 unless it names a port
+		insecure  bool
+		restarted bool
+		gossip    string
+		advertise string
+		err       string // "" for success
+	}{
+		{name: "standalone", flags: clusterFlags{}, addr: "127.0.0.1:8400"},
+		{name: "gossip flags alone", flags: clusterFlags{gossipAddr: "127.0.0.1:9000"}, addr: "127.0.0.1:8400", err: "only apply to a cluster node"},
+		{name: "key alone", flags: clusterFlags{gossipKey: testKey}, addr: "127.0.0.1:8400", err: "only apply to a cluster node"},
+		{name: "bootstrap defaults", flags: clusterFlags{bootstrap: true, gossipKey: testKey}, addr: "127.0.0.1:8400",
+			gossip: "127.0.0.1:8401", advertise: "127.0.0.1:8400"},
+		{name: "join with key file", flags: clusterFlags{join: []string{"127.0.0.1:8411", "127.0.0.1:8421"}, gossipKeyFile: "key", gossipAddr: "127.0.0.1:8431"},
+			addr: "127.0.0.1:8430", gossip: "127.0.0.1:8431", advertise: "127.0.0.1:8400"},
+		{name: "advertise given", flags: clusterFlags{bootstrap: true, gossipKey: testKey, advertiseAddr: "node1.example:8400"},
+			addr: "0.0.0.0:8400", gossip: "0.0.0.0:8401", advertise: "node1.example:8400"},
+		{name: "unspecified listen address", flags: clusterFlags{bootstrap: true, gossipKey: testKey}, addr: "0.0.0.0:8400", err: "--advertise-addr"},
+		{name: "bootstrap and join on first start", flags: clusterFlags{bootstrap: true, join: []string{"127.0.0.1:8401"}, gossipKey: testKey},
+			addr: "127.0.0.1:8400", err: "give one of them"},
+		{name: "bootstrap and join on restart", flags: clusterFlags{bootstrap: true, join: []string{"127.0.0.1:8411"}, gossipKey: testKey},
+			addr: "127.0.0.1:8400", restarted: true, gossip: "127.0.0.1:8401", advertise: "127.0.0.1:8400"},
+		{name: "insecure", flags: clusterFlags{bootstrap: true, gossipKey: testKey}, addr: "127.0.0.1:8400", insecure: true, err: "needs TLS"},
+		{name: "no key", flags: clusterFlags{bootstrap: true}, addr: "127.0.0.1:8400", err: "openssl rand -base64 32"},
+		{name: "both keys", flags: clusterFlags{bootstrap: true, gossipKey: testKey, gossipKeyFile: "key"}, addr: "127.0.0.1:8400", err: "not both"},
+		{name: "missing key file", flags: clusterFlags{bootstrap: true, gossipKeyFile: "nope"}, addr: "127.0.0.1:8400", err: "--gossip-key-file"},
+		{name: "short key", flags: clusterFlags{bootstrap: true, gossipKeyFile: "short"}, addr: "127.0.0.1:8400", err: "gossip key"},
+		{name: "not base64", flags: clusterFlags{bootstrap: true, gossipKey: "!!!"}, addr: "127.0.0.1:8400", err: "gossip key"},
+		{name: "bad join", flags: clusterFlags{join: []string{"nohost"}, gossipKey: testKey}, addr: "127.0.0.1:8400", err: "--join"},
+		{name: "bad gossip addr", flags: clusterFlags{bootstrap: true, gossipKey: testKey, gossipAddr: "x"}, addr: "127.0.0.1:8400", err: "--gossip-addr"},
+		{name: "bad advertise", flags: clusterFlags{bootstrap: true, gossipKey: testKey, advertiseAddr: "x"}, addr: "127.0.0.1:8400", err: "--advertise-addr"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.flags.raftTimeout == 0 {
+				tt.flags.raftTimeout = time.Second
+			}
+			listened := "127.0.0.1:8400"
+			if strings.HasPrefix(tt.addr, "0.0.0.0") {
+				listened = tt.addr
+			}
+			s, err := tt.flags.resolve(tt.addr, listened, tt.insecure, tt.restarted, readFile)
+			if tt.err != "" {
+				var ue usageError
+				if err == nil || !errors.As(err, &ue) || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("got %v, want a usage error with %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tt.flags.enabled() {
+				return
+			}
+			if s.gossipAddr != tt.gossip || s.advertise != tt.advertise || len(s.key) != 32 {
+				t.Fatalf("got gossip %q advertise %q key %d bytes; want %q %q 32", s.gossipAddr, s.advertise, len(s.key), tt.gossip, tt.advertise)
+			}
+		})
+	}
+}
+
+// serve refuses mistakes in the cluster flags before touching the data dir,
+// and refuses to serve a cluster node's data standalone.
+func TestServeClusterUsage(t *testing.T) {
+	clusterDir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(clusterDir, "raft"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"insecure cluster", []string{"--insecure", "--bootstrap", "--gossip-key", testKey}, "needs TLS"},
+		{"no gossip key", []string{"--bootstrap"}, "gossip key"},
+		{"cluster data served standalone", []string{"--data-dir", clusterDir}, "Raft state of a cluster node"},
+		{"raft timeout", []string{"--bootstrap", "--gossip-key", testKey, "--raft-timeout", "1ms"}, "too short"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			args := append([]string{"serve", "--addr", "127.0.0.1:0", "--log-format", "text"}, tt.args...)
+			if !slices.Contains(args, "--data-dir") {
+				args = append(args, "--data-dir", t.TempDir())
+			}
+			e := &env{stdin: strings.NewReader(""), stdout: &bytes.Buffer{}, stderr: &stderr, getenv: func(string) string { return "" }}
+			if code := run(t.Context(), args, e); code != exitUsage || !strings.Contains(stderr.String(), tt.want) {
+				t.Fatalf("exit %d, stderr %q; want %d with %q", code, stderr.String(), exitUsage, tt.want)
+			}
+		})
+	}
+	// The environment reaches the new flags like any other.
+	var stderr bytes.Buffer
+	getenv := func(k string) string {
+		return map[string]string{"PROGLOG_BOOTSTRAP": "true", "PROGLOG_GOSSIP_KEY": "bad"}[k]
+	}
+	e := &env{stdin: strings.NewReader(""), stdout: &bytes.Buffer{}, stderr: &stderr, getenv: getenv}
+	args := []string{"serve", "--addr", "127.0.0.1:0", "--data-dir", t.TempDir()}
+	if code := run(t.Context(), args, e); code != exitUsage || !strings.Contains(stderr.String(), "gossip key") {
+		t.Fatalf("from the environment: exit %d, %q", code, stderr.String())
+	}
+}
