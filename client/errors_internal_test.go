@@ -1,0 +1,62 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"syscall"
+	"testing"
+
+	"connectrpc.com/connect"
+)
+
+func TestClassify(t *testing.T) {
+	dial := connect.NewError(connect.CodeUnavailable, &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED})
+	wire := func(code connect.Code, msg string) error { return connect.NewWireError(code, errors.New(msg)) }
+	local := func(code connect.Code, msg string) error { return connect.NewError(code, errors.New(msg)) }
+	cancelled, cancel := context.WithCancel(t.Context())
+	cancel()
+	cases := []struct {
+		name         string
+		err          error
+		ctx          context.Context
+		append, read verdict
+	}{
+		{"dial refused", dial, nil, retry, retry},
+		{"dial refused, ctx over", dial, cancelled, final, final},
+		{"wrapped dial refused", fmt.Errorf("x: %w", dial), nil, retry, retry},
+		{"no leader", wire(connect.CodeUnavailable, "cluster: not the leader, and no leader is known"), nil, retry, retry},
+		{"stale leader", wire(connect.CodeUnavailable, `cluster: not the leader; the leader is "n2" at 127.0.0.1:1`), nil, retry, retry},
+		{"queue timeout", wire(connect.CodeUnavailable, "cluster: timed out queueing the entry"), nil, retry, retry},
+		{"forward refused", wire(connect.CodeUnavailable, "dial tcp 127.0.0.1:1: connect: connection refused"), nil, retry, retry},
+		{"unknown wins over not leader", wire(connect.CodeUnavailable, "the write may or may not have been committed: cluster: outcome unknown: node is not the leader"), nil, unknown, retry},
+		{"shutting down", wire(connect.CodeUnavailable, "service: server shutting down"), nil, unknown, retry},
+		{"server internal", wire(connect.CodeInternal, "boom"), nil, unknown, retry},
+		{"server deadline", wire(connect.CodeDeadlineExceeded, "late"), nil, unknown, retry},
+		{"invalid", wire(connect.CodeInvalidArgument, "record too large"), nil, final, final},
+		{"too large", wire(connect.CodeResourceExhausted, "message too large"), nil, final, retry},
+		{"denied", wire(connect.CodePermissionDenied, `subject "x" may not "produce"`), nil, final, final},
+		{"unauthenticated", wire(connect.CodeUnauthenticated, "no certificate"), nil, final, final},
+		{"past the end", wire(connect.CodeOutOfRange, "offset 9 is past the end of the log: the next offset is 3"), nil, final, retry},
+		{"not retained", wire(connect.CodeOutOfRange, "offset 1 is no longer retained: the lowest offset is 3"), nil, final, final},
+		{"connection lost", local(connect.CodeUnavailable, "http2: client connection lost"), nil, unknown, retry},
+		{"ctx ended in flight", local(connect.CodeDeadlineExceeded, "context deadline exceeded"), cancelled, unknown, final},
+		{"client-side size check", local(connect.CodeResourceExhausted, "message size exceeds sendMaxBytes"), nil, final, retry},
+		{"not a connect error", errors.New("odd"), nil, unknown, retry},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := tc.ctx
+			if ctx == nil {
+				ctx = t.Context()
+			}
+			if got := classifyAppend(ctx, tc.err); got != tc.append {
+				t.Errorf("classifyAppend = %v, want %v", got, tc.append)
+			}
+			if got := classifyRead(ctx, tc.err); got != tc.read {
+				t.Errorf("classifyRead = %v, want %v", got, tc.read)
+			}
+		})
+	}
+}
