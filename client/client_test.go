@@ -259,33 +259,70 @@ func TestTailCallbackErrorAndStart(t *testing.T) {
 func TestUnknownOutcomeIsNotRetried(t *testing.T) {
 	p := newTestCA(t)
 	nodes := p.startCluster(t, 3)
-	leader := waitLeader(t, nodes...)
 	c := p.newClient(t, "root", client.Config{Addrs: addrs(nodes...)})
-	if _, err := c.Produce(t.Context(), []byte("first")); err != nil {
-		t.Fatal(err)
+	produces := func() int {
+		n := 0
+		for _, nd := range nodes {
+			n += nd.calls.count("Produce")
+		}
+		return n
 	}
-	before := 0
-	for _, n := range nodes {
-		before += n.calls.count("Produce")
+	cases := []struct {
+		name    string
+		timeout time.Duration
+	}{
+		// ctx ends on the client while the request is out.
+		{"client deadline", 50 * time.Millisecond},
+		// The isolated leader steps down and answers that the outcome is
+		// unknown (leadership lost while committing).
+		{"leader steps down", 5 * time.Second},
 	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			leader := knownLeader(t, c, nodes)
+			if _, err := c.Produce(t.Context(), []byte("sure")); err != nil {
+				t.Fatal(err)
+			}
+			before := produces()
+			// Cut the leader off from Raft: its append leaves the node but
+			// cannot commit, so nobody can tell whether it will.
+			leader.layer.Isolate(true)
+			ctx, cancel := context.WithTimeout(t.Context(), tc.timeout)
+			_, err := c.Produce(ctx, []byte("maybe"))
+			cancel()
+			leader.layer.Isolate(false)
+			if !errors.Is(err, client.ErrUnknownOutcome) {
+				t.Fatalf("produce on an isolated leader = %v, want ErrUnknownOutcome", err)
+			}
+			if testing.Verbose() {
+				t.Log(err)
+			}
+			if n := produces() - before; n != 1 {
+				t.Errorf("the client sent the uncertain produce %d times, want once", n)
+			}
+		})
+	}
+}
 
-	// Cut the leader off from Raft: its append leaves the node but cannot
-	// commit, so nobody can tell whether it will.
-	leader.layer.Isolate(true)
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
-	_, err := c.Produce(ctx, []byte("maybe"))
-	cancel()
-	leader.layer.Isolate(false)
-	if !errors.Is(err, client.ErrUnknownOutcome) {
-		t.Fatalf("produce on an isolated leader = %v, want ErrUnknownOutcome", err)
+// knownLeader waits until the client's view and the cluster agree on the
+// leader, and returns it.
+func knownLeader(t *testing.T, c *client.Client, nodes []*node) *node {
+	t.Helper()
+	for range 500 {
+		leader := waitLeader(t, nodes...)
+		servers, err := c.Servers(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range servers {
+			if s.GetIsLeader() && s.GetRpcAddr() == leader.addr {
+				return leader
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	after := 0
-	for _, n := range nodes {
-		after += n.calls.count("Produce")
-	}
-	if after-before != 1 {
-		t.Errorf("the client sent the uncertain produce %d times, want once", after-before)
-	}
+	t.Fatal("the client never learned the leader")
+	return nil
 }
 
 func TestProducer(t *testing.T) {

@@ -32,7 +32,13 @@ type Producer struct {
 	stop   func() bool   // detaches ctx from the client's
 	window chan struct{} // one token per unacknowledged request
 
-	mu      sync.Mutex // guards cur, closed and every stream's pending queue; held across stream.Send to keep requests in order
+	// sendMu serializes Send and Close, so requests go out in the order
+	// their Acks join the pending queue. It is taken before mu.
+	sendMu sync.Mutex
+	// mu guards cur, closed and every stream's pending and broken; it is
+	// never held across network I/O, so receivers are never blocked by a
+	// Send waiting on flow control.
+	mu      sync.Mutex
 	cur     *producerStream
 	closed  bool
 	streams sync.WaitGroup // the receivers
@@ -111,15 +117,18 @@ func (p *Producer) Send(ctx context.Context, values ...[]byte) (*Ack, error) {
 	}
 	ack := &Ack{done: make(chan struct{}), count: len(values)}
 
+	p.sendMu.Lock()
+	defer p.sendMu.Unlock()
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if p.closed || p.ctx.Err() != nil {
+		p.mu.Unlock()
 		<-p.window
 		return nil, ErrClosed
 	}
 	if p.cur == nil || p.cur.broken {
 		s, err := p.open()
 		if err != nil {
+			p.mu.Unlock()
 			<-p.window
 			return nil, fmt.Errorf("client: opening a ProduceStream: %w", err)
 		}
@@ -127,13 +136,15 @@ func (p *Producer) Send(ctx context.Context, values ...[]byte) (*Ack, error) {
 	}
 	s := p.cur
 	s.pending = append(s.pending, ack)
+	p.mu.Unlock()
 	// A failed Send means the stream is over: the receiver gets the real
 	// error from Receive and fails ack with every other pending request.
 	_ = s.stream.Send(req)
 	return ack, nil
 }
 
-// open starts a stream to the leader and its receiver. Called with p.mu.
+// open starts a stream to the leader and its receiver. Called with
+// p.sendMu and p.mu.
 func (p *Producer) open() (*producerStream, error) {
 	addr, gen := p.c.writeTarget()
 	ctx, cancel := context.WithCancel(p.ctx)
@@ -207,16 +218,20 @@ func (p *Producer) complete(a *Ack, base uint64, err error) {
 // or failed (or ctx ends, which abandons them as unknown) and stops the
 // Producer.
 func (p *Producer) Close(ctx context.Context) error {
+	p.sendMu.Lock()
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
+		p.sendMu.Unlock()
 		return nil
 	}
 	p.closed = true
-	if p.cur != nil && !p.cur.broken {
-		_ = p.cur.stream.CloseRequest()
-	}
+	cur := p.cur
 	p.mu.Unlock()
+	if cur != nil {
+		_ = cur.stream.CloseRequest() // the server acknowledges the rest, then ends the stream
+	}
+	p.sendMu.Unlock()
 	done := make(chan struct{})
 	go func() { p.streams.Wait(); close(done) }()
 	var err error
