@@ -492,3 +492,50 @@ func TestConfigAndClose(t *testing.T) {
 		}
 	})
 }
+
+func TestConsumeFromLaggingFollowerFallsBackToLeader(t *testing.T) {
+	p := newTestCA(t)
+	nodes := p.startCluster(t, 3)
+	leader := waitLeader(t, nodes...)
+	lagging := others(nodes, leader)[0]
+	c := p.newClient(t, "root", client.Config{Addrs: addrs(nodes...)})
+
+	// The isolated follower stops receiving entries; the other two still
+	// make a quorum.
+	lagging.layer.Isolate(true)
+	defer lagging.layer.Isolate(false)
+	const n = 10
+	for i := range n {
+		if _, err := c.Produce(t.Context(), fmt.Appendf(nil, "r%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range uint64(n) {
+		rec, err := c.Consume(t.Context(), i)
+		if err != nil {
+			t.Fatalf("consume %d: %v", i, err)
+		}
+		if want := fmt.Sprintf("r%d", i); string(rec.GetValue()) != want {
+			t.Fatalf("offset %d holds %q, want %q", i, rec.GetValue(), want)
+		}
+	}
+	if lagging.calls.count("Consume") == 0 || leader.calls.count("Consume") == 0 {
+		t.Errorf("consumes: lagging follower %d, leader %d; want the leader to answer what the follower lacks",
+			lagging.calls.count("Consume"), leader.calls.count("Consume"))
+	}
+}
+
+func TestProduceWithEndedContextSendsNothing(t *testing.T) {
+	p := newTestCA(t)
+	nodes := p.startCluster(t, 1)
+	c := p.newClient(t, "root", client.Config{Addrs: addrs(nodes...)})
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, err := c.Produce(ctx, []byte("never"))
+	if !errors.Is(err, context.Canceled) || errors.Is(err, client.ErrUnknownOutcome) {
+		t.Errorf("Produce with an ended ctx = %v, want context.Canceled and no unknown outcome", err)
+	}
+	if n := nodes[0].calls.count("Produce"); n != 0 {
+		t.Errorf("server received %d Produce calls", n)
+	}
+}

@@ -52,6 +52,12 @@
 // FailedPrecondition, OutOfRange, Unimplemented, NotFound, AlreadyExists)
 // are returned as they are.
 //
+// A Producer (NewProducer) pipelines appends over one ProduceStream and
+// retries nothing: when its stream breaks, each request sent and not yet
+// acknowledged fails with the dial error when the stream never connected
+// (nothing was appended), with ErrUnknownOutcome otherwise; the next Send
+// opens a stream to the leader as the client then knows it.
+//
 // Reads (Consume, Tail, Servers) have no side effects and are retried, on
 // another server when there is one, after a dial error, a lost connection,
 // Unavailable, Aborted, ResourceExhausted (a tail the server dropped as a

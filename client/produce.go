@@ -52,6 +52,13 @@ func (c *Client) append(ctx context.Context, rpc string, call func(context.Conte
 	}
 	var last error
 	for attempt := 0; ; attempt++ {
+		if err := ctx.Err(); err != nil {
+			// Nothing left the client for this attempt.
+			if last == nil {
+				return 0, err
+			}
+			return 0, c.giveUp(ctx, last)
+		}
 		addr, gen := c.writeTarget()
 		off, err := call(ctx, c.client(addr))
 		if err == nil {
