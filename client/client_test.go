@@ -539,3 +539,121 @@ func TestProduceWithEndedContextSendsNothing(t *testing.T) {
 		t.Errorf("server received %d Produce calls", n)
 	}
 }
+
+// TestFailoverUnderLoad stops the leader while two producers and a tail run:
+// every acknowledged record must be in the log at its offset, produces fail
+// only with ErrUnknownOutcome, and the tail sees the log without gaps or
+// duplicates.
+func TestFailoverUnderLoad(t *testing.T) {
+	p := newTestCA(t)
+	nodes := p.startCluster(t, 3)
+	old := waitLeader(t, nodes...)
+	c := p.newClient(t, "root", client.Config{Addrs: addrs(nodes...)})
+
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var tailed sync.Map // offset -> value
+	tailErr := make(chan error, 1)
+	go func() {
+		tailErr <- c.Tail(ctx, 0, func(r *logv1.Record) error {
+			if _, dup := tailed.LoadOrStore(r.GetOffset(), string(r.GetValue())); dup {
+				return fmt.Errorf("offset %d delivered twice", r.GetOffset())
+			}
+			return nil
+		})
+	}()
+
+	type result struct {
+		acked   map[uint64]string
+		unknown int
+		err     error
+	}
+	const perProducer = 60
+	halfway := make(chan struct{}, 2)
+	results := make(chan result, 2)
+	for pr := range 2 {
+		go func() {
+			res := result{acked: map[uint64]string{}}
+			defer func() { results <- res }()
+			signalled := false
+			for i := 0; len(res.acked) < perProducer; i++ {
+				if len(res.acked) == perProducer/2 && !signalled {
+					halfway <- struct{}{}
+					signalled = true
+				}
+				v := fmt.Sprintf("p%d-%d", pr, i)
+				off, err := c.Produce(t.Context(), []byte(v))
+				switch {
+				case err == nil:
+					res.acked[off] = v
+				case errors.Is(err, client.ErrUnknownOutcome):
+					res.unknown++
+				default:
+					res.err = err
+					return
+				}
+			}
+		}()
+	}
+	<-halfway
+	old.stop(t)
+
+	acked := map[uint64]string{}
+	for range 2 {
+		res := <-results
+		if res.err != nil {
+			t.Fatalf("produce failed without an unknown outcome: %v", res.err)
+		}
+		t.Logf("%d acknowledged, %d unknown outcomes", len(res.acked), res.unknown)
+		for off, v := range res.acked {
+			if prev, ok := acked[off]; ok {
+				t.Fatalf("offset %d acknowledged twice: %q and %q", off, prev, v)
+			}
+			acked[off] = v
+		}
+	}
+	rest := others(nodes, old)
+	var maxOff uint64
+	for off := range acked {
+		maxOff = max(maxOff, off)
+	}
+	waitApplied(t, maxOff+1, rest...)
+	for off, v := range acked {
+		rec, err := c.Consume(t.Context(), off)
+		if err != nil {
+			t.Fatalf("consume %d: %v", off, err)
+		}
+		if string(rec.GetValue()) != v {
+			t.Fatalf("offset %d holds %q, acknowledged %q", off, rec.GetValue(), v)
+		}
+	}
+	// The tail reaches the last acknowledged record and agrees with it.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, ok := tailed.Load(maxOff); ok {
+			break
+		}
+		select {
+		case err := <-tailErr:
+			t.Fatalf("tail ended: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tail did not reach offset %d", maxOff)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for off := range maxOff + 1 {
+		v, ok := tailed.Load(off)
+		if !ok {
+			t.Fatalf("tail skipped offset %d", off)
+		}
+		if want, ok := acked[off]; ok && v != want {
+			t.Fatalf("tail saw %q at %d, acknowledged %q", v, off, want)
+		}
+	}
+	cancel()
+	if err := <-tailErr; !errors.Is(err, context.Canceled) {
+		t.Errorf("Tail = %v, want context.Canceled", err)
+	}
+}
