@@ -19,6 +19,9 @@ import (
 	"github.com/proglog/proglog/gen/log/v1/logv1connect"
 )
 
+// discoveryTimeout bounds one server's GetServers answer during a refresh.
+const discoveryTimeout = 2 * time.Second
+
 // Client talks to a proglog cluster; it is safe for concurrent use.
 type Client struct {
 	cfg       Config
@@ -181,7 +184,11 @@ func (c *Client) refresh(ctx context.Context, seen uint64) error {
 	var errs []error
 	denied := false
 	for _, addr := range candidates {
-		resp, err := c.client(addr).GetServers(ctx, &logv1.GetServersRequest{})
+		// A hung node must not hold up discovery (and every caller
+		// waiting on refreshMu) for long.
+		askCtx, cancel := context.WithTimeout(ctx, discoveryTimeout)
+		resp, err := c.client(addr).GetServers(askCtx, &logv1.GetServersRequest{})
+		cancel()
 		if err == nil && len(resp.GetServers()) > 0 {
 			c.apply(resp.GetServers())
 			return nil

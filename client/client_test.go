@@ -588,6 +588,9 @@ func TestFailoverUnderLoad(t *testing.T) {
 					res.acked[off] = v
 				case errors.Is(err, client.ErrUnknownOutcome):
 					res.unknown++
+					if testing.Verbose() {
+						t.Log(err)
+					}
 				default:
 					res.err = err
 					return
@@ -655,5 +658,29 @@ func TestFailoverUnderLoad(t *testing.T) {
 	cancel()
 	if err := <-tailErr; !errors.Is(err, context.Canceled) {
 		t.Errorf("Tail = %v, want context.Canceled", err)
+	}
+}
+
+func TestProducerToStoppedServerIsNotUnknown(t *testing.T) {
+	p := newTestCA(t)
+	nodes := p.startCluster(t, 1)
+	c := p.newClient(t, "root", client.Config{Addrs: addrs(nodes...), Retries: 3})
+	nodes[0].stop(t)
+	prod, err := c.NewProducer(t.Context(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close(t.Context())
+	ack, err := prod.Send(t.Context(), []byte("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = ack.Wait(t.Context())
+	if err == nil || errors.Is(err, client.ErrUnknownOutcome) {
+		t.Fatalf("ack from a stopped server = %v; want the dial error, not an unknown outcome", err)
+	}
+	if _, err := c.Produce(t.Context(), []byte("y")); err == nil || errors.Is(err, client.ErrUnknownOutcome) ||
+		!errors.Is(err, client.ErrRetriesExhausted) {
+		t.Errorf("Produce to a stopped server = %v; want ErrRetriesExhausted, not an unknown outcome", err)
 	}
 }
