@@ -436,19 +436,58 @@ func TestProduceOnlyIdentity(t *testing.T) {
 func TestProtocols(t *testing.T) {
 	p := newTestCA(t)
 	nodes := p.startCluster(t, 1)
-	for i, proto := range []client.Protocol{client.ProtocolConnect, client.ProtocolGRPC, client.ProtocolGRPCWeb} {
-		t.Run(string(proto), func(t *testing.T) {
-			c := p.newClient(t, "root", client.Config{Addrs: addrs(nodes...), Protocol: proto})
-			off, err := c.Produce(t.Context(), []byte(proto))
-			if err != nil || off != uint64(i) {
-				t.Fatalf("Produce = %d, %v; want %d", off, err, i)
-			}
-			rec, err := c.Consume(t.Context(), off)
-			if err != nil || string(rec.GetValue()) != string(proto) {
-				t.Fatalf("Consume = %v, %v", rec, err)
-			}
-		})
+	plainAddr, stopPlain := exampleServer() // --insecure: prior-knowledge HTTP/2
+	defer stopPlain()
+	protos := []client.Protocol{client.ProtocolConnect, client.ProtocolGRPC, client.ProtocolGRPCWeb}
+	for _, tc := range []struct {
+		name string
+		addr string
+		tls  bool
+	}{{"tls", nodes[0].addr, true}, {"plaintext", plainAddr, false}} {
+		for i, proto := range protos {
+			t.Run(tc.name+"/"+string(proto), func(t *testing.T) {
+				cfg := client.Config{Addrs: []string{tc.addr}, Protocol: proto, Logger: testLogger(t)}
+				var c *client.Client
+				if tc.tls {
+					c = p.newClient(t, "root", cfg)
+				} else {
+					var err error
+					if c, err = client.New(t.Context(), cfg); err != nil {
+						t.Fatal(err)
+					}
+					defer c.Close()
+				}
+				off, err := c.Produce(t.Context(), []byte(proto))
+				if err != nil || off != uint64(i) {
+					t.Fatalf("Produce = %d, %v; want %d", off, err, i)
+				}
+				rec, err := c.Consume(t.Context(), off)
+				if err != nil || string(rec.GetValue()) != string(proto) {
+					t.Fatalf("Consume = %v, %v", rec, err)
+				}
+				var tailed []string
+				stop := errors.New("stop")
+				err = c.Tail(t.Context(), 0, func(r *logv1.Record) error {
+					tailed = append(tailed, string(r.GetValue()))
+					if r.GetOffset() == off {
+						return stop
+					}
+					return nil
+				})
+				if !errors.Is(err, stop) || !slices.Equal(tailed, stringsOf(protos[:i+1])) {
+					t.Fatalf("Tail = %v after %v", err, tailed)
+				}
+			})
+		}
 	}
+}
+
+func stringsOf(protos []client.Protocol) []string {
+	out := make([]string, len(protos))
+	for i, p := range protos {
+		out[i] = string(p)
+	}
+	return out
 }
 
 func TestConfigAndClose(t *testing.T) {

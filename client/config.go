@@ -28,7 +28,7 @@ type Backoff struct {
 
 // Defaults for the zero fields of Config.
 const (
-	DefaultRetries         = 10
+	DefaultRetries         = 16
 	DefaultInitialBackoff  = 25 * time.Millisecond
 	DefaultMaxBackoff      = time.Second
 	DefaultRefreshInterval = 10 * time.Second
