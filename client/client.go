@@ -19,6 +19,10 @@ import (
 	"github.com/proglog/proglog/gen/log/v1/logv1connect"
 )
 
+// maxClients bounds the cache of per-server clients; a cluster has a
+// handful of members.
+const maxClients = 64
+
 // discoveryTimeout bounds one server's GetServers answer during a refresh.
 const discoveryTimeout = 2 * time.Second
 
@@ -38,7 +42,6 @@ type Client struct {
 	mu        sync.Mutex // guards everything below it
 	leader    string     // "" when no leader is known
 	followers []string
-	servers   []*logv1.Server
 	clients   map[string]logv1connect.LogServiceClient
 	down      map[string]time.Time // address -> until when to avoid it
 	gen       uint64               // bumped by every completed refresh
@@ -235,7 +238,6 @@ func (c *Client) apply(servers []*logv1.Server) {
 			c.followers = append(c.followers, s.GetRpcAddr())
 		}
 	}
-	c.servers = servers
 	c.gen++
 	if c.leader != prev {
 		c.logger.Info("leader changed", "from", prev, "to", c.leader, "followers", c.followers)
@@ -248,6 +250,9 @@ func (c *Client) client(addr string) logv1connect.LogServiceClient {
 	defer c.mu.Unlock()
 	cl, ok := c.clients[addr]
 	if !ok {
+		if len(c.clients) >= maxClients {
+			clear(c.clients) // servers that moved for good leave entries behind
+		}
 		cl = logv1connect.NewLogServiceClient(c.http, c.scheme+addr, c.opts...)
 		c.clients[addr] = cl
 	}
