@@ -5,8 +5,10 @@
 // # Shape
 //
 // Each node keeps Raft's own log and stable store in <DataDir>/raft
-// (hashicorp/raft-wal, fsynced on every append; snapshots beside it) and
-// the records in <DataDir>/log, a logstore.Log that is Raft's FSM. Append
+// (hashicorp/raft-wal, fsynced on every append; snapshots beside it; the
+// latest 64 entries also cached in memory, so replicating and applying
+// them reads no disk) and the records in <DataDir>/log, a logstore.Log that
+// is Raft's FSM. Append
 // and AppendBatch run raft.Apply on the leader; a batch is one Raft entry
 // (format in entry.go). The entry is acknowledged once a quorum has it
 // durably in their Raft logs and the leader applied it, so the caller

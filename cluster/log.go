@@ -54,6 +54,15 @@ type storeRef struct {
 	replaced chan struct{}
 }
 
+// logCacheEntries is how many of the latest Raft entries each node keeps in
+// memory (raft.LogCache). The leader reads entries back to send them to
+// followers and a follower reads them back to apply them once committed;
+// both are at most a few AppendEntries batches (MaxAppendEntries, 64) old,
+// so the cache turns those reads (pread and decode on raft's main and
+// replication goroutines) into memory loads. It pins at most this many
+// entries, each at most one request's records.
+const logCacheEntries = 64
+
 // applyTimeout bounds queueing an entry when ctx has no deadline.
 const applyTimeout = 10 * time.Second
 
@@ -166,7 +175,13 @@ func New(cfg Config) (_ *Log, err error) {
 	}
 	l.fsm = &fsm{c: l, logger: l.logger}
 	l.m = newMetrics(l)
-	l.raft, err = raft.NewRaft(rc, l.fsm, l.wal, l.wal, snaps, l.trans)
+	// Recent entries stay in memory: the leader's replication and a
+	// follower's apply read them back from there instead of the raft-wal.
+	logs, err := raft.NewLogCache(logCacheEntries, l.wal)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	l.raft, err = raft.NewRaft(rc, l.fsm, logs, l.wal, snaps, l.trans)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: start raft: %w", err)
 	}
