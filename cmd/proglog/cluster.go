@@ -199,7 +199,7 @@ func openNode(cfg nodeConfig) (*node, error) {
 		HeartbeatTimeout:   t,
 		ElectionTimeout:    t,
 		LeaderLeaseTimeout: t / 2,
-		Logger:             logger.With("component", "cluster"),
+		Logger:             logger, // raft's lines carry component=raft
 		Registerer:         cfg.reg,
 	})
 	if err != nil {
@@ -231,7 +231,7 @@ func (n *node) join(cfg nodeConfig, restarted bool) error {
 		SnapshotPath: filepath.Join(cfg.dataDir, "serf.snapshot"),
 		SecretKey:    cfg.settings.key,
 		Handler:      n.log,
-		Logger:       cfg.logger.With("component", "membership"),
+		Logger:       cfg.logger, // serf's lines carry component=gossip
 	}
 	if restarted && len(mcfg.Join) == 0 {
 		n.logger.Info("no --join: rejoining the members the gossip snapshot remembers; " +
