@@ -1,7 +1,9 @@
 // Command proglog runs a proglog node (serve) and talks to one (produce,
 // consume, stats, whoami, bench), and makes the certificates mutual TLS
 // needs (certs). It only wires packages together: the log lives in
-// logstore, the RPC server in service, the policy in acl, certificates in pki.
+// logstore, the RPC server in service, the policy in acl, certificates in
+// pki, replication in cluster and gossip in membership (serve --bootstrap or
+// --join; see cluster.go).
 //
 // Every flag can also come from the environment, as PROGLOG_<FLAG> with
 // dashes turned into underscores (PROGLOG_DATA_DIR), or from a config file
