@@ -26,7 +26,20 @@ import (
 )
 
 // raftTimeout is the nodes' --raft-timeout: short, so failovers are quick.
-const raftTimeout = 500 * time.Millisecond
+// CLUSTER_TEST_RAFT_TIMEOUT overrides it, e.g. to time failovers with the
+// production default (1s).
+func raftTimeout(t *testing.T) time.Duration {
+	t.Helper()
+	v := os.Getenv("CLUSTER_TEST_RAFT_TIMEOUT")
+	if v == "" {
+		return 500 * time.Millisecond
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		t.Fatalf("CLUSTER_TEST_RAFT_TIMEOUT: %v", err)
+	}
+	return d
+}
 
 // sharedBin is proglog built once for every cluster test of this binary;
 // TestMain (main_test.go) removes it.
@@ -162,7 +175,7 @@ func startCluster(t *testing.T) *testCluster {
 		m := &member{t: t, bin: bin, id: id, addr: freeAddr(t), out: &lockedBuffer{}}
 		gossip := freeAddr(t)
 		m.args = []string{"--data-dir", filepath.Join(root, id), "--addr", m.addr, "--node-id", id,
-			"--gossip-addr", gossip, "--gossip-key", key, "--raft-timeout", raftTimeout.String(), "--log-format", "json"}
+			"--gossip-addr", gossip, "--gossip-key", key, "--raft-timeout", raftTimeout(t).String(), "--log-format", "json"}
 		if i == 0 {
 			firstGossip = gossip
 			m.args = append(m.args, "--bootstrap")
@@ -669,8 +682,8 @@ func TestClusterPausedLeaderCatchesUp(t *testing.T) {
 	paused := time.Now()
 	// Well past the election timeout: the others elect a leader and go on.
 	p.waitProgress(t, 50)
-	if time.Since(paused) < 4*raftTimeout {
-		time.Sleep(4*raftTimeout - time.Since(paused))
+	if d := 4*raftTimeout(t) - time.Since(paused); d > 0 {
+		time.Sleep(d)
 	}
 	leader.signal(syscall.SIGCONT)
 	t.Logf("paused %s for %v", leader.id, time.Since(paused).Round(time.Millisecond))
