@@ -76,7 +76,8 @@
 // (an election), a Raft queue timeout, a closed node, a node whose copy
 // failed to apply. cluster.ErrUnknownOutcome is Unavailable too, with a
 // message saying the write may or may not have been committed and a retry
-// may duplicate it.
+// may duplicate it. So is a forwarded append whose connection to the
+// leader failed (the leader's own errors come back as they are).
 //
 // # Shutdown
 //

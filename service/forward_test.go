@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"net"
 	"os"
+	"strings"
 	"testing"
 
 	"connectrpc.com/connect"
@@ -180,6 +182,23 @@ func TestForwarderRefusals(t *testing.T) {
 	}})
 	if err := produce(t.Context(), noLeader, idRoot); codeOf(err) != connect.CodeUnavailable {
 		t.Fatalf("no leader: got %v, want unavailable", err)
+	}
+
+	// A leader that cannot be reached leaves the outcome unknown, and the
+	// message says so.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := ln.Addr().String()
+	ln.Close()
+	unreachable := newEnv(t, envOptions{config: func(c *service.Config) {
+		c.Log = notLeaderLog{Log: c.Log.(*logstore.Log), leaderAddr: gone}
+		c.Forward = fwd.Forward
+	}})
+	err = produce(t.Context(), unreachable, idRoot)
+	if codeOf(err) != connect.CodeUnavailable || !strings.Contains(err.Error(), "may or may not") {
+		t.Fatalf("unreachable leader: got %v", err)
 	}
 
 	if _, err := service.NewForwarder("x", "", &tls.Config{}); err == nil {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"connectrpc.com/connect"
+
 	logv1 "github.com/proglog/proglog/gen/log/v1"
 	"github.com/proglog/proglog/gen/log/v1/logv1connect"
 )
@@ -65,12 +67,24 @@ func forwardBatch(ctx context.Context, leader logv1connect.LogServiceClient, val
 	}
 	resp, err := leader.ProduceBatch(ctx, &logv1.ProduceBatchRequest{Records: records})
 	if err != nil {
-		return 0, err
+		return 0, forwardFailed(err)
 	}
 	if int(resp.GetCount()) != len(values) {
 		return 0, fmt.Errorf("service: the leader appended %d of %d records", resp.GetCount(), len(values))
 	}
 	return resp.GetBaseOffset(), nil
+}
+
+// forwardFailed keeps the leader's own answers (an error it sent) and
+// turns a failure on the way (the leader died or could not be reached) into
+// Unavailable that says the outcome is unknown: the leader may have
+// committed the records before the connection broke.
+func forwardFailed(err error) error {
+	if err == nil || connect.IsWireError(err) {
+		return err
+	}
+	return connect.NewError(connect.CodeUnavailable, fmt.Errorf(
+		"forwarding to the leader failed; the write may or may not have been committed, a retry may duplicate it: %w", err))
 }
 
 // Produce appends one record. The append is not cancelled with the request:
@@ -87,7 +101,8 @@ func (s *Service) Produce(ctx context.Context, req *logv1.ProduceRequest) (*logv
 	off, err := s.log.Append(context.WithoutCancel(ctx), value)
 	if err != nil {
 		if leader, ok := s.leaderFor(ctx, err); ok {
-			return leader.Produce(ctx, req)
+			resp, err := leader.Produce(ctx, req)
+			return resp, forwardFailed(err)
 		}
 		return nil, toConnect(ctx, err)
 	}
@@ -104,7 +119,8 @@ func (s *Service) ProduceBatch(ctx context.Context, req *logv1.ProduceBatchReque
 	base, err := s.log.AppendBatch(context.WithoutCancel(ctx), values)
 	if err != nil {
 		if leader, ok := s.leaderFor(ctx, err); ok {
-			return leader.ProduceBatch(ctx, req)
+			resp, err := leader.ProduceBatch(ctx, req)
+			return resp, forwardFailed(err)
 		}
 		return nil, toConnect(ctx, err)
 	}
