@@ -71,11 +71,14 @@
 // re-applied from the Raft log, which still holds every entry after the
 // latest snapshot, and everything before it is in the snapshot. A store
 // that fails to open with ErrCorrupt (pages reached the disk out of order)
-// is moved aside and rebuilt the same way. Under SyncNever the store syncs
-// nothing, not even when it seals a segment, and it opens sealed segments
-// without scanning them: after a machine crash, pages of a sealed segment
-// that never reached the disk are found only when read (CRC mismatch), not
-// at open. Avoiding the second write would mean making the logstore Raft's
+// is moved aside and rebuilt the same way. Under SyncNever the store does
+// not sync a segment when it seals it, so every snapshot first calls
+// (*logstore.Log).Sync: once Raft compacts its log past a snapshot, every
+// record up to it is durable in the store. What remains after a machine
+// crash is the window since the latest snapshot: a sealed segment of that
+// window whose pages never reached the disk is not scanned at open and is
+// found only when read (CRC mismatch), while its entries are still in
+// Raft's log. Avoiding the second write would mean making the logstore Raft's
 // LogStore: it would need suffix truncation (DeleteRange of a conflicting
 // tail, which the book's version got wrong), Raft entry framing (term,
 // index, type) and an FSM that serves only entries up to the commit index.

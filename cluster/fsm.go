@@ -184,6 +184,12 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 		return nil, f.failed
 	}
 	lg := f.c.current().log
+	// Raft compacts its log once this snapshot is persisted, and the store
+	// (SyncNever) may hold sealed segments that were never synced: make
+	// every applied record durable in the store before that copy goes.
+	if err := lg.Sync(); err != nil {
+		return nil, fmt.Errorf("cluster: sync the store before a snapshot: %w", err)
+	}
 	lowest, _ := lg.Bounds()
 	return &fsmSnapshot{header: snapHeader{next: f.next, lowest: lowest}, r: lg.Reader()}, nil
 }

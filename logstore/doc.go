@@ -80,7 +80,10 @@
 //     SyncNever the index is trimmed the same way but not synced, so after a
 //     machine crash a sealed segment may be incomplete; Open then finds its
 //     index and store disagree, rescans it, and fails with ErrCorrupt naming
-//     it rather than serve a log with a hole.
+//     it rather than serve a log with a hole. Log.Sync, whatever the policy,
+//     fdatasyncs every sealed segment that was not synced (store, then
+//     index) and the active store: replication calls it before Raft
+//     compacts the entries the store is the only other copy of.
 //   - Under every policy the directory is fsynced after a segment file is
 //     created or removed, and Close fdatasyncs the active store.
 //   - A failed write or fsync puts the log in a failed state: appends return

@@ -524,6 +524,48 @@ func (l *Log) fdatasync(s *segment) error {
 	return nil
 }
 
+// Sync forces every record written so far, in every segment, to stable
+// storage, whatever the policy: under SyncNever sealed segments are not
+// synced when they are sealed, and this is how a caller that is about to
+// drop its only other copy of the records (replication compacting Raft's
+// log after a snapshot) makes them durable first. A failure is fatal for
+// the log, as for any fsync.
+func (l *Log) Sync() error {
+	l.flushMu.Lock()
+	defer l.flushMu.Unlock()
+	if l.flushErr != nil {
+		return l.flushErr
+	}
+	set := l.segs.Load()
+	var err error
+	for _, s := range set.segs {
+		if !s.sealed || !s.unsynced {
+			continue
+		}
+		if err = unix.Fdatasync(int(s.store.Fd())); err != nil {
+			err = fmt.Errorf("fdatasync %s: %w", s.storePath, err)
+			break
+		}
+		if err = s.index.Sync(); err != nil {
+			err = fmt.Errorf("fsync %s: %w", s.indexPath, err)
+			break
+		}
+		s.unsynced = false
+	}
+	if active := set.segs[len(set.segs)-1]; err == nil && active.dirty {
+		err = l.fdatasync(active)
+	}
+	if err != nil {
+		l.flushErr = fmt.Errorf("%w: %w", ErrFailed, err)
+		l.mu.Lock()
+		l.failed = l.flushErr
+		l.mu.Unlock()
+		l.logger.Error("logstore: fdatasync failed; refusing appends until reopened", "err", err)
+		return l.flushErr
+	}
+	return nil
+}
+
 // roll seals the full active segment and starts the next. Caller holds flushMu.
 func (l *Log) roll(old *segment) (*segment, error) {
 	if err := old.seal(l.cfg.Sync != SyncNever); err != nil {

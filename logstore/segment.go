@@ -40,6 +40,7 @@ type segment struct {
 	idxAlloc int64  // index file bytes allocated
 	sealed   bool
 	dirty    bool // written since the last fdatasync
+	unsynced bool // sealed without syncing (SyncNever): Log.Sync still owes it an fdatasync
 }
 
 func segmentPaths(dir string, base uint64) (store, index string) {
@@ -192,6 +193,7 @@ func (s *segment) seal(sync bool) error {
 	s.idxAlloc = length
 	s.sealed = true
 	s.dirty = false
+	s.unsynced = !sync
 	return nil
 }
 
