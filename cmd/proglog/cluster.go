@@ -176,6 +176,7 @@ type nodeConfig struct {
 	dial        *tls.Config
 	store       logstore.Config
 	syncSet     bool
+	restarted   bool // the data dir had Raft state before this start
 	logger      *slog.Logger
 	reg         prometheus.Registerer
 }
@@ -205,6 +206,13 @@ func openNode(cfg nodeConfig) (*node, error) {
 	if err != nil {
 		layer.Close()
 		if errors.Is(err, cluster.ErrExistingStore) {
+			if !cfg.restarted {
+				// Raft's directory was made just now and holds no state:
+				// remove it so the dir still serves standalone.
+				if rerr := os.RemoveAll(filepath.Join(cfg.dataDir, "raft")); rerr != nil {
+					logger.Warn("removing the raft directory of the failed start", "err", rerr)
+				}
+			}
 			return nil, fmt.Errorf("%w: %s holds the records of a standalone node; a cluster node starts from an empty log "+
 				"and receives the cluster's records through Raft. Give the cluster node a fresh --data-dir, "+
 				"or keep serving this log standalone (without --bootstrap and --join)", err, filepath.Join(cfg.dataDir, "log"))
@@ -222,7 +230,7 @@ func openNode(cfg nodeConfig) (*node, error) {
 // join starts gossip. A restarted node whose --join members are all down
 // still starts: it has Raft state, and Serf rejoins the members it
 // remembers in its snapshot as they come back.
-func (n *node) join(cfg nodeConfig, restarted bool) error {
+func (n *node) join(cfg nodeConfig) error {
 	mcfg := membership.Config{
 		NodeID:       cfg.id,
 		GossipAddr:   cfg.settings.gossipAddr,
@@ -233,12 +241,12 @@ func (n *node) join(cfg nodeConfig, restarted bool) error {
 		Handler:      n.log,
 		Logger:       cfg.logger, // serf's lines carry component=gossip
 	}
-	if restarted && len(mcfg.Join) == 0 {
+	if cfg.restarted && len(mcfg.Join) == 0 {
 		n.logger.Info("no --join: rejoining the members the gossip snapshot remembers; " +
 			"a node stopped gracefully (SIGINT/SIGTERM) has left the cluster and needs --join with a live member's gossip address")
 	}
 	m, err := membership.New(mcfg)
-	if err != nil && restarted && len(mcfg.Join) > 0 {
+	if err != nil && cfg.restarted && len(mcfg.Join) > 0 {
 		n.logger.Warn("could not reach any --join member; starting from the remembered members", "err", err)
 		mcfg.Join = nil
 		m, err = membership.New(mcfg)

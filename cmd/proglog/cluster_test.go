@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/proglog/proglog/logstore"
 )
 
 const testKey = "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq80=" // 32 bytes
@@ -124,5 +126,41 @@ func TestServeClusterUsage(t *testing.T) {
 	args := []string{"serve", "--addr", "127.0.0.1:0", "--data-dir", t.TempDir()}
 	if code := run(t.Context(), args, e); code != exitUsage || !strings.Contains(stderr.String(), "gossip key") {
 		t.Fatalf("from the environment: exit %d, %q", code, stderr.String())
+	}
+}
+
+// A standalone node's data dir cannot silently become a cluster node: the
+// error says what to do.
+func TestServeBootstrapOnStandaloneData(t *testing.T) {
+	dir := t.TempDir()
+	l, err := logstore.Open(filepath.Join(dir, "log"), logstore.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Append(t.Context(), []byte("standalone record")); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	e := &env{stdin: strings.NewReader(""), stdout: &bytes.Buffer{}, stderr: &stderr, getenv: func(string) string { return "" }}
+	args := []string{"serve", "--addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0", "--data-dir", dir,
+		"--bootstrap", "--gossip-key", testKey, "--log-format", "text", "--log-level", "error"}
+	code := run(t.Context(), args, e)
+	if code != exitError || !strings.Contains(stderr.String(), "fresh --data-dir") {
+		t.Fatalf("exit %d, stderr %q; want %d and advice", code, stderr.String(), exitError)
+	}
+	// The standalone log is untouched and still serves standalone.
+	if raft, err := os.Stat(filepath.Join(dir, "raft")); err == nil {
+		t.Fatalf("a failed bootstrap left %s behind: standalone serve would refuse the dir", raft.Name())
+	}
+	l, err = logstore.Open(filepath.Join(dir, "log"), logstore.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if _, next := l.Bounds(); next != 1 {
+		t.Fatalf("the standalone log has %d records, want 1", next)
 	}
 }

@@ -254,7 +254,7 @@ func serve(ctx context.Context, e *env, sf serveFlags) error {
 			return err
 		}
 		ncfg = nodeConfig{id: sf.nodeID, dataDir: sf.dataDir, flags: &sf.cluster, settings: cs, dial: dial,
-			store: lcfg, syncSet: sf.syncSet, logger: logger, reg: reg}
+			store: lcfg, syncSet: sf.syncSet, restarted: restarted, logger: logger, reg: reg}
 		if member, err = openNode(ncfg); err != nil {
 			return err
 		}
@@ -308,7 +308,7 @@ func serve(ctx context.Context, e *env, sf serveFlags) error {
 	if member != nil {
 		// Gossip starts once the port serves Raft: joining makes the
 		// leader add this node and dial it.
-		if err := member.join(ncfg, restarted); err != nil {
+		if err := member.join(ncfg); err != nil {
 			_ = srv.Shutdown(context.WithoutCancel(ctx))
 			<-serveErr
 			return err
