@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -162,5 +163,27 @@ func TestServeBootstrapOnStandaloneData(t *testing.T) {
 	defer l.Close()
 	if _, next := l.Bounds(); next != 1 {
 		t.Fatalf("the standalone log has %d records, want 1", next)
+	}
+}
+
+// A first start whose --join reaches nobody fails, and leaves no Raft
+// state behind, so the next start is a first start again.
+func TestServeJoinNobody(t *testing.T) {
+	dir := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nobody := ln.Addr().String()
+	ln.Close()
+	var stderr bytes.Buffer
+	e := &env{stdin: strings.NewReader(""), stdout: &bytes.Buffer{}, stderr: &stderr, getenv: func(string) string { return "" }}
+	args := []string{"serve", "--addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0", "--data-dir", dir,
+		"--join", nobody, "--gossip-key", testKey, "--log-format", "text", "--log-level", "error"}
+	if code := run(t.Context(), args, e); code != exitError || !strings.Contains(stderr.String(), "join") {
+		t.Fatalf("exit %d, stderr %q; want %d", code, stderr.String(), exitError)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "raft")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("raft directory after a failed first join: %v", err)
 	}
 }

@@ -311,6 +311,14 @@ func serve(ctx context.Context, e *env, sf serveFlags) error {
 		if err := member.join(ncfg); err != nil {
 			_ = srv.Shutdown(context.WithoutCancel(ctx))
 			<-serveErr
+			closeMember(false)
+			if !restarted && !sf.cluster.bootstrap {
+				// Nobody knows this node yet and Raft holds no state: leave
+				// the dir as it was, so the next start is a first start too.
+				if rerr := os.RemoveAll(filepath.Join(sf.dataDir, "raft")); rerr != nil {
+					logger.Warn("removing the raft directory of the failed start", "err", rerr)
+				}
+			}
 			return err
 		}
 		logger.Info("cluster member", "advertise", cs.advertise, "gossip", cs.gossipAddr,
