@@ -193,6 +193,13 @@ func startCluster(t *testing.T) *testCluster {
 			if t.Failed() {
 				out := m.out.String()
 				t.Logf("%s output (last 6000 bytes):\n%s", m.id, out[max(0, len(out)-6000):])
+				// CLUSTER_TEST_LOG_DIR keeps the whole output for a post-mortem.
+				if dir := os.Getenv("CLUSTER_TEST_LOG_DIR"); dir != "" {
+					name := filepath.Join(dir, fmt.Sprintf("%s-%s.log", filepath.Base(t.Name()), m.id))
+					if err := os.WriteFile(name, []byte(out), 0o600); err != nil {
+						t.Log(err)
+					}
+				}
 			}
 		})
 		m.start()
