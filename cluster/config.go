@@ -16,7 +16,7 @@ type Config struct {
 	// NodeID is the node's Raft server ID; it must stay the same across
 	// restarts so the node rejoins as itself.
 	NodeID string
-	// DataDir holds Raft's state in <DataDir>/raft (raft-wal log, stable
+	// DataDir holds Raft's state in <DataDir>/raft (bbolt Raft log, stable
 	// store, snapshots) and the records in <DataDir>/log (a logstore.Log).
 	DataDir string
 	// Bootstrap makes a node without Raft state start a one-member cluster
@@ -49,11 +49,6 @@ type Config struct {
 	TrailingLogs      uint64
 	// RetainSnapshots is how many snapshots to keep on disk; default 2.
 	RetainSnapshots int
-	// RaftSegmentBytes is the size of raft-wal's log segments; default 64 MiB.
-	// Compaction deletes whole segments only, so entries before a snapshot
-	// stay readable (and are sent instead of the snapshot) until their
-	// segment is sealed and deleted.
-	RaftSegmentBytes int
 
 	// Logger receives Raft's and the cluster's reports; nil discards them.
 	Logger *slog.Logger

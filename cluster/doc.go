@@ -5,7 +5,7 @@
 // # Shape
 //
 // Each node keeps Raft's own log and stable store in <DataDir>/raft
-// (hashicorp/raft-wal, fsynced on every append; snapshots beside it; the
+// (bbolt, raftstore.go, fsynced on every append; snapshots beside it; the
 // latest 64 entries also cached in memory, so replicating and applying
 // them reads no disk) and the records in <DataDir>/log, a logstore.Log that
 // is Raft's FSM. Append
@@ -91,9 +91,8 @@
 // behind the leader's compacted Raft log receives it through
 // InstallSnapshot, and logstore.Restore writes it into a fresh directory
 // (verifying every frame's CRC), swaps it into place and the store is
-// reopened. (raft-wal compacts whole segments only, so entries of a segment
-// still in use stay readable after a snapshot and a follower just behind
-// gets them instead of a snapshot; Config.RaftSegmentBytes sets the size.)
+// reopened. (Compaction keeps Config.TrailingLogs entries behind each
+// snapshot, so a follower just behind gets entries rather than a snapshot.)
 // Retention deletes store segments only; Raft's log is compacted
 // by its own snapshots (SnapshotThreshold, TrailingLogs), so retention
 // never removes an entry Raft still needs. A snapshot taken after retention

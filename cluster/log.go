@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-	wal "github.com/hashicorp/raft-wal"
-	"github.com/hashicorp/raft-wal/metadb"
 
 	"github.com/proglog/proglog/logstore"
 )
@@ -33,8 +31,7 @@ type Log struct {
 	logger *slog.Logger
 	raft   *raft.Raft
 	trans  *raft.NetworkTransport
-	wal    *wal.WAL
-	meta   *metadb.BoltMetaDB
+	store  *raftStore // Raft's log and stable store
 	fsm    *fsm
 	m      *metrics
 
@@ -100,7 +97,7 @@ func New(cfg Config) (_ *Log, err error) {
 	}()
 	cleanup = append(cleanup, func() { cfg.Stream.Close() })
 	raftDir := filepath.Join(cfg.DataDir, "raft")
-	if err := os.MkdirAll(filepath.Join(raftDir, "wal"), 0o755); err != nil {
+	if err := os.MkdirAll(raftDir, 0o755); err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	store, err := l.openStore()
@@ -110,19 +107,11 @@ func New(cfg Config) (_ *Log, err error) {
 	l.cur.Store(&storeRef{log: store, replaced: make(chan struct{})})
 	cleanup = append(cleanup, func() { l.current().log.Close() })
 
-	// raft-wal's Close leaves its meta database open (and flocked): own it.
-	l.meta = &metadb.BoltMetaDB{}
-	cleanup = append(cleanup, func() { l.meta.Close() })
-	segmentBytes := wal.DefaultSegmentSize
-	if cfg.RaftSegmentBytes > 0 {
-		segmentBytes = cfg.RaftSegmentBytes
-	}
-	l.wal, err = wal.Open(filepath.Join(raftDir, "wal"), wal.WithMetaStore(l.meta),
-		wal.WithLogger(newHCLogger(l.logger, "raft-wal")), wal.WithSegmentSize(segmentBytes))
+	l.store, err = openRaftStore(filepath.Join(raftDir, "raft.db"))
 	if err != nil {
 		return nil, fmt.Errorf("cluster: open raft log: %w", err)
 	}
-	cleanup = append(cleanup, func() { l.wal.Close() })
+	cleanup = append(cleanup, func() { l.store.Close() })
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(raftDir, cfg.RetainSnapshots, newHCLogger(l.logger, "raft-snapshots"))
 	if err != nil {
 		return nil, fmt.Errorf("cluster: open snapshots: %w", err)
@@ -153,7 +142,7 @@ func New(cfg Config) (_ *Log, err error) {
 	if err := raft.ValidateConfig(rc); err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
-	has, err := raft.HasExistingState(l.wal, l.wal, snaps)
+	has, err := raft.HasExistingState(l.store, l.store, snaps)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
@@ -168,7 +157,7 @@ func New(cfg Config) (_ *Log, err error) {
 			boot := raft.Configuration{Servers: []raft.Server{{
 				Suffrage: raft.Voter, ID: rc.LocalID, Address: l.trans.LocalAddr(),
 			}}}
-			if err := raft.BootstrapCluster(rc, l.wal, l.wal, snaps, l.trans, boot); err != nil {
+			if err := raft.BootstrapCluster(rc, l.store, l.store, snaps, l.trans, boot); err != nil {
 				return nil, fmt.Errorf("cluster: bootstrap: %w", err)
 			}
 		}
@@ -176,12 +165,12 @@ func New(cfg Config) (_ *Log, err error) {
 	l.fsm = &fsm{c: l, logger: l.logger}
 	l.m = newMetrics(l)
 	// Recent entries stay in memory: the leader's replication and a
-	// follower's apply read them back from there instead of the raft-wal.
-	logs, err := raft.NewLogCache(logCacheEntries, l.wal)
+	// follower's apply read them back from there instead of the Raft log store.
+	logs, err := raft.NewLogCache(logCacheEntries, l.store)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
-	l.raft, err = raft.NewRaft(rc, l.fsm, logs, l.wal, snaps, l.trans)
+	l.raft, err = raft.NewRaft(rc, l.fsm, logs, l.store, snaps, l.trans)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: start raft: %w", err)
 	}
@@ -541,11 +530,8 @@ func (l *Log) Close() error {
 			// queued for the FSM when it shut down; their waiters stay blocked.
 			l.logger.Error("cluster: some appends were never answered by raft after shutdown", "waited", closeGrace)
 		}
-		if err := l.wal.Close(); err != nil {
+		if err := l.store.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("cluster: close raft log: %w", err))
-		}
-		if err := l.meta.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("cluster: close raft log metadata: %w", err))
 		}
 		l.replaceMu.Lock()
 		if err := l.current().log.Close(); err != nil {

@@ -182,7 +182,6 @@ func TestSnapshotInstallOnNewNode(t *testing.T) {
 		c.SnapshotThreshold = 20
 		c.TrailingLogs = 5
 		c.Store.MaxSegmentBytes = 4096 // several segments in the snapshot
-		c.RaftSegmentBytes = 4096      // compaction really deletes raft entries
 	}
 	nodes := p.startCluster(t, 2, compact)
 	leader := waitLeader(t, nodes...)
@@ -275,7 +274,6 @@ func TestRetentionWithRaft(t *testing.T) {
 		c.TrailingLogs = 5
 		c.Store.MaxSegmentBytes = 2048
 		c.Store.RetentionBytes = 8192
-		c.RaftSegmentBytes = 4096
 	}
 	nodes := p.startCluster(t, 2, retain)
 	for i := range 80 {
@@ -375,7 +373,6 @@ func TestFollowerTailAcrossSnapshotInstall(t *testing.T) {
 		c.SnapshotThreshold = 10
 		c.TrailingLogs = 2
 		c.Store.MaxSegmentBytes = 2048
-		c.RaftSegmentBytes = 2048
 	}
 	nodes := p.startCluster(t, 3, compact)
 	leader := waitLeader(t, nodes...)
