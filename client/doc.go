@@ -34,19 +34,19 @@
 //
 //   - the connection to the server could not be opened (a dial error such
 //     as "connection refused": nothing was sent);
-//   - the server answered, whatever the code, with a message saying it is
-//     not the leader or that no leader is known ("not the leader",
-//     "no leader"), that the entry could not even be queued ("timed out
-//     queueing"), or that forwarding to the leader found no listener
-//     ("connection refused"): the append was refused before it reached a
-//     leader's log.
+//   - the server answered with its append-outcome header
+//     (service.AppendOutcomeHeader) set to "not-applied": it is not the
+//     leader and could not forward, no leader is known, or Raft could not
+//     even queue the entry. The decision rests on that value, never on
+//     message text.
 //
 // Any other failure after the request may have left the client is reported
 // as ErrUnknownOutcome wrapping the cause, and never retried: the record may
 // or may not be in the log, and only the caller can decide whether a
 // duplicate is acceptable. That covers a connection lost mid-request, ctx
-// ending while the request was out, a server message saying the outcome is
-// unknown, and Unavailable, Internal, Unknown, DataLoss, Aborted and
+// ending while the request was out, the header saying "unknown" (a forward
+// that failed on the way, or leadership lost while replicating), and
+// otherwise Unavailable, Internal, Unknown, DataLoss, Aborted and
 // DeadlineExceeded answers. Answers that reject the request before any write
 // (InvalidArgument, ResourceExhausted, PermissionDenied, Unauthenticated,
 // FailedPrecondition, OutOfRange, Unimplemented, NotFound, AlreadyExists)

@@ -44,26 +44,14 @@ func notSent(err error) bool {
 	return errors.As(err, &op) && op.Op == "dial"
 }
 
-// refusedMessages are the server messages (lowercased) of appends that were
-// refused before they reached a leader's log: cluster.NotLeaderError
-// ("not the leader", "no leader is known"), cluster.ErrTimeout ("timed out
-// queueing the entry") and a forwarding node that could not connect to the
-// leader ("connection refused").
-var refusedMessages = []string{"not the leader", "not leader", "no leader", "timed out queueing", "connection refused"}
-
-// unknownMessages mark a server answer whose append may have happened,
-// whatever its code (cluster.ErrUnknownOutcome, and this package's own).
-var unknownMessages = []string{"outcome unknown", "unknown outcome", "may or may not"}
-
-func containsAny(s string, subs []string) bool {
-	s = strings.ToLower(s)
-	for _, sub := range subs {
-		if strings.Contains(s, sub) {
-			return true
-		}
-	}
-	return false
-}
+// The server marks a failed append with what became of its records
+// (service.AppendOutcomeHeader; the names are repeated here so that the
+// client does not import the server, and a test keeps them equal).
+const (
+	appendOutcomeHeader     = "Proglog-Append-Outcome"
+	appendOutcomeNotApplied = "not-applied" // nothing was written: retry
+	appendOutcomeUnknown    = "unknown"     // it may have been committed
+)
 
 // classifyAppend says whether a failed append may be retried. ctx is the
 // call's context.
@@ -87,11 +75,10 @@ func classifyAppend(ctx context.Context, err error) verdict {
 		}
 		return final // refused by the client before sending (size, encoding)
 	}
-	msg := ce.Message()
-	if containsAny(msg, unknownMessages) {
+	switch ce.Meta().Get(appendOutcomeHeader) {
+	case appendOutcomeUnknown:
 		return unknown
-	}
-	if containsAny(msg, refusedMessages) {
+	case appendOutcomeNotApplied:
 		return retry
 	}
 	switch ce.Code() {
@@ -144,5 +131,5 @@ func shouldRefresh(err error) bool {
 	if !errors.As(err, &ce) {
 		return true
 	}
-	return ce.Code() == connect.CodeUnavailable || containsAny(ce.Message(), refusedMessages)
+	return ce.Code() == connect.CodeUnavailable || ce.Meta().Get(appendOutcomeHeader) == appendOutcomeNotApplied
 }

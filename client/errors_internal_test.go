@@ -15,6 +15,11 @@ func TestClassify(t *testing.T) {
 	dial := connect.NewError(connect.CodeUnavailable, &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED})
 	wire := func(code connect.Code, msg string) error { return connect.NewWireError(code, errors.New(msg)) }
 	local := func(code connect.Code, msg string) error { return connect.NewError(code, errors.New(msg)) }
+	marked := func(code connect.Code, msg, outcome string) error {
+		err := connect.NewWireError(code, errors.New(msg))
+		err.Meta().Set(appendOutcomeHeader, outcome)
+		return err
+	}
 	cancelled, cancel := context.WithCancel(t.Context())
 	cancel()
 	cases := []struct {
@@ -26,11 +31,13 @@ func TestClassify(t *testing.T) {
 		{"dial refused", dial, nil, retry, retry},
 		{"dial refused, ctx over", dial, cancelled, final, final},
 		{"wrapped dial refused", fmt.Errorf("x: %w", dial), nil, retry, retry},
-		{"no leader", wire(connect.CodeUnavailable, "cluster: not the leader, and no leader is known"), nil, retry, retry},
-		{"stale leader", wire(connect.CodeUnavailable, `cluster: not the leader; the leader is "n2" at 127.0.0.1:1`), nil, retry, retry},
-		{"queue timeout", wire(connect.CodeUnavailable, "cluster: timed out queueing the entry"), nil, retry, retry},
-		{"forward refused", wire(connect.CodeUnavailable, "dial tcp 127.0.0.1:1: connect: connection refused"), nil, retry, retry},
-		{"unknown wins over not leader", wire(connect.CodeUnavailable, "the write may or may not have been committed: cluster: outcome unknown: node is not the leader"), nil, unknown, retry},
+		{"no leader", marked(connect.CodeUnavailable, "cluster: not the leader, and no leader is known", appendOutcomeNotApplied), nil, retry, retry},
+		{"stale leader", marked(connect.CodeUnavailable, `cluster: not the leader; the leader is "n2" at 127.0.0.1:1`, appendOutcomeNotApplied), nil, retry, retry},
+		{"queue timeout", marked(connect.CodeUnavailable, "cluster: timed out queueing the entry", appendOutcomeNotApplied), nil, retry, retry},
+		{"forward failed", marked(connect.CodeUnavailable, "forwarding to the leader failed: dial tcp 127.0.0.1:1: connect: connection refused", appendOutcomeUnknown), nil, unknown, retry},
+		{"not leader by text only", wire(connect.CodeUnavailable, "cluster: not the leader"), nil, unknown, retry},
+		{"not-applied on another code", marked(connect.CodeAborted, "x", appendOutcomeNotApplied), nil, retry, retry},
+		{"unknown outcome", marked(connect.CodeUnavailable, "the write may or may not have been committed: cluster: outcome unknown: node is not the leader", appendOutcomeUnknown), nil, unknown, retry},
 		{"shutting down", wire(connect.CodeUnavailable, "service: server shutting down"), nil, unknown, retry},
 		{"server internal", wire(connect.CodeInternal, "boom"), nil, unknown, retry},
 		{"server deadline", wire(connect.CodeDeadlineExceeded, "late"), nil, unknown, retry},

@@ -77,7 +77,11 @@
 // failed to apply. cluster.ErrUnknownOutcome is Unavailable too, with a
 // message saying the write may or may not have been committed and a retry
 // may duplicate it. So is a forwarded append whose connection to the
-// leader failed (the leader's own errors come back as they are).
+// leader failed (the leader's own errors come back as they are). A failed
+// append whose fate the server knows carries the header (or trailer)
+// Proglog-Append-Outcome: "not-applied" (no leader, not forwarded, Raft
+// queue timeout: retrying is safe) or "unknown" (a retry may duplicate), so
+// clients decide on a value rather than on message text.
 //
 // # Shutdown
 //

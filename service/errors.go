@@ -48,14 +48,16 @@ func toConnect(ctx context.Context, err error) error {
 	case errors.Is(err, cluster.ErrUnknownOutcome):
 		// Unavailable so clients retry, but say that a retry may write
 		// the records twice.
-		return connect.NewError(connect.CodeUnavailable, fmt.Errorf(
-			"the write may or may not have been committed (leadership changed or it timed out while replicating); a retry may duplicate it: %w", err))
-	case errors.Is(err, cluster.ErrNotLeader):
-		// Reached only when the append could not be forwarded: no leader
-		// is known (an election is under way), or the request was already
-		// forwarded once. Nothing was written; a retry is safe.
-		return connect.NewError(connect.CodeUnavailable, err)
-	case errors.Is(err, cluster.ErrTimeout), errors.Is(err, cluster.ErrClosed), errors.Is(err, cluster.ErrApplyFailed):
+		return withAppendOutcome(connect.NewError(connect.CodeUnavailable, fmt.Errorf(
+			"the write may or may not have been committed (leadership changed or it timed out while replicating); a retry may duplicate it: %w", err)),
+			AppendOutcomeUnknown)
+	case errors.Is(err, cluster.ErrNotLeader), errors.Is(err, cluster.ErrTimeout):
+		// ErrNotLeader is reached only when the append could not be
+		// forwarded: no leader is known (an election is under way), or the
+		// request was already forwarded once. ErrTimeout: Raft could not
+		// even queue the entry. Nothing was written; a retry is safe.
+		return withAppendOutcome(connect.NewError(connect.CodeUnavailable, err), AppendOutcomeNotApplied)
+	case errors.Is(err, cluster.ErrClosed), errors.Is(err, cluster.ErrApplyFailed):
 		return connect.NewError(connect.CodeUnavailable, err)
 	case errors.Is(err, errSlowConsumer):
 		return connect.NewError(connect.CodeResourceExhausted, err)
@@ -80,4 +82,20 @@ func rangeMessage(re *logstore.RangeError) error {
 
 func invalidArgument(format string, args ...any) error {
 	return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf(format, args...))
+}
+
+// AppendOutcomeHeader is set on a failed append's error (a response header
+// or trailer, whatever the protocol) when the server knows what became of
+// the records, so clients decide about retrying on a value, not on message
+// text: AppendOutcomeNotApplied (nothing was written: retrying is safe) or
+// AppendOutcomeUnknown (it may have been committed: a retry may duplicate).
+const (
+	AppendOutcomeHeader     = "Proglog-Append-Outcome"
+	AppendOutcomeNotApplied = "not-applied"
+	AppendOutcomeUnknown    = "unknown"
+)
+
+func withAppendOutcome(err *connect.Error, outcome string) *connect.Error {
+	err.Meta().Set(AppendOutcomeHeader, outcome)
+	return err
 }

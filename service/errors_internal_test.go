@@ -60,6 +60,34 @@ func TestToConnect(t *testing.T) {
 	}
 }
 
+// Clients decide whether to retry an append on this header, not on text.
+func TestToConnectAppendOutcome(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"unknown outcome", fmt.Errorf("append: %w", cluster.ErrUnknownOutcome), AppendOutcomeUnknown},
+		{"no leader known", &cluster.NotLeaderError{}, AppendOutcomeNotApplied},
+		{"leader known but not forwarded", &cluster.NotLeaderError{LeaderID: "b", LeaderAddr: "10.0.0.2:8400"}, AppendOutcomeNotApplied},
+		{"raft queue timeout", cluster.ErrTimeout, AppendOutcomeNotApplied},
+		{"forward failed on the way", forwardFailed(errors.New("connection reset")), AppendOutcomeUnknown},
+		{"apply failed", cluster.ErrApplyFailed, ""},
+		{"log failed", logstore.ErrFailed, ""},
+		{"too large", logstore.ErrRecordTooLarge, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var ce *connect.Error
+			if !errors.As(toConnect(context.Background(), tt.err), &ce) {
+				t.Fatal("not a connect error")
+			}
+			if got := ce.Meta().Get(AppendOutcomeHeader); got != tt.want {
+				t.Fatalf("%s = %q, want %q", AppendOutcomeHeader, got, tt.want)
+			}
+		})
+	}
+}
+
 func TestActionFor(t *testing.T) {
 	for _, tt := range []struct {
 		path   string

@@ -83,8 +83,9 @@ func forwardFailed(err error) error {
 	if err == nil || connect.IsWireError(err) {
 		return err
 	}
-	return connect.NewError(connect.CodeUnavailable, fmt.Errorf(
-		"forwarding to the leader failed; the write may or may not have been committed, a retry may duplicate it: %w", err))
+	return withAppendOutcome(connect.NewError(connect.CodeUnavailable, fmt.Errorf(
+		"forwarding to the leader failed; the write may or may not have been committed, a retry may duplicate it: %w", err)),
+		AppendOutcomeUnknown)
 }
 
 // Produce appends one record. The append is not cancelled with the request:
