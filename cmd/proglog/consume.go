@@ -69,7 +69,7 @@ hex prints "<offset><TAB><hex of the value>".` + "\n" + exitCodesHelp,
 				return err
 			}
 			defer c.Close()
-			err = consume(cmd.Context(), c, r, batch, pr)
+			err = consume(cmd.Context(), c, r, batch, pr, e.stderr)
 			if r.follow && errors.Is(err, context.Canceled) && cmd.Context().Err() != nil {
 				return nil // interrupted while following: the normal way to stop
 			}
@@ -88,7 +88,10 @@ hex prints "<offset><TAB><hex of the value>".` + "\n" + exitCodesHelp,
 	return cmd
 }
 
-func consume(ctx context.Context, c *conn, r consumeRange, batch uint32, pr *printer) error {
+// consume prints the range. With --follow it survives the server going
+// away (a restart, a failover): it reconnects with backoff and resumes
+// after the last record it printed, so nothing is skipped or repeated.
+func consume(ctx context.Context, c *conn, r consumeRange, batch uint32, pr *printer, warn io.Writer) error {
 	req := &logv1.ConsumeStreamRequest{Offset: r.from, FromEnd: r.fromEnd, MaxBatch: batch}
 	var end uint64 // exclusive bound; 0 with bounded false = none
 	bounded := false
@@ -121,13 +124,6 @@ func consume(ctx context.Context, c *conn, r consumeRange, batch uint32, pr *pri
 		}
 	}
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stream, err := c.ConsumeStream(ctx, req)
-	if err != nil {
-		return err
-	}
-	defer stream.Close()
 	var n uint64
 	emit := func(rec *logv1.Record) (done bool, err error) {
 		if bounded && rec.GetOffset() >= end {
@@ -139,6 +135,67 @@ func consume(ctx context.Context, c *conn, r consumeRange, batch uint32, pr *pri
 		n++
 		return (r.count > 0 && n >= r.count) || (bounded && rec.GetOffset()+1 >= end), nil
 	}
+	backoff := followBackoffMin
+	for {
+		printed, done, err := consumeStream(ctx, c, req, emit, pr)
+		if done || ctx.Err() != nil {
+			if ctx.Err() != nil && (err == nil || connect.CodeOf(err) == connect.CodeCanceled) {
+				return ctx.Err()
+			}
+			return err
+		}
+		if !r.follow || !reconnectable(err) {
+			if err == nil && bounded {
+				return fmt.Errorf("stream ended at %d records, before offset %d", n, end)
+			}
+			return err
+		}
+		if printed != nil {
+			req.Offset, req.FromEnd = printed.GetOffset()+1, false
+			backoff = followBackoffMin
+		}
+		fmt.Fprintf(warn, "proglog: the stream ended (%v); reconnecting from offset %d in %v\n", err, req.GetOffset(), backoff)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, followBackoffMax)
+	}
+}
+
+// How long --follow waits before reconnecting: doubling from min to max.
+const (
+	followBackoffMin = 100 * time.Millisecond
+	followBackoffMax = 5 * time.Second
+)
+
+// reconnectable reports whether a follow stream that ended with err (nil:
+// the server closed it) is worth opening again: the server went away or
+// is shutting down, not a refusal such as a denied subject.
+func reconnectable(err error) bool {
+	if err == nil {
+		return true
+	}
+	switch connect.CodeOf(err) {
+	case connect.CodeUnavailable, connect.CodeUnknown, connect.CodeInternal, connect.CodeAborted, connect.CodeCanceled:
+		return true
+	}
+	return false
+}
+
+// consumeStream runs one ConsumeStream and hands its records to emit. It
+// returns the last record printed (nil if none), whether emit is done, and
+// how the stream ended.
+func consumeStream(ctx context.Context, c *conn, req *logv1.ConsumeStreamRequest,
+	emit func(*logv1.Record) (bool, error), pr *printer) (printed *logv1.Record, done bool, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := c.ConsumeStream(ctx, req)
+	if err != nil {
+		return nil, false, err
+	}
+	defer stream.Close()
 	for stream.Receive() {
 		msg := stream.Msg()
 		recs := msg.GetRecords()
@@ -146,27 +203,20 @@ func consume(ctx context.Context, c *conn, r consumeRange, batch uint32, pr *pri
 			recs = []*logv1.Record{msg.GetRecord()}
 		}
 		for _, rec := range recs {
-			if done, err := emit(rec); done || err != nil {
-				if ferr := pr.flush(); err == nil {
-					err = ferr
-				}
-				return err
+			d, err := emit(rec)
+			if err != nil {
+				return printed, true, err
 			}
+			if d {
+				return printed, true, pr.flush()
+			}
+			printed = rec
 		}
 		if err := pr.flush(); err != nil {
-			return err
+			return printed, true, err
 		}
 	}
-	if err := stream.Err(); err != nil {
-		if connect.CodeOf(err) == connect.CodeCanceled && ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return err
-	}
-	if bounded {
-		return fmt.Errorf("stream ended at %d records, before offset %d", n, end)
-	}
-	return nil
+	return printed, false, stream.Err()
 }
 
 func unaryContext(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {

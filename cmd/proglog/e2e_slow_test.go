@@ -559,14 +559,27 @@ func TestSIGTERMDuringFollow(t *testing.T) {
 	if strings.Contains(n.stderr.String(), "shutdown: ") {
 		t.Fatalf("shutdown did not finish cleanly:\n%s", n.stderr.String())
 	}
+
+	// The tail outlives the server: it reconnects once the node is back and
+	// resumes after the last record it printed.
+	n = startNode(t, bin, dir, n.addr)
+	if _, errs, code := n.cli(t, nil, "produce", "after"); code != 0 {
+		t.Fatal(errs)
+	}
+	if got := next(); got != "after" {
+		t.Fatalf("follow printed %q after the restart, want after (stderr %s)", got, ferr.String())
+	}
+	if err := follow.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
 	for range lines {
 	}
-	<-followDone // the tail ended when the server went away
-	t.Logf("consume --follow ended with %v: %s", followErr, ferr.String())
-
-	n = startNode(t, bin, dir, n.addr)
+	<-followDone
+	if followErr != nil {
+		t.Fatalf("interrupted consume --follow: %v: %s", followErr, ferr.String())
+	}
 	got := n.readAll()
-	if len(got) != 4 || got[0] != "a" || got[3] != "live" {
+	if len(got) != 5 || got[0] != "a" || got[3] != "live" || got[4] != "after" {
 		t.Fatalf("after restart: %v", got)
 	}
 	n.stop()
