@@ -80,7 +80,8 @@
 // leader failed (the leader's own errors come back as they are). A failed
 // append whose fate the server knows carries the header (or trailer)
 // Proglog-Append-Outcome: "not-applied" (no leader, not forwarded, Raft
-// queue timeout: retrying is safe) or "unknown" (a retry may duplicate), so
+// queue timeout, or the connection to the leader never opened: retrying is
+// safe) or "unknown" (a retry may duplicate), so
 // clients decide on a value rather than on message text.
 //
 // # Shutdown

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
+	"syscall"
 	"testing"
 
 	"connectrpc.com/connect"
@@ -72,6 +74,8 @@ func TestToConnectAppendOutcome(t *testing.T) {
 		{"leader known but not forwarded", &cluster.NotLeaderError{LeaderID: "b", LeaderAddr: "10.0.0.2:8400"}, AppendOutcomeNotApplied},
 		{"raft queue timeout", cluster.ErrTimeout, AppendOutcomeNotApplied},
 		{"forward failed on the way", forwardFailed(errors.New("connection reset")), AppendOutcomeUnknown},
+		{"forward could not dial", forwardFailed(connect.NewError(connect.CodeUnavailable,
+			&net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED})), AppendOutcomeNotApplied},
 		{"apply failed", cluster.ErrApplyFailed, ""},
 		{"log failed", logstore.ErrFailed, ""},
 		{"too large", logstore.ErrRecordTooLarge, ""},

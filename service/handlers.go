@@ -2,7 +2,9 @@ package service
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 
 	"connectrpc.com/connect"
 
@@ -82,6 +84,12 @@ func forwardBatch(ctx context.Context, leader logv1connect.LogServiceClient, val
 func forwardFailed(err error) error {
 	if err == nil || connect.IsWireError(err) {
 		return err
+	}
+	if op := (*net.OpError)(nil); errors.As(err, &op) && op.Op == "dial" {
+		// The connection to the leader never opened: nothing was sent.
+		return withAppendOutcome(connect.NewError(connect.CodeUnavailable, fmt.Errorf(
+			"forwarding to the leader failed before sending; nothing was written: %w", err)),
+			AppendOutcomeNotApplied)
 	}
 	return withAppendOutcome(connect.NewError(connect.CodeUnavailable, fmt.Errorf(
 		"forwarding to the leader failed; the write may or may not have been committed, a retry may duplicate it: %w", err)),
