@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"net"
 	"os"
 	"strings"
@@ -184,8 +185,8 @@ func TestForwarderRefusals(t *testing.T) {
 		t.Fatalf("no leader: got %v, want unavailable", err)
 	}
 
-	// A leader that cannot be reached leaves the outcome unknown, and the
-	// message says so.
+	// A leader that cannot be reached: nothing was sent, and the error says
+	// so, in its message and in the append-outcome header.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -197,8 +198,11 @@ func TestForwarderRefusals(t *testing.T) {
 		c.Forward = fwd.Forward
 	}})
 	err = produce(t.Context(), unreachable, idRoot)
-	if codeOf(err) != connect.CodeUnavailable || !strings.Contains(err.Error(), "may or may not") {
+	if codeOf(err) != connect.CodeUnavailable || !strings.Contains(err.Error(), "nothing was written") {
 		t.Fatalf("unreachable leader: got %v", err)
+	}
+	if ce := new(connect.Error); !errors.As(err, &ce) || ce.Meta().Get(service.AppendOutcomeHeader) != service.AppendOutcomeNotApplied {
+		t.Fatalf("unreachable leader: %s not %q in %v", service.AppendOutcomeHeader, service.AppendOutcomeNotApplied, err)
 	}
 
 	if _, err := service.NewForwarder("x", "", &tls.Config{}); err == nil {
