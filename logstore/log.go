@@ -419,12 +419,7 @@ func (l *Log) flushPending(sync bool) error {
 	default:
 		err = l.flush(b, sync)
 		if err != nil {
-			l.flushErr = fmt.Errorf("%w: %w", ErrFailed, err)
-			l.mu.Lock()
-			l.failed = l.flushErr
-			l.mu.Unlock()
-			l.logger.Error("logstore: write failed; refusing appends until reopened", "dir", l.dir, "err", err)
-			err = l.flushErr
+			err = l.fail("write", err)
 		}
 	}
 	if w != nil {
@@ -556,14 +551,21 @@ func (l *Log) Sync() error {
 		err = l.fdatasync(active)
 	}
 	if err != nil {
-		l.flushErr = fmt.Errorf("%w: %w", ErrFailed, err)
-		l.mu.Lock()
-		l.failed = l.flushErr
-		l.mu.Unlock()
-		l.logger.Error("logstore: fdatasync failed; refusing appends until reopened", "err", err)
-		return l.flushErr
+		return l.fail("fdatasync", err)
 	}
 	return nil
+}
+
+// fail puts the log in its failed state after a write or sync error: every
+// later append returns the error, wrapping ErrFailed, until the log is
+// reopened. Caller holds flushMu.
+func (l *Log) fail(what string, err error) error {
+	l.flushErr = fmt.Errorf("%w: %w", ErrFailed, err)
+	l.mu.Lock()
+	l.failed = l.flushErr
+	l.mu.Unlock()
+	l.logger.Error("logstore: "+what+" failed; refusing appends until reopened", "dir", l.dir, "err", err)
+	return l.flushErr
 }
 
 // roll seals the full active segment and starts the next. Caller holds flushMu.
@@ -720,11 +722,7 @@ func (l *Log) syncLoop(ctx context.Context) {
 		set := l.segs.Load()
 		if s := set.segs[len(set.segs)-1]; s.dirty && l.flushErr == nil {
 			if err := l.fdatasync(s); err != nil {
-				l.flushErr = fmt.Errorf("%w: %w", ErrFailed, err)
-				l.mu.Lock()
-				l.failed = l.flushErr
-				l.mu.Unlock()
-				l.logger.Error("logstore: periodic fdatasync failed; refusing appends until reopened", "err", err)
+				l.fail("periodic fdatasync", err)
 			}
 		}
 		l.flushMu.Unlock()
