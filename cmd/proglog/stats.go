@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
@@ -10,10 +11,23 @@ import (
 )
 
 func newStatsCmd(e *env) *cobra.Command {
+	return newUnaryCmd(e, "stats", "Show the log's bounds, size and segments",
+		func(ctx context.Context, c *conn) (string, error) {
+			st, err := c.GetStats(ctx, &logv1.GetStatsRequest{})
+			if err != nil {
+				return "", err
+			}
+			return formatStats(st), nil
+		})
+}
+
+// newUnaryCmd is a command without arguments that makes one call and prints
+// what format returns.
+func newUnaryCmd(e *env, use, short string, call func(context.Context, *conn) (string, error)) *cobra.Command {
 	var cf clientFlags
 	cmd := &cobra.Command{
-		Use:   "stats",
-		Short: "Show the log's bounds, size and segments",
+		Use:   use,
+		Short: short,
 		Args:  wantNoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := cf.dial()
@@ -23,11 +37,11 @@ func newStatsCmd(e *env) *cobra.Command {
 			defer c.Close()
 			ctx, cancel := unaryContext(cmd.Context(), c.timeout)
 			defer cancel()
-			st, err := c.GetStats(ctx, &logv1.GetStatsRequest{})
+			out, err := call(ctx, c)
 			if err != nil {
 				return err
 			}
-			_, err = fmt.Fprint(e.stdout, formatStats(st))
+			_, err = fmt.Fprint(e.stdout, out)
 			return err
 		},
 	}
@@ -52,29 +66,14 @@ func formatStats(st *logv1.GetStatsResponse) string {
 }
 
 func newWhoAmICmd(e *env) *cobra.Command {
-	var cf clientFlags
-	cmd := &cobra.Command{
-		Use:   "whoami",
-		Short: "Show who the server thinks you are and what the ACL lets you do",
-		Args:  wantNoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := cf.dial()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := unaryContext(cmd.Context(), c.timeout)
-			defer cancel()
+	return newUnaryCmd(e, "whoami", "Show who the server thinks you are and what the ACL lets you do",
+		func(ctx context.Context, c *conn) (string, error) {
 			resp, err := c.WhoAmI(ctx, &logv1.WhoAmIRequest{})
 			if err != nil {
-				return err
+				return "", err
 			}
-			_, err = fmt.Fprint(e.stdout, formatWhoAmI(resp))
-			return err
-		},
-	}
-	cf.register(cmd.Flags())
-	return cmd
+			return formatWhoAmI(resp), nil
+		})
 }
 
 func formatWhoAmI(r *logv1.WhoAmIResponse) string {
