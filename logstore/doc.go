@@ -12,11 +12,13 @@
 //	00000000000000004711.store  00000000000000004711.index
 //
 // The segment with the highest base is the active segment; it is the only
-// one written. All others are sealed and never change until deleted whole.
-// Other names in the directory (such as "<base>.store.broken", see below)
-// are ignored, except "<base>.index.tmp" (an interrupted index rebuild,
-// removed on open). The directory is locked with
-// flock while a Log has it open.
+// one written. All others are sealed and never change until deleted whole,
+// or until TruncateFrom cuts into one, which first deletes every newer
+// segment and so makes it the active one again. Other names in the
+// directory (such as "<base>.store.broken", see below) are ignored, except
+// "<base>.index.tmp" (an interrupted index rebuild, removed on open) and
+// "reset" (Reset's marker, see Truncation and reset). The directory is
+// locked with flock while a Log has it open.
 //
 // All integers are little endian.
 //
@@ -86,6 +88,7 @@
 //     compacts the entries the store is the only other copy of.
 //   - Under every policy the directory is fsynced after a segment file is
 //     created or removed, and Close fdatasyncs the active store.
+//   - TruncateFrom and Reset: see Truncation and reset.
 //   - A failed write or fsync puts the log in a failed state: appends return
 //     ErrFailed until it is reopened. The fsync is never retried, because
 //     Linux may have dropped the dirty pages it failed to write.
@@ -119,7 +122,8 @@
 // A new active store whose header is short or all zeros and which holds
 // nothing else (a crash while it was being created) gets its header written
 // again. An index file without its store (a crash while deleting a segment,
-// which removes the store first) is removed.
+// which removes the store first) is removed. A "reset" file is dealt with
+// before anything else (see Truncation and reset).
 //
 // Damage in a sealed segment is found when read: Read and ReadBatch return
 // a *CorruptError (errors.Is ErrCorrupt) naming the file and byte position,
@@ -137,6 +141,61 @@
 // finish first. Readers of deleted offsets get a *RangeError naming the
 // lowest offset left.
 //
+// # Truncation and reset
+//
+// TruncateFrom(from) deletes the records at offsets >= from. Let k be the
+// segment holding from (or starting at it). In this order:
+//
+//  1. Readers stop seeing the records: next drops to from and the newer
+//     segments leave the published set (see Concurrency).
+//  2. The segments newer than k are deleted newest first, each one store
+//     then index, with a directory fsync after each, so an older segment is
+//     never gone while a newer one is still on disk.
+//  3. k's store is truncated at the frame of from (the byte where the record
+//     before it ends; that record is read and checked first, so a damaged
+//     index entry cannot move the cut) and fsynced (not under SyncNever).
+//  4. k's index file is removed and created again, as for any active
+//     segment (mapped, allocated ahead), filled with the kept entries; the
+//     directory is fsynced. A new file rather than a truncated one, because
+//     readers may still be in the old file's mapping.
+//
+// A crash at any point leaves a prefix of the old log at least [lowest, from):
+// during 2 the newest remaining segment is intact and becomes the active one;
+// from 3 on k is the newest segment, and the newest segment's index is never
+// trusted on Open, which rebuilds it from the store: a store not yet cut
+// still holds every record, a cut one exactly those below from. The store is
+// the only thing that can bring records back, which is why it is cut first
+// and, once it is cut and fsynced, no old frame survives beyond its end. The
+// frames appended after the truncation overwrite nothing old: the file is
+// shorter, they extend it. (Under SyncNever the cut is not fsynced, so after
+// a machine crash, not a process crash, old frames may show again past new
+// ones, as any unsynced write may be lost there.)
+//
+// Reset(next) leaves an empty log based at next, lower or higher than
+// before. Deleting the segments and creating "<next>.store" cannot be made
+// safe by ordering alone: a crash with every segment gone and the new one
+// not yet there would reopen as an empty log at offset 0, and the new empty
+// segment beside old ones would break the "each segment begins where the
+// previous one ends" check. So Reset first writes the file "reset" (a store
+// file header, as above, whose base is next), fsyncs it and the directory:
+// from then on the reset is decided. Then it deletes every segment file
+// oldest first, fsyncs the directory, writes "<next>.store" (header only)
+// and fsyncs it and the directory, and removes "reset" and fsyncs the
+// directory. Deletion order does not matter for safety, since whatever is
+// left, Open finishes the job: if "reset" holds a valid header it deletes
+// every segment file, writes "<next>.store" and removes "reset", the same
+// steps in the same order; if the header does not check out, the marker was
+// torn by a crash before it was synced, when nothing had been deleted yet,
+// and it is removed. So a crash during Reset leaves the old log or the new
+// empty one, never a part.
+//
+// Appends queued but not flushed when either starts are flushed first and
+// acknowledged at their offsets, as if they had returned just before the
+// call, and being past the old end they are among the records deleted.
+// Appends that queue while either runs wait for it and get offsets from the
+// new end. A failed file operation puts the log in the failed state; a
+// reopen then finds one of the states above.
+//
 // # Concurrency
 //
 // Appenders encode their frames under a short mutex, then the first to take
@@ -147,6 +206,14 @@
 // visible is published atomically after the data (and, under SyncAlways,
 // the fdatasync) that covers it, and Wait is woken through a channel that is
 // closed and replaced on every advance.
+//
+// TruncateFrom and Reset change next and the segment set together inside a
+// sequence count (an epoch, odd while they change), so readers load a
+// consistent pair; they do so before cutting or rewriting any byte. A read
+// that began before finds the epoch moved when it is done and starts over,
+// so it never returns bytes from a cut store or records past the new end; a
+// snapshot stream from before fails with ErrOutOfRange. Segments deleted by
+// a truncation are reference counted like those retention deletes.
 //
 // # Snapshot stream
 //
@@ -166,5 +233,8 @@
 //     unsynced write may reach the disk in any order; synced data is not
 //     torn afterwards, except by media failure, which the CRCs detect.
 //   - Renames, creates and removes are durable after the directory fsync.
+//   - A truncate is atomic (after a crash the file has its old or its new
+//     size) and, once fsynced, its cut bytes do not come back; bytes
+//     written past the new end later are new blocks, never old contents.
 //   - Bit rot is detected (CRC32C), not repaired.
 package logstore

@@ -10,7 +10,8 @@ import (
 var (
 	// ErrOutOfRange is returned by Read, ReadBatch and the snapshot reader for an
 	// offset outside [lowest, next): never written yet, or already deleted by
-	// retention or TruncateBefore. The concrete error is a *RangeError.
+	// retention, TruncateBefore, TruncateFrom or Reset; also by TruncateFrom for a
+	// cut point outside [lowest, next]. The concrete error is a *RangeError.
 	ErrOutOfRange = errors.New("logstore: offset out of range")
 	// ErrCorrupt is returned when bytes on disk fail their checks: a record whose
 	// CRC, length or offset is wrong, an index entry that points at the wrong

@@ -73,13 +73,24 @@ type Log struct {
 	durable  uint64 // every offset below it is flushed per the policy
 	flushErr error
 
-	next      atomic.Uint64 // offsets below it are visible to readers
-	segs      atomic.Pointer[segmentSet]
+	next atomic.Uint64 // offsets below it are visible to readers
+	segs atomic.Pointer[segmentSet]
+	// epoch is a sequence count of truncations (TruncateFrom, Reset): odd
+	// while next and segs are changed together, bumped again once they agree,
+	// so readers can tell a consistent pair, and a read that may have seen
+	// bytes a truncation cut or rewrote, from a good one. Appends and
+	// TruncateBefore never touch it: they only grow next or drop whole
+	// segments, which readers already cope with.
+	epoch     atomic.Uint64
 	sizeBytes atomic.Int64
 	closed    atomic.Bool
 
 	waitMu sync.Mutex    // guards waitCh
 	waitCh chan struct{} // closed and cleared when next advances or the log closes
+
+	// step, when set (tests only), is called before each file operation of
+	// TruncateFrom and Reset; an error stops the operation there, as a crash would.
+	step func(what string) error
 
 	kick     chan struct{} // wakes the committer (SyncAlways); capacity 1
 	stop     context.CancelFunc
@@ -160,6 +171,19 @@ func (l *Log) openSegments() ([]*segment, error) {
 	names, err := l.dirFile.Readdirnames(-1)
 	if err != nil {
 		return nil, fmt.Errorf("logstore: list %s: %w", l.dir, err)
+	}
+	if slices.Contains(names, resetMarker) {
+		if err := l.recoverReset(); err != nil {
+			return nil, fmt.Errorf("logstore: interrupted reset in %s: %w", l.dir, err)
+		}
+		entries, err := os.ReadDir(l.dir)
+		if err != nil {
+			return nil, fmt.Errorf("logstore: list %s: %w", l.dir, err)
+		}
+		names = names[:0]
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
 	}
 	stores := map[uint64]bool{}
 	indexes := map[uint64]bool{}
@@ -399,12 +423,25 @@ func (l *Log) gather() {
 // flushPending takes the queued frames, flushes them and wakes their
 // waiter. Caller holds flushMu.
 func (l *Log) flushPending(sync bool) error {
+	l.mu.Lock()
+	b, w := l.detachPending()
+	l.mu.Unlock()
+	return l.flushDetached(b, w, sync, true)
+}
+
+// detachPending takes the queued frames and their waiter. Caller holds
+// flushMu and mu.
+func (l *Log) detachPending() (pendingBatch, *flushWaiter) {
 	// Double buffering: appenders fill one buffer while this flush writes
 	// the other; spare is only touched under flushMu.
-	l.mu.Lock()
 	b, w := l.pending, l.waiter
 	l.pending, l.waiter = pendingBatch{buf: l.spare.buf[:0]}, nil
-	l.mu.Unlock()
+	return b, w
+}
+
+// flushDetached flushes a batch taken by detachPending and wakes its
+// waiter; retain says whether a roll may run retention. Caller holds flushMu.
+func (l *Log) flushDetached(b pendingBatch, w *flushWaiter, sync, retain bool) error {
 	defer func() {
 		l.spare = pendingBatch{}
 		if cap(b.buf) <= 4<<20 { // keep a buffer for reuse, but not a huge one
@@ -417,7 +454,7 @@ func (l *Log) flushPending(sync bool) error {
 	case l.flushErr != nil:
 		err = l.flushErr
 	default:
-		err = l.flush(b, sync)
+		err = l.flush(b, sync, retain)
 		if err != nil {
 			err = l.fail("write", err)
 		}
@@ -430,9 +467,9 @@ func (l *Log) flushPending(sync bool) error {
 }
 
 // flush writes frames to the active segment, rolling to new segments as
-// they fill, syncs per policy and then makes the records visible.
-// Caller holds flushMu.
-func (l *Log) flush(b pendingBatch, sync bool) error {
+// they fill, syncs per policy and then makes the records visible. After a
+// roll it runs retention if retain is set. Caller holds flushMu.
+func (l *Log) flush(b pendingBatch, sync, retain bool) error {
 	set := l.segs.Load()
 	seg := set.segs[len(set.segs)-1]
 	rolled := false
@@ -499,7 +536,7 @@ func (l *Log) flush(b pendingBatch, sync bool) error {
 		l.m.records.Add(float64(b.n))
 		l.m.bytes.Add(float64(valueBytes))
 	}
-	if rolled {
+	if rolled && retain {
 		if err := l.retain(); err != nil {
 			l.logger.Error("logstore: retention failed", "err", err)
 		}
@@ -638,17 +675,32 @@ func (l *Log) Wait(ctx context.Context, offset uint64) error {
 	}
 }
 
+// view returns next and the segment set as one consistent pair, and the
+// epoch they belong to: it waits out a truncation's publish (a few atomic
+// stores, no I/O) rather than mix its before and after.
+func (l *Log) view() (next uint64, set *segmentSet, epoch uint64) {
+	for {
+		epoch = l.epoch.Load()
+		if epoch&1 == 0 {
+			next, set = l.next.Load(), l.segs.Load()
+			if l.epoch.Load() == epoch {
+				return next, set, epoch
+			}
+		}
+		runtime.Gosched()
+	}
+}
+
 // Bounds returns the lowest stored offset and the next offset to be written;
 // lowest == next when the log holds no records.
 func (l *Log) Bounds() (lowest, next uint64) {
-	next = l.next.Load()
-	return l.segs.Load().segs[0].base, next
+	next, set, _ := l.view()
+	return set.segs[0].base, next
 }
 
 // Stats reports offsets, store bytes and segment count.
 func (l *Log) Stats() Stats {
-	next := l.next.Load()
-	set := l.segs.Load()
+	next, set, _ := l.view()
 	return Stats{Lowest: set.segs[0].base, Next: next, SizeBytes: l.sizeBytes.Load(), Segments: len(set.segs)}
 }
 
@@ -672,8 +724,7 @@ func (l *Log) ReadBatch(offset uint64, maxRecords, maxBytes int, dst []Record) (
 	}
 	maxRecords = max(maxRecords, 1)
 	for range 3 {
-		next := l.next.Load()
-		set := l.segs.Load()
+		next, set, epoch := l.view()
 		segs := set.segs
 		if offset < segs[0].base || offset >= next {
 			return dst, &RangeError{Offset: offset, Lowest: segs[0].base, Next: next}
@@ -701,9 +752,15 @@ func (l *Log) ReadBatch(offset uint64, maxRecords, maxBytes int, dst []Record) (
 			}
 			continue // deleted meanwhile; the fresh set says what is left
 		}
-		dst, err := s.read(offset, maxRecords, maxBytes, dst, limit, maxRecordLimit)
+		out, err := s.read(offset, maxRecords, maxBytes, dst, limit, maxRecordLimit)
 		s.release()
-		return dst, err
+		if l.epoch.Load() != epoch {
+			// A truncation ran meanwhile and may have cut or rewritten the
+			// bytes just read: what it left decides.
+			clear(out[len(dst):])
+			continue
+		}
+		return out, err
 	}
 	lowest, next := l.Bounds()
 	return dst, &RangeError{Offset: offset, Lowest: lowest, Next: next}

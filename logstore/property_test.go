@@ -11,8 +11,8 @@ import (
 	"github.com/proglog/proglog/logstore"
 )
 
-// TestProperty runs random sequences of appends, batches, reads, reopens and
-// truncations against an in-memory model of the log.
+// TestProperty runs random sequences of appends, batches, reads, reopens,
+// truncations at either end and resets against an in-memory model of the log.
 func TestProperty(t *testing.T) {
 	seeds := 12
 	if testing.Short() {
@@ -37,8 +37,8 @@ func runModel(t *testing.T, seed uint64, ops int) {
 		t.Fatal(err)
 	}
 	defer func() { l.Close() }()
-	var model [][]byte
-	var lowest uint64
+	var model [][]byte // model[i] is the record at offset base+i
+	var base, lowest uint64
 	randValue := func() []byte {
 		n := r.IntN(300)
 		if r.IntN(20) == 0 {
@@ -51,8 +51,8 @@ func runModel(t *testing.T, seed uint64, ops int) {
 		return v
 	}
 	for op := range ops {
-		next := uint64(len(model))
-		switch k := r.IntN(100); {
+		next := base + uint64(len(model))
+		switch k := r.IntN(106); {
 		case k < 35:
 			v := randValue()
 			off, err := l.Append(t.Context(), v)
@@ -80,7 +80,7 @@ func runModel(t *testing.T, seed uint64, ops int) {
 				}
 				continue
 			}
-			if err != nil || rec.Offset != off || !bytes.Equal(rec.Value, model[off]) {
+			if err != nil || rec.Offset != off || !bytes.Equal(rec.Value, model[off-base]) {
 				t.Fatalf("op %d: Read(%d) = %d %x, %v", op, off, rec.Offset, rec.Value, err)
 			}
 		case k < 85:
@@ -93,7 +93,7 @@ func runModel(t *testing.T, seed uint64, ops int) {
 				t.Fatalf("op %d: ReadBatch(%d) = %d records, %v", op, off, len(recs), err)
 			}
 			for i, rec := range recs {
-				if rec.Offset != off+uint64(i) || !bytes.Equal(rec.Value, model[rec.Offset]) {
+				if rec.Offset != off+uint64(i) || !bytes.Equal(rec.Value, model[rec.Offset-base]) {
 					t.Fatalf("op %d: ReadBatch(%d)[%d] = offset %d", op, off, i, rec.Offset)
 				}
 			}
@@ -114,6 +114,29 @@ func runModel(t *testing.T, seed uint64, ops int) {
 				t.Fatalf("op %d: TruncateBefore(%d) moved lowest %d -> %d (next %d)", op, off, lowest, lo, next)
 			}
 			lowest = lo
+		case k < 102:
+			from := lowest + r.Uint64N(next-lowest+1)
+			if r.IntN(8) == 0 { // out of range on either side
+				from = next + 1 + r.Uint64N(3)
+				if lowest > 0 && r.IntN(2) == 0 {
+					from = r.Uint64N(lowest)
+				}
+				var re *logstore.RangeError
+				if err := l.TruncateFrom(from); !errors.As(err, &re) || re.Lowest != lowest || re.Next != next {
+					t.Fatalf("op %d: TruncateFrom(%d) outside [%d,%d] = %v", op, from, lowest, next, err)
+				}
+				break
+			}
+			if err := l.TruncateFrom(from); err != nil {
+				t.Fatalf("op %d: TruncateFrom(%d) of [%d,%d): %v", op, from, lowest, next, err)
+			}
+			model = model[:from-base]
+		case k < 104:
+			to := []uint64{0, lowest, next, next + r.Uint64N(1000), r.Uint64N(next + 1)}[r.IntN(5)]
+			if err := l.Reset(to); err != nil {
+				t.Fatalf("op %d: Reset(%d): %v", op, to, err)
+			}
+			base, lowest, model = to, to, nil
 		default:
 			ctx, cancel := context.WithCancel(t.Context())
 			cancel()
@@ -128,8 +151,9 @@ func runModel(t *testing.T, seed uint64, ops int) {
 			}
 		}
 		st := l.Stats()
-		if st.Lowest != lowest || st.Next != uint64(len(model)) || st.Segments < 1 {
-			t.Fatalf("op %d: Stats %+v, model lowest %d next %d", op, st, lowest, len(model))
+		if st.Lowest != lowest || st.Next != base+uint64(len(model)) || st.Segments < 1 {
+			t.Fatalf("op %d: Stats %+v, model lowest %d next %d", op, st, lowest, base+uint64(len(model)))
 		}
+		checkDisk(t, l, dir)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
 	"slices"
 	"time"
 )
@@ -73,13 +72,7 @@ func (l *Log) removeOldest(k int) error {
 	var errs []error
 	for _, s := range gone {
 		l.sizeBytes.Add(-s.size)
-		if err := os.Remove(s.storePath); err != nil {
-			errs = append(errs, err)
-		}
-		if err := os.Remove(s.indexPath); err != nil {
-			errs = append(errs, err)
-		}
-		if err := os.Remove(s.storePath + ".broken"); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := s.removeFiles(); err != nil {
 			errs = append(errs, err)
 		}
 		l.logger.Info("logstore: deleted segment", "base", s.base, "records", s.count, "bytes", s.size)

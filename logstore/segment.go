@@ -66,6 +66,23 @@ func (s *segment) release() {
 	}
 }
 
+// removeFiles deletes the segment's files: the store first, then the index
+// (Open removes an index left without its store), then any torn-tail copy.
+// The caller fsyncs the directory.
+func (s *segment) removeFiles() error {
+	var errs []error
+	if err := os.Remove(s.storePath); err != nil {
+		errs = append(errs, err)
+	}
+	if err := os.Remove(s.indexPath); err != nil {
+		errs = append(errs, err)
+	}
+	if err := os.Remove(s.storePath + ".broken"); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
 func (s *segment) closeFiles() error {
 	var errs []error
 	if s.idx != nil {
@@ -312,6 +329,11 @@ func (s *segment) readOne(offset uint64, maxValue int) (Record, error) {
 // maxBytes of values (at least one record). limit must not exceed the
 // records visible in this segment. The caller holds a reference.
 func (s *segment) read(offset uint64, maxRecords, maxBytes int, dst []Record, limit uint64, maxValue int) ([]Record, error) {
+	if len(s.idx) < fileHeaderSize || offset < s.base || limit <= offset || limit-s.base > uint64(len(s.idx)-fileHeaderSize)/indexEntrySize {
+		// Never for a consistent view; a guard so that no mix-up can make
+		// the index mapping be read out of bounds.
+		return dst, corrupt(s.indexPath, 0, "offsets [%d, %d) are not in this segment's index", offset, limit)
+	}
 	first := offset - s.base
 	n := limit - offset
 	if maxRecords > 0 && uint64(maxRecords) < n {

@@ -12,12 +12,12 @@ import (
 // byte 'P'), a record frame with type byte 1, so a consumer reads a header,
 // then frames until the next header or EOF, and can check every frame's CRC
 // and offset exactly as recovery does. Segments deleted by retention while
-// the stream is read make Read fail with ErrOutOfRange, closing the log
-// with ErrClosed.
+// the stream is read make Read fail with ErrOutOfRange, and so does a
+// TruncateFrom or Reset (which may cut or rewrite bytes the stream still
+// has to deliver); closing the log makes it fail with ErrClosed.
 func (l *Log) Reader() io.Reader {
-	next := l.next.Load()
-	set := l.segs.Load()
-	r := &snapshotReader{log: l}
+	next, set, epoch := l.view()
+	r := &snapshotReader{log: l, epoch: epoch}
 	for _, s := range set.segs {
 		if s.base > next || (s.base == next && len(r.parts) > 0) {
 			break
@@ -35,6 +35,7 @@ type snapshotPart struct {
 // snapshotReader is not safe for concurrent use, like most io.Readers.
 type snapshotReader struct {
 	log   *Log
+	epoch uint64 // Log.epoch when the stream began
 	parts []snapshotPart
 	pos   int64 // position inside parts[0]
 }
@@ -58,6 +59,9 @@ func (r *snapshotReader) Read(p []byte) (int, error) {
 	}
 	n, err := part.seg.store.ReadAt(p, r.pos)
 	part.seg.release()
+	if r.log.epoch.Load() != r.epoch {
+		return 0, fmt.Errorf("%w: the log was truncated or reset while being read", ErrOutOfRange)
+	}
 	r.pos += int64(n)
 	if err == io.EOF && n == len(p) {
 		err = nil
