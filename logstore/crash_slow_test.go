@@ -39,6 +39,8 @@ func childMain() bool {
 		err = crashChild(os.Getenv("PROGLOG_LOGSTORE_DIR"), os.Getenv("PROGLOG_LOGSTORE_ROUND"))
 	case "diskfull":
 		err = diskFullChild(os.Getenv("PROGLOG_LOGSTORE_DIR"))
+	case "truncate":
+		err = truncateChild(os.Getenv("PROGLOG_LOGSTORE_DIR"), os.Getenv("PROGLOG_LOGSTORE_ROUND"))
 	default:
 		err = fmt.Errorf("unknown child %q", os.Getenv(childEnv))
 	}

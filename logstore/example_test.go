@@ -78,3 +78,48 @@ func ExampleLog_Wait() {
 	// 1 two
 	// 2 three
 }
+
+// A Raft log store: record offset == Raft index. A new leader's entries
+// replace a conflicting tail (TruncateFrom), and after a snapshot is
+// installed the log starts over after the snapshot's index (Reset).
+func ExampleLog_TruncateFrom() {
+	dir, err := os.MkdirTemp("", "proglog-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	l, err := logstore.Open(dir, logstore.Config{Sync: logstore.SyncAlways})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer l.Close()
+
+	ctx := context.Background()
+	if err := l.Reset(1); err != nil { // Raft indexes start at 1
+		log.Fatal(err)
+	}
+	if _, err := l.AppendBatch(ctx, [][]byte{[]byte("term1"), []byte("term1"), []byte("term2-stale")}); err != nil {
+		log.Fatal(err)
+	}
+	if err := l.TruncateFrom(3); err != nil { // index 3 conflicts with the leader's
+		log.Fatal(err)
+	}
+	off, err := l.Append(ctx, []byte("term3"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	rec, err := l.Read(3)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(off, string(rec.Value))
+
+	if err := l.Reset(1000); err != nil { // a snapshot up to index 999 was installed
+		log.Fatal(err)
+	}
+	lowest, next := l.Bounds()
+	fmt.Println(lowest, next)
+	// Output:
+	// 3 term3
+	// 1000 1000
+}

@@ -339,13 +339,16 @@ func TestTruncateCrashStates(t *testing.T) {
 // offset after it.
 func TestTruncateWithQueuedAppends(t *testing.T) {
 	for _, policy := range []SyncPolicy{SyncAlways, SyncNever} {
-		for _, reset := range []bool{false, true} {
-			name := policy.String() + "/truncate"
-			want := uint64(7) // where the log continues
-			if reset {
-				name, want = policy.String()+"/reset", 100
-			}
-			t.Run(name, func(t *testing.T) {
+		for _, tc := range []struct {
+			op   string
+			want uint64 // where the log continues
+		}{
+			{"truncate below the queued appends", 7},
+			{"truncate inside the queued appends", 12},
+			{"reset", 100},
+		} {
+			reset, want := tc.op == "reset", tc.want
+			t.Run(policy.String()+"/"+tc.op, func(t *testing.T) {
 				l, err := Open(t.TempDir(), Config{Sync: policy, MaxSegmentBytes: 1024})
 				if err != nil {
 					t.Fatal(err)
@@ -416,6 +419,13 @@ func TestTruncateWithQueuedAppends(t *testing.T) {
 				}
 				if rec, err := l.Read(want); err != nil || string(rec.Value) != "during" {
 					t.Fatalf("Read(%d) = %q, %v", want, rec.Value, err)
+				}
+				if !reset {
+					for off := range want {
+						if rec, err := l.Read(off); err != nil || !bytes.Equal(rec.Value, tval(off)) {
+							t.Fatalf("Read(%d) = %.20q, %v", off, rec.Value, err)
+						}
+					}
 				}
 			})
 		}
