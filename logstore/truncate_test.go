@@ -218,6 +218,12 @@ func TestReset(t *testing.T) {
 					t.Fatal(err)
 				}
 				checkRange(t, l, tc.next+20, tc.next+20, fresh)
+				// And to the base of the empty active segment it just made.
+				if err := l.Reset(tc.next + 20); err != nil {
+					t.Fatal(err)
+				}
+				checkRange(t, l, tc.next+20, tc.next+20, fresh)
+				checkDisk(t, l, dir)
 				l.Close()
 				l = openLog(t, dir, cfg)
 				checkRange(t, l, tc.next+20, tc.next+20, fresh)
