@@ -4,17 +4,46 @@
 //
 // # Shape
 //
-// Each node keeps Raft's own log and stable store in <DataDir>/raft
-// (bbolt, raftstore.go, fsynced on every append; snapshots beside it; the
-// latest 64 entries also cached in memory, so replicating and applying
-// them reads no disk) and the records in <DataDir>/log, a logstore.Log that
-// is Raft's FSM. Append
+// Each node keeps Raft's log in <DataDir>/raft/log, a logstore.Log whose
+// record offset is the entry's Raft index (raftstore.go: SyncAlways, one
+// write and one fdatasync per StoreLogs; the latest 64 entries also cached
+// in memory, so replicating and applying them reads no disk), its stable
+// store (term, vote) in <DataDir>/raft/stable, snapshots beside them, and
+// the records in <DataDir>/log, a logstore.Log that is Raft's FSM. Append
 // and AppendBatch run raft.Apply on the leader; a batch is one Raft entry
 // (format in entry.go). The entry is acknowledged once a quorum has it
 // durably in their Raft logs and the leader applied it, so the caller
 // reads its own write on the leader at once. A follower refuses appends
 // with a *NotLeaderError naming the leader's RPC address; the service
-// forwards the request there.
+// forwards the request there. An append that finds no leader (an election,
+// or a node that just started) waits up to three election timeouts for one.
+//
+// # Raft's log on the logstore
+//
+// Raft deletes entries three ways, never from the middle, and each maps
+// to one logstore operation: a compacted head after a snapshot
+// (TruncateBefore, whole segments: a few entries below the compaction point
+// may stay, Raft never reads them), a conflicting tail that a new leader
+// overwrites (TruncateFrom; the book's version of this store got it wrong
+// and wiped followers), and everything after a snapshot was installed: the
+// store says it is monotonic (raft.MonotonicLogStore), so Raft deletes all
+// entries and the next entry, past the snapshot, restarts the log at its
+// index (Reset). StoreLogs also restarts the log when its first entry lies
+// past the end (a crash between installing a snapshot and that deletion)
+// and truncates when it lies inside (an overwrite), so the store never
+// holds a gap or two versions of an index.
+//
+// # One member to start with
+//
+// A node started without anyone to join bootstraps a cluster of itself;
+// it stays that cluster's member across restarts, and others can join it.
+// If its store already holds records (it served a log before it ran Raft),
+// New adopts them: once the node leads, it hands Raft a snapshot of the
+// store as it is (raft.Restore), the FSM keeps the store since it already
+// holds every record the snapshot names, and the first replicated record
+// gets the next offset. A node that joins later receives the adopted
+// records with that snapshot. A marker file (raft/adopting) makes a crash
+// in the middle redo the adoption on the next start.
 //
 // Raft shares the node's TLS port: connections that negotiate the ALPN
 // protocol "proglog-raft" are handed by the HTTP server to the
@@ -78,10 +107,9 @@
 // crash is the window since the latest snapshot: a sealed segment of that
 // window whose pages never reached the disk is not scanned at open and is
 // found only when read (CRC mismatch), while its entries are still in
-// Raft's log. Avoiding the second write would mean making the logstore Raft's
-// LogStore: it would need suffix truncation (DeleteRange of a conflicting
-// tail, which the book's version got wrong), Raft entry framing (term,
-// index, type) and an FSM that serves only entries up to the commit index.
+// Raft's log. Raft's log and the store are both logstores, but they are
+// not one: the store is numbered by record, Raft's log by entry (a batch,
+// or a configuration change), and the store outlives Raft's compaction.
 //
 // # Snapshots and retention
 //

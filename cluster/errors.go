@@ -34,6 +34,9 @@ var (
 	// records but Raft has no state (a single-node data directory from
 	// before replication, or a lost raft directory).
 	ErrExistingStore = errors.New("cluster: record store without raft state")
+	// ErrOldRaftState is returned by New for a data directory whose Raft
+	// state an older proglog wrote in a format this one does not read.
+	ErrOldRaftState = errors.New("cluster: raft state in an old format")
 )
 
 // NotLeaderError says which node leads, when that is known.

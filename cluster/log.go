@@ -1,9 +1,12 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -34,11 +37,17 @@ type Log struct {
 	store  *raftStore // Raft's log and stable store
 	fsm    *fsm
 	m      *metrics
+	// leaderWait bounds how long an append waits for an election.
+	leaderWait time.Duration
 
 	cur       atomic.Pointer[storeRef]
 	replaceMu sync.Mutex // serialises replaceStore (the FSM goroutine and Close)
 
-	done      chan struct{} // closed by Close
+	done chan struct{} // closed by Close
+	// applyMu guards closing; appends hold it for reading while they hand an
+	// entry to raft and count its waiter.
+	applyMu   sync.RWMutex
+	closing   bool
 	waiters   sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
@@ -63,8 +72,14 @@ const logCacheEntries = 64
 // applyTimeout bounds queueing an entry when ctx has no deadline.
 const applyTimeout = 10 * time.Second
 
-// closeGrace bounds how long Close waits for raft to answer pending appends.
-const closeGrace = 5 * time.Second
+// drainGrace bounds how long Close lets appends under way finish before it
+// stops raft (on a healthy cluster they take milliseconds; without a quorum
+// they cannot finish), and closeGrace how long it then waits for raft to
+// answer the rest.
+const (
+	drainGrace = time.Second
+	closeGrace = 5 * time.Second
+)
 
 func waitGroupTimeout(wg *sync.WaitGroup, d time.Duration) bool {
 	done := make(chan struct{})
@@ -107,7 +122,7 @@ func New(cfg Config) (_ *Log, err error) {
 	l.cur.Store(&storeRef{log: store, replaced: make(chan struct{})})
 	cleanup = append(cleanup, func() { l.current().log.Close() })
 
-	l.store, err = openRaftStore(filepath.Join(raftDir, "raft.db"))
+	l.store, err = openRaftStore(raftDir, raftStoreConfig(0, l.logger.With("component", "raft-log")))
 	if err != nil {
 		return nil, fmt.Errorf("cluster: open raft log: %w", err)
 	}
@@ -139,6 +154,7 @@ func New(cfg Config) (_ *Log, err error) {
 	setIf(&rc.SnapshotThreshold, cfg.SnapshotThreshold)
 	setIf(&rc.SnapshotInterval, cfg.SnapshotInterval)
 	setIf(&rc.TrailingLogs, cfg.TrailingLogs)
+	l.leaderWait = 3 * rc.ElectionTimeout
 	if err := raft.ValidateConfig(rc); err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
@@ -146,11 +162,25 @@ func New(cfg Config) (_ *Log, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
+	adoptPath := filepath.Join(raftDir, adoptFileName)
+	adopting, err := fileExists(adoptPath)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
 	if _, next := store.Bounds(); !has && next > 0 {
-		// Raft would replay its entries from offset 0 over records it never
-		// committed. Adopting a store needs a snapshot-based migration.
-		return nil, fmt.Errorf("%w: %s holds %d records but there is no raft state in %s; start from an empty data directory",
-			ErrExistingStore, filepath.Join(cfg.DataDir, "log"), next, raftDir)
+		if !cfg.Bootstrap {
+			// Joining, it would receive the cluster's records at the offsets
+			// its own records hold.
+			return nil, fmt.Errorf("%w: %s holds %d records but there is no raft state in %s; a node joining a cluster starts from an empty data directory",
+				ErrExistingStore, filepath.Join(cfg.DataDir, "log"), next, raftDir)
+		}
+		// A node that served a log before it ran Raft: its records become
+		// the start of the replicated log (adopt, below, once Raft runs).
+		// The marker makes a crash before that finishes redo it.
+		if err := writeFileSync(adoptPath, fmt.Appendf(nil, "%d\n", next)); err != nil {
+			return nil, fmt.Errorf("cluster: %w", err)
+		}
+		adopting = true
 	}
 	if cfg.Bootstrap {
 		if !has {
@@ -178,7 +208,97 @@ func New(cfg Config) (_ *Log, err error) {
 		l.raft.Shutdown().Error()
 		return nil, err
 	}
+	if adopting {
+		if err := l.adopt(adoptPath); err != nil {
+			l.Close()
+			return nil, err
+		}
+	}
 	return l, nil
+}
+
+// adoptFileName, in <DataDir>/raft, marks a store being adopted.
+const adoptFileName = "adopting"
+
+// adoptTimeout bounds how long adopting waits for this one-member cluster
+// to elect itself.
+const adoptTimeout = time.Minute
+
+// adopt makes the records the store held before this node ran Raft part of
+// the replicated log: Raft restores a snapshot of the store as it is (a user
+// restore, which the leader of the new one-member cluster takes as its
+// latest snapshot). The FSM keeps the store, since it already holds every
+// record the snapshot names, and numbers the next entry's records after
+// them; a node that joins later receives them with that snapshot.
+func (l *Log) adopt(marker string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), adoptTimeout)
+	defer cancel()
+	if err := l.WaitForLeader(ctx); err != nil {
+		return fmt.Errorf("cluster: adopt the existing store: no leader: %w", err)
+	}
+	if !l.IsLeader() {
+		id, _ := l.Leader()
+		return fmt.Errorf("cluster: adopt the existing store: %s leads, not this node", id)
+	}
+	// A user restore refuses to run while the bootstrap configuration is
+	// uncommitted; the barrier waits for it.
+	if err := l.raft.Barrier(adoptTimeout).Error(); err != nil {
+		return fmt.Errorf("cluster: adopt the existing store: %w", err)
+	}
+	lg := l.current().log
+	if err := lg.Sync(); err != nil {
+		return fmt.Errorf("cluster: adopt the existing store: %w", err)
+	}
+	lowest, next := lg.Bounds()
+	if next > 0 { // a redo after a crash restores again, which is harmless
+		l.logger.Info("cluster: adopting the records this node held before it ran raft", "lowest", lowest, "next", next)
+		// Raft checks the snapshot's size, so measure the stream first;
+		// nothing appends while New runs.
+		n, err := io.Copy(io.Discard, lg.Reader())
+		if err != nil {
+			return fmt.Errorf("cluster: adopt the existing store: %w", err)
+		}
+		stream := io.MultiReader(bytes.NewReader(snapHeader{next: next, lowest: lowest}.encode()), lg.Reader())
+		cfg := l.raft.GetConfiguration()
+		if err := cfg.Error(); err != nil {
+			return fmt.Errorf("cluster: adopt the existing store: %w", err)
+		}
+		meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Configuration: cfg.Configuration(), Size: snapHeaderSize + n}
+		if err := l.raft.Restore(meta, stream, adoptTimeout); err != nil {
+			return fmt.Errorf("cluster: adopt the existing store: %w", err)
+		}
+	}
+	if err := os.Remove(marker); err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	return syncDir(filepath.Dir(marker))
+}
+
+func fileExists(path string) (bool, error) {
+	_, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// writeFileSync creates path with b, fsynced with its directory.
+func writeFileSync(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
 }
 
 func setIf[T comparable](dst *T, v T) {
@@ -277,7 +397,22 @@ func (l *Log) AppendBatch(ctx context.Context, values [][]byte) (uint64, error) 
 	default:
 	}
 	if l.raft.State() != raft.Leader {
-		return 0, l.notLeader()
+		if _, id := l.raft.LeaderWithID(); id == "" {
+			// An election is under way (or the node just started): wait for
+			// its outcome instead of failing an append a moment early.
+			wctx, cancel := context.WithTimeout(ctx, l.leaderWait)
+			err := l.WaitForLeader(wctx)
+			cancel()
+			if ctx.Err() != nil {
+				return 0, ctx.Err()
+			}
+			if errors.Is(err, ErrClosed) {
+				return 0, err
+			}
+		}
+		if l.raft.State() != raft.Leader {
+			return 0, l.notLeader()
+		}
 	}
 	timeout := applyTimeout
 	if dl, ok := ctx.Deadline(); ok {
@@ -288,6 +423,14 @@ func (l *Log) AppendBatch(ctx context.Context, values [][]byte) (uint64, error) 
 		resp any
 	}
 	ch := make(chan outcome, 1)
+	// applyMu's read lock makes "not closed, so apply and count a waiter"
+	// atomic against Close, which waits for counted waiters before it
+	// stops raft.
+	l.applyMu.RLock()
+	if l.closing {
+		l.applyMu.RUnlock()
+		return 0, ErrClosed
+	}
 	f := l.raft.Apply(encodeBatch(values), timeout)
 	l.waiters.Go(func() {
 		err := f.Error()
@@ -297,6 +440,7 @@ func (l *Log) AppendBatch(ctx context.Context, values [][]byte) (uint64, error) 
 		}
 		ch <- outcome{err, resp}
 	})
+	l.applyMu.RUnlock()
 	var o outcome
 	select {
 	case o = <-ch:
@@ -519,16 +663,22 @@ func (l *Log) Snapshot() error {
 func (l *Log) Close() error {
 	l.closeOnce.Do(func() {
 		close(l.done)
+		l.applyMu.Lock()
+		l.closing = true
+		l.applyMu.Unlock()
 		l.m.unregister()
 		var errs []error
+		// hashicorp/raft never answers the futures of entries that wait for
+		// the FSM when it shuts down, so let the appends under way finish
+		// first (committed and applied, or failed); raft answers the rest,
+		// which it has not committed, with ErrLeadershipLost on shutdown.
+		drained := waitGroupTimeout(&l.waiters, drainGrace)
 		if err := l.raft.Shutdown().Error(); err != nil {
 			errs = append(errs, fmt.Errorf("cluster: raft shutdown: %w", err))
 		}
 		l.trans.Close() // closes the stream layer too
-		if !waitGroupTimeout(&l.waiters, closeGrace) {
-			// hashicorp/raft does not answer futures of entries that were
-			// queued for the FSM when it shut down; their waiters stay blocked.
-			l.logger.Error("cluster: some appends were never answered by raft after shutdown", "waited", closeGrace)
+		if !drained && !waitGroupTimeout(&l.waiters, closeGrace) {
+			l.logger.Error("cluster: some appends were never answered by raft after shutdown", "waited", drainGrace+closeGrace)
 		}
 		if err := l.store.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("cluster: close raft log: %w", err))

@@ -1,9 +1,12 @@
 package cluster_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -250,16 +253,55 @@ func TestLeave(t *testing.T) {
 	sameLogs(t, nodes...)
 }
 
-func TestRefusesStoreWithoutRaftState(t *testing.T) {
+// A node that served a log before it ran Raft keeps its records: they
+// become the start of the replicated log, a node that joins later receives
+// them (through the snapshot adoption took), and a joining node with
+// records of its own is refused.
+func TestAdoptsStoreWithoutRaftState(t *testing.T) {
 	dir := t.TempDir()
-	st := smallStore(t, filepath.Join(dir, "log"), 3)
+	st := smallStore(t, filepath.Join(dir, "log"), 30)
+	_, held := readAll(t, st)
 	st.Close()
 	p := newTestPKI(t)
-	pt := p.startPort(t, "n1", "", testLogger(t))
-	defer pt.stop(t)
-	_, err := cluster.New(cluster.Config{NodeID: "n1", DataDir: dir, Bootstrap: true, Stream: pt.layer})
-	if !errors.Is(err, cluster.ErrExistingStore) {
-		t.Fatalf("New over a store without raft state: %v, want ErrExistingStore", err)
+
+	joiner := t.TempDir()
+	smallStore(t, filepath.Join(joiner, "log"), 3).Close()
+	pt := p.startPort(t, "n9", "", testLogger(t))
+	if _, err := cluster.New(cluster.Config{NodeID: "n9", DataDir: joiner, Stream: pt.layer}); !errors.Is(err, cluster.ErrExistingStore) {
+		t.Fatalf("joining over a store without raft state: %v, want ErrExistingStore", err)
+	}
+	pt.stop(t)
+
+	n1 := p.startNode(t, "n1", dir, "", true)
+	defer func() { n1.stop(t) }()
+	waitLeader(t, n1)
+	if _, err := os.Stat(filepath.Join(dir, "raft", "adopting")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("adoption marker after New: %v", err)
+	}
+	off, err := n1.log.AppendBatch(t.Context(), batch("after", 5))
+	if err != nil || off != uint64(len(held)) {
+		t.Fatalf("first replicated append at %d, %v; want %d", off, err, len(held))
+	}
+	want := append(slices.Clone(held), batch("after", 5)...)
+
+	// Restarted, it replays over the adopted records without complaint.
+	addr := n1.port.addr
+	n1.stop(t)
+	n1 = p.startNode(t, "n1", dir, addr, false)
+	waitLeader(t, n1)
+	appendTo(t, []*node{n1}, batch("again", 2))
+	want = append(want, batch("again", 2)...)
+
+	n2 := p.startNode(t, "n2", t.TempDir(), "", false)
+	defer n2.stop(t)
+	if err := n1.log.Join(n2.id, n2.port.addr); err != nil {
+		t.Fatal(err)
+	}
+	waitApplied(t, uint64(len(want)), n1, n2)
+	for _, n := range []*node{n1, n2} {
+		if _, got := readAll(t, n.log); !slices.EqualFunc(got, want, bytes.Equal) {
+			t.Fatalf("%s holds %d records, want the %d adopted and appended ones", n.id, len(got), len(want))
+		}
 	}
 }
 

@@ -1,151 +1,217 @@
 package cluster
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
-	bolt "go.etcd.io/bbolt"
+
+	"github.com/proglog/proglog/logstore"
 )
 
-// raftStore is Raft's log store and stable store in one bbolt database
-// (<DataDir>/raft/raft.db), the design of hashicorp/raft-boltdb. Every
-// StoreLogs, DeleteRange and Set is one bbolt transaction, fsynced before
-// it returns, so an entry Raft counts as stored survives a crash.
+// raftStore is Raft's log store and stable store under <DataDir>/raft:
 //
-// It replaces raft-wal v0.4.0, which seals a segment without its index when
-// Raft deletes a conflicting tail, after which the node cannot restart
-// (hashicorp/raft-wal#31: our kill -9 cluster test hit it), and
-// raft-boltdb, whose v1 (boltdb/bolt) fails Go's checkptr under -race and
-// whose v2 needs a go-metrics package that raft v1.8.0's go-metrics no
-// longer has.
+//   - the entries live in a logstore.Log (raft/log) whose record offset is
+//     the entry's Raft index, one record per entry. SyncAlways: StoreLogs is
+//     one write and one fdatasync for the whole batch, so an entry Raft
+//     counts as stored survives a crash.
+//   - the stable store (current term, vote) is one small file (raft/stable),
+//     replaced atomically on every Set; Raft sets it on elections only.
+//
+// Raft deletes entries in two ways and never from the middle: a compacted
+// head after a snapshot (logstore.TruncateBefore: whole segments, so a few
+// entries below the compaction point may stay; Raft never reads them) and a
+// conflicting tail a new leader overwrites (logstore.TruncateFrom). The
+// store is monotonic (raft.MonotonicLogStore): after installing a snapshot
+// Raft deletes every entry, and the next StoreLogs, past the snapshot,
+// restarts the log at its index (logstore.Reset).
 type raftStore struct {
-	db *bolt.DB
+	log *logstore.Log
+
+	// mu guards the stable store's map and file.
+	mu         sync.Mutex
+	stable     map[string][]byte
+	stablePath string
 }
 
-var (
-	bucketLogs   = []byte("logs")   // big-endian index -> encoded raft.Log
-	bucketStable = []byte("stable") // Raft's stable store: current term, last vote
+// raftLogDirName and stableFileName are under <DataDir>/raft.
+const (
+	raftLogDirName = "log"
+	stableFileName = "stable"
+	// legacyRaftDB is where proglog versions before the logstore-backed
+	// Raft log kept Raft's state (bbolt).
+	legacyRaftDB = "raft.db"
 )
 
 // errKeyNotFound must read exactly "not found": hashicorp/raft compares the
 // stable store's error text to tell a missing key from a failure.
 var errKeyNotFound = errors.New("not found")
 
-func openRaftStore(path string) (*raftStore, error) {
-	// The timeout makes a second opener fail instead of waiting on the flock.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
-	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", path, err)
+// raftStoreConfig is the logstore configuration of Raft's log: every entry
+// is synced before StoreLogs returns and an entry may be a whole batch.
+func raftStoreConfig(segmentBytes int64, logger *slog.Logger) logstore.Config {
+	return logstore.Config{
+		Sync:            logstore.SyncAlways,
+		MaxRecordBytes:  1 << 30,
+		MaxSegmentBytes: segmentBytes,
+		Logger:          logger,
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketLogs, bucketStable} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("init %s: %w", path, err)
-	}
-	return &raftStore{db: db}, nil
 }
 
-func (s *raftStore) Close() error { return s.db.Close() }
+func openRaftStore(dir string, cfg logstore.Config) (*raftStore, error) {
+	if _, err := os.Stat(filepath.Join(dir, legacyRaftDB)); err == nil {
+		return nil, fmt.Errorf("%w: %s was written by an older proglog (Raft state in bbolt); this version keeps Raft's log in %s: start the node from an empty data directory and let it catch up from the cluster",
+			ErrOldRaftState, filepath.Join(dir, legacyRaftDB), filepath.Join(dir, raftLogDirName))
+	}
+	s := &raftStore{stablePath: filepath.Join(dir, stableFileName)}
+	var err error
+	if s.stable, err = readStable(s.stablePath); err != nil {
+		return nil, err
+	}
+	if s.log, err = logstore.Open(filepath.Join(dir, raftLogDirName), cfg); err != nil {
+		return nil, fmt.Errorf("open raft log: %w", err)
+	}
+	return s, nil
+}
+
+func (s *raftStore) Close() error { return s.log.Close() }
+
+// IsMonotonic tells Raft to delete every entry after installing a snapshot
+// instead of leaving a gap below the next entry.
+func (s *raftStore) IsMonotonic() bool { return true }
 
 // FirstIndex returns the lowest stored index, 0 when there is none.
 func (s *raftStore) FirstIndex() (uint64, error) {
-	var idx uint64
-	err := s.db.View(func(tx *bolt.Tx) error {
-		if k, _ := tx.Bucket(bucketLogs).Cursor().First(); k != nil {
-			idx = binary.BigEndian.Uint64(k)
-		}
-		return nil
-	})
-	return idx, err
+	lowest, next := s.log.Bounds()
+	if lowest == next {
+		return 0, nil
+	}
+	return lowest, nil
 }
 
 // LastIndex returns the highest stored index, 0 when there is none.
 func (s *raftStore) LastIndex() (uint64, error) {
-	var idx uint64
-	err := s.db.View(func(tx *bolt.Tx) error {
-		if k, _ := tx.Bucket(bucketLogs).Cursor().Last(); k != nil {
-			idx = binary.BigEndian.Uint64(k)
-		}
-		return nil
-	})
-	return idx, err
+	lowest, next := s.log.Bounds()
+	if lowest == next {
+		return 0, nil
+	}
+	return next - 1, nil
 }
 
 func (s *raftStore) GetLog(index uint64, log *raft.Log) error {
-	return s.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketLogs).Get(indexKey(index))
-		if v == nil {
-			return raft.ErrLogNotFound
-		}
-		if err := decodeRaftLog(v, log); err != nil {
-			return fmt.Errorf("cluster: raft log entry %d: %w", index, err)
-		}
-		if log.Index != index {
-			return fmt.Errorf("cluster: raft log entry %d holds index %d: %w", index, log.Index, ErrCorruptEntry)
-		}
-		return nil
-	})
+	rec, err := s.log.Read(index)
+	if errors.Is(err, logstore.ErrOutOfRange) {
+		return raft.ErrLogNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("cluster: raft log entry %d: %w", index, err)
+	}
+	if err := decodeRaftLog(rec.Value, log); err != nil {
+		return fmt.Errorf("cluster: raft log entry %d: %w", index, err)
+	}
+	if log.Index != index {
+		return fmt.Errorf("cluster: raft log entry %d holds index %d: %w", index, log.Index, ErrCorruptEntry)
+	}
+	return nil
 }
 
 func (s *raftStore) StoreLog(log *raft.Log) error { return s.StoreLogs([]*raft.Log{log}) }
 
-// StoreLogs writes the entries in one transaction: one fsync for all.
+// StoreLogs appends the entries, which Raft gives with consecutive indexes,
+// with one write and one fdatasync. An entry at or below the last index
+// replaces it and everything after it (a conflicting tail); an entry past
+// the end restarts the log there (the first entry after an installed
+// snapshot, if a crash came before Raft deleted the older entries).
 func (s *raftStore) StoreLogs(logs []*raft.Log) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketLogs)
-		for _, l := range logs {
-			if err := b.Put(indexKey(l.Index), encodeRaftLog(l)); err != nil {
-				return err
-			}
-		}
+	if len(logs) == 0 {
 		return nil
-	})
+	}
+	for i, l := range logs[1:] {
+		if l.Index != logs[i].Index+1 {
+			return fmt.Errorf("cluster: StoreLogs: index %d follows %d", l.Index, logs[i].Index)
+		}
+	}
+	first := logs[0].Index
+	lowest, next := s.log.Bounds()
+	switch {
+	case first == next:
+	case lowest == next || first > next || first < lowest:
+		if err := s.log.Reset(first); err != nil {
+			return fmt.Errorf("cluster: restart raft log at %d: %w", first, err)
+		}
+	default: // lowest <= first < next
+		if err := s.log.TruncateFrom(first); err != nil {
+			return fmt.Errorf("cluster: replace raft log from %d: %w", first, err)
+		}
+	}
+	values := make([][]byte, len(logs))
+	for i, l := range logs {
+		values[i] = encodeRaftLog(l)
+	}
+	got, err := s.log.AppendBatch(context.Background(), values)
+	if err != nil {
+		return fmt.Errorf("cluster: store raft entries %d..%d: %w", first, logs[len(logs)-1].Index, err)
+	}
+	if got != first {
+		return fmt.Errorf("cluster: raft entry %d stored at %d: %w", first, got, ErrCorruptEntry)
+	}
+	return nil
 }
 
 // DeleteRange removes the entries min..max inclusive: a compacted head
-// after a snapshot, or a conflicting tail a new leader overwrites.
+// after a snapshot, a conflicting tail a new leader overwrites, or all of
+// them after a snapshot was installed.
 func (s *raftStore) DeleteRange(min, max uint64) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketLogs).Cursor()
-		for k, _ := c.Seek(indexKey(min)); k != nil; k, _ = c.Next() {
-			if binary.BigEndian.Uint64(k) > max {
-				break
-			}
-			if err := c.Delete(); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	lowest, next := s.log.Bounds()
+	if lowest == next || min > max || min >= next || max < lowest {
+		return nil // nothing stored in the range
+	}
+	switch {
+	case min <= lowest && max >= next-1:
+		// Everything: keep the numbering, so the next entry Raft stores
+		// (max+1 after a snapshot) follows without a gap.
+		return s.log.Reset(max + 1)
+	case min <= lowest:
+		return s.log.TruncateBefore(max + 1)
+	case max >= next-1:
+		return s.log.TruncateFrom(min)
+	}
+	return fmt.Errorf("cluster: DeleteRange(%d, %d) would leave a hole in %d..%d", min, max, lowest, next-1)
 }
 
 func (s *raftStore) Set(key, val []byte) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketStable).Put(key, val)
-	})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	updated := make(map[string][]byte, len(s.stable)+1)
+	for k, v := range s.stable {
+		updated[k] = v
+	}
+	updated[string(key)] = slices.Clone(val)
+	if err := writeStable(s.stablePath, updated); err != nil {
+		return err
+	}
+	s.stable = updated
+	return nil
 }
 
 func (s *raftStore) Get(key []byte) ([]byte, error) {
-	var val []byte
-	err := s.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketStable).Get(key)
-		if v == nil {
-			return errKeyNotFound
-		}
-		val = append([]byte(nil), v...) // v is valid only inside the transaction
-		return nil
-	})
-	return val, err
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.stable[string(key)]
+	if !ok {
+		return nil, errKeyNotFound
+	}
+	return slices.Clone(v), nil
 }
 
 func (s *raftStore) SetUint64(key []byte, val uint64) error {
@@ -163,7 +229,133 @@ func (s *raftStore) GetUint64(key []byte) (uint64, error) {
 	return binary.BigEndian.Uint64(v), nil
 }
 
-func indexKey(i uint64) []byte { return binary.BigEndian.AppendUint64(nil, i) }
+// The stable file, little endian:
+//
+//	0   8  magic "PLSTABL1"
+//	8   4  number of keys n
+//	    n times: 4 key length k, k key, 4 value length v, v value (keys in
+//	    strictly increasing order)
+//	    4  CRC32C of everything before it
+//
+// It is written to a temporary file, fsynced, renamed over the old one and
+// the directory fsynced, so a crash leaves the old or the new file whole.
+const stableMagic = "PLSTABL1"
+
+func encodeStable(m map[string][]byte) []byte {
+	b := append([]byte(nil), stableMagic...)
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(m)))
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(k)))
+		b = append(b, k...)
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(m[k])))
+		b = append(b, m[k]...)
+	}
+	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+}
+
+func decodeStable(b []byte) (map[string][]byte, error) {
+	if len(b) < len(stableMagic)+8 || string(b[:len(stableMagic)]) != stableMagic {
+		return nil, fmt.Errorf("%w: stable store: bad header", ErrCorruptEntry)
+	}
+	body, sum := b[:len(b)-4], binary.LittleEndian.Uint32(b[len(b)-4:])
+	if crc32.Checksum(body, castagnoli) != sum {
+		return nil, fmt.Errorf("%w: stable store: checksum mismatch", ErrCorruptEntry)
+	}
+	rest := body[len(stableMagic):]
+	n := binary.LittleEndian.Uint32(rest)
+	rest = rest[4:]
+	m := make(map[string][]byte)
+	var prev []byte
+	field := func() ([]byte, bool) {
+		if len(rest) < 4 {
+			return nil, false
+		}
+		l := uint64(binary.LittleEndian.Uint32(rest))
+		if l > uint64(len(rest)-4) {
+			return nil, false
+		}
+		f := rest[4 : 4+l]
+		rest = rest[4+l:]
+		return f, true
+	}
+	for range n {
+		k, ok := field()
+		if !ok {
+			return nil, fmt.Errorf("%w: stable store: truncated key", ErrCorruptEntry)
+		}
+		if len(m) > 0 && string(k) <= string(prev) {
+			return nil, fmt.Errorf("%w: stable store: key %q out of order", ErrCorruptEntry, k)
+		}
+		prev = k
+		v, ok := field()
+		if !ok {
+			return nil, fmt.Errorf("%w: stable store: truncated value of %q", ErrCorruptEntry, k)
+		}
+		m[string(k)] = slices.Clone(v)
+	}
+	if len(rest) != 0 {
+		return nil, fmt.Errorf("%w: stable store: %d bytes after the keys", ErrCorruptEntry, len(rest))
+	}
+	return m, nil
+}
+
+// readStable loads the stable file; a missing one is an empty store.
+func readStable(path string) (map[string][]byte, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return map[string][]byte{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	m, err := decodeStable(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return m, nil
+}
+
+func writeStable(path string, m map[string][]byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("cluster: stable store: %w", err)
+	}
+	_, err = f.Write(encodeStable(m))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err == nil {
+		err = syncDir(filepath.Dir(path))
+	}
+	if err != nil {
+		return fmt.Errorf("cluster: stable store: %w", err)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
 
 // A stored raft.Log, little endian:
 //
@@ -201,7 +393,7 @@ func encodeRaftLog(l *raft.Log) []byte {
 	return append(b, l.Extensions...)
 }
 
-// decodeRaftLog fills l from b, copying the bytes (b belongs to bbolt).
+// decodeRaftLog fills l from b, copying the bytes (b may be reused).
 func decodeRaftLog(b []byte, l *raft.Log) error {
 	if len(b) < raftLogHeaderSize+4 {
 		return fmt.Errorf("%w: %d bytes", ErrCorruptEntry, len(b))
