@@ -25,8 +25,10 @@ import (
 // defaultGossipPort is the gossip port when --gossip-addr is not given.
 const defaultGossipPort = "8401"
 
-// clusterFlags are serve's replication flags. Cluster mode is on with
-// --bootstrap or --join; without them serve runs a standalone log.
+// clusterFlags are serve's replication flags. Every node that serves TLS
+// runs Raft: without --join it starts (and on restarts stays) a cluster of
+// its own, one member until others join it. Gossip, through which others
+// join, runs when the node has the cluster's gossip key.
 type clusterFlags struct {
 	bootstrap     bool
 	join          []string
@@ -38,19 +40,24 @@ type clusterFlags struct {
 }
 
 func (c *clusterFlags) register(f *pflag.FlagSet) {
-	f.BoolVar(&c.bootstrap, "bootstrap", false, "start a new cluster with this node as its first member (first start of the first node only; ignored once it has Raft state)")
+	f.BoolVar(&c.bootstrap, "bootstrap", false, "start a new cluster with this node as its first member (what a node without --join does anyway; kept so a first node's flags say so)")
 	f.StringSliceVar(&c.join, "join", nil, "gossip addresses (host:port) of existing cluster members to join (repeat or comma-separate)")
 	f.StringVar(&c.gossipAddr, "gossip-addr", "", "address for cluster gossip, UDP and TCP (default: the host of --addr, port "+defaultGossipPort+")")
-	f.StringVar(&c.gossipKey, "gossip-key", "", "cluster gossip encryption key, base64 of 32 bytes (make one: openssl rand -base64 32)")
+	f.StringVar(&c.gossipKey, "gossip-key", "", "cluster gossip encryption key, base64 of 32 bytes (make one: openssl rand -base64 32); turns gossip on so other nodes can join")
 	f.StringVar(&c.gossipKeyFile, "gossip-key-file", "", "file holding the base64 gossip key")
 	f.StringVar(&c.advertiseAddr, "advertise-addr", "", "address (host:port) other nodes and clients reach this node's TLS port at (default: the listen address)")
 	f.DurationVar(&c.raftTimeout, "raft-timeout", time.Second, "Raft heartbeat and election timeout: a dead leader is replaced after about this long")
 }
 
-func (c *clusterFlags) enabled() bool { return c.bootstrap || len(c.join) > 0 }
+// gossip says whether the node runs gossip: it joins others or lets them join it.
+func (c *clusterFlags) gossip() bool {
+	return len(c.join) > 0 || c.gossipKey != "" || c.gossipKeyFile != ""
+}
 
 // clusterSettings are the checked cluster flags.
 type clusterSettings struct {
+	raft       bool // false only with --insecure: a standalone log
+	gossip     bool
 	gossipAddr string
 	advertise  string
 	key        []byte
@@ -61,19 +68,17 @@ type clusterSettings struct {
 // restarted says the data dir already has Raft state.
 func (c *clusterFlags) resolve(addr, listened string, insecure, restarted bool, readFile func(string) ([]byte, error)) (clusterSettings, error) {
 	var s clusterSettings
-	if !c.enabled() {
-		if c.gossipAddr != "" || c.gossipKey != "" || c.gossipKeyFile != "" || c.advertiseAddr != "" {
-			return s, usagef("--gossip-addr, --gossip-key, --gossip-key-file and --advertise-addr only apply to a cluster node: add --bootstrap (first node) or --join")
+	if insecure {
+		if c.bootstrap || c.gossip() || c.gossipAddr != "" || c.advertiseAddr != "" {
+			return s, usagef("a cluster needs TLS (nodes authenticate each other with certificates): drop --insecure")
 		}
 		return s, nil
 	}
+	s.raft = true
 	if c.bootstrap && len(c.join) > 0 && !restarted {
 		// Once the node has state --bootstrap is ignored, so the first
 		// node may be restarted with the flags it began with plus --join.
 		return s, usagef("--bootstrap starts a new cluster and --join joins an existing one: give one of them on a node's first start")
-	}
-	if insecure {
-		return s, usagef("a cluster needs TLS (nodes authenticate each other with certificates): drop --insecure")
 	}
 	if c.raftTimeout < 10*time.Millisecond {
 		return s, usagef("--raft-timeout %v is too short", c.raftTimeout)
@@ -84,15 +89,6 @@ func (c *clusterFlags) resolve(addr, listened string, insecure, restarted bool, 
 		}
 	}
 
-	s.gossipAddr = c.gossipAddr
-	if s.gossipAddr == "" {
-		host, _, _ := net.SplitHostPort(addr)
-		s.gossipAddr = net.JoinHostPort(host, defaultGossipPort)
-	}
-	if _, _, err := net.SplitHostPort(s.gossipAddr); err != nil {
-		return s, usagef("--gossip-addr %q: want host:port", s.gossipAddr)
-	}
-
 	s.advertise = c.advertiseAddr
 	if s.advertise == "" {
 		s.advertise = listened
@@ -101,8 +97,24 @@ func (c *clusterFlags) resolve(addr, listened string, insecure, restarted bool, 
 	if err != nil {
 		return s, usagef("--advertise-addr %q: want host:port", s.advertise)
 	}
+	if !c.gossip() {
+		if c.gossipAddr != "" {
+			return s, usagef("--gossip-addr needs the cluster's gossip key (--gossip-key or --gossip-key-file): gossip is how other nodes join this one")
+		}
+		return s, nil
+	}
+	s.gossip = true
 	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) || port == "0" {
 		return s, usagef("other nodes cannot dial %q: set --advertise-addr to the host:port they reach this node at", s.advertise)
+	}
+
+	s.gossipAddr = c.gossipAddr
+	if s.gossipAddr == "" {
+		host, _, _ := net.SplitHostPort(addr)
+		s.gossipAddr = net.JoinHostPort(host, defaultGossipPort)
+	}
+	if _, _, err := net.SplitHostPort(s.gossipAddr); err != nil {
+		return s, usagef("--gossip-addr %q: want host:port", s.gossipAddr)
 	}
 
 	encoded := c.gossipKey
@@ -116,7 +128,7 @@ func (c *clusterFlags) resolve(addr, listened string, insecure, restarted bool, 
 		}
 		encoded = strings.TrimSpace(string(b))
 	case c.gossipKey == "":
-		return s, usagef("a cluster node needs the cluster's gossip key: --gossip-key or --gossip-key-file (make one with: openssl rand -base64 32)")
+		return s, usagef("--join needs the cluster's gossip key: --gossip-key or --gossip-key-file (make one with: openssl rand -base64 32)")
 	}
 	if s.key, err = membership.ParseKey(encoded); err != nil {
 		return s, usagef("gossip key: %v", err)
@@ -126,14 +138,18 @@ func (c *clusterFlags) resolve(addr, listened string, insecure, restarted bool, 
 
 // nodeTLS is what a node dials its peers with (Raft and forwarded appends):
 // its own server certificate, which is valid for client authentication,
-// and the cluster's CA.
-func nodeTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
-	if caFile == "" {
-		return nil, usagef("a cluster node needs --tls-ca: nodes verify each other's certificates against it")
+// and the cluster's CA. A node without gossip has no peers to dial: it
+// may run without --tls-ca, and then trusts no peer at all.
+func nodeTLS(certFile, keyFile, caFile string, gossip bool) (*tls.Config, error) {
+	if caFile == "" && gossip {
+		return nil, usagef("a cluster node that gossips needs --tls-ca: nodes verify each other's certificates against it")
 	}
 	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
 		return nil, fmt.Errorf("node certificate: %w", err)
+	}
+	if caFile == "" {
+		return &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: x509.NewCertPool(), MinVersion: tls.VersionTLS12}, nil
 	}
 	caPEM, err := os.ReadFile(caFile)
 	if err != nil {
@@ -193,7 +209,7 @@ func openNode(cfg nodeConfig) (*node, error) {
 	cl, err := cluster.New(cluster.Config{
 		NodeID:             cfg.id,
 		DataDir:            cfg.dataDir,
-		Bootstrap:          cfg.flags.bootstrap,
+		Bootstrap:          len(cfg.flags.join) == 0, // ignored once the node has state
 		Stream:             layer,
 		Store:              cfg.store,
 		StoreSyncSet:       cfg.syncSet,
@@ -208,16 +224,22 @@ func openNode(cfg nodeConfig) (*node, error) {
 		if errors.Is(err, cluster.ErrExistingStore) {
 			if !cfg.restarted {
 				// Raft's directory was made just now and holds no state:
-				// remove it so the dir still serves standalone.
+				// remove it, so the next start is a first start too.
 				if rerr := os.RemoveAll(filepath.Join(cfg.dataDir, "raft")); rerr != nil {
 					logger.Warn("removing the raft directory of the failed start", "err", rerr)
 				}
 			}
-			return nil, fmt.Errorf("%w: %s holds the records of a standalone node; a cluster node starts from an empty log "+
-				"and receives the cluster's records through Raft. Give the cluster node a fresh --data-dir, "+
-				"or keep serving this log standalone (without --bootstrap and --join)", err, filepath.Join(cfg.dataDir, "log"))
+			return nil, fmt.Errorf("%w: %s holds records this node served before it ran Raft; a node that joins starts from an empty log "+
+				"and receives the cluster's records through Raft. Give the joining node a fresh --data-dir, "+
+				"or start this one without --join: it then keeps its records as the start of a new cluster that others can join", err, filepath.Join(cfg.dataDir, "log"))
 		}
 		return nil, err
+	}
+	if len(cfg.flags.join) > 0 {
+		if err := checkJoinable(cl, cfg.id, cfg.flags.join); err != nil {
+			cl.Close()
+			return nil, err
+		}
 	}
 	fwd, err := service.NewForwarder(cfg.id, cfg.settings.advertise, cfg.dial)
 	if err != nil {
@@ -225,6 +247,22 @@ func openNode(cfg nodeConfig) (*node, error) {
 		return nil, err
 	}
 	return &node{layer: layer, log: cl, forward: fwd, logger: logger}, nil
+}
+
+// checkJoinable refuses --join on a node that runs a cluster of its own
+// (started without --join, so it bootstrapped itself): two clusters cannot
+// merge, their Raft logs disagree from the first entry.
+func checkJoinable(cl *cluster.Log, id string, join []string) error {
+	servers, err := cl.Servers()
+	if err != nil {
+		return err
+	}
+	if len(servers) == 1 && servers[0].ID == id {
+		return usagef("this data dir holds a cluster of its own (the node once started without --join, so it bootstrapped one), "+
+			"and two clusters cannot merge: start the node without --join to keep serving its cluster, or give it an empty --data-dir to join %s",
+			strings.Join(join, ","))
+	}
+	return nil
 }
 
 // join starts gossip. A restarted node whose --join members are all down

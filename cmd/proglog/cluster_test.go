@@ -35,9 +35,11 @@ func TestClusterFlagsResolve(t *testing.T) {
 		advertise string
 		err       string // "" for success
 	}{
-		{name: "standalone", flags: clusterFlags{}, addr: "127.0.0.1:8400"},
-		{name: "gossip flags alone", flags: clusterFlags{gossipAddr: "127.0.0.1:9000"}, addr: "127.0.0.1:8400", err: "only apply to a cluster node"},
-		{name: "key alone", flags: clusterFlags{gossipKey: testKey}, addr: "127.0.0.1:8400", err: "only apply to a cluster node"},
+		{name: "one-member cluster", flags: clusterFlags{}, addr: "127.0.0.1:8400", advertise: "127.0.0.1:8400"},
+		{name: "one-member cluster on all interfaces", flags: clusterFlags{}, addr: "0.0.0.0:8400", advertise: "0.0.0.0:8400"},
+		{name: "gossip address without key", flags: clusterFlags{gossipAddr: "127.0.0.1:9000"}, addr: "127.0.0.1:8400", err: "needs the cluster's gossip key"},
+		{name: "key alone turns gossip on", flags: clusterFlags{gossipKey: testKey}, addr: "127.0.0.1:8400", gossip: "127.0.0.1:8401", advertise: "127.0.0.1:8400"},
+		{name: "insecure standalone", flags: clusterFlags{}, addr: "127.0.0.1:8400", insecure: true},
 		{name: "bootstrap defaults", flags: clusterFlags{bootstrap: true, gossipKey: testKey}, addr: "127.0.0.1:8400",
 			gossip: "127.0.0.1:8401", advertise: "127.0.0.1:8400"},
 		{name: "join with key file", flags: clusterFlags{join: []string{"127.0.0.1:8411", "127.0.0.1:8421"}, gossipKeyFile: "key", gossipAddr: "127.0.0.1:8431"},
@@ -50,7 +52,8 @@ func TestClusterFlagsResolve(t *testing.T) {
 		{name: "bootstrap and join on restart", flags: clusterFlags{bootstrap: true, join: []string{"127.0.0.1:8411"}, gossipKey: testKey},
 			addr: "127.0.0.1:8400", restarted: true, gossip: "127.0.0.1:8401", advertise: "127.0.0.1:8400"},
 		{name: "insecure", flags: clusterFlags{bootstrap: true, gossipKey: testKey}, addr: "127.0.0.1:8400", insecure: true, err: "needs TLS"},
-		{name: "no key", flags: clusterFlags{bootstrap: true}, addr: "127.0.0.1:8400", err: "openssl rand -base64 32"},
+		{name: "bootstrap without key", flags: clusterFlags{bootstrap: true}, addr: "127.0.0.1:8400", advertise: "127.0.0.1:8400"},
+		{name: "join without key", flags: clusterFlags{join: []string{"127.0.0.1:8411"}}, addr: "127.0.0.1:8400", err: "openssl rand -base64 32"},
 		{name: "both keys", flags: clusterFlags{bootstrap: true, gossipKey: testKey, gossipKeyFile: "key"}, addr: "127.0.0.1:8400", err: "not both"},
 		{name: "missing key file", flags: clusterFlags{bootstrap: true, gossipKeyFile: "nope"}, addr: "127.0.0.1:8400", err: "--gossip-key-file"},
 		{name: "short key", flags: clusterFlags{bootstrap: true, gossipKeyFile: "short"}, addr: "127.0.0.1:8400", err: "gossip key"},
@@ -79,11 +82,15 @@ func TestClusterFlagsResolve(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !tt.flags.enabled() {
-				return
+			if s.raft == tt.insecure {
+				t.Fatalf("raft %v with insecure %v", s.raft, tt.insecure)
 			}
-			if s.gossipAddr != tt.gossip || s.advertise != tt.advertise || len(s.key) != 32 {
-				t.Fatalf("got gossip %q advertise %q key %d bytes; want %q %q 32", s.gossipAddr, s.advertise, len(s.key), tt.gossip, tt.advertise)
+			wantKey := 0
+			if tt.gossip != "" {
+				wantKey = 32
+			}
+			if s.gossip != (tt.gossip != "") || s.gossipAddr != tt.gossip || s.advertise != tt.advertise || len(s.key) != wantKey {
+				t.Fatalf("got gossip %v %q advertise %q key %d bytes; want %q %q %d", s.gossip, s.gossipAddr, s.advertise, len(s.key), tt.gossip, tt.advertise, wantKey)
 			}
 		})
 	}
@@ -102,8 +109,8 @@ func TestServeClusterUsage(t *testing.T) {
 		want string
 	}{
 		{"insecure cluster", []string{"--insecure", "--bootstrap", "--gossip-key", testKey}, "needs TLS"},
-		{"no gossip key", []string{"--bootstrap"}, "gossip key"},
-		{"cluster data served standalone", []string{"--data-dir", clusterDir}, "Raft state of a cluster node"},
+		{"join without gossip key", []string{"--join", "127.0.0.1:8401"}, "gossip key"},
+		{"cluster data served insecure", []string{"--insecure", "--data-dir", clusterDir}, "holds Raft state"},
 		{"raft timeout", []string{"--bootstrap", "--gossip-key", testKey, "--raft-timeout", "1ms"}, "too short"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -130,9 +137,10 @@ func TestServeClusterUsage(t *testing.T) {
 	}
 }
 
-// A standalone node's data dir cannot silently become a cluster node: the
-// error says what to do.
-func TestServeBootstrapOnStandaloneData(t *testing.T) {
+// A node with records of its own cannot join a cluster (its records would
+// clash with the cluster's at the same offsets): the error says what to do,
+// and the records stay as they were.
+func TestServeJoinWithOwnRecords(t *testing.T) {
 	dir := t.TempDir()
 	l, err := logstore.Open(filepath.Join(dir, "log"), logstore.DefaultConfig())
 	if err != nil {
@@ -147,14 +155,14 @@ func TestServeBootstrapOnStandaloneData(t *testing.T) {
 	var stderr bytes.Buffer
 	e := &env{stdin: strings.NewReader(""), stdout: &bytes.Buffer{}, stderr: &stderr, getenv: func(string) string { return "" }}
 	args := []string{"serve", "--addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0", "--data-dir", dir,
-		"--bootstrap", "--gossip-key", testKey, "--log-format", "text", "--log-level", "error"}
+		"--join", "127.0.0.1:1", "--gossip-key", testKey, "--log-format", "text", "--log-level", "error"}
 	code := run(t.Context(), args, e)
 	if code != exitError || !strings.Contains(stderr.String(), "fresh --data-dir") {
 		t.Fatalf("exit %d, stderr %q; want %d and advice", code, stderr.String(), exitError)
 	}
-	// The standalone log is untouched and still serves standalone.
+	// Nothing changed: the next start is a first start, and the record is there.
 	if raft, err := os.Stat(filepath.Join(dir, "raft")); err == nil {
-		t.Fatalf("a failed bootstrap left %s behind: standalone serve would refuse the dir", raft.Name())
+		t.Fatalf("a refused join left %s behind", raft.Name())
 	}
 	l, err = logstore.Open(filepath.Join(dir, "log"), logstore.DefaultConfig())
 	if err != nil {
@@ -162,7 +170,7 @@ func TestServeBootstrapOnStandaloneData(t *testing.T) {
 	}
 	defer l.Close()
 	if _, next := l.Bounds(); next != 1 {
-		t.Fatalf("the standalone log has %d records, want 1", next)
+		t.Fatalf("the log has %d records, want 1", next)
 	}
 }
 

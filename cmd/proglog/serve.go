@@ -61,11 +61,14 @@ func newServeCmd(e *env) *cobra.Command {
 with gRPC reflection and health, Prometheus metrics at /metrics and the
 dashboard at /.
 
-With --bootstrap (the first node) or --join (the gossip addresses of members)
-the node is a member of a replicated cluster: Raft over the same TLS port,
-Serf gossip on --gossip-addr, encrypted with --gossip-key. Every node needs
-certificates from one CA and a unique --node-id; see the README's "Running a
-cluster". Without them it serves a standalone log.
+Every node is a member of a replicated cluster (Raft over the same TLS
+port). A node started without --join starts a cluster of its own, one
+member until others join it, and stays its member on every restart. With
+--gossip-key it gossips (Serf on --gossip-addr) so that other nodes can join
+it; nodes join with --join (gossip addresses of members) and the same key.
+Every node needs certificates from one CA and a unique --node-id; see the
+README's "Running a cluster". With --insecure the node serves a standalone
+log without Raft (a cluster needs TLS).
 
 With no TLS flags and no --insecure, the node runs the quickstart: on first
 start it creates a development CA, a server certificate for localhost and a
@@ -152,10 +155,10 @@ func serve(ctx context.Context, e *env, sf serveFlags) error {
 	if err != nil {
 		return err
 	}
-	clustered := sf.cluster.enabled()
+	clustered := cs.raft
 	if !clustered && restarted {
-		return usagef("%s holds the Raft state of a cluster node: start it with the --bootstrap or --join flags it ran with "+
-			"(serving its log standalone would make it diverge from the cluster)", filepath.Join(sf.dataDir, "raft"))
+		return usagef("%s holds Raft state, and --insecure serves a standalone log without Raft "+
+			"(serving it standalone would make it diverge from its cluster): start it with TLS", filepath.Join(sf.dataDir, "raft"))
 	}
 	if clustered {
 		addr = cs.advertise
@@ -249,7 +252,7 @@ func serve(ctx context.Context, e *env, sf serveFlags) error {
 		ncfg   nodeConfig
 	)
 	if clustered {
-		dial, err := nodeTLS(certFile, keyFile, caFile)
+		dial, err := nodeTLS(certFile, keyFile, caFile, cs.gossip)
 		if err != nil {
 			return err
 		}
@@ -305,14 +308,14 @@ func serve(ctx context.Context, e *env, sf serveFlags) error {
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	if member != nil {
+	if member != nil && cs.gossip {
 		// Gossip starts once the port serves Raft: joining makes the
 		// leader add this node and dial it.
 		if err := member.join(ncfg); err != nil {
 			_ = srv.Shutdown(context.WithoutCancel(ctx))
 			<-serveErr
 			closeMember(false)
-			if !restarted && !sf.cluster.bootstrap {
+			if !restarted && len(sf.cluster.join) > 0 {
 				// Nobody knows this node yet and Raft holds no state: leave
 				// the dir as it was, so the next start is a first start too.
 				if rerr := os.RemoveAll(filepath.Join(sf.dataDir, "raft")); rerr != nil {
@@ -321,8 +324,17 @@ func serve(ctx context.Context, e *env, sf serveFlags) error {
 			}
 			return err
 		}
-		logger.Info("cluster member", "advertise", cs.advertise, "gossip", cs.gossipAddr,
-			"bootstrap", sf.cluster.bootstrap, "join", sf.cluster.join)
+		logger.Info("cluster member", "advertise", cs.advertise, "gossip", cs.gossipAddr, "join", sf.cluster.join)
+	}
+	if member != nil && len(sf.cluster.join) == 0 {
+		// A node that leads its own cluster (one member, or the first of
+		// several) elects itself within a few Raft timeouts; appends
+		// meanwhile wait for it. Say when it is ready.
+		wctx, cancel := context.WithTimeout(ctx, 10*sf.cluster.raftTimeout)
+		if err := member.log.WaitForLeader(wctx); err != nil {
+			logger.Warn("no Raft leader yet; appends wait for one", "err", err)
+		}
+		cancel()
 	}
 	logger.Info("serving", "addr", ln.Addr().String(), "tls", tlsConfig != nil, "data", logDir,
 		"acl", aclPath, "sync", syncDescription(syncPolicy, clustered, sf.syncSet), "node", sf.nodeID, "cluster", clustered, "version", versionString())
