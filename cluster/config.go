@@ -16,7 +16,7 @@ type Config struct {
 	// NodeID is the node's Raft server ID; it must stay the same across
 	// restarts so the node rejoins as itself.
 	NodeID string
-	// DataDir holds Raft's state in <DataDir>/raft (bbolt Raft log, stable
+	// DataDir holds Raft's state in <DataDir>/raft (Raft log, stable
 	// store, snapshots) and the records in <DataDir>/log (a logstore.Log).
 	DataDir string
 	// Bootstrap makes a node without Raft state start a one-member cluster
