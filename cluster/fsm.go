@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -22,9 +21,16 @@ import (
 type fsm struct {
 	c      *Log
 	logger *slog.Logger
-	next   uint64      // offset the next applied record gets
+	w      *storeWriter
+	next   uint64 // offset the next applied record gets
+	// stored is the offset the next record handed to w gets: the store's
+	// end once w has written everything queued.
+	stored uint64
 	failed error       // set when applying failed; the node then applies nothing more
 	broken atomic.Bool // failed != nil, for metrics
+	// committed is next as readers see it: records below it are committed
+	// and applied, though perhaps not written to the store yet.
+	committed atomic.Uint64
 }
 
 var (
@@ -41,12 +47,16 @@ type applyResult struct {
 
 func (f *fsm) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
 
-// ApplyBatch applies the command entries of logs with one AppendBatch (one
-// write, one sync). Records whose offsets the local store already holds (a
-// restart replaying entries after the last snapshot) are compared with the
-// store instead of being written again.
+// ApplyBatch applies the command entries of logs: it numbers their records
+// and hands the new ones to the store writer as one run. Records whose
+// offsets the local store already holds (a restart replaying entries after
+// the last snapshot) are compared with the store instead of being written
+// again.
 func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	out := make([]any, len(logs))
+	if err := f.w.failure(); err != nil && f.failed == nil {
+		f.fail(out, err)
+	}
 	if f.failed != nil {
 		for i := range out {
 			out[i] = applyResult{err: f.failed}
@@ -54,7 +64,8 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		return out
 	}
 	lg := f.c.current().log
-	lowest, have := lg.Bounds()
+	lowest, _ := lg.Bounds()
+	have := f.stored
 	var fresh [][]byte
 	var freshBase uint64
 	for i, e := range logs {
@@ -88,16 +99,11 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		}
 		f.next += uint64(len(values))
 	}
-	if len(fresh) == 0 {
-		return out
+	if len(fresh) > 0 {
+		f.w.enqueue(freshBase, fresh)
+		f.stored = freshBase + uint64(len(fresh))
 	}
-	got, err := lg.AppendBatch(context.Background(), fresh)
-	if err == nil && got != freshBase {
-		err = fmt.Errorf("%w: the local log put the batch at %d, want %d", logstore.ErrCorrupt, got, freshBase)
-	}
-	if err != nil {
-		return f.fail(out, err)
-	}
+	f.committed.Store(f.next)
 	return out
 }
 
@@ -183,6 +189,9 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	if f.failed != nil {
 		return nil, f.failed
 	}
+	if err := f.w.flush(); err != nil {
+		return nil, fmt.Errorf("cluster: write the store before a snapshot: %w", err)
+	}
 	lg := f.c.current().log
 	// Raft compacts its log once this snapshot is persisted, and the store
 	// (SyncNever) may hold sealed segments that were never synced: make
@@ -224,19 +233,29 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if err != nil {
 		return err
 	}
-	if f.failed == nil {
+	// What is queued is written first; a failed writer is replaced below.
+	werr := f.w.flush()
+	if f.failed == nil && werr == nil {
 		if _, have := f.c.current().log.Bounds(); have >= h.next {
-			f.next = h.next
+			f.next, f.stored = h.next, have
+			f.committed.Store(h.next)
 			return nil
 		}
 	}
 	if err := f.c.replaceStore(func(dir string) error { return logstore.Restore(dir, rc) }); err != nil {
 		return err
 	}
-	if _, have := f.c.current().log.Bounds(); have < h.next {
+	_, have := f.c.current().log.Bounds()
+	if have < h.next {
 		return fmt.Errorf("%w: restored store ends at offset %d, the snapshot at %d", logstore.ErrCorrupt, have, h.next)
 	}
-	f.next, f.failed = h.next, nil
+	if werr != nil {
+		// The failed writer wrote nothing since (and its queue is empty:
+		// flushed); it writes to the restored store from here on.
+		f.w.err.Store(nil)
+	}
+	f.next, f.stored, f.failed = h.next, have, nil
+	f.committed.Store(h.next)
 	f.broken.Store(false)
 	return nil
 }

@@ -192,7 +192,12 @@ func New(cfg Config) (_ *Log, err error) {
 			}
 		}
 	}
-	l.fsm = &fsm{c: l, logger: l.logger}
+	l.fsm = &fsm{c: l, logger: l.logger, w: newStoreWriter(l)}
+	_, l.fsm.stored = store.Bounds()
+	l.fsm.committed.Store(l.fsm.stored)
+	// Raft's goroutines are stopped (or never ran) when cleanup runs, so
+	// the FSM's writer is this goroutine's to stop.
+	cleanup = append(cleanup, func() { l.fsm.w.close() })
 	l.m = newMetrics(l)
 	// Recent entries stay in memory: the leader's replication and a
 	// follower's apply read them back from there instead of the Raft log store.
@@ -476,9 +481,15 @@ func (l *Log) notLeader() error {
 
 // Read returns the committed record at offset from the local store.
 func (l *Log) Read(offset uint64) (logstore.Record, error) {
-	for range 2 {
+	for range 3 {
 		ref := l.current()
 		rec, err := ref.log.Read(offset)
+		if errors.Is(err, logstore.ErrOutOfRange) && l.unwritten(ref, offset) {
+			if err := l.awaitWritten(ref, offset); err != nil {
+				return rec, err
+			}
+			continue
+		}
 		if !errors.Is(err, logstore.ErrClosed) || !l.wasReplaced(ref) {
 			return rec, l.mapClosed(err)
 		}
@@ -488,14 +499,59 @@ func (l *Log) Read(offset uint64) (logstore.Record, error) {
 
 // ReadBatch reads committed records from the local store (see logstore.Log.ReadBatch).
 func (l *Log) ReadBatch(offset uint64, maxRecords, maxBytes int, dst []logstore.Record) ([]logstore.Record, error) {
-	for range 2 {
+	for range 3 {
 		ref := l.current()
 		recs, err := ref.log.ReadBatch(offset, maxRecords, maxBytes, dst)
+		if errors.Is(err, logstore.ErrOutOfRange) && l.unwritten(ref, offset) {
+			if err := l.awaitWritten(ref, offset); err != nil {
+				return recs, err
+			}
+			continue
+		}
 		if !errors.Is(err, logstore.ErrClosed) || !l.wasReplaced(ref) {
 			return recs, l.mapClosed(err)
 		}
 	}
 	return dst, ErrClosed
+}
+
+// unwritten reports whether offset, which a read found out of range, is
+// committed and applied: the store writer has not written it yet, or had
+// not when the read looked (awaitWritten returns at once then).
+func (l *Log) unwritten(ref *storeRef, offset uint64) bool {
+	lowest, _ := ref.log.Bounds()
+	return offset >= lowest && offset < l.fsm.committed.Load()
+}
+
+// writeLagLimit bounds how long a read waits for the store writer.
+const writeLagLimit = 10 * time.Second
+
+// awaitWritten waits until the store holds offset, which the writer is
+// about to write (it is moments behind applying).
+func (l *Log) awaitWritten(ref *storeRef, offset uint64) error {
+	if err := l.fsm.w.failure(); err != nil {
+		return fmt.Errorf("%w: %w", ErrApplyFailed, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), writeLagLimit)
+	defer cancel()
+	go func() {
+		select {
+		case <-l.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	err := ref.log.Wait(ctx, offset)
+	switch {
+	case err == nil, errors.Is(err, logstore.ErrClosed):
+		return nil // read again; a replaced store is followed there
+	case errors.Is(err, context.DeadlineExceeded):
+		if werr := l.fsm.w.failure(); werr != nil {
+			return fmt.Errorf("%w: %w", ErrApplyFailed, werr)
+		}
+		return fmt.Errorf("%w: offset %d is committed but the local store has not written it in %v", ErrTimeout, offset, writeLagLimit)
+	}
+	return ErrClosed
 }
 
 func (l *Log) wasReplaced(ref *storeRef) bool {
@@ -515,11 +571,20 @@ func (l *Log) mapClosed(err error) error {
 	return err
 }
 
-// Bounds returns the local store's lowest and next offsets.
-func (l *Log) Bounds() (lowest, next uint64) { return l.current().log.Bounds() }
+// Bounds returns the local store's lowest offset and the offset after the
+// last committed record applied here (which Read waits for if the store
+// has not written it yet).
+func (l *Log) Bounds() (lowest, next uint64) {
+	lowest, next = l.current().log.Bounds()
+	return lowest, max(next, l.fsm.committed.Load())
+}
 
-// Stats describes the local store.
-func (l *Log) Stats() logstore.Stats { return l.current().log.Stats() }
+// Stats describes the local store, with Next as Bounds gives it.
+func (l *Log) Stats() logstore.Stats {
+	s := l.current().log.Stats()
+	s.Next = max(s.Next, l.fsm.committed.Load())
+	return s
+}
 
 // Wait blocks until offset is committed and applied locally, ctx ends or the
 // Log closes. It follows the store across snapshot restores.
@@ -679,6 +744,11 @@ func (l *Log) Close() error {
 		l.trans.Close() // closes the stream layer too
 		if !drained && !waitGroupTimeout(&l.waiters, closeGrace) {
 			l.logger.Error("cluster: some appends were never answered by raft after shutdown", "waited", drainGrace+closeGrace)
+		}
+		// Raft's FSM goroutine has stopped: write what it handed over.
+		l.fsm.w.close()
+		if err := l.fsm.w.failure(); err != nil {
+			errs = append(errs, err)
 		}
 		if err := l.store.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("cluster: close raft log: %w", err))

@@ -1,0 +1,5 @@
+package cluster
+
+// BreakStore closes the node's local store under the store writer, the
+// way a failing disk would make its writes fail.
+func BreakStore(l *Log) error { return l.current().log.Close() }
