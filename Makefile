@@ -43,6 +43,10 @@ test-all: setup ## Run every test, the slow tiers too: crash, disk-full, gRPC to
 bench: ## Run the Go benchmarks (BENCH=regexp BENCHTIME=1s)
 	go test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -benchmem ./...
 
+.PHONY: bench-cluster
+bench-cluster: ## Batched produce: one node vs a three-node cluster, separate processes
+	scripts/bench-cluster.sh
+
 .PHONY: lint
 lint: $(BIN)/staticcheck web/node_modules ## Vet, staticcheck, gofmt and buf lint
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
