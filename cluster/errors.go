@@ -31,8 +31,9 @@ var (
 	// restarted; the entries stay committed in the cluster.
 	ErrApplyFailed = errors.New("cluster: applying committed entries failed")
 	// ErrExistingStore is returned by New when the record store holds
-	// records but Raft has no state (a single-node data directory from
-	// before replication, or a lost raft directory).
+	// records but Raft has no state and the node is not bootstrapping: a
+	// joining node would receive the cluster's records at offsets its own
+	// records hold. (A bootstrapping node adopts them.)
 	ErrExistingStore = errors.New("cluster: record store without raft state")
 	// ErrOldRaftState is returned by New for a data directory whose Raft
 	// state an older proglog wrote in a format this one does not read.

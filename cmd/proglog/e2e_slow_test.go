@@ -816,6 +816,27 @@ func TestInsecure(t *testing.T) {
 	if code := n.stop(); code != 0 {
 		t.Fatalf("serve exit code %d", code)
 	}
+
+	// Served with TLS, the standalone log becomes a one-member cluster that
+	// keeps its records; after that it has Raft state and --insecure, which
+	// serves without Raft, refuses it.
+	rootACL := filepath.Join(t.TempDir(), "acl.csv")
+	if err := os.WriteFile(rootACL, []byte("p, root, *, *\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n = startNode(t, bin, dir, addr, "--acl", rootACL)
+	if out, errs, code := n.cli(t, nil, "produce", "clustered"); code != 0 || out != "1\n" {
+		t.Fatalf("produce after adoption: exit %d, %q, %s", code, out, errs)
+	}
+	if got := n.readAll(); len(got) != 2 || got[0] != "plain" || got[1] != "clustered" {
+		t.Fatalf("after adoption the log holds %v, want [plain clustered]", got)
+	}
+	if code := n.stop(); code != 0 {
+		t.Fatalf("serve exit code %d", code)
+	}
+	if _, errs, code := runCLI(t, bin, nil, "serve", "--insecure", "--data-dir", dir, "--addr", addr); code != 2 || !strings.Contains(errs, "holds Raft state") {
+		t.Fatalf("--insecure over Raft state: exit %d, %q", code, errs)
+	}
 }
 
 func writeConf(t *testing.T, text string) string {
