@@ -26,7 +26,9 @@ type Config struct {
 	// Stream carries Raft's traffic; its address is the node's Raft (and
 	// RPC) address. The Log closes it on Close.
 	Stream *StreamLayer
-	// Store configures the local record store (the FSM). Its Sync policy
+	// Store configures the local record store (the FSM); its
+	// MaxSegmentBytes also sizes the segments of Raft's log, which Raft's
+	// compaction deletes whole. Its Sync policy
 	// defaults here to SyncNever (see doc.go: the Raft log is the durable
 	// copy); its Logger falls back to Logger.
 	Store logstore.Config

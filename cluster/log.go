@@ -122,7 +122,7 @@ func New(cfg Config) (_ *Log, err error) {
 	l.cur.Store(&storeRef{log: store, replaced: make(chan struct{})})
 	cleanup = append(cleanup, func() { l.current().log.Close() })
 
-	l.store, err = openRaftStore(raftDir, raftStoreConfig(0, l.logger.With("component", "raft-log")))
+	l.store, err = openRaftStore(raftDir, raftStoreConfig(cfg.Store.MaxSegmentBytes, l.logger.With("component", "raft-log")))
 	if err != nil {
 		return nil, fmt.Errorf("cluster: open raft log: %w", err)
 	}
@@ -579,8 +579,17 @@ func (l *Log) Bounds() (lowest, next uint64) {
 	return lowest, max(next, l.fsm.committed.Load())
 }
 
-// Stats describes the local store, with Next as Bounds gives it.
+// Stats describes the local store once it holds every record applied so
+// far (it waits a moment for the store writer, so sizes and the lowest
+// offset retention leaves are those after the latest acknowledged append),
+// with Next as Bounds gives it.
 func (l *Log) Stats() logstore.Stats {
+	ref := l.current()
+	if c := l.fsm.committed.Load(); c > 0 {
+		if _, next := ref.log.Bounds(); next < c {
+			_ = l.awaitWritten(ref, c-1) // on failure, report what is there
+		}
+	}
 	s := l.current().log.Stats()
 	s.Next = max(s.Next, l.fsm.committed.Load())
 	return s

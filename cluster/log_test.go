@@ -330,7 +330,8 @@ func TestRetentionWithRaft(t *testing.T) {
 	if lowest == 0 {
 		t.Fatal("retention deleted nothing; the test needs it to")
 	}
-	n3 := p.startNode(t, "n3", t.TempDir(), "", false, retain)
+	reg := prometheus.NewRegistry()
+	n3 := p.startNode(t, "n3", t.TempDir(), "", false, retain, func(c *cluster.Config) { c.Registerer = reg })
 	t.Cleanup(func() { n3.stop(t) })
 	if err := leader.log.Join(n3.id, n3.port.addr); err != nil {
 		t.Fatal(err)
@@ -346,6 +347,10 @@ func TestRetentionWithRaft(t *testing.T) {
 	}
 	if lo3, _ := n3.log.Bounds(); lo3 == 0 {
 		t.Fatal("the new node holds offset 0, which retention had deleted everywhere")
+	}
+	// Raft's log was compacted past its start, so n3 got a snapshot.
+	if got := counterValue(t, reg, "proglog_cluster_snapshot_restores_total"); got < 1 {
+		t.Fatalf("the new node restored %v snapshots, want at least 1", got)
 	}
 	read := func(n *node) []string {
 		var out []string
@@ -535,4 +540,19 @@ func TestTransferLeadership(t *testing.T) {
 	end := appendTo(t, nodes, batch("b", 5))
 	waitApplied(t, end+5, nodes...)
 	sameLogs(t, nodes...)
+}
+
+// counterValue reads a counter from reg (0 when it has no samples).
+func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) > 0 {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	return 0
 }

@@ -36,10 +36,11 @@ type StreamLayer struct {
 	done      chan struct{}
 	closeOnce sync.Once
 
-	mu       sync.Mutex // guards conns, out, isolated
-	conns    map[*handedConn]struct{}
-	out      map[*dialedConn]struct{}
-	isolated bool
+	mu        sync.Mutex // guards conns, out, isolated, noInbound
+	conns     map[*handedConn]struct{}
+	out       map[*dialedConn]struct{}
+	isolated  bool
+	noInbound bool // CloseInbound was called
 }
 
 var _ raft.StreamLayer = (*StreamLayer)(nil)
@@ -105,7 +106,7 @@ func (s *StreamLayer) Handoff(conn *tls.Conn) {
 		return
 	default:
 	}
-	if s.isolated {
+	if s.isolated || s.noInbound {
 		s.mu.Unlock()
 		conn.Close()
 		return
@@ -174,6 +175,23 @@ func (s *StreamLayer) Close() error {
 		}
 	})
 	return nil
+}
+
+// CloseInbound ends the Raft connections peers opened to this node and
+// refuses new ones, while this node's own dials go on. net/http's Shutdown
+// waits for connections handed off here, so a node that stops serving its
+// port calls this first, and can still hand leadership over and leave.
+func (s *StreamLayer) CloseInbound() {
+	s.mu.Lock()
+	s.noInbound = true
+	conns := make([]net.Conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
 }
 
 // Addr is the advertised address, which Raft uses as this node's address.

@@ -22,8 +22,8 @@ type ServerConfig struct {
 	// ALPN (e.g. "proglog-raft"): the TLS connection of a client that
 	// negotiated the protocol is passed to its function, which must block
 	// until it is done with the connection (net/http closes it on return).
-	// Shutdown does not wait for these connections: close them from
-	// OnShutdown or after Shutdown. Ignored without TLS.
+	// net/http counts these connections as active, so Shutdown waits for
+	// them: close them from OnShutdown. Ignored without TLS.
 	Handoffs map[string]func(*tls.Conn)
 	// OnShutdown, if set, runs when Shutdown starts (in its own goroutine),
 	// e.g. to close the listener behind Handoffs.

@@ -37,6 +37,11 @@ type clusterFlags struct {
 	gossipKeyFile string
 	advertiseAddr string
 	raftTimeout   time.Duration
+	// Raft snapshots: how many entries since the last one trigger the next,
+	// how often that is checked, and how many entries compaction keeps.
+	snapshotThreshold uint64
+	snapshotInterval  time.Duration
+	trailingLogs      uint64
 }
 
 func (c *clusterFlags) register(f *pflag.FlagSet) {
@@ -47,6 +52,9 @@ func (c *clusterFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&c.gossipKeyFile, "gossip-key-file", "", "file holding the base64 gossip key")
 	f.StringVar(&c.advertiseAddr, "advertise-addr", "", "address (host:port) other nodes and clients reach this node's TLS port at (default: the listen address)")
 	f.DurationVar(&c.raftTimeout, "raft-timeout", time.Second, "Raft heartbeat and election timeout: a dead leader is replaced after about this long")
+	f.Uint64Var(&c.snapshotThreshold, "raft-snapshot-threshold", 8192, "Raft entries since the last snapshot that make the node take the next one")
+	f.DurationVar(&c.snapshotInterval, "raft-snapshot-interval", 2*time.Minute, "how often the node checks --raft-snapshot-threshold")
+	f.Uint64Var(&c.trailingLogs, "raft-trailing-logs", 10240, "Raft entries kept after a snapshot, so a follower just behind gets entries rather than the snapshot")
 }
 
 // gossip says whether the node runs gossip: it joins others or lets them join it.
@@ -82,6 +90,9 @@ func (c *clusterFlags) resolve(addr, listened string, insecure, restarted bool, 
 	}
 	if c.raftTimeout < 10*time.Millisecond {
 		return s, usagef("--raft-timeout %v is too short", c.raftTimeout)
+	}
+	if c.snapshotThreshold < 1 || c.snapshotInterval < 5*time.Millisecond {
+		return s, usagef("--raft-snapshot-threshold must be at least 1 and --raft-snapshot-interval at least 5ms")
 	}
 	for _, j := range c.join {
 		if _, _, err := net.SplitHostPort(j); err != nil {
@@ -216,6 +227,9 @@ func openNode(cfg nodeConfig) (*node, error) {
 		HeartbeatTimeout:   t,
 		ElectionTimeout:    t,
 		LeaderLeaseTimeout: t / 2,
+		SnapshotThreshold:  cfg.flags.snapshotThreshold,
+		SnapshotInterval:   cfg.flags.snapshotInterval,
+		TrailingLogs:       cfg.flags.trailingLogs,
 		Logger:             logger, // raft's lines carry component=raft
 		Registerer:         cfg.reg,
 	})

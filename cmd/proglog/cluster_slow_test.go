@@ -9,10 +9,13 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -151,6 +154,11 @@ func (m *member) stop() int {
 
 type testCluster struct {
 	t       *testing.T
+	bin     string
+	root    string   // holds every member's data dir
+	key     string   // the gossip key
+	gossip  string   // node 1's gossip address, which the others join
+	extra   []string // flags every member gets
 	members []*member
 	http    *http.Client
 	mu      sync.Mutex // guards clients
@@ -159,71 +167,78 @@ type testCluster struct {
 
 // startCluster runs three nodes on loopback: node 1 bootstraps with the
 // quickstart identity, nodes 2 and 3 join it using its certificates and
-// ACL, as the README shows.
-func startCluster(t *testing.T) *testCluster {
+// ACL, as the README shows. Every node also gets the flags in extra.
+func startCluster(t *testing.T, extra ...string) *testCluster {
 	t.Helper()
-	bin := sharedBinary(t)
 	keyBytes := make([]byte, 32)
 	rand.Read(keyBytes)
-	key := base64.StdEncoding.EncodeToString(keyBytes)
-	root := t.TempDir()
-	c := &testCluster{t: t, clients: map[string]logv1connect.LogServiceClient{}}
-	certs := filepath.Join(root, "n1", "certs")
-	var firstGossip string
-	for i := range 3 {
-		id := fmt.Sprintf("n%d", i+1)
-		m := &member{t: t, bin: bin, id: id, addr: freeAddr(t), out: &lockedBuffer{}}
-		gossip := freeAddr(t)
-		m.args = []string{"--data-dir", filepath.Join(root, id), "--addr", m.addr, "--node-id", id,
-			"--gossip-addr", gossip, "--gossip-key", key, "--raft-timeout", raftTimeout(t).String(), "--log-format", "json"}
-		if i == 0 {
-			firstGossip = gossip
-			m.args = append(m.args, "--bootstrap")
-		} else {
-			m.args = append(m.args, "--join", firstGossip,
-				"--tls-cert", filepath.Join(certs, pki.DevServerFile), "--tls-key", filepath.Join(certs, pki.DevServerKeyFile),
-				"--tls-ca", filepath.Join(certs, pki.DevCAFile), "--acl", filepath.Join(root, "n1", "acl.csv"))
-		}
-		c.members = append(c.members, m)
-		t.Cleanup(func() {
-			if m.running() {
-				m.current.cmd.Process.Kill()
-				<-m.current.done
-			}
-			if t.Failed() {
-				out := m.out.String()
-				t.Logf("%s output (last 6000 bytes):\n%s", m.id, out[max(0, len(out)-6000):])
-				// CLUSTER_TEST_LOG_DIR keeps the whole output for a post-mortem.
-				if dir := os.Getenv("CLUSTER_TEST_LOG_DIR"); dir != "" {
-					name := filepath.Join(dir, fmt.Sprintf("%s-%s.log", filepath.Base(t.Name()), m.id))
-					if err := os.WriteFile(name, []byte(out), 0o600); err != nil {
-						t.Log(err)
-					}
-				}
-			}
-		})
-		m.start()
-		if i == 0 {
-			// Node 1 writes the identity every client and node uses.
-			waitFor(t, "the quickstart identity", 20*time.Second, func() bool {
-				_, err := os.Stat(filepath.Join(root, "n1", "acl.csv"))
-				return err == nil
-			})
-			tlsCfg, err := pki.ClientTLSConfig(filepath.Join(certs, pki.DevCAFile),
-				filepath.Join(certs, pki.DevClientFile), filepath.Join(certs, pki.DevClientKeyFile))
-			if err != nil {
-				t.Fatal(err)
-			}
-			var protocols http.Protocols
-			protocols.SetHTTP2(true)
-			tr := &http.Transport{TLSClientConfig: tlsCfg, Protocols: &protocols}
-			t.Cleanup(tr.CloseIdleConnections)
-			c.http = &http.Client{Transport: tr}
-		}
-		c.waitReady(m)
+	c := &testCluster{t: t, bin: sharedBinary(t), root: t.TempDir(), extra: extra,
+		key: base64.StdEncoding.EncodeToString(keyBytes), clients: map[string]logv1connect.LogServiceClient{}}
+	for range 3 {
+		c.addMember()
 	}
 	c.waitLeader(3)
 	return c
+}
+
+// addMember starts the next node: the first bootstraps, the others join it.
+func (c *testCluster) addMember() *member {
+	t := c.t
+	t.Helper()
+	i := len(c.members)
+	id := fmt.Sprintf("n%d", i+1)
+	certs := filepath.Join(c.root, "n1", "certs")
+	m := &member{t: t, bin: c.bin, id: id, addr: freeAddr(t), out: &lockedBuffer{}}
+	gossip := freeAddr(t)
+	m.args = []string{"--data-dir", filepath.Join(c.root, id), "--addr", m.addr, "--node-id", id,
+		"--gossip-addr", gossip, "--gossip-key", c.key, "--raft-timeout", raftTimeout(t).String(), "--log-format", "json"}
+	if i == 0 {
+		c.gossip = gossip
+		m.args = append(m.args, "--bootstrap")
+	} else {
+		m.args = append(m.args, "--join", c.gossip,
+			"--tls-cert", filepath.Join(certs, pki.DevServerFile), "--tls-key", filepath.Join(certs, pki.DevServerKeyFile),
+			"--tls-ca", filepath.Join(certs, pki.DevCAFile), "--acl", filepath.Join(c.root, "n1", "acl.csv"))
+	}
+	m.args = append(m.args, c.extra...)
+	c.members = append(c.members, m)
+	t.Cleanup(func() {
+		if m.running() {
+			m.current.cmd.Process.Kill()
+			<-m.current.done
+		}
+		if t.Failed() {
+			out := m.out.String()
+			t.Logf("%s output (last 6000 bytes):\n%s", m.id, out[max(0, len(out)-6000):])
+			// CLUSTER_TEST_LOG_DIR keeps the whole output for a post-mortem.
+			if dir := os.Getenv("CLUSTER_TEST_LOG_DIR"); dir != "" {
+				name := filepath.Join(dir, fmt.Sprintf("%s-%s.log", filepath.Base(t.Name()), m.id))
+				if err := os.WriteFile(name, []byte(out), 0o600); err != nil {
+					t.Log(err)
+				}
+			}
+		}
+	})
+	m.start()
+	if i == 0 {
+		// Node 1 writes the identity every client and node uses.
+		waitFor(t, "the quickstart identity", 20*time.Second, func() bool {
+			_, err := os.Stat(filepath.Join(c.root, "n1", "acl.csv"))
+			return err == nil
+		})
+		tlsCfg, err := pki.ClientTLSConfig(filepath.Join(certs, pki.DevCAFile),
+			filepath.Join(certs, pki.DevClientFile), filepath.Join(certs, pki.DevClientKeyFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var protocols http.Protocols
+		protocols.SetHTTP2(true)
+		tr := &http.Transport{TLSClientConfig: tlsCfg, Protocols: &protocols}
+		t.Cleanup(tr.CloseIdleConnections)
+		c.http = &http.Client{Transport: tr}
+	}
+	c.waitReady(m)
+	return m
 }
 
 func (c *testCluster) client(addr string) logv1connect.LogServiceClient {
@@ -698,4 +713,65 @@ func TestClusterPausedLeaderCatchesUp(t *testing.T) {
 	stop()
 	c.waitLeader(3)
 	p.verify(t, c.checkIdentical())
+}
+
+// TestClusterNewNodeAfterCompaction runs three processes with small Raft
+// snapshots and segments. Once the leader's Raft log is compacted past its
+// first entries, a fourth node joins: it can only catch up through a
+// snapshot (InstallSnapshot), and then serves the same log. Then it leaves
+// gracefully and the others list three members again.
+func TestClusterNewNodeAfterCompaction(t *testing.T) {
+	c := startCluster(t, "--segment-bytes", "4KiB", "--raft-snapshot-threshold", "16",
+		"--raft-snapshot-interval", "50ms", "--raft-trailing-logs", "4")
+	leader := c.waitLeader(3)
+	cl := c.client(leader.addr)
+	const entries, perEntry = 120, 5
+	for i := range entries {
+		req := &logv1.ProduceBatchRequest{}
+		for j := range perEntry {
+			req.Records = append(req.Records, &logv1.Record{Value: fmt.Appendf(nil, "r%d-%d", i, j)})
+		}
+		ctx, cancel := c.call(10 * time.Second)
+		_, err := cl.ProduceBatch(ctx, req)
+		cancel()
+		if err != nil {
+			t.Fatalf("batch %d: %v", i, err)
+		}
+	}
+	raftLog := filepath.Join(c.root, leader.id, "raft", "log")
+	waitFor(t, "the leader's Raft log to be compacted", 30*time.Second, func() bool {
+		return lowestSegment(t, raftLog) > 16
+	})
+
+	n4 := c.addMember()
+	c.waitLeader(4)
+	log := c.checkIdentical()
+	if len(log) != entries*perEntry || string(log[0]) != "r0-0" || string(log[len(log)-1]) != fmt.Sprintf("r%d-%d", entries-1, perEntry-1) {
+		t.Fatalf("the log has %d records, want %d from r0-0", len(log), entries*perEntry)
+	}
+	if !strings.Contains(n4.out.String(), "Installed remote snapshot") {
+		t.Fatal("the new node caught up without installing a snapshot; the test needs it to")
+	}
+
+	if code := n4.stop(); code != 0 {
+		t.Fatalf("n4 exited with %d on SIGTERM", code)
+	}
+	c.waitLeader(3)
+}
+
+// lowestSegment returns the lowest segment base in a logstore directory.
+func lowestSegment(t *testing.T, dir string) uint64 {
+	t.Helper()
+	names, err := filepath.Glob(filepath.Join(dir, "*.store"))
+	if err != nil || len(names) == 0 {
+		return 0
+	}
+	lowest := uint64(math.MaxUint64)
+	for _, n := range names {
+		base, err := strconv.ParseUint(strings.TrimSuffix(filepath.Base(n), ".store"), 10, 64)
+		if err == nil {
+			lowest = min(lowest, base)
+		}
+	}
+	return lowest
 }

@@ -67,6 +67,9 @@ func TestClusterFlagsResolve(t *testing.T) {
 			if tt.flags.raftTimeout == 0 {
 				tt.flags.raftTimeout = time.Second
 			}
+			if tt.flags.snapshotThreshold == 0 {
+				tt.flags.snapshotThreshold, tt.flags.snapshotInterval = 8192, time.Minute
+			}
 			listened := "127.0.0.1:8400"
 			if strings.HasPrefix(tt.addr, "0.0.0.0") {
 				listened = tt.addr
@@ -112,6 +115,7 @@ func TestServeClusterUsage(t *testing.T) {
 		{"join without gossip key", []string{"--join", "127.0.0.1:8401"}, "gossip key"},
 		{"cluster data served insecure", []string{"--insecure", "--data-dir", clusterDir}, "holds Raft state"},
 		{"raft timeout", []string{"--bootstrap", "--gossip-key", testKey, "--raft-timeout", "1ms"}, "too short"},
+		{"snapshot threshold", []string{"--raft-snapshot-threshold", "0"}, "--raft-snapshot-threshold"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var stderr bytes.Buffer

@@ -265,6 +265,10 @@ func serve(ctx context.Context, e *env, sf serveFlags) error {
 		scfg.Nodes = member.servers
 		scfg.Forward = member.forward.Forward
 		srvCfg.Handoffs = map[string]func(*tls.Conn){cluster.ALPN: member.layer.Handoff}
+		// Shutdown waits for handed-off connections; peers' Raft connections
+		// end with serving, this node's own dials (to hand leadership over)
+		// go on.
+		srvCfg.OnShutdown = member.layer.CloseInbound
 	} else {
 		l, err := logstore.Open(logDir, lcfg)
 		if err != nil {
