@@ -27,26 +27,6 @@ func storeFiles(t *testing.T, dir string) []string {
 	return files
 }
 
-// copyDir copies the log directory so each case starts from the same bytes.
-func copyDir(t *testing.T, src string) string {
-	t.Helper()
-	dst := t.TempDir()
-	entries, err := os.ReadDir(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		b, err := os.ReadFile(filepath.Join(src, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dst
-}
-
 func writeLog(t *testing.T, dir string, cfg logstore.Config, sizes []int) {
 	t.Helper()
 	l, err := logstore.Open(dir, cfg)
@@ -83,7 +63,7 @@ func TestTornTail(t *testing.T) {
 	lastStart := int64(headerLen) + frameLen(10) + frameLen(100)
 	end := lastStart + frameLen(37)
 	for cut := lastStart; cut < end; cut++ {
-		dir := copyDir(t, src)
+		dir := logstore.CopyLogDir(t, src)
 		if err := os.Truncate(filepath.Join(dir, filepath.Base(store)), cut); err != nil {
 			t.Fatal(err)
 		}
@@ -139,7 +119,7 @@ func TestZeroSector(t *testing.T) {
 	}
 
 	t.Run("active tail", func(t *testing.T) {
-		dir := copyDir(t, src)
+		dir := logstore.CopyLogDir(t, src)
 		at := activeInfo.Size() - 512 // frames 128 bytes: the sector holds exactly the last 4
 		zero(t, dir, active, at)
 		l := openLog(t, dir, cfg)
@@ -154,7 +134,7 @@ func TestZeroSector(t *testing.T) {
 		if activeInfo.Size() < headerLen+3*512 {
 			t.Skip("active segment too small")
 		}
-		dir := copyDir(t, src)
+		dir := logstore.CopyLogDir(t, src)
 		zero(t, dir, active, 512)
 		_, err := logstore.Open(dir, cfg)
 		ce := wantCorrupt(t, err, filepath.Join(dir, active))
@@ -163,7 +143,7 @@ func TestZeroSector(t *testing.T) {
 		}
 	})
 	t.Run("sealed", func(t *testing.T) {
-		dir := copyDir(t, src)
+		dir := logstore.CopyLogDir(t, src)
 		zero(t, dir, sealed, 1024)
 		l := openLog(t, dir, cfg)
 		_, next := l.Bounds()
@@ -215,7 +195,7 @@ func TestFlipEveryByteOfSealedSegment(t *testing.T) {
 		}
 		corrupted, opened := 0, 0
 		for at := range orig {
-			dir := copyDir(t, src)
+			dir := logstore.CopyLogDir(t, src)
 			b := slices.Clone(orig)
 			b[at] ^= 1 << (at % 8)
 			if err := os.WriteFile(filepath.Join(dir, file), b, 0o644); err != nil {

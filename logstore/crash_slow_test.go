@@ -142,24 +142,9 @@ func TestCrash(t *testing.T) {
 	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	const rounds = 30
 	for round := range rounds {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), childEnv+"=crash", "PROGLOG_LOGSTORE_DIR="+dir, "PROGLOG_LOGSTORE_ROUND="+strconv.Itoa(round))
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
+		cmd, stdout, lines := startChild(t, "crash", dir, round)
 		acks := map[uint64]ackRec{}
 		var childErr string
-		lines := bufio.NewScanner(stdout)
-		if !lines.Scan() || lines.Text() != "ready" {
-			cmd.Process.Kill()
-			cmd.Wait()
-			t.Fatalf("round %d: child did not start: %q", round, lines.Text())
-		}
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
@@ -413,4 +398,27 @@ func TestDiskFull(t *testing.T) {
 	if !bytes.Contains(out, []byte("ok ")) {
 		t.Fatal("child did not report success")
 	}
+}
+
+// startChild runs this test binary as a child in mode on dir and waits for
+// its "ready" line; the caller reads the rest of its lines and kills it.
+func startChild(t *testing.T, mode, dir string, round int) (*exec.Cmd, io.Reader, *bufio.Scanner) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"="+mode, "PROGLOG_LOGSTORE_DIR="+dir, "PROGLOG_LOGSTORE_ROUND="+strconv.Itoa(round))
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := bufio.NewScanner(stdout)
+	if !lines.Scan() || lines.Text() != "ready" {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("round %d: child did not start: %q", round, lines.Text())
+	}
+	return cmd, stdout, lines
 }

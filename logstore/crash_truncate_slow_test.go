@@ -3,13 +3,10 @@
 package logstore_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"os"
-	"os/exec"
 	"strconv"
 	"testing"
 	"time"
@@ -83,22 +80,7 @@ func TestCrashDuringTruncation(t *testing.T) {
 	m := logModel{gens: map[uint64]int{}}
 	const rounds = 24
 	for round := range rounds {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), childEnv+"=truncate", "PROGLOG_LOGSTORE_DIR="+dir, "PROGLOG_LOGSTORE_ROUND="+strconv.Itoa(round))
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		lines := bufio.NewScanner(stdout)
-		if !lines.Scan() || lines.Text() != "ready" {
-			cmd.Process.Kill()
-			cmd.Wait()
-			t.Fatalf("round %d: child did not start: %q", round, lines.Text())
-		}
+		cmd, stdout, lines := startChild(t, "truncate", dir, round)
 		var events []string
 		done := make(chan struct{})
 		go func() {

@@ -125,7 +125,7 @@ func TestRecoverySituations(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := copyDir(t, src)
+			dir := logstore.CopyLogDir(t, src)
 			tc.damage(t, dir)
 			var logs bytes.Buffer
 			c := cfg

@@ -21,9 +21,10 @@ func tval(i uint64) []byte {
 	return v
 }
 
-// copyLogDir copies a log directory's files, as a crash would leave them on
-// disk (the page cache survives a process crash).
-func copyLogDir(t *testing.T, src string) string {
+// CopyLogDir copies a log directory's files, as a crash would leave them on
+// disk (the page cache survives a process crash). Exported for the external
+// tests, which start each damage case from the same bytes.
+func CopyLogDir(t *testing.T, src string) string {
 	t.Helper()
 	dst := t.TempDir()
 	entries, err := os.ReadDir(src)
@@ -106,7 +107,7 @@ func TestTruncateCrashPoints(t *testing.T) {
 				if crashAt > 50 {
 					t.Fatal("operation never completed")
 				}
-				dir := copyLogDir(t, src)
+				dir := CopyLogDir(t, src)
 				l, err := Open(dir, cfg)
 				if err != nil {
 					t.Fatal(err)
@@ -132,7 +133,7 @@ func TestTruncateCrashPoints(t *testing.T) {
 					if _, aerr := l.Append(t.Context(), []byte("x")); !errors.Is(aerr, ErrFailed) {
 						t.Fatalf("append after a failed truncation = %v, want ErrFailed", aerr)
 					}
-					crashed = copyLogDir(t, dir)
+					crashed = CopyLogDir(t, dir)
 				default:
 					t.Fatalf("crash point %d: %v", crashAt, err)
 				}
@@ -309,7 +310,7 @@ func TestTruncateCrashStates(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := copyLogDir(t, src)
+			dir := CopyLogDir(t, src)
 			tc.damage(t, dir)
 			var logs bytes.Buffer
 			c := cfg
