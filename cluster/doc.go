@@ -12,8 +12,13 @@
 // the records in <DataDir>/log, a logstore.Log that is Raft's FSM. Append
 // and AppendBatch run raft.Apply on the leader; a batch is one Raft entry
 // (format in entry.go). The entry is acknowledged once a quorum has it
-// durably in their Raft logs and the leader applied it, so the caller
-// reads its own write on the leader at once. A follower refuses appends
+// durably in their Raft logs and the leader applied it. Applying numbers
+// the records and hands them to a store writer (writer.go), which appends
+// them to the store moments later, off the FSM's goroutine, so the store
+// write overlaps with the next entries instead of delaying every
+// acknowledgement. Reads of a committed record the writer has not written
+// yet wait for it, so the caller still reads its own write on the leader at
+// once; Bounds and Stats count it too. A follower refuses appends
 // with a *NotLeaderError naming the leader's RPC address; the service
 // forwards the request there. An append that finds no leader (an election,
 // or a node that just started) waits up to three election timeouts for one.
@@ -76,8 +81,11 @@
 //     and compared byte for byte; a difference is ErrCorrupt and stops
 //     applying (it cannot happen unless the disk changed under us). Records
 //     retention already deleted are skipped unchecked.
-//   - offset == the store's end: it is appended (all such records of one
-//     ApplyBatch in one AppendBatch, one write and one sync).
+//   - offset == the store's end: it is handed to the store writer (all
+//     such records of one ApplyBatch as one run, written in order). "The
+//     store's end" is the FSM's stored: the store's next offset once the
+//     writer has written everything handed over; Snapshot and Restore flush
+//     the writer first.
 //   - offset > the store's end cannot happen: the store holds a prefix of
 //     the committed records (it only ever appends committed ones) and the
 //     replay starts at or below its end. It is treated as corruption.
@@ -129,13 +137,17 @@
 //
 // # Failures
 //
-// If the store cannot apply a committed entry (disk full, I/O error), the
-// node stops applying (ErrApplyFailed), keeps serving what it has, and
-// catches up by replay when restarted. An append whose entry left the
+// If the store cannot write committed records (disk full, I/O error), the
+// writer stops, the node stops applying (ErrApplyFailed: appends and reads
+// of the unwritten records say so), keeps serving what it has, and catches
+// up by replay when restarted. Appends acknowledged before the failure
+// became known are committed in Raft's log, so the replay writes them. An append whose entry left the
 // leader but whose commit is unknown (leadership lost, ctx ended) returns
 // ErrUnknownOutcome: the record may or may not appear. hashicorp/raft does
 // not answer an entry's future if it shuts down while the entry waits for
-// the FSM; Close waits a bounded time for such appends and logs them.
+// the FSM, so Close first refuses new appends and lets those under way
+// finish (a second at most) before it stops raft, which answers the
+// uncommitted rest with ErrLeadershipLost.
 //
 // # Fault injection
 //
