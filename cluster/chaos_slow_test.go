@@ -5,14 +5,10 @@ package cluster_test
 import (
 	"context"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/anishathalye/porcupine"
 
 	"github.com/proglog/proglog/cluster"
 )
@@ -71,63 +67,5 @@ func TestRepeatedLeaderCrashes(t *testing.T) {
 	stop()
 	wg.Wait()
 
-	end := appendTo(t, nodes, [][]byte{[]byte("end")})
-	waitApplied(t, end+1, nodes...)
-	vals := sameLogs(t, nodes...)
-	h.mu.Lock()
-	for off, v := range h.acked {
-		if off >= uint64(len(vals)) || string(vals[off]) != v {
-			t.Errorf("acknowledged %q at offset %d is missing", v, off)
-		}
-	}
-	h.mu.Unlock()
-	res, info := porcupine.CheckOperationsVerbose(logModel, h.ops, time.Minute)
-	if res != porcupine.Ok {
-		path := filepath.Join(artifactDir(t), "history.html")
-		if err := porcupine.VisualizePath(logModel, info, path); err != nil {
-			t.Error(err)
-		}
-		explain(t, h, vals)
-		t.Fatalf("history of %d operations: %s; see %s", len(h.ops), res, path)
-	}
-}
-
-// artifactDir is where a failed check leaves its evidence:
-// $PROGLOG_ARTIFACTS (CI keeps it) or the test's temporary directory.
-func artifactDir(t *testing.T) string {
-	t.Helper()
-	dir := os.Getenv("PROGLOG_ARTIFACTS")
-	if dir == "" {
-		return t.TempDir()
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
-// explain reports what makes a history illegal against the final log:
-// records no produce in the history accounts for, and reads that saw
-// something else than the final log holds.
-func explain(t *testing.T, h *history, vals [][]byte) {
-	t.Helper()
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	produced := map[string]bool{}
-	for _, op := range h.ops {
-		switch in := op.Input.(type) {
-		case produceIn:
-			produced[in.value] = true
-		case consumeIn:
-			out := op.Output.(consumeOut)
-			if in.offset >= uint64(len(vals)) || string(vals[in.offset]) != out.value {
-				t.Errorf("client %d read %q at offset %d; the final log holds %q there", op.ClientId, out.value, in.offset, vals[min(in.offset, uint64(len(vals)-1))])
-			}
-		}
-	}
-	for off, v := range vals {
-		if !produced[string(v)] && string(v) != "end" {
-			t.Errorf("offset %d holds %q, which no produce in the history returned (acknowledged or unknown)", off, v)
-		}
-	}
+	checkRun(t, h, nodes)
 }

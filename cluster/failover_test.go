@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -192,36 +195,8 @@ func TestFailoverUnderLoad(t *testing.T) {
 		}
 	}
 	newLeader := waitLeader(t, rest...)
-	// A barrier entry: once it is applied everywhere, so is everything before.
-	end := appendTo(t, rest, [][]byte{[]byte("end")})
-	waitApplied(t, end+1, rest...)
-	vals := sameLogs(t, rest...)
-	produced := map[string]bool{"end": true}
-	h.mu.Lock()
-	for _, op := range h.ops {
-		if in, ok := op.Input.(produceIn); ok {
-			produced[in.value] = true
-		}
-	}
-	for off, v := range h.acked {
-		if off >= uint64(len(vals)) || string(vals[off]) != v {
-			t.Errorf("acknowledged %q at offset %d is missing", v, off)
-		}
-	}
-	h.mu.Unlock()
-	for off, v := range vals {
-		if !produced[string(v)] {
-			t.Errorf("offset %d holds %q, which nobody produced", off, v)
-		}
-	}
+	vals, end := checkRun(t, h, rest)
 	t.Logf("%d records, %d acknowledged, %d operations; leader %s -> %s", len(vals), len(h.acked), len(h.ops), old.id, newLeader.id)
-
-	res, info := porcupine.CheckOperationsVerbose(logModel, h.ops, 30*time.Second)
-	if res != porcupine.Ok {
-		path := t.TempDir() + "/history.html"
-		porcupine.VisualizePath(logModel, info, path)
-		t.Fatalf("history of %d operations is not linearizable (%s); see %s", len(h.ops), res, path)
-	}
 
 	// The old leader comes back as a follower and catches up.
 	back := p.startNode(t, old.id, old.dir, old.port.addr, false)
@@ -282,6 +257,19 @@ func TestPartitionedLeader(t *testing.T) {
 	stop()
 	wg.Wait()
 
+	vals, _ := checkRun(t, h, nodes)
+	t.Logf("%d records, %d operations; leader %s -> %s", len(vals), len(h.ops), old.id, newLeader.id)
+}
+
+// checkRun ends a run of producers and consumers. It appends a barrier
+// record through nodes (once it is applied everywhere, so is everything
+// before it), waits for every node to apply it, and checks that the logs
+// are identical, that every acknowledged record is at its offset, that
+// every record is one a produce in the history sent, and that the history
+// is linearizable; a history that is not is left as HTML in artifactDir.
+// It returns the log and the barrier's offset.
+func checkRun(t *testing.T, h *history, nodes []*node) ([][]byte, uint64) {
+	t.Helper()
 	end := appendTo(t, nodes, [][]byte{[]byte("end")})
 	waitApplied(t, end+1, nodes...)
 	vals := sameLogs(t, nodes...)
@@ -292,8 +280,54 @@ func TestPartitionedLeader(t *testing.T) {
 		}
 	}
 	h.mu.Unlock()
-	t.Logf("%d records, %d operations; leader %s -> %s", len(vals), len(h.ops), old.id, newLeader.id)
-	if res := porcupine.CheckOperationsTimeout(logModel, h.ops, 30*time.Second); res != porcupine.Ok {
-		t.Fatalf("history of %d operations: %s", len(h.ops), res)
+	explain(t, h, vals)
+	res, info := porcupine.CheckOperationsVerbose(logModel, h.ops, time.Minute)
+	if res != porcupine.Ok {
+		path := filepath.Join(artifactDir(t), strings.ReplaceAll(t.Name(), "/", "_")+"-history.html")
+		if err := porcupine.VisualizePath(logModel, info, path); err != nil {
+			t.Error(err)
+		}
+		t.Fatalf("history of %d operations is not linearizable (%s); see %s", len(h.ops), res, path)
 	}
+	return vals, end
+}
+
+// explain reports what would make a history illegal against the final
+// log: records no produce in the history sent, and reads that saw
+// something else than the final log holds.
+func explain(t *testing.T, h *history, vals [][]byte) {
+	t.Helper()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	produced := map[string]bool{"end": true}
+	for _, op := range h.ops {
+		switch in := op.Input.(type) {
+		case produceIn:
+			produced[in.value] = true
+		case consumeIn:
+			out := op.Output.(consumeOut)
+			if in.offset >= uint64(len(vals)) || string(vals[in.offset]) != out.value {
+				t.Errorf("client %d read %q at offset %d; the final log does not hold it there", op.ClientId, out.value, in.offset)
+			}
+		}
+	}
+	for off, v := range vals {
+		if !produced[string(v)] {
+			t.Errorf("offset %d holds %q, which no produce in the history sent", off, v)
+		}
+	}
+}
+
+// artifactDir is where a failed check leaves its evidence:
+// $PROGLOG_ARTIFACTS (CI keeps it) or the test's temporary directory.
+func artifactDir(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("PROGLOG_ARTIFACTS")
+	if dir == "" {
+		return t.TempDir()
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
