@@ -71,11 +71,11 @@ checkgenerate: generate ## Fail if generated code differs from what is committed
 		echo "generated code is out of date: run make generate" >&2; exit 1; fi
 
 .PHONY: setup
-setup: web/node_modules $(BIN)/grpcurl $(BIN)/staticcheck ## Install tools the tests need (npm packages, grpcurl, chromium)
-	@if ! command -v chromium >/dev/null || ! command -v pk12util >/dev/null; then \
+setup: web/node_modules $(BIN)/grpcurl $(BIN)/staticcheck ## Install tools the tests need (npm packages, grpcurl, chromium, iproute2)
+	@if ! command -v chromium >/dev/null || ! command -v pk12util >/dev/null || ! command -v ip >/dev/null; then \
 		if [[ $$(id -u) == 0 ]]; then apt-get update -qq && \
-			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium libnss3-tools >/dev/null; \
-		else echo "chromium and libnss3-tools are needed: apt-get install chromium libnss3-tools" >&2; exit 1; fi; fi
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium libnss3-tools iproute2 >/dev/null; \
+		else echo "chromium, libnss3-tools and iproute2 are needed: apt-get install chromium libnss3-tools iproute2" >&2; exit 1; fi; fi
 
 web/node_modules: web/package-lock.json
 	cd web && npm ci --no-audit --no-fund --loglevel=error

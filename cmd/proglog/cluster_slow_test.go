@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -88,13 +89,15 @@ type member struct {
 	id      string
 	addr    string
 	args    []string
+	wrap    []string // runs the process through this command line (e.g. ip netns exec)
 	out     *lockedBuffer
 	current *proc
 }
 
 func (m *member) start() {
 	m.t.Helper()
-	cmd := exec.Command(m.bin, append([]string{"serve"}, m.args...)...)
+	argv := append(append(slices.Clone(m.wrap), m.bin, "serve"), m.args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = m.out, m.out
 	if err := cmd.Start(); err != nil {
 		m.t.Fatal(err)
