@@ -3,14 +3,12 @@ package client_test
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -20,63 +18,21 @@ import (
 	"github.com/proglog/proglog/client"
 	"github.com/proglog/proglog/cluster"
 	"github.com/proglog/proglog/pki"
+	"github.com/proglog/proglog/pki/pkitest"
 	"github.com/proglog/proglog/service"
 )
 
-// testCA issues the certificates of a test cluster and its clients.
-type testCA struct {
-	ca   *pki.CA
-	dir  string
-	pool *x509.CertPool
-}
+// testCA issues the certificates of a test cluster and its clients, and
+// starts the cluster.
+type testCA struct{ *pkitest.CA }
 
-func newTestCA(t testing.TB) *testCA {
-	t.Helper()
-	ca, err := pki.NewCA("proglog client test CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &testCA{ca: ca, dir: t.TempDir(), pool: x509.NewCertPool()}
-	p.pool.AddCert(ca.Cert)
-	writeFile(t, filepath.Join(p.dir, "ca.pem"), ca.CertPEM)
-	return p
-}
-
-func writeFile(t testing.TB, path string, data []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// issue writes a server or client certificate and returns its files.
-func (p *testCA) issue(t testing.TB, name string, server bool) (certFile, keyFile string) {
-	t.Helper()
-	var cert, key []byte
-	var err error
-	if server {
-		cert, key, err = p.ca.IssueServer(name, []string{"127.0.0.1"})
-	} else {
-		cert, key, err = p.ca.IssueClient(name)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(p.dir, name+".pem"), filepath.Join(p.dir, name+"-key.pem")
-	writeFile(t, certFile, cert)
-	writeFile(t, keyFile, key)
-	return certFile, keyFile
-}
+func newTestCA(t testing.TB) *testCA { return &testCA{pkitest.NewCA(t)} }
 
 // clientTLS is the TLS config of a user with a client certificate.
 func (p *testCA) clientTLS(t testing.TB, name string) *tls.Config {
 	t.Helper()
-	certFile, keyFile := p.issue(t, name, false)
-	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: p.pool, MinVersion: tls.VersionTLS12}
+	certFile, keyFile := p.Issue(t, name, false)
+	return p.TLSConfig(t, certFile, keyFile)
 }
 
 // testPolicy lets root do everything; "writer" may only produce.
@@ -144,17 +100,13 @@ func listen(t testing.TB, addr string) net.Listener {
 func (p *testCA) startNode(t testing.TB, id, dir, addr string, bootstrap bool) *node {
 	t.Helper()
 	logger := testLogger(t).With("node", id)
-	certFile, keyFile := p.issue(t, id, true)
-	tlsCfg, err := pki.ServerTLSConfig(certFile, keyFile, filepath.Join(p.dir, "ca.pem"))
+	certFile, keyFile := p.Issue(t, id, true)
+	tlsCfg, err := pki.ServerTLSConfig(certFile, keyFile, p.CAFile)
 	if err != nil {
 		t.Fatal(err)
 	}
 	tlsCfg.NextProtos = append(tlsCfg.NextProtos, cluster.ALPN)
-	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dial := &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: p.pool, MinVersion: tls.VersionTLS12}
+	dial := p.TLSConfig(t, certFile, keyFile)
 
 	ln := listen(t, addr)
 	n := &node{id: id, dir: dir, addr: ln.Addr().String(), served: make(chan error, 1), calls: &calls{n: map[string]int{}}}

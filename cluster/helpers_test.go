@@ -2,15 +2,12 @@ package cluster_test
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -18,65 +15,13 @@ import (
 	"github.com/proglog/proglog/cluster"
 	"github.com/proglog/proglog/logstore"
 	"github.com/proglog/proglog/pki"
+	"github.com/proglog/proglog/pki/pkitest"
 )
 
-// testPKI is a CA with certificate files in a temporary directory.
-type testPKI struct {
-	ca     *pki.CA
-	dir    string
-	caFile string
-	pool   *x509.CertPool
-}
+// testPKI is a test CA that starts ports, nodes and clusters.
+type testPKI struct{ *pkitest.CA }
 
-func newTestPKI(t testing.TB) *testPKI {
-	t.Helper()
-	ca, err := pki.NewCA("proglog test CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &testPKI{ca: ca, dir: t.TempDir(), pool: x509.NewCertPool()}
-	p.caFile = filepath.Join(p.dir, "ca.pem")
-	writeFile(t, p.caFile, ca.CertPEM)
-	p.pool.AddCert(ca.Cert)
-	return p
-}
-
-func writeFile(t testing.TB, path string, data []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// issue writes a server (server=true) or client certificate and returns its files.
-func (p *testPKI) issue(t testing.TB, name string, server bool) (certFile, keyFile string) {
-	t.Helper()
-	var cert, key []byte
-	var err error
-	if server {
-		cert, key, err = p.ca.IssueServer(name, []string{"127.0.0.1"})
-	} else {
-		cert, key, err = p.ca.IssueClient(name)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile = filepath.Join(p.dir, name+".pem")
-	keyFile = filepath.Join(p.dir, name+"-key.pem")
-	writeFile(t, certFile, cert)
-	writeFile(t, keyFile, key)
-	return certFile, keyFile
-}
-
-// dialConfig is what a node (or an impostor) dials Raft peers with.
-func (p *testPKI) dialConfig(t testing.TB, certFile, keyFile string) *tls.Config {
-	t.Helper()
-	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: p.pool, MinVersion: tls.VersionTLS12}
-}
+func newTestPKI(t testing.TB) *testPKI { return &testPKI{pkitest.NewCA(t)} }
 
 // port is one node's TLS port, arranged as in production: ALPN
 // "proglog-raft" goes to the stream layer, h2 and http/1.1 to an http.Server.
@@ -106,15 +51,15 @@ func listen(t testing.TB, addr string) net.Listener {
 
 func (p *testPKI) startPort(t testing.TB, name, addr string, logger *slog.Logger) *port {
 	t.Helper()
-	certFile, keyFile := p.issue(t, name, true)
-	tlsCfg, err := pki.ServerTLSConfig(certFile, keyFile, p.caFile)
+	certFile, keyFile := p.Issue(t, name, true)
+	tlsCfg, err := pki.ServerTLSConfig(certFile, keyFile, p.CAFile)
 	if err != nil {
 		t.Fatal(err)
 	}
 	tlsCfg.NextProtos = append(tlsCfg.NextProtos, cluster.ALPN)
 	ln := listen(t, addr)
 	pt := &port{addr: ln.Addr().String(), done: make(chan error, 1)}
-	pt.layer, err = cluster.NewStreamLayer(pt.addr, p.dialConfig(t, certFile, keyFile), logger)
+	pt.layer, err = cluster.NewStreamLayer(pt.addr, p.TLSConfig(t, certFile, keyFile), logger)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,7 +20,7 @@ func TestStreamLayerPeers(t *testing.T) {
 	defer pt.stop(t)
 
 	// The same port still serves HTTP/2 to ordinary clients.
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.pool}, ForceAttemptHTTP2: true}}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.Pool}, ForceAttemptHTTP2: true}}
 	defer hc.CloseIdleConnections()
 	resp, err := hc.Get("https://" + pt.addr + "/ping")
 	if err != nil {
@@ -32,16 +32,16 @@ func TestStreamLayerPeers(t *testing.T) {
 		t.Fatalf("GET /ping over %q, want HTTP/2.0", body)
 	}
 
-	clientCert, clientKey := p.issue(t, "alice", false)
-	peerCert, peerKey := p.issue(t, "peer", true)
+	clientCert, clientKey := p.Issue(t, "alice", false)
+	peerCert, peerKey := p.Issue(t, "peer", true)
 	tests := []struct {
 		name   string
 		dial   *tls.Config
 		accept bool
 	}{
-		{"server certificate", p.dialConfig(t, peerCert, peerKey), true},
-		{"client certificate", p.dialConfig(t, clientCert, clientKey), false},
-		{"no certificate", &tls.Config{RootCAs: p.pool, NextProtos: []string{cluster.ALPN}}, false},
+		{"server certificate", p.TLSConfig(t, peerCert, peerKey), true},
+		{"client certificate", p.TLSConfig(t, clientCert, clientKey), false},
+		{"no certificate", &tls.Config{RootCAs: p.Pool, NextProtos: []string{cluster.ALPN}}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
