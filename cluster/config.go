@@ -28,12 +28,13 @@ type Config struct {
 	Stream *StreamLayer
 	// Store configures the local record store (the FSM); its
 	// MaxSegmentBytes also sizes the segments of Raft's log, which Raft's
-	// compaction deletes whole. Its Sync policy
-	// defaults here to SyncNever (see doc.go: the Raft log is the durable
+	// compaction deletes whole. Its Sync policy defaults here to
+	// SyncInterval every second (see doc.go: the Raft log is the durable
 	// copy); its Logger falls back to Logger.
 	Store logstore.Config
-	// StoreSyncSet keeps Store.Sync as given even when it is SyncAlways (the
-	// zero value), instead of the SyncNever default.
+	// StoreSyncSet keeps Store.Sync and Store.SyncInterval as given, even
+	// when Sync is SyncAlways (the zero value), instead of the default:
+	// SyncInterval every storeSyncInterval.
 	StoreSyncSet bool
 
 	// Raft timing; zero fields take hashicorp/raft's defaults (1s heartbeat
@@ -59,6 +60,10 @@ type Config struct {
 	Registerer prometheus.Registerer
 }
 
+// storeSyncInterval is how often the store's active segment is synced by
+// default.
+const storeSyncInterval = time.Second
+
 func (c Config) withDefaults() (Config, error) {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -67,7 +72,12 @@ func (c Config) withDefaults() (Config, error) {
 		c.Store.Logger = c.Logger
 	}
 	if !c.StoreSyncSet && c.Store.Sync == logstore.SyncAlways {
-		c.Store.Sync = logstore.SyncNever
+		// Raft's log makes appends durable; the store only needs its sealed
+		// segments whole after a machine crash (a torn active tail is
+		// re-applied from Raft), which SyncInterval gives: a sealed segment
+		// is fdatasynced when sealed, the active one every second.
+		c.Store.Sync = logstore.SyncInterval
+		c.Store.SyncInterval = storeSyncInterval
 	}
 	if c.RetainSnapshots == 0 {
 		c.RetainSnapshots = 2

@@ -103,20 +103,20 @@
 //
 // Records are written twice: into Raft's log (fsynced, the copy that makes
 // an acknowledgement durable) and into the store. The store therefore
-// defaults to logstore.SyncNever: a process crash loses nothing (page
-// cache), and after a machine crash a torn or lost store tail is
-// re-applied from the Raft log, which still holds every entry after the
-// latest snapshot, and everything before it is in the snapshot. A store
-// that fails to open with ErrCorrupt (pages reached the disk out of order)
-// is moved aside and rebuilt the same way. Under SyncNever the store does
-// not sync a segment when it seals it, so every snapshot first calls
-// (*logstore.Log).Sync: once Raft compacts its log past a snapshot, every
-// record up to it is durable in the store. What remains after a machine
-// crash is the window since the latest snapshot: a sealed segment of that
-// window whose pages never reached the disk is not scanned at open and is
-// found only when read (CRC mismatch), while its entries are still in
-// Raft's log. Raft's log and the store are both logstores, but they are
-// not one: the store is numbered by record, Raft's log by entry (a batch,
+// defaults to logstore.SyncInterval every second: a process crash loses
+// nothing (page cache); a segment is fdatasynced when it is sealed, so
+// after a machine crash only the active segment's tail can be torn or
+// lost, and Open cuts a torn tail off; Raft re-applies what is missing from
+// its log, which holds every entry after the latest snapshot (everything
+// before it is in the snapshot: every snapshot first calls
+// (*logstore.Log).Sync). A store that fails to open with ErrCorrupt is
+// moved aside and rebuilt the same way. (Before, the store ran SyncNever,
+// which does not sync a segment it seals: a sealed segment whose pages
+// never reached the disk was not scanned at open and was found only when
+// read.) With Config.StoreSyncSet the policy is the caller's, and under
+// SyncNever that window is back.
+//
+// Raft's log and the store are both logstores, but they are not one: the store is numbered by record, Raft's log by entry (a batch,
 // or a configuration change), and the store outlives Raft's compaction.
 //
 // # Snapshots and retention

@@ -9,9 +9,10 @@ import (
 	"testing"
 )
 
-// TestStoreRebuiltFromRaft damages the local store of a stopped node the
-// ways a machine crash can under SyncNever (the store's default: the Raft
-// log is the durable copy) and checks that on restart the node rebuilds
+// TestStoreRebuiltFromRaft damages the active segment of a stopped node's
+// local store the ways a machine crash can (the store syncs it only every
+// second: the Raft log is the durable copy) and checks that on restart the
+// node rebuilds
 // every committed record from its snapshot and Raft log, without
 // duplicates.
 func TestStoreRebuiltFromRaft(t *testing.T) {
