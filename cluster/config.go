@@ -29,7 +29,7 @@ type Config struct {
 	// Store configures the local record store (the FSM); its
 	// MaxSegmentBytes also sizes the segments of Raft's log, which Raft's
 	// compaction deletes whole. Its Sync policy defaults here to
-	// SyncInterval every second (see doc.go: the Raft log is the durable
+	// SyncInterval every minute (see doc.go: the Raft log is the durable
 	// copy); its Logger falls back to Logger.
 	Store logstore.Config
 	// StoreSyncSet keeps Store.Sync and Store.SyncInterval as given, even
@@ -61,8 +61,11 @@ type Config struct {
 }
 
 // storeSyncInterval is how often the store's active segment is synced by
-// default.
-const storeSyncInterval = time.Second
+// default. Correctness needs only the sync at each seal (Open scans the
+// active segment and Raft re-applies its lost tail); the periodic one just
+// bounds that replay, so it is rare: on a disk shared with Raft's log each
+// sync competes with the fdatasyncs acknowledgements wait for.
+const storeSyncInterval = time.Minute
 
 func (c Config) withDefaults() (Config, error) {
 	if c.Logger == nil {
@@ -75,7 +78,7 @@ func (c Config) withDefaults() (Config, error) {
 		// Raft's log makes appends durable; the store only needs its sealed
 		// segments whole after a machine crash (a torn active tail is
 		// re-applied from Raft), which SyncInterval gives: a sealed segment
-		// is fdatasynced when sealed, the active one every second.
+		// is fdatasynced when sealed, the active one every minute.
 		c.Store.Sync = logstore.SyncInterval
 		c.Store.SyncInterval = storeSyncInterval
 	}

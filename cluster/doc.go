@@ -103,7 +103,7 @@
 //
 // Records are written twice: into Raft's log (fsynced, the copy that makes
 // an acknowledgement durable) and into the store. The store therefore
-// defaults to logstore.SyncInterval every second: a process crash loses
+// defaults to logstore.SyncInterval every minute: a process crash loses
 // nothing (page cache); a segment is fdatasynced when it is sealed, so
 // after a machine crash only the active segment's tail can be torn or
 // lost, and Open cuts a torn tail off; Raft re-applies what is missing from

@@ -426,7 +426,7 @@ const defaultAddr = "127.0.0.1:8400"
 // syncDescription says what makes an acknowledged record durable.
 func syncDescription(p logstore.SyncPolicy, clustered, set bool) string {
 	if clustered && !set {
-		return "raft log fsynced on a quorum (store: every 1s and at each segment's end)"
+		return "raft log fsynced on a quorum (store: at each segment's end and every minute)"
 	}
 	return p.String()
 }
