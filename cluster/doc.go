@@ -142,8 +142,10 @@
 // of the unwritten records say so), keeps serving what it has, and catches
 // up by replay when restarted. Appends acknowledged before the failure
 // became known are committed in Raft's log, so the replay writes them. An append whose entry left the
-// leader but whose commit is unknown (leadership lost, ctx ended) returns
-// ErrUnknownOutcome: the record may or may not appear. hashicorp/raft does
+// leader but whose commit is unknown (leadership lost, ctx ended, or raft
+// shut down: it answers ErrRaftShutdown even for entries it had committed
+// but not yet applied) returns ErrUnknownOutcome: the record may or may not
+// appear. hashicorp/raft does
 // not answer an entry's future if it shuts down while the entry waits for
 // the FSM, so Close first refuses new appends and lets those under way
 // finish (a second at most) before it stops raft, which answers the

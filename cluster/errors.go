@@ -16,8 +16,10 @@ var (
 	ErrNotLeader = errors.New("cluster: not the leader")
 	// ErrUnknownOutcome is returned by Append and AppendBatch when the entry
 	// left this node but its fate is unknown: leadership was lost while it
-	// was being committed, or ctx ended first. It may be committed (and then
-	// appear in the log) or not; retrying may duplicate it.
+	// was being committed, ctx ended first, or the node shut down (raft
+	// then answers even committed entries it has not applied with
+	// ErrRaftShutdown). It may be committed (and then appear in the log) or
+	// not; retrying may duplicate it.
 	ErrUnknownOutcome = errors.New("cluster: outcome unknown")
 	// ErrTimeout is returned when raft could not even queue the entry in
 	// time. Nothing was written.

@@ -459,7 +459,9 @@ func (l *Log) AppendBatch(ctx context.Context, values [][]byte) (uint64, error) 
 	case errors.Is(o.err, raft.ErrEnqueueTimeout):
 		return 0, ErrTimeout
 	case errors.Is(o.err, raft.ErrRaftShutdown):
-		return 0, ErrClosed
+		// Raft answers this also for entries it had committed but not yet
+		// handed to the FSM when it shut down: the record may be in the log.
+		return 0, fmt.Errorf("%w: %w", ErrUnknownOutcome, ErrClosed)
 	default: // leadership lost, aborted by restore: it may still commit
 		return 0, fmt.Errorf("%w: %w", ErrUnknownOutcome, o.err)
 	}
