@@ -184,6 +184,31 @@ func startCluster(t *testing.T, extra ...string) *testCluster {
 	return c
 }
 
+// track adds m to the cluster and, when the test ends, kills it if it
+// still runs and, if the test failed, shows the end of its output
+// (CLUSTER_TEST_LOG_DIR keeps all of it for a post-mortem).
+func (c *testCluster) track(m *member) {
+	t := c.t
+	c.members = append(c.members, m)
+	t.Cleanup(func() {
+		if m.running() {
+			m.current.cmd.Process.Kill()
+			<-m.current.done
+		}
+		if !t.Failed() {
+			return
+		}
+		out := m.out.String()
+		t.Logf("%s output (last 6000 bytes):\n%s", m.id, out[max(0, len(out)-6000):])
+		if dir := os.Getenv("CLUSTER_TEST_LOG_DIR"); dir != "" {
+			name := filepath.Join(dir, fmt.Sprintf("%s-%s.log", filepath.Base(t.Name()), m.id))
+			if err := os.WriteFile(name, []byte(out), 0o600); err != nil {
+				t.Log(err)
+			}
+		}
+	})
+}
+
 // addMember starts the next node: the first bootstraps, the others join it.
 func (c *testCluster) addMember() *member {
 	t := c.t
@@ -204,24 +229,7 @@ func (c *testCluster) addMember() *member {
 			"--tls-ca", filepath.Join(certs, pki.DevCAFile), "--acl", filepath.Join(c.root, "n1", "acl.csv"))
 	}
 	m.args = append(m.args, c.extra...)
-	c.members = append(c.members, m)
-	t.Cleanup(func() {
-		if m.running() {
-			m.current.cmd.Process.Kill()
-			<-m.current.done
-		}
-		if t.Failed() {
-			out := m.out.String()
-			t.Logf("%s output (last 6000 bytes):\n%s", m.id, out[max(0, len(out)-6000):])
-			// CLUSTER_TEST_LOG_DIR keeps the whole output for a post-mortem.
-			if dir := os.Getenv("CLUSTER_TEST_LOG_DIR"); dir != "" {
-				name := filepath.Join(dir, fmt.Sprintf("%s-%s.log", filepath.Base(t.Name()), m.id))
-				if err := os.WriteFile(name, []byte(out), 0o600); err != nil {
-					t.Log(err)
-				}
-			}
-		}
-	})
+	c.track(m)
 	m.start()
 	if i == 0 {
 		// Node 1 writes the identity every client and node uses.

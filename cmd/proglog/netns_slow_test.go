@@ -167,17 +167,7 @@ func TestClusterPartitionNetns(t *testing.T) {
 		} else {
 			m.args = append(m.args, "--join", nn.ip(1)+":8401")
 		}
-		c.members = append(c.members, m)
-		t.Cleanup(func() {
-			if m.running() {
-				m.current.cmd.Process.Kill()
-				<-m.current.done
-			}
-			if t.Failed() {
-				out := m.out.String()
-				t.Logf("%s output (last 4000 bytes):\n%s", m.id, out[max(0, len(out)-4000):])
-			}
-		})
+		c.track(m)
 		m.start()
 		c.waitReady(m)
 	}
