@@ -256,20 +256,21 @@ func (l *Log) adopt(marker string) error {
 	}
 	lowest, next := lg.Bounds()
 	if next > 0 { // a redo after a crash restores again, which is harmless
-		l.logger.Info("cluster: adopting the records this node held before it ran raft", "lowest", lowest, "next", next)
-		// Raft checks the snapshot's size, so measure the stream first;
-		// nothing appends while New runs.
-		n, err := io.Copy(io.Discard, lg.Reader())
-		if err != nil {
-			return fmt.Errorf("cluster: adopt the existing store: %w", err)
-		}
+		l.logger.Info("cluster: adopting the records this node held before it ran raft; they are copied once into a raft snapshot",
+			"lowest", lowest, "next", next, "bytes", lg.Stats().SizeBytes)
+		// Raft checks the snapshot's size: the stream is the store files
+		// whole, and nothing appends while New runs.
+		n := lg.Stats().SizeBytes
 		stream := io.MultiReader(bytes.NewReader(snapHeader{next: next, lowest: lowest}.encode()), lg.Reader())
 		cfg := l.raft.GetConfiguration()
 		if err := cfg.Error(); err != nil {
 			return fmt.Errorf("cluster: adopt the existing store: %w", err)
 		}
 		meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Configuration: cfg.Configuration(), Size: snapHeaderSize + n}
-		if err := l.raft.Restore(meta, stream, adoptTimeout); err != nil {
+		// No timeout: raft copies the whole store into the snapshot, which
+		// takes as long as the store is big, and a timer that fired by then
+		// would fail the no-op entry raft appends after the restore.
+		if err := l.raft.Restore(meta, stream, 0); err != nil {
 			return fmt.Errorf("cluster: adopt the existing store: %w", err)
 		}
 	}
