@@ -328,8 +328,11 @@ func (n *node) servers() ([]service.Node, error) {
 // stops Raft. Call it after the server stopped serving.
 func (n *node) close(graceful bool) error {
 	if graceful && n.log.IsLeader() {
-		if err := n.log.TransferLeadership(); err != nil {
-			n.logger.Warn("handing leadership over", "err", err)
+		// A one-member cluster has nobody to hand over to.
+		if servers, err := n.log.Servers(); err == nil && len(servers) > 1 {
+			if err := n.log.TransferLeadership(); err != nil {
+				n.logger.Warn("handing leadership over", "err", err)
+			}
 		}
 	}
 	var errs []error
