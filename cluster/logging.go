@@ -62,6 +62,11 @@ func (w *hclogWriter) emit(line []byte) {
 		level = slog.LevelError
 	}
 	msg, _ := m["@message"].(string)
+	if level == slog.LevelWarn && msg == "heartbeat timeout reached, starting election" && m["last-leader-id"] == "" {
+		// No leader was ever heard of: a node starting (a one-member
+		// cluster on every start), not a leader lost.
+		level = slog.LevelInfo
+	}
 	module, _ := m["@module"].(string)
 	attrs := []slog.Attr{slog.String("component", module)}
 	for k, v := range m {
