@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/proglog/proglog/acl"
 	"github.com/proglog/proglog/client"
 	"github.com/proglog/proglog/cluster"
@@ -235,7 +237,10 @@ func join(t testing.TB, nodes []*node, nd *node) {
 	t.Helper()
 	var err error
 	for range 100 {
-		if err = waitLeader(t, nodes...).log.Join(nd.id, nd.addr); !errors.Is(err, cluster.ErrNotLeader) {
+		err = waitLeader(t, nodes...).log.Join(nd.id, nd.addr)
+		// Short test timeouts on a loaded machine can move leadership
+		// while the change commits.
+		if !errors.Is(err, cluster.ErrNotLeader) && !errors.Is(err, raft.ErrLeadershipLost) {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/proglog/proglog/cluster"
 	"github.com/proglog/proglog/logstore"
 	"github.com/proglog/proglog/pki"
@@ -155,11 +157,26 @@ func (p *testPKI) startCluster(t testing.TB, n int, opts ...nodeOpt) []*node {
 			waitLeader(t, nd)
 			continue
 		}
-		if err := nodes[0].log.Join(nd.id, nd.port.addr); err != nil {
-			t.Fatal(err)
-		}
+		join(t, nodes[:i], nd)
 	}
 	return nodes
+}
+
+// join adds nd through whichever of nodes leads, retrying while leadership
+// moves (short test timeouts on a loaded machine can flip it mid-change).
+func join(t testing.TB, nodes []*node, nd *node) {
+	t.Helper()
+	var err error
+	for range 100 {
+		err = waitLeader(t, nodes...).log.Join(nd.id, nd.port.addr)
+		if !errors.Is(err, cluster.ErrNotLeader) && !errors.Is(err, raft.ErrLeadershipLost) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("join %s: %v", nd.id, err)
+	}
 }
 
 func waitLeader(t testing.TB, nodes ...*node) *node {

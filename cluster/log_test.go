@@ -200,9 +200,7 @@ func TestSnapshotInstallOnNewNode(t *testing.T) {
 	// only catch up through a snapshot.
 	n3 := p.startNode(t, "n3", t.TempDir(), "", false, compact)
 	t.Cleanup(func() { n3.stop(t) })
-	if err := leader.log.Join(n3.id, n3.port.addr); err != nil {
-		t.Fatal(err)
-	}
+	join(t, nodes, n3)
 	all := append(nodes, n3)
 	appendTo(t, all, batch("after-join", 3))
 	waitApplied(t, 303, all...)
@@ -246,9 +244,7 @@ func TestLeave(t *testing.T) {
 	// Joining again (as a restart would, through membership) works.
 	back := p.startNode(t, gone.id, gone.dir, gone.port.addr, false)
 	*gone = *back
-	if err := leader.log.Join(gone.id, gone.port.addr); err != nil {
-		t.Fatal(err)
-	}
+	join(t, rest, gone)
 	waitApplied(t, 10, nodes...)
 	sameLogs(t, nodes...)
 }
@@ -294,9 +290,7 @@ func TestAdoptsStoreWithoutRaftState(t *testing.T) {
 
 	n2 := p.startNode(t, "n2", t.TempDir(), "", false)
 	defer n2.stop(t)
-	if err := n1.log.Join(n2.id, n2.port.addr); err != nil {
-		t.Fatal(err)
-	}
+	join(t, []*node{n1}, n2)
 	waitApplied(t, uint64(len(want)), n1, n2)
 	for _, n := range []*node{n1, n2} {
 		if _, got := readAll(t, n.log); !slices.EqualFunc(got, want, bytes.Equal) {
@@ -333,9 +327,7 @@ func TestRetentionWithRaft(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	n3 := p.startNode(t, "n3", t.TempDir(), "", false, retain, func(c *cluster.Config) { c.Registerer = reg })
 	t.Cleanup(func() { n3.stop(t) })
-	if err := leader.log.Join(n3.id, n3.port.addr); err != nil {
-		t.Fatal(err)
-	}
+	join(t, nodes, n3)
 	all := append(nodes, n3)
 	end := appendTo(t, all, [][]byte{[]byte("end")})
 	waitApplied(t, end+1, all...)
@@ -489,9 +481,7 @@ func TestRejoinAtNewAddress(t *testing.T) {
 	f.stop(t)
 	moved := p.startNode(t, f.id, f.dir, "", false)
 	*f = *moved
-	if err := leader.log.Join(f.id, f.port.addr); err != nil {
-		t.Fatal(err)
-	}
+	join(t, nodes, f)
 	end := appendTo(t, nodes, batch("b", 10))
 	waitApplied(t, end+10, nodes...)
 	sameLogs(t, nodes...)
