@@ -18,7 +18,12 @@
 // write overlaps with the next entries instead of delaying every
 // acknowledgement. Reads of a committed record the writer has not written
 // yet wait for it, so the caller still reads its own write on the leader at
-// once; Bounds and Stats count it too. A follower refuses appends
+// once; Bounds and Stats count it too. A crash loses what the writer had
+// not written; Raft re-applies it once the node knows the commit index
+// again, so a restarted node's store may briefly hold less than it
+// acknowledged: CatchUp waits for that, and a one-member cluster's node
+// (proglog serve) calls it before it serves. In a bigger cluster a
+// restarted node's reads lag until it has caught up, as a follower's do. A follower refuses appends
 // with a *NotLeaderError naming the leader's RPC address; the service
 // forwards the request there. An append that finds no leader (an election,
 // or a node that just started) waits up to three election timeouts for one.

@@ -704,6 +704,29 @@ func (l *Log) WaitForLeader(ctx context.Context) error {
 	}
 }
 
+// CatchUp waits until a leader is known and, if this node leads, until it
+// has applied every entry of its Raft log (a barrier). The store writer
+// runs behind applying, so after a crash a node's store may lack records it
+// acknowledged; Raft re-applies them once the node leads again. A node that
+// leads a one-member cluster calls this before it serves reads, so it never
+// serves less than it acknowledged.
+func (l *Log) CatchUp(ctx context.Context) error {
+	if err := l.WaitForLeader(ctx); err != nil {
+		return err
+	}
+	if !l.IsLeader() {
+		return nil
+	}
+	timeout := applyTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = max(time.Until(dl), time.Millisecond)
+	}
+	if err := l.raft.Barrier(timeout).Error(); err != nil {
+		return fmt.Errorf("cluster: catch up: %w", l.mapRaftErr(err))
+	}
+	return nil
+}
+
 // IsLeader reports whether this node leads now.
 func (l *Log) IsLeader() bool { return l.raft.State() == raft.Leader }
 

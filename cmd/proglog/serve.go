@@ -310,6 +310,19 @@ func serve(ctx context.Context, e *env, sf serveFlags) error {
 		<-pollDone
 	}()
 
+	if member != nil {
+		if servers, err := member.log.Servers(); err == nil && len(servers) == 1 && servers[0].ID == sf.nodeID {
+			// A one-member cluster needs no peer to elect itself, so it
+			// serves once it has applied its whole Raft log: its store may
+			// lack records it acknowledged before a crash (they are written
+			// behind applying), and clients must not see less than that.
+			cctx, cancel := context.WithTimeout(ctx, 10*sf.cluster.raftTimeout+time.Minute)
+			if err := member.log.CatchUp(cctx); err != nil {
+				logger.Warn("serving before catching up with the Raft log", "err", err)
+			}
+			cancel()
+		}
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	if member != nil && cs.gossip {
