@@ -633,8 +633,8 @@ func (l *Log) Servers() ([]Server, error) {
 
 // Join adds a voter (membership calls it for every member it sees). It is
 // idempotent; a member that comes back at a new address is removed and
-// added again with it. On a
-// follower it returns ErrNotLeader (also raft.ErrNotLeader), which
+// added again with it. On a follower, or when leadership is lost while the
+// change commits, it returns ErrNotLeader (also raft.ErrNotLeader), which
 // membership ignores: the leader handles the same event.
 func (l *Log) Join(id, addr string) error {
 	if l.raft.State() != raft.Leader {
@@ -679,9 +679,15 @@ func (l *Log) Leave(id string) error {
 	return nil
 }
 
+// mapRaftErr turns raft's "not the leader" errors into a *NotLeaderError.
+// It serves the operations that are safe to redo on the next leader
+// (membership changes, barriers, transfers): leadership lost while one of
+// them was committing means the same as not leading, and membership on the
+// new leader makes the same change again. (Appends map their errors in
+// AppendBatch: there lost leadership means the outcome is unknown.)
 func (l *Log) mapRaftErr(err error) error {
-	if errors.Is(err, raft.ErrNotLeader) {
-		return l.notLeader()
+	if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+		return fmt.Errorf("%w: %w", l.notLeader(), err)
 	}
 	return err
 }
