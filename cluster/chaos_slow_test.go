@@ -3,8 +3,6 @@
 package cluster_test
 
 import (
-	"context"
-	"math/rand/v2"
 	"slices"
 	"sync"
 	"testing"
@@ -26,26 +24,14 @@ func TestRepeatedLeaderCrashes(t *testing.T) {
 		c.SnapshotThreshold, c.TrailingLogs, c.SnapshotInterval = 200, 50, time.Second
 	}
 	nodes := p.startCluster(t, 3, defaults)
-	h := &history{start: time.Now(), acked: map[uint64]string{}}
 	var mu sync.Mutex // guards logs
-	logs := make([]*cluster.Log, len(nodes))
-	for i, n := range nodes {
-		logs[i] = n.log
-	}
+	logs := logsOf(nodes)
 	current := func() []*cluster.Log {
 		mu.Lock()
 		defer mu.Unlock()
 		return slices.Clone(logs)
 	}
-	ctx, stop := context.WithCancel(t.Context())
-	var wg sync.WaitGroup
-	for id := range 3 {
-		wg.Go(func() { producer(ctx, id, current, h) })
-	}
-	for id := 3; id < 5; id++ {
-		rng := rand.New(rand.NewPCG(uint64(id), 2))
-		wg.Go(func() { consumer(ctx, id, current, h, rng) })
-	}
+	h, stop := runLoad(t, current, 2)
 	var failovers []time.Duration
 	for round := range 5 {
 		waitFor(t, func() bool { return h.ackedCount() >= 40*(round+1) })
@@ -58,14 +44,11 @@ func TestRepeatedLeaderCrashes(t *testing.T) {
 		back := p.startNode(t, leader.id, leader.dir, leader.port.addr, false, defaults)
 		*leader = *back
 		mu.Lock()
-		for i, n := range nodes {
-			logs[i] = n.log
-		}
+		logs = logsOf(nodes)
 		mu.Unlock()
 	}
 	t.Logf("time from closing the leader to the next acknowledged write: %v", failovers)
 	stop()
-	wg.Wait()
 
 	checkRun(t, h, nodes)
 }

@@ -167,26 +167,13 @@ func TestFailoverUnderLoad(t *testing.T) {
 	p := newTestPKI(t)
 	nodes := p.startCluster(t, 3)
 	old := waitLeader(t, nodes...)
-	logs := make([]*cluster.Log, len(nodes))
-	for i, n := range nodes {
-		logs[i] = n.log
-	}
-	h := &history{start: time.Now(), acked: map[uint64]string{}}
-	ctx, stop := context.WithCancel(t.Context())
-	var wg sync.WaitGroup
-	for id := range 3 {
-		wg.Go(func() { producer(ctx, id, func() []*cluster.Log { return logs }, h) })
-	}
-	for id := 3; id < 5; id++ {
-		rng := rand.New(rand.NewPCG(uint64(id), 1))
-		wg.Go(func() { consumer(ctx, id, func() []*cluster.Log { return logs }, h, rng) })
-	}
+	logs := logsOf(nodes)
+	h, stop := runLoad(t, func() []*cluster.Log { return logs }, 1)
 	waitFor(t, func() bool { return h.ackedCount() >= 50 })
 	before := h.ackedCount()
 	old.stop(t)
 	waitFor(t, func() bool { return h.ackedCount() >= before+50 })
 	stop()
-	wg.Wait()
 
 	var rest []*node
 	for _, n := range nodes {
@@ -203,6 +190,33 @@ func TestFailoverUnderLoad(t *testing.T) {
 	*old = *back
 	waitApplied(t, end+1, nodes...)
 	sameLogs(t, nodes...)
+}
+
+// runLoad starts three producers and two consumers (their random offsets
+// seeded with seed) on the logs current returns; stop ends them and waits.
+func runLoad(t *testing.T, current func() []*cluster.Log, seed uint64) (h *history, stop func()) {
+	h = &history{start: time.Now(), acked: map[uint64]string{}}
+	ctx, cancel := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	for id := range 3 {
+		wg.Go(func() { producer(ctx, id, current, h) })
+	}
+	for id := 3; id < 5; id++ {
+		rng := rand.New(rand.NewPCG(uint64(id), seed))
+		wg.Go(func() { consumer(ctx, id, current, h, rng) })
+	}
+	return h, func() {
+		cancel()
+		wg.Wait()
+	}
+}
+
+func logsOf(nodes []*node) []*cluster.Log {
+	logs := make([]*cluster.Log, len(nodes))
+	for i, n := range nodes {
+		logs[i] = n.log
+	}
+	return logs
 }
 
 func waitFor(t *testing.T, cond func() bool) {
@@ -224,20 +238,8 @@ func TestPartitionedLeader(t *testing.T) {
 	p := newTestPKI(t)
 	nodes := p.startCluster(t, 3)
 	old := waitLeader(t, nodes...)
-	logs := make([]*cluster.Log, len(nodes))
-	for i, n := range nodes {
-		logs[i] = n.log
-	}
-	h := &history{start: time.Now(), acked: map[uint64]string{}}
-	ctx, stop := context.WithCancel(t.Context())
-	var wg sync.WaitGroup
-	for id := range 3 {
-		wg.Go(func() { producer(ctx, id, func() []*cluster.Log { return logs }, h) })
-	}
-	for id := 3; id < 5; id++ {
-		rng := rand.New(rand.NewPCG(uint64(id), 3))
-		wg.Go(func() { consumer(ctx, id, func() []*cluster.Log { return logs }, h, rng) })
-	}
+	logs := logsOf(nodes)
+	h, stop := runLoad(t, func() []*cluster.Log { return logs }, 3)
 	waitFor(t, func() bool { return h.ackedCount() >= 40 })
 	old.port.layer.Isolate(true)
 	var rest []*node
@@ -255,7 +257,6 @@ func TestPartitionedLeader(t *testing.T) {
 	old.port.layer.Isolate(false)
 	waitFor(t, func() bool { return h.ackedCount() >= before+80 })
 	stop()
-	wg.Wait()
 
 	vals, _ := checkRun(t, h, nodes)
 	t.Logf("%d records, %d operations; leader %s -> %s", len(vals), len(h.ops), old.id, newLeader.id)
