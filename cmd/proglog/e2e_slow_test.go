@@ -103,11 +103,21 @@ type node struct {
 
 func startNode(t *testing.T, bin, dataDir, addr string, extra ...string) *node {
 	t.Helper()
+	args := append([]string{"--data-dir", dataDir, "--addr", addr, "--log-format", "json"}, extra...)
+	// Ready once a client gets an answer.
+	return launch(t, bin, dataDir, addr, args, func(n *node) bool {
+		_, _, code := n.cli(t, nil, "stats")
+		return code == 0
+	})
+}
+
+// launch runs `serve args`, stops it when the test ends (showing its output
+// if the test failed) and returns once ready says so.
+func launch(t *testing.T, bin, dataDir, addr string, args []string, ready func(*node) bool) *node {
+	t.Helper()
 	n := &node{t: t, bin: bin, dataDir: dataDir, addr: addr, stderr: &lockedBuffer{}, done: make(chan struct{})}
-	args := append([]string{"serve", "--data-dir", dataDir, "--addr", addr, "--log-format", "json"}, extra...)
-	n.cmd = exec.Command(bin, args...)
-	n.cmd.Stderr = n.stderr
-	n.cmd.Stdout = n.stderr
+	n.cmd = exec.Command(bin, append([]string{"serve"}, args...)...)
+	n.cmd.Stderr, n.cmd.Stdout = n.stderr, n.stderr
 	if err := n.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -122,14 +132,13 @@ func startNode(t *testing.T, bin, dataDir, addr string, extra ...string) *node {
 			t.Logf("server output:\n%s", n.stderr.String())
 		}
 	})
-	// Ready once a client gets an answer.
 	for range 400 {
 		select {
 		case <-n.done:
 			t.Fatalf("server exited early: %v\n%s", n.err, n.stderr.String())
 		default:
 		}
-		if _, _, code := n.cli(t, nil, "stats"); code == 0 {
+		if ready(n) {
 			return n
 		}
 		time.Sleep(25 * time.Millisecond)
@@ -753,36 +762,9 @@ segment-bytes = 64KiB
 // startNodeWithConfig starts serve with only --config and --addr.
 func startNodeWithConfig(t *testing.T, bin, conf, addr string) *node {
 	t.Helper()
-	n := &node{t: t, bin: bin, addr: addr, stderr: &lockedBuffer{}, done: make(chan struct{})}
-	n.cmd = exec.Command(bin, "serve", "--config", conf, "--addr", addr)
-	n.cmd.Stderr, n.cmd.Stdout = n.stderr, n.stderr
-	if err := n.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		n.err = n.cmd.Wait()
-		close(n.done)
-	}()
-	t.Cleanup(func() {
-		n.cmd.Process.Kill()
-		<-n.done
-		if t.Failed() {
-			t.Logf("server output:\n%s", n.stderr.String())
-		}
+	return launch(t, bin, "", addr, []string{"--config", conf, "--addr", addr}, func(n *node) bool {
+		return strings.Contains(n.stderr.String(), `"msg":"serving"`)
 	})
-	for range 400 {
-		select {
-		case <-n.done:
-			t.Fatalf("server exited early: %v\n%s", n.err, n.stderr.String())
-		default:
-		}
-		if strings.Contains(n.stderr.String(), `"msg":"serving"`) {
-			return n
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-	t.Fatalf("server never became ready:\n%s", n.stderr.String())
-	return nil
 }
 
 func TestInsecure(t *testing.T) {
