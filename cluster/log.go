@@ -484,20 +484,11 @@ func (l *Log) notLeader() error {
 
 // Read returns the committed record at offset from the local store.
 func (l *Log) Read(offset uint64) (logstore.Record, error) {
-	for range 3 {
-		ref := l.current()
-		rec, err := ref.log.Read(offset)
-		if errors.Is(err, logstore.ErrOutOfRange) && l.unwritten(ref, offset) {
-			if err := l.awaitWritten(ref, offset); err != nil {
-				return rec, err
-			}
-			continue
-		}
-		if !errors.Is(err, logstore.ErrClosed) || !l.wasReplaced(ref) {
-			return rec, l.mapClosed(err)
-		}
+	recs, err := l.ReadBatch(offset, 1, 0, nil)
+	if err != nil {
+		return logstore.Record{}, err
 	}
-	return logstore.Record{}, ErrClosed
+	return recs[0], nil
 }
 
 // ReadBatch reads committed records from the local store (see logstore.Log.ReadBatch).

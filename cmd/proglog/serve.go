@@ -343,16 +343,6 @@ func serve(ctx context.Context, e *env, sf serveFlags) error {
 		}
 		logger.Info("cluster member", "advertise", cs.advertise, "gossip", cs.gossipAddr, "join", sf.cluster.join)
 	}
-	if member != nil && len(sf.cluster.join) == 0 {
-		// A node that leads its own cluster (one member, or the first of
-		// several) elects itself within a few Raft timeouts; appends
-		// meanwhile wait for it. Say when it is ready.
-		wctx, cancel := context.WithTimeout(ctx, 10*sf.cluster.raftTimeout)
-		if err := member.log.WaitForLeader(wctx); err != nil {
-			logger.Warn("no Raft leader yet; appends wait for one", "err", err)
-		}
-		cancel()
-	}
 	logger.Info("serving", "addr", ln.Addr().String(), "tls", tlsConfig != nil, "data", logDir,
 		"acl", aclPath, "sync", syncDescription(syncPolicy, clustered, sf.syncSet), "node", sf.nodeID, "cluster", clustered, "version", versionString())
 
