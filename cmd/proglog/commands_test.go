@@ -169,31 +169,45 @@ func TestFollowStopsCleanlyOnInterrupt(t *testing.T) {
 	if _, errs, code := n.cli(t.Context(), "", "produce", "first"); code != 0 {
 		t.Fatal(errs)
 	}
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	var out, errs syncBuffer
-	done := make(chan int, 1)
-	go func() {
-		e := &env{stdin: strings.NewReader(""), stdout: &out, stderr: &errs, getenv: func(string) string { return "" }}
-		done <- run(ctx, []string{"consume", "--follow", "--insecure", "--addr", n.addr}, e)
-	}()
-	waitOutput := func(want string) {
-		t.Helper()
-		for range 2000 {
-			if out.String() == want {
-				return
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-		t.Fatalf("follow printed %q, want %q (stderr %q)", out.String(), want, errs.String())
-	}
-	waitOutput("first\n")
+	f := startFollow(t, n.addr)
+	f.waitOutput("first\n")
 	if _, e, code := n.cli(t.Context(), "", "produce", "-q", "live"); code != 0 {
 		t.Fatal(e)
 	}
-	waitOutput("first\nlive\n") // arrives live, without polling
-	cancel()
-	if code := <-done; code != 0 {
-		t.Fatalf("interrupted follow: exit %d, stderr %q; want 0", code, errs.String())
+	f.waitOutput("first\nlive\n") // arrives live, without polling
+	f.cancel()
+	if code := <-f.done; code != 0 {
+		t.Fatalf("interrupted follow: exit %d, stderr %q; want 0", code, f.errs.String())
 	}
+}
+
+// follow is an in-process `consume --follow` against addr.
+type follow struct {
+	t         *testing.T
+	out, errs syncBuffer
+	done      chan int // its exit code
+	cancel    context.CancelFunc
+}
+
+func startFollow(t *testing.T, addr string) *follow {
+	ctx, cancel := context.WithCancel(t.Context())
+	t.Cleanup(cancel)
+	f := &follow{t: t, done: make(chan int, 1), cancel: cancel}
+	go func() {
+		e := &env{stdin: strings.NewReader(""), stdout: &f.out, stderr: &f.errs, getenv: func(string) string { return "" }}
+		f.done <- run(ctx, []string{"consume", "--follow", "--insecure", "--addr", addr}, e)
+	}()
+	return f
+}
+
+// waitOutput waits until the tail has printed exactly want.
+func (f *follow) waitOutput(want string) {
+	f.t.Helper()
+	for range 2000 {
+		if f.out.String() == want {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	f.t.Fatalf("follow printed %q, want %q (stderr %q)", f.out.String(), want, f.errs.String())
 }

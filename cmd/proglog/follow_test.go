@@ -73,36 +73,19 @@ func TestFollowReconnectsAfterServerRestart(t *testing.T) {
 	}
 	cli("produce", "-q", "first")
 
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	var out, errs syncBuffer
-	done := make(chan int, 1)
-	go func() {
-		e := &env{stdin: strings.NewReader(""), stdout: &out, stderr: &errs, getenv: func(string) string { return "" }}
-		done <- run(ctx, []string{"consume", "--follow", "--insecure", "--addr", addr}, e)
-	}()
-	waitOutput := func(want string) {
-		t.Helper()
-		for range 2000 {
-			if out.String() == want {
-				return
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-		t.Fatalf("follow printed %q, want %q (stderr %q)", out.String(), want, errs.String())
-	}
-	waitOutput("first\n")
+	f := startFollow(t, addr)
+	f.waitOutput("first\n")
 
 	stop() // ends the tail: the server is shutting down
 	_, stop = serveLog(t, dir, addr)
 	defer stop()
 	cli("produce", "-q", "second", "third")
-	waitOutput("first\nsecond\nthird\n") // resumed after "first": nothing skipped or repeated
-	if !strings.Contains(errs.String(), "reconnecting from offset 1") {
-		t.Errorf("stderr %q does not say it reconnects from offset 1", errs.String())
+	f.waitOutput("first\nsecond\nthird\n") // resumed after "first": nothing skipped or repeated
+	if !strings.Contains(f.errs.String(), "reconnecting from offset 1") {
+		t.Errorf("stderr %q does not say it reconnects from offset 1", f.errs.String())
 	}
-	cancel()
-	if code := <-done; code != 0 {
-		t.Fatalf("interrupted follow: exit %d, stderr %q; want 0", code, errs.String())
+	f.cancel()
+	if code := <-f.done; code != 0 {
+		t.Fatalf("interrupted follow: exit %d, stderr %q; want 0", code, f.errs.String())
 	}
 }
