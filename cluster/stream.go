@@ -162,17 +162,9 @@ func (s *StreamLayer) Close() error {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
 		close(s.done)
-		conns := make([]net.Conn, 0, len(s.conns)+len(s.out))
-		for c := range s.conns {
-			conns = append(conns, c)
-		}
-		for c := range s.out {
-			conns = append(conns, c)
-		}
+		conns := s.connsLocked(true, true)
 		s.mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
+		closeAll(conns)
 	})
 	return nil
 }
@@ -184,11 +176,29 @@ func (s *StreamLayer) Close() error {
 func (s *StreamLayer) CloseInbound() {
 	s.mu.Lock()
 	s.noInbound = true
-	conns := make([]net.Conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
+	conns := s.connsLocked(true, false)
 	s.mu.Unlock()
+	closeAll(conns)
+}
+
+// connsLocked lists the open Raft connections peers opened (inbound) and
+// this node dialed (outbound). Caller holds mu.
+func (s *StreamLayer) connsLocked(inbound, outbound bool) []net.Conn {
+	var conns []net.Conn
+	if inbound {
+		for c := range s.conns {
+			conns = append(conns, c)
+		}
+	}
+	if outbound {
+		for c := range s.out {
+			conns = append(conns, c)
+		}
+	}
+	return conns
+}
+
+func closeAll(conns []net.Conn) {
 	for _, c := range conns {
 		c.Close()
 	}
@@ -245,19 +255,12 @@ var errIsolated = errors.New("isolated by fault injection")
 func (s *StreamLayer) Isolate(on bool) {
 	s.mu.Lock()
 	s.isolated = on
-	var closers []net.Conn
+	var conns []net.Conn
 	if on {
-		for c := range s.conns {
-			closers = append(closers, c)
-		}
-		for c := range s.out {
-			closers = append(closers, c)
-		}
+		conns = s.connsLocked(true, true)
 	}
 	s.mu.Unlock()
-	for _, c := range closers {
-		c.Close()
-	}
+	closeAll(conns)
 }
 
 // dialedConn leaves the layer's set of outbound connections when closed.

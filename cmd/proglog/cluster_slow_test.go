@@ -237,19 +237,24 @@ func (c *testCluster) addMember() *member {
 			_, err := os.Stat(filepath.Join(c.root, "n1", "acl.csv"))
 			return err == nil
 		})
-		tlsCfg, err := pki.ClientTLSConfig(filepath.Join(certs, pki.DevCAFile),
-			filepath.Join(certs, pki.DevClientFile), filepath.Join(certs, pki.DevClientKeyFile))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var protocols http.Protocols
-		protocols.SetHTTP2(true)
-		tr := &http.Transport{TLSClientConfig: tlsCfg, Protocols: &protocols}
-		t.Cleanup(tr.CloseIdleConnections)
-		c.http = &http.Client{Transport: tr}
+		c.connectAs(filepath.Join(certs, pki.DevCAFile), filepath.Join(certs, pki.DevClientFile), filepath.Join(certs, pki.DevClientKeyFile))
 	}
 	c.waitReady(m)
 	return m
+}
+
+// connectAs makes the test's clients use HTTP/2 with a client certificate.
+func (c *testCluster) connectAs(caFile, certFile, keyFile string) {
+	c.t.Helper()
+	tlsCfg, err := pki.ClientTLSConfig(caFile, certFile, keyFile)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	var protocols http.Protocols
+	protocols.SetHTTP2(true)
+	tr := &http.Transport{TLSClientConfig: tlsCfg, Protocols: &protocols}
+	c.t.Cleanup(tr.CloseIdleConnections)
+	c.http = &http.Client{Transport: tr}
 }
 
 func (c *testCluster) client(addr string) logv1connect.LogServiceClient {

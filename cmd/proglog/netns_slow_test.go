@@ -7,7 +7,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -141,15 +140,7 @@ func TestClusterPartitionNetns(t *testing.T) {
 	gossipKey := base64.StdEncoding.EncodeToString(keyBytes)
 
 	c := &testCluster{t: t, bin: bin, root: root, clients: map[string]logv1connect.LogServiceClient{}}
-	tlsCfg, err := pki.ClientTLSConfig(caFile, rootCert, rootKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var protocols http.Protocols
-	protocols.SetHTTP2(true)
-	tr := &http.Transport{TLSClientConfig: tlsCfg, Protocols: &protocols}
-	t.Cleanup(tr.CloseIdleConnections)
-	c.http = &http.Client{Transport: tr}
+	c.connectAs(caFile, rootCert, rootKey)
 
 	for i := 1; i <= nodes; i++ {
 		id := fmt.Sprintf("n%d", i)
