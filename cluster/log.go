@@ -256,11 +256,11 @@ func (l *Log) adopt(marker string) error {
 	}
 	lowest, next := lg.Bounds()
 	if next > 0 { // a redo after a crash restores again, which is harmless
-		l.logger.Info("cluster: adopting the records this node held before it ran raft; they are copied once into a raft snapshot",
-			"lowest", lowest, "next", next, "bytes", lg.Stats().SizeBytes)
 		// Raft checks the snapshot's size: the stream is the store files
 		// whole, and nothing appends while New runs.
 		n := lg.Stats().SizeBytes
+		l.logger.Info("cluster: adopting the records this node held before it ran raft; they are copied once into a raft snapshot",
+			"lowest", lowest, "next", next, "bytes", n)
 		stream := io.MultiReader(bytes.NewReader(snapHeader{next: next, lowest: lowest}.encode()), lg.Reader())
 		cfg := l.raft.GetConfiguration()
 		if err := cfg.Error(); err != nil {

@@ -785,9 +785,10 @@ func lowestSegment(t *testing.T, dir string) uint64 {
 	lowest := uint64(math.MaxUint64)
 	for _, n := range names {
 		base, err := strconv.ParseUint(strings.TrimSuffix(filepath.Base(n), ".store"), 10, 64)
-		if err == nil {
-			lowest = min(lowest, base)
+		if err != nil {
+			t.Fatalf("segment file %s: %v", n, err)
 		}
+		lowest = min(lowest, base)
 	}
 	return lowest
 }
