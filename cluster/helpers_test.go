@@ -178,6 +178,16 @@ func join(t testing.TB, nodes []*node, nd *node) {
 	}
 }
 
+// followerOf returns the first of nodes that is not leader.
+func followerOf(nodes []*node, leader *node) *node {
+	for _, n := range nodes {
+		if n != leader {
+			return n
+		}
+	}
+	return nil
+}
+
 func waitLeader(t testing.TB, nodes ...*node) *node {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)

@@ -115,13 +115,7 @@ func TestFollowerRestartCatchesUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitApplied(t, 50, nodes...)
-	var f *node
-	for _, n := range nodes {
-		if n != leader {
-			f = n
-			break
-		}
-	}
+	f := followerOf(nodes, leader)
 	f.stop(t)
 	for i := range 10 {
 		appendTo(t, nodes, batch(fmt.Sprint("while-down-", i), 10))
@@ -214,13 +208,7 @@ func TestLeave(t *testing.T) {
 	p := newTestPKI(t)
 	nodes := p.startCluster(t, 3)
 	leader := waitLeader(t, nodes...)
-	var gone *node
-	for _, n := range nodes {
-		if n != leader {
-			gone = n
-			break
-		}
-	}
+	gone := followerOf(nodes, leader)
 	if err := leader.log.Leave(gone.id); err != nil {
 		t.Fatal(err)
 	}
@@ -417,13 +405,7 @@ func TestFollowerTailAcrossSnapshotInstall(t *testing.T) {
 	leader := waitLeader(t, nodes...)
 	appendTo(t, nodes, batch("a", 5))
 	waitApplied(t, 5, nodes...)
-	var f *node
-	for _, n := range nodes {
-		if n != leader {
-			f = n
-			break
-		}
-	}
+	f := followerOf(nodes, leader)
 	// A reader on the follower waits for an offset far ahead.
 	const target = 5 + 40*3
 	waited := make(chan error, 1)
@@ -471,13 +453,7 @@ func TestRejoinAtNewAddress(t *testing.T) {
 	nodes := p.startCluster(t, 3)
 	appendTo(t, nodes, batch("a", 10))
 	leader := waitLeader(t, nodes...)
-	var f *node
-	for _, n := range nodes {
-		if n != leader {
-			f = n
-			break
-		}
-	}
+	f := followerOf(nodes, leader)
 	f.stop(t)
 	moved := p.startNode(t, f.id, f.dir, "", false)
 	*f = *moved
