@@ -13,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/proglog/proglog/client"
+	"github.com/proglog/proglog/cluster/clustertest"
 	logv1 "github.com/proglog/proglog/gen/log/v1"
 )
 
@@ -446,7 +447,7 @@ func TestProtocols(t *testing.T) {
 	}{{"tls", nodes[0].addr, true}, {"plaintext", plainAddr, false}} {
 		for i, proto := range protos {
 			t.Run(tc.name+"/"+string(proto), func(t *testing.T) {
-				cfg := client.Config{Addrs: []string{tc.addr}, Protocol: proto, Logger: testLogger(t)}
+				cfg := client.Config{Addrs: []string{tc.addr}, Protocol: proto, Logger: clustertest.Logger(t)}
 				var c *client.Client
 				if tc.tls {
 					c = p.newClient(t, "root", cfg)

@@ -5,10 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"log/slog"
-	"net"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +14,7 @@ import (
 	"github.com/proglog/proglog/acl"
 	"github.com/proglog/proglog/client"
 	"github.com/proglog/proglog/cluster"
+	"github.com/proglog/proglog/cluster/clustertest"
 	"github.com/proglog/proglog/pki"
 	"github.com/proglog/proglog/pki/pkitest"
 	"github.com/proglog/proglog/service"
@@ -72,34 +70,10 @@ func (c *calls) count(procedure string) int {
 	return c.n["/log.v1.LogService/"+procedure]
 }
 
-func testLogger(t testing.TB) *slog.Logger {
-	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("test", t.Name())
-	}
-	return slog.New(slog.DiscardHandler)
-}
-
-func listen(t testing.TB, addr string) net.Listener {
-	t.Helper()
-	if addr == "" {
-		addr = "127.0.0.1:0"
-	}
-	var ln net.Listener
-	var err error
-	for range 50 { // a restarted node takes its old port back
-		if ln, err = net.Listen("tcp", addr); err == nil {
-			return ln
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatal(err)
-	return nil
-}
-
 // startNode starts a node; dir and addr may be those of a stopped node.
 func (p *testCA) startNode(t testing.TB, id, dir, addr string, bootstrap bool) *node {
 	t.Helper()
-	logger := testLogger(t).With("node", id)
+	logger := clustertest.Logger(t).With("node", id)
 	certFile, keyFile := p.Issue(t, id, true)
 	tlsCfg, err := pki.ServerTLSConfig(certFile, keyFile, p.CAFile)
 	if err != nil {
@@ -108,7 +82,7 @@ func (p *testCA) startNode(t testing.TB, id, dir, addr string, bootstrap bool) *
 	tlsCfg.NextProtos = append(tlsCfg.NextProtos, cluster.ALPN)
 	dial := p.TLSConfig(t, certFile, keyFile)
 
-	ln := listen(t, addr)
+	ln := clustertest.Listen(t, addr)
 	n := &node{id: id, dir: dir, addr: ln.Addr().String(), served: make(chan error, 1), calls: &calls{n: map[string]int{}}}
 	layer, err := cluster.NewStreamLayer(n.addr, dial, logger)
 	n.layer = layer
@@ -229,41 +203,6 @@ func (p *testCA) startCluster(t testing.TB, n int) []*node {
 	return nodes
 }
 
-// join adds nd through whichever node leads, retrying while leadership
-// moves (a refused Join changed nothing).
-func join(t testing.TB, nodes []*node, nd *node) {
-	t.Helper()
-	var err error
-	for range 100 {
-		err = waitLeader(t, nodes...).log.Join(nd.id, nd.addr)
-		if !errors.Is(err, cluster.ErrNotLeader) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatalf("join %s: %v", nd.id, err)
-	}
-}
-
-func waitLeader(t testing.TB, nodes ...*node) *node {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
-	for {
-		for _, n := range nodes {
-			if n.log != nil && n.log.IsLeader() {
-				return n
-			}
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatal("no leader elected")
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-}
-
 // newClient makes a client of the cluster for the subject name.
 func (p *testCA) newClient(t testing.TB, name string, cfg client.Config) *client.Client {
 	t.Helper()
@@ -271,7 +210,7 @@ func (p *testCA) newClient(t testing.TB, name string, cfg client.Config) *client
 		cfg.TLS = p.clientTLS(t, name)
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = testLogger(t).With("client", name)
+		cfg.Logger = clustertest.Logger(t).With("client", name)
 	}
 	if cfg.Backoff == (client.Backoff{}) {
 		cfg.Backoff = client.Backoff{Initial: 10 * time.Millisecond, Max: 200 * time.Millisecond}
@@ -300,8 +239,29 @@ func addrs(nodes ...*node) []string {
 // closedAddr is a loopback address nobody listens on.
 func closedAddr(t testing.TB) string {
 	t.Helper()
-	ln := listen(t, "")
+	ln := clustertest.Listen(t, "")
 	addr := ln.Addr().String()
 	ln.Close()
 	return addr
+}
+
+// join adds nd through whichever of nodes leads.
+func join(t testing.TB, nodes []*node, nd *node) {
+	t.Helper()
+	clustertest.Join(t, logsOf(nodes), nd.id, nd.addr)
+}
+
+// waitLeader returns the node that leads.
+func waitLeader(t testing.TB, nodes ...*node) *node {
+	t.Helper()
+	return nodes[clustertest.WaitLeader(t, logsOf(nodes)...)]
+}
+
+// logsOf lists the nodes' logs (nil for a stopped node).
+func logsOf(nodes []*node) []*cluster.Log {
+	logs := make([]*cluster.Log, len(nodes))
+	for i, n := range nodes {
+		logs[i] = n.log
+	}
+	return logs
 }

@@ -211,14 +211,6 @@ func runLoad(t *testing.T, current func() []*cluster.Log, seed uint64) (h *histo
 	}
 }
 
-func logsOf(nodes []*node) []*cluster.Log {
-	logs := make([]*cluster.Log, len(nodes))
-	for i, n := range nodes {
-		logs[i] = n.log
-	}
-	return logs
-}
-
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)

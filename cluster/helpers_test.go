@@ -5,14 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
-	"os"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/proglog/proglog/cluster"
+	"github.com/proglog/proglog/cluster/clustertest"
 	"github.com/proglog/proglog/logstore"
 	"github.com/proglog/proglog/pki"
 	"github.com/proglog/proglog/pki/pkitest"
@@ -32,23 +31,6 @@ type port struct {
 	done  chan error
 }
 
-func listen(t testing.TB, addr string) net.Listener {
-	t.Helper()
-	if addr == "" {
-		addr = "127.0.0.1:0"
-	}
-	var ln net.Listener
-	var err error
-	for range 50 { // a restarted node takes its old port back
-		if ln, err = net.Listen("tcp", addr); err == nil {
-			return ln
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatal(err)
-	return nil
-}
-
 func (p *testPKI) startPort(t testing.TB, name, addr string, logger *slog.Logger) *port {
 	t.Helper()
 	certFile, keyFile := p.Issue(t, name, true)
@@ -57,7 +39,7 @@ func (p *testPKI) startPort(t testing.TB, name, addr string, logger *slog.Logger
 		t.Fatal(err)
 	}
 	tlsCfg.NextProtos = append(tlsCfg.NextProtos, cluster.ALPN)
-	ln := listen(t, addr)
+	ln := clustertest.Listen(t, addr)
 	pt := &port{addr: ln.Addr().String(), done: make(chan error, 1)}
 	pt.layer, err = cluster.NewStreamLayer(pt.addr, p.TLSConfig(t, certFile, keyFile), logger)
 	if err != nil {
@@ -93,17 +75,10 @@ type node struct {
 
 type nodeOpt func(*cluster.Config)
 
-func testLogger(t testing.TB) *slog.Logger {
-	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("test", t.Name())
-	}
-	return slog.New(slog.DiscardHandler)
-}
-
 // startNode starts (or restarts, with the same dir and addr) a node.
 func (p *testPKI) startNode(t testing.TB, id, dir, addr string, bootstrap bool, opts ...nodeOpt) *node {
 	t.Helper()
-	logger := testLogger(t).With("node", id)
+	logger := clustertest.Logger(t).With("node", id)
 	pt := p.startPort(t, id, addr, logger)
 	cfg := cluster.Config{
 		NodeID:             id,
@@ -160,24 +135,6 @@ func (p *testPKI) startCluster(t testing.TB, n int, opts ...nodeOpt) []*node {
 	return nodes
 }
 
-// join adds nd through whichever of nodes leads, retrying while leadership
-// moves (short test timeouts on a loaded machine can flip it mid-change:
-// Join then says it does not lead).
-func join(t testing.TB, nodes []*node, nd *node) {
-	t.Helper()
-	var err error
-	for range 100 {
-		err = waitLeader(t, nodes...).log.Join(nd.id, nd.port.addr)
-		if !errors.Is(err, cluster.ErrNotLeader) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatalf("join %s: %v", nd.id, err)
-	}
-}
-
 // followerOf returns the first of nodes that is not leader.
 func followerOf(nodes []*node, leader *node) *node {
 	for _, n := range nodes {
@@ -186,24 +143,6 @@ func followerOf(nodes []*node, leader *node) *node {
 		}
 	}
 	return nil
-}
-
-func waitLeader(t testing.TB, nodes ...*node) *node {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
-	for {
-		for _, n := range nodes {
-			if n.log != nil && n.log.IsLeader() {
-				return n
-			}
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatal("no leader elected")
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
 }
 
 // waitApplied waits until every node's store reaches next.
@@ -286,4 +225,25 @@ func appendTo(t testing.TB, nodes []*node, values [][]byte) uint64 {
 	}
 	t.Fatal("no leader accepted the append")
 	return 0
+}
+
+// join adds nd through whichever of nodes leads.
+func join(t testing.TB, nodes []*node, nd *node) {
+	t.Helper()
+	clustertest.Join(t, logsOf(nodes), nd.id, nd.port.addr)
+}
+
+// waitLeader returns the node that leads.
+func waitLeader(t testing.TB, nodes ...*node) *node {
+	t.Helper()
+	return nodes[clustertest.WaitLeader(t, logsOf(nodes)...)]
+}
+
+// logsOf lists the nodes' logs (nil for a stopped node).
+func logsOf(nodes []*node) []*cluster.Log {
+	logs := make([]*cluster.Log, len(nodes))
+	for i, n := range nodes {
+		logs[i] = n.log
+	}
+	return logs
 }

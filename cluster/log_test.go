@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/proglog/proglog/cluster"
+	"github.com/proglog/proglog/cluster/clustertest"
 	"github.com/proglog/proglog/logstore"
 )
 
@@ -250,7 +251,7 @@ func TestAdoptsStoreWithoutRaftState(t *testing.T) {
 
 	joiner := t.TempDir()
 	smallStore(t, filepath.Join(joiner, "log"), 3).Close()
-	pt := p.startPort(t, "n9", "", testLogger(t))
+	pt := p.startPort(t, "n9", "", clustertest.Logger(t))
 	if _, err := cluster.New(cluster.Config{NodeID: "n9", DataDir: joiner, Stream: pt.layer}); !errors.Is(err, cluster.ErrExistingStore) {
 		t.Fatalf("joining over a store without raft state: %v, want ErrExistingStore", err)
 	}

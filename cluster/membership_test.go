@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/proglog/proglog/cluster/clustertest"
 	"github.com/proglog/proglog/membership"
 )
 
@@ -37,7 +38,7 @@ func TestMembershipFormsCluster(t *testing.T) {
 		m, err := membership.New(membership.Config{
 			NodeID: n.id, GossipAddr: "127.0.0.1:0", RPCAddr: n.port.addr, Join: join,
 			SecretKey: key, Handler: n.log, ReconcileInterval: 200 * time.Millisecond,
-			Local: true, Logger: testLogger(t).With("node", n.id),
+			Local: true, Logger: clustertest.Logger(t).With("node", n.id),
 		})
 		if err != nil {
 			t.Fatal(err)
