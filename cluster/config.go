@@ -48,6 +48,10 @@ type Config struct {
 	// (how often to check) and TrailingLogs (entries kept after a snapshot);
 	// zero takes raft's defaults (8192, 120s, 10240).
 	SnapshotThreshold uint64
+	// SnapshotBytes triggers a snapshot once the entries applied since the
+	// latest one hold this many bytes, whatever their count; it bounds what
+	// a restart replays. Default 64 MiB; negative turns it off.
+	SnapshotBytes int64
 	SnapshotInterval  time.Duration
 	TrailingLogs      uint64
 	// RetainSnapshots is how many snapshots to keep on disk; default 2.
@@ -81,6 +85,9 @@ func (c Config) withDefaults() (Config, error) {
 		// is fdatasynced when sealed, the active one every minute.
 		c.Store.Sync = logstore.SyncInterval
 		c.Store.SyncInterval = storeSyncInterval
+	}
+	if c.SnapshotBytes == 0 {
+		c.SnapshotBytes = defaultSnapshotBytes
 	}
 	if c.RetainSnapshots == 0 {
 		c.RetainSnapshots = 2

@@ -35,6 +35,7 @@ type Log struct {
 	raft   *raft.Raft
 	trans  *raft.NetworkTransport
 	store  *raftStore // Raft's log and stable store
+	snaps  *snapshotStore
 	fsm    *fsm
 	m      *metrics
 	// leaderWait bounds how long an append waits for an election.
@@ -44,6 +45,11 @@ type Log struct {
 	replaceMu sync.Mutex // serialises replaceStore (the FSM goroutine and Close)
 
 	done chan struct{} // closed by Close
+	// bg runs the snapshot trigger; Close waits for it.
+	bg sync.WaitGroup
+	// sinceSnapshot counts the bytes of the entries applied since the
+	// latest snapshot, for Config.SnapshotBytes.
+	sinceSnapshot atomic.Int64
 	// applyMu guards closing; appends hold it for reading while they hand an
 	// entry to raft and count its waiter.
 	applyMu   sync.RWMutex
@@ -127,10 +133,11 @@ func New(cfg Config) (_ *Log, err error) {
 		return nil, fmt.Errorf("cluster: open raft log: %w", err)
 	}
 	cleanup = append(cleanup, func() { l.store.Close() })
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(raftDir, cfg.RetainSnapshots, newHCLogger(l.logger, "raft-snapshots"))
+	snaps, err := openSnapshotStore(raftDir, cfg.RetainSnapshots, l.logger)
 	if err != nil {
-		return nil, fmt.Errorf("cluster: open snapshots: %w", err)
+		return nil, err
 	}
+	l.snaps = snaps
 	l.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  cfg.Stream,
 		MaxPool: 5,
@@ -195,6 +202,7 @@ func New(cfg Config) (_ *Log, err error) {
 	l.fsm = &fsm{c: l, logger: l.logger, w: newStoreWriter(l)}
 	_, l.fsm.stored = store.Bounds()
 	l.fsm.committed.Store(l.fsm.stored)
+	l.fsm.replaying.Store(l.fsm.stored != 0)
 	// Raft's goroutines are stopped (or never ran) when cleanup runs, so
 	// the FSM's writer is this goroutine's to stop.
 	cleanup = append(cleanup, func() { l.fsm.w.close() })
@@ -212,6 +220,9 @@ func New(cfg Config) (_ *Log, err error) {
 	if err := l.m.register(cfg.Registerer); err != nil {
 		l.raft.Shutdown().Error()
 		return nil, err
+	}
+	if cfg.SnapshotBytes > 0 {
+		l.bg.Go(l.snapshotBySize)
 	}
 	if adopting {
 		if err := l.adopt(adoptPath); err != nil {
@@ -721,6 +732,9 @@ func (l *Log) CatchUp(ctx context.Context) error {
 	if err := l.raft.Barrier(timeout).Error(); err != nil {
 		return fmt.Errorf("cluster: catch up: %w", l.mapRaftErr(err))
 	}
+	if err := l.fsm.trimUnvouched(); err != nil {
+		return fmt.Errorf("cluster: catch up: %w", err)
+	}
 	return nil
 }
 
@@ -774,6 +788,7 @@ func (l *Log) Close() error {
 			errs = append(errs, fmt.Errorf("cluster: raft shutdown: %w", err))
 		}
 		l.trans.Close() // closes the stream layer too
+		l.bg.Wait()
 		if !drained && !waitGroupTimeout(&l.waiters, closeGrace) {
 			l.logger.Error("cluster: some appends were never answered by raft after shutdown", "waited", drainGrace+closeGrace)
 		}
