@@ -51,9 +51,9 @@ type Config struct {
 	// SnapshotBytes triggers a snapshot once the entries applied since the
 	// latest one hold this many bytes, whatever their count; it bounds what
 	// a restart replays. Default 64 MiB; negative turns it off.
-	SnapshotBytes int64
-	SnapshotInterval  time.Duration
-	TrailingLogs      uint64
+	SnapshotBytes    int64
+	SnapshotInterval time.Duration
+	TrailingLogs     uint64
 	// RetainSnapshots is how many snapshots to keep on disk; default 2.
 	RetainSnapshots int
 
