@@ -37,6 +37,13 @@ type Config struct {
 	// SyncInterval every storeSyncInterval.
 	StoreSyncSet bool
 
+	// Alone promises that no other node joins while this process runs (a
+	// node without gossip). If the Raft configuration then holds only this
+	// node, Raft runs with soloTimeout, so the node elects itself within a
+	// tenth of a second of starting instead of after a heartbeat timeout;
+	// with anyone else in the configuration the timeouts below apply.
+	Alone bool
+
 	// Raft timing; zero fields take hashicorp/raft's defaults (1s heartbeat
 	// and election timeouts, 500ms leader lease, 50ms commit timeout), which
 	// suit production. Tests on loopback use much shorter ones.

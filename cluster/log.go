@@ -161,7 +161,6 @@ func New(cfg Config) (_ *Log, err error) {
 	setIf(&rc.SnapshotThreshold, cfg.SnapshotThreshold)
 	setIf(&rc.SnapshotInterval, cfg.SnapshotInterval)
 	setIf(&rc.TrailingLogs, cfg.TrailingLogs)
-	l.leaderWait = 3 * rc.ElectionTimeout
 	if err := raft.ValidateConfig(rc); err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
@@ -169,6 +168,16 @@ func New(cfg Config) (_ *Log, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
+	if cfg.Alone {
+		solo, err := l.soloVoter(rc, has, cfg.Bootstrap)
+		if err != nil {
+			return nil, err
+		}
+		if solo {
+			rc.HeartbeatTimeout, rc.ElectionTimeout, rc.LeaderLeaseTimeout = soloTimeout, soloTimeout, soloTimeout/2
+		}
+	}
+	l.leaderWait = 3 * rc.ElectionTimeout
 	adoptPath := filepath.Join(raftDir, adoptFileName)
 	adopting, err := fileExists(adoptPath)
 	if err != nil {
@@ -352,9 +361,10 @@ func (l *Log) openStore() (*logstore.Log, error) {
 
 func (l *Log) current() *storeRef { return l.cur.Load() }
 
-// replaceStore closes the local store, lets fill rewrite its directory and
-// opens it again. Readers of the old store see ErrClosed and move on to the
-// new one (Wait does so by itself).
+// replaceStore closes the local store, lets fill rewrite its directory
+// (nil: just reopen it, as the store writer does after a failed write) and
+// opens it again. Readers of the old store see ErrClosed and move on to
+// the new one (Wait does so by itself).
 func (l *Log) replaceStore(fill func(dir string) error) error {
 	l.replaceMu.Lock()
 	defer l.replaceMu.Unlock()
@@ -368,6 +378,12 @@ func (l *Log) replaceStore(fill func(dir string) error) error {
 		l.logger.Warn("cluster: closing the store before a restore", "err", err)
 	}
 	dir := filepath.Join(l.cfg.DataDir, "log")
+	if fill == nil {
+		fill = func(string) error { return nil }
+		defer func() { l.logger.Info("cluster: local store reopened") }()
+	} else {
+		l.m.restores.Inc()
+	}
 	fillErr := fill(dir)
 	store, err := logstore.Open(dir, l.cfg.Store)
 	if err != nil {
@@ -375,7 +391,6 @@ func (l *Log) replaceStore(fill func(dir string) error) error {
 	}
 	l.cur.Store(&storeRef{log: store, replaced: make(chan struct{})})
 	close(old.replaced)
-	l.m.restores.Inc()
 	if fillErr != nil {
 		return fmt.Errorf("cluster: restore store: %w", fillErr)
 	}
@@ -513,11 +528,29 @@ func (l *Log) ReadBatch(offset uint64, maxRecords, maxBytes int, dst []logstore.
 			}
 			continue
 		}
-		if !errors.Is(err, logstore.ErrClosed) || !l.wasReplaced(ref) {
+		if !errors.Is(err, logstore.ErrClosed) {
+			return recs, err
+		}
+		if !l.wasReplaced(ref) && !l.awaitReplaced(ref) {
 			return recs, l.mapClosed(err)
 		}
 	}
 	return dst, ErrClosed
+}
+
+// awaitReplaced waits a moment for a closed store to be replaced (the store
+// writer reopens it after a failed write; a restore swaps it) and reports
+// whether it was.
+func (l *Log) awaitReplaced(ref *storeRef) bool {
+	t := time.NewTimer(writeLagLimit)
+	defer t.Stop()
+	select {
+	case <-ref.replaced:
+		return true
+	case <-l.done:
+	case <-t.C:
+	}
+	return false
 }
 
 // unwritten reports whether offset, which a read found out of range, is
@@ -553,6 +586,9 @@ func (l *Log) awaitWritten(ref *storeRef, offset uint64) error {
 	case errors.Is(err, context.DeadlineExceeded):
 		if werr := l.fsm.w.failure(); werr != nil {
 			return fmt.Errorf("%w: %w", ErrApplyFailed, werr)
+		}
+		if stalled := l.fsm.w.stalled.Load(); stalled != nil {
+			return fmt.Errorf("%w: offset %d is committed but the local store cannot write it yet: %w", ErrTimeout, offset, *stalled)
 		}
 		return fmt.Errorf("%w: offset %d is committed but the local store has not written it in %v", ErrTimeout, offset, writeLagLimit)
 	}

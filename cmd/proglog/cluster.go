@@ -230,6 +230,7 @@ func openNode(cfg nodeConfig) (*node, error) {
 		Stream:             layer,
 		Store:              cfg.store,
 		StoreSyncSet:       cfg.syncSet,
+		Alone:              !cfg.settings.gossip, // without gossip no one can join
 		HeartbeatTimeout:   t,
 		ElectionTimeout:    t,
 		LeaderLeaseTimeout: t / 2,
