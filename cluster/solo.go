@@ -36,6 +36,8 @@ func (l *Log) soloVoter(rc *raft.Config, has, bootstrap bool) (bool, error) {
 // nopFSM stands in for the FSM while soloVoter reads the configuration.
 type nopFSM struct{}
 
-func (nopFSM) Apply(*raft.Log) any                 { return nil }
-func (nopFSM) Snapshot() (raft.FSMSnapshot, error) { return nil, fmt.Errorf("cluster: no snapshots here") }
-func (nopFSM) Restore(rc io.ReadCloser) error      { return rc.Close() }
+func (nopFSM) Apply(*raft.Log) any { return nil }
+func (nopFSM) Snapshot() (raft.FSMSnapshot, error) {
+	return nil, fmt.Errorf("cluster: no snapshots here")
+}
+func (nopFSM) Restore(rc io.ReadCloser) error { return rc.Close() }
