@@ -58,7 +58,11 @@ type Config struct {
 	// SnapshotBytes triggers a snapshot once the entries applied since the
 	// latest one hold this many bytes, whatever their count; it bounds what
 	// a restart replays. Default 64 MiB; negative turns it off.
-	SnapshotBytes    int64
+	SnapshotBytes int64
+	// TrailingBytes sizes raft's TrailingLogs (at most TrailingLogs) so that
+	// compaction keeps about this many bytes of entries behind a snapshot,
+	// whatever their count. Default 64 MiB; negative turns it off.
+	TrailingBytes    int64
 	SnapshotInterval time.Duration
 	TrailingLogs     uint64
 	// RetainSnapshots is how many snapshots to keep on disk; default 2.
@@ -95,6 +99,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.SnapshotBytes == 0 {
 		c.SnapshotBytes = defaultSnapshotBytes
+	}
+	if c.TrailingBytes == 0 {
+		c.TrailingBytes = defaultTrailingBytes
 	}
 	if c.RetainSnapshots == 0 {
 		c.RetainSnapshots = 2

@@ -72,53 +72,40 @@
 //
 // # Applying exactly once across restarts
 //
-// The store is not rolled back when the node restarts, but Raft replays
-// every committed entry after its latest snapshot (or from entry 1 when it
-// has none). The FSM therefore keeps next, the offset the next applied
-// record gets, and the snapshot header records next as of the snapshot's
-// Raft index. On start Raft restores the latest snapshot, whose files are
-// the store's own sealed segments (see Snapshots): Restore sets next from
-// the header and, if the store reaches that offset, cuts the store back to
-// exactly it (a segment boundary, so no linked byte changes) without
-// reading a record; otherwise it replaces the store with the snapshot's
-// files. Replay then recomputes the offsets of the entries after the
-// snapshot exactly as they were first assigned and writes their records
-// again. So a restart costs what was applied since the latest snapshot,
-// which Config.SnapshotBytes bounds (a snapshot every 64 MiB of entries by
-// default, besides Raft's count of entries), not the log's size.
+// On a restart Raft replays every committed entry after its latest snapshot
+// (or from entry 1 when it has none). The FSM keeps next, the offset the
+// next applied record gets, and the snapshot header records next as of the
+// snapshot's Raft index. Before the replay the store is cut back to exactly
+// what Raft vouches for without its log:
 //
-// Without a snapshot (a young log) the store is not cut; for each replayed
-// record:
+//   - With a snapshot, Raft restores the latest one, whose files are the
+//     store's own sealed segments (see Snapshots). Restore sets next from
+//     the header and, if the store reaches that offset, cuts the store back
+//     to it (a segment boundary, so no linked byte changes) without reading
+//     a record; otherwise it replaces the store with the snapshot's files.
+//   - Without one, New empties the store (keeping its lowest offset): Raft's
+//     log still holds every entry from the first, since nothing is
+//     compacted before a snapshot.
 //
-//   - offset < the store's end: the store already holds it. It is read back
-//     and compared byte for byte. A record that differs or fails its CRC
-//     means the store disagrees with Raft (a damaged file, or a Raft log
-//     that lost entries the store had applied): Raft's log is the truth, so
-//     the store is cut there and the committed records are written again
-//     (proglog_cluster_store_repairs_total counts it). Records retention
-//     already deleted are skipped unchecked.
-//   - offset == the store's end: it is handed to the store writer (all
-//     such records of one ApplyBatch as one run, written in order). "The
-//     store's end" is the FSM's stored: the store's next offset once the
-//     writer has written everything handed over; Snapshot and Restore flush
-//     the writer first.
-//   - offset > the store's end cannot happen: the store holds a prefix of
-//     the committed records (it only ever appends committed ones) and the
-//     replay starts at or below its end. It is treated as corruption.
-//
-// Records the store holds past the last applied one once a leader has
-// applied its whole Raft log (CatchUp's barrier) came from entries that log
-// lost; CatchUp cuts them off. No snapshot is taken while a replay is still
-// comparing (stored > next).
+// The replay then numbers the records of the entries after that point
+// exactly as they were first numbered and hands them to the store writer,
+// which writes them again; records below the store's lowest offset are
+// skipped (retention deleted them). Each record is therefore written once
+// per apply and the store never holds one that Raft's log does not vouch
+// for, whatever happened to the store or to Raft's log since (a flipped
+// byte, a torn tail, a Raft log that lost entries the store had applied:
+// the store is rebuilt from Raft's log as it is). A restart costs what came
+// after the latest snapshot, which Config.SnapshotBytes bounds (a snapshot
+// every 64 MiB of entries by default, besides Raft's count of entries), not
+// the log's size.
 //
 // Why the prefix argument holds: the store only receives records from
 // committed entries (the FSM sees nothing else), committed entries never
 // change (Raft's log matching and leader completeness), and a restore
 // replaces the store with a prefix taken from another node's store, which
 // by the same argument holds the same committed records at the same
-// offsets. A stream snapshot written by an older version may carry a few
-// records past its header's next; those are committed records at their
-// final offsets and the replay verifies them.
+// offsets. A stream snapshot written by an older version may carry records
+// past its header's next; Restore cuts them off like the rest.
 //
 // # Durability of the two copies
 //

@@ -1,16 +1,13 @@
 package cluster
 
 import (
-	"bytes"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 
 	"github.com/hashicorp/raft"
@@ -20,10 +17,8 @@ import (
 
 // fsm applies committed entries to the local logstore. Raft calls Apply,
 // ApplyBatch, Snapshot and Restore from one goroutine (Restore also from
-// NewRaft before that goroutine starts); mu lets trimUnvouched run between
-// them.
+// NewRaft before that goroutine starts), so next and failed need no lock.
 type fsm struct {
-	mu     sync.Mutex // held by every method that changes next, stored or the store
 	c      *Log
 	logger *slog.Logger
 	w      *storeWriter
@@ -36,19 +31,12 @@ type fsm struct {
 	// committed is next as readers see it: records below it are committed
 	// and applied, though perhaps not written to the store yet.
 	committed atomic.Uint64
-	// replaying is stored != next: a replay is comparing Raft's entries
-	// with records the store held before the restart (no snapshot then).
-	replaying atomic.Bool
 }
 
 var (
 	_ raft.BatchingFSM = (*fsm)(nil)
 	_ raft.FSM         = (*fsm)(nil)
 )
-
-// errReplaying refuses a snapshot while a replay compares Raft's entries
-// with records the store held before the restart.
-var errReplaying = errors.New("cluster: snapshot: replaying")
 
 // applyResult is the response of one command entry.
 type applyResult struct {
@@ -60,13 +48,11 @@ type applyResult struct {
 func (f *fsm) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
 
 // ApplyBatch applies the command entries of logs: it numbers their records
-// and hands the new ones to the store writer as one run. Records whose
-// offsets the local store already holds (a restart replaying entries after
-// the last snapshot) are compared with the store instead of being written
-// again.
+// and hands them to the store writer as one run. A replay after a restart
+// finds the store cut back to where it starts (see New and Restore), so
+// every record is written again, except those below the store's lowest
+// offset: retention deleted them already.
 func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	out := make([]any, len(logs))
 	if err := f.w.failure(); err != nil && f.failed == nil {
 		f.fail(out, err)
@@ -99,21 +85,10 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		for j, v := range values {
 			off := base + uint64(j)
 			if off < have {
-				same, err := heldMatches(lg, off, lowest, v)
-				if err != nil {
-					return f.fail(out, fmt.Errorf("raft entry %d: %w", e.Index, err))
+				if off >= lowest {
+					return f.fail(out, fmt.Errorf("%w: raft entry %d carries offset %d but the local log already holds it", logstore.ErrCorrupt, e.Index, off))
 				}
-				if same {
-					continue
-				}
-				// The store disagrees with what Raft committed: a damaged
-				// record, or a Raft log that lost entries the store had
-				// applied. Raft's log is the truth: cut the store here and
-				// write it again from the committed entries.
-				if err := f.cutStore(off); err != nil {
-					return f.fail(out, fmt.Errorf("raft entry %d: %w", e.Index, err))
-				}
-				have = off
+				continue // retention deleted it already
 			}
 			if len(fresh) == 0 {
 				if off != have {
@@ -130,63 +105,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		f.stored = freshBase + uint64(len(fresh))
 	}
 	f.committed.Store(f.next)
-	f.replaying.Store(f.stored != f.next)
 	return out
-}
-
-// trimUnvouched deletes the store's records past the applied ones. Once a
-// node has applied every entry of its Raft log (CatchUp's barrier), such
-// records came from entries its Raft log no longer has (it was damaged):
-// Raft never committed them as they are, so they go.
-func (f *fsm) trimUnvouched() error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.failed != nil || f.stored <= f.next {
-		return nil
-	}
-	if err := f.cutStore(f.next); err != nil {
-		return err
-	}
-	f.replaying.Store(false)
-	return nil
-}
-
-// heldMatches reports whether the record the local store holds at off is
-// the committed value. Records retention already deleted count as matching:
-// there is nothing to compare. A damaged record does not match; other read
-// errors are returned.
-func heldMatches(lg *logstore.Log, off, lowest uint64, want []byte) (bool, error) {
-	if off < lowest {
-		return true, nil
-	}
-	rec, err := lg.Read(off)
-	switch {
-	case errors.Is(err, logstore.ErrOutOfRange):
-		return true, nil
-	case errors.Is(err, logstore.ErrCorrupt):
-		return false, nil
-	case err != nil:
-		return false, err
-	}
-	return bytes.Equal(rec.Value, want), nil
-}
-
-// cutStore deletes the store's records from off on, so that the committed
-// records are written there again. Called during a replay only: everything
-// queued lies below off.
-func (f *fsm) cutStore(off uint64) error {
-	if err := f.w.flush(); err != nil {
-		return err
-	}
-	lg := f.c.current().log
-	_, have := lg.Bounds()
-	f.logger.Warn("cluster: the local store disagrees with the raft log; rewriting it from there", "offset", off, "records_cut", have-off)
-	if err := lg.TruncateFrom(off); err != nil {
-		return err
-	}
-	f.stored = off
-	f.c.m.storeRepairs.Inc()
-	return nil
 }
 
 // fail stops this node's applying: the committed entries stay committed on
@@ -250,15 +169,8 @@ func readSnapHeader(r io.Reader) (snapHeader, error) {
 // record applied so far, and taking it copies none of them. Persist moves
 // the links into the snapshot raft creates, while Apply goes on.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	if f.failed != nil {
 		return nil, f.failed
-	}
-	if f.stored != f.next {
-		// A replay is still comparing Raft's entries with records the
-		// store held before the restart; raft tries again later.
-		return nil, fmt.Errorf("%w, at offset %d of the %d the store holds", errReplaying, f.next, f.stored)
 	}
 	if err := f.w.flush(); err != nil {
 		return nil, fmt.Errorf("cluster: write the store before a snapshot: %w", err)
@@ -270,8 +182,8 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	// Link makes the linked segments durable: Raft compacts its log once
 	// this snapshot is persisted, and the store is synced only now and then.
 	lowest, next, files, err := f.c.current().log.Link(staging)
-	if err == nil && next != f.next {
-		err = fmt.Errorf("%w: the store ends at offset %d, the applied records at %d", logstore.ErrCorrupt, next, f.next)
+	if err == nil && next != f.stored {
+		err = fmt.Errorf("%w: the store ends at offset %d, the applied records at %d", logstore.ErrCorrupt, next, f.stored)
 	}
 	if err != nil {
 		os.RemoveAll(staging)
@@ -327,8 +239,6 @@ func (s *fsmSnapshot) Release() { os.RemoveAll(s.staging) }
 // Otherwise the store is replaced by the snapshot's files.
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	h, err := readSnapHeader(rc)
 	if err != nil {
 		return err
@@ -347,7 +257,6 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 				}
 				f.next, f.stored = h.next, keep
 				f.committed.Store(h.next)
-				f.replaying.Store(false)
 				return nil
 			}
 			f.logger.Warn("cluster: cannot cut the store back to the snapshot; restoring it from the snapshot", "err", err)
@@ -356,9 +265,18 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if err := f.c.replaceStore(func(dir string) error { return logstore.Restore(dir, rc) }); err != nil {
 		return err
 	}
-	_, have := f.c.current().log.Bounds()
+	lg := f.c.current().log
+	lowest, have := lg.Bounds()
 	if have < h.next {
 		return fmt.Errorf("%w: restored store ends at offset %d, the snapshot at %d", logstore.ErrCorrupt, have, h.next)
+	}
+	if keep := max(h.next, lowest); have > keep {
+		// An older version's stream snapshot may carry records past next;
+		// Raft re-applies them.
+		if err := lg.TruncateFrom(keep); err != nil {
+			return fmt.Errorf("cluster: restore: %w", err)
+		}
+		have = keep
 	}
 	if werr != nil {
 		// The failed writer wrote nothing since (and its queue is empty:
@@ -367,7 +285,6 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	}
 	f.next, f.stored, f.failed = h.next, have, nil
 	f.committed.Store(h.next)
-	f.replaying.Store(have != h.next)
 	f.broken.Store(false)
 	return nil
 }

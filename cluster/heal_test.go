@@ -7,7 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/proglog/proglog/cluster"
 	"github.com/proglog/proglog/logstore"
@@ -179,4 +181,51 @@ func flipValue(t *testing.T, dir, v string) {
 func tearRaftLog(t *testing.T, dir string) {
 	t.Helper()
 	truncateBy(t, activeStore(t, filepath.Join(dir, "raft", "log")), 7)
+}
+
+// TestCompactionKeepsBytesNotEntries: with entries of a few KiB, raft's
+// default TrailingLogs (10240 entries) would keep the whole log; the byte
+// limits snapshot it and compact it to about TrailingBytes.
+func TestCompactionKeepsBytesNotEntries(t *testing.T) {
+	p := newTestPKI(t)
+	nodes := p.startCluster(t, 1, func(c *cluster.Config) {
+		c.Store.MaxSegmentBytes = 4096 // Raft's log segments too
+		c.SnapshotBytes = 16 << 10
+		c.TrailingBytes = 8 << 10
+	})
+	n := nodes[0]
+	value := bytes.Repeat([]byte("x"), 100)
+	vals := slices.Repeat([][]byte{value}, 20) // a ~2 KiB entry
+	for range 200 {
+		if _, err := n.log.AppendBatch(t.Context(), vals); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const bound = 200 << 10 // minTrailingLogs (64) entries and a few segments; all 200 entries are ~420 KiB
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		size := dirSize(t, filepath.Join(n.dir, "raft", "log"))
+		if size < bound {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("raft's log still holds %d bytes, want less than %d after compaction", size, bound)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func dirSize(t *testing.T, dir string) int64 {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, e := range entries {
+		if fi, err := e.Info(); err == nil && strings.HasSuffix(e.Name(), ".store") {
+			n += fi.Size()
+		}
+	}
+	return n
 }

@@ -49,7 +49,9 @@ type Log struct {
 	bg sync.WaitGroup
 	// sinceSnapshot counts the bytes of the entries applied since the
 	// latest snapshot, for Config.SnapshotBytes.
-	sinceSnapshot atomic.Int64
+	sinceSnapshot        atomic.Int64
+	entriesSinceSnapshot atomic.Int64
+	trailingLogs         uint64 // raft's TrailingLogs as configured: sizeTrailingLogs's ceiling
 	// applyMu guards closing; appends hold it for reading while they hand an
 	// entry to raft and count its waiter.
 	applyMu   sync.RWMutex
@@ -178,6 +180,7 @@ func New(cfg Config) (_ *Log, err error) {
 		}
 	}
 	l.leaderWait = 3 * rc.ElectionTimeout
+	l.trailingLogs = rc.TrailingLogs
 	adoptPath := filepath.Join(raftDir, adoptFileName)
 	adopting, err := fileExists(adoptPath)
 	if err != nil {
@@ -208,10 +211,14 @@ func New(cfg Config) (_ *Log, err error) {
 			}
 		}
 	}
+	if has && !adopting {
+		if err := emptyWithoutSnapshot(store, snaps, l.logger); err != nil {
+			return nil, err
+		}
+	}
 	l.fsm = &fsm{c: l, logger: l.logger, w: newStoreWriter(l)}
 	_, l.fsm.stored = store.Bounds()
 	l.fsm.committed.Store(l.fsm.stored)
-	l.fsm.replaying.Store(l.fsm.stored != 0)
 	// Raft's goroutines are stopped (or never ran) when cleanup runs, so
 	// the FSM's writer is this goroutine's to stop.
 	cleanup = append(cleanup, func() { l.fsm.w.close() })
@@ -240,6 +247,27 @@ func New(cfg Config) (_ *Log, err error) {
 		}
 	}
 	return l, nil
+}
+
+// emptyWithoutSnapshot empties the store of a node that has Raft state
+// but no snapshot yet: its Raft log then holds every entry from the first
+// (nothing was compacted), and the replay writes every record again, so
+// the store holds nothing Raft's log does not vouch for (see doc.go). It
+// keeps the store's lowest offset; retention deleted what is below.
+func emptyWithoutSnapshot(store *logstore.Log, snaps raft.SnapshotStore, logger *slog.Logger) error {
+	list, err := snaps.List()
+	if err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	lowest, next := store.Bounds()
+	if len(list) > 0 || next == lowest {
+		return nil
+	}
+	logger.Info("cluster: no raft snapshot yet; the store is emptied and raft re-applies its log", "records", next-lowest)
+	if err := store.Reset(lowest); err != nil {
+		return fmt.Errorf("cluster: empty the store for the replay: %w", err)
+	}
+	return nil
 }
 
 // adoptFileName, in <DataDir>/raft, marks a store being adopted.
@@ -767,9 +795,6 @@ func (l *Log) CatchUp(ctx context.Context) error {
 	}
 	if err := l.raft.Barrier(timeout).Error(); err != nil {
 		return fmt.Errorf("cluster: catch up: %w", l.mapRaftErr(err))
-	}
-	if err := l.fsm.trimUnvouched(); err != nil {
-		return fmt.Errorf("cluster: catch up: %w", err)
 	}
 	return nil
 }

@@ -41,6 +41,7 @@ type clusterFlags struct {
 	// how often that is checked, and how many entries compaction keeps.
 	snapshotThreshold uint64
 	snapshotBytes     byteSize
+	trailingBytes     byteSize
 	snapshotInterval  time.Duration
 	trailingLogs      uint64
 }
@@ -58,6 +59,8 @@ func (c *clusterFlags) register(f *pflag.FlagSet) {
 	f.Var(&c.snapshotBytes, "raft-snapshot-bytes", "take a Raft snapshot once the entries since the last one hold this many bytes (0 = only by --raft-snapshot-threshold); bounds what a restart replays")
 	f.DurationVar(&c.snapshotInterval, "raft-snapshot-interval", 2*time.Minute, "how often the node checks --raft-snapshot-threshold")
 	f.Uint64Var(&c.trailingLogs, "raft-trailing-logs", 10240, "Raft entries kept after a snapshot, so a follower just behind gets entries rather than the snapshot")
+	c.trailingBytes = 64 << 20
+	f.Var(&c.trailingBytes, "raft-trailing-bytes", "keep about this many bytes of Raft entries after a snapshot, at most --raft-trailing-logs of them (0 = by count only)")
 }
 
 // gossip says whether the node runs gossip: it joins others or lets them join it.
@@ -94,8 +97,8 @@ func (c *clusterFlags) resolve(addr, listened string, insecure, restarted bool, 
 	if c.raftTimeout < 10*time.Millisecond {
 		return s, usagef("--raft-timeout %v is too short", c.raftTimeout)
 	}
-	if c.snapshotBytes < 0 {
-		return s, usagef("--raft-snapshot-bytes must not be negative")
+	if c.snapshotBytes < 0 || c.trailingBytes < 0 {
+		return s, usagef("--raft-snapshot-bytes and --raft-trailing-bytes must not be negative")
 	}
 	if c.snapshotThreshold < 1 || c.snapshotInterval < 5*time.Millisecond {
 		return s, usagef("--raft-snapshot-threshold must be at least 1 and --raft-snapshot-interval at least 5ms")
@@ -236,7 +239,8 @@ func openNode(cfg nodeConfig) (*node, error) {
 		LeaderLeaseTimeout: t / 2,
 		SnapshotThreshold:  cfg.flags.snapshotThreshold,
 		SnapshotInterval:   cfg.flags.snapshotInterval,
-		SnapshotBytes:      snapshotBytes(cfg.flags.snapshotBytes),
+		SnapshotBytes:      orOff(cfg.flags.snapshotBytes),
+		TrailingBytes:      orOff(cfg.flags.trailingBytes),
 		TrailingLogs:       cfg.flags.trailingLogs,
 		Logger:             logger, // raft's lines carry component=raft
 		Registerer:         cfg.reg,
@@ -358,9 +362,9 @@ func (n *node) close(graceful bool) error {
 	return errors.Join(errs...)
 }
 
-// snapshotBytes maps --raft-snapshot-bytes to cluster.Config.SnapshotBytes,
-// where 0 takes the default and a negative value turns the trigger off.
-func snapshotBytes(b byteSize) int64 {
+// orOff maps a byte flag where 0 means off to a cluster.Config field where
+// 0 takes the default and a negative value means off.
+func orOff(b byteSize) int64 {
 	if b == 0 {
 		return -1
 	}
