@@ -42,6 +42,9 @@ type clusterFlags struct {
 	snapshotThreshold uint64
 	snapshotInterval  time.Duration
 	trailingLogs      uint64
+	// reapFailedAfter is how long a member may stay failed before the
+	// leader removes it (0 = never).
+	reapFailedAfter time.Duration
 }
 
 func (c *clusterFlags) register(f *pflag.FlagSet) {
@@ -55,6 +58,8 @@ func (c *clusterFlags) register(f *pflag.FlagSet) {
 	f.Uint64Var(&c.snapshotThreshold, "raft-snapshot-threshold", 8192, "Raft entries since the last snapshot that make the node take the next one")
 	f.DurationVar(&c.snapshotInterval, "raft-snapshot-interval", 2*time.Minute, "how often the node checks --raft-snapshot-threshold")
 	f.Uint64Var(&c.trailingLogs, "raft-trailing-logs", 10240, "Raft entries kept after a snapshot, so a follower just behind gets entries rather than the snapshot")
+	f.DurationVar(&c.reapFailedAfter, "reap-failed-after", 5*time.Minute, "the leader removes a member that has been unreachable (failed in gossip) this long from Raft and gossip, "+
+		"if the voters left alive are a majority without it; it rejoins when it comes back (0 = never remove failed members)")
 }
 
 // gossip says whether the node runs gossip: it joins others or lets them join it.
@@ -90,6 +95,9 @@ func (c *clusterFlags) resolve(addr, listened string, insecure, restarted bool, 
 	}
 	if c.raftTimeout < 10*time.Millisecond {
 		return s, usagef("--raft-timeout %v is too short", c.raftTimeout)
+	}
+	if c.reapFailedAfter < 0 {
+		return s, usagef("--reap-failed-after must not be negative (0 never removes failed members)")
 	}
 	if c.snapshotThreshold < 1 || c.snapshotInterval < 5*time.Millisecond {
 		return s, usagef("--raft-snapshot-threshold must be at least 1 and --raft-snapshot-interval at least 5ms")
@@ -291,7 +299,12 @@ func (n *node) join(cfg nodeConfig) error {
 		SnapshotPath: filepath.Join(cfg.dataDir, "serf.snapshot"),
 		SecretKey:    cfg.settings.key,
 		Handler:      n.log,
-		Logger:       cfg.logger, // serf's lines carry component=gossip
+		// The leader adds a member as a voter only once it has shown a
+		// server certificate of this node's CA for the address it gossips.
+		Verify:          membership.TLSVerifier(cfg.dial),
+		ReapFailedAfter: cfg.flags.reapFailedAfter,
+		Logger:          cfg.logger, // serf's lines carry component=gossip
+		Registerer:      cfg.reg,
 	}
 	if cfg.restarted && len(mcfg.Join) == 0 {
 		n.logger.Info("no --join: rejoining the members the gossip snapshot remembers; " +
