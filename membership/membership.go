@@ -59,7 +59,8 @@ type Config struct {
 	SecretKey    []byte // gossip encryption key (16, 24 or 32 bytes); see ParseKey
 	Handler      Handler
 	// ReconcileInterval is how often all members are passed to the Handler
-	// again; default 10s.
+	// again; default 10s, or a quarter of ReapFailedAfter if that is
+	// shorter.
 	ReconcileInterval time.Duration
 	// Verify is asked, on the leader, before a member that is not yet a
 	// voter at its gossiped address is passed to Handler.Join; a member it
@@ -227,10 +228,21 @@ func (m *Membership) GossipAddr() string {
 	return net.JoinHostPort(lm.Addr.String(), strconv.Itoa(int(lm.Port)))
 }
 
+// reconcileEvery is ReconcileInterval, or a quarter of ReapFailedAfter
+// when that is shorter (but at least 100ms), so a failed member is removed
+// soon after it is due.
+func (m *Membership) reconcileEvery() time.Duration {
+	d := m.cfg.ReconcileInterval
+	if r := m.cfg.ReapFailedAfter / 4; r > 0 && r < d {
+		d = max(r, 100*time.Millisecond)
+	}
+	return d
+}
+
 // run passes Serf's events and, every ReconcileInterval, the whole member
 // list to the Handler, from this one goroutine.
 func (m *Membership) run(ctx context.Context) {
-	t := time.NewTicker(m.cfg.ReconcileInterval)
+	t := time.NewTicker(m.reconcileEvery())
 	defer t.Stop()
 	for {
 		select {
