@@ -51,7 +51,8 @@ func (c *clusterFlags) register(f *pflag.FlagSet) {
 	f.BoolVar(&c.bootstrap, "bootstrap", false, "start a new cluster with this node as its first member (what a node without --join does anyway; kept so a first node's flags say so)")
 	f.StringSliceVar(&c.join, "join", nil, "gossip addresses (host:port) of existing cluster members to join (repeat or comma-separate)")
 	f.StringVar(&c.gossipAddr, "gossip-addr", "", "address for cluster gossip, UDP and TCP (default: the host of --addr, port "+defaultGossipPort+")")
-	f.StringVar(&c.gossipKey, "gossip-key", "", "cluster gossip encryption key, base64 of 32 bytes (make one: openssl rand -base64 32); turns gossip on so other nodes can join")
+	f.StringVar(&c.gossipKey, "gossip-key", "", "cluster gossip encryption key, base64 of 32 bytes (make one: openssl rand -base64 32); turns gossip on so other nodes can join. "+
+		"The key lets a node gossip, not vote: the leader makes a member a voter only once it presents, at the address it advertises, a server certificate of this node's --tls-ca valid for that address")
 	f.StringVar(&c.gossipKeyFile, "gossip-key-file", "", "file holding the base64 gossip key")
 	f.StringVar(&c.advertiseAddr, "advertise-addr", "", "address (host:port) other nodes and clients reach this node's TLS port at (default: the listen address)")
 	f.DurationVar(&c.raftTimeout, "raft-timeout", time.Second, "Raft heartbeat and election timeout: a dead leader is replaced after about this long")
