@@ -167,7 +167,7 @@ func New(cfg Config) (*Membership, error) {
 			}),
 			reaped: prometheus.NewCounter(prometheus.CounterOpts{
 				Name: "proglog_membership_failed_members_removed_total",
-				Help: "Members the leader removed from Raft and gossip after they stayed failed longer than ReapFailedAfter.",
+				Help: "Members the leader removed (from Raft if voters, and from gossip) after they stayed failed longer than ReapFailedAfter.",
 			}),
 		},
 	}
