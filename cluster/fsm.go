@@ -8,6 +8,9 @@ import (
 	"hash/crc32"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
 	"sync/atomic"
 
 	"github.com/hashicorp/raft"
@@ -17,8 +20,10 @@ import (
 
 // fsm applies committed entries to the local logstore. Raft calls Apply,
 // ApplyBatch, Snapshot and Restore from one goroutine (Restore also from
-// NewRaft before that goroutine starts), so next and failed need no lock.
+// NewRaft before that goroutine starts); mu lets trimUnvouched run between
+// them.
 type fsm struct {
+	mu     sync.Mutex // held by every method that changes next, stored or the store
 	c      *Log
 	logger *slog.Logger
 	w      *storeWriter
@@ -31,12 +36,19 @@ type fsm struct {
 	// committed is next as readers see it: records below it are committed
 	// and applied, though perhaps not written to the store yet.
 	committed atomic.Uint64
+	// replaying is stored != next: a replay is comparing Raft's entries
+	// with records the store held before the restart (no snapshot then).
+	replaying atomic.Bool
 }
 
 var (
 	_ raft.BatchingFSM = (*fsm)(nil)
 	_ raft.FSM         = (*fsm)(nil)
 )
+
+// errReplaying refuses a snapshot while a replay compares Raft's entries
+// with records the store held before the restart.
+var errReplaying = errors.New("cluster: snapshot: replaying")
 
 // applyResult is the response of one command entry.
 type applyResult struct {
@@ -53,6 +65,8 @@ func (f *fsm) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
 // the last snapshot) are compared with the store instead of being written
 // again.
 func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	out := make([]any, len(logs))
 	if err := f.w.failure(); err != nil && f.failed == nil {
 		f.fail(out, err)
@@ -69,6 +83,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	var fresh [][]byte
 	var freshBase uint64
 	for i, e := range logs {
+		f.c.applied(len(e.Data))
 		if e.Type != raft.LogCommand {
 			continue
 		}
@@ -84,10 +99,21 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		for j, v := range values {
 			off := base + uint64(j)
 			if off < have {
-				if err := verifyHeld(lg, off, lowest, v); err != nil {
+				same, err := heldMatches(lg, off, lowest, v)
+				if err != nil {
 					return f.fail(out, fmt.Errorf("raft entry %d: %w", e.Index, err))
 				}
-				continue
+				if same {
+					continue
+				}
+				// The store disagrees with what Raft committed: a damaged
+				// record, or a Raft log that lost entries the store had
+				// applied. Raft's log is the truth: cut the store here and
+				// write it again from the committed entries.
+				if err := f.cutStore(off); err != nil {
+					return f.fail(out, fmt.Errorf("raft entry %d: %w", e.Index, err))
+				}
+				have = off
 			}
 			if len(fresh) == 0 {
 				if off != have {
@@ -104,25 +130,62 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		f.stored = freshBase + uint64(len(fresh))
 	}
 	f.committed.Store(f.next)
+	f.replaying.Store(f.stored != f.next)
 	return out
 }
 
-// verifyHeld checks a record the local log already holds against the
-// committed value. Records retention already deleted cannot be checked.
-func verifyHeld(lg *logstore.Log, off, lowest uint64, want []byte) error {
-	if off < lowest {
+// trimUnvouched deletes the store's records past the applied ones. Once a
+// node has applied every entry of its Raft log (CatchUp's barrier), such
+// records came from entries its Raft log no longer has (it was damaged):
+// Raft never committed them as they are, so they go.
+func (f *fsm) trimUnvouched() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failed != nil || f.stored <= f.next {
 		return nil
 	}
-	rec, err := lg.Read(off)
-	if errors.Is(err, logstore.ErrOutOfRange) {
-		return nil
-	}
-	if err != nil {
+	if err := f.cutStore(f.next); err != nil {
 		return err
 	}
-	if !bytes.Equal(rec.Value, want) {
-		return fmt.Errorf("%w: the local record at offset %d differs from the committed one", logstore.ErrCorrupt, off)
+	f.replaying.Store(false)
+	return nil
+}
+
+// heldMatches reports whether the record the local store holds at off is
+// the committed value. Records retention already deleted count as matching:
+// there is nothing to compare. A damaged record does not match; other read
+// errors are returned.
+func heldMatches(lg *logstore.Log, off, lowest uint64, want []byte) (bool, error) {
+	if off < lowest {
+		return true, nil
 	}
+	rec, err := lg.Read(off)
+	switch {
+	case errors.Is(err, logstore.ErrOutOfRange):
+		return true, nil
+	case errors.Is(err, logstore.ErrCorrupt):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	return bytes.Equal(rec.Value, want), nil
+}
+
+// cutStore deletes the store's records from off on, so that the committed
+// records are written there again. Called during a replay only: everything
+// queued lies below off.
+func (f *fsm) cutStore(off uint64) error {
+	if err := f.w.flush(); err != nil {
+		return err
+	}
+	lg := f.c.current().log
+	_, have := lg.Bounds()
+	f.logger.Warn("cluster: the local store disagrees with the raft log; rewriting it from there", "offset", off, "records_cut", have-off)
+	if err := lg.TruncateFrom(off); err != nil {
+		return err
+	}
+	f.stored = off
+	f.c.m.storeRepairs.Inc()
 	return nil
 }
 
@@ -182,53 +245,90 @@ func readSnapHeader(r io.Reader) (snapHeader, error) {
 	return snapHeader{next: binary.LittleEndian.Uint64(b[8:]), lowest: binary.LittleEndian.Uint64(b[16:])}, nil
 }
 
-// Snapshot captures the store's segments as they are now; Persist streams
-// them while Apply goes on (sealed segments never change, the active one is
-// read only up to its end now).
+// Snapshot seals the store's active segment and links the sealed segment
+// files into a staging directory (logstore.Link): the snapshot is every
+// record applied so far, and taking it copies none of them. Persist moves
+// the links into the snapshot raft creates, while Apply goes on.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if f.failed != nil {
 		return nil, f.failed
+	}
+	if f.stored != f.next {
+		// A replay is still comparing Raft's entries with records the
+		// store held before the restart; raft tries again later.
+		return nil, fmt.Errorf("%w, at offset %d of the %d the store holds", errReplaying, f.next, f.stored)
 	}
 	if err := f.w.flush(); err != nil {
 		return nil, fmt.Errorf("cluster: write the store before a snapshot: %w", err)
 	}
-	lg := f.c.current().log
-	// Raft compacts its log once this snapshot is persisted, and the store
-	// (SyncNever) may hold sealed segments that were never synced: make
-	// every applied record durable in the store before that copy goes.
-	if err := lg.Sync(); err != nil {
-		return nil, fmt.Errorf("cluster: sync the store before a snapshot: %w", err)
+	staging, err := f.c.snaps.staging()
+	if err != nil {
+		return nil, fmt.Errorf("cluster: snapshot: %w", err)
 	}
-	lowest, _ := lg.Bounds()
-	return &fsmSnapshot{header: snapHeader{next: f.next, lowest: lowest}, r: lg.Reader()}, nil
+	// Link makes the linked segments durable: Raft compacts its log once
+	// this snapshot is persisted, and the store is synced only now and then.
+	lowest, next, files, err := f.c.current().log.Link(staging)
+	if err == nil && next != f.next {
+		err = fmt.Errorf("%w: the store ends at offset %d, the applied records at %d", logstore.ErrCorrupt, next, f.next)
+	}
+	if err != nil {
+		os.RemoveAll(staging)
+		return nil, fmt.Errorf("cluster: snapshot: %w", err)
+	}
+	f.c.snapshotTaken()
+	return &fsmSnapshot{header: snapHeader{next: next, lowest: lowest}, staging: staging, files: files}, nil
 }
 
 type fsmSnapshot struct {
-	header snapHeader
-	r      io.Reader
+	header  snapHeader
+	staging string // holds files until Persist moves them into the snapshot
+	files   []logstore.LinkedFile
 }
 
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	if _, err := sink.Write(s.header.encode()); err != nil {
-		sink.Cancel()
-		return fmt.Errorf("cluster: write snapshot: %w", err)
-	}
-	if _, err := io.Copy(sink, s.r); err != nil {
+	if err := s.persist(sink); err != nil {
 		sink.Cancel()
 		return fmt.Errorf("cluster: write snapshot: %w", err)
 	}
 	return sink.Close()
 }
 
-func (s *fsmSnapshot) Release() {}
+func (s *fsmSnapshot) persist(sink raft.SnapshotSink) error {
+	if _, err := sink.Write(s.header.encode()); err != nil {
+		return err
+	}
+	if ls, ok := sink.(*snapshotSink); ok {
+		return ls.link(s.staging, s.files)
+	}
+	// Another snapshot store gets the bytes.
+	for _, lf := range s.files {
+		f, err := os.Open(filepath.Join(s.staging, lf.Name))
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(sink, io.NewSectionReader(f, 0, lf.Size))
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
-// Restore makes the local store hold at least the snapshot's records. If it
-// already does (a restart: the store survived and raft restores its latest
-// snapshot), nothing is rewritten and the entries after the snapshot are
-// replayed against the store. Otherwise the store is replaced by the
-// snapshot's files.
+func (s *fsmSnapshot) Release() { os.RemoveAll(s.staging) }
+
+// Restore makes the local store hold exactly the snapshot's records. If it
+// holds them already (a restart: raft restores its latest snapshot, whose
+// files are the store's own), nothing is read or rewritten; records past
+// the snapshot are cut off, and Raft re-applies them from the entries after
+// it, so the store never holds a record its Raft log does not vouch for.
+// Otherwise the store is replaced by the snapshot's files.
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	h, err := readSnapHeader(rc)
 	if err != nil {
 		return err
@@ -236,10 +336,21 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	// What is queued is written first; a failed writer is replaced below.
 	werr := f.w.flush()
 	if f.failed == nil && werr == nil {
-		if _, have := f.c.current().log.Bounds(); have >= h.next {
-			f.next, f.stored = h.next, have
-			f.committed.Store(h.next)
-			return nil
+		lg := f.c.current().log
+		lowest, have := lg.Bounds()
+		if have >= h.next {
+			keep := max(h.next, lowest)
+			err := lg.TruncateFrom(keep)
+			if err == nil {
+				if have > keep {
+					f.logger.Info("cluster: cut the store back to its latest snapshot; raft re-applies the rest", "from", keep, "records", have-keep)
+				}
+				f.next, f.stored = h.next, keep
+				f.committed.Store(h.next)
+				f.replaying.Store(false)
+				return nil
+			}
+			f.logger.Warn("cluster: cannot cut the store back to the snapshot; restoring it from the snapshot", "err", err)
 		}
 	}
 	if err := f.c.replaceStore(func(dir string) error { return logstore.Restore(dir, rc) }); err != nil {
@@ -256,6 +367,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	}
 	f.next, f.stored, f.failed = h.next, have, nil
 	f.committed.Store(h.next)
+	f.replaying.Store(have != h.next)
 	f.broken.Store(false)
 	return nil
 }

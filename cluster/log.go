@@ -35,6 +35,7 @@ type Log struct {
 	raft   *raft.Raft
 	trans  *raft.NetworkTransport
 	store  *raftStore // Raft's log and stable store
+	snaps  *snapshotStore
 	fsm    *fsm
 	m      *metrics
 	// leaderWait bounds how long an append waits for an election.
@@ -44,6 +45,11 @@ type Log struct {
 	replaceMu sync.Mutex // serialises replaceStore (the FSM goroutine and Close)
 
 	done chan struct{} // closed by Close
+	// bg runs the snapshot trigger; Close waits for it.
+	bg sync.WaitGroup
+	// sinceSnapshot counts the bytes of the entries applied since the
+	// latest snapshot, for Config.SnapshotBytes.
+	sinceSnapshot atomic.Int64
 	// applyMu guards closing; appends hold it for reading while they hand an
 	// entry to raft and count its waiter.
 	applyMu   sync.RWMutex
@@ -127,10 +133,11 @@ func New(cfg Config) (_ *Log, err error) {
 		return nil, fmt.Errorf("cluster: open raft log: %w", err)
 	}
 	cleanup = append(cleanup, func() { l.store.Close() })
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(raftDir, cfg.RetainSnapshots, newHCLogger(l.logger, "raft-snapshots"))
+	snaps, err := openSnapshotStore(raftDir, cfg.RetainSnapshots, l.logger)
 	if err != nil {
-		return nil, fmt.Errorf("cluster: open snapshots: %w", err)
+		return nil, err
 	}
+	l.snaps = snaps
 	l.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  cfg.Stream,
 		MaxPool: 5,
@@ -154,7 +161,6 @@ func New(cfg Config) (_ *Log, err error) {
 	setIf(&rc.SnapshotThreshold, cfg.SnapshotThreshold)
 	setIf(&rc.SnapshotInterval, cfg.SnapshotInterval)
 	setIf(&rc.TrailingLogs, cfg.TrailingLogs)
-	l.leaderWait = 3 * rc.ElectionTimeout
 	if err := raft.ValidateConfig(rc); err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
@@ -162,6 +168,16 @@ func New(cfg Config) (_ *Log, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
+	if cfg.Alone {
+		solo, err := l.soloVoter(rc, has, cfg.Bootstrap)
+		if err != nil {
+			return nil, err
+		}
+		if solo {
+			rc.HeartbeatTimeout, rc.ElectionTimeout, rc.LeaderLeaseTimeout = soloTimeout, soloTimeout, soloTimeout/2
+		}
+	}
+	l.leaderWait = 3 * rc.ElectionTimeout
 	adoptPath := filepath.Join(raftDir, adoptFileName)
 	adopting, err := fileExists(adoptPath)
 	if err != nil {
@@ -195,6 +211,7 @@ func New(cfg Config) (_ *Log, err error) {
 	l.fsm = &fsm{c: l, logger: l.logger, w: newStoreWriter(l)}
 	_, l.fsm.stored = store.Bounds()
 	l.fsm.committed.Store(l.fsm.stored)
+	l.fsm.replaying.Store(l.fsm.stored != 0)
 	// Raft's goroutines are stopped (or never ran) when cleanup runs, so
 	// the FSM's writer is this goroutine's to stop.
 	cleanup = append(cleanup, func() { l.fsm.w.close() })
@@ -212,6 +229,9 @@ func New(cfg Config) (_ *Log, err error) {
 	if err := l.m.register(cfg.Registerer); err != nil {
 		l.raft.Shutdown().Error()
 		return nil, err
+	}
+	if cfg.SnapshotBytes > 0 {
+		l.bg.Go(l.snapshotBySize)
 	}
 	if adopting {
 		if err := l.adopt(adoptPath); err != nil {
@@ -341,9 +361,10 @@ func (l *Log) openStore() (*logstore.Log, error) {
 
 func (l *Log) current() *storeRef { return l.cur.Load() }
 
-// replaceStore closes the local store, lets fill rewrite its directory and
-// opens it again. Readers of the old store see ErrClosed and move on to the
-// new one (Wait does so by itself).
+// replaceStore closes the local store, lets fill rewrite its directory
+// (nil: just reopen it, as the store writer does after a failed write) and
+// opens it again. Readers of the old store see ErrClosed and move on to
+// the new one (Wait does so by itself).
 func (l *Log) replaceStore(fill func(dir string) error) error {
 	l.replaceMu.Lock()
 	defer l.replaceMu.Unlock()
@@ -357,6 +378,12 @@ func (l *Log) replaceStore(fill func(dir string) error) error {
 		l.logger.Warn("cluster: closing the store before a restore", "err", err)
 	}
 	dir := filepath.Join(l.cfg.DataDir, "log")
+	if fill == nil {
+		fill = func(string) error { return nil }
+		defer func() { l.logger.Info("cluster: local store reopened") }()
+	} else {
+		l.m.restores.Inc()
+	}
 	fillErr := fill(dir)
 	store, err := logstore.Open(dir, l.cfg.Store)
 	if err != nil {
@@ -364,7 +391,6 @@ func (l *Log) replaceStore(fill func(dir string) error) error {
 	}
 	l.cur.Store(&storeRef{log: store, replaced: make(chan struct{})})
 	close(old.replaced)
-	l.m.restores.Inc()
 	if fillErr != nil {
 		return fmt.Errorf("cluster: restore store: %w", fillErr)
 	}
@@ -502,11 +528,29 @@ func (l *Log) ReadBatch(offset uint64, maxRecords, maxBytes int, dst []logstore.
 			}
 			continue
 		}
-		if !errors.Is(err, logstore.ErrClosed) || !l.wasReplaced(ref) {
+		if !errors.Is(err, logstore.ErrClosed) {
+			return recs, err
+		}
+		if !l.wasReplaced(ref) && !l.awaitReplaced(ref) {
 			return recs, l.mapClosed(err)
 		}
 	}
 	return dst, ErrClosed
+}
+
+// awaitReplaced waits a moment for a closed store to be replaced (the store
+// writer reopens it after a failed write; a restore swaps it) and reports
+// whether it was.
+func (l *Log) awaitReplaced(ref *storeRef) bool {
+	t := time.NewTimer(writeLagLimit)
+	defer t.Stop()
+	select {
+	case <-ref.replaced:
+		return true
+	case <-l.done:
+	case <-t.C:
+	}
+	return false
 }
 
 // unwritten reports whether offset, which a read found out of range, is
@@ -542,6 +586,9 @@ func (l *Log) awaitWritten(ref *storeRef, offset uint64) error {
 	case errors.Is(err, context.DeadlineExceeded):
 		if werr := l.fsm.w.failure(); werr != nil {
 			return fmt.Errorf("%w: %w", ErrApplyFailed, werr)
+		}
+		if stalled := l.fsm.w.stalled.Load(); stalled != nil {
+			return fmt.Errorf("%w: offset %d is committed but the local store cannot write it yet: %w", ErrTimeout, offset, *stalled)
 		}
 		return fmt.Errorf("%w: offset %d is committed but the local store has not written it in %v", ErrTimeout, offset, writeLagLimit)
 	}
@@ -721,6 +768,9 @@ func (l *Log) CatchUp(ctx context.Context) error {
 	if err := l.raft.Barrier(timeout).Error(); err != nil {
 		return fmt.Errorf("cluster: catch up: %w", l.mapRaftErr(err))
 	}
+	if err := l.fsm.trimUnvouched(); err != nil {
+		return fmt.Errorf("cluster: catch up: %w", err)
+	}
 	return nil
 }
 
@@ -774,6 +824,7 @@ func (l *Log) Close() error {
 			errs = append(errs, fmt.Errorf("cluster: raft shutdown: %w", err))
 		}
 		l.trans.Close() // closes the stream layer too
+		l.bg.Wait()
 		if !drained && !waitGroupTimeout(&l.waiters, closeGrace) {
 			l.logger.Error("cluster: some appends were never answered by raft after shutdown", "waited", drainGrace+closeGrace)
 		}

@@ -13,6 +13,9 @@ type metrics struct {
 	reg        prometheus.Registerer
 	collectors []prometheus.Collector
 	restores   prometheus.Counter
+	// storeRepairs counts the times the store was cut back because it
+	// disagreed with the Raft log, and rewritten from it.
+	storeRepairs prometheus.Counter
 }
 
 // newMetrics builds the collectors; register exposes them once Raft runs.
@@ -22,12 +25,17 @@ func newMetrics(l *Log) *metrics {
 			Name: "proglog_cluster_snapshot_restores_total",
 			Help: "Times the local store was replaced by a Raft snapshot.",
 		}),
+		storeRepairs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "proglog_cluster_store_repairs_total",
+			Help: "Times the local store disagreed with the Raft log (a damaged or extra record) and was rewritten from it.",
+		}),
 	}
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
 	m.collectors = []prometheus.Collector{
 		m.restores,
+		m.storeRepairs,
 		gauge("proglog_cluster_is_leader", "1 while this node is the Raft leader.", func() float64 {
 			if l.raft.State() == raft.Leader {
 				return 1

@@ -40,6 +40,7 @@ type clusterFlags struct {
 	// Raft snapshots: how many entries since the last one trigger the next,
 	// how often that is checked, and how many entries compaction keeps.
 	snapshotThreshold uint64
+	snapshotBytes     byteSize
 	snapshotInterval  time.Duration
 	trailingLogs      uint64
 	// reapFailedAfter is how long a member may stay failed before the
@@ -57,6 +58,8 @@ func (c *clusterFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&c.advertiseAddr, "advertise-addr", "", "address (host:port) other nodes and clients reach this node's TLS port at (default: the listen address)")
 	f.DurationVar(&c.raftTimeout, "raft-timeout", time.Second, "Raft heartbeat and election timeout: a dead leader is replaced after about this long")
 	f.Uint64Var(&c.snapshotThreshold, "raft-snapshot-threshold", 8192, "Raft entries since the last snapshot that make the node take the next one")
+	c.snapshotBytes = 64 << 20
+	f.Var(&c.snapshotBytes, "raft-snapshot-bytes", "take a Raft snapshot once the entries since the last one hold this many bytes (0 = only by --raft-snapshot-threshold); bounds what a restart replays")
 	f.DurationVar(&c.snapshotInterval, "raft-snapshot-interval", 2*time.Minute, "how often the node checks --raft-snapshot-threshold")
 	f.Uint64Var(&c.trailingLogs, "raft-trailing-logs", 10240, "Raft entries kept after a snapshot, so a follower just behind gets entries rather than the snapshot")
 	f.DurationVar(&c.reapFailedAfter, "reap-failed-after", 5*time.Minute, "the leader removes a member that has been unreachable (failed in gossip) this long from Raft and gossip, "+
@@ -99,6 +102,9 @@ func (c *clusterFlags) resolve(addr, listened string, insecure, restarted bool, 
 	}
 	if c.reapFailedAfter < 0 {
 		return s, usagef("--reap-failed-after must not be negative (0 never removes failed members)")
+	}
+	if c.snapshotBytes < 0 {
+		return s, usagef("--raft-snapshot-bytes must not be negative")
 	}
 	if c.snapshotThreshold < 1 || c.snapshotInterval < 5*time.Millisecond {
 		return s, usagef("--raft-snapshot-threshold must be at least 1 and --raft-snapshot-interval at least 5ms")
@@ -233,11 +239,13 @@ func openNode(cfg nodeConfig) (*node, error) {
 		Stream:             layer,
 		Store:              cfg.store,
 		StoreSyncSet:       cfg.syncSet,
+		Alone:              !cfg.settings.gossip, // without gossip no one can join
 		HeartbeatTimeout:   t,
 		ElectionTimeout:    t,
 		LeaderLeaseTimeout: t / 2,
 		SnapshotThreshold:  cfg.flags.snapshotThreshold,
 		SnapshotInterval:   cfg.flags.snapshotInterval,
+		SnapshotBytes:      snapshotBytes(cfg.flags.snapshotBytes),
 		TrailingLogs:       cfg.flags.trailingLogs,
 		Logger:             logger, // raft's lines carry component=raft
 		Registerer:         cfg.reg,
@@ -362,4 +370,13 @@ func (n *node) close(graceful bool) error {
 	n.forward.Close()
 	errs = append(errs, n.log.Close())
 	return errors.Join(errs...)
+}
+
+// snapshotBytes maps --raft-snapshot-bytes to cluster.Config.SnapshotBytes,
+// where 0 takes the default and a negative value turns the trigger off.
+func snapshotBytes(b byteSize) int64 {
+	if b == 0 {
+		return -1
+	}
+	return int64(b)
 }
