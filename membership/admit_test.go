@@ -93,18 +93,20 @@ func TestJoinNeedsClusterCertificate(t *testing.T) {
 	m1 := mustNew(t, cfg)
 	defer m1.Close()
 
+	joiners := map[string]string{
+		"good":      tlsServer(t, server(t, ca, "good"), ca),
+		"foreign":   tlsServer(t, server(t, foreign, "foreign"), foreign),
+		"elsewhere": tlsServer(t, server(t, ca, "elsewhere", "10.9.9.9"), ca),
+	}
+	// A free port, picked once the servers above hold theirs: the kernel may
+	// hand a port just closed to the next listener.
 	late, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	lateAddr := late.Addr().String()
 	late.Close()
-	joiners := map[string]string{
-		"good":      tlsServer(t, server(t, ca, "good"), ca),
-		"foreign":   tlsServer(t, server(t, foreign, "foreign"), foreign),
-		"elsewhere": tlsServer(t, server(t, ca, "elsewhere", "10.9.9.9"), ca),
-		"late":      lateAddr,
-	}
+	joiners["late"] = lateAddr
 	for id, addr := range joiners {
 		cfg := config(t, id, addr, key, &recorder{members: map[string]string{}})
 		cfg.Join = []string{m1.GossipAddr()}
