@@ -44,7 +44,7 @@ type Limits struct {
 // doc.go: "Limits").
 func DefaultLimits() Limits {
 	return Limits{
-		MaxConns:            4096,
+		MaxConns:            1024,
 		MaxAnonymousConns:   128,
 		MaxStreams:          250,
 		MaxAnonymousStreams: 8,

@@ -45,22 +45,24 @@ type gate struct {
 	logger   *slog.Logger
 
 	ready  chan net.Conn
-	ctx    context.Context // cancelled by Close: pending handshakes end
+	ctx    context.Context // cancelled by Close and when accepting fails
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // the accept loop and the handshakes
 
-	mu        sync.Mutex // guards open, anonymous, classes and closed
+	mu        sync.Mutex // guards the fields below
 	open      int        // connections accepted and not yet released
 	anonymous int        // of which anonymous, after their handshake
 	classes   map[net.Conn]connClass
+	pending   map[net.Conn]struct{} // in their handshake: Close closes them
 	closed    bool
-	acceptErr error // why the accept loop stopped; read after ready is closed
+	acceptErr error // why the accept loop stopped
 }
 
 func newGate(inner net.Listener, cfg *tls.Config, handoffs map[string]func(*tls.Conn), limits Limits, logger *slog.Logger) *gate {
 	ctx, cancel := context.WithCancel(context.Background())
 	g := &gate{inner: inner, tls: cfg, handoffs: handoffs, limits: limits, logger: logger,
-		ready: make(chan net.Conn), ctx: ctx, cancel: cancel, classes: map[net.Conn]connClass{}}
+		ready: make(chan net.Conn), ctx: ctx, cancel: cancel,
+		classes: map[net.Conn]connClass{}, pending: map[net.Conn]struct{}{}}
 	g.wg.Add(1)
 	go g.acceptLoop()
 	return g
@@ -89,7 +91,7 @@ func (g *gate) acceptLoop() {
 			return
 		}
 		delay = 0
-		if !g.admit() {
+		if !g.admit(raw) {
 			g.logger.Debug("connection refused: too many connections", "remote", raw.RemoteAddr().String(), "max", g.limits.MaxConns)
 			_ = raw.Close()
 			continue
@@ -100,22 +102,32 @@ func (g *gate) acceptLoop() {
 }
 
 // admit counts a new connection unless MaxConns are open.
-func (g *gate) admit() bool {
+func (g *gate) admit(raw net.Conn) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.closed || g.open >= g.limits.MaxConns {
 		return false
 	}
 	g.open++
+	g.pending[raw] = struct{}{}
 	return true
 }
 
+// handshake runs under a deadline on the connection rather than a
+// context, which would cost a goroutine per handshake; Close unblocks it
+// by closing the connection.
 func (g *gate) handshake(raw net.Conn) {
 	defer g.wg.Done()
 	conn := tls.Server(raw, g.tls)
-	ctx, cancel := context.WithTimeout(g.ctx, g.limits.HandshakeTimeout)
-	err := conn.HandshakeContext(ctx)
-	cancel()
+	_ = raw.SetDeadline(time.Now().Add(g.limits.HandshakeTimeout))
+	err := conn.Handshake()
+	_ = raw.SetDeadline(time.Time{})
+	g.mu.Lock()
+	delete(g.pending, raw)
+	if g.closed && err == nil {
+		err = net.ErrClosed
+	}
+	g.mu.Unlock()
 	if err != nil {
 		// Certificates from another CA and port scanners end here.
 		g.logger.Debug("TLS handshake failed", "remote", raw.RemoteAddr().String(), "err", err)
@@ -192,6 +204,9 @@ func (g *gate) Accept() (net.Conn, error) {
 func (g *gate) Close() error {
 	g.mu.Lock()
 	g.closed = true
+	for c := range g.pending {
+		_ = c.Close()
+	}
 	g.mu.Unlock()
 	err := g.inner.Close()
 	g.cancel()
