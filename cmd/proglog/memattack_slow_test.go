@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -185,4 +186,51 @@ func procStatusKB(t *testing.T, pid int, field string) int {
 	}
 	t.Fatalf("no %s in /proc/%d/status", field, pid)
 	return 0
+}
+
+// A header block that never ends (HEADERS without END_HEADERS, then empty
+// CONTINUATION frames, while another stream keeps the connection busy) is
+// cut by the node after a bounded number of frames.
+func TestContinuationFloodClosesConnection(t *testing.T) {
+	bin := os.Getenv("PROGLOG_TEST_BIN")
+	if bin == "" {
+		bin = buildProglog(t)
+	}
+	dir := t.TempDir()
+	n := startNode(t, bin, dir, freeAddr(t))
+	conn, err := tls.Dial("tcp", n.addr, anonymousTLS(t, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	headersOnly(conn, 1, true) // stream 1 stays open
+	fr := http2.NewFramer(conn, conn)
+	var hbuf bytes.Buffer
+	_ = hpack.NewEncoder(&hbuf).WriteField(hpack.HeaderField{Name: ":method", Value: "POST"})
+	if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, BlockFragment: hbuf.Bytes()}); err != nil {
+		t.Fatal(err)
+	}
+	const frames = 10000
+	sent := 0
+	for ; sent < frames; sent++ {
+		if err := fr.WriteContinuation(3, false, nil); err != nil {
+			break // the server closed the connection
+		}
+	}
+	// Whatever the socket buffers took, the server must now end it.
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		f, err := fr.ReadFrame()
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			t.Fatalf("connection still open after %d empty CONTINUATION frames", sent)
+		}
+		if err != nil {
+			return // closed
+		}
+		if g, ok := f.(*http2.GoAwayFrame); ok {
+			t.Logf("GOAWAY %v after %d frames sent", g.ErrCode, sent)
+			return
+		}
+	}
 }
