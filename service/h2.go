@@ -1,5 +1,7 @@
 package service
 
+//lint:file-ignore SA1019 the deprecated x/net/http2 server is used on purpose: see h2Servers
+
 import (
 	"context"
 	"crypto/tls"
@@ -31,22 +33,22 @@ type h2Servers struct {
 }
 
 type h2Class struct {
-	srv  *http2.Server //lint:ignore SA1019 see h2Servers
-	base *http.Server  // settings only; never serves
+	srv  *http2.Server
+	base *http.Server // settings only; never serves
 }
 
 // configureH2 installs the HTTP/2 servers in srv.TLSNextProto["h2"].
 // anonBase holds the settings of anonymous connections.
 func configureH2(srv, anonBase *http.Server, logger *slog.Logger) error {
 	h := &h2Servers{
-		authenticated: h2Class{srv: &http2.Server{}, base: srv}, //lint:ignore SA1019 see h2Servers
+		authenticated: h2Class{srv: &http2.Server{}, base: srv},
 		anonymous:     h2Class{srv: &http2.Server{}, base: anonBase},
 		logger:        logger,
 	}
 	for _, c := range []h2Class{h.authenticated, h.anonymous} {
 		// Registers c.srv for graceful shutdown and sets its idle timeout
 		// from srv. The TLSNextProto entry it installs is replaced below.
-		if err := http2.ConfigureServer(srv, c.srv); err != nil { //lint:ignore SA1019 see h2Servers
+		if err := http2.ConfigureServer(srv, c.srv); err != nil {
 			return err
 		}
 	}
@@ -62,11 +64,11 @@ func (h *h2Servers) serve(_ *http.Server, conn *tls.Conn, handler http.Handler) 
 	}
 	// net/http passes its per-connection base context through the handler.
 	type baseContexter interface{ BaseContext() context.Context }
-	opts := &http2.ServeConnOpts{Handler: handler, BaseConfig: c.base} //lint:ignore SA1019 see h2Servers
+	opts := &http2.ServeConnOpts{Handler: handler, BaseConfig: c.base}
 	if bc, ok := handler.(baseContexter); ok {
 		opts.Context = bc.BaseContext()
 	}
-	c.srv.ServeConn(&frameGuard{Conn: conn, skip: len(http2.ClientPreface), logger: h.logger}, opts) //lint:ignore SA1019 see h2Servers
+	c.srv.ServeConn(&frameGuard{Conn: conn, skip: len(http2.ClientPreface), logger: h.logger}, opts)
 }
 
 // errContinuationFlood ends a connection whose header block runs past
