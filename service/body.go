@@ -9,6 +9,7 @@ import (
 	"path"
 	"time"
 
+	"connectrpc.com/connect"
 	"connectrpc.com/grpcreflect"
 
 	"github.com/proglog/proglog/gen/log/v1/logv1connect"
@@ -47,8 +48,8 @@ func bodyDeadline(next http.Handler, timeout time.Duration) http.Handler {
 }
 
 // errBodyTimeout is what reading a request body returns once its deadline
-// passed.
-var errBodyTimeout = errors.New("service: request body not received in time")
+// passed; connect-go passes its code on to the client.
+var errBodyTimeout = connect.NewError(connect.CodeDeadlineExceeded, errors.New("request body not received within the server's body timeout"))
 
 // deadlineBody lifts the read deadline when the body, or its first
 // enveloped message, has been read.
