@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/net/http2"
 )
 
@@ -30,6 +31,7 @@ import (
 type h2Servers struct {
 	authenticated, anonymous h2Class
 	logger                   *slog.Logger
+	refused                  prometheus.Counter // continuation floods
 }
 
 type h2Class struct {
@@ -39,11 +41,12 @@ type h2Class struct {
 
 // configureH2 installs the HTTP/2 servers in srv.TLSNextProto["h2"].
 // anonBase holds the settings of anonymous connections.
-func configureH2(srv, anonBase *http.Server, logger *slog.Logger) error {
+func configureH2(srv, anonBase *http.Server, logger *slog.Logger, m *connMetrics) error {
 	h := &h2Servers{
 		authenticated: h2Class{srv: &http2.Server{}, base: srv},
 		anonymous:     h2Class{srv: &http2.Server{}, base: anonBase},
 		logger:        logger,
+		refused:       m.refused.WithLabelValues(refusedContinuation),
 	}
 	for _, c := range []h2Class{h.authenticated, h.anonymous} {
 		// Registers c.srv for graceful shutdown and sets its idle timeout
@@ -68,7 +71,7 @@ func (h *h2Servers) serve(_ *http.Server, conn *tls.Conn, handler http.Handler) 
 	if bc, ok := handler.(baseContexter); ok {
 		opts.Context = bc.BaseContext()
 	}
-	c.srv.ServeConn(&frameGuard{Conn: conn, skip: len(http2.ClientPreface), logger: h.logger}, opts)
+	c.srv.ServeConn(&frameGuard{Conn: conn, skip: len(http2.ClientPreface), logger: h.logger, refused: h.refused}, opts)
 }
 
 // errContinuationFlood ends a connection whose header block runs past
@@ -81,7 +84,8 @@ var errContinuationFlood = errors.New("service: HTTP/2 header block split into t
 // their TLS state (r.TLS) and the client's identity.
 type frameGuard struct {
 	*tls.Conn
-	logger *slog.Logger
+	logger  *slog.Logger
+	refused prometheus.Counter
 
 	// Read is only called by the connection's one frame-reading goroutine.
 	skip      int     // bytes before the next frame header (preface, payload)
@@ -99,6 +103,7 @@ const (
 func (g *frameGuard) Read(p []byte) (int, error) {
 	n, err := g.Conn.Read(p)
 	if ferr := g.scan(p[:n]); ferr != nil {
+		g.refused.Inc()
 		g.logger.Debug("closing HTTP/2 connection", "remote", g.RemoteAddr().String(), "err", ferr)
 		_ = g.Conn.Close()
 		return 0, ferr

@@ -41,6 +41,28 @@ func (e *env) tlsConfig(id string, protos ...string) *tls.Config {
 	return cfg
 }
 
+// labelled reads the metric name{label="value"} from the env's registry.
+func (e *env) labelled(name, label, value string) float64 {
+	e.t.Helper()
+	families, err := e.reg.Gather()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					return m.GetGauge().GetValue() + m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
 // h2Conn is a raw HTTP/2 connection driven frame by frame.
 type h2Conn struct {
 	t    testing.TB
@@ -194,6 +216,14 @@ func TestAnonymousConnectionCap(t *testing.T) {
 			t.Fatalf("authenticated WhoAmI: %v", err)
 		}
 	}
+	if got := e.labelled("proglog_server_refused_connections_total", "reason", "max_anonymous_conns"); got != 1 {
+		t.Errorf("refused for max_anonymous_conns: %v, want 1", got)
+	}
+	for class, want := range map[string]float64{"anonymous": 2, "handoff": 3} {
+		if got := e.labelled("proglog_server_connections", "class", class); got != want {
+			t.Errorf("%s connections: %v, want %v", class, got, want)
+		}
+	}
 }
 
 func TestConnectionCap(t *testing.T) {
@@ -224,6 +254,9 @@ func TestConnectionCap(t *testing.T) {
 	})
 	for _, c := range held[1:] {
 		c.Close()
+	}
+	if got := e.labelled("proglog_server_refused_connections_total", "reason", "max_conns"); got < 1 {
+		t.Errorf("refused for max_conns: %v, want at least 1", got)
 	}
 }
 
@@ -277,6 +310,9 @@ func TestContinuationFloodIsCut(t *testing.T) {
 		if !c.closed(10 * time.Second) {
 			t.Fatalf("%q: connection still open after %d empty CONTINUATION frames", id, frames)
 		}
+	}
+	if got := e.labelled("proglog_server_refused_connections_total", "reason", "continuation_flood"); got != 2 {
+		t.Errorf("cut for continuation_flood: %v, want 2", got)
 	}
 }
 

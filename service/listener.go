@@ -17,8 +17,13 @@ type connClass int
 const (
 	classAnonymous connClass = iota // no verified client certificate
 	classAuthenticated
-	classHandoff // negotiated a Handoffs protocol (Raft)
+	classHandoff   // negotiated a Handoffs protocol (Raft)
+	classHandshake // not known yet: the handshake is under way
 )
+
+func (c connClass) String() string {
+	return [...]string{"anonymous", "authenticated", "handoff", "handshake"}[c]
+}
 
 func classify(cs tls.ConnectionState, handoffs map[string]func(*tls.Conn)) connClass {
 	if _, ok := handoffs[cs.NegotiatedProtocol]; ok && cs.NegotiatedProtocol != "" {
@@ -43,6 +48,7 @@ type gate struct {
 	handoffs map[string]func(*tls.Conn)
 	limits   Limits
 	logger   *slog.Logger
+	metrics  *connMetrics
 
 	ready  chan net.Conn
 	ctx    context.Context // cancelled by Close and when accepting fails
@@ -58,9 +64,9 @@ type gate struct {
 	acceptErr error // why the accept loop stopped
 }
 
-func newGate(inner net.Listener, cfg *tls.Config, handoffs map[string]func(*tls.Conn), limits Limits, logger *slog.Logger) *gate {
+func newGate(inner net.Listener, cfg *tls.Config, handoffs map[string]func(*tls.Conn), limits Limits, logger *slog.Logger, m *connMetrics) *gate {
 	ctx, cancel := context.WithCancel(context.Background())
-	g := &gate{inner: inner, tls: cfg, handoffs: handoffs, limits: limits, logger: logger,
+	g := &gate{inner: inner, tls: cfg, handoffs: handoffs, limits: limits, logger: logger, metrics: m,
 		ready: make(chan net.Conn), ctx: ctx, cancel: cancel,
 		classes: map[net.Conn]connClass{}, pending: map[net.Conn]struct{}{}}
 	g.wg.Add(1)
@@ -92,6 +98,7 @@ func (g *gate) acceptLoop() {
 		}
 		delay = 0
 		if !g.admit(raw) {
+			g.metrics.refused.WithLabelValues(refusedMaxConns).Inc()
 			g.logger.Debug("connection refused: too many connections", "remote", raw.RemoteAddr().String(), "max", g.limits.MaxConns)
 			_ = raw.Close()
 			continue
@@ -110,6 +117,7 @@ func (g *gate) admit(raw net.Conn) bool {
 	}
 	g.open++
 	g.pending[raw] = struct{}{}
+	g.metrics.open.WithLabelValues(classHandshake.String()).Inc()
 	return true
 }
 
@@ -124,12 +132,14 @@ func (g *gate) handshake(raw net.Conn) {
 	_ = raw.SetDeadline(time.Time{})
 	g.mu.Lock()
 	delete(g.pending, raw)
+	g.metrics.open.WithLabelValues(classHandshake.String()).Dec()
 	if g.closed && err == nil {
 		err = net.ErrClosed
 	}
 	g.mu.Unlock()
 	if err != nil {
 		// Certificates from another CA and port scanners end here.
+		g.metrics.refused.WithLabelValues(refusedHandshake).Inc()
 		g.logger.Debug("TLS handshake failed", "remote", raw.RemoteAddr().String(), "err", err)
 		g.drop(conn)
 		return
@@ -138,6 +148,7 @@ func (g *gate) handshake(raw net.Conn) {
 	g.mu.Lock()
 	if class == classAnonymous && g.anonymous >= g.limits.MaxAnonymousConns {
 		g.mu.Unlock()
+		g.metrics.refused.WithLabelValues(refusedMaxAnonymous).Inc()
 		g.logger.Debug("connection refused: too many anonymous connections", "remote", raw.RemoteAddr().String(), "max", g.limits.MaxAnonymousConns)
 		g.drop(conn)
 		return
@@ -146,6 +157,7 @@ func (g *gate) handshake(raw net.Conn) {
 		g.anonymous++
 	}
 	g.classes[conn] = class
+	g.metrics.open.WithLabelValues(class.String()).Inc()
 	g.mu.Unlock()
 	select {
 	case g.ready <- conn:
@@ -176,6 +188,7 @@ func (g *gate) release(c net.Conn) {
 	if class == classAnonymous {
 		g.anonymous--
 	}
+	g.metrics.open.WithLabelValues(class.String()).Dec()
 }
 
 // connState releases connections as net/http closes them.

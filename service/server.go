@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"slices"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // ServerConfig configures a Server.
@@ -31,6 +33,9 @@ type ServerConfig struct {
 	// Limits bound connections, streams, headers and slow requests; zero
 	// fields take DefaultLimits. The connection limits need TLS.
 	Limits Limits
+	// Registerer, if set, gets the connection metrics
+	// (proglog_server_connections, proglog_server_refused_connections_total).
+	Registerer prometheus.Registerer
 }
 
 // Server runs one http.Server for everything on one listener. Shutdown
@@ -42,6 +47,7 @@ type Server struct {
 	tls      *tls.Config // nil without TLS
 	handoffs map[string]func(*tls.Conn)
 	limits   Limits
+	metrics  *connMetrics
 }
 
 // Timeouts of the http.Server besides Limits. There is deliberately no
@@ -60,6 +66,10 @@ func NewServer(cfg ServerConfig) *Server {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	limits := cfg.Limits.withDefaults()
+	m, err := newConnMetrics(cfg.Registerer)
+	if err != nil {
+		logger.Warn("connection metrics not exported", "err", err)
+	}
 	base, cancel := context.WithCancelCause(context.Background())
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
@@ -132,12 +142,12 @@ func NewServer(cfg ServerConfig) *Server {
 			},
 			ErrorLog: errorLog,
 		}
-		if err := configureH2(srv, anonBase, logger); err != nil {
+		if err := configureH2(srv, anonBase, logger, m); err != nil {
 			// Only a TLS config HTTP/2 cannot use, and ours is fixed above.
 			panic(err)
 		}
 	}
-	return &Server{srv: srv, logger: logger, tls: tlsConfig, handoffs: cfg.Handoffs, limits: limits}
+	return &Server{srv: srv, logger: logger, tls: tlsConfig, handoffs: cfg.Handoffs, limits: limits, metrics: m}
 }
 
 // Serve serves connections from ln until Shutdown, then returns
@@ -148,7 +158,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			slog.String("addr", ln.Addr().String()))
 		return s.srv.Serve(ln)
 	}
-	g := newGate(ln, s.tls, s.handoffs, s.limits, s.logger)
+	g := newGate(ln, s.tls, s.handoffs, s.limits, s.logger, s.metrics)
 	s.srv.ConnState = g.connState
 	return s.srv.Serve(g)
 }

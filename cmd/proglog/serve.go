@@ -300,7 +300,7 @@ func serve(ctx context.Context, e *env, sf serveFlags) error {
 		Registerer:          reg,
 		Gatherer:            reg,
 	}
-	srvCfg := service.ServerConfig{TLS: tlsConfig, Logger: logger, Limits: limits}
+	srvCfg := service.ServerConfig{TLS: tlsConfig, Logger: logger, Limits: limits, Registerer: reg}
 	var (
 		member *node
 		ncfg   nodeConfig
