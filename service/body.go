@@ -31,6 +31,11 @@ var clientStreams = map[string]bool{
 // The deadline is lifted once the body (or first message) is in, so it
 // never cuts a stream that is legitimately long: a tail (ConsumeStream)
 // has sent its whole body at the start, a producer its first message.
+//
+// Anonymous callers, whose bodies are small (smallRequestBytes), get the
+// timeout for the whole body. For authenticated callers it is an idle
+// timeout: data arriving pushes the deadline on, so a large batch over a
+// slow link is not cut while it keeps moving.
 func bodyDeadline(next http.Handler, timeout time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
@@ -38,11 +43,16 @@ func bodyDeadline(next http.Handler, timeout time.Duration) http.Handler {
 			return
 		}
 		rc := http.NewResponseController(w)
-		if err := rc.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+		now := time.Now()
+		if err := rc.SetReadDeadline(now.Add(timeout)); err != nil {
 			next.ServeHTTP(w, r) // not supported by this ResponseWriter
 			return
 		}
-		r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc, stream: clientStreams[path.Clean(r.URL.Path)]}
+		r.Body = &deadlineBody{
+			ReadCloser: r.Body, rc: rc, timeout: timeout, set: now,
+			stream: clientStreams[path.Clean(r.URL.Path)],
+			extend: r.TLS != nil && classify(*r.TLS, nil) == classAuthenticated,
+		}
 		next.ServeHTTP(w, r)
 	})
 }
@@ -55,9 +65,12 @@ var errBodyTimeout = connect.NewError(connect.CodeDeadlineExceeded, errors.New("
 // enveloped message, has been read.
 type deadlineBody struct {
 	io.ReadCloser
-	rc     *http.ResponseController
-	stream bool // lift after the first message rather than at the end
-	lifted bool
+	rc      *http.ResponseController
+	timeout time.Duration
+	stream  bool      // lift after the first message rather than at the end
+	extend  bool      // data arriving pushes the deadline on
+	set     time.Time // when the deadline was last set
+	lifted  bool
 	// The first message's 5-byte envelope prefix (flags, big-endian
 	// length: gRPC, gRPC-Web and Connect streaming alike), and how much of
 	// its payload is still to come once the prefix is in.
@@ -68,9 +81,19 @@ type deadlineBody struct {
 
 func (b *deadlineBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
-	if !b.lifted && (err == io.EOF || b.stream && b.firstMessageIn(p[:n])) {
+	switch {
+	case b.lifted:
+	case err == io.EOF || b.stream && b.firstMessageIn(p[:n]):
 		b.lifted = true
 		_ = b.rc.SetReadDeadline(time.Time{})
+	case b.extend && n > 0:
+		// Moving the deadline costs a message to the connection's serve
+		// goroutine: do it only once a quarter of it has passed, so that
+		// small bodies never pay.
+		if now := time.Now(); now.Sub(b.set) > b.timeout/4 {
+			b.set = now
+			_ = b.rc.SetReadDeadline(now.Add(b.timeout))
+		}
 	}
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		err = errBodyTimeout

@@ -46,13 +46,15 @@
 //     MaxHeaderBytes, --max-header-bytes, 64KiB; windows 4 MiB a stream,
 //     8 MiB a connection, for pipelined producers).
 //   - Request bodies: a request has BodyTimeout (--body-timeout, 10s)
-//     after its headers to deliver its body; then reading it fails and the
-//     call ends with an error, freeing its goroutine. For client streams
-//     (ProduceStream, reflection) the deadline covers only the first
-//     message: a producer may then pause for as long as it likes, and
-//     server streams (ConsumeStream) have sent their one request message
-//     at the start. The deadline is lifted as soon as the body (or first
-//     message) is in, so it never cuts a long tail.
+//     after its headers to deliver its body; then reading it fails, the
+//     call ends with DeadlineExceeded and its goroutine is freed. For
+//     client streams (ProduceStream, reflection) the deadline covers only
+//     the first message: a producer may then pause for as long as it
+//     likes, and server streams (ConsumeStream) have sent their one
+//     request message at the start. The deadline is lifted as soon as the
+//     body (or first message) is in, so it never cuts a long tail. For
+//     authenticated callers it is an idle timeout: data arriving pushes it
+//     on, so a large batch over a slow link is not cut while it moves.
 //   - Idle connections (no request in flight) close after IdleTimeout
 //     (--idle-timeout, 2m); dead peers are found by HTTP/2 pings.
 //   - A header block split into more than 128 CONTINUATION frames closes
@@ -67,6 +69,10 @@
 // collector's timing, is 150 MB of RSS in all. The slow test
 // TestAnonymousStreamFloodMemoryBound checks it against a real process. Authenticated callers are trusted further: their bound is
 // MaxConns x MaxStreams requests, each limited by Config.MaxMessageBytes.
+// The metrics proglog_server_connections{class} and
+// proglog_server_refused_connections_total{reason} show the limits at
+// work. Without TLS (--insecure) there are no connection caps and every
+// connection gets the authenticated stream limits.
 //
 // HTTP/2 over TLS is served by golang.org/x/net/http2 (see h2.go): in
 // Go 1.26 net/http has no per-connection settings and no way to read the

@@ -33,7 +33,8 @@ type Limits struct {
 	// BodyTimeout bounds the arrival of a request body: the whole body of
 	// unary calls, the first message of client streams (ProduceStream,
 	// reflection), whose later messages may be minutes apart. A body that
-	// misses it fails to read and the call ends with an error.
+	// misses it fails to read and the call ends with DeadlineExceeded. For
+	// authenticated callers it bounds the pauses between pieces of the body.
 	BodyTimeout time.Duration
 	// IdleTimeout closes a connection with no request in flight.
 	IdleTimeout time.Duration

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	logv1 "github.com/proglog/proglog/gen/log/v1"
 	"github.com/proglog/proglog/gen/log/v1/logv1connect"
@@ -420,6 +421,45 @@ func TestBodyTimeout(t *testing.T) {
 		}
 		if !stream.Receive() {
 			t.Fatalf("tail ended after the body timeout: %v", stream.Err())
+		}
+	})
+
+	t.Run("slow body", func(t *testing.T) {
+		// A body that keeps coming, byte by byte, for longer than the
+		// timeout: an authenticated caller's goes through, an anonymous
+		// caller's is cut.
+		var msg []byte // WhoAmIRequest with a field it does not know
+		msg = protowire.AppendTag(msg, 100, protowire.BytesType)
+		msg = protowire.AppendBytes(msg, []byte("dribble"))
+		for _, tt := range []struct {
+			id     string
+			status int
+		}{{idRoot, http.StatusOK}, {idNone, http.StatusGatewayTimeout}} {
+			pr, pw := io.Pipe()
+			go func() {
+				for i := range msg {
+					time.Sleep(2 * timeout / time.Duration(len(msg)))
+					if _, err := pw.Write(msg[i : i+1]); err != nil {
+						return
+					}
+				}
+				pw.Close()
+			}()
+			req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, e.url+logv1connect.LogServiceWhoAmIProcedure, pr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Content-Type", "application/proto")
+			resp, err := e.httpClient(tt.id, false, nil).Do(req)
+			if err != nil {
+				t.Fatalf("%q: %v", tt.id, err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			pr.Close()
+			if resp.StatusCode != tt.status {
+				t.Errorf("%q: %s %q, want status %d", tt.id, resp.Status, body, tt.status)
+			}
 		}
 	})
 

@@ -66,7 +66,7 @@ func (l *limitFlags) register(f *pflag.FlagSet) {
 	l.maxHeaderBytes = byteSize(d.MaxHeaderBytes)
 	f.Var(&l.maxHeaderBytes, "max-header-bytes", "largest request headers accepted (anonymous HTTP/2 callers: at most 16KiB)")
 	f.DurationVar(&l.handshakeTimeout, "handshake-timeout", d.HandshakeTimeout, "time a new connection has for its TLS handshake (and an HTTP/1.1 request for its headers)")
-	f.DurationVar(&l.bodyTimeout, "body-timeout", d.BodyTimeout, "time a request has to send its body (a stream: its first message) after its headers")
+	f.DurationVar(&l.bodyTimeout, "body-timeout", d.BodyTimeout, "time a request has to send its body (a stream: its first message) after its headers; for authenticated callers, between pieces of it")
 	f.DurationVar(&l.idleTimeout, "idle-timeout", d.IdleTimeout, "close connections with no request in flight for this long")
 }
 
