@@ -35,6 +35,7 @@ type Log struct {
 	raft   *raft.Raft
 	trans  *raft.NetworkTransport
 	store  *raftStore // Raft's log and stable store
+	snaps  *snapshotStore
 	fsm    *fsm
 	m      *metrics
 	// leaderWait bounds how long an append waits for an election.
@@ -44,6 +45,13 @@ type Log struct {
 	replaceMu sync.Mutex // serialises replaceStore (the FSM goroutine and Close)
 
 	done chan struct{} // closed by Close
+	// bg runs the snapshot trigger; Close waits for it.
+	bg sync.WaitGroup
+	// sinceSnapshot counts the bytes of the entries applied since the
+	// latest snapshot, for Config.SnapshotBytes.
+	sinceSnapshot        atomic.Int64
+	entriesSinceSnapshot atomic.Int64
+	trailingLogs         uint64 // raft's TrailingLogs as configured: sizeTrailingLogs's ceiling
 	// applyMu guards closing; appends hold it for reading while they hand an
 	// entry to raft and count its waiter.
 	applyMu   sync.RWMutex
@@ -127,10 +135,11 @@ func New(cfg Config) (_ *Log, err error) {
 		return nil, fmt.Errorf("cluster: open raft log: %w", err)
 	}
 	cleanup = append(cleanup, func() { l.store.Close() })
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(raftDir, cfg.RetainSnapshots, newHCLogger(l.logger, "raft-snapshots"))
+	snaps, err := openSnapshotStore(raftDir, cfg.RetainSnapshots, l.logger)
 	if err != nil {
-		return nil, fmt.Errorf("cluster: open snapshots: %w", err)
+		return nil, err
 	}
+	l.snaps = snaps
 	l.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  cfg.Stream,
 		MaxPool: 5,
@@ -154,7 +163,6 @@ func New(cfg Config) (_ *Log, err error) {
 	setIf(&rc.SnapshotThreshold, cfg.SnapshotThreshold)
 	setIf(&rc.SnapshotInterval, cfg.SnapshotInterval)
 	setIf(&rc.TrailingLogs, cfg.TrailingLogs)
-	l.leaderWait = 3 * rc.ElectionTimeout
 	if err := raft.ValidateConfig(rc); err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
@@ -162,6 +170,17 @@ func New(cfg Config) (_ *Log, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
+	if cfg.Alone {
+		solo, err := l.soloVoter(rc, has, cfg.Bootstrap)
+		if err != nil {
+			return nil, err
+		}
+		if solo {
+			rc.HeartbeatTimeout, rc.ElectionTimeout, rc.LeaderLeaseTimeout = soloTimeout, soloTimeout, soloTimeout/2
+		}
+	}
+	l.leaderWait = 3 * rc.ElectionTimeout
+	l.trailingLogs = rc.TrailingLogs
 	adoptPath := filepath.Join(raftDir, adoptFileName)
 	adopting, err := fileExists(adoptPath)
 	if err != nil {
@@ -192,6 +211,11 @@ func New(cfg Config) (_ *Log, err error) {
 			}
 		}
 	}
+	if has && !adopting {
+		if err := emptyWithoutSnapshot(store, snaps, l.logger); err != nil {
+			return nil, err
+		}
+	}
 	l.fsm = &fsm{c: l, logger: l.logger, w: newStoreWriter(l)}
 	_, l.fsm.stored = store.Bounds()
 	l.fsm.committed.Store(l.fsm.stored)
@@ -213,6 +237,9 @@ func New(cfg Config) (_ *Log, err error) {
 		l.raft.Shutdown().Error()
 		return nil, err
 	}
+	if cfg.SnapshotBytes > 0 {
+		l.bg.Go(l.snapshotBySize)
+	}
 	if adopting {
 		if err := l.adopt(adoptPath); err != nil {
 			l.Close()
@@ -220,6 +247,27 @@ func New(cfg Config) (_ *Log, err error) {
 		}
 	}
 	return l, nil
+}
+
+// emptyWithoutSnapshot empties the store of a node that has Raft state
+// but no snapshot yet: its Raft log then holds every entry from the first
+// (nothing was compacted), and the replay writes every record again, so
+// the store holds nothing Raft's log does not vouch for (see doc.go). It
+// keeps the store's lowest offset; retention deleted what is below.
+func emptyWithoutSnapshot(store *logstore.Log, snaps raft.SnapshotStore, logger *slog.Logger) error {
+	list, err := snaps.List()
+	if err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	lowest, next := store.Bounds()
+	if len(list) > 0 || next == lowest {
+		return nil
+	}
+	logger.Info("cluster: no raft snapshot yet; the store is emptied and raft re-applies its log", "records", next-lowest)
+	if err := store.Reset(lowest); err != nil {
+		return fmt.Errorf("cluster: empty the store for the replay: %w", err)
+	}
+	return nil
 }
 
 // adoptFileName, in <DataDir>/raft, marks a store being adopted.
@@ -341,9 +389,10 @@ func (l *Log) openStore() (*logstore.Log, error) {
 
 func (l *Log) current() *storeRef { return l.cur.Load() }
 
-// replaceStore closes the local store, lets fill rewrite its directory and
-// opens it again. Readers of the old store see ErrClosed and move on to the
-// new one (Wait does so by itself).
+// replaceStore closes the local store, lets fill rewrite its directory
+// (nil: just reopen it, as the store writer does after a failed write) and
+// opens it again. Readers of the old store see ErrClosed and move on to
+// the new one (Wait does so by itself).
 func (l *Log) replaceStore(fill func(dir string) error) error {
 	l.replaceMu.Lock()
 	defer l.replaceMu.Unlock()
@@ -357,6 +406,12 @@ func (l *Log) replaceStore(fill func(dir string) error) error {
 		l.logger.Warn("cluster: closing the store before a restore", "err", err)
 	}
 	dir := filepath.Join(l.cfg.DataDir, "log")
+	if fill == nil {
+		fill = func(string) error { return nil }
+		defer func() { l.logger.Info("cluster: local store reopened") }()
+	} else {
+		l.m.restores.Inc()
+	}
 	fillErr := fill(dir)
 	store, err := logstore.Open(dir, l.cfg.Store)
 	if err != nil {
@@ -364,7 +419,6 @@ func (l *Log) replaceStore(fill func(dir string) error) error {
 	}
 	l.cur.Store(&storeRef{log: store, replaced: make(chan struct{})})
 	close(old.replaced)
-	l.m.restores.Inc()
 	if fillErr != nil {
 		return fmt.Errorf("cluster: restore store: %w", fillErr)
 	}
@@ -502,11 +556,29 @@ func (l *Log) ReadBatch(offset uint64, maxRecords, maxBytes int, dst []logstore.
 			}
 			continue
 		}
-		if !errors.Is(err, logstore.ErrClosed) || !l.wasReplaced(ref) {
+		if !errors.Is(err, logstore.ErrClosed) {
+			return recs, err
+		}
+		if !l.wasReplaced(ref) && !l.awaitReplaced(ref) {
 			return recs, l.mapClosed(err)
 		}
 	}
 	return dst, ErrClosed
+}
+
+// awaitReplaced waits a moment for a closed store to be replaced (the store
+// writer reopens it after a failed write; a restore swaps it) and reports
+// whether it was.
+func (l *Log) awaitReplaced(ref *storeRef) bool {
+	t := time.NewTimer(writeLagLimit)
+	defer t.Stop()
+	select {
+	case <-ref.replaced:
+		return true
+	case <-l.done:
+	case <-t.C:
+	}
+	return false
 }
 
 // unwritten reports whether offset, which a read found out of range, is
@@ -542,6 +614,9 @@ func (l *Log) awaitWritten(ref *storeRef, offset uint64) error {
 	case errors.Is(err, context.DeadlineExceeded):
 		if werr := l.fsm.w.failure(); werr != nil {
 			return fmt.Errorf("%w: %w", ErrApplyFailed, werr)
+		}
+		if stalled := l.fsm.w.stalled.Load(); stalled != nil {
+			return fmt.Errorf("%w: offset %d is committed but the local store cannot write it yet: %w", ErrTimeout, offset, *stalled)
 		}
 		return fmt.Errorf("%w: offset %d is committed but the local store has not written it in %v", ErrTimeout, offset, writeLagLimit)
 	}
@@ -733,6 +808,22 @@ func (l *Log) Leader() (id, addr string) {
 	return string(i), string(a)
 }
 
+// stepDown hands leadership over, if this node leads, when it cannot apply:
+// every append it took would fail here although the others commit and
+// apply it. It does not wait (the FSM calls it).
+func (l *Log) stepDown() {
+	if l.raft == nil || l.raft.State() != raft.Leader {
+		return
+	}
+	l.bg.Go(func() {
+		if err := l.raft.LeadershipTransfer().Error(); err != nil {
+			l.logger.Warn("cluster: hand leadership over after failing to apply", "err", err)
+		} else {
+			l.logger.Info("cluster: handed leadership over: this node cannot apply")
+		}
+	})
+}
+
 // TransferLeadership hands leadership to the most up-to-date follower, for
 // a graceful shutdown: writes pause for one round trip instead of an
 // election timeout. On a follower it returns ErrNotLeader.
@@ -774,6 +865,7 @@ func (l *Log) Close() error {
 			errs = append(errs, fmt.Errorf("cluster: raft shutdown: %w", err))
 		}
 		l.trans.Close() // closes the stream layer too
+		l.bg.Wait()
 		if !drained && !waitGroupTimeout(&l.waiters, closeGrace) {
 			l.logger.Error("cluster: some appends were never answered by raft after shutdown", "waited", drainGrace+closeGrace)
 		}
