@@ -50,13 +50,17 @@ func TestAnonymousStreamFloodMemoryBound(t *testing.T) {
 	// handshake and stall, announcing a 16 KiB record they never send.
 	const conns, streams, stalled = 160, 300, 850
 	var (
-		mu   sync.Mutex // guards held
-		held []net.Conn
+		mu     sync.Mutex // guards held and dialed
+		held   []net.Conn
+		dialed int // TLS connections the client saw complete their handshake
 	)
 	hold := func(c net.Conn) {
 		mu.Lock()
 		defer mu.Unlock()
 		held = append(held, c)
+		if _, ok := c.(*tls.Conn); ok {
+			dialed++
+		}
 	}
 	t.Cleanup(func() {
 		for _, c := range held {
@@ -88,6 +92,12 @@ func TestAnonymousStreamFloodMemoryBound(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	if dialed < conns {
+		// The server refuses anonymous connections past its cap after the
+		// handshake, which the client has finished by then: every dial
+		// must succeed, or the attack did not happen.
+		t.Fatalf("only %d of %d attacking TLS connections were made", dialed, conns)
+	}
 
 	// The authenticated client works during the attack.
 	out, errs, code := n.cli(t, nil, "produce", "during", "the", "attack")
