@@ -80,10 +80,11 @@ func (g *gate) acceptLoop() {
 	for {
 		raw, err := g.inner.Accept()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() && g.ctx.Err() == nil {
-				// Out of file descriptors and the like: back off as net/http does.
+			if !errors.Is(err, net.ErrClosed) && g.ctx.Err() == nil {
+				// Out of file descriptors and the like: back off and retry,
+				// as net/http does.
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				g.logger.Warn("accepting a connection failed; retrying", "err", err, "in", delay)
 				select {
 				case <-time.After(delay):
 					continue
