@@ -271,14 +271,18 @@ func TestHTTP2SettingsByCaller(t *testing.T) {
 		id          string
 		streams     uint32
 		headerBytes uint32 // at most
+		window      uint32
 	}{
-		{idRoot, 100, 64<<10 + 4096},
-		{idNone, 4, 16<<10 + 4096},
+		{idRoot, 100, 64<<10 + 4096, 4 << 20},
+		{idNone, 4, 16<<10 + 4096, 64 << 10},
 	}
 	for _, tt := range tests {
 		c := e.dialH2(tt.id)
 		if got := c.settings[http2.SettingMaxConcurrentStreams]; got != tt.streams {
 			t.Errorf("%q: MAX_CONCURRENT_STREAMS %d, want %d", tt.id, got, tt.streams)
+		}
+		if got := c.settings[http2.SettingInitialWindowSize]; got != tt.window {
+			t.Errorf("%q: INITIAL_WINDOW_SIZE %d, want %d", tt.id, got, tt.window)
 		}
 		if got := c.settings[http2.SettingMaxHeaderListSize]; got == 0 || got > tt.headerBytes {
 			t.Errorf("%q: MAX_HEADER_LIST_SIZE %d, want at most %d", tt.id, got, tt.headerBytes)
