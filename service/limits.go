@@ -41,8 +41,8 @@ type Limits struct {
 }
 
 // DefaultLimits are the limits serve uses unless told otherwise. With
-// them, anonymous callers cost the server at most about 100 MB (see
-// doc.go: "Limits").
+// them, anonymous callers cannot push the server past about 150 MB of RSS
+// (see doc.go, "Limits").
 func DefaultLimits() Limits {
 	return Limits{
 		MaxConns:            1024,

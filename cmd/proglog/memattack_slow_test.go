@@ -24,7 +24,7 @@ import (
 )
 
 // The memory bound anonymous callers cannot push a node past, as the
-// README ("Limits on callers") and docs/security.md state it for the
+// README ("Security"), service/doc.go and docs/security.md state it for the
 // default limits: the node's peak RSS, baseline included.
 const anonymousAttackBoundMB = 150
 
