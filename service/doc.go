@@ -64,11 +64,12 @@
 // The cost is then bounded. Measured (docs/security.md): a stalled TLS
 // handshake holds ~27 KB of RSS, an anonymous connection with its 8
 // streams full of headers ~0.4 MB; with the defaults that is at most
-// 896 x 27 KB + 128 x 0.4 MB = ~75 MB over a ~21 MB baseline (100-115 MB
-// measured), and the documented bound, which leaves room for the garbage
-// collector's timing, is 150 MB of RSS in all. The slow test
-// TestAnonymousStreamFloodMemoryBound checks it against a real process. Authenticated callers are trusted further: their bound is
-// MaxConns x MaxStreams requests, each limited by Config.MaxMessageBytes.
+// 896 x 27 KB + 128 x 0.4 MB = ~75 MB of live memory over a ~21 MB
+// baseline, 100-115 MB of RSS as measured with the garbage collector's
+// slack. The documented bound is 150 MB of RSS in all; the slow test
+// TestAnonymousStreamFloodMemoryBound checks it against a real process.
+// Authenticated callers are trusted further: their bound is MaxConns x
+// MaxStreams requests, each limited by Config.MaxMessageBytes.
 // The metrics proglog_server_connections{class} and
 // proglog_server_refused_connections_total{reason} show the limits at
 // work. Without TLS (--insecure) there are no connection caps and every
