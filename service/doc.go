@@ -64,9 +64,10 @@
 // The cost is then bounded. Measured (docs/security.md): a stalled TLS
 // handshake holds ~27 KB of RSS, an anonymous connection with its 8
 // streams full of headers ~0.4 MB; with the defaults that is at most
-// 896 x 27 KB + 128 x 0.4 MB = ~75 MB of live memory over a ~21 MB
-// baseline, 100-115 MB of RSS as measured with the garbage collector's
-// slack. The documented bound is 150 MB of RSS in all; the slow test
+// 896 x 27 KB + 128 x 0.4 MB = ~75 MB over a ~21 MB baseline, and the
+// whole flood measured 100-115 MB (the parts do not add up exactly: the
+// garbage collector's timing). The documented bound is 150 MB of RSS in
+// all; the slow test
 // TestAnonymousStreamFloodMemoryBound checks it against a real process.
 // Authenticated callers are trusted further: their bound is MaxConns x
 // MaxStreams requests, each limited by Config.MaxMessageBytes.
