@@ -103,6 +103,26 @@ func waitGroupTimeout(wg *sync.WaitGroup, d time.Duration) bool {
 	}
 }
 
+// shutdownRaft stops r and waits at most d for its goroutines.
+// hashicorp/raft v1.8.0 can leave a replication goroutine that never stops
+// after a leadership transfer that timed out (raft#696); Close then goes on
+// rather than hang the process that is stopping.
+func shutdownRaft(r *raft.Raft, d time.Duration) error {
+	done := make(chan error, 1)
+	go func() { done <- r.Shutdown().Error() }()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("cluster: raft shutdown: %w", err)
+		}
+		return nil
+	case <-t.C:
+		return fmt.Errorf("cluster: raft shutdown: its goroutines did not stop within %v (a known hashicorp/raft wedge after a leadership transfer)", d)
+	}
+}
+
 // New opens (or creates) the node's state under cfg.DataDir and starts Raft.
 // A node with Bootstrap and no state starts a one-member cluster.
 func New(cfg Config) (_ *Log, err error) {
@@ -870,8 +890,9 @@ func (l *Log) Close() error {
 		// first (committed and applied, or failed); raft answers the rest,
 		// which it has not committed, with ErrLeadershipLost on shutdown.
 		drained := waitGroupTimeout(&l.waiters, drainGrace)
-		if err := l.raft.Shutdown().Error(); err != nil {
-			errs = append(errs, fmt.Errorf("cluster: raft shutdown: %w", err))
+		if err := shutdownRaft(l.raft, closeGrace); err != nil {
+			l.logger.Error("cluster: raft did not stop; closing the rest anyway", "err", err)
+			errs = append(errs, err)
 		}
 		l.trans.Close() // closes the stream layer too
 		l.bg.Wait()
