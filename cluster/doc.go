@@ -156,6 +156,13 @@
 // finish (a second at most) before it stops raft, which answers the
 // uncommitted rest with ErrLeadershipLost.
 //
+// A damaged Raft log is refused, never guessed at: hashicorp/raft panics
+// when its log store fails to return an entry it reads while starting (the
+// entries after the latest snapshot), so New first reads and checks those
+// entries (raftStore.verify) and returns a *RaftLogCorruptError
+// (ErrRaftLogCorrupt) naming the file and byte, as it does for damage the
+// log's open refuses to repair.
+//
 // # Fault injection
 //
 // StreamLayer.Isolate cuts a node's Raft connections in both directions

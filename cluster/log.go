@@ -123,6 +123,9 @@ func New(cfg Config) (_ *Log, err error) {
 	cleanup = append(cleanup, func() { l.current().log.Close() })
 
 	l.store, err = openRaftStore(raftDir, raftStoreConfig(cfg.Store.MaxSegmentBytes, l.logger.With("component", "raft-log")))
+	if errors.Is(err, ErrRaftLogCorrupt) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("cluster: open raft log: %w", err)
 	}
@@ -199,6 +202,10 @@ func New(cfg Config) (_ *Log, err error) {
 	// the FSM's writer is this goroutine's to stop.
 	cleanup = append(cleanup, func() { l.fsm.w.close() })
 	l.m = newMetrics(l)
+	// raft.NewRaft panics on an entry it cannot read: check them first.
+	if err := l.store.verify(latestSnapshotIndex(snaps) + 1); err != nil {
+		return nil, err
+	}
 	// Recent entries stay in memory: the leader's replication and a
 	// follower's apply read them back from there instead of the Raft log store.
 	logs, err := raft.NewLogCache(logCacheEntries, l.store)

@@ -36,7 +36,8 @@ import (
 // Raft deletes every entry, and the next StoreLogs, past the snapshot,
 // restarts the log at its index (logstore.Reset).
 type raftStore struct {
-	log *logstore.Log
+	log    *logstore.Log
+	logDir string
 
 	// mu guards the stable store's map and file.
 	mu         sync.Mutex
@@ -73,15 +74,53 @@ func openRaftStore(dir string, cfg logstore.Config) (*raftStore, error) {
 		return nil, fmt.Errorf("%w: %s was written by an older proglog (Raft state in bbolt); this version keeps Raft's log in %s: start the node from an empty data directory and let it catch up from the cluster",
 			ErrOldRaftState, filepath.Join(dir, legacyRaftDB), filepath.Join(dir, raftLogDirName))
 	}
-	s := &raftStore{stablePath: filepath.Join(dir, stableFileName)}
+	s := &raftStore{stablePath: filepath.Join(dir, stableFileName), logDir: filepath.Join(dir, raftLogDirName)}
 	var err error
 	if s.stable, err = readStable(s.stablePath); err != nil {
 		return nil, err
 	}
-	if s.log, err = logstore.Open(filepath.Join(dir, raftLogDirName), cfg); err != nil {
+	if s.log, err = logstore.Open(s.logDir, cfg); err != nil {
+		if errors.Is(err, logstore.ErrCorrupt) {
+			return nil, raftLogCorrupt(s.logDir, 0, err)
+		}
 		return nil, fmt.Errorf("open raft log: %w", err)
 	}
 	return s, nil
+}
+
+// verify reads every entry from index from to the last one and checks it
+// (the logstore checks each frame's CRC, length and offset; the entry must
+// decode and name its own index). hashicorp/raft panics when GetLog fails
+// for an entry it reads while it starts (raft.NewRaft replays the entries
+// after the latest snapshot for configuration changes, then the FSM applies
+// them), so New calls this first, with from just past the latest snapshot,
+// and a damaged entry becomes a *RaftLogCorruptError instead of a panic. It
+// reads what raft is about to read anyway, sequentially and without
+// decoding the data, and leaves it in the page cache for raft.
+func (s *raftStore) verify(from uint64) error {
+	lowest, next := s.log.Bounds()
+	if lowest == next {
+		return nil
+	}
+	from = min(max(from, lowest), next-1) // raft always reads the last entry
+	var recs []logstore.Record
+	for i := from; i < next; {
+		var err error
+		recs, err = s.log.ReadBatch(i, 256, 4<<20, recs[:0])
+		for _, r := range recs {
+			if ierr := checkRaftLog(r.Value, r.Offset); ierr != nil {
+				return raftLogCorrupt(s.logDir, r.Offset, ierr)
+			}
+		}
+		i += uint64(len(recs))
+		if err != nil {
+			if errors.Is(err, logstore.ErrCorrupt) {
+				return raftLogCorrupt(s.logDir, i, err)
+			}
+			return fmt.Errorf("cluster: check raft log entry %d: %w", i, err)
+		}
+	}
+	return nil
 }
 
 func (s *raftStore) Close() error { return s.log.Close() }
@@ -113,14 +152,17 @@ func (s *raftStore) GetLog(index uint64, log *raft.Log) error {
 	if errors.Is(err, logstore.ErrOutOfRange) {
 		return raft.ErrLogNotFound
 	}
+	if errors.Is(err, logstore.ErrCorrupt) {
+		return raftLogCorrupt(s.logDir, index, err)
+	}
 	if err != nil {
 		return fmt.Errorf("cluster: raft log entry %d: %w", index, err)
 	}
 	if err := decodeRaftLog(rec.Value, log); err != nil {
-		return fmt.Errorf("cluster: raft log entry %d: %w", index, err)
+		return raftLogCorrupt(s.logDir, index, err)
 	}
 	if log.Index != index {
-		return fmt.Errorf("cluster: raft log entry %d holds index %d: %w", index, log.Index, ErrCorruptEntry)
+		return raftLogCorrupt(s.logDir, index, fmt.Errorf("%w: holds index %d", ErrCorruptEntry, log.Index))
 	}
 	return nil
 }
@@ -393,23 +435,45 @@ func encodeRaftLog(l *raft.Log) []byte {
 	return append(b, l.Extensions...)
 }
 
-// decodeRaftLog fills l from b, copying the bytes (b may be reused).
-func decodeRaftLog(b []byte, l *raft.Log) error {
+// checkRaftLog checks that b decodes as the entry at index, without
+// copying anything.
+func checkRaftLog(b []byte, index uint64) error {
+	if _, _, err := splitRaftLog(b); err != nil {
+		return err
+	}
+	if got := binary.LittleEndian.Uint64(b[2:]); got != index {
+		return fmt.Errorf("%w: holds index %d", ErrCorruptEntry, got)
+	}
+	return nil
+}
+
+// splitRaftLog checks b's layout and returns the data length and the rest
+// after the data (extensions length and extensions).
+func splitRaftLog(b []byte) (d uint64, rest []byte, err error) {
 	if len(b) < raftLogHeaderSize+4 {
-		return fmt.Errorf("%w: %d bytes", ErrCorruptEntry, len(b))
+		return 0, nil, fmt.Errorf("%w: %d bytes", ErrCorruptEntry, len(b))
 	}
 	if b[0] != raftLogVersion {
-		return fmt.Errorf("%w: version %d", ErrCorruptEntry, b[0])
+		return 0, nil, fmt.Errorf("%w: version %d", ErrCorruptEntry, b[0])
 	}
-	d := uint64(binary.LittleEndian.Uint32(b[26:]))
+	d = uint64(binary.LittleEndian.Uint32(b[26:]))
 	if d > uint64(len(b)-raftLogHeaderSize-4) {
-		return fmt.Errorf("%w: data length %d past the end", ErrCorruptEntry, d)
+		return 0, nil, fmt.Errorf("%w: data length %d past the end", ErrCorruptEntry, d)
 	}
-	rest := b[raftLogHeaderSize+d:]
-	e := uint64(binary.LittleEndian.Uint32(rest))
-	if e != uint64(len(rest)-4) {
-		return fmt.Errorf("%w: extensions length %d, %d bytes left", ErrCorruptEntry, e, len(rest)-4)
+	rest = b[raftLogHeaderSize+d:]
+	if e := uint64(binary.LittleEndian.Uint32(rest)); e != uint64(len(rest)-4) {
+		return 0, nil, fmt.Errorf("%w: extensions length %d, %d bytes left", ErrCorruptEntry, e, len(rest)-4)
 	}
+	return d, rest, nil
+}
+
+// decodeRaftLog fills l from b, copying the bytes (b may be reused).
+func decodeRaftLog(b []byte, l *raft.Log) error {
+	d, rest, err := splitRaftLog(b)
+	if err != nil {
+		return err
+	}
+	e := uint64(len(rest) - 4)
 	*l = raft.Log{
 		Type:  raft.LogType(b[1]),
 		Index: binary.LittleEndian.Uint64(b[2:]),
@@ -425,4 +489,14 @@ func decodeRaftLog(b []byte, l *raft.Log) error {
 		l.Extensions = append([]byte(nil), rest[4:]...)
 	}
 	return nil
+}
+
+// latestSnapshotIndex is the Raft index of the newest snapshot, 0 if there
+// is none (or none can be listed: raft then fails on its own).
+func latestSnapshotIndex(snaps raft.SnapshotStore) uint64 {
+	list, err := snaps.List()
+	if err != nil || len(list) == 0 {
+		return 0
+	}
+	return list[0].Index
 }

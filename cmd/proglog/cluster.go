@@ -247,6 +247,9 @@ func openNode(cfg nodeConfig) (*node, error) {
 				"and receives the cluster's records through Raft. Give the joining node a fresh --data-dir, "+
 				"or start this one without --join: it then keeps its records as the start of a new cluster that others can join", err, filepath.Join(cfg.dataDir, "log"))
 		}
+		if errors.Is(err, cluster.ErrRaftLogCorrupt) {
+			return nil, raftLogCorruptAdvice(err, cfg.dataDir)
+		}
 		return nil, err
 	}
 	if len(cfg.flags.join) > 0 {
@@ -348,4 +351,18 @@ func (n *node) close(graceful bool) error {
 	n.forward.Close()
 	errs = append(errs, n.log.Close())
 	return errors.Join(errs...)
+}
+
+// raftLogCorruptAdvice says what an operator can do about a damaged Raft
+// log, in one paragraph (the README's "A damaged Raft log" says the same).
+// Nothing on disk has been changed when it is shown.
+func raftLogCorruptAdvice(err error, dataDir string) error {
+	raftDir, logDir := filepath.Join(dataDir, "raft"), filepath.Join(dataDir, "log")
+	return fmt.Errorf("%w. This node's own Raft log is damaged, so it refused to start; nothing on disk was changed, and the log cannot be repaired in place. "+
+		"In a cluster whose other members still have a leader: keep this node stopped, rename %s, %s and %s to <name>.broken, "+
+		"and start it with a NEW --node-id and --join <a member's gossip address>: the leader replaces the old member at this address "+
+		"and the node catches up from its peers (never restart it under its old --node-id without its log: it would vote as if it still had it). "+
+		"On a single node: rename %s to %s.broken and start it again: it adopts the records in %s as a new one-member cluster and loses only "+
+		"records it had acknowledged but not yet written there (none after a clean stop, at most the last minute's after a machine crash)",
+		err, raftDir, logDir, filepath.Join(dataDir, "serf.snapshot"), raftDir, raftDir, logDir)
 }
