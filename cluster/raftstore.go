@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"golang.org/x/sys/unix"
 
 	"github.com/proglog/proglog/logstore"
 )
@@ -25,8 +26,11 @@ import (
 //     the entry's Raft index, one record per entry. SyncAlways: StoreLogs is
 //     one write and one fdatasync for the whole batch, so an entry Raft
 //     counts as stored survives a crash.
-//   - the stable store (current term, vote) is one small file (raft/stable),
-//     replaced atomically on every Set; Raft sets it on elections only.
+//   - the stable store (current term, vote) is one small file (raft/stable)
+//     of two fixed slots written in place, alternately: once created it
+//     never needs a new disk block, so a full disk cannot fail an election
+//     (hashicorp/raft panics when it cannot save the term). Raft sets it
+//     on elections only.
 //
 // Raft deletes entries in two ways and never from the middle: a compacted
 // head after a snapshot (logstore.TruncateBefore: whole segments, so a few
@@ -39,10 +43,12 @@ type raftStore struct {
 	log    *logstore.Log
 	logDir string
 
-	// mu guards the stable store's map and file.
+	// mu guards the stable store: its map, file and slot sequence.
 	mu         sync.Mutex
 	stable     map[string][]byte
 	stablePath string
+	stableFile *os.File // open for writing the slots in place
+	stableSeq  uint64   // the sequence number of the newest valid slot
 }
 
 // raftLogDirName and stableFileName are under <DataDir>/raft.
@@ -76,10 +82,11 @@ func openRaftStore(dir string, cfg logstore.Config) (*raftStore, error) {
 	}
 	s := &raftStore{stablePath: filepath.Join(dir, stableFileName), logDir: filepath.Join(dir, raftLogDirName)}
 	var err error
-	if s.stable, err = readStable(s.stablePath); err != nil {
+	if s.stable, s.stableFile, s.stableSeq, err = openStable(s.stablePath); err != nil {
 		return nil, err
 	}
 	if s.log, err = logstore.Open(s.logDir, cfg); err != nil {
+		s.stableFile.Close()
 		if errors.Is(err, logstore.ErrCorrupt) {
 			return nil, raftLogCorrupt(s.logDir, 0, err)
 		}
@@ -123,7 +130,18 @@ func (s *raftStore) verify(from uint64) error {
 	return nil
 }
 
-func (s *raftStore) Close() error { return s.log.Close() }
+func (s *raftStore) Close() error {
+	s.mu.Lock()
+	serr := s.stableFile.Close()
+	s.mu.Unlock()
+	if err := s.log.Close(); err != nil {
+		return err
+	}
+	if serr != nil {
+		return fmt.Errorf("cluster: stable store: %w", serr)
+	}
+	return nil
+}
 
 // IsMonotonic tells Raft to delete every entry after installing a snapshot
 // instead of leaving a gap below the next entry.
@@ -239,10 +257,10 @@ func (s *raftStore) Set(key, val []byte) error {
 		updated[k] = v
 	}
 	updated[string(key)] = slices.Clone(val)
-	if err := writeStable(s.stablePath, updated); err != nil {
-		return err
+	if err := writeStableSlot(s.stableFile, s.stableSeq+1, updated); err != nil {
+		return fmt.Errorf("cluster: stable store %s: %w", s.stablePath, err)
 	}
-	s.stable = updated
+	s.stable, s.stableSeq = updated, s.stableSeq+1
 	return nil
 }
 
@@ -271,7 +289,7 @@ func (s *raftStore) GetUint64(key []byte) (uint64, error) {
 	return binary.BigEndian.Uint64(v), nil
 }
 
-// The stable file, little endian:
+// The stable store's contents, little endian (format 1):
 //
 //	0   8  magic "PLSTABL1"
 //	8   4  number of keys n
@@ -279,9 +297,33 @@ func (s *raftStore) GetUint64(key []byte) (uint64, error) {
 //	    strictly increasing order)
 //	    4  CRC32C of everything before it
 //
-// It is written to a temporary file, fsynced, renamed over the old one and
-// the directory fsynced, so a crash leaves the old or the new file whole.
-const stableMagic = "PLSTABL1"
+// Format 1 was the whole file, replaced by a rename on every Set; the
+// rename needs new blocks, so on a full disk it failed and hashicorp/raft
+// panicked ("failed to save current term"). Format 2, the file now, is two
+// slots of stableSlotSize bytes, each holding a whole copy:
+//
+//	0   8  magic "PLSTSLOT"
+//	8   8  sequence number, from 1, one more on every Set
+//	16  4  length b of the body
+//	20  4  CRC32C of bytes 0..19 followed by the body
+//	24  b  body: the contents in format 1
+//	       zeros up to stableSlotSize
+//
+// Set writes the next sequence number into the slot that does not hold
+// the newest one, in place (the file never changes size), and fdatasyncs.
+// A crash during the write can tear only that slot, which then fails its
+// CRC, and the other slot, the state before the Set, is read: the newest
+// valid slot wins. The file is created whole (both slots, the unused one
+// zero) through a temporary file, fsync and rename; a format 1 file found
+// on open is converted the same way.
+const (
+	stableMagic     = "PLSTABL1"
+	stableSlotMagic = "PLSTSLOT"
+	// stableSlotSize is one slot: a page, so writing one slot never
+	// touches the other's page. Raft keeps three short keys in it.
+	stableSlotSize       = 4096
+	stableSlotHeaderSize = 24
+)
 
 func encodeStable(m map[string][]byte) []byte {
 	b := append([]byte(nil), stableMagic...)
@@ -346,29 +388,112 @@ func decodeStable(b []byte) (map[string][]byte, error) {
 	return m, nil
 }
 
-// readStable loads the stable file; a missing one is an empty store.
-func readStable(path string) (map[string][]byte, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return map[string][]byte{}, nil
+// encodeStableSlot returns one whole slot (stableSlotSize bytes).
+func encodeStableSlot(seq uint64, m map[string][]byte) ([]byte, error) {
+	body := encodeStable(m)
+	if len(body) > stableSlotSize-stableSlotHeaderSize {
+		return nil, fmt.Errorf("stable store: %d bytes do not fit a %d-byte slot", len(body), stableSlotSize-stableSlotHeaderSize)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("cluster: %w", err)
-	}
-	m, err := decodeStable(b)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return m, nil
+	b := make([]byte, stableSlotSize)
+	copy(b, stableSlotMagic)
+	binary.LittleEndian.PutUint64(b[8:], seq)
+	binary.LittleEndian.PutUint32(b[16:], uint32(len(body)))
+	copy(b[stableSlotHeaderSize:], body)
+	crc := crc32.Update(crc32.Checksum(b[:20], castagnoli), castagnoli, body)
+	binary.LittleEndian.PutUint32(b[20:], crc)
+	return b, nil
 }
 
-func writeStable(path string, m map[string][]byte) error {
+// decodeStableSlot decodes one slot; seq 0 means it holds nothing valid.
+func decodeStableSlot(b []byte) (seq uint64, m map[string][]byte, err error) {
+	if len(b) < stableSlotHeaderSize || string(b[:8]) != stableSlotMagic {
+		return 0, nil, fmt.Errorf("%w: stable store slot: bad header", ErrCorruptEntry)
+	}
+	n := uint64(binary.LittleEndian.Uint32(b[16:]))
+	if n > uint64(len(b)-stableSlotHeaderSize) {
+		return 0, nil, fmt.Errorf("%w: stable store slot: body of %d bytes past the end", ErrCorruptEntry, n)
+	}
+	body := b[stableSlotHeaderSize : stableSlotHeaderSize+n]
+	if crc32.Update(crc32.Checksum(b[:20], castagnoli), castagnoli, body) != binary.LittleEndian.Uint32(b[20:]) {
+		return 0, nil, fmt.Errorf("%w: stable store slot: checksum mismatch", ErrCorruptEntry)
+	}
+	seq = binary.LittleEndian.Uint64(b[8:])
+	if seq == 0 {
+		return 0, nil, fmt.Errorf("%w: stable store slot: sequence number 0", ErrCorruptEntry)
+	}
+	if m, err = decodeStable(body); err != nil {
+		return 0, nil, err
+	}
+	return seq, m, nil
+}
+
+// decodeStableFile returns the newest valid slot of a format 2 file.
+func decodeStableFile(b []byte) (seq uint64, m map[string][]byte, err error) {
+	if len(b) != 2*stableSlotSize {
+		return 0, nil, fmt.Errorf("%w: stable store: %d bytes, want %d", ErrCorruptEntry, len(b), 2*stableSlotSize)
+	}
+	var errs []error
+	for i := range 2 {
+		s, sm, serr := decodeStableSlot(b[i*stableSlotSize : (i+1)*stableSlotSize])
+		if serr != nil {
+			errs = append(errs, fmt.Errorf("slot %d: %w", i, serr))
+			continue
+		}
+		if s > seq {
+			seq, m = s, sm
+		}
+	}
+	if seq == 0 {
+		return 0, nil, errors.Join(errs...)
+	}
+	return seq, m, nil
+}
+
+// openStable reads the stable file (a missing one is an empty store,
+// which it creates; a format 1 one is converted) and opens it for Set.
+func openStable(path string) (m map[string][]byte, f *os.File, seq uint64, err error) {
+	if err := os.Remove(path + ".tmp"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, 0, fmt.Errorf("cluster: stable store: %w", err)
+	}
+	b, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		m, seq = map[string][]byte{}, 1
+		err = createStable(path, seq, m)
+	case err != nil:
+	case len(b) >= len(stableMagic) && string(b[:len(stableMagic)]) == stableMagic:
+		// Format 1, from before the slots: convert it.
+		if m, err = decodeStable(b); err == nil {
+			seq = 1
+			err = createStable(path, seq, m)
+		}
+	default:
+		seq, m, err = decodeStableFile(b)
+	}
+	if err == nil {
+		f, err = os.OpenFile(path, os.O_RDWR, 0)
+	}
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("cluster: stable store %s: %w", path, err)
+	}
+	return m, f, seq, nil
+}
+
+// createStable writes a whole format 2 file holding m in seq's slot:
+// a temporary file, fsynced, renamed over path, the directory fsynced.
+func createStable(path string, seq uint64, m map[string][]byte) error {
+	slot, err := encodeStableSlot(seq, m)
+	if err != nil {
+		return err
+	}
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
-		return fmt.Errorf("cluster: stable store: %w", err)
+		return err
 	}
-	_, err = f.Write(encodeStable(m))
+	whole := make([]byte, 2*stableSlotSize)
+	copy(whole[int64(seq%2)*stableSlotSize:], slot)
+	_, err = f.Write(whole)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -381,10 +506,20 @@ func writeStable(path string, m map[string][]byte) error {
 	if err == nil {
 		err = syncDir(filepath.Dir(path))
 	}
+	return err
+}
+
+// writeStableSlot writes m as sequence number seq into its slot (seq
+// alternates between them), in place, and fdatasyncs it.
+func writeStableSlot(f *os.File, seq uint64, m map[string][]byte) error {
+	slot, err := encodeStableSlot(seq, m)
 	if err != nil {
-		return fmt.Errorf("cluster: stable store: %w", err)
+		return err
 	}
-	return nil
+	if _, err := f.WriteAt(slot, int64(seq%2)*stableSlotSize); err != nil {
+		return err
+	}
+	return unix.Fdatasync(int(f.Fd()))
 }
 
 func syncDir(dir string) error {
