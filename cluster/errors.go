@@ -52,6 +52,13 @@ var (
 	// disk. The entries cannot be rebuilt locally: see the README's
 	// "Recovering from a damaged Raft log".
 	ErrRaftLogCorrupt = errors.New("cluster: raft log is corrupt")
+	// ErrDiskFull is returned by Append and AppendBatch while this node's
+	// disk has less free space than Config.DiskReserve, or after a write to
+	// its Raft log failed with ENOSPC, until space is freed (checked every
+	// second and before appends): nothing was written. It is also in the
+	// chain of an append whose Raft log write itself failed with ENOSPC,
+	// together with ErrUnknownOutcome. Reads keep working.
+	ErrDiskFull = errors.New("cluster: disk full")
 )
 
 // RaftLogCorruptError says where this node's Raft log is damaged.

@@ -3,3 +3,10 @@ package cluster
 // BreakStore closes the node's local store under the store writer, the
 // way a failing disk would make its writes fail.
 func BreakStore(l *Log) error { return l.current().log.Close() }
+
+// SetFreeBytes makes the node's disk monitor measure free space with f
+// instead of statfs, and probe at once.
+func SetFreeBytes(l *Log, f func(dir string) (uint64, error)) {
+	l.disk.statfs.Store(&f)
+	l.disk.probe()
+}

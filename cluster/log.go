@@ -35,6 +35,7 @@ type Log struct {
 	raft   *raft.Raft
 	trans  *raft.NetworkTransport
 	store  *raftStore // Raft's log and stable store
+	disk   *diskMonitor
 	fsm    *fsm
 	m      *metrics
 	// leaderWait bounds how long an append waits for an election.
@@ -130,6 +131,10 @@ func New(cfg Config) (_ *Log, err error) {
 		return nil, fmt.Errorf("cluster: open raft log: %w", err)
 	}
 	cleanup = append(cleanup, func() { l.store.Close() })
+	l.disk = newDiskMonitor([]string{cfg.DataDir, raftDir, filepath.Join(cfg.DataDir, "log")},
+		cfg.diskReserve(), l.logger, l.store.recover)
+	l.store.noSpace = l.disk.noteWriteErr
+	cleanup = append(cleanup, l.disk.stop)
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(raftDir, cfg.RetainSnapshots, newHCLogger(l.logger, "raft-snapshots"))
 	if err != nil {
 		return nil, fmt.Errorf("cluster: open snapshots: %w", err)
@@ -226,6 +231,7 @@ func New(cfg Config) (_ *Log, err error) {
 			return nil, err
 		}
 	}
+	l.disk.start()
 	return l, nil
 }
 
@@ -426,6 +432,9 @@ func (l *Log) AppendBatch(ctx context.Context, values [][]byte) (uint64, error) 
 		if l.raft.State() != raft.Leader {
 			return 0, l.notLeader()
 		}
+	}
+	if err := l.disk.check(); err != nil {
+		return 0, err
 	}
 	timeout := applyTimeout
 	if dl, ok := ctx.Deadline(); ok {
@@ -771,6 +780,7 @@ func (l *Log) Close() error {
 		l.closing = true
 		l.applyMu.Unlock()
 		l.m.unregister()
+		l.disk.stop()
 		var errs []error
 		// hashicorp/raft never answers the futures of entries that wait for
 		// the FSM when it shuts down, so let the appends under way finish

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -40,8 +41,19 @@ import (
 // Raft deletes every entry, and the next StoreLogs, past the snapshot,
 // restarts the log at its index (logstore.Reset).
 type raftStore struct {
+	// logMu guards the log pointer: every method holds it for reading,
+	// recover for writing while it reopens the log after a failed write.
+	logMu  sync.RWMutex
 	log    *logstore.Log
+	closed bool // set by Close, under logMu: recover must not reopen then
 	logDir string
+	logCfg logstore.Config
+	// failed is set when a write failed and the log refuses appends until
+	// it is reopened (logstore.ErrFailed).
+	failed atomic.Bool
+	// noSpace, if set, is told of every failed write; it reports whether
+	// the error was ENOSPC (the disk monitor's noteWriteErr).
+	noSpace func(error) bool
 
 	// mu guards the stable store: its map, file and slot sequence.
 	mu         sync.Mutex
@@ -80,7 +92,7 @@ func openRaftStore(dir string, cfg logstore.Config) (*raftStore, error) {
 		return nil, fmt.Errorf("%w: %s was written by an older proglog (Raft state in bbolt); this version keeps Raft's log in %s: start the node from an empty data directory and let it catch up from the cluster",
 			ErrOldRaftState, filepath.Join(dir, legacyRaftDB), filepath.Join(dir, raftLogDirName))
 	}
-	s := &raftStore{stablePath: filepath.Join(dir, stableFileName), logDir: filepath.Join(dir, raftLogDirName)}
+	s := &raftStore{stablePath: filepath.Join(dir, stableFileName), logDir: filepath.Join(dir, raftLogDirName), logCfg: cfg}
 	var err error
 	if s.stable, s.stableFile, s.stableSeq, err = openStable(s.stablePath); err != nil {
 		return nil, err
@@ -105,6 +117,8 @@ func openRaftStore(dir string, cfg logstore.Config) (*raftStore, error) {
 // reads what raft is about to read anyway, sequentially and without
 // decoding the data, and leaves it in the page cache for raft.
 func (s *raftStore) verify(from uint64) error {
+	s.logMu.RLock()
+	defer s.logMu.RUnlock()
 	lowest, next := s.log.Bounds()
 	if lowest == next {
 		return nil
@@ -134,6 +148,9 @@ func (s *raftStore) Close() error {
 	s.mu.Lock()
 	serr := s.stableFile.Close()
 	s.mu.Unlock()
+	s.logMu.Lock()
+	defer s.logMu.Unlock()
+	s.closed = true
 	if err := s.log.Close(); err != nil {
 		return err
 	}
@@ -149,6 +166,8 @@ func (s *raftStore) IsMonotonic() bool { return true }
 
 // FirstIndex returns the lowest stored index, 0 when there is none.
 func (s *raftStore) FirstIndex() (uint64, error) {
+	s.logMu.RLock()
+	defer s.logMu.RUnlock()
 	lowest, next := s.log.Bounds()
 	if lowest == next {
 		return 0, nil
@@ -158,6 +177,8 @@ func (s *raftStore) FirstIndex() (uint64, error) {
 
 // LastIndex returns the highest stored index, 0 when there is none.
 func (s *raftStore) LastIndex() (uint64, error) {
+	s.logMu.RLock()
+	defer s.logMu.RUnlock()
 	lowest, next := s.log.Bounds()
 	if lowest == next {
 		return 0, nil
@@ -166,6 +187,8 @@ func (s *raftStore) LastIndex() (uint64, error) {
 }
 
 func (s *raftStore) GetLog(index uint64, log *raft.Log) error {
+	s.logMu.RLock()
+	defer s.logMu.RUnlock()
 	rec, err := s.log.Read(index)
 	if errors.Is(err, logstore.ErrOutOfRange) {
 		return raft.ErrLogNotFound
@@ -196,6 +219,22 @@ func (s *raftStore) StoreLogs(logs []*raft.Log) error {
 	if len(logs) == 0 {
 		return nil
 	}
+	s.logMu.RLock()
+	defer s.logMu.RUnlock()
+	err := s.storeLogs(logs)
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, logstore.ErrFailed) {
+		s.failed.Store(true)
+	}
+	if s.noSpace != nil && s.noSpace(err) {
+		return fmt.Errorf("%w: %w", ErrDiskFull, err)
+	}
+	return err
+}
+
+func (s *raftStore) storeLogs(logs []*raft.Log) error {
 	for i, l := range logs[1:] {
 		if l.Index != logs[i].Index+1 {
 			return fmt.Errorf("cluster: StoreLogs: index %d follows %d", l.Index, logs[i].Index)
@@ -228,10 +267,57 @@ func (s *raftStore) StoreLogs(logs []*raft.Log) error {
 	return nil
 }
 
+// recover reopens the log after a failed write (a full disk) made it
+// refuse appends, and cuts whatever the failed write left past the last
+// entry it stored (whole frames of a partial write that were never
+// acknowledged to raft), so the log holds exactly what raft was told it
+// holds. If reopening fails the old, closed log stays in place, reads of
+// it fail, and the next call tries again.
+func (s *raftStore) recover() error {
+	if !s.failed.Load() {
+		return nil
+	}
+	s.logMu.Lock()
+	defer s.logMu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	_, stored := s.log.Bounds()
+	if err := s.log.Close(); err != nil && !errors.Is(err, logstore.ErrClosed) && s.logCfg.Logger != nil {
+		s.logCfg.Logger.Warn("cluster: closing the failed raft log", "err", err)
+	}
+	l, err := logstore.Open(s.logDir, s.logCfg)
+	if err != nil {
+		return fmt.Errorf("cluster: reopen raft log: %w", err)
+	}
+	if _, next := l.Bounds(); next > stored {
+		if err := l.TruncateFrom(stored); err != nil {
+			l.Close()
+			return fmt.Errorf("cluster: reopen raft log: cut the failed write: %w", err)
+		}
+	}
+	s.log = l
+	s.failed.Store(false)
+	return nil
+}
+
 // DeleteRange removes the entries min..max inclusive: a compacted head
 // after a snapshot, a conflicting tail a new leader overwrites, or all of
 // them after a snapshot was installed.
 func (s *raftStore) DeleteRange(min, max uint64) error {
+	s.logMu.RLock()
+	defer s.logMu.RUnlock()
+	err := s.deleteRange(min, max)
+	if errors.Is(err, logstore.ErrFailed) {
+		s.failed.Store(true)
+		if s.noSpace != nil {
+			s.noSpace(err)
+		}
+	}
+	return err
+}
+
+func (s *raftStore) deleteRange(min, max uint64) error {
 	lowest, next := s.log.Bounds()
 	if lowest == next || min > max || min >= next || max < lowest {
 		return nil // nothing stored in the range

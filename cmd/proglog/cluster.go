@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -42,6 +43,10 @@ type clusterFlags struct {
 	snapshotThreshold uint64
 	snapshotInterval  time.Duration
 	trailingLogs      uint64
+	// diskReserve: free space below which appends are refused; unset
+	// (diskReserveSet false) means twice --segment-bytes, 0 none.
+	diskReserve    byteSize
+	diskReserveSet bool
 }
 
 func (c *clusterFlags) register(f *pflag.FlagSet) {
@@ -55,6 +60,18 @@ func (c *clusterFlags) register(f *pflag.FlagSet) {
 	f.Uint64Var(&c.snapshotThreshold, "raft-snapshot-threshold", 8192, "Raft entries since the last snapshot that make the node take the next one")
 	f.DurationVar(&c.snapshotInterval, "raft-snapshot-interval", 2*time.Minute, "how often the node checks --raft-snapshot-threshold")
 	f.Uint64Var(&c.trailingLogs, "raft-trailing-logs", 10240, "Raft entries kept after a snapshot, so a follower just behind gets entries rather than the snapshot")
+	f.Var(&c.diskReserve, "disk-reserve", "refuse produces (ResourceExhausted, \"disk full\") while the data dir's disk has less free space than this; they resume by themselves once space is freed (default: twice --segment-bytes; 0: only when a write fails for want of space)")
+}
+
+// diskReserveBytes is --disk-reserve as cluster.Config.DiskReserve.
+func (c *clusterFlags) diskReserveBytes() int64 {
+	switch {
+	case !c.diskReserveSet:
+		return 0 // cluster's default: twice the segment size
+	case c.diskReserve == 0:
+		return -1
+	}
+	return int64(c.diskReserve)
 }
 
 // gossip says whether the node runs gossip: it joins others or lets them join it.
@@ -230,6 +247,7 @@ func openNode(cfg nodeConfig) (*node, error) {
 		SnapshotThreshold:  cfg.flags.snapshotThreshold,
 		SnapshotInterval:   cfg.flags.snapshotInterval,
 		TrailingLogs:       cfg.flags.trailingLogs,
+		DiskReserve:        cfg.flags.diskReserveBytes(),
 		Logger:             logger, // raft's lines carry component=raft
 		Registerer:         cfg.reg,
 	})
@@ -365,4 +383,21 @@ func raftLogCorruptAdvice(err error, dataDir string) error {
 		"On a single node: rename %s to %s.broken and start it again: it adopts the records in %s as a new one-member cluster and loses only "+
 		"records it had acknowledged but not yet written there (none after a clean stop, at most the last minute's after a machine crash)",
 		err, raftDir, logDir, filepath.Join(dataDir, "serf.snapshot"), raftDir, raftDir, logDir)
+}
+
+// reportWritable keeps the health check's WritesHealthService in step with
+// whether the node takes writes (NOT_SERVING while its disk is full) until
+// ctx ends.
+func (n *node) reportWritable(ctx context.Context, svc *service.Service) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		err := n.log.DiskFull()
+		svc.SetWritable(err == nil)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
