@@ -33,8 +33,9 @@ import (
 //     then clears the fact.
 //
 // Probes run every diskProbeInterval in the background, and on an append
-// when the latest is older than diskProbeStale, so a burst of appends
-// cannot run through the reserve between two background probes. Each is
+// when the latest is older than diskProbeStale or found less than twice
+// the reserve free, so a burst of appends cannot run through the reserve
+// between two background probes. Each is
 // one statfs per directory. Writes resume by themselves at the first probe
 // that finds the reserve free again.
 type diskMonitor struct {
@@ -177,7 +178,10 @@ func (m *diskMonitor) noteWriteErr(err error) bool {
 // check returns an ErrDiskFull while appends must be refused, probing
 // first if the latest probe is stale.
 func (m *diskMonitor) check() error {
-	if time.Since(time.Unix(0, m.lastProbe.Load())) > diskProbeStale {
+	// Close to the reserve, every append probes (a statfs per directory
+	// costs microseconds), so a burst cannot run far past it.
+	near := m.free.Load() < 2*m.reserve
+	if near || time.Since(time.Unix(0, m.lastProbe.Load())) > diskProbeStale {
 		m.probe()
 	}
 	switch {
