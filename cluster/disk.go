@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"golang.org/x/sys/unix"
 
 	"github.com/proglog/proglog/logstore"
@@ -41,7 +42,11 @@ import (
 type diskMonitor struct {
 	dirs    []string // probed; the first names the data dir in messages
 	reserve uint64   // 0: no reserve, only a failed write stops appends
-	logger  *slog.Logger
+	// recoverFree is the free space a probe must find before it reopens
+	// the Raft log after a failed write: opening cuts the torn write and
+	// keeps a copy of it, which needs some space (at least a segment).
+	recoverFree uint64
+	logger      *slog.Logger
 	// statfs returns the bytes free to unprivileged writers under dir
 	// (freeBytes; tests swap it in while the node runs).
 	statfs atomic.Pointer[func(dir string) (uint64, error)]
@@ -66,9 +71,9 @@ const (
 	diskProbeStale    = 100 * time.Millisecond
 )
 
-func newDiskMonitor(dirs []string, reserve uint64, logger *slog.Logger, recover func() error) *diskMonitor {
+func newDiskMonitor(dirs []string, reserve, recoverFree uint64, logger *slog.Logger, recover func() error) *diskMonitor {
 	m := &diskMonitor{
-		dirs: dirs, reserve: reserve, logger: logger, recover: recover,
+		dirs: dirs, reserve: reserve, recoverFree: max(reserve, recoverFree), logger: logger, recover: recover,
 		stopCh: make(chan struct{}), done: make(chan struct{}),
 	}
 	f := freeBytes
@@ -138,7 +143,7 @@ func (m *diskMonitor) probe() {
 	m.free.Store(free)
 	low := free < m.reserve
 	m.low.Store(low)
-	if !low && m.full.Load() && !m.stopped() {
+	if free >= m.recoverFree && m.full.Load() && !m.stopped() {
 		if err := m.recover(); err != nil {
 			m.logger.Error("cluster: disk has space again, but the raft log cannot be reopened; writes stay refused", "err", err)
 			return
@@ -195,6 +200,28 @@ func (m *diskMonitor) check() error {
 	return nil
 }
 
+// leaderless returns ErrDiskFull when no leader is known and this node's
+// disk is full: a node whose Raft log cannot take the no-op entry a new
+// leader writes steps down again at once, so on a one-member cluster that
+// is why there is no leader. With a leader elsewhere it returns nil: the
+// append is forwarded there.
+func (m *diskMonitor) leaderless(_ raft.ServerAddress, id raft.ServerID) error {
+	if id != "" || !m.isFull() {
+		return nil
+	}
+	return m.check()
+}
+
+// annotate adds ErrDiskFull to the error raft answered an append with
+// while a write to the Raft log failed for want of space: raft's LogCache
+// reports the store's error as text (%q), so its chain is lost.
+func (m *diskMonitor) annotate(err error) error {
+	if !m.full.Load() || errors.Is(err, ErrDiskFull) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrDiskFull, err)
+}
+
 // isFull reports, without probing, whether appends are being refused.
 func (m *diskMonitor) isFull() bool { return m.full.Load() || m.low.Load() }
 
@@ -219,9 +246,13 @@ func (c Config) diskReserve() uint64 {
 	case c.DiskReserve > 0:
 		return uint64(c.DiskReserve)
 	}
-	seg := c.Store.MaxSegmentBytes
-	if seg <= 0 {
-		seg = logstore.DefaultConfig().MaxSegmentBytes
+	return 2 * c.segmentBytes()
+}
+
+// segmentBytes is the segment size of the store and of Raft's log.
+func (c Config) segmentBytes() uint64 {
+	if c.Store.MaxSegmentBytes > 0 {
+		return uint64(c.Store.MaxSegmentBytes)
 	}
-	return 2 * uint64(seg)
+	return uint64(logstore.DefaultConfig().MaxSegmentBytes)
 }

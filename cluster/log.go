@@ -132,7 +132,7 @@ func New(cfg Config) (_ *Log, err error) {
 	}
 	cleanup = append(cleanup, func() { l.store.Close() })
 	l.disk = newDiskMonitor([]string{cfg.DataDir, raftDir, filepath.Join(cfg.DataDir, "log")},
-		cfg.diskReserve(), l.logger, l.store.recover)
+		cfg.diskReserve(), cfg.segmentBytes(), l.logger, l.store.recover)
 	l.store.noSpace = l.disk.noteWriteErr
 	cleanup = append(cleanup, l.disk.stop)
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(raftDir, cfg.RetainSnapshots, newHCLogger(l.logger, "raft-snapshots"))
@@ -430,6 +430,9 @@ func (l *Log) AppendBatch(ctx context.Context, values [][]byte) (uint64, error) 
 			}
 		}
 		if l.raft.State() != raft.Leader {
+			if err := l.disk.leaderless(l.raft.LeaderWithID()); err != nil {
+				return 0, err
+			}
 			return 0, l.notLeader()
 		}
 	}
@@ -479,8 +482,8 @@ func (l *Log) AppendBatch(ctx context.Context, values [][]byte) (uint64, error) 
 		// Raft answers this also for entries it had committed but not yet
 		// handed to the FSM when it shut down: the record may be in the log.
 		return 0, fmt.Errorf("%w: %w", ErrUnknownOutcome, ErrClosed)
-	default: // leadership lost, aborted by restore: it may still commit
-		return 0, fmt.Errorf("%w: %w", ErrUnknownOutcome, o.err)
+	default: // leadership lost, aborted by restore, disk full: it may still commit
+		return 0, fmt.Errorf("%w: %w", ErrUnknownOutcome, l.disk.annotate(o.err))
 	}
 	res, ok := o.resp.(applyResult)
 	if !ok {
