@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -219,8 +220,17 @@ func (m *diskMonitor) annotate(err error) error {
 	if !m.full.Load() || errors.Is(err, ErrDiskFull) {
 		return err
 	}
+	if strings.Contains(err.Error(), ErrDiskFull.Error()) {
+		return diskFullError{err} // the text says so already
+	}
 	return fmt.Errorf("%w: %w", ErrDiskFull, err)
 }
+
+// diskFullError puts ErrDiskFull in an error's chain without changing its text.
+type diskFullError struct{ error }
+
+func (e diskFullError) Is(target error) bool { return target == ErrDiskFull }
+func (e diskFullError) Unwrap() error        { return e.error }
 
 // isFull reports, without probing, whether appends are being refused.
 func (m *diskMonitor) isFull() bool { return m.full.Load() || m.low.Load() }
