@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	logv1 "github.com/proglog/proglog/gen/log/v1"
 )
 
 // TestRaftLogCorruptRefused flips a byte in a sealed segment of a stopped
@@ -104,5 +106,88 @@ func TestRaftLogCorruptRefused(t *testing.T) {
 	}
 	if code := n.stop(); code != 0 {
 		t.Fatalf("serve exit code %d", code)
+	}
+}
+
+// TestClusterRaftLogCorruptRecoveredUnderNewID damages a follower's Raft
+// log while it is down: it refuses to start (exit 4, not a panic), and the
+// procedure its message gives (move raft/, log/ and serf.snapshot aside,
+// start with a new --node-id) brings it back as a new member that holds
+// every record, with the old member gone from the configuration.
+func TestClusterRaftLogCorruptRecoveredUnderNewID(t *testing.T) {
+	c := startCluster(t, "--segment-bytes", "4KiB")
+	leader := c.waitLeader(3)
+	cl := c.client(leader.addr)
+	for i := range 60 {
+		req := &logv1.ProduceBatchRequest{}
+		for j := range 4 {
+			req.Records = append(req.Records, &logv1.Record{Value: fmt.Appendf(nil, "r%d-%d-%s", i, j, strings.Repeat("v", 100))})
+		}
+		ctx, cancel := c.call(10 * time.Second)
+		_, err := cl.ProduceBatch(ctx, req)
+		cancel()
+		if err != nil {
+			t.Fatalf("batch %d: %v", i, err)
+		}
+	}
+	c.waitConverged()
+	f := c.followers(leader)[0]
+	f.kill9() // still a voter: a crash, not a graceful leave
+
+	dataDir := filepath.Join(c.root, f.id)
+	segs, err := filepath.Glob(filepath.Join(dataDir, "raft", "log", "*.store"))
+	if err != nil || len(segs) < 4 {
+		t.Fatalf("raft log segments %v, %v; want at least 4", segs, err)
+	}
+	slices.Sort(segs)
+	sealed := segs[len(segs)/2]
+	b, err := os.ReadFile(sealed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0x10
+	if err := os.WriteFile(sealed, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	f.start()
+	select {
+	case <-f.current.done:
+	case <-time.After(time.Minute):
+		t.Fatalf("%s did not exit on a damaged raft log", f.id)
+	}
+	var ee *exec.ExitError
+	if !errors.As(f.current.err, &ee) || ee.ExitCode() != 4 {
+		t.Fatalf("%s on a damaged raft log: %v, want exit code 4", f.id, f.current.err)
+	}
+	out := f.out.String()
+	if strings.Contains(out, "panic:") || !strings.Contains(out, sealed+" at byte ") || !strings.Contains(out, "NEW --node-id") {
+		t.Fatalf("%s's refusal does not name %s or say what to do:\n%s", f.id, sealed, out[max(0, len(out)-3000):])
+	}
+
+	// The procedure the message gives.
+	for _, name := range []string{"raft", "log", "serf.snapshot"} {
+		p := filepath.Join(dataDir, name)
+		if err := os.Rename(p, p+".broken"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	oldID := f.id
+	f.id += "b"
+	i := slices.Index(f.args, "--node-id")
+	f.args[i+1] = f.id
+	f.start()
+	c.waitReady(f)
+	c.waitLeader(3)
+	ids := map[string]bool{}
+	for _, s := range c.servers(leader.addr) {
+		ids[s.GetId()] = true
+	}
+	if ids[oldID] || !ids[f.id] {
+		t.Fatalf("servers %v: want %s replaced by %s", ids, oldID, f.id)
+	}
+	log := c.checkIdentical()
+	if len(log) != 240 || !strings.HasPrefix(string(log[239]), "r59-3-") {
+		t.Fatalf("after recovery the log has %d records", len(log))
 	}
 }
