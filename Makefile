@@ -14,6 +14,7 @@ STATICCHECK_VERSION := v0.8.2
 GRPCURL_VERSION := v1.9.3
 BENCH ?= .
 BENCHTIME ?= 1s
+RECORDS ?= 10000000
 
 .PHONY: help
 help: ## Describe useful make targets
@@ -46,6 +47,10 @@ bench: ## Run the Go benchmarks (BENCH=regexp BENCHTIME=1s)
 .PHONY: bench-cluster
 bench-cluster: ## Batched produce: one node vs a three-node cluster, separate processes
 	scripts/bench-cluster.sh
+
+.PHONY: bench-restart
+bench-restart: ## Restart after kill -9 with 10M records (RECORDS=n): time to first ack, RSS, disk
+	scripts/bench-restart.sh $(RECORDS)
 
 .PHONY: lint
 lint: $(BIN)/staticcheck web/node_modules ## Vet, staticcheck, gofmt and buf lint

@@ -37,6 +37,13 @@ type Config struct {
 	// SyncInterval every storeSyncInterval.
 	StoreSyncSet bool
 
+	// Alone promises that no other node joins while this process runs (a
+	// node without gossip). If the Raft configuration then holds only this
+	// node, Raft runs with soloTimeout, so the node elects itself within a
+	// tenth of a second of starting instead of after a heartbeat timeout;
+	// with anyone else in the configuration the timeouts below apply.
+	Alone bool
+
 	// Raft timing; zero fields take hashicorp/raft's defaults (1s heartbeat
 	// and election timeouts, 500ms leader lease, 50ms commit timeout), which
 	// suit production. Tests on loopback use much shorter ones.
@@ -48,8 +55,16 @@ type Config struct {
 	// (how often to check) and TrailingLogs (entries kept after a snapshot);
 	// zero takes raft's defaults (8192, 120s, 10240).
 	SnapshotThreshold uint64
-	SnapshotInterval  time.Duration
-	TrailingLogs      uint64
+	// SnapshotBytes triggers a snapshot once the entries applied since the
+	// latest one hold this many bytes, whatever their count; it bounds what
+	// a restart replays. Default 64 MiB; negative turns it off.
+	SnapshotBytes int64
+	// TrailingBytes sizes raft's TrailingLogs (at most TrailingLogs) so that
+	// compaction keeps about this many bytes of entries behind a snapshot,
+	// whatever their count. Default 64 MiB; negative turns it off.
+	TrailingBytes    int64
+	SnapshotInterval time.Duration
+	TrailingLogs     uint64
 	// RetainSnapshots is how many snapshots to keep on disk; default 2.
 	RetainSnapshots int
 
@@ -89,6 +104,12 @@ func (c Config) withDefaults() (Config, error) {
 		// is fdatasynced when sealed, the active one every minute.
 		c.Store.Sync = logstore.SyncInterval
 		c.Store.SyncInterval = storeSyncInterval
+	}
+	if c.SnapshotBytes == 0 {
+		c.SnapshotBytes = defaultSnapshotBytes
+	}
+	if c.TrailingBytes == 0 {
+		c.TrailingBytes = defaultTrailingBytes
 	}
 	if c.RetainSnapshots == 0 {
 		c.RetainSnapshots = 2

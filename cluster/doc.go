@@ -72,37 +72,40 @@
 //
 // # Applying exactly once across restarts
 //
-// The store is not rolled back when the node restarts, but Raft replays
-// every committed entry after its latest snapshot (or from entry 1 when it
-// has none). The FSM therefore keeps next, the offset the next applied
-// record gets, and the snapshot header records next as of the snapshot's
-// Raft index. On start Raft restores the latest snapshot: Restore sets next
-// from the header and, if the store already reaches that offset, keeps the
-// store as it is (otherwise it replaces it with the snapshot's files).
-// Replay then recomputes the offsets of the entries after the snapshot
-// exactly as they were first assigned, and for each record:
+// On a restart Raft replays every committed entry after its latest snapshot
+// (or from entry 1 when it has none). The FSM keeps next, the offset the
+// next applied record gets, and the snapshot header records next as of the
+// snapshot's Raft index. Before the replay the store is cut back to exactly
+// what Raft vouches for without its log:
 //
-//   - offset < the store's end: the store already holds it. It is read back
-//     and compared byte for byte; a difference is ErrCorrupt and stops
-//     applying (it cannot happen unless the disk changed under us). Records
-//     retention already deleted are skipped unchecked.
-//   - offset == the store's end: it is handed to the store writer (all
-//     such records of one ApplyBatch as one run, written in order). "The
-//     store's end" is the FSM's stored: the store's next offset once the
-//     writer has written everything handed over; Snapshot and Restore flush
-//     the writer first.
-//   - offset > the store's end cannot happen: the store holds a prefix of
-//     the committed records (it only ever appends committed ones) and the
-//     replay starts at or below its end. It is treated as corruption.
+//   - With a snapshot, Raft restores the latest one, whose files are the
+//     store's own sealed segments (see Snapshots). Restore sets next from
+//     the header and, if the store reaches that offset, cuts the store back
+//     to it (a segment boundary, so no linked byte changes) without reading
+//     a record; otherwise it replaces the store with the snapshot's files.
+//   - Without one, New empties the store (keeping its lowest offset): Raft's
+//     log still holds every entry from the first, since nothing is
+//     compacted before a snapshot.
+//
+// The replay then numbers the records of the entries after that point
+// exactly as they were first numbered and hands them to the store writer,
+// which writes them again; records below the store's lowest offset are
+// skipped (retention deleted them). Each record is therefore written once
+// per apply and the store never holds one that Raft's log does not vouch
+// for, whatever happened to the store or to Raft's log since (a flipped
+// byte, a torn tail, a Raft log that lost entries the store had applied:
+// the store is rebuilt from Raft's log as it is). A restart costs what came
+// after the latest snapshot, which Config.SnapshotBytes bounds (a snapshot
+// every 64 MiB of entries by default, besides Raft's count of entries), not
+// the log's size.
 //
 // Why the prefix argument holds: the store only receives records from
 // committed entries (the FSM sees nothing else), committed entries never
 // change (Raft's log matching and leader completeness), and a restore
 // replaces the store with a prefix taken from another node's store, which
 // by the same argument holds the same committed records at the same
-// offsets. A snapshot may stream a few records past its header's next (the
-// store had more when a restarted node snapshots during replay); those are
-// committed records at their final offsets and the replay verifies them.
+// offsets. A stream snapshot written by an older version may carry records
+// past its header's next; Restore cuts them off like the rest.
 //
 // # Durability of the two copies
 //
@@ -113,9 +116,9 @@
 // after a machine crash only the active segment's tail can be torn or
 // lost, and Open cuts a torn tail off; Raft re-applies what is missing from
 // its log, which holds every entry after the latest snapshot (everything
-// before it is in the snapshot: every snapshot first calls
-// (*logstore.Log).Sync). A store that fails to open with ErrCorrupt is
-// moved aside and rebuilt the same way. (Before, the store ran SyncNever,
+// before it is in the snapshot's sealed segments, which logstore.Link
+// fdatasyncs). A store that fails to open with ErrCorrupt is moved aside
+// and rebuilt the same way: Raft restores the snapshot from its links. (Before, the store ran SyncNever,
 // which does not sync a segment it seals: a sealed segment whose pages
 // never reached the disk was not scanned at open and was found only when
 // read.) With Config.StoreSyncSet the policy is the caller's, and under
@@ -126,19 +129,35 @@
 //
 // # Snapshots and retention
 //
-// A snapshot is a 32-byte header (next and lowest offset, CRC) followed by
-// the store's segment files as (*logstore.Log).Reader streams them; it
-// costs no copy on the leader beyond reading the files. A node that is
-// behind the leader's compacted Raft log receives it through
-// InstallSnapshot, and logstore.Restore writes it into a fresh directory
+// Snapshots live in <DataDir>/raft/snapshots (snapshots.go), one directory
+// each with meta.json and state.bin as hashicorp/raft's FileSnapshotStore
+// lays them out. When the node takes one, the FSM seals the store's active
+// segment and hard-links every sealed segment file into the snapshot
+// (logstore.Link, which fdatasyncs them first): state.bin holds only the
+// 32-byte header (next and lowest offset, CRC) and meta.json lists the
+// linked files with their sizes. Taking a snapshot therefore writes no
+// record, whatever the store's size; each one starts a new store segment.
+// Sealed segments are never written again, and the store is only ever cut
+// at or past the latest snapshot's next, so linked bytes never change;
+// retention deleting a segment removes the store's name for it, and the
+// bytes go when the snapshot holding them is reaped (RetainSnapshots).
+//
+// Opening a snapshot streams state.bin and then each linked file: the same
+// stream as (*logstore.Log).Reader. A node that is behind the leader's
+// compacted Raft log receives it through InstallSnapshot (written whole
+// into state.bin), and logstore.Restore writes it into a fresh directory
 // (verifying every frame's CRC), swaps it into place and the store is
 // reopened. (Compaction keeps Config.TrailingLogs entries behind each
 // snapshot, so a follower just behind gets entries rather than a snapshot.)
 // Retention deletes store segments only; Raft's log is compacted
-// by its own snapshots (SnapshotThreshold, TrailingLogs), so retention
-// never removes an entry Raft still needs. A snapshot taken after retention
-// carries only the retained segments, and a restored node starts at the
-// same lowest offset.
+// by its own snapshots, so retention never removes an entry Raft still
+// needs. A snapshot taken after retention carries only the retained
+// segments, and a restored node starts at the same lowest offset.
+//
+// A byte that rots in a sealed segment below the latest snapshot is found
+// when it is read (logstore.ErrCorrupt, DataLoss to clients); the
+// snapshot's link is the same file, so the good copy is on the other
+// nodes. Healing such a segment from a peer is not built yet.
 //
 // # Failures
 //

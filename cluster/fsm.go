@@ -1,13 +1,13 @@
 package cluster
 
 import (
-	"bytes"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sync/atomic"
 
 	"github.com/hashicorp/raft"
@@ -48,10 +48,10 @@ type applyResult struct {
 func (f *fsm) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
 
 // ApplyBatch applies the command entries of logs: it numbers their records
-// and hands the new ones to the store writer as one run. Records whose
-// offsets the local store already holds (a restart replaying entries after
-// the last snapshot) are compared with the store instead of being written
-// again.
+// and hands them to the store writer as one run. A replay after a restart
+// finds the store cut back to where it starts (see New and Restore), so
+// every record is written again, except those below the store's lowest
+// offset: retention deleted them already.
 func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	out := make([]any, len(logs))
 	if err := f.w.failure(); err != nil && f.failed == nil {
@@ -69,6 +69,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	var fresh [][]byte
 	var freshBase uint64
 	for i, e := range logs {
+		f.c.applied(len(e.Data))
 		if e.Type != raft.LogCommand {
 			continue
 		}
@@ -84,10 +85,10 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		for j, v := range values {
 			off := base + uint64(j)
 			if off < have {
-				if err := verifyHeld(lg, off, lowest, v); err != nil {
-					return f.fail(out, fmt.Errorf("raft entry %d: %w", e.Index, err))
+				if off >= lowest {
+					return f.fail(out, fmt.Errorf("%w: raft entry %d carries offset %d but the local log already holds it", logstore.ErrCorrupt, e.Index, off))
 				}
-				continue
+				continue // retention deleted it already
 			}
 			if len(fresh) == 0 {
 				if off != have {
@@ -105,25 +106,6 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	}
 	f.committed.Store(f.next)
 	return out
-}
-
-// verifyHeld checks a record the local log already holds against the
-// committed value. Records retention already deleted cannot be checked.
-func verifyHeld(lg *logstore.Log, off, lowest uint64, want []byte) error {
-	if off < lowest {
-		return nil
-	}
-	rec, err := lg.Read(off)
-	if errors.Is(err, logstore.ErrOutOfRange) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if !bytes.Equal(rec.Value, want) {
-		return fmt.Errorf("%w: the local record at offset %d differs from the committed one", logstore.ErrCorrupt, off)
-	}
-	return nil
 }
 
 // fail stops this node's applying: the committed entries stay committed on
@@ -182,9 +164,10 @@ func readSnapHeader(r io.Reader) (snapHeader, error) {
 	return snapHeader{next: binary.LittleEndian.Uint64(b[8:]), lowest: binary.LittleEndian.Uint64(b[16:])}, nil
 }
 
-// Snapshot captures the store's segments as they are now; Persist streams
-// them while Apply goes on (sealed segments never change, the active one is
-// read only up to its end now).
+// Snapshot seals the store's active segment and links the sealed segment
+// files into a staging directory (logstore.Link): the snapshot is every
+// record applied so far, and taking it copies none of them. Persist moves
+// the links into the snapshot raft creates, while Apply goes on.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	if f.failed != nil {
 		return nil, f.failed
@@ -192,41 +175,68 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	if err := f.w.flush(); err != nil {
 		return nil, fmt.Errorf("cluster: write the store before a snapshot: %w", err)
 	}
-	lg := f.c.current().log
-	// Raft compacts its log once this snapshot is persisted, and the store
-	// (SyncNever) may hold sealed segments that were never synced: make
-	// every applied record durable in the store before that copy goes.
-	if err := lg.Sync(); err != nil {
-		return nil, fmt.Errorf("cluster: sync the store before a snapshot: %w", err)
+	staging, err := f.c.snaps.staging()
+	if err != nil {
+		return nil, fmt.Errorf("cluster: snapshot: %w", err)
 	}
-	lowest, _ := lg.Bounds()
-	return &fsmSnapshot{header: snapHeader{next: f.next, lowest: lowest}, r: lg.Reader()}, nil
+	// Link makes the linked segments durable: Raft compacts its log once
+	// this snapshot is persisted, and the store is synced only now and then.
+	lowest, next, files, err := f.c.current().log.Link(staging)
+	if err == nil && next != f.stored {
+		err = fmt.Errorf("%w: the store ends at offset %d, the applied records at %d", logstore.ErrCorrupt, next, f.stored)
+	}
+	if err != nil {
+		os.RemoveAll(staging)
+		return nil, fmt.Errorf("cluster: snapshot: %w", err)
+	}
+	f.c.snapshotTaken()
+	return &fsmSnapshot{header: snapHeader{next: next, lowest: lowest}, staging: staging, files: files}, nil
 }
 
 type fsmSnapshot struct {
-	header snapHeader
-	r      io.Reader
+	header  snapHeader
+	staging string // holds files until Persist moves them into the snapshot
+	files   []logstore.LinkedFile
 }
 
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	if _, err := sink.Write(s.header.encode()); err != nil {
-		sink.Cancel()
-		return fmt.Errorf("cluster: write snapshot: %w", err)
-	}
-	if _, err := io.Copy(sink, s.r); err != nil {
+	if err := s.persist(sink); err != nil {
 		sink.Cancel()
 		return fmt.Errorf("cluster: write snapshot: %w", err)
 	}
 	return sink.Close()
 }
 
-func (s *fsmSnapshot) Release() {}
+func (s *fsmSnapshot) persist(sink raft.SnapshotSink) error {
+	if _, err := sink.Write(s.header.encode()); err != nil {
+		return err
+	}
+	if ls, ok := sink.(*snapshotSink); ok {
+		return ls.link(s.staging, s.files)
+	}
+	// Another snapshot store gets the bytes.
+	for _, lf := range s.files {
+		f, err := os.Open(filepath.Join(s.staging, lf.Name))
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(sink, io.NewSectionReader(f, 0, lf.Size))
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
-// Restore makes the local store hold at least the snapshot's records. If it
-// already does (a restart: the store survived and raft restores its latest
-// snapshot), nothing is rewritten and the entries after the snapshot are
-// replayed against the store. Otherwise the store is replaced by the
-// snapshot's files.
+func (s *fsmSnapshot) Release() { os.RemoveAll(s.staging) }
+
+// Restore makes the local store hold exactly the snapshot's records. If it
+// holds them already (a restart: raft restores its latest snapshot, whose
+// files are the store's own), nothing is read or rewritten; records past
+// the snapshot are cut off, and Raft re-applies them from the entries after
+// it, so the store never holds a record its Raft log does not vouch for.
+// Otherwise the store is replaced by the snapshot's files.
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	h, err := readSnapHeader(rc)
@@ -236,18 +246,37 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	// What is queued is written first; a failed writer is replaced below.
 	werr := f.w.flush()
 	if f.failed == nil && werr == nil {
-		if _, have := f.c.current().log.Bounds(); have >= h.next {
-			f.next, f.stored = h.next, have
-			f.committed.Store(h.next)
-			return nil
+		lg := f.c.current().log
+		lowest, have := lg.Bounds()
+		if have >= h.next {
+			keep := max(h.next, lowest)
+			err := lg.TruncateFrom(keep)
+			if err == nil {
+				if have > keep {
+					f.logger.Info("cluster: cut the store back to its latest snapshot; raft re-applies the rest", "from", keep, "records", have-keep)
+				}
+				f.next, f.stored = h.next, keep
+				f.committed.Store(h.next)
+				return nil
+			}
+			f.logger.Warn("cluster: cannot cut the store back to the snapshot; restoring it from the snapshot", "err", err)
 		}
 	}
 	if err := f.c.replaceStore(func(dir string) error { return logstore.Restore(dir, rc) }); err != nil {
 		return err
 	}
-	_, have := f.c.current().log.Bounds()
+	lg := f.c.current().log
+	lowest, have := lg.Bounds()
 	if have < h.next {
 		return fmt.Errorf("%w: restored store ends at offset %d, the snapshot at %d", logstore.ErrCorrupt, have, h.next)
+	}
+	if keep := max(h.next, lowest); have > keep {
+		// An older version's stream snapshot may carry records past next;
+		// Raft re-applies them.
+		if err := lg.TruncateFrom(keep); err != nil {
+			return fmt.Errorf("cluster: restore: %w", err)
+		}
+		have = keep
 	}
 	if werr != nil {
 		// The failed writer wrote nothing since (and its queue is empty:

@@ -36,6 +36,7 @@ type Log struct {
 	trans  *raft.NetworkTransport
 	store  *raftStore // Raft's log and stable store
 	disk   *diskMonitor
+	snaps  *snapshotStore
 	fsm    *fsm
 	m      *metrics
 	// leaderWait bounds how long an append waits for an election.
@@ -45,6 +46,13 @@ type Log struct {
 	replaceMu sync.Mutex // serialises replaceStore (the FSM goroutine and Close)
 
 	done chan struct{} // closed by Close
+	// bg runs the snapshot trigger; Close waits for it.
+	bg sync.WaitGroup
+	// sinceSnapshot counts the bytes of the entries applied since the
+	// latest snapshot, for Config.SnapshotBytes.
+	sinceSnapshot        atomic.Int64
+	entriesSinceSnapshot atomic.Int64
+	trailingLogs         uint64 // raft's TrailingLogs as configured: sizeTrailingLogs's ceiling
 	// applyMu guards closing; appends hold it for reading while they hand an
 	// entry to raft and count its waiter.
 	applyMu   sync.RWMutex
@@ -136,10 +144,11 @@ func New(cfg Config) (_ *Log, err error) {
 	l.store.noSpace = l.disk.noteWriteErr
 	l.disk.whileFull = l.handOffLeadership
 	cleanup = append(cleanup, l.disk.stop)
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(raftDir, cfg.RetainSnapshots, newHCLogger(l.logger, "raft-snapshots"))
+	snaps, err := openSnapshotStore(raftDir, cfg.RetainSnapshots, l.logger)
 	if err != nil {
-		return nil, fmt.Errorf("cluster: open snapshots: %w", err)
+		return nil, err
 	}
+	l.snaps = snaps
 	l.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  cfg.Stream,
 		MaxPool: 5,
@@ -163,14 +172,30 @@ func New(cfg Config) (_ *Log, err error) {
 	setIf(&rc.SnapshotThreshold, cfg.SnapshotThreshold)
 	setIf(&rc.SnapshotInterval, cfg.SnapshotInterval)
 	setIf(&rc.TrailingLogs, cfg.TrailingLogs)
-	l.leaderWait = 3 * rc.ElectionTimeout
 	if err := raft.ValidateConfig(rc); err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	// raft.NewRaft panics on an entry it cannot read: check them first,
+	// before anything changes the store (a refusal leaves the data dir as
+	// it was, so the records can still be recovered from it).
+	if err := l.store.verify(latestSnapshotIndex(snaps) + 1); err != nil {
+		return nil, err
 	}
 	has, err := raft.HasExistingState(l.store, l.store, snaps)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
+	if cfg.Alone {
+		solo, err := l.soloVoter(rc, has, cfg.Bootstrap)
+		if err != nil {
+			return nil, err
+		}
+		if solo {
+			rc.HeartbeatTimeout, rc.ElectionTimeout, rc.LeaderLeaseTimeout = soloTimeout, soloTimeout, soloTimeout/2
+		}
+	}
+	l.leaderWait = 3 * rc.ElectionTimeout
+	l.trailingLogs = rc.TrailingLogs
 	adoptPath := filepath.Join(raftDir, adoptFileName)
 	adopting, err := fileExists(adoptPath)
 	if err != nil {
@@ -201,6 +226,11 @@ func New(cfg Config) (_ *Log, err error) {
 			}
 		}
 	}
+	if has && !adopting {
+		if err := emptyWithoutSnapshot(store, snaps, l.logger); err != nil {
+			return nil, err
+		}
+	}
 	l.fsm = &fsm{c: l, logger: l.logger, w: newStoreWriter(l)}
 	_, l.fsm.stored = store.Bounds()
 	l.fsm.committed.Store(l.fsm.stored)
@@ -208,10 +238,6 @@ func New(cfg Config) (_ *Log, err error) {
 	// the FSM's writer is this goroutine's to stop.
 	cleanup = append(cleanup, func() { l.fsm.w.close() })
 	l.m = newMetrics(l)
-	// raft.NewRaft panics on an entry it cannot read: check them first.
-	if err := l.store.verify(latestSnapshotIndex(snaps) + 1); err != nil {
-		return nil, err
-	}
 	// Recent entries stay in memory: the leader's replication and a
 	// follower's apply read them back from there instead of the Raft log store.
 	logs, err := raft.NewLogCache(logCacheEntries, l.store)
@@ -226,6 +252,9 @@ func New(cfg Config) (_ *Log, err error) {
 		l.raft.Shutdown().Error()
 		return nil, err
 	}
+	if cfg.SnapshotBytes > 0 {
+		l.bg.Go(l.snapshotBySize)
+	}
 	if adopting {
 		if err := l.adopt(adoptPath); err != nil {
 			l.Close()
@@ -234,6 +263,27 @@ func New(cfg Config) (_ *Log, err error) {
 	}
 	l.disk.start()
 	return l, nil
+}
+
+// emptyWithoutSnapshot empties the store of a node that has Raft state
+// but no snapshot yet: its Raft log then holds every entry from the first
+// (nothing was compacted), and the replay writes every record again, so
+// the store holds nothing Raft's log does not vouch for (see doc.go). It
+// keeps the store's lowest offset; retention deleted what is below.
+func emptyWithoutSnapshot(store *logstore.Log, snaps raft.SnapshotStore, logger *slog.Logger) error {
+	list, err := snaps.List()
+	if err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	lowest, next := store.Bounds()
+	if len(list) > 0 || next == lowest {
+		return nil
+	}
+	logger.Info("cluster: no raft snapshot yet; the store is emptied and raft re-applies its log", "records", next-lowest)
+	if err := store.Reset(lowest); err != nil {
+		return fmt.Errorf("cluster: empty the store for the replay: %w", err)
+	}
+	return nil
 }
 
 // adoptFileName, in <DataDir>/raft, marks a store being adopted.
@@ -355,9 +405,10 @@ func (l *Log) openStore() (*logstore.Log, error) {
 
 func (l *Log) current() *storeRef { return l.cur.Load() }
 
-// replaceStore closes the local store, lets fill rewrite its directory and
-// opens it again. Readers of the old store see ErrClosed and move on to the
-// new one (Wait does so by itself).
+// replaceStore closes the local store, lets fill rewrite its directory
+// (nil: just reopen it, as the store writer does after a failed write) and
+// opens it again. Readers of the old store see ErrClosed and move on to
+// the new one (Wait does so by itself).
 func (l *Log) replaceStore(fill func(dir string) error) error {
 	l.replaceMu.Lock()
 	defer l.replaceMu.Unlock()
@@ -371,6 +422,12 @@ func (l *Log) replaceStore(fill func(dir string) error) error {
 		l.logger.Warn("cluster: closing the store before a restore", "err", err)
 	}
 	dir := filepath.Join(l.cfg.DataDir, "log")
+	if fill == nil {
+		fill = func(string) error { return nil }
+		defer func() { l.logger.Info("cluster: local store reopened") }()
+	} else {
+		l.m.restores.Inc()
+	}
 	fillErr := fill(dir)
 	store, err := logstore.Open(dir, l.cfg.Store)
 	if err != nil {
@@ -378,7 +435,6 @@ func (l *Log) replaceStore(fill func(dir string) error) error {
 	}
 	l.cur.Store(&storeRef{log: store, replaced: make(chan struct{})})
 	close(old.replaced)
-	l.m.restores.Inc()
 	if fillErr != nil {
 		return fmt.Errorf("cluster: restore store: %w", fillErr)
 	}
@@ -522,11 +578,29 @@ func (l *Log) ReadBatch(offset uint64, maxRecords, maxBytes int, dst []logstore.
 			}
 			continue
 		}
-		if !errors.Is(err, logstore.ErrClosed) || !l.wasReplaced(ref) {
+		if !errors.Is(err, logstore.ErrClosed) {
+			return recs, err
+		}
+		if !l.wasReplaced(ref) && !l.awaitReplaced(ref) {
 			return recs, l.mapClosed(err)
 		}
 	}
 	return dst, ErrClosed
+}
+
+// awaitReplaced waits a moment for a closed store to be replaced (the store
+// writer reopens it after a failed write; a restore swaps it) and reports
+// whether it was.
+func (l *Log) awaitReplaced(ref *storeRef) bool {
+	t := time.NewTimer(writeLagLimit)
+	defer t.Stop()
+	select {
+	case <-ref.replaced:
+		return true
+	case <-l.done:
+	case <-t.C:
+	}
+	return false
 }
 
 // unwritten reports whether offset, which a read found out of range, is
@@ -562,6 +636,9 @@ func (l *Log) awaitWritten(ref *storeRef, offset uint64) error {
 	case errors.Is(err, context.DeadlineExceeded):
 		if werr := l.fsm.w.failure(); werr != nil {
 			return fmt.Errorf("%w: %w", ErrApplyFailed, werr)
+		}
+		if stalled := l.fsm.w.stalled.Load(); stalled != nil {
+			return fmt.Errorf("%w: offset %d is committed but the local store cannot write it yet: %w", ErrTimeout, offset, *stalled)
 		}
 		return fmt.Errorf("%w: offset %d is committed but the local store has not written it in %v", ErrTimeout, offset, writeLagLimit)
 	}
@@ -795,6 +872,7 @@ func (l *Log) Close() error {
 			errs = append(errs, fmt.Errorf("cluster: raft shutdown: %w", err))
 		}
 		l.trans.Close() // closes the stream layer too
+		l.bg.Wait()
 		if !drained && !waitGroupTimeout(&l.waiters, closeGrace) {
 			l.logger.Error("cluster: some appends were never answered by raft after shutdown", "waited", drainGrace+closeGrace)
 		}

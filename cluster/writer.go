@@ -2,9 +2,11 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/proglog/proglog/logstore"
 )
@@ -23,6 +25,8 @@ type storeWriter struct {
 	done  chan struct{} // closed when run returns
 	stop  sync.Once
 	err   atomic.Pointer[error] // the first write failure; nothing is written after it
+	// stalled is the latest write error while write retries it.
+	stalled atomic.Pointer[error]
 }
 
 // writeQueueLen bounds the entries handed over but not yet written: when
@@ -82,19 +86,66 @@ func (w *storeWriter) run() {
 			}
 		}
 		if len(values) > 0 && w.err.Load() == nil {
-			got, err := w.c.current().log.AppendBatch(context.Background(), values)
-			if err == nil && got != base {
-				err = fmt.Errorf("%w: the local log put the records at %d, want %d", logstore.ErrCorrupt, got, base)
-			}
-			if err != nil {
-				w.fail(err)
-			}
+			w.write(base, values)
 		}
 		clear(values) // drop references to raft's entries
 		for _, f := range flushes {
 			close(f)
 		}
 	}
+}
+
+// write appends values at base. A store that cannot write them (a full
+// disk, an I/O error) fails for good (logstore.ErrFailed), so the writer
+// reopens it and writes what it lacks again, backing off, until it succeeds
+// or the node closes: a disk that fills up stalls applying until space is
+// freed, and then the node goes on by itself. Meanwhile stalled says why.
+func (w *storeWriter) write(base uint64, values [][]byte) {
+	backoff := 100 * time.Millisecond
+	for {
+		err := w.append(base, values)
+		if err == nil || errors.Is(err, logstore.ErrCorrupt) {
+			if err != nil {
+				w.fail(err)
+			}
+			if w.stalled.Swap(nil) != nil {
+				w.c.logger.Info("cluster: the local store writes again")
+			}
+			return
+		}
+		if w.stalled.Swap(&err) == nil {
+			w.c.logger.Error("cluster: writing applied records to the local store failed; retrying until it works (applying waits meanwhile)", "err", err)
+		}
+		select {
+		case <-w.c.done:
+			w.fail(err) // Raft re-applies the records on the next start
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+		if err := w.c.replaceStore(nil); err != nil {
+			w.c.logger.Warn("cluster: reopening the local store", "err", err)
+		}
+	}
+}
+
+// append writes the part of values the store does not hold yet: a failed
+// append may have written some of them before it failed.
+func (w *storeWriter) append(base uint64, values [][]byte) error {
+	lg := w.c.current().log
+	_, have := lg.Bounds()
+	switch {
+	case have < base:
+		return fmt.Errorf("%w: the local log ends at %d, the records to write start at %d", logstore.ErrCorrupt, have, base)
+	case have >= base+uint64(len(values)):
+		return nil
+	}
+	rest := values[have-base:]
+	got, err := lg.AppendBatch(context.Background(), rest)
+	if err == nil && got != have {
+		err = fmt.Errorf("%w: the local log put the records at %d, want %d", logstore.ErrCorrupt, got, have)
+	}
+	return err
 }
 
 func (w *storeWriter) fail(err error) {

@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/proglog/proglog/internal/slowtest"
 	"github.com/proglog/proglog/logstore"
 )
 
@@ -378,11 +379,11 @@ func checkAcked(l *logstore.Log, acked map[uint64][]byte) error {
 // the log continues once space is back.
 func TestDiskFull(t *testing.T) {
 	if _, err := exec.LookPath("unshare"); err != nil {
-		t.Skip("unshare not installed")
+		slowtest.Unavailable(t, "unshare not installed")
 	}
 	probe := exec.Command("unshare", "-rm", "true")
 	if out, err := probe.CombinedOutput(); err != nil {
-		t.Skipf("unshare -rm not permitted here: %v %s", err, out)
+		slowtest.Unavailable(t, "unshare -rm not permitted here: %v %s", err, out)
 	}
 	dir := t.TempDir()
 	cmd := exec.Command("unshare", "-rm", "sh", "-c", `mount -t tmpfs -o size=8m tmpfs "$1" && exec "$2" -test.run='^$'`, "sh", dir, os.Args[0])
@@ -391,7 +392,7 @@ func TestDiskFull(t *testing.T) {
 	t.Logf("child output:\n%s", out)
 	if err != nil {
 		if bytes.Contains(out, []byte("mount:")) {
-			t.Skipf("cannot mount tmpfs in a user namespace: %s", out)
+			slowtest.Unavailable(t, "cannot mount tmpfs in a user namespace: %s", out)
 		}
 		t.Fatalf("disk-full child failed: %v", err)
 	}

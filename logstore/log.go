@@ -569,21 +569,7 @@ func (l *Log) Sync() error {
 		return l.flushErr
 	}
 	set := l.segs.Load()
-	var err error
-	for _, s := range set.segs {
-		if !s.sealed || !s.unsynced {
-			continue
-		}
-		if err = unix.Fdatasync(int(s.store.Fd())); err != nil {
-			err = fmt.Errorf("fdatasync %s: %w", s.storePath, err)
-			break
-		}
-		if err = s.index.Sync(); err != nil {
-			err = fmt.Errorf("fsync %s: %w", s.indexPath, err)
-			break
-		}
-		s.unsynced = false
-	}
+	err := l.syncSealed(set.segs)
 	if active := set.segs[len(set.segs)-1]; err == nil && active.dirty {
 		err = l.fdatasync(active)
 	}

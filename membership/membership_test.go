@@ -47,6 +47,15 @@ func (r *recorder) Leave(id string) error {
 	return nil
 }
 
+func (r *recorder) Voters() (map[string]string, error) {
+	if !r.leader {
+		return nil, raft.ErrNotLeader
+	}
+	return r.snapshot(), nil
+}
+
+func (r *recorder) RemoveFailed(id string) error { return r.Leave(id) }
+
 func (r *recorder) snapshot() map[string]string {
 	r.mu.Lock()
 	defer r.mu.Unlock()

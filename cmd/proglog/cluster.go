@@ -41,8 +41,13 @@ type clusterFlags struct {
 	// Raft snapshots: how many entries since the last one trigger the next,
 	// how often that is checked, and how many entries compaction keeps.
 	snapshotThreshold uint64
+	snapshotBytes     byteSize
+	trailingBytes     byteSize
 	snapshotInterval  time.Duration
 	trailingLogs      uint64
+	// reapFailedAfter is how long a member may stay failed before the
+	// leader removes it (0 = never).
+	reapFailedAfter time.Duration
 	// diskReserve: free space below which appends are refused; unset
 	// (diskReserveSet false) means twice --segment-bytes, 0 none.
 	diskReserve    byteSize
@@ -53,13 +58,20 @@ func (c *clusterFlags) register(f *pflag.FlagSet) {
 	f.BoolVar(&c.bootstrap, "bootstrap", false, "start a new cluster with this node as its first member (what a node without --join does anyway; kept so a first node's flags say so)")
 	f.StringSliceVar(&c.join, "join", nil, "gossip addresses (host:port) of existing cluster members to join (repeat or comma-separate)")
 	f.StringVar(&c.gossipAddr, "gossip-addr", "", "address for cluster gossip, UDP and TCP (default: the host of --addr, port "+defaultGossipPort+")")
-	f.StringVar(&c.gossipKey, "gossip-key", "", "cluster gossip encryption key, base64 of 32 bytes (make one: openssl rand -base64 32); turns gossip on so other nodes can join")
+	f.StringVar(&c.gossipKey, "gossip-key", "", "cluster gossip encryption key, base64 of 32 bytes (make one: openssl rand -base64 32); turns gossip on so other nodes can join. "+
+		"The key lets a node gossip, not vote: the leader makes a member a voter only once it presents, at the address it advertises, a server certificate of this node's --tls-ca valid for that address")
 	f.StringVar(&c.gossipKeyFile, "gossip-key-file", "", "file holding the base64 gossip key")
 	f.StringVar(&c.advertiseAddr, "advertise-addr", "", "address (host:port) other nodes and clients reach this node's TLS port at (default: the listen address)")
 	f.DurationVar(&c.raftTimeout, "raft-timeout", time.Second, "Raft heartbeat and election timeout: a dead leader is replaced after about this long")
 	f.Uint64Var(&c.snapshotThreshold, "raft-snapshot-threshold", 8192, "Raft entries since the last snapshot that make the node take the next one")
+	c.snapshotBytes = 64 << 20
+	f.Var(&c.snapshotBytes, "raft-snapshot-bytes", "take a Raft snapshot once the entries since the last one hold this many bytes (0 = only by --raft-snapshot-threshold); bounds what a restart replays")
 	f.DurationVar(&c.snapshotInterval, "raft-snapshot-interval", 2*time.Minute, "how often the node checks --raft-snapshot-threshold")
 	f.Uint64Var(&c.trailingLogs, "raft-trailing-logs", 10240, "Raft entries kept after a snapshot, so a follower just behind gets entries rather than the snapshot")
+	c.trailingBytes = 64 << 20
+	f.Var(&c.trailingBytes, "raft-trailing-bytes", "keep about this many bytes of Raft entries after a snapshot, at most --raft-trailing-logs of them (0 = by count only)")
+	f.DurationVar(&c.reapFailedAfter, "reap-failed-after", 5*time.Minute, "the leader removes a member that has been unreachable (failed in gossip) this long from Raft and gossip, "+
+		"if the voters left alive are a majority without it; it rejoins when it comes back (0 = never remove failed members)")
 	f.Var(&c.diskReserve, "disk-reserve", "refuse produces (ResourceExhausted, \"disk full\") while the data dir's disk has less free space than this; they resume by themselves once space is freed (default: twice --segment-bytes; 0: only when a write fails for want of space)")
 }
 
@@ -107,6 +119,12 @@ func (c *clusterFlags) resolve(addr, listened string, insecure, restarted bool, 
 	}
 	if c.raftTimeout < 10*time.Millisecond {
 		return s, usagef("--raft-timeout %v is too short", c.raftTimeout)
+	}
+	if c.reapFailedAfter < 0 {
+		return s, usagef("--reap-failed-after must not be negative (0 never removes failed members)")
+	}
+	if c.snapshotBytes < 0 || c.trailingBytes < 0 {
+		return s, usagef("--raft-snapshot-bytes and --raft-trailing-bytes must not be negative")
 	}
 	if c.snapshotThreshold < 1 || c.snapshotInterval < 5*time.Millisecond {
 		return s, usagef("--raft-snapshot-threshold must be at least 1 and --raft-snapshot-interval at least 5ms")
@@ -241,11 +259,14 @@ func openNode(cfg nodeConfig) (*node, error) {
 		Stream:             layer,
 		Store:              cfg.store,
 		StoreSyncSet:       cfg.syncSet,
+		Alone:              !cfg.settings.gossip, // without gossip no one can join
 		HeartbeatTimeout:   t,
 		ElectionTimeout:    t,
 		LeaderLeaseTimeout: t / 2,
 		SnapshotThreshold:  cfg.flags.snapshotThreshold,
 		SnapshotInterval:   cfg.flags.snapshotInterval,
+		SnapshotBytes:      orOff(cfg.flags.snapshotBytes),
+		TrailingBytes:      orOff(cfg.flags.trailingBytes),
 		TrailingLogs:       cfg.flags.trailingLogs,
 		DiskReserve:        cfg.flags.diskReserveBytes(),
 		Logger:             logger, // raft's lines carry component=raft
@@ -312,7 +333,12 @@ func (n *node) join(cfg nodeConfig) error {
 		SnapshotPath: filepath.Join(cfg.dataDir, "serf.snapshot"),
 		SecretKey:    cfg.settings.key,
 		Handler:      n.log,
-		Logger:       cfg.logger, // serf's lines carry component=gossip
+		// The leader adds a member as a voter only once it has shown a
+		// server certificate of this node's CA for the address it gossips.
+		Verify:          membership.TLSVerifier(cfg.dial),
+		ReapFailedAfter: cfg.flags.reapFailedAfter,
+		Logger:          cfg.logger, // serf's lines carry component=gossip
+		Registerer:      cfg.reg,
 	}
 	if cfg.restarted && len(mcfg.Join) == 0 {
 		n.logger.Info("no --join: rejoining the members the gossip snapshot remembers; " +
@@ -400,4 +426,13 @@ func (n *node) reportWritable(ctx context.Context, svc *service.Service) {
 		case <-t.C:
 		}
 	}
+}
+
+// orOff maps a byte flag where 0 means off to a cluster.Config field where
+// 0 takes the default and a negative value means off.
+func orOff(b byteSize) int64 {
+	if b == 0 {
+		return -1
+	}
+	return int64(b)
 }

@@ -61,6 +61,7 @@ func TestClusterFlagsResolve(t *testing.T) {
 		{name: "bad join", flags: clusterFlags{join: []string{"nohost"}, gossipKey: testKey}, addr: "127.0.0.1:8400", err: "--join"},
 		{name: "bad gossip addr", flags: clusterFlags{bootstrap: true, gossipKey: testKey, gossipAddr: "x"}, addr: "127.0.0.1:8400", err: "--gossip-addr"},
 		{name: "bad advertise", flags: clusterFlags{bootstrap: true, gossipKey: testKey, advertiseAddr: "x"}, addr: "127.0.0.1:8400", err: "--advertise-addr"},
+		{name: "negative reap", flags: clusterFlags{bootstrap: true, gossipKey: testKey, reapFailedAfter: -time.Second}, addr: "127.0.0.1:8400", err: "--reap-failed-after"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 
 	logv1 "github.com/proglog/proglog/gen/log/v1"
 	"github.com/proglog/proglog/gen/log/v1/logv1connect"
+	"github.com/proglog/proglog/internal/slowtest"
 	"github.com/proglog/proglog/pki"
 )
 
@@ -56,7 +57,7 @@ func (n *netns) must(args ...string) {
 func newNetns(t *testing.T, nodes int) *netns {
 	t.Helper()
 	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("iproute2 (ip) is not installed")
+		slowtest.Unavailable(t, "iproute2 (ip) is not installed")
 	}
 	pid := os.Getpid()
 	n := &netns{t: t, tag: fmt.Sprint(pid % 100000), subnet: pid % 250}
@@ -86,7 +87,7 @@ func newNetns(t *testing.T, nodes int) *netns {
 	}
 	for _, step := range steps {
 		if err := n.run(step...); err != nil {
-			t.Skipf("network namespaces are not available here: %v", err)
+			slowtest.Unavailable(t, "network namespaces are not available here: %v", err)
 		}
 	}
 	return n

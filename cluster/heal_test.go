@@ -1,0 +1,231 @@
+package cluster_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/proglog/proglog/cluster"
+	"github.com/proglog/proglog/logstore"
+)
+
+// smallSegments gives the store (and Raft's log) several segments.
+func smallSegments(c *cluster.Config) { c.Store.MaxSegmentBytes = 2048 }
+
+// TestSnapshotLinksTheStore checks that a snapshot holds a header and hard
+// links to the store's sealed segments (no record copied), and that the
+// node restarts from it and a new node installs it.
+func TestSnapshotLinksTheStore(t *testing.T) {
+	p := newTestPKI(t)
+	nodes := p.startCluster(t, 1, smallSegments)
+	n := nodes[0]
+	for i := range 30 {
+		if _, err := n.log.AppendBatch(t.Context(), batch(fmt.Sprint("s", i), 5)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := n.log.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	snap := latestSnapshot(t, n.dir)
+	var meta struct {
+		Size  int64
+		Files []logstore.LinkedFile
+	}
+	b, err := os.ReadFile(filepath.Join(snap, "meta.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &meta); err != nil {
+		t.Fatal(err)
+	}
+	if len(meta.Files) < 2 {
+		t.Fatalf("snapshot links %d files, want the store's several segments", len(meta.Files))
+	}
+	st, err := os.Stat(filepath.Join(snap, "state.bin"))
+	if err != nil || st.Size() != 32 {
+		t.Fatalf("state.bin: %v, %v; want the 32-byte header alone", st, err)
+	}
+	size := int64(32)
+	for _, f := range meta.Files {
+		linked, err := os.Stat(filepath.Join(snap, f.Name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		own, err := os.Stat(filepath.Join(n.dir, "log", f.Name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !os.SameFile(linked, own) {
+			t.Fatalf("snapshot file %s is a copy, not a link to the store's", f.Name)
+		}
+		size += f.Size
+	}
+	if meta.Size != size {
+		t.Fatalf("snapshot size %d, its parts add up to %d", meta.Size, size)
+	}
+
+	// A node that joins now gets every record through the snapshot.
+	n2 := p.startNode(t, "n2", t.TempDir(), "", false, smallSegments)
+	t.Cleanup(func() { n2.stop(t) })
+	nodes = append(nodes, n2)
+	join(t, nodes[:1], n2)
+	appendTo(t, nodes, batch("after", 2))
+	waitApplied(t, 152, nodes...)
+	sameLogs(t, nodes...)
+}
+
+func latestSnapshot(t *testing.T, dataDir string) string {
+	t.Helper()
+	dirs, err := filepath.Glob(filepath.Join(dataDir, "raft", "snapshots", "*-*-*"))
+	if err != nil || len(dirs) == 0 {
+		t.Fatalf("no snapshot in %s: %v", dataDir, err)
+	}
+	slices.SortFunc(dirs, func(a, b string) int {
+		var ta, ia, tb, ib uint64
+		fmt.Sscanf(filepath.Base(a), "%d-%d", &ta, &ia)
+		fmt.Sscanf(filepath.Base(b), "%d-%d", &tb, &ib)
+		return int(ia) - int(ib)
+	})
+	return dirs[len(dirs)-1]
+}
+
+// TestStoreHealsFromRaft damages a stopped node's store or Raft log and
+// checks that the restarted node makes the store agree with its Raft log
+// again by itself: it serves every record Raft has, takes appends, and
+// never fails to apply.
+func TestStoreHealsFromRaft(t *testing.T) {
+	tests := []struct {
+		name     string
+		snapshot bool // after the 10th of 20 batches
+		damage   func(t *testing.T, dir string)
+		lost     int // records of the last batch Raft's log lost
+	}{
+		{"flipped record, no snapshot", false, func(t *testing.T, dir string) { flipValue(t, dir, "v3-2") }, 0},
+		{"flipped record past the snapshot", true, func(t *testing.T, dir string) { flipValue(t, dir, "v15-2") }, 0},
+		{"raft log lost its last entry, no snapshot", false, tearRaftLog, 5},
+		{"raft log lost its last entry past the snapshot", true, tearRaftLog, 5},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := newTestPKI(t)
+			dir := t.TempDir()
+			n := p.startNode(t, "solo", dir, "", true, smallSegments)
+			waitLeader(t, n)
+			var want [][]byte
+			for i := range 20 {
+				vals := batch(fmt.Sprint("v", i), 5)
+				want = append(want, vals...)
+				if _, err := n.log.AppendBatch(t.Context(), vals); err != nil {
+					t.Fatal(err)
+				}
+				if tt.snapshot && i == 9 {
+					if err := n.log.Snapshot(); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			addr := n.port.addr
+			n.stop(t)
+			tt.damage(t, dir)
+			want = want[:len(want)-tt.lost]
+
+			n = p.startNode(t, "solo", dir, addr, true, smallSegments)
+			defer n.stop(t)
+			if err := n.log.CatchUp(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			off, err := n.log.Append(t.Context(), []byte("after"))
+			if err != nil || off != uint64(len(want)) {
+				t.Fatalf("append after restart: offset %d, %v; want offset %d", off, err, len(want))
+			}
+			want = append(want, []byte("after"))
+			_, got := readAll(t, n.log)
+			if !slices.EqualFunc(got, want, bytes.Equal) {
+				t.Fatalf("healed store holds %d records, want %d:\n%q\nwant\n%q", len(got), len(want), got, want)
+			}
+		})
+	}
+}
+
+// flipValue flips a byte of the record whose value is v in the node's store.
+func flipValue(t *testing.T, dir, v string) {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(dir, "log", "*.store"))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		i := bytes.Index(b, []byte(v))
+		if i < 0 {
+			continue
+		}
+		b[i] ^= 0x20
+		if err := os.WriteFile(f, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	t.Fatalf("no record %q in %s", v, dir)
+}
+
+// tearRaftLog cuts the last bytes of Raft's log: its last entry is torn,
+// and Open cuts it off, while the store still holds its records.
+func tearRaftLog(t *testing.T, dir string) {
+	t.Helper()
+	truncateBy(t, activeStore(t, filepath.Join(dir, "raft", "log")), 7)
+}
+
+// TestCompactionKeepsBytesNotEntries: with entries of a few KiB, raft's
+// default TrailingLogs (10240 entries) would keep the whole log; the byte
+// limits snapshot it and compact it to about TrailingBytes.
+func TestCompactionKeepsBytesNotEntries(t *testing.T) {
+	p := newTestPKI(t)
+	nodes := p.startCluster(t, 1, func(c *cluster.Config) {
+		c.Store.MaxSegmentBytes = 4096 // Raft's log segments too
+		c.SnapshotBytes = 16 << 10
+		c.TrailingBytes = 8 << 10
+	})
+	n := nodes[0]
+	value := bytes.Repeat([]byte("x"), 100)
+	vals := slices.Repeat([][]byte{value}, 20) // a ~2 KiB entry
+	for range 200 {
+		if _, err := n.log.AppendBatch(t.Context(), vals); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const bound = 200 << 10 // minTrailingLogs (64) entries and a few segments; all 200 entries are ~420 KiB
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		size := dirSize(t, filepath.Join(n.dir, "raft", "log"))
+		if size < bound {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("raft's log still holds %d bytes, want less than %d after compaction", size, bound)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func dirSize(t *testing.T, dir string) int64 {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, e := range entries {
+		if fi, err := e.Info(); err == nil && strings.HasSuffix(e.Name(), ".store") {
+			n += fi.Size()
+		}
+	}
+	return n
+}
