@@ -70,6 +70,16 @@ func TestRaftLogCorruptRefused(t *testing.T) {
 				t.Fatalf("error names %s at byte %d; the damage is in %s at byte %d", ce.Path, ce.Pos, file, pos)
 			}
 			t.Logf("New: %v", err)
+			// The refusal changed nothing: the store still holds every
+			// record (a single node recovers them by adopting it).
+			store, err := logstore.Open(filepath.Join(dir, "log"), logstore.Config{MaxSegmentBytes: 1024})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer store.Close()
+			if lowest, next := store.Bounds(); lowest != 0 || next != 120 {
+				t.Fatalf("after the refusal the store holds [%d, %d), want [0, 120)", lowest, next)
+			}
 		})
 	}
 }
