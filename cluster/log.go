@@ -175,9 +175,10 @@ func New(cfg Config) (_ *Log, err error) {
 	if err := raft.ValidateConfig(rc); err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
-	// raft.NewRaft panics on an entry it cannot read: check them first,
-	// before anything changes the store (a refusal leaves the data dir as
-	// it was, so the records can still be recovered from it).
+	// raft.NewRaft (and raft.GetConfiguration, in soloVoter) panics on an
+	// entry it cannot read: check them first, before anything changes the
+	// store (a refusal leaves the data dir as it was, so the records can
+	// still be recovered from it).
 	if err := l.store.verify(latestSnapshotIndex(snaps) + 1); err != nil {
 		return nil, err
 	}
