@@ -213,15 +213,42 @@ func (m *diskMonitor) check() error {
 }
 
 // leaderless returns ErrDiskFull when no leader is known and this node's
-// disk is full: a node whose Raft log cannot take the no-op entry a new
-// leader writes steps down again at once, so on a one-member cluster that
-// is why there is no leader. With a leader elsewhere it returns nil: the
-// append is forwarded there.
+// disk is full; nil otherwise.
 func (m *diskMonitor) leaderless(_ raft.ServerAddress, id raft.ServerID) error {
 	if id != "" || !m.isFull() {
 		return nil
 	}
 	return m.check()
+}
+
+// leaderlessDiskFull returns ErrDiskFull for an append that found no
+// leader on a one-member cluster whose disk is full: its Raft log cannot
+// take the no-op entry a new leader writes, so it steps down again at
+// once, and the full disk is why there is no leader. In a bigger cluster
+// an election may have other causes, and the append fails as it would
+// without a full disk.
+func (l *Log) leaderlessDiskFull() error {
+	err := l.disk.leaderless(l.raft.LeaderWithID())
+	if err == nil || l.otherVoters() > 0 {
+		return nil
+	}
+	return err
+}
+
+// otherVoters counts the voters of the latest configuration besides this
+// node (0 if it cannot be read).
+func (l *Log) otherVoters() int {
+	f := l.raft.GetConfiguration()
+	if f.Error() != nil {
+		return 0
+	}
+	n := 0
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter && s.ID != raft.ServerID(l.cfg.NodeID) {
+			n++
+		}
+	}
+	return n
 }
 
 // annotate adds ErrDiskFull to the error raft answered an append with
@@ -282,20 +309,7 @@ func (c Config) segmentBytes() uint64 {
 // with a full disk, if there is another voter: a leader that refuses every
 // append would keep the whole cluster from taking writes.
 func (l *Log) handOffLeadership() {
-	if !l.IsLeader() {
-		return
-	}
-	f := l.raft.GetConfiguration()
-	if f.Error() != nil {
-		return
-	}
-	others := 0
-	for _, s := range f.Configuration().Servers {
-		if s.Suffrage == raft.Voter && s.ID != raft.ServerID(l.cfg.NodeID) {
-			others++
-		}
-	}
-	if others == 0 {
+	if !l.IsLeader() || l.otherVoters() == 0 {
 		return
 	}
 	l.logger.Warn("cluster: this leader's disk is full; handing leadership to a follower")

@@ -488,7 +488,7 @@ func (l *Log) AppendBatch(ctx context.Context, values [][]byte) (uint64, error) 
 			}
 		}
 		if l.raft.State() != raft.Leader {
-			if err := l.disk.leaderless(l.raft.LeaderWithID()); err != nil {
+			if err := l.leaderlessDiskFull(); err != nil {
 				return 0, err
 			}
 			return 0, l.notLeader()
