@@ -134,8 +134,8 @@ func (m *diskMonitor) stop() {
 	})
 }
 
-// probe measures free space and, once it is back above the reserve after
-// a failed write, makes the Raft log writable again.
+// probe measures free space and, once recoverFree is free after a failed
+// write, makes the Raft log writable again.
 func (m *diskMonitor) probe() {
 	if !m.probeMu.TryLock() {
 		return // another goroutine is probing: its result will do
