@@ -162,10 +162,14 @@
 // # Failures
 //
 // If the store cannot write committed records (disk full, I/O error), the
-// writer stops, the node stops applying (ErrApplyFailed: appends and reads
-// of the unwritten records say so), keeps serving what it has, and catches
-// up by replay when restarted. Appends acknowledged before the failure
-// became known are committed in Raft's log, so the replay writes them. An append whose entry left the
+// writer reopens it and writes them again, backing off up to 5 s between
+// tries, until it succeeds: meanwhile applying waits once the writer's
+// queue is full, reads of the unwritten records wait (and then time out
+// saying why), and the node serves what it has; once space is freed it
+// goes on by itself. Only a store that contradicts the records handed to
+// it (ErrCorrupt) stops applying for good (ErrApplyFailed): a leader then
+// hands leadership over, and a restart rebuilds the store from Raft's log
+// (see above). An append whose entry left the
 // leader but whose commit is unknown (leadership lost, ctx ended, or raft
 // shut down: it answers ErrRaftShutdown even for entries it had committed
 // but not yet applied) returns ErrUnknownOutcome: the record may or may not

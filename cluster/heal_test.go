@@ -3,6 +3,7 @@ package cluster_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -228,4 +229,33 @@ func dirSize(t *testing.T, dir string) int64 {
 		}
 	}
 	return n
+}
+
+// TestLeaderThatCannotApplyStepsDown: a leader whose store fails for good
+// hands leadership over, and the cluster goes on taking appends.
+func TestLeaderThatCannotApplyStepsDown(t *testing.T) {
+	p := newTestPKI(t)
+	nodes := p.startCluster(t, 3)
+	leader := waitLeader(t, nodes...)
+	appendTo(t, nodes, batch("before", 3))
+	cluster.FailWriter(leader.log)
+	if _, err := leader.log.Append(t.Context(), []byte("on the broken leader")); !errors.Is(err, cluster.ErrApplyFailed) && !errors.Is(err, cluster.ErrNotLeader) {
+		t.Fatalf("append on a leader that cannot apply: %v, want ErrApplyFailed (or not-leader, once it stepped down)", err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for leader.log.IsLeader() {
+		if time.Now().After(deadline) {
+			t.Fatal("the leader that cannot apply still leads")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	others := slices.DeleteFunc(slices.Clone(nodes), func(n *node) bool { return n == leader })
+	if _, err := waitLeader(t, others...).log.Append(t.Context(), []byte("after")); err != nil {
+		t.Fatalf("append on the new leader: %v", err)
+	}
+	if err := leader.log.Close(); !errors.Is(err, logstore.ErrCorrupt) {
+		t.Errorf("close of the node that cannot apply: %v, want its store's failure", err)
+	}
+	leader.port.stop(t)
+	leader.log = nil
 }

@@ -831,6 +831,22 @@ func (l *Log) Leader() (id, addr string) {
 	return string(i), string(a)
 }
 
+// stepDown hands leadership over, if this node leads, when it cannot apply:
+// every append it took would fail here although the others commit and
+// apply it. It does not wait (the FSM calls it).
+func (l *Log) stepDown() {
+	if l.raft == nil || l.raft.State() != raft.Leader {
+		return
+	}
+	l.bg.Go(func() {
+		if err := l.raft.LeadershipTransfer().Error(); err != nil {
+			l.logger.Warn("cluster: hand leadership over after failing to apply", "err", err)
+		} else {
+			l.logger.Info("cluster: handed leadership over: this node cannot apply")
+		}
+	})
+}
+
 // TransferLeadership hands leadership to the most up-to-date follower, for
 // a graceful shutdown: writes pause for one round trip instead of an
 // election timeout. On a follower it returns ErrNotLeader.
