@@ -34,10 +34,13 @@ import (
 //     state), so the probe reopens it first (raftStore.recover) and only
 //     then clears the fact.
 //
-// A leader whose disk is full hands leadership to a follower (the most
-// up to date one; raft picks it), if it has a voter to hand it to: the
-// others may have room, and the cluster then takes writes again at once.
-// It stays a voter and keeps replicating into its reserve.
+// A leader whose disk is full keeps leading (and refusing appends): it
+// does not hand leadership over, because hashicorp/raft v1.8.0 can wedge
+// around a leadership transfer (a step-down during the transfer leaves
+// "transfer in progress" set for good, hashicorp/raft#696; a step-down
+// while pipelining can deadlock the replication goroutine and with it
+// Shutdown), and a transfer every second while the disk stays full would
+// court both.
 //
 // Probes run every diskProbeInterval in the background, and on an append
 // when the latest is older than diskProbeStale or found less than twice
@@ -58,9 +61,6 @@ type diskMonitor struct {
 	statfs atomic.Pointer[func(dir string) (uint64, error)]
 	// recover makes the Raft log writable again after a failed write.
 	recover func() error
-	// whileFull, if set before start, runs on the background goroutine
-	// after each probe that leaves appends refused (Log.handOffLeadership).
-	whileFull func()
 
 	low        atomic.Bool
 	full       atomic.Bool
@@ -117,9 +117,6 @@ func (m *diskMonitor) run() {
 			return
 		case <-t.C:
 			m.probe()
-			if m.whileFull != nil && m.isFull() && !m.stopped() {
-				m.whileFull()
-			}
 		}
 	}
 }
@@ -303,17 +300,4 @@ func (c Config) segmentBytes() uint64 {
 		return uint64(c.Store.MaxSegmentBytes)
 	}
 	return uint64(logstore.DefaultConfig().MaxSegmentBytes)
-}
-
-// handOffLeadership hands leadership to a follower while this node leads
-// with a full disk, if there is another voter: a leader that refuses every
-// append would keep the whole cluster from taking writes.
-func (l *Log) handOffLeadership() {
-	if !l.IsLeader() || l.otherVoters() == 0 {
-		return
-	}
-	l.logger.Warn("cluster: this leader's disk is full; handing leadership to a follower")
-	if err := l.TransferLeadership(); err != nil {
-		l.logger.Warn("cluster: handing leadership over", "err", err)
-	}
 }

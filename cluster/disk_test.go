@@ -95,31 +95,3 @@ func diskFullGauge(t *testing.T, reg *prometheus.Registry) float64 {
 	t.Fatal("no proglog_disk_full metric")
 	return 0
 }
-
-// TestDiskFullLeaderHandsOver: a leader whose disk is full hands
-// leadership to a follower, so the cluster takes writes again without
-// waiting for space; the full node keeps replicating and serving reads.
-func TestDiskFullLeaderHandsOver(t *testing.T) {
-	p := newTestPKI(t)
-	nodes := p.startCluster(t, 3)
-	full := waitLeader(t, nodes...)
-	base := appendTo(t, nodes, batch("before", 2))
-	cluster.SetFreeBytes(full.log, func(string) (uint64, error) { return 0, nil })
-	if _, err := full.log.AppendBatch(t.Context(), batch("refused", 1)); !errors.Is(err, cluster.ErrDiskFull) {
-		t.Fatalf("append on the full leader = %v, want ErrDiskFull", err)
-	}
-	eventually(t, func() error {
-		if l := waitLeader(t, nodes...); l == full {
-			return errors.New("the full node still leads")
-		}
-		return nil
-	}, func(err error) bool { return err == nil })
-	next := appendTo(t, nodes, batch("after", 3)) + 3
-	waitApplied(t, next, nodes...)
-	if rec, err := full.log.Read(base + 1); err != nil || string(rec.Value) != "before-1" {
-		t.Fatalf("read on the full node = %q, %v", rec.Value, err)
-	}
-	if rec, err := full.log.Read(next - 1); err != nil || string(rec.Value) != "after-2" {
-		t.Fatalf("the full node did not replicate: %q, %v", rec.Value, err)
-	}
-}

@@ -194,9 +194,7 @@
 // write makes raft step down (it answers that entry's future with the
 // error, which AppendBatch reports as ErrUnknownOutcome and ErrDiskFull);
 // the log, which refuses appends after a failed write, is reopened by the
-// disk probe once space is back, and appends resume without a restart. A
-// leader with a full disk hands leadership to a follower, which may have
-// room.
+// disk probe once space is back, and appends resume without a restart.
 // Raft's stable store never needs new space after it is created (two
 // slots overwritten in place), so elections on a full disk cannot panic
 // raft the way a failed "save current term" does.

@@ -142,7 +142,6 @@ func New(cfg Config) (_ *Log, err error) {
 	l.disk = newDiskMonitor([]string{cfg.DataDir, raftDir, filepath.Join(cfg.DataDir, "log")},
 		cfg.diskReserve(), cfg.segmentBytes(), l.logger, l.store.recover)
 	l.store.noSpace = l.disk.noteWriteErr
-	l.disk.whileFull = l.handOffLeadership
 	cleanup = append(cleanup, l.disk.stop)
 	snaps, err := openSnapshotStore(raftDir, cfg.RetainSnapshots, l.logger)
 	if err != nil {
