@@ -53,7 +53,9 @@ type Config struct {
 	CommitTimeout      time.Duration
 	// SnapshotThreshold (entries since the last snapshot), SnapshotInterval
 	// (how often to check) and TrailingLogs (entries kept after a snapshot);
-	// zero takes raft's defaults (8192, 120s, 10240).
+	// zero takes 1<<20 (a backstop behind SnapshotBytes: every snapshot
+	// seals a store segment, so a low count with small entries would make
+	// many small segments) and raft's defaults (120s, 10240).
 	SnapshotThreshold uint64
 	// SnapshotBytes triggers a snapshot once the entries applied since the
 	// latest one hold this many bytes, whatever their count; it bounds what
@@ -104,6 +106,9 @@ func (c Config) withDefaults() (Config, error) {
 		// is fdatasynced when sealed, the active one every minute.
 		c.Store.Sync = logstore.SyncInterval
 		c.Store.SyncInterval = storeSyncInterval
+	}
+	if c.SnapshotThreshold == 0 {
+		c.SnapshotThreshold = defaultSnapshotThreshold
 	}
 	if c.SnapshotBytes == 0 {
 		c.SnapshotBytes = defaultSnapshotBytes

@@ -155,9 +155,14 @@
 // segments, and a restored node starts at the same lowest offset.
 //
 // A byte that rots in a sealed segment below the latest snapshot is found
-// when it is read (logstore.ErrCorrupt, DataLoss to clients); the
-// snapshot's link is the same file, so the good copy is on the other
-// nodes. Healing such a segment from a peer is not built yet.
+// when it is read (logstore.ErrCorrupt, DataLoss to clients) or when a
+// snapshot holding it is sent: Open passes every snapshot stream through
+// logstore.Verify on its way out (damage.go), so a damaged frame fails the
+// transfer where it is instead of at the follower. Either way the node
+// logs it once and, if it leads, hands leadership over, so that a follower
+// needing a snapshot gets a good one from another node. The snapshot's link
+// is the same file as the store's, so the good copy is on the other nodes;
+// healing the segment from a peer is not built yet.
 //
 // # Failures
 //

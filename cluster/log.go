@@ -37,6 +37,7 @@ type Log struct {
 	store  *raftStore // Raft's log and stable store
 	disk   *diskMonitor
 	snaps  *snapshotStore
+	damage storeDamage
 	fsm    *fsm
 	m      *metrics
 	// leaderWait bounds how long an append waits for an election.
@@ -148,6 +149,7 @@ func New(cfg Config) (_ *Log, err error) {
 		return nil, err
 	}
 	l.snaps = snaps
+	snaps.onCorrupt = l.noteDamage
 	l.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  cfg.Stream,
 		MaxPool: 5,
@@ -579,6 +581,7 @@ func (l *Log) ReadBatch(offset uint64, maxRecords, maxBytes int, dst []logstore.
 			continue
 		}
 		if !errors.Is(err, logstore.ErrClosed) {
+			l.noteDamage(err)
 			return recs, err
 		}
 		if !l.wasReplaced(ref) && !l.awaitReplaced(ref) {
@@ -830,18 +833,24 @@ func (l *Log) Leader() (id, addr string) {
 	return string(i), string(a)
 }
 
-// stepDown hands leadership over, if this node leads, when it cannot apply:
-// every append it took would fail here although the others commit and
-// apply it. It does not wait (the FSM calls it).
+// stepDown hands leadership over, if this node leads, when it cannot apply
+// (every append it took would fail here although the others commit and
+// apply it) or its store is damaged (noteDamage). It does not wait.
 func (l *Log) stepDown() {
 	if l.raft == nil || l.raft.State() != raft.Leader {
 		return
 	}
+	// Close waits for bg once closing is set: nothing may join it after.
+	l.applyMu.RLock()
+	defer l.applyMu.RUnlock()
+	if l.closing {
+		return
+	}
 	l.bg.Go(func() {
 		if err := l.raft.LeadershipTransfer().Error(); err != nil {
-			l.logger.Warn("cluster: hand leadership over after failing to apply", "err", err)
+			l.logger.Warn("cluster: hand leadership over (cannot apply, or a damaged store)", "err", err)
 		} else {
-			l.logger.Info("cluster: handed leadership over: this node cannot apply")
+			l.logger.Info("cluster: handed leadership over: this node cannot apply, or its store is damaged")
 		}
 	})
 }
