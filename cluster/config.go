@@ -70,6 +70,14 @@ type Config struct {
 	// RetainSnapshots is how many snapshots to keep on disk; default 2.
 	RetainSnapshots int
 
+	// DiskReserve is the free space (bytes, on the file systems of DataDir,
+	// raft/ and log/) below which appends are refused with ErrDiskFull, so
+	// the disk never fills up to the last byte (see disk.go). Zero means
+	// twice the segment size (Store.MaxSegmentBytes, or logstore's
+	// default); negative means none: only a write that fails with ENOSPC
+	// stops appends.
+	DiskReserve int64
+
 	// Logger receives Raft's and the cluster's reports; nil discards them.
 	Logger *slog.Logger
 	// Registerer, when set, gets the node's metrics (unregistered on Close).

@@ -184,6 +184,26 @@
 // finish (a second at most) before it stops raft, which answers the
 // uncommitted rest with ErrLeadershipLost.
 //
+// A damaged Raft log is refused, never guessed at: hashicorp/raft panics
+// when its log store fails to return an entry it reads while starting (the
+// entries after the latest snapshot), so New first reads and checks those
+// entries (raftStore.verify) and returns a *RaftLogCorruptError
+// (ErrRaftLogCorrupt) naming the file and byte, as it does for damage the
+// log's open refuses to repair.
+//
+// A full disk stops appends, not the node (disk.go). While the free space
+// under DataDir is below Config.DiskReserve, or after a write to Raft's log
+// failed with ENOSPC, AppendBatch refuses with ErrDiskFull before raft sees
+// the entry; reads go on. The reserve keeps room for what must not fail:
+// raft's own entries and the store writer catching up. A failed Raft log
+// write makes raft step down (it answers that entry's future with the
+// error, which AppendBatch reports as ErrUnknownOutcome and ErrDiskFull);
+// the log, which refuses appends after a failed write, is reopened by the
+// disk probe once space is back, and appends resume without a restart.
+// Raft's stable store never needs new space after it is created (two
+// slots overwritten in place), so elections on a full disk cannot panic
+// raft the way a failed "save current term" does.
+//
 // # Fault injection
 //
 // StreamLayer.Isolate cuts a node's Raft connections in both directions

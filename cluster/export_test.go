@@ -11,6 +11,13 @@ import (
 // way a failing disk would make its writes fail.
 func BreakStore(l *Log) error { return l.current().log.Close() }
 
+// SetFreeBytes makes the node's disk monitor measure free space with f
+// instead of statfs, and probe at once.
+func SetFreeBytes(l *Log, f func(dir string) (uint64, error)) {
+	l.disk.statfs.Store(&f)
+	l.disk.probe()
+}
+
 // HeartbeatTimeout is the heartbeat timeout raft runs with.
 func HeartbeatTimeout(l *Log) time.Duration { return l.raft.ReloadableConfig().HeartbeatTimeout }
 

@@ -35,6 +35,7 @@ type Log struct {
 	raft   *raft.Raft
 	trans  *raft.NetworkTransport
 	store  *raftStore // Raft's log and stable store
+	disk   *diskMonitor
 	snaps  *snapshotStore
 	damage storeDamage
 	fsm    *fsm
@@ -152,10 +153,17 @@ func New(cfg Config) (_ *Log, err error) {
 	cleanup = append(cleanup, func() { l.current().log.Close() })
 
 	l.store, err = openRaftStore(raftDir, raftStoreConfig(cfg.Store.MaxSegmentBytes, l.logger.With("component", "raft-log")))
+	if errors.Is(err, ErrRaftLogCorrupt) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("cluster: open raft log: %w", err)
 	}
 	cleanup = append(cleanup, func() { l.store.Close() })
+	l.disk = newDiskMonitor([]string{cfg.DataDir, raftDir, filepath.Join(cfg.DataDir, "log")},
+		cfg.diskReserve(), cfg.segmentBytes(), l.logger, l.store.recover)
+	l.store.noSpace = l.disk.noteWriteErr
+	cleanup = append(cleanup, l.disk.stop)
 	snaps, err := openSnapshotStore(raftDir, cfg.RetainSnapshots, l.logger)
 	if err != nil {
 		return nil, err
@@ -187,6 +195,13 @@ func New(cfg Config) (_ *Log, err error) {
 	setIf(&rc.TrailingLogs, cfg.TrailingLogs)
 	if err := raft.ValidateConfig(rc); err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	// raft.NewRaft (and raft.GetConfiguration, in soloVoter) panics on an
+	// entry it cannot read: check them first, before anything changes the
+	// store (a refusal leaves the data dir as it was, so the records can
+	// still be recovered from it).
+	if err := l.store.verify(latestSnapshotIndex(snaps) + 1); err != nil {
+		return nil, err
 	}
 	has, err := raft.HasExistingState(l.store, l.store, snaps)
 	if err != nil {
@@ -268,6 +283,7 @@ func New(cfg Config) (_ *Log, err error) {
 			return nil, err
 		}
 	}
+	l.disk.start()
 	return l, nil
 }
 
@@ -493,8 +509,14 @@ func (l *Log) AppendBatch(ctx context.Context, values [][]byte) (uint64, error) 
 			}
 		}
 		if l.raft.State() != raft.Leader {
+			if err := l.leaderlessDiskFull(); err != nil {
+				return 0, err
+			}
 			return 0, l.notLeader()
 		}
+	}
+	if err := l.disk.check(); err != nil {
+		return 0, err
 	}
 	timeout := applyTimeout
 	if dl, ok := ctx.Deadline(); ok {
@@ -539,8 +561,8 @@ func (l *Log) AppendBatch(ctx context.Context, values [][]byte) (uint64, error) 
 		// Raft answers this also for entries it had committed but not yet
 		// handed to the FSM when it shut down: the record may be in the log.
 		return 0, fmt.Errorf("%w: %w", ErrUnknownOutcome, ErrClosed)
-	default: // leadership lost, aborted by restore: it may still commit
-		return 0, fmt.Errorf("%w: %w", ErrUnknownOutcome, o.err)
+	default: // leadership lost, aborted by restore, disk full: it may still commit
+		return 0, fmt.Errorf("%w: %w", ErrUnknownOutcome, l.disk.annotate(o.err))
 	}
 	res, ok := o.resp.(applyResult)
 	if !ok {
@@ -884,6 +906,7 @@ func (l *Log) Close() error {
 		l.closing = true
 		l.applyMu.Unlock()
 		l.m.unregister()
+		l.disk.stop()
 		var errs []error
 		// hashicorp/raft never answers the futures of entries that wait for
 		// the FSM when it shuts down, so let the appends under way finish

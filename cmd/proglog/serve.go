@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -137,6 +138,7 @@ Config file (--config): "name = value" lines with flag names, e.g.
 		Args: wantNoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			sf.syncSet = cmd.Flags().Changed("sync")
+			sf.cluster.diskReserveSet = cmd.Flags().Changed("disk-reserve")
 			return serve(cmd.Context(), e, sf)
 		},
 	}
@@ -354,14 +356,15 @@ func serve(ctx context.Context, e *env, sf serveFlags) error {
 	srv := service.NewServer(srvCfg)
 
 	pollCtx, stopPoll := context.WithCancel(context.WithoutCancel(ctx))
-	pollDone := make(chan struct{})
-	go func() {
-		defer close(pollDone)
-		policy.Run(pollCtx, sf.aclPoll)
-	}()
+	var polls sync.WaitGroup
+	polls.Go(func() { policy.Run(pollCtx, sf.aclPoll) })
+	if member != nil {
+		m := member // closeMember clears member; the watcher stops first
+		polls.Go(func() { m.reportWritable(pollCtx, svc) })
+	}
 	defer func() {
 		stopPoll()
-		<-pollDone
+		polls.Wait()
 	}()
 
 	if member != nil {
