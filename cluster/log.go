@@ -695,11 +695,12 @@ func (l *Log) Bounds() (lowest, next uint64) {
 
 // Stats describes the local store once it holds every record applied so
 // far (it waits a moment for the store writer, so sizes and the lowest
-// offset retention leaves are those after the latest acknowledged append),
-// with Next as Bounds gives it.
+// offset retention leaves are those after the latest acknowledged append;
+// not while the writer is stalled on a failing store), with Next as Bounds
+// gives it.
 func (l *Log) Stats() logstore.Stats {
 	ref := l.current()
-	if c := l.fsm.committed.Load(); c > 0 {
+	if c := l.fsm.committed.Load(); c > 0 && l.fsm.w.stalled.Load() == nil {
 		if _, next := ref.log.Bounds(); next < c {
 			_ = l.awaitWritten(ref, c-1) // on failure, report what is there
 		}
