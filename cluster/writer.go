@@ -103,6 +103,7 @@ func (w *storeWriter) run() {
 // freed, and then the node goes on by itself. Meanwhile stalled says why.
 func (w *storeWriter) write(base uint64, values [][]byte) {
 	backoff := 100 * time.Millisecond
+	closed := false // the latest reopen failed
 	for {
 		err := w.append(base, values)
 		if err == nil || errors.Is(err, logstore.ErrCorrupt) {
@@ -124,14 +125,21 @@ func (w *storeWriter) write(base uint64, values [][]byte) {
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 5*time.Second)
-		if errors.Is(err, syscall.ENOSPC) && w.c.disk.free.Load() < w.c.disk.recoverFree {
+		if errors.Is(err, syscall.ENOSPC) && !closed {
 			// Reopening needs some space (Open cuts the failed write and
 			// keeps a copy of it); until then the failed store still
 			// serves reads.
-			continue
+			w.c.disk.probe()
+			if w.c.disk.free.Load() < w.c.disk.recoverFree {
+				continue
+			}
 		}
+		// A failed reopen leaves the store closed: from then on there is
+		// nothing to keep serving, so every round tries again.
+		closed = false
 		if err := w.c.replaceStore(nil); err != nil {
 			w.c.logger.Warn("cluster: reopening the local store", "err", err)
+			closed = true
 		}
 	}
 }
