@@ -97,10 +97,11 @@ func latestSnapshot(t *testing.T, dataDir string) string {
 	return dirs[len(dirs)-1]
 }
 
-// TestStoreHealsFromRaft damages a stopped node's store or Raft log and
-// checks that the restarted node makes the store agree with its Raft log
-// again by itself: it serves every record Raft has, takes appends, and
-// never fails to apply.
+// TestStoreHealsFromRaft damages a stopped node's store or Raft log the
+// ways a machine crash, a rotten disk or an operator can, and checks that
+// the restarted node makes the store agree with its Raft log again by
+// itself: it serves every record Raft has, without duplicates, takes
+// appends, and never fails to apply.
 func TestStoreHealsFromRaft(t *testing.T) {
 	tests := []struct {
 		name     string
@@ -108,6 +109,24 @@ func TestStoreHealsFromRaft(t *testing.T) {
 		damage   func(t *testing.T, dir string)
 		lost     int // records of the last batch Raft's log lost
 	}{
+		// What a machine crash can do to the store's active segment (it is
+		// synced every minute and at its end: Raft's log is the durable copy).
+		{"torn store tail", false, func(t *testing.T, dir string) { truncateBy(t, activeStore(t, filepath.Join(dir, "log")), 100) }, 0},
+		{"store tail lost past the snapshot", true, func(t *testing.T, dir string) {
+			truncateBy(t, activeStore(t, filepath.Join(dir, "log")), 3000)
+		}, 0},
+		{"damage inside the active store segment", true, func(t *testing.T, dir string) {
+			active := activeStore(t, filepath.Join(dir, "log"))
+			b, err := os.ReadFile(active)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b[40] ^= 0xff // inside the first frame; later frames stay valid
+			if err := os.WriteFile(active, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, 0},
+		// What a rotten disk or an operator can do.
 		{"flipped record, no snapshot", false, func(t *testing.T, dir string) { flipValue(t, dir, "v3-2") }, 0},
 		{"flipped record past the snapshot", true, func(t *testing.T, dir string) { flipValue(t, dir, "v15-2") }, 0},
 		{"raft log lost its last entry, no snapshot", false, tearRaftLog, 5},

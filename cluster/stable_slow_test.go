@@ -39,8 +39,15 @@ const stableChildEnv = "PROGLOG_CLUSTER_STABLE_FULL_DIR"
 func TestStableStoreOnFullDisk(t *testing.T) {
 	needUnshare(t)
 	dir := t.TempDir()
-	cmd := exec.Command("unshare", "-rm", "sh", "-c", `mount -t tmpfs -o size=1m tmpfs "$1" && exec "$2" -test.run='^TestStableStoreOnFullDiskChild$' -test.v`, "sh", dir, os.Args[0])
-	cmd.Env = append(os.Environ(), stableChildEnv+"="+dir)
+	runOnTmpfs(t, dir, "1m", "TestStableStoreOnFullDiskChild", stableChildEnv+"="+dir)
+}
+
+// runOnTmpfs runs the test child of this binary in a user and mount
+// namespace with a tmpfs of size mounted on dir, and checks that it passed.
+func runOnTmpfs(t *testing.T, dir, size, child string, env ...string) {
+	t.Helper()
+	cmd := exec.Command("unshare", "-rm", "sh", "-c", `mount -t tmpfs -o size=`+size+` tmpfs "$1" && exec "$2" -test.run="^$3\$" -test.v`, "sh", dir, os.Args[0], child)
+	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.CombinedOutput()
 	t.Logf("child output:\n%s", out)
 	if err != nil {
@@ -49,7 +56,7 @@ func TestStableStoreOnFullDisk(t *testing.T) {
 		}
 		t.Fatalf("child failed: %v", err)
 	}
-	if !bytes.Contains(out, []byte("--- PASS: TestStableStoreOnFullDiskChild")) {
+	if !bytes.Contains(out, []byte("--- PASS: "+child)) {
 		t.Fatal("the child did not run")
 	}
 }
@@ -123,19 +130,8 @@ func TestRaftLogRecoversFromFullDisk(t *testing.T) {
 	for _, filler := range []int{512 << 10, 512<<10 + 20<<10, 512<<10 + 45<<10 + 123} {
 		t.Run(fmt.Sprint(filler), func(t *testing.T) {
 			dir := t.TempDir()
-			cmd := exec.Command("unshare", "-rm", "sh", "-c", `mount -t tmpfs -o size=2m tmpfs "$1" && exec "$2" -test.run='^TestRaftLogRecoversFromFullDiskChild$' -test.v`, "sh", dir, os.Args[0])
-			cmd.Env = append(os.Environ(), raftFullChildEnv+"="+dir, raftFullFillerEnv+"="+fmt.Sprint(filler))
-			out, err := cmd.CombinedOutput()
-			t.Logf("child output:\n%s", out)
-			if err != nil {
-				if bytes.Contains(out, []byte("mount:")) {
-					slowtest.Unavailable(t, "cannot mount tmpfs in a user namespace: %s", out)
-				}
-				t.Fatalf("child failed: %v", err)
-			}
-			if !bytes.Contains(out, []byte("--- PASS: TestRaftLogRecoversFromFullDiskChild")) {
-				t.Fatal("the child did not run")
-			}
+			runOnTmpfs(t, dir, "2m", "TestRaftLogRecoversFromFullDiskChild",
+				raftFullChildEnv+"="+dir, raftFullFillerEnv+"="+fmt.Sprint(filler))
 		})
 	}
 }
