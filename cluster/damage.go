@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"sync/atomic"
 
@@ -93,4 +94,21 @@ func (v *verifiedStream) Close() error {
 		<-v.done
 	}
 	return v.closer.Close()
+}
+
+// CanWrite says why this node cannot take writes now, or nil: its disk is
+// full (ErrDiskFull), it failed to apply committed entries (ErrApplyFailed,
+// until restarted), or its store writer is retrying a failing store.
+// The health check's proglog.Writes reports it.
+func (l *Log) CanWrite() error {
+	if err := l.DiskFull(); err != nil {
+		return err
+	}
+	if l.fsm.broken.Load() {
+		return ErrApplyFailed
+	}
+	if stalled := l.fsm.w.stalled.Load(); stalled != nil {
+		return fmt.Errorf("cluster: the local store cannot be written: %w", *stalled)
+	}
+	return nil
 }

@@ -261,6 +261,9 @@ func TestLeaderThatCannotApplyStepsDown(t *testing.T) {
 	if _, err := leader.log.Append(t.Context(), []byte("on the broken leader")); !errors.Is(err, cluster.ErrApplyFailed) && !errors.Is(err, cluster.ErrNotLeader) {
 		t.Fatalf("append on a leader that cannot apply: %v, want ErrApplyFailed (or not-leader, once it stepped down)", err)
 	}
+	if err := leader.log.CanWrite(); !errors.Is(err, cluster.ErrApplyFailed) {
+		t.Errorf("CanWrite on a node that cannot apply = %v, want ErrApplyFailed (health: proglog.Writes NOT_SERVING)", err)
+	}
 	deadline := time.Now().Add(20 * time.Second)
 	for leader.log.IsLeader() {
 		if time.Now().After(deadline) {
@@ -269,8 +272,12 @@ func TestLeaderThatCannotApplyStepsDown(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	others := slices.DeleteFunc(slices.Clone(nodes), func(n *node) bool { return n == leader })
-	if _, err := waitLeader(t, others...).log.Append(t.Context(), []byte("after")); err != nil {
+	newLeader := waitLeader(t, others...)
+	if _, err := newLeader.log.Append(t.Context(), []byte("after")); err != nil {
 		t.Fatalf("append on the new leader: %v", err)
+	}
+	if err := newLeader.log.CanWrite(); err != nil {
+		t.Errorf("CanWrite on the new leader = %v", err)
 	}
 	if err := leader.log.Close(); !errors.Is(err, logstore.ErrCorrupt) {
 		t.Errorf("close of the node that cannot apply: %v, want its store's failure", err)

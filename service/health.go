@@ -4,7 +4,9 @@ import "connectrpc.com/grpchealth"
 
 // WritesHealthService is a gRPC health check service name that says
 // whether this node takes writes: SERVING normally, NOT_SERVING while its
-// disk is full (cluster.ErrDiskFull: appends are refused, reads go on).
+// disk is full (cluster.ErrDiskFull: appends are refused, reads go on),
+// after it failed to apply committed entries (until restarted), or while
+// its record store cannot be written (cluster.Log.CanWrite).
 // "" and log.v1.LogService stay SERVING meanwhile, so a liveness or
 // readiness probe on them keeps the node in rotation for reads; probe this
 // name to stop sending it writes. It is unknown (NOT_FOUND) until

@@ -412,13 +412,13 @@ func raftLogCorruptAdvice(err error, dataDir string) error {
 }
 
 // reportWritable keeps the health check's WritesHealthService in step with
-// whether the node takes writes (NOT_SERVING while its disk is full) until
-// ctx ends.
+// whether the node takes writes (NOT_SERVING while its disk is full, after
+// it failed to apply, or while its store cannot be written) until ctx ends.
 func (n *node) reportWritable(ctx context.Context, svc *service.Service) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
-		err := n.log.DiskFull()
+		err := n.log.CanWrite()
 		svc.SetWritable(err == nil)
 		select {
 		case <-ctx.Done():
