@@ -42,7 +42,9 @@ import (
 //	kill9           kill -9 a random node (leader or follower), restart it
 //	sigstop         SIGSTOP a random node for 2-5 s, then SIGCONT
 //	partition       cut a random node's network link for 2-6 s (namespaces)
-//	diskfull        fill the tmpfs holding n3's data dir for 3 s, free it
+//	diskfull        fill the tmpfs holding n3's data dir for 3 s, free it;
+//	                expected to catch up within 10 s (else a finding, and
+//	                it is restarted)
 //	flip-store-new  kill -9 a follower, flip a byte of a record in a sealed
 //	                store segment newer than its latest Raft snapshot,
 //	                restart: expected to heal (the store is rebuilt from Raft)
@@ -362,20 +364,20 @@ func (s *soak) diskFull(leader *member) string {
 	what := fmt.Sprintf("filled %s's tmpfs (%d MiB ballast) for %v; a produce through it: %v",
 		role(m, leader), filled>>20, time.Since(held).Round(time.Millisecond), errText(probeErr))
 	if !alive {
-		s.finding("%s exited on the full disk (%v); output: %s", m.id, m.current.err, lastLines(m.out.String(), 5))
+		s.finding("%s exited on the full disk (%v): %s", m.id, m.current.err, panicLines(m.out.String()))
 		m.start()
 		c.waitReady(m)
 		return what + "; it EXITED and was restarted"
 	}
 	s.pause()
 	freed := time.Now()
-	for time.Since(freed) < 20*time.Second {
+	for time.Since(freed) < 10*time.Second {
 		if _, ok := s.converged(); ok {
 			return what + fmt.Sprintf("; caught up by itself %v after space was freed", time.Since(freed).Round(time.Millisecond))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	s.finding("%s did not catch up within 20s after space was freed (stats: %s); restarted it with kill -9",
+	s.finding("%s did not catch up within 10s after space was freed (stats: %s); restarted it with kill -9",
 		m.id, s.statsLine())
 	m.kill9()
 	m.start()
@@ -408,9 +410,16 @@ func errText(err error) string {
 	return err.Error()
 }
 
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+// panicLines returns a process's panic message and the frame that raised
+// it, or the last lines of its output.
+func panicLines(out string) string {
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.HasPrefix(lines[i], "panic: ") {
+			return strings.Join(lines[i:min(len(lines), i+8)], " | ")
+		}
+	}
+	return strings.Join(lines[max(0, len(lines)-5):], " | ")
 }
 
 // flipStore stops a follower, flips one byte inside one record's frame in
@@ -679,8 +688,12 @@ func (s *soak) check() {
 	s.resume()
 	took := time.Now()
 	s.p.waitProgress(t, 20)
-	s.logf("round %d %s: checked %d records on 3 nodes, %d acknowledged all present and identical (%v); took 20 writes in %v",
-		s.round, s.kind, next, s.checked, checked.Round(time.Millisecond), time.Since(took).Round(time.Millisecond))
+	damaged := 0
+	for _, offs := range s.damaged {
+		damaged += len(offs)
+	}
+	s.logf("round %d %s: checked %d records on 3 nodes, %d acknowledged all present and identical, %d flipped old records DataLoss where flipped and served by the others (%v); took 20 writes in %v",
+		s.round, s.kind, next, s.checked, damaged, checked.Round(time.Millisecond), time.Since(took).Round(time.Millisecond))
 }
 
 // readDamaged reads records [0, next) from m, which must answer DataLoss
