@@ -43,8 +43,8 @@ import (
 //	sigstop         SIGSTOP a random node for 2-5 s, then SIGCONT
 //	partition       cut a random node's network link for 2-6 s (namespaces)
 //	diskfull        fill the tmpfs holding n3's data dir for 3 s, free it;
-//	                expected to catch up within 10 s (else a finding, and
-//	                it is restarted)
+//	                expected to catch up within 10 s and then apply new
+//	                writes (else a finding, and it is restarted)
 //	flip-store-new  kill -9 a follower, flip a byte of a record in a sealed
 //	                store segment newer than its latest Raft snapshot,
 //	                restart: expected to heal (the store is rebuilt from Raft)
@@ -379,10 +379,28 @@ func (s *soak) diskFull(leader *member) string {
 	s.pause()
 	freed := time.Now()
 	for time.Since(freed) < 10*time.Second {
-		if _, ok := s.converged(); ok {
-			return what + fmt.Sprintf("; caught up by itself %v after space was freed", time.Since(freed).Round(time.Millisecond))
+		if _, ok := s.converged(); !ok {
+			time.Sleep(100 * time.Millisecond)
+			continue
 		}
-		time.Sleep(100 * time.Millisecond)
+		// Caught up, perhaps by a snapshot the leader sent; it must also
+		// take new entries (a Raft log left failed by ENOSPC does not).
+		caughtUp := time.Since(freed)
+		s.resume()
+		s.p.waitProgress(t, 20)
+		s.pause()
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			if _, ok := s.converged(); ok {
+				return what + fmt.Sprintf("; caught up by itself %v after space was freed, and applies new writes",
+					caughtUp.Round(time.Millisecond))
+			}
+		}
+		s.finding("%s caught up %v after space was freed (a snapshot?) but then did not apply 20 new writes within 5s (stats: %s); restarted it with kill -9",
+			m.id, caughtUp.Round(time.Millisecond), s.statsLine())
+		m.kill9()
+		m.start()
+		c.waitReady(m)
+		return what + "; caught up but did NOT apply new writes, restarted"
 	}
 	s.finding("%s did not catch up within 10s after space was freed (stats: %s); restarted it with kill -9",
 		m.id, s.statsLine())
