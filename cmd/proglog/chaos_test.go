@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand"
 	"os"
 	"os/exec"
@@ -47,10 +48,12 @@ import (
 //	                expected to catch up within 10 s and then apply new
 //	                writes (else a finding, and it is restarted)
 //	flip-store-new  kill -9 a follower, flip a byte of a record in a sealed
-//	                store segment newer than its latest Raft snapshot,
-//	                restart: expected to heal (the store is rebuilt from Raft)
-//	flip-store-old  the same in a segment the latest snapshot links: expected
-//	                to read as DataLoss for exactly that record on that node,
+//	                store segment at or past its latest Raft snapshot's next
+//	                offset, restart: expected to heal (the store is cut back
+//	                to the snapshot and rebuilt from Raft's log)
+//	flip-store-old  the same in a segment below it (one the snapshot links,
+//	                or a copy restored from a snapshot received): expected to
+//	                read as DataLoss for exactly that record on that node,
 //	                while the others serve it (healing from a peer is not built)
 //	raft-tail       kill -9 a follower, cut 1-7 bytes off the end of its
 //	                newest Raft log segment (a torn write; not a segment
@@ -453,30 +456,33 @@ func panicLines(out string) string {
 }
 
 // flipStore stops a follower, flips one byte inside one record's frame in
-// a sealed store segment (one the latest snapshot links if old, one it
-// does not otherwise) and restarts it.
+// a sealed store segment below its latest Raft snapshot if old (all its
+// records precede the snapshot's next offset), at or past it otherwise,
+// and restarts it.
 func (s *soak) flipStore(leader *member, old bool) string {
 	t, c := s.t, s.c
 	m := s.pick(c.followers(leader))
 	m.kill9()
 	dir := s.dataDir(m)
-	linked := latestSnapshotFiles(t, filepath.Join(dir, "raft", "snapshots"))
+	next, snapped := latestSnapshotNext(t, filepath.Join(dir, "raft", "snapshots"))
 	segs := segmentFiles(t, filepath.Join(dir, "log"))
 	var candidates []string
-	for _, seg := range segs[:max(0, len(segs)-1)] { // sealed: all but the newest
-		if isLinked(seg, linked) == old {
-			candidates = append(candidates, seg)
+	for i := 0; i+1 < len(segs); i++ { // sealed: all but the newest
+		below := snapped && segmentBase(t, segs[i+1]) <= next
+		past := !snapped || segmentBase(t, segs[i]) >= next
+		if (old && below) || (!old && past) {
+			candidates = append(candidates, segs[i])
 		}
 	}
 	var what string
 	if len(candidates) == 0 {
-		what = fmt.Sprintf("kill -9 %s: no sealed segment %s the latest snapshot (%d linked, %d segments), no flip",
-			role(m, leader), map[bool]string{true: "linked by", false: "newer than"}[old], len(linked), len(segs))
+		what = fmt.Sprintf("kill -9 %s: no sealed segment %s the latest snapshot (next %d; %d segments), no flip",
+			role(m, leader), map[bool]string{true: "below", false: "past"}[old], next, len(segs))
 	} else {
 		seg := candidates[s.rng.Intn(len(candidates))]
 		offset, pos := s.flipRecord(seg)
-		what = fmt.Sprintf("kill -9 %s, flipped byte %d of %s (record %d; %d candidate segments)",
-			role(m, leader), pos, filepath.Base(seg), offset, len(candidates))
+		what = fmt.Sprintf("kill -9 %s, flipped byte %d of %s (record %d; the latest snapshot's next is %d; %d candidate segments)",
+			role(m, leader), pos, filepath.Base(seg), offset, next, len(candidates))
 		if old {
 			if s.damaged[m] == nil {
 				s.damaged[m] = map[uint64]bool{}
@@ -547,18 +553,31 @@ func newestSegment(t *testing.T, dir string) string {
 	return segs[len(segs)-1]
 }
 
-// latestSnapshotFiles returns the store files the snapshot with the highest
-// index links (none without a snapshot), as cluster/snapshots.go writes
-// meta.json.
-func latestSnapshotFiles(t *testing.T, dir string) []string {
+// segmentBase is the base offset a segment file is named by.
+func segmentBase(t *testing.T, path string) uint64 {
+	t.Helper()
+	base, err := strconv.ParseUint(strings.TrimSuffix(filepath.Base(path), ".store"), 10, 64)
+	if err != nil {
+		t.Fatalf("segment file %s: %v", path, err)
+	}
+	return base
+}
+
+// latestSnapshotNext returns the next offset recorded in the header of the
+// snapshot with the highest Raft index (cluster/fsm.go: state.bin starts
+// with "PLSNAP01", then next), or false without a snapshot. Whether the
+// node took it (its files are links to the store's segments) or received it
+// (its store was rebuilt from the stream), a restart cuts the store back to
+// that offset and replays Raft's log from there.
+func latestSnapshotNext(t *testing.T, dir string) (uint64, bool) {
 	t.Helper()
 	entries, err := os.ReadDir(dir)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		t.Fatal(err)
 	}
 	var best struct {
-		index uint64
-		files []string
+		index, next uint64
+		ok          bool
 	}
 	for _, e := range entries {
 		if !e.IsDir() || strings.HasSuffix(e.Name(), ".tmp") {
@@ -568,35 +587,26 @@ func latestSnapshotFiles(t *testing.T, dir string) []string {
 		if err != nil {
 			continue
 		}
-		var meta struct {
-			Index uint64
-			Files []struct{ Name string }
-		}
+		var meta struct{ Index uint64 }
 		if err := json.Unmarshal(b, &meta); err != nil {
 			t.Fatalf("%s: %v", e.Name(), err)
 		}
-		if meta.Index >= best.index {
-			best.index, best.files = meta.Index, nil
-			for _, f := range meta.Files {
-				best.files = append(best.files, filepath.Join(dir, e.Name(), f.Name))
-			}
+		if best.ok && meta.Index < best.index {
+			continue
 		}
-	}
-	return best.files
-}
-
-// isLinked says whether seg is the same file as one of linked (a hard link).
-func isLinked(seg string, linked []string) bool {
-	fi, err := os.Stat(seg)
-	if err != nil {
-		return false
-	}
-	for _, l := range linked {
-		if li, err := os.Stat(l); err == nil && os.SameFile(fi, li) {
-			return true
+		f, err := os.Open(filepath.Join(dir, e.Name(), "state.bin"))
+		if err != nil {
+			t.Fatal(err)
 		}
+		head := make([]byte, 16)
+		_, err = io.ReadFull(f, head)
+		f.Close()
+		if err != nil || string(head[:8]) != "PLSNAP01" {
+			t.Fatalf("%s/state.bin: header %q: %v", e.Name(), head, err)
+		}
+		best.index, best.next, best.ok = meta.Index, binary.LittleEndian.Uint64(head[8:]), true
 	}
-	return false
+	return best.next, best.ok
 }
 
 // pause stops the producer and waits for it; resume starts it again.
