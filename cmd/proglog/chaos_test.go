@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand"
 	"os"
 	"os/exec"
@@ -33,7 +34,7 @@ import (
 // random, and checked after every round. It runs for minutes and is not part
 // of CI (build tag chaos). Configured by the environment:
 //
-//	CHAOS_DURATION  how long to start new rounds (default 3m)
+//	CHAOS_DURATION  how long to start new rounds (default 5m)
 //	CHAOS_ROUNDS    stop after this many rounds (default 0: no limit)
 //	CHAOS_SEED      the random seed (default: the clock; printed to replay a run)
 //	CHAOS_FAULTS    a comma-separated subset of the fault kinds below
@@ -163,7 +164,7 @@ type chaosConfig struct {
 
 func chaosConfigFromEnv(t *testing.T) chaosConfig {
 	t.Helper()
-	cfg := chaosConfig{seed: time.Now().UnixNano() % 1_000_000_000, duration: 3 * time.Minute, faults: allFaults}
+	cfg := chaosConfig{seed: time.Now().UnixNano() % 1_000_000_000, duration: 5 * time.Minute, faults: allFaults}
 	var err error
 	if v := os.Getenv("CHAOS_SEED"); v != "" {
 		if cfg.seed, err = strconv.ParseInt(v, 10, 64); err != nil {
@@ -254,7 +255,7 @@ func (s *soak) summary() {
 		s.logf("SUMMARY left out %s", o)
 	}
 	for m, offs := range s.damaged {
-		s.logf("SUMMARY %s reads DataLoss, as expected, for %d records (old-segment flips): %v", m.id, len(offs), slices.Sorted(mapKeys(offs)))
+		s.logf("SUMMARY %s reads DataLoss, as expected, for %d records (old-segment flips): %v", m.id, len(offs), slices.Sorted(maps.Keys(offs)))
 	}
 	for _, f := range s.findings {
 		s.logf("SUMMARY finding: %s", f)
@@ -263,16 +264,6 @@ func (s *soak) summary() {
 		s.logf("SUMMARY FAILED in round %d (%s); replay with CHAOS_SEED and the same CHAOS_FAULTS", s.round, s.kind)
 	} else {
 		s.logf("SUMMARY every check held")
-	}
-}
-
-func mapKeys(m map[uint64]bool) func(func(uint64) bool) {
-	return func(yield func(uint64) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
 	}
 }
 
@@ -790,7 +781,7 @@ func (s *soak) readDamaged(m *member, next uint64) [][]byte {
 		case connect.CodeOf(err) == connect.CodeDataLoss && s.damaged[m][from]:
 			// As expected: the one record with the flipped byte.
 		default:
-			t.Fatalf("%s: record %d: %v (damaged records there: %v)", m.id, from, err, slices.Sorted(mapKeys(s.damaged[m])))
+			t.Fatalf("%s: record %d: %v (damaged records there: %v)", m.id, from, err, slices.Sorted(maps.Keys(s.damaged[m])))
 		}
 		from++
 	}
