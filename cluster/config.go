@@ -53,7 +53,9 @@ type Config struct {
 	CommitTimeout      time.Duration
 	// SnapshotThreshold (entries since the last snapshot), SnapshotInterval
 	// (how often to check) and TrailingLogs (entries kept after a snapshot);
-	// zero takes raft's defaults (8192, 120s, 10240).
+	// zero takes 1<<20 (a backstop behind SnapshotBytes: every snapshot
+	// seals a store segment, so a low count with small entries would make
+	// many small segments) and raft's defaults (120s, 10240).
 	SnapshotThreshold uint64
 	// SnapshotBytes triggers a snapshot once the entries applied since the
 	// latest one hold this many bytes, whatever their count; it bounds what
@@ -67,6 +69,14 @@ type Config struct {
 	TrailingLogs     uint64
 	// RetainSnapshots is how many snapshots to keep on disk; default 2.
 	RetainSnapshots int
+
+	// DiskReserve is the free space (bytes, on the file systems of DataDir,
+	// raft/ and log/) below which appends are refused with ErrDiskFull, so
+	// the disk never fills up to the last byte (see disk.go). Zero means
+	// twice the segment size (Store.MaxSegmentBytes, or logstore's
+	// default); negative means none: only a write that fails with ENOSPC
+	// stops appends.
+	DiskReserve int64
 
 	// Logger receives Raft's and the cluster's reports; nil discards them.
 	Logger *slog.Logger
@@ -96,6 +106,9 @@ func (c Config) withDefaults() (Config, error) {
 		// is fdatasynced when sealed, the active one every minute.
 		c.Store.Sync = logstore.SyncInterval
 		c.Store.SyncInterval = storeSyncInterval
+	}
+	if c.SnapshotThreshold == 0 {
+		c.SnapshotThreshold = defaultSnapshotThreshold
 	}
 	if c.SnapshotBytes == 0 {
 		c.SnapshotBytes = defaultSnapshotBytes

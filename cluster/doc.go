@@ -155,17 +155,26 @@
 // segments, and a restored node starts at the same lowest offset.
 //
 // A byte that rots in a sealed segment below the latest snapshot is found
-// when it is read (logstore.ErrCorrupt, DataLoss to clients); the
-// snapshot's link is the same file, so the good copy is on the other
-// nodes. Healing such a segment from a peer is not built yet.
+// when it is read (logstore.ErrCorrupt, DataLoss to clients) or when a
+// snapshot holding it is sent: Open passes every snapshot stream through
+// logstore.Verify on its way out (damage.go), so a damaged frame fails the
+// transfer where it is instead of at the follower. Either way the node
+// logs it once and, if it leads, hands leadership over, so that a follower
+// needing a snapshot gets a good one from another node. The snapshot's link
+// is the same file as the store's, so the good copy is on the other nodes;
+// healing the segment from a peer is not built yet.
 //
 // # Failures
 //
 // If the store cannot write committed records (disk full, I/O error), the
-// writer stops, the node stops applying (ErrApplyFailed: appends and reads
-// of the unwritten records say so), keeps serving what it has, and catches
-// up by replay when restarted. Appends acknowledged before the failure
-// became known are committed in Raft's log, so the replay writes them. An append whose entry left the
+// writer reopens it and writes them again, backing off up to 5 s between
+// tries, until it succeeds: meanwhile applying waits once the writer's
+// queue is full, reads of the unwritten records wait (and then time out
+// saying why), and the node serves what it has; once space is freed it
+// goes on by itself. Only a store that contradicts the records handed to
+// it (ErrCorrupt) stops applying for good (ErrApplyFailed): a leader then
+// hands leadership over, and a restart rebuilds the store from Raft's log
+// (see above). An append whose entry left the
 // leader but whose commit is unknown (leadership lost, ctx ended, or raft
 // shut down: it answers ErrRaftShutdown even for entries it had committed
 // but not yet applied) returns ErrUnknownOutcome: the record may or may not
@@ -174,6 +183,26 @@
 // the FSM, so Close first refuses new appends and lets those under way
 // finish (a second at most) before it stops raft, which answers the
 // uncommitted rest with ErrLeadershipLost.
+//
+// A damaged Raft log is refused, never guessed at: hashicorp/raft panics
+// when its log store fails to return an entry it reads while starting (the
+// entries after the latest snapshot), so New first reads and checks those
+// entries (raftStore.verify) and returns a *RaftLogCorruptError
+// (ErrRaftLogCorrupt) naming the file and byte, as it does for damage the
+// log's open refuses to repair.
+//
+// A full disk stops appends, not the node (disk.go). While the free space
+// under DataDir is below Config.DiskReserve, or after a write to Raft's log
+// failed with ENOSPC, AppendBatch refuses with ErrDiskFull before raft sees
+// the entry; reads go on. The reserve keeps room for what must not fail:
+// raft's own entries and the store writer catching up. A failed Raft log
+// write makes raft step down (it answers that entry's future with the
+// error, which AppendBatch reports as ErrUnknownOutcome and ErrDiskFull);
+// the log, which refuses appends after a failed write, is reopened by the
+// disk probe once space is back, and appends resume without a restart.
+// Raft's stable store never needs new space after it is created (two
+// slots overwritten in place), so elections on a full disk cannot panic
+// raft the way a failed "save current term" does.
 //
 // # Fault injection
 //

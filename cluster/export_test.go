@@ -1,10 +1,28 @@
 package cluster
 
-import "time"
+import (
+	"fmt"
+	"time"
+
+	"github.com/proglog/proglog/logstore"
+)
 
 // BreakStore closes the node's local store under the store writer, the
 // way a failing disk would make its writes fail.
 func BreakStore(l *Log) error { return l.current().log.Close() }
 
+// SetFreeBytes makes the node's disk monitor measure free space with f
+// instead of statfs, and probe at once.
+func SetFreeBytes(l *Log, f func(dir string) (uint64, error)) {
+	l.disk.statfs.Store(&f)
+	l.disk.probe()
+}
+
 // HeartbeatTimeout is the heartbeat timeout raft runs with.
 func HeartbeatTimeout(l *Log) time.Duration { return l.raft.ReloadableConfig().HeartbeatTimeout }
+
+// FailWriter makes the node's store writer fail for good, as an ErrCorrupt
+// from the store would: the node stops applying.
+func FailWriter(l *Log) {
+	l.fsm.w.fail(fmt.Errorf("%w: injected by a test", logstore.ErrCorrupt))
+}

@@ -114,6 +114,7 @@ func (f *fsm) fail(out []any, err error) []any {
 	f.failed = fmt.Errorf("%w: %w", ErrApplyFailed, err)
 	f.broken.Store(true)
 	f.logger.Error("cluster: applying committed entries failed; this node serves no new records until restarted", "err", err)
+	f.c.stepDown()
 	for i := range out {
 		out[i] = applyResult{err: f.failed}
 	}

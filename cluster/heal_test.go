@@ -3,6 +3,7 @@ package cluster_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -228,4 +229,105 @@ func dirSize(t *testing.T, dir string) int64 {
 		}
 	}
 	return n
+}
+
+// TestLeaderThatCannotApplyStepsDown: a leader whose store fails for good
+// hands leadership over, and the cluster goes on taking appends.
+func TestLeaderThatCannotApplyStepsDown(t *testing.T) {
+	p := newTestPKI(t)
+	nodes := p.startCluster(t, 3)
+	leader := waitLeader(t, nodes...)
+	appendTo(t, nodes, batch("before", 3))
+	cluster.FailWriter(leader.log)
+	if _, err := leader.log.Append(t.Context(), []byte("on the broken leader")); !errors.Is(err, cluster.ErrApplyFailed) && !errors.Is(err, cluster.ErrNotLeader) {
+		t.Fatalf("append on a leader that cannot apply: %v, want ErrApplyFailed (or not-leader, once it stepped down)", err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for leader.log.IsLeader() {
+		if time.Now().After(deadline) {
+			t.Fatal("the leader that cannot apply still leads")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	others := slices.DeleteFunc(slices.Clone(nodes), func(n *node) bool { return n == leader })
+	if _, err := waitLeader(t, others...).log.Append(t.Context(), []byte("after")); err != nil {
+		t.Fatalf("append on the new leader: %v", err)
+	}
+	if err := leader.log.Close(); !errors.Is(err, logstore.ErrCorrupt) {
+		t.Errorf("close of the node that cannot apply: %v, want its store's failure", err)
+	}
+	leader.port.stop(t)
+	leader.log = nil
+}
+
+// TestDamagedSnapshotIsNotSent: a leader whose snapshot links a segment
+// with a rotten record finds it while sending the snapshot to a follower
+// that needs one, says so and hands leadership over; the follower gets a
+// good snapshot from the new leader.
+func TestDamagedSnapshotIsNotSent(t *testing.T) {
+	p := newTestPKI(t)
+	opts := func(c *cluster.Config) {
+		c.Store.MaxSegmentBytes = 2048
+		c.TrailingLogs = 5
+		c.TrailingBytes = -1
+	}
+	nodes := p.startCluster(t, 3, opts)
+	leader := waitLeader(t, nodes...)
+	for i := range 20 {
+		appendTo(t, nodes, batch(fmt.Sprint("a", i), 5))
+	}
+	if err := leader.log.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	// Rot a record of a segment the leader's snapshot links (the store's
+	// file is the same one).
+	var meta struct{ Files []logstore.LinkedFile }
+	snap := latestSnapshot(t, leader.dir)
+	b, err := os.ReadFile(filepath.Join(snap, "meta.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &meta); err != nil || len(meta.Files) == 0 {
+		t.Fatalf("snapshot meta: %v, %d files", err, len(meta.Files))
+	}
+	f, err := os.OpenFile(filepath.Join(snap, meta.Files[0].Name), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte{0xff}, 100); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	follower := followerOf(nodes, leader)
+	addr, dir := follower.port.addr, follower.dir
+	follower.stop(t)
+	var live []*node
+	for _, n := range nodes {
+		if n != follower {
+			live = append(live, n)
+		}
+	}
+	for i := range 60 { // past the leader's compaction point, so the follower needs a snapshot
+		appendTo(t, live, batch(fmt.Sprint("b", i), 5))
+	}
+	if err := waitLeader(t, live...).log.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	restarted := p.startNode(t, follower.id, dir, addr, false, opts)
+	for i, n := range nodes {
+		if n == follower {
+			nodes[i] = restarted
+		}
+	}
+	waitApplied(t, 400, restarted)
+	good := followerOf(live, leader)
+	_, want := readAll(t, good.log)
+	_, got := readAll(t, restarted.log)
+	if !slices.EqualFunc(got, want, bytes.Equal) {
+		t.Fatalf("the restarted follower holds %d records, the good node %d; they differ", len(got), len(want))
+	}
+	if leader.log.IsLeader() {
+		t.Fatal("the node with the damaged snapshot still leads")
+	}
 }

@@ -35,7 +35,9 @@ type Log struct {
 	raft   *raft.Raft
 	trans  *raft.NetworkTransport
 	store  *raftStore // Raft's log and stable store
+	disk   *diskMonitor
 	snaps  *snapshotStore
+	damage storeDamage
 	fsm    *fsm
 	m      *metrics
 	// leaderWait bounds how long an append waits for an election.
@@ -102,6 +104,26 @@ func waitGroupTimeout(wg *sync.WaitGroup, d time.Duration) bool {
 	}
 }
 
+// shutdownRaft stops r and waits at most d for its goroutines.
+// hashicorp/raft v1.8.0 can leave a replication goroutine that never stops
+// after a leadership transfer that timed out (raft#696); Close then goes on
+// rather than hang the process that is stopping.
+func shutdownRaft(r *raft.Raft, d time.Duration) error {
+	done := make(chan error, 1)
+	go func() { done <- r.Shutdown().Error() }()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("cluster: raft shutdown: %w", err)
+		}
+		return nil
+	case <-t.C:
+		return fmt.Errorf("cluster: raft shutdown: its goroutines did not stop within %v (a known hashicorp/raft wedge after a leadership transfer)", d)
+	}
+}
+
 // New opens (or creates) the node's state under cfg.DataDir and starts Raft.
 // A node with Bootstrap and no state starts a one-member cluster.
 func New(cfg Config) (_ *Log, err error) {
@@ -131,15 +153,23 @@ func New(cfg Config) (_ *Log, err error) {
 	cleanup = append(cleanup, func() { l.current().log.Close() })
 
 	l.store, err = openRaftStore(raftDir, raftStoreConfig(cfg.Store.MaxSegmentBytes, l.logger.With("component", "raft-log")))
+	if errors.Is(err, ErrRaftLogCorrupt) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("cluster: open raft log: %w", err)
 	}
 	cleanup = append(cleanup, func() { l.store.Close() })
+	l.disk = newDiskMonitor([]string{cfg.DataDir, raftDir, filepath.Join(cfg.DataDir, "log")},
+		cfg.diskReserve(), cfg.segmentBytes(), l.logger, l.store.recover)
+	l.store.noSpace = l.disk.noteWriteErr
+	cleanup = append(cleanup, l.disk.stop)
 	snaps, err := openSnapshotStore(raftDir, cfg.RetainSnapshots, l.logger)
 	if err != nil {
 		return nil, err
 	}
 	l.snaps = snaps
+	snaps.onCorrupt = l.noteDamage
 	l.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  cfg.Stream,
 		MaxPool: 5,
@@ -165,6 +195,13 @@ func New(cfg Config) (_ *Log, err error) {
 	setIf(&rc.TrailingLogs, cfg.TrailingLogs)
 	if err := raft.ValidateConfig(rc); err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	// raft.NewRaft (and raft.GetConfiguration, in soloVoter) panics on an
+	// entry it cannot read: check them first, before anything changes the
+	// store (a refusal leaves the data dir as it was, so the records can
+	// still be recovered from it).
+	if err := l.store.verify(latestSnapshotIndex(snaps) + 1); err != nil {
+		return nil, err
 	}
 	has, err := raft.HasExistingState(l.store, l.store, snaps)
 	if err != nil {
@@ -246,6 +283,7 @@ func New(cfg Config) (_ *Log, err error) {
 			return nil, err
 		}
 	}
+	l.disk.start()
 	return l, nil
 }
 
@@ -471,8 +509,14 @@ func (l *Log) AppendBatch(ctx context.Context, values [][]byte) (uint64, error) 
 			}
 		}
 		if l.raft.State() != raft.Leader {
+			if err := l.leaderlessDiskFull(); err != nil {
+				return 0, err
+			}
 			return 0, l.notLeader()
 		}
+	}
+	if err := l.disk.check(); err != nil {
+		return 0, err
 	}
 	timeout := applyTimeout
 	if dl, ok := ctx.Deadline(); ok {
@@ -517,8 +561,8 @@ func (l *Log) AppendBatch(ctx context.Context, values [][]byte) (uint64, error) 
 		// Raft answers this also for entries it had committed but not yet
 		// handed to the FSM when it shut down: the record may be in the log.
 		return 0, fmt.Errorf("%w: %w", ErrUnknownOutcome, ErrClosed)
-	default: // leadership lost, aborted by restore: it may still commit
-		return 0, fmt.Errorf("%w: %w", ErrUnknownOutcome, o.err)
+	default: // leadership lost, aborted by restore, disk full: it may still commit
+		return 0, fmt.Errorf("%w: %w", ErrUnknownOutcome, l.disk.annotate(o.err))
 	}
 	res, ok := o.resp.(applyResult)
 	if !ok {
@@ -557,6 +601,7 @@ func (l *Log) ReadBatch(offset uint64, maxRecords, maxBytes int, dst []logstore.
 			continue
 		}
 		if !errors.Is(err, logstore.ErrClosed) {
+			l.noteDamage(err)
 			return recs, err
 		}
 		if !l.wasReplaced(ref) && !l.awaitReplaced(ref) {
@@ -650,11 +695,12 @@ func (l *Log) Bounds() (lowest, next uint64) {
 
 // Stats describes the local store once it holds every record applied so
 // far (it waits a moment for the store writer, so sizes and the lowest
-// offset retention leaves are those after the latest acknowledged append),
-// with Next as Bounds gives it.
+// offset retention leaves are those after the latest acknowledged append;
+// not while the writer is stalled on a failing store), with Next as Bounds
+// gives it.
 func (l *Log) Stats() logstore.Stats {
 	ref := l.current()
-	if c := l.fsm.committed.Load(); c > 0 {
+	if c := l.fsm.committed.Load(); c > 0 && l.fsm.w.stalled.Load() == nil {
 		if _, next := ref.log.Bounds(); next < c {
 			_ = l.awaitWritten(ref, c-1) // on failure, report what is there
 		}
@@ -808,6 +854,28 @@ func (l *Log) Leader() (id, addr string) {
 	return string(i), string(a)
 }
 
+// stepDown hands leadership over, if this node leads, when it cannot apply
+// (every append it took would fail here although the others commit and
+// apply it) or its store is damaged (noteDamage). It does not wait.
+func (l *Log) stepDown() {
+	if l.raft == nil || l.raft.State() != raft.Leader {
+		return
+	}
+	// Close waits for bg once closing is set: nothing may join it after.
+	l.applyMu.RLock()
+	defer l.applyMu.RUnlock()
+	if l.closing {
+		return
+	}
+	l.bg.Go(func() {
+		if err := l.raft.LeadershipTransfer().Error(); err != nil {
+			l.logger.Warn("cluster: hand leadership over (cannot apply, or a damaged store)", "err", err)
+		} else {
+			l.logger.Info("cluster: handed leadership over: this node cannot apply, or its store is damaged")
+		}
+	})
+}
+
 // TransferLeadership hands leadership to the most up-to-date follower, for
 // a graceful shutdown: writes pause for one round trip instead of an
 // election timeout. On a follower it returns ErrNotLeader.
@@ -839,14 +907,16 @@ func (l *Log) Close() error {
 		l.closing = true
 		l.applyMu.Unlock()
 		l.m.unregister()
+		l.disk.stop()
 		var errs []error
 		// hashicorp/raft never answers the futures of entries that wait for
 		// the FSM when it shuts down, so let the appends under way finish
 		// first (committed and applied, or failed); raft answers the rest,
 		// which it has not committed, with ErrLeadershipLost on shutdown.
 		drained := waitGroupTimeout(&l.waiters, drainGrace)
-		if err := l.raft.Shutdown().Error(); err != nil {
-			errs = append(errs, fmt.Errorf("cluster: raft shutdown: %w", err))
+		if err := shutdownRaft(l.raft, closeGrace); err != nil {
+			l.logger.Error("cluster: raft did not stop; closing the rest anyway", "err", err)
+			errs = append(errs, err)
 		}
 		l.trans.Close() // closes the stream layer too
 		l.bg.Wait()

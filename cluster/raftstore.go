@@ -12,9 +12,11 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
+	"golang.org/x/sys/unix"
 
 	"github.com/proglog/proglog/logstore"
 )
@@ -25,8 +27,11 @@ import (
 //     the entry's Raft index, one record per entry. SyncAlways: StoreLogs is
 //     one write and one fdatasync for the whole batch, so an entry Raft
 //     counts as stored survives a crash.
-//   - the stable store (current term, vote) is one small file (raft/stable),
-//     replaced atomically on every Set; Raft sets it on elections only.
+//   - the stable store (current term, vote) is one small file (raft/stable)
+//     of two fixed slots written in place, alternately: once created it
+//     never needs a new disk block, so a full disk cannot fail an election
+//     (hashicorp/raft panics when it cannot save the term). Raft sets it
+//     on elections only.
 //
 // Raft deletes entries in two ways and never from the middle: a compacted
 // head after a snapshot (logstore.TruncateBefore: whole segments, so a few
@@ -36,12 +41,26 @@ import (
 // Raft deletes every entry, and the next StoreLogs, past the snapshot,
 // restarts the log at its index (logstore.Reset).
 type raftStore struct {
-	log *logstore.Log
+	// logMu guards the log pointer: every method holds it for reading,
+	// recover for writing while it reopens the log after a failed write.
+	logMu  sync.RWMutex
+	log    *logstore.Log
+	closed bool // set by Close, under logMu: recover must not reopen then
+	logDir string
+	logCfg logstore.Config
+	// failed is set when a write failed and the log refuses appends until
+	// it is reopened (logstore.ErrFailed).
+	failed atomic.Bool
+	// noSpace, if set, is told of every failed write; it reports whether
+	// the error was ENOSPC (the disk monitor's noteWriteErr).
+	noSpace func(error) bool
 
-	// mu guards the stable store's map and file.
+	// mu guards the stable store: its map, file and slot sequence.
 	mu         sync.Mutex
 	stable     map[string][]byte
 	stablePath string
+	stableFile *os.File // open for writing the slots in place
+	stableSeq  uint64   // the sequence number of the newest valid slot
 }
 
 // raftLogDirName and stableFileName are under <DataDir>/raft.
@@ -73,18 +92,73 @@ func openRaftStore(dir string, cfg logstore.Config) (*raftStore, error) {
 		return nil, fmt.Errorf("%w: %s was written by an older proglog (Raft state in bbolt); this version keeps Raft's log in %s: start the node from an empty data directory and let it catch up from the cluster",
 			ErrOldRaftState, filepath.Join(dir, legacyRaftDB), filepath.Join(dir, raftLogDirName))
 	}
-	s := &raftStore{stablePath: filepath.Join(dir, stableFileName)}
+	s := &raftStore{stablePath: filepath.Join(dir, stableFileName), logDir: filepath.Join(dir, raftLogDirName), logCfg: cfg}
 	var err error
-	if s.stable, err = readStable(s.stablePath); err != nil {
+	if s.stable, s.stableFile, s.stableSeq, err = openStable(s.stablePath); err != nil {
 		return nil, err
 	}
-	if s.log, err = logstore.Open(filepath.Join(dir, raftLogDirName), cfg); err != nil {
+	if s.log, err = logstore.Open(s.logDir, cfg); err != nil {
+		s.stableFile.Close()
+		if errors.Is(err, logstore.ErrCorrupt) {
+			return nil, raftLogCorrupt(s.logDir, 0, err)
+		}
 		return nil, fmt.Errorf("open raft log: %w", err)
 	}
 	return s, nil
 }
 
-func (s *raftStore) Close() error { return s.log.Close() }
+// verify reads every entry from index from to the last one and checks it
+// (the logstore checks each frame's CRC, length and offset; the entry must
+// decode and name its own index). hashicorp/raft panics when GetLog fails
+// for an entry it reads while it starts (raft.NewRaft replays the entries
+// after the latest snapshot for configuration changes, then the FSM applies
+// them), so New calls this first, with from just past the latest snapshot,
+// and a damaged entry becomes a *RaftLogCorruptError instead of a panic. It
+// reads what raft is about to read anyway, sequentially and without
+// decoding the data, and leaves it in the page cache for raft.
+func (s *raftStore) verify(from uint64) error {
+	s.logMu.RLock()
+	defer s.logMu.RUnlock()
+	lowest, next := s.log.Bounds()
+	if lowest == next {
+		return nil
+	}
+	from = min(max(from, lowest), next-1) // raft always reads the last entry
+	var recs []logstore.Record
+	for i := from; i < next; {
+		var err error
+		recs, err = s.log.ReadBatch(i, 256, 4<<20, recs[:0])
+		for _, r := range recs {
+			if ierr := checkRaftLog(r.Value, r.Offset); ierr != nil {
+				return raftLogCorrupt(s.logDir, r.Offset, ierr)
+			}
+		}
+		i += uint64(len(recs))
+		if err != nil {
+			if errors.Is(err, logstore.ErrCorrupt) {
+				return raftLogCorrupt(s.logDir, i, err)
+			}
+			return fmt.Errorf("cluster: check raft log entry %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+func (s *raftStore) Close() error {
+	s.mu.Lock()
+	serr := s.stableFile.Close()
+	s.mu.Unlock()
+	s.logMu.Lock()
+	defer s.logMu.Unlock()
+	s.closed = true
+	if err := s.log.Close(); err != nil {
+		return err
+	}
+	if serr != nil {
+		return fmt.Errorf("cluster: stable store: %w", serr)
+	}
+	return nil
+}
 
 // IsMonotonic tells Raft to delete every entry after installing a snapshot
 // instead of leaving a gap below the next entry.
@@ -92,6 +166,8 @@ func (s *raftStore) IsMonotonic() bool { return true }
 
 // FirstIndex returns the lowest stored index, 0 when there is none.
 func (s *raftStore) FirstIndex() (uint64, error) {
+	s.logMu.RLock()
+	defer s.logMu.RUnlock()
 	lowest, next := s.log.Bounds()
 	if lowest == next {
 		return 0, nil
@@ -101,6 +177,8 @@ func (s *raftStore) FirstIndex() (uint64, error) {
 
 // LastIndex returns the highest stored index, 0 when there is none.
 func (s *raftStore) LastIndex() (uint64, error) {
+	s.logMu.RLock()
+	defer s.logMu.RUnlock()
 	lowest, next := s.log.Bounds()
 	if lowest == next {
 		return 0, nil
@@ -109,18 +187,23 @@ func (s *raftStore) LastIndex() (uint64, error) {
 }
 
 func (s *raftStore) GetLog(index uint64, log *raft.Log) error {
+	s.logMu.RLock()
+	defer s.logMu.RUnlock()
 	rec, err := s.log.Read(index)
 	if errors.Is(err, logstore.ErrOutOfRange) {
 		return raft.ErrLogNotFound
+	}
+	if errors.Is(err, logstore.ErrCorrupt) {
+		return raftLogCorrupt(s.logDir, index, err)
 	}
 	if err != nil {
 		return fmt.Errorf("cluster: raft log entry %d: %w", index, err)
 	}
 	if err := decodeRaftLog(rec.Value, log); err != nil {
-		return fmt.Errorf("cluster: raft log entry %d: %w", index, err)
+		return raftLogCorrupt(s.logDir, index, err)
 	}
 	if log.Index != index {
-		return fmt.Errorf("cluster: raft log entry %d holds index %d: %w", index, log.Index, ErrCorruptEntry)
+		return raftLogCorrupt(s.logDir, index, fmt.Errorf("%w: holds index %d", ErrCorruptEntry, log.Index))
 	}
 	return nil
 }
@@ -136,6 +219,22 @@ func (s *raftStore) StoreLogs(logs []*raft.Log) error {
 	if len(logs) == 0 {
 		return nil
 	}
+	s.logMu.RLock()
+	defer s.logMu.RUnlock()
+	err := s.storeLogs(logs)
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, logstore.ErrFailed) {
+		s.failed.Store(true)
+	}
+	if s.noSpace != nil && s.noSpace(err) {
+		return fmt.Errorf("%w: %w", ErrDiskFull, err)
+	}
+	return err
+}
+
+func (s *raftStore) storeLogs(logs []*raft.Log) error {
 	for i, l := range logs[1:] {
 		if l.Index != logs[i].Index+1 {
 			return fmt.Errorf("cluster: StoreLogs: index %d follows %d", l.Index, logs[i].Index)
@@ -168,10 +267,57 @@ func (s *raftStore) StoreLogs(logs []*raft.Log) error {
 	return nil
 }
 
+// recover reopens the log after a failed write (a full disk) made it
+// refuse appends, and cuts whatever the failed write left past the last
+// entry it stored (whole frames of a partial write that were never
+// acknowledged to raft), so the log holds exactly what raft was told it
+// holds. If reopening fails the old, closed log stays in place, reads of
+// it fail, and the next call tries again.
+func (s *raftStore) recover() error {
+	if !s.failed.Load() {
+		return nil
+	}
+	s.logMu.Lock()
+	defer s.logMu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	_, stored := s.log.Bounds()
+	if err := s.log.Close(); err != nil && !errors.Is(err, logstore.ErrClosed) && s.logCfg.Logger != nil {
+		s.logCfg.Logger.Warn("cluster: closing the failed raft log", "err", err)
+	}
+	l, err := logstore.Open(s.logDir, s.logCfg)
+	if err != nil {
+		return fmt.Errorf("cluster: reopen raft log: %w", err)
+	}
+	if _, next := l.Bounds(); next > stored {
+		if err := l.TruncateFrom(stored); err != nil {
+			l.Close()
+			return fmt.Errorf("cluster: reopen raft log: cut the failed write: %w", err)
+		}
+	}
+	s.log = l
+	s.failed.Store(false)
+	return nil
+}
+
 // DeleteRange removes the entries min..max inclusive: a compacted head
 // after a snapshot, a conflicting tail a new leader overwrites, or all of
 // them after a snapshot was installed.
 func (s *raftStore) DeleteRange(min, max uint64) error {
+	s.logMu.RLock()
+	defer s.logMu.RUnlock()
+	err := s.deleteRange(min, max)
+	if errors.Is(err, logstore.ErrFailed) {
+		s.failed.Store(true)
+		if s.noSpace != nil {
+			s.noSpace(err)
+		}
+	}
+	return err
+}
+
+func (s *raftStore) deleteRange(min, max uint64) error {
 	lowest, next := s.log.Bounds()
 	if lowest == next || min > max || min >= next || max < lowest {
 		return nil // nothing stored in the range
@@ -197,10 +343,10 @@ func (s *raftStore) Set(key, val []byte) error {
 		updated[k] = v
 	}
 	updated[string(key)] = slices.Clone(val)
-	if err := writeStable(s.stablePath, updated); err != nil {
-		return err
+	if err := writeStableSlot(s.stableFile, s.stableSeq+1, updated); err != nil {
+		return fmt.Errorf("cluster: stable store %s: %w", s.stablePath, err)
 	}
-	s.stable = updated
+	s.stable, s.stableSeq = updated, s.stableSeq+1
 	return nil
 }
 
@@ -229,7 +375,7 @@ func (s *raftStore) GetUint64(key []byte) (uint64, error) {
 	return binary.BigEndian.Uint64(v), nil
 }
 
-// The stable file, little endian:
+// The stable store's contents, little endian (format 1):
 //
 //	0   8  magic "PLSTABL1"
 //	8   4  number of keys n
@@ -237,9 +383,33 @@ func (s *raftStore) GetUint64(key []byte) (uint64, error) {
 //	    strictly increasing order)
 //	    4  CRC32C of everything before it
 //
-// It is written to a temporary file, fsynced, renamed over the old one and
-// the directory fsynced, so a crash leaves the old or the new file whole.
-const stableMagic = "PLSTABL1"
+// Format 1 was the whole file, replaced by a rename on every Set; the
+// rename needs new blocks, so on a full disk it failed and hashicorp/raft
+// panicked ("failed to save current term"). Format 2, the file now, is two
+// slots of stableSlotSize bytes, each holding a whole copy:
+//
+//	0   8  magic "PLSTSLOT"
+//	8   8  sequence number, from 1, one more on every Set
+//	16  4  length b of the body
+//	20  4  CRC32C of bytes 0..19 followed by the body
+//	24  b  body: the contents in format 1
+//	       zeros up to stableSlotSize
+//
+// Set writes the next sequence number into the slot that does not hold
+// the newest one, in place (the file never changes size), and fdatasyncs.
+// A crash during the write can tear only that slot, which then fails its
+// CRC, and the other slot, the state before the Set, is read: the newest
+// valid slot wins. The file is created whole (both slots, the unused one
+// zero) through a temporary file, fsync and rename; a format 1 file found
+// on open is converted the same way.
+const (
+	stableMagic     = "PLSTABL1"
+	stableSlotMagic = "PLSTSLOT"
+	// stableSlotSize is one slot: a page, so writing one slot never
+	// touches the other's page. Raft keeps three short keys in it.
+	stableSlotSize       = 4096
+	stableSlotHeaderSize = 24
+)
 
 func encodeStable(m map[string][]byte) []byte {
 	b := append([]byte(nil), stableMagic...)
@@ -304,29 +474,112 @@ func decodeStable(b []byte) (map[string][]byte, error) {
 	return m, nil
 }
 
-// readStable loads the stable file; a missing one is an empty store.
-func readStable(path string) (map[string][]byte, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return map[string][]byte{}, nil
+// encodeStableSlot returns one whole slot (stableSlotSize bytes).
+func encodeStableSlot(seq uint64, m map[string][]byte) ([]byte, error) {
+	body := encodeStable(m)
+	if len(body) > stableSlotSize-stableSlotHeaderSize {
+		return nil, fmt.Errorf("stable store: %d bytes do not fit a %d-byte slot", len(body), stableSlotSize-stableSlotHeaderSize)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("cluster: %w", err)
-	}
-	m, err := decodeStable(b)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return m, nil
+	b := make([]byte, stableSlotSize)
+	copy(b, stableSlotMagic)
+	binary.LittleEndian.PutUint64(b[8:], seq)
+	binary.LittleEndian.PutUint32(b[16:], uint32(len(body)))
+	copy(b[stableSlotHeaderSize:], body)
+	crc := crc32.Update(crc32.Checksum(b[:20], castagnoli), castagnoli, body)
+	binary.LittleEndian.PutUint32(b[20:], crc)
+	return b, nil
 }
 
-func writeStable(path string, m map[string][]byte) error {
+// decodeStableSlot decodes one slot; seq 0 means it holds nothing valid.
+func decodeStableSlot(b []byte) (seq uint64, m map[string][]byte, err error) {
+	if len(b) < stableSlotHeaderSize || string(b[:8]) != stableSlotMagic {
+		return 0, nil, fmt.Errorf("%w: stable store slot: bad header", ErrCorruptEntry)
+	}
+	n := uint64(binary.LittleEndian.Uint32(b[16:]))
+	if n > uint64(len(b)-stableSlotHeaderSize) {
+		return 0, nil, fmt.Errorf("%w: stable store slot: body of %d bytes past the end", ErrCorruptEntry, n)
+	}
+	body := b[stableSlotHeaderSize : stableSlotHeaderSize+n]
+	if crc32.Update(crc32.Checksum(b[:20], castagnoli), castagnoli, body) != binary.LittleEndian.Uint32(b[20:]) {
+		return 0, nil, fmt.Errorf("%w: stable store slot: checksum mismatch", ErrCorruptEntry)
+	}
+	seq = binary.LittleEndian.Uint64(b[8:])
+	if seq == 0 {
+		return 0, nil, fmt.Errorf("%w: stable store slot: sequence number 0", ErrCorruptEntry)
+	}
+	if m, err = decodeStable(body); err != nil {
+		return 0, nil, err
+	}
+	return seq, m, nil
+}
+
+// decodeStableFile returns the newest valid slot of a format 2 file.
+func decodeStableFile(b []byte) (seq uint64, m map[string][]byte, err error) {
+	if len(b) != 2*stableSlotSize {
+		return 0, nil, fmt.Errorf("%w: stable store: %d bytes, want %d", ErrCorruptEntry, len(b), 2*stableSlotSize)
+	}
+	var errs []error
+	for i := range 2 {
+		s, sm, serr := decodeStableSlot(b[i*stableSlotSize : (i+1)*stableSlotSize])
+		if serr != nil {
+			errs = append(errs, fmt.Errorf("slot %d: %w", i, serr))
+			continue
+		}
+		if s > seq {
+			seq, m = s, sm
+		}
+	}
+	if seq == 0 {
+		return 0, nil, errors.Join(errs...)
+	}
+	return seq, m, nil
+}
+
+// openStable reads the stable file (a missing one is an empty store,
+// which it creates; a format 1 one is converted) and opens it for Set.
+func openStable(path string) (m map[string][]byte, f *os.File, seq uint64, err error) {
+	if err := os.Remove(path + ".tmp"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, 0, fmt.Errorf("cluster: stable store: %w", err)
+	}
+	b, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		m, seq = map[string][]byte{}, 1
+		err = createStable(path, seq, m)
+	case err != nil:
+	case len(b) >= len(stableMagic) && string(b[:len(stableMagic)]) == stableMagic:
+		// Format 1, from before the slots: convert it.
+		if m, err = decodeStable(b); err == nil {
+			seq = 1
+			err = createStable(path, seq, m)
+		}
+	default:
+		seq, m, err = decodeStableFile(b)
+	}
+	if err == nil {
+		f, err = os.OpenFile(path, os.O_RDWR, 0)
+	}
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("cluster: stable store %s: %w", path, err)
+	}
+	return m, f, seq, nil
+}
+
+// createStable writes a whole format 2 file holding m in seq's slot:
+// a temporary file, fsynced, renamed over path, the directory fsynced.
+func createStable(path string, seq uint64, m map[string][]byte) error {
+	slot, err := encodeStableSlot(seq, m)
+	if err != nil {
+		return err
+	}
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
-		return fmt.Errorf("cluster: stable store: %w", err)
+		return err
 	}
-	_, err = f.Write(encodeStable(m))
+	whole := make([]byte, 2*stableSlotSize)
+	copy(whole[int64(seq%2)*stableSlotSize:], slot)
+	_, err = f.Write(whole)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -339,10 +592,20 @@ func writeStable(path string, m map[string][]byte) error {
 	if err == nil {
 		err = syncDir(filepath.Dir(path))
 	}
+	return err
+}
+
+// writeStableSlot writes m as sequence number seq into its slot (seq
+// alternates between them), in place, and fdatasyncs it.
+func writeStableSlot(f *os.File, seq uint64, m map[string][]byte) error {
+	slot, err := encodeStableSlot(seq, m)
 	if err != nil {
-		return fmt.Errorf("cluster: stable store: %w", err)
+		return err
 	}
-	return nil
+	if _, err := f.WriteAt(slot, int64(seq%2)*stableSlotSize); err != nil {
+		return err
+	}
+	return unix.Fdatasync(int(f.Fd()))
 }
 
 func syncDir(dir string) error {
@@ -393,23 +656,45 @@ func encodeRaftLog(l *raft.Log) []byte {
 	return append(b, l.Extensions...)
 }
 
-// decodeRaftLog fills l from b, copying the bytes (b may be reused).
-func decodeRaftLog(b []byte, l *raft.Log) error {
+// checkRaftLog checks that b decodes as the entry at index, without
+// copying anything.
+func checkRaftLog(b []byte, index uint64) error {
+	if _, _, err := splitRaftLog(b); err != nil {
+		return err
+	}
+	if got := binary.LittleEndian.Uint64(b[2:]); got != index {
+		return fmt.Errorf("%w: holds index %d", ErrCorruptEntry, got)
+	}
+	return nil
+}
+
+// splitRaftLog checks b's layout and returns the data length and the rest
+// after the data (extensions length and extensions).
+func splitRaftLog(b []byte) (d uint64, rest []byte, err error) {
 	if len(b) < raftLogHeaderSize+4 {
-		return fmt.Errorf("%w: %d bytes", ErrCorruptEntry, len(b))
+		return 0, nil, fmt.Errorf("%w: %d bytes", ErrCorruptEntry, len(b))
 	}
 	if b[0] != raftLogVersion {
-		return fmt.Errorf("%w: version %d", ErrCorruptEntry, b[0])
+		return 0, nil, fmt.Errorf("%w: version %d", ErrCorruptEntry, b[0])
 	}
-	d := uint64(binary.LittleEndian.Uint32(b[26:]))
+	d = uint64(binary.LittleEndian.Uint32(b[26:]))
 	if d > uint64(len(b)-raftLogHeaderSize-4) {
-		return fmt.Errorf("%w: data length %d past the end", ErrCorruptEntry, d)
+		return 0, nil, fmt.Errorf("%w: data length %d past the end", ErrCorruptEntry, d)
 	}
-	rest := b[raftLogHeaderSize+d:]
-	e := uint64(binary.LittleEndian.Uint32(rest))
-	if e != uint64(len(rest)-4) {
-		return fmt.Errorf("%w: extensions length %d, %d bytes left", ErrCorruptEntry, e, len(rest)-4)
+	rest = b[raftLogHeaderSize+d:]
+	if e := uint64(binary.LittleEndian.Uint32(rest)); e != uint64(len(rest)-4) {
+		return 0, nil, fmt.Errorf("%w: extensions length %d, %d bytes left", ErrCorruptEntry, e, len(rest)-4)
 	}
+	return d, rest, nil
+}
+
+// decodeRaftLog fills l from b, copying the bytes (b may be reused).
+func decodeRaftLog(b []byte, l *raft.Log) error {
+	d, rest, err := splitRaftLog(b)
+	if err != nil {
+		return err
+	}
+	e := uint64(len(rest) - 4)
 	*l = raft.Log{
 		Type:  raft.LogType(b[1]),
 		Index: binary.LittleEndian.Uint64(b[2:]),
@@ -425,4 +710,14 @@ func decodeRaftLog(b []byte, l *raft.Log) error {
 		l.Extensions = append([]byte(nil), rest[4:]...)
 	}
 	return nil
+}
+
+// latestSnapshotIndex is the Raft index of the newest snapshot, 0 if there
+// is none (or none can be listed: raft then fails on its own).
+func latestSnapshotIndex(snaps raft.SnapshotStore) uint64 {
+	list, err := snaps.List()
+	if err != nil || len(list) == 0 {
+		return 0
+	}
+	return list[0].Index
 }

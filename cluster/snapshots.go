@@ -33,6 +33,9 @@ type snapshotStore struct {
 	retain int
 	logger *slog.Logger
 	mu     sync.Mutex // serialises reaping
+	// onCorrupt, when set, hears of a damaged record found while a
+	// snapshot is read (Open checks every frame on the way out).
+	onCorrupt func(error)
 }
 
 // snapshotMeta is meta.json: FileSnapshotStore's fields plus the linked files.
@@ -207,7 +210,11 @@ func (s *snapshotStore) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, erro
 		}
 		readers = append(readers, io.NewSectionReader(f, 0, lf.Size))
 	}
-	return &m.SnapshotMeta, &snapshotReader{Reader: io.MultiReader(readers...), files: files}, nil
+	stream := io.MultiReader(readers...)
+	if s.onCorrupt == nil {
+		return &m.SnapshotMeta, &snapshotReader{Reader: stream, files: files}, nil
+	}
+	return &m.SnapshotMeta, newVerifiedStream(stream, snapHeaderSize, files, s.onCorrupt), nil
 }
 
 type snapshotReader struct {

@@ -12,6 +12,9 @@ import (
 // this much, and a snapshot costs one fdatasync and a hard link per segment.
 const defaultSnapshotBytes = 64 << 20
 
+// defaultSnapshotThreshold is Config.SnapshotThreshold's default.
+const defaultSnapshotThreshold = 1 << 20
+
 // defaultTrailingBytes is Config.TrailingBytes's default.
 const defaultTrailingBytes = 64 << 20
 

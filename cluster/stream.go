@@ -41,6 +41,30 @@ type StreamLayer struct {
 	out       map[*dialedConn]struct{}
 	isolated  bool
 	noInbound bool // CloseInbound was called
+
+	refusals refusalLog
+}
+
+// refusalLog logs refused Raft connections at most once per refusalEvery,
+// with the count of those it did not log: anyone can ask for the Raft ALPN
+// protocol, and a log line for each would let them flood the log.
+type refusalLog struct {
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+const refusalEvery = 10 * time.Second
+
+func (r *refusalLog) log(logger *slog.Logger, remote, reason string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if now := time.Now(); now.Sub(r.last) >= refusalEvery {
+		logger.Warn("cluster: refused raft connection", "remote", remote, "reason", reason, "refused_unlogged", r.suppressed)
+		r.last, r.suppressed = now, 0
+		return
+	}
+	r.suppressed++
 }
 
 var _ raft.StreamLayer = (*StreamLayer)(nil)
@@ -93,7 +117,7 @@ func (s *StreamLayer) Register(srv *http.Server) {
 func (s *StreamLayer) Handoff(conn *tls.Conn) {
 	state := conn.ConnectionState()
 	if err := checkPeer(state); err != nil {
-		s.logger.Warn("cluster: refused raft connection", "remote", conn.RemoteAddr().String(), "reason", err.Error())
+		s.refusals.log(s.logger, conn.RemoteAddr().String(), err.Error())
 		conn.Close()
 		return
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/proglog/proglog/logstore"
@@ -123,6 +124,12 @@ func (w *storeWriter) write(base uint64, values [][]byte) {
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 5*time.Second)
+		if errors.Is(err, syscall.ENOSPC) && w.c.disk.free.Load() < w.c.disk.recoverFree {
+			// Reopening needs some space (Open cuts the failed write and
+			// keeps a copy of it); until then the failed store still
+			// serves reads.
+			continue
+		}
 		if err := w.c.replaceStore(nil); err != nil {
 			w.c.logger.Warn("cluster: reopening the local store", "err", err)
 		}

@@ -119,9 +119,9 @@
 //     a *CorruptError naming the store and the byte position. Nothing is
 //     dropped silently; an operator must decide.
 //
-// A new active store whose header is short or all zeros and which holds
-// nothing else (a crash while it was being created) gets its header written
-// again. An index file without its store (a crash while deleting a segment,
+// A new active store of at most 32 bytes whose header is all zeros, or the
+// start of exactly the header it should have (a crash while it was being
+// created), holds no record and gets its header written again. An index file without its store (a crash while deleting a segment,
 // which removes the store first) is removed. A "reset" file is dealt with
 // before anything else (see Truncation and reset).
 //

@@ -127,3 +127,33 @@ func TestLinkMatchesReader(t *testing.T) {
 		t.Fatalf("linked files hold %d bytes, the Reader %d", len(got), want.Len())
 	}
 }
+
+func TestVerify(t *testing.T) {
+	l := openLog(t, t.TempDir(), logstore.Config{MaxSegmentBytes: 2048})
+	for i := range 30 {
+		mustAppend(t, l, value(i, 100))
+	}
+	var snap bytes.Buffer
+	if _, err := snap.ReadFrom(l.Reader()); err != nil {
+		t.Fatal(err)
+	}
+	good := snap.Bytes()
+	flipped := bytes.Clone(good)
+	flipped[len(flipped)/2] ^= 1
+	tests := []struct {
+		name   string
+		stream []byte
+		want   error
+	}{
+		{"whole", good, nil},
+		{"a flipped byte", flipped, logstore.ErrCorrupt},
+		{"cut short", good[:len(good)-5], logstore.ErrCorrupt},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := logstore.Verify(bytes.NewReader(tt.stream)); !errors.Is(err, tt.want) || (tt.want == nil) != (err == nil) {
+				t.Fatalf("Verify = %v, want %v", err, tt.want)
+			}
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package logstore
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -140,8 +141,10 @@ func openActive(dir string, base uint64, maxSegment int64, maxValue int, logger 
 	}
 	if herr := checkFileHeader(head[:n], storeMagic, base); herr != nil {
 		// A crash while the segment was being created leaves a short or
-		// zero header and no records: write the header again.
-		if size > fileHeaderSize || !allZero(head[:n]) {
+		// zero header (or the start of the right one) and no records:
+		// write the header again.
+		want := fileHeader(storeMagic, base)
+		if size > fileHeaderSize || (!allZero(head[:n]) && !bytes.Equal(head[:n], want[:n])) {
 			return nil, corrupt(storePath, 0, "%v", herr)
 		}
 		logger.Warn("logstore: rewriting the header of a new segment cut short by a crash", "file", storePath, "bytes", size)

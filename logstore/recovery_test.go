@@ -60,6 +60,18 @@ func TestRecoverySituations(t *testing.T) {
 			next: 24, logged: "rewriting the header",
 		},
 		{
+			name: "new active store with the start of its header",
+			damage: func(t *testing.T, dir string) {
+				// The magic, which starts every store header whatever its base.
+				b, err := os.ReadFile(filepath.Join(dir, name(0, ".store")))
+				if err != nil {
+					t.Fatal(err)
+				}
+				write(t, filepath.Join(dir, "00000000000000000024.store"), b[:8])
+			},
+			next: 24, logged: "rewriting the header",
+		},
+		{
 			name: "new active store that is empty, index never created",
 			damage: func(t *testing.T, dir string) {
 				write(t, filepath.Join(dir, "00000000000000000024.store"), nil)

@@ -52,12 +52,14 @@ func Restore(dir string, r io.Reader) (err error) {
 	return swapDir(tmp, dir)
 }
 
-// restoreWriter turns the snapshot stream into segment files.
+// restoreWriter turns the snapshot stream into segment files, or, with
+// discard, only checks it.
 type restoreWriter struct {
 	dir     string
+	discard bool
 	in      *bufio.Reader
 	pos     int64 // bytes consumed from the stream, for errors
-	seg     *os.File
+	seg     segmentFile
 	segBase uint64
 	segSize int64
 	entries []byte // index entries of the current segment
@@ -121,9 +123,12 @@ func (w *restoreWriter) header() error {
 		return err
 	}
 	storePath, _ := segmentPaths(w.dir, base)
-	f, err := os.OpenFile(storePath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return fmt.Errorf("logstore: restore: %w", err)
+	var f segmentFile = discardFile{}
+	if !w.discard {
+		var err error
+		if f, err = os.OpenFile(storePath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644); err != nil {
+			return fmt.Errorf("logstore: restore: %w", err)
+		}
 	}
 	w.seg, w.segBase, w.segSize, w.entries = f, base, fileHeaderSize, w.entries[:0]
 	w.next, w.started = base, true
@@ -202,7 +207,7 @@ func (w *restoreWriter) finishSegment(sealed bool) error {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("logstore: restore: %w", err)
 	}
-	if !sealed {
+	if !sealed || w.discard {
 		return nil
 	}
 	_, indexPath := segmentPaths(w.dir, w.segBase)
@@ -211,6 +216,30 @@ func (w *restoreWriter) finishSegment(sealed bool) error {
 		return fmt.Errorf("logstore: restore: %w", err)
 	}
 	return nil
+}
+
+// segmentFile is where restoreWriter writes a segment's store.
+type segmentFile interface {
+	io.Writer
+	Sync() error
+	Close() error
+	Name() string
+}
+
+// discardFile is the segmentFile of a stream that is only checked.
+type discardFile struct{}
+
+func (discardFile) Write(p []byte) (int, error) { return len(p), nil }
+func (discardFile) Sync() error                 { return nil }
+func (discardFile) Close() error                { return nil }
+func (discardFile) Name() string                { return "" }
+
+// Verify reads a stream produced by (*Log).Reader and checks it as Restore
+// does (store headers, dense offsets, every frame's CRC) without writing
+// anything. A stream that fails is ErrCorrupt, naming the byte position.
+func Verify(r io.Reader) error {
+	w := &restoreWriter{discard: true, in: bufio.NewReaderSize(r, 64<<10)}
+	return w.run()
 }
 
 func (w *restoreWriter) abort() {

@@ -211,6 +211,13 @@ func (s *segment) seal(sync bool) error {
 	s.sealed = true
 	s.dirty = false
 	s.unsynced = !sync
+	// Writing the index faulted its pages into this process; readers of a
+	// sealed segment fault back in the few they touch. Dropping them keeps
+	// the process's resident memory to the active segments' indexes
+	// instead of growing with every segment written (the pages stay in the
+	// page cache, and a dirty one is written back as usual: the mapping is
+	// shared).
+	_ = unix.Madvise(s.idx, unix.MADV_DONTNEED)
 	return nil
 }
 

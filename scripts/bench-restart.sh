@@ -74,6 +74,48 @@ for bin in "${bins[@]}"; do
 	pid=
 done
 
+# Three nodes: kill -9 a follower of a cluster holding the records, start
+# it again and time how long until it serves the last acknowledged record.
+bin=${bins[-1]}
+key=$(head -c 32 /dev/urandom | base64)
+c=$work/cluster
+rm -rf "$c" "$work/data"
+node() { # i [serve flags...]
+	local i=$1
+	shift
+	"$bin" serve --data-dir "$c/n$i" --node-id "n$i" --addr "127.0.0.1:185${i}0" --gossip-addr "127.0.0.1:185${i}1" \
+		--gossip-key "$key" --log-level error "$@" 2>>"$c/n$i.log" &
+	pids[$i]=$!
+}
+declare -a pids
+mkdir -p "$c"
+node 1 --bootstrap
+addr=127.0.0.1:18510 first_ack "$bin" "$c/n1"
+tls=(--tls-cert "$c/n1/certs/server.pem" --tls-key "$c/n1/certs/server-key.pem" --tls-ca "$c/n1/certs/ca.pem" --acl "$c/n1/acl.csv")
+node 2 --join 127.0.0.1:18511 "${tls[@]}"
+node 3 --join 127.0.0.1:18511 "${tls[@]}"
+sleep 3
+echo "== three nodes, $bin: $records records, then kill -9 of follower n3"
+"$bin" bench produce --data-dir "$c/n1" --addr 127.0.0.1:18510 --mode stream --batch 100 --records "$records" | tail -1
+last=$("$bin" produce --data-dir "$c/n1" --addr 127.0.0.1:18510 last)
+for _ in $(seq 600); do # n3 has everything before it is killed
+	"$bin" consume --data-dir "$c/n1" --addr 127.0.0.1:18530 --from "$last" --count 1 --timeout 2s >/dev/null 2>&1 && break
+	sleep 0.1
+done
+kill -9 "${pids[3]}"
+wait "${pids[3]}" 2>/dev/null || true
+sync
+start=$(now)
+node 3 --join 127.0.0.1:18511 "${tls[@]}"
+for _ in $(seq 6000); do
+	"$bin" consume --data-dir "$c/n1" --addr 127.0.0.1:18530 --from "$last" --count 1 --timeout 2s >/dev/null 2>&1 && break
+	sleep 0.01
+done
+end=$(now)
+echo "follower restart after kill -9 to serving the last acknowledged record: $(awk -v a="$start" -v b="$end" 'BEGIN {printf "%.2f", b-a}') s, peak RSS $(field VmHWM /proc/${pids[3]}/status) kB"
+kill "${pids[@]}" 2>/dev/null || true
+wait 2>/dev/null || true
+
 if command -v nats-server >/dev/null && command -v nats >/dev/null; then
 	echo "== NATS JetStream: $records messages of 100 B"
 	js=$work/js

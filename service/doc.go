@@ -23,6 +23,69 @@
 // Unauthenticated, a refused authenticated one PermissionDenied, both with
 // a message naming the subject and the action.
 //
+// # Limits
+//
+// Anyone who reaches the port can open connections and streams, so what
+// each caller can make the server hold is bounded (ServerConfig.Limits,
+// the serve flags in brackets, defaults from DefaultLimits):
+//
+//   - Connections: at most MaxConns open (--max-conns, 1024), counted from
+//     accept, TLS handshakes and Raft's included; more are closed at once.
+//     Each TLS handshake runs in its own goroutine under HandshakeTimeout
+//     (--handshake-timeout, 10s), so Accept never waits on a slow client.
+//   - Anonymous connections (the handshake presented no verified client
+//     certificate): at most MaxAnonymousConns (--max-anonymous-conns, 128);
+//     more are closed right after the handshake. Connections that
+//     negotiated a Handoffs protocol (Raft's "proglog-raft") are neither
+//     counted nor refused by this cap; only MaxConns applies to them.
+//   - HTTP/2 streams per connection: MaxStreams (--max-streams, 250) for
+//     authenticated callers, MaxAnonymousStreams (--max-anonymous-streams,
+//     8) for anonymous ones, who reach only health checks, WhoAmI and the
+//     dashboard's files. Anonymous HTTP/2 connections also get headers of
+//     at most 16 KiB and a 64 KiB receive window (authenticated: headers of
+//     MaxHeaderBytes, --max-header-bytes, 64KiB; windows 4 MiB a stream,
+//     8 MiB a connection, for pipelined producers).
+//   - Request bodies: a request has BodyTimeout (--body-timeout, 10s)
+//     after its headers to deliver its body; then reading it fails, the
+//     call ends with DeadlineExceeded and its goroutine is freed. For
+//     client streams (ProduceStream, reflection) the deadline covers only
+//     the first message: a producer may then pause for as long as it
+//     likes, and server streams (ConsumeStream) have sent their one
+//     request message at the start. The deadline is lifted as soon as the
+//     body (or first message) is in, so it never cuts a long tail. For
+//     authenticated callers it is an idle timeout: data arriving pushes it
+//     on, so a large batch over a slow link is not cut while it moves.
+//   - Idle connections (no request in flight) close after IdleTimeout
+//     (--idle-timeout, 2m); dead peers are found by HTTP/2 pings.
+//   - A header block split into more than 128 CONTINUATION frames closes
+//     the connection. net/http bounds header bytes (CVE-2023-45288) but
+//     not empty frames, which kept a connection busy forever.
+//
+// The cost is then bounded. Measured (docs/security.md): a stalled TLS
+// handshake holds ~27 KB of RSS, an anonymous connection with its 8
+// streams full of headers ~0.4 MB; with the defaults that is at most
+// 896 x 27 KB + 128 x 0.4 MB = ~75 MB over a ~21 MB baseline, and the
+// whole flood measured 100-115 MB (the parts do not add up exactly: the
+// garbage collector's timing). The documented bound is 150 MB of RSS in
+// all; the slow test
+// TestAnonymousStreamFloodMemoryBound checks it against a real process.
+// Authenticated callers are trusted further: their bound is MaxConns x
+// MaxStreams requests, each limited by Config.MaxMessageBytes.
+// The metrics proglog_server_connections{class} and
+// proglog_server_refused_connections_total{reason} show the limits at
+// work. Without TLS (--insecure) there are no connection caps and every
+// connection gets the authenticated stream limits.
+//
+// HTTP/2 over TLS is served by golang.org/x/net/http2 (see h2.go): in
+// Go 1.26 net/http has no per-connection settings and no way to read the
+// connection's frames.
+//
+// # TLS
+//
+// TLS 1.2 and 1.3. For TLS 1.2 only ECDHE key exchange with AEAD ciphers
+// (AES-GCM, ChaCha20-Poly1305) is offered; CBC suites, which Go still
+// enables by default, are not. TLS 1.3 suites are all AEAD.
+//
 // # Errors
 //
 // Log errors become Connect codes in one place (errors.go): an offset

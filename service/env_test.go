@@ -105,7 +105,7 @@ func newEnv(t testing.TB, opts envOptions) *env {
 		t.Fatal(err)
 	}
 	e := &env{t: t, log: log, svc: svc, reg: reg, addr: ln.Addr().String(), certDir: filepath.Join(dir, "certs"), served: make(chan error, 1)}
-	scfg := service.ServerConfig{Handler: svc.Handler()}
+	scfg := service.ServerConfig{Handler: svc.Handler(), Registerer: reg}
 	if opts.insecure {
 		e.url = "http://" + ln.Addr().String()
 	} else {

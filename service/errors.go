@@ -45,6 +45,15 @@ func toConnect(ctx context.Context, err error) error {
 		// The log refuses writes until it is reopened: another node (or
 		// this one after a restart) may take them, so Unavailable.
 		return connect.NewError(connect.CodeUnavailable, err)
+	case errors.Is(err, cluster.ErrDiskFull):
+		// The node refused the append up front (nothing written: a retry
+		// once space is freed is safe) or its Raft log write failed for
+		// want of space (the outcome is unknown). Reads go on.
+		outcome := AppendOutcomeNotApplied
+		if errors.Is(err, cluster.ErrUnknownOutcome) {
+			outcome = AppendOutcomeUnknown
+		}
+		return withAppendOutcome(connect.NewError(connect.CodeResourceExhausted, err), outcome)
 	case errors.Is(err, cluster.ErrUnknownOutcome):
 		// Unavailable so clients retry, but say that a retry may write
 		// the records twice.

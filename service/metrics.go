@@ -152,3 +152,46 @@ func (s *Service) logAccess(ctx context.Context, procedure, subject, code string
 		slog.String("procedure", procedure), slog.String("subject", subject),
 		slog.String("code", code), slog.Duration("duration", d))
 }
+
+// connMetrics count the connections the server holds and refuses. They
+// exist without a Registerer too, unregistered.
+type connMetrics struct {
+	open    *prometheus.GaugeVec   // class
+	refused *prometheus.CounterVec // reason
+}
+
+// Reasons a connection is refused or cut.
+const (
+	refusedMaxConns     = "max_conns"
+	refusedMaxAnonymous = "max_anonymous_conns"
+	refusedHandshake    = "handshake"
+	refusedContinuation = "continuation_flood"
+)
+
+func newConnMetrics(reg prometheus.Registerer) (*connMetrics, error) {
+	m := &connMetrics{
+		open: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "proglog", Subsystem: "server", Name: "connections",
+			Help: "Open connections by class: handshake (TLS handshake under way), anonymous, authenticated, handoff (Raft).",
+		}, []string{"class"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "proglog", Subsystem: "server", Name: "refused_connections_total",
+			Help: "Connections closed by the server's limits, by reason: max_conns, max_anonymous_conns, handshake (failed or timed out), continuation_flood.",
+		}, []string{"reason"}),
+	}
+	for _, class := range []connClass{classHandshake, classAnonymous, classAuthenticated, classHandoff} {
+		m.open.WithLabelValues(class.String())
+	}
+	for _, reason := range []string{refusedMaxConns, refusedMaxAnonymous, refusedHandshake, refusedContinuation} {
+		m.refused.WithLabelValues(reason)
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{m.open, m.refused} {
+		if err := reg.Register(c); err != nil {
+			return m, fmt.Errorf("service: register metrics: %w", err)
+		}
+	}
+	return m, nil
+}

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"slices"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // ServerConfig configures a Server.
@@ -28,26 +30,33 @@ type ServerConfig struct {
 	// OnShutdown, if set, runs when Shutdown starts (in its own goroutine),
 	// e.g. to close the listener behind Handoffs.
 	OnShutdown func()
+	// Limits bound connections, streams, headers and slow requests; zero
+	// fields take DefaultLimits. The connection limits need TLS.
+	Limits Limits
+	// Registerer, if set, gets the connection metrics
+	// (proglog_server_connections, proglog_server_refused_connections_total).
+	Registerer prometheus.Registerer
 }
 
 // Server runs one http.Server for everything on one listener. Shutdown
 // cancels the context of every request, so live tails end at once instead
 // of holding the shutdown until its deadline.
 type Server struct {
-	srv    *http.Server
-	logger *slog.Logger
-	tls    bool
+	srv      *http.Server
+	logger   *slog.Logger
+	tls      *tls.Config // nil without TLS
+	handoffs map[string]func(*tls.Conn)
+	limits   Limits
+	metrics  *connMetrics
 }
 
-// Timeouts of the http.Server. There is deliberately no ReadTimeout or
-// WriteTimeout: they would cut long-lived streams. Slow consumers are
-// handled per stream (Config.SlowConsumerTimeout), dead peers by HTTP/2
-// pings.
+// Timeouts of the http.Server besides Limits. There is deliberately no
+// ReadTimeout or WriteTimeout: they would cut long-lived streams. Slow
+// request bodies are cut per request (Limits.BodyTimeout), slow consumers
+// per stream (Config.SlowConsumerTimeout), dead peers by HTTP/2 pings.
 const (
-	readHeaderTimeout = 10 * time.Second
-	idleTimeout       = 2 * time.Minute
-	pingInterval      = 30 * time.Second
-	pingTimeout       = 15 * time.Second
+	pingInterval = 30 * time.Second
+	pingTimeout  = 15 * time.Second
 )
 
 // NewServer builds a Server for cfg.Handler.
@@ -55,6 +64,11 @@ func NewServer(cfg ServerConfig) *Server {
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
+	}
+	limits := cfg.Limits.withDefaults()
+	m, err := newConnMetrics(cfg.Registerer)
+	if err != nil {
+		logger.Warn("connection metrics not exported", "err", err)
 	}
 	base, cancel := context.WithCancelCause(context.Background())
 	var protocols http.Protocols
@@ -70,32 +84,34 @@ func NewServer(cfg ServerConfig) *Server {
 	)
 	if cfg.TLS != nil {
 		tlsConfig = cfg.TLS.Clone()
+		tlsConfig.MinVersion = max(tlsConfig.MinVersion, tls.VersionTLS12)
+		tlsConfig.CipherSuites = aeadSuites
 		if !slices.Contains(tlsConfig.NextProtos, "h2") {
 			tlsConfig.NextProtos = append([]string{"h2"}, tlsConfig.NextProtos...)
 		}
 		if !slices.Contains(tlsConfig.NextProtos, "http/1.1") {
 			tlsConfig.NextProtos = append(tlsConfig.NextProtos, "http/1.1")
 		}
+		// configureH2 adds "h2".
+		nextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
 		for proto, handoff := range cfg.Handoffs {
-			if nextProto == nil {
-				// Protocols keeps HTTP/2 on although TLSNextProto is set.
-				nextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
-			}
 			if !slices.Contains(tlsConfig.NextProtos, proto) {
 				tlsConfig.NextProtos = append(tlsConfig.NextProtos, proto)
 			}
 			nextProto[proto] = func(_ *http.Server, conn *tls.Conn, _ http.Handler) { handoff(conn) }
 		}
 	}
+	errorLog := slog.NewLogLogger(logger.Handler(), slog.LevelDebug)
 	srv := &http.Server{
-		Handler:           cfg.Handler,
+		Handler:           bodyDeadline(cfg.Handler, limits.BodyTimeout),
 		TLSConfig:         tlsConfig,
 		TLSNextProto:      nextProto,
 		Protocols:         &protocols,
-		ReadHeaderTimeout: readHeaderTimeout,
-		IdleTimeout:       idleTimeout,
+		ReadHeaderTimeout: limits.HandshakeTimeout,
+		IdleTimeout:       limits.IdleTimeout,
+		MaxHeaderBytes:    limits.MaxHeaderBytes,
 		HTTP2: &http.HTTP2Config{
-			MaxConcurrentStreams: 1000,
+			MaxConcurrentStreams: limits.MaxStreams,
 			// Larger windows than the 1 MiB default keep a pipelined
 			// ProduceStream from stalling on flow control; memory per
 			// connection stays bounded by them.
@@ -105,26 +121,46 @@ func NewServer(cfg ServerConfig) *Server {
 			PingTimeout:                   pingTimeout,
 		},
 		BaseContext: func(net.Listener) context.Context { return base },
-		// TLS handshake failures (a certificate from another CA, port
-		// scanners) are logged at debug.
-		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+		// Protocol errors of clients are logged at debug.
+		ErrorLog: errorLog,
 	}
 	srv.RegisterOnShutdown(func() { cancel(ErrShuttingDown) })
 	if cfg.OnShutdown != nil {
 		srv.RegisterOnShutdown(cfg.OnShutdown)
 	}
-	return &Server{srv: srv, logger: logger, tls: cfg.TLS != nil}
+	if tlsConfig != nil {
+		// The HTTP/2 settings of anonymous connections; it never serves.
+		anonBase := &http.Server{
+			IdleTimeout:    limits.IdleTimeout,
+			MaxHeaderBytes: min(limits.MaxHeaderBytes, anonymousHeaderBytes),
+			HTTP2: &http.HTTP2Config{
+				MaxConcurrentStreams:          limits.MaxAnonymousStreams,
+				MaxReceiveBufferPerStream:     anonymousReceiveBytes,
+				MaxReceiveBufferPerConnection: anonymousReceiveBytes,
+				SendPingTimeout:               pingInterval,
+				PingTimeout:                   pingTimeout,
+			},
+			ErrorLog: errorLog,
+		}
+		if err := configureH2(srv, anonBase, logger, m); err != nil {
+			// Only a TLS config HTTP/2 cannot use, and ours is fixed above.
+			panic(err)
+		}
+	}
+	return &Server{srv: srv, logger: logger, tls: tlsConfig, handoffs: cfg.Handoffs, limits: limits, metrics: m}
 }
 
 // Serve serves connections from ln until Shutdown, then returns
 // http.ErrServerClosed.
 func (s *Server) Serve(ln net.Listener) error {
-	if !s.tls {
+	if s.tls == nil {
 		s.logger.Warn("serving WITHOUT TLS: every caller is anonymous and traffic is readable on the network",
 			slog.String("addr", ln.Addr().String()))
 		return s.srv.Serve(ln)
 	}
-	return s.srv.ServeTLS(ln, "", "")
+	g := newGate(ln, s.tls, s.handoffs, s.limits, s.logger, s.metrics)
+	s.srv.ConnState = g.connState
+	return s.srv.Serve(g)
 }
 
 // Shutdown stops accepting connections, ends live tails (their request

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -47,6 +48,10 @@ type clusterFlags struct {
 	// reapFailedAfter is how long a member may stay failed before the
 	// leader removes it (0 = never).
 	reapFailedAfter time.Duration
+	// diskReserve: free space below which appends are refused; unset
+	// (diskReserveSet false) means twice --segment-bytes, 0 none.
+	diskReserve    byteSize
+	diskReserveSet bool
 }
 
 func (c *clusterFlags) register(f *pflag.FlagSet) {
@@ -58,7 +63,7 @@ func (c *clusterFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&c.gossipKeyFile, "gossip-key-file", "", "file holding the base64 gossip key")
 	f.StringVar(&c.advertiseAddr, "advertise-addr", "", "address (host:port) other nodes and clients reach this node's TLS port at (default: the listen address)")
 	f.DurationVar(&c.raftTimeout, "raft-timeout", time.Second, "Raft heartbeat and election timeout: a dead leader is replaced after about this long")
-	f.Uint64Var(&c.snapshotThreshold, "raft-snapshot-threshold", 8192, "Raft entries since the last snapshot that make the node take the next one")
+	f.Uint64Var(&c.snapshotThreshold, "raft-snapshot-threshold", 1<<20, "Raft entries since the last snapshot that make the node take the next one (a backstop: --raft-snapshot-bytes usually comes first, and every snapshot starts a new store segment)")
 	c.snapshotBytes = 64 << 20
 	f.Var(&c.snapshotBytes, "raft-snapshot-bytes", "take a Raft snapshot once the entries since the last one hold this many bytes (0 = only by --raft-snapshot-threshold); bounds what a restart replays")
 	f.DurationVar(&c.snapshotInterval, "raft-snapshot-interval", 2*time.Minute, "how often the node checks --raft-snapshot-threshold")
@@ -67,6 +72,18 @@ func (c *clusterFlags) register(f *pflag.FlagSet) {
 	f.Var(&c.trailingBytes, "raft-trailing-bytes", "keep about this many bytes of Raft entries after a snapshot, at most --raft-trailing-logs of them (0 = by count only)")
 	f.DurationVar(&c.reapFailedAfter, "reap-failed-after", 5*time.Minute, "the leader removes a member that has been unreachable (failed in gossip) this long from Raft and gossip, "+
 		"if the voters left alive are a majority without it; it rejoins when it comes back (0 = never remove failed members)")
+	f.Var(&c.diskReserve, "disk-reserve", "refuse produces (ResourceExhausted, \"disk full\") while the data dir's disk has less free space than this; they resume by themselves once space is freed (default: twice --segment-bytes; 0: only when a write fails for want of space)")
+}
+
+// diskReserveBytes is --disk-reserve as cluster.Config.DiskReserve.
+func (c *clusterFlags) diskReserveBytes() int64 {
+	switch {
+	case !c.diskReserveSet:
+		return 0 // cluster's default: twice the segment size
+	case c.diskReserve == 0:
+		return -1
+	}
+	return int64(c.diskReserve)
 }
 
 // gossip says whether the node runs gossip: it joins others or lets them join it.
@@ -251,6 +268,7 @@ func openNode(cfg nodeConfig) (*node, error) {
 		SnapshotBytes:      orOff(cfg.flags.snapshotBytes),
 		TrailingBytes:      orOff(cfg.flags.trailingBytes),
 		TrailingLogs:       cfg.flags.trailingLogs,
+		DiskReserve:        cfg.flags.diskReserveBytes(),
 		Logger:             logger, // raft's lines carry component=raft
 		Registerer:         cfg.reg,
 	})
@@ -267,6 +285,9 @@ func openNode(cfg nodeConfig) (*node, error) {
 			return nil, fmt.Errorf("%w: %s holds records this node served before it ran Raft; a node that joins starts from an empty log "+
 				"and receives the cluster's records through Raft. Give the joining node a fresh --data-dir, "+
 				"or start this one without --join: it then keeps its records as the start of a new cluster that others can join", err, filepath.Join(cfg.dataDir, "log"))
+		}
+		if errors.Is(err, cluster.ErrRaftLogCorrupt) {
+			return nil, raftLogCorruptAdvice(err, cfg.dataDir)
 		}
 		return nil, err
 	}
@@ -374,6 +395,37 @@ func (n *node) close(graceful bool) error {
 	n.forward.Close()
 	errs = append(errs, n.log.Close())
 	return errors.Join(errs...)
+}
+
+// raftLogCorruptAdvice says what an operator can do about a damaged Raft
+// log, in one paragraph (the README's "A damaged Raft log" says the same).
+// Nothing on disk has been changed when it is shown.
+func raftLogCorruptAdvice(err error, dataDir string) error {
+	raftDir, logDir := filepath.Join(dataDir, "raft"), filepath.Join(dataDir, "log")
+	return fmt.Errorf("%w. This node's own Raft log is damaged, so it refused to start; nothing on disk was changed, and the log cannot be repaired in place. "+
+		"In a cluster whose other members still have a leader: keep this node stopped, rename %s, %s and %s to <name>.broken, "+
+		"and start it with a NEW --node-id and --join <a member's gossip address>: the leader replaces the old member at this address "+
+		"and the node catches up from its peers (never restart it under its old --node-id without its log while the cluster still lists it: it would vote as if it still had it). "+
+		"On a single node: rename %s to %s.broken and start it again: it adopts the records in %s as a new one-member cluster and loses only "+
+		"records it had acknowledged but not yet written there (none after a clean stop, at most the last minute's after a machine crash)",
+		err, raftDir, logDir, filepath.Join(dataDir, "serf.snapshot"), raftDir, raftDir, logDir)
+}
+
+// reportWritable keeps the health check's WritesHealthService in step with
+// whether the node takes writes (NOT_SERVING while its disk is full) until
+// ctx ends.
+func (n *node) reportWritable(ctx context.Context, svc *service.Service) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		err := n.log.DiskFull()
+		svc.SetWritable(err == nil)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // orOff maps a byte flag where 0 means off to a cluster.Config field where

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
 	"net"
 	"os"
@@ -12,8 +13,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/pflag"
+
+	"github.com/proglog/proglog/cluster"
 	"github.com/proglog/proglog/logstore"
 )
+
+func pflagSet(c *clusterFlags) *pflag.FlagSet {
+	f := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	c.register(f)
+	return f
+}
 
 const testKey = "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq80=" // 32 bytes
 
@@ -198,5 +208,37 @@ func TestServeJoinNobody(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "raft")); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("raft directory after a failed first join: %v", err)
+	}
+}
+
+func TestDiskReserveFlag(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want int64 // cluster.Config.DiskReserve: 0 default, -1 none
+	}{
+		{nil, 0},
+		{[]string{"--disk-reserve", "0"}, -1},
+		{[]string{"--disk-reserve", "256MiB"}, 256 << 20},
+	} {
+		var c clusterFlags
+		f := pflagSet(&c)
+		if err := f.Parse(tt.args); err != nil {
+			t.Fatal(err)
+		}
+		c.diskReserveSet = f.Changed("disk-reserve")
+		if got := c.diskReserveBytes(); got != tt.want {
+			t.Errorf("%v: DiskReserve %d, want %d", tt.args, got, tt.want)
+		}
+	}
+}
+
+// exitCode gives a damaged Raft log its own code, however it is wrapped.
+func TestExitCodeRaftLogCorrupt(t *testing.T) {
+	err := raftLogCorruptAdvice(fmt.Errorf("open: %w", &cluster.RaftLogCorruptError{Dir: "d", Err: errors.New("crc")}), "data")
+	if got := exitCode(err); got != exitRaftLogCorrupt {
+		t.Fatalf("exit code %d, want %d", got, exitRaftLogCorrupt)
+	}
+	if msg := err.Error(); !strings.Contains(msg, "NEW --node-id") || !strings.Contains(msg, "raft.broken") {
+		t.Fatalf("advice lacks the procedure: %s", msg)
 	}
 }

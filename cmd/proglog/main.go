@@ -19,7 +19,8 @@
 //	retention-bytes = 10GiB
 //
 // Exit codes: 0 success, 1 error, 2 usage error, 3 permission or
-// authentication denied.
+// authentication denied, 4 (serve) the node's Raft log is damaged and it
+// refused to start.
 package main
 
 import (
@@ -33,6 +34,8 @@ import (
 	"syscall"
 
 	"connectrpc.com/connect"
+
+	"github.com/proglog/proglog/cluster"
 )
 
 // Exit codes scripts can rely on.
@@ -41,6 +44,9 @@ const (
 	exitError  = 1
 	exitUsage  = 2
 	exitDenied = 3
+	// exitRaftLogCorrupt: serve found its own Raft log damaged and refused
+	// to start; the message says where and what the operator can do.
+	exitRaftLogCorrupt = 4
 )
 
 func main() {
@@ -96,6 +102,8 @@ func exitCode(err error) int {
 		return exitUsage
 	case isCobraUsage(err):
 		return exitUsage
+	case errors.Is(err, cluster.ErrRaftLogCorrupt):
+		return exitRaftLogCorrupt
 	}
 	switch connect.CodeOf(err) {
 	case connect.CodeUnauthenticated, connect.CodePermissionDenied:

@@ -8,7 +8,8 @@ import (
 )
 
 const exitCodesHelp = `
-Exit codes: 0 success, 1 error, 2 usage error, 3 permission or authentication denied.
+Exit codes: 0 success, 1 error, 2 usage error, 3 permission or authentication denied,
+4 the node's own Raft log is damaged (serve refused to start; the message says what to do).
 
 Every flag can also be set with an environment variable PROGLOG_<FLAG> (dashes
 become underscores, e.g. PROGLOG_DATA_DIR) or in the --config file as

@@ -11,11 +11,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/proglog/proglog/acl"
 	"github.com/proglog/proglog/cluster"
@@ -46,6 +48,54 @@ type serveFlags struct {
 	shutdownTimeout                time.Duration
 	syncSet                        bool // --sync was given (flag, env or file)
 	cluster                        clusterFlags
+	limits                         limitFlags
+}
+
+// limitFlags are service.Limits as flags.
+type limitFlags struct {
+	maxConns, maxAnonConns, maxStreams, maxAnonStreams int
+	maxHeaderBytes                                     byteSize
+	handshakeTimeout, bodyTimeout, idleTimeout         time.Duration
+}
+
+func (l *limitFlags) register(f *pflag.FlagSet) {
+	d := service.DefaultLimits()
+	f.IntVar(&l.maxConns, "max-conns", d.MaxConns, "most connections open at once (all callers, Raft's included); more are closed at once")
+	f.IntVar(&l.maxAnonConns, "max-anonymous-conns", d.MaxAnonymousConns, "most connections without a verified client certificate (Raft's are never counted)")
+	f.IntVar(&l.maxStreams, "max-streams", d.MaxStreams, "most concurrent HTTP/2 requests per authenticated connection")
+	f.IntVar(&l.maxAnonStreams, "max-anonymous-streams", d.MaxAnonymousStreams, "most concurrent HTTP/2 requests per anonymous connection")
+	l.maxHeaderBytes = byteSize(d.MaxHeaderBytes)
+	f.Var(&l.maxHeaderBytes, "max-header-bytes", "largest request headers accepted (anonymous HTTP/2 callers: at most 16KiB)")
+	f.DurationVar(&l.handshakeTimeout, "handshake-timeout", d.HandshakeTimeout, "time a new connection has for its TLS handshake (and an HTTP/1.1 request for its headers)")
+	f.DurationVar(&l.bodyTimeout, "body-timeout", d.BodyTimeout, "time a request has to send its body (a stream: its first message) after its headers; for authenticated callers, between pieces of it")
+	f.DurationVar(&l.idleTimeout, "idle-timeout", d.IdleTimeout, "close connections with no request in flight for this long")
+}
+
+func (l *limitFlags) limits() (service.Limits, error) {
+	lim := service.Limits{
+		MaxConns: l.maxConns, MaxAnonymousConns: l.maxAnonConns,
+		MaxStreams: l.maxStreams, MaxAnonymousStreams: l.maxAnonStreams,
+		MaxHeaderBytes:   int(min(l.maxHeaderBytes, 1<<30)),
+		HandshakeTimeout: l.handshakeTimeout, BodyTimeout: l.bodyTimeout, IdleTimeout: l.idleTimeout,
+	}
+	for name, v := range map[string]int{"max-conns": l.maxConns, "max-anonymous-conns": l.maxAnonConns,
+		"max-streams": l.maxStreams, "max-anonymous-streams": l.maxAnonStreams} {
+		if v < 1 {
+			return lim, usagef("--%s must be at least 1", name)
+		}
+	}
+	for name, v := range map[string]time.Duration{"handshake-timeout": l.handshakeTimeout, "body-timeout": l.bodyTimeout, "idle-timeout": l.idleTimeout} {
+		if v <= 0 {
+			return lim, usagef("--%s must be positive", name)
+		}
+	}
+	if l.maxAnonConns > l.maxConns {
+		return lim, usagef("--max-anonymous-conns (%d) must not exceed --max-conns (%d)", l.maxAnonConns, l.maxConns)
+	}
+	if l.maxHeaderBytes < 4<<10 {
+		return lim, usagef("--max-header-bytes must be at least 4KiB")
+	}
+	return lim, nil
 }
 
 func newServeCmd(e *env) *cobra.Command {
@@ -88,6 +138,7 @@ Config file (--config): "name = value" lines with flag names, e.g.
 		Args: wantNoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			sf.syncSet = cmd.Flags().Changed("sync")
+			sf.cluster.diskReserveSet = cmd.Flags().Changed("disk-reserve")
 			return serve(cmd.Context(), e, sf)
 		},
 	}
@@ -113,6 +164,7 @@ Config file (--config): "name = value" lines with flag names, e.g.
 	f.Var(&sf.retentionBytes, "retention-bytes", "delete the oldest segments beyond this size (0 = keep all)")
 	f.DurationVar(&sf.retentionAge, "retention-age", 0, "delete segments whose newest record is older (0 = keep all)")
 	sf.cluster.register(f)
+	sf.limits.register(f)
 	return cmd
 }
 
@@ -134,6 +186,10 @@ func serve(ctx context.Context, e *env, sf serveFlags) error {
 	}
 	if sf.maxMessageBytes > 1<<30 {
 		return usagef("--max-message-bytes must be at most 1GiB")
+	}
+	limits, err := sf.limits.limits()
+	if err != nil {
+		return err
 	}
 	if err := os.MkdirAll(sf.dataDir, 0o700); err != nil {
 		return err
@@ -246,7 +302,7 @@ func serve(ctx context.Context, e *env, sf serveFlags) error {
 		Registerer:          reg,
 		Gatherer:            reg,
 	}
-	srvCfg := service.ServerConfig{TLS: tlsConfig, Logger: logger}
+	srvCfg := service.ServerConfig{TLS: tlsConfig, Logger: logger, Limits: limits, Registerer: reg}
 	var (
 		member *node
 		ncfg   nodeConfig
@@ -300,14 +356,15 @@ func serve(ctx context.Context, e *env, sf serveFlags) error {
 	srv := service.NewServer(srvCfg)
 
 	pollCtx, stopPoll := context.WithCancel(context.WithoutCancel(ctx))
-	pollDone := make(chan struct{})
-	go func() {
-		defer close(pollDone)
-		policy.Run(pollCtx, sf.aclPoll)
-	}()
+	var polls sync.WaitGroup
+	polls.Go(func() { policy.Run(pollCtx, sf.aclPoll) })
+	if member != nil {
+		m := member // closeMember clears member; the watcher stops first
+		polls.Go(func() { m.reportWritable(pollCtx, svc) })
+	}
 	defer func() {
 		stopPoll()
-		<-pollDone
+		polls.Wait()
 	}()
 
 	if member != nil {
