@@ -15,6 +15,10 @@ GRPCURL_VERSION := v1.9.3
 BENCH ?= .
 BENCHTIME ?= 1s
 RECORDS ?= 10000000
+CHAOS_DURATION ?= 5m
+CHAOS_ROUNDS ?= 0
+CHAOS_SEED ?=
+CHAOS_FAULTS ?=
 
 .PHONY: help
 help: ## Describe useful make targets
@@ -52,11 +56,19 @@ bench-cluster: ## Batched produce: one node vs a three-node cluster, separate pr
 bench-restart: ## Restart after kill -9 with 10M records (RECORDS=n): time to first ack, RSS, disk
 	scripts/bench-restart.sh $(RECORDS)
 
+.PHONY: chaos
+chaos: ## Chaos soak, not in CI: faults on a 3-node cluster under load (CHAOS_DURATION=5m CHAOS_SEED= CHAOS_FAULTS=)
+	mkdir -p .tmp/chaos
+	CHAOS_DURATION=$(CHAOS_DURATION) CHAOS_ROUNDS=$(CHAOS_ROUNDS) CHAOS_SEED=$(CHAOS_SEED) CHAOS_FAULTS=$(CHAOS_FAULTS) \
+		CLUSTER_TEST_LOG_DIR=$(abspath .tmp/chaos) \
+		go test -tags 'slow chaos' -count=1 -v -run '^TestChaosSoak$$' -timeout 2h ./cmd/proglog/
+
 .PHONY: lint
 lint: $(BIN)/staticcheck web/node_modules ## Vet, staticcheck, gofmt and buf lint
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	go vet ./...
 	go vet -tags slow ./...
+	go vet -tags 'slow chaos' ./...
 	$(BIN)/staticcheck -tags slow ./...
 	buf lint
 

@@ -582,11 +582,16 @@ type producer struct {
 	acks  []ack
 	sent  map[string]bool // every value sent, acknowledged or not
 	errs  int
+	// seq and attempt are where run resumes: a producer paused (its ctx
+	// ended) and run again sends new values, never one it sent before.
+	// Only run touches them, and one run at a time.
+	seq, attempt int
 }
 
 func (p *producer) run(ctx context.Context) {
 	target := p.addrs[0]
-	seq, attempt := 0, 0
+	seq, attempt := p.seq, p.attempt
+	defer func() { p.seq, p.attempt = seq, attempt }()
 	for turn := 0; ctx.Err() == nil; turn++ {
 		v := fmt.Sprintf("r%06d-a%d", seq, attempt)
 		p.mu.Lock()

@@ -104,16 +104,22 @@ func (n *netns) cut(i int, down bool) {
 	n.must("-n", n.ns(i), "link", "set", n.inner(i), state)
 }
 
-// TestClusterPartitionNetns runs three `proglog serve` processes, each in
-// its own network namespace, and cuts the leader off from the others and
-// from every client. The majority elects a new leader and keeps taking
-// writes; a write sent to the cut-off leader (from inside its namespace) is
-// not acknowledged and its node serves no record past the partition. Once
-// the link is back, the old leader catches up: every node holds the same
-// log, with every acknowledged record and without the unacknowledged one.
-func TestClusterPartitionNetns(t *testing.T) {
-	nodes := 3
-	nn := newNetns(t, nodes)
+// netnsCluster is a cluster whose node i runs in namespace i of nn.
+type netnsCluster struct {
+	*testCluster
+	// The client identity, for CLI commands run inside a namespace.
+	caFile, rootCert, rootKey string
+}
+
+// startNetnsCluster runs nodes `proglog serve` processes, node i in
+// namespace i of nn with a certificate of one CA for its namespace address
+// (i from 1; node 1 bootstraps, the others join it), and waits for a leader.
+// Every node gets the flags in extra. wrap, if not nil, gives the command
+// line node i runs through before `ip netns exec` (e.g. to enter a mount
+// namespace); it is called with the node's data dir, which does not exist
+// yet, before the node first starts.
+func startNetnsCluster(t *testing.T, nn *netns, nodes int, wrap func(i int, dataDir string) []string, extra ...string) *netnsCluster {
+	t.Helper()
 	bin := sharedBinary(t)
 	root := t.TempDir()
 
@@ -140,7 +146,7 @@ func TestClusterPartitionNetns(t *testing.T) {
 	rand.Read(keyBytes)
 	gossipKey := base64.StdEncoding.EncodeToString(keyBytes)
 
-	c := &testCluster{t: t, bin: bin, root: root, clients: map[string]logv1connect.LogServiceClient{}}
+	c := &testCluster{t: t, bin: bin, root: root, extra: extra, clients: map[string]logv1connect.LogServiceClient{}}
 	c.connectAs(caFile, rootCert, rootKey)
 
 	for i := 1; i <= nodes; i++ {
@@ -149,8 +155,12 @@ func TestClusterPartitionNetns(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		dataDir := filepath.Join(root, id)
 		m := &member{t: t, bin: bin, id: id, addr: nn.ip(i) + ":8400", out: &lockedBuffer{}, wrap: nn.exec(i)}
-		m.args = []string{"--data-dir", filepath.Join(root, id), "--addr", m.addr, "--node-id", id,
+		if wrap != nil {
+			m.wrap = append(wrap(i, dataDir), m.wrap...)
+		}
+		m.args = []string{"--data-dir", dataDir, "--addr", m.addr, "--node-id", id,
 			"--gossip-addr", nn.ip(i) + ":8401", "--gossip-key", gossipKey, "--raft-timeout", raftTimeout(t).String(),
 			"--tls-cert", write(id+".pem", cert), "--tls-key", write(id+"-key.pem", key), "--tls-ca", caFile,
 			"--acl", aclFile, "--log-format", "json"}
@@ -159,10 +169,27 @@ func TestClusterPartitionNetns(t *testing.T) {
 		} else {
 			m.args = append(m.args, "--join", nn.ip(1)+":8401")
 		}
+		m.args = append(m.args, extra...)
 		c.track(m)
 		m.start()
 		c.waitReady(m)
 	}
+	c.waitLeader(nodes)
+	return &netnsCluster{testCluster: c, caFile: caFile, rootCert: rootCert, rootKey: rootKey}
+}
+
+// TestClusterPartitionNetns runs three `proglog serve` processes, each in
+// its own network namespace, and cuts the leader off from the others and
+// from every client. The majority elects a new leader and keeps taking
+// writes; a write sent to the cut-off leader (from inside its namespace) is
+// not acknowledged and its node serves no record past the partition. Once
+// the link is back, the old leader catches up: every node holds the same
+// log, with every acknowledged record and without the unacknowledged one.
+func TestClusterPartitionNetns(t *testing.T) {
+	nodes := 3
+	nn := newNetns(t, nodes)
+	nc := startNetnsCluster(t, nn, nodes, nil)
+	c, bin, caFile, rootCert, rootKey := nc.testCluster, nc.bin, nc.caFile, nc.rootCert, nc.rootKey
 	leader := c.waitLeader(nodes)
 	cutIdx := 0
 	for i, m := range c.members {
