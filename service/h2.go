@@ -71,7 +71,7 @@ func (h *h2Servers) serve(_ *http.Server, conn *tls.Conn, handler http.Handler) 
 	if bc, ok := handler.(baseContexter); ok {
 		opts.Context = bc.BaseContext()
 	}
-	c.srv.ServeConn(&frameGuard{Conn: conn, w: &coalescer{conn: conn}, skip: len(http2.ClientPreface), logger: h.logger, refused: h.refused}, opts)
+	c.srv.ServeConn(&frameGuard{Conn: conn, skip: len(http2.ClientPreface), logger: h.logger, refused: h.refused}, opts)
 }
 
 // errContinuationFlood ends a connection whose header block runs past
@@ -84,7 +84,6 @@ var errContinuationFlood = errors.New("service: HTTP/2 header block split into t
 // their TLS state (r.TLS) and the client's identity.
 type frameGuard struct {
 	*tls.Conn
-	w       *coalescer // the server's writes
 	logger  *slog.Logger
 	refused prometheus.Counter
 
@@ -100,8 +99,6 @@ const (
 	framePushPromise  = 0x5
 	frameContinuation = 0x9
 )
-
-func (g *frameGuard) Write(p []byte) (int, error) { return g.w.Write(p) }
 
 func (g *frameGuard) Read(p []byte) (int, error) {
 	n, err := g.Conn.Read(p)
