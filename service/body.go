@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -36,25 +37,71 @@ var clientStreams = map[string]bool{
 // timeout for the whole body. For authenticated callers it is an idle
 // timeout: data arriving pushes the deadline on, so a large batch over a
 // slow link is not cut while it keeps moving.
+//
+// Over HTTP/2 the deadline is a timer of the request's own that, when it
+// fires, expires the stream's read deadline at once (which needs no help
+// from the connection's serve goroutine). Setting, moving and lifting a
+// deadline with SetReadDeadline instead costs a message to the serve
+// goroutine and a timer there each time: two goroutine hand-offs on every
+// unary call, the largest cost proglog added to one (issue 10).
 func bodyDeadline(next http.Handler, timeout time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 			next.ServeHTTP(w, r)
 			return
 		}
+		body := &deadlineBody{
+			ReadCloser: r.Body, timeout: timeout,
+			stream: clientStreams[path.Clean(r.URL.Path)],
+			// classify, without copying the connection state.
+			extend: r.TLS != nil && len(r.TLS.VerifiedChains) > 0,
+		}
+		if d, ok := w.(readDeadliner); ok && r.ProtoMajor == 2 {
+			t := &expiry{d: d}
+			t.timer = time.AfterFunc(timeout, t.expire)
+			body.timer = t
+			r.Body = body
+			next.ServeHTTP(w, r)
+			t.stop()
+			return
+		}
 		rc := http.NewResponseController(w)
-		now := time.Now()
-		if err := rc.SetReadDeadline(now.Add(timeout)); err != nil {
+		body.set = time.Now()
+		if err := rc.SetReadDeadline(body.set.Add(timeout)); err != nil {
 			next.ServeHTTP(w, r) // not supported by this ResponseWriter
 			return
 		}
-		r.Body = &deadlineBody{
-			ReadCloser: r.Body, rc: rc, timeout: timeout, set: now,
-			stream: clientStreams[path.Clean(r.URL.Path)],
-			extend: r.TLS != nil && classify(*r.TLS, nil) == classAuthenticated,
-		}
+		body.rc = rc
+		r.Body = body
 		next.ServeHTTP(w, r)
 	})
+}
+
+type readDeadliner interface{ SetReadDeadline(time.Time) error }
+
+// expiry is the body deadline of an HTTP/2 request: when its timer fires
+// it sets a read deadline in the past, which fails the stream's body at
+// once. It never touches the ResponseWriter after the handler returned.
+type expiry struct {
+	timer *time.Timer
+	mu    sync.Mutex // guards d
+	d     readDeadliner
+}
+
+func (e *expiry) expire() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.d != nil {
+		_ = e.d.SetReadDeadline(time.Unix(1, 0))
+	}
+}
+
+// stop ends the timer for good: the handler returned.
+func (e *expiry) stop() {
+	e.timer.Stop()
+	e.mu.Lock()
+	e.d = nil
+	e.mu.Unlock()
 }
 
 // errBodyTimeout is what reading a request body returns once its deadline
@@ -65,7 +112,8 @@ var errBodyTimeout = connect.NewError(connect.CodeDeadlineExceeded, errors.New("
 // enveloped message, has been read.
 type deadlineBody struct {
 	io.ReadCloser
-	rc      *http.ResponseController
+	rc      *http.ResponseController // HTTP/1.1: the connection's deadline
+	timer   *expiry                  // HTTP/2: the request's own timer
 	timeout time.Duration
 	stream  bool      // lift after the first message rather than at the end
 	extend  bool      // data arriving pushes the deadline on
@@ -85,11 +133,16 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 	case b.lifted:
 	case err == io.EOF || b.stream && b.firstMessageIn(p[:n]):
 		b.lifted = true
-		_ = b.rc.SetReadDeadline(time.Time{})
+		if b.timer != nil {
+			b.timer.timer.Stop()
+		} else {
+			_ = b.rc.SetReadDeadline(time.Time{})
+		}
+	case b.extend && n > 0 && b.timer != nil:
+		b.timer.timer.Reset(b.timeout)
 	case b.extend && n > 0:
-		// Moving the deadline costs a message to the connection's serve
-		// goroutine: do it only once a quarter of it has passed, so that
-		// small bodies never pay.
+		// Moving the connection's deadline is not free: do it only
+		// once a quarter of it has passed, so that small bodies never pay.
 		if now := time.Now(); now.Sub(b.set) > b.timeout/4 {
 			b.set = now
 			_ = b.rc.SetReadDeadline(now.Add(b.timeout))

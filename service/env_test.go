@@ -50,6 +50,7 @@ type envOptions struct {
 	config    func(*service.Config)
 	server    func(*service.ServerConfig)
 	logConfig func(*logstore.Config)
+	listener  func(net.Listener) net.Listener // wraps the TCP listener
 }
 
 // env is a real server: logstore on disk, TLS on a loopback socket.
@@ -103,6 +104,9 @@ func newEnv(t testing.TB, opts envOptions) *env {
 	svc, err := service.New(cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if opts.listener != nil {
+		ln = opts.listener(ln)
 	}
 	e := &env{t: t, log: log, svc: svc, reg: reg, addr: ln.Addr().String(), certDir: filepath.Join(dir, "certs"), served: make(chan error, 1)}
 	scfg := service.ServerConfig{Handler: svc.Handler(), Registerer: reg}
