@@ -18,26 +18,13 @@ import (
 	"github.com/proglog/proglog/internal/slowtest"
 )
 
-// needUnshare ends a test that needs an unprivileged user and mount
-// namespace (unshare -rm) where there is none: a skip, or under CI=true a
-// failure (slowtest.Unavailable).
-func needUnshare(t *testing.T) {
-	t.Helper()
-	if _, err := exec.LookPath("unshare"); err != nil {
-		slowtest.Unavailable(t, "unshare not installed")
-	}
-	if out, err := exec.Command("unshare", "-rm", "true").CombinedOutput(); err != nil {
-		slowtest.Unavailable(t, "unshare -rm not permitted here: %v %s", err, out)
-	}
-}
-
 const stableChildEnv = "PROGLOG_CLUSTER_STABLE_FULL_DIR"
 
 // TestStableStoreOnFullDisk fills a size-capped tmpfs (a real ENOSPC, in a
 // user and mount namespace) and checks that Raft's stable store still
 // saves the term and vote: hashicorp/raft panics when it cannot.
 func TestStableStoreOnFullDisk(t *testing.T) {
-	needUnshare(t)
+	slowtest.NeedUnshare(t)
 	dir := t.TempDir()
 	runOnTmpfs(t, dir, "1m", "TestStableStoreOnFullDiskChild", stableChildEnv+"="+dir)
 }
@@ -124,7 +111,7 @@ const (
 // that recover makes the log writable again with exactly the entries it
 // stored, and that it reads them meanwhile.
 func TestRaftLogRecoversFromFullDisk(t *testing.T) {
-	needUnshare(t)
+	slowtest.NeedUnshare(t)
 	// Filler sizes that make different writes fail: a segment's creation,
 	// a frame write in the middle of a segment.
 	for _, filler := range []int{512 << 10, 512<<10 + 20<<10, 512<<10 + 45<<10 + 123} {

@@ -378,13 +378,7 @@ func checkAcked(l *logstore.Log, acked map[uint64][]byte) error {
 // namespace: appends fail with ErrFailed, nothing acknowledged is lost, and
 // the log continues once space is back.
 func TestDiskFull(t *testing.T) {
-	if _, err := exec.LookPath("unshare"); err != nil {
-		slowtest.Unavailable(t, "unshare not installed")
-	}
-	probe := exec.Command("unshare", "-rm", "true")
-	if out, err := probe.CombinedOutput(); err != nil {
-		slowtest.Unavailable(t, "unshare -rm not permitted here: %v %s", err, out)
-	}
+	slowtest.NeedUnshare(t)
 	dir := t.TempDir()
 	cmd := exec.Command("unshare", "-rm", "sh", "-c", `mount -t tmpfs -o size=8m tmpfs "$1" && exec "$2" -test.run='^$'`, "sh", dir, os.Args[0])
 	cmd.Env = append(os.Environ(), childEnv+"=diskfull", "PROGLOG_LOGSTORE_DIR="+dir)

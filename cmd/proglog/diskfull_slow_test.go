@@ -25,19 +25,6 @@ import (
 	"github.com/proglog/proglog/internal/slowtest"
 )
 
-// needUnshare ends a test that needs an unprivileged user and mount
-// namespace (unshare -rm) where there is none: a skip, or under CI=true a
-// failure (slowtest.Unavailable).
-func needUnshare(t *testing.T) {
-	t.Helper()
-	if _, err := exec.LookPath("unshare"); err != nil {
-		slowtest.Unavailable(t, "unshare not installed")
-	}
-	if out, err := exec.Command("unshare", "-rm", "true").CombinedOutput(); err != nil {
-		slowtest.Unavailable(t, "unshare -rm not permitted here: %v %s", err, out)
-	}
-}
-
 // TestDiskFullSurvivable runs `proglog serve` with its data dir on a 20 MiB
 // tmpfs (a user and mount namespace), 4 MiB of it taken by a filler file,
 // and produces until the disk is full: produces fail with
@@ -45,7 +32,7 @@ func needUnshare(t *testing.T) {
 // checks answer (proglog.Writes NOT_SERVING), and once the filler is
 // deleted produces succeed again without a restart.
 func TestDiskFullSurvivable(t *testing.T) {
-	needUnshare(t)
+	slowtest.NeedUnshare(t)
 	bin := buildProglog(t)
 	tests := []struct {
 		name  string

@@ -4,6 +4,7 @@ package slowtest
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"testing"
 )
 
@@ -18,4 +19,16 @@ func Unavailable(t testing.TB, format string, args ...any) {
 		t.Fatalf("%s (CI=true: slow-tier tests must run, not skip)", msg)
 	}
 	t.Skip(msg)
+}
+
+// NeedUnshare ends a test that needs an unprivileged user and mount
+// namespace (unshare -rm, for a size-capped tmpfs) where there is none.
+func NeedUnshare(t testing.TB) {
+	t.Helper()
+	if _, err := exec.LookPath("unshare"); err != nil {
+		Unavailable(t, "unshare not installed")
+	}
+	if out, err := exec.Command("unshare", "-rm", "true").CombinedOutput(); err != nil {
+		Unavailable(t, "unshare -rm not permitted here: %v %s", err, out)
+	}
 }
