@@ -13,6 +13,7 @@ import (
 	"connectrpc.com/connect"
 
 	logv1 "github.com/proglog/proglog/gen/log/v1"
+	"github.com/proglog/proglog/gen/log/v1/logv1connect"
 )
 
 // The benchmarks run the real server over mutual TLS on loopback with the
@@ -45,6 +46,43 @@ func reportLatency(b *testing.B, lat []time.Duration) {
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 }
 
+// produceConcurrently makes b.N unary Produce calls of value, shared among
+// clients, each client from its own goroutine, and returns their latencies.
+// The timer runs until the last call returns.
+func produceConcurrently(b *testing.B, clients []logv1connect.LogServiceClient, value []byte) []time.Duration {
+	b.Helper()
+	var (
+		next atomic.Int64
+		mu   sync.Mutex // guards lat
+		lat  = make([]time.Duration, 0, b.N)
+		wg   sync.WaitGroup
+		fail atomic.Pointer[error]
+	)
+	for _, client := range clients {
+		wg.Go(func() {
+			req := &logv1.ProduceRequest{Record: &logv1.Record{Value: value}}
+			local := make([]time.Duration, 0, b.N/len(clients)+1)
+			for next.Add(1) <= int64(b.N) {
+				start := time.Now()
+				if _, err := client.Produce(context.Background(), req); err != nil {
+					fail.Store(&err)
+					return
+				}
+				local = append(local, time.Since(start))
+			}
+			mu.Lock()
+			lat = append(lat, local...)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	b.StopTimer()
+	if err := fail.Load(); err != nil {
+		b.Fatal(*err)
+	}
+	return lat
+}
+
 // BenchmarkProduce: unary Produce, one record per call, from 1 and 64
 // concurrent clients, each with its own connection.
 func BenchmarkProduce(b *testing.B) {
@@ -53,37 +91,12 @@ func BenchmarkProduce(b *testing.B) {
 			b.Run(fmt.Sprintf("clients=%d/%s", clients, proto.name), func(b *testing.B) {
 				e := newEnv(b, envOptions{})
 				value := benchValue()
-				var (
-					next atomic.Int64
-					mu   sync.Mutex // guards lat
-					lat  = make([]time.Duration, 0, b.N)
-					wg   sync.WaitGroup
-					fail atomic.Pointer[error]
-				)
+				cs := make([]logv1connect.LogServiceClient, clients)
+				for i := range cs {
+					cs[i] = e.client(idRoot, proto.opts...)
+				}
 				b.ResetTimer()
-				for range clients {
-					client := e.client(idRoot, proto.opts...)
-					wg.Go(func() {
-						req := &logv1.ProduceRequest{Record: &logv1.Record{Value: value}}
-						local := make([]time.Duration, 0, b.N/clients+1)
-						for next.Add(1) <= int64(b.N) {
-							start := time.Now()
-							if _, err := client.Produce(context.Background(), req); err != nil {
-								fail.Store(&err)
-								return
-							}
-							local = append(local, time.Since(start))
-						}
-						mu.Lock()
-						lat = append(lat, local...)
-						mu.Unlock()
-					})
-				}
-				wg.Wait()
-				b.StopTimer()
-				if err := fail.Load(); err != nil {
-					b.Fatal(*err)
-				}
+				lat := produceConcurrently(b, cs, value)
 				reportRate(b, b.N)
 				reportLatency(b, lat)
 			})

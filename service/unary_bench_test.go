@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -63,37 +62,9 @@ func BenchmarkUnary(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
-				var (
-					next atomic.Int64
-					mu   sync.Mutex // guards lat
-					lat  = make([]time.Duration, 0, b.N)
-					wg   sync.WaitGroup
-					fail atomic.Pointer[error]
-				)
 				w0, cpu0 := writes.n.Load(), cpuTime(b)
 				b.ResetTimer()
-				for _, client := range cs {
-					wg.Go(func() {
-						req := &logv1.ProduceRequest{Record: &logv1.Record{Value: value}}
-						local := make([]time.Duration, 0, b.N/clients+1)
-						for next.Add(1) <= int64(b.N) {
-							start := time.Now()
-							if _, err := client.Produce(context.Background(), req); err != nil {
-								fail.Store(&err)
-								return
-							}
-							local = append(local, time.Since(start))
-						}
-						mu.Lock()
-						lat = append(lat, local...)
-						mu.Unlock()
-					})
-				}
-				wg.Wait()
-				b.StopTimer()
-				if err := fail.Load(); err != nil {
-					b.Fatal(*err)
-				}
+				lat := produceConcurrently(b, cs, value)
 				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "calls/s")
 				b.ReportMetric(float64((cpuTime(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/call")
 				b.ReportMetric(float64(writes.n.Load()-w0)/float64(b.N), "writes/call")
