@@ -17,6 +17,7 @@ const backlog = 100; // records shown when the tail starts at the end
 const pageSize = 50; // records per browse page
 const rowHeight = 22; // px, matches --row in style.css
 const statsEveryMs = 1000;
+const statsTimeoutMs = 5000;
 const serversEveryMs = 5000;
 const identityEveryMs = 15000;
 
@@ -120,7 +121,9 @@ async function pollStats(): Promise<void> {
 
 async function fetchStats(now: number): Promise<void> {
   try {
-    const s = await client.getStats({});
+    // A deadline, so a call stuck on a connection that died (a server
+    // restart) cannot stop the poll, which waits for each call.
+    const s = await client.getStats({}, { timeoutMs: statsTimeoutMs });
     bounds = { lowest: s.lowestOffset, next: s.nextOffset };
     $("st-lowest").textContent = formatCount(s.lowestOffset);
     $("st-next").textContent = formatCount(s.nextOffset);
