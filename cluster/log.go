@@ -164,12 +164,11 @@ func New(cfg Config) (_ *Log, err error) {
 		cfg.diskReserve(), cfg.segmentBytes(), l.logger, l.store.recover)
 	l.store.noSpace = l.disk.noteWriteErr
 	cleanup = append(cleanup, l.disk.stop)
-	snaps, err := openSnapshotStore(raftDir, cfg.RetainSnapshots, l.logger)
+	snaps, err := openSnapshotStore(raftDir, cfg.RetainSnapshots, l.logger, l.noteDamage)
 	if err != nil {
 		return nil, err
 	}
 	l.snaps = snaps
-	snaps.onCorrupt = l.noteDamage
 	l.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  cfg.Stream,
 		MaxPool: 5,

@@ -33,8 +33,8 @@ type snapshotStore struct {
 	retain int
 	logger *slog.Logger
 	mu     sync.Mutex // serialises reaping
-	// onCorrupt, when set, hears of a damaged record found while a
-	// snapshot is read (Open checks every frame on the way out).
+	// onCorrupt hears of a damaged record found while a snapshot is read
+	// (Open checks every frame on the way out).
 	onCorrupt func(error)
 }
 
@@ -56,7 +56,7 @@ var _ raft.SnapshotStore = (*snapshotStore)(nil)
 
 // openSnapshotStore opens <raftDir>/snapshots, removing what a crash left
 // half made (directories ending in .tmp).
-func openSnapshotStore(raftDir string, retain int, logger *slog.Logger) (*snapshotStore, error) {
+func openSnapshotStore(raftDir string, retain int, logger *slog.Logger, onCorrupt func(error)) (*snapshotStore, error) {
 	dir := filepath.Join(raftDir, snapshotsDir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("cluster: snapshots: %w", err)
@@ -72,7 +72,7 @@ func openSnapshotStore(raftDir string, retain int, logger *slog.Logger) (*snapsh
 			}
 		}
 	}
-	return &snapshotStore{dir: dir, retain: retain, logger: logger}, nil
+	return &snapshotStore{dir: dir, retain: retain, logger: logger, onCorrupt: onCorrupt}, nil
 }
 
 // staging makes an empty directory for logstore.Link to put a snapshot's
@@ -210,19 +210,8 @@ func (s *snapshotStore) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, erro
 		}
 		readers = append(readers, io.NewSectionReader(f, 0, lf.Size))
 	}
-	stream := io.MultiReader(readers...)
-	if s.onCorrupt == nil {
-		return &m.SnapshotMeta, &snapshotReader{Reader: stream, files: files}, nil
-	}
-	return &m.SnapshotMeta, newVerifiedStream(stream, snapHeaderSize, files, s.onCorrupt), nil
+	return &m.SnapshotMeta, newVerifiedStream(io.MultiReader(readers...), snapHeaderSize, files, s.onCorrupt), nil
 }
-
-type snapshotReader struct {
-	io.Reader
-	files multiCloser
-}
-
-func (r *snapshotReader) Close() error { return r.files.Close() }
 
 type multiCloser []*os.File
 
