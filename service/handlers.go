@@ -187,3 +187,8 @@ func (s *Service) WhoAmI(ctx context.Context, _ *logv1.WhoAmIRequest) (*logv1.Wh
 		Actions:       s.authz.Actions(subject),
 	}, nil
 }
+
+// GetOffsetForTime answers which offset was at a time.
+func (s *Service) GetOffsetForTime(ctx context.Context, req *logv1.GetOffsetForTimeRequest) (*logv1.GetOffsetForTimeResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("GetOffsetForTime: not yet"))
+}

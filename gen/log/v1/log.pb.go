@@ -12,6 +12,7 @@ package logv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -24,13 +25,76 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type AppendOutcome_Outcome int32
+
+const (
+	AppendOutcome_OUTCOME_UNSPECIFIED AppendOutcome_Outcome = 0
+	// OUTCOME_NOT_APPLIED: nothing was written; retrying is safe.
+	AppendOutcome_OUTCOME_NOT_APPLIED AppendOutcome_Outcome = 1
+	// OUTCOME_UNKNOWN: the records may have been committed; a retry may
+	// duplicate them.
+	AppendOutcome_OUTCOME_UNKNOWN AppendOutcome_Outcome = 2
+)
+
+// Enum value maps for AppendOutcome_Outcome.
+var (
+	AppendOutcome_Outcome_name = map[int32]string{
+		0: "OUTCOME_UNSPECIFIED",
+		1: "OUTCOME_NOT_APPLIED",
+		2: "OUTCOME_UNKNOWN",
+	}
+	AppendOutcome_Outcome_value = map[string]int32{
+		"OUTCOME_UNSPECIFIED": 0,
+		"OUTCOME_NOT_APPLIED": 1,
+		"OUTCOME_UNKNOWN":     2,
+	}
+)
+
+func (x AppendOutcome_Outcome) Enum() *AppendOutcome_Outcome {
+	p := new(AppendOutcome_Outcome)
+	*p = x
+	return p
+}
+
+func (x AppendOutcome_Outcome) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AppendOutcome_Outcome) Descriptor() protoreflect.EnumDescriptor {
+	return file_log_v1_log_proto_enumTypes[0].Descriptor()
+}
+
+func (AppendOutcome_Outcome) Type() protoreflect.EnumType {
+	return &file_log_v1_log_proto_enumTypes[0]
+}
+
+func (x AppendOutcome_Outcome) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AppendOutcome_Outcome.Descriptor instead.
+func (AppendOutcome_Outcome) EnumDescriptor() ([]byte, []int) {
+	return file_log_v1_log_proto_rawDescGZIP(), []int{21, 0}
+}
+
 // Record is one entry of the log.
 type Record struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// value is the record's payload, opaque to the log.
 	Value []byte `protobuf:"bytes,1,opt,name=value,proto3" json:"value,omitempty"`
 	// offset is the record's position in the log; ignored on produce.
-	Offset        uint64 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	Offset uint64 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	// key says what the record is about; opaque to the log. It counts
+	// toward the server's maximum record size.
+	Key []byte `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`
+	// headers are the record's metadata, in the order given; a key may
+	// repeat. They count toward the server's maximum record size.
+	Headers []*Header `protobuf:"bytes,4,rep,name=headers,proto3" json:"headers,omitempty"`
+	// time is when the leader appended the record; ignored on produce (a
+	// producer's own time belongs in a header). Times never decrease along
+	// the log. Records written before proglog stored times carry the time
+	// their node wrote them.
+	Time          *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=time,proto3" json:"time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -79,6 +143,81 @@ func (x *Record) GetOffset() uint64 {
 	return 0
 }
 
+func (x *Record) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *Record) GetHeaders() []*Header {
+	if x != nil {
+		return x.Headers
+	}
+	return nil
+}
+
+func (x *Record) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+// Header is one key/value pair of a record's metadata.
+type Header struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// key is at most 256 bytes of UTF-8.
+	Key           string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Value         []byte `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Header) Reset() {
+	*x = Header{}
+	mi := &file_log_v1_log_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Header) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Header) ProtoMessage() {}
+
+func (x *Header) ProtoReflect() protoreflect.Message {
+	mi := &file_log_v1_log_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Header.ProtoReflect.Descriptor instead.
+func (*Header) Descriptor() ([]byte, []int) {
+	return file_log_v1_log_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Header) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *Header) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
 type ProduceRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Record        *Record                `protobuf:"bytes,1,opt,name=record,proto3" json:"record,omitempty"`
@@ -88,7 +227,7 @@ type ProduceRequest struct {
 
 func (x *ProduceRequest) Reset() {
 	*x = ProduceRequest{}
-	mi := &file_log_v1_log_proto_msgTypes[1]
+	mi := &file_log_v1_log_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -100,7 +239,7 @@ func (x *ProduceRequest) String() string {
 func (*ProduceRequest) ProtoMessage() {}
 
 func (x *ProduceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_log_v1_log_proto_msgTypes[1]
+	mi := &file_log_v1_log_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -113,7 +252,7 @@ func (x *ProduceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProduceRequest.ProtoReflect.Descriptor instead.
 func (*ProduceRequest) Descriptor() ([]byte, []int) {
-	return file_log_v1_log_proto_rawDescGZIP(), []int{1}
+	return file_log_v1_log_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ProduceRequest) GetRecord() *Record {
@@ -132,7 +271,7 @@ type ProduceResponse struct {
 
 func (x *ProduceResponse) Reset() {
 	*x = ProduceResponse{}
-	mi := &file_log_v1_log_proto_msgTypes[2]
+	mi := &file_log_v1_log_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -144,7 +283,7 @@ func (x *ProduceResponse) String() string {
 func (*ProduceResponse) ProtoMessage() {}
 
 func (x *ProduceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_log_v1_log_proto_msgTypes[2]
+	mi := &file_log_v1_log_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -157,7 +296,7 @@ func (x *ProduceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProduceResponse.ProtoReflect.Descriptor instead.
 func (*ProduceResponse) Descriptor() ([]byte, []int) {
-	return file_log_v1_log_proto_rawDescGZIP(), []int{2}
+	return file_log_v1_log_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ProduceResponse) GetOffset() uint64 {
@@ -176,7 +315,7 @@ type ProduceBatchRequest struct {
 
 func (x *ProduceBatchRequest) Reset() {
 	*x = ProduceBatchRequest{}
-	mi := &file_log_v1_log_proto_msgTypes[3]
+	mi := &file_log_v1_log_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -188,7 +327,7 @@ func (x *ProduceBatchRequest) String() string {
 func (*ProduceBatchRequest) ProtoMessage() {}
 
 func (x *ProduceBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_log_v1_log_proto_msgTypes[3]
+	mi := &file_log_v1_log_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -201,7 +340,7 @@ func (x *ProduceBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProduceBatchRequest.ProtoReflect.Descriptor instead.
 func (*ProduceBatchRequest) Descriptor() ([]byte, []int) {
-	return file_log_v1_log_proto_rawDescGZIP(), []int{3}
+	return file_log_v1_log_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ProduceBatchRequest) GetRecords() []*Record {
@@ -223,7 +362,7 @@ type ProduceBatchResponse struct {
 
 func (x *ProduceBatchResponse) Reset() {
 	*x = ProduceBatchResponse{}
-	mi := &file_log_v1_log_proto_msgTypes[4]
+	mi := &file_log_v1_log_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -235,7 +374,7 @@ func (x *ProduceBatchResponse) String() string {
 func (*ProduceBatchResponse) ProtoMessage() {}
 
 func (x *ProduceBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_log_v1_log_proto_msgTypes[4]
+	mi := &file_log_v1_log_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -248,7 +387,7 @@ func (x *ProduceBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProduceBatchResponse.ProtoReflect.Descriptor instead.
 func (*ProduceBatchResponse) Descriptor() ([]byte, []int) {
-	return file_log_v1_log_proto_rawDescGZIP(), []int{4}
+	return file_log_v1_log_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ProduceBatchResponse) GetBaseOffset() uint64 {
@@ -266,15 +405,18 @@ func (x *ProduceBatchResponse) GetCount() uint32 {
 }
 
 type ConsumeRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Offset        uint64                 `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Offset uint64                 `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`
+	// from_time, when set, reads the first record whose time is at or after
+	// it instead of the record at offset; OUT_OF_RANGE if there is none yet.
+	FromTime      *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=from_time,json=fromTime,proto3" json:"from_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ConsumeRequest) Reset() {
 	*x = ConsumeRequest{}
-	mi := &file_log_v1_log_proto_msgTypes[5]
+	mi := &file_log_v1_log_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -286,7 +428,7 @@ func (x *ConsumeRequest) String() string {
 func (*ConsumeRequest) ProtoMessage() {}
 
 func (x *ConsumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_log_v1_log_proto_msgTypes[5]
+	mi := &file_log_v1_log_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -299,7 +441,7 @@ func (x *ConsumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeRequest.ProtoReflect.Descriptor instead.
 func (*ConsumeRequest) Descriptor() ([]byte, []int) {
-	return file_log_v1_log_proto_rawDescGZIP(), []int{5}
+	return file_log_v1_log_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ConsumeRequest) GetOffset() uint64 {
@@ -307,6 +449,13 @@ func (x *ConsumeRequest) GetOffset() uint64 {
 		return x.Offset
 	}
 	return 0
+}
+
+func (x *ConsumeRequest) GetFromTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FromTime
+	}
+	return nil
 }
 
 type ConsumeResponse struct {
@@ -318,7 +467,7 @@ type ConsumeResponse struct {
 
 func (x *ConsumeResponse) Reset() {
 	*x = ConsumeResponse{}
-	mi := &file_log_v1_log_proto_msgTypes[6]
+	mi := &file_log_v1_log_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -330,7 +479,7 @@ func (x *ConsumeResponse) String() string {
 func (*ConsumeResponse) ProtoMessage() {}
 
 func (x *ConsumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_log_v1_log_proto_msgTypes[6]
+	mi := &file_log_v1_log_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -343,7 +492,7 @@ func (x *ConsumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeResponse.ProtoReflect.Descriptor instead.
 func (*ConsumeResponse) Descriptor() ([]byte, []int) {
-	return file_log_v1_log_proto_rawDescGZIP(), []int{6}
+	return file_log_v1_log_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ConsumeResponse) GetRecord() *Record {
@@ -363,14 +512,18 @@ type ConsumeStreamRequest struct {
 	// max_batch caps how many records one response carries in records;
 	// 0 lets the server choose. Clients that read only record get one record
 	// per response.
-	MaxBatch      uint32 `protobuf:"varint,3,opt,name=max_batch,json=maxBatch,proto3" json:"max_batch,omitempty"`
+	MaxBatch uint32 `protobuf:"varint,3,opt,name=max_batch,json=maxBatch,proto3" json:"max_batch,omitempty"`
+	// from_time, when set, starts the stream at the first record whose time
+	// is at or after it (or at the end, following new records, if there is
+	// none yet); offset and from_end must then be unset.
+	FromTime      *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=from_time,json=fromTime,proto3" json:"from_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ConsumeStreamRequest) Reset() {
 	*x = ConsumeStreamRequest{}
-	mi := &file_log_v1_log_proto_msgTypes[7]
+	mi := &file_log_v1_log_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -382,7 +535,7 @@ func (x *ConsumeStreamRequest) String() string {
 func (*ConsumeStreamRequest) ProtoMessage() {}
 
 func (x *ConsumeStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_log_v1_log_proto_msgTypes[7]
+	mi := &file_log_v1_log_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -395,7 +548,7 @@ func (x *ConsumeStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeStreamRequest.ProtoReflect.Descriptor instead.
 func (*ConsumeStreamRequest) Descriptor() ([]byte, []int) {
-	return file_log_v1_log_proto_rawDescGZIP(), []int{7}
+	return file_log_v1_log_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ConsumeStreamRequest) GetOffset() uint64 {
@@ -419,6 +572,13 @@ func (x *ConsumeStreamRequest) GetMaxBatch() uint32 {
 	return 0
 }
 
+func (x *ConsumeStreamRequest) GetFromTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FromTime
+	}
+	return nil
+}
+
 type ConsumeStreamResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// record is set when the response carries exactly one record.
@@ -432,7 +592,7 @@ type ConsumeStreamResponse struct {
 
 func (x *ConsumeStreamResponse) Reset() {
 	*x = ConsumeStreamResponse{}
-	mi := &file_log_v1_log_proto_msgTypes[8]
+	mi := &file_log_v1_log_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -444,7 +604,7 @@ func (x *ConsumeStreamResponse) String() string {
 func (*ConsumeStreamResponse) ProtoMessage() {}
 
 func (x *ConsumeStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_log_v1_log_proto_msgTypes[8]
+	mi := &file_log_v1_log_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -457,7 +617,7 @@ func (x *ConsumeStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeStreamResponse.ProtoReflect.Descriptor instead.
 func (*ConsumeStreamResponse) Descriptor() ([]byte, []int) {
-	return file_log_v1_log_proto_rawDescGZIP(), []int{8}
+	return file_log_v1_log_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ConsumeStreamResponse) GetRecord() *Record {
@@ -486,7 +646,7 @@ type ProduceStreamRequest struct {
 
 func (x *ProduceStreamRequest) Reset() {
 	*x = ProduceStreamRequest{}
-	mi := &file_log_v1_log_proto_msgTypes[9]
+	mi := &file_log_v1_log_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -498,7 +658,7 @@ func (x *ProduceStreamRequest) String() string {
 func (*ProduceStreamRequest) ProtoMessage() {}
 
 func (x *ProduceStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_log_v1_log_proto_msgTypes[9]
+	mi := &file_log_v1_log_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -511,7 +671,7 @@ func (x *ProduceStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProduceStreamRequest.ProtoReflect.Descriptor instead.
 func (*ProduceStreamRequest) Descriptor() ([]byte, []int) {
-	return file_log_v1_log_proto_rawDescGZIP(), []int{9}
+	return file_log_v1_log_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ProduceStreamRequest) GetRecord() *Record {
@@ -540,7 +700,7 @@ type ProduceStreamResponse struct {
 
 func (x *ProduceStreamResponse) Reset() {
 	*x = ProduceStreamResponse{}
-	mi := &file_log_v1_log_proto_msgTypes[10]
+	mi := &file_log_v1_log_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -552,7 +712,7 @@ func (x *ProduceStreamResponse) String() string {
 func (*ProduceStreamResponse) ProtoMessage() {}
 
 func (x *ProduceStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_log_v1_log_proto_msgTypes[10]
+	mi := &file_log_v1_log_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -565,7 +725,7 @@ func (x *ProduceStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProduceStreamResponse.ProtoReflect.Descriptor instead.
 func (*ProduceStreamResponse) Descriptor() ([]byte, []int) {
-	return file_log_v1_log_proto_rawDescGZIP(), []int{10}
+	return file_log_v1_log_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ProduceStreamResponse) GetOffset() uint64 {
@@ -590,7 +750,7 @@ type GetServersRequest struct {
 
 func (x *GetServersRequest) Reset() {
 	*x = GetServersRequest{}
-	mi := &file_log_v1_log_proto_msgTypes[11]
+	mi := &file_log_v1_log_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -602,7 +762,7 @@ func (x *GetServersRequest) String() string {
 func (*GetServersRequest) ProtoMessage() {}
 
 func (x *GetServersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_log_v1_log_proto_msgTypes[11]
+	mi := &file_log_v1_log_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -615,7 +775,7 @@ func (x *GetServersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServersRequest.ProtoReflect.Descriptor instead.
 func (*GetServersRequest) Descriptor() ([]byte, []int) {
-	return file_log_v1_log_proto_rawDescGZIP(), []int{11}
+	return file_log_v1_log_proto_rawDescGZIP(), []int{12}
 }
 
 type GetServersResponse struct {
@@ -627,7 +787,7 @@ type GetServersResponse struct {
 
 func (x *GetServersResponse) Reset() {
 	*x = GetServersResponse{}
-	mi := &file_log_v1_log_proto_msgTypes[12]
+	mi := &file_log_v1_log_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -639,7 +799,7 @@ func (x *GetServersResponse) String() string {
 func (*GetServersResponse) ProtoMessage() {}
 
 func (x *GetServersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_log_v1_log_proto_msgTypes[12]
+	mi := &file_log_v1_log_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -652,7 +812,7 @@ func (x *GetServersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServersResponse.ProtoReflect.Descriptor instead.
 func (*GetServersResponse) Descriptor() ([]byte, []int) {
-	return file_log_v1_log_proto_rawDescGZIP(), []int{12}
+	return file_log_v1_log_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetServersResponse) GetServers() []*Server {
@@ -674,7 +834,7 @@ type Server struct {
 
 func (x *Server) Reset() {
 	*x = Server{}
-	mi := &file_log_v1_log_proto_msgTypes[13]
+	mi := &file_log_v1_log_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -686,7 +846,7 @@ func (x *Server) String() string {
 func (*Server) ProtoMessage() {}
 
 func (x *Server) ProtoReflect() protoreflect.Message {
-	mi := &file_log_v1_log_proto_msgTypes[13]
+	mi := &file_log_v1_log_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -699,7 +859,7 @@ func (x *Server) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Server.ProtoReflect.Descriptor instead.
 func (*Server) Descriptor() ([]byte, []int) {
-	return file_log_v1_log_proto_rawDescGZIP(), []int{13}
+	return file_log_v1_log_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Server) GetId() string {
@@ -731,7 +891,7 @@ type GetStatsRequest struct {
 
 func (x *GetStatsRequest) Reset() {
 	*x = GetStatsRequest{}
-	mi := &file_log_v1_log_proto_msgTypes[14]
+	mi := &file_log_v1_log_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -743,7 +903,7 @@ func (x *GetStatsRequest) String() string {
 func (*GetStatsRequest) ProtoMessage() {}
 
 func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_log_v1_log_proto_msgTypes[14]
+	mi := &file_log_v1_log_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -756,7 +916,7 @@ func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatsRequest.ProtoReflect.Descriptor instead.
 func (*GetStatsRequest) Descriptor() ([]byte, []int) {
-	return file_log_v1_log_proto_rawDescGZIP(), []int{14}
+	return file_log_v1_log_proto_rawDescGZIP(), []int{15}
 }
 
 type GetStatsResponse struct {
@@ -779,7 +939,7 @@ type GetStatsResponse struct {
 
 func (x *GetStatsResponse) Reset() {
 	*x = GetStatsResponse{}
-	mi := &file_log_v1_log_proto_msgTypes[15]
+	mi := &file_log_v1_log_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -791,7 +951,7 @@ func (x *GetStatsResponse) String() string {
 func (*GetStatsResponse) ProtoMessage() {}
 
 func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_log_v1_log_proto_msgTypes[15]
+	mi := &file_log_v1_log_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -804,7 +964,7 @@ func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatsResponse.ProtoReflect.Descriptor instead.
 func (*GetStatsResponse) Descriptor() ([]byte, []int) {
-	return file_log_v1_log_proto_rawDescGZIP(), []int{15}
+	return file_log_v1_log_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetStatsResponse) GetLowestOffset() uint64 {
@@ -849,6 +1009,105 @@ func (x *GetStatsResponse) GetVersion() string {
 	return ""
 }
 
+type GetOffsetForTimeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Time          *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetOffsetForTimeRequest) Reset() {
+	*x = GetOffsetForTimeRequest{}
+	mi := &file_log_v1_log_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetOffsetForTimeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetOffsetForTimeRequest) ProtoMessage() {}
+
+func (x *GetOffsetForTimeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_log_v1_log_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetOffsetForTimeRequest.ProtoReflect.Descriptor instead.
+func (*GetOffsetForTimeRequest) Descriptor() ([]byte, []int) {
+	return file_log_v1_log_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *GetOffsetForTimeRequest) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+type GetOffsetForTimeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// offset is the first retained record whose time is at or after the
+	// requested time, or the log's next offset if there is none yet.
+	Offset uint64 `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`
+	// time is that record's time; unset when there is none.
+	Time          *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetOffsetForTimeResponse) Reset() {
+	*x = GetOffsetForTimeResponse{}
+	mi := &file_log_v1_log_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetOffsetForTimeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetOffsetForTimeResponse) ProtoMessage() {}
+
+func (x *GetOffsetForTimeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_log_v1_log_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetOffsetForTimeResponse.ProtoReflect.Descriptor instead.
+func (*GetOffsetForTimeResponse) Descriptor() ([]byte, []int) {
+	return file_log_v1_log_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *GetOffsetForTimeResponse) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *GetOffsetForTimeResponse) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
 type WhoAmIRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -857,7 +1116,7 @@ type WhoAmIRequest struct {
 
 func (x *WhoAmIRequest) Reset() {
 	*x = WhoAmIRequest{}
-	mi := &file_log_v1_log_proto_msgTypes[16]
+	mi := &file_log_v1_log_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -869,7 +1128,7 @@ func (x *WhoAmIRequest) String() string {
 func (*WhoAmIRequest) ProtoMessage() {}
 
 func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_log_v1_log_proto_msgTypes[16]
+	mi := &file_log_v1_log_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -882,7 +1141,7 @@ func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoAmIRequest.ProtoReflect.Descriptor instead.
 func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
-	return file_log_v1_log_proto_rawDescGZIP(), []int{16}
+	return file_log_v1_log_proto_rawDescGZIP(), []int{19}
 }
 
 type WhoAmIResponse struct {
@@ -900,7 +1159,7 @@ type WhoAmIResponse struct {
 
 func (x *WhoAmIResponse) Reset() {
 	*x = WhoAmIResponse{}
-	mi := &file_log_v1_log_proto_msgTypes[17]
+	mi := &file_log_v1_log_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -912,7 +1171,7 @@ func (x *WhoAmIResponse) String() string {
 func (*WhoAmIResponse) ProtoMessage() {}
 
 func (x *WhoAmIResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_log_v1_log_proto_msgTypes[17]
+	mi := &file_log_v1_log_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -925,7 +1184,7 @@ func (x *WhoAmIResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoAmIResponse.ProtoReflect.Descriptor instead.
 func (*WhoAmIResponse) Descriptor() ([]byte, []int) {
-	return file_log_v1_log_proto_rawDescGZIP(), []int{17}
+	return file_log_v1_log_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *WhoAmIResponse) GetSubject() string {
@@ -949,14 +1208,123 @@ func (x *WhoAmIResponse) GetActions() []string {
 	return nil
 }
 
+// AppendOutcome is attached as an error detail to every failed produce
+// (Produce, ProduceBatch, ProduceStream), so a client can tell whether a
+// retry is safe without parsing the message.
+type AppendOutcome struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Outcome       AppendOutcome_Outcome  `protobuf:"varint,1,opt,name=outcome,proto3,enum=log.v1.AppendOutcome_Outcome" json:"outcome,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppendOutcome) Reset() {
+	*x = AppendOutcome{}
+	mi := &file_log_v1_log_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppendOutcome) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppendOutcome) ProtoMessage() {}
+
+func (x *AppendOutcome) ProtoReflect() protoreflect.Message {
+	mi := &file_log_v1_log_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppendOutcome.ProtoReflect.Descriptor instead.
+func (*AppendOutcome) Descriptor() ([]byte, []int) {
+	return file_log_v1_log_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *AppendOutcome) GetOutcome() AppendOutcome_Outcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return AppendOutcome_OUTCOME_UNSPECIFIED
+}
+
+// OffsetRange is attached as an error detail to every OUT_OF_RANGE answer
+// of a read: the offsets the log holds when it answered.
+type OffsetRange struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// lowest is the oldest retained record's offset.
+	Lowest uint64 `protobuf:"varint,1,opt,name=lowest,proto3" json:"lowest,omitempty"`
+	// next is the offset the next record will get.
+	Next          uint64 `protobuf:"varint,2,opt,name=next,proto3" json:"next,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OffsetRange) Reset() {
+	*x = OffsetRange{}
+	mi := &file_log_v1_log_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OffsetRange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OffsetRange) ProtoMessage() {}
+
+func (x *OffsetRange) ProtoReflect() protoreflect.Message {
+	mi := &file_log_v1_log_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OffsetRange.ProtoReflect.Descriptor instead.
+func (*OffsetRange) Descriptor() ([]byte, []int) {
+	return file_log_v1_log_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *OffsetRange) GetLowest() uint64 {
+	if x != nil {
+		return x.Lowest
+	}
+	return 0
+}
+
+func (x *OffsetRange) GetNext() uint64 {
+	if x != nil {
+		return x.Next
+	}
+	return 0
+}
+
 var File_log_v1_log_proto protoreflect.FileDescriptor
 
 const file_log_v1_log_proto_rawDesc = "" +
 	"\n" +
-	"\x10log/v1/log.proto\x12\x06log.v1\"6\n" +
+	"\x10log/v1/log.proto\x12\x06log.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa2\x01\n" +
 	"\x06Record\x12\x14\n" +
 	"\x05value\x18\x01 \x01(\fR\x05value\x12\x16\n" +
-	"\x06offset\x18\x02 \x01(\x04R\x06offset\"8\n" +
+	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12\x10\n" +
+	"\x03key\x18\x03 \x01(\fR\x03key\x12(\n" +
+	"\aheaders\x18\x04 \x03(\v2\x0e.log.v1.HeaderR\aheaders\x12.\n" +
+	"\x04time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"0\n" +
+	"\x06Header\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\"8\n" +
 	"\x0eProduceRequest\x12&\n" +
 	"\x06record\x18\x01 \x01(\v2\x0e.log.v1.RecordR\x06record\")\n" +
 	"\x0fProduceResponse\x12\x16\n" +
@@ -966,15 +1334,17 @@ const file_log_v1_log_proto_rawDesc = "" +
 	"\x14ProduceBatchResponse\x12\x1f\n" +
 	"\vbase_offset\x18\x01 \x01(\x04R\n" +
 	"baseOffset\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\rR\x05count\"(\n" +
+	"\x05count\x18\x02 \x01(\rR\x05count\"a\n" +
 	"\x0eConsumeRequest\x12\x16\n" +
-	"\x06offset\x18\x01 \x01(\x04R\x06offset\"9\n" +
+	"\x06offset\x18\x01 \x01(\x04R\x06offset\x127\n" +
+	"\tfrom_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bfromTime\"9\n" +
 	"\x0fConsumeResponse\x12&\n" +
-	"\x06record\x18\x01 \x01(\v2\x0e.log.v1.RecordR\x06record\"f\n" +
+	"\x06record\x18\x01 \x01(\v2\x0e.log.v1.RecordR\x06record\"\x9f\x01\n" +
 	"\x14ConsumeStreamRequest\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x04R\x06offset\x12\x19\n" +
 	"\bfrom_end\x18\x02 \x01(\bR\afromEnd\x12\x1b\n" +
-	"\tmax_batch\x18\x03 \x01(\rR\bmaxBatch\"i\n" +
+	"\tmax_batch\x18\x03 \x01(\rR\bmaxBatch\x127\n" +
+	"\tfrom_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bfromTime\"i\n" +
 	"\x15ConsumeStreamResponse\x12&\n" +
 	"\x06record\x18\x01 \x01(\v2\x0e.log.v1.RecordR\x06record\x12(\n" +
 	"\arecords\x18\x02 \x03(\v2\x0e.log.v1.RecordR\arecords\"h\n" +
@@ -1000,12 +1370,26 @@ const file_log_v1_log_proto_rawDesc = "" +
 	"size_bytes\x18\x03 \x01(\x04R\tsizeBytes\x12\x1a\n" +
 	"\bsegments\x18\x04 \x01(\rR\bsegments\x12\x17\n" +
 	"\anode_id\x18\x05 \x01(\tR\x06nodeId\x12\x18\n" +
-	"\aversion\x18\x06 \x01(\tR\aversion\"\x0f\n" +
+	"\aversion\x18\x06 \x01(\tR\aversion\"I\n" +
+	"\x17GetOffsetForTimeRequest\x12.\n" +
+	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"b\n" +
+	"\x18GetOffsetForTimeResponse\x12\x16\n" +
+	"\x06offset\x18\x01 \x01(\x04R\x06offset\x12.\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\x0f\n" +
 	"\rWhoAmIRequest\"j\n" +
 	"\x0eWhoAmIResponse\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12$\n" +
 	"\rauthenticated\x18\x02 \x01(\bR\rauthenticated\x12\x18\n" +
-	"\aactions\x18\x03 \x03(\tR\aactions2\xca\x04\n" +
+	"\aactions\x18\x03 \x03(\tR\aactions\"\x9a\x01\n" +
+	"\rAppendOutcome\x127\n" +
+	"\aoutcome\x18\x01 \x01(\x0e2\x1d.log.v1.AppendOutcome.OutcomeR\aoutcome\"P\n" +
+	"\aOutcome\x12\x17\n" +
+	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13OUTCOME_NOT_APPLIED\x10\x01\x12\x13\n" +
+	"\x0fOUTCOME_UNKNOWN\x10\x02\"9\n" +
+	"\vOffsetRange\x12\x16\n" +
+	"\x06lowest\x18\x01 \x01(\x04R\x06lowest\x12\x12\n" +
+	"\x04next\x18\x02 \x01(\x04R\x04next2\xa6\x05\n" +
 	"\n" +
 	"LogService\x12<\n" +
 	"\aProduce\x12\x16.log.v1.ProduceRequest\x1a\x17.log.v1.ProduceResponse\"\x00\x12K\n" +
@@ -1015,7 +1399,8 @@ const file_log_v1_log_proto_rawDesc = "" +
 	"\rProduceStream\x12\x1c.log.v1.ProduceStreamRequest\x1a\x1d.log.v1.ProduceStreamResponse\"\x00(\x010\x01\x12H\n" +
 	"\n" +
 	"GetServers\x12\x19.log.v1.GetServersRequest\x1a\x1a.log.v1.GetServersResponse\"\x03\x90\x02\x01\x12B\n" +
-	"\bGetStats\x12\x17.log.v1.GetStatsRequest\x1a\x18.log.v1.GetStatsResponse\"\x03\x90\x02\x01\x12<\n" +
+	"\bGetStats\x12\x17.log.v1.GetStatsRequest\x1a\x18.log.v1.GetStatsResponse\"\x03\x90\x02\x01\x12Z\n" +
+	"\x10GetOffsetForTime\x12\x1f.log.v1.GetOffsetForTimeRequest\x1a .log.v1.GetOffsetForTimeResponse\"\x03\x90\x02\x01\x12<\n" +
 	"\x06WhoAmI\x12\x15.log.v1.WhoAmIRequest\x1a\x16.log.v1.WhoAmIResponse\"\x03\x90\x02\x01B-Z+github.com/proglog/proglog/gen/log/v1;logv1b\x06proto3"
 
 var (
@@ -1030,57 +1415,74 @@ func file_log_v1_log_proto_rawDescGZIP() []byte {
 	return file_log_v1_log_proto_rawDescData
 }
 
-var file_log_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_log_v1_log_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_log_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_log_v1_log_proto_goTypes = []any{
-	(*Record)(nil),                // 0: log.v1.Record
-	(*ProduceRequest)(nil),        // 1: log.v1.ProduceRequest
-	(*ProduceResponse)(nil),       // 2: log.v1.ProduceResponse
-	(*ProduceBatchRequest)(nil),   // 3: log.v1.ProduceBatchRequest
-	(*ProduceBatchResponse)(nil),  // 4: log.v1.ProduceBatchResponse
-	(*ConsumeRequest)(nil),        // 5: log.v1.ConsumeRequest
-	(*ConsumeResponse)(nil),       // 6: log.v1.ConsumeResponse
-	(*ConsumeStreamRequest)(nil),  // 7: log.v1.ConsumeStreamRequest
-	(*ConsumeStreamResponse)(nil), // 8: log.v1.ConsumeStreamResponse
-	(*ProduceStreamRequest)(nil),  // 9: log.v1.ProduceStreamRequest
-	(*ProduceStreamResponse)(nil), // 10: log.v1.ProduceStreamResponse
-	(*GetServersRequest)(nil),     // 11: log.v1.GetServersRequest
-	(*GetServersResponse)(nil),    // 12: log.v1.GetServersResponse
-	(*Server)(nil),                // 13: log.v1.Server
-	(*GetStatsRequest)(nil),       // 14: log.v1.GetStatsRequest
-	(*GetStatsResponse)(nil),      // 15: log.v1.GetStatsResponse
-	(*WhoAmIRequest)(nil),         // 16: log.v1.WhoAmIRequest
-	(*WhoAmIResponse)(nil),        // 17: log.v1.WhoAmIResponse
+	(AppendOutcome_Outcome)(0),       // 0: log.v1.AppendOutcome.Outcome
+	(*Record)(nil),                   // 1: log.v1.Record
+	(*Header)(nil),                   // 2: log.v1.Header
+	(*ProduceRequest)(nil),           // 3: log.v1.ProduceRequest
+	(*ProduceResponse)(nil),          // 4: log.v1.ProduceResponse
+	(*ProduceBatchRequest)(nil),      // 5: log.v1.ProduceBatchRequest
+	(*ProduceBatchResponse)(nil),     // 6: log.v1.ProduceBatchResponse
+	(*ConsumeRequest)(nil),           // 7: log.v1.ConsumeRequest
+	(*ConsumeResponse)(nil),          // 8: log.v1.ConsumeResponse
+	(*ConsumeStreamRequest)(nil),     // 9: log.v1.ConsumeStreamRequest
+	(*ConsumeStreamResponse)(nil),    // 10: log.v1.ConsumeStreamResponse
+	(*ProduceStreamRequest)(nil),     // 11: log.v1.ProduceStreamRequest
+	(*ProduceStreamResponse)(nil),    // 12: log.v1.ProduceStreamResponse
+	(*GetServersRequest)(nil),        // 13: log.v1.GetServersRequest
+	(*GetServersResponse)(nil),       // 14: log.v1.GetServersResponse
+	(*Server)(nil),                   // 15: log.v1.Server
+	(*GetStatsRequest)(nil),          // 16: log.v1.GetStatsRequest
+	(*GetStatsResponse)(nil),         // 17: log.v1.GetStatsResponse
+	(*GetOffsetForTimeRequest)(nil),  // 18: log.v1.GetOffsetForTimeRequest
+	(*GetOffsetForTimeResponse)(nil), // 19: log.v1.GetOffsetForTimeResponse
+	(*WhoAmIRequest)(nil),            // 20: log.v1.WhoAmIRequest
+	(*WhoAmIResponse)(nil),           // 21: log.v1.WhoAmIResponse
+	(*AppendOutcome)(nil),            // 22: log.v1.AppendOutcome
+	(*OffsetRange)(nil),              // 23: log.v1.OffsetRange
+	(*timestamppb.Timestamp)(nil),    // 24: google.protobuf.Timestamp
 }
 var file_log_v1_log_proto_depIdxs = []int32{
-	0,  // 0: log.v1.ProduceRequest.record:type_name -> log.v1.Record
-	0,  // 1: log.v1.ProduceBatchRequest.records:type_name -> log.v1.Record
-	0,  // 2: log.v1.ConsumeResponse.record:type_name -> log.v1.Record
-	0,  // 3: log.v1.ConsumeStreamResponse.record:type_name -> log.v1.Record
-	0,  // 4: log.v1.ConsumeStreamResponse.records:type_name -> log.v1.Record
-	0,  // 5: log.v1.ProduceStreamRequest.record:type_name -> log.v1.Record
-	0,  // 6: log.v1.ProduceStreamRequest.records:type_name -> log.v1.Record
-	13, // 7: log.v1.GetServersResponse.servers:type_name -> log.v1.Server
-	1,  // 8: log.v1.LogService.Produce:input_type -> log.v1.ProduceRequest
-	3,  // 9: log.v1.LogService.ProduceBatch:input_type -> log.v1.ProduceBatchRequest
-	5,  // 10: log.v1.LogService.Consume:input_type -> log.v1.ConsumeRequest
-	7,  // 11: log.v1.LogService.ConsumeStream:input_type -> log.v1.ConsumeStreamRequest
-	9,  // 12: log.v1.LogService.ProduceStream:input_type -> log.v1.ProduceStreamRequest
-	11, // 13: log.v1.LogService.GetServers:input_type -> log.v1.GetServersRequest
-	14, // 14: log.v1.LogService.GetStats:input_type -> log.v1.GetStatsRequest
-	16, // 15: log.v1.LogService.WhoAmI:input_type -> log.v1.WhoAmIRequest
-	2,  // 16: log.v1.LogService.Produce:output_type -> log.v1.ProduceResponse
-	4,  // 17: log.v1.LogService.ProduceBatch:output_type -> log.v1.ProduceBatchResponse
-	6,  // 18: log.v1.LogService.Consume:output_type -> log.v1.ConsumeResponse
-	8,  // 19: log.v1.LogService.ConsumeStream:output_type -> log.v1.ConsumeStreamResponse
-	10, // 20: log.v1.LogService.ProduceStream:output_type -> log.v1.ProduceStreamResponse
-	12, // 21: log.v1.LogService.GetServers:output_type -> log.v1.GetServersResponse
-	15, // 22: log.v1.LogService.GetStats:output_type -> log.v1.GetStatsResponse
-	17, // 23: log.v1.LogService.WhoAmI:output_type -> log.v1.WhoAmIResponse
-	16, // [16:24] is the sub-list for method output_type
-	8,  // [8:16] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	2,  // 0: log.v1.Record.headers:type_name -> log.v1.Header
+	24, // 1: log.v1.Record.time:type_name -> google.protobuf.Timestamp
+	1,  // 2: log.v1.ProduceRequest.record:type_name -> log.v1.Record
+	1,  // 3: log.v1.ProduceBatchRequest.records:type_name -> log.v1.Record
+	24, // 4: log.v1.ConsumeRequest.from_time:type_name -> google.protobuf.Timestamp
+	1,  // 5: log.v1.ConsumeResponse.record:type_name -> log.v1.Record
+	24, // 6: log.v1.ConsumeStreamRequest.from_time:type_name -> google.protobuf.Timestamp
+	1,  // 7: log.v1.ConsumeStreamResponse.record:type_name -> log.v1.Record
+	1,  // 8: log.v1.ConsumeStreamResponse.records:type_name -> log.v1.Record
+	1,  // 9: log.v1.ProduceStreamRequest.record:type_name -> log.v1.Record
+	1,  // 10: log.v1.ProduceStreamRequest.records:type_name -> log.v1.Record
+	15, // 11: log.v1.GetServersResponse.servers:type_name -> log.v1.Server
+	24, // 12: log.v1.GetOffsetForTimeRequest.time:type_name -> google.protobuf.Timestamp
+	24, // 13: log.v1.GetOffsetForTimeResponse.time:type_name -> google.protobuf.Timestamp
+	0,  // 14: log.v1.AppendOutcome.outcome:type_name -> log.v1.AppendOutcome.Outcome
+	3,  // 15: log.v1.LogService.Produce:input_type -> log.v1.ProduceRequest
+	5,  // 16: log.v1.LogService.ProduceBatch:input_type -> log.v1.ProduceBatchRequest
+	7,  // 17: log.v1.LogService.Consume:input_type -> log.v1.ConsumeRequest
+	9,  // 18: log.v1.LogService.ConsumeStream:input_type -> log.v1.ConsumeStreamRequest
+	11, // 19: log.v1.LogService.ProduceStream:input_type -> log.v1.ProduceStreamRequest
+	13, // 20: log.v1.LogService.GetServers:input_type -> log.v1.GetServersRequest
+	16, // 21: log.v1.LogService.GetStats:input_type -> log.v1.GetStatsRequest
+	18, // 22: log.v1.LogService.GetOffsetForTime:input_type -> log.v1.GetOffsetForTimeRequest
+	20, // 23: log.v1.LogService.WhoAmI:input_type -> log.v1.WhoAmIRequest
+	4,  // 24: log.v1.LogService.Produce:output_type -> log.v1.ProduceResponse
+	6,  // 25: log.v1.LogService.ProduceBatch:output_type -> log.v1.ProduceBatchResponse
+	8,  // 26: log.v1.LogService.Consume:output_type -> log.v1.ConsumeResponse
+	10, // 27: log.v1.LogService.ConsumeStream:output_type -> log.v1.ConsumeStreamResponse
+	12, // 28: log.v1.LogService.ProduceStream:output_type -> log.v1.ProduceStreamResponse
+	14, // 29: log.v1.LogService.GetServers:output_type -> log.v1.GetServersResponse
+	17, // 30: log.v1.LogService.GetStats:output_type -> log.v1.GetStatsResponse
+	19, // 31: log.v1.LogService.GetOffsetForTime:output_type -> log.v1.GetOffsetForTimeResponse
+	21, // 32: log.v1.LogService.WhoAmI:output_type -> log.v1.WhoAmIResponse
+	24, // [24:33] is the sub-list for method output_type
+	15, // [15:24] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_log_v1_log_proto_init() }
@@ -1093,13 +1495,14 @@ func file_log_v1_log_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_log_v1_log_proto_rawDesc), len(file_log_v1_log_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   18,
+			NumEnums:      1,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_log_v1_log_proto_goTypes,
 		DependencyIndexes: file_log_v1_log_proto_depIdxs,
+		EnumInfos:         file_log_v1_log_proto_enumTypes,
 		MessageInfos:      file_log_v1_log_proto_msgTypes,
 	}.Build()
 	File_log_v1_log_proto = out.File

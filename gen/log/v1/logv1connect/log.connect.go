@@ -51,6 +51,9 @@ const (
 	LogServiceGetServersProcedure = "/log.v1.LogService/GetServers"
 	// LogServiceGetStatsProcedure is the fully-qualified name of the LogService's GetStats RPC.
 	LogServiceGetStatsProcedure = "/log.v1.LogService/GetStats"
+	// LogServiceGetOffsetForTimeProcedure is the fully-qualified name of the LogService's
+	// GetOffsetForTime RPC.
+	LogServiceGetOffsetForTimeProcedure = "/log.v1.LogService/GetOffsetForTime"
 	// LogServiceWhoAmIProcedure is the fully-qualified name of the LogService's WhoAmI RPC.
 	LogServiceWhoAmIProcedure = "/log.v1.LogService/WhoAmI"
 )
@@ -77,6 +80,9 @@ type LogServiceClient interface {
 	GetServers(context.Context, *v1.GetServersRequest) (*v1.GetServersResponse, error)
 	// GetStats describes the log: its bounds, size on disk and segments.
 	GetStats(context.Context, *v1.GetStatsRequest) (*v1.GetStatsResponse, error)
+	// GetOffsetForTime answers which offset was at a time: the first record
+	// whose time is at or after it (Kafka's offsetsForTimes).
+	GetOffsetForTime(context.Context, *v1.GetOffsetForTimeRequest) (*v1.GetOffsetForTimeResponse, error)
 	// WhoAmI tells the caller who the server thinks it is and what the ACL
 	// lets it do, so tools and the dashboard can explain denials.
 	WhoAmI(context.Context, *v1.WhoAmIRequest) (*v1.WhoAmIResponse, error)
@@ -138,6 +144,13 @@ func NewLogServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		getOffsetForTime: connect.NewClient[v1.GetOffsetForTimeRequest, v1.GetOffsetForTimeResponse](
+			httpClient,
+			baseURL+LogServiceGetOffsetForTimeProcedure,
+			connect.WithSchema(logServiceMethods.ByName("GetOffsetForTime")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 		whoAmI: connect.NewClient[v1.WhoAmIRequest, v1.WhoAmIResponse](
 			httpClient,
 			baseURL+LogServiceWhoAmIProcedure,
@@ -150,14 +163,15 @@ func NewLogServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...
 
 // logServiceClient implements LogServiceClient.
 type logServiceClient struct {
-	produce       *connect.Client[v1.ProduceRequest, v1.ProduceResponse]
-	produceBatch  *connect.Client[v1.ProduceBatchRequest, v1.ProduceBatchResponse]
-	consume       *connect.Client[v1.ConsumeRequest, v1.ConsumeResponse]
-	consumeStream *connect.Client[v1.ConsumeStreamRequest, v1.ConsumeStreamResponse]
-	produceStream *connect.Client[v1.ProduceStreamRequest, v1.ProduceStreamResponse]
-	getServers    *connect.Client[v1.GetServersRequest, v1.GetServersResponse]
-	getStats      *connect.Client[v1.GetStatsRequest, v1.GetStatsResponse]
-	whoAmI        *connect.Client[v1.WhoAmIRequest, v1.WhoAmIResponse]
+	produce          *connect.Client[v1.ProduceRequest, v1.ProduceResponse]
+	produceBatch     *connect.Client[v1.ProduceBatchRequest, v1.ProduceBatchResponse]
+	consume          *connect.Client[v1.ConsumeRequest, v1.ConsumeResponse]
+	consumeStream    *connect.Client[v1.ConsumeStreamRequest, v1.ConsumeStreamResponse]
+	produceStream    *connect.Client[v1.ProduceStreamRequest, v1.ProduceStreamResponse]
+	getServers       *connect.Client[v1.GetServersRequest, v1.GetServersResponse]
+	getStats         *connect.Client[v1.GetStatsRequest, v1.GetStatsResponse]
+	getOffsetForTime *connect.Client[v1.GetOffsetForTimeRequest, v1.GetOffsetForTimeResponse]
+	whoAmI           *connect.Client[v1.WhoAmIRequest, v1.WhoAmIResponse]
 }
 
 // Produce calls log.v1.LogService.Produce.
@@ -215,6 +229,15 @@ func (c *logServiceClient) GetStats(ctx context.Context, req *v1.GetStatsRequest
 	return nil, err
 }
 
+// GetOffsetForTime calls log.v1.LogService.GetOffsetForTime.
+func (c *logServiceClient) GetOffsetForTime(ctx context.Context, req *v1.GetOffsetForTimeRequest) (*v1.GetOffsetForTimeResponse, error) {
+	response, err := c.getOffsetForTime.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
 // WhoAmI calls log.v1.LogService.WhoAmI.
 func (c *logServiceClient) WhoAmI(ctx context.Context, req *v1.WhoAmIRequest) (*v1.WhoAmIResponse, error) {
 	response, err := c.whoAmI.CallUnary(ctx, connect.NewRequest(req))
@@ -246,6 +269,9 @@ type LogServiceHandler interface {
 	GetServers(context.Context, *v1.GetServersRequest) (*v1.GetServersResponse, error)
 	// GetStats describes the log: its bounds, size on disk and segments.
 	GetStats(context.Context, *v1.GetStatsRequest) (*v1.GetStatsResponse, error)
+	// GetOffsetForTime answers which offset was at a time: the first record
+	// whose time is at or after it (Kafka's offsetsForTimes).
+	GetOffsetForTime(context.Context, *v1.GetOffsetForTimeRequest) (*v1.GetOffsetForTimeResponse, error)
 	// WhoAmI tells the caller who the server thinks it is and what the ACL
 	// lets it do, so tools and the dashboard can explain denials.
 	WhoAmI(context.Context, *v1.WhoAmIRequest) (*v1.WhoAmIResponse, error)
@@ -303,6 +329,13 @@ func NewLogServiceHandler(svc LogServiceHandler, opts ...connect.HandlerOption) 
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	logServiceGetOffsetForTimeHandler := connect.NewUnaryHandlerSimple(
+		LogServiceGetOffsetForTimeProcedure,
+		svc.GetOffsetForTime,
+		connect.WithSchema(logServiceMethods.ByName("GetOffsetForTime")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	logServiceWhoAmIHandler := connect.NewUnaryHandlerSimple(
 		LogServiceWhoAmIProcedure,
 		svc.WhoAmI,
@@ -326,6 +359,8 @@ func NewLogServiceHandler(svc LogServiceHandler, opts ...connect.HandlerOption) 
 			logServiceGetServersHandler.ServeHTTP(w, r)
 		case LogServiceGetStatsProcedure:
 			logServiceGetStatsHandler.ServeHTTP(w, r)
+		case LogServiceGetOffsetForTimeProcedure:
+			logServiceGetOffsetForTimeHandler.ServeHTTP(w, r)
 		case LogServiceWhoAmIProcedure:
 			logServiceWhoAmIHandler.ServeHTTP(w, r)
 		default:
@@ -363,6 +398,10 @@ func (UnimplementedLogServiceHandler) GetServers(context.Context, *v1.GetServers
 
 func (UnimplementedLogServiceHandler) GetStats(context.Context, *v1.GetStatsRequest) (*v1.GetStatsResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("log.v1.LogService.GetStats is not implemented"))
+}
+
+func (UnimplementedLogServiceHandler) GetOffsetForTime(context.Context, *v1.GetOffsetForTimeRequest) (*v1.GetOffsetForTimeResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("log.v1.LogService.GetOffsetForTime is not implemented"))
 }
 
 func (UnimplementedLogServiceHandler) WhoAmI(context.Context, *v1.WhoAmIRequest) (*v1.WhoAmIResponse, error) {

@@ -5,15 +5,17 @@
 // Package log.v1 is proglog's public API: an append-only log of records
 // addressed by dense 64-bit offsets.
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file log/v1/log.proto.
  */
 export const file_log_v1_log: GenFile = /*@__PURE__*/
-  fileDesc("ChBsb2cvdjEvbG9nLnByb3RvEgZsb2cudjEiJwoGUmVjb3JkEg0KBXZhbHVlGAEgASgMEg4KBm9mZnNldBgCIAEoBCIwCg5Qcm9kdWNlUmVxdWVzdBIeCgZyZWNvcmQYASABKAsyDi5sb2cudjEuUmVjb3JkIiEKD1Byb2R1Y2VSZXNwb25zZRIOCgZvZmZzZXQYASABKAQiNgoTUHJvZHVjZUJhdGNoUmVxdWVzdBIfCgdyZWNvcmRzGAEgAygLMg4ubG9nLnYxLlJlY29yZCI6ChRQcm9kdWNlQmF0Y2hSZXNwb25zZRITCgtiYXNlX29mZnNldBgBIAEoBBINCgVjb3VudBgCIAEoDSIgCg5Db25zdW1lUmVxdWVzdBIOCgZvZmZzZXQYASABKAQiMQoPQ29uc3VtZVJlc3BvbnNlEh4KBnJlY29yZBgBIAEoCzIOLmxvZy52MS5SZWNvcmQiSwoUQ29uc3VtZVN0cmVhbVJlcXVlc3QSDgoGb2Zmc2V0GAEgASgEEhAKCGZyb21fZW5kGAIgASgIEhEKCW1heF9iYXRjaBgDIAEoDSJYChVDb25zdW1lU3RyZWFtUmVzcG9uc2USHgoGcmVjb3JkGAEgASgLMg4ubG9nLnYxLlJlY29yZBIfCgdyZWNvcmRzGAIgAygLMg4ubG9nLnYxLlJlY29yZCJXChRQcm9kdWNlU3RyZWFtUmVxdWVzdBIeCgZyZWNvcmQYASABKAsyDi5sb2cudjEuUmVjb3JkEh8KB3JlY29yZHMYAiADKAsyDi5sb2cudjEuUmVjb3JkIjYKFVByb2R1Y2VTdHJlYW1SZXNwb25zZRIOCgZvZmZzZXQYASABKAQSDQoFY291bnQYAiABKA0iEwoRR2V0U2VydmVyc1JlcXVlc3QiNQoSR2V0U2VydmVyc1Jlc3BvbnNlEh8KB3NlcnZlcnMYASADKAsyDi5sb2cudjEuU2VydmVyIjkKBlNlcnZlchIKCgJpZBgBIAEoCRIQCghycGNfYWRkchgCIAEoCRIRCglpc19sZWFkZXIYAyABKAgiEQoPR2V0U3RhdHNSZXF1ZXN0IoYBChBHZXRTdGF0c1Jlc3BvbnNlEhUKDWxvd2VzdF9vZmZzZXQYASABKAQSEwoLbmV4dF9vZmZzZXQYAiABKAQSEgoKc2l6ZV9ieXRlcxgDIAEoBBIQCghzZWdtZW50cxgEIAEoDRIPCgdub2RlX2lkGAUgASgJEg8KB3ZlcnNpb24YBiABKAkiDwoNV2hvQW1JUmVxdWVzdCJJCg5XaG9BbUlSZXNwb25zZRIPCgdzdWJqZWN0GAEgASgJEhUKDWF1dGhlbnRpY2F0ZWQYAiABKAgSDwoHYWN0aW9ucxgDIAMoCTLKBAoKTG9nU2VydmljZRI8CgdQcm9kdWNlEhYubG9nLnYxLlByb2R1Y2VSZXF1ZXN0GhcubG9nLnYxLlByb2R1Y2VSZXNwb25zZSIAEksKDFByb2R1Y2VCYXRjaBIbLmxvZy52MS5Qcm9kdWNlQmF0Y2hSZXF1ZXN0GhwubG9nLnYxLlByb2R1Y2VCYXRjaFJlc3BvbnNlIgASPwoHQ29uc3VtZRIWLmxvZy52MS5Db25zdW1lUmVxdWVzdBoXLmxvZy52MS5Db25zdW1lUmVzcG9uc2UiA5ACARJQCg1Db25zdW1lU3RyZWFtEhwubG9nLnYxLkNvbnN1bWVTdHJlYW1SZXF1ZXN0Gh0ubG9nLnYxLkNvbnN1bWVTdHJlYW1SZXNwb25zZSIAMAESUgoNUHJvZHVjZVN0cmVhbRIcLmxvZy52MS5Qcm9kdWNlU3RyZWFtUmVxdWVzdBodLmxvZy52MS5Qcm9kdWNlU3RyZWFtUmVzcG9uc2UiACgBMAESSAoKR2V0U2VydmVycxIZLmxvZy52MS5HZXRTZXJ2ZXJzUmVxdWVzdBoaLmxvZy52MS5HZXRTZXJ2ZXJzUmVzcG9uc2UiA5ACARJCCghHZXRTdGF0cxIXLmxvZy52MS5HZXRTdGF0c1JlcXVlc3QaGC5sb2cudjEuR2V0U3RhdHNSZXNwb25zZSIDkAIBEjwKBldob0FtSRIVLmxvZy52MS5XaG9BbUlSZXF1ZXN0GhYubG9nLnYxLldob0FtSVJlc3BvbnNlIgOQAgFCLVorZ2l0aHViLmNvbS9wcm9nbG9nL3Byb2dsb2cvZ2VuL2xvZy92MTtsb2d2MWIGcHJvdG8z");
+  fileDesc("ChBsb2cvdjEvbG9nLnByb3RvEgZsb2cudjEifwoGUmVjb3JkEg0KBXZhbHVlGAEgASgMEg4KBm9mZnNldBgCIAEoBBILCgNrZXkYAyABKAwSHwoHaGVhZGVycxgEIAMoCzIOLmxvZy52MS5IZWFkZXISKAoEdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiJAoGSGVhZGVyEgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoDCIwCg5Qcm9kdWNlUmVxdWVzdBIeCgZyZWNvcmQYASABKAsyDi5sb2cudjEuUmVjb3JkIiEKD1Byb2R1Y2VSZXNwb25zZRIOCgZvZmZzZXQYASABKAQiNgoTUHJvZHVjZUJhdGNoUmVxdWVzdBIfCgdyZWNvcmRzGAEgAygLMg4ubG9nLnYxLlJlY29yZCI6ChRQcm9kdWNlQmF0Y2hSZXNwb25zZRITCgtiYXNlX29mZnNldBgBIAEoBBINCgVjb3VudBgCIAEoDSJPCg5Db25zdW1lUmVxdWVzdBIOCgZvZmZzZXQYASABKAQSLQoJZnJvbV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIxCg9Db25zdW1lUmVzcG9uc2USHgoGcmVjb3JkGAEgASgLMg4ubG9nLnYxLlJlY29yZCJ6ChRDb25zdW1lU3RyZWFtUmVxdWVzdBIOCgZvZmZzZXQYASABKAQSEAoIZnJvbV9lbmQYAiABKAgSEQoJbWF4X2JhdGNoGAMgASgNEi0KCWZyb21fdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiWAoVQ29uc3VtZVN0cmVhbVJlc3BvbnNlEh4KBnJlY29yZBgBIAEoCzIOLmxvZy52MS5SZWNvcmQSHwoHcmVjb3JkcxgCIAMoCzIOLmxvZy52MS5SZWNvcmQiVwoUUHJvZHVjZVN0cmVhbVJlcXVlc3QSHgoGcmVjb3JkGAEgASgLMg4ubG9nLnYxLlJlY29yZBIfCgdyZWNvcmRzGAIgAygLMg4ubG9nLnYxLlJlY29yZCI2ChVQcm9kdWNlU3RyZWFtUmVzcG9uc2USDgoGb2Zmc2V0GAEgASgEEg0KBWNvdW50GAIgASgNIhMKEUdldFNlcnZlcnNSZXF1ZXN0IjUKEkdldFNlcnZlcnNSZXNwb25zZRIfCgdzZXJ2ZXJzGAEgAygLMg4ubG9nLnYxLlNlcnZlciI5CgZTZXJ2ZXISCgoCaWQYASABKAkSEAoIcnBjX2FkZHIYAiABKAkSEQoJaXNfbGVhZGVyGAMgASgIIhEKD0dldFN0YXRzUmVxdWVzdCKGAQoQR2V0U3RhdHNSZXNwb25zZRIVCg1sb3dlc3Rfb2Zmc2V0GAEgASgEEhMKC25leHRfb2Zmc2V0GAIgASgEEhIKCnNpemVfYnl0ZXMYAyABKAQSEAoIc2VnbWVudHMYBCABKA0SDwoHbm9kZV9pZBgFIAEoCRIPCgd2ZXJzaW9uGAYgASgJIkMKF0dldE9mZnNldEZvclRpbWVSZXF1ZXN0EigKBHRpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlQKGEdldE9mZnNldEZvclRpbWVSZXNwb25zZRIOCgZvZmZzZXQYASABKAQSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiDwoNV2hvQW1JUmVxdWVzdCJJCg5XaG9BbUlSZXNwb25zZRIPCgdzdWJqZWN0GAEgASgJEhUKDWF1dGhlbnRpY2F0ZWQYAiABKAgSDwoHYWN0aW9ucxgDIAMoCSKRAQoNQXBwZW5kT3V0Y29tZRIuCgdvdXRjb21lGAEgASgOMh0ubG9nLnYxLkFwcGVuZE91dGNvbWUuT3V0Y29tZSJQCgdPdXRjb21lEhcKE09VVENPTUVfVU5TUEVDSUZJRUQQABIXChNPVVRDT01FX05PVF9BUFBMSUVEEAESEwoPT1VUQ09NRV9VTktOT1dOEAIiKwoLT2Zmc2V0UmFuZ2USDgoGbG93ZXN0GAEgASgEEgwKBG5leHQYAiABKAQypgUKCkxvZ1NlcnZpY2USPAoHUHJvZHVjZRIWLmxvZy52MS5Qcm9kdWNlUmVxdWVzdBoXLmxvZy52MS5Qcm9kdWNlUmVzcG9uc2UiABJLCgxQcm9kdWNlQmF0Y2gSGy5sb2cudjEuUHJvZHVjZUJhdGNoUmVxdWVzdBocLmxvZy52MS5Qcm9kdWNlQmF0Y2hSZXNwb25zZSIAEj8KB0NvbnN1bWUSFi5sb2cudjEuQ29uc3VtZVJlcXVlc3QaFy5sb2cudjEuQ29uc3VtZVJlc3BvbnNlIgOQAgESUAoNQ29uc3VtZVN0cmVhbRIcLmxvZy52MS5Db25zdW1lU3RyZWFtUmVxdWVzdBodLmxvZy52MS5Db25zdW1lU3RyZWFtUmVzcG9uc2UiADABElIKDVByb2R1Y2VTdHJlYW0SHC5sb2cudjEuUHJvZHVjZVN0cmVhbVJlcXVlc3QaHS5sb2cudjEuUHJvZHVjZVN0cmVhbVJlc3BvbnNlIgAoATABEkgKCkdldFNlcnZlcnMSGS5sb2cudjEuR2V0U2VydmVyc1JlcXVlc3QaGi5sb2cudjEuR2V0U2VydmVyc1Jlc3BvbnNlIgOQAgESQgoIR2V0U3RhdHMSFy5sb2cudjEuR2V0U3RhdHNSZXF1ZXN0GhgubG9nLnYxLkdldFN0YXRzUmVzcG9uc2UiA5ACARJaChBHZXRPZmZzZXRGb3JUaW1lEh8ubG9nLnYxLkdldE9mZnNldEZvclRpbWVSZXF1ZXN0GiAubG9nLnYxLkdldE9mZnNldEZvclRpbWVSZXNwb25zZSIDkAIBEjwKBldob0FtSRIVLmxvZy52MS5XaG9BbUlSZXF1ZXN0GhYubG9nLnYxLldob0FtSVJlc3BvbnNlIgOQAgFCLVorZ2l0aHViLmNvbS9wcm9nbG9nL3Byb2dsb2cvZ2VuL2xvZy92MTtsb2d2MWIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * Record is one entry of the log.
@@ -34,6 +36,32 @@ export type Record = Message<"log.v1.Record"> & {
    * @generated from field: uint64 offset = 2;
    */
   offset: bigint;
+
+  /**
+   * key says what the record is about; opaque to the log. It counts
+   * toward the server's maximum record size.
+   *
+   * @generated from field: bytes key = 3;
+   */
+  key: Uint8Array;
+
+  /**
+   * headers are the record's metadata, in the order given; a key may
+   * repeat. They count toward the server's maximum record size.
+   *
+   * @generated from field: repeated log.v1.Header headers = 4;
+   */
+  headers: Header[];
+
+  /**
+   * time is when the leader appended the record; ignored on produce (a
+   * producer's own time belongs in a header). Times never decrease along
+   * the log. Records written before proglog stored times carry the time
+   * their node wrote them.
+   *
+   * @generated from field: google.protobuf.Timestamp time = 5;
+   */
+  time?: Timestamp | undefined;
 };
 
 /**
@@ -42,6 +70,32 @@ export type Record = Message<"log.v1.Record"> & {
  */
 export const RecordSchema: GenMessage<Record> = /*@__PURE__*/
   messageDesc(file_log_v1_log, 0);
+
+/**
+ * Header is one key/value pair of a record's metadata.
+ *
+ * @generated from message log.v1.Header
+ */
+export type Header = Message<"log.v1.Header"> & {
+  /**
+   * key is at most 256 bytes of UTF-8.
+   *
+   * @generated from field: string key = 1;
+   */
+  key: string;
+
+  /**
+   * @generated from field: bytes value = 2;
+   */
+  value: Uint8Array;
+};
+
+/**
+ * Describes the message log.v1.Header.
+ * Use `create(HeaderSchema)` to create a new message.
+ */
+export const HeaderSchema: GenMessage<Header> = /*@__PURE__*/
+  messageDesc(file_log_v1_log, 1);
 
 /**
  * @generated from message log.v1.ProduceRequest
@@ -58,7 +112,7 @@ export type ProduceRequest = Message<"log.v1.ProduceRequest"> & {
  * Use `create(ProduceRequestSchema)` to create a new message.
  */
 export const ProduceRequestSchema: GenMessage<ProduceRequest> = /*@__PURE__*/
-  messageDesc(file_log_v1_log, 1);
+  messageDesc(file_log_v1_log, 2);
 
 /**
  * @generated from message log.v1.ProduceResponse
@@ -75,7 +129,7 @@ export type ProduceResponse = Message<"log.v1.ProduceResponse"> & {
  * Use `create(ProduceResponseSchema)` to create a new message.
  */
 export const ProduceResponseSchema: GenMessage<ProduceResponse> = /*@__PURE__*/
-  messageDesc(file_log_v1_log, 2);
+  messageDesc(file_log_v1_log, 3);
 
 /**
  * @generated from message log.v1.ProduceBatchRequest
@@ -92,7 +146,7 @@ export type ProduceBatchRequest = Message<"log.v1.ProduceBatchRequest"> & {
  * Use `create(ProduceBatchRequestSchema)` to create a new message.
  */
 export const ProduceBatchRequestSchema: GenMessage<ProduceBatchRequest> = /*@__PURE__*/
-  messageDesc(file_log_v1_log, 3);
+  messageDesc(file_log_v1_log, 4);
 
 /**
  * @generated from message log.v1.ProduceBatchResponse
@@ -118,7 +172,7 @@ export type ProduceBatchResponse = Message<"log.v1.ProduceBatchResponse"> & {
  * Use `create(ProduceBatchResponseSchema)` to create a new message.
  */
 export const ProduceBatchResponseSchema: GenMessage<ProduceBatchResponse> = /*@__PURE__*/
-  messageDesc(file_log_v1_log, 4);
+  messageDesc(file_log_v1_log, 5);
 
 /**
  * @generated from message log.v1.ConsumeRequest
@@ -128,6 +182,14 @@ export type ConsumeRequest = Message<"log.v1.ConsumeRequest"> & {
    * @generated from field: uint64 offset = 1;
    */
   offset: bigint;
+
+  /**
+   * from_time, when set, reads the first record whose time is at or after
+   * it instead of the record at offset; OUT_OF_RANGE if there is none yet.
+   *
+   * @generated from field: google.protobuf.Timestamp from_time = 2;
+   */
+  fromTime?: Timestamp | undefined;
 };
 
 /**
@@ -135,7 +197,7 @@ export type ConsumeRequest = Message<"log.v1.ConsumeRequest"> & {
  * Use `create(ConsumeRequestSchema)` to create a new message.
  */
 export const ConsumeRequestSchema: GenMessage<ConsumeRequest> = /*@__PURE__*/
-  messageDesc(file_log_v1_log, 5);
+  messageDesc(file_log_v1_log, 6);
 
 /**
  * @generated from message log.v1.ConsumeResponse
@@ -152,7 +214,7 @@ export type ConsumeResponse = Message<"log.v1.ConsumeResponse"> & {
  * Use `create(ConsumeResponseSchema)` to create a new message.
  */
 export const ConsumeResponseSchema: GenMessage<ConsumeResponse> = /*@__PURE__*/
-  messageDesc(file_log_v1_log, 6);
+  messageDesc(file_log_v1_log, 7);
 
 /**
  * @generated from message log.v1.ConsumeStreamRequest
@@ -181,6 +243,15 @@ export type ConsumeStreamRequest = Message<"log.v1.ConsumeStreamRequest"> & {
    * @generated from field: uint32 max_batch = 3;
    */
   maxBatch: number;
+
+  /**
+   * from_time, when set, starts the stream at the first record whose time
+   * is at or after it (or at the end, following new records, if there is
+   * none yet); offset and from_end must then be unset.
+   *
+   * @generated from field: google.protobuf.Timestamp from_time = 4;
+   */
+  fromTime?: Timestamp | undefined;
 };
 
 /**
@@ -188,7 +259,7 @@ export type ConsumeStreamRequest = Message<"log.v1.ConsumeStreamRequest"> & {
  * Use `create(ConsumeStreamRequestSchema)` to create a new message.
  */
 export const ConsumeStreamRequestSchema: GenMessage<ConsumeStreamRequest> = /*@__PURE__*/
-  messageDesc(file_log_v1_log, 7);
+  messageDesc(file_log_v1_log, 8);
 
 /**
  * @generated from message log.v1.ConsumeStreamResponse
@@ -215,7 +286,7 @@ export type ConsumeStreamResponse = Message<"log.v1.ConsumeStreamResponse"> & {
  * Use `create(ConsumeStreamResponseSchema)` to create a new message.
  */
 export const ConsumeStreamResponseSchema: GenMessage<ConsumeStreamResponse> = /*@__PURE__*/
-  messageDesc(file_log_v1_log, 8);
+  messageDesc(file_log_v1_log, 9);
 
 /**
  * @generated from message log.v1.ProduceStreamRequest
@@ -241,7 +312,7 @@ export type ProduceStreamRequest = Message<"log.v1.ProduceStreamRequest"> & {
  * Use `create(ProduceStreamRequestSchema)` to create a new message.
  */
 export const ProduceStreamRequestSchema: GenMessage<ProduceStreamRequest> = /*@__PURE__*/
-  messageDesc(file_log_v1_log, 9);
+  messageDesc(file_log_v1_log, 10);
 
 /**
  * @generated from message log.v1.ProduceStreamResponse
@@ -267,7 +338,7 @@ export type ProduceStreamResponse = Message<"log.v1.ProduceStreamResponse"> & {
  * Use `create(ProduceStreamResponseSchema)` to create a new message.
  */
 export const ProduceStreamResponseSchema: GenMessage<ProduceStreamResponse> = /*@__PURE__*/
-  messageDesc(file_log_v1_log, 10);
+  messageDesc(file_log_v1_log, 11);
 
 /**
  * @generated from message log.v1.GetServersRequest
@@ -280,7 +351,7 @@ export type GetServersRequest = Message<"log.v1.GetServersRequest"> & {
  * Use `create(GetServersRequestSchema)` to create a new message.
  */
 export const GetServersRequestSchema: GenMessage<GetServersRequest> = /*@__PURE__*/
-  messageDesc(file_log_v1_log, 11);
+  messageDesc(file_log_v1_log, 12);
 
 /**
  * @generated from message log.v1.GetServersResponse
@@ -297,7 +368,7 @@ export type GetServersResponse = Message<"log.v1.GetServersResponse"> & {
  * Use `create(GetServersResponseSchema)` to create a new message.
  */
 export const GetServersResponseSchema: GenMessage<GetServersResponse> = /*@__PURE__*/
-  messageDesc(file_log_v1_log, 12);
+  messageDesc(file_log_v1_log, 13);
 
 /**
  * Server is one node of the cluster.
@@ -326,7 +397,7 @@ export type Server = Message<"log.v1.Server"> & {
  * Use `create(ServerSchema)` to create a new message.
  */
 export const ServerSchema: GenMessage<Server> = /*@__PURE__*/
-  messageDesc(file_log_v1_log, 13);
+  messageDesc(file_log_v1_log, 14);
 
 /**
  * @generated from message log.v1.GetStatsRequest
@@ -339,7 +410,7 @@ export type GetStatsRequest = Message<"log.v1.GetStatsRequest"> & {
  * Use `create(GetStatsRequestSchema)` to create a new message.
  */
 export const GetStatsRequestSchema: GenMessage<GetStatsRequest> = /*@__PURE__*/
-  messageDesc(file_log_v1_log, 14);
+  messageDesc(file_log_v1_log, 15);
 
 /**
  * @generated from message log.v1.GetStatsResponse
@@ -392,7 +463,51 @@ export type GetStatsResponse = Message<"log.v1.GetStatsResponse"> & {
  * Use `create(GetStatsResponseSchema)` to create a new message.
  */
 export const GetStatsResponseSchema: GenMessage<GetStatsResponse> = /*@__PURE__*/
-  messageDesc(file_log_v1_log, 15);
+  messageDesc(file_log_v1_log, 16);
+
+/**
+ * @generated from message log.v1.GetOffsetForTimeRequest
+ */
+export type GetOffsetForTimeRequest = Message<"log.v1.GetOffsetForTimeRequest"> & {
+  /**
+   * @generated from field: google.protobuf.Timestamp time = 1;
+   */
+  time?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message log.v1.GetOffsetForTimeRequest.
+ * Use `create(GetOffsetForTimeRequestSchema)` to create a new message.
+ */
+export const GetOffsetForTimeRequestSchema: GenMessage<GetOffsetForTimeRequest> = /*@__PURE__*/
+  messageDesc(file_log_v1_log, 17);
+
+/**
+ * @generated from message log.v1.GetOffsetForTimeResponse
+ */
+export type GetOffsetForTimeResponse = Message<"log.v1.GetOffsetForTimeResponse"> & {
+  /**
+   * offset is the first retained record whose time is at or after the
+   * requested time, or the log's next offset if there is none yet.
+   *
+   * @generated from field: uint64 offset = 1;
+   */
+  offset: bigint;
+
+  /**
+   * time is that record's time; unset when there is none.
+   *
+   * @generated from field: google.protobuf.Timestamp time = 2;
+   */
+  time?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message log.v1.GetOffsetForTimeResponse.
+ * Use `create(GetOffsetForTimeResponseSchema)` to create a new message.
+ */
+export const GetOffsetForTimeResponseSchema: GenMessage<GetOffsetForTimeResponse> = /*@__PURE__*/
+  messageDesc(file_log_v1_log, 18);
 
 /**
  * @generated from message log.v1.WhoAmIRequest
@@ -405,7 +520,7 @@ export type WhoAmIRequest = Message<"log.v1.WhoAmIRequest"> & {
  * Use `create(WhoAmIRequestSchema)` to create a new message.
  */
 export const WhoAmIRequestSchema: GenMessage<WhoAmIRequest> = /*@__PURE__*/
-  messageDesc(file_log_v1_log, 16);
+  messageDesc(file_log_v1_log, 19);
 
 /**
  * @generated from message log.v1.WhoAmIResponse
@@ -439,7 +554,88 @@ export type WhoAmIResponse = Message<"log.v1.WhoAmIResponse"> & {
  * Use `create(WhoAmIResponseSchema)` to create a new message.
  */
 export const WhoAmIResponseSchema: GenMessage<WhoAmIResponse> = /*@__PURE__*/
-  messageDesc(file_log_v1_log, 17);
+  messageDesc(file_log_v1_log, 20);
+
+/**
+ * AppendOutcome is attached as an error detail to every failed produce
+ * (Produce, ProduceBatch, ProduceStream), so a client can tell whether a
+ * retry is safe without parsing the message.
+ *
+ * @generated from message log.v1.AppendOutcome
+ */
+export type AppendOutcome = Message<"log.v1.AppendOutcome"> & {
+  /**
+   * @generated from field: log.v1.AppendOutcome.Outcome outcome = 1;
+   */
+  outcome: AppendOutcome_Outcome;
+};
+
+/**
+ * Describes the message log.v1.AppendOutcome.
+ * Use `create(AppendOutcomeSchema)` to create a new message.
+ */
+export const AppendOutcomeSchema: GenMessage<AppendOutcome> = /*@__PURE__*/
+  messageDesc(file_log_v1_log, 21);
+
+/**
+ * @generated from enum log.v1.AppendOutcome.Outcome
+ */
+export enum AppendOutcome_Outcome {
+  /**
+   * @generated from enum value: OUTCOME_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * OUTCOME_NOT_APPLIED: nothing was written; retrying is safe.
+   *
+   * @generated from enum value: OUTCOME_NOT_APPLIED = 1;
+   */
+  NOT_APPLIED = 1,
+
+  /**
+   * OUTCOME_UNKNOWN: the records may have been committed; a retry may
+   * duplicate them.
+   *
+   * @generated from enum value: OUTCOME_UNKNOWN = 2;
+   */
+  UNKNOWN = 2,
+}
+
+/**
+ * Describes the enum log.v1.AppendOutcome.Outcome.
+ */
+export const AppendOutcome_OutcomeSchema: GenEnum<AppendOutcome_Outcome> = /*@__PURE__*/
+  enumDesc(file_log_v1_log, 21, 0);
+
+/**
+ * OffsetRange is attached as an error detail to every OUT_OF_RANGE answer
+ * of a read: the offsets the log holds when it answered.
+ *
+ * @generated from message log.v1.OffsetRange
+ */
+export type OffsetRange = Message<"log.v1.OffsetRange"> & {
+  /**
+   * lowest is the oldest retained record's offset.
+   *
+   * @generated from field: uint64 lowest = 1;
+   */
+  lowest: bigint;
+
+  /**
+   * next is the offset the next record will get.
+   *
+   * @generated from field: uint64 next = 2;
+   */
+  next: bigint;
+};
+
+/**
+ * Describes the message log.v1.OffsetRange.
+ * Use `create(OffsetRangeSchema)` to create a new message.
+ */
+export const OffsetRangeSchema: GenMessage<OffsetRange> = /*@__PURE__*/
+  messageDesc(file_log_v1_log, 22);
 
 /**
  * LogService appends records to the log and reads them back.
@@ -522,6 +718,17 @@ export const LogService: GenService<{
     methodKind: "unary";
     input: typeof GetStatsRequestSchema;
     output: typeof GetStatsResponseSchema;
+  },
+  /**
+   * GetOffsetForTime answers which offset was at a time: the first record
+   * whose time is at or after it (Kafka's offsetsForTimes).
+   *
+   * @generated from rpc log.v1.LogService.GetOffsetForTime
+   */
+  getOffsetForTime: {
+    methodKind: "unary";
+    input: typeof GetOffsetForTimeRequestSchema;
+    output: typeof GetOffsetForTimeResponseSchema;
   },
   /**
    * WhoAmI tells the caller who the server thinks it is and what the ACL
