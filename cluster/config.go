@@ -78,6 +78,10 @@ type Config struct {
 	// stops appends.
 	DiskReserve int64
 
+	// Now is the clock this node stamps the records it leads with; nil is
+	// time.Now. (Tests give nodes skewed clocks.)
+	Now func() time.Time
+
 	// Logger receives Raft's and the cluster's reports; nil discards them.
 	Logger *slog.Logger
 	// Registerer, when set, gets the node's metrics (unregistered on Close).
@@ -93,6 +97,9 @@ type Config struct {
 const storeSyncInterval = time.Minute
 
 func (c Config) withDefaults() (Config, error) {
+	if c.Now == nil {
+		c.Now = time.Now
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -70,6 +70,26 @@
 // barrier) carry no records; a malformed command carries none, on every
 // node alike.
 //
+// # Times are the leader's, and never decrease
+//
+// A record's time is part of the replicated entry, not stamped by each
+// node's store: the leader writes its clock into the entry when it proposes
+// it (entry.go gives the format byte by byte, with the key and headers of
+// each record), and the FSM gives the entry's records
+// max(previous record's time, proposed time) (fsm.stamp). The floor is
+// state every node derives from the same committed entries in the same
+// order, so every node stores the same time for the same offset, and age
+// retention judges the same times everywhere (it still deletes whole
+// segments, whose boundaries differ between nodes). The floor also makes times non-decreasing along the log when
+// a new leader's clock is behind the old one's: a lookup by time
+// (OffsetForTime, a binary search) relies on that. A clock that jumps ahead
+// drags later records' times with it until real time catches up. The floor
+// is kept across restarts in the snapshot header (fsm.go; a header of the
+// first version has none, and the floor is then read from the store's last
+// record). Entries of the first format, written before records had times,
+// take the time the leader appended them to its Raft log
+// (raft.Log.AppendedAt, which the Raft log store keeps).
+//
 // # Applying exactly once across restarts
 //
 // On a restart Raft replays every committed entry after its latest snapshot
@@ -134,7 +154,7 @@
 // lays them out. When the node takes one, the FSM seals the store's active
 // segment and hard-links every sealed segment file into the snapshot
 // (logstore.Link, which fdatasyncs them first): state.bin holds only the
-// 32-byte header (next and lowest offset, CRC) and meta.json lists the
+// 40-byte header (next and lowest offset, time floor, CRC) and meta.json lists the
 // linked files with their sizes. Taking a snapshot therefore writes no
 // record, whatever the store's size; each one starts a new store segment.
 // Sealed segments are never written again, and the store is only ever cut

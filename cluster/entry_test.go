@@ -2,48 +2,91 @@ package cluster
 
 import (
 	"bytes"
+	"encoding/binary"
+	"hash/crc32"
 	"slices"
 	"testing"
+
+	"github.com/proglog/proglog/logstore"
 )
 
-func TestBatchEncoding(t *testing.T) {
-	tests := [][][]byte{
-		{{}},
-		{[]byte("a")},
-		{[]byte("one"), {}, bytes.Repeat([]byte{0xff}, 300)},
+// encodeV1 writes a first-format entry, as older versions did.
+func encodeV1(values [][]byte) []byte {
+	b := []byte{entryAppendV1}
+	b = binary.AppendUvarint(b, uint64(len(values)))
+	for _, v := range values {
+		b = binary.AppendUvarint(b, uint64(len(v)))
+		b = append(b, v...)
 	}
-	for _, values := range tests {
-		got, err := decodeBatch(encodeBatch(values))
-		if err != nil || !slices.EqualFunc(got, values, bytes.Equal) {
-			t.Fatalf("round trip of %q: %q, %v", values, got, err)
+	return b
+}
+
+func sameRecords(a, b []logstore.Record) bool {
+	return slices.EqualFunc(a, b, func(x, y logstore.Record) bool {
+		return bytes.Equal(x.Key, y.Key) && bytes.Equal(x.Value, y.Value) &&
+			slices.EqualFunc(x.Headers, y.Headers, func(p, q logstore.Header) bool {
+				return p.Key == q.Key && bytes.Equal(p.Value, q.Value)
+			})
+	})
+}
+
+func TestEntryEncoding(t *testing.T) {
+	tests := [][]logstore.Record{
+		{{}},
+		{{Value: []byte("a")}},
+		{{Value: []byte("one")}, {Key: []byte("k")}, {Value: bytes.Repeat([]byte{0xff}, 300)}},
+		{{Key: []byte("k"), Headers: []logstore.Header{{Key: "a", Value: []byte("1")}, {Key: "a"}, {Key: "ü", Value: []byte{0}}}, Value: []byte("v")}},
+	}
+	for _, recs := range tests {
+		got, err := decodeEntry(encodeRecords(-42, recs))
+		if err != nil || !sameRecords(got.recs, recs) || got.at.UnixNano() != -42 {
+			t.Fatalf("round trip of %+v: %+v, %v", recs, got, err)
 		}
 	}
-	bad := [][]byte{nil, {0}, {2, 1, 0}, {1}, {1, 0}, {1, 2, 1, 'a'}, {1, 1, 5, 'a'}, {1, 1, 1, 'a', 'b'}, {1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1}}
+	bad := [][]byte{nil, {0}, {3, 1, 0}, {2}, {2, 0, 0, 0, 0, 0, 0, 0, 0}, {2, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+		{2, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0}, {2, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0, 0, 1},
+		{1}, {1, 0}, {1, 2, 1, 'a'}, {1, 1, 5, 'a'}, {1, 1, 1, 'a', 'b'}, {1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1}}
 	for _, b := range bad {
-		if _, err := decodeBatch(b); err == nil {
-			t.Errorf("decodeBatch(%v) accepted a malformed entry", b)
+		if _, err := decodeEntry(b); err == nil {
+			t.Errorf("decodeEntry(%v) accepted a malformed entry", b)
 		}
 	}
 }
 
-func FuzzDecodeBatch(f *testing.F) {
-	f.Add(encodeBatch([][]byte{[]byte("a"), []byte("bc")}))
+// TestEntryV1 reads entries of the first format, as written before records
+// had keys, headers and times: values only, no proposed time.
+func TestEntryV1(t *testing.T) {
+	values := [][]byte{[]byte("one"), {}, bytes.Repeat([]byte{0xff}, 300)}
+	got, err := decodeEntry(encodeV1(values))
+	if err != nil || !got.at.IsZero() || len(got.recs) != len(values) {
+		t.Fatalf("decodeEntry = %+v, %v", got, err)
+	}
+	for i, r := range got.recs {
+		if !bytes.Equal(r.Value, values[i]) || r.Key != nil || r.Headers != nil {
+			t.Fatalf("record %d = %+v", i, r)
+		}
+	}
+}
+
+func FuzzDecodeEntry(f *testing.F) {
+	f.Add(encodeRecords(5, []logstore.Record{{Value: []byte("a")}, {Key: []byte("k"), Headers: []logstore.Header{{Key: "h"}}, Value: []byte("bc")}}))
+	f.Add(encodeV1([][]byte{[]byte("a"), []byte("bc")}))
 	f.Add([]byte{1, 1, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		values, err := decodeBatch(b)
+		e, err := decodeEntry(b)
 		if err != nil {
 			return
 		}
-		// Lengths may be non-minimal varints, so compare values, not bytes.
-		again, err := decodeBatch(encodeBatch(values))
-		if err != nil || !slices.EqualFunc(again, values, bytes.Equal) {
-			t.Fatalf("re-encoding %v: %q, %v", b, again, err)
+		// Lengths may be non-minimal varints, so compare records, not bytes.
+		again, err := decodeEntry(encodeRecords(e.at.UnixNano(), e.recs))
+		if err != nil || !sameRecords(again.recs, e.recs) {
+			t.Fatalf("re-encoding %v: %+v, %v", b, again, err)
 		}
 	})
 }
 
 func TestSnapHeader(t *testing.T) {
-	h := snapHeader{next: 1 << 40, lowest: 7}
+	h := snapHeader{next: 1 << 40, lowest: 7, last: -3}
 	got, err := readSnapHeader(bytes.NewReader(h.encode()))
 	if err != nil || got != h {
 		t.Fatalf("round trip: %+v, %v", got, err)
@@ -58,18 +101,31 @@ func TestSnapHeader(t *testing.T) {
 	if _, err := readSnapHeader(bytes.NewReader(h.encode()[:10])); err == nil {
 		t.Fatal("short header accepted")
 	}
+	// A first-version header, as older versions wrote it: no time floor.
+	v1 := make([]byte, snapHeaderSizeV1)
+	copy(v1, "PLSNAP01")
+	binary.LittleEndian.PutUint64(v1[8:], 9)
+	binary.LittleEndian.PutUint64(v1[16:], 2)
+	binary.LittleEndian.PutUint32(v1[24:], crc32.Checksum(v1[:24], castagnoli))
+	if got, err := readSnapHeader(bytes.NewReader(v1)); err != nil || got != (snapHeader{next: 9, lowest: 2}) {
+		t.Fatalf("first-version header: %+v, %v", got, err)
+	}
+	if snapHeaderLen(v1[:8]) != snapHeaderSizeV1 || snapHeaderLen(h.encode()[:8]) != snapHeaderSize {
+		t.Fatal("snapHeaderLen")
+	}
 }
 
 func FuzzReadSnapHeader(f *testing.F) {
 	f.Add(snapHeader{next: 5, lowest: 1}.encode())
 	f.Add([]byte("PLSNAP01"))
+	f.Add([]byte("PLSNAP02"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		h, err := readSnapHeader(bytes.NewReader(b))
 		if err != nil {
 			return
 		}
-		if !bytes.Equal(h.encode(), b[:snapHeaderSize]) {
-			t.Fatalf("accepted header %x does not re-encode to itself", b[:snapHeaderSize])
+		if size := snapHeaderLen(b[:8]); size == snapHeaderSize && !bytes.Equal(h.encode(), b[:size]) {
+			t.Fatalf("accepted header %x does not re-encode to itself", b[:size])
 		}
 	})
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -23,6 +24,9 @@ type fsm struct {
 	logger *slog.Logger
 	w      *storeWriter
 	next   uint64 // offset the next applied record gets
+	// last is the time of the latest applied record, Unix nanoseconds: the
+	// floor for the next one's (stamp).
+	last int64
 	// stored is the offset the next record handed to w gets: the store's
 	// end once w has written everything queued.
 	stored uint64
@@ -66,23 +70,25 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	lg := f.c.current().log
 	lowest, _ := lg.Bounds()
 	have := f.stored
-	var fresh [][]byte
+	var fresh []logstore.Record
 	var freshBase uint64
 	for i, e := range logs {
 		f.c.applied(len(e.Data))
 		if e.Type != raft.LogCommand {
 			continue
 		}
-		values, err := decodeBatch(e.Data)
+		entry, err := decodeEntry(e.Data)
 		if err != nil {
 			// Every node decodes the same committed bytes the same way, so a
 			// malformed entry adds no records anywhere.
 			out[i] = applyResult{err: fmt.Errorf("raft entry %d: %w", e.Index, err)}
 			continue
 		}
+		at := f.stamp(entry.at, e.AppendedAt)
+		values := entry.recs
 		base := f.next
 		out[i] = applyResult{base: base, n: len(values)}
-		for j, v := range values {
+		for j := range values {
 			off := base + uint64(j)
 			if off < have {
 				if off >= lowest {
@@ -96,7 +102,8 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 				}
 				freshBase = off
 			}
-			fresh = append(fresh, v)
+			values[j].Time = at
+			fresh = append(fresh, values[j])
 		}
 		f.next += uint64(len(values))
 	}
@@ -106,6 +113,26 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	}
 	f.committed.Store(f.next)
 	return out
+}
+
+// stamp returns the time of an entry's records: the time the leader
+// proposed it at (for an entry of the first format, the time it appended
+// it to its Raft log), but never before the previous entry's. Every node
+// applies the same entries from the same floor, so every node gives a
+// record the same time, and times never decrease along the log even when a
+// new leader's clock is behind the old one's (a lookup by time relies on
+// it). The floor travels in snapshots.
+func (f *fsm) stamp(proposed, appended time.Time) time.Time {
+	t := proposed
+	if t.IsZero() {
+		t = appended
+	}
+	var at int64
+	if !t.IsZero() {
+		at = t.UnixNano()
+	}
+	f.last = max(f.last, at)
+	return time.Unix(0, f.last)
 }
 
 // fail stops this node's applying: the committed entries stay committed on
@@ -121,48 +148,105 @@ func (f *fsm) fail(out []any, err error) []any {
 	return out
 }
 
-// Snapshot header, 32 bytes, little endian:
+// Snapshot header, 40 bytes, little endian:
 //
-//	0   8  magic "PLSNAP01"
+//	0   8  magic "PLSNAP02"
 //	8   8  next: the offset of the first record after the snapshot's raft index
 //	16  8  lowest offset in the stream
-//	24  4  CRC32C of bytes 0..23
-//	28  4  zero
+//	24  8  the time of the last record applied (next-1), Unix nanoseconds:
+//	       the floor for the next record's time (fsm.stamp)
+//	32  4  CRC32C of bytes 0..31
+//	36  4  zero
 //
-// Then the stream of (*logstore.Log).Reader.
-const snapHeaderSize = 32
-
-var (
-	snapMagic  = [8]byte{'P', 'L', 'S', 'N', 'A', 'P', '0', '1'}
-	castagnoli = crc32.MakeTable(crc32.Castagnoli)
+// Then the stream of (*logstore.Log).Reader. The first version, "PLSNAP01",
+// is 32 bytes: magic, next, lowest, CRC32C of bytes 0..23, four zeros; its
+// floor is the time of record next-1 where the store still holds it.
+const (
+	snapHeaderSize   = 40
+	snapHeaderSizeV1 = 32
 )
 
-type snapHeader struct{ next, lowest uint64 }
+var (
+	snapMagic   = [8]byte{'P', 'L', 'S', 'N', 'A', 'P', '0', '2'}
+	snapMagicV1 = [8]byte{'P', 'L', 'S', 'N', 'A', 'P', '0', '1'}
+	castagnoli  = crc32.MakeTable(crc32.Castagnoli)
+)
+
+type snapHeader struct {
+	next, lowest uint64
+	last         int64 // 0 from a first-version header: unknown
+}
+
+// floor returns the time floor for the records after the snapshot: from
+// the header, or for a first-version header the time of its last record,
+// read from lg if it holds it.
+func (h snapHeader) floor(lg *logstore.Log) int64 {
+	if h.last != 0 || h.next == 0 {
+		return h.last
+	}
+	return lastTime(lg, h.next)
+}
+
+// lastTime is the time of the record before next in lg, or 0.
+func lastTime(lg *logstore.Log, next uint64) int64 {
+	if next == 0 {
+		return 0
+	}
+	rec, err := lg.Read(next - 1)
+	if err != nil {
+		return 0
+	}
+	return rec.Time.UnixNano()
+}
+
+// snapHeaderLen is the length of the header that starts with magic.
+func snapHeaderLen(magic []byte) int {
+	if string(magic) == string(snapMagicV1[:]) {
+		return snapHeaderSizeV1
+	}
+	return snapHeaderSize
+}
 
 func (h snapHeader) encode() []byte {
 	b := make([]byte, snapHeaderSize)
 	copy(b, snapMagic[:])
 	binary.LittleEndian.PutUint64(b[8:], h.next)
 	binary.LittleEndian.PutUint64(b[16:], h.lowest)
-	binary.LittleEndian.PutUint32(b[24:], crc32.Checksum(b[:24], castagnoli))
+	binary.LittleEndian.PutUint64(b[24:], uint64(h.last))
+	binary.LittleEndian.PutUint32(b[32:], crc32.Checksum(b[:32], castagnoli))
 	return b
 }
 
 func readSnapHeader(r io.Reader) (snapHeader, error) {
 	b := make([]byte, snapHeaderSize)
-	if _, err := io.ReadFull(r, b); err != nil {
+	if _, err := io.ReadFull(r, b[:8]); err != nil {
 		return snapHeader{}, fmt.Errorf("%w: snapshot header: %v", logstore.ErrCorrupt, err)
 	}
-	if [8]byte(b[:8]) != snapMagic {
+	var magic [8]byte
+	copy(magic[:], b)
+	size, crcAt := snapHeaderSize, 32
+	switch magic {
+	case snapMagic:
+	case snapMagicV1:
+		size, crcAt = snapHeaderSizeV1, 24
+	default:
 		return snapHeader{}, fmt.Errorf("%w: snapshot header: bad magic %q", logstore.ErrCorrupt, b[:8])
 	}
-	if crc32.Checksum(b[:24], castagnoli) != binary.LittleEndian.Uint32(b[24:28]) {
+	b = b[:size]
+	if _, err := io.ReadFull(r, b[8:]); err != nil {
+		return snapHeader{}, fmt.Errorf("%w: snapshot header: %v", logstore.ErrCorrupt, err)
+	}
+	if crc32.Checksum(b[:crcAt], castagnoli) != binary.LittleEndian.Uint32(b[crcAt:]) {
 		return snapHeader{}, fmt.Errorf("%w: snapshot header: crc mismatch", logstore.ErrCorrupt)
 	}
-	if binary.LittleEndian.Uint32(b[28:]) != 0 {
+	if binary.LittleEndian.Uint32(b[crcAt+4:]) != 0 {
 		return snapHeader{}, fmt.Errorf("%w: snapshot header: reserved bytes not zero", logstore.ErrCorrupt)
 	}
-	return snapHeader{next: binary.LittleEndian.Uint64(b[8:]), lowest: binary.LittleEndian.Uint64(b[16:])}, nil
+	h := snapHeader{next: binary.LittleEndian.Uint64(b[8:]), lowest: binary.LittleEndian.Uint64(b[16:])}
+	if magic == snapMagic {
+		h.last = int64(binary.LittleEndian.Uint64(b[24:]))
+	}
+	return h, nil
 }
 
 // Snapshot seals the store's active segment and links the sealed segment
@@ -191,7 +275,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 		return nil, fmt.Errorf("cluster: snapshot: %w", err)
 	}
 	f.c.snapshotTaken()
-	return &fsmSnapshot{header: snapHeader{next: next, lowest: lowest}, staging: staging, files: files}, nil
+	return &fsmSnapshot{header: snapHeader{next: next, lowest: lowest, last: f.last}, staging: staging, files: files}, nil
 }
 
 type fsmSnapshot struct {
@@ -257,6 +341,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 					f.logger.Info("cluster: cut the store back to its latest snapshot; raft re-applies the rest", "from", keep, "records", have-keep)
 				}
 				f.next, f.stored = h.next, keep
+				f.last = h.floor(lg)
 				f.committed.Store(h.next)
 				return nil
 			}
@@ -285,6 +370,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		f.w.err.Store(nil)
 	}
 	f.next, f.stored, f.failed = h.next, have, nil
+	f.last = h.floor(lg)
 	f.committed.Store(h.next)
 	f.broken.Store(false)
 	return nil

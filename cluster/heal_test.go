@@ -50,10 +50,10 @@ func TestSnapshotLinksTheStore(t *testing.T) {
 		t.Fatalf("snapshot links %d files, want the store's several segments", len(meta.Files))
 	}
 	st, err := os.Stat(filepath.Join(snap, "state.bin"))
-	if err != nil || st.Size() != 32 {
-		t.Fatalf("state.bin: %v, %v; want the 32-byte header alone", st, err)
+	if err != nil || st.Size() != 40 {
+		t.Fatalf("state.bin: %v, %v; want the header alone", st, err)
 	}
-	size := int64(32)
+	size := int64(40)
 	for _, f := range meta.Files {
 		linked, err := os.Stat(filepath.Join(snap, f.Name))
 		if err != nil {

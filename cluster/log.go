@@ -346,7 +346,7 @@ func (l *Log) adopt(marker string) error {
 		n := lg.Stats().SizeBytes
 		l.logger.Info("cluster: adopting the records this node held before it ran raft; they are copied once into a raft snapshot",
 			"lowest", lowest, "next", next, "bytes", n)
-		stream := io.MultiReader(bytes.NewReader(snapHeader{next: next, lowest: lowest}.encode()), lg.Reader())
+		stream := io.MultiReader(bytes.NewReader(snapHeader{next: next, lowest: lowest, last: lastTime(lg, next)}.encode()), lg.Reader())
 		cfg := l.raft.GetConfiguration()
 		if err := cfg.Error(); err != nil {
 			return fmt.Errorf("cluster: adopt the existing store: %w", err)
@@ -468,21 +468,31 @@ func second(_, b uint64) uint64 { return b }
 
 // Append replicates one record and returns its offset.
 func (l *Log) Append(ctx context.Context, value []byte) (uint64, error) {
-	return l.AppendBatch(ctx, [][]byte{value})
+	return l.AppendRecords(ctx, []logstore.Record{{Value: value}})
 }
 
-// AppendBatch replicates values as one Raft entry; they get consecutive
-// offsets, returned as the first. It returns once a quorum stored the entry
-// durably and this node applied it. On a follower it returns a
-// *NotLeaderError (ErrNotLeader) without writing anything.
+// AppendBatch replicates values as one Raft entry (see AppendRecords).
 func (l *Log) AppendBatch(ctx context.Context, values [][]byte) (uint64, error) {
-	if len(values) == 0 {
-		return 0, errors.New("cluster: AppendBatch needs at least one value")
+	recs := make([]logstore.Record, len(values))
+	for i, v := range values {
+		recs[i].Value = v
+	}
+	return l.AppendRecords(ctx, recs)
+}
+
+// AppendRecords replicates recs as one Raft entry; they get consecutive
+// offsets, returned as the first, and the time this leader proposes them at
+// (their Offset and Time fields are ignored). It returns once a quorum
+// stored the entry durably and this node applied it. On a follower it
+// returns a *NotLeaderError (ErrNotLeader) without writing anything.
+func (l *Log) AppendRecords(ctx context.Context, recs []logstore.Record) (uint64, error) {
+	if len(recs) == 0 {
+		return 0, errors.New("cluster: AppendRecords needs at least one record")
 	}
 	limit := l.cfg.maxRecordBytes()
-	for i, v := range values {
-		if len(v) > limit {
-			return 0, fmt.Errorf("%w: value %d has %d bytes, limit %d", logstore.ErrRecordTooLarge, i, len(v), limit)
+	for i := range recs {
+		if size := recs[i].Size(); size > limit {
+			return 0, fmt.Errorf("%w: record %d has %d bytes, limit %d", logstore.ErrRecordTooLarge, i, size, limit)
 		}
 	}
 	if err := ctx.Err(); err != nil {
@@ -534,7 +544,7 @@ func (l *Log) AppendBatch(ctx context.Context, values [][]byte) (uint64, error) 
 		l.applyMu.RUnlock()
 		return 0, ErrClosed
 	}
-	f := l.raft.Apply(encodeBatch(values), timeout)
+	f := l.raft.Apply(encodeRecords(l.cfg.Now().UnixNano(), recs), timeout)
 	l.waiters.Go(func() {
 		err := f.Error()
 		var resp any
@@ -608,6 +618,30 @@ func (l *Log) ReadBatch(offset uint64, maxRecords, maxBytes int, dst []logstore.
 		}
 	}
 	return dst, ErrClosed
+}
+
+// OffsetForTime returns the offset of the first committed record whose time
+// is at or after t, or the next offset if there is none (see
+// logstore.Log.OffsetForTime). It first waits for the store writer to write
+// what was applied, since the answer may be among those records.
+func (l *Log) OffsetForTime(ctx context.Context, t time.Time) (uint64, error) {
+	for range 3 {
+		ref := l.current()
+		if c := l.fsm.committed.Load(); c > 0 && l.unwritten(ref, c-1) {
+			if err := l.awaitWritten(ref, c-1); err != nil {
+				return 0, err
+			}
+		}
+		off, err := ref.log.OffsetForTime(ctx, t)
+		if !errors.Is(err, logstore.ErrClosed) {
+			l.noteDamage(err)
+			return off, err
+		}
+		if !l.wasReplaced(ref) && !l.awaitReplaced(ref) {
+			return 0, l.mapClosed(err)
+		}
+	}
+	return 0, ErrClosed
 }
 
 // awaitReplaced waits a moment for a closed store to be replaced (the store

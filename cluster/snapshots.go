@@ -22,7 +22,7 @@ import (
 // snapshotStore keeps Raft's snapshots in <raft>/snapshots, a directory
 // each with meta.json and state.bin, as hashicorp/raft's FileSnapshotStore
 // lays them out (so the directories it wrote still open). A snapshot the
-// node takes of its own store holds only the 32-byte header in state.bin
+// node takes of its own store holds only the 40-byte header in state.bin
 // and hard links to the store's segment files, each read up to the size
 // the manifest in meta.json gives (logstore.Link): taking it writes no
 // record, and the links keep the files' bytes while retention deletes the
@@ -194,7 +194,9 @@ func (s *snapshotStore) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, erro
 		return fail(err)
 	}
 	files = append(files, state)
-	readers := []io.Reader{bufio.NewReaderSize(state, 64<<10)}
+	br := bufio.NewReaderSize(state, 64<<10)
+	magic, _ := br.Peek(len(snapMagic)) // a short or unknown one fails in readSnapHeader
+	readers := []io.Reader{br}
 	for _, lf := range m.Files {
 		f, err := os.Open(filepath.Join(dir, lf.Name))
 		if err != nil {
@@ -210,7 +212,7 @@ func (s *snapshotStore) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, erro
 		}
 		readers = append(readers, io.NewSectionReader(f, 0, lf.Size))
 	}
-	return &m.SnapshotMeta, newVerifiedStream(io.MultiReader(readers...), snapHeaderSize, files, s.onCorrupt), nil
+	return &m.SnapshotMeta, newVerifiedStream(io.MultiReader(readers...), snapHeaderLen(magic), files, s.onCorrupt), nil
 }
 
 type multiCloser []*os.File

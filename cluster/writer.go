@@ -42,7 +42,7 @@ const maxWriteBatch = 1 << 16
 // before it is written.
 type writeReq struct {
 	base    uint64
-	values  [][]byte
+	values  []logstore.Record
 	flushed chan struct{}
 }
 
@@ -55,7 +55,7 @@ func newStoreWriter(c *Log) *storeWriter {
 func (w *storeWriter) run() {
 	defer close(w.done)
 	var (
-		values  [][]byte
+		values  []logstore.Record
 		flushes []chan struct{}
 		base    uint64
 	)
@@ -101,7 +101,7 @@ func (w *storeWriter) run() {
 // reopens it and writes what it lacks again, backing off, until it succeeds
 // or the node closes: a disk that fills up stalls applying until space is
 // freed, and then the node goes on by itself. Meanwhile stalled says why.
-func (w *storeWriter) write(base uint64, values [][]byte) {
+func (w *storeWriter) write(base uint64, values []logstore.Record) {
 	backoff := 100 * time.Millisecond
 	closed := false // the latest reopen failed
 	for {
@@ -146,7 +146,7 @@ func (w *storeWriter) write(base uint64, values [][]byte) {
 
 // append writes the part of values the store does not hold yet: a failed
 // append may have written some of them before it failed.
-func (w *storeWriter) append(base uint64, values [][]byte) error {
+func (w *storeWriter) append(base uint64, values []logstore.Record) error {
 	lg := w.c.current().log
 	_, have := lg.Bounds()
 	switch {
@@ -156,7 +156,7 @@ func (w *storeWriter) append(base uint64, values [][]byte) error {
 		return nil
 	}
 	rest := values[have-base:]
-	got, err := lg.AppendBatch(context.Background(), rest)
+	got, err := lg.AppendRecords(context.Background(), rest)
 	if err == nil && got != have {
 		err = fmt.Errorf("%w: the local log put the records at %d, want %d", logstore.ErrCorrupt, got, have)
 	}
@@ -178,7 +178,7 @@ func (w *storeWriter) failure() error {
 }
 
 // enqueue hands records over; called by the FSM only.
-func (w *storeWriter) enqueue(base uint64, values [][]byte) {
+func (w *storeWriter) enqueue(base uint64, values []logstore.Record) {
 	w.queue <- writeReq{base: base, values: values}
 }
 

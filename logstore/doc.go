@@ -36,27 +36,48 @@
 // After the header come frames, back to back, each starting at a multiple of
 // 8 bytes:
 //
-//	0   1  type: 1 = record. 0 is never written, so zero-filled space reads as "no record"
+//	0   1  type: 1 = a record of a value alone, 2 = a record with a key or
+//	       headers. 0 is never written, so zero-filled space reads as "no record"
 //	1   3  zero
-//	4   4  value length n, at most 1 GiB (Config.MaxRecordBytes bounds new
+//	4   4  payload length n, at most 1 GiB (Config.MaxRecordBytes bounds new
 //	       appends; records already written stay readable if it is lowered).
 //	       No length read from disk is trusted to size an allocation
 //	       beyond the bytes the file actually holds.
 //	8   8  the record's offset
 //	16  8  the record's time, Unix nanoseconds
-//	24  4  CRC32C (Castagnoli) of bytes 0..23 of the frame followed by the value
-//	28  n  value
+//	24  4  CRC32C (Castagnoli) of bytes 0..23 of the frame followed by the payload
+//	28  n  payload
 //	       zero padding to the next multiple of 8
+//
+// A type 1 payload is the value. A type 2 payload is (uvarints as
+// encoding/binary writes them):
+//
+//	uvarint key length, key
+//	uvarint header count, then per header, in the order appended (keys may
+//	  repeat): uvarint key length, key (UTF-8), uvarint value length, value
+//	the value: the rest of the payload
+//
+// A record with neither key nor headers is always written as type 1, so a
+// type 2 payload with an empty key and no headers is refused as damaged;
+// frames written before type 2 existed are type 1 and read as records
+// without key or headers. (A version older than type 2 refuses a store that
+// holds one: "unknown frame type 2".)
 //
 // Because the CRC covers the offset and length, a frame read from the wrong
 // place, a stale frame or a damaged length is detected, not served.
+//
+// The time is the one AppendRecords was given, or Config.Now when it was
+// zero, raised to the latest time written if the clock went back, so that
+// times stamped by the log never decrease. OffsetForTime relies on times not
+// decreasing: it binary-searches the records, reading the fixed part of one
+// frame per probe (O(log n) reads of 28 bytes, no time index on disk).
 //
 // # Index: one 8-byte entry per record
 //
 // After the header, entry i describes record base+i:
 //
 //	0   4  byte position of the record's frame in the store (never 0: the header is there)
-//	4   4  value length
+//	4   4  payload length
 //
 // The index is mmapped (golang.org/x/sys/unix). For the active segment the
 // file is allocated ahead in 64 KiB steps with fallocate, so a full disk is
@@ -220,7 +241,7 @@
 // Log.Reader returns the retained log as one byte stream: each segment's
 // store file, oldest first, from its header to the end of the records
 // visible when Reader was called. A store header begins with 'P' (the
-// magic), a frame with type 1, so the stream splits back into segments and
+// magic), a frame with type 1 or 2, so the stream splits back into segments and
 // frames without any other framing, and every frame carries its own offset
 // and CRC. Restore turns such a stream back into a log directory, checking
 // every header and frame on the way.

@@ -14,7 +14,8 @@ const (
 	frameHeaderSize = 28
 	frameAlign      = 8
 	indexEntrySize  = 8
-	frameTypeRecord = 1
+	frameTypeRecord = 1 // a bare value
+	frameTypeKeyed  = 2 // key, headers and value
 	minFrameSize    = (frameHeaderSize + frameAlign - 1) &^ (frameAlign - 1)
 )
 
@@ -26,38 +27,78 @@ const (
 // castagnoli is the CRC32C table; never modified after initialisation.
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// frameSize is the bytes a record with a value of n bytes takes in a store,
-// padding included.
+// frameSize is the bytes a record with a payload of n bytes takes in a
+// store, padding included.
 func frameSize(n int) int64 {
 	return (frameHeaderSize + int64(n) + frameAlign - 1) &^ (frameAlign - 1)
 }
 
-// appendFrame encodes one record frame onto dst.
-func appendFrame(dst []byte, offset uint64, unixNano int64, value []byte) []byte {
+// payloadSize is the length of the payload r is stored with: the bare
+// value for a record without key and headers (a type 1 frame), else the
+// keyed encoding (type 2).
+func payloadSize(r *Record) int {
+	if len(r.Key) == 0 && len(r.Headers) == 0 {
+		return len(r.Value)
+	}
+	n := uvarintLen(len(r.Key)) + len(r.Key) + uvarintLen(len(r.Headers)) + len(r.Value)
+	for _, h := range r.Headers {
+		n += uvarintLen(len(h.Key)) + len(h.Key) + uvarintLen(len(h.Value)) + len(h.Value)
+	}
+	return n
+}
+
+func uvarintLen(n int) int {
+	l := 1
+	for ; n >= 0x80; n >>= 7 {
+		l++
+	}
+	return l
+}
+
+// appendFrame encodes one record frame onto dst; r.Offset and r.Time are
+// ignored for offset and unixNano.
+func appendFrame(dst []byte, offset uint64, unixNano int64, r *Record) []byte {
 	start := len(dst)
-	n := int(frameSize(len(value)))
-	if cap(dst)-start < n {
-		grown := make([]byte, start, 2*cap(dst)+n)
+	n := payloadSize(r)
+	size := int(frameSize(n))
+	if cap(dst)-start < size {
+		grown := make([]byte, start, 2*cap(dst)+size)
 		copy(grown, dst)
 		dst = grown
 	}
-	dst = dst[:start+n]
+	dst = dst[:start+size]
 	b := dst[start:]
 	b[0] = frameTypeRecord
+	if len(r.Key) > 0 || len(r.Headers) > 0 {
+		b[0] = frameTypeKeyed
+		p := b[frameHeaderSize:frameHeaderSize]
+		p = binary.AppendUvarint(p, uint64(len(r.Key)))
+		p = append(p, r.Key...)
+		p = binary.AppendUvarint(p, uint64(len(r.Headers)))
+		for _, h := range r.Headers {
+			p = binary.AppendUvarint(p, uint64(len(h.Key)))
+			p = append(p, h.Key...)
+			p = binary.AppendUvarint(p, uint64(len(h.Value)))
+			p = append(p, h.Value...)
+		}
+		copy(b[frameHeaderSize+len(p):], r.Value)
+	} else {
+		copy(b[frameHeaderSize:], r.Value)
+	}
 	b[1], b[2], b[3] = 0, 0, 0
-	binary.LittleEndian.PutUint32(b[4:8], uint32(len(value)))
+	binary.LittleEndian.PutUint32(b[4:8], uint32(n))
 	binary.LittleEndian.PutUint64(b[8:16], offset)
 	binary.LittleEndian.PutUint64(b[16:24], uint64(unixNano))
-	copy(b[frameHeaderSize:], value)
-	clear(b[frameHeaderSize+len(value):])
-	crc := crc32.Update(crc32.Checksum(b[:24], castagnoli), castagnoli, value)
+	clear(b[frameHeaderSize+n:])
+	crc := crc32.Update(crc32.Checksum(b[:24], castagnoli), castagnoli, b[frameHeaderSize:frameHeaderSize+n])
 	binary.LittleEndian.PutUint32(b[24:28], crc)
 	return dst
 }
 
 // frameHeader is the decoded fixed part of a frame.
 type frameHeader struct {
-	valueLen int
+	typ      byte
+	valueLen int // payload length: the value, or for type 2 key, headers and value
 	offset   uint64
 	unixNano int64
 	crc      uint32
@@ -68,13 +109,16 @@ func (h frameHeader) size() int64 { return frameSize(h.valueLen) }
 // errFrameShort means the bytes end inside a frame (a torn write at the tail).
 var errFrameShort = errors.New("frame extends past the end of the data")
 
+// isFrameType reports whether b starts a record frame.
+func isFrameType(b byte) bool { return b == frameTypeRecord || b == frameTypeKeyed }
+
 // parseFrameHeader checks the fixed part of a frame without trusting it:
 // the length is compared with maxValue before anyone allocates for it.
 func parseFrameHeader(b []byte, maxValue int) (frameHeader, error) {
 	if len(b) < frameHeaderSize {
 		return frameHeader{}, errFrameShort
 	}
-	if b[0] != frameTypeRecord {
+	if !isFrameType(b[0]) {
 		if b[0] == 0 {
 			return frameHeader{}, errors.New("zero frame type (unwritten space)")
 		}
@@ -88,6 +132,7 @@ func parseFrameHeader(b []byte, maxValue int) (frameHeader, error) {
 		return frameHeader{}, fmt.Errorf("record length %d exceeds the limit %d", n, maxValue)
 	}
 	return frameHeader{
+		typ:      b[0],
 		valueLen: int(n),
 		offset:   binary.LittleEndian.Uint64(b[8:16]),
 		unixNano: int64(binary.LittleEndian.Uint64(b[16:24])),
@@ -96,7 +141,7 @@ func parseFrameHeader(b []byte, maxValue int) (frameHeader, error) {
 }
 
 // decodeFrame decodes the frame at the start of b, which must be the record
-// with offset want. The returned value aliases b.
+// with offset want. The returned payload aliases b.
 func decodeFrame(b []byte, want uint64, maxValue int) (frameHeader, []byte, error) {
 	h, err := parseFrameHeader(b, maxValue)
 	if err != nil {
@@ -108,11 +153,63 @@ func decodeFrame(b []byte, want uint64, maxValue int) (frameHeader, []byte, erro
 	if int64(len(b)) < h.size() {
 		return h, nil, errFrameShort
 	}
-	value := b[frameHeaderSize : frameHeaderSize+h.valueLen]
-	if crc := crc32.Update(crc32.Checksum(b[:24], castagnoli), castagnoli, value); crc != h.crc {
+	payload := b[frameHeaderSize : frameHeaderSize+h.valueLen]
+	if crc := crc32.Update(crc32.Checksum(b[:24], castagnoli), castagnoli, payload); crc != h.crc {
 		return h, nil, fmt.Errorf("crc mismatch: stored %08x, computed %08x", h.crc, crc)
 	}
-	return h, value, nil
+	return h, payload, nil
+}
+
+// decodeRecord fills r's key, headers and value from a checked frame's
+// payload; they alias payload, except header keys (strings, copied).
+func decodeRecord(h frameHeader, payload []byte, r *Record) error {
+	if h.typ == frameTypeRecord {
+		r.Value = payload[:len(payload):len(payload)]
+		return nil
+	}
+	p := payload
+	field := func(what string) ([]byte, error) {
+		n, k := binary.Uvarint(p)
+		if k <= 0 || n > uint64(len(p)-k) {
+			return nil, fmt.Errorf("bad %s length", what)
+		}
+		f := p[k : k+int(n) : k+int(n)]
+		p = p[k+int(n):]
+		return f, nil
+	}
+	key, err := field("key")
+	if err != nil {
+		return err
+	}
+	count, k := binary.Uvarint(p)
+	if k <= 0 || count > uint64(len(p)-k)/2 { // a header takes at least two length bytes
+		return errors.New("bad header count")
+	}
+	p = p[k:]
+	var headers []Header
+	if count > 0 {
+		headers = make([]Header, count)
+		for i := range headers {
+			hk, err := field("header key")
+			if err != nil {
+				return err
+			}
+			hv, err := field("header value")
+			if err != nil {
+				return err
+			}
+			headers[i] = Header{Key: string(hk), Value: hv}
+		}
+	}
+	if len(key) == 0 && count == 0 {
+		return errors.New("keyed frame with neither key nor headers") // never written: it would be type 1
+	}
+	if len(key) > 0 {
+		r.Key = key
+	}
+	r.Headers = headers
+	r.Value = p[:len(p):len(p)]
+	return nil
 }
 
 // fileHeader encodes the 32-byte header of a store or index file.

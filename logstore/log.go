@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -18,11 +19,30 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Record is one entry of the log. Value is owned by the caller.
+// Record is one entry of the log. Its slices are owned by the caller; a
+// read record's alias a buffer of its own.
 type Record struct {
-	Offset uint64
-	Time   time.Time
-	Value  []byte
+	Offset  uint64
+	Time    time.Time
+	Key     []byte
+	Headers []Header // in the order given; keys may repeat
+	Value   []byte
+}
+
+// Header is one key/value pair of a record's metadata.
+type Header struct {
+	Key   string
+	Value []byte
+}
+
+// Size is what the record counts against Config.MaxRecordBytes: its key,
+// its header keys and values, and its value.
+func (r *Record) Size() int {
+	n := len(r.Key) + len(r.Value)
+	for _, h := range r.Headers {
+		n += len(h.Key) + len(h.Value)
+	}
+	return n
 }
 
 // Stats describes a log at one moment.
@@ -65,6 +85,7 @@ type Log struct {
 	pending  pendingBatch
 	waiter   *flushWaiter // woken when the pending batch is flushed (SyncAlways)
 	assigned uint64       // offset the next Append gets
+	stamped  int64        // latest time written, unix nanos: a floor for Config.Now
 	failed   error        // set once a flush fails; appends then fail with it
 	closing  bool
 
@@ -139,8 +160,12 @@ func Open(dir string, cfg Config) (_ *Log, err error) {
 	l.next.Store(next)
 	l.segs.Store(&segmentSet{segs: segs})
 	var size int64
+	l.stamped = math.MinInt64
 	for _, s := range segs {
 		size += s.size
+		if s.newest != math.MaxInt64 { // unknown: a damaged last record
+			l.stamped = max(l.stamped, s.newest)
+		}
 	}
 	l.sizeBytes.Store(size)
 	if l.m, err = newMetrics(cfg.Registerer, l); err != nil {
@@ -280,43 +305,42 @@ func timeFromNanos(n int64) time.Time { return time.Unix(0, n) }
 // the sync policy promises. ctx is checked before the record is queued; once
 // queued the call waits for the flush that carries it.
 func (l *Log) Append(ctx context.Context, value []byte) (uint64, error) {
-	if len(value) > l.cfg.MaxRecordBytes {
-		return 0, fmt.Errorf("%w: %d bytes, limit %d", ErrRecordTooLarge, len(value), l.cfg.MaxRecordBytes)
-	}
-	if err := ctx.Err(); err != nil {
-		return 0, err
-	}
-	now := l.cfg.Now().UnixNano()
-	l.mu.Lock()
-	if err := l.appendable(); err != nil {
-		l.mu.Unlock()
-		return 0, err
-	}
-	off := l.assigned
-	l.assigned++
-	if l.pending.n == 0 {
-		l.pending.base = off
-	}
-	l.pending.buf = appendFrame(l.pending.buf, off, now, value)
-	l.pending.n++
-	if err := l.commit(off + 1); err != nil {
-		return 0, err
-	}
-	return off, nil
+	return l.AppendRecords(ctx, []Record{{Value: value}})
 }
 
 // AppendBatch writes values as consecutive records in one durable write and
 // returns the offset of the first. Either all are acknowledged or none.
 func (l *Log) AppendBatch(ctx context.Context, values [][]byte) (uint64, error) {
-	if len(values) == 0 {
-		return 0, errors.New("logstore: AppendBatch needs at least one value")
+	recs := make([]Record, len(values))
+	for i, v := range values {
+		recs[i].Value = v
+	}
+	return l.AppendRecords(ctx, recs)
+}
+
+// AppendRecords writes recs as consecutive records in one durable write and
+// returns the offset of the first; their Offset fields are ignored. Either
+// all are acknowledged or none. A record's Time is stored as given; a zero
+// Time gets Config.Now, or the latest time stored if the clock went back,
+// so that times stamped here never decrease (OffsetForTime relies on it).
+func (l *Log) AppendRecords(ctx context.Context, recs []Record) (uint64, error) {
+	if len(recs) == 0 {
+		return 0, errors.New("logstore: AppendRecords needs at least one record")
 	}
 	total := 0
-	for i, v := range values {
-		if len(v) > l.cfg.MaxRecordBytes {
-			return 0, fmt.Errorf("%w: value %d has %d bytes, limit %d", ErrRecordTooLarge, i, len(v), l.cfg.MaxRecordBytes)
+	for i := range recs {
+		r := &recs[i]
+		if size := r.Size(); size > l.cfg.MaxRecordBytes {
+			if len(recs) == 1 {
+				return 0, fmt.Errorf("%w: %d bytes, limit %d", ErrRecordTooLarge, size, l.cfg.MaxRecordBytes)
+			}
+			return 0, fmt.Errorf("%w: record %d has %d bytes, limit %d", ErrRecordTooLarge, i, size, l.cfg.MaxRecordBytes)
 		}
-		total += int(frameSize(len(v)))
+		n := payloadSize(r)
+		if n > maxRecordLimit {
+			return 0, fmt.Errorf("%w: record %d takes %d bytes with its key and headers, limit %d", ErrRecordTooLarge, i, n, maxRecordLimit)
+		}
+		total += int(frameSize(n))
 	}
 	if err := ctx.Err(); err != nil {
 		return 0, err
@@ -328,22 +352,28 @@ func (l *Log) AppendBatch(ctx context.Context, values [][]byte) (uint64, error) 
 		return 0, err
 	}
 	base := l.assigned
-	l.assigned += uint64(len(values))
+	l.assigned += uint64(len(recs))
 	if l.pending.n == 0 {
 		l.pending.base = base
 	}
 	l.pending.buf = slices.Grow(l.pending.buf, total)
-	for i, v := range values {
-		l.pending.buf = appendFrame(l.pending.buf, base+uint64(i), now, v)
+	for i := range recs {
+		t := now
+		if !recs[i].Time.IsZero() {
+			t = recs[i].Time.UnixNano()
+		} else if t < l.stamped {
+			t = l.stamped
+		}
+		l.stamped = max(l.stamped, t)
+		l.pending.buf = appendFrame(l.pending.buf, base+uint64(i), t, &recs[i])
 	}
-	l.pending.n += uint64(len(values))
-	if err := l.commit(base + uint64(len(values))); err != nil {
+	l.pending.n += uint64(len(recs))
+	if err := l.commit(base + uint64(len(recs))); err != nil {
 		return 0, err
 	}
 	return base, nil
 }
 
-// appendable reports why appends are refused, if they are. Caller holds mu.
 func (l *Log) appendable() error {
 	if l.closing {
 		return ErrClosed

@@ -83,7 +83,7 @@ func (w *restoreWriter) run() error {
 			if err := w.header(); err != nil {
 				return err
 			}
-		case frameTypeRecord:
+		case frameTypeRecord, frameTypeKeyed:
 			if err := w.frame(); err != nil {
 				return err
 			}

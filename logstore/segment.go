@@ -386,8 +386,39 @@ func (s *segment) read(offset uint64, maxRecords, maxBytes int, dst []Record, li
 		if _, vlen := s.entry(first + i); vlen != h.valueLen {
 			return dst, corrupt(s.storePath, start+p, "record %d: frame length %d, index says %d", off, h.valueLen, vlen)
 		}
-		dst = append(dst, Record{Offset: off, Time: timeFromNanos(h.unixNano), Value: value[:len(value):len(value)]})
+		rec := Record{Offset: off, Time: timeFromNanos(h.unixNano)}
+		if err := decodeRecord(h, value, &rec); err != nil {
+			return dst, corrupt(s.storePath, start+p, "record %d: %v", off, err)
+		}
+		dst = append(dst, rec)
 		p += h.size()
 	}
 	return dst, nil
+}
+
+// timeAt returns the time stored in the frame of the record at offset,
+// reading only the frame's fixed part: a lookup by time probes O(log n)
+// records and needs none of their values. The caller holds a reference and
+// offset is visible in this segment.
+func (s *segment) timeAt(offset uint64) (int64, error) {
+	i := offset - s.base
+	if offset < s.base || i >= uint64(len(s.idx)-fileHeaderSize)/indexEntrySize {
+		return 0, corrupt(s.indexPath, 0, "offset %d is not in this segment's index", offset)
+	}
+	pos, _ := s.entry(i)
+	var b [frameHeaderSize]byte
+	if _, err := s.store.ReadAt(b[:], pos); err != nil {
+		if errors.Is(err, io.EOF) {
+			return 0, corrupt(s.storePath, pos, "index points past the end of the store: %v", err)
+		}
+		return 0, fmt.Errorf("logstore: read %s at byte %d: %w", s.storePath, pos, err)
+	}
+	h, err := parseFrameHeader(b[:], maxRecordLimit)
+	if err == nil && h.offset != offset {
+		err = fmt.Errorf("frame holds offset %d, want %d", h.offset, offset)
+	}
+	if err != nil {
+		return 0, corrupt(s.storePath, pos, "record %d: %v", offset, err)
+	}
+	return h.unixNano, nil
 }

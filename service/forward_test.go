@@ -32,8 +32,7 @@ func (n notLeaderLog) err() error {
 	return &cluster.NotLeaderError{LeaderID: "leader", LeaderAddr: n.leaderAddr}
 }
 
-func (n notLeaderLog) Append(context.Context, []byte) (uint64, error) { return 0, n.err() }
-func (n notLeaderLog) AppendBatch(context.Context, [][]byte) (uint64, error) {
+func (n notLeaderLog) AppendRecords(context.Context, []logstore.Record) (uint64, error) {
 	return 0, n.err()
 }
 

@@ -8,47 +8,17 @@ import (
 
 	"connectrpc.com/connect"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	logv1 "github.com/proglog/proglog/gen/log/v1"
 	"github.com/proglog/proglog/gen/log/v1/logv1connect"
+	"github.com/proglog/proglog/logstore"
 )
-
-// checkValue rejects a record the log would refuse, before it costs any
-// disk work. index names the record in a batch (-1 for a single record).
-func (s *Service) checkValue(index int, value []byte) error {
-	if len(value) <= s.maxRecordBytes {
-		return nil
-	}
-	if index < 0 {
-		return invalidArgument("record of %d bytes exceeds the limit of %d bytes", len(value), s.maxRecordBytes)
-	}
-	return invalidArgument("record %d of %d bytes exceeds the limit of %d bytes", index, len(value), s.maxRecordBytes)
-}
 
 // maxBatchRecords caps the records of one request: a message of empty
 // records costs the log a frame each, so 8 MiB of them would otherwise be
 // millions of frames in memory.
 const maxBatchRecords = 1 << 16
-
-// values checks a batch of records and returns their values.
-func (s *Service) values(records []*logv1.Record) ([][]byte, int, error) {
-	if len(records) == 0 {
-		return nil, 0, invalidArgument("empty batch: send at least one record")
-	}
-	if len(records) > maxBatchRecords {
-		return nil, 0, invalidArgument("batch of %d records exceeds the limit of %d records", len(records), maxBatchRecords)
-	}
-	values := make([][]byte, len(records))
-	size := 0
-	for i, r := range records {
-		v := r.GetValue()
-		if err := s.checkValue(i, v); err != nil {
-			return nil, 0, err
-		}
-		values[i] = v
-		size += len(v)
-	}
-	return values, size, nil
-}
 
 // leaderFor asks Config.Forward whether an append the log refused with err
 // should go to the leader instead. An append a peer already forwarded is
@@ -61,18 +31,14 @@ func (s *Service) leaderFor(ctx context.Context, err error) (logv1connect.LogSer
 	return s.forward(err)
 }
 
-// forwardBatch sends values to the leader as one ProduceBatch.
-func forwardBatch(ctx context.Context, leader logv1connect.LogServiceClient, values [][]byte) (uint64, error) {
-	records := make([]*logv1.Record, len(values))
-	for i, v := range values {
-		records[i] = &logv1.Record{Value: v}
-	}
-	resp, err := leader.ProduceBatch(ctx, &logv1.ProduceBatchRequest{Records: records})
+// forwardBatch sends recs to the leader as one ProduceBatch.
+func forwardBatch(ctx context.Context, leader logv1connect.LogServiceClient, recs []logstore.Record) (uint64, error) {
+	resp, err := leader.ProduceBatch(ctx, &logv1.ProduceBatchRequest{Records: recordsToProto(recs)})
 	if err != nil {
 		return 0, forwardFailed(err)
 	}
-	if int(resp.GetCount()) != len(values) {
-		return 0, fmt.Errorf("service: the leader appended %d of %d records", resp.GetCount(), len(values))
+	if int(resp.GetCount()) != len(recs) {
+		return 0, fmt.Errorf("service: the leader appended %d of %d records", resp.GetCount(), len(recs))
 	}
 	return resp.GetBaseOffset(), nil
 }
@@ -103,11 +69,11 @@ func (s *Service) Produce(ctx context.Context, req *logv1.ProduceRequest) (*logv
 	if req.GetRecord() == nil {
 		return nil, invalidArgument("record is required")
 	}
-	value := req.GetRecord().GetValue()
-	if err := s.checkValue(-1, value); err != nil {
+	rec, err := s.record(-1, req.GetRecord())
+	if err != nil {
 		return nil, err
 	}
-	off, err := s.log.Append(context.WithoutCancel(ctx), value)
+	off, err := s.log.AppendRecords(context.WithoutCancel(ctx), []logstore.Record{rec})
 	if err != nil {
 		if leader, ok := s.leaderFor(ctx, err); ok {
 			resp, err := leader.Produce(ctx, req)
@@ -115,17 +81,17 @@ func (s *Service) Produce(ctx context.Context, req *logv1.ProduceRequest) (*logv
 		}
 		return nil, toConnect(ctx, err)
 	}
-	s.metrics.appended(1, len(value))
+	s.metrics.appended(1, rec.Size())
 	return &logv1.ProduceResponse{Offset: off}, nil
 }
 
 // ProduceBatch appends several records as one durable write.
 func (s *Service) ProduceBatch(ctx context.Context, req *logv1.ProduceBatchRequest) (*logv1.ProduceBatchResponse, error) {
-	values, size, err := s.values(req.GetRecords())
+	recs, size, err := s.records(req.GetRecords())
 	if err != nil {
 		return nil, err
 	}
-	base, err := s.log.AppendBatch(context.WithoutCancel(ctx), values)
+	base, err := s.log.AppendRecords(context.WithoutCancel(ctx), recs)
 	if err != nil {
 		if leader, ok := s.leaderFor(ctx, err); ok {
 			resp, err := leader.ProduceBatch(ctx, req)
@@ -133,17 +99,33 @@ func (s *Service) ProduceBatch(ctx context.Context, req *logv1.ProduceBatchReque
 		}
 		return nil, toConnect(ctx, err)
 	}
-	s.metrics.appended(len(values), size)
-	return &logv1.ProduceBatchResponse{BaseOffset: base, Count: uint32(len(values))}, nil
+	s.metrics.appended(len(recs), size)
+	return &logv1.ProduceBatchResponse{BaseOffset: base, Count: uint32(len(recs))}, nil
 }
 
-// Consume reads one record.
+// Consume reads one record: the one at the offset, or the first at or
+// after from_time.
 func (s *Service) Consume(ctx context.Context, req *logv1.ConsumeRequest) (*logv1.ConsumeResponse, error) {
-	rec, err := s.log.Read(req.GetOffset())
+	off := req.GetOffset()
+	if req.GetFromTime() != nil {
+		if off != 0 {
+			return nil, invalidArgument("set offset or from_time, not both")
+		}
+		t, err := fromTime(req.GetFromTime())
+		if err != nil {
+			return nil, err
+		}
+		if off, err = s.log.OffsetForTime(ctx, t); err != nil {
+			return nil, toConnect(ctx, err)
+		}
+	}
+	rec, err := s.log.Read(off)
 	if err != nil {
 		return nil, toConnect(ctx, err)
 	}
-	return &logv1.ConsumeResponse{Record: &logv1.Record{Value: rec.Value, Offset: rec.Offset}}, nil
+	out := new(logv1.Record)
+	toProto(&rec, out)
+	return &logv1.ConsumeResponse{Record: out}, nil
 }
 
 // GetServers lists the cluster's members, or this node as the leader of a
@@ -188,7 +170,31 @@ func (s *Service) WhoAmI(ctx context.Context, _ *logv1.WhoAmIRequest) (*logv1.Wh
 	}, nil
 }
 
-// GetOffsetForTime answers which offset was at a time.
+// GetOffsetForTime answers which offset was at a time: the first record
+// at or after it, with its time, or the next offset.
 func (s *Service) GetOffsetForTime(ctx context.Context, req *logv1.GetOffsetForTimeRequest) (*logv1.GetOffsetForTimeResponse, error) {
-	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("GetOffsetForTime: not yet"))
+	if req.GetTime() == nil {
+		return nil, invalidArgument("time is required")
+	}
+	t, err := fromTime(req.GetTime())
+	if err != nil {
+		return nil, err
+	}
+	for attempt := 1; ; attempt++ {
+		off, err := s.log.OffsetForTime(ctx, t)
+		if err != nil {
+			return nil, toConnect(ctx, err)
+		}
+		if _, next := s.log.Bounds(); off >= next {
+			return &logv1.GetOffsetForTimeResponse{Offset: off}, nil
+		}
+		rec, err := s.log.Read(off)
+		if errors.Is(err, logstore.ErrOutOfRange) && attempt < 3 {
+			continue // retention deleted it meanwhile: ask again
+		}
+		if err != nil {
+			return nil, toConnect(ctx, err)
+		}
+		return &logv1.GetOffsetForTimeResponse{Offset: off, Time: timestamppb.New(rec.Time)}, nil
+	}
 }

@@ -150,11 +150,11 @@ func (f followerLog) refuse(values ...[]byte) error {
 	return errNotLeader
 }
 
-func (f followerLog) Append(_ context.Context, v []byte) (uint64, error) {
-	return 0, f.refuse(v)
-}
-
-func (f followerLog) AppendBatch(_ context.Context, vs [][]byte) (uint64, error) {
+func (f followerLog) AppendRecords(_ context.Context, recs []logstore.Record) (uint64, error) {
+	vs := make([][]byte, len(recs))
+	for i := range recs {
+		vs[i] = recs[i].Value
+	}
 	return 0, f.refuse(vs...)
 }
 

@@ -22,13 +22,16 @@ import (
 // Log is what the service needs from the log. *logstore.Log implements it;
 // the replicated log will too.
 type Log interface {
-	Append(ctx context.Context, value []byte) (uint64, error)
-	AppendBatch(ctx context.Context, values [][]byte) (uint64, error)
+	// AppendRecords appends recs and returns the first one's offset.
+	AppendRecords(ctx context.Context, recs []logstore.Record) (uint64, error)
 	Read(offset uint64) (logstore.Record, error)
 	ReadBatch(offset uint64, maxRecords, maxBytes int, dst []logstore.Record) ([]logstore.Record, error)
 	Bounds() (lowest, next uint64)
 	Wait(ctx context.Context, offset uint64) error
 	Stats() logstore.Stats
+	// OffsetForTime returns the first record at or after t, or the next
+	// offset.
+	OffsetForTime(ctx context.Context, t time.Time) (uint64, error)
 }
 
 // Authorizer decides whether subject may perform action ("produce",

@@ -153,7 +153,18 @@ func (w *sender) idle() {
 func (s *Service) ConsumeStream(ctx context.Context, req *logv1.ConsumeStreamRequest, stream *connect.ServerStream[logv1.ConsumeStreamResponse]) error {
 	lowest, next := s.log.Bounds()
 	off := req.GetOffset()
-	if req.GetFromEnd() {
+	if req.GetFromTime() != nil {
+		if off != 0 || req.GetFromEnd() {
+			return invalidArgument("set from_time, or offset and from_end, not both")
+		}
+		t, err := fromTime(req.GetFromTime())
+		if err != nil {
+			return err
+		}
+		if off, err = s.log.OffsetForTime(ctx, t); err != nil {
+			return toConnect(ctx, err)
+		}
+	} else if req.GetFromEnd() {
 		off = next - min(off, next-lowest)
 	} else if off > next {
 		return toConnect(ctx, &logstore.RangeError{Offset: off, Lowest: lowest, Next: next})
@@ -207,8 +218,8 @@ func (s *Service) ConsumeStream(ctx context.Context, req *logv1.ConsumeStreamReq
 		for len(pb) < len(recs) {
 			pb = append(pb, &logv1.Record{})
 		}
-		for i, r := range recs {
-			pb[i].Value, pb[i].Offset = r.Value, r.Offset
+		for i := range recs {
+			toProto(&recs[i], pb[i])
 		}
 		if batched {
 			resp.Record, resp.Records = nil, pb[:len(recs)]
@@ -234,12 +245,12 @@ func (s *Service) ConsumeStream(ctx context.Context, req *logv1.ConsumeStreamReq
 
 // pendingProduce is one received ProduceStream request on its way to the log.
 type pendingProduce struct {
-	values [][]byte
-	bytes  int // value bytes
+	recs  []logstore.Record
+	bytes int // key, header and value bytes
 }
 
 // cost is what the request holds in memory until it is acknowledged.
-func (p pendingProduce) cost() int { return p.bytes + recordCost*len(p.values) }
+func (p pendingProduce) cost() int { return p.bytes + recordCost*len(p.recs) }
 
 // produceAck is the acknowledgement of one request, sent in request order.
 type produceAck struct {
@@ -371,17 +382,17 @@ func (s *Service) ProduceStream(ctx context.Context, stream *connect.BidiStream[
 // pendingFrom checks one ProduceStream request.
 func (s *Service) pendingFrom(req *logv1.ProduceStreamRequest) (pendingProduce, error) {
 	if len(req.GetRecords()) > 0 {
-		values, size, err := s.values(req.GetRecords())
-		return pendingProduce{values: values, bytes: size}, err
+		recs, size, err := s.records(req.GetRecords())
+		return pendingProduce{recs: recs, bytes: size}, err
 	}
 	if req.GetRecord() == nil {
 		return pendingProduce{}, invalidArgument("empty request: set record or records")
 	}
-	v := req.GetRecord().GetValue()
-	if err := s.checkValue(-1, v); err != nil {
+	rec, err := s.record(-1, req.GetRecord())
+	if err != nil {
 		return pendingProduce{}, err
 	}
-	return pendingProduce{values: [][]byte{v}, bytes: len(v)}, nil
+	return pendingProduce{recs: []logstore.Record{rec}, bytes: rec.Size()}, nil
 }
 
 // appendPending is ProduceStream's appender: it writes the pending
@@ -392,7 +403,7 @@ func (s *Service) appendPending(ctx context.Context, reqs <-chan pendingProduce,
 	defer close(acks)
 	var (
 		group     []pendingProduce
-		values    [][]byte
+		values    []logstore.Record
 		carry     pendingProduce // a request that did not fit the last group
 		haveCarry bool
 	)
@@ -409,7 +420,7 @@ func (s *Service) appendPending(ctx context.Context, reqs <-chan pendingProduce,
 		if ctx.Err() != nil && !errors.Is(context.Cause(ctx), ErrShuttingDown) {
 			continue // the stream failed: nothing more is appended
 		}
-		group, values = append(group[:0], p), append(values[:0], p.values...)
+		group, values = append(group[:0], p), append(values[:0], p.recs...)
 		size, cost := p.bytes, p.cost()
 	more:
 		for cost < produceGroupBytes {
@@ -418,11 +429,11 @@ func (s *Service) appendPending(ctx context.Context, reqs <-chan pendingProduce,
 				if !ok {
 					break more
 				}
-				if len(values)+len(q.values) > maxBatchRecords {
+				if len(values)+len(q.recs) > maxBatchRecords {
 					carry, haveCarry = q, true
 					break more
 				}
-				group, values = append(group, q), append(values, q.values...)
+				group, values = append(group, q), append(values, q.recs...)
 				size, cost = size+q.bytes, cost+q.cost()
 			default:
 				break more
@@ -431,24 +442,24 @@ func (s *Service) appendPending(ctx context.Context, reqs <-chan pendingProduce,
 		// Not cancelled with the stream: a started write completes, and
 		// on shutdown in-flight requests are still acknowledged. (A
 		// forwarded write is cancelled with it: the leader decides.)
-		base, err := s.log.AppendBatch(context.WithoutCancel(ctx), values)
+		base, err := s.log.AppendRecords(context.WithoutCancel(ctx), values)
 		switch leader, forward := s.leaderFor(ctx, err); {
 		case err == nil:
 			s.metrics.appended(len(values), size)
 			for _, g := range group {
-				acks <- produceAck{offset: base, count: uint32(len(g.values)), cost: g.cost()}
-				base += uint64(len(g.values))
+				acks <- produceAck{offset: base, count: uint32(len(g.recs)), cost: g.cost()}
+				base += uint64(len(g.recs))
 			}
 		case forward:
 			// One request at a time: each fits the leader's message
 			// limit, and the leader's offsets need not be contiguous.
 			for _, g := range group {
-				base, err := forwardBatch(ctx, leader, g.values)
+				base, err := forwardBatch(ctx, leader, g.recs)
 				if err != nil {
 					fail(err)
 					break
 				}
-				acks <- produceAck{offset: base, count: uint32(len(g.values)), cost: g.cost()}
+				acks <- produceAck{offset: base, count: uint32(len(g.recs)), cost: g.cost()}
 			}
 		default:
 			fail(err)

@@ -452,7 +452,7 @@ func TestProducerThatNeverReadsAcks(t *testing.T) {
 	}
 }
 
-// gatedLog is the real log with a gate in front of Append, to hold a
+// gatedLog is the real log with a gate in front of AppendRecords, to hold a
 // produce in flight while the server shuts down.
 type gatedLog struct {
 	*logstore.Log
@@ -460,10 +460,10 @@ type gatedLog struct {
 	release chan struct{}
 }
 
-func (g *gatedLog) Append(ctx context.Context, value []byte) (uint64, error) {
+func (g *gatedLog) AppendRecords(ctx context.Context, recs []logstore.Record) (uint64, error) {
 	g.entered <- struct{}{}
 	<-g.release
-	return g.Log.Append(ctx, value)
+	return g.Log.AppendRecords(ctx, recs)
 }
 
 // Shutdown lets a unary produce that is under way finish and answer,

@@ -1,0 +1,185 @@
+package logstore_test
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/proglog/proglog/logstore"
+)
+
+// sameRecord compares everything a record carries except aliasing.
+func sameRecord(t *testing.T, got, want logstore.Record) {
+	t.Helper()
+	if got.Offset != want.Offset || !got.Time.Equal(want.Time) || !bytes.Equal(got.Key, want.Key) ||
+		!bytes.Equal(got.Value, want.Value) || len(got.Headers) != len(want.Headers) {
+		t.Fatalf("record %d = %+v, want %+v", want.Offset, got, want)
+	}
+	for i := range want.Headers {
+		if got.Headers[i].Key != want.Headers[i].Key || !bytes.Equal(got.Headers[i].Value, want.Headers[i].Value) {
+			t.Fatalf("record %d header %d = %+v, want %+v", want.Offset, i, got.Headers[i], want.Headers[i])
+		}
+	}
+}
+
+func keyedRecords(n int, start time.Time) []logstore.Record {
+	recs := make([]logstore.Record, n)
+	for i := range recs {
+		r := logstore.Record{Time: start.Add(time.Duration(i/3) * time.Millisecond), Value: value(i, 20+i%50)}
+		switch i % 4 {
+		case 1:
+			r.Key = fmt.Appendf(nil, "key-%d", i)
+		case 2:
+			r.Headers = []logstore.Header{{Key: "trace", Value: []byte{byte(i)}}, {Key: "trace", Value: nil}}
+		case 3:
+			r.Key = []byte{0, 1}
+			r.Headers = []logstore.Header{{Key: "ü", Value: value(i, 5)}}
+		}
+		recs[i] = r
+	}
+	return recs
+}
+
+// TestRecordsRoundTrip appends records with and without key and headers,
+// with given times, and reads them back the ways a log can be read: from
+// the open log, after reopening, and from a snapshot stream restored into
+// another directory.
+func TestRecordsRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	cfg := logstore.Config{MaxSegmentBytes: 2048}
+	l := openLog(t, dir, cfg)
+	want := keyedRecords(200, time.Unix(1_700_000_000, 0))
+	for i := 0; i < len(want); i += 7 {
+		base, err := l.AppendRecords(t.Context(), want[i:min(i+7, len(want))])
+		if err != nil || base != uint64(i) {
+			t.Fatalf("AppendRecords = %d, %v", base, err)
+		}
+	}
+	for i := range want {
+		want[i].Offset = uint64(i)
+	}
+	check := func(l *logstore.Log) {
+		t.Helper()
+		for off := 0; off < len(want); {
+			recs, err := l.ReadBatch(uint64(off), 16, 0, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range recs {
+				sameRecord(t, r, want[off])
+				off++
+			}
+		}
+	}
+	check(l)
+	if st := l.Stats(); st.Segments < 3 {
+		t.Fatalf("only %d segments: the test wants records across segment boundaries", st.Segments)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l = openLog(t, dir, cfg)
+	check(l)
+
+	restored := filepath.Join(t.TempDir(), "restored")
+	if err := logstore.Restore(restored, l.Reader()); err != nil {
+		t.Fatal(err)
+	}
+	check(openLog(t, restored, cfg))
+}
+
+func TestRecordSizeLimit(t *testing.T) {
+	l := openLog(t, t.TempDir(), logstore.Config{MaxRecordBytes: 10})
+	for _, tc := range []struct {
+		name string
+		rec  logstore.Record
+		ok   bool
+	}{
+		{"value at the limit", logstore.Record{Value: make([]byte, 10)}, true},
+		{"key counts", logstore.Record{Key: []byte("k"), Value: make([]byte, 10)}, false},
+		{"header key counts", logstore.Record{Headers: []logstore.Header{{Key: "abcdef"}}, Value: make([]byte, 5)}, false},
+		{"header value counts", logstore.Record{Headers: []logstore.Header{{Key: "a", Value: make([]byte, 5)}}, Value: make([]byte, 4)}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := l.AppendRecords(t.Context(), []logstore.Record{tc.rec})
+			if (err == nil) != tc.ok {
+				t.Fatalf("AppendRecords = %v, want ok=%v", err, tc.ok)
+			}
+		})
+	}
+}
+
+// TestStampedTimesNeverDecrease: a clock that steps back does not make the
+// log's times go back, so lookups by time stay right.
+func TestStampedTimesNeverDecrease(t *testing.T) {
+	now := time.Unix(1000, 0)
+	l := openLog(t, t.TempDir(), logstore.Config{Now: func() time.Time { return now }})
+	mustAppend(t, l, []byte("a"))
+	now = now.Add(-time.Hour)
+	mustAppend(t, l, []byte("b"))
+	rec, err := l.Read(1)
+	if err != nil || !rec.Time.Equal(time.Unix(1000, 0)) {
+		t.Fatalf("Read(1) time = %v, %v; want the earlier record's time", rec.Time, err)
+	}
+	off, err := l.OffsetForTime(t.Context(), time.Unix(1000, 0))
+	if err != nil || off != 0 {
+		t.Fatalf("OffsetForTime = %d, %v", off, err)
+	}
+}
+
+// TestOffsetForTimeModel checks lookups against a linear scan of a model:
+// runs of equal times, lookups before, between, at and after the records,
+// and retention having removed the start.
+func TestOffsetForTimeModel(t *testing.T) {
+	for seed := range uint64(6) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(seed, 99))
+			l := openLog(t, t.TempDir(), logstore.Config{MaxSegmentBytes: 1024})
+			var times []int64
+			at := int64(1_000_000)
+			lowest := uint64(0)
+			check := func() {
+				t.Helper()
+				for range 40 {
+					probe := 999_000 + rng.Int64N(at-999_000+2000)
+					want := uint64(len(times))
+					for i := lowest; i < uint64(len(times)); i++ {
+						if times[i] >= probe {
+							want = i
+							break
+						}
+					}
+					got, err := l.OffsetForTime(t.Context(), time.Unix(0, probe))
+					if err != nil || got != want {
+						t.Fatalf("OffsetForTime(%d) = %d, %v; want %d (lowest %d, %d records)", probe, got, err, want, lowest, len(times))
+					}
+				}
+			}
+			check() // empty
+			for round := range 12 {
+				n := 1 + rng.IntN(60)
+				recs := make([]logstore.Record, n)
+				for i := range recs {
+					if rng.IntN(3) > 0 { // a third keep the previous time
+						at += rng.Int64N(100)
+					}
+					times = append(times, at)
+					recs[i] = logstore.Record{Time: time.Unix(0, at), Value: value(i, 30)}
+				}
+				if _, err := l.AppendRecords(t.Context(), recs); err != nil {
+					t.Fatal(err)
+				}
+				if round%4 == 3 {
+					if err := l.TruncateBefore(uint64(len(times)) / 2); err != nil {
+						t.Fatal(err)
+					}
+					lowest, _ = l.Bounds()
+				}
+				check()
+			}
+		})
+	}
+}

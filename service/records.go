@@ -1,0 +1,115 @@
+package service
+
+import (
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	logv1 "github.com/proglog/proglog/gen/log/v1"
+	"github.com/proglog/proglog/logstore"
+)
+
+// Limits on a record's metadata, besides Config.MaxRecordBytes, which its
+// key, header keys and values and value count toward together.
+const (
+	MaxHeaderKeyBytes = 256
+	// maxHeaders bounds one record's headers: each costs the log a decode
+	// and an allocation however small it is.
+	maxHeaders = 1024
+)
+
+// record checks a produced record and returns it as the log takes it; its
+// slices alias the request. index names the record in a batch (-1 for a
+// single record). A producer's time is ignored: the leader stamps records.
+func (s *Service) record(index int, r *logv1.Record) (logstore.Record, error) {
+	name := "record"
+	if index >= 0 {
+		name = "record " + strconv.Itoa(index)
+	}
+	rec := logstore.Record{Key: r.GetKey(), Value: r.GetValue()}
+	if hs := r.GetHeaders(); len(hs) > 0 {
+		if len(hs) > maxHeaders {
+			return rec, invalidArgument("%s has %d headers, the limit is %d", name, len(hs), maxHeaders)
+		}
+		rec.Headers = make([]logstore.Header, len(hs))
+		for i, h := range hs {
+			k := h.GetKey()
+			switch {
+			case k == "":
+				return rec, invalidArgument("%s: header %d has an empty key", name, i)
+			case len(k) > MaxHeaderKeyBytes:
+				return rec, invalidArgument("%s: header %d key of %d bytes exceeds the limit of %d bytes", name, i, len(k), MaxHeaderKeyBytes)
+			case !utf8.ValidString(k):
+				return rec, invalidArgument("%s: header %d key is not valid UTF-8", name, i)
+			}
+			rec.Headers[i] = logstore.Header{Key: k, Value: h.GetValue()}
+		}
+	}
+	if size := rec.Size(); size > s.maxRecordBytes {
+		return rec, invalidArgument("%s of %d bytes (key, headers and value) exceeds the limit of %d bytes", name, size, s.maxRecordBytes)
+	}
+	return rec, nil
+}
+
+// records checks a batch of records and returns them as the log takes them,
+// with the bytes they count against the limits.
+func (s *Service) records(in []*logv1.Record) ([]logstore.Record, int, error) {
+	if len(in) == 0 {
+		return nil, 0, invalidArgument("empty batch: send at least one record")
+	}
+	if len(in) > maxBatchRecords {
+		return nil, 0, invalidArgument("batch of %d records exceeds the limit of %d records", len(in), maxBatchRecords)
+	}
+	recs := make([]logstore.Record, len(in))
+	size := 0
+	for i, r := range in {
+		rec, err := s.record(i, r)
+		if err != nil {
+			return nil, 0, err
+		}
+		recs[i] = rec
+		size += rec.Size()
+	}
+	return recs, size, nil
+}
+
+// toProto fills dst with rec; dst's Time and Headers are reused when there.
+func toProto(rec *logstore.Record, dst *logv1.Record) {
+	dst.Offset, dst.Value, dst.Key = rec.Offset, rec.Value, rec.Key
+	if rec.Time.IsZero() {
+		dst.Time = nil
+	} else {
+		if dst.Time == nil {
+			dst.Time = new(timestamppb.Timestamp)
+		}
+		dst.Time.Seconds, dst.Time.Nanos = rec.Time.Unix(), int32(rec.Time.Nanosecond())
+	}
+	dst.Headers = dst.Headers[:0]
+	for _, h := range rec.Headers {
+		dst.Headers = append(dst.Headers, &logv1.Header{Key: h.Key, Value: h.Value})
+	}
+	if len(dst.Headers) == 0 {
+		dst.Headers = nil
+	}
+}
+
+// recordsToProto turns records back into a request, for forwarding.
+func recordsToProto(recs []logstore.Record) []*logv1.Record {
+	out := make([]*logv1.Record, len(recs))
+	for i := range recs {
+		out[i] = new(logv1.Record)
+		toProto(&recs[i], out[i])
+		out[i].Time = nil
+	}
+	return out
+}
+
+// fromTime checks a requested start time.
+func fromTime(ts *timestamppb.Timestamp) (time.Time, error) {
+	if err := ts.CheckValid(); err != nil {
+		return time.Time{}, invalidArgument("bad time: %v", err)
+	}
+	return ts.AsTime(), nil
+}
