@@ -30,7 +30,8 @@ type Config struct {
 	// MaxSegmentBytes also sizes the segments of Raft's log, which Raft's
 	// compaction deletes whole. Its Sync policy defaults here to
 	// SyncInterval every minute (see doc.go: the Raft log is the durable
-	// copy); its Logger falls back to Logger.
+	// copy); its Logger falls back to Logger. Its Registerer is not used:
+	// the store's metrics go to Registerer.
 	Store logstore.Config
 	// StoreSyncSet keeps Store.Sync and Store.SyncInterval as given, even
 	// when Sync is SyncAlways (the zero value), instead of the default:
@@ -84,8 +85,11 @@ type Config struct {
 
 	// Logger receives Raft's and the cluster's reports; nil discards them.
 	Logger *slog.Logger
-	// Registerer, when set, gets the node's metrics (unregistered on Close).
-	// The store's metrics go to Store.Registerer.
+	// Registerer, when set, gets the node's metrics and those of its two
+	// logstores, labelled log="records" (the local store) and log="raft"
+	// (Raft's log); all are unregistered on Close. Several Logs in one
+	// process need a Registerer each, wrapped with
+	// prometheus.WrapRegistererWith and labels that tell them apart.
 	Registerer prometheus.Registerer
 }
 
@@ -106,6 +110,7 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Store.Logger == nil {
 		c.Store.Logger = c.Logger
 	}
+	c.Store.Registerer = logRegisterer(c.Registerer, recordsLog)
 	if !c.StoreSyncSet && c.Store.Sync == logstore.SyncAlways {
 		// Raft's log makes appends durable; the store only needs its sealed
 		// segments whole after a machine crash (a torn active tail is

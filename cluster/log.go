@@ -152,7 +152,9 @@ func New(cfg Config) (_ *Log, err error) {
 	l.cur.Store(&storeRef{log: store, replaced: make(chan struct{})})
 	cleanup = append(cleanup, func() { l.current().log.Close() })
 
-	l.store, err = openRaftStore(raftDir, raftStoreConfig(cfg.Store.MaxSegmentBytes, l.logger.With("component", "raft-log")))
+	rcfg := raftStoreConfig(cfg.Store.MaxSegmentBytes, l.logger.With("component", "raft-log"))
+	rcfg.Registerer = logRegisterer(cfg.Registerer, raftLog)
+	l.store, err = openRaftStore(raftDir, rcfg)
 	if errors.Is(err, ErrRaftLogCorrupt) {
 		return nil, err
 	}

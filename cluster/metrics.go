@@ -7,8 +7,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// metrics are the node's Prometheus collectors (the store registers its own
-// through Config.Store.Registerer).
+// metrics are the node's Prometheus collectors. The node's two logstores
+// register their own (proglog_logstore_*) on the same Registerer, told
+// apart by the label log (see logRegisterer).
 type metrics struct {
 	reg        prometheus.Registerer
 	collectors []prometheus.Collector
@@ -79,4 +80,22 @@ func (m *metrics) unregister() {
 	for _, c := range m.collectors {
 		m.reg.Unregister(c)
 	}
+}
+
+// The values of the label log on the metrics of the node's two logstores.
+const (
+	recordsLog = "records" // the local record store, <DataDir>/log
+	raftLog    = "raft"    // Raft's log, <DataDir>/raft/log
+)
+
+// logRegisterer is reg for one of the node's logstores: their metrics share
+// names, and the label log="records" or log="raft" tells them apart. A
+// logstore registers on Open and unregisters on Close, so the store that
+// replaces one (a snapshot restore, a reopen after a failed write)
+// registers the same series again. Nil stays nil.
+func logRegisterer(reg prometheus.Registerer, log string) prometheus.Registerer {
+	if reg == nil {
+		return nil
+	}
+	return prometheus.WrapRegistererWith(prometheus.Labels{"log": log}, reg)
 }

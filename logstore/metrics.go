@@ -7,6 +7,15 @@ import (
 )
 
 // metrics are the log's Prometheus collectors; nil-safe when no Registerer.
+//
+// They carry no labels of their own, so one Registerer takes one Log: a
+// process with several (a cluster node's record store and Raft log, one log
+// per partition) gives each a Registerer wrapped with
+// prometheus.WrapRegistererWith and labels that tell them apart (cluster
+// uses log="records" and log="raft"). Open registers them and Close
+// unregisters them, so the same Registerer takes the log again once it is
+// reopened (its counters then start from zero, which rate() reads as a
+// counter reset); until then a second Open with the same labels fails.
 type metrics struct {
 	reg        prometheus.Registerer
 	collectors []prometheus.Collector
@@ -55,7 +64,7 @@ func newMetrics(reg prometheus.Registerer, l *Log) (*metrics, error) {
 			for _, done := range m.collectors[:i] {
 				reg.Unregister(done)
 			}
-			return nil, errors.Join(errors.New("logstore: registering metrics"), err)
+			return nil, errors.Join(errors.New("logstore: registering metrics (is another open log on this Registerer? label each with prometheus.WrapRegistererWith)"), err)
 		}
 	}
 	return m, nil

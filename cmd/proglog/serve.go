@@ -287,7 +287,7 @@ func serve(ctx context.Context, e *env, sf serveFlags) error {
 	lcfg.RetentionBytes = int64(sf.retentionBytes)
 	lcfg.RetentionAge = sf.retentionAge
 	lcfg.Logger = logger.With("component", "logstore")
-	lcfg.Registerer = reg
+	lcfg.Registerer = prometheus.WrapRegistererWith(prometheus.Labels{"log": "records"}, reg) // as a cluster node labels its store
 	logDir := filepath.Join(sf.dataDir, "log")
 	scfg := service.Config{
 		Authorizer:          policy,
