@@ -26,7 +26,7 @@ func (c *Client) Consume(ctx context.Context, offset uint64) (*logv1.Record, err
 			return resp.GetRecord(), nil
 		}
 		last = fmt.Errorf("client: Consume %d on %s: %w", offset, addr, err)
-		if pastEnd(err) {
+		if pastEnd(err, offset) {
 			if isLeader {
 				return nil, last // the leader has every committed record
 			}
@@ -37,7 +37,7 @@ func (c *Client) Consume(ctx context.Context, offset uint64) (*logv1.Record, err
 				return rec, nil
 			}
 		}
-		if classifyRead(ctx, err) != retry {
+		if classifyReadAt(ctx, err, offset) != retry {
 			return nil, last
 		}
 		avoid = addr
@@ -57,7 +57,7 @@ func (c *Client) consumeLeader(ctx context.Context, req *logv1.ConsumeRequest) (
 	}
 	resp, err := c.client(addr).Consume(ctx, req)
 	if err != nil {
-		if classifyRead(ctx, err) == retry && !pastEnd(err) {
+		if classifyRead(ctx, err) == retry && !pastEnd(err, req.GetOffset()) {
 			return nil, nil, false
 		}
 		return nil, err, true
@@ -107,10 +107,10 @@ func (c *Client) Tail(ctx context.Context, from uint64, fn func(*logv1.Record) e
 		// "Past the end" from the leader before anything was delivered means
 		// the caller asked beyond the log; later, or from a follower, the
 		// server lags the ones that served us.
-		if pastEnd(err) && isLeader && !started && next == from {
+		if pastEnd(err, next) && isLeader && !started && next == from {
 			return err
 		}
-		if classifyRead(ctx, err) != retry {
+		if classifyReadAt(ctx, err, next) != retry {
 			return err
 		}
 		c.logger.Debug("tail broke, resuming elsewhere", "addr", addr, "next", next, "err", err)
