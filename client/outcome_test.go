@@ -42,8 +42,9 @@ func (f followerLog) err() error {
 	return &cluster.NotLeaderError{LeaderID: "leader", LeaderAddr: f.leaderAddr}
 }
 
-func (f followerLog) Append(context.Context, []byte) (uint64, error)        { return 0, f.err() }
-func (f followerLog) AppendBatch(context.Context, [][]byte) (uint64, error) { return 0, f.err() }
+func (f followerLog) AppendRecords(context.Context, []logstore.Record) (uint64, error) {
+	return 0, f.err()
+}
 
 // testServer is one service on its own TLS port.
 type testServer struct {

@@ -30,8 +30,9 @@ type failingLog struct {
 	err error
 }
 
-func (f failingLog) Append(context.Context, []byte) (uint64, error)        { return 0, f.err }
-func (f failingLog) AppendBatch(context.Context, [][]byte) (uint64, error) { return 0, f.err }
+func (f failingLog) AppendRecords(context.Context, []logstore.Record) (uint64, error) {
+	return 0, f.err
+}
 
 // abortProduces serves produces in full (the leader appends the records)
 // and then resets the stream instead of answering, as a leader that dies
