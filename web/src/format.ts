@@ -323,13 +323,17 @@ export function formatTimeShort(ms: number, now = Date.now()): string {
   return `${hms}.${pad(d.getMilliseconds(), 3)}`;
 }
 
-/** formatTimeLocal renders a time in local time with its UTC offset: 2025-06-01 14:03:22.120 UTC+02:00. */
+/**
+ * formatTimeLocal renders a time in local time with its UTC offset:
+ * 2025-06-01 14:03:22.120 UTC+02:00 (no milliseconds when they are 0).
+ */
 export function formatTimeLocal(ms: number): string {
   if (!Number.isFinite(ms)) return "?";
   const d = new Date(ms);
   const off = -d.getTimezoneOffset();
   const zone = `UTC${off < 0 ? "-" : "+"}${pad(Math.floor(Math.abs(off) / 60))}:${pad(Math.abs(off) % 60)}`;
-  return `${toDateTimeLocal(ms).replace("T", " ")}.${pad(d.getMilliseconds(), 3)} ${zone}`;
+  const frac = d.getMilliseconds() === 0 ? "" : `.${pad(d.getMilliseconds(), 3)}`;
+  return `${toDateTimeLocal(ms).replace("T", " ")}${frac} ${zone}`;
 }
 
 /** toDateTimeLocal renders ms as an <input type="datetime-local"> value: 2025-06-01T14:03:22 (local time). */

@@ -235,7 +235,8 @@ function renderRow(row: HTMLElement, rec: TailRecord): void {
   if (!key.hidden) {
     const k = previewValue(rec.key, 40);
     key.textContent = k.text;
-    key.title = `key (${k.kind})`;
+    key.className = `key k-${k.kind}`;
+    key.title = k.kind === "hex" ? "key (not text: shown as hex)" : "key";
   }
   const p = previewValue(rec.value, 300);
   value.textContent = p.text;
@@ -559,7 +560,7 @@ $("browse-time-form").addEventListener("submit", (e) => {
 });
 for (const b of document.querySelectorAll<HTMLButtonElement>("#browse-time-form .ago")) {
   b.addEventListener("click", () => {
-    const ms = Date.now() - Number(b.dataset.ago) * 1000;
+    const ms = Math.floor(Date.now() / 1000 - Number(b.dataset.ago)) * 1000; // whole seconds, as the input shows
     $<HTMLInputElement>("browse-time").value = toDateTimeLocal(ms);
     void jumpToTime(ms);
   });

@@ -60,7 +60,8 @@ describe("formatTimeShort (local time)", () => {
 
 describe("formatTimeLocal", () => {
   it("summer", () => assert.equal(formatTimeLocal(utc("2025-07-01T12:03:22.120Z")), "2025-07-01 09:33:22.120 UTC-02:30"));
-  it("winter", () => assert.equal(formatTimeLocal(utc("2025-01-15T12:00:00Z")), "2025-01-15 08:30:00.000 UTC-03:30"));
+  it("winter, whole seconds", () => assert.equal(formatTimeLocal(utc("2025-01-15T12:00:00Z")), "2025-01-15 08:30:00 UTC-03:30"));
+  it("NaN", () => assert.equal(formatTimeLocal(NaN), "?"));
 });
 
 describe("datetime-local values", () => {
