@@ -285,6 +285,7 @@ async function showDetail(rec: TailRecord): Promise<void> {
   $("detail").hidden = false;
   $("detail-title").textContent = `Offset ${rec.offset}`;
   let full = rec;
+  let partial = ""; // why only what the list kept is shown
   renderFields(rec);
   if (!rec.whole) {
     $("detail-meta").textContent = `${formatBytes(rec.size)} · loading…`;
@@ -293,13 +294,13 @@ async function showDetail(rec: TailRecord): Promise<void> {
       const r = await client.consume({ offset: rec.offset });
       if (r.record) full = toTailRecord(r.record, Infinity);
     } catch (e) {
-      say($("detail-meta"), describeError(e, context("consume", rec.offset)));
+      partial = ` · only the start is shown: ${describeError(e, context("consume", rec.offset))}`;
     }
   }
   if (selected !== rec.offset) return; // another row was picked meanwhile
   renderFields(full);
   const f = formatValue(full.value);
-  $("detail-meta").textContent = `${formatBytes(rec.size)} · ${f.kind}${f.truncated ? " · first 1 MiB shown" : ""}`;
+  $("detail-meta").textContent = `${formatBytes(rec.size)} · ${f.kind}${f.truncated ? " · first 1 MiB shown" : ""}${partial}`;
   pre.textContent = f.text;
 }
 
