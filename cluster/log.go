@@ -33,7 +33,7 @@ type Log struct {
 	cfg    Config
 	logger *slog.Logger
 	raft   *raft.Raft
-	trans  *raft.NetworkTransport
+	trans  *transport
 	store  *raftStore // Raft's log and stable store
 	disk   *diskMonitor
 	snaps  *snapshotStore
@@ -104,23 +104,31 @@ func waitGroupTimeout(wg *sync.WaitGroup, d time.Duration) bool {
 	}
 }
 
-// shutdownRaft stops r and waits at most d for its goroutines.
-// hashicorp/raft v1.8.0 can leave a replication goroutine that never stops
-// after a leadership transfer that timed out (raft#696); Close then goes on
-// rather than hang the process that is stopping.
-func shutdownRaft(r *raft.Raft, d time.Duration) error {
+// shutdownRaft stops r and waits at most d for its goroutines. A
+// replication goroutine that raft wedged (see transport) is released by
+// closing its pipeline after pipelineGrace; should anything else hang,
+// Close goes on after d rather than hang the process that is stopping.
+func shutdownRaft(r *raft.Raft, trans *transport, d time.Duration, logger *slog.Logger) error {
 	done := make(chan error, 1)
 	go func() { done <- r.Shutdown().Error() }()
 	t := time.NewTimer(d)
 	defer t.Stop()
-	select {
-	case err := <-done:
-		if err != nil {
-			return fmt.Errorf("cluster: raft shutdown: %w", err)
+	unwedge := time.NewTimer(min(pipelineGrace, d/2))
+	defer unwedge.Stop()
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				return fmt.Errorf("cluster: raft shutdown: %w", err)
+			}
+			return nil
+		case <-unwedge.C:
+			if n := trans.closePipelines(); n > 0 {
+				logger.Warn("cluster: raft's replication had not stopped; closed its pipelines to release it", "pipelines", n)
+			}
+		case <-t.C:
+			return fmt.Errorf("cluster: raft shutdown: its goroutines did not stop within %v", d)
 		}
-		return nil
-	case <-t.C:
-		return fmt.Errorf("cluster: raft shutdown: its goroutines did not stop within %v (a known hashicorp/raft wedge after a leadership transfer)", d)
 	}
 }
 
@@ -171,7 +179,7 @@ func New(cfg Config) (_ *Log, err error) {
 		return nil, err
 	}
 	l.snaps = snaps
-	l.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+	l.trans = newTransport(&raft.NetworkTransportConfig{
 		Stream:  cfg.Stream,
 		MaxPool: 5,
 		Timeout: 10 * time.Second,
@@ -954,7 +962,7 @@ func (l *Log) Close() error {
 		// first (committed and applied, or failed); raft answers the rest,
 		// which it has not committed, with ErrLeadershipLost on shutdown.
 		drained := waitGroupTimeout(&l.waiters, drainGrace)
-		if err := shutdownRaft(l.raft, closeGrace); err != nil {
+		if err := shutdownRaft(l.raft, l.trans, closeGrace, l.logger); err != nil {
 			l.logger.Error("cluster: raft did not stop; closing the rest anyway", "err", err)
 			errs = append(errs, err)
 		}

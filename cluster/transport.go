@@ -1,0 +1,73 @@
+package cluster
+
+import (
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// transport is raft's NetworkTransport (embedded whole, so the optional
+// interfaces raft looks for, such as WithClose and WithPreVote, stay
+// visible) that keeps track of the replication pipelines it opens.
+//
+// hashicorp/raft v1.8.0 can wedge its own shutdown: when a leader steps
+// down (a leadership transfer, a higher term) while a pipeline to a
+// follower is busy, the goroutine that decodes the follower's answers
+// stops, the pipeline's queue of requests in flight fills, and the
+// replication goroutine blocks in AppendEntries on a queue nobody drains;
+// Shutdown waits for it for ever (hashicorp/raft#696 is one report of the
+// family). Closing the pipeline releases it (AppendEntries returns
+// ErrPipelineShutdown), so shutdownRaft closes whatever pipelines are left
+// once raft has had a moment to stop on its own.
+type transport struct {
+	*raft.NetworkTransport
+	mu        sync.Mutex
+	pipelines map[*trackedPipeline]struct{}
+}
+
+func newTransport(cfg *raft.NetworkTransportConfig) *transport {
+	return &transport{NetworkTransport: raft.NewNetworkTransportWithConfig(cfg), pipelines: map[*trackedPipeline]struct{}{}}
+}
+
+func (t *transport) AppendEntriesPipeline(id raft.ServerID, target raft.ServerAddress) (raft.AppendPipeline, error) {
+	p, err := t.NetworkTransport.AppendEntriesPipeline(id, target)
+	if err != nil {
+		return nil, err
+	}
+	tp := &trackedPipeline{AppendPipeline: p, t: t}
+	t.mu.Lock()
+	t.pipelines[tp] = struct{}{}
+	t.mu.Unlock()
+	return tp, nil
+}
+
+// closePipelines closes every pipeline still open.
+func (t *transport) closePipelines() int {
+	t.mu.Lock()
+	open := make([]*trackedPipeline, 0, len(t.pipelines))
+	for p := range t.pipelines {
+		open = append(open, p)
+	}
+	t.mu.Unlock()
+	for _, p := range open {
+		p.Close()
+	}
+	return len(open)
+}
+
+type trackedPipeline struct {
+	raft.AppendPipeline
+	t *transport
+}
+
+func (p *trackedPipeline) Close() error {
+	p.t.mu.Lock()
+	delete(p.t.pipelines, p)
+	p.t.mu.Unlock()
+	return p.AppendPipeline.Close() // netPipeline.Close may be called twice
+}
+
+// pipelineGrace is how long shutdownRaft lets raft stop its replication by
+// itself before it closes the pipelines under it.
+const pipelineGrace = time.Second
