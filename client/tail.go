@@ -47,14 +47,11 @@ func Until(end uint64) TailOption {
 }
 
 // FromTime starts a tail at the first record whose time is at or after t
-// (ConsumeStream's from_time) instead of at an offset, which must then be
-// 0. When there is no such record yet, the tail starts at the end of the
-// log and delivers the records appended from then on. Until the first
-// record is delivered, a broken stream is resumed from t again; after it,
-// from the next offset like any tail. Records older than t that a lagging
-// server sends first are skipped. With Until, t is first turned into an
-// offset with OffsetForTime, so that a tail with nothing between t and the
-// end returns rather than waits for a new record.
+// instead of at an offset, which must then be 0. When there is no such
+// record yet, the tail starts at the end of the log and delivers the
+// records appended from then on. The leader says where that is
+// (OffsetForTime: a follower may lag, and would start too early or too
+// late); the records are then read like any tail's.
 func FromTime(t time.Time) TailOption {
 	return tailOptionFunc(func(c *tailConfig) { c.from, c.byTime = t, true })
 }
@@ -67,11 +64,10 @@ func OnResume(fn func(Resume)) TailOption {
 
 // Resume describes a tail about to resume after its stream broke.
 type Resume struct {
-	Addr     string        // the server whose stream broke
-	Err      error         // how it broke
-	Next     uint64        // the offset the tail resumes from
-	FromTime time.Time     // set instead of Next while a FromTime tail has delivered nothing
-	Wait     time.Duration // the backoff before it resumes
+	Addr string        // the server whose stream broke
+	Err  error         // how it broke
+	Next uint64        // the offset the tail resumes from
+	Wait time.Duration // the backoff before it resumes
 }
 
 // Tail calls fn with every record from offset from on, in order, following
@@ -112,7 +108,7 @@ func (c *Client) TailBatches(ctx context.Context, from uint64, fn func([]*logv1.
 	stop := context.AfterFunc(c.ctx, cancel)
 	defer stop()
 
-	if cfg.byTime && cfg.bounded {
+	if cfg.byTime {
 		off, _, err := c.OffsetForTime(ctx, cfg.from)
 		if err != nil {
 			if c.closed.Load() {
@@ -120,9 +116,9 @@ func (c *Client) TailBatches(ctx context.Context, from uint64, fn func([]*logv1.
 			}
 			return err
 		}
-		from, cfg.byTime = off, false
+		from = off
 	}
-	t := &tail{c: c, cfg: cfg, fn: fn, next: from, positioned: !cfg.byTime}
+	t := &tail{c: c, cfg: cfg, fn: fn, next: from}
 	if t.done() {
 		return nil
 	}
@@ -147,17 +143,17 @@ func (c *Client) TailBatches(ctx context.Context, from uint64, fn func([]*logv1.
 		case ctx.Err() != nil:
 			return ctx.Err()
 		}
-		err = fmt.Errorf("client: ConsumeStream %s on %s: %w", t.position(), addr, err)
+		err = fmt.Errorf("client: ConsumeStream from %d on %s: %w", t.next, addr, err)
 		// "Past the end" from the leader before anything was delivered means
 		// the caller asked beyond the log; later, or from a follower, the
 		// server lags the ones that served us.
-		if pastEnd(err) && isLeader && !t.delivered && t.positioned && t.next == from {
+		if pastEnd(err) && isLeader && !t.delivered {
 			return err
 		}
 		if classifyRead(ctx, err) != retry {
 			return err
 		}
-		c.logger.Debug("tail broke, resuming elsewhere", "addr", addr, "at", t.position(), "err", err)
+		c.logger.Debug("tail broke, resuming elsewhere", "addr", addr, "next", t.next, "err", err)
 		avoid = addr
 		c.afterFailure(ctx, addr, gen, err)
 		if fails >= c.cfg.Retries {
@@ -165,11 +161,7 @@ func (c *Client) TailBatches(ctx context.Context, from uint64, fn func([]*logv1.
 		}
 		d := c.backoff(fails)
 		if cfg.onResume != nil {
-			r := Resume{Addr: addr, Err: err, Next: t.next, Wait: d}
-			if !t.positioned {
-				r.Next, r.FromTime = 0, cfg.from
-			}
-			cfg.onResume(r)
+			cfg.onResume(Resume{Addr: addr, Err: err, Next: t.next, Wait: d})
 		}
 		if !c.wait(ctx, d) {
 			return c.giveUp(ctx, err)
@@ -188,22 +180,14 @@ func (e *callbackError) Error() string { return e.err.Error() }
 
 // tail is the state of one Tail across its streams.
 type tail struct {
-	c          *Client
-	cfg        tailConfig
-	fn         func([]*logv1.Record) error
-	next       uint64 // the offset of the next record to deliver, once positioned
-	positioned bool   // next is known: always, but for a FromTime tail before its first record
-	delivered  bool   // fn has had a record
+	c         *Client
+	cfg       tailConfig
+	fn        func([]*logv1.Record) error
+	next      uint64 // the offset of the next record to deliver
+	delivered bool   // fn has had a record
 }
 
-func (t *tail) done() bool { return t.cfg.bounded && t.positioned && t.next >= t.cfg.end }
-
-func (t *tail) position() string {
-	if !t.positioned {
-		return "from " + t.cfg.from.UTC().Format(time.RFC3339Nano)
-	}
-	return fmt.Sprintf("from %d", t.next)
-}
+func (t *tail) done() bool { return t.cfg.bounded && t.next >= t.cfg.end }
 
 // once streams from one server until the stream fails, the range ends or
 // fn fails. It reports whether fn got any record.
@@ -211,9 +195,6 @@ func (t *tail) once(ctx context.Context, addr string) (progressed bool, err erro
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	req := &logv1.ConsumeStreamRequest{Offset: t.next, MaxBatch: t.cfg.maxBatch}
-	if !t.positioned {
-		req = &logv1.ConsumeStreamRequest{FromTime: timestamp(t.cfg.from), MaxBatch: t.cfg.maxBatch}
-	}
 	stream, err := t.c.client(addr).ConsumeStream(ctx, req)
 	if err != nil {
 		return false, err
@@ -234,7 +215,7 @@ func (t *tail) once(ctx context.Context, addr string) (progressed bool, err erro
 				return progressed, &callbackError{err}
 			}
 			t.next = batch[len(batch)-1].GetOffset() + 1
-			t.positioned, t.delivered, progressed = true, true, true
+			t.delivered, progressed = true, true
 		}
 		if t.done() {
 			return progressed, errTailDone
@@ -251,15 +232,9 @@ func (t *tail) once(ctx context.Context, addr string) (progressed bool, err erro
 // sequence, none delivered before, none at or past the end of the range.
 func (t *tail) accept(addr string, records []*logv1.Record) ([]*logv1.Record, error) {
 	out := make([]*logv1.Record, 0, len(records))
-	next, positioned := t.next, t.positioned
+	next := t.next
 	for _, r := range records {
 		off := r.GetOffset()
-		if !positioned {
-			if ts := r.GetTime(); ts != nil && ts.AsTime().Before(t.cfg.from) {
-				continue // a lagging server started before the time
-			}
-			next, positioned = off, true
-		}
 		switch {
 		case off < next:
 			continue // already delivered; a correct server never resends

@@ -182,12 +182,8 @@ func consume(ctx context.Context, c *client.Client, timeout time.Duration, r con
 	opts := []client.TailOption{
 		client.MaxBatch(batch),
 		client.OnResume(func(res client.Resume) {
-			at := fmt.Sprintf("offset %d", res.Next)
-			if !res.FromTime.IsZero() {
-				at = res.FromTime.UTC().Format(timeLayout)
-			}
-			fmt.Fprintf(warn, "proglog: the stream ended (%s); reconnecting from %s in %v\n",
-				oneLine(message(res.Err)), at, res.Wait.Round(time.Millisecond))
+			fmt.Fprintf(warn, "proglog: the stream ended (%s); reconnecting from offset %d in %v\n",
+				oneLine(message(res.Err)), res.Next, res.Wait.Round(time.Millisecond))
 		}),
 	}
 	if bounded {
