@@ -16,12 +16,28 @@
 //
 // # Where calls go
 //
-// Produce, ProduceBatch and Producer streams go to the leader (to any server
-// while no leader is known: a follower forwards appends to the leader).
-// Consume and Tail go round robin over the followers, or to the leader when it
-// is alone. A read a follower answers with "past the end of the log" is asked
+// Produce, ProduceBatch, ProduceRecords and Producer streams go to the leader
+// (to any server while no leader is known: a follower forwards appends to the
+// leader). Consume, ConsumeTime, Tail and TailBatches go round robin over the
+// followers, or to the leader when it is alone. A read a follower answers
+// with "past the end of the log" (for ConsumeTime, any OutOfRange) is asked
 // of the leader once: a follower may lag the leader by a few records, and the
-// leader answers for records the caller has just produced.
+// leader answers for records the caller has just produced. Stats, WhoAmI and
+// OffsetForTime ask the leader, whose answers are the freshest, and another
+// server while it does not answer; ServerStats asks the one server named.
+// A server reporting an unspecified host (0.0.0.0, ::; a standalone node
+// serving on every interface) is reached at the host it was asked at.
+//
+// # Records
+//
+// A record has a value and may have a key and headers (ProduceRecords,
+// Producer.SendRecords); the server sets its offset and its time, when the
+// leader appended it, which never decreases along the log. Header keys
+// are checked before anything is sent (ValidateRecord). Reads start at an
+// offset, or at the first record at or after a time: OffsetForTime,
+// ConsumeTime, and Tail with FromTime. Tail follows the log until stopped;
+// with Until it reads a range and returns at its end. TailBatches hands
+// over each stream message's records at once (MaxBatch caps them).
 //
 // # What is retried
 //
@@ -55,16 +71,19 @@
 // A Producer (NewProducer) pipelines appends over one ProduceStream and
 // retries nothing: when its stream breaks, each request sent and not yet
 // acknowledged fails with the dial error when the stream never connected
-// (nothing was appended), with ErrUnknownOutcome otherwise; the next Send
-// opens a stream to the leader as the client then knows it.
+// (nothing was appended); the oldest one fails with the server's answer as
+// it is when that answer refuses a request before writing it; the others
+// with ErrUnknownOutcome. The next Send opens a stream to the leader as the
+// client then knows it, unless the Producer is Ordered: then it fails with
+// the first failure, so nothing is appended after a gap.
 //
-// Reads (Consume, Tail, Servers) have no side effects and are retried, on
+// Reads (Consume, Tail, Servers, Stats...) have no side effects and are retried, on
 // another server when there is one, after a dial error, a lost connection,
 // Unavailable, Aborted, ResourceExhausted (a tail the server dropped as a
 // slow consumer), Unknown or Internal, and a "past the end" OutOfRange from a
 // node that may lag. Tail resumes from the offset after the last record it
 // delivered, so the callback sees every record once, in order, across
-// reconnects.
+// reconnects; OnResume hears of each reconnection.
 //
 // # Transport
 //
