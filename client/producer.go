@@ -57,8 +57,8 @@ type producerOptionFunc func(*Producer)
 func (f producerOptionFunc) applyProducer(p *Producer) { f(p) }
 
 // Ordered makes a Producer stop at its first failure: once a stream broke
-// (or could not be opened), every later Send fails with that failure instead
-// of opening a new stream. What reaches the log is then the requests before
+// with requests unacknowledged (or could not be opened), every later Send
+// fails with that failure instead of opening a new stream. What reaches the log is then the requests before
 // the failure, in order, and perhaps some of those whose Ack failed with
 // ErrUnknownOutcome, never a request sent after them: what a producer of
 // lines in order (proglog produce) needs.
@@ -243,8 +243,8 @@ func (p *Producer) receive(s *producerStream) {
 	s.broken = true
 	pending := s.pending
 	s.pending = nil
-	if p.ordered && p.failed == nil && (len(pending) > 0 || !p.closed) {
-		p.failed = err
+	if p.ordered && p.failed == nil && len(pending) > 0 {
+		p.failed = err // a stream that broke idle left no gap: the next Send reopens
 	}
 	p.mu.Unlock()
 	if len(pending) == 0 {
