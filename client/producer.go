@@ -34,7 +34,7 @@ type Producer struct {
 	cancel  context.CancelFunc
 	stop    func() bool   // detaches ctx from the client's
 	window  chan struct{} // one token per unacknowledged request
-	ordered bool
+	ordered bool          // see Ordered; set before the Producer is used
 
 	// sendMu serializes Send and Close, so requests go out in the order
 	// their Acks join the pending queue. It is taken before mu.
@@ -58,10 +58,10 @@ func (f producerOptionFunc) applyProducer(p *Producer) { f(p) }
 
 // Ordered makes a Producer stop at its first failure: once a stream broke
 // with requests unacknowledged (or could not be opened), every later Send
-// fails with that failure instead of opening a new stream. What reaches the log is then the requests before
-// the failure, in order, and perhaps some of those whose Ack failed with
-// ErrUnknownOutcome, never a request sent after them: what a producer of
-// lines in order (proglog produce) needs.
+// fails with that failure instead of opening a new stream. What reaches the
+// log is then the requests before the failure, in order, and perhaps some
+// of those whose Ack failed with ErrUnknownOutcome, never a request sent
+// after them: what a producer of lines in order (proglog produce) needs.
 func Ordered() ProducerOption {
 	return producerOptionFunc(func(p *Producer) { p.ordered = true })
 }
@@ -254,9 +254,7 @@ func (p *Producer) receive(s *producerStream) {
 	// answer that refuses a request before writing it concerns that one.
 	// Any later one may have been read, and written, meanwhile.
 	headErr, restErr := err, err
-	if notSent(err) {
-		p.c.afterFailure(p.ctx, s.addr, s.gen, err)
-	} else {
+	if !notSent(err) {
 		restErr = fmt.Errorf("%w: %w", ErrUnknownOutcome, err)
 		if classifyAppend(p.ctx, err) == unknown {
 			headErr = restErr
@@ -268,6 +266,10 @@ func (p *Producer) receive(s *producerStream) {
 		} else {
 			p.complete(ack, 0, restErr)
 		}
+	}
+	if notSent(err) {
+		// The acks told, learn where the next stream should go.
+		p.c.afterFailure(p.ctx, s.addr, s.gen, err)
 	}
 }
 
