@@ -39,7 +39,7 @@ type Producer struct {
 	// sendMu serializes Send and Close, so requests go out in the order
 	// their Acks join the pending queue. It is taken before mu.
 	sendMu sync.Mutex
-	// mu guards cur, closed and every stream's pending and broken; it is
+	// mu guards cur, closed, failed and every stream's pending and broken; it is
 	// never held across network I/O, so receivers are never blocked by a
 	// Send waiting on flow control.
 	mu      sync.Mutex
