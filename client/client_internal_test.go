@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	logv1 "github.com/proglog/proglog/gen/log/v1"
+	"github.com/proglog/proglog/service"
 )
 
 func TestReachable(t *testing.T) {
@@ -36,5 +37,13 @@ func TestReachable(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The client checks header keys as the server does; the limit must not
+// drift apart.
+func TestHeaderKeyLimitMatchesTheServer(t *testing.T) {
+	if MaxHeaderKeyBytes != service.MaxHeaderKeyBytes {
+		t.Errorf("client allows %d bytes, server %d", MaxHeaderKeyBytes, service.MaxHeaderKeyBytes)
 	}
 }
