@@ -99,7 +99,7 @@ func TestCommandsAgainstRealService(t *testing.T) {
 		{name: "consume past the end", args: []string{"consume", "--from", "5000"}, wantOut: ""},
 		{name: "consume last two", args: []string{"consume", "--from-end", "--from", "2", "--format", "hex"}, wantOut: "1001\t7265632d393939\n1002\t63\n"},
 		{name: "consume small batches", args: []string{"consume", "--max-batch", "1", "--from", "1", "--count", "2", "--format", "json"},
-			wantOut: `{"offset":1,"value":"Yg==","text":"b"}` + "\n" + `{"offset":2,"value":"cmVjLTA=","text":"rec-0"}` + "\n"},
+			wantLines: 2, contains: `{"offset":1,"value":"Yg==","text":"b","time":"20`},
 		{name: "stats", args: []string{"stats"}, wantLines: 7},
 		{name: "whoami", args: []string{"whoami"}, wantOut: "subject:       anonymous\nauthenticated: false\nactions:       produce, consume, admin\n"},
 		{name: "oversize record mid-stream", stdin: "ok1\nok2\n" + strings.Repeat("x", 2000) + "\nlost\n", args: []string{"produce", "--batch", "1"},
