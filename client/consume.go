@@ -13,7 +13,8 @@ import (
 // Consume reads the record at offset from a follower (the leader when it is
 // alone, or when the follower has not caught up to offset yet).
 func (c *Client) Consume(ctx context.Context, offset uint64) (*logv1.Record, error) {
-	return c.consume(ctx, &logv1.ConsumeRequest{Offset: offset}, fmt.Sprint(offset), pastEnd)
+	return c.consume(ctx, &logv1.ConsumeRequest{Offset: offset}, fmt.Sprint(offset),
+		func(err error) bool { return pastEnd(err, offset) })
 }
 
 // ConsumeTime reads the first record whose time is at or after t, from a
@@ -52,7 +53,11 @@ func (c *Client) consume(ctx context.Context, req *logv1.ConsumeRequest, what st
 				return rec, nil
 			}
 		}
-		if classifyRead(ctx, err) != retry {
+		v := classifyRead(ctx, err)
+		if v == final && ctx.Err() == nil && lagging(err) {
+			v = retry // as classifyReadAt: another server may have it
+		}
+		if v != retry {
 			return nil, last
 		}
 		avoid = addr
@@ -72,7 +77,7 @@ func (c *Client) consumeLeader(ctx context.Context, req *logv1.ConsumeRequest) (
 	}
 	resp, err := c.client(addr).Consume(ctx, req)
 	if err != nil {
-		if classifyRead(ctx, err) == retry && !pastEnd(err) {
+		if classifyRead(ctx, err) == retry {
 			return nil, nil, false
 		}
 		return nil, err, true

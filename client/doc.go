@@ -20,13 +20,15 @@
 // (to any server while no leader is known: a follower forwards appends to the
 // leader). Consume, ConsumeTime, Tail and TailBatches go round robin over the
 // followers, or to the leader when it is alone. A read a follower answers
-// with "past the end of the log" (for ConsumeTime, any OutOfRange) is asked
-// of the leader once: a follower may lag the leader by a few records, and the
-// leader answers for records the caller has just produced. Stats, WhoAmI and
-// OffsetForTime ask the leader, whose answers are the freshest, and another
-// server while it does not answer; ServerStats asks the one server named.
-// A server reporting an unspecified host (0.0.0.0, ::; a standalone node
-// serving on every interface) is reached at the host it was asked at.
+// with OutOfRange for an offset at or past its end (by the OffsetRange error
+// detail the server attaches: offset >= next; for ConsumeTime, any
+// OutOfRange) is asked of the leader once: a follower may lag the leader by
+// a few records, and the leader answers for records the caller has just
+// produced. Stats, WhoAmI and OffsetForTime ask the leader, whose answers
+// are the freshest, and another server while it does not answer;
+// ServerStats asks the one server named. A server reporting an unspecified
+// host (0.0.0.0, ::; a standalone node serving on every interface) is
+// reached at the host it was asked at.
 //
 // # Records
 //
@@ -50,40 +52,47 @@
 //
 //   - the connection to the server could not be opened (a dial error such
 //     as "connection refused": nothing was sent);
-//   - the server answered with its append-outcome header
-//     (service.AppendOutcomeHeader) set to "not-applied": it is not the
-//     leader and could not forward, no leader is known, or Raft could not
-//     even queue the entry. The decision rests on that value, never on
-//     message text.
+//   - the server's answer carries an AppendOutcome error detail of
+//     OUTCOME_NOT_APPLIED (the server puts one on every failed produce) and
+//     a code that may pass on another attempt: it is not the leader and
+//     could not forward, no leader is known, Raft could not even queue the
+//     entry, or its forward to the leader never connected. The decision
+//     rests on the detail, never on message text.
 //
 // Any other failure after the request may have left the client is reported
 // as ErrUnknownOutcome wrapping the cause, and never retried: the record may
 // or may not be in the log, and only the caller can decide whether a
 // duplicate is acceptable. That covers a connection lost mid-request, ctx
-// ending while the request was out, the header saying "unknown" (a forward
-// that failed on the way, or leadership lost while replicating), and
-// otherwise Unavailable, Internal, Unknown, DataLoss, Aborted and
-// DeadlineExceeded answers. Answers that reject the request before any write
+// ending while the request was out, the detail saying OUTCOME_UNKNOWN (a
+// forward that failed on the way, leadership lost while replicating, a Raft
+// log write that ran out of disk), and answers without a detail other than
+// the refusals below. Answers that reject the request itself
 // (InvalidArgument, ResourceExhausted, PermissionDenied, Unauthenticated,
 // FailedPrecondition, OutOfRange, Unimplemented, NotFound, AlreadyExists)
-// are returned as they are.
+// are returned as they are when they say not applied or say nothing (the
+// server's authentication, ACL and message limit answer before its
+// handlers, without a detail): sending them again gets the same answer.
+// A full disk (ResourceExhausted, not applied) is among them.
 //
 // A Producer (NewProducer) pipelines appends over one ProduceStream and
 // retries nothing: when its stream breaks, each request sent and not yet
-// acknowledged fails with the dial error when the stream never connected
-// (nothing was appended); the oldest one fails with the server's answer as
-// it is when that answer refuses a request before writing it; the others
-// with ErrUnknownOutcome. The next Send opens a stream to the leader as the
-// client then knows it, unless the Producer is Ordered: then it fails with
-// the first failure, so nothing is appended after a gap.
+// acknowledged fails with the dial error when the stream never connected,
+// or with the server's answer as it is when that answer says nothing of
+// them was written (as for an append above: the AppendOutcome detail of a
+// stream's error speaks for every request not yet acknowledged); with
+// ErrUnknownOutcome otherwise. The next Send opens a stream to the leader as
+// the client then knows it, unless the Producer is Ordered: then it fails
+// with the first failure, so nothing is appended after a gap.
 //
-// Reads (Consume, Tail, Servers, Stats...) have no side effects and are retried, on
-// another server when there is one, after a dial error, a lost connection,
-// Unavailable, Aborted, ResourceExhausted (a tail the server dropped as a
-// slow consumer), Unknown or Internal, and a "past the end" OutOfRange from a
-// node that may lag. Tail resumes from the offset after the last record it
-// delivered, so the callback sees every record once, in order, across
-// reconnects; OnResume hears of each reconnection.
+// Reads (Consume, Tail, Servers, Stats...) have no side effects and are
+// retried, on another server when there is one, after a dial error, a lost
+// connection, Unavailable, Aborted, ResourceExhausted (a tail the server
+// dropped as a slow consumer), Unknown or Internal, and an OutOfRange past
+// the end from a
+// node that may lag (by its OffsetRange detail; an offset below the lowest
+// retained one is final). Tail resumes from the offset after the last
+// record it delivered, so the callback sees every record once, in order,
+// across reconnects; OnResume hears of each reconnection.
 //
 // # Transport
 //

@@ -4,9 +4,10 @@ import (
 	"context"
 	"errors"
 	"net"
-	"strings"
 
 	"connectrpc.com/connect"
+
+	logv1 "github.com/proglog/proglog/gen/log/v1"
 )
 
 // Sentinel errors; callers branch on them with errors.Is.
@@ -44,14 +45,48 @@ func notSent(err error) bool {
 	return errors.As(err, &op) && op.Op == "dial"
 }
 
-// The server marks a failed append with what became of its records
-// (service.AppendOutcomeHeader; the names are repeated here so that the
-// client does not import the server, and a test keeps them equal).
-const (
-	appendOutcomeHeader     = "Proglog-Append-Outcome"
-	appendOutcomeNotApplied = "not-applied" // nothing was written: retry
-	appendOutcomeUnknown    = "unknown"     // it may have been committed
-)
+// outcome returns the AppendOutcome detail a failed append's answer
+// carries (OUTCOME_UNSPECIFIED when none): the server's word on what became
+// of the records, which it puts on every failure of its produce handlers.
+func outcome(ce *connect.Error) logv1.AppendOutcome_Outcome {
+	for _, d := range ce.Details() {
+		v, err := d.Value()
+		if err != nil {
+			continue
+		}
+		if o, ok := v.(*logv1.AppendOutcome); ok {
+			return o.GetOutcome()
+		}
+	}
+	return logv1.AppendOutcome_OUTCOME_UNSPECIFIED
+}
+
+// offsetRange returns the OffsetRange detail of an OutOfRange answer: the
+// server's bounds when it answered.
+func offsetRange(ce *connect.Error) (*logv1.OffsetRange, bool) {
+	for _, d := range ce.Details() {
+		v, err := d.Value()
+		if err != nil {
+			continue
+		}
+		if r, ok := v.(*logv1.OffsetRange); ok {
+			return r, true
+		}
+	}
+	return nil, false
+}
+
+// refused reports codes with which a server turns the request itself down:
+// sending it again, anywhere, gets the same answer.
+func refused(code connect.Code) bool {
+	switch code {
+	case connect.CodeInvalidArgument, connect.CodeResourceExhausted, connect.CodePermissionDenied,
+		connect.CodeUnauthenticated, connect.CodeFailedPrecondition, connect.CodeOutOfRange,
+		connect.CodeUnimplemented, connect.CodeNotFound, connect.CodeAlreadyExists:
+		return true
+	}
+	return false
+}
 
 // classifyAppend says whether a failed append may be retried. ctx is the
 // call's context.
@@ -75,22 +110,23 @@ func classifyAppend(ctx context.Context, err error) verdict {
 		}
 		return final // refused by the client before sending (size, encoding)
 	}
-	switch ce.Meta().Get(appendOutcomeHeader) {
-	case appendOutcomeUnknown:
+	o := outcome(ce)
+	switch {
+	case o == logv1.AppendOutcome_OUTCOME_UNKNOWN:
 		return unknown
-	case appendOutcomeNotApplied:
-		return retry
-	}
-	switch ce.Code() {
-	case connect.CodeInvalidArgument, connect.CodeResourceExhausted, connect.CodePermissionDenied,
-		connect.CodeUnauthenticated, connect.CodeFailedPrecondition, connect.CodeOutOfRange,
-		connect.CodeUnimplemented, connect.CodeNotFound, connect.CodeAlreadyExists:
+	case refused(ce.Code()):
+		// Not applied, or refused before the server's handlers (which
+		// mark nothing): either way nothing was written, and a retry
+		// would be refused again.
 		return final
+	case o == logv1.AppendOutcome_OUTCOME_NOT_APPLIED:
+		return retry
 	}
 	return unknown
 }
 
-// classifyRead says whether a failed read may be retried.
+// classifyRead says whether a failed read that names no offset may be
+// retried (an OutOfRange answer is final).
 func classifyRead(ctx context.Context, err error) verdict {
 	if ctx.Err() != nil {
 		return final
@@ -102,10 +138,6 @@ func classifyRead(ctx context.Context, err error) verdict {
 	case connect.CodeUnavailable, connect.CodeAborted, connect.CodeResourceExhausted,
 		connect.CodeUnknown, connect.CodeInternal:
 		return retry
-	case connect.CodeOutOfRange:
-		if pastEnd(err) {
-			return retry
-		}
 	case connect.CodeCanceled, connect.CodeDeadlineExceeded:
 		// Not our ctx: a server shutting down, or a proxy's timeout.
 		return retry
@@ -113,13 +145,27 @@ func classifyRead(ctx context.Context, err error) verdict {
 	return final
 }
 
-// pastEnd reports an OutOfRange answer for an offset at or beyond the
-// server's end (the service says "past the end of the log"), which a lagging
-// node gives for records others already have.
-func pastEnd(err error) bool {
+// classifyReadAt says whether a failed read of offset may be retried: as
+// classifyRead, and also when offset is past the answering server's end,
+// which a lagging node gives for records others already have.
+func classifyReadAt(ctx context.Context, err error, offset uint64) verdict {
+	v := classifyRead(ctx, err)
+	if v == final && ctx.Err() == nil && pastEnd(err, offset) {
+		return retry
+	}
+	return v
+}
+
+// pastEnd reports an OutOfRange answer to a read of offset that lies at or
+// beyond the server's end, by the bounds of its OffsetRange detail (not
+// below its lowest retained offset, which no retry brings back).
+func pastEnd(err error, offset uint64) bool {
 	var ce *connect.Error
-	return errors.As(err, &ce) && ce.Code() == connect.CodeOutOfRange &&
-		strings.Contains(strings.ToLower(ce.Message()), "past the end")
+	if !errors.As(err, &ce) || ce.Code() != connect.CodeOutOfRange {
+		return false
+	}
+	r, ok := offsetRange(ce)
+	return ok && offset >= r.GetNext()
 }
 
 // shouldRefresh reports failures that suggest the cluster's shape changed.
@@ -131,5 +177,8 @@ func shouldRefresh(err error) bool {
 	if !errors.As(err, &ce) {
 		return true
 	}
-	return ce.Code() == connect.CodeUnavailable || ce.Meta().Get(appendOutcomeHeader) == appendOutcomeNotApplied
+	// Unavailable: a node down, or one that does not lead and could not
+	// forward; or an append refused for a reason that may pass elsewhere.
+	return ce.Code() == connect.CodeUnavailable ||
+		(outcome(ce) == logv1.AppendOutcome_OUTCOME_NOT_APPLIED && !refused(ce.Code()))
 }

@@ -22,10 +22,9 @@ const DefaultProducerWindow = 128
 //
 // A Producer does not retry. When its stream breaks, every request sent and
 // not yet acknowledged fails: with the dial error itself when the stream never
-// connected (nothing was appended); with the server's answer as it is for the
-// oldest one when that answer refuses it before any write (InvalidArgument,
-// PermissionDenied, the append-outcome header saying "not-applied"...); with
-// ErrUnknownOutcome otherwise. The next Send opens a new stream to the leader
+// connected, or with the server's answer as it is when that says none of them
+// was written (the AppendOutcome detail OUTCOME_NOT_APPLIED, or a refusal by
+// authentication or the ACL); with ErrUnknownOutcome otherwise. The next Send opens a new stream to the leader
 // as the client knows it then, unless the Producer is Ordered. Send and Close
 // may be called from several goroutines.
 type Producer struct {
@@ -250,22 +249,14 @@ func (p *Producer) receive(s *producerStream) {
 	if len(pending) == 0 {
 		return
 	}
-	// The oldest pending request is the one the server was answering: an
-	// answer that refuses a request before writing it concerns that one.
-	// Any later one may have been read, and written, meanwhile.
-	headErr, restErr := err, err
-	if !notSent(err) {
-		restErr = fmt.Errorf("%w: %w", ErrUnknownOutcome, err)
-		if classifyAppend(p.ctx, err) == unknown {
-			headErr = restErr
-		}
+	// The server's answer speaks for every request not yet acknowledged:
+	// its AppendOutcome detail (or a refusal before its handlers) says
+	// whether any of them may have been written. Nothing else can.
+	if !notSent(err) && (!connect.IsWireError(err) || classifyAppend(p.ctx, err) == unknown) {
+		err = fmt.Errorf("%w: %w", ErrUnknownOutcome, err)
 	}
-	for i, ack := range pending {
-		if i == 0 {
-			p.complete(ack, 0, headErr)
-		} else {
-			p.complete(ack, 0, restErr)
-		}
+	for _, ack := range pending {
+		p.complete(ack, 0, err)
 	}
 	if notSent(err) {
 		// The acks told, learn where the next stream should go.

@@ -147,10 +147,10 @@ func (c *Client) TailBatches(ctx context.Context, from uint64, fn func([]*logv1.
 		// "Past the end" from the leader before anything was delivered means
 		// the caller asked beyond the log; later, or from a follower, the
 		// server lags the ones that served us.
-		if pastEnd(err) && isLeader && !t.delivered {
+		if pastEnd(err, t.next) && isLeader && !t.delivered {
 			return err
 		}
-		if classifyRead(ctx, err) != retry {
+		if classifyReadAt(ctx, err, t.next) != retry {
 			return err
 		}
 		c.logger.Debug("tail broke, resuming elsewhere", "addr", addr, "next", t.next, "err", err)

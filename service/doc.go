@@ -90,11 +90,54 @@
 //
 // Log errors become Connect codes in one place (errors.go): an offset
 // outside the log is OutOfRange, with the lowest or next offset in the
-// message; a record over Config.MaxRecordBytes, an empty batch or one of
+// message and both in an OffsetRange error detail (lowest, next: the
+// bounds when the read was answered; the offset asked for is past the end
+// when it is at least next); a record over Config.MaxRecordBytes, an empty batch or one of
 // more than 65536 records is InvalidArgument, checked before the log is
 // touched; a message over
 // Config.MaxMessageBytes is ResourceExhausted; corrupt data is DataLoss; a
 // closed or failed log, or a server shutting down, is Unavailable.
+//
+// # Append outcomes
+//
+// Every failed Produce, ProduceBatch and ProduceStream carries an
+// AppendOutcome error detail saying what became of the records the caller
+// holds no acknowledgement for, so clients decide about retrying on a value
+// rather than on the code or the message. OUTCOME_NOT_APPLIED: nothing was
+// written, retrying is safe. OUTCOME_UNKNOWN: the records may have been
+// committed, a retry may duplicate them. The rule is "not applied only when
+// the error proves it":
+//
+//   - not applied: a request refused by its own checks (InvalidArgument:
+//     no record, an empty or too large batch, a record over
+//     Config.MaxRecordBytes); not the leader and not forwarded (no leader
+//     known, or already forwarded once); Raft could not queue the entry
+//     (cluster.ErrTimeout); the disk is full before the write
+//     (cluster.ErrDiskFull alone); a closed cluster.Log; forwarding whose
+//     connection to the leader never opened (a dial error); a leader's
+//     answer without an outcome whose code only a refusal before its
+//     handlers gives (Unauthenticated, PermissionDenied, ResourceExhausted,
+//     InvalidArgument, Unimplemented).
+//   - unknown: cluster.ErrUnknownOutcome (leadership lost or a timeout
+//     while replicating, a shutdown, a Raft log write that ran out of
+//     space: its chain may hold ErrDiskFull or ErrClosed too, and it wins);
+//     a forward whose connection broke after it was sent, or whose context
+//     ended; the leader answering for a different number of records; a
+//     closed or failed logstore.Log (the append that met the close or the
+//     failed fsync may be on disk); and anything else.
+//   - the leader's own: a forwarded append's failure that the leader
+//     answered keeps the leader's outcome (Connect passes details through
+//     the follower unchanged).
+//   - ProduceStream: a request that failed to arrive or its checks ends
+//     the stream as not applied, and so does a shutdown (it stops reading
+//     and acknowledges every request received). A failed write (the
+//     appender's) has the outcome above; a failure to send an
+//     acknowledgement, or a client that left, is unknown. Requests
+//     acknowledged before the error are written in every case.
+//
+// Refusals that come before the handlers, from the authentication and ACL
+// middleware (Unauthenticated, PermissionDenied) or Connect's message limit
+// (ResourceExhausted), carry no detail; nothing was written for them.
 //
 // # Streams
 //
@@ -140,12 +183,8 @@
 // failed to apply. cluster.ErrUnknownOutcome is Unavailable too, with a
 // message saying the write may or may not have been committed and a retry
 // may duplicate it. So is a forwarded append whose connection to the
-// leader failed (the leader's own errors come back as they are). A failed
-// append whose fate the server knows carries the header (or trailer)
-// Proglog-Append-Outcome: "not-applied" (no leader, not forwarded, Raft
-// queue timeout, or the connection to the leader never opened: retrying is
-// safe) or "unknown" (a retry may duplicate), so
-// clients decide on a value rather than on message text.
+// leader failed (the leader's own errors come back as they are, with their
+// error details). Each carries its AppendOutcome (see Append outcomes).
 //
 // # Shutdown
 //

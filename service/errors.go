@@ -6,8 +6,10 @@ import (
 	"fmt"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/proglog/proglog/cluster"
+	logv1 "github.com/proglog/proglog/gen/log/v1"
 	"github.com/proglog/proglog/logstore"
 )
 
@@ -32,7 +34,8 @@ func toConnect(ctx context.Context, err error) error {
 	var re *logstore.RangeError
 	switch {
 	case errors.As(err, &re):
-		return connect.NewError(connect.CodeOutOfRange, rangeMessage(re))
+		return withDetail(connect.NewError(connect.CodeOutOfRange, rangeMessage(re)),
+			&logv1.OffsetRange{Lowest: re.Lowest, Next: re.Next})
 	case errors.Is(err, logstore.ErrOutOfRange):
 		return connect.NewError(connect.CodeOutOfRange, err)
 	case errors.Is(err, logstore.ErrRecordTooLarge):
@@ -46,26 +49,21 @@ func toConnect(ctx context.Context, err error) error {
 		// this one after a restart) may take them, so Unavailable.
 		return connect.NewError(connect.CodeUnavailable, err)
 	case errors.Is(err, cluster.ErrDiskFull):
-		// The node refused the append up front (nothing written: a retry
-		// once space is freed is safe) or its Raft log write failed for
-		// want of space (the outcome is unknown). Reads go on.
-		outcome := AppendOutcomeNotApplied
-		if errors.Is(err, cluster.ErrUnknownOutcome) {
-			outcome = AppendOutcomeUnknown
-		}
-		return withAppendOutcome(connect.NewError(connect.CodeResourceExhausted, err), outcome)
+		// The node refused the append up front or its Raft log write
+		// failed for want of space (appendOutcome tells them apart).
+		// Reads go on.
+		return connect.NewError(connect.CodeResourceExhausted, err)
 	case errors.Is(err, cluster.ErrUnknownOutcome):
 		// Unavailable so clients retry, but say that a retry may write
 		// the records twice.
-		return withAppendOutcome(connect.NewError(connect.CodeUnavailable, fmt.Errorf(
-			"the write may or may not have been committed (leadership changed or it timed out while replicating); a retry may duplicate it: %w", err)),
-			AppendOutcomeUnknown)
+		return connect.NewError(connect.CodeUnavailable, fmt.Errorf(
+			"the write may or may not have been committed (leadership changed or it timed out while replicating); a retry may duplicate it: %w", err))
 	case errors.Is(err, cluster.ErrNotLeader), errors.Is(err, cluster.ErrTimeout):
 		// ErrNotLeader is reached only when the append could not be
 		// forwarded: no leader is known (an election is under way), or the
 		// request was already forwarded once. ErrTimeout: Raft could not
 		// even queue the entry. Nothing was written; a retry is safe.
-		return withAppendOutcome(connect.NewError(connect.CodeUnavailable, err), AppendOutcomeNotApplied)
+		return connect.NewError(connect.CodeUnavailable, err)
 	case errors.Is(err, cluster.ErrClosed), errors.Is(err, cluster.ErrApplyFailed):
 		return connect.NewError(connect.CodeUnavailable, err)
 	case errors.Is(err, errSlowConsumer):
@@ -93,18 +91,77 @@ func invalidArgument(format string, args ...any) error {
 	return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf(format, args...))
 }
 
-// AppendOutcomeHeader is set on a failed append's error (a response header
-// or trailer, whatever the protocol) when the server knows what became of
-// the records, so clients decide about retrying on a value, not on message
-// text: AppendOutcomeNotApplied (nothing was written: retrying is safe) or
-// AppendOutcomeUnknown (it may have been committed: a retry may duplicate).
-const (
-	AppendOutcomeHeader     = "Proglog-Append-Outcome"
-	AppendOutcomeNotApplied = "not-applied"
-	AppendOutcomeUnknown    = "unknown"
-)
+// appendFailed is what a produce returns for err: toConnect's error,
+// carrying an AppendOutcome detail that says what became of the records the
+// caller has no acknowledgement for. An error that carries an outcome
+// already (a leader's answer, forwardFailed's) keeps it; otherwise
+// appendOutcome decides from err. Clients decide about retrying on that
+// value, not on the code or the message.
+func appendFailed(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	return withAppendOutcome(toConnect(ctx, err), appendOutcome(err))
+}
 
-func withAppendOutcome(err *connect.Error, outcome string) *connect.Error {
-	err.Meta().Set(AppendOutcomeHeader, outcome)
+// appendOutcome says what became of an append that failed with err: not
+// applied only when the error proves nothing was written, unknown
+// otherwise (see "Append outcomes" in doc.go).
+func appendOutcome(err error) logv1.AppendOutcome_Outcome {
+	switch {
+	case errors.Is(err, cluster.ErrUnknownOutcome):
+		// The entry left this node (for Raft, or to the leader) and may
+		// commit; this comes first, as ErrDiskFull and ErrClosed may be
+		// in its chain too.
+		return logv1.AppendOutcome_OUTCOME_UNKNOWN
+	case errors.Is(err, cluster.ErrNotLeader), errors.Is(err, cluster.ErrTimeout),
+		errors.Is(err, cluster.ErrDiskFull), errors.Is(err, cluster.ErrClosed),
+		errors.Is(err, logstore.ErrRecordTooLarge):
+		// Refused before Raft saw the entry.
+		return logv1.AppendOutcome_OUTCOME_NOT_APPLIED
+	case connect.CodeOf(err) == connect.CodeInvalidArgument:
+		// The request's own checks (checkValue, values, pendingFrom) or
+		// its decoding: nothing reached the log.
+		return logv1.AppendOutcome_OUTCOME_NOT_APPLIED
+	}
+	// logstore.ErrClosed and ErrFailed among them: the append that met
+	// the close or the failed write may have been written.
+	return logv1.AppendOutcome_OUTCOME_UNKNOWN
+}
+
+// withAppendOutcome sets outcome on err's *connect.Error unless it carries
+// an AppendOutcome already.
+func withAppendOutcome(err error, outcome logv1.AppendOutcome_Outcome) error {
+	var ce *connect.Error
+	if !errors.As(err, &ce) {
+		ce = connect.NewError(connect.CodeUnknown, err)
+		err = ce
+	}
+	if _, ok := outcomeOf(ce); !ok {
+		withDetail(ce, &logv1.AppendOutcome{Outcome: outcome})
+	}
+	return err
+}
+
+// outcomeOf returns the AppendOutcome that ce carries, if any.
+func outcomeOf(ce *connect.Error) (logv1.AppendOutcome_Outcome, bool) {
+	for _, d := range ce.Details() {
+		v, err := d.Value()
+		if err != nil {
+			continue
+		}
+		if o, ok := v.(*logv1.AppendOutcome); ok {
+			return o.GetOutcome(), true
+		}
+	}
+	return logv1.AppendOutcome_OUTCOME_UNSPECIFIED, false
+}
+
+// withDetail attaches msg to err as an error detail. Our messages always
+// marshal; were one not to, err goes without it rather than failing.
+func withDetail(err *connect.Error, msg proto.Message) *connect.Error {
+	if d, derr := connect.NewErrorDetail(msg); derr == nil {
+		err.AddDetail(d)
+	}
 	return err
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"net"
 	"os"
 	"strings"
@@ -185,7 +184,7 @@ func TestForwarderRefusals(t *testing.T) {
 	}
 
 	// A leader that cannot be reached: nothing was sent, and the error says
-	// so, in its message and in the append-outcome header.
+	// so, in its message and in its AppendOutcome detail.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -200,8 +199,8 @@ func TestForwarderRefusals(t *testing.T) {
 	if codeOf(err) != connect.CodeUnavailable || !strings.Contains(err.Error(), "nothing was written") {
 		t.Fatalf("unreachable leader: got %v", err)
 	}
-	if ce := new(connect.Error); !errors.As(err, &ce) || ce.Meta().Get(service.AppendOutcomeHeader) != service.AppendOutcomeNotApplied {
-		t.Fatalf("unreachable leader: %s not %q in %v", service.AppendOutcomeHeader, service.AppendOutcomeNotApplied, err)
+	if got := appendOutcome(t, err); got != notApplied {
+		t.Fatalf("unreachable leader: outcome %v in %v, want %v", got, err, notApplied)
 	}
 
 	if _, err := service.NewForwarder("x", "", &tls.Config{}); err == nil {

@@ -45,27 +45,49 @@ func forwardBatch(ctx context.Context, leader logv1connect.LogServiceClient, rec
 
 // forwardFailed keeps the leader's own answers (an error it sent) and
 // turns a failure on the way (the leader died or could not be reached) into
-// Unavailable that says the outcome is unknown: the leader may have
-// committed the records before the connection broke.
+// Unavailable. Every failure carries an AppendOutcome: the leader's own
+// (forwardedOutcome for an answer without one); not applied when the
+// connection to the leader never opened; unknown otherwise, as the leader
+// may have committed the records before the connection broke.
 func forwardFailed(err error) error {
-	if err == nil || connect.IsWireError(err) {
-		return err
+	if err == nil {
+		return nil
+	}
+	if ce := (*connect.Error)(nil); errors.As(err, &ce) && connect.IsWireError(err) {
+		return withAppendOutcome(err, forwardedOutcome(ce.Code()))
 	}
 	if op := (*net.OpError)(nil); errors.As(err, &op) && op.Op == "dial" {
 		// The connection to the leader never opened: nothing was sent.
 		return withAppendOutcome(connect.NewError(connect.CodeUnavailable, fmt.Errorf(
 			"forwarding to the leader failed before sending; nothing was written: %w", err)),
-			AppendOutcomeNotApplied)
+			logv1.AppendOutcome_OUTCOME_NOT_APPLIED)
 	}
 	return withAppendOutcome(connect.NewError(connect.CodeUnavailable, fmt.Errorf(
 		"forwarding to the leader failed; the write may or may not have been committed, a retry may duplicate it: %w", err)),
-		AppendOutcomeUnknown)
+		logv1.AppendOutcome_OUTCOME_UNKNOWN)
+}
+
+// forwardedOutcome is the outcome of a leader's answer that carries none.
+// The leader's produce handlers put one on every failure, so such an
+// answer comes from before them: its authentication or ACL
+// (Unauthenticated, PermissionDenied), a request it could not take
+// (ResourceExhausted for its message limit, InvalidArgument,
+// Unimplemented), none of which writes. Anything else the follower cannot
+// vouch for.
+func forwardedOutcome(code connect.Code) logv1.AppendOutcome_Outcome {
+	switch code {
+	case connect.CodeUnauthenticated, connect.CodePermissionDenied, connect.CodeResourceExhausted,
+		connect.CodeInvalidArgument, connect.CodeUnimplemented:
+		return logv1.AppendOutcome_OUTCOME_NOT_APPLIED
+	}
+	return logv1.AppendOutcome_OUTCOME_UNKNOWN
 }
 
 // Produce appends one record. The append is not cancelled with the request:
 // once started it completes, so a shutdown finishes in-flight produces and
 // a client that left cannot half-write a record.
-func (s *Service) Produce(ctx context.Context, req *logv1.ProduceRequest) (*logv1.ProduceResponse, error) {
+func (s *Service) Produce(ctx context.Context, req *logv1.ProduceRequest) (_ *logv1.ProduceResponse, err error) {
+	defer func() { err = appendFailed(ctx, err) }() // every failure says what became of the record
 	if req.GetRecord() == nil {
 		return nil, invalidArgument("record is required")
 	}
@@ -86,7 +108,8 @@ func (s *Service) Produce(ctx context.Context, req *logv1.ProduceRequest) (*logv
 }
 
 // ProduceBatch appends several records as one durable write.
-func (s *Service) ProduceBatch(ctx context.Context, req *logv1.ProduceBatchRequest) (*logv1.ProduceBatchResponse, error) {
+func (s *Service) ProduceBatch(ctx context.Context, req *logv1.ProduceBatchRequest) (_ *logv1.ProduceBatchResponse, err error) {
+	defer func() { err = appendFailed(ctx, err) }() // every failure says what became of the records
 	recs, size, err := s.records(req.GetRecords())
 	if err != nil {
 		return nil, err

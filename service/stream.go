@@ -366,15 +366,21 @@ func (s *Service) ProduceStream(ctx context.Context, stream *connect.BidiStream[
 	close(reqs)
 	wg.Wait()
 
+	// Every request received before the failure has been acknowledged,
+	// unless the appender or the acker failed (failure); the outcome is
+	// that of the requests sent and not acknowledged.
 	switch {
 	case failure != nil:
-		return toConnect(ctx, failure)
+		return appendFailed(ctx, failure)
 	case recvErr != nil:
-		return toConnect(ctx, recvErr)
+		// The request that failed to arrive, or its checks, was not
+		// appended.
+		return withAppendOutcome(toConnect(ctx, recvErr), logv1.AppendOutcome_OUTCOME_NOT_APPLIED)
 	case errors.Is(context.Cause(ctx), ErrShuttingDown):
-		return toConnect(ctx, ErrShuttingDown)
+		// Nothing was received after the shutdown began.
+		return withAppendOutcome(toConnect(ctx, ErrShuttingDown), logv1.AppendOutcome_OUTCOME_NOT_APPLIED)
 	case ctx.Err() != nil:
-		return toConnect(ctx, ctx.Err())
+		return appendFailed(ctx, ctx.Err())
 	}
 	return nil
 }

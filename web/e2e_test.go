@@ -247,6 +247,45 @@ func (e *env) answer(ctx context.Context, t *testing.T, step string, msg map[str
 			return fail(err)
 		}
 		return map[string]any{"binary": res.BaseOffset, "large": res.BaseOffset + 1, "next": res.BaseOffset + 2}
+	case "produce-keyed":
+		// A record with a key and headers (one key repeated, one value not
+		// text), then, 1.5 s later, a plain one: a whole second of the
+		// clock lies between them for the page to jump to.
+		keyed, err := e.client.Produce(ctx, &logv1.ProduceRequest{Record: &logv1.Record{
+			Value: []byte(`{"event":"signup"}`),
+			Key:   []byte("user-42"),
+			Headers: []*logv1.Header{
+				{Key: "trace-id", Value: []byte("abc")},
+				{Key: "bin", Value: []byte{0, 1, 0xff}},
+				{Key: "trace-id", Value: []byte("def")},
+			},
+		}})
+		if err != nil {
+			return fail(err)
+		}
+		select {
+		case <-ctx.Done():
+			return fail(ctx.Err())
+		case <-time.After(1500 * time.Millisecond):
+		}
+		plain, err := e.client.Produce(ctx, &logv1.ProduceRequest{Record: &logv1.Record{Value: []byte("after-a-pause")}})
+		if err != nil {
+			return fail(err)
+		}
+		reply := map[string]any{"keyed": keyed.Offset, "plain": plain.Offset}
+		for name, off := range map[string]uint64{"keyed": keyed.Offset, "plain": plain.Offset} {
+			res, err := e.client.Consume(ctx, &logv1.ConsumeRequest{Offset: off})
+			if err != nil {
+				return fail(err)
+			}
+			ts := res.GetRecord().GetTime()
+			if ts == nil {
+				return fail(fmt.Errorf("offset %d has no time: does the server keep record times (issue #11)?", off))
+			}
+			reply[name+"Time"] = ts.AsTime().UTC().Format("2006-01-02T15:04:05.000000000Z")
+			reply[name+"Ms"] = ts.AsTime().UnixMilli()
+		}
+		return reply
 	case "read-back":
 		off := uint64(num("offset"))
 		want, _ := msg["value"].(string)
@@ -256,6 +295,20 @@ func (e *env) answer(ctx context.Context, t *testing.T, step string, msg map[str
 		}
 		if got := string(res.GetRecord().GetValue()); got != want {
 			return fail(fmt.Errorf("offset %d holds %q, the page produced %q", off, got, want))
+		}
+		if want, ok := msg["key"].(string); ok {
+			if got := string(res.GetRecord().GetKey()); got != want {
+				return fail(fmt.Errorf("offset %d has key %q, the page produced %q", off, got, want))
+			}
+		}
+		if want, ok := msg["headers"].([]any); ok {
+			var got []any
+			for _, h := range res.GetRecord().GetHeaders() {
+				got = append(got, []any{h.GetKey(), string(h.GetValue())})
+			}
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				return fail(fmt.Errorf("offset %d has headers %v, the page produced %v", off, got, want))
+			}
 		}
 		return map[string]any{}
 	case "restart-server":

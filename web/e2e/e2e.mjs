@@ -74,9 +74,13 @@ const browser = await chromium.launch({
   ],
 });
 
-/** open makes a browser context, optionally with a client certificate, and loads the dashboard. */
-async function open(name, certName) {
+/**
+ * open makes a browser context, optionally with a client certificate, and
+ * loads the dashboard. timezoneId sets the page's local time zone.
+ */
+async function open(name, certName, timezoneId) {
   const context = await browser.newContext({
+    timezoneId,
     // The quickstart's CA is not in Chromium's trust store; the client
     // certificate proxy and the page still verify nothing else.
     ignoreHTTPSErrors: true,
@@ -116,6 +120,18 @@ async function tailOffsets(page) {
   );
 }
 
+/**
+ * sameTime reports whether two RFC 3339 UTC times are the same instant:
+ * the page shows 0, 3, 6 or 9 fractional digits, the Go test sends 9.
+ */
+function sameTime(a, b) {
+  const norm = (s) => {
+    const m = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z$/.exec(s);
+    return m ? `${m[1]}.${(m[2] ?? "").padEnd(9, "0")}Z` : `not RFC 3339: ${s}`;
+  };
+  return norm(a) === norm(b);
+}
+
 async function waitText(page, selector, re, timeout = 20_000) {
   const loc = page.locator(selector);
   await loc.filter({ hasText: re }).first().waitFor({ timeout });
@@ -123,8 +139,9 @@ async function waitText(page, selector, re, timeout = 20_000) {
 }
 
 async function functional() {
-  // 1. Root: the tail shows records a Go client produces, live.
-  const root = await open("root", "root");
+  // 1. Root: the tail shows records a Go client produces, live. The page's
+  // local time is St. John's (UTC-03:30 or -02:30), never UTC by accident.
+  const root = await open("root", "root", "America/St_Johns");
   let p = root.page;
   await waitText(p, "#identity-subject", /^root$/);
   await waitText(p, "#identity-actions", /produce/);
@@ -188,6 +205,91 @@ async function functional() {
   await waitText(p, "#browse-status", /^offsets 0–/);
   const browsed = await p.locator("#browse-list .row").count();
   check(browsed === offset + 1, `browse shows ${browsed} rows, want ${offset + 1}`);
+
+  // 4b. Keys, headers and times (issue #11). The tail and Browse show a
+  // record's key and local time (the UTC time in its tooltip); the detail
+  // view shows its headers in order, repeats kept, non-text ones as hex.
+  await p.click("#tab-tail");
+  const keyed = await ask("produce-keyed");
+  const timeRe = /^(\d\d:\d\d:\d\d\.\d{3}|\d\d-\d\d \d\d:\d\d:\d\d)$/; // today, or just after midnight
+  const tailRow = p.locator(`#tail-list .row[data-offset="${keyed.keyed}"]`);
+  await tailRow.locator(".key").filter({ hasText: /^user-42$/ }).waitFor({ timeout: 20_000 });
+  check(timeRe.test(await tailRow.locator(".time").innerText()), "the tail row shows no time");
+  await p.click("#tab-browse");
+  await p.click("#browse-last");
+  const row = p.locator(`#browse-list .row[data-offset="${keyed.keyed}"]`);
+  await row.locator(".key").filter({ hasText: /^user-42$/ }).waitFor({ timeout: 20_000 });
+  const shown = await row.locator(".time").innerText();
+  check(timeRe.test(shown), `browse shows time ${JSON.stringify(shown)}`);
+  const tip = await row.locator(".time").getAttribute("title");
+  check(sameTime(tip, keyed.keyedTime), `the time's tooltip is ${tip}, the record's time ${keyed.keyedTime}`);
+  const local = await p.evaluate((ms) => {
+    const d = new Date(ms);
+    return [d.getHours(), d.getMinutes(), d.getSeconds()].map((n) => String(n).padStart(2, "0")).join(":");
+  }, keyed.keyedMs);
+  check(shown.includes(local), `browse shows ${shown}, want local time ${local}`);
+  await row.click();
+  await waitText(p, "#detail-key", /^user-42$/);
+  const headers = await p.locator("#detail-headers tr").evaluateAll((trs) =>
+    trs.map((tr) => [...tr.children].map((td) => `${td.textContent}${td.className === "f-hex" ? " (hex)" : ""}`)),
+  );
+  check(
+    JSON.stringify(headers) === JSON.stringify([["trace-id", "abc"], ["bin", "00 01 ff (hex)"], ["trace-id", "def"]]),
+    `detail headers ${JSON.stringify(headers)}`,
+  );
+  const detailTime = await p.locator("#detail-time").innerText();
+  check(sameTime(detailTime, keyed.keyedTime), `detail time ${detailTime}, want ${keyed.keyedTime}`);
+  await waitText(p, "#detail-time-local", new RegExp(`^\\(\\d{4}-\\d\\d-\\d\\d ${local}(\\.\\d{3})? UTC-0[23]:30\\)$`));
+  await waitText(p, "#detail-value", /"event": "signup"/);
+  await shot(p, "4b-browse-key-headers-time");
+
+  // 4c. The form produces a record with a key and headers; the Go client
+  // reads them back.
+  await p.click("#produce-more summary");
+  await p.fill("#produce-value", "with headers");
+  await p.check('input[name="produce-mode"][value="text"]');
+  await p.fill("#produce-key", "page-key");
+  await p.fill("#produce-headers", "source: dashboard\nsource: again\n\nempty:");
+  await p.click("#produce-submit");
+  const withHeaders = Number(/offset (\d+)/.exec(await waitText(p, "#produce-result", /^Appended at offset \d+\.$/))[1]);
+  await ask("read-back", {
+    offset: withHeaders,
+    value: "with headers",
+    key: "page-key",
+    headers: [["source", "dashboard"], ["source", "again"], ["empty", ""]],
+  });
+  await p.fill("#produce-headers", "no colon here");
+  await p.click("#produce-submit");
+  await waitText(p, "#produce-error", /^Header line 1: write a header as "key: value"\.$/);
+  await p.fill("#produce-key", "");
+  await p.fill("#produce-headers", "");
+
+  // 4d. Jump to a time: the next whole second after the keyed record is
+  // before the plain one, so the page starts there.
+  const between = Math.floor(keyed.keyedMs / 1000) * 1000 + 1000;
+  check(between <= keyed.plainMs, `no whole second between ${keyed.keyedTime} and ${keyed.plainTime}`);
+  const localInput = (ms) =>
+    p.evaluate((ms) => {
+      const d = new Date(ms);
+      const z = (n, w = 2) => String(n).padStart(w, "0");
+      return `${z(d.getFullYear(), 4)}-${z(d.getMonth() + 1)}-${z(d.getDate())}T${z(d.getHours())}:${z(d.getMinutes())}:${z(d.getSeconds())}`;
+    }, ms);
+  await p.fill("#browse-time", await localInput(between));
+  await p.click('#browse-time-form button[type="submit"]');
+  await waitText(p, "#browse-note", new RegExp(`^Offset ${keyed.plain} is the first record at or after `));
+  const first = async () => Number(await p.locator("#browse-list .row").first().getAttribute("data-offset"));
+  check((await first()) === keyed.plain, `browse starts at ${await first()}, want ${keyed.plain}`);
+  await shot(p, "4d-jump-to-time");
+  // A time after every record says so.
+  await p.fill("#browse-time", await localInput(Date.now() + 86_400_000));
+  await p.click('#browse-time-form button[type="submit"]');
+  await waitText(p, "#browse-note", /^No record is at or after .*: every record in the log is older\. The next one will get offset \d+\.$/);
+  await shot(p, "4e-jump-past-the-end");
+  // "1 h ago" is before every record of this test: the page starts at the oldest.
+  await p.click('#browse-time-form button[data-ago="3600"]');
+  await waitText(p, "#browse-note", /^Offset 0 is the first record at or after /);
+  check((await first()) === 0, `"1 h ago" starts at ${await first()}, want 0`);
+  await p.click("#detail-close");
 
   // 5. The tail survives a server restart and resumes without gaps or repeats.
   await p.click("#tab-tail");

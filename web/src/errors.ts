@@ -1,6 +1,7 @@
 // Turns RPC failures into plain sentences a person can act on.
 
 import { Code, ConnectError } from "@connectrpc/connect";
+import { AppendOutcomeSchema, AppendOutcome_Outcome, OffsetRangeSchema } from "./gen/log/v1/log_pb.js";
 
 /** Action is what the ACL checks: see the server's policy file. */
 export type Action = "produce" | "consume" | "admin";
@@ -19,9 +20,35 @@ export interface ErrorContext {
   identity?: Identity;
   /** offset is the offset the call asked for, if any. */
   offset?: bigint;
-  /** lowest and next are the log's bounds, if known. */
+  /**
+   * lowest and next are the log's bounds as the page last saw them; an
+   * OffsetRange detail on the error, the bounds when the server answered,
+   * takes precedence.
+   */
   lowest?: bigint;
   next?: bigint;
+}
+
+/** offsetRange returns the log's bounds from an OUT_OF_RANGE error's OffsetRange detail, if it has one. */
+export function offsetRange(err: unknown): { lowest: bigint; next: bigint } | undefined {
+  const d = ConnectError.from(err).findDetails(OffsetRangeSchema)[0];
+  return d && { lowest: d.lowest, next: d.next };
+}
+
+/**
+ * appendOutcome returns what a failed produce's AppendOutcome detail says
+ * happened: "not-applied" (retrying is safe), "unknown" (the records may
+ * have been appended), or undefined when the error does not say.
+ */
+export function appendOutcome(err: unknown): "not-applied" | "unknown" | undefined {
+  switch (ConnectError.from(err).findDetails(AppendOutcomeSchema)[0]?.outcome) {
+    case AppendOutcome_Outcome.NOT_APPLIED:
+      return "not-applied";
+    case AppendOutcome_Outcome.UNKNOWN:
+      return "unknown";
+    default:
+      return undefined;
+  }
 }
 
 export const importHint =
@@ -54,10 +81,23 @@ export function permissionSentence(action: Action, identity?: Identity): string 
 /**
  * describeError returns a sentence for err. Server messages are used only
  * for codes whose message is meant for people (InvalidArgument,
- * ResourceExhausted); the rest are explained from the page's own knowledge.
+ * ResourceExhausted); the rest are explained from the error's details and
+ * the page's own knowledge.
  */
 export function describeError(err: unknown, ctx: ErrorContext): string {
   const ce = ConnectError.from(err);
+  const s = describeCode(ce, ctx);
+  // Whether a failed produce wrote anything matters for what to do next;
+  // a denial or a refused record plainly did not.
+  if (ctx.action === "produce" && !isAuthError(ce) && ce.code !== Code.InvalidArgument) {
+    const outcome = appendOutcome(ce);
+    if (outcome === "unknown") return `${s} The record may have been appended anyway: look before producing it again.`;
+    if (outcome === "not-applied") return `${s} Nothing was appended, so trying again cannot duplicate it.`;
+  }
+  return s;
+}
+
+function describeCode(ce: ConnectError, ctx: ErrorContext): string {
   if (isNetworkError(ce)) return "The server cannot be reached; check that it is running.";
   switch (ce.code) {
     case Code.Unauthenticated:
@@ -66,14 +106,17 @@ export function describeError(err: unknown, ctx: ErrorContext): string {
       return permissionSentence(ctx.action, ctx.identity);
     case Code.OutOfRange: {
       const off = ctx.offset;
-      if (off !== undefined && ctx.next !== undefined && off >= ctx.next) {
-        return `Offset ${off} is past the end (next is ${ctx.next}).`;
+      const { lowest, next } = offsetRange(ce) ?? ctx;
+      if (off !== undefined && next !== undefined && off >= next) {
+        return `Offset ${off} is past the end (next is ${next}).`;
       }
-      if (off !== undefined && ctx.lowest !== undefined && off < ctx.lowest) {
-        return `Offset ${off} is no longer in the log (the oldest kept is ${ctx.lowest}).`;
+      if (off !== undefined && lowest !== undefined && off < lowest) {
+        return `Offset ${off} is no longer in the log (the oldest kept is ${lowest}).`;
       }
-      if (off !== undefined) return `Offset ${off} is outside the log.`;
-      return "That offset is outside the log.";
+      const holds =
+        lowest === undefined || next === undefined ? "" : lowest >= next ? " (it is empty)" : ` (it holds ${lowest}–${next - 1n})`;
+      if (off !== undefined) return `Offset ${off} is outside the log${holds}.`;
+      return `That offset is outside the log${holds}.`;
     }
     case Code.InvalidArgument:
       return `The server refused the request: ${ce.rawMessage}.`;

@@ -209,3 +209,156 @@ export function encodeProduce(input: string, mode: "text" | "json"): Uint8Array 
   }
   return new TextEncoder().encode(input);
 }
+
+// ---- keys and headers -------------------------------------------------------
+
+/** FormattedField is a record's key or a header value, shown on a line or two. */
+export interface FormattedField {
+  kind: "empty" | "text" | "hex";
+  text: string;
+  /** truncated is true when only the first maxBytes were used. */
+  truncated: boolean;
+}
+
+/**
+ * formatField renders a key or header value: as text when its bytes are
+ * printable UTF-8 (see decodeText), otherwise as hex pairs. At most
+ * maxBytes are used.
+ */
+export function formatField(bytes: Uint8Array, maxBytes = 1024): FormattedField {
+  if (bytes.length === 0) return { kind: "empty", text: "(empty)", truncated: false };
+  const truncated = bytes.length > maxBytes;
+  const text = decodeText(truncated ? bytes.subarray(0, utf8Boundary(bytes, maxBytes)) : bytes);
+  const out =
+    text !== undefined ? { kind: "text" as const, text } : { kind: "hex" as const, text: hexPreview(bytes.subarray(0, maxBytes)) };
+  if (truncated) out.text += "…";
+  return { ...out, truncated };
+}
+
+/** FormattedHeader is one header as the detail view lists it. */
+export interface FormattedHeader extends FormattedField {
+  key: string;
+}
+
+/** formatHeaders renders headers in their order, repeated keys kept. */
+export function formatHeaders(headers: readonly { key: string; value: Uint8Array }[], maxBytes = 1024): FormattedHeader[] {
+  return headers.map((h) => ({ key: h.key, ...formatField(h.value, maxBytes) }));
+}
+
+/**
+ * parseHeaders reads the produce form's headers: one `key: value` a line,
+ * in order, a key may repeat; blank lines are skipped. The value is what
+ * follows the first colon, without the spaces around it; keys are at most
+ * 256 bytes of UTF-8, as the server requires.
+ */
+export function parseHeaders(input: string): { key: string; value: Uint8Array }[] | Error {
+  const enc = new TextEncoder();
+  const out: { key: string; value: Uint8Array }[] = [];
+  const lines = input.split(/\r?\n/);
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i];
+    if (line.trim() === "") continue;
+    const colon = line.indexOf(":");
+    const key = colon < 0 ? "" : line.slice(0, colon).trim();
+    if (key === "") return new Error(`Header line ${i + 1}: write a header as "key: value".`);
+    if (enc.encode(key).length > 256) return new Error(`Header line ${i + 1}: the key is longer than 256 bytes.`);
+    out.push({ key, value: enc.encode(line.slice(colon + 1).trim()) });
+  }
+  return out;
+}
+
+// ---- times ---------------------------------------------------------------------
+
+/** Time is a google.protobuf.Timestamp's fields. */
+export interface Time {
+  seconds: bigint;
+  nanos: number;
+}
+
+// The range a JavaScript Date can hold: ±100,000,000 days around 1970.
+const maxDateMs = 8.64e15;
+
+/** timeMs returns t in milliseconds since 1970, or NaN when a Date cannot hold it. */
+export function timeMs(t: Time): number {
+  const ms = Number(t.seconds) * 1000 + Math.floor(t.nanos / 1e6);
+  return Math.abs(ms) <= maxDateMs && t.nanos >= 0 && t.nanos < 1e9 ? ms : NaN;
+}
+
+/** timeFromMs returns a Timestamp's fields for milliseconds since 1970. */
+export function timeFromMs(ms: number): Time {
+  const s = Math.floor(ms / 1000);
+  return { seconds: BigInt(s), nanos: Math.round((ms - s * 1000) * 1e6) };
+}
+
+const pad = (n: number, w = 2) => String(n).padStart(w, "0");
+
+/**
+ * formatRFC3339 renders t in UTC with as many fractional digits as it has
+ * (0, 3, 6 or 9, like protobuf's JSON): 2025-06-01T12:03:22.120Z.
+ */
+export function formatRFC3339(t: Time): string {
+  const ms = timeMs(t);
+  if (Number.isNaN(ms)) return `invalid time (${t.seconds}s ${t.nanos}ns)`;
+  const base = new Date(Number(t.seconds) * 1000).toISOString().replace(/\.\d+Z$/, "");
+  let frac = "";
+  if (t.nanos % 1e6 === 0 && t.nanos > 0) frac = "." + pad(t.nanos / 1e6, 3);
+  else if (t.nanos % 1e3 === 0 && t.nanos > 0) frac = "." + pad(t.nanos / 1e3, 6);
+  else if (t.nanos > 0) frac = "." + pad(t.nanos, 9);
+  return `${base}${frac}Z`;
+}
+
+/**
+ * formatTimeShort renders a time for a list's time column, in local time:
+ * 14:03:22.120 on the day of now, 06-01 14:03:22 in its year, otherwise
+ * 2024-06-01 14:03.
+ */
+export function formatTimeShort(ms: number, now = Date.now()): string {
+  if (!Number.isFinite(ms)) return "?";
+  const d = new Date(ms);
+  const n = new Date(now);
+  const hm = `${pad(d.getHours())}:${pad(d.getMinutes())}`;
+  if (d.getFullYear() !== n.getFullYear()) return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${hm}`;
+  const hms = `${hm}:${pad(d.getSeconds())}`;
+  if (d.getMonth() !== n.getMonth() || d.getDate() !== n.getDate()) return `${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${hms}`;
+  return `${hms}.${pad(d.getMilliseconds(), 3)}`;
+}
+
+/**
+ * formatTimeLocal renders a time in local time with its UTC offset:
+ * 2025-06-01 14:03:22.120 UTC+02:00 (no milliseconds when they are 0).
+ */
+export function formatTimeLocal(ms: number): string {
+  if (!Number.isFinite(ms)) return "?";
+  const d = new Date(ms);
+  const off = -d.getTimezoneOffset();
+  const zone = `UTC${off < 0 ? "-" : "+"}${pad(Math.floor(Math.abs(off) / 60))}:${pad(Math.abs(off) % 60)}`;
+  const frac = d.getMilliseconds() === 0 ? "" : `.${pad(d.getMilliseconds(), 3)}`;
+  return `${toDateTimeLocal(ms).replace("T", " ")}${frac} ${zone}`;
+}
+
+/** toDateTimeLocal renders ms as an <input type="datetime-local"> value: 2025-06-01T14:03:22 (local time). */
+export function toDateTimeLocal(ms: number): string {
+  const d = new Date(ms);
+  return `${pad(d.getFullYear(), 4)}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
+
+/**
+ * parseDateTimeLocal reads an <input type="datetime-local"> value (local
+ * time, seconds and milliseconds optional) into milliseconds since 1970;
+ * it returns an error sentence for bad input.
+ */
+export function parseDateTimeLocal(input: string): number | Error {
+  const s = input.trim();
+  if (s === "") return new Error("Pick a date and time.");
+  const m = /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,3}))?)?$/.exec(s);
+  if (!m) return new Error(`"${s}" is not a date and time: use 2025-06-01T14:03:22.`);
+  const [y, mo, d, h, mi, sec] = m.slice(1, 7).map((x) => Number(x ?? 0));
+  const ms = Number((m[7] ?? "0").padEnd(3, "0"));
+  const date = new Date(y, mo - 1, d, h, mi, sec, ms);
+  // Date rolls 02-30 over to March; a wall-clock time a DST change skips is
+  // fine (it reads as the hour after), a day that does not exist is not.
+  if (date.getFullYear() !== y || date.getMonth() !== mo - 1 || date.getDate() !== d || h > 23 || mi > 59 || sec > 59) {
+    return new Error(`"${s}" is not a date and time.`);
+  }
+  return date.getTime();
+}

@@ -6,15 +6,34 @@ import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/conn
 import "./style.css";
 import { RateChart } from "./chart.js";
 import { describeError, importHint, isAuthError, joinWords, type Action, type Identity } from "./errors.js";
-import { encodeProduce, formatBytes, formatCount, formatRate, formatValue, parseOffset, previewValue } from "./format.js";
+import {
+  encodeProduce,
+  formatBytes,
+  formatCount,
+  formatField,
+  formatHeaders,
+  formatRate,
+  formatRFC3339,
+  formatTimeLocal,
+  formatTimeShort,
+  formatValue,
+  parseDateTimeLocal,
+  parseHeaders,
+  parseOffset,
+  previewValue,
+  timeFromMs,
+  timeMs,
+  toDateTimeLocal,
+} from "./format.js";
 import { LogService } from "./gen/log/v1/log_pb.js";
 import { RateMeter, Series } from "./rate.js";
 import { Ring } from "./ring.js";
-import { Tail, type TailRecord, type TailStatus } from "./tail.js";
+import { Tail, toTailRecord, type TailRecord, type TailStatus } from "./tail.js";
 import { VirtualList } from "./vlist.js";
 
 const backlog = 100; // records shown when the tail starts at the end
 const pageSize = 50; // records per browse page
+const keepBytes = 4096; // bytes a list keeps of each value, key and the headers
 const rowHeight = 22; // px, matches --row in style.css
 const statsEveryMs = 1000;
 const statsTimeoutMs = 5000;
@@ -184,11 +203,15 @@ const shown = new WeakMap<HTMLElement, { rec: TailRecord; selected: boolean }>()
 function createRow(): HTMLElement {
   const row = document.createElement("div");
   row.className = "row";
-  for (const c of ["off", "size", "value"]) {
+  for (const c of ["off", "time", "size", "value"]) {
     const span = document.createElement("span");
     span.className = c;
     row.append(span);
   }
+  // The value column starts with the key, when the record has one.
+  const key = document.createElement("span");
+  key.className = "key";
+  row.lastElementChild!.append(key, document.createElement("span"));
   return row;
 }
 
@@ -197,14 +220,61 @@ function renderRow(row: HTMLElement, rec: TailRecord): void {
   const prev = shown.get(row);
   if (prev && prev.rec === rec && prev.selected === isSel) return; // unchanged: skip the formatting
   shown.set(row, { rec, selected: isSel });
-  const [off, size, value] = row.children as unknown as HTMLElement[];
+  const [off, time, size, cell] = row.children as unknown as HTMLElement[];
+  const [key, value] = cell.children as unknown as HTMLElement[];
   off.textContent = rec.offset.toString();
+  if (rec.time) {
+    time.textContent = formatTimeShort(timeMs(rec.time));
+    time.title = formatRFC3339(rec.time);
+  } else {
+    time.textContent = "";
+    time.title = "";
+  }
   size.textContent = formatBytes(rec.size);
+  key.hidden = rec.key.length === 0;
+  if (!key.hidden) {
+    const k = previewValue(rec.key, 40);
+    key.textContent = k.text;
+    key.className = `key k-${k.kind}`;
+    key.title = k.kind === "hex" ? "key (not text: shown as hex)" : "key";
+  }
   const p = previewValue(rec.value, 300);
   value.textContent = p.text;
-  value.className = `value v-${p.kind}`;
+  value.className = `v-${p.kind}`;
   row.classList.toggle("selected", isSel);
   row.dataset.offset = rec.offset.toString();
+}
+
+/** fieldText shows a key or header value in el, styled by its kind. */
+function fieldText(el: HTMLElement, bytes: Uint8Array): void {
+  const f = formatField(bytes);
+  el.textContent = f.text;
+  el.className = `f-${f.kind}`;
+  el.title = f.kind === "hex" ? "not text: shown as hex" : "";
+}
+
+/** renderFields fills the detail view's time, key and headers. */
+function renderFields(rec: TailRecord): void {
+  $("detail-time-row").hidden = !rec.time;
+  if (rec.time) {
+    $("detail-time").textContent = formatRFC3339(rec.time);
+    $("detail-time-local").textContent = `(${formatTimeLocal(timeMs(rec.time))})`;
+  }
+  $("detail-key-row").hidden = rec.key.length === 0;
+  fieldText($("detail-key"), rec.key);
+  $("detail-headers-row").hidden = rec.headers.length === 0;
+  $("detail-headers").replaceChildren(
+    ...formatHeaders(rec.headers).map((h) => {
+      const tr = document.createElement("tr");
+      const k = document.createElement("td");
+      k.textContent = h.key;
+      const v = document.createElement("td");
+      v.textContent = h.text;
+      v.className = `f-${h.kind}`;
+      tr.append(k, v);
+      return tr;
+    }),
+  );
 }
 
 async function showDetail(rec: TailRecord): Promise<void> {
@@ -214,19 +284,23 @@ async function showDetail(rec: TailRecord): Promise<void> {
   const pre = $("detail-value");
   $("detail").hidden = false;
   $("detail-title").textContent = `Offset ${rec.offset}`;
-  let value = rec.value;
-  if (value.length < rec.size) {
+  let full = rec;
+  let partial = ""; // why only what the list kept is shown
+  renderFields(rec);
+  if (!rec.whole) {
     $("detail-meta").textContent = `${formatBytes(rec.size)} · loading…`;
+    pre.textContent = "";
     try {
       const r = await client.consume({ offset: rec.offset });
-      value = r.record?.value ?? value;
+      if (r.record) full = toTailRecord(r.record, Infinity);
     } catch (e) {
-      say($("detail-meta"), describeError(e, context("consume", rec.offset)));
+      partial = ` · only the start is shown: ${describeError(e, context("consume", rec.offset))}`;
     }
   }
   if (selected !== rec.offset) return; // another row was picked meanwhile
-  const f = formatValue(value);
-  $("detail-meta").textContent = `${formatBytes(rec.size)} · ${f.kind}${f.truncated ? " · first 1 MiB shown" : ""}`;
+  renderFields(full);
+  const f = formatValue(full.value);
+  $("detail-meta").textContent = `${formatBytes(rec.size)} · ${f.kind}${f.truncated ? " · first 1 MiB shown" : ""}${partial}`;
   pre.textContent = f.text;
 }
 
@@ -238,7 +312,11 @@ $("detail-close").addEventListener("click", () => {
 
 // ---- live tail --------------------------------------------------------------
 
-const ring = new Ring<TailRecord>(10_000, 32 << 20, (r) => r.value.length + 80);
+const ring = new Ring<TailRecord>(10_000, 32 << 20, (r) => {
+  let n = r.value.length + r.key.length + 120;
+  for (const h of r.headers) n += h.key.length + h.value.length + 40;
+  return n;
+});
 let evictedShown = 0;
 let tailFrame = 0;
 
@@ -272,6 +350,7 @@ function scheduleTail(): void {
 const tail = new Tail({
   client,
   maxBatch: 500,
+  maxValueBytes: keepBytes,
   lowest: async (signal) => (await client.getStats({}, { signal })).lowestOffset,
   onRecords: (batch) => {
     for (const r of batch) ring.push(r);
@@ -370,13 +449,13 @@ $("tail-clear").addEventListener("click", () => {
 let browseAt: bigint | undefined;
 let browseCtl: AbortController | undefined;
 
-async function browse(target: "first" | "last" | "prev" | "next" | bigint): Promise<void> {
-  browseCtl?.abort();
-  const ctl = new AbortController();
-  browseCtl = ctl;
+/**
+ * browse loads a page of records. note, if given, is shown once the page
+ * is; a new request clears it.
+ */
+async function browse(target: "first" | "last" | "prev" | "next" | bigint, note = "", ctl = newBrowse()): Promise<void> {
   const status = $("browse-status");
   const errEl = $("browse-error");
-  say(errEl, "");
   let offset: bigint | undefined = typeof target === "bigint" ? target : undefined;
   try {
     const s = await client.getStats({}, { signal: ctl.signal });
@@ -415,9 +494,7 @@ async function browse(target: "first" | "last" | "prev" | "next" | bigint): Prom
     const timer = setTimeout(() => ctl.abort(), 15_000);
     try {
       for await (const res of client.consumeStream({ offset: off, maxBatch: want }, { signal: ctl.signal })) {
-        for (const r of res.records.length > 0 ? res.records : res.record ? [res.record] : []) {
-          recs.push({ offset: r.offset, value: r.value.slice(0, 4096), size: r.value.length });
-        }
+        for (const r of res.records.length > 0 ? res.records : res.record ? [res.record] : []) recs.push(toTailRecord(r, keepBytes));
         if (recs.length >= want) break;
       }
     } finally {
@@ -438,12 +515,56 @@ async function browse(target: "first" | "last" | "prev" | "next" | bigint): Prom
     list.scrollTop = 0;
     const last = recs.length > 0 ? recs[Math.min(recs.length, want) - 1].offset : off;
     status.textContent = `offsets ${formatCount(off)}–${formatCount(last)} of ${formatCount(lowest)}–${formatCount(next - 1n)}`;
+    say($("browse-note"), note);
   } catch (e) {
     if (browseCtl !== ctl) return; // superseded by a newer request
     status.textContent = "";
     say(errEl, explain(e, "consume", offset));
     if (isAuthError(e)) void refreshIdentity();
   }
+}
+
+/** newBrowse cancels the browse request in flight, clears its messages and starts another. */
+function newBrowse(): AbortController {
+  browseCtl?.abort();
+  const ctl = new AbortController();
+  browseCtl = ctl;
+  say($("browse-error"), "");
+  say($("browse-note"), "");
+  return ctl;
+}
+
+/** jumpToTime loads the page that starts at the first record at or after ms. */
+async function jumpToTime(ms: number): Promise<void> {
+  const ctl = newBrowse();
+  const when = formatTimeLocal(ms);
+  try {
+    const r = await client.getOffsetForTime({ time: timeFromMs(ms) }, { signal: ctl.signal, timeoutMs: 15_000 });
+    if (browseCtl !== ctl) return;
+    if (!r.time) {
+      say($("browse-note"), `No record is at or after ${when}: every record in the log is older. The next one will get offset ${r.offset}.`);
+      return;
+    }
+    await browse(r.offset, `Offset ${r.offset} is the first record at or after ${when} (appended ${formatTimeLocal(timeMs(r.time))}).`, ctl);
+  } catch (e) {
+    if (browseCtl !== ctl) return;
+    say($("browse-error"), explain(e, "consume"));
+    if (isAuthError(e)) void refreshIdentity();
+  }
+}
+
+$("browse-time-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const ms = parseDateTimeLocal($<HTMLInputElement>("browse-time").value);
+  if (ms instanceof Error) say($("browse-error"), ms.message);
+  else void jumpToTime(ms);
+});
+for (const b of document.querySelectorAll<HTMLButtonElement>("#browse-time-form .ago")) {
+  b.addEventListener("click", () => {
+    const ms = Math.floor(Date.now() / 1000 - Number(b.dataset.ago)) * 1000; // whole seconds, as the input shows
+    $<HTMLInputElement>("browse-time").value = toDateTimeLocal(ms);
+    void jumpToTime(ms);
+  });
 }
 
 $("browse-form").addEventListener("submit", (e) => {
@@ -496,14 +617,17 @@ produceForm.addEventListener("submit", async (e) => {
   say(result, "");
   say(errEl, "");
   const value = encodeProduce(input, mode);
-  if (value instanceof Error) {
-    say(errEl, value.message);
+  const headers = parseHeaders($<HTMLTextAreaElement>("produce-headers").value);
+  if (value instanceof Error || headers instanceof Error) {
+    say(errEl, value instanceof Error ? value.message : (headers as Error).message);
+    if (headers instanceof Error) $<HTMLDetailsElement>("produce-more").open = true;
     return;
   }
+  const key = new TextEncoder().encode($<HTMLInputElement>("produce-key").value);
   const button = $<HTMLButtonElement>("produce-submit");
   button.disabled = true;
   try {
-    const r = await client.produce({ record: { value } });
+    const r = await client.produce({ record: { value, key, headers } });
     say(result, `Appended at offset ${r.offset}.`);
     void fetchStats(performance.now()); // show the new bounds now, not at the next poll
   } catch (err) {

@@ -2,16 +2,60 @@
 // and server restarts by reconnecting from the last offset it saw.
 
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
-import type { LogService } from "./gen/log/v1/log_pb.js";
+import { offsetRange } from "./errors.js";
+import type { Time } from "./format.js";
+import type { LogService, Record } from "./gen/log/v1/log_pb.js";
 import { Backoff } from "./rate.js";
 
-/** TailRecord is one record as the tail keeps it. */
+/** TailRecord is one record as the tail and browse keep it. */
 export interface TailRecord {
   offset: bigint;
-  /** value holds at most the tail's maxValueBytes first bytes. */
+  /** value holds at most maxBytes first bytes (see toTailRecord). */
   value: Uint8Array;
   /** size is the value's full length. */
   size: number;
+  /** key holds at most maxBytes first bytes of the record's key. */
+  key: Uint8Array;
+  /** headers are the first headers, in order, that fit in maxBytes together. */
+  headers: { key: string; value: Uint8Array }[];
+  /** time is when the record was appended; unset by servers that do not keep times. */
+  time?: Time;
+  /** whole is true when value, key and headers are all kept in full. */
+  whole: boolean;
+}
+
+const none = new Uint8Array(0);
+
+/**
+ * toTailRecord keeps what the lists show of a record: at most maxBytes of
+ * its value, of its key, and of its headers together. The bytes are
+ * copied: a view would pin the whole response buffer in memory.
+ */
+export function toTailRecord(r: Record, maxBytes: number): TailRecord {
+  const v = r.value;
+  const k = r.key;
+  let whole = v.length <= maxBytes && k.length <= maxBytes;
+  const headers: TailRecord["headers"] = [];
+  if (r.headers.length > 0) {
+    let budget = maxBytes;
+    for (const h of r.headers) {
+      budget -= h.key.length + h.value.length;
+      if (budget < 0) {
+        whole = false;
+        break;
+      }
+      headers.push({ key: h.key, value: h.value.slice() });
+    }
+  }
+  return {
+    offset: r.offset,
+    value: v.slice(0, maxBytes),
+    size: v.length,
+    key: k.length === 0 ? none : k.slice(0, maxBytes),
+    headers,
+    time: r.time ? { seconds: r.time.seconds, nanos: r.time.nanos } : undefined,
+    whole,
+  };
 }
 
 /** TailStart says where a tail begins. */
@@ -36,7 +80,7 @@ export interface TailOptions {
   onStatus: (status: TailStatus) => void;
   /** maxBatch caps the records per stream message (default 500). */
   maxBatch?: number;
-  /** maxValueBytes caps the bytes kept of each value (default 4096). */
+  /** maxValueBytes caps the bytes kept of each value, key and the headers (default 4096). */
   maxValueBytes?: number;
   backoff?: Backoff;
   /** sleep waits ms or until signal aborts (tests shorten it). */
@@ -51,7 +95,8 @@ export interface TailOptions {
   /**
    * lowest returns the log's lowest offset. With it, a tail that falls
    * behind retention (OutOfRange below the start of the log) skips to the
-   * oldest record left instead of stopping.
+   * oldest record left instead of stopping. It is called only when the
+   * error carries no OffsetRange detail (older servers).
    */
   lowest?: (signal: AbortSignal) => Promise<bigint>;
   /** yieldToUI gives the page a turn to paint (default: until after the next frame). */
@@ -209,11 +254,7 @@ export class Tail {
           const recs = res.records.length > 0 ? res.records : res.record ? [res.record] : [];
           if (recs.length === 0) continue;
           const batch: TailRecord[] = new Array(recs.length);
-          for (let i = 0; i < recs.length; i++) {
-            const v = recs[i].value;
-            // Copy: a view would pin the whole response buffer in memory.
-            batch[i] = { offset: recs[i].offset, value: v.slice(0, o.maxValueBytes), size: v.length };
-          }
+          for (let i = 0; i < recs.length; i++) batch[i] = toTailRecord(recs[i], o.maxValueBytes);
           this.nextOffset = batch[batch.length - 1].offset + 1n;
           follow();
           o.onRecords(batch);
@@ -230,11 +271,11 @@ export class Tail {
         if (signal.aborted) return;
         err = ConnectError.from(e);
       }
-      if (err.code === Code.OutOfRange && this.nextOffset !== undefined && o.lowest) {
+      if (err.code === Code.OutOfRange && this.nextOffset !== undefined) {
         const from = this.nextOffset;
-        let lowest: bigint | undefined;
+        let lowest = offsetRange(err)?.lowest;
         try {
-          lowest = await o.lowest(signal);
+          if (lowest === undefined && o.lowest) lowest = await o.lowest(signal);
         } catch {
           // Fall through: report the OutOfRange itself.
         }

@@ -5,9 +5,12 @@ import {
   encodeProduce,
   formatBytes,
   formatCount,
+  formatField,
+  formatHeaders,
   formatRate,
   formatValue,
   hexDump,
+  parseHeaders,
   parseOffset,
   previewValue,
   utf8Boundary,
@@ -176,6 +179,78 @@ describe("encodeProduce", () => {
   });
 });
 
+describe("formatField", () => {
+  const cases: { name: string; in: Uint8Array; max?: number; kind: string; text: string; truncated?: boolean }[] = [
+    { name: "empty", in: new Uint8Array(), kind: "empty", text: "(empty)" },
+    { name: "text", in: enc("user-42"), kind: "text", text: "user-42" },
+    { name: "unicode", in: enc("clé ✓"), kind: "text", text: "clé ✓" },
+    { name: "line breaks stay", in: enc("a\nb"), kind: "text", text: "a\nb" },
+    { name: "invalid utf-8 is hex", in: new Uint8Array([0x00, 0x01, 0xff]), kind: "hex", text: "00 01 ff" },
+    { name: "lone continuation byte is hex", in: new Uint8Array([0x61, 0x80]), kind: "hex", text: "61 80" },
+    { name: "control character is hex", in: new Uint8Array([0x61, 0x1b]), kind: "hex", text: "61 1b" },
+    { name: "long text cut", in: enc("abcdef"), max: 4, kind: "text", text: "abcd…", truncated: true },
+    { name: "cut keeps utf-8 whole", in: enc("aaé"), max: 3, kind: "text", text: "aa…", truncated: true },
+    { name: "long hex cut", in: new Uint8Array([0xff, 0xfe, 0xfd]), max: 2, kind: "hex", text: "ff fe…", truncated: true },
+  ];
+  for (const c of cases) {
+    it(c.name, () => assert.deepEqual(formatField(c.in, c.max), { kind: c.kind, text: c.text, truncated: c.truncated ?? false }));
+  }
+});
+
+describe("formatHeaders", () => {
+  it("keeps order and repeated keys; text or hex per value", () => {
+    const got = formatHeaders([
+      { key: "trace-id", value: enc("abc") },
+      { key: "bin", value: new Uint8Array([0xde, 0xad, 0xbe, 0xef]) },
+      { key: "trace-id", value: enc("def") },
+      { key: "empty", value: new Uint8Array() },
+    ]);
+    assert.deepEqual(
+      got.map((h) => [h.key, h.kind, h.text]),
+      [
+        ["trace-id", "text", "abc"],
+        ["bin", "hex", "de ad be ef"],
+        ["trace-id", "text", "def"],
+        ["empty", "empty", "(empty)"],
+      ],
+    );
+  });
+  it("none", () => assert.deepEqual(formatHeaders([]), []));
+});
+
+describe("parseHeaders", () => {
+  const text = (hs: { key: string; value: Uint8Array }[]) => hs.map((h) => [h.key, new TextDecoder().decode(h.value)]);
+  const ok: [string, string[][]][] = [
+    ["", []],
+    ["  \n\n", []],
+    ["a: 1", [["a", "1"]]],
+    ["a:1\r\nb :  two words  \n\na: 3", [["a", "1"], ["b", "two words"], ["a", "3"]]],
+    ["url: https://x/y?z=1", [["url", "https://x/y?z=1"]]],
+    ["empty:", [["empty", ""]]],
+    ["clé: ✓", [["clé", "✓"]]],
+  ];
+  for (const [input, want] of ok) {
+    it(`accepts ${JSON.stringify(input)}`, () => {
+      const got = parseHeaders(input);
+      assert.ok(!(got instanceof Error), String(got));
+      assert.deepEqual(text(got), want);
+    });
+  }
+  const bad: [string, RegExp][] = [
+    ["no colon", /^Header line 1: write a header as "key: value"\.$/],
+    ["a: 1\n: no key", /^Header line 2:/],
+    [`${"k".repeat(257)}: v`, /longer than 256 bytes/],
+    [`${"é".repeat(129)}: v`, /longer than 256 bytes/],
+  ];
+  for (const [input, re] of bad) {
+    it(`rejects ${JSON.stringify(input.slice(0, 20))}`, () => {
+      const got = parseHeaders(input);
+      assert.ok(got instanceof Error);
+      assert.match(got.message, re);
+    });
+  }
+});
+
 // A seeded random sweep standing in for a fuzz target: formatting must never
 // throw on arbitrary bytes from the network and must respect its bounds.
 describe("formatting arbitrary bytes", () => {
@@ -202,6 +277,8 @@ describe("formatting arbitrary bytes", () => {
       if (f.kind === "json") assert.doesNotThrow(() => JSON.parse(f.text));
       const cut = utf8Boundary(b, Math.floor(rand() * (len + 2)));
       assert.ok(cut >= 0 && cut <= len);
+      const field = formatField(b, 1 + Math.floor(rand() * 64));
+      assert.ok(["empty", "text", "hex"].includes(field.kind));
     }
   });
 });

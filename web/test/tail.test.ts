@@ -2,14 +2,18 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, createRouterTransport, type HandlerContext } from "@connectrpc/connect";
+import type { MessageInitShape } from "@bufbuild/protobuf";
 import {
   LogService,
+  OffsetRangeSchema,
   RecordSchema,
   ConsumeStreamResponseSchema,
   type ConsumeStreamRequest,
 } from "../src/gen/log/v1/log_pb.js";
 import { Backoff } from "../src/rate.js";
-import { Tail, type TailRecord, type TailStatus } from "../src/tail.js";
+import { Tail, toTailRecord, type TailRecord, type TailStatus } from "../src/tail.js";
+
+type RecordInit = MessageInitShape<typeof RecordSchema>;
 
 /**
  * MemoryLog is a small in-memory log served through a real Connect router,
@@ -18,8 +22,12 @@ import { Tail, type TailRecord, type TailStatus } from "../src/tail.js";
  */
 class MemoryLog {
   values: Uint8Array[] = [];
+  /** extras[i] holds record i's key, headers and time, if it has any. */
+  extras: (RecordInit | undefined)[] = [];
   /** lowest is the first offset still kept; lower ones were "deleted". */
   lowest = 0;
+  /** rangeDetail attaches an OffsetRange detail to OutOfRange errors, as proglog does. */
+  rangeDetail = false;
   requests: ConsumeStreamRequest[] = [];
   /** failures[i], if set, fails the i-th stream after that many records. */
   failures: { after: number; code?: Code; end?: boolean }[] = [];
@@ -28,6 +36,19 @@ class MemoryLog {
   append(...vs: string[]) {
     for (const v of vs) this.values.push(new TextEncoder().encode(v));
     for (const w of this.waiters.splice(0)) w();
+  }
+
+  appendRecord(r: RecordInit) {
+    this.extras[this.values.length] = r;
+    this.values.push(r.value ?? new Uint8Array());
+    for (const w of this.waiters.splice(0)) w();
+  }
+
+  private outOfRange(msg: string): ConnectError {
+    const details = this.rangeDetail
+      ? [{ desc: OffsetRangeSchema, value: { lowest: BigInt(this.lowest), next: BigInt(this.values.length) } }]
+      : undefined;
+    return new ConnectError(msg, Code.OutOfRange, undefined, details);
   }
 
   private changed(signal: AbortSignal): Promise<void> {
@@ -45,8 +66,8 @@ class MemoryLog {
           const call = log.requests.length;
           log.requests.push(req);
           let off = req.fromEnd ? Math.max(0, log.values.length - Number(req.offset)) : Number(req.offset);
-          if (off > log.values.length) throw new ConnectError(`offset ${off} past the end`, Code.OutOfRange);
-          if (off < log.lowest) throw new ConnectError(`offset ${off} was deleted`, Code.OutOfRange);
+          if (off > log.values.length) throw log.outOfRange(`offset ${off} past the end`);
+          if (off < log.lowest) throw log.outOfRange(`offset ${off} was deleted`);
           const fail = log.failures[call];
           let sent = 0;
           const max = req.maxBatch || 1;
@@ -63,7 +84,9 @@ class MemoryLog {
             let n = Math.min(max, log.values.length - off);
             if (fail) n = Math.min(n, fail.after - sent);
             const records = [];
-            for (let i = 0; i < n; i++) records.push(create(RecordSchema, { offset: BigInt(off + i), value: log.values[off + i] }));
+            for (let i = 0; i < n; i++) {
+              records.push(create(RecordSchema, { ...log.extras[off + i], offset: BigInt(off + i), value: log.values[off + i] }));
+            }
             off += n;
             sent += n;
             yield create(ConsumeStreamResponseSchema, n === 1 && max === 1 ? { record: records[0] } : { records });
@@ -233,6 +256,38 @@ describe("Tail", () => {
     assert.ok(skip && skip.state === "skipped" && skip.from === 3n && skip.to === 6n);
   });
 
+  it("skips ahead by the error's OffsetRange detail without asking for the bounds", async (t) => {
+    const h = harness({
+      lowest: async () => {
+        throw new Error("lowest called although the error said");
+      },
+    });
+    t.after(() => h.tail.stop());
+    h.log.rangeDetail = true;
+    h.log.append(...range(0, 3).map(String));
+    h.tail.start({ fromEnd: false, offset: 0n });
+    await h.until(3);
+    h.tail.pause();
+    h.log.append(...range(3, 10).map(String));
+    h.log.lowest = 8;
+    h.tail.resume();
+    await h.until(5);
+    assert.deepEqual(offsets(h.got), [0, 1, 2, 8, 9]);
+    const skip = h.statuses.find((s) => s.state === "skipped");
+    assert.ok(skip && skip.state === "skipped" && skip.from === 3n && skip.to === 8n);
+  });
+
+  it("skips ahead by the detail even without a lowest callback", async (t) => {
+    const h = harness();
+    t.after(() => h.tail.stop());
+    h.log.rangeDetail = true;
+    h.log.append(...range(0, 5).map(String));
+    h.log.lowest = 2;
+    h.tail.start({ fromEnd: false, offset: 1n });
+    await h.until(3);
+    assert.deepEqual(offsets(h.got), [2, 3, 4]);
+  });
+
   it("stops on OutOfRange past the end even with lowest", async (t) => {
     let h: Harness | undefined = undefined;
     h = harness({ lowest: async () => BigInt(h!.log.lowest) });
@@ -286,6 +341,38 @@ describe("Tail", () => {
     assert.equal(h.got[1].size, 2);
   });
 
+  it("carries keys, headers and times", async (t) => {
+    const h = harness({ maxValueBytes: 8 });
+    t.after(() => h.tail.stop());
+    const enc = (s: string) => new TextEncoder().encode(s);
+    h.log.appendRecord({
+      value: enc("v"),
+      key: enc("user-1"),
+      headers: [
+        { key: "a", value: enc("1") },
+        { key: "a", value: enc("2") },
+      ],
+      time: { seconds: 1748779402n, nanos: 5 },
+    });
+    h.log.appendRecord({ value: enc("w"), headers: [{ key: "big", value: enc("0123456789") }] });
+    h.log.append("no metadata");
+    h.tail.start({ fromEnd: false, offset: 0n });
+    await h.until(3);
+    const [a, b, c] = h.got;
+    assert.deepEqual(a.key, enc("user-1"));
+    assert.deepEqual(a.headers, [
+      { key: "a", value: enc("1") },
+      { key: "a", value: enc("2") },
+    ]);
+    assert.deepEqual(a.time, { seconds: 1748779402n, nanos: 5 });
+    assert.equal(a.whole, true);
+    assert.deepEqual(b.headers, [], "headers beyond maxValueBytes are left for the detail view to fetch");
+    assert.equal(b.whole, false);
+    assert.equal(c.key.length, 0);
+    assert.equal(c.time, undefined);
+    assert.equal(c.whole, false, "an 11-byte value is cut at 8");
+  });
+
   it("yields to the page while catching up", async (t) => {
     let clock = 0;
     let yields = 0;
@@ -321,5 +408,43 @@ describe("Tail", () => {
     await new Promise((r) => setTimeout(r, 20));
     assert.equal(h.got.length, 1);
     assert.equal(h.tail.running, false);
+  });
+});
+
+describe("toTailRecord", () => {
+  const enc = (s: string) => new TextEncoder().encode(s);
+  it("copies the bytes it keeps", () => {
+    const buf = enc("keyvaluehv");
+    const r = create(RecordSchema, {
+      offset: 7n,
+      key: buf.subarray(0, 3),
+      value: buf.subarray(3, 8),
+      headers: [{ key: "h", value: buf.subarray(8, 10) }],
+    });
+    const t = toTailRecord(r, 100);
+    buf.fill(0);
+    assert.deepEqual(t.key, enc("key"));
+    assert.deepEqual(t.value, enc("value"));
+    assert.deepEqual(t.headers[0].value, enc("hv"));
+    assert.equal(t.key.buffer === buf.buffer, false);
+    assert.equal(t.whole, true);
+  });
+  it("caps the key and keeps the headers that fit, in order", () => {
+    const r = create(RecordSchema, {
+      key: enc("0123456789"),
+      headers: [
+        { key: "a", value: enc("12") },
+        { key: "b", value: enc("34") },
+        { key: "c", value: enc("56") },
+      ],
+    });
+    const t = toTailRecord(r, 6);
+    assert.deepEqual(t.key, enc("012345"));
+    assert.deepEqual(
+      t.headers.map((h) => h.key),
+      ["a", "b"],
+    );
+    assert.equal(t.whole, false);
+    assert.equal(toTailRecord(r, Infinity).whole, true);
   });
 });
