@@ -461,9 +461,17 @@ func TestOrderedProducerStopsAtFirstFailure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Pipelined behind it: the server's answer (not applied) covers it too.
+	behind, behindErr := prod.Send(t.Context(), []byte("behind"))
 	_, err = big.Wait(t.Context())
 	if connect.CodeOf(err) != connect.CodeInvalidArgument || errors.Is(err, client.ErrUnknownOutcome) {
 		t.Fatalf("oversized record's ack = %v, want InvalidArgument without an unknown outcome", err)
+	}
+	if behindErr == nil {
+		_, behindErr = behind.Wait(t.Context())
+	}
+	if connect.CodeOf(behindErr) != connect.CodeInvalidArgument || errors.Is(behindErr, client.ErrUnknownOutcome) {
+		t.Fatalf("the request behind it: %v, want the same refusal, not an unknown outcome", behindErr)
 	}
 	if _, err := prod.Send(t.Context(), []byte("after")); err == nil || connect.CodeOf(err) != connect.CodeInvalidArgument {
 		t.Fatalf("Send after the failure = %v, want the failure that stopped the producer", err)
