@@ -49,7 +49,7 @@ func TestDiskFullRefusesAppendsAndResumes(t *testing.T) {
 	if err := n.log.DiskFull(); !errors.Is(err, cluster.ErrDiskFull) || diskFullGauge(t, reg) != 1 {
 		t.Fatalf("DiskFull = %v, gauge %v while full", err, diskFullGauge(t, reg))
 	}
-	if rec, err := n.log.Read(2); err != nil || string(rec.Value) != "before-2" {
+	if rec, err := n.log.Read(context.Background(), 2); err != nil || string(rec.Value) != "before-2" {
 		t.Fatalf("read while full = %q, %v", rec.Value, err)
 	}
 

@@ -64,7 +64,7 @@ func Example() {
 		fmt.Println(err)
 		return
 	}
-	rec, _ := log.Read(off)
+	rec, _ := log.Read(context.Background(), off)
 	servers, _ := log.Servers()
 	fmt.Printf("offset %d: %s\n", rec.Offset, rec.Value)
 	fmt.Printf("%d server, leader %v\n", len(servers), servers[0].IsLeader)

@@ -26,3 +26,14 @@ func HeartbeatTimeout(l *Log) time.Duration { return l.raft.ReloadableConfig().H
 func FailWriter(l *Log) {
 	l.fsm.w.fail(fmt.Errorf("%w: injected by a test", logstore.ErrCorrupt))
 }
+
+// HoldWriter stops the node's store writer before its next write, so the
+// store lags behind what is applied, until release is called.
+func HoldWriter(l *Log) (release func()) {
+	ch := make(chan struct{})
+	l.fsm.w.held.Store(&ch)
+	return func() {
+		l.fsm.w.held.Store(nil)
+		close(ch)
+	}
+}

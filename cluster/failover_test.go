@@ -150,7 +150,7 @@ func consumer(ctx context.Context, id int, logs func() []*cluster.Log, h *histor
 		if err != nil {
 			continue
 		}
-		rec, err := l.Read(off)
+		rec, err := l.Read(context.Background(), off)
 		if err != nil {
 			continue
 		}

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
@@ -192,7 +193,7 @@ func lastTime(lg *logstore.Log, next uint64) int64 {
 	if next == 0 {
 		return 0
 	}
-	rec, err := lg.Read(next - 1)
+	rec, err := lg.Read(context.Background(), next-1)
 	if err != nil {
 		return 0
 	}

@@ -163,13 +163,13 @@ func waitApplied(t testing.TB, next uint64, nodes ...*node) {
 // readAll returns the values of [lowest, next) of a node's store.
 func readAll(t testing.TB, l interface {
 	Bounds() (uint64, uint64)
-	ReadBatch(uint64, int, int, []logstore.Record) ([]logstore.Record, error)
+	ReadBatch(context.Context, uint64, int, int, []logstore.Record) ([]logstore.Record, error)
 }) (uint64, [][]byte) {
 	t.Helper()
 	lowest, next := l.Bounds()
 	var out [][]byte
 	for off := lowest; off < next; {
-		recs, err := l.ReadBatch(off, 1000, 0, nil)
+		recs, err := l.ReadBatch(context.Background(), off, 1000, 0, nil)
 		if err != nil {
 			t.Fatalf("read %d: %v", off, err)
 		}

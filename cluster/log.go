@@ -592,21 +592,24 @@ func (l *Log) notLeader() error {
 }
 
 // Read returns the committed record at offset from the local store.
-func (l *Log) Read(offset uint64) (logstore.Record, error) {
-	recs, err := l.ReadBatch(offset, 1, 0, nil)
+func (l *Log) Read(ctx context.Context, offset uint64) (logstore.Record, error) {
+	recs, err := l.ReadBatch(ctx, offset, 1, 0, nil)
 	if err != nil {
 		return logstore.Record{}, err
 	}
 	return recs[0], nil
 }
 
-// ReadBatch reads committed records from the local store (see logstore.Log.ReadBatch).
-func (l *Log) ReadBatch(offset uint64, maxRecords, maxBytes int, dst []logstore.Record) ([]logstore.Record, error) {
+// ReadBatch reads committed records from the local store (see
+// logstore.Log.ReadBatch). A committed record the store writer has not
+// written yet is waited for, as is a store being replaced, until ctx ends
+// (and for at most writeLagLimit).
+func (l *Log) ReadBatch(ctx context.Context, offset uint64, maxRecords, maxBytes int, dst []logstore.Record) ([]logstore.Record, error) {
 	for range 3 {
 		ref := l.current()
-		recs, err := ref.log.ReadBatch(offset, maxRecords, maxBytes, dst)
+		recs, err := ref.log.ReadBatch(ctx, offset, maxRecords, maxBytes, dst)
 		if errors.Is(err, logstore.ErrOutOfRange) && l.unwritten(ref, offset) {
-			if err := l.awaitWritten(ref, offset); err != nil {
+			if err := l.awaitWritten(ctx, ref, offset); err != nil {
 				return recs, err
 			}
 			continue
@@ -615,7 +618,10 @@ func (l *Log) ReadBatch(offset uint64, maxRecords, maxBytes int, dst []logstore.
 			l.noteDamage(err)
 			return recs, err
 		}
-		if !l.wasReplaced(ref) && !l.awaitReplaced(ref) {
+		if !l.wasReplaced(ref) && !l.awaitReplaced(ctx, ref) {
+			if ctx.Err() != nil {
+				return recs, ctx.Err()
+			}
 			return recs, l.mapClosed(err)
 		}
 	}
@@ -630,7 +636,7 @@ func (l *Log) OffsetForTime(ctx context.Context, t time.Time) (uint64, error) {
 	for range 3 {
 		ref := l.current()
 		if c := l.fsm.committed.Load(); c > 0 && l.unwritten(ref, c-1) {
-			if err := l.awaitWritten(ref, c-1); err != nil {
+			if err := l.awaitWritten(ctx, ref, c-1); err != nil {
 				return 0, err
 			}
 		}
@@ -639,7 +645,10 @@ func (l *Log) OffsetForTime(ctx context.Context, t time.Time) (uint64, error) {
 			l.noteDamage(err)
 			return off, err
 		}
-		if !l.wasReplaced(ref) && !l.awaitReplaced(ref) {
+		if !l.wasReplaced(ref) && !l.awaitReplaced(ctx, ref) {
+			if ctx.Err() != nil {
+				return 0, ctx.Err()
+			}
 			return 0, l.mapClosed(err)
 		}
 	}
@@ -649,13 +658,14 @@ func (l *Log) OffsetForTime(ctx context.Context, t time.Time) (uint64, error) {
 // awaitReplaced waits a moment for a closed store to be replaced (the store
 // writer reopens it after a failed write; a restore swaps it) and reports
 // whether it was.
-func (l *Log) awaitReplaced(ref *storeRef) bool {
+func (l *Log) awaitReplaced(ctx context.Context, ref *storeRef) bool {
 	t := time.NewTimer(writeLagLimit)
 	defer t.Stop()
 	select {
 	case <-ref.replaced:
 		return true
 	case <-l.done:
+	case <-ctx.Done():
 	case <-t.C:
 	}
 	return false
@@ -673,12 +683,13 @@ func (l *Log) unwritten(ref *storeRef, offset uint64) bool {
 const writeLagLimit = 10 * time.Second
 
 // awaitWritten waits until the store holds offset, which the writer is
-// about to write (it is moments behind applying).
-func (l *Log) awaitWritten(ref *storeRef, offset uint64) error {
+// about to write (it is moments behind applying), or until the caller's ctx
+// ends.
+func (l *Log) awaitWritten(caller context.Context, ref *storeRef, offset uint64) error {
 	if err := l.fsm.w.failure(); err != nil {
 		return fmt.Errorf("%w: %w", ErrApplyFailed, err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), writeLagLimit)
+	ctx, cancel := context.WithTimeout(caller, writeLagLimit)
 	defer cancel()
 	go func() {
 		select {
@@ -691,6 +702,8 @@ func (l *Log) awaitWritten(ref *storeRef, offset uint64) error {
 	switch {
 	case err == nil, errors.Is(err, logstore.ErrClosed):
 		return nil // read again; a replaced store is followed there
+	case caller.Err() != nil:
+		return caller.Err()
 	case errors.Is(err, context.DeadlineExceeded):
 		if werr := l.fsm.w.failure(); werr != nil {
 			return fmt.Errorf("%w: %w", ErrApplyFailed, werr)
@@ -728,18 +741,10 @@ func (l *Log) Bounds() (lowest, next uint64) {
 	return lowest, max(next, l.fsm.committed.Load())
 }
 
-// Stats describes the local store once it holds every record applied so
-// far (it waits a moment for the store writer, so sizes and the lowest
-// offset retention leaves are those after the latest acknowledged append;
-// not while the writer is stalled on a failing store), with Next as Bounds
-// gives it.
+// Stats describes the local store as it is, with Next as Bounds gives it:
+// it never waits, so sizes may lag the latest acknowledged append by the
+// moment the store writer takes to write it.
 func (l *Log) Stats() logstore.Stats {
-	ref := l.current()
-	if c := l.fsm.committed.Load(); c > 0 && l.fsm.w.stalled.Load() == nil {
-		if _, next := ref.log.Bounds(); next < c {
-			_ = l.awaitWritten(ref, c-1) // on failure, report what is there
-		}
-	}
 	s := l.current().log.Stats()
 	s.Next = max(s.Next, l.fsm.committed.Load())
 	return s

@@ -337,7 +337,7 @@ func TestRetentionWithRaft(t *testing.T) {
 		var out []string
 		_, next := n.log.Bounds()
 		for off := from; off < next; off++ {
-			rec, err := n.log.Read(off)
+			rec, err := n.log.Read(context.Background(), off)
 			if err != nil {
 				t.Fatalf("%s read %d: %v", n.id, off, err)
 			}
@@ -439,7 +439,7 @@ func TestFollowerTailAcrossSnapshotInstall(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the follower's reader never saw the records installed by the snapshot")
 	}
-	rec, err := f.log.Read(target - 1)
+	rec, err := f.log.Read(context.Background(), target-1)
 	if err != nil || string(rec.Value) != "b39-2" {
 		t.Fatalf("follower read %q, %v; want b39-2", rec.Value, err)
 	}
@@ -474,13 +474,13 @@ func TestRejoinAtNewAddress(t *testing.T) {
 // serviceLog mirrors service.Log from contracts.md; *cluster.Log must satisfy
 // it (importing service here would tie this package's tests to its state).
 type serviceLog interface {
-	Append(ctx context.Context, value []byte) (uint64, error)
-	AppendBatch(ctx context.Context, values [][]byte) (uint64, error)
-	Read(offset uint64) (logstore.Record, error)
-	ReadBatch(offset uint64, maxRecords, maxBytes int, dst []logstore.Record) ([]logstore.Record, error)
+	AppendRecords(ctx context.Context, recs []logstore.Record) (uint64, error)
+	Read(ctx context.Context, offset uint64) (logstore.Record, error)
+	ReadBatch(ctx context.Context, offset uint64, maxRecords, maxBytes int, dst []logstore.Record) ([]logstore.Record, error)
 	Bounds() (lowest, next uint64)
 	Wait(ctx context.Context, offset uint64) error
 	Stats() logstore.Stats
+	OffsetForTime(ctx context.Context, t time.Time) (uint64, error)
 }
 
 var _ serviceLog = (*cluster.Log)(nil)

@@ -1,6 +1,7 @@
 package cluster_test
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"testing"
@@ -136,7 +137,7 @@ func TestLogstoreMetrics(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := n.log.Read(off); err != nil {
+			if _, err := n.log.Read(context.Background(), off); err != nil {
 				t.Fatal(err)
 			}
 			return n

@@ -127,7 +127,7 @@ func (s *raftStore) verify(from uint64) error {
 	var recs []logstore.Record
 	for i := from; i < next; {
 		var err error
-		recs, err = s.log.ReadBatch(i, 256, 4<<20, recs[:0])
+		recs, err = s.log.ReadBatch(context.Background(), i, 256, 4<<20, recs[:0])
 		for _, r := range recs {
 			if ierr := checkRaftLog(r.Value, r.Offset); ierr != nil {
 				return raftLogCorrupt(s.logDir, r.Offset, ierr)
@@ -189,7 +189,7 @@ func (s *raftStore) LastIndex() (uint64, error) {
 func (s *raftStore) GetLog(index uint64, log *raft.Log) error {
 	s.logMu.RLock()
 	defer s.logMu.RUnlock()
-	rec, err := s.log.Read(index)
+	rec, err := s.log.Read(context.Background(), index)
 	if errors.Is(err, logstore.ErrOutOfRange) {
 		return raft.ErrLogNotFound
 	}

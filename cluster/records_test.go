@@ -2,6 +2,7 @@ package cluster_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -48,7 +49,7 @@ func allRecords(t *testing.T, n *node) []logstore.Record {
 	lowest, next := n.log.Bounds()
 	var out []logstore.Record
 	for off := lowest; off < next; {
-		recs, err := n.log.ReadBatch(off, 1000, 0, nil)
+		recs, err := n.log.ReadBatch(context.Background(), off, 1000, 0, nil)
 		if err != nil {
 			t.Fatalf("%s: read %d: %v", n.id, off, err)
 		}

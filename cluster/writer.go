@@ -28,6 +28,9 @@ type storeWriter struct {
 	err   atomic.Pointer[error] // the first write failure; nothing is written after it
 	// stalled is the latest write error while write retries it.
 	stalled atomic.Pointer[error]
+	// held, when set (tests only), is waited on before each write: a
+	// store that lags behind applying.
+	held atomic.Pointer[chan struct{}]
 }
 
 // writeQueueLen bounds the entries handed over but not yet written: when
@@ -85,6 +88,9 @@ func (w *storeWriter) run() {
 			default:
 				break more
 			}
+		}
+		if h := w.held.Load(); h != nil {
+			<-*h
 		}
 		if len(values) > 0 && w.err.Load() == nil {
 			w.write(base, values)

@@ -2,10 +2,13 @@ package cluster_test
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/proglog/proglog/cluster"
 )
@@ -27,7 +30,7 @@ func TestReadYourWriteAfterAck(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				rec, err := leader.log.Read(off)
+				rec, err := leader.log.Read(context.Background(), off)
 				if err != nil || !bytes.Equal(rec.Value, v) {
 					t.Errorf("read %d right after its ack: %q, %v; want %q", off, rec.Value, err, v)
 					return
@@ -67,7 +70,7 @@ func TestStoreWriteFailureHealsByItself(t *testing.T) {
 			t.Fatalf("append after the store broke: %v", err)
 		}
 		want = append(want, v)
-		if rec, err := n.log.Read(off); err != nil || !bytes.Equal(rec.Value, v) {
+		if rec, err := n.log.Read(context.Background(), off); err != nil || !bytes.Equal(rec.Value, v) {
 			t.Fatalf("read of %d: %q, %v; want %q", off, rec.Value, err, v)
 		}
 	}
@@ -82,5 +85,47 @@ func TestStoreWriteFailureHealsByItself(t *testing.T) {
 	waitApplied(t, uint64(len(want)), n)
 	if _, got := readAll(t, n.log); !slices.EqualFunc(got, want, bytes.Equal) {
 		t.Fatalf("after restart the log holds %d records, want the %d acknowledged", len(got), len(want))
+	}
+}
+
+// TestReadsEndWithTheirContext: while the store lags behind what is
+// committed, a read of a committed record waits for it, but only until the
+// caller's context ends (not the writer's 10 s limit), and then the record
+// is there.
+func TestReadsEndWithTheirContext(t *testing.T) {
+	p := newTestPKI(t)
+	n := p.startNode(t, "n1", t.TempDir(), "", true)
+	defer func() { n.stop(t) }()
+	waitLeader(t, n)
+	release := cluster.HoldWriter(n.log)
+	defer func() {
+		if release != nil {
+			release()
+		}
+	}()
+	off, err := n.log.Append(t.Context(), []byte("lagging"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		call func(ctx context.Context) error
+	}{
+		{"Read", func(ctx context.Context) error { _, err := n.log.Read(ctx, off); return err }},
+		{"ReadBatch", func(ctx context.Context) error { _, err := n.log.ReadBatch(ctx, off, 10, 0, nil); return err }},
+		{"OffsetForTime", func(ctx context.Context) error { _, err := n.log.OffsetForTime(ctx, time.Now()); return err }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+			defer cancel()
+			if err := tc.call(ctx); !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("got %v, want the context's deadline", err)
+			}
+		})
+	}
+	release()
+	release = nil
+	if rec, err := n.log.Read(t.Context(), off); err != nil || string(rec.Value) != "lagging" {
+		t.Fatalf("after the writer caught up: %q, %v", rec.Value, err)
 	}
 }

@@ -1,10 +1,12 @@
 package logstore_test
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -159,7 +161,7 @@ func BenchmarkRead(b *testing.B) {
 				continue
 			}
 			var err error
-			buf, err = l.ReadBatch(off%records, 256, 1<<20, buf[:0])
+			buf, err = l.ReadBatch(context.Background(), off%records, 256, 1<<20, buf[:0])
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -172,7 +174,7 @@ func BenchmarkRead(b *testing.B) {
 		b.SetBytes(size)
 		r := rand.New(rand.NewPCG(1, 2))
 		for b.Loop() {
-			if _, err := l.Read(r.Uint64N(records)); err != nil {
+			if _, err := l.Read(context.Background(), r.Uint64N(records)); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -195,6 +197,120 @@ func BenchmarkOpen1GiB(b *testing.B) {
 		b.ReportMetric(float64(time.Since(start).Microseconds())/1000, "ms/open")
 		if err := l.Close(); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// recordBatch is a batch of 100-byte records with a 16-byte key and two
+// small headers, or none: the shapes issue #11 compares.
+func recordBatch(n int, keyed bool) []logstore.Record {
+	recs := make([]logstore.Record, n)
+	for i := range recs {
+		recs[i].Value = value(i, 100)
+		if keyed {
+			recs[i].Key = fmt.Appendf(nil, "customer-%07d", i)
+			recs[i].Headers = []logstore.Header{{Key: "content-type", Value: []byte("application/json")}, {Key: "source", Value: []byte("checkout")}}
+		}
+	}
+	return recs
+}
+
+// BenchmarkAppendRecords appends batches of 64 records of either shape.
+func BenchmarkAppendRecords(b *testing.B) {
+	for _, keyed := range []bool{false, true} {
+		for _, policy := range []logstore.SyncPolicy{logstore.SyncAlways, logstore.SyncNever} {
+			b.Run(fmt.Sprintf("sync=%s/keyed=%t", policy, keyed), func(b *testing.B) {
+				l, err := logstore.Open(b.TempDir(), logstore.Config{Sync: policy})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer l.Close()
+				batch := recordBatch(64, keyed)
+				for b.Loop() {
+					if _, err := l.AppendRecords(b.Context(), batch); err != nil {
+						b.Fatal(err)
+					}
+				}
+				reportRecords(b, b.N*64)
+			})
+		}
+	}
+}
+
+// BenchmarkReadRecords reads 200,000 records of either shape sequentially,
+// 256 per batch.
+func BenchmarkReadRecords(b *testing.B) {
+	for _, keyed := range []bool{false, true} {
+		b.Run(fmt.Sprintf("keyed=%t", keyed), func(b *testing.B) {
+			const records = 200_000
+			l, err := logstore.Open(b.TempDir(), logstore.Config{Sync: logstore.SyncNever})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer l.Close()
+			batch := recordBatch(1000, keyed)
+			for range records / len(batch) {
+				if _, err := l.AppendRecords(b.Context(), batch); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var buf []logstore.Record
+			var off uint64
+			n := 0
+			for b.Loop() {
+				if n > 0 {
+					n--
+					continue
+				}
+				buf, err = l.ReadBatch(b.Context(), off%records, 256, 1<<20, buf[:0])
+				if err != nil {
+					b.Fatal(err)
+				}
+				off += uint64(len(buf))
+				n = len(buf) - 1
+			}
+			reportRecords(b, b.N)
+		})
+	}
+}
+
+// BenchmarkOffsetForTime looks up random times in a log of
+// PROGLOG_BENCH_TIME_GIB GiB (default 1) of 100-byte records, one
+// millisecond apart, with a cold page cache for the first lookups only
+// where the machine dropped it. One op is one lookup.
+func BenchmarkOffsetForTime(b *testing.B) {
+	gib := 1.0
+	if s := os.Getenv("PROGLOG_BENCH_TIME_GIB"); s != "" {
+		var err error
+		if gib, err = strconv.ParseFloat(s, 64); err != nil {
+			b.Fatal(err)
+		}
+	}
+	dir := b.TempDir()
+	start := time.Unix(1_700_000_000, 0)
+	l, err := logstore.Open(dir, logstore.Config{Sync: logstore.SyncNever})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	batch := recordBatch(4096, false)
+	var n int64
+	for l.Stats().SizeBytes < int64(gib*(1<<30)) {
+		for i := range batch {
+			batch[i].Time = start.Add(time.Duration(n) * time.Millisecond)
+			n++
+		}
+		if _, err := l.AppendRecords(b.Context(), batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Logf("%d records, %d segments, %.1f GiB", n, l.Stats().Segments, float64(l.Stats().SizeBytes)/(1<<30))
+	r := rand.New(rand.NewPCG(3, 4))
+	for b.Loop() {
+		want := r.Int64N(n)
+		off, err := l.OffsetForTime(b.Context(), start.Add(time.Duration(want)*time.Millisecond))
+		if err != nil || off != uint64(want) {
+			b.Fatalf("OffsetForTime = %d, %v; want %d", off, err, want)
 		}
 	}
 }

@@ -127,7 +127,7 @@ func TestWriteFailureIsFatal(t *testing.T) {
 			if _, next := l.Bounds(); next != 1 {
 				t.Fatalf("next advanced to %d past a failed write", next)
 			}
-			if rec, err := l.Read(0); err != nil || string(rec.Value) != "kept" {
+			if rec, err := l.Read(context.Background(), 0); err != nil || string(rec.Value) != "kept" {
 				t.Fatalf("Read(0) = %q, %v", rec.Value, err)
 			}
 			if err := l.Close(); !errors.Is(err, ErrFailed) && err != nil {

@@ -2,6 +2,7 @@ package logstore_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -152,7 +153,7 @@ func TestZeroSector(t *testing.T) {
 		}
 		bad := 0
 		for i := range 60 {
-			rec, err := l.Read(uint64(i))
+			rec, err := l.Read(context.Background(), uint64(i))
 			start := headerLen + int64(i)*128
 			hit := start < 1024+512 && start+128 > 1024 && i < 32
 			if hit {
@@ -168,7 +169,7 @@ func TestZeroSector(t *testing.T) {
 			t.Fatal("no record reported corrupt")
 		}
 		// A batch that runs into the damage fails rather than stopping short silently.
-		if _, err := l.ReadBatch(0, 100, 0, nil); !errors.Is(err, logstore.ErrCorrupt) {
+		if _, err := l.ReadBatch(context.Background(), 0, 100, 0, nil); !errors.Is(err, logstore.ErrCorrupt) {
 			t.Fatalf("ReadBatch across damage: %v", err)
 		}
 	})
@@ -215,7 +216,7 @@ func TestFlipEveryByteOfSealedSegment(t *testing.T) {
 				t.Fatalf("%s byte %d: next %d", file, at, next)
 			}
 			for i, n := range sizes {
-				rec, err := l.Read(uint64(i))
+				rec, err := l.Read(context.Background(), uint64(i))
 				if err != nil {
 					wantCorrupt(t, err, "")
 					corrupted++

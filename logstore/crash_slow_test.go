@@ -233,7 +233,7 @@ func verifyCrashLog(t *testing.T, dir string, round int, acks map[uint64]ackRec)
 	lastSeq := map[key]int{}
 	var off uint64
 	for off < next {
-		recs, err := l.ReadBatch(off, 512, 4<<20, nil)
+		recs, err := l.ReadBatch(context.Background(), off, 512, 4<<20, nil)
 		if err != nil {
 			t.Fatalf("round %d: ReadBatch(%d) of [0,%d): %v", round, off, next, err)
 		}
@@ -363,7 +363,7 @@ func diskFullChild(dir string) error {
 func checkAcked(l *logstore.Log, acked map[uint64][]byte) error {
 	_, next := l.Bounds()
 	for off, v := range acked {
-		rec, err := l.Read(off)
+		rec, err := l.Read(context.Background(), off)
 		if err != nil {
 			return fmt.Errorf("acknowledged offset %d (next %d): %w", off, next, err)
 		}

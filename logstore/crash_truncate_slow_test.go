@@ -158,7 +158,7 @@ func verifyTruncateCrash(t *testing.T, dir string, round int, m logModel, events
 	}
 	gens := map[uint64]int{}
 	for off := lo; off < next; off++ {
-		rec, err := l.Read(off)
+		rec, err := l.Read(context.Background(), off)
 		if err != nil {
 			fail("Read(%d): %v", off, err)
 		}

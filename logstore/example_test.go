@@ -30,7 +30,7 @@ func Example() {
 	if _, err := l.AppendBatch(ctx, [][]byte{[]byte("a"), []byte("b")}); err != nil {
 		log.Fatal(err)
 	}
-	rec, err := l.Read(off)
+	rec, err := l.Read(context.Background(), off)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func ExampleLog_Wait() {
 		if err := l.Wait(ctx, off); err != nil {
 			log.Fatal(err)
 		}
-		batch, err = l.ReadBatch(off, 100, 1<<20, batch[:0])
+		batch, err = l.ReadBatch(context.Background(), off, 100, 1<<20, batch[:0])
 		if err != nil {
 			log.Fatal(err)
 		}
@@ -108,7 +108,7 @@ func ExampleLog_TruncateFrom() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	rec, err := l.Read(3)
+	rec, err := l.Read(context.Background(), 3)
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package logstore_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -80,7 +81,7 @@ func FuzzRecover(f *testing.F) {
 			t.Fatalf("next %d: records appeared that were never written", next)
 		}
 		for off := lo; off < next; off++ {
-			rec, err := l.Read(off)
+			rec, err := l.Read(context.Background(), off)
 			if err != nil {
 				if !errors.Is(err, logstore.ErrCorrupt) {
 					t.Fatalf("Read(%d): %v", off, err)
@@ -98,7 +99,7 @@ func FuzzRecover(f *testing.F) {
 		if off != next {
 			t.Fatalf("Append got %d, want %d", off, next)
 		}
-		if rec, err := l.Read(off); err != nil || string(rec.Value) != "fresh" {
+		if rec, err := l.Read(context.Background(), off); err != nil || string(rec.Value) != "fresh" {
 			t.Fatalf("Read back %q, %v", rec.Value, err)
 		}
 	})

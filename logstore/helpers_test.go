@@ -2,6 +2,7 @@ package logstore_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"testing"
@@ -42,7 +43,7 @@ func mustAppend(t *testing.T, l *logstore.Log, v []byte) uint64 {
 
 func checkRecord(t *testing.T, l *logstore.Log, off uint64, want []byte) {
 	t.Helper()
-	rec, err := l.Read(off)
+	rec, err := l.Read(context.Background(), off)
 	if err != nil {
 		t.Fatalf("Read(%d): %v", off, err)
 	}

@@ -721,8 +721,8 @@ func (l *Log) Stats() Stats {
 }
 
 // Read returns the record at offset.
-func (l *Log) Read(offset uint64) (Record, error) {
-	recs, err := l.ReadBatch(offset, 1, 0, nil)
+func (l *Log) Read(ctx context.Context, offset uint64) (Record, error) {
+	recs, err := l.ReadBatch(ctx, offset, 1, 0, nil)
 	if err != nil {
 		return Record{}, err
 	}
@@ -733,13 +733,17 @@ func (l *Log) Read(offset uint64) (Record, error) {
 // maxBytes of values (no byte limit when maxBytes <= 0) starting at offset,
 // always at least one record if offset is in range. A batch never spans
 // segments, so it may hold fewer records than asked for. Readers never wait
-// for the writer.
-func (l *Log) ReadBatch(offset uint64, maxRecords, maxBytes int, dst []Record) ([]Record, error) {
+// for the writer; a read only waits for the disk, and ctx is checked
+// before each attempt.
+func (l *Log) ReadBatch(ctx context.Context, offset uint64, maxRecords, maxBytes int, dst []Record) ([]Record, error) {
 	if l.closed.Load() {
 		return dst, ErrClosed
 	}
 	maxRecords = max(maxRecords, 1)
 	for range 3 {
+		if err := ctx.Err(); err != nil {
+			return dst, err
+		}
 		next, set, epoch := l.view()
 		segs := set.segs
 		if offset < segs[0].base || offset >= next {

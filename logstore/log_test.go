@@ -48,7 +48,7 @@ func TestAppendRead(t *testing.T) {
 				for i, n := range tc.sizes {
 					checkRecord(t, l, uint64(i), value(i, n))
 				}
-				_, err := l.Read(uint64(len(tc.sizes)))
+				_, err := l.Read(context.Background(), uint64(len(tc.sizes)))
 				wantRange(t, err, 0, uint64(len(tc.sizes)))
 			}
 			check(l)
@@ -96,7 +96,7 @@ func TestAppendBatchAndReadBatch(t *testing.T) {
 			for off := uint64(0); off < uint64(len(want)); {
 				n := len(got)
 				var err error
-				got, err = l.ReadBatch(off, tc.maxRecords, tc.maxBytes, got)
+				got, err = l.ReadBatch(context.Background(), off, tc.maxRecords, tc.maxBytes, got)
 				if err != nil {
 					t.Fatalf("ReadBatch(%d): %v", off, err)
 				}
@@ -147,7 +147,7 @@ func TestLimitsAndClosed(t *testing.T) {
 	if _, err := l.Append(t.Context(), []byte("x")); !errors.Is(err, logstore.ErrClosed) {
 		t.Fatalf("Append after Close: %v", err)
 	}
-	if _, err := l.Read(0); !errors.Is(err, logstore.ErrClosed) {
+	if _, err := l.Read(context.Background(), 0); !errors.Is(err, logstore.ErrClosed) {
 		t.Fatalf("Read after Close: %v", err)
 	}
 	if err := l.Wait(t.Context(), 5); !errors.Is(err, logstore.ErrClosed) {
@@ -253,7 +253,7 @@ func TestConcurrentAppendersAndReaders(t *testing.T) {
 				if err := l.Wait(ctx, off); err != nil {
 					return
 				}
-				recs, err := l.ReadBatch(off, 64, 0, nil)
+				recs, err := l.ReadBatch(context.Background(), off, 64, 0, nil)
 				if err != nil {
 					t.Errorf("ReadBatch(%d): %v", off, err)
 					return
@@ -307,7 +307,7 @@ func TestTruncateBeforeAndRetention(t *testing.T) {
 	if lo > 10 || lo == 0 || next != 40 {
 		t.Fatalf("after TruncateBefore(10) bounds %d, %d", lo, next)
 	}
-	_, err := l.Read(0)
+	_, err := l.Read(context.Background(), 0)
 	wantRange(t, err, lo, 40)
 	checkRecord(t, l, 10, value(10, 100))
 	if err := l.TruncateBefore(1000); err != nil {
@@ -435,7 +435,7 @@ func TestReadersDuringDeletion(t *testing.T) {
 					continue
 				}
 				off := lo + uint64(i*7+r)%(next-lo+1)
-				recs, err := l.ReadBatch(off, 8, 0, nil)
+				recs, err := l.ReadBatch(context.Background(), off, 8, 0, nil)
 				var re *logstore.RangeError
 				switch {
 				case errors.As(err, &re):

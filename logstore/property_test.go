@@ -72,7 +72,7 @@ func runModel(t *testing.T, seed uint64, ops int) {
 			model = append(model, vals...)
 		case k < 70:
 			off := r.Uint64N(next + 3)
-			rec, err := l.Read(off)
+			rec, err := l.Read(context.Background(), off)
 			if off < lowest || off >= next {
 				var re *logstore.RangeError
 				if !errors.As(err, &re) || re.Lowest != lowest || re.Next != next {
@@ -88,7 +88,7 @@ func runModel(t *testing.T, seed uint64, ops int) {
 				continue
 			}
 			off := lowest + r.Uint64N(next-lowest)
-			recs, err := l.ReadBatch(off, 1+r.IntN(20), r.IntN(3000), nil)
+			recs, err := l.ReadBatch(context.Background(), off, 1+r.IntN(20), r.IntN(3000), nil)
 			if err != nil || len(recs) == 0 {
 				t.Fatalf("op %d: ReadBatch(%d) = %d records, %v", op, off, len(recs), err)
 			}

@@ -2,6 +2,7 @@ package logstore_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
@@ -64,7 +65,7 @@ func TestRecordsRoundTrip(t *testing.T) {
 	check := func(l *logstore.Log) {
 		t.Helper()
 		for off := 0; off < len(want); {
-			recs, err := l.ReadBatch(uint64(off), 16, 0, nil)
+			recs, err := l.ReadBatch(context.Background(), uint64(off), 16, 0, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -120,7 +121,7 @@ func TestStampedTimesNeverDecrease(t *testing.T) {
 	mustAppend(t, l, []byte("a"))
 	now = now.Add(-time.Hour)
 	mustAppend(t, l, []byte("b"))
-	rec, err := l.Read(1)
+	rec, err := l.Read(context.Background(), 1)
 	if err != nil || !rec.Time.Equal(time.Unix(1000, 0)) {
 		t.Fatalf("Read(1) time = %v, %v; want the earlier record's time", rec.Time, err)
 	}

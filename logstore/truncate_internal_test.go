@@ -51,7 +51,7 @@ func checkTemplate(t *testing.T, l *Log, lowest, next uint64) {
 		t.Fatalf("Bounds = %d, %d; want %d, %d", lo, n, lowest, next)
 	}
 	for off := lo; off < n; off++ {
-		rec, err := l.Read(off)
+		rec, err := l.Read(context.Background(), off)
 		if err != nil || !bytes.Equal(rec.Value, tval(off)) {
 			t.Fatalf("Read(%d) = %.20q, %v", off, rec.Value, err)
 		}
@@ -418,12 +418,12 @@ func TestTruncateWithQueuedAppends(t *testing.T) {
 				if _, next := l.Bounds(); next != want+1 {
 					t.Fatalf("next %d, want %d", next, want+1)
 				}
-				if rec, err := l.Read(want); err != nil || string(rec.Value) != "during" {
+				if rec, err := l.Read(context.Background(), want); err != nil || string(rec.Value) != "during" {
 					t.Fatalf("Read(%d) = %q, %v", want, rec.Value, err)
 				}
 				if !reset {
 					for off := range want {
-						if rec, err := l.Read(off); err != nil || !bytes.Equal(rec.Value, tval(off)) {
+						if rec, err := l.Read(context.Background(), off); err != nil || !bytes.Equal(rec.Value, tval(off)) {
 							t.Fatalf("Read(%d) = %.20q, %v", off, rec.Value, err)
 						}
 					}

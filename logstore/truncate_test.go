@@ -42,10 +42,10 @@ func checkRange(t *testing.T, l *logstore.Log, lowest, next uint64, want func(of
 	for off := lowest; off < next; off++ {
 		checkRecord(t, l, off, want(off))
 	}
-	_, err := l.Read(next)
+	_, err := l.Read(context.Background(), next)
 	wantRange(t, err, lowest, next)
 	if lowest > 0 {
-		_, err = l.Read(lowest - 1)
+		_, err = l.Read(context.Background(), lowest-1)
 		wantRange(t, err, lowest, next)
 	}
 }
@@ -198,7 +198,7 @@ func TestReset(t *testing.T) {
 					t.Fatalf("reset marker left behind: %v", err)
 				}
 				if tc.next > 0 {
-					_, err := l.Read(tc.next - 1)
+					_, err := l.Read(context.Background(), tc.next-1)
 					wantRange(t, err, tc.next, tc.next)
 				}
 				for off := tc.next; off < tc.next+20; off++ {
@@ -247,7 +247,7 @@ func TestWaitAcrossTruncation(t *testing.T) {
 	if err := l.Wait(ctx, 15); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Wait(15) after TruncateFrom(10) = %v, want it to keep waiting", err)
 	}
-	if _, err := l.Read(15); !errors.Is(err, logstore.ErrOutOfRange) {
+	if _, err := l.Read(context.Background(), 15); !errors.Is(err, logstore.ErrOutOfRange) {
 		t.Fatalf("Read(15) after TruncateFrom(10) = %v", err)
 	}
 	done := make(chan error, 1)
@@ -335,7 +335,7 @@ func TestReadersDuringTruncation(t *testing.T) {
 					return
 				}
 				off := lo + uint64(i*7+r)%(next-lo+1)
-				recs, err := l.ReadBatch(off, 8, 0, nil)
+				recs, err := l.ReadBatch(context.Background(), off, 8, 0, nil)
 				var re *logstore.RangeError
 				switch {
 				case errors.As(err, &re):

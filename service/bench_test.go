@@ -14,6 +14,7 @@ import (
 
 	logv1 "github.com/proglog/proglog/gen/log/v1"
 	"github.com/proglog/proglog/gen/log/v1/logv1connect"
+	"github.com/proglog/proglog/logstore"
 )
 
 // The benchmarks run the real server over mutual TLS on loopback with the
@@ -104,14 +105,31 @@ func BenchmarkProduce(b *testing.B) {
 	}
 }
 
-func batchOf(n int) []*logv1.Record {
+func batchOf(n int) []*logv1.Record { return batchOfShape(n, false) }
+
+// batchOfShape makes n records of benchRecordBytes; keyed ones also carry
+// a 16-byte key and two small headers, the shape issue #11 measures.
+func batchOfShape(n int, keyed bool) []*logv1.Record {
 	value := benchValue()
 	records := make([]*logv1.Record, n)
 	for i := range records {
 		records[i] = &logv1.Record{Value: value}
+		if keyed {
+			records[i].Key = fmt.Appendf(nil, "customer-%07d", i)
+			records[i].Headers = []*logv1.Header{
+				{Key: "content-type", Value: []byte("application/json")},
+				{Key: "source", Value: []byte("checkout")},
+			}
+		}
 	}
 	return records
 }
+
+// shapes are the record shapes the throughput benchmarks compare.
+var shapes = []struct {
+	name  string
+	keyed bool
+}{{"plain", false}, {"keyed", true}}
 
 // BenchmarkProduceBatch: unary ProduceBatch with 100 records per call, one
 // op per batch.
@@ -154,18 +172,24 @@ func BenchmarkProduceStream(b *testing.B) {
 		records int
 		proto   string
 		opts    []connect.ClientOption
+		keyed   bool
 	}{
-		{1, "grpc", []connect.ClientOption{connect.WithGRPC()}},
-		{100, "connect", nil},
-		{100, "grpc", []connect.ClientOption{connect.WithGRPC()}},
+		{1, "grpc", []connect.ClientOption{connect.WithGRPC()}, false},
+		{100, "connect", nil, false},
+		{100, "grpc", []connect.ClientOption{connect.WithGRPC()}, false},
+		{100, "grpc", []connect.ClientOption{connect.WithGRPC()}, true},
 	} {
-		b.Run(fmt.Sprintf("records=%d/%s", tc.records, tc.proto), func(b *testing.B) {
+		shape := "plain"
+		if tc.keyed {
+			shape = "keyed"
+		}
+		b.Run(fmt.Sprintf("records=%d/%s/%s", tc.records, tc.proto, shape), func(b *testing.B) {
 			e := newEnv(b, envOptions{})
 			stream, err := e.client(idRoot, tc.opts...).ProduceStream(context.Background())
 			if err != nil {
 				b.Fatal(err)
 			}
-			req := &logv1.ProduceStreamRequest{Records: batchOf(tc.records)}
+			req := &logv1.ProduceStreamRequest{Records: batchOfShape(tc.records, tc.keyed)}
 			b.ResetTimer()
 			sendErr := make(chan error, 1)
 			go func() {
@@ -199,42 +223,53 @@ func BenchmarkProduceStream(b *testing.B) {
 func BenchmarkConsumeStream(b *testing.B) {
 	for _, maxBatch := range []uint32{1, 1000} {
 		for _, proto := range protocols[:2] {
-			b.Run(fmt.Sprintf("max_batch=%d/%s", maxBatch, proto.name), func(b *testing.B) {
-				e := newEnv(b, envOptions{})
-				value := benchValue()
-				batch := make([][]byte, 10000)
-				for i := range batch {
-					batch[i] = value
+			for _, shape := range shapes {
+				if shape.keyed && (maxBatch == 1 || proto.name != "grpc") {
+					continue
 				}
-				for left := b.N; left > 0; left -= len(batch) {
-					if _, err := e.log.AppendBatch(context.Background(), batch[:min(left, len(batch))]); err != nil {
-						b.Fatal(err)
-					}
-				}
-				client := e.client(idRoot, proto.opts...)
-				ctx, cancel := context.WithCancel(context.Background())
-				defer cancel()
-				b.ResetTimer()
-				stream, err := client.ConsumeStream(ctx, &logv1.ConsumeStreamRequest{MaxBatch: maxBatch})
-				if err != nil {
-					b.Fatal(err)
-				}
-				got := 0
-				for got < b.N && stream.Receive() {
-					if maxBatch > 1 {
-						got += len(stream.Msg().GetRecords())
-					} else {
-						got++
-					}
-				}
-				b.StopTimer()
-				if got < b.N {
-					b.Fatalf("received %d of %d: %v", got, b.N, stream.Err())
-				}
-				cancel()
-				_ = stream.Close()
-				reportRate(b, b.N)
-			})
+				b.Run(fmt.Sprintf("max_batch=%d/%s/%s", maxBatch, proto.name, shape.name), func(b *testing.B) {
+					consumeStream(b, maxBatch, proto.opts, shape.keyed)
+				})
+			}
 		}
 	}
+}
+
+func consumeStream(b *testing.B, maxBatch uint32, opts []connect.ClientOption, keyed bool) {
+	e := newEnv(b, envOptions{})
+	batch := make([]logstore.Record, 10000)
+	for i, r := range batchOfShape(len(batch), keyed) {
+		batch[i] = logstore.Record{Key: r.Key, Value: r.Value}
+		for _, h := range r.Headers {
+			batch[i].Headers = append(batch[i].Headers, logstore.Header{Key: h.Key, Value: h.Value})
+		}
+	}
+	for left := b.N; left > 0; left -= len(batch) {
+		if _, err := e.log.AppendRecords(context.Background(), batch[:min(left, len(batch))]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	client := e.client(idRoot, opts...)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b.ResetTimer()
+	stream, err := client.ConsumeStream(ctx, &logv1.ConsumeStreamRequest{MaxBatch: maxBatch})
+	if err != nil {
+		b.Fatal(err)
+	}
+	got := 0
+	for got < b.N && stream.Receive() {
+		if maxBatch > 1 {
+			got += len(stream.Msg().GetRecords())
+		} else {
+			got++
+		}
+	}
+	b.StopTimer()
+	if got < b.N {
+		b.Fatalf("received %d of %d: %v", got, b.N, stream.Err())
+	}
+	cancel()
+	_ = stream.Close()
+	reportRate(b, b.N)
 }

@@ -84,7 +84,7 @@ func TestForwarderPeerProduce(t *testing.T) {
 		if err != nil || p.GetOffset() != next {
 			t.Fatalf("%s: forwarded Produce: %v, %v; want offset %d", proto.name, p, err, next)
 		}
-		got, err := leader.log.Read(next)
+		got, err := leader.log.Read(context.Background(), next)
 		if err != nil || string(got.Value) != proto.name {
 			t.Fatalf("%s: leader has %q, %v", proto.name, got.Value, err)
 		}

@@ -142,7 +142,7 @@ func (s *Service) Consume(ctx context.Context, req *logv1.ConsumeRequest) (*logv
 			return nil, toConnect(ctx, err)
 		}
 	}
-	rec, err := s.log.Read(off)
+	rec, err := s.log.Read(ctx, off)
 	if err != nil {
 		return nil, toConnect(ctx, err)
 	}
@@ -211,7 +211,7 @@ func (s *Service) GetOffsetForTime(ctx context.Context, req *logv1.GetOffsetForT
 		if _, next := s.log.Bounds(); off >= next {
 			return &logv1.GetOffsetForTimeResponse{Offset: off}, nil
 		}
-		rec, err := s.log.Read(off)
+		rec, err := s.log.Read(ctx, off)
 		if errors.Is(err, logstore.ErrOutOfRange) && attempt < 3 {
 			continue // retention deleted it meanwhile: ask again
 		}

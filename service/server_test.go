@@ -211,7 +211,7 @@ func TestForwardToLeader(t *testing.T) {
 			}
 			_ = stream.CloseResponse()
 			for i, want := range []string{"one", "two", "three", "four", "five", "six"} {
-				got, err := leader.log.Read(next + uint64(i))
+				got, err := leader.log.Read(context.Background(), next+uint64(i))
 				if err != nil || string(got.Value) != want {
 					t.Fatalf("leader offset %d: %q, %v; want %q", next+uint64(i), got.Value, err, want)
 				}

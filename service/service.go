@@ -24,8 +24,9 @@ import (
 type Log interface {
 	// AppendRecords appends recs and returns the first one's offset.
 	AppendRecords(ctx context.Context, recs []logstore.Record) (uint64, error)
-	Read(offset uint64) (logstore.Record, error)
-	ReadBatch(offset uint64, maxRecords, maxBytes int, dst []logstore.Record) ([]logstore.Record, error)
+	// Read and ReadBatch return when ctx ends even if the log lags.
+	Read(ctx context.Context, offset uint64) (logstore.Record, error)
+	ReadBatch(ctx context.Context, offset uint64, maxRecords, maxBytes int, dst []logstore.Record) ([]logstore.Record, error)
 	Bounds() (lowest, next uint64)
 	Wait(ctx context.Context, offset uint64) error
 	Stats() logstore.Stats

@@ -202,7 +202,7 @@ func (s *Service) ConsumeStream(ctx context.Context, req *logv1.ConsumeStreamReq
 				return toConnect(ctx, err)
 			}
 		}
-		recs, err = s.log.ReadBatch(off, n, streamBatchBytes, recs[:0])
+		recs, err = s.log.ReadBatch(ctx, off, n, streamBatchBytes, recs[:0])
 		if err != nil {
 			var re *logstore.RangeError
 			if errors.As(err, &re) && re.Offset >= re.Next {

@@ -267,7 +267,7 @@ func TestProduceStreamOrderUnderConcurrency(t *testing.T) {
 		for _, a := range results[s] {
 			total += len(a.values)
 			for i, want := range a.values {
-				got, err := e.log.Read(a.offset + uint64(i))
+				got, err := e.log.Read(context.Background(), a.offset+uint64(i))
 				if err != nil || string(got.Value) != want {
 					t.Fatalf("offset %d: %q, %v; want %q", a.offset+uint64(i), got.Value, err, want)
 				}
@@ -511,7 +511,7 @@ func TestShutdownFinishesInFlightProduce(t *testing.T) {
 		t.Fatalf("in-flight produce: %v, %v", r.resp, r.err)
 	}
 	<-stopped
-	if got, err := gate.Read(0); err != nil || string(got.Value) != "in flight" {
+	if got, err := gate.Read(context.Background(), 0); err != nil || string(got.Value) != "in flight" {
 		t.Fatalf("record: %q, %v", got.Value, err)
 	}
 }
