@@ -193,7 +193,7 @@ func (c *Client) refresh(ctx context.Context, seen uint64) error {
 		resp, err := c.client(addr).GetServers(askCtx, &logv1.GetServersRequest{})
 		cancel()
 		if err == nil && len(resp.GetServers()) > 0 {
-			c.apply(resp.GetServers())
+			c.apply(reachable(resp.GetServers(), addr))
 			return nil
 		}
 		if err == nil {
@@ -242,6 +242,33 @@ func (c *Client) apply(servers []*logv1.Server) {
 	if c.leader != prev {
 		c.logger.Info("leader changed", "from", prev, "to", c.leader, "followers", c.followers)
 	}
+}
+
+// reachable returns servers as the client should dial them, having asked
+// the server at asked: an address with an unspecified host (0.0.0.0 or ::,
+// what a standalone node serving --insecure on every interface reports) is
+// reached at asked's host, since only the node answering can report it (a
+// cluster member must advertise a host others can dial).
+func reachable(servers []*logv1.Server, asked string) []*logv1.Server {
+	askedHost, _, err := net.SplitHostPort(asked)
+	if err != nil {
+		return servers
+	}
+	out, cloned := servers, false
+	for i, s := range servers {
+		host, port, err := net.SplitHostPort(s.GetRpcAddr())
+		if err != nil {
+			continue
+		}
+		if ip := net.ParseIP(host); ip == nil || !ip.IsUnspecified() {
+			continue
+		}
+		if !cloned {
+			out, cloned = slices.Clone(servers), true // the caller's answer stays as the server sent it
+		}
+		out[i] = &logv1.Server{Id: s.GetId(), RpcAddr: net.JoinHostPort(askedHost, port), IsLeader: s.GetIsLeader()}
+	}
+	return out
 }
 
 // client returns the cached Connect client for addr.
@@ -325,6 +352,19 @@ func (c *Client) readTarget(avoid string) (addr string, isLeader bool, gen uint6
 	return addr, addr == c.leader, c.gen
 }
 
+// leaderTarget returns where a read that wants the freshest answer goes:
+// the leader, or when none is known or it is avoid, a read target.
+func (c *Client) leaderTarget(avoid string) (addr string, gen uint64) {
+	c.mu.Lock()
+	leader, gen := c.leader, c.gen
+	c.mu.Unlock()
+	if leader != "" && leader != avoid {
+		return leader, gen
+	}
+	addr, _, gen = c.readTarget(avoid)
+	return addr, gen
+}
+
 // leaderAddr returns the leader's address, "" when unknown.
 func (c *Client) leaderAddr() string {
 	c.mu.Lock()
@@ -334,11 +374,21 @@ func (c *Client) leaderAddr() string {
 
 // sleep waits the attempt-th backoff; false if ctx or the client ended first.
 func (c *Client) sleep(ctx context.Context, attempt int) bool {
+	return c.wait(ctx, c.backoff(attempt))
+}
+
+// backoff draws the attempt-th wait: between half and all of
+// min(Max, Initial·2^attempt).
+func (c *Client) backoff(attempt int) time.Duration {
 	d := c.cfg.Backoff.Initial << min(attempt, 30)
 	if d <= 0 || d > c.cfg.Backoff.Max {
 		d = c.cfg.Backoff.Max
 	}
-	d = d/2 + rand.N(d/2+1)
+	return d/2 + rand.N(d/2+1)
+}
+
+// wait waits d; false if ctx or the client ended first.
+func (c *Client) wait(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -373,7 +423,7 @@ func (c *Client) Servers(ctx context.Context) ([]*logv1.Server, error) {
 		addr, _, gen := c.readTarget(avoid)
 		resp, err := c.client(addr).GetServers(ctx, &logv1.GetServersRequest{})
 		if err == nil {
-			c.apply(resp.GetServers())
+			c.apply(reachable(resp.GetServers(), addr))
 			return resp.GetServers(), nil
 		}
 		last = fmt.Errorf("client: GetServers on %s: %w", addr, err)

@@ -2,8 +2,8 @@ package client
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -13,10 +13,26 @@ import (
 // Consume reads the record at offset from a follower (the leader when it is
 // alone, or when the follower has not caught up to offset yet).
 func (c *Client) Consume(ctx context.Context, offset uint64) (*logv1.Record, error) {
+	return c.consume(ctx, &logv1.ConsumeRequest{Offset: offset}, fmt.Sprint(offset),
+		func(err error) bool { return pastEnd(err, offset) })
+}
+
+// ConsumeTime reads the first record whose time is at or after t, from a
+// follower, or from the leader when the follower has none (it may lag). It
+// fails with OutOfRange when there is none yet.
+func (c *Client) ConsumeTime(ctx context.Context, t time.Time) (*logv1.Record, error) {
+	req := &logv1.ConsumeRequest{FromTime: timestamp(t)}
+	return c.consume(ctx, req, "from "+t.UTC().Format(time.RFC3339Nano), func(err error) bool {
+		return connect.CodeOf(err) == connect.CodeOutOfRange
+	})
+}
+
+// consume runs a Consume; lagging reports an answer a follower may give
+// for want of records the leader has.
+func (c *Client) consume(ctx context.Context, req *logv1.ConsumeRequest, what string, lagging func(error) bool) (*logv1.Record, error) {
 	if c.closed.Load() {
 		return nil, ErrClosed
 	}
-	req := &logv1.ConsumeRequest{Offset: offset}
 	var last error
 	avoid := ""
 	for attempt := 0; ; attempt++ {
@@ -25,19 +41,23 @@ func (c *Client) Consume(ctx context.Context, offset uint64) (*logv1.Record, err
 		if err == nil {
 			return resp.GetRecord(), nil
 		}
-		last = fmt.Errorf("client: Consume %d on %s: %w", offset, addr, err)
-		if pastEnd(err, offset) {
+		last = fmt.Errorf("client: Consume %s on %s: %w", what, addr, err)
+		if lagging(err) {
 			if isLeader {
 				return nil, last // the leader has every committed record
 			}
 			if rec, err, ok := c.consumeLeader(ctx, req); ok {
 				if err != nil {
-					return nil, fmt.Errorf("client: Consume %d on the leader: %w", offset, err)
+					return nil, fmt.Errorf("client: Consume %s on the leader: %w", what, err)
 				}
 				return rec, nil
 			}
 		}
-		if classifyReadAt(ctx, err, offset) != retry {
+		v := classifyRead(ctx, err)
+		if v == final && ctx.Err() == nil && lagging(err) {
+			v = retry // as classifyReadAt: another server may have it
+		}
+		if v != retry {
 			return nil, last
 		}
 		avoid = addr
@@ -57,117 +77,10 @@ func (c *Client) consumeLeader(ctx context.Context, req *logv1.ConsumeRequest) (
 	}
 	resp, err := c.client(addr).Consume(ctx, req)
 	if err != nil {
-		if classifyRead(ctx, err) == retry && !pastEnd(err, req.GetOffset()) {
+		if classifyRead(ctx, err) == retry {
 			return nil, nil, false
 		}
 		return nil, err, true
 	}
 	return resp.GetRecord(), nil, true
-}
-
-// Tail calls fn with every record from offset from on, in order, following
-// the log live until ctx ends, fn returns an error (returned as it is) or a
-// failure that cannot be retried. It reads a ConsumeStream from a follower
-// and, when the stream breaks, resumes on another server from the record
-// after the last one fn received: no gaps, no duplicates. Retries (with
-// backoff) are counted per break without progress, so a long tail survives
-// any number of failovers.
-func (c *Client) Tail(ctx context.Context, from uint64, fn func(*logv1.Record) error) error {
-	if c.closed.Load() {
-		return ErrClosed
-	}
-	// The tail ends when the client closes, too.
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stop := context.AfterFunc(c.ctx, cancel)
-	defer stop()
-
-	next := from
-	started := false // a server has answered for next: it is not past the end
-	avoid := ""
-	fails := 0
-	for {
-		addr, isLeader, gen := c.readTarget(avoid)
-		progressed, err := c.tailOnce(ctx, addr, next, fn, &next)
-		if progressed {
-			fails, started = 0, true
-		}
-		var fnErr *callbackError
-		switch {
-		case errors.As(err, &fnErr):
-			return fnErr.err
-		case errors.Is(err, ErrSequence):
-			return err
-		case c.closed.Load():
-			return ErrClosed
-		case ctx.Err() != nil:
-			return ctx.Err()
-		}
-		err = fmt.Errorf("client: ConsumeStream from %d on %s: %w", next, addr, err)
-		// "Past the end" from the leader before anything was delivered means
-		// the caller asked beyond the log; later, or from a follower, the
-		// server lags the ones that served us.
-		if pastEnd(err, next) && isLeader && !started && next == from {
-			return err
-		}
-		if classifyReadAt(ctx, err, next) != retry {
-			return err
-		}
-		c.logger.Debug("tail broke, resuming elsewhere", "addr", addr, "next", next, "err", err)
-		avoid = addr
-		c.afterFailure(ctx, addr, gen, err)
-		if fails >= c.cfg.Retries || !c.sleep(ctx, fails) {
-			return c.giveUp(ctx, err)
-		}
-		fails++
-	}
-}
-
-// callbackError carries fn's error out of tailOnce untouched.
-type callbackError struct{ err error }
-
-func (e *callbackError) Error() string { return e.err.Error() }
-
-// tailOnce streams from one server until the stream fails. It advances
-// *next past every record fn accepted and reports whether it did.
-func (c *Client) tailOnce(ctx context.Context, addr string, from uint64, fn func(*logv1.Record) error, next *uint64) (progressed bool, err error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stream, err := c.client(addr).ConsumeStream(ctx, &logv1.ConsumeStreamRequest{Offset: from, MaxBatch: 1024})
-	if err != nil {
-		return false, err
-	}
-	defer stream.Close()
-	deliver := func(r *logv1.Record) error {
-		switch off := r.GetOffset(); {
-		case off < *next:
-			return nil // already delivered; a correct server never resends
-		case off > *next:
-			return fmt.Errorf("%w: %s sent offset %d, expected %d", ErrSequence, addr, off, *next)
-		}
-		if err := fn(r); err != nil {
-			return &callbackError{err}
-		}
-		*next++
-		progressed = true
-		return nil
-	}
-	for stream.Receive() {
-		msg := stream.Msg()
-		if r := msg.GetRecord(); r != nil {
-			if err := deliver(r); err != nil {
-				return progressed, err
-			}
-		}
-		for _, r := range msg.GetRecords() {
-			if err := deliver(r); err != nil {
-				return progressed, err
-			}
-		}
-	}
-	if err := stream.Err(); err != nil {
-		return progressed, err
-	}
-	// A tail never ends on its own; a clean end is a server going away.
-	return progressed, connect.NewError(connect.CodeUnavailable, errors.New("the server ended the stream"))
 }

@@ -16,14 +16,30 @@
 //
 // # Where calls go
 //
-// Produce, ProduceBatch and Producer streams go to the leader (to any server
-// while no leader is known: a follower forwards appends to the leader).
-// Consume and Tail go round robin over the followers, or to the leader when it
-// is alone. A read a follower answers with OutOfRange for an offset at or
-// past its end (by the OffsetRange error detail the server attaches: offset
-// >= next) is asked of the leader once: a follower may lag the leader by a
-// few records, and the leader answers for records the caller has just
-// produced.
+// Produce, ProduceBatch, ProduceRecords and Producer streams go to the leader
+// (to any server while no leader is known: a follower forwards appends to the
+// leader). Consume, ConsumeTime, Tail and TailBatches go round robin over the
+// followers, or to the leader when it is alone. A read a follower answers
+// with OutOfRange for an offset at or past its end (by the OffsetRange error
+// detail the server attaches: offset >= next; for ConsumeTime, any
+// OutOfRange) is asked of the leader once: a follower may lag the leader by
+// a few records, and the leader answers for records the caller has just
+// produced. Stats, WhoAmI and OffsetForTime ask the leader, whose answers
+// are the freshest, and another server while it does not answer;
+// ServerStats asks the one server named. A server reporting an unspecified
+// host (0.0.0.0, ::; a standalone node serving on every interface) is
+// reached at the host it was asked at.
+//
+// # Records
+//
+// A record has a value and may have a key and headers (ProduceRecords,
+// Producer.SendRecords); the server sets its offset and its time, when the
+// leader appended it, which never decreases along the log. Header keys
+// are checked before anything is sent (ValidateRecord). Reads start at an
+// offset, or at the first record at or after a time: OffsetForTime,
+// ConsumeTime, and Tail with FromTime. Tail follows the log until stopped;
+// with Until it reads a range and returns at its end. TailBatches hands
+// over each stream message's records at once (MaxBatch caps them).
 //
 // # What is retried
 //
@@ -60,18 +76,23 @@
 //
 // A Producer (NewProducer) pipelines appends over one ProduceStream and
 // retries nothing: when its stream breaks, each request sent and not yet
-// acknowledged fails with the dial error when the stream never connected
-// (nothing was appended), with ErrUnknownOutcome otherwise; the next Send
-// opens a stream to the leader as the client then knows it.
+// acknowledged fails with the dial error when the stream never connected,
+// or with the server's answer as it is when that answer says nothing of
+// them was written (as for an append above: the AppendOutcome detail of a
+// stream's error speaks for every request not yet acknowledged); with
+// ErrUnknownOutcome otherwise. The next Send opens a stream to the leader as
+// the client then knows it, unless the Producer is Ordered: then it fails
+// with the first failure, so nothing is appended after a gap.
 //
-// Reads (Consume, Tail, Servers) have no side effects and are retried, on
-// another server when there is one, after a dial error, a lost connection,
-// Unavailable, Aborted, ResourceExhausted (a tail the server dropped as a
-// slow consumer), Unknown or Internal, and an OutOfRange past the end from a
+// Reads (Consume, Tail, Servers, Stats...) have no side effects and are
+// retried, on another server when there is one, after a dial error, a lost
+// connection, Unavailable, Aborted, ResourceExhausted (a tail the server
+// dropped as a slow consumer), Unknown or Internal, and an OutOfRange past
+// the end from a
 // node that may lag (by its OffsetRange detail; an offset below the lowest
 // retained one is final). Tail resumes from the offset after the last
 // record it delivered, so the callback sees every record once, in order,
-// across reconnects.
+// across reconnects; OnResume hears of each reconnection.
 //
 // # Transport
 //

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/proglog/proglog/acl"
 	"github.com/proglog/proglog/client"
@@ -96,4 +97,42 @@ func Example() {
 	// tail 1: a
 	// tail 2: b
 	// true
+}
+
+func ExampleClient_ProduceRecords() {
+	addr, stop := exampleServer()
+	defer stop()
+	ctx := context.Background()
+	c, err := client.New(ctx, client.Config{Addrs: []string{addr}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	_, err = c.ProduceRecords(ctx, []*logv1.Record{
+		{Key: []byte("user-1"), Value: []byte("logged in"), Headers: []*logv1.Header{{Key: "src", Value: []byte("web")}}},
+		{Key: []byte("user-2"), Value: []byte("logged out")},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	// Read the last minute's records up to the end of the log as it is now,
+	// in batches of up to 100 records.
+	st, err := c.Stats(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	err = c.TailBatches(ctx, 0, func(records []*logv1.Record) error {
+		for _, r := range records {
+			fmt.Printf("%d %s: %s (%d header(s), has a time: %t)\n",
+				r.GetOffset(), r.GetKey(), r.GetValue(), len(r.GetHeaders()), r.GetTime() != nil)
+		}
+		return nil
+	}, client.FromTime(time.Now().Add(-time.Minute)), client.Until(st.GetNextOffset()), client.MaxBatch(100))
+	if err != nil {
+		log.Fatal(err)
+	}
+	// Output:
+	// 0 user-1: logged in (1 header(s), has a time: true)
+	// 1 user-2: logged out (0 header(s), has a time: true)
 }

@@ -28,18 +28,32 @@ func (c *Client) Produce(ctx context.Context, value []byte) (uint64, error) {
 // Produce: the batch is appended whole or not at all, so an unknown outcome
 // concerns all of it.
 func (c *Client) ProduceBatch(ctx context.Context, values [][]byte) (uint64, error) {
-	records := make([]*logv1.Record, len(values))
-	for i, v := range values {
-		records[i] = &logv1.Record{Value: v}
+	return c.produceBatch(ctx, valueRecords(values))
+}
+
+// ProduceRecords is ProduceBatch for records with a key and headers as well
+// as a value. Their offset and time are set by the server (a producer's own
+// time belongs in a header). A record that fails ValidateRecord fails the
+// call with ErrInvalidRecord before anything is sent.
+func (c *Client) ProduceRecords(ctx context.Context, records []*logv1.Record) (uint64, error) {
+	if len(records) == 0 {
+		return 0, fmt.Errorf("%w: no records", ErrInvalidRecord)
 	}
+	if err := validateRecords(records); err != nil {
+		return 0, err
+	}
+	return c.produceBatch(ctx, records)
+}
+
+func (c *Client) produceBatch(ctx context.Context, records []*logv1.Record) (uint64, error) {
 	req := &logv1.ProduceBatchRequest{Records: records}
 	return c.append(ctx, "ProduceBatch", func(ctx context.Context, cl logv1connect.LogServiceClient) (uint64, error) {
 		resp, err := cl.ProduceBatch(ctx, req)
 		if err != nil {
 			return 0, err
 		}
-		if int(resp.GetCount()) != len(values) {
-			return 0, fmt.Errorf("the server reports %d records appended of %d", resp.GetCount(), len(values))
+		if int(resp.GetCount()) != len(records) {
+			return 0, fmt.Errorf("the server reports %d records appended of %d", resp.GetCount(), len(records))
 		}
 		return resp.GetBaseOffset(), nil
 	})

@@ -22,26 +22,47 @@ const DefaultProducerWindow = 128
 //
 // A Producer does not retry. When its stream breaks, every request sent and
 // not yet acknowledged fails: with the dial error itself when the stream never
-// connected (nothing was appended), with ErrUnknownOutcome otherwise. The next
-// Send opens a new stream to the leader as the client knows it then. Send and
-// Close may be called from several goroutines.
+// connected, or with the server's answer as it is when that says none of them
+// was written (the AppendOutcome detail OUTCOME_NOT_APPLIED, or a refusal by
+// authentication or the ACL); with ErrUnknownOutcome otherwise. The next Send opens a new stream to the leader
+// as the client knows it then, unless the Producer is Ordered. Send and Close
+// may be called from several goroutines.
 type Producer struct {
-	c      *Client
-	ctx    context.Context // ends the streams: the Producer's ctx, or Client.Close
-	cancel context.CancelFunc
-	stop   func() bool   // detaches ctx from the client's
-	window chan struct{} // one token per unacknowledged request
+	c       *Client
+	ctx     context.Context // ends the streams: the Producer's ctx, or Client.Close
+	cancel  context.CancelFunc
+	stop    func() bool   // detaches ctx from the client's
+	window  chan struct{} // one token per unacknowledged request
+	ordered bool          // see Ordered; set before the Producer is used
 
 	// sendMu serializes Send and Close, so requests go out in the order
 	// their Acks join the pending queue. It is taken before mu.
 	sendMu sync.Mutex
-	// mu guards cur, closed and every stream's pending and broken; it is
+	// mu guards cur, closed, failed and every stream's pending and broken; it is
 	// never held across network I/O, so receivers are never blocked by a
 	// Send waiting on flow control.
 	mu      sync.Mutex
 	cur     *producerStream
 	closed  bool
+	failed  error          // an Ordered Producer's first failure
 	streams sync.WaitGroup // the receivers
+}
+
+// ProducerOption configures NewProducer.
+type ProducerOption interface{ applyProducer(*Producer) }
+
+type producerOptionFunc func(*Producer)
+
+func (f producerOptionFunc) applyProducer(p *Producer) { f(p) }
+
+// Ordered makes a Producer stop at its first failure: once a stream broke
+// with requests unacknowledged (or could not be opened), every later Send
+// fails with that failure instead of opening a new stream. What reaches the
+// log is then the requests before the failure, in order, and perhaps some
+// of those whose Ack failed with ErrUnknownOutcome, never a request sent
+// after them: what a producer of lines in order (proglog produce) needs.
+func Ordered() ProducerOption {
+	return producerOptionFunc(func(p *Producer) { p.ordered = true })
 }
 
 // producerStream is one ProduceStream and the requests awaiting its acks.
@@ -79,7 +100,7 @@ func (a *Ack) Wait(ctx context.Context) (uint64, error) {
 // NewProducer starts a Producer; its streams end when ctx ends, Close is
 // called, or the Client closes. window caps the unacknowledged requests
 // (0 means DefaultProducerWindow).
-func (c *Client) NewProducer(ctx context.Context, window int) (*Producer, error) {
+func (c *Client) NewProducer(ctx context.Context, window int, opts ...ProducerOption) (*Producer, error) {
 	if c.closed.Load() {
 		return nil, ErrClosed
 	}
@@ -87,6 +108,9 @@ func (c *Client) NewProducer(ctx context.Context, window int) (*Producer, error)
 		window = DefaultProducerWindow
 	}
 	p := &Producer{c: c, window: make(chan struct{}, window)}
+	for _, o := range opts {
+		o.applyProducer(p)
+	}
 	p.ctx, p.cancel = context.WithCancel(ctx)
 	p.stop = context.AfterFunc(c.ctx, p.cancel)
 	return p, nil
@@ -99,6 +123,23 @@ func (p *Producer) Send(ctx context.Context, values ...[]byte) (*Ack, error) {
 	if len(values) == 0 {
 		return nil, errors.New("client: Send needs at least one value")
 	}
+	return p.send(ctx, valueRecords(values))
+}
+
+// SendRecords is Send for records with a key and headers as well as a
+// value; their offset and time are set by the server. A record that fails
+// ValidateRecord fails the call with ErrInvalidRecord, and nothing is sent.
+func (p *Producer) SendRecords(ctx context.Context, records ...*logv1.Record) (*Ack, error) {
+	if len(records) == 0 {
+		return nil, fmt.Errorf("%w: Send needs at least one record", ErrInvalidRecord)
+	}
+	if err := validateRecords(records); err != nil {
+		return nil, err
+	}
+	return p.send(ctx, records)
+}
+
+func (p *Producer) send(ctx context.Context, records []*logv1.Record) (*Ack, error) {
 	select {
 	case p.window <- struct{}{}:
 	case <-ctx.Done():
@@ -107,15 +148,12 @@ func (p *Producer) Send(ctx context.Context, values ...[]byte) (*Ack, error) {
 		return nil, ErrClosed
 	}
 	req := &logv1.ProduceStreamRequest{}
-	if len(values) == 1 {
-		req.Record = &logv1.Record{Value: values[0]}
+	if len(records) == 1 {
+		req.Record = records[0]
 	} else {
-		req.Records = make([]*logv1.Record, len(values))
-		for i, v := range values {
-			req.Records[i] = &logv1.Record{Value: v}
-		}
+		req.Records = records
 	}
-	ack := &Ack{done: make(chan struct{}), count: len(values)}
+	ack := &Ack{done: make(chan struct{}), count: len(records)}
 
 	p.sendMu.Lock()
 	defer p.sendMu.Unlock()
@@ -125,12 +163,22 @@ func (p *Producer) Send(ctx context.Context, values ...[]byte) (*Ack, error) {
 		<-p.window
 		return nil, ErrClosed
 	}
+	if p.failed != nil {
+		err := p.failed
+		p.mu.Unlock()
+		<-p.window
+		return nil, fmt.Errorf("client: the producer stopped at its first failure: %w", err)
+	}
 	if p.cur == nil || p.cur.broken {
 		s, err := p.open()
 		if err != nil {
+			err = fmt.Errorf("client: opening a ProduceStream: %w", err)
+			if p.ordered {
+				p.failed = err
+			}
 			p.mu.Unlock()
 			<-p.window
-			return nil, fmt.Errorf("client: opening a ProduceStream: %w", err)
+			return nil, err
 		}
 		p.cur = s
 	}
@@ -186,25 +234,33 @@ func (p *Producer) receive(s *producerStream) {
 		p.complete(ack, resp.GetOffset(), nil)
 	}
 	_ = s.stream.CloseResponse()
-	p.mu.Lock()
-	s.broken = true
-	pending := s.pending
-	s.pending = nil
-	p.mu.Unlock()
-	if len(pending) == 0 {
-		return
-	}
 	if errors.Is(err, io.EOF) {
 		err = errors.New("the server ended the stream")
 	}
 	err = fmt.Errorf("client: ProduceStream on %s: %w", s.addr, err)
-	if !notSent(err) {
+	p.mu.Lock()
+	s.broken = true
+	pending := s.pending
+	s.pending = nil
+	if p.ordered && p.failed == nil && len(pending) > 0 {
+		p.failed = err // a stream that broke idle left no gap: the next Send reopens
+	}
+	p.mu.Unlock()
+	if len(pending) == 0 {
+		return
+	}
+	// The server's answer speaks for every request not yet acknowledged:
+	// its AppendOutcome detail (or a refusal before its handlers) says
+	// whether any of them may have been written. Nothing else can.
+	if !notSent(err) && (!connect.IsWireError(err) || classifyAppend(p.ctx, err) == unknown) {
 		err = fmt.Errorf("%w: %w", ErrUnknownOutcome, err)
-	} else {
-		p.c.afterFailure(p.ctx, s.addr, s.gen, err)
 	}
 	for _, ack := range pending {
 		p.complete(ack, 0, err)
+	}
+	if notSent(err) {
+		// The acks told, learn where the next stream should go.
+		p.c.afterFailure(p.ctx, s.addr, s.gen, err)
 	}
 }
 

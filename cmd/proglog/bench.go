@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/proglog/proglog/client"
 	logv1 "github.com/proglog/proglog/gen/log/v1"
 )
 
@@ -35,8 +36,10 @@ func newBenchCmd(e *env) *cobra.Command {
   proglog bench produce --mode stream --batch 100 --records 2000000
   proglog bench consume --records 2000000 --batch 1000
 
-Each client has its own connection. Produce modes: unary (one Produce per
-record), batch (one ProduceBatch per --batch records) and stream (pipelined
+Each client is a client of the cluster --addr belongs to, with its own
+connections: produces go to the leader, consumes to the followers (the
+leader when it is alone). Produce modes: unary (one Produce per record),
+batch (one ProduceBatch per --batch records) and stream (pipelined
 ProduceStream requests of --batch records, up to --window in flight).
 Latency is measured per acknowledgement. Consume reads --records records
 with ConsumeStream (max_batch = --batch) from the lowest offset; the log must
@@ -114,12 +117,12 @@ func newBenchConsumeCmd(e *env) *cobra.Command {
 			if err := b.check(); err != nil {
 				return err
 			}
-			c, err := b.cf.dial()
+			c, err := b.cf.dial(cmd.Context(), oneShotRetry)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := unaryContext(cmd.Context(), c.timeout)
-			st, err := c.GetStats(ctx, &logv1.GetStatsRequest{})
+			ctx, cancel := unaryContext(cmd.Context(), b.cf.timeout)
+			st, err := c.Stats(ctx)
 			cancel()
 			c.Close()
 			if err != nil {
@@ -159,21 +162,25 @@ type benchResult struct {
 }
 
 // worker runs one client's share (n records) and records what it saw.
-type worker func(ctx context.Context, c *conn, n int, res *benchResult) error
+type worker func(ctx context.Context, c *client.Client, n int, res *benchResult) error
 
 func runBench(ctx context.Context, b benchFlags, w worker) (*benchResult, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	conns := make([]*conn, b.clients)
+	cfg, err := b.cf.config(oneShotRetry)
+	if err != nil {
+		return nil, err
+	}
+	conns := make([]*client.Client, b.clients)
 	for i := range conns {
-		c, err := b.cf.dial()
+		c, err := b.cf.connect(ctx, cfg)
 		if err != nil {
 			return nil, err
 		}
 		defer c.Close()
-		// Connect before the clock starts.
-		wctx, wcancel := unaryContext(ctx, c.timeout)
-		_, err = c.WhoAmI(wctx, &logv1.WhoAmIRequest{})
+		// Connect to the leader before the clock starts.
+		wctx, wcancel := unaryContext(ctx, b.cf.timeout)
+		_, err = c.WhoAmI(wctx)
 		wcancel()
 		if err != nil {
 			return nil, err
@@ -246,22 +253,18 @@ func fmtDur(d time.Duration) string {
 }
 
 func produceWorker(b benchFlags) worker {
-	return func(ctx context.Context, c *conn, n int, res *benchResult) error {
+	return func(ctx context.Context, c *client.Client, n int, res *benchResult) error {
 		value := make([]byte, int(b.size))
 		rand.Read(value)
-		records := func(k int) []*logv1.Record {
-			rs := make([]*logv1.Record, k)
-			for i := range rs {
-				rs[i] = &logv1.Record{Value: value}
-			}
-			return rs
+		values := make([][]byte, b.batch)
+		for i := range values {
+			values[i] = value
 		}
 		switch b.mode {
 		case "unary":
-			req := &logv1.ProduceRequest{Record: &logv1.Record{Value: value}}
 			for range n {
 				t0 := time.Now()
-				if _, err := c.Produce(ctx, req); err != nil {
+				if _, err := c.Produce(ctx, value); err != nil {
 					return err
 				}
 				res.lat = append(res.lat, time.Since(t0))
@@ -273,12 +276,8 @@ func produceWorker(b benchFlags) worker {
 			for left := n; left > 0; {
 				k := min(left, b.batch)
 				t0 := time.Now()
-				resp, err := c.ProduceBatch(ctx, &logv1.ProduceBatchRequest{Records: records(k)})
-				if err != nil {
+				if _, err := c.ProduceBatch(ctx, values[:k]); err != nil {
 					return err
-				}
-				if int(resp.GetCount()) != k {
-					return fmt.Errorf("ProduceBatch appended %d of %d records", resp.GetCount(), k)
 				}
 				res.lat = append(res.lat, time.Since(t0))
 				res.records += int64(k)
@@ -287,115 +286,86 @@ func produceWorker(b benchFlags) worker {
 			}
 			return nil
 		default:
-			return streamProduce(ctx, c, n, b.batch, b.window, records, int64(len(value)), res)
+			return streamProduce(ctx, c, n, b.window, values, res)
 		}
 	}
 }
 
-// streamProduce pipelines requests of batch records over one ProduceStream,
-// with at most window unacknowledged.
-func streamProduce(ctx context.Context, c *conn, n, batch, window int, records func(int) []*logv1.Record, size int64, res *benchResult) error {
+// streamProduce pipelines requests of len(values) records through a
+// Producer, with at most window unacknowledged.
+func streamProduce(ctx context.Context, c *client.Client, n, window int, values [][]byte, res *benchResult) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := c.ProduceStream(ctx)
+	p, err := c.NewProducer(ctx, window, client.Ordered())
 	if err != nil {
 		return err
 	}
 	type inflight struct {
-		k  int
-		t0 time.Time
+		ack *client.Ack
+		k   int
+		t0  time.Time
 	}
 	pending := make(chan inflight, window)
-	sendErr := make(chan error, 1)
+	waited := make(chan error, 1)
 	go func() {
-		defer close(pending)
-		sendErr <- func() error {
-			for left := n; left > 0; {
-				k := min(left, batch)
-				req := &logv1.ProduceStreamRequest{Records: records(k)}
-				select {
-				case pending <- inflight{k, time.Now()}:
-				case <-ctx.Done():
-					return ctx.Err()
-				}
-				if err := stream.Send(req); err != nil {
-					if errors.Is(err, io.EOF) {
-						return nil // Receive reports the cause
-					}
-					return err
-				}
-				left -= k
+		var failed error
+		for f := range pending {
+			if failed != nil {
+				continue
 			}
-			return stream.CloseRequest()
-		}()
+			if _, err := f.ack.Wait(context.Background()); err != nil { // the producer's ctx ends every wait
+				failed = err
+				cancel()
+				continue
+			}
+			res.lat = append(res.lat, time.Since(f.t0))
+			res.records += int64(f.k)
+			for _, v := range values[:f.k] {
+				res.bytes += int64(len(v))
+			}
+		}
+		waited <- failed
 	}()
-	var recvErr error
-	for p := range pending {
-		resp, err := stream.Receive()
+	var sendErr error
+	for left := n; left > 0; {
+		k := min(left, len(values))
+		t0 := time.Now()
+		ack, err := p.Send(ctx, values[:k]...)
 		if err != nil {
-			recvErr = err
-			cancel()
-			for range pending {
-			}
+			sendErr = err
 			break
 		}
-		if resp.GetCount() != 0 && int(resp.GetCount()) != p.k {
-			recvErr = fmt.Errorf("ProduceStream acknowledged %d of %d records", resp.GetCount(), p.k)
-			cancel()
-			for range pending {
-			}
-			break
-		}
-		res.lat = append(res.lat, time.Since(p.t0))
-		res.records += int64(p.k)
-		res.bytes += int64(p.k) * size
+		pending <- inflight{ack, k, t0}
+		left -= k
 	}
-	serr := <-sendErr
-	stream.CloseResponse()
-	if recvErr != nil {
-		return recvErr
+	close(pending)
+	werr := <-waited
+	p.Close(ctx)
+	if werr != nil {
+		return werr
 	}
-	return serr
+	return sendErr
 }
 
 func consumeWorker(b benchFlags, from uint64) worker {
-	return func(ctx context.Context, c *conn, n int, res *benchResult) error {
-		ctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		stream, err := c.ConsumeStream(ctx, &logv1.ConsumeStreamRequest{Offset: from, MaxBatch: uint32(b.batch)})
-		if err != nil {
-			return err
-		}
-		defer stream.Close()
-		next := from
+	return func(ctx context.Context, c *client.Client, n int, res *benchResult) error {
 		t0 := time.Now()
-		for res.records < int64(n) && stream.Receive() {
-			msg := stream.Msg()
-			recs := msg.GetRecords()
-			if len(recs) == 0 && msg.GetRecord() != nil {
-				recs = []*logv1.Record{msg.GetRecord()}
-			}
-			for _, r := range recs {
-				if res.records == int64(n) {
-					break // the last message may carry more than this client's share
-				}
-				if r.GetOffset() != next {
-					return fmt.Errorf("ConsumeStream sent offset %d, want %d", r.GetOffset(), next)
-				}
-				next++
+		err := c.TailBatches(ctx, from, func(records []*logv1.Record) error {
+			for _, r := range records {
 				res.records++
 				res.bytes += int64(len(r.GetValue()))
 			}
 			now := time.Now()
 			res.lat = append(res.lat, now.Sub(t0))
 			t0 = now
-		}
-		if res.records >= int64(n) {
 			return nil
-		}
-		if err := stream.Err(); err != nil {
+		}, client.MaxBatch(uint32(b.batch)), client.Until(from+uint64(n)))
+		if err != nil {
 			return err
 		}
-		return fmt.Errorf("ConsumeStream ended after %d of %d records", res.records, n)
+		if res.records != int64(n) {
+			return fmt.Errorf("ConsumeStream ended after %d of %d records", res.records, n)
+		}
+		return nil
 	}
 }

@@ -1,19 +1,18 @@
 package main
 
 import (
+	"context"
 	"errors"
-	"fmt"
 	"io/fs"
+	"math"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"time"
 
-	"connectrpc.com/connect"
 	"github.com/spf13/pflag"
 
-	"github.com/proglog/proglog/gen/log/v1/logv1connect"
+	"github.com/proglog/proglog/client"
 	"github.com/proglog/proglog/pki"
 )
 
@@ -30,7 +29,7 @@ type clientFlags struct {
 }
 
 func (c *clientFlags) register(fs *pflag.FlagSet) {
-	fs.StringVar(&c.addr, "addr", defaultAddr, "server address host:port")
+	fs.StringVar(&c.addr, "addr", defaultAddr, "server address host:port (the client finds the cluster's other members from it)")
 	fs.StringVar(&c.dataDir, "data-dir", "./data", "where the development identity lives (<data-dir>/certs)")
 	fs.StringVar(&c.ca, "ca", "", "CA certificate that signed the server's (default <data-dir>/certs/ca.pem if it exists)")
 	fs.StringVar(&c.cert, "cert", "", "client certificate (default <data-dir>/certs/root.pem if it exists)")
@@ -40,15 +39,19 @@ func (c *clientFlags) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "deadline for connecting and for each unary call (0 = none)")
 }
 
-// conn is a client for one server, with its own HTTP/2 connection pool.
-type conn struct {
-	logv1connect.LogServiceClient
-	transport *http.Transport
-	timeout   time.Duration
-}
+// How the CLI's client retries. A command makes a few attempts, enough to
+// ride out a leader election (about two Raft timeouts) but failing within
+// about two seconds when nothing answers; consume --follow keeps trying
+// for as long as it runs, as a tail should.
+var (
+	oneShotRetry = retryPolicy{retries: 6, backoff: client.Backoff{Initial: 50 * time.Millisecond, Max: time.Second}}
+	followRetry  = retryPolicy{retries: math.MaxInt32, backoff: client.Backoff{Initial: 100 * time.Millisecond, Max: 5 * time.Second}}
+)
 
-// Close drops the idle connections.
-func (c *conn) Close() { c.transport.CloseIdleConnections() }
+type retryPolicy struct {
+	retries int
+	backoff client.Backoff
+}
 
 // devFile returns <data-dir>/certs/name if it exists, else "".
 func (c *clientFlags) devFile(name string) (string, error) {
@@ -63,74 +66,77 @@ func (c *clientFlags) devFile(name string) (string, error) {
 	}
 }
 
-func (c *clientFlags) options() ([]connect.ClientOption, error) {
-	opts := []connect.ClientOption{connect.WithReadMaxBytes(64 << 20)}
+// config checks the flags and builds the client's configuration; it does
+// not touch the network.
+func (c *clientFlags) config(rp retryPolicy) (client.Config, error) {
+	cfg := client.Config{Addrs: []string{c.addr}, Retries: rp.retries, Backoff: rp.backoff}
 	switch c.protocol {
 	case "grpc":
-		opts = append(opts, connect.WithGRPC())
+		cfg.Protocol = client.ProtocolGRPC
 	case "grpcweb", "grpc-web":
-		opts = append(opts, connect.WithGRPCWeb())
+		cfg.Protocol = client.ProtocolGRPCWeb
 	case "connect":
+		cfg.Protocol = client.ProtocolConnect
 	default:
-		return nil, usagef("--protocol %q: want grpc, connect or grpcweb", c.protocol)
+		return cfg, usagef("--protocol %q: want grpc, connect or grpcweb", c.protocol)
 	}
-	return opts, nil
+	if _, _, err := net.SplitHostPort(c.addr); err != nil {
+		return cfg, usagef("--addr %q: want host:port", c.addr)
+	}
+	if c.insecure {
+		if c.ca != "" || c.cert != "" || c.key != "" {
+			return cfg, usagef("--insecure cannot be combined with --ca, --cert or --key")
+		}
+		return cfg, nil
+	}
+	ca, cert, key := c.ca, c.cert, c.key
+	var err error
+	if ca == "" {
+		if ca, err = c.devFile(pki.DevCAFile); err != nil {
+			return cfg, err
+		}
+	}
+	if cert == "" && key == "" {
+		if cert, err = c.devFile(pki.DevClientFile); err != nil {
+			return cfg, err
+		}
+		if key, err = c.devFile(pki.DevClientKeyFile); err != nil {
+			return cfg, err
+		}
+		if cert == "" || key == "" {
+			cert, key = "", ""
+		}
+	}
+	if (cert == "") != (key == "") {
+		return cfg, usagef("--cert and --key go together")
+	}
+	if cfg.TLS, err = pki.ClientTLSConfig(ca, cert, key); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
 }
 
-// dial builds a client; it does not touch the network yet.
-func (c *clientFlags) dial() (*conn, error) {
-	opts, err := c.options()
+// connect makes a client of the cluster --addr belongs to, within
+// --timeout.
+func (c *clientFlags) connect(ctx context.Context, cfg client.Config) (*client.Client, error) {
+	ctx, cancel := unaryContext(ctx, c.timeout)
+	defer cancel()
+	return client.New(ctx, cfg)
+}
+
+// dial checks the flags and connects: config, then connect.
+func (c *clientFlags) dial(ctx context.Context, rp retryPolicy) (*client.Client, error) {
+	cfg, err := c.config(rp)
 	if err != nil {
 		return nil, err
 	}
-	if _, _, err := net.SplitHostPort(c.addr); err != nil {
-		return nil, usagef("--addr %q: want host:port", c.addr)
+	return c.connect(ctx, cfg)
+}
+
+// unaryContext bounds one call by --timeout (0: no bound).
+func unaryContext(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
+	if timeout <= 0 {
+		return context.WithCancel(ctx)
 	}
-	dialer := &net.Dialer{Timeout: c.timeout, KeepAlive: 30 * time.Second}
-	tr := &http.Transport{
-		DialContext:         dialer.DialContext,
-		TLSHandshakeTimeout: c.timeout,
-		MaxIdleConnsPerHost: 4,
-		// Pings notice a dead server on an idle tail.
-		HTTP2: &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 10 * time.Second},
-	}
-	var protocols http.Protocols
-	scheme := "https"
-	if c.insecure {
-		if c.ca != "" || c.cert != "" || c.key != "" {
-			return nil, usagef("--insecure cannot be combined with --ca, --cert or --key")
-		}
-		protocols.SetUnencryptedHTTP2(true)
-		scheme = "http"
-	} else {
-		ca, cert, key := c.ca, c.cert, c.key
-		if ca == "" {
-			if ca, err = c.devFile(pki.DevCAFile); err != nil {
-				return nil, err
-			}
-		}
-		if cert == "" && key == "" {
-			if cert, err = c.devFile(pki.DevClientFile); err != nil {
-				return nil, err
-			}
-			if key, err = c.devFile(pki.DevClientKeyFile); err != nil {
-				return nil, err
-			}
-			if cert == "" || key == "" {
-				cert, key = "", ""
-			}
-		}
-		if (cert == "") != (key == "") {
-			return nil, usagef("--cert and --key go together")
-		}
-		cfg, err := pki.ClientTLSConfig(ca, cert, key)
-		if err != nil {
-			return nil, err
-		}
-		tr.TLSClientConfig = cfg
-		protocols.SetHTTP2(true)
-	}
-	tr.Protocols = &protocols
-	client := logv1connect.NewLogServiceClient(&http.Client{Transport: tr}, fmt.Sprintf("%s://%s", scheme, c.addr), opts...)
-	return &conn{LogServiceClient: client, transport: tr, timeout: c.timeout}, nil
+	return context.WithTimeout(ctx, timeout)
 }

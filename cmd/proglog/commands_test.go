@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -98,7 +99,7 @@ func TestCommandsAgainstRealService(t *testing.T) {
 		{name: "consume past the end", args: []string{"consume", "--from", "5000"}, wantOut: ""},
 		{name: "consume last two", args: []string{"consume", "--from-end", "--from", "2", "--format", "hex"}, wantOut: "1001\t7265632d393939\n1002\t63\n"},
 		{name: "consume small batches", args: []string{"consume", "--max-batch", "1", "--from", "1", "--count", "2", "--format", "json"},
-			wantOut: `{"offset":1,"value":"Yg==","text":"b"}` + "\n" + `{"offset":2,"value":"cmVjLTA=","text":"rec-0"}` + "\n"},
+			wantLines: 2, contains: `{"offset":1,"value":"Yg==","text":"b","time":"20`},
 		{name: "stats", args: []string{"stats"}, wantLines: 7},
 		{name: "whoami", args: []string{"whoami"}, wantOut: "subject:       anonymous\nauthenticated: false\nactions:       produce, consume, admin\n"},
 		{name: "oversize record mid-stream", stdin: "ok1\nok2\n" + strings.Repeat("x", 2000) + "\nlost\n", args: []string{"produce", "--batch", "1"},
@@ -189,13 +190,13 @@ type follow struct {
 	cancel    context.CancelFunc
 }
 
-func startFollow(t *testing.T, addr string) *follow {
+func startFollow(t *testing.T, addr string, args ...string) *follow {
 	ctx, cancel := context.WithCancel(t.Context())
 	t.Cleanup(cancel)
 	f := &follow{t: t, done: make(chan int, 1), cancel: cancel}
 	go func() {
 		e := &env{stdin: strings.NewReader(""), stdout: &f.out, stderr: &f.errs, getenv: func(string) string { return "" }}
-		f.done <- run(ctx, []string{"consume", "--follow", "--insecure", "--addr", addr}, e)
+		f.done <- run(ctx, append([]string{"consume", "--follow", "--insecure", "--addr", addr}, args...), e)
 	}()
 	return f
 }
@@ -210,4 +211,145 @@ func (f *follow) waitOutput(want string) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	f.t.Fatalf("follow printed %q, want %q (stderr %q)", f.out.String(), want, f.errs.String())
+}
+
+// Mistakes in the new flags are usage errors (exit 2) found before any
+// connection: nothing listens at the address.
+func TestRecordAndTimeUsageErrors(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"key and separator", []string{"produce", "--record-key", "k", "--key-separator", ":", "x"}, "--record-key and --key-separator exclude each other"},
+		{"empty separator", []string{"produce", "--key-separator", "", "x"}, "--key-separator must not be empty"},
+		{"header without =", []string{"produce", "--header", "a", "x"}, `--header "a": want key=value`},
+		{"empty header key", []string{"produce", "--header", "=v", "x"}, "empty key"},
+		{"long header key", []string{"produce", "--header", strings.Repeat("k", 257) + "=v", "x"}, "more than 256"},
+		{"bad time", []string{"consume", "--from-time", "10:00"}, "want an RFC 3339 time"},
+		{"bad since", []string{"consume", "--since", "ten minutes"}, "invalid argument"},
+		{"time and since", []string{"consume", "--from-time", "2026-11-30T10:00:00Z", "--since", "1m"}, "exclude each other"},
+		{"time and from", []string{"consume", "--from-time", "2026-11-30T10:00:00Z", "--from", "3"}, "--from-time excludes --from and --from-end"},
+		{"since and from-end", []string{"consume", "--since", "1m", "--from-end", "--follow"}, "--since excludes --from and --from-end"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			e := &env{stdin: strings.NewReader(""), stdout: &out, stderr: &errb, getenv: func(string) string { return "" }}
+			code := run(t.Context(), append(tt.args, "--insecure", "--addr", addr), e)
+			if code != exitUsage || !strings.Contains(errb.String(), tt.want) || strings.Count(errb.String(), "\n") != 1 || out.Len() > 0 {
+				t.Fatalf("exit %d, stdout %q, stderr %q; want exit %d and one line with %q", code, out.String(), errb.String(), exitUsage, tt.want)
+			}
+		})
+	}
+}
+
+// jsonLine is consume --format json's output, parsed back.
+type jsonLine struct {
+	Offset  uint64 `json:"offset"`
+	Value   []byte `json:"value"`
+	Text    string `json:"text"`
+	Key     []byte `json:"key"`
+	KeyText string `json:"key_text"`
+	Headers []struct {
+		Key   string `json:"key"`
+		Value []byte `json:"value"`
+	} `json:"headers"`
+	Time time.Time `json:"time"`
+}
+
+func TestKeysHeadersAndTimes(t *testing.T) {
+	n := startTestNode(t, "p, anonymous, *, *\n")
+	ctx := t.Context()
+	must := func(t *testing.T, stdin string, args ...string) string {
+		t.Helper()
+		out, errs, code := n.cli(ctx, stdin, args...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s", args, code, errs)
+		}
+		return out
+	}
+	before := time.Now()
+	if out := must(t, "", "produce", "--record-key", "user-1", "--header", "src=cli", "--header", "trace=a=b", "a", "b"); out != "0\n1\n" {
+		t.Fatalf("produce with a key: %q", out)
+	}
+	// A line without the separator stops produce there: what came before
+	// is in, that line and those after are not.
+	out, errs, code := n.cli(ctx, "k1:v1\nk2:v2:x\nno separator\nk3:v3\n", "produce", "--key-separator", ":", "--header", "h=1")
+	if code != 1 || out != "2\n3\n" || !strings.Contains(errs, `standard input line 3 has no key separator ":"`) || strings.Count(errs, "\n") != 1 {
+		t.Fatalf("produce with a bad line: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	after := time.Now()
+	if out := must(t, "", "consume"); out != "a\nb\nv1\nv2:x\n" {
+		t.Fatalf("consume after the bad line: %q", out)
+	}
+
+	var recs []jsonLine
+	for line := range strings.Lines(must(t, "", "consume", "--format", "json")) {
+		var r jsonLine
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("%q: %v", line, err)
+		}
+		recs = append(recs, r)
+	}
+	wantKeys := []string{"user-1", "user-1", "k1", "k2"}
+	wantHeaders := []string{"src=cli,trace=a=b", "src=cli,trace=a=b", "h=1", "h=1"}
+	for i, r := range recs {
+		var hs []string
+		for _, h := range r.Headers {
+			hs = append(hs, h.Key+"="+string(h.Value))
+		}
+		if string(r.Key) != wantKeys[i] || r.KeyText != wantKeys[i] || strings.Join(hs, ",") != wantHeaders[i] {
+			t.Errorf("record %d: key %q (%q), headers %q; want %q, %q", i, r.Key, r.KeyText, hs, wantKeys[i], wantHeaders[i])
+		}
+		if r.Time.Before(before.Add(-time.Second)) || r.Time.After(after.Add(time.Second)) || i > 0 && r.Time.Before(recs[i-1].Time) {
+			t.Errorf("record %d: time %v, want it within [%v, %v] and not before the previous one", i, r.Time, before, after)
+		}
+	}
+	if len(recs) != 4 {
+		t.Fatalf("%d records in json", len(recs))
+	}
+	at := recs[2].Time.UTC().Format(timeLayout)
+	if got := must(t, "", "consume", "--format", "text", "--meta", "--from", "2", "--count", "1"); got != at+"\tk1\th=1\tv1\n" {
+		t.Errorf("text --meta = %q", got)
+	}
+	if got := must(t, "", "consume", "--format", "hex", "--meta", "--from", "3"); got != "3\t"+recs[3].Time.UTC().Format(timeLayout)+"\t6b32\t68=31\t76323a78\n" {
+		t.Errorf("hex --meta = %q", got)
+	}
+
+	// Reads from a time: the first record at or after it, to the end.
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"from the third record's time", []string{"--from-time", recs[2].Time.Format(time.RFC3339Nano)}, "v1\nv2:x\n"},
+		{"from long ago", []string{"--from-time", "2000-01-01T00:00:00Z"}, "a\nb\nv1\nv2:x\n"},
+		{"since an hour", []string{"--since", "1h"}, "a\nb\nv1\nv2:x\n"},
+		{"with --to", []string{"--since", "1h", "--to", "1"}, "a\n"},
+		{"with --count", []string{"--since", "1h", "--count", "3"}, "a\nb\nv1\n"},
+		{"from the future", []string{"--from-time", time.Now().Add(time.Hour).Format(time.RFC3339)}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := must(t, "", append([]string{"consume"}, tc.args...)...); got != tc.want {
+				t.Fatalf("consume %v = %q, want %q", tc.args, got, tc.want)
+			}
+		})
+	}
+
+	// --follow --since: the existing records in range, then new ones live.
+	f := startFollow(t, n.addr, "--since", "1h")
+	f.waitOutput("a\nb\nv1\nv2:x\n")
+	must(t, "", "produce", "-q", "live")
+	f.waitOutput("a\nb\nv1\nv2:x\nlive\n")
+	f.cancel()
+	if code := <-f.done; code != 0 {
+		t.Fatalf("interrupted follow: exit %d, stderr %q", code, f.errs.String())
+	}
 }

@@ -1,23 +1,28 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/base64"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 	"time"
-	"unicode/utf8"
 
-	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
 
+	"github.com/proglog/proglog/client"
 	logv1 "github.com/proglog/proglog/gen/log/v1"
 )
+
+// consumeFlags are consume's flags as given.
+type consumeFlags struct {
+	from     uint64
+	to       uint64
+	count    uint64
+	follow   bool
+	fromEnd  bool
+	fromTime string
+	since    time.Duration
+}
 
 // consumeRange says what part of the log to read.
 type consumeRange struct {
@@ -28,13 +33,54 @@ type consumeRange struct {
 	count   uint64 // 0 = no limit
 	follow  bool
 	fromEnd bool
+	at      time.Time // with byTime: start at the first record at or after it
+	byTime  bool
+}
+
+// rangeOf checks the flags against each other; changed says which were
+// given (on the command line, in the environment or the config file) and
+// now is the clock --since counts back from.
+func (f consumeFlags) rangeOf(changed func(string) bool, now time.Time) (consumeRange, error) {
+	r := consumeRange{
+		from: f.from, fromSet: changed("from"), to: f.to, toSet: changed("to"),
+		count: f.count, follow: f.follow, fromEnd: f.fromEnd,
+	}
+	if r.toSet && changed("count") {
+		return r, usagef("--to and --count exclude each other")
+	}
+	timeFlag := ""
+	switch {
+	case changed("from-time") && changed("since"):
+		return r, usagef("--from-time and --since exclude each other")
+	case changed("from-time"):
+		timeFlag = "--from-time"
+		t, err := time.Parse(time.RFC3339Nano, f.fromTime)
+		if err != nil {
+			return r, usagef("--from-time %q: want an RFC 3339 time such as 2026-11-30T10:00:00Z", f.fromTime)
+		}
+		r.at, r.byTime = t, true
+	case changed("since"):
+		timeFlag = "--since"
+		if f.since < 0 {
+			return r, usagef("--since %v: want a duration back from now, such as 10m", f.since)
+		}
+		r.at, r.byTime = now.Add(-f.since), true
+	}
+	if r.byTime && (r.fromSet || r.fromEnd) {
+		return r, usagef("%s excludes --from and --from-end: a read starts at an offset, at the end or at a time", timeFlag)
+	}
+	if r.toSet && r.fromSet && !r.fromEnd && r.to < r.from {
+		return r, usagef("--to %d is before --from %d", r.to, r.from)
+	}
+	return r, nil
 }
 
 func newConsumeCmd(e *env) *cobra.Command {
 	var (
 		cf     clientFlags
-		r      consumeRange
+		f      consumeFlags
 		format string
+		meta   bool
 		batch  uint32
 	)
 	cmd := &cobra.Command{
@@ -43,33 +89,44 @@ func newConsumeCmd(e *env) *cobra.Command {
 		Long: `Print records, one a line. Without --follow, reads from --from (default: the
 lowest retained offset) up to the end of the log as it was when the command
 started, or to --to (exclusive), or until --count records. With --follow,
-keeps printing new records until interrupted (exit 0). --from-end starts at
-the end (only new records); with --from N too, it starts N records before
-the end.
+keeps printing new records until interrupted (exit 0), reconnecting (to
+another node of the cluster if need be) and resuming after the last record
+printed when a server goes away. --from-end starts at the end (only new
+records); with --from N too, it starts N records before the end.
+--from-time T starts at the first record whose time is at or after T (RFC
+3339, e.g. 2026-11-30T10:00:00Z), --since D at the first one of the last D
+(e.g. 10m); neither goes with --from or --from-end.
 
-Formats: text prints each value as it is; json prints
-{"offset":N,"value":"<base64>","text":"<value, when valid UTF-8>"};
-hex prints "<offset><TAB><hex of the value>".` + "\n" + exitCodesHelp,
+Formats (times are RFC 3339 in UTC with nanoseconds):
+  text  each value as it is; with --meta, "<time><TAB><key><TAB><headers><TAB><value>",
+        headers as k=v joined by ",", key and header values as they are
+  json  {"offset":N,"value":"<base64>","text":"<value, when valid UTF-8>",
+        "key":"<base64>","key_text":"<key, when valid UTF-8>",
+        "headers":[{"key":"k","value":"<base64>","text":"<value, when valid UTF-8>"}],
+        "time":"<time>"}; key, key_text and headers only when set, time when known
+  hex   "<offset><TAB><hex of the value>"; with --meta,
+        "<offset><TAB><time><TAB><hex of the key><TAB><headers><TAB><hex of the value>",
+        headers as <hex of k>=<hex of v> joined by ","` + "\n" + exitCodesHelp,
 		Args: wantNoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			r.fromSet = cmd.Flags().Changed("from")
-			r.toSet = cmd.Flags().Changed("to")
-			if r.toSet && cmd.Flags().Changed("count") {
-				return usagef("--to and --count exclude each other")
-			}
-			if r.toSet && r.fromSet && !r.fromEnd && r.to < r.from {
-				return usagef("--to %d is before --from %d", r.to, r.from)
-			}
-			pr, err := newPrinter(format, e.stdout)
+			r, err := f.rangeOf(cmd.Flags().Changed, time.Now())
 			if err != nil {
 				return err
 			}
-			c, err := cf.dial()
+			pr, err := newPrinter(format, meta, e.stdout)
+			if err != nil {
+				return err
+			}
+			rp := oneShotRetry
+			if r.follow {
+				rp = followRetry
+			}
+			c, err := cf.dial(cmd.Context(), rp)
 			if err != nil {
 				return err
 			}
 			defer c.Close()
-			err = consume(cmd.Context(), c, r, batch, pr, e.stderr)
+			err = consume(cmd.Context(), c, cf.timeout, r, batch, pr, e.stderr)
 			if r.follow && errors.Is(err, context.Canceled) && cmd.Context().Err() != nil {
 				return nil // interrupted while following: the normal way to stop
 			}
@@ -77,205 +134,88 @@ hex prints "<offset><TAB><hex of the value>".` + "\n" + exitCodesHelp,
 		},
 	}
 	cf.register(cmd.Flags())
-	f := cmd.Flags()
-	f.Uint64Var(&r.from, "from", 0, "first offset (default: the lowest retained)")
-	f.Uint64Var(&r.to, "to", 0, "stop before this offset")
-	f.Uint64Var(&r.count, "count", 0, "stop after this many records")
-	f.BoolVarP(&r.follow, "follow", "f", false, "keep printing new records until interrupted")
-	f.BoolVar(&r.fromEnd, "from-end", false, "start at the end of the log (or --from records before it)")
-	f.StringVar(&format, "format", "text", "output format: text, json or hex")
-	f.Uint32Var(&batch, "max-batch", 256, "most records per stream message")
+	fl := cmd.Flags()
+	fl.Uint64Var(&f.from, "from", 0, "first offset (default: the lowest retained)")
+	fl.Uint64Var(&f.to, "to", 0, "stop before this offset")
+	fl.Uint64Var(&f.count, "count", 0, "stop after this many records")
+	fl.BoolVarP(&f.follow, "follow", "f", false, "keep printing new records until interrupted")
+	fl.BoolVar(&f.fromEnd, "from-end", false, "start at the end of the log (or --from records before it)")
+	fl.StringVar(&f.fromTime, "from-time", "", "start at the first record at or after this RFC 3339 time")
+	fl.DurationVar(&f.since, "since", 0, "start at the first record of the last this long (e.g. 10m)")
+	fl.StringVar(&format, "format", "text", "output format: text, json or hex")
+	fl.BoolVar(&meta, "meta", false, "text and hex: print each record's time, key and headers before its value (json always has them)")
+	fl.Uint32Var(&batch, "max-batch", 256, "most records per stream message")
 	return cmd
 }
 
-// consume prints the range. With --follow it survives the server going
-// away (a restart, a failover): it reconnects with backoff and resumes
-// after the last record it printed, so nothing is skipped or repeated.
-func consume(ctx context.Context, c *conn, r consumeRange, batch uint32, pr *printer, warn io.Writer) error {
-	req := &logv1.ConsumeStreamRequest{Offset: r.from, FromEnd: r.fromEnd, MaxBatch: batch}
+// errEnough stops a tail once --count records are printed.
+var errEnough = errors.New("enough records")
+
+// consume prints the range. Reads go through the client's Tail: with
+// --follow it survives servers going away (a restart, a failover),
+// reconnecting with backoff and resuming after the last record printed, so
+// nothing is skipped or repeated; warn hears of each reconnection.
+func consume(ctx context.Context, c *client.Client, timeout time.Duration, r consumeRange, batch uint32, pr *printer, warn io.Writer) error {
+	start := r.from
 	var end uint64 // exclusive bound; 0 with bounded false = none
 	bounded := false
-	if !r.follow || !r.fromSet {
-		statsCtx, cancel := unaryContext(ctx, c.timeout)
-		st, err := c.GetStats(statsCtx, &logv1.GetStatsRequest{})
+	if !r.follow || r.fromEnd || (!r.fromSet && !r.byTime) {
+		statsCtx, cancel := unaryContext(ctx, timeout)
+		st, err := c.Stats(statsCtx)
 		cancel()
 		if err != nil {
 			return err
 		}
-		if !r.fromSet && !r.fromEnd {
-			req.Offset = st.GetLowestOffset()
+		switch {
+		case r.fromEnd:
+			start = st.GetNextOffset() - min(r.from, st.GetNextOffset()-st.GetLowestOffset())
+		case !r.fromSet && !r.byTime:
+			start = st.GetLowestOffset()
 		}
 		if !r.follow {
 			end, bounded = st.GetNextOffset(), true
-			start := req.Offset
-			if r.fromEnd {
-				start = st.GetNextOffset() - min(r.from, st.GetNextOffset()-st.GetLowestOffset())
-				req.Offset, req.FromEnd = start, false // the same, without a race
-			}
-			if start >= end {
-				return nil
-			}
 		}
 	}
 	if r.toSet && (!bounded || r.to < end) {
 		end, bounded = r.to, true
-		if req.Offset >= end && !r.fromEnd {
+	}
+	opts := []client.TailOption{
+		client.MaxBatch(batch),
+		client.OnResume(func(res client.Resume) {
+			fmt.Fprintf(warn, "proglog: the stream ended (%s); reconnecting from offset %d in %v\n",
+				oneLine(message(res.Err)), res.Next, res.Wait.Round(time.Millisecond))
+		}),
+	}
+	if bounded {
+		if !r.byTime && start >= end {
 			return nil
 		}
+		opts = append(opts, client.Until(end))
 	}
-
+	if r.byTime {
+		start = 0
+		opts = append(opts, client.FromTime(r.at))
+	}
 	var n uint64
-	emit := func(rec *logv1.Record) (done bool, err error) {
-		if bounded && rec.GetOffset() >= end {
-			return true, nil
-		}
-		if err := pr.print(rec); err != nil {
-			return true, err
-		}
-		n++
-		return (r.count > 0 && n >= r.count) || (bounded && rec.GetOffset()+1 >= end), nil
-	}
-	backoff := followBackoffMin
-	for {
-		printed, done, err := consumeStream(ctx, c, req, emit, pr)
-		if done || ctx.Err() != nil {
-			if ctx.Err() != nil && (err == nil || connect.CodeOf(err) == connect.CodeCanceled) {
-				return ctx.Err()
+	err := c.TailBatches(ctx, start, func(records []*logv1.Record) error {
+		for _, rec := range records {
+			if err := pr.print(rec); err != nil {
+				return err
 			}
-			return err
-		}
-		if !r.follow || !reconnectable(err) {
-			if err == nil && bounded {
-				return fmt.Errorf("stream ended at %d records, before offset %d", n, end)
+			n++
+			if r.count > 0 && n >= r.count {
+				if err := pr.flush(); err != nil {
+					return err
+				}
+				return errEnough
 			}
-			return err
 		}
-		if printed != nil {
-			req.Offset, req.FromEnd = printed.GetOffset()+1, false
-			backoff = followBackoffMin
-		}
-		fmt.Fprintf(warn, "proglog: the stream ended (%v); reconnecting from offset %d in %v\n", err, req.GetOffset(), backoff)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, followBackoffMax)
+		// Flush per message: a reader of this output sees records as
+		// they arrive.
+		return pr.flush()
+	}, opts...)
+	if errors.Is(err, errEnough) {
+		return nil
 	}
-}
-
-// How long --follow waits before reconnecting: doubling from min to max.
-const (
-	followBackoffMin = 100 * time.Millisecond
-	followBackoffMax = 5 * time.Second
-)
-
-// reconnectable reports whether a follow stream that ended with err (nil:
-// the server closed it) is worth opening again: the server went away or
-// is shutting down, not a refusal such as a denied subject.
-func reconnectable(err error) bool {
-	if err == nil {
-		return true
-	}
-	switch connect.CodeOf(err) {
-	case connect.CodeUnavailable, connect.CodeUnknown, connect.CodeInternal, connect.CodeAborted, connect.CodeCanceled:
-		return true
-	}
-	return false
-}
-
-// consumeStream runs one ConsumeStream and hands its records to emit. It
-// returns the last record printed (nil if none), whether emit is done, and
-// how the stream ended.
-func consumeStream(ctx context.Context, c *conn, req *logv1.ConsumeStreamRequest,
-	emit func(*logv1.Record) (bool, error), pr *printer) (printed *logv1.Record, done bool, err error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stream, err := c.ConsumeStream(ctx, req)
-	if err != nil {
-		return nil, false, err
-	}
-	defer stream.Close()
-	for stream.Receive() {
-		msg := stream.Msg()
-		recs := msg.GetRecords()
-		if len(recs) == 0 && msg.GetRecord() != nil {
-			recs = []*logv1.Record{msg.GetRecord()}
-		}
-		for _, rec := range recs {
-			d, err := emit(rec)
-			if err != nil {
-				return printed, true, err
-			}
-			if d {
-				return printed, true, pr.flush()
-			}
-			printed = rec
-		}
-		if err := pr.flush(); err != nil {
-			return printed, true, err
-		}
-	}
-	return printed, false, stream.Err()
-}
-
-func unaryContext(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
-	if timeout <= 0 {
-		return context.WithCancel(ctx)
-	}
-	return context.WithTimeout(ctx, timeout)
-}
-
-// printer writes records in one of the output formats.
-type printer struct {
-	w      *bufio.Writer
-	format string
-}
-
-func newPrinter(format string, w io.Writer) (*printer, error) {
-	switch format {
-	case "text", "json", "hex":
-		return &printer{w: bufio.NewWriterSize(w, 64<<10), format: format}, nil
-	}
-	return nil, usagef("--format %q: want text, json or hex", format)
-}
-
-// jsonRecord is the json output format of one record.
-type jsonRecord struct {
-	Offset uint64  `json:"offset"`
-	Value  string  `json:"value"`          // base64, like protobuf JSON
-	Text   *string `json:"text,omitempty"` // the value itself when it is valid UTF-8
-}
-
-func (p *printer) print(rec *logv1.Record) error {
-	v := rec.GetValue()
-	switch p.format {
-	case "text":
-		p.w.Write(v)
-		return p.w.WriteByte('\n')
-	case "hex":
-		p.w.WriteString(strconv.FormatUint(rec.GetOffset(), 10))
-		p.w.WriteByte('\t')
-		p.w.WriteString(hex.EncodeToString(v))
-		return p.w.WriteByte('\n')
-	default:
-		jr := jsonRecord{Offset: rec.GetOffset(), Value: base64.StdEncoding.EncodeToString(v)}
-		if utf8.Valid(v) {
-			s := string(v)
-			jr.Text = &s
-		}
-		b, err := json.Marshal(jr)
-		if err != nil {
-			return err
-		}
-		p.w.Write(b)
-		return p.w.WriteByte('\n')
-	}
-}
-
-func (p *printer) flush() error {
-	if err := p.w.Flush(); err != nil {
-		return fmt.Errorf("write output: %w", err)
-	}
-	return nil
+	return err
 }

@@ -80,8 +80,31 @@ func run(ctx context.Context, args []string, e *env) int {
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintf(e.stderr, "proglog: %s\n", oneLine(err.Error()))
+	fmt.Fprintf(e.stderr, "proglog: %s\n", oneLine(message(err)))
 	return exitCode(err)
+}
+
+// message is err as the CLI shows it. A server's answer (or a transport
+// failure: a Connect error anywhere in the chain) comes first, as
+// "<code>: <message>", and what the client was doing when it failed follows
+// in parentheses, so errors still start with their code.
+func message(err error) string {
+	full := err.Error()
+	var ce *connect.Error
+	if !errors.As(err, &ce) {
+		return full
+	}
+	own := ce.Error()
+	doing, ok := strings.CutSuffix(full, own)
+	if !ok {
+		return full
+	}
+	doing = strings.ReplaceAll(strings.TrimSpace(doing), "\n", "; ")
+	doing = strings.TrimSuffix(doing, ":")
+	if doing == "" {
+		return own
+	}
+	return own + " (" + doing + ")"
 }
 
 // usageError marks a mistake in the command line, the environment or the

@@ -2,14 +2,16 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/proglog/proglog/client"
 	logv1 "github.com/proglog/proglog/gen/log/v1"
 )
 
@@ -17,62 +19,142 @@ import (
 // (1 MiB by default) rejects long ones with a clear message anyway.
 const maxLineBytes = 16 << 20
 
+// produceWindow is how many requests produce keeps unacknowledged.
+const produceWindow = 64
+
 func newProduceCmd(e *env) *cobra.Command {
 	var (
 		cf         clientFlags
 		quiet      bool
 		batch      int
 		batchBytes byteSize = 1 << 20
+		rf         recordFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "produce [VALUE...]",
 		Short: "Append records: the arguments, or else one per line of standard input",
 		Long: `Append records to the log: each argument is one record, or, without
 arguments, each line of standard input (without its newline). Records go in
-batches over one pipelined ProduceStream, and the offset of each record is
-printed, one a line, once the server acknowledged it as durable.` + "\n" + exitCodesHelp,
+batches over one pipelined ProduceStream to the leader, and the offset of
+each record is printed, one a line, once the server acknowledged it as
+durable. At the first failure nothing more is sent and produce exits 1.
+
+--record-key K and --header k=v (repeatable) give every record that key and
+those headers. With --key-separator SEP, each line (or argument) is
+<key>SEP<value>, split at the first SEP; a line without SEP is an error
+naming it, and neither it nor any line after it is sent. Header keys are
+non-empty UTF-8 of at most 256 bytes. (--key is the client's TLS key, as
+for every client command.)` + "\n" + exitCodesHelp,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if batch < 1 {
 				return usagef("--batch must be at least 1")
 			}
-			c, err := cf.dial()
+			tmpl, err := rf.template(cmd.Flags().Changed)
 			if err != nil {
 				return err
 			}
-			defer c.Close()
+			cfg, err := cf.config(oneShotRetry)
+			if err != nil {
+				return err
+			}
 			out := io.Discard
 			if !quiet {
 				out = e.stdout
 			}
 			var src lineSource
 			if len(args) > 0 {
-				src = argSource(args)
+				src = argSource(args, tmpl)
 			} else {
-				src = readerSource(e.stdin)
+				src = readerSource(e.stdin, tmpl)
 			}
-			return produce(cmd.Context(), c, src, batch, int(batchBytes), out)
+			dial := func(ctx context.Context) (*client.Client, error) { return cf.connect(ctx, cfg) }
+			return produce(cmd.Context(), dial, src, batch, int(batchBytes), out)
 		},
 	}
 	cf.register(cmd.Flags())
-	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "do not print offsets")
-	cmd.Flags().IntVar(&batch, "batch", 100, "most records in one request")
-	cmd.Flags().Var(&batchBytes, "batch-bytes", "most value bytes in one request (a bigger record goes alone)")
+	f := cmd.Flags()
+	f.BoolVarP(&quiet, "quiet", "q", false, "do not print offsets")
+	f.IntVar(&batch, "batch", 100, "most records in one request")
+	f.Var(&batchBytes, "batch-bytes", "most record bytes (values, keys, headers) in one request (a bigger record goes alone)")
+	f.StringVar(&rf.key, "record-key", "", "the key of every record")
+	f.StringArrayVar(&rf.headers, "header", nil, "a header k=v of every record (repeatable)")
+	f.StringVar(&rf.separator, "key-separator", "", "each line is <key><SEP><value>, split at the first SEP")
 	return cmd
+}
+
+// recordFlags are produce's flags that shape records.
+type recordFlags struct {
+	key       string
+	headers   []string
+	separator string
+}
+
+// recordTemplate makes records of lines.
+type recordTemplate struct {
+	key       []byte
+	headers   []*logv1.Header
+	separator []byte // nil: a line is the value
+}
+
+// template checks the flags; changed says which were given.
+func (f recordFlags) template(changed func(string) bool) (recordTemplate, error) {
+	var t recordTemplate
+	if changed("key-separator") {
+		if f.separator == "" {
+			return t, usagef("--key-separator must not be empty")
+		}
+		if changed("record-key") {
+			return t, usagef("--record-key and --key-separator exclude each other: every record's key, or a key per line")
+		}
+		t.separator = []byte(f.separator)
+	}
+	if changed("record-key") {
+		t.key = []byte(f.key)
+	}
+	for _, h := range f.headers {
+		k, v, ok := strings.Cut(h, "=")
+		if !ok {
+			return t, usagef("--header %q: want key=value", h)
+		}
+		t.headers = append(t.headers, &logv1.Header{Key: k, Value: []byte(v)})
+	}
+	if err := client.ValidateRecord(&logv1.Record{Headers: t.headers}); err != nil {
+		return t, usagef("--header: %v", err)
+	}
+	return t, nil
+}
+
+// record makes the record of one line; where names it in an error.
+func (t recordTemplate) record(line []byte, where func() string) (*logv1.Record, error) {
+	r := &logv1.Record{Value: line, Key: t.key, Headers: t.headers}
+	if t.separator != nil {
+		key, value, ok := bytes.Cut(line, t.separator)
+		if !ok {
+			return nil, fmt.Errorf("%s has no key separator %q: neither it nor anything after it was sent", where(), t.separator)
+		}
+		r.Key, r.Value = key, value
+	}
+	return r, nil
 }
 
 // lineSource starts a goroutine feeding records into a channel, which it
 // closes at the end. Errors (other than io.EOF) go to errc, which the
 // goroutine also closes. The goroutine stops early when ctx is done (after
 // its current read returns: a read from a terminal cannot be interrupted).
-type lineSource func(ctx context.Context, out chan<- []byte, errc chan<- error)
+type lineSource func(ctx context.Context, out chan<- *logv1.Record, errc chan<- error)
 
-func argSource(args []string) lineSource {
-	return func(ctx context.Context, out chan<- []byte, errc chan<- error) {
+func argSource(args []string, t recordTemplate) lineSource {
+	return func(ctx context.Context, out chan<- *logv1.Record, errc chan<- error) {
 		defer close(errc)
 		defer close(out)
-		for _, a := range args {
+		for i, a := range args {
+			r, err := t.record([]byte(a), func() string { return fmt.Sprintf("argument %d", i+1) })
+			if err != nil {
+				errc <- err
+				return
+			}
 			select {
-			case out <- []byte(a):
+			case out <- r:
 			case <-ctx.Done():
 				return
 			}
@@ -80,16 +162,20 @@ func argSource(args []string) lineSource {
 	}
 }
 
-func readerSource(r io.Reader) lineSource {
-	return func(ctx context.Context, out chan<- []byte, errc chan<- error) {
+func readerSource(rd io.Reader, t recordTemplate) lineSource {
+	return func(ctx context.Context, out chan<- *logv1.Record, errc chan<- error) {
 		defer close(errc)
 		defer close(out)
-		sc := bufio.NewScanner(r)
+		sc := bufio.NewScanner(rd)
 		sc.Buffer(make([]byte, 0, 64<<10), maxLineBytes)
-		for sc.Scan() {
-			line := append([]byte(nil), sc.Bytes()...)
+		for n := 1; sc.Scan(); n++ {
+			r, err := t.record(append([]byte(nil), sc.Bytes()...), func() string { return fmt.Sprintf("standard input line %d", n) })
+			if err != nil {
+				errc <- err
+				return
+			}
 			select {
-			case out <- line:
+			case out <- r:
 			case <-ctx.Done():
 				return
 			}
@@ -100,13 +186,21 @@ func readerSource(r io.Reader) lineSource {
 	}
 }
 
-// produce sends records in batches over one ProduceStream, reading acks
-// as they come, and prints every acknowledged offset to out.
-func produce(ctx context.Context, c *conn, src lineSource, batch, batchBytes int, out io.Writer) error {
+// sentRequest is one request the producer sent, for the ack printer.
+type sentRequest struct {
+	ack *client.Ack
+	n   int
+}
+
+// produce sends records in batches through one ordered client.Producer,
+// printing every acknowledged offset to out as acks come. It connects
+// (dial) only once there is a record to send. The first failure stops it:
+// nothing is sent after it.
+func produce(ctx context.Context, dial func(context.Context) (*client.Client, error), src lineSource, batch, batchBytes int, out io.Writer) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	lines := make(chan []byte, batch)
+	lines := make(chan *logv1.Record, batch)
 	srcErr := make(chan error, 1)
 	// The source stops when ctx is done, but one blocked reading a terminal
 	// only notices after its read returns, so it is not waited for: the
@@ -114,44 +208,54 @@ func produce(ctx context.Context, c *conn, src lineSource, batch, batchBytes int
 	go src(ctx, lines, srcErr)
 	b := &batcher{lines: lines, maxRecords: batch, maxBytes: batchBytes}
 
-	// Take the first batch before opening the stream: nothing to send, no RPC.
-	first, ok := b.next(ctx)
+	// Take the first batch before connecting: nothing to send, no RPC.
+	records, ok := b.next(ctx)
 	if !ok {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		return <-srcErr
 	}
-
-	stream, err := c.ProduceStream(ctx)
+	c, err := dial(ctx)
 	if err != nil {
 		return err
 	}
-	// sent carries the size of each request, in order, to the ack reader;
-	// its capacity bounds the requests in flight.
-	sent := make(chan int, 64)
-	sendDone := make(chan error, 1)
-	go func() {
-		defer close(sent)
-		sendDone <- sendBatches(ctx, stream.Send, stream.CloseRequest, b, first, sent)
-	}()
+	defer c.Close()
+	p, err := c.NewProducer(ctx, produceWindow, client.Ordered())
+	if err != nil {
+		return err
+	}
 
-	ackErr := readAcks(stream.Receive, sent, out)
-	if ackErr != nil {
-		cancel() // stops the sender and the source
-		for range sent {
+	acks := make(chan sentRequest, produceWindow)
+	ackErr := make(chan error, 1)
+	go func() { ackErr <- printAcks(acks, out, cancel) }()
+	var sendErr error
+	exhausted := false // the source is done: srcErr holds its verdict
+	for {
+		ack, err := p.SendRecords(ctx, records...)
+		if err != nil {
+			sendErr = err
+			break
+		}
+		acks <- sentRequest{ack, len(records)}
+		if records, ok = b.next(ctx); !ok {
+			exhausted = ctx.Err() == nil
+			break
 		}
 	}
-	sendErr := <-sendDone
-	closeErr := stream.CloseResponse()
-	if ackErr != nil {
-		return ackErr
-	}
-	if sendErr != nil {
+	close(acks)
+	aerr := <-ackErr
+	closeErr := p.Close(ctx)
+	switch {
+	case aerr != nil:
+		return aerr
+	case sendErr != nil:
 		return sendErr
 	}
-	if err := <-srcErr; err != nil {
-		return err
+	if exhausted {
+		if err := <-srcErr; err != nil {
+			return err
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -159,99 +263,83 @@ func produce(ctx context.Context, c *conn, src lineSource, batch, batchBytes int
 	return closeErr
 }
 
-// readAcks reads one ack per request size on sent and prints the offsets.
-func readAcks(receive func() (*logv1.ProduceStreamResponse, error), sent <-chan int, out io.Writer) error {
+// printAcks waits for each request's ack, in order, and prints its
+// offsets. At the first failure it calls stop (which ends the producer and
+// the source) and returns that failure once acks is closed.
+func printAcks(acks <-chan sentRequest, out io.Writer, stop func()) error {
 	w := bufio.NewWriter(out)
-	for n := range sent {
-		resp, err := receive()
+	var failed error
+	for s := range acks {
+		if failed != nil {
+			continue
+		}
+		base, err := s.ack.Wait(context.Background()) // the producer's ctx ends every wait
+		if err == nil {
+			for i := range uint64(s.n) {
+				w.WriteString(strconv.FormatUint(base+i, 10))
+				w.WriteByte('\n')
+			}
+			// Flush per ack: a consumer of this output sees offsets as
+			// they become durable.
+			if err = w.Flush(); err != nil {
+				err = fmt.Errorf("write offsets: %w", err)
+			}
+		}
 		if err != nil {
-			return err
-		}
-		if resp.GetCount() != 0 && int(resp.GetCount()) != n {
-			return fmt.Errorf("server acknowledged %d records of a request of %d", resp.GetCount(), n)
-		}
-		for i := range uint64(n) {
-			w.WriteString(strconv.FormatUint(resp.GetOffset()+i, 10))
-			w.WriteByte('\n')
-		}
-		// Flush per ack: a consumer of this output sees offsets as they
-		// become durable.
-		if err := w.Flush(); err != nil {
-			return fmt.Errorf("write offsets: %w", err)
+			failed = err
+			stop()
 		}
 	}
-	return nil
+	return failed
 }
 
-// sendBatches sends first and then every further batch, then closes the
-// request side. It reports each request's size on sent before sending it.
-func sendBatches(ctx context.Context, send func(*logv1.ProduceStreamRequest) error, closeRequest func() error, b *batcher, first [][]byte, sent chan<- int) error {
-	values := first
-	for {
-		req := &logv1.ProduceStreamRequest{Records: make([]*logv1.Record, len(values))}
-		for i, v := range values {
-			req.Records[i] = &logv1.Record{Value: v}
-		}
-		select {
-		case sent <- len(values):
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		if err := send(req); err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil // the server ended the stream; Receive reports why
-			}
-			return err
-		}
-		var ok bool
-		if values, ok = b.next(ctx); !ok {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			return closeRequest()
-		}
+// recordBytes is what a record weighs in a request, near enough.
+func recordBytes(r *logv1.Record) int {
+	n := len(r.GetValue()) + len(r.GetKey())
+	for _, h := range r.GetHeaders() {
+		n += len(h.GetKey()) + len(h.GetValue())
 	}
+	return n
 }
 
 // batcher groups records into requests.
 type batcher struct {
-	lines      <-chan []byte
+	lines      <-chan *logv1.Record
 	maxRecords int
 	maxBytes   int
-	carry      []byte // a record that did not fit the previous batch
-	hasCarry   bool
+	carry      *logv1.Record // a record that did not fit the previous batch
 }
 
 // next waits for one record, then takes whatever else is ready, up to the
 // limits: a pipe fills batches, a person typing gets each line sent at
 // once. ok is false when the source is exhausted or ctx is done.
-func (b *batcher) next(ctx context.Context) (batch [][]byte, ok bool) {
-	if b.hasCarry {
-		batch, b.carry, b.hasCarry = append(batch, b.carry), nil, false
+func (b *batcher) next(ctx context.Context) (batch []*logv1.Record, ok bool) {
+	if b.carry != nil {
+		batch, b.carry = append(batch, b.carry), nil
 	} else {
 		select {
-		case v, open := <-b.lines:
+		case r, open := <-b.lines:
 			if !open {
 				return nil, false
 			}
-			batch = append(batch, v)
+			batch = append(batch, r)
 		case <-ctx.Done():
 			return nil, false
 		}
 	}
-	size := len(batch[0])
+	size := recordBytes(batch[0])
 	for len(batch) < b.maxRecords && size < b.maxBytes {
 		select {
-		case v, open := <-b.lines:
+		case r, open := <-b.lines:
 			if !open {
 				return batch, true
 			}
-			if size+len(v) > b.maxBytes {
-				b.carry, b.hasCarry = v, true
+			if size+recordBytes(r) > b.maxBytes {
+				b.carry = r
 				return batch, true
 			}
-			batch = append(batch, v)
-			size += len(v)
+			batch = append(batch, r)
+			size += recordBytes(r)
 		default:
 			return batch, true
 		}

@@ -7,13 +7,14 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/proglog/proglog/client"
 	logv1 "github.com/proglog/proglog/gen/log/v1"
 )
 
 func newStatsCmd(e *env) *cobra.Command {
-	return newUnaryCmd(e, "stats", "Show the log's bounds, size and segments",
-		func(ctx context.Context, c *conn) (string, error) {
-			st, err := c.GetStats(ctx, &logv1.GetStatsRequest{})
+	return newUnaryCmd(e, "stats", "Show the log's bounds, size and segments as the node at --addr has them",
+		func(ctx context.Context, c *client.Client, addr string) (string, error) {
+			st, err := c.ServerStats(ctx, addr)
 			if err != nil {
 				return "", err
 			}
@@ -22,22 +23,22 @@ func newStatsCmd(e *env) *cobra.Command {
 }
 
 // newUnaryCmd is a command without arguments that makes one call and prints
-// what format returns.
-func newUnaryCmd(e *env, use, short string, call func(context.Context, *conn) (string, error)) *cobra.Command {
+// what format returns; addr is --addr.
+func newUnaryCmd(e *env, use, short string, call func(ctx context.Context, c *client.Client, addr string) (string, error)) *cobra.Command {
 	var cf clientFlags
 	cmd := &cobra.Command{
 		Use:   use,
 		Short: short,
 		Args:  wantNoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := cf.dial()
+			c, err := cf.dial(cmd.Context(), oneShotRetry)
 			if err != nil {
 				return err
 			}
 			defer c.Close()
-			ctx, cancel := unaryContext(cmd.Context(), c.timeout)
+			ctx, cancel := unaryContext(cmd.Context(), cf.timeout)
 			defer cancel()
-			out, err := call(ctx, c)
+			out, err := call(ctx, c, cf.addr)
 			if err != nil {
 				return err
 			}
@@ -67,8 +68,8 @@ func formatStats(st *logv1.GetStatsResponse) string {
 
 func newWhoAmICmd(e *env) *cobra.Command {
 	return newUnaryCmd(e, "whoami", "Show who the server thinks you are and what the ACL lets you do",
-		func(ctx context.Context, c *conn) (string, error) {
-			resp, err := c.WhoAmI(ctx, &logv1.WhoAmIRequest{})
+		func(ctx context.Context, c *client.Client, _ string) (string, error) {
+			resp, err := c.WhoAmI(ctx)
 			if err != nil {
 				return "", err
 			}
