@@ -405,7 +405,12 @@ func TestGrpcurl(t *testing.T) {
 		{"produce second", with(mtls, "-d", `{"record":{"value":"c2Vjb25k"}}`), []string{"log.v1.LogService/Produce"}, false, []string{`"offset": "1"`}},
 		{"consume", with(mtls, "-d", `{"offset":"1"}`), []string{"log.v1.LogService/Consume"}, false, []string{`"value": "c2Vjb25k"`, `"offset": "1"`}},
 		{"consume stream", with(mtls, "-d", `{"offset":"0"}`, "-max-time", "2"), []string{"log.v1.LogService/ConsumeStream"}, true, []string{`"value": "Zmlyc3Q="`, `"value": "c2Vjb25k"`, "DeadlineExceeded"}},
-		{"consume past end", with(mtls, "-d", `{"offset":"9"}`), []string{"log.v1.LogService/Consume"}, true, []string{"OutOfRange"}},
+		{"consume past end", with(mtls, "-d", `{"offset":"9"}`), []string{"log.v1.LogService/Consume"}, true, []string{"OutOfRange", "log.v1.OffsetRange", `"next": "2"`}},
+		{"produce keyed", with(mtls, "-d", `{"record":{"key":"dXNlci0x","headers":[{"key":"trace","value":"YWJj"},{"key":"trace"}],"value":"aGk="}}`), []string{"log.v1.LogService/Produce"}, false, []string{`"offset": "2"`}},
+		{"consume keyed", with(mtls, "-d", `{"offset":"2"}`), []string{"log.v1.LogService/Consume"}, false, []string{`"key": "dXNlci0x"`, `"key": "trace"`, `"value": "YWJj"`, `"time": "20`, `"value": "aGk="`}},
+		{"offset for an early time", with(mtls, "-d", `{"time":"2000-01-01T00:00:00Z"}`), []string{"log.v1.LogService/GetOffsetForTime"}, false, []string{`"time": "20`}},
+		{"consume from a time", with(mtls, "-d", `{"fromTime":"2000-01-01T00:00:00Z"}`), []string{"log.v1.LogService/Consume"}, false, []string{`"value": "Zmlyc3Q="`}},
+		{"bad header key", with(mtls, "-d", `{"record":{"headers":[{"key":""}],"value":"aGk="}}`), []string{"log.v1.LogService/Produce"}, true, []string{"InvalidArgument", "empty key", "OUTCOME_NOT_APPLIED"}},
 		{"health", mtls, []string{"grpc.health.v1.Health/Check"}, false, []string{"SERVING"}},
 		{"anonymous produce", with(anon, "-d", `{"record":{"value":"eA=="}}`), []string{"log.v1.LogService/Produce"}, true, []string{"Unauthenticated"}},
 		{"anonymous list", anon, []string{"list"}, true, []string{"Unauthenticated"}},
@@ -443,7 +448,7 @@ func TestGrpcurl(t *testing.T) {
 			t.Fatalf("health: %s %s", resp.Status, body)
 		}
 	})
-	if got := n.readAll(); got[0] != "first" || got[1] != "second" || len(got) != 2 {
+	if got := n.readAll(); got[0] != "first" || got[1] != "second" || got[2] != "hi" || len(got) != 3 {
 		t.Fatalf("log after grpcurl: %v", got)
 	}
 	if code := n.stop(); code != 0 {
