@@ -408,7 +408,7 @@ type ConsumeRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Offset uint64                 `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`
 	// from_time, when set, reads the first record whose time is at or after
-	// it instead of the record at offset; OUT_OF_RANGE if there is none yet.
+	// it (offset must then be 0); OUT_OF_RANGE if there is none yet.
 	FromTime      *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=from_time,json=fromTime,proto3" json:"from_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -514,8 +514,8 @@ type ConsumeStreamRequest struct {
 	// per response.
 	MaxBatch uint32 `protobuf:"varint,3,opt,name=max_batch,json=maxBatch,proto3" json:"max_batch,omitempty"`
 	// from_time, when set, starts the stream at the first record whose time
-	// is at or after it (or at the end, following new records, if there is
-	// none yet); offset and from_end must then be unset.
+	// is at or after it, or, if there is none yet, at the end, following new
+	// records (whatever their time); offset and from_end must then be unset.
 	FromTime      *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=from_time,json=fromTime,proto3" json:"from_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -185,7 +185,7 @@ export type ConsumeRequest = Message<"log.v1.ConsumeRequest"> & {
 
   /**
    * from_time, when set, reads the first record whose time is at or after
-   * it instead of the record at offset; OUT_OF_RANGE if there is none yet.
+   * it (offset must then be 0); OUT_OF_RANGE if there is none yet.
    *
    * @generated from field: google.protobuf.Timestamp from_time = 2;
    */
@@ -246,8 +246,8 @@ export type ConsumeStreamRequest = Message<"log.v1.ConsumeStreamRequest"> & {
 
   /**
    * from_time, when set, starts the stream at the first record whose time
-   * is at or after it (or at the end, following new records, if there is
-   * none yet); offset and from_end must then be unset.
+   * is at or after it, or, if there is none yet, at the end, following new
+   * records (whatever their time); offset and from_end must then be unset.
    *
    * @generated from field: google.protobuf.Timestamp from_time = 4;
    */
