@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -14,6 +15,10 @@ import (
 	"github.com/proglog/proglog/gen/log/v1/logv1connect"
 	"github.com/proglog/proglog/logstore"
 )
+
+// statsWriteWait bounds how long GetStats waits for the store to hold
+// every committed record.
+const statsWriteWait = time.Second
 
 // maxBatchRecords caps the records of one request: a message of empty
 // records costs the log a frame each, so 8 MiB of them would otherwise be
@@ -171,7 +176,16 @@ func (s *Service) GetServers(ctx context.Context, _ *logv1.GetServersRequest) (*
 }
 
 // GetStats describes the log and this node.
-func (s *Service) GetStats(context.Context, *logv1.GetStatsRequest) (*logv1.GetStatsResponse, error) {
+func (s *Service) GetStats(ctx context.Context, _ *logv1.GetStatsRequest) (*logv1.GetStatsResponse, error) {
+	// A replicated log writes applied records to its store moments later;
+	// waiting for them (briefly: not for a store that cannot write, say on
+	// a full disk) makes sizes and the lowest offset retention leaves those
+	// after the caller's latest acknowledged produce.
+	if _, next := s.log.Bounds(); next > 0 {
+		wctx, cancel := context.WithTimeout(ctx, statsWriteWait)
+		_ = s.log.Wait(wctx, next-1)
+		cancel()
+	}
 	st := s.log.Stats()
 	return &logv1.GetStatsResponse{
 		LowestOffset: st.Lowest,
