@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unsafe"
 
 	"github.com/proglog/proglog/logstore"
 )
@@ -120,8 +121,9 @@ func (r *entryReader) count(what string, min int) int {
 	return int(n)
 }
 
-// decodeEntry parses a command entry; the keys, header values and values
-// alias b, header keys are copied.
+// decodeEntry parses a command entry; everything aliases b, header keys
+// too (strings over its bytes: Raft never writes to an entry's data once it
+// is in the log). The headers of all records share one allocation.
 func decodeEntry(b []byte) (decodedEntry, error) {
 	if len(b) == 0 || (b[0] != entryAppend && b[0] != entryAppendV1) {
 		return decodedEntry{}, fmt.Errorf("%w: unknown type", errBadEntry)
@@ -148,6 +150,7 @@ func decodeEntry(b []byte) (decodedEntry, error) {
 		return decodedEntry{}, r.err
 	}
 	e.recs = make([]logstore.Record, n)
+	var slab []logstore.Header
 	for i := range e.recs {
 		rec := &e.recs[i]
 		if !v1 {
@@ -155,10 +158,15 @@ func decodeEntry(b []byte) (decodedEntry, error) {
 				rec.Key = key
 			}
 			if h := r.count("headers", 2); h > 0 && r.err == nil {
-				rec.Headers = make([]logstore.Header, h)
-				for j := range rec.Headers {
-					rec.Headers[j] = logstore.Header{Key: string(r.bytes("header key")), Value: r.bytes("header value")}
+				if cap(slab)-len(slab) < h {
+					slab = make([]logstore.Header, 0, max(h, 2*cap(slab), 16))
 				}
+				start := len(slab)
+				for range h {
+					k := r.bytes("header key")
+					slab = append(slab, logstore.Header{Key: unsafe.String(unsafe.SliceData(k), len(k)), Value: r.bytes("header value")})
+				}
+				rec.Headers = slab[start:len(slab):len(slab)]
 			}
 		}
 		rec.Value = r.bytes("value")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"unsafe"
 )
 
 // On-disk layout constants; doc.go describes the format byte by byte.
@@ -161,8 +162,11 @@ func decodeFrame(b []byte, want uint64, maxValue int) (frameHeader, []byte, erro
 }
 
 // decodeRecord fills r's key, headers and value from a checked frame's
-// payload; they alias payload, except header keys (strings, copied).
-func decodeRecord(h frameHeader, payload []byte, r *Record) error {
+// payload; they all alias payload, header keys too (strings over its bytes:
+// the caller never writes to a read buffer). Headers are carved from
+// *slab, which a batch read shares between its records, so a record costs
+// no allocation of its own.
+func decodeRecord(h frameHeader, payload []byte, r *Record, slab *[]Header) error {
 	if h.typ == frameTypeRecord {
 		r.Value = payload[:len(payload):len(payload)]
 		return nil
@@ -188,8 +192,11 @@ func decodeRecord(h frameHeader, payload []byte, r *Record) error {
 	p = p[k:]
 	var headers []Header
 	if count > 0 {
-		headers = make([]Header, count)
-		for i := range headers {
+		if cap(*slab)-len(*slab) < int(count) {
+			*slab = make([]Header, 0, max(int(count), 2*cap(*slab), 64))
+		}
+		start := len(*slab)
+		for range count {
 			hk, err := field("header key")
 			if err != nil {
 				return err
@@ -198,8 +205,9 @@ func decodeRecord(h frameHeader, payload []byte, r *Record) error {
 			if err != nil {
 				return err
 			}
-			headers[i] = Header{Key: string(hk), Value: hv}
+			*slab = append(*slab, Header{Key: unsafe.String(unsafe.SliceData(hk), len(hk)), Value: hv})
 		}
+		headers = (*slab)[start:len(*slab):len(*slab)]
 	}
 	if len(key) == 0 && count == 0 {
 		return errors.New("keyed frame with neither key nor headers") // never written: it would be type 1

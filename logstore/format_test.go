@@ -29,7 +29,7 @@ func FuzzDecodeRecord(f *testing.F) {
 			t.Fatalf("accepted header %+v for offset %d, limit %d", h, want, maxValue)
 		}
 		var rec Record
-		if decodeRecord(h, payload, &rec) != nil {
+		if decodeRecord(h, payload, &rec, new([]Header)) != nil {
 			return
 		}
 		again := appendFrame(nil, h.offset, h.unixNano, &rec)
@@ -73,7 +73,7 @@ func TestFrameRoundTrip(t *testing.T) {
 				t.Fatalf("decode = %+v %v", h, err)
 			}
 			var got Record
-			if err := decodeRecord(h, payload, &got); err != nil {
+			if err := decodeRecord(h, payload, &got, new([]Header)); err != nil {
 				t.Fatal(err)
 			}
 			if !bytes.Equal(got.Key, tc.rec.Key) || !bytes.Equal(got.Value, tc.rec.Value) || !sameHeaders(got.Headers, tc.rec.Headers) {

@@ -377,6 +377,7 @@ func (s *segment) read(offset uint64, maxRecords, maxBytes int, dst []Record, li
 		return dst, fmt.Errorf("logstore: read %s at byte %d: %w", s.storePath, start, err)
 	}
 	var p int64
+	var slab []Header
 	for i := range k {
 		off := offset + i
 		h, value, err := decodeFrame(buf[p:], off, maxValue)
@@ -387,7 +388,7 @@ func (s *segment) read(offset uint64, maxRecords, maxBytes int, dst []Record, li
 			return dst, corrupt(s.storePath, start+p, "record %d: frame length %d, index says %d", off, h.valueLen, vlen)
 		}
 		rec := Record{Offset: off, Time: timeFromNanos(h.unixNano)}
-		if err := decodeRecord(h, value, &rec); err != nil {
+		if err := decodeRecord(h, value, &rec, &slab); err != nil {
 			return dst, corrupt(s.storePath, start+p, "record %d: %v", off, err)
 		}
 		dst = append(dst, rec)

@@ -96,7 +96,7 @@ func (s *Service) Produce(ctx context.Context, req *logv1.ProduceRequest) (_ *lo
 	if req.GetRecord() == nil {
 		return nil, invalidArgument("record is required")
 	}
-	rec, err := s.record(-1, req.GetRecord())
+	rec, err := s.record(-1, req.GetRecord(), new([]logstore.Header))
 	if err != nil {
 		return nil, err
 	}

@@ -23,7 +23,8 @@ const (
 // record checks a produced record and returns it as the log takes it; its
 // slices alias the request. index names the record in a batch (-1 for a
 // single record). A producer's time is ignored: the leader stamps records.
-func (s *Service) record(index int, r *logv1.Record) (logstore.Record, error) {
+// Headers are carved from *slab, shared by a batch's records.
+func (s *Service) record(index int, r *logv1.Record, slab *[]logstore.Header) (logstore.Record, error) {
 	name := "record"
 	if index >= 0 {
 		name = "record " + strconv.Itoa(index)
@@ -33,7 +34,12 @@ func (s *Service) record(index int, r *logv1.Record) (logstore.Record, error) {
 		if len(hs) > maxHeaders {
 			return rec, invalidArgument("%s has %d headers, the limit is %d", name, len(hs), maxHeaders)
 		}
-		rec.Headers = make([]logstore.Header, len(hs))
+		if cap(*slab)-len(*slab) < len(hs) {
+			*slab = make([]logstore.Header, 0, max(len(hs), 2*cap(*slab), 16))
+		}
+		start := len(*slab)
+		*slab = (*slab)[:start+len(hs)]
+		rec.Headers = (*slab)[start : start+len(hs) : start+len(hs)]
 		for i, h := range hs {
 			k := h.GetKey()
 			switch {
@@ -63,9 +69,10 @@ func (s *Service) records(in []*logv1.Record) ([]logstore.Record, int, error) {
 		return nil, 0, invalidArgument("batch of %d records exceeds the limit of %d records", len(in), maxBatchRecords)
 	}
 	recs := make([]logstore.Record, len(in))
+	var slab []logstore.Header
 	size := 0
 	for i, r := range in {
-		rec, err := s.record(i, r)
+		rec, err := s.record(i, r, &slab)
 		if err != nil {
 			return nil, 0, err
 		}

@@ -394,7 +394,7 @@ func (s *Service) pendingFrom(req *logv1.ProduceStreamRequest) (pendingProduce, 
 	if req.GetRecord() == nil {
 		return pendingProduce{}, invalidArgument("empty request: set record or records")
 	}
-	rec, err := s.record(-1, req.GetRecord())
+	rec, err := s.record(-1, req.GetRecord(), new([]logstore.Header))
 	if err != nil {
 		return pendingProduce{}, err
 	}

@@ -21,6 +21,8 @@ type benchFlags struct {
 	clients int
 	records int
 	size    byteSize
+	keySize int // produce: bytes of key per record
+	headers int // produce: small headers per record
 	mode    string
 	batch   int
 	window  int
@@ -90,18 +92,23 @@ func newBenchProduceCmd(e *env) *cobra.Command {
 			if b.window < 1 {
 				return usagef("--window must be at least 1")
 			}
+			if b.keySize < 0 || b.headers < 0 {
+				return usagef("--key-size and --headers must not be negative")
+			}
 			res, err := runBench(cmd.Context(), b, produceWorker(b))
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(e.stdout, "produce: %d client(s), %d records of %d B, mode %s, batch %d, protocol %s\n",
-				b.clients, res.records, b.size, b.mode, effectiveBatch(b), b.cf.protocol)
+			fmt.Fprintf(e.stdout, "produce: %d client(s), %d records of %d B (key %d B, %d headers), mode %s, batch %d, protocol %s\n",
+				b.clients, res.records, b.size, b.keySize, b.headers, b.mode, effectiveBatch(b), b.cf.protocol)
 			res.print(e.stdout, "latency per ack")
 			return nil
 		},
 	}
 	b.register(cmd, 100)
 	cmd.Flags().Var(&b.size, "size", "bytes per record")
+	cmd.Flags().IntVar(&b.keySize, "key-size", 0, "bytes of key per record (distinct keys)")
+	cmd.Flags().IntVar(&b.headers, "headers", 0, "headers per record, each a 12-byte key and an 8-byte value")
 	cmd.Flags().StringVar(&b.mode, "mode", "stream", "unary, batch or stream")
 	cmd.Flags().IntVar(&b.window, "window", 64, "stream mode: most requests in flight per client")
 	return cmd
@@ -256,15 +263,15 @@ func produceWorker(b benchFlags) worker {
 	return func(ctx context.Context, c *client.Client, n int, res *benchResult) error {
 		value := make([]byte, int(b.size))
 		rand.Read(value)
-		values := make([][]byte, b.batch)
-		for i := range values {
-			values[i] = value
+		records := make([]*logv1.Record, b.batch)
+		for i := range records {
+			records[i] = benchRecord(b, value, i)
 		}
 		switch b.mode {
 		case "unary":
-			for range n {
+			for i := range n {
 				t0 := time.Now()
-				if _, err := c.Produce(ctx, value); err != nil {
+				if _, err := c.ProduceRecords(ctx, []*logv1.Record{records[i%len(records)]}); err != nil {
 					return err
 				}
 				res.lat = append(res.lat, time.Since(t0))
@@ -276,7 +283,7 @@ func produceWorker(b benchFlags) worker {
 			for left := n; left > 0; {
 				k := min(left, b.batch)
 				t0 := time.Now()
-				if _, err := c.ProduceBatch(ctx, values[:k]); err != nil {
+				if _, err := c.ProduceRecords(ctx, records[:k]); err != nil {
 					return err
 				}
 				res.lat = append(res.lat, time.Since(t0))
@@ -286,14 +293,27 @@ func produceWorker(b benchFlags) worker {
 			}
 			return nil
 		default:
-			return streamProduce(ctx, c, n, b.window, values, res)
+			return streamProduce(ctx, c, n, b.window, records, res)
 		}
 	}
 }
 
+// benchRecord is record i of a batch: the value, and a key and headers as
+// --key-size and --headers ask.
+func benchRecord(b benchFlags, value []byte, i int) *logv1.Record {
+	r := &logv1.Record{Value: value}
+	if b.keySize > 0 {
+		r.Key = fmt.Appendf(nil, "%0*d", b.keySize, i)[:b.keySize]
+	}
+	for h := range b.headers {
+		r.Headers = append(r.Headers, &logv1.Header{Key: fmt.Sprintf("header-%05d", h), Value: []byte("12345678")})
+	}
+	return r
+}
+
 // streamProduce pipelines requests of len(values) records through a
 // Producer, with at most window unacknowledged.
-func streamProduce(ctx context.Context, c *client.Client, n, window int, values [][]byte, res *benchResult) error {
+func streamProduce(ctx context.Context, c *client.Client, n, window int, values []*logv1.Record, res *benchResult) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	p, err := c.NewProducer(ctx, window, client.Ordered())
@@ -321,7 +341,7 @@ func streamProduce(ctx context.Context, c *client.Client, n, window int, values 
 			res.lat = append(res.lat, time.Since(f.t0))
 			res.records += int64(f.k)
 			for _, v := range values[:f.k] {
-				res.bytes += int64(len(v))
+				res.bytes += int64(len(v.GetValue()))
 			}
 		}
 		waited <- failed
@@ -330,7 +350,7 @@ func streamProduce(ctx context.Context, c *client.Client, n, window int, values 
 	for left := n; left > 0; {
 		k := min(left, len(values))
 		t0 := time.Now()
-		ack, err := p.Send(ctx, values[:k]...)
+		ack, err := p.SendRecords(ctx, values[:k]...)
 		if err != nil {
 			sendErr = err
 			break
