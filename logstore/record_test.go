@@ -135,7 +135,7 @@ func TestStampedTimesNeverDecrease(t *testing.T) {
 // runs of equal times, lookups before, between, at and after the records,
 // and retention having removed the start.
 func TestOffsetForTimeModel(t *testing.T) {
-	for seed := range uint64(6) {
+	for seed := range uint64(24) {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 99))
 			l := openLog(t, t.TempDir(), logstore.Config{MaxSegmentBytes: 1024})
