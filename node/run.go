@@ -118,6 +118,11 @@ func (n *Node) Run(ctx context.Context) error {
 				case <-stopGossip:
 					return nil
 				}
+				select {
+				case <-stopGossip: // the server failed as it started
+					return nil
+				default:
+				}
 				if joinErr = m.join(); joinErr != nil {
 					return joinErr
 				}
