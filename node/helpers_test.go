@@ -3,7 +3,6 @@ package node_test
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"net"
 	"net/http"
 	"os"
@@ -12,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"connectrpc.com/connect"
 	"connectrpc.com/grpchealth"
 
 	"github.com/proglog/proglog/cluster/clustertest"
@@ -233,11 +231,6 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-// isUnavailable reports a Connect error a client retries.
-func isUnavailable(err error) bool {
-	return connect.CodeOf(err) == connect.CodeUnavailable || errors.Is(err, context.DeadlineExceeded)
 }
 
 func writeFile(t *testing.T, path, text string) {
