@@ -33,8 +33,9 @@ import (
 //     Stopping leaves the cluster when graceful (the new leader removes
 //     this node from Raft), else just stops.
 //
-// Without TLS there is no raft and no gossip, and a store actor closes the
-// standalone log in their place.
+// Without TLS there is no writes, raft or gossip actor (no Raft); a store
+// actor closes the standalone log in their place. Without a gossip key
+// there is no gossip actor.
 //
 // A first start whose join fails leaves no Raft state behind, so the next
 // start is a first start too. Run may be called once.
