@@ -1,26 +1,14 @@
 package main
 
 import (
-	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"errors"
-	"fmt"
-	"io/fs"
-	"log/slog"
 	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 
-	"github.com/proglog/proglog/cluster"
-	"github.com/proglog/proglog/logstore"
 	"github.com/proglog/proglog/membership"
-	"github.com/proglog/proglog/service"
+	"github.com/proglog/proglog/node"
 )
 
 // defaultGossipPort is the gossip port when --gossip-addr is not given.
@@ -96,14 +84,14 @@ type clusterSettings struct {
 	raft       bool // false only with --insecure: a standalone log
 	gossip     bool
 	gossipAddr string
-	advertise  string
 	key        []byte
 }
 
-// resolve checks the cluster flags against each other. addr is --addr as
-// given; listened is the address the listener got (port 0 resolved);
-// restarted says the data dir already has Raft state.
-func (c *clusterFlags) resolve(addr, listened string, insecure, restarted bool, readFile func(string) ([]byte, error)) (clusterSettings, error) {
+// resolve checks the cluster flags against each other; addr is --addr.
+// What depends on the data dir (--bootstrap with --join on a first start,
+// --join on a node that runs a cluster of its own) or on the listener
+// (whether other nodes can dial the advertised address) the node checks.
+func (c *clusterFlags) resolve(addr string, insecure bool, readFile func(string) ([]byte, error)) (clusterSettings, error) {
 	var s clusterSettings
 	if insecure {
 		if c.bootstrap || c.gossip() || c.gossipAddr != "" || c.advertiseAddr != "" {
@@ -112,11 +100,6 @@ func (c *clusterFlags) resolve(addr, listened string, insecure, restarted bool, 
 		return s, nil
 	}
 	s.raft = true
-	if c.bootstrap && len(c.join) > 0 && !restarted {
-		// Once the node has state --bootstrap is ignored, so the first
-		// node may be restarted with the flags it began with plus --join.
-		return s, usagef("--bootstrap starts a new cluster and --join joins an existing one: give one of them on a node's first start")
-	}
 	if c.raftTimeout < 10*time.Millisecond {
 		return s, usagef("--raft-timeout %v is too short", c.raftTimeout)
 	}
@@ -134,14 +117,10 @@ func (c *clusterFlags) resolve(addr, listened string, insecure, restarted bool, 
 			return s, usagef("--join %q: want the host:port of a member's gossip address", j)
 		}
 	}
-
-	s.advertise = c.advertiseAddr
-	if s.advertise == "" {
-		s.advertise = listened
-	}
-	host, port, err := net.SplitHostPort(s.advertise)
-	if err != nil {
-		return s, usagef("--advertise-addr %q: want host:port", s.advertise)
+	if c.advertiseAddr != "" {
+		if _, _, err := net.SplitHostPort(c.advertiseAddr); err != nil {
+			return s, usagef("--advertise-addr %q: want host:port", c.advertiseAddr)
+		}
 	}
 	if !c.gossip() {
 		if c.gossipAddr != "" {
@@ -150,9 +129,6 @@ func (c *clusterFlags) resolve(addr, listened string, insecure, restarted bool, 
 		return s, nil
 	}
 	s.gossip = true
-	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) || port == "0" {
-		return s, usagef("other nodes cannot dial %q: set --advertise-addr to the host:port they reach this node at", s.advertise)
-	}
 
 	s.gossipAddr = c.gossipAddr
 	if s.gossipAddr == "" {
@@ -176,255 +152,29 @@ func (c *clusterFlags) resolve(addr, listened string, insecure, restarted bool, 
 	case c.gossipKey == "":
 		return s, usagef("--join needs the cluster's gossip key: --gossip-key or --gossip-key-file (make one with: openssl rand -base64 32)")
 	}
+	var err error
 	if s.key, err = membership.ParseKey(encoded); err != nil {
 		return s, usagef("gossip key: %v", err)
 	}
 	return s, nil
 }
 
-// nodeTLS is what a node dials its peers with (Raft and forwarded appends):
-// its own server certificate, which is valid for client authentication,
-// and the cluster's CA. A node without gossip has no peers to dial: it
-// may run without --tls-ca, and then trusts no peer at all.
-func nodeTLS(certFile, keyFile, caFile string, gossip bool) (*tls.Config, error) {
-	if caFile == "" && gossip {
-		return nil, usagef("a cluster node that gossips needs --tls-ca: nodes verify each other's certificates against it")
-	}
-	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		return nil, fmt.Errorf("node certificate: %w", err)
-	}
-	if caFile == "" {
-		return &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: x509.NewCertPool(), MinVersion: tls.VersionTLS12}, nil
-	}
-	caPEM, err := os.ReadFile(caFile)
-	if err != nil {
-		return nil, fmt.Errorf("cluster CA: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
-		return nil, fmt.Errorf("cluster CA %s: no certificate found", caFile)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
-}
-
-// hasRaftState reports whether dataDir belongs to a node that has been in
-// a cluster.
-func hasRaftState(dataDir string) (bool, error) {
-	_, err := os.Stat(filepath.Join(dataDir, "raft"))
-	switch {
-	case err == nil:
-		return true, nil
-	case errors.Is(err, fs.ErrNotExist):
-		return false, nil
-	}
-	return false, err
-}
-
-// node is a running cluster member: the replicated log, its gossip agent
-// and the client that forwards appends to the leader.
-type node struct {
-	layer   *cluster.StreamLayer
-	log     *cluster.Log
-	members *membership.Membership
-	forward *service.Forwarder
-	logger  *slog.Logger
-}
-
-type nodeConfig struct {
-	id, dataDir string
-	flags       *clusterFlags
-	settings    clusterSettings
-	dial        *tls.Config
-	store       logstore.Config
-	syncSet     bool
-	restarted   bool // the data dir had Raft state before this start
-	logger      *slog.Logger
-	reg         prometheus.Registerer
-}
-
-// openNode starts Raft. Gossip starts later, in join, once the TLS port
-// serves the Raft connections the leader opens when it adds this node.
-func openNode(cfg nodeConfig) (*node, error) {
-	logger := cfg.logger
-	layer, err := cluster.NewStreamLayer(cfg.settings.advertise, cfg.dial, logger.With("component", "raft-stream"))
-	if err != nil {
-		return nil, err
-	}
-	t := cfg.flags.raftTimeout
-	cl, err := cluster.New(cluster.Config{
-		NodeID:             cfg.id,
-		DataDir:            cfg.dataDir,
-		Bootstrap:          len(cfg.flags.join) == 0, // ignored once the node has state
-		Stream:             layer,
-		Store:              cfg.store,
-		StoreSyncSet:       cfg.syncSet,
-		Alone:              !cfg.settings.gossip, // without gossip no one can join
-		HeartbeatTimeout:   t,
-		ElectionTimeout:    t,
-		LeaderLeaseTimeout: t / 2,
-		SnapshotThreshold:  cfg.flags.snapshotThreshold,
-		SnapshotInterval:   cfg.flags.snapshotInterval,
-		SnapshotBytes:      orOff(cfg.flags.snapshotBytes),
-		TrailingBytes:      orOff(cfg.flags.trailingBytes),
-		TrailingLogs:       cfg.flags.trailingLogs,
-		DiskReserve:        cfg.flags.diskReserveBytes(),
-		Logger:             logger, // raft's lines carry component=raft
-		Registerer:         cfg.reg,
-	})
-	if err != nil {
-		layer.Close()
-		if errors.Is(err, cluster.ErrExistingStore) {
-			if !cfg.restarted {
-				// Raft's directory was made just now and holds no state:
-				// remove it, so the next start is a first start too.
-				if rerr := os.RemoveAll(filepath.Join(cfg.dataDir, "raft")); rerr != nil {
-					logger.Warn("removing the raft directory of the failed start", "err", rerr)
-				}
-			}
-			return nil, fmt.Errorf("%w: %s holds records this node served before it ran Raft; a node that joins starts from an empty log "+
-				"and receives the cluster's records through Raft. Give the joining node a fresh --data-dir, "+
-				"or start this one without --join: it then keeps its records as the start of a new cluster that others can join", err, filepath.Join(cfg.dataDir, "log"))
-		}
-		if errors.Is(err, cluster.ErrRaftLogCorrupt) {
-			return nil, raftLogCorruptAdvice(err, cfg.dataDir)
-		}
-		return nil, err
-	}
-	if len(cfg.flags.join) > 0 {
-		if err := checkJoinable(cl, cfg.id, cfg.flags.join); err != nil {
-			cl.Close()
-			return nil, err
-		}
-	}
-	fwd, err := service.NewForwarder(cfg.id, cfg.settings.advertise, cfg.dial)
-	if err != nil {
-		cl.Close()
-		return nil, err
-	}
-	return &node{layer: layer, log: cl, forward: fwd, logger: logger}, nil
-}
-
-// checkJoinable refuses --join on a node that runs a cluster of its own
-// (started without --join, so it bootstrapped itself): two clusters cannot
-// merge, their Raft logs disagree from the first entry.
-func checkJoinable(cl *cluster.Log, id string, join []string) error {
-	servers, err := cl.Servers()
-	if err != nil {
-		return err
-	}
-	if len(servers) == 1 && servers[0].ID == id {
-		return usagef("this data dir holds a cluster of its own (the node once started without --join, so it bootstrapped one), "+
-			"and two clusters cannot merge: start the node without --join to keep serving its cluster, or give it an empty --data-dir to join %s",
-			strings.Join(join, ","))
-	}
-	return nil
-}
-
-// join starts gossip. A restarted node whose --join members are all down
-// still starts: it has Raft state, and Serf rejoins the members it
-// remembers in its snapshot as they come back.
-func (n *node) join(cfg nodeConfig) error {
-	mcfg := membership.Config{
-		NodeID:       cfg.id,
-		GossipAddr:   cfg.settings.gossipAddr,
-		RPCAddr:      cfg.settings.advertise,
-		Join:         cfg.flags.join,
-		SnapshotPath: filepath.Join(cfg.dataDir, "serf.snapshot"),
-		SecretKey:    cfg.settings.key,
-		Handler:      n.log,
-		// The leader adds a member as a voter only once it has shown a
-		// server certificate of this node's CA for the address it gossips.
-		Verify:          membership.TLSVerifier(cfg.dial),
-		ReapFailedAfter: cfg.flags.reapFailedAfter,
-		Logger:          cfg.logger, // serf's lines carry component=gossip
-		Registerer:      cfg.reg,
-	}
-	if cfg.restarted && len(mcfg.Join) == 0 {
-		n.logger.Info("no --join: rejoining the members the gossip snapshot remembers; " +
-			"a node stopped gracefully (SIGINT/SIGTERM) has left the cluster and needs --join with a live member's gossip address")
-	}
-	m, err := membership.New(mcfg)
-	if err != nil && cfg.restarted && len(mcfg.Join) > 0 {
-		n.logger.Warn("could not reach any --join member; starting from the remembered members", "err", err)
-		mcfg.Join = nil
-		m, err = membership.New(mcfg)
-	}
-	if err != nil {
-		return err
-	}
-	n.members = m
-	return nil
-}
-
-// servers answers GetServers.
-func (n *node) servers() ([]service.Node, error) {
-	servers, err := n.log.Servers()
-	if err != nil {
-		return nil, err
-	}
-	out := make([]service.Node, len(servers))
-	for i, s := range servers {
-		out[i] = service.Node{ID: s.ID, RPCAddr: s.RPCAddr, IsLeader: s.IsLeader}
-	}
-	return out, nil
-}
-
-// close hands leadership over when this node leads, announces the
-// departure (the leader then removes it from Raft) when graceful, and
-// stops Raft. Call it after the server stopped serving.
-func (n *node) close(graceful bool) error {
-	if graceful && n.log.IsLeader() {
-		// A one-member cluster has nobody to hand over to.
-		if servers, err := n.log.Servers(); err == nil && len(servers) > 1 {
-			if err := n.log.TransferLeadership(); err != nil {
-				n.logger.Warn("handing leadership over", "err", err)
-			}
-		}
-	}
-	var errs []error
-	switch {
-	case n.members != nil && graceful:
-		// Leave also stops gossip.
-		if err := n.members.Leave(); err != nil {
-			n.logger.Warn("leaving the cluster", "err", err)
-		}
-	case n.members != nil:
-		errs = append(errs, n.members.Close())
-	}
-	n.forward.Close()
-	errs = append(errs, n.log.Close())
-	return errors.Join(errs...)
-}
-
-// raftLogCorruptAdvice says what an operator can do about a damaged Raft
-// log, in one paragraph (the README's "A damaged Raft log" says the same).
-// Nothing on disk has been changed when it is shown.
-func raftLogCorruptAdvice(err error, dataDir string) error {
-	raftDir, logDir := filepath.Join(dataDir, "raft"), filepath.Join(dataDir, "log")
-	return fmt.Errorf("%w. This node's own Raft log is damaged, so it refused to start; nothing on disk was changed, and the log cannot be repaired in place. "+
-		"In a cluster whose other members still have a leader: keep this node stopped, rename %s, %s and %s to <name>.broken, "+
-		"and start it with a NEW --node-id and --join <a member's gossip address>: the leader replaces the old member at this address "+
-		"and the node catches up from its peers (never restart it under its old --node-id without its log while the cluster still lists it: it would vote as if it still had it). "+
-		"On a single node: rename %s to %s.broken and start it again: it adopts the records in %s as a new one-member cluster and loses only "+
-		"records it had acknowledged but not yet written there (none after a clean stop, at most the last minute's after a machine crash)",
-		err, raftDir, logDir, filepath.Join(dataDir, "serf.snapshot"), raftDir, raftDir, logDir)
-}
-
-// reportWritable keeps the health check's WritesHealthService in step with
-// whether the node takes writes (NOT_SERVING while its disk is full, after
-// it failed to apply, or while its store cannot be written) until ctx ends.
-func (n *node) reportWritable(ctx context.Context, svc *service.Service) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		err := n.log.CanWrite()
-		svc.SetWritable(err == nil)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+// config is the node's cluster configuration from the checked flags.
+func (c *clusterFlags) config(s clusterSettings) node.ClusterConfig {
+	return node.ClusterConfig{
+		Bootstrap:         c.bootstrap,
+		Join:              c.join,
+		GossipAddr:        s.gossipAddr,
+		GossipKey:         s.key,
+		AdvertiseAddr:     c.advertiseAddr,
+		RaftTimeout:       c.raftTimeout,
+		SnapshotThreshold: c.snapshotThreshold,
+		SnapshotInterval:  c.snapshotInterval,
+		SnapshotBytes:     orOff(c.snapshotBytes),
+		TrailingLogs:      c.trailingLogs,
+		TrailingBytes:     orOff(c.trailingBytes),
+		DiskReserve:       c.diskReserveBytes(),
+		ReapFailedAfter:   c.reapFailedAfter,
 	}
 }
 

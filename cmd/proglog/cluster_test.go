@@ -17,6 +17,7 @@ import (
 
 	"github.com/proglog/proglog/cluster"
 	"github.com/proglog/proglog/logstore"
+	"github.com/proglog/proglog/node"
 )
 
 func pflagSet(c *clusterFlags) *pflag.FlagSet {
@@ -36,33 +37,30 @@ func TestClusterFlagsResolve(t *testing.T) {
 		return nil, fs.ErrNotExist
 	}
 	tests := []struct {
-		name      string
-		flags     clusterFlags
-		addr      string // --addr; the listener got 127.0.0.1:8400 unless it names a port
-		insecure  bool
-		restarted bool
-		gossip    string
-		advertise string
-		err       string // "" for success
+		name     string
+		flags    clusterFlags
+		addr     string // --addr
+		insecure bool
+		gossip   string // the gossip address, "" for none
+		err      string // "" for success
 	}{
-		{name: "one-member cluster", flags: clusterFlags{}, addr: "127.0.0.1:8400", advertise: "127.0.0.1:8400"},
-		{name: "one-member cluster on all interfaces", flags: clusterFlags{}, addr: "0.0.0.0:8400", advertise: "0.0.0.0:8400"},
+		{name: "one-member cluster", flags: clusterFlags{}, addr: "127.0.0.1:8400"},
+		{name: "one-member cluster on all interfaces", flags: clusterFlags{}, addr: "0.0.0.0:8400"},
 		{name: "gossip address without key", flags: clusterFlags{gossipAddr: "127.0.0.1:9000"}, addr: "127.0.0.1:8400", err: "needs the cluster's gossip key"},
-		{name: "key alone turns gossip on", flags: clusterFlags{gossipKey: testKey}, addr: "127.0.0.1:8400", gossip: "127.0.0.1:8401", advertise: "127.0.0.1:8400"},
+		{name: "key alone turns gossip on", flags: clusterFlags{gossipKey: testKey}, addr: "127.0.0.1:8400", gossip: "127.0.0.1:8401"},
 		{name: "insecure standalone", flags: clusterFlags{}, addr: "127.0.0.1:8400", insecure: true},
-		{name: "bootstrap defaults", flags: clusterFlags{bootstrap: true, gossipKey: testKey}, addr: "127.0.0.1:8400",
-			gossip: "127.0.0.1:8401", advertise: "127.0.0.1:8400"},
+		{name: "bootstrap defaults", flags: clusterFlags{bootstrap: true, gossipKey: testKey}, addr: "127.0.0.1:8400", gossip: "127.0.0.1:8401"},
 		{name: "join with key file", flags: clusterFlags{join: []string{"127.0.0.1:8411", "127.0.0.1:8421"}, gossipKeyFile: "key", gossipAddr: "127.0.0.1:8431"},
-			addr: "127.0.0.1:8430", gossip: "127.0.0.1:8431", advertise: "127.0.0.1:8400"},
+			addr: "127.0.0.1:8430", gossip: "127.0.0.1:8431"},
 		{name: "advertise given", flags: clusterFlags{bootstrap: true, gossipKey: testKey, advertiseAddr: "node1.example:8400"},
-			addr: "0.0.0.0:8400", gossip: "0.0.0.0:8401", advertise: "node1.example:8400"},
-		{name: "unspecified listen address", flags: clusterFlags{bootstrap: true, gossipKey: testKey}, addr: "0.0.0.0:8400", err: "--advertise-addr"},
-		{name: "bootstrap and join on first start", flags: clusterFlags{bootstrap: true, join: []string{"127.0.0.1:8401"}, gossipKey: testKey},
-			addr: "127.0.0.1:8400", err: "give one of them"},
-		{name: "bootstrap and join on restart", flags: clusterFlags{bootstrap: true, join: []string{"127.0.0.1:8411"}, gossipKey: testKey},
-			addr: "127.0.0.1:8400", restarted: true, gossip: "127.0.0.1:8401", advertise: "127.0.0.1:8400"},
+			addr: "0.0.0.0:8400", gossip: "0.0.0.0:8401"},
+		// Whether --bootstrap may go with --join depends on the data dir,
+		// and whether others can dial the address on the listener: the
+		// node checks them (TestServeClusterUsage).
+		{name: "bootstrap and join", flags: clusterFlags{bootstrap: true, join: []string{"127.0.0.1:8411"}, gossipKey: testKey},
+			addr: "127.0.0.1:8400", gossip: "127.0.0.1:8401"},
 		{name: "insecure", flags: clusterFlags{bootstrap: true, gossipKey: testKey}, addr: "127.0.0.1:8400", insecure: true, err: "needs TLS"},
-		{name: "bootstrap without key", flags: clusterFlags{bootstrap: true}, addr: "127.0.0.1:8400", advertise: "127.0.0.1:8400"},
+		{name: "bootstrap without key", flags: clusterFlags{bootstrap: true}, addr: "127.0.0.1:8400"},
 		{name: "join without key", flags: clusterFlags{join: []string{"127.0.0.1:8411"}}, addr: "127.0.0.1:8400", err: "openssl rand -base64 32"},
 		{name: "both keys", flags: clusterFlags{bootstrap: true, gossipKey: testKey, gossipKeyFile: "key"}, addr: "127.0.0.1:8400", err: "not both"},
 		{name: "missing key file", flags: clusterFlags{bootstrap: true, gossipKeyFile: "nope"}, addr: "127.0.0.1:8400", err: "--gossip-key-file"},
@@ -71,6 +69,7 @@ func TestClusterFlagsResolve(t *testing.T) {
 		{name: "bad join", flags: clusterFlags{join: []string{"nohost"}, gossipKey: testKey}, addr: "127.0.0.1:8400", err: "--join"},
 		{name: "bad gossip addr", flags: clusterFlags{bootstrap: true, gossipKey: testKey, gossipAddr: "x"}, addr: "127.0.0.1:8400", err: "--gossip-addr"},
 		{name: "bad advertise", flags: clusterFlags{bootstrap: true, gossipKey: testKey, advertiseAddr: "x"}, addr: "127.0.0.1:8400", err: "--advertise-addr"},
+		{name: "bad advertise without gossip", flags: clusterFlags{advertiseAddr: "x"}, addr: "127.0.0.1:8400", err: "--advertise-addr"},
 		{name: "negative reap", flags: clusterFlags{bootstrap: true, gossipKey: testKey, reapFailedAfter: -time.Second}, addr: "127.0.0.1:8400", err: "--reap-failed-after"},
 	}
 	for _, tt := range tests {
@@ -81,11 +80,7 @@ func TestClusterFlagsResolve(t *testing.T) {
 			if tt.flags.snapshotThreshold == 0 {
 				tt.flags.snapshotThreshold, tt.flags.snapshotInterval = 8192, time.Minute
 			}
-			listened := "127.0.0.1:8400"
-			if strings.HasPrefix(tt.addr, "0.0.0.0") {
-				listened = tt.addr
-			}
-			s, err := tt.flags.resolve(tt.addr, listened, tt.insecure, tt.restarted, readFile)
+			s, err := tt.flags.resolve(tt.addr, tt.insecure, readFile)
 			if tt.err != "" {
 				var ue usageError
 				if err == nil || !errors.As(err, &ue) || !strings.Contains(err.Error(), tt.err) {
@@ -103,8 +98,12 @@ func TestClusterFlagsResolve(t *testing.T) {
 			if tt.gossip != "" {
 				wantKey = 32
 			}
-			if s.gossip != (tt.gossip != "") || s.gossipAddr != tt.gossip || s.advertise != tt.advertise || len(s.key) != wantKey {
-				t.Fatalf("got gossip %v %q advertise %q key %d bytes; want %q %q %d", s.gossip, s.gossipAddr, s.advertise, len(s.key), tt.gossip, tt.advertise, wantKey)
+			if s.gossip != (tt.gossip != "") || s.gossipAddr != tt.gossip || len(s.key) != wantKey {
+				t.Fatalf("got gossip %v %q key %d bytes; want %q %d", s.gossip, s.gossipAddr, len(s.key), tt.gossip, wantKey)
+			}
+			cc := tt.flags.config(s)
+			if cc.AdvertiseAddr != tt.flags.advertiseAddr || cc.GossipAddr != tt.gossip || len(cc.GossipKey) != wantKey || cc.RaftTimeout != time.Second {
+				t.Fatalf("node config %+v does not follow the flags", cc)
 			}
 		})
 	}
@@ -127,6 +126,12 @@ func TestServeClusterUsage(t *testing.T) {
 		{"cluster data served insecure", []string{"--insecure", "--data-dir", clusterDir}, "holds Raft state"},
 		{"raft timeout", []string{"--bootstrap", "--gossip-key", testKey, "--raft-timeout", "1ms"}, "too short"},
 		{"snapshot threshold", []string{"--raft-snapshot-threshold", "0"}, "--raft-snapshot-threshold"},
+		{"gossip without a CA", []string{"--gossip-key", testKey, "--tls-cert", "c.pem", "--tls-key", "k.pem"}, "needs --tls-ca"},
+		{"insecure with TLS", []string{"--insecure", "--tls-ca", "ca.pem"}, "cannot be combined"},
+		// The node checks these, against the data dir and the listener.
+		{"bootstrap and join on a first start", []string{"--bootstrap", "--join", "127.0.0.1:1", "--gossip-key", testKey,
+			"--gossip-addr", "127.0.0.1:0"}, "give one of them"},
+		{"unspecified advertise address", []string{"--addr", "0.0.0.0:0", "--gossip-key", testKey}, "--advertise-addr"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var stderr bytes.Buffer
@@ -232,13 +237,19 @@ func TestDiskReserveFlag(t *testing.T) {
 	}
 }
 
-// exitCode gives a damaged Raft log its own code, however it is wrapped.
-func TestExitCodeRaftLogCorrupt(t *testing.T) {
-	err := raftLogCorruptAdvice(fmt.Errorf("open: %w", &cluster.RaftLogCorruptError{Dir: "d", Err: errors.New("crc")}), "data")
-	if got := exitCode(err); got != exitRaftLogCorrupt {
-		t.Fatalf("exit code %d, want %d", got, exitRaftLogCorrupt)
-	}
-	if msg := err.Error(); !strings.Contains(msg, "NEW --node-id") || !strings.Contains(msg, "raft.broken") {
-		t.Fatalf("advice lacks the procedure: %s", msg)
+// exitCode gives a damaged Raft log its own code, however it is wrapped,
+// and a node configuration that does not fit the data dir the usage code.
+func TestExitCodeNodeErrors(t *testing.T) {
+	for _, tt := range []struct {
+		err  error
+		want int
+	}{
+		{fmt.Errorf("open: %w", &cluster.RaftLogCorruptError{Dir: "d", Err: errors.New("crc")}), exitRaftLogCorrupt},
+		{fmt.Errorf("start: %w", node.ErrConfig), exitUsage},
+		{errors.New("listen tcp: address already in use"), exitError},
+	} {
+		if got := exitCode(tt.err); got != tt.want {
+			t.Errorf("exitCode(%v) = %d, want %d", tt.err, got, tt.want)
+		}
 	}
 }

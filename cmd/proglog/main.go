@@ -1,9 +1,10 @@
 // Command proglog runs a proglog node (serve) and talks to one (produce,
 // consume, stats, whoami, bench), and makes the certificates mutual TLS
-// needs (certs). It only wires packages together: the log lives in
-// logstore, the RPC server in service, the policy in acl, certificates in
-// pki, replication in cluster and gossip in membership (serve --bootstrap or
-// --join; see cluster.go).
+// needs (certs). It only wires packages together: serve turns its flags
+// into a node.Config, and package node assembles the node from logstore
+// (the log), service (the RPC server), acl (the policy), pki
+// (certificates), cluster (replication) and membership (gossip), runs it
+// and stops it.
 //
 // Every flag can also come from the environment, as PROGLOG_<FLAG> with
 // dashes turned into underscores (PROGLOG_DATA_DIR), or from a config file
@@ -36,6 +37,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/proglog/proglog/cluster"
+	"github.com/proglog/proglog/node"
 )
 
 // Exit codes scripts can rely on.
@@ -125,6 +127,8 @@ func exitCode(err error) int {
 		return exitUsage
 	case isCobraUsage(err):
 		return exitUsage
+	case errors.Is(err, node.ErrConfig):
+		return exitUsage // the flags do not fit the data dir
 	case errors.Is(err, cluster.ErrRaftLogCorrupt):
 		return exitRaftLogCorrupt
 	}

@@ -2,16 +2,12 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
+	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,18 +15,12 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/proglog/proglog/acl"
-	"github.com/proglog/proglog/cluster"
 	"github.com/proglog/proglog/logstore"
+	"github.com/proglog/proglog/node"
 	"github.com/proglog/proglog/pki"
 	"github.com/proglog/proglog/service"
 	"github.com/proglog/proglog/web"
 )
-
-// quickstartPolicy lets the development identity do everything.
-const quickstartPolicy = "# proglog ACL: p, <subject>, <object: log or *>, <action: produce|consume|admin|*>\n" +
-	"# Written by the quickstart; the development client certificate is \"root\".\n" +
-	"p, root, *, *\n"
 
 type serveFlags struct {
 	addr, dataDir, aclPath, nodeID string
@@ -168,281 +158,102 @@ Config file (--config): "name = value" lines with flag names, e.g.
 	return cmd
 }
 
+// serve runs a node: the flags become a node.Config, and the node package
+// assembles, runs and stops it.
 func serve(ctx context.Context, e *env, sf serveFlags) error {
 	logger, err := newLogger(e.stderr, sf.logLevel, sf.logFormat)
 	if err != nil {
 		return err
 	}
+	cfg, err := sf.config(logger)
+	if err != nil {
+		return err
+	}
+	n, err := node.New(cfg)
+	if err != nil {
+		return err
+	}
+	if certDir, created := n.Quickstart(); certDir != "" {
+		printQuickstart(e.stderr, n.Addr(), sf.dataDir, certDir, created)
+	}
+	return n.Run(ctx)
+}
+
+// config checks the flags against each other (mistakes are usage errors)
+// and turns them into the node's configuration.
+func (sf *serveFlags) config(logger *slog.Logger) (node.Config, error) {
 	syncPolicy, err := logstore.ParseSyncPolicy(sf.sync)
 	if err != nil {
-		return usageError{err}
+		return node.Config{}, usageError{err}
 	}
 	if _, _, err := net.SplitHostPort(sf.addr); err != nil {
-		return usagef("--addr %q: want host:port", sf.addr)
+		return node.Config{}, usagef("--addr %q: want host:port", sf.addr)
 	}
 	if sf.maxRecordBytes < 1 || sf.maxMessageBytes < sf.maxRecordBytes+1024 {
-		return usagef("--max-message-bytes (%s) must exceed --max-record-bytes (%s) by at least 1KiB of framing",
+		return node.Config{}, usagef("--max-message-bytes (%s) must exceed --max-record-bytes (%s) by at least 1KiB of framing",
 			sf.maxMessageBytes.String(), sf.maxRecordBytes.String())
 	}
 	if sf.maxMessageBytes > 1<<30 {
-		return usagef("--max-message-bytes must be at most 1GiB")
+		return node.Config{}, usagef("--max-message-bytes must be at most 1GiB")
 	}
 	limits, err := sf.limits.limits()
 	if err != nil {
-		return err
+		return node.Config{}, err
 	}
-	if err := os.MkdirAll(sf.dataDir, 0o700); err != nil {
-		return err
-	}
-
-	// Listen first: with port 0 the real address is known before it is
-	// advertised (GetServers, the quickstart banner).
-	ln, err := net.Listen("tcp", sf.addr)
+	cs, err := sf.cluster.resolve(sf.addr, sf.insecure, os.ReadFile)
 	if err != nil {
-		return err
+		return node.Config{}, err
 	}
-	defer ln.Close()
-	addr := ln.Addr().String()
-	restarted, err := hasRaftState(sf.dataDir)
-	if err != nil {
-		return err
-	}
-	cs, err := sf.cluster.resolve(sf.addr, addr, sf.insecure, restarted, os.ReadFile)
-	if err != nil {
-		return err
-	}
-	clustered := cs.raft
-	if !clustered && restarted {
-		return usagef("%s holds Raft state, and --insecure serves a standalone log without Raft "+
-			"(serving it standalone would make it diverge from its cluster): start it with TLS", filepath.Join(sf.dataDir, "raft"))
-	}
-	if clustered {
-		addr = cs.advertise
-	}
-
 	quickstart := !sf.insecure && sf.tlsCert == "" && sf.tlsKey == "" && sf.tlsCA == ""
-	aclPath := sf.aclPath
-	if aclPath == "" {
-		aclPath = filepath.Join(sf.dataDir, "acl.csv")
-	}
-	var (
-		tlsConfig                 *tls.Config
-		certFile, keyFile, caFile string // the node's identity, for dialing peers
-	)
 	switch {
-	case sf.insecure:
-		if sf.tlsCert != "" || sf.tlsKey != "" || sf.tlsCA != "" {
-			return usagef("--insecure cannot be combined with --tls-cert, --tls-key or --tls-ca")
-		}
-		logger.Warn("!!! --insecure: serving PLAINTEXT HTTP/2 with NO TLS and NO client authentication; " +
-			"every caller is \"anonymous\", and anyone who can reach the port sees and sends data in the clear. Development only.")
-	case quickstart:
-		certDir := filepath.Join(sf.dataDir, "certs")
-		created, err := pki.EnsureDevIdentity(certDir)
-		if err != nil {
-			return err
-		}
-		wroteACL, err := writeIfMissing(aclPath, quickstartPolicy)
-		if err != nil {
-			return err
-		}
-		if created || wroteACL {
-			logger.Info("quickstart: created the development identity", "certs", certDir, "acl", aclPath)
-		}
-		certFile, keyFile, caFile = filepath.Join(certDir, pki.DevServerFile),
-			filepath.Join(certDir, pki.DevServerKeyFile), filepath.Join(certDir, pki.DevCAFile)
-		if tlsConfig, err = pki.ServerTLSConfig(certFile, keyFile, caFile); err != nil {
-			return err
-		}
-		printQuickstart(e.stderr, addr, sf.dataDir, certDir, created)
-	default:
-		if sf.tlsCert == "" || sf.tlsKey == "" {
-			return usagef("--tls-cert and --tls-key are both needed (or none of the TLS flags, for the quickstart)")
-		}
-		if sf.tlsCA == "" {
-			logger.Warn("no --tls-ca: client certificates are not accepted, every caller is \"anonymous\"")
-		}
-		if tlsConfig, err = pki.ServerTLSConfig(sf.tlsCert, sf.tlsKey, sf.tlsCA); err != nil {
-			return err
-		}
-		certFile, keyFile, caFile = sf.tlsCert, sf.tlsKey, sf.tlsCA
+	case sf.insecure && (sf.tlsCert != "" || sf.tlsKey != "" || sf.tlsCA != ""):
+		return node.Config{}, usagef("--insecure cannot be combined with --tls-cert, --tls-key or --tls-ca")
+	case !sf.insecure && !quickstart && (sf.tlsCert == "" || sf.tlsKey == ""):
+		return node.Config{}, usagef("--tls-cert and --tls-key are both needed (or none of the TLS flags, for the quickstart)")
+	case cs.gossip && !quickstart && sf.tlsCA == "":
+		return node.Config{}, usagef("a cluster node that gossips needs --tls-ca: nodes verify each other's certificates against it")
 	}
 
-	policy, err := acl.NewFile(aclPath, logger)
-	if err != nil {
-		return fmt.Errorf("%w (an ACL policy file is required: deny by default; see proglog serve --help)", err)
-	}
-
+	// The registry, with the Go and process collectors, is main's; the
+	// node registers its own metrics in it.
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-
-	lcfg := logstore.DefaultConfig()
-	lcfg.MaxSegmentBytes = int64(sf.segmentBytes)
-	lcfg.MaxRecordBytes = int(sf.maxRecordBytes)
-	lcfg.Sync = syncPolicy
-	lcfg.SyncInterval = sf.syncInterval
-	lcfg.RetentionBytes = int64(sf.retentionBytes)
-	lcfg.RetentionAge = sf.retentionAge
-	lcfg.Logger = logger.With("component", "logstore")
-	lcfg.Registerer = prometheus.WrapRegistererWith(prometheus.Labels{"log": "records"}, reg) // as a cluster node labels its store
-	logDir := filepath.Join(sf.dataDir, "log")
-	scfg := service.Config{
-		Authorizer:          policy,
+	store := logstore.DefaultConfig()
+	store.MaxSegmentBytes = int64(sf.segmentBytes)
+	store.MaxRecordBytes = int(sf.maxRecordBytes)
+	store.Sync = syncPolicy
+	store.SyncInterval = sf.syncInterval
+	store.RetentionBytes = int64(sf.retentionBytes)
+	store.RetentionAge = sf.retentionAge
+	cfg := node.Config{
+		DataDir:             sf.dataDir,
+		Addr:                sf.addr,
 		NodeID:              sf.nodeID,
 		Version:             versionString(),
-		RPCAddr:             addr,
-		MaxRecordBytes:      int(sf.maxRecordBytes),
+		Insecure:            sf.insecure,
+		TLSCert:             sf.tlsCert,
+		TLSKey:              sf.tlsKey,
+		TLSCA:               sf.tlsCA,
+		ACL:                 sf.aclPath,
+		ACLPoll:             sf.aclPoll,
+		Store:               store,
+		StoreSyncSet:        sf.syncSet,
 		MaxMessageBytes:     int(sf.maxMessageBytes),
 		SlowConsumerTimeout: sf.slowConsumer,
+		Limits:              limits,
+		ShutdownTimeout:     sf.shutdownTimeout,
 		Dashboard:           web.Handler(),
 		Logger:              logger,
 		Registerer:          reg,
 		Gatherer:            reg,
 	}
-	srvCfg := service.ServerConfig{TLS: tlsConfig, Logger: logger, Limits: limits, Registerer: reg}
-	var (
-		member *node
-		ncfg   nodeConfig
-	)
-	if clustered {
-		dial, err := nodeTLS(certFile, keyFile, caFile, cs.gossip)
-		if err != nil {
-			return err
-		}
-		ncfg = nodeConfig{id: sf.nodeID, dataDir: sf.dataDir, flags: &sf.cluster, settings: cs, dial: dial,
-			store: lcfg, syncSet: sf.syncSet, restarted: restarted, logger: logger, reg: reg}
-		if member, err = openNode(ncfg); err != nil {
-			return err
-		}
-		scfg.Log = member.log
-		scfg.Nodes = member.servers
-		scfg.Forward = member.forward.Forward
-		srvCfg.Handoffs = map[string]func(*tls.Conn){cluster.ALPN: member.layer.Handoff}
-		// Shutdown waits for handed-off connections; peers' Raft connections
-		// end with serving, this node's own dials (to hand leadership over)
-		// go on.
-		srvCfg.OnShutdown = member.layer.CloseInbound
-	} else {
-		l, err := logstore.Open(logDir, lcfg)
-		if err != nil {
-			return err
-		}
-		defer func() {
-			if err := l.Close(); err != nil {
-				logger.Error("closing the log", "err", err)
-			}
-		}()
-		scfg.Log = l
+	if cs.raft {
+		cfg.Cluster = sf.cluster.config(cs)
 	}
-	closeMember := func(graceful bool) {
-		if member == nil {
-			return
-		}
-		if err := member.close(graceful); err != nil {
-			logger.Error("closing the cluster node", "err", err)
-		}
-		member = nil
-	}
-	defer closeMember(false) // on errors; a graceful shutdown closes it below
-
-	svc, err := service.New(scfg)
-	if err != nil {
-		return err
-	}
-	srvCfg.Handler = svc.Handler()
-	srv := service.NewServer(srvCfg)
-
-	pollCtx, stopPoll := context.WithCancel(context.WithoutCancel(ctx))
-	var polls sync.WaitGroup
-	polls.Go(func() { policy.Run(pollCtx, sf.aclPoll) })
-	if member != nil {
-		m := member // closeMember clears member; the watcher stops first
-		polls.Go(func() { m.reportWritable(pollCtx, svc) })
-	}
-	defer func() {
-		stopPoll()
-		polls.Wait()
-	}()
-
-	if member != nil {
-		if servers, err := member.log.Servers(); err == nil && len(servers) == 1 && servers[0].ID == sf.nodeID {
-			// A one-member cluster needs no peer to elect itself, so it
-			// serves once it has applied its whole Raft log: its store may
-			// lack records it acknowledged before a crash (they are written
-			// behind applying), and clients must not see less than that.
-			cctx, cancel := context.WithTimeout(ctx, 10*sf.cluster.raftTimeout+time.Minute)
-			if err := member.log.CatchUp(cctx); err != nil {
-				logger.Warn("serving before catching up with the Raft log", "err", err)
-			}
-			cancel()
-		}
-	}
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
-	if member != nil && cs.gossip {
-		// Gossip starts once the port serves Raft: joining makes the
-		// leader add this node and dial it.
-		if err := member.join(ncfg); err != nil {
-			_ = srv.Shutdown(context.WithoutCancel(ctx))
-			<-serveErr
-			closeMember(false)
-			if !restarted && len(sf.cluster.join) > 0 {
-				// Nobody knows this node yet and Raft holds no state: leave
-				// the dir as it was, so the next start is a first start too.
-				if rerr := os.RemoveAll(filepath.Join(sf.dataDir, "raft")); rerr != nil {
-					logger.Warn("removing the raft directory of the failed start", "err", rerr)
-				}
-			}
-			return err
-		}
-		logger.Info("cluster member", "advertise", cs.advertise, "gossip", cs.gossipAddr, "join", sf.cluster.join)
-	}
-	logger.Info("serving", "addr", ln.Addr().String(), "tls", tlsConfig != nil, "data", logDir,
-		"acl", aclPath, "sync", syncDescription(syncPolicy, clustered, sf.syncSet), "node", sf.nodeID, "cluster", clustered, "version", versionString())
-
-	select {
-	case err := <-serveErr:
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
-	}
-	logger.Info("shutting down")
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sf.shutdownTimeout)
-	defer cancel()
-	svc.SetServing(false)
-	shutdownErr := srv.Shutdown(shutdownCtx)
-	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		logger.Error("serve", "err", err)
-	}
-	// Serving stopped: hand leadership over, leave the cluster, stop Raft.
-	closeMember(true)
-	if shutdownErr != nil {
-		return fmt.Errorf("shutdown: %w", shutdownErr)
-	}
-	logger.Info("stopped")
-	return nil
-}
-
-// writeIfMissing creates path with text unless it exists.
-func writeIfMissing(path, text string) (bool, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, fs.ErrExist) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	if _, err := f.WriteString(text); err != nil {
-		f.Close()
-		return false, err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return false, err
-	}
-	return true, f.Close()
+	return cfg, nil
 }
 
 // printQuickstart tells a person how to reach the development node.
@@ -482,11 +293,3 @@ proglog quickstart. %s the development identity in %s
 
 // defaultAddr is where serve listens and the client commands connect by default.
 const defaultAddr = "127.0.0.1:8400"
-
-// syncDescription says what makes an acknowledged record durable.
-func syncDescription(p logstore.SyncPolicy, clustered, set bool) string {
-	if clustered && !set {
-		return "raft log fsynced on a quorum (store: at each segment's end and every minute)"
-	}
-	return p.String()
-}

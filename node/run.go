@@ -1,0 +1,186 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"path/filepath"
+
+	"github.com/oklog/run"
+)
+
+// Run serves until ctx ends or a part fails, then stops every part and
+// returns once all of them have stopped. Each long-lived part is an actor
+// of one run.Group; the group interrupts them in the order they are added
+// below, which is the shutdown order:
+//
+//  1. stop: ends when ctx does. That is a graceful stop: Run returns nil
+//     (or the server's shutdown error); any other first end is a failure,
+//     which Run returns.
+//  2. server: catches a one-member cluster up with its Raft log, then
+//     serves the port (HTTP/2, and Raft's connections by ALPN). Stopping
+//     marks the health check NOT_SERVING and shuts the server down: live
+//     tails end, produces under way get up to ShutdownTimeout.
+//  3. acl: reloads the policy file when it changes.
+//  4. writes: keeps the health check's proglog.Writes in step with whether
+//     the log takes writes (disk full, apply failed).
+//  5. raft: the replicated log. Stopping hands leadership over (on a
+//     graceful stop, to another voter, if this node leads), then closes
+//     forwarding and Raft once gossip has stopped: gossip's events call
+//     into the log.
+//  6. gossip: joins the cluster once the port serves, then runs Serf.
+//     Stopping leaves the cluster when graceful (the new leader removes
+//     this node from Raft), else just stops.
+//
+// Without TLS there is no writes, raft or gossip actor (no Raft); a store
+// actor closes the standalone log in their place. Without a gossip key
+// there is no gossip actor.
+//
+// A first start whose join fails leaves no Raft state behind, so the next
+// start is a first start too. Run may be called once.
+func (n *Node) Run(ctx context.Context) error {
+	if !n.ran.CompareAndSwap(false, true) {
+		return errors.New("node: Run called twice")
+	}
+	var (
+		g           run.Group
+		accepting   = make(chan struct{}) // the server is about to serve: gossip may join
+		shutdownErr error                 // the server's, set by its interrupt
+		joinErr     error                 // gossip's, set before its execute returns
+	)
+
+	stop := make(chan struct{})
+	g.Add(func() error {
+		select {
+		case <-ctx.Done():
+			return errStopped
+		case <-stop:
+			return nil
+		}
+	}, func(error) { close(stop) })
+
+	upCtx, cancelUp := context.WithCancel(ctx)
+	defer cancelUp()
+	g.Add(func() error {
+		if n.member != nil {
+			n.member.catchUp(upCtx)
+		}
+		if upCtx.Err() == nil {
+			close(accepting)
+			if n.member == nil || !n.member.cfg.gossip() {
+				n.logServing()
+			}
+		}
+		// After an interrupt Serve returns at once, closing the listener.
+		if err := n.srv.Serve(n.ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve: %w", err)
+		}
+		return nil
+	}, func(cause error) {
+		cancelUp()
+		if errors.Is(cause, errStopped) {
+			n.logger.Info("shutting down")
+		}
+		n.svc.SetServing(false)
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.cfg.ShutdownTimeout)
+		defer cancel()
+		shutdownErr = n.srv.Shutdown(sctx)
+	})
+
+	g.Add(loop(ctx, "the ACL watcher", func(ctx context.Context) { n.policy.Run(ctx, n.cfg.ACLPoll) }))
+
+	if m := n.member; m != nil {
+		g.Add(loop(ctx, "the writes health reporter", func(ctx context.Context) { m.reportWritable(ctx, n.svc) }))
+
+		gossipDone := make(chan struct{})
+		stopRaft := make(chan struct{})
+		g.Add(func() error {
+			<-stopRaft
+			<-gossipDone
+			m.close()
+			return nil
+		}, func(cause error) {
+			if errors.Is(cause, errStopped) {
+				m.handOver()
+			}
+			close(stopRaft)
+		})
+
+		if !m.cfg.gossip() {
+			close(gossipDone)
+		} else {
+			stopGossip := make(chan struct{})
+			var graceful bool // set by the interrupt before stopGossip closes
+			g.Add(func() error {
+				defer close(gossipDone)
+				select {
+				case <-accepting:
+				case <-stopGossip:
+					return nil
+				}
+				select {
+				case <-stopGossip: // the server failed as it started
+					return nil
+				default:
+				}
+				if joinErr = m.join(); joinErr != nil {
+					return joinErr
+				}
+				n.logger.Info("cluster member", "advertise", m.advertise, "gossip", m.cfg.GossipAddr, "join", m.cfg.Join)
+				n.logServing()
+				<-stopGossip
+				m.leave(graceful)
+				return nil
+			}, func(cause error) {
+				graceful = errors.Is(cause, errStopped)
+				close(stopGossip)
+			})
+		}
+	} else {
+		stopStore := make(chan struct{})
+		g.Add(func() error {
+			<-stopStore
+			n.closeStore()
+			return nil
+		}, func(error) { close(stopStore) })
+	}
+
+	err := g.Run()
+	if joinErr != nil && !n.member.restarted && len(n.member.cfg.Join) > 0 {
+		// Nobody knows this node yet and Raft holds no state: leave the
+		// dir as it was, so the next start is a first start too.
+		n.member.removeRaftDir()
+	}
+	if !errors.Is(err, errStopped) {
+		return err
+	}
+	if shutdownErr != nil {
+		return fmt.Errorf("shutdown: %w", shutdownErr)
+	}
+	n.logger.Info("stopped")
+	return nil
+}
+
+// logServing says the node is up, once it serves and, with gossip, has
+// joined.
+func (n *Node) logServing() {
+	n.logger.Info("serving", "addr", n.ln.Addr().String(), "tls", n.tls != nil, "data", filepath.Join(n.cfg.DataDir, "log"),
+		"acl", n.cfg.ACL, "sync", n.syncDescription(), "node", n.cfg.NodeID, "cluster", n.member != nil, "version", n.cfg.Version)
+}
+
+// loop is an actor for f, which runs until its context ends: the
+// interrupt ends it. (ctx's end does not: the stop actor turns that into
+// an interrupt, so every part stops in order.)
+func loop(ctx context.Context, name string, f func(context.Context)) (execute func() error, interrupt func(error)) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	return func() error {
+			f(ctx)
+			if ctx.Err() == nil {
+				return fmt.Errorf("node: %s stopped by itself", name)
+			}
+			return nil
+		}, func(error) {
+			cancel()
+		}
+}
