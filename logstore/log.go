@@ -58,6 +58,24 @@ type segmentSet struct {
 	segs []*segment
 }
 
+// holding returns the index of the segment that holds offset, which must
+// be at or above the first segment's base.
+func (set *segmentSet) holding(offset uint64) int {
+	i, found := slices.BinarySearchFunc(set.segs, offset, func(s *segment, o uint64) int {
+		switch {
+		case s.base < o:
+			return -1
+		case s.base > o:
+			return 1
+		}
+		return 0
+	})
+	if !found {
+		i--
+	}
+	return i
+}
+
 // pendingBatch holds encoded frames waiting for the next flush.
 type pendingBatch struct {
 	buf  []byte // frames back to back
@@ -749,18 +767,7 @@ func (l *Log) ReadBatch(ctx context.Context, offset uint64, maxRecords, maxBytes
 		if offset < segs[0].base || offset >= next {
 			return dst, &RangeError{Offset: offset, Lowest: segs[0].base, Next: next}
 		}
-		i, found := slices.BinarySearchFunc(segs, offset, func(s *segment, o uint64) int {
-			switch {
-			case s.base < o:
-				return -1
-			case s.base > o:
-				return 1
-			}
-			return 0
-		})
-		if !found {
-			i--
-		}
+		i := set.holding(offset)
 		s := segs[i]
 		limit := next
 		if i+1 < len(segs) {

@@ -2,7 +2,6 @@ package logstore
 
 import (
 	"context"
-	"slices"
 	"time"
 )
 
@@ -117,20 +116,7 @@ func (l *Log) searchTime(ctx context.Context, set *segmentSet, lo, hi uint64, wa
 // timeAt reads the time of the record at offset, which must be visible in
 // set; ok is false if its segment was deleted meanwhile.
 func (l *Log) timeAt(set *segmentSet, offset uint64) (int64, bool, error) {
-	segs := set.segs
-	i, found := slices.BinarySearchFunc(segs, offset, func(s *segment, o uint64) int {
-		switch {
-		case s.base < o:
-			return -1
-		case s.base > o:
-			return 1
-		}
-		return 0
-	})
-	if !found {
-		i--
-	}
-	s := segs[i]
+	s := set.segs[set.holding(offset)]
 	if !s.acquire() {
 		return 0, false, nil
 	}
