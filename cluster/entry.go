@@ -84,13 +84,15 @@ type entryReader struct {
 	err error
 }
 
-func (r *entryReader) uvarint(what string) uint64 {
+// uvarint reads a uvarint; what (and suffix) name it in the error, which is
+// only formatted when there is one: this runs for every record applied.
+func (r *entryReader) uvarint(what, suffix string) uint64 {
 	if r.err != nil {
 		return 0
 	}
 	v, k := binary.Uvarint(r.b)
 	if k <= 0 {
-		r.err = fmt.Errorf("%w: bad %s", errBadEntry, what)
+		r.err = fmt.Errorf("%w: bad %s%s", errBadEntry, what, suffix)
 		return 0
 	}
 	r.b = r.b[k:]
@@ -99,7 +101,7 @@ func (r *entryReader) uvarint(what string) uint64 {
 
 // bytes returns the next length-prefixed field, aliasing the entry.
 func (r *entryReader) bytes(what string) []byte {
-	n := r.uvarint(what + " length")
+	n := r.uvarint(what, " length")
 	if r.err != nil {
 		return nil
 	}
@@ -114,7 +116,7 @@ func (r *entryReader) bytes(what string) []byte {
 
 // count reads a count of items that take at least min bytes each.
 func (r *entryReader) count(what string, min int) int {
-	n := r.uvarint(what)
+	n := r.uvarint(what, "")
 	if r.err == nil && n > uint64(len(r.b)/min) {
 		r.err = fmt.Errorf("%w: %d %s for %d bytes", errBadEntry, n, what, len(r.b))
 	}
