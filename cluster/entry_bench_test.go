@@ -1,14 +1,13 @@
 package cluster
 
-// BenchmarkDecodeEntry decodes an entry of 100 records of 100 B, as the FSM
-// does for every command it applies.
-
 import (
 	"testing"
 
 	"github.com/proglog/proglog/logstore"
 )
 
+// BenchmarkDecodeEntry decodes an entry of 100 records of 100 B, as the FSM
+// does for every command it applies.
 func BenchmarkDecodeEntry(b *testing.B) {
 	recs := make([]logstore.Record, 100)
 	for i := range recs {
