@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -78,6 +79,12 @@ type Config struct {
 	// default); negative means none: only a write that fails with ENOSPC
 	// stops appends.
 	DiskReserve int64
+
+	// FetchRecord, when set, reads the record at offset from the peer
+	// whose Raft (and RPC) address is addr, so that a record found damaged
+	// in the local store is healed from its copy (see storeDamage). A node
+	// wires it to the peer's Consume.
+	FetchRecord func(ctx context.Context, addr string, offset uint64) (logstore.Record, error)
 
 	// Now is the clock this node stamps the records it leads with; nil is
 	// time.Now. (Tests give nodes skewed clocks.)

@@ -162,6 +162,17 @@
 // retention deleting a segment removes the store's name for it, and the
 // bytes go when the snapshot holding them is reaped (RetainSnapshots).
 //
+// A linked segment can rot. Damage at or past the latest snapshot heals on
+// a restart (the store is cut back and Raft re-applies); damage below it,
+// where Raft's log no longer has the record, is found when the record is
+// read or a snapshot streams it (damage.go), and, with
+// Config.FetchRecord, healed from a peer: the record's offset, time, key,
+// headers and value come from the replicated entry, so the peer's copy
+// encodes to the very frame that rotted, and logstore.Repair writes it in
+// place, checked and fdatasynced, after checking that the stored frame is
+// damaged and the copy has its length. The snapshot's link is the same
+// inode, so it heals too.
+//
 // Opening a snapshot streams state.bin and then each linked file: the same
 // stream as (*logstore.Log).Reader. A node that is behind the leader's
 // compacted Raft log receives it through InstallSnapshot (written whole

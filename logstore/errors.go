@@ -51,6 +51,11 @@ type CorruptError struct {
 	Path   string // the store or index file
 	Pos    int64  // byte position of the damaged frame, entry or header
 	Reason string
+	// Record is the offset of the record whose frame is damaged, when a
+	// read found it (HasRecord): another copy of the record can repair it
+	// (Log.Repair).
+	Record    uint64
+	HasRecord bool
 }
 
 func (e *CorruptError) Error() string {

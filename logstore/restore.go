@@ -151,10 +151,10 @@ func (w *restoreWriter) frame() error {
 	}
 	fh, err := parseFrameHeader(h, maxRecordLimit)
 	if err != nil {
-		return corrupt(restoreSource, start, "%v", err)
+		return w.recordCorrupt(corrupt(restoreSource, start, "%v", err))
 	}
 	if fh.offset != w.next {
-		return corrupt(restoreSource, start, "frame holds offset %d, want %d", fh.offset, w.next)
+		return w.recordCorrupt(corrupt(restoreSource, start, "frame holds offset %d, want %d", fh.offset, w.next))
 	}
 	size := fh.size()
 	if w.segSize+size > maxSegmentBytes {
@@ -182,7 +182,7 @@ func (w *restoreWriter) frame() error {
 		left -= int64(len(chunk))
 	}
 	if crc != fh.crc {
-		return corrupt(restoreSource, start, "crc mismatch: stored %08x, computed %08x", fh.crc, crc)
+		return w.recordCorrupt(corrupt(restoreSource, start, "crc mismatch: stored %08x, computed %08x", fh.crc, crc))
 	}
 	var e [indexEntrySize]byte
 	putIndexEntry(e[:], w.segSize, fh.valueLen)
@@ -296,4 +296,14 @@ func swapDir(tmp, dir string) error {
 	// tmp now holds the old log (or nothing); failing to remove it only wastes space.
 	os.RemoveAll(tmp)
 	return nil
+}
+
+// recordCorrupt names the record the stream should have held where it is
+// damaged, so that a copy of it from elsewhere can heal the source.
+func (w *restoreWriter) recordCorrupt(err error) error {
+	var ce *CorruptError
+	if errors.As(err, &ce) {
+		ce.Record, ce.HasRecord = w.next, true
+	}
+	return err
 }

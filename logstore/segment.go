@@ -382,7 +382,9 @@ func (s *segment) read(offset uint64, maxRecords, maxBytes int, dst []Record, li
 		off := offset + i
 		h, value, err := decodeFrame(buf[p:], off, maxValue)
 		if err != nil {
-			return dst, corrupt(s.storePath, start+p, "record %d: %v", off, err)
+			ce := corrupt(s.storePath, start+p, "record %d: %v", off, err).(*CorruptError)
+			ce.Record, ce.HasRecord = off, true
+			return dst, ce
 		}
 		if _, vlen := s.entry(first + i); vlen != h.valueLen {
 			return dst, corrupt(s.storePath, start+p, "record %d: frame length %d, index says %d", off, h.valueLen, vlen)

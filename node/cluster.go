@@ -81,6 +81,11 @@ func (m *member) open(store logstore.Config, storeSyncSet bool) error {
 	if err != nil {
 		return err
 	}
+	fwd, err := service.NewForwarder(m.id, m.advertise, m.dial)
+	if err != nil {
+		layer.Close()
+		return err
+	}
 	t := m.cfg.RaftTimeout
 	cl, err := cluster.New(cluster.Config{
 		NodeID:             m.id,
@@ -101,6 +106,7 @@ func (m *member) open(store logstore.Config, storeSyncSet bool) error {
 		DiskReserve:        m.cfg.DiskReserve,
 		Logger:             m.logger, // raft's lines carry component=raft
 		Registerer:         m.reg,
+		FetchRecord:        fwd.FetchRecord, // heal a damaged record from a peer's copy
 	})
 	if err != nil {
 		layer.Close()
@@ -122,11 +128,6 @@ func (m *member) open(store logstore.Config, storeSyncSet bool) error {
 			cl.Close()
 			return err
 		}
-	}
-	fwd, err := service.NewForwarder(m.id, m.advertise, m.dial)
-	if err != nil {
-		cl.Close()
-		return err
 	}
 	m.layer, m.log, m.forward = layer, cl, fwd
 	return nil

@@ -146,9 +146,11 @@ func peerForward(leaf *x509.Certificate, h http.Header) bool {
 	return h.Get(ForwardedHeader) != "" && slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageServerAuth)
 }
 
-// allowed applies the ACL, with the one exception of forwarded appends.
+// allowed applies the ACL, with the one exception of peer nodes: they may
+// forward appends, and read a record to heal their own copy of it
+// (Forwarder.FetchRecord); they hold every record anyway.
 func (s *Service) allowed(id identity, action string) bool {
-	if id.forwarded && action == ActionProduce {
+	if id.forwarded && (action == ActionProduce || action == ActionConsume) {
 		return true
 	}
 	return s.authz.Allowed(id.subject, action)

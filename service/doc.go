@@ -174,9 +174,12 @@
 // (x509.ExtKeyUsageServerAuth). Node certificates from the cluster's CA
 // (pki IssueServer) have that usage; user certificates (IssueClient) have
 // client-auth only, so a user who sends the header gets no extra right.
-// A peer gets nothing but produce this way, and its appends are never
-// forwarded a second time: a node that lost leadership meanwhile answers
-// Unavailable and the first node's client retries.
+// A peer gets produce and consume this way (consume so that a node can
+// heal a damaged record of its store from a peer's copy:
+// Forwarder.FetchRecord; a node holds every record anyway), nothing else,
+// and its appends are never forwarded a second time: a node that lost
+// leadership meanwhile answers Unavailable and the first node's client
+// retries.
 //
 // Cluster errors are Unavailable, so clients retry: no leader known
 // (an election), a Raft queue timeout, a closed node, a node whose copy

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"sync"
@@ -12,7 +13,9 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/proglog/proglog/cluster"
+	logv1 "github.com/proglog/proglog/gen/log/v1"
 	"github.com/proglog/proglog/gen/log/v1/logv1connect"
+	"github.com/proglog/proglog/logstore"
 )
 
 // Forwarder sends appends a follower refuses to the leader; its Forward
@@ -73,18 +76,46 @@ func (f *Forwarder) Forward(err error) (logv1connect.LogServiceClient, bool) {
 	if !errors.As(err, &nle) || nle.LeaderAddr == "" || nle.LeaderAddr == f.self {
 		return nil, false
 	}
+	return f.peer(nle.LeaderAddr), true
+}
+
+// peer returns the client for the node at addr, marked as this node's.
+func (f *Forwarder) peer(addr string) logv1connect.LogServiceClient {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if c, ok := f.clients[nle.LeaderAddr]; ok {
-		return c, true
+	if c, ok := f.clients[addr]; ok {
+		return c
 	}
 	if len(f.clients) >= maxForwardClients {
 		clear(f.clients)
 	}
-	c := logv1connect.NewLogServiceClient(&http.Client{Transport: f.transport}, "https://"+nle.LeaderAddr,
+	c := logv1connect.NewLogServiceClient(&http.Client{Transport: f.transport}, "https://"+addr,
 		connect.WithInterceptors(f.header), connect.WithReadMaxBytes(DefaultMaxMessageBytes))
-	f.clients[nle.LeaderAddr] = c
-	return c, true
+	f.clients[addr] = c
+	return c
+}
+
+// FetchRecord reads the record at offset from the peer at addr, for
+// cluster.Config.FetchRecord: a node heals a damaged record of its store
+// from a peer's copy. Peers may consume without an ACL line, as they may
+// forward appends (see peerForward).
+func (f *Forwarder) FetchRecord(ctx context.Context, addr string, offset uint64) (logstore.Record, error) {
+	if addr == f.self {
+		return logstore.Record{}, errors.New("service: FetchRecord from this node itself")
+	}
+	resp, err := f.peer(addr).Consume(ctx, &logv1.ConsumeRequest{Offset: offset})
+	if err != nil {
+		return logstore.Record{}, err
+	}
+	r := resp.GetRecord()
+	if r.GetOffset() != offset || r.GetTime() == nil {
+		return logstore.Record{}, fmt.Errorf("service: %s answered offset %d (time %v) for %d", addr, r.GetOffset(), r.GetTime(), offset)
+	}
+	rec := logstore.Record{Offset: offset, Time: r.GetTime().AsTime(), Key: r.GetKey(), Value: r.GetValue()}
+	for _, h := range r.GetHeaders() {
+		rec.Headers = append(rec.Headers, logstore.Header{Key: h.GetKey(), Value: h.GetValue()})
+	}
+	return rec, nil
 }
 
 // Close drops the idle connections to leaders.
