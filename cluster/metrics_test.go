@@ -103,7 +103,8 @@ func checkLogstoreMetrics(t *testing.T, reg prometheus.Gatherer, n *node, labels
 	if got := mustSample(t, reg, "proglog_logstore_appended_records_total", raftLog); got < appended+appends {
 		t.Fatalf("raft log entries went from %v to %v over %d appends", appended, got, appends)
 	}
-	next := n.log.Stats().Next // once the store writer has caught up
+	_, next := n.log.Bounds()
+	waitApplied(t, next, n) // the store writer has written every applied record
 	if got := mustSample(t, reg, "proglog_logstore_next_offset", records); got != float64(next) {
 		t.Fatalf(`next_offset{log="records"} = %v, the store's next is %d`, got, next)
 	}

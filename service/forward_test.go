@@ -103,7 +103,8 @@ func TestForwarderPeerProduce(t *testing.T) {
 		want   connect.Code
 	}{
 		{"node cert without header may not produce", "server", false, produce, connect.CodePermissionDenied},
-		{"node cert with header may not consume", "server", true, consume, connect.CodePermissionDenied},
+		{"node cert with header may consume (to heal its copy)", "server", true, consume, 0},
+		{"node cert without header may not consume", "server", false, consume, connect.CodePermissionDenied},
 		{"reader cert with header gains nothing", idReader, true, produce, connect.CodePermissionDenied},
 		{"stranger cert with header gains nothing", idStranger, true, produce, connect.CodePermissionDenied},
 		{"anonymous with header gains nothing", idNone, true, produce, connect.CodeUnauthenticated},
