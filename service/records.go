@@ -25,14 +25,10 @@ const (
 // single record). A producer's time is ignored: the leader stamps records.
 // Headers are carved from *slab, shared by a batch's records.
 func (s *Service) record(index int, r *logv1.Record, slab *[]logstore.Header) (logstore.Record, error) {
-	name := "record"
-	if index >= 0 {
-		name = "record " + strconv.Itoa(index)
-	}
 	rec := logstore.Record{Key: r.GetKey(), Value: r.GetValue()}
 	if hs := r.GetHeaders(); len(hs) > 0 {
 		if len(hs) > maxHeaders {
-			return rec, invalidArgument("%s has %d headers, the limit is %d", name, len(hs), maxHeaders)
+			return rec, invalidArgument("%s has %d headers, the limit is %d", recordName(index), len(hs), maxHeaders)
 		}
 		if cap(*slab)-len(*slab) < len(hs) {
 			*slab = make([]logstore.Header, 0, max(len(hs), 2*cap(*slab), 16))
@@ -44,19 +40,28 @@ func (s *Service) record(index int, r *logv1.Record, slab *[]logstore.Header) (l
 			k := h.GetKey()
 			switch {
 			case k == "":
-				return rec, invalidArgument("%s: header %d has an empty key", name, i)
+				return rec, invalidArgument("%s: header %d has an empty key", recordName(index), i)
 			case len(k) > MaxHeaderKeyBytes:
-				return rec, invalidArgument("%s: header %d key of %d bytes exceeds the limit of %d bytes", name, i, len(k), MaxHeaderKeyBytes)
+				return rec, invalidArgument("%s: header %d key of %d bytes exceeds the limit of %d bytes", recordName(index), i, len(k), MaxHeaderKeyBytes)
 			case !utf8.ValidString(k):
-				return rec, invalidArgument("%s: header %d key is not valid UTF-8", name, i)
+				return rec, invalidArgument("%s: header %d key is not valid UTF-8", recordName(index), i)
 			}
 			rec.Headers[i] = logstore.Header{Key: k, Value: h.GetValue()}
 		}
 	}
 	if size := rec.Size(); size > s.maxRecordBytes {
-		return rec, invalidArgument("%s of %d bytes (key, headers and value) exceeds the limit of %d bytes", name, size, s.maxRecordBytes)
+		return rec, invalidArgument("%s of %d bytes (key, headers and value) exceeds the limit of %d bytes", recordName(index), size, s.maxRecordBytes)
 	}
 	return rec, nil
+}
+
+// recordName names a record in an error: "record" alone, or "record i" in
+// a batch. Built only when there is an error: this runs for every record.
+func recordName(index int) string {
+	if index < 0 {
+		return "record"
+	}
+	return "record " + strconv.Itoa(index)
 }
 
 // records checks a batch of records and returns them as the log takes them,
