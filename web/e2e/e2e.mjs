@@ -363,7 +363,13 @@ async function functional() {
   await p.click("#tail-pause");
   await waitText(p, "#tail-note", new RegExp(`^Records ${pausedAt}–\\d+ were removed by retention before the tail read them; continuing at \\d+\\.$`), 30_000);
   await waitText(p, "#tail-counts", new RegExp(`–${r.next - 1}\\)$`), 30_000);
-  const offs9 = await tailOffsets(p);
+  // The counts update before the list renders its rows (the next frame):
+  // give the rows a moment to catch up.
+  let offs9 = await tailOffsets(p);
+  for (let i = 0; i < 100 && offs9.at(-1) !== r.next - 1; i++) {
+    await p.waitForTimeout(100);
+    offs9 = await tailOffsets(p);
+  }
   check(offs9.at(-1) === r.next - 1, `last tail row ${offs9.at(-1)}, want ${r.next - 1}`);
   await waitText(p, "#st-lowest", new RegExp(`^${r.lowest.toLocaleString("en-US")}$`), 10_000);
   await waitText(p, "#st-next", new RegExp(`^${r.next.toLocaleString("en-US")}$`), 10_000);
