@@ -78,49 +78,25 @@ type decodedEntry struct {
 	recs []logstore.Record
 }
 
-// entryReader walks an entry without trusting it.
-type entryReader struct {
-	b   []byte
-	err error
-}
-
-// uvarint reads a uvarint; what (and suffix) name it in the error, which is
-// only formatted when there is one: this runs for every record applied.
-func (r *entryReader) uvarint(what, suffix string) uint64 {
-	if r.err != nil {
-		return 0
+// field splits the length-prefixed field at the start of b off the rest;
+// ok is false if b does not start with a whole one. Small enough to inline:
+// it runs for every key, header and value applied.
+func field(b []byte) (f, rest []byte, ok bool) {
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > uint64(len(b)-k) {
+		return nil, b, false
 	}
-	v, k := binary.Uvarint(r.b)
-	if k <= 0 {
-		r.err = fmt.Errorf("%w: bad %s%s", errBadEntry, what, suffix)
-		return 0
-	}
-	r.b = r.b[k:]
-	return v
-}
-
-// bytes returns the next length-prefixed field, aliasing the entry.
-func (r *entryReader) bytes(what string) []byte {
-	n := r.uvarint(what, " length")
-	if r.err != nil {
-		return nil
-	}
-	if n > uint64(len(r.b)) {
-		r.err = fmt.Errorf("%w: %s claims %d bytes, %d left", errBadEntry, what, n, len(r.b))
-		return nil
-	}
-	f := r.b[:n:n]
-	r.b = r.b[n:]
-	return f
+	end := k + int(n)
+	return b[k:end:end], b[end:], true
 }
 
 // count reads a count of items that take at least min bytes each.
-func (r *entryReader) count(what string, min int) int {
-	n := r.uvarint(what, "")
-	if r.err == nil && n > uint64(len(r.b)/min) {
-		r.err = fmt.Errorf("%w: %d %s for %d bytes", errBadEntry, n, what, len(r.b))
+func count(b []byte, min int) (n int, rest []byte, ok bool) {
+	v, k := binary.Uvarint(b)
+	if k <= 0 || v > uint64((len(b)-k)/min) {
+		return 0, b, false
 	}
-	return int(n)
+	return int(v), b[k:], true
 }
 
 // decodeEntry parses a command entry; everything aliases b, header keys
@@ -131,53 +107,64 @@ func decodeEntry(b []byte) (decodedEntry, error) {
 		return decodedEntry{}, fmt.Errorf("%w: unknown type", errBadEntry)
 	}
 	var e decodedEntry
-	r := entryReader{b: b[1:]}
 	v1 := b[0] == entryAppendV1
+	b = b[1:]
+	minRecord := 1 // value length
 	if !v1 {
-		if len(r.b) < 8 {
+		if len(b) < 8 {
 			return decodedEntry{}, fmt.Errorf("%w: no time", errBadEntry)
 		}
-		e.at = time.Unix(0, int64(binary.LittleEndian.Uint64(r.b)))
-		r.b = r.b[8:]
-	}
-	minRecord := 1
-	if !v1 {
+		e.at = time.Unix(0, int64(binary.LittleEndian.Uint64(b)))
+		b = b[8:]
 		minRecord = 3 // key length, header count, value length
 	}
-	n := r.count("records", minRecord)
-	if r.err == nil && n == 0 {
-		r.err = fmt.Errorf("%w: no records", errBadEntry)
-	}
-	if r.err != nil {
-		return decodedEntry{}, r.err
+	n, b, ok := count(b, minRecord)
+	if !ok || n == 0 {
+		return decodedEntry{}, fmt.Errorf("%w: bad record count", errBadEntry)
 	}
 	e.recs = make([]logstore.Record, n)
 	var slab []logstore.Header
 	for i := range e.recs {
 		rec := &e.recs[i]
+		bad := func(what string) (decodedEntry, error) {
+			return decodedEntry{}, fmt.Errorf("%w: record %d: bad %s", errBadEntry, i, what)
+		}
 		if !v1 {
-			if key := r.bytes("key"); len(key) > 0 {
+			var key []byte
+			if key, b, ok = field(b); !ok {
+				return bad("key")
+			}
+			if len(key) > 0 {
 				rec.Key = key
 			}
-			if h := r.count("headers", 2); h > 0 && r.err == nil {
+			var h int
+			if h, b, ok = count(b, 2); !ok { // a header takes at least two length bytes
+				return bad("header count")
+			}
+			if h > 0 {
 				if cap(slab)-len(slab) < h {
 					slab = make([]logstore.Header, 0, max(h, 2*cap(slab), 16))
 				}
 				start := len(slab)
 				for range h {
-					k := r.bytes("header key")
-					slab = append(slab, logstore.Header{Key: unsafe.String(unsafe.SliceData(k), len(k)), Value: r.bytes("header value")})
+					var k, v []byte
+					if k, b, ok = field(b); !ok {
+						return bad("header key")
+					}
+					if v, b, ok = field(b); !ok {
+						return bad("header value")
+					}
+					slab = append(slab, logstore.Header{Key: unsafe.String(unsafe.SliceData(k), len(k)), Value: v})
 				}
 				rec.Headers = slab[start:len(slab):len(slab)]
 			}
 		}
-		rec.Value = r.bytes("value")
-		if r.err != nil {
-			return decodedEntry{}, fmt.Errorf("record %d: %w", i, r.err)
+		if rec.Value, b, ok = field(b); !ok {
+			return bad("value")
 		}
 	}
-	if len(r.b) != 0 {
-		return decodedEntry{}, fmt.Errorf("%w: %d trailing bytes", errBadEntry, len(r.b))
+	if len(b) != 0 {
+		return decodedEntry{}, fmt.Errorf("%w: %d trailing bytes", errBadEntry, len(b))
 	}
 	return e, nil
 }

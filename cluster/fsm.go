@@ -71,8 +71,10 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	lg := f.c.current().log
 	lowest, _ := lg.Bounds()
 	have := f.stored
-	var fresh []logstore.Record
-	var freshBase uint64
+	// The records to write, as runs of the decoded entries (no copy): they
+	// follow each other from freshBase.
+	var fresh [][]logstore.Record
+	var freshBase, freshEnd uint64
 	for i, e := range logs {
 		f.c.applied(len(e.Data))
 		if e.Type != raft.LogCommand {
@@ -89,6 +91,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		values := entry.recs
 		base := f.next
 		out[i] = applyResult{base: base, n: len(values)}
+		first := len(values) // the first record to write
 		for j := range values {
 			off := base + uint64(j)
 			if off < have {
@@ -97,20 +100,28 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 				}
 				continue // retention deleted it already
 			}
-			if len(fresh) == 0 {
-				if off != have {
-					return f.fail(out, fmt.Errorf("%w: raft entry %d carries offset %d but the local log ends at %d", logstore.ErrCorrupt, e.Index, off, have))
+			if first == len(values) {
+				first = j
+				end := freshEnd
+				if len(fresh) == 0 {
+					end = have
+					freshBase, freshEnd = off, off
 				}
-				freshBase = off
+				if off != end {
+					return f.fail(out, fmt.Errorf("%w: raft entry %d carries offset %d but the local log ends at %d", logstore.ErrCorrupt, e.Index, off, end))
+				}
 			}
 			values[j].Time = at
-			fresh = append(fresh, values[j])
+		}
+		if first < len(values) {
+			fresh = append(fresh, values[first:])
+			freshEnd += uint64(len(values) - first)
 		}
 		f.next += uint64(len(values))
 	}
 	if len(fresh) > 0 {
 		f.w.enqueue(freshBase, fresh)
-		f.stored = freshBase + uint64(len(fresh))
+		f.stored = freshEnd
 	}
 	f.committed.Store(f.next)
 	return out

@@ -45,7 +45,7 @@ const maxWriteBatch = 1 << 16
 // before it is written.
 type writeReq struct {
 	base    uint64
-	values  []logstore.Record
+	runs    [][]logstore.Record // consecutive runs, the first at base
 	flushed chan struct{}
 }
 
@@ -74,7 +74,9 @@ func (w *storeWriter) run() {
 			} else if r.base != base+uint64(len(values)) {
 				w.fail(fmt.Errorf("%w: records for offset %d queued after the run ending at %d", logstore.ErrCorrupt, r.base, base+uint64(len(values))))
 			}
-			values = append(values, r.values...)
+			for _, run := range r.runs {
+				values = append(values, run...)
+			}
 		}
 		add(req)
 	more:
@@ -184,8 +186,8 @@ func (w *storeWriter) failure() error {
 }
 
 // enqueue hands records over; called by the FSM only.
-func (w *storeWriter) enqueue(base uint64, values []logstore.Record) {
-	w.queue <- writeReq{base: base, values: values}
+func (w *storeWriter) enqueue(base uint64, runs [][]logstore.Record) {
+	w.queue <- writeReq{base: base, runs: runs}
 }
 
 // flush returns once everything enqueued before it is written (or failed).
