@@ -414,28 +414,19 @@ func (c *Client) afterFailure(ctx context.Context, addr string, gen uint64, err 
 // Servers returns the cluster's members as a server answers GetServers now
 // (and updates the client's view with it).
 func (c *Client) Servers(ctx context.Context) ([]*logv1.Server, error) {
-	if c.closed.Load() {
-		return nil, ErrClosed
-	}
-	var last error
-	avoid := ""
-	for attempt := 0; ; attempt++ {
-		addr, _, gen := c.readTarget(avoid)
-		resp, err := c.client(addr).GetServers(ctx, &logv1.GetServersRequest{})
-		if err == nil {
-			c.apply(reachable(resp.GetServers(), addr))
-			return resp.GetServers(), nil
+	var addr string // the server the current attempt asks
+	return read(ctx, c, "GetServers", func(avoid string) (string, uint64) {
+		a, _, gen := c.readTarget(avoid)
+		addr = a
+		return a, gen
+	}, func(ctx context.Context, lc logv1connect.LogServiceClient) ([]*logv1.Server, error) {
+		resp, err := lc.GetServers(ctx, &logv1.GetServersRequest{})
+		if err != nil {
+			return nil, err
 		}
-		last = fmt.Errorf("client: GetServers on %s: %w", addr, err)
-		if classifyRead(ctx, err) != retry {
-			return nil, last
-		}
-		avoid = addr
-		c.afterFailure(ctx, addr, gen, err)
-		if attempt >= c.cfg.Retries || !c.sleep(ctx, attempt) {
-			return nil, c.giveUp(ctx, last)
-		}
-	}
+		c.apply(reachable(resp.GetServers(), addr))
+		return resp.GetServers(), nil
+	})
 }
 
 // giveUp wraps the last error of a call whose retries ran out (or whose

@@ -33,7 +33,7 @@ func keyedBatch(prefix string, n int) []logstore.Record {
 	return recs
 }
 
-// appendRecordsTo appends through the leader among nodes.
+// appendRecordsTo appends recs through leader, which must lead.
 func appendRecordsTo(t *testing.T, leader *node, recs []logstore.Record) uint64 {
 	t.Helper()
 	base, err := leader.log.AppendRecords(t.Context(), recs)
@@ -110,27 +110,25 @@ func TestRecordTimesFromTheLeader(t *testing.T) {
 	if leader != nodes[0] {
 		t.Fatalf("%s leads, want n1", leader.id)
 	}
-	first := keyedBatch("a", 5)
-	appendRecordsTo(t, leader, first)
 	var want []logstore.Record
-	for i, r := range first {
-		r.Offset, r.Time = uint64(i), base
-		want = append(want, r)
+	// appendAt appends recs through leader and checks that every node holds
+	// everything so far, these with the time at.
+	appendAt := func(leader *node, recs []logstore.Record, at time.Time) {
+		t.Helper()
+		appendRecordsTo(t, leader, recs)
+		for _, r := range recs {
+			r.Offset, r.Time = uint64(len(want)), at
+			want = append(want, r)
+		}
+		waitApplied(t, uint64(len(want)), nodes...)
+		sameRecordsOn(t, want, nodes...)
 	}
-	waitApplied(t, uint64(len(want)), nodes...)
-	sameRecordsOn(t, want, nodes...)
+	appendAt(leader, keyedBatch("a", 5), base)
 
 	// The leader's clock steps back an hour (as a new leader's may be
 	// behind): its records keep the floor.
 	clocks[0].ns.Add(-int64(time.Hour))
-	second := keyedBatch("b", 3)
-	appendRecordsTo(t, leader, second)
-	for _, r := range second {
-		r.Offset, r.Time = uint64(len(want)), base
-		want = append(want, r)
-	}
-	waitApplied(t, uint64(len(want)), nodes...)
-	sameRecordsOn(t, want, nodes...)
+	appendAt(leader, keyedBatch("b", 3), base)
 
 	// The floor travels in snapshots: snapshot everywhere, restart every
 	// node (each replays from its snapshot), append behind again.
@@ -144,15 +142,7 @@ func TestRecordTimesFromTheLeader(t *testing.T) {
 		n.stop(t)
 		nodes[i] = p.startNode(t, n.id, dir, addr, false, withClock(clocks[i]))
 	}
-	leader = waitLeader(t, nodes...)
-	third := keyedBatch("c", 2)
-	appendRecordsTo(t, leader, third)
-	for _, r := range third {
-		r.Offset, r.Time = uint64(len(want)), base
-		want = append(want, r)
-	}
-	waitApplied(t, uint64(len(want)), nodes...)
-	sameRecordsOn(t, want, nodes...)
+	appendAt(waitLeader(t, nodes...), keyedBatch("c", 2), base)
 
 	// Lookups by time agree with the records on every node.
 	for _, n := range nodes {
@@ -170,10 +160,5 @@ func TestRecordTimesFromTheLeader(t *testing.T) {
 	clocks[0].ns.Store(base.Add(time.Minute).UnixNano())
 	clocks[1].ns.Store(base.Add(time.Minute).UnixNano())
 	clocks[2].ns.Store(base.Add(time.Minute).UnixNano())
-	fourth := keyedBatch("d", 1)
-	appendRecordsTo(t, waitLeader(t, nodes...), fourth)
-	fourth[0].Offset, fourth[0].Time = uint64(len(want)), base.Add(time.Minute)
-	want = append(want, fourth[0])
-	waitApplied(t, uint64(len(want)), nodes...)
-	sameRecordsOn(t, want, nodes...)
+	appendAt(waitLeader(t, nodes...), keyedBatch("d", 1), base.Add(time.Minute))
 }

@@ -152,23 +152,7 @@ func BenchmarkRead(b *testing.B) {
 	defer l.Close()
 	b.Run("sequential-batch", func(b *testing.B) {
 		b.SetBytes(size)
-		var buf []logstore.Record
-		var off uint64
-		n := 0
-		for b.Loop() {
-			if n > 0 {
-				n--
-				continue
-			}
-			var err error
-			buf, err = l.ReadBatch(context.Background(), off%records, 256, 1<<20, buf[:0])
-			if err != nil {
-				b.Fatal(err)
-			}
-			off += uint64(len(buf))
-			n = len(buf) - 1 // each loop iteration accounts for one record
-		}
-		reportRecords(b, b.N)
+		readSequentially(b, l, records)
 	})
 	b.Run("random", func(b *testing.B) {
 		b.SetBytes(size)
@@ -180,6 +164,28 @@ func BenchmarkRead(b *testing.B) {
 		}
 		reportRecords(b, b.N)
 	})
+}
+
+// readSequentially reads the log's records from offset 0 in batches of 256,
+// round and round; each loop iteration accounts for one record.
+func readSequentially(b *testing.B, l *logstore.Log, records uint64) {
+	var buf []logstore.Record
+	var off uint64
+	n := 0
+	for b.Loop() {
+		if n > 0 {
+			n--
+			continue
+		}
+		var err error
+		buf, err = l.ReadBatch(b.Context(), off%records, 256, 1<<20, buf[:0])
+		if err != nil {
+			b.Fatal(err)
+		}
+		off += uint64(len(buf))
+		n = len(buf) - 1
+	}
+	reportRecords(b, b.N)
 }
 
 // BenchmarkOpen1GiB opens a 1 GiB log (16 sealed segments of 64 MiB plus the
@@ -254,30 +260,15 @@ func BenchmarkReadRecords(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			var buf []logstore.Record
-			var off uint64
-			n := 0
-			for b.Loop() {
-				if n > 0 {
-					n--
-					continue
-				}
-				buf, err = l.ReadBatch(b.Context(), off%records, 256, 1<<20, buf[:0])
-				if err != nil {
-					b.Fatal(err)
-				}
-				off += uint64(len(buf))
-				n = len(buf) - 1
-			}
-			reportRecords(b, b.N)
+			readSequentially(b, l, records)
 		})
 	}
 }
 
 // BenchmarkOffsetForTime looks up random times in a log of
 // PROGLOG_BENCH_TIME_GIB GiB (default 1) of 100-byte records, one
-// millisecond apart, with a cold page cache for the first lookups only
-// where the machine dropped it. One op is one lookup.
+// millisecond apart, with the page cache warm, and cold (dropped before
+// each lookup, root only). One op is one lookup.
 func BenchmarkOffsetForTime(b *testing.B) {
 	gib := 1.0
 	if s := os.Getenv("PROGLOG_BENCH_TIME_GIB"); s != "" {

@@ -96,7 +96,7 @@ func (s *Service) Produce(ctx context.Context, req *logv1.ProduceRequest) (_ *lo
 	if req.GetRecord() == nil {
 		return nil, invalidArgument("record is required")
 	}
-	rec, err := s.record(-1, req.GetRecord(), new([]logstore.Header))
+	rec, size, err := s.record(-1, req.GetRecord(), new([]logstore.Header))
 	if err != nil {
 		return nil, err
 	}
@@ -108,7 +108,7 @@ func (s *Service) Produce(ctx context.Context, req *logv1.ProduceRequest) (_ *lo
 		}
 		return nil, toConnect(ctx, err)
 	}
-	s.metrics.appended(1, rec.Size())
+	s.metrics.appended(1, size)
 	return &logv1.ProduceResponse{Offset: off}, nil
 }
 

@@ -70,27 +70,25 @@ const (
 // attack that net/http does not cut by itself.
 const maxContinuationFrames = 128
 
+// set gives *v the default def when it is zero.
+func set[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
 // withDefaults fills the zero fields of l from DefaultLimits.
 func (l Limits) withDefaults() Limits {
 	d := DefaultLimits()
-	set := func(v *int, def int) {
-		if *v == 0 {
-			*v = def
-		}
-	}
-	setD := func(v *time.Duration, def time.Duration) {
-		if *v == 0 {
-			*v = def
-		}
-	}
 	set(&l.MaxConns, d.MaxConns)
 	set(&l.MaxAnonymousConns, d.MaxAnonymousConns)
 	set(&l.MaxStreams, d.MaxStreams)
 	set(&l.MaxAnonymousStreams, d.MaxAnonymousStreams)
 	set(&l.MaxHeaderBytes, d.MaxHeaderBytes)
-	setD(&l.HandshakeTimeout, d.HandshakeTimeout)
-	setD(&l.BodyTimeout, d.BodyTimeout)
-	setD(&l.IdleTimeout, d.IdleTimeout)
+	set(&l.HandshakeTimeout, d.HandshakeTimeout)
+	set(&l.BodyTimeout, d.BodyTimeout)
+	set(&l.IdleTimeout, d.IdleTimeout)
 	return l
 }
 

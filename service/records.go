@@ -23,12 +23,13 @@ const (
 // record checks a produced record and returns it as the log takes it; its
 // slices alias the request. index names the record in a batch (-1 for a
 // single record). A producer's time is ignored: the leader stamps records.
-// Headers are carved from *slab, shared by a batch's records.
-func (s *Service) record(index int, r *logv1.Record, slab *[]logstore.Header) (logstore.Record, error) {
-	rec := logstore.Record{Key: r.GetKey(), Value: r.GetValue()}
+// Headers are carved from *slab, shared by a batch's records. size is what
+// the record counts against the limit.
+func (s *Service) record(index int, r *logv1.Record, slab *[]logstore.Header) (rec logstore.Record, size int, err error) {
+	rec = logstore.Record{Key: r.GetKey(), Value: r.GetValue()}
 	if hs := r.GetHeaders(); len(hs) > 0 {
 		if len(hs) > maxHeaders {
-			return rec, invalidArgument("%s has %d headers, the limit is %d", recordName(index), len(hs), maxHeaders)
+			return rec, 0, invalidArgument("%s has %d headers, the limit is %d", recordName(index), len(hs), maxHeaders)
 		}
 		if cap(*slab)-len(*slab) < len(hs) {
 			*slab = make([]logstore.Header, 0, max(len(hs), 2*cap(*slab), 16))
@@ -40,19 +41,19 @@ func (s *Service) record(index int, r *logv1.Record, slab *[]logstore.Header) (l
 			k := h.GetKey()
 			switch {
 			case k == "":
-				return rec, invalidArgument("%s: header %d has an empty key", recordName(index), i)
+				return rec, 0, invalidArgument("%s: header %d has an empty key", recordName(index), i)
 			case len(k) > MaxHeaderKeyBytes:
-				return rec, invalidArgument("%s: header %d key of %d bytes exceeds the limit of %d bytes", recordName(index), i, len(k), MaxHeaderKeyBytes)
+				return rec, 0, invalidArgument("%s: header %d key of %d bytes exceeds the limit of %d bytes", recordName(index), i, len(k), MaxHeaderKeyBytes)
 			case !utf8.ValidString(k):
-				return rec, invalidArgument("%s: header %d key is not valid UTF-8", recordName(index), i)
+				return rec, 0, invalidArgument("%s: header %d key is not valid UTF-8", recordName(index), i)
 			}
 			rec.Headers[i] = logstore.Header{Key: k, Value: h.GetValue()}
 		}
 	}
-	if size := rec.Size(); size > s.maxRecordBytes {
-		return rec, invalidArgument("%s of %d bytes (key, headers and value) exceeds the limit of %d bytes", recordName(index), size, s.maxRecordBytes)
+	if size = rec.Size(); size > s.maxRecordBytes {
+		return rec, 0, invalidArgument("%s of %d bytes (key, headers and value) exceeds the limit of %d bytes", recordName(index), size, s.maxRecordBytes)
 	}
-	return rec, nil
+	return rec, size, nil
 }
 
 // recordName names a record in an error: "record" alone, or "record i" in
@@ -77,12 +78,12 @@ func (s *Service) records(in []*logv1.Record) ([]logstore.Record, int, error) {
 	var slab []logstore.Header
 	size := 0
 	for i, r := range in {
-		rec, err := s.record(i, r, &slab)
+		rec, n, err := s.record(i, r, &slab)
 		if err != nil {
 			return nil, 0, err
 		}
 		recs[i] = rec
-		size += rec.Size()
+		size += n
 	}
 	return recs, size, nil
 }

@@ -394,11 +394,11 @@ func (s *Service) pendingFrom(req *logv1.ProduceStreamRequest) (pendingProduce, 
 	if req.GetRecord() == nil {
 		return pendingProduce{}, invalidArgument("empty request: set record or records")
 	}
-	rec, err := s.record(-1, req.GetRecord(), new([]logstore.Header))
+	rec, size, err := s.record(-1, req.GetRecord(), new([]logstore.Header))
 	if err != nil {
 		return pendingProduce{}, err
 	}
-	return pendingProduce{recs: []logstore.Record{rec}, bytes: rec.Size()}, nil
+	return pendingProduce{recs: []logstore.Record{rec}, bytes: size}, nil
 }
 
 // appendPending is ProduceStream's appender: it writes the pending
