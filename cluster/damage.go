@@ -56,15 +56,10 @@ const healRetry = time.Second
 // store with it, in the background, asking each peer in turn until one
 // answers and retrying until the node closes.
 func (l *Log) heal(offset uint64) {
-	l.applyMu.RLock() // Close waits for bg once closing is set
-	defer l.applyMu.RUnlock()
-	if l.closing {
-		return
-	}
 	if _, busy := l.damage.healing.LoadOrStore(offset, struct{}{}); busy {
 		return
 	}
-	l.bg.Go(func() {
+	started := l.background(func() {
 		defer l.damage.healing.Delete(offset)
 		for {
 			done, err := l.healOnce(offset)
@@ -79,6 +74,9 @@ func (l *Log) heal(offset uint64) {
 			}
 		}
 	})
+	if !started {
+		l.damage.healing.Delete(offset)
+	}
 }
 
 // healOnce asks the peers for the record at offset; done says whether

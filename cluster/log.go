@@ -909,19 +909,25 @@ func (l *Log) stepDown() {
 	if l.raft == nil || l.raft.State() != raft.Leader {
 		return
 	}
-	// Close waits for bg once closing is set: nothing may join it after.
-	l.applyMu.RLock()
-	defer l.applyMu.RUnlock()
-	if l.closing {
-		return
-	}
-	l.bg.Go(func() {
+	l.background(func() {
 		if err := l.raft.LeadershipTransfer().Error(); err != nil {
 			l.logger.Warn("cluster: hand leadership over (cannot apply, or a damaged store)", "err", err)
 		} else {
 			l.logger.Info("cluster: handed leadership over: this node cannot apply, or its store is damaged")
 		}
 	})
+}
+
+// background runs f in bg, which Close waits for, unless Close has begun:
+// once closing is set nothing may join bg. It reports whether f runs.
+func (l *Log) background(f func()) bool {
+	l.applyMu.RLock()
+	defer l.applyMu.RUnlock()
+	if l.closing {
+		return false
+	}
+	l.bg.Go(f)
+	return true
 }
 
 // TransferLeadership hands leadership to the most up-to-date follower, for
