@@ -36,9 +36,10 @@ func (s *Service) leaderFor(ctx context.Context, err error) (logv1connect.LogSer
 	return s.forward(err)
 }
 
-// forwardBatch sends recs to the leader as one ProduceBatch.
-func forwardBatch(ctx context.Context, leader logv1connect.LogServiceClient, recs []logstore.Record) (uint64, error) {
-	resp, err := leader.ProduceBatch(ctx, &logv1.ProduceBatchRequest{Records: recordsToProto(recs)})
+// forwardBatch sends records, as a client sent them, to the leader as one
+// ProduceBatch.
+func forwardBatch(ctx context.Context, leader logv1connect.LogServiceClient, recs []*logv1.Record) (uint64, error) {
+	resp, err := leader.ProduceBatch(ctx, &logv1.ProduceBatchRequest{Records: recs})
 	if err != nil {
 		return 0, forwardFailed(err)
 	}

@@ -108,17 +108,6 @@ func toProto(rec *logstore.Record, dst *logv1.Record) {
 	}
 }
 
-// recordsToProto turns records back into a request, for forwarding.
-func recordsToProto(recs []logstore.Record) []*logv1.Record {
-	out := make([]*logv1.Record, len(recs))
-	for i := range recs {
-		out[i] = new(logv1.Record)
-		toProto(&recs[i], out[i])
-		out[i].Time = nil
-	}
-	return out
-}
-
 // fromTime checks a requested start time.
 func fromTime(ts *timestamppb.Timestamp) (time.Time, error) {
 	if err := ts.CheckValid(); err != nil {

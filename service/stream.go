@@ -246,7 +246,8 @@ func (s *Service) ConsumeStream(ctx context.Context, req *logv1.ConsumeStreamReq
 // pendingProduce is one received ProduceStream request on its way to the log.
 type pendingProduce struct {
 	recs  []logstore.Record
-	bytes int // key, header and value bytes
+	sent  []*logv1.Record // the request's records, as a leader is sent them
+	bytes int             // key, header and value bytes
 }
 
 // cost is what the request holds in memory until it is acknowledged.
@@ -389,7 +390,7 @@ func (s *Service) ProduceStream(ctx context.Context, stream *connect.BidiStream[
 func (s *Service) pendingFrom(req *logv1.ProduceStreamRequest) (pendingProduce, error) {
 	if len(req.GetRecords()) > 0 {
 		recs, size, err := s.records(req.GetRecords())
-		return pendingProduce{recs: recs, bytes: size}, err
+		return pendingProduce{recs: recs, sent: req.GetRecords(), bytes: size}, err
 	}
 	if req.GetRecord() == nil {
 		return pendingProduce{}, invalidArgument("empty request: set record or records")
@@ -398,7 +399,7 @@ func (s *Service) pendingFrom(req *logv1.ProduceStreamRequest) (pendingProduce, 
 	if err != nil {
 		return pendingProduce{}, err
 	}
-	return pendingProduce{recs: []logstore.Record{rec}, bytes: size}, nil
+	return pendingProduce{recs: []logstore.Record{rec}, sent: []*logv1.Record{req.GetRecord()}, bytes: size}, nil
 }
 
 // appendPending is ProduceStream's appender: it writes the pending
@@ -460,7 +461,7 @@ func (s *Service) appendPending(ctx context.Context, reqs <-chan pendingProduce,
 			// One request at a time: each fits the leader's message
 			// limit, and the leader's offsets need not be contiguous.
 			for _, g := range group {
-				base, err := forwardBatch(ctx, leader, g.recs)
+				base, err := forwardBatch(ctx, leader, g.sent)
 				if err != nil {
 					fail(err)
 					break
