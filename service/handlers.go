@@ -180,8 +180,9 @@ func (s *Service) GetServers(ctx context.Context, _ *logv1.GetServersRequest) (*
 func (s *Service) GetStats(ctx context.Context, _ *logv1.GetStatsRequest) (*logv1.GetStatsResponse, error) {
 	// A replicated log writes applied records to its store moments later;
 	// waiting for them (briefly: not for a store that cannot write, say on
-	// a full disk) makes sizes and the lowest offset retention leaves those
-	// after the caller's latest acknowledged produce.
+	// a full disk) makes the sizes count the caller's latest acknowledged
+	// produce. (Retention that the last write's segment roll starts may
+	// still be running.)
 	if _, next := s.log.Bounds(); next > 0 {
 		wctx, cancel := context.WithTimeout(ctx, statsWriteWait)
 		_ = s.log.Wait(wctx, next-1)

@@ -333,9 +333,19 @@ func (e *env) answer(ctx context.Context, t *testing.T, step string, msg map[str
 				return fail(err)
 			}
 		}
-		st, err := e.client.GetStats(ctx, &logv1.GetStatsRequest{})
-		if err != nil {
-			return fail(err)
+		// The retention a roll starts runs after the roll's records are
+		// visible: ask until the lowest offset has settled.
+		var st *logv1.GetStatsResponse
+		for range 50 {
+			prev := st
+			var err error
+			if st, err = e.client.GetStats(ctx, &logv1.GetStatsRequest{}); err != nil {
+				return fail(err)
+			}
+			if prev != nil && prev.LowestOffset == st.LowestOffset {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
 		}
 		return map[string]any{"lowest": st.LowestOffset, "next": st.NextOffset, "last": last}
 	case "produce-rate":
