@@ -36,6 +36,10 @@ type fsm struct {
 	// committed is next as readers see it: records below it are committed
 	// and applied, though perhaps not written to the store yet.
 	committed atomic.Uint64
+	// index is the Raft index of the latest entry applied here. Raft's own
+	// AppliedIndex moves after raft hands a batch to the FSM goroutine, so
+	// a caller whose Apply already returned may still see it behind.
+	index atomic.Uint64
 }
 
 var (
@@ -124,6 +128,9 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		f.stored = freshEnd
 	}
 	f.committed.Store(f.next)
+	if len(logs) > 0 {
+		f.index.Store(logs[len(logs)-1].Index)
+	}
 	return out
 }
 
