@@ -4,14 +4,17 @@
 // 	protoc        (unknown)
 // source: log/v1/log.proto
 
-// Package log.v1 is proglog's public API: an append-only log of records
-// addressed by dense 64-bit offsets.
+// Package log.v1 is proglog's public API: named topics, each split into
+// partitions, each partition an append-only log of records addressed by
+// dense 64-bit offsets. A request that names no topic uses the topic
+// "default" (partition 0 unless said otherwise).
 
 package logv1
 
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -219,8 +222,15 @@ func (x *Header) GetValue() []byte {
 }
 
 type ProduceRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Record        *Record                `protobuf:"bytes,1,opt,name=record,proto3" json:"record,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Record *Record                `protobuf:"bytes,1,opt,name=record,proto3" json:"record,omitempty"`
+	// topic is the topic to append to; empty means "default".
+	Topic string `protobuf:"bytes,2,opt,name=topic,proto3" json:"topic,omitempty"`
+	// partition, when set, is the partition to append to. Otherwise the
+	// record's key chooses it (murmur2 of the key, as Kafka's default
+	// partitioner), or, without a key, the server spreads records over the
+	// partitions.
+	Partition     *uint32 `protobuf:"varint,3,opt,name=partition,proto3,oneof" json:"partition,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -262,9 +272,25 @@ func (x *ProduceRequest) GetRecord() *Record {
 	return nil
 }
 
+func (x *ProduceRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *ProduceRequest) GetPartition() uint32 {
+	if x != nil && x.Partition != nil {
+		return *x.Partition
+	}
+	return 0
+}
+
 type ProduceResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Offset        uint64                 `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Offset uint64                 `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`
+	// partition is the partition the record was appended to.
+	Partition     uint32 `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -306,9 +332,22 @@ func (x *ProduceResponse) GetOffset() uint64 {
 	return 0
 }
 
+func (x *ProduceResponse) GetPartition() uint32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
 type ProduceBatchRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Records       []*Record              `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Records []*Record              `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
+	// topic and partition as in ProduceRequest. A batch goes to one
+	// partition: without partition, every keyed record's key must map to the
+	// same partition (INVALID_ARGUMENT otherwise), and records without keys
+	// go where the keyed ones go.
+	Topic         string  `protobuf:"bytes,2,opt,name=topic,proto3" json:"topic,omitempty"`
+	Partition     *uint32 `protobuf:"varint,3,opt,name=partition,proto3,oneof" json:"partition,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -350,12 +389,28 @@ func (x *ProduceBatchRequest) GetRecords() []*Record {
 	return nil
 }
 
+func (x *ProduceBatchRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *ProduceBatchRequest) GetPartition() uint32 {
+	if x != nil && x.Partition != nil {
+		return *x.Partition
+	}
+	return 0
+}
+
 type ProduceBatchResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// base_offset is the offset of the first record; the others follow it.
 	BaseOffset uint64 `protobuf:"varint,1,opt,name=base_offset,json=baseOffset,proto3" json:"base_offset,omitempty"`
 	// count is how many records were appended.
-	Count         uint32 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	Count uint32 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	// partition is the partition the records were appended to.
+	Partition     uint32 `protobuf:"varint,3,opt,name=partition,proto3" json:"partition,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -404,12 +459,22 @@ func (x *ProduceBatchResponse) GetCount() uint32 {
 	return 0
 }
 
+func (x *ProduceBatchResponse) GetPartition() uint32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
 type ConsumeRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Offset uint64                 `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`
 	// from_time, when set, reads the first record whose time is at or after
 	// it (offset must then be 0); OUT_OF_RANGE if there is none yet.
-	FromTime      *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=from_time,json=fromTime,proto3" json:"from_time,omitempty"`
+	FromTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=from_time,json=fromTime,proto3" json:"from_time,omitempty"`
+	// topic ("" is "default") and partition to read from.
+	Topic         string `protobuf:"bytes,3,opt,name=topic,proto3" json:"topic,omitempty"`
+	Partition     uint32 `protobuf:"varint,4,opt,name=partition,proto3" json:"partition,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -456,6 +521,20 @@ func (x *ConsumeRequest) GetFromTime() *timestamppb.Timestamp {
 		return x.FromTime
 	}
 	return nil
+}
+
+func (x *ConsumeRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *ConsumeRequest) GetPartition() uint32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
 }
 
 type ConsumeResponse struct {
@@ -516,7 +595,10 @@ type ConsumeStreamRequest struct {
 	// from_time, when set, starts the stream at the first record whose time
 	// is at or after it, or, if there is none yet, at the end, following new
 	// records (whatever their time); offset and from_end must then be unset.
-	FromTime      *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=from_time,json=fromTime,proto3" json:"from_time,omitempty"`
+	FromTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=from_time,json=fromTime,proto3" json:"from_time,omitempty"`
+	// topic ("" is "default") and partition to read from.
+	Topic         string `protobuf:"bytes,5,opt,name=topic,proto3" json:"topic,omitempty"`
+	Partition     uint32 `protobuf:"varint,6,opt,name=partition,proto3" json:"partition,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -579,6 +661,20 @@ func (x *ConsumeStreamRequest) GetFromTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *ConsumeStreamRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *ConsumeStreamRequest) GetPartition() uint32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
 type ConsumeStreamResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// record is set when the response carries exactly one record.
@@ -639,7 +735,11 @@ type ProduceStreamRequest struct {
 	// record is appended when records is empty.
 	Record *Record `protobuf:"bytes,1,opt,name=record,proto3" json:"record,omitempty"`
 	// records are appended together, as one durable write.
-	Records       []*Record `protobuf:"bytes,2,rep,name=records,proto3" json:"records,omitempty"`
+	Records []*Record `protobuf:"bytes,2,rep,name=records,proto3" json:"records,omitempty"`
+	// topic and partition as in ProduceBatchRequest, per request: one
+	// stream may write to several topics and partitions.
+	Topic         string  `protobuf:"bytes,3,opt,name=topic,proto3" json:"topic,omitempty"`
+	Partition     *uint32 `protobuf:"varint,4,opt,name=partition,proto3,oneof" json:"partition,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -688,12 +788,28 @@ func (x *ProduceStreamRequest) GetRecords() []*Record {
 	return nil
 }
 
+func (x *ProduceStreamRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *ProduceStreamRequest) GetPartition() uint32 {
+	if x != nil && x.Partition != nil {
+		return *x.Partition
+	}
+	return 0
+}
+
 type ProduceStreamResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// offset is the offset of the (first) record of the matching request.
 	Offset uint64 `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`
 	// count is how many records the matching request appended.
-	Count         uint32 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	Count uint32 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	// partition is the partition the matching request's records went to.
+	Partition     uint32 `protobuf:"varint,3,opt,name=partition,proto3" json:"partition,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -738,6 +854,13 @@ func (x *ProduceStreamResponse) GetOffset() uint64 {
 func (x *ProduceStreamResponse) GetCount() uint32 {
 	if x != nil {
 		return x.Count
+	}
+	return 0
+}
+
+func (x *ProduceStreamResponse) GetPartition() uint32 {
+	if x != nil {
+		return x.Partition
 	}
 	return 0
 }
@@ -824,12 +947,16 @@ func (x *GetServersResponse) GetServers() []*Server {
 
 // Server is one node of the cluster.
 type Server struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	RpcAddr       string                 `protobuf:"bytes,2,opt,name=rpc_addr,json=rpcAddr,proto3" json:"rpc_addr,omitempty"`
-	IsLeader      bool                   `protobuf:"varint,3,opt,name=is_leader,json=isLeader,proto3" json:"is_leader,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Id      string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	RpcAddr string                 `protobuf:"bytes,2,opt,name=rpc_addr,json=rpcAddr,proto3" json:"rpc_addr,omitempty"`
+	// is_leader: the node leads the cluster's system group, which holds
+	// the topic catalogue and the topic "default".
+	IsLeader bool `protobuf:"varint,3,opt,name=is_leader,json=isLeader,proto3" json:"is_leader,omitempty"`
+	// partition_leaders is how many partitions of all topics the node leads.
+	PartitionLeaders uint32 `protobuf:"varint,4,opt,name=partition_leaders,json=partitionLeaders,proto3" json:"partition_leaders,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Server) Reset() {
@@ -883,8 +1010,18 @@ func (x *Server) GetIsLeader() bool {
 	return false
 }
 
+func (x *Server) GetPartitionLeaders() uint32 {
+	if x != nil {
+		return x.PartitionLeaders
+	}
+	return 0
+}
+
 type GetStatsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// topic ("" is "default") and partition to describe.
+	Topic         string `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Partition     uint32 `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -917,6 +1054,20 @@ func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use GetStatsRequest.ProtoReflect.Descriptor instead.
 func (*GetStatsRequest) Descriptor() ([]byte, []int) {
 	return file_log_v1_log_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *GetStatsRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *GetStatsRequest) GetPartition() uint32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
 }
 
 type GetStatsResponse struct {
@@ -1010,8 +1161,11 @@ func (x *GetStatsResponse) GetVersion() string {
 }
 
 type GetOffsetForTimeRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Time          *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Time  *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
+	// topic ("" is "default") and partition to look in.
+	Topic         string `protobuf:"bytes,2,opt,name=topic,proto3" json:"topic,omitempty"`
+	Partition     uint32 `protobuf:"varint,3,opt,name=partition,proto3" json:"partition,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1051,6 +1205,20 @@ func (x *GetOffsetForTimeRequest) GetTime() *timestamppb.Timestamp {
 		return x.Time
 	}
 	return nil
+}
+
+func (x *GetOffsetForTimeRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *GetOffsetForTimeRequest) GetPartition() uint32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
 }
 
 type GetOffsetForTimeResponse struct {
@@ -1311,11 +1479,805 @@ func (x *OffsetRange) GetNext() uint64 {
 	return 0
 }
 
+// TopicConfig holds a topic's settings. In a CreateTopicRequest an unset
+// or zero field takes the node's default.
+type TopicConfig struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// retention_bytes deletes a partition's oldest segments while it holds
+	// more than this many bytes; 0 keeps everything.
+	RetentionBytes uint64 `protobuf:"varint,1,opt,name=retention_bytes,json=retentionBytes,proto3" json:"retention_bytes,omitempty"`
+	// retention_age deletes segments whose newest record is older than
+	// this; unset or zero keeps everything.
+	RetentionAge *durationpb.Duration `protobuf:"bytes,2,opt,name=retention_age,json=retentionAge,proto3" json:"retention_age,omitempty"`
+	// max_record_bytes caps one record (key, headers and value together);
+	// 0 is the node's --max-record-bytes, and it cannot exceed it.
+	MaxRecordBytes uint32 `protobuf:"varint,3,opt,name=max_record_bytes,json=maxRecordBytes,proto3" json:"max_record_bytes,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *TopicConfig) Reset() {
+	*x = TopicConfig{}
+	mi := &file_log_v1_log_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TopicConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TopicConfig) ProtoMessage() {}
+
+func (x *TopicConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_log_v1_log_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TopicConfig.ProtoReflect.Descriptor instead.
+func (*TopicConfig) Descriptor() ([]byte, []int) {
+	return file_log_v1_log_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *TopicConfig) GetRetentionBytes() uint64 {
+	if x != nil {
+		return x.RetentionBytes
+	}
+	return 0
+}
+
+func (x *TopicConfig) GetRetentionAge() *durationpb.Duration {
+	if x != nil {
+		return x.RetentionAge
+	}
+	return nil
+}
+
+func (x *TopicConfig) GetMaxRecordBytes() uint32 {
+	if x != nil {
+		return x.MaxRecordBytes
+	}
+	return 0
+}
+
+// Topic is a named log split into partitions.
+type Topic struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name: 1 to 249 bytes of [a-zA-Z0-9._-].
+	Name       string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Partitions uint32 `protobuf:"varint,2,opt,name=partitions,proto3" json:"partitions,omitempty"`
+	// replication_factor is how many nodes hold each partition.
+	ReplicationFactor uint32                 `protobuf:"varint,3,opt,name=replication_factor,json=replicationFactor,proto3" json:"replication_factor,omitempty"`
+	Config            *TopicConfig           `protobuf:"bytes,4,opt,name=config,proto3" json:"config,omitempty"`
+	Created           *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created,proto3" json:"created,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *Topic) Reset() {
+	*x = Topic{}
+	mi := &file_log_v1_log_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Topic) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Topic) ProtoMessage() {}
+
+func (x *Topic) ProtoReflect() protoreflect.Message {
+	mi := &file_log_v1_log_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Topic.ProtoReflect.Descriptor instead.
+func (*Topic) Descriptor() ([]byte, []int) {
+	return file_log_v1_log_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *Topic) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Topic) GetPartitions() uint32 {
+	if x != nil {
+		return x.Partitions
+	}
+	return 0
+}
+
+func (x *Topic) GetReplicationFactor() uint32 {
+	if x != nil {
+		return x.ReplicationFactor
+	}
+	return 0
+}
+
+func (x *Topic) GetConfig() *TopicConfig {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+func (x *Topic) GetCreated() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Created
+	}
+	return nil
+}
+
+type CreateTopicRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// partitions defaults to 1.
+	Partitions uint32 `protobuf:"varint,2,opt,name=partitions,proto3" json:"partitions,omitempty"`
+	// replication_factor defaults to min(3, number of nodes); it cannot
+	// exceed the number of nodes.
+	ReplicationFactor uint32       `protobuf:"varint,3,opt,name=replication_factor,json=replicationFactor,proto3" json:"replication_factor,omitempty"`
+	Config            *TopicConfig `protobuf:"bytes,4,opt,name=config,proto3" json:"config,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *CreateTopicRequest) Reset() {
+	*x = CreateTopicRequest{}
+	mi := &file_log_v1_log_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateTopicRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateTopicRequest) ProtoMessage() {}
+
+func (x *CreateTopicRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_log_v1_log_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateTopicRequest.ProtoReflect.Descriptor instead.
+func (*CreateTopicRequest) Descriptor() ([]byte, []int) {
+	return file_log_v1_log_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *CreateTopicRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateTopicRequest) GetPartitions() uint32 {
+	if x != nil {
+		return x.Partitions
+	}
+	return 0
+}
+
+func (x *CreateTopicRequest) GetReplicationFactor() uint32 {
+	if x != nil {
+		return x.ReplicationFactor
+	}
+	return 0
+}
+
+func (x *CreateTopicRequest) GetConfig() *TopicConfig {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+type CreateTopicResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Topic         *Topic                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateTopicResponse) Reset() {
+	*x = CreateTopicResponse{}
+	mi := &file_log_v1_log_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateTopicResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateTopicResponse) ProtoMessage() {}
+
+func (x *CreateTopicResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_log_v1_log_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateTopicResponse.ProtoReflect.Descriptor instead.
+func (*CreateTopicResponse) Descriptor() ([]byte, []int) {
+	return file_log_v1_log_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *CreateTopicResponse) GetTopic() *Topic {
+	if x != nil {
+		return x.Topic
+	}
+	return nil
+}
+
+type ListTopicsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTopicsRequest) Reset() {
+	*x = ListTopicsRequest{}
+	mi := &file_log_v1_log_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTopicsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTopicsRequest) ProtoMessage() {}
+
+func (x *ListTopicsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_log_v1_log_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTopicsRequest.ProtoReflect.Descriptor instead.
+func (*ListTopicsRequest) Descriptor() ([]byte, []int) {
+	return file_log_v1_log_proto_rawDescGZIP(), []int{27}
+}
+
+type ListTopicsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Topics        []*Topic               `protobuf:"bytes,1,rep,name=topics,proto3" json:"topics,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTopicsResponse) Reset() {
+	*x = ListTopicsResponse{}
+	mi := &file_log_v1_log_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTopicsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTopicsResponse) ProtoMessage() {}
+
+func (x *ListTopicsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_log_v1_log_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTopicsResponse.ProtoReflect.Descriptor instead.
+func (*ListTopicsResponse) Descriptor() ([]byte, []int) {
+	return file_log_v1_log_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ListTopicsResponse) GetTopics() []*Topic {
+	if x != nil {
+		return x.Topics
+	}
+	return nil
+}
+
+type DescribeTopicRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DescribeTopicRequest) Reset() {
+	*x = DescribeTopicRequest{}
+	mi := &file_log_v1_log_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DescribeTopicRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DescribeTopicRequest) ProtoMessage() {}
+
+func (x *DescribeTopicRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_log_v1_log_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DescribeTopicRequest.ProtoReflect.Descriptor instead.
+func (*DescribeTopicRequest) Descriptor() ([]byte, []int) {
+	return file_log_v1_log_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *DescribeTopicRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type DescribeTopicResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Topic         *Topic                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Partitions    []*PartitionInfo       `protobuf:"bytes,2,rep,name=partitions,proto3" json:"partitions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DescribeTopicResponse) Reset() {
+	*x = DescribeTopicResponse{}
+	mi := &file_log_v1_log_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DescribeTopicResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DescribeTopicResponse) ProtoMessage() {}
+
+func (x *DescribeTopicResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_log_v1_log_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DescribeTopicResponse.ProtoReflect.Descriptor instead.
+func (*DescribeTopicResponse) Descriptor() ([]byte, []int) {
+	return file_log_v1_log_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *DescribeTopicResponse) GetTopic() *Topic {
+	if x != nil {
+		return x.Topic
+	}
+	return nil
+}
+
+func (x *DescribeTopicResponse) GetPartitions() []*PartitionInfo {
+	if x != nil {
+		return x.Partitions
+	}
+	return nil
+}
+
+// PartitionInfo describes one partition of a topic as the answering node
+// knows it.
+type PartitionInfo struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Partition uint32                 `protobuf:"varint,1,opt,name=partition,proto3" json:"partition,omitempty"`
+	// leader is the node ID of the partition's leader; empty while it has
+	// none.
+	Leader   string     `protobuf:"bytes,2,opt,name=leader,proto3" json:"leader,omitempty"`
+	Replicas []*Replica `protobuf:"bytes,3,rep,name=replicas,proto3" json:"replicas,omitempty"`
+	// lowest_offset, next_offset and size_bytes as in GetStatsResponse, from
+	// the leader where it answers, else from the answering node's replica.
+	LowestOffset  uint64 `protobuf:"varint,4,opt,name=lowest_offset,json=lowestOffset,proto3" json:"lowest_offset,omitempty"`
+	NextOffset    uint64 `protobuf:"varint,5,opt,name=next_offset,json=nextOffset,proto3" json:"next_offset,omitempty"`
+	SizeBytes     uint64 `protobuf:"varint,6,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PartitionInfo) Reset() {
+	*x = PartitionInfo{}
+	mi := &file_log_v1_log_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PartitionInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PartitionInfo) ProtoMessage() {}
+
+func (x *PartitionInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_log_v1_log_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PartitionInfo.ProtoReflect.Descriptor instead.
+func (*PartitionInfo) Descriptor() ([]byte, []int) {
+	return file_log_v1_log_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *PartitionInfo) GetPartition() uint32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *PartitionInfo) GetLeader() string {
+	if x != nil {
+		return x.Leader
+	}
+	return ""
+}
+
+func (x *PartitionInfo) GetReplicas() []*Replica {
+	if x != nil {
+		return x.Replicas
+	}
+	return nil
+}
+
+func (x *PartitionInfo) GetLowestOffset() uint64 {
+	if x != nil {
+		return x.LowestOffset
+	}
+	return 0
+}
+
+func (x *PartitionInfo) GetNextOffset() uint64 {
+	if x != nil {
+		return x.NextOffset
+	}
+	return 0
+}
+
+func (x *PartitionInfo) GetSizeBytes() uint64 {
+	if x != nil {
+		return x.SizeBytes
+	}
+	return 0
+}
+
+// Replica is one node holding a copy of a partition.
+type Replica struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	NodeId   string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	RpcAddr  string                 `protobuf:"bytes,2,opt,name=rpc_addr,json=rpcAddr,proto3" json:"rpc_addr,omitempty"`
+	IsLeader bool                   `protobuf:"varint,3,opt,name=is_leader,json=isLeader,proto3" json:"is_leader,omitempty"`
+	// in_sync is true when the replica is a voter of the partition's Raft
+	// group that the leader has heard from recently.
+	InSync        bool `protobuf:"varint,4,opt,name=in_sync,json=inSync,proto3" json:"in_sync,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Replica) Reset() {
+	*x = Replica{}
+	mi := &file_log_v1_log_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Replica) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Replica) ProtoMessage() {}
+
+func (x *Replica) ProtoReflect() protoreflect.Message {
+	mi := &file_log_v1_log_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Replica.ProtoReflect.Descriptor instead.
+func (*Replica) Descriptor() ([]byte, []int) {
+	return file_log_v1_log_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *Replica) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *Replica) GetRpcAddr() string {
+	if x != nil {
+		return x.RpcAddr
+	}
+	return ""
+}
+
+func (x *Replica) GetIsLeader() bool {
+	if x != nil {
+		return x.IsLeader
+	}
+	return false
+}
+
+func (x *Replica) GetInSync() bool {
+	if x != nil {
+		return x.InSync
+	}
+	return false
+}
+
+type UpdateTopicRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Each setting that is set replaces the topic's; 0 (or a zero duration)
+	// turns retention by that measure off, or for max_record_bytes takes
+	// the node's default.
+	RetentionBytes *uint64              `protobuf:"varint,2,opt,name=retention_bytes,json=retentionBytes,proto3,oneof" json:"retention_bytes,omitempty"`
+	RetentionAge   *durationpb.Duration `protobuf:"bytes,3,opt,name=retention_age,json=retentionAge,proto3" json:"retention_age,omitempty"`
+	MaxRecordBytes *uint32              `protobuf:"varint,4,opt,name=max_record_bytes,json=maxRecordBytes,proto3,oneof" json:"max_record_bytes,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *UpdateTopicRequest) Reset() {
+	*x = UpdateTopicRequest{}
+	mi := &file_log_v1_log_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateTopicRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateTopicRequest) ProtoMessage() {}
+
+func (x *UpdateTopicRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_log_v1_log_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateTopicRequest.ProtoReflect.Descriptor instead.
+func (*UpdateTopicRequest) Descriptor() ([]byte, []int) {
+	return file_log_v1_log_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *UpdateTopicRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *UpdateTopicRequest) GetRetentionBytes() uint64 {
+	if x != nil && x.RetentionBytes != nil {
+		return *x.RetentionBytes
+	}
+	return 0
+}
+
+func (x *UpdateTopicRequest) GetRetentionAge() *durationpb.Duration {
+	if x != nil {
+		return x.RetentionAge
+	}
+	return nil
+}
+
+func (x *UpdateTopicRequest) GetMaxRecordBytes() uint32 {
+	if x != nil && x.MaxRecordBytes != nil {
+		return *x.MaxRecordBytes
+	}
+	return 0
+}
+
+type UpdateTopicResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Topic         *Topic                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateTopicResponse) Reset() {
+	*x = UpdateTopicResponse{}
+	mi := &file_log_v1_log_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateTopicResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateTopicResponse) ProtoMessage() {}
+
+func (x *UpdateTopicResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_log_v1_log_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateTopicResponse.ProtoReflect.Descriptor instead.
+func (*UpdateTopicResponse) Descriptor() ([]byte, []int) {
+	return file_log_v1_log_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *UpdateTopicResponse) GetTopic() *Topic {
+	if x != nil {
+		return x.Topic
+	}
+	return nil
+}
+
+type DeleteTopicRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteTopicRequest) Reset() {
+	*x = DeleteTopicRequest{}
+	mi := &file_log_v1_log_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteTopicRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteTopicRequest) ProtoMessage() {}
+
+func (x *DeleteTopicRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_log_v1_log_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteTopicRequest.ProtoReflect.Descriptor instead.
+func (*DeleteTopicRequest) Descriptor() ([]byte, []int) {
+	return file_log_v1_log_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *DeleteTopicRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type DeleteTopicResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteTopicResponse) Reset() {
+	*x = DeleteTopicResponse{}
+	mi := &file_log_v1_log_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteTopicResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteTopicResponse) ProtoMessage() {}
+
+func (x *DeleteTopicResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_log_v1_log_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteTopicResponse.ProtoReflect.Descriptor instead.
+func (*DeleteTopicResponse) Descriptor() ([]byte, []int) {
+	return file_log_v1_log_proto_rawDescGZIP(), []int{36}
+}
+
 var File_log_v1_log_proto protoreflect.FileDescriptor
 
 const file_log_v1_log_proto_rawDesc = "" +
 	"\n" +
-	"\x10log/v1/log.proto\x12\x06log.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa2\x01\n" +
+	"\x10log/v1/log.proto\x12\x06log.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa2\x01\n" +
 	"\x06Record\x12\x14\n" +
 	"\x05value\x18\x01 \x01(\fR\x05value\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12\x10\n" +
@@ -1324,44 +2286,66 @@ const file_log_v1_log_proto_rawDesc = "" +
 	"\x04time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"0\n" +
 	"\x06Header\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\fR\x05value\"8\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\"\x7f\n" +
 	"\x0eProduceRequest\x12&\n" +
-	"\x06record\x18\x01 \x01(\v2\x0e.log.v1.RecordR\x06record\")\n" +
+	"\x06record\x18\x01 \x01(\v2\x0e.log.v1.RecordR\x06record\x12\x14\n" +
+	"\x05topic\x18\x02 \x01(\tR\x05topic\x12!\n" +
+	"\tpartition\x18\x03 \x01(\rH\x00R\tpartition\x88\x01\x01B\f\n" +
+	"\n" +
+	"_partition\"G\n" +
 	"\x0fProduceResponse\x12\x16\n" +
-	"\x06offset\x18\x01 \x01(\x04R\x06offset\"?\n" +
+	"\x06offset\x18\x01 \x01(\x04R\x06offset\x12\x1c\n" +
+	"\tpartition\x18\x02 \x01(\rR\tpartition\"\x86\x01\n" +
 	"\x13ProduceBatchRequest\x12(\n" +
-	"\arecords\x18\x01 \x03(\v2\x0e.log.v1.RecordR\arecords\"M\n" +
+	"\arecords\x18\x01 \x03(\v2\x0e.log.v1.RecordR\arecords\x12\x14\n" +
+	"\x05topic\x18\x02 \x01(\tR\x05topic\x12!\n" +
+	"\tpartition\x18\x03 \x01(\rH\x00R\tpartition\x88\x01\x01B\f\n" +
+	"\n" +
+	"_partition\"k\n" +
 	"\x14ProduceBatchResponse\x12\x1f\n" +
 	"\vbase_offset\x18\x01 \x01(\x04R\n" +
 	"baseOffset\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\rR\x05count\"a\n" +
+	"\x05count\x18\x02 \x01(\rR\x05count\x12\x1c\n" +
+	"\tpartition\x18\x03 \x01(\rR\tpartition\"\x95\x01\n" +
 	"\x0eConsumeRequest\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x04R\x06offset\x127\n" +
-	"\tfrom_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bfromTime\"9\n" +
+	"\tfrom_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bfromTime\x12\x14\n" +
+	"\x05topic\x18\x03 \x01(\tR\x05topic\x12\x1c\n" +
+	"\tpartition\x18\x04 \x01(\rR\tpartition\"9\n" +
 	"\x0fConsumeResponse\x12&\n" +
-	"\x06record\x18\x01 \x01(\v2\x0e.log.v1.RecordR\x06record\"\x9f\x01\n" +
+	"\x06record\x18\x01 \x01(\v2\x0e.log.v1.RecordR\x06record\"\xd3\x01\n" +
 	"\x14ConsumeStreamRequest\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x04R\x06offset\x12\x19\n" +
 	"\bfrom_end\x18\x02 \x01(\bR\afromEnd\x12\x1b\n" +
 	"\tmax_batch\x18\x03 \x01(\rR\bmaxBatch\x127\n" +
-	"\tfrom_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bfromTime\"i\n" +
+	"\tfrom_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bfromTime\x12\x14\n" +
+	"\x05topic\x18\x05 \x01(\tR\x05topic\x12\x1c\n" +
+	"\tpartition\x18\x06 \x01(\rR\tpartition\"i\n" +
 	"\x15ConsumeStreamResponse\x12&\n" +
 	"\x06record\x18\x01 \x01(\v2\x0e.log.v1.RecordR\x06record\x12(\n" +
-	"\arecords\x18\x02 \x03(\v2\x0e.log.v1.RecordR\arecords\"h\n" +
+	"\arecords\x18\x02 \x03(\v2\x0e.log.v1.RecordR\arecords\"\xaf\x01\n" +
 	"\x14ProduceStreamRequest\x12&\n" +
 	"\x06record\x18\x01 \x01(\v2\x0e.log.v1.RecordR\x06record\x12(\n" +
-	"\arecords\x18\x02 \x03(\v2\x0e.log.v1.RecordR\arecords\"E\n" +
+	"\arecords\x18\x02 \x03(\v2\x0e.log.v1.RecordR\arecords\x12\x14\n" +
+	"\x05topic\x18\x03 \x01(\tR\x05topic\x12!\n" +
+	"\tpartition\x18\x04 \x01(\rH\x00R\tpartition\x88\x01\x01B\f\n" +
+	"\n" +
+	"_partition\"c\n" +
 	"\x15ProduceStreamResponse\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x04R\x06offset\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\rR\x05count\"\x13\n" +
+	"\x05count\x18\x02 \x01(\rR\x05count\x12\x1c\n" +
+	"\tpartition\x18\x03 \x01(\rR\tpartition\"\x13\n" +
 	"\x11GetServersRequest\">\n" +
 	"\x12GetServersResponse\x12(\n" +
-	"\aservers\x18\x01 \x03(\v2\x0e.log.v1.ServerR\aservers\"P\n" +
+	"\aservers\x18\x01 \x03(\v2\x0e.log.v1.ServerR\aservers\"}\n" +
 	"\x06Server\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\brpc_addr\x18\x02 \x01(\tR\arpcAddr\x12\x1b\n" +
-	"\tis_leader\x18\x03 \x01(\bR\bisLeader\"\x11\n" +
-	"\x0fGetStatsRequest\"\xc6\x01\n" +
+	"\tis_leader\x18\x03 \x01(\bR\bisLeader\x12+\n" +
+	"\x11partition_leaders\x18\x04 \x01(\rR\x10partitionLeaders\"E\n" +
+	"\x0fGetStatsRequest\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
+	"\tpartition\x18\x02 \x01(\rR\tpartition\"\xc6\x01\n" +
 	"\x10GetStatsResponse\x12#\n" +
 	"\rlowest_offset\x18\x01 \x01(\x04R\flowestOffset\x12\x1f\n" +
 	"\vnext_offset\x18\x02 \x01(\x04R\n" +
@@ -1370,9 +2354,11 @@ const file_log_v1_log_proto_rawDesc = "" +
 	"size_bytes\x18\x03 \x01(\x04R\tsizeBytes\x12\x1a\n" +
 	"\bsegments\x18\x04 \x01(\rR\bsegments\x12\x17\n" +
 	"\anode_id\x18\x05 \x01(\tR\x06nodeId\x12\x18\n" +
-	"\aversion\x18\x06 \x01(\tR\aversion\"I\n" +
+	"\aversion\x18\x06 \x01(\tR\aversion\"}\n" +
 	"\x17GetOffsetForTimeRequest\x12.\n" +
-	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"b\n" +
+	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x14\n" +
+	"\x05topic\x18\x02 \x01(\tR\x05topic\x12\x1c\n" +
+	"\tpartition\x18\x03 \x01(\rR\tpartition\"b\n" +
 	"\x18GetOffsetForTimeResponse\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x04R\x06offset\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\x0f\n" +
@@ -1389,7 +2375,64 @@ const file_log_v1_log_proto_rawDesc = "" +
 	"\x0fOUTCOME_UNKNOWN\x10\x02\"9\n" +
 	"\vOffsetRange\x12\x16\n" +
 	"\x06lowest\x18\x01 \x01(\x04R\x06lowest\x12\x12\n" +
-	"\x04next\x18\x02 \x01(\x04R\x04next2\xa6\x05\n" +
+	"\x04next\x18\x02 \x01(\x04R\x04next\"\xa0\x01\n" +
+	"\vTopicConfig\x12'\n" +
+	"\x0fretention_bytes\x18\x01 \x01(\x04R\x0eretentionBytes\x12>\n" +
+	"\rretention_age\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\fretentionAge\x12(\n" +
+	"\x10max_record_bytes\x18\x03 \x01(\rR\x0emaxRecordBytes\"\xcd\x01\n" +
+	"\x05Topic\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1e\n" +
+	"\n" +
+	"partitions\x18\x02 \x01(\rR\n" +
+	"partitions\x12-\n" +
+	"\x12replication_factor\x18\x03 \x01(\rR\x11replicationFactor\x12+\n" +
+	"\x06config\x18\x04 \x01(\v2\x13.log.v1.TopicConfigR\x06config\x124\n" +
+	"\acreated\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\"\xa4\x01\n" +
+	"\x12CreateTopicRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1e\n" +
+	"\n" +
+	"partitions\x18\x02 \x01(\rR\n" +
+	"partitions\x12-\n" +
+	"\x12replication_factor\x18\x03 \x01(\rR\x11replicationFactor\x12+\n" +
+	"\x06config\x18\x04 \x01(\v2\x13.log.v1.TopicConfigR\x06config\":\n" +
+	"\x13CreateTopicResponse\x12#\n" +
+	"\x05topic\x18\x01 \x01(\v2\r.log.v1.TopicR\x05topic\"\x13\n" +
+	"\x11ListTopicsRequest\";\n" +
+	"\x12ListTopicsResponse\x12%\n" +
+	"\x06topics\x18\x01 \x03(\v2\r.log.v1.TopicR\x06topics\"*\n" +
+	"\x14DescribeTopicRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"s\n" +
+	"\x15DescribeTopicResponse\x12#\n" +
+	"\x05topic\x18\x01 \x01(\v2\r.log.v1.TopicR\x05topic\x125\n" +
+	"\n" +
+	"partitions\x18\x02 \x03(\v2\x15.log.v1.PartitionInfoR\n" +
+	"partitions\"\xd7\x01\n" +
+	"\rPartitionInfo\x12\x1c\n" +
+	"\tpartition\x18\x01 \x01(\rR\tpartition\x12\x16\n" +
+	"\x06leader\x18\x02 \x01(\tR\x06leader\x12+\n" +
+	"\breplicas\x18\x03 \x03(\v2\x0f.log.v1.ReplicaR\breplicas\x12#\n" +
+	"\rlowest_offset\x18\x04 \x01(\x04R\flowestOffset\x12\x1f\n" +
+	"\vnext_offset\x18\x05 \x01(\x04R\n" +
+	"nextOffset\x12\x1d\n" +
+	"\n" +
+	"size_bytes\x18\x06 \x01(\x04R\tsizeBytes\"s\n" +
+	"\aReplica\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x19\n" +
+	"\brpc_addr\x18\x02 \x01(\tR\arpcAddr\x12\x1b\n" +
+	"\tis_leader\x18\x03 \x01(\bR\bisLeader\x12\x17\n" +
+	"\ain_sync\x18\x04 \x01(\bR\x06inSync\"\xee\x01\n" +
+	"\x12UpdateTopicRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12,\n" +
+	"\x0fretention_bytes\x18\x02 \x01(\x04H\x00R\x0eretentionBytes\x88\x01\x01\x12>\n" +
+	"\rretention_age\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\fretentionAge\x12-\n" +
+	"\x10max_record_bytes\x18\x04 \x01(\rH\x01R\x0emaxRecordBytes\x88\x01\x01B\x12\n" +
+	"\x10_retention_bytesB\x13\n" +
+	"\x11_max_record_bytes\":\n" +
+	"\x13UpdateTopicResponse\x12#\n" +
+	"\x05topic\x18\x01 \x01(\v2\r.log.v1.TopicR\x05topic\"(\n" +
+	"\x12DeleteTopicRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x15\n" +
+	"\x13DeleteTopicResponse2\xa1\b\n" +
 	"\n" +
 	"LogService\x12<\n" +
 	"\aProduce\x12\x16.log.v1.ProduceRequest\x1a\x17.log.v1.ProduceResponse\"\x00\x12K\n" +
@@ -1401,7 +2444,13 @@ const file_log_v1_log_proto_rawDesc = "" +
 	"GetServers\x12\x19.log.v1.GetServersRequest\x1a\x1a.log.v1.GetServersResponse\"\x03\x90\x02\x01\x12B\n" +
 	"\bGetStats\x12\x17.log.v1.GetStatsRequest\x1a\x18.log.v1.GetStatsResponse\"\x03\x90\x02\x01\x12Z\n" +
 	"\x10GetOffsetForTime\x12\x1f.log.v1.GetOffsetForTimeRequest\x1a .log.v1.GetOffsetForTimeResponse\"\x03\x90\x02\x01\x12<\n" +
-	"\x06WhoAmI\x12\x15.log.v1.WhoAmIRequest\x1a\x16.log.v1.WhoAmIResponse\"\x03\x90\x02\x01B-Z+github.com/proglog/proglog/gen/log/v1;logv1b\x06proto3"
+	"\x06WhoAmI\x12\x15.log.v1.WhoAmIRequest\x1a\x16.log.v1.WhoAmIResponse\"\x03\x90\x02\x01\x12H\n" +
+	"\vCreateTopic\x12\x1a.log.v1.CreateTopicRequest\x1a\x1b.log.v1.CreateTopicResponse\"\x00\x12H\n" +
+	"\n" +
+	"ListTopics\x12\x19.log.v1.ListTopicsRequest\x1a\x1a.log.v1.ListTopicsResponse\"\x03\x90\x02\x01\x12Q\n" +
+	"\rDescribeTopic\x12\x1c.log.v1.DescribeTopicRequest\x1a\x1d.log.v1.DescribeTopicResponse\"\x03\x90\x02\x01\x12H\n" +
+	"\vUpdateTopic\x12\x1a.log.v1.UpdateTopicRequest\x1a\x1b.log.v1.UpdateTopicResponse\"\x00\x12H\n" +
+	"\vDeleteTopic\x12\x1a.log.v1.DeleteTopicRequest\x1a\x1b.log.v1.DeleteTopicResponse\"\x00B-Z+github.com/proglog/proglog/gen/log/v1;logv1b\x06proto3"
 
 var (
 	file_log_v1_log_proto_rawDescOnce sync.Once
@@ -1416,7 +2465,7 @@ func file_log_v1_log_proto_rawDescGZIP() []byte {
 }
 
 var file_log_v1_log_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_log_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_log_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_log_v1_log_proto_goTypes = []any{
 	(AppendOutcome_Outcome)(0),       // 0: log.v1.AppendOutcome.Outcome
 	(*Record)(nil),                   // 1: log.v1.Record
@@ -1442,47 +2491,83 @@ var file_log_v1_log_proto_goTypes = []any{
 	(*WhoAmIResponse)(nil),           // 21: log.v1.WhoAmIResponse
 	(*AppendOutcome)(nil),            // 22: log.v1.AppendOutcome
 	(*OffsetRange)(nil),              // 23: log.v1.OffsetRange
-	(*timestamppb.Timestamp)(nil),    // 24: google.protobuf.Timestamp
+	(*TopicConfig)(nil),              // 24: log.v1.TopicConfig
+	(*Topic)(nil),                    // 25: log.v1.Topic
+	(*CreateTopicRequest)(nil),       // 26: log.v1.CreateTopicRequest
+	(*CreateTopicResponse)(nil),      // 27: log.v1.CreateTopicResponse
+	(*ListTopicsRequest)(nil),        // 28: log.v1.ListTopicsRequest
+	(*ListTopicsResponse)(nil),       // 29: log.v1.ListTopicsResponse
+	(*DescribeTopicRequest)(nil),     // 30: log.v1.DescribeTopicRequest
+	(*DescribeTopicResponse)(nil),    // 31: log.v1.DescribeTopicResponse
+	(*PartitionInfo)(nil),            // 32: log.v1.PartitionInfo
+	(*Replica)(nil),                  // 33: log.v1.Replica
+	(*UpdateTopicRequest)(nil),       // 34: log.v1.UpdateTopicRequest
+	(*UpdateTopicResponse)(nil),      // 35: log.v1.UpdateTopicResponse
+	(*DeleteTopicRequest)(nil),       // 36: log.v1.DeleteTopicRequest
+	(*DeleteTopicResponse)(nil),      // 37: log.v1.DeleteTopicResponse
+	(*timestamppb.Timestamp)(nil),    // 38: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 39: google.protobuf.Duration
 }
 var file_log_v1_log_proto_depIdxs = []int32{
 	2,  // 0: log.v1.Record.headers:type_name -> log.v1.Header
-	24, // 1: log.v1.Record.time:type_name -> google.protobuf.Timestamp
+	38, // 1: log.v1.Record.time:type_name -> google.protobuf.Timestamp
 	1,  // 2: log.v1.ProduceRequest.record:type_name -> log.v1.Record
 	1,  // 3: log.v1.ProduceBatchRequest.records:type_name -> log.v1.Record
-	24, // 4: log.v1.ConsumeRequest.from_time:type_name -> google.protobuf.Timestamp
+	38, // 4: log.v1.ConsumeRequest.from_time:type_name -> google.protobuf.Timestamp
 	1,  // 5: log.v1.ConsumeResponse.record:type_name -> log.v1.Record
-	24, // 6: log.v1.ConsumeStreamRequest.from_time:type_name -> google.protobuf.Timestamp
+	38, // 6: log.v1.ConsumeStreamRequest.from_time:type_name -> google.protobuf.Timestamp
 	1,  // 7: log.v1.ConsumeStreamResponse.record:type_name -> log.v1.Record
 	1,  // 8: log.v1.ConsumeStreamResponse.records:type_name -> log.v1.Record
 	1,  // 9: log.v1.ProduceStreamRequest.record:type_name -> log.v1.Record
 	1,  // 10: log.v1.ProduceStreamRequest.records:type_name -> log.v1.Record
 	15, // 11: log.v1.GetServersResponse.servers:type_name -> log.v1.Server
-	24, // 12: log.v1.GetOffsetForTimeRequest.time:type_name -> google.protobuf.Timestamp
-	24, // 13: log.v1.GetOffsetForTimeResponse.time:type_name -> google.protobuf.Timestamp
+	38, // 12: log.v1.GetOffsetForTimeRequest.time:type_name -> google.protobuf.Timestamp
+	38, // 13: log.v1.GetOffsetForTimeResponse.time:type_name -> google.protobuf.Timestamp
 	0,  // 14: log.v1.AppendOutcome.outcome:type_name -> log.v1.AppendOutcome.Outcome
-	3,  // 15: log.v1.LogService.Produce:input_type -> log.v1.ProduceRequest
-	5,  // 16: log.v1.LogService.ProduceBatch:input_type -> log.v1.ProduceBatchRequest
-	7,  // 17: log.v1.LogService.Consume:input_type -> log.v1.ConsumeRequest
-	9,  // 18: log.v1.LogService.ConsumeStream:input_type -> log.v1.ConsumeStreamRequest
-	11, // 19: log.v1.LogService.ProduceStream:input_type -> log.v1.ProduceStreamRequest
-	13, // 20: log.v1.LogService.GetServers:input_type -> log.v1.GetServersRequest
-	16, // 21: log.v1.LogService.GetStats:input_type -> log.v1.GetStatsRequest
-	18, // 22: log.v1.LogService.GetOffsetForTime:input_type -> log.v1.GetOffsetForTimeRequest
-	20, // 23: log.v1.LogService.WhoAmI:input_type -> log.v1.WhoAmIRequest
-	4,  // 24: log.v1.LogService.Produce:output_type -> log.v1.ProduceResponse
-	6,  // 25: log.v1.LogService.ProduceBatch:output_type -> log.v1.ProduceBatchResponse
-	8,  // 26: log.v1.LogService.Consume:output_type -> log.v1.ConsumeResponse
-	10, // 27: log.v1.LogService.ConsumeStream:output_type -> log.v1.ConsumeStreamResponse
-	12, // 28: log.v1.LogService.ProduceStream:output_type -> log.v1.ProduceStreamResponse
-	14, // 29: log.v1.LogService.GetServers:output_type -> log.v1.GetServersResponse
-	17, // 30: log.v1.LogService.GetStats:output_type -> log.v1.GetStatsResponse
-	19, // 31: log.v1.LogService.GetOffsetForTime:output_type -> log.v1.GetOffsetForTimeResponse
-	21, // 32: log.v1.LogService.WhoAmI:output_type -> log.v1.WhoAmIResponse
-	24, // [24:33] is the sub-list for method output_type
-	15, // [15:24] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	39, // 15: log.v1.TopicConfig.retention_age:type_name -> google.protobuf.Duration
+	24, // 16: log.v1.Topic.config:type_name -> log.v1.TopicConfig
+	38, // 17: log.v1.Topic.created:type_name -> google.protobuf.Timestamp
+	24, // 18: log.v1.CreateTopicRequest.config:type_name -> log.v1.TopicConfig
+	25, // 19: log.v1.CreateTopicResponse.topic:type_name -> log.v1.Topic
+	25, // 20: log.v1.ListTopicsResponse.topics:type_name -> log.v1.Topic
+	25, // 21: log.v1.DescribeTopicResponse.topic:type_name -> log.v1.Topic
+	32, // 22: log.v1.DescribeTopicResponse.partitions:type_name -> log.v1.PartitionInfo
+	33, // 23: log.v1.PartitionInfo.replicas:type_name -> log.v1.Replica
+	39, // 24: log.v1.UpdateTopicRequest.retention_age:type_name -> google.protobuf.Duration
+	25, // 25: log.v1.UpdateTopicResponse.topic:type_name -> log.v1.Topic
+	3,  // 26: log.v1.LogService.Produce:input_type -> log.v1.ProduceRequest
+	5,  // 27: log.v1.LogService.ProduceBatch:input_type -> log.v1.ProduceBatchRequest
+	7,  // 28: log.v1.LogService.Consume:input_type -> log.v1.ConsumeRequest
+	9,  // 29: log.v1.LogService.ConsumeStream:input_type -> log.v1.ConsumeStreamRequest
+	11, // 30: log.v1.LogService.ProduceStream:input_type -> log.v1.ProduceStreamRequest
+	13, // 31: log.v1.LogService.GetServers:input_type -> log.v1.GetServersRequest
+	16, // 32: log.v1.LogService.GetStats:input_type -> log.v1.GetStatsRequest
+	18, // 33: log.v1.LogService.GetOffsetForTime:input_type -> log.v1.GetOffsetForTimeRequest
+	20, // 34: log.v1.LogService.WhoAmI:input_type -> log.v1.WhoAmIRequest
+	26, // 35: log.v1.LogService.CreateTopic:input_type -> log.v1.CreateTopicRequest
+	28, // 36: log.v1.LogService.ListTopics:input_type -> log.v1.ListTopicsRequest
+	30, // 37: log.v1.LogService.DescribeTopic:input_type -> log.v1.DescribeTopicRequest
+	34, // 38: log.v1.LogService.UpdateTopic:input_type -> log.v1.UpdateTopicRequest
+	36, // 39: log.v1.LogService.DeleteTopic:input_type -> log.v1.DeleteTopicRequest
+	4,  // 40: log.v1.LogService.Produce:output_type -> log.v1.ProduceResponse
+	6,  // 41: log.v1.LogService.ProduceBatch:output_type -> log.v1.ProduceBatchResponse
+	8,  // 42: log.v1.LogService.Consume:output_type -> log.v1.ConsumeResponse
+	10, // 43: log.v1.LogService.ConsumeStream:output_type -> log.v1.ConsumeStreamResponse
+	12, // 44: log.v1.LogService.ProduceStream:output_type -> log.v1.ProduceStreamResponse
+	14, // 45: log.v1.LogService.GetServers:output_type -> log.v1.GetServersResponse
+	17, // 46: log.v1.LogService.GetStats:output_type -> log.v1.GetStatsResponse
+	19, // 47: log.v1.LogService.GetOffsetForTime:output_type -> log.v1.GetOffsetForTimeResponse
+	21, // 48: log.v1.LogService.WhoAmI:output_type -> log.v1.WhoAmIResponse
+	27, // 49: log.v1.LogService.CreateTopic:output_type -> log.v1.CreateTopicResponse
+	29, // 50: log.v1.LogService.ListTopics:output_type -> log.v1.ListTopicsResponse
+	31, // 51: log.v1.LogService.DescribeTopic:output_type -> log.v1.DescribeTopicResponse
+	35, // 52: log.v1.LogService.UpdateTopic:output_type -> log.v1.UpdateTopicResponse
+	37, // 53: log.v1.LogService.DeleteTopic:output_type -> log.v1.DeleteTopicResponse
+	40, // [40:54] is the sub-list for method output_type
+	26, // [26:40] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_log_v1_log_proto_init() }
@@ -1490,13 +2575,17 @@ func file_log_v1_log_proto_init() {
 	if File_log_v1_log_proto != nil {
 		return
 	}
+	file_log_v1_log_proto_msgTypes[2].OneofWrappers = []any{}
+	file_log_v1_log_proto_msgTypes[4].OneofWrappers = []any{}
+	file_log_v1_log_proto_msgTypes[10].OneofWrappers = []any{}
+	file_log_v1_log_proto_msgTypes[33].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_log_v1_log_proto_rawDesc), len(file_log_v1_log_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   23,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -2,8 +2,10 @@
 //
 // Source: log/v1/log.proto
 
-// Package log.v1 is proglog's public API: an append-only log of records
-// addressed by dense 64-bit offsets.
+// Package log.v1 is proglog's public API: named topics, each split into
+// partitions, each partition an append-only log of records addressed by
+// dense 64-bit offsets. A request that names no topic uses the topic
+// "default" (partition 0 unless said otherwise).
 package logv1connect
 
 import (
@@ -56,6 +58,17 @@ const (
 	LogServiceGetOffsetForTimeProcedure = "/log.v1.LogService/GetOffsetForTime"
 	// LogServiceWhoAmIProcedure is the fully-qualified name of the LogService's WhoAmI RPC.
 	LogServiceWhoAmIProcedure = "/log.v1.LogService/WhoAmI"
+	// LogServiceCreateTopicProcedure is the fully-qualified name of the LogService's CreateTopic RPC.
+	LogServiceCreateTopicProcedure = "/log.v1.LogService/CreateTopic"
+	// LogServiceListTopicsProcedure is the fully-qualified name of the LogService's ListTopics RPC.
+	LogServiceListTopicsProcedure = "/log.v1.LogService/ListTopics"
+	// LogServiceDescribeTopicProcedure is the fully-qualified name of the LogService's DescribeTopic
+	// RPC.
+	LogServiceDescribeTopicProcedure = "/log.v1.LogService/DescribeTopic"
+	// LogServiceUpdateTopicProcedure is the fully-qualified name of the LogService's UpdateTopic RPC.
+	LogServiceUpdateTopicProcedure = "/log.v1.LogService/UpdateTopic"
+	// LogServiceDeleteTopicProcedure is the fully-qualified name of the LogService's DeleteTopic RPC.
+	LogServiceDeleteTopicProcedure = "/log.v1.LogService/DeleteTopic"
 )
 
 // LogServiceClient is a client for the log.v1.LogService service.
@@ -86,6 +99,20 @@ type LogServiceClient interface {
 	// WhoAmI tells the caller who the server thinks it is and what the ACL
 	// lets it do, so tools and the dashboard can explain denials.
 	WhoAmI(context.Context, *v1.WhoAmIRequest) (*v1.WhoAmIResponse, error)
+	// CreateTopic creates a topic and places its partitions' replicas on
+	// the cluster's nodes. ALREADY_EXISTS if the name is taken.
+	CreateTopic(context.Context, *v1.CreateTopicRequest) (*v1.CreateTopicResponse, error)
+	// ListTopics lists the topics the caller may consume or produce to.
+	ListTopics(context.Context, *v1.ListTopicsRequest) (*v1.ListTopicsResponse, error)
+	// DescribeTopic gives a topic's settings and, per partition, its
+	// replicas, leader and offsets.
+	DescribeTopic(context.Context, *v1.DescribeTopicRequest) (*v1.DescribeTopicResponse, error)
+	// UpdateTopic changes the settings the request sets (retention, maximum
+	// record size); the others keep their values.
+	UpdateTopic(context.Context, *v1.UpdateTopicRequest) (*v1.UpdateTopicResponse, error)
+	// DeleteTopic deletes a topic and every record in it, on every node.
+	// The topic "default" cannot be deleted.
+	DeleteTopic(context.Context, *v1.DeleteTopicRequest) (*v1.DeleteTopicResponse, error)
 }
 
 // NewLogServiceClient constructs a client for the log.v1.LogService service. By default, it uses
@@ -158,6 +185,38 @@ func NewLogServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		createTopic: connect.NewClient[v1.CreateTopicRequest, v1.CreateTopicResponse](
+			httpClient,
+			baseURL+LogServiceCreateTopicProcedure,
+			connect.WithSchema(logServiceMethods.ByName("CreateTopic")),
+			connect.WithClientOptions(opts...),
+		),
+		listTopics: connect.NewClient[v1.ListTopicsRequest, v1.ListTopicsResponse](
+			httpClient,
+			baseURL+LogServiceListTopicsProcedure,
+			connect.WithSchema(logServiceMethods.ByName("ListTopics")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		describeTopic: connect.NewClient[v1.DescribeTopicRequest, v1.DescribeTopicResponse](
+			httpClient,
+			baseURL+LogServiceDescribeTopicProcedure,
+			connect.WithSchema(logServiceMethods.ByName("DescribeTopic")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		updateTopic: connect.NewClient[v1.UpdateTopicRequest, v1.UpdateTopicResponse](
+			httpClient,
+			baseURL+LogServiceUpdateTopicProcedure,
+			connect.WithSchema(logServiceMethods.ByName("UpdateTopic")),
+			connect.WithClientOptions(opts...),
+		),
+		deleteTopic: connect.NewClient[v1.DeleteTopicRequest, v1.DeleteTopicResponse](
+			httpClient,
+			baseURL+LogServiceDeleteTopicProcedure,
+			connect.WithSchema(logServiceMethods.ByName("DeleteTopic")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -172,6 +231,11 @@ type logServiceClient struct {
 	getStats         *connect.Client[v1.GetStatsRequest, v1.GetStatsResponse]
 	getOffsetForTime *connect.Client[v1.GetOffsetForTimeRequest, v1.GetOffsetForTimeResponse]
 	whoAmI           *connect.Client[v1.WhoAmIRequest, v1.WhoAmIResponse]
+	createTopic      *connect.Client[v1.CreateTopicRequest, v1.CreateTopicResponse]
+	listTopics       *connect.Client[v1.ListTopicsRequest, v1.ListTopicsResponse]
+	describeTopic    *connect.Client[v1.DescribeTopicRequest, v1.DescribeTopicResponse]
+	updateTopic      *connect.Client[v1.UpdateTopicRequest, v1.UpdateTopicResponse]
+	deleteTopic      *connect.Client[v1.DeleteTopicRequest, v1.DeleteTopicResponse]
 }
 
 // Produce calls log.v1.LogService.Produce.
@@ -247,6 +311,51 @@ func (c *logServiceClient) WhoAmI(ctx context.Context, req *v1.WhoAmIRequest) (*
 	return nil, err
 }
 
+// CreateTopic calls log.v1.LogService.CreateTopic.
+func (c *logServiceClient) CreateTopic(ctx context.Context, req *v1.CreateTopicRequest) (*v1.CreateTopicResponse, error) {
+	response, err := c.createTopic.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// ListTopics calls log.v1.LogService.ListTopics.
+func (c *logServiceClient) ListTopics(ctx context.Context, req *v1.ListTopicsRequest) (*v1.ListTopicsResponse, error) {
+	response, err := c.listTopics.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// DescribeTopic calls log.v1.LogService.DescribeTopic.
+func (c *logServiceClient) DescribeTopic(ctx context.Context, req *v1.DescribeTopicRequest) (*v1.DescribeTopicResponse, error) {
+	response, err := c.describeTopic.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// UpdateTopic calls log.v1.LogService.UpdateTopic.
+func (c *logServiceClient) UpdateTopic(ctx context.Context, req *v1.UpdateTopicRequest) (*v1.UpdateTopicResponse, error) {
+	response, err := c.updateTopic.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// DeleteTopic calls log.v1.LogService.DeleteTopic.
+func (c *logServiceClient) DeleteTopic(ctx context.Context, req *v1.DeleteTopicRequest) (*v1.DeleteTopicResponse, error) {
+	response, err := c.deleteTopic.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
 // LogServiceHandler is an implementation of the log.v1.LogService service.
 type LogServiceHandler interface {
 	// Produce appends one record and returns its offset once it is durable.
@@ -275,6 +384,20 @@ type LogServiceHandler interface {
 	// WhoAmI tells the caller who the server thinks it is and what the ACL
 	// lets it do, so tools and the dashboard can explain denials.
 	WhoAmI(context.Context, *v1.WhoAmIRequest) (*v1.WhoAmIResponse, error)
+	// CreateTopic creates a topic and places its partitions' replicas on
+	// the cluster's nodes. ALREADY_EXISTS if the name is taken.
+	CreateTopic(context.Context, *v1.CreateTopicRequest) (*v1.CreateTopicResponse, error)
+	// ListTopics lists the topics the caller may consume or produce to.
+	ListTopics(context.Context, *v1.ListTopicsRequest) (*v1.ListTopicsResponse, error)
+	// DescribeTopic gives a topic's settings and, per partition, its
+	// replicas, leader and offsets.
+	DescribeTopic(context.Context, *v1.DescribeTopicRequest) (*v1.DescribeTopicResponse, error)
+	// UpdateTopic changes the settings the request sets (retention, maximum
+	// record size); the others keep their values.
+	UpdateTopic(context.Context, *v1.UpdateTopicRequest) (*v1.UpdateTopicResponse, error)
+	// DeleteTopic deletes a topic and every record in it, on every node.
+	// The topic "default" cannot be deleted.
+	DeleteTopic(context.Context, *v1.DeleteTopicRequest) (*v1.DeleteTopicResponse, error)
 }
 
 // NewLogServiceHandler builds an HTTP handler from the service implementation. It returns the path
@@ -343,6 +466,38 @@ func NewLogServiceHandler(svc LogServiceHandler, opts ...connect.HandlerOption) 
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	logServiceCreateTopicHandler := connect.NewUnaryHandlerSimple(
+		LogServiceCreateTopicProcedure,
+		svc.CreateTopic,
+		connect.WithSchema(logServiceMethods.ByName("CreateTopic")),
+		connect.WithHandlerOptions(opts...),
+	)
+	logServiceListTopicsHandler := connect.NewUnaryHandlerSimple(
+		LogServiceListTopicsProcedure,
+		svc.ListTopics,
+		connect.WithSchema(logServiceMethods.ByName("ListTopics")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	logServiceDescribeTopicHandler := connect.NewUnaryHandlerSimple(
+		LogServiceDescribeTopicProcedure,
+		svc.DescribeTopic,
+		connect.WithSchema(logServiceMethods.ByName("DescribeTopic")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	logServiceUpdateTopicHandler := connect.NewUnaryHandlerSimple(
+		LogServiceUpdateTopicProcedure,
+		svc.UpdateTopic,
+		connect.WithSchema(logServiceMethods.ByName("UpdateTopic")),
+		connect.WithHandlerOptions(opts...),
+	)
+	logServiceDeleteTopicHandler := connect.NewUnaryHandlerSimple(
+		LogServiceDeleteTopicProcedure,
+		svc.DeleteTopic,
+		connect.WithSchema(logServiceMethods.ByName("DeleteTopic")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/log.v1.LogService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case LogServiceProduceProcedure:
@@ -363,6 +518,16 @@ func NewLogServiceHandler(svc LogServiceHandler, opts ...connect.HandlerOption) 
 			logServiceGetOffsetForTimeHandler.ServeHTTP(w, r)
 		case LogServiceWhoAmIProcedure:
 			logServiceWhoAmIHandler.ServeHTTP(w, r)
+		case LogServiceCreateTopicProcedure:
+			logServiceCreateTopicHandler.ServeHTTP(w, r)
+		case LogServiceListTopicsProcedure:
+			logServiceListTopicsHandler.ServeHTTP(w, r)
+		case LogServiceDescribeTopicProcedure:
+			logServiceDescribeTopicHandler.ServeHTTP(w, r)
+		case LogServiceUpdateTopicProcedure:
+			logServiceUpdateTopicHandler.ServeHTTP(w, r)
+		case LogServiceDeleteTopicProcedure:
+			logServiceDeleteTopicHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -406,4 +571,24 @@ func (UnimplementedLogServiceHandler) GetOffsetForTime(context.Context, *v1.GetO
 
 func (UnimplementedLogServiceHandler) WhoAmI(context.Context, *v1.WhoAmIRequest) (*v1.WhoAmIResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("log.v1.LogService.WhoAmI is not implemented"))
+}
+
+func (UnimplementedLogServiceHandler) CreateTopic(context.Context, *v1.CreateTopicRequest) (*v1.CreateTopicResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("log.v1.LogService.CreateTopic is not implemented"))
+}
+
+func (UnimplementedLogServiceHandler) ListTopics(context.Context, *v1.ListTopicsRequest) (*v1.ListTopicsResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("log.v1.LogService.ListTopics is not implemented"))
+}
+
+func (UnimplementedLogServiceHandler) DescribeTopic(context.Context, *v1.DescribeTopicRequest) (*v1.DescribeTopicResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("log.v1.LogService.DescribeTopic is not implemented"))
+}
+
+func (UnimplementedLogServiceHandler) UpdateTopic(context.Context, *v1.UpdateTopicRequest) (*v1.UpdateTopicResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("log.v1.LogService.UpdateTopic is not implemented"))
+}
+
+func (UnimplementedLogServiceHandler) DeleteTopic(context.Context, *v1.DeleteTopicRequest) (*v1.DeleteTopicResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("log.v1.LogService.DeleteTopic is not implemented"))
 }

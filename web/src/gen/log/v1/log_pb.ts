@@ -2,20 +2,22 @@
 // @generated from file log/v1/log.proto (package log.v1, syntax proto3)
 /* eslint-disable */
 
-// Package log.v1 is proglog's public API: an append-only log of records
-// addressed by dense 64-bit offsets.
+// Package log.v1 is proglog's public API: named topics, each split into
+// partitions, each partition an append-only log of records addressed by
+// dense 64-bit offsets. A request that names no topic uses the topic
+// "default" (partition 0 unless said otherwise).
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file log/v1/log.proto.
  */
 export const file_log_v1_log: GenFile = /*@__PURE__*/
-  fileDesc("ChBsb2cvdjEvbG9nLnByb3RvEgZsb2cudjEifwoGUmVjb3JkEg0KBXZhbHVlGAEgASgMEg4KBm9mZnNldBgCIAEoBBILCgNrZXkYAyABKAwSHwoHaGVhZGVycxgEIAMoCzIOLmxvZy52MS5IZWFkZXISKAoEdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiJAoGSGVhZGVyEgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoDCIwCg5Qcm9kdWNlUmVxdWVzdBIeCgZyZWNvcmQYASABKAsyDi5sb2cudjEuUmVjb3JkIiEKD1Byb2R1Y2VSZXNwb25zZRIOCgZvZmZzZXQYASABKAQiNgoTUHJvZHVjZUJhdGNoUmVxdWVzdBIfCgdyZWNvcmRzGAEgAygLMg4ubG9nLnYxLlJlY29yZCI6ChRQcm9kdWNlQmF0Y2hSZXNwb25zZRITCgtiYXNlX29mZnNldBgBIAEoBBINCgVjb3VudBgCIAEoDSJPCg5Db25zdW1lUmVxdWVzdBIOCgZvZmZzZXQYASABKAQSLQoJZnJvbV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIxCg9Db25zdW1lUmVzcG9uc2USHgoGcmVjb3JkGAEgASgLMg4ubG9nLnYxLlJlY29yZCJ6ChRDb25zdW1lU3RyZWFtUmVxdWVzdBIOCgZvZmZzZXQYASABKAQSEAoIZnJvbV9lbmQYAiABKAgSEQoJbWF4X2JhdGNoGAMgASgNEi0KCWZyb21fdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiWAoVQ29uc3VtZVN0cmVhbVJlc3BvbnNlEh4KBnJlY29yZBgBIAEoCzIOLmxvZy52MS5SZWNvcmQSHwoHcmVjb3JkcxgCIAMoCzIOLmxvZy52MS5SZWNvcmQiVwoUUHJvZHVjZVN0cmVhbVJlcXVlc3QSHgoGcmVjb3JkGAEgASgLMg4ubG9nLnYxLlJlY29yZBIfCgdyZWNvcmRzGAIgAygLMg4ubG9nLnYxLlJlY29yZCI2ChVQcm9kdWNlU3RyZWFtUmVzcG9uc2USDgoGb2Zmc2V0GAEgASgEEg0KBWNvdW50GAIgASgNIhMKEUdldFNlcnZlcnNSZXF1ZXN0IjUKEkdldFNlcnZlcnNSZXNwb25zZRIfCgdzZXJ2ZXJzGAEgAygLMg4ubG9nLnYxLlNlcnZlciI5CgZTZXJ2ZXISCgoCaWQYASABKAkSEAoIcnBjX2FkZHIYAiABKAkSEQoJaXNfbGVhZGVyGAMgASgIIhEKD0dldFN0YXRzUmVxdWVzdCKGAQoQR2V0U3RhdHNSZXNwb25zZRIVCg1sb3dlc3Rfb2Zmc2V0GAEgASgEEhMKC25leHRfb2Zmc2V0GAIgASgEEhIKCnNpemVfYnl0ZXMYAyABKAQSEAoIc2VnbWVudHMYBCABKA0SDwoHbm9kZV9pZBgFIAEoCRIPCgd2ZXJzaW9uGAYgASgJIkMKF0dldE9mZnNldEZvclRpbWVSZXF1ZXN0EigKBHRpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlQKGEdldE9mZnNldEZvclRpbWVSZXNwb25zZRIOCgZvZmZzZXQYASABKAQSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiDwoNV2hvQW1JUmVxdWVzdCJJCg5XaG9BbUlSZXNwb25zZRIPCgdzdWJqZWN0GAEgASgJEhUKDWF1dGhlbnRpY2F0ZWQYAiABKAgSDwoHYWN0aW9ucxgDIAMoCSKRAQoNQXBwZW5kT3V0Y29tZRIuCgdvdXRjb21lGAEgASgOMh0ubG9nLnYxLkFwcGVuZE91dGNvbWUuT3V0Y29tZSJQCgdPdXRjb21lEhcKE09VVENPTUVfVU5TUEVDSUZJRUQQABIXChNPVVRDT01FX05PVF9BUFBMSUVEEAESEwoPT1VUQ09NRV9VTktOT1dOEAIiKwoLT2Zmc2V0UmFuZ2USDgoGbG93ZXN0GAEgASgEEgwKBG5leHQYAiABKAQypgUKCkxvZ1NlcnZpY2USPAoHUHJvZHVjZRIWLmxvZy52MS5Qcm9kdWNlUmVxdWVzdBoXLmxvZy52MS5Qcm9kdWNlUmVzcG9uc2UiABJLCgxQcm9kdWNlQmF0Y2gSGy5sb2cudjEuUHJvZHVjZUJhdGNoUmVxdWVzdBocLmxvZy52MS5Qcm9kdWNlQmF0Y2hSZXNwb25zZSIAEj8KB0NvbnN1bWUSFi5sb2cudjEuQ29uc3VtZVJlcXVlc3QaFy5sb2cudjEuQ29uc3VtZVJlc3BvbnNlIgOQAgESUAoNQ29uc3VtZVN0cmVhbRIcLmxvZy52MS5Db25zdW1lU3RyZWFtUmVxdWVzdBodLmxvZy52MS5Db25zdW1lU3RyZWFtUmVzcG9uc2UiADABElIKDVByb2R1Y2VTdHJlYW0SHC5sb2cudjEuUHJvZHVjZVN0cmVhbVJlcXVlc3QaHS5sb2cudjEuUHJvZHVjZVN0cmVhbVJlc3BvbnNlIgAoATABEkgKCkdldFNlcnZlcnMSGS5sb2cudjEuR2V0U2VydmVyc1JlcXVlc3QaGi5sb2cudjEuR2V0U2VydmVyc1Jlc3BvbnNlIgOQAgESQgoIR2V0U3RhdHMSFy5sb2cudjEuR2V0U3RhdHNSZXF1ZXN0GhgubG9nLnYxLkdldFN0YXRzUmVzcG9uc2UiA5ACARJaChBHZXRPZmZzZXRGb3JUaW1lEh8ubG9nLnYxLkdldE9mZnNldEZvclRpbWVSZXF1ZXN0GiAubG9nLnYxLkdldE9mZnNldEZvclRpbWVSZXNwb25zZSIDkAIBEjwKBldob0FtSRIVLmxvZy52MS5XaG9BbUlSZXF1ZXN0GhYubG9nLnYxLldob0FtSVJlc3BvbnNlIgOQAgFCLVorZ2l0aHViLmNvbS9wcm9nbG9nL3Byb2dsb2cvZ2VuL2xvZy92MTtsb2d2MWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("ChBsb2cvdjEvbG9nLnByb3RvEgZsb2cudjEifwoGUmVjb3JkEg0KBXZhbHVlGAEgASgMEg4KBm9mZnNldBgCIAEoBBILCgNrZXkYAyABKAwSHwoHaGVhZGVycxgEIAMoCzIOLmxvZy52MS5IZWFkZXISKAoEdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiJAoGSGVhZGVyEgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoDCJlCg5Qcm9kdWNlUmVxdWVzdBIeCgZyZWNvcmQYASABKAsyDi5sb2cudjEuUmVjb3JkEg0KBXRvcGljGAIgASgJEhYKCXBhcnRpdGlvbhgDIAEoDUgAiAEBQgwKCl9wYXJ0aXRpb24iNAoPUHJvZHVjZVJlc3BvbnNlEg4KBm9mZnNldBgBIAEoBBIRCglwYXJ0aXRpb24YAiABKA0iawoTUHJvZHVjZUJhdGNoUmVxdWVzdBIfCgdyZWNvcmRzGAEgAygLMg4ubG9nLnYxLlJlY29yZBINCgV0b3BpYxgCIAEoCRIWCglwYXJ0aXRpb24YAyABKA1IAIgBAUIMCgpfcGFydGl0aW9uIk0KFFByb2R1Y2VCYXRjaFJlc3BvbnNlEhMKC2Jhc2Vfb2Zmc2V0GAEgASgEEg0KBWNvdW50GAIgASgNEhEKCXBhcnRpdGlvbhgDIAEoDSJxCg5Db25zdW1lUmVxdWVzdBIOCgZvZmZzZXQYASABKAQSLQoJZnJvbV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgV0b3BpYxgDIAEoCRIRCglwYXJ0aXRpb24YBCABKA0iMQoPQ29uc3VtZVJlc3BvbnNlEh4KBnJlY29yZBgBIAEoCzIOLmxvZy52MS5SZWNvcmQinAEKFENvbnN1bWVTdHJlYW1SZXF1ZXN0Eg4KBm9mZnNldBgBIAEoBBIQCghmcm9tX2VuZBgCIAEoCBIRCgltYXhfYmF0Y2gYAyABKA0SLQoJZnJvbV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgV0b3BpYxgFIAEoCRIRCglwYXJ0aXRpb24YBiABKA0iWAoVQ29uc3VtZVN0cmVhbVJlc3BvbnNlEh4KBnJlY29yZBgBIAEoCzIOLmxvZy52MS5SZWNvcmQSHwoHcmVjb3JkcxgCIAMoCzIOLmxvZy52MS5SZWNvcmQijAEKFFByb2R1Y2VTdHJlYW1SZXF1ZXN0Eh4KBnJlY29yZBgBIAEoCzIOLmxvZy52MS5SZWNvcmQSHwoHcmVjb3JkcxgCIAMoCzIOLmxvZy52MS5SZWNvcmQSDQoFdG9waWMYAyABKAkSFgoJcGFydGl0aW9uGAQgASgNSACIAQFCDAoKX3BhcnRpdGlvbiJJChVQcm9kdWNlU3RyZWFtUmVzcG9uc2USDgoGb2Zmc2V0GAEgASgEEg0KBWNvdW50GAIgASgNEhEKCXBhcnRpdGlvbhgDIAEoDSITChFHZXRTZXJ2ZXJzUmVxdWVzdCI1ChJHZXRTZXJ2ZXJzUmVzcG9uc2USHwoHc2VydmVycxgBIAMoCzIOLmxvZy52MS5TZXJ2ZXIiVAoGU2VydmVyEgoKAmlkGAEgASgJEhAKCHJwY19hZGRyGAIgASgJEhEKCWlzX2xlYWRlchgDIAEoCBIZChFwYXJ0aXRpb25fbGVhZGVycxgEIAEoDSIzCg9HZXRTdGF0c1JlcXVlc3QSDQoFdG9waWMYASABKAkSEQoJcGFydGl0aW9uGAIgASgNIoYBChBHZXRTdGF0c1Jlc3BvbnNlEhUKDWxvd2VzdF9vZmZzZXQYASABKAQSEwoLbmV4dF9vZmZzZXQYAiABKAQSEgoKc2l6ZV9ieXRlcxgDIAEoBBIQCghzZWdtZW50cxgEIAEoDRIPCgdub2RlX2lkGAUgASgJEg8KB3ZlcnNpb24YBiABKAkiZQoXR2V0T2Zmc2V0Rm9yVGltZVJlcXVlc3QSKAoEdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFdG9waWMYAiABKAkSEQoJcGFydGl0aW9uGAMgASgNIlQKGEdldE9mZnNldEZvclRpbWVSZXNwb25zZRIOCgZvZmZzZXQYASABKAQSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiDwoNV2hvQW1JUmVxdWVzdCJJCg5XaG9BbUlSZXNwb25zZRIPCgdzdWJqZWN0GAEgASgJEhUKDWF1dGhlbnRpY2F0ZWQYAiABKAgSDwoHYWN0aW9ucxgDIAMoCSKRAQoNQXBwZW5kT3V0Y29tZRIuCgdvdXRjb21lGAEgASgOMh0ubG9nLnYxLkFwcGVuZE91dGNvbWUuT3V0Y29tZSJQCgdPdXRjb21lEhcKE09VVENPTUVfVU5TUEVDSUZJRUQQABIXChNPVVRDT01FX05PVF9BUFBMSUVEEAESEwoPT1VUQ09NRV9VTktOT1dOEAIiKwoLT2Zmc2V0UmFuZ2USDgoGbG93ZXN0GAEgASgEEgwKBG5leHQYAiABKAQicgoLVG9waWNDb25maWcSFwoPcmV0ZW50aW9uX2J5dGVzGAEgASgEEjAKDXJldGVudGlvbl9hZ2UYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SGAoQbWF4X3JlY29yZF9ieXRlcxgDIAEoDSKXAQoFVG9waWMSDAoEbmFtZRgBIAEoCRISCgpwYXJ0aXRpb25zGAIgASgNEhoKEnJlcGxpY2F0aW9uX2ZhY3RvchgDIAEoDRIjCgZjb25maWcYBCABKAsyEy5sb2cudjEuVG9waWNDb25maWcSKwoHY3JlYXRlZBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAidwoSQ3JlYXRlVG9waWNSZXF1ZXN0EgwKBG5hbWUYASABKAkSEgoKcGFydGl0aW9ucxgCIAEoDRIaChJyZXBsaWNhdGlvbl9mYWN0b3IYAyABKA0SIwoGY29uZmlnGAQgASgLMhMubG9nLnYxLlRvcGljQ29uZmlnIjMKE0NyZWF0ZVRvcGljUmVzcG9uc2USHAoFdG9waWMYASABKAsyDS5sb2cudjEuVG9waWMiEwoRTGlzdFRvcGljc1JlcXVlc3QiMwoSTGlzdFRvcGljc1Jlc3BvbnNlEh0KBnRvcGljcxgBIAMoCzINLmxvZy52MS5Ub3BpYyIkChREZXNjcmliZVRvcGljUmVxdWVzdBIMCgRuYW1lGAEgASgJImAKFURlc2NyaWJlVG9waWNSZXNwb25zZRIcCgV0b3BpYxgBIAEoCzINLmxvZy52MS5Ub3BpYxIpCgpwYXJ0aXRpb25zGAIgAygLMhUubG9nLnYxLlBhcnRpdGlvbkluZm8ilQEKDVBhcnRpdGlvbkluZm8SEQoJcGFydGl0aW9uGAEgASgNEg4KBmxlYWRlchgCIAEoCRIhCghyZXBsaWNhcxgDIAMoCzIPLmxvZy52MS5SZXBsaWNhEhUKDWxvd2VzdF9vZmZzZXQYBCABKAQSEwoLbmV4dF9vZmZzZXQYBSABKAQSEgoKc2l6ZV9ieXRlcxgGIAEoBCJQCgdSZXBsaWNhEg8KB25vZGVfaWQYASABKAkSEAoIcnBjX2FkZHIYAiABKAkSEQoJaXNfbGVhZGVyGAMgASgIEg8KB2luX3N5bmMYBCABKAgiugEKElVwZGF0ZVRvcGljUmVxdWVzdBIMCgRuYW1lGAEgASgJEhwKD3JldGVudGlvbl9ieXRlcxgCIAEoBEgAiAEBEjAKDXJldGVudGlvbl9hZ2UYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SHQoQbWF4X3JlY29yZF9ieXRlcxgEIAEoDUgBiAEBQhIKEF9yZXRlbnRpb25fYnl0ZXNCEwoRX21heF9yZWNvcmRfYnl0ZXMiMwoTVXBkYXRlVG9waWNSZXNwb25zZRIcCgV0b3BpYxgBIAEoCzINLmxvZy52MS5Ub3BpYyIiChJEZWxldGVUb3BpY1JlcXVlc3QSDAoEbmFtZRgBIAEoCSIVChNEZWxldGVUb3BpY1Jlc3BvbnNlMqEICgpMb2dTZXJ2aWNlEjwKB1Byb2R1Y2USFi5sb2cudjEuUHJvZHVjZVJlcXVlc3QaFy5sb2cudjEuUHJvZHVjZVJlc3BvbnNlIgASSwoMUHJvZHVjZUJhdGNoEhsubG9nLnYxLlByb2R1Y2VCYXRjaFJlcXVlc3QaHC5sb2cudjEuUHJvZHVjZUJhdGNoUmVzcG9uc2UiABI/CgdDb25zdW1lEhYubG9nLnYxLkNvbnN1bWVSZXF1ZXN0GhcubG9nLnYxLkNvbnN1bWVSZXNwb25zZSIDkAIBElAKDUNvbnN1bWVTdHJlYW0SHC5sb2cudjEuQ29uc3VtZVN0cmVhbVJlcXVlc3QaHS5sb2cudjEuQ29uc3VtZVN0cmVhbVJlc3BvbnNlIgAwARJSCg1Qcm9kdWNlU3RyZWFtEhwubG9nLnYxLlByb2R1Y2VTdHJlYW1SZXF1ZXN0Gh0ubG9nLnYxLlByb2R1Y2VTdHJlYW1SZXNwb25zZSIAKAEwARJICgpHZXRTZXJ2ZXJzEhkubG9nLnYxLkdldFNlcnZlcnNSZXF1ZXN0GhoubG9nLnYxLkdldFNlcnZlcnNSZXNwb25zZSIDkAIBEkIKCEdldFN0YXRzEhcubG9nLnYxLkdldFN0YXRzUmVxdWVzdBoYLmxvZy52MS5HZXRTdGF0c1Jlc3BvbnNlIgOQAgESWgoQR2V0T2Zmc2V0Rm9yVGltZRIfLmxvZy52MS5HZXRPZmZzZXRGb3JUaW1lUmVxdWVzdBogLmxvZy52MS5HZXRPZmZzZXRGb3JUaW1lUmVzcG9uc2UiA5ACARI8CgZXaG9BbUkSFS5sb2cudjEuV2hvQW1JUmVxdWVzdBoWLmxvZy52MS5XaG9BbUlSZXNwb25zZSIDkAIBEkgKC0NyZWF0ZVRvcGljEhoubG9nLnYxLkNyZWF0ZVRvcGljUmVxdWVzdBobLmxvZy52MS5DcmVhdGVUb3BpY1Jlc3BvbnNlIgASSAoKTGlzdFRvcGljcxIZLmxvZy52MS5MaXN0VG9waWNzUmVxdWVzdBoaLmxvZy52MS5MaXN0VG9waWNzUmVzcG9uc2UiA5ACARJRCg1EZXNjcmliZVRvcGljEhwubG9nLnYxLkRlc2NyaWJlVG9waWNSZXF1ZXN0Gh0ubG9nLnYxLkRlc2NyaWJlVG9waWNSZXNwb25zZSIDkAIBEkgKC1VwZGF0ZVRvcGljEhoubG9nLnYxLlVwZGF0ZVRvcGljUmVxdWVzdBobLmxvZy52MS5VcGRhdGVUb3BpY1Jlc3BvbnNlIgASSAoLRGVsZXRlVG9waWMSGi5sb2cudjEuRGVsZXRlVG9waWNSZXF1ZXN0GhsubG9nLnYxLkRlbGV0ZVRvcGljUmVzcG9uc2UiAEItWitnaXRodWIuY29tL3Byb2dsb2cvcHJvZ2xvZy9nZW4vbG9nL3YxO2xvZ3YxYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * Record is one entry of the log.
@@ -105,6 +107,23 @@ export type ProduceRequest = Message<"log.v1.ProduceRequest"> & {
    * @generated from field: log.v1.Record record = 1;
    */
   record?: Record | undefined;
+
+  /**
+   * topic is the topic to append to; empty means "default".
+   *
+   * @generated from field: string topic = 2;
+   */
+  topic: string;
+
+  /**
+   * partition, when set, is the partition to append to. Otherwise the
+   * record's key chooses it (murmur2 of the key, as Kafka's default
+   * partitioner), or, without a key, the server spreads records over the
+   * partitions.
+   *
+   * @generated from field: optional uint32 partition = 3;
+   */
+  partition?: number | undefined;
 };
 
 /**
@@ -122,6 +141,13 @@ export type ProduceResponse = Message<"log.v1.ProduceResponse"> & {
    * @generated from field: uint64 offset = 1;
    */
   offset: bigint;
+
+  /**
+   * partition is the partition the record was appended to.
+   *
+   * @generated from field: uint32 partition = 2;
+   */
+  partition: number;
 };
 
 /**
@@ -139,6 +165,21 @@ export type ProduceBatchRequest = Message<"log.v1.ProduceBatchRequest"> & {
    * @generated from field: repeated log.v1.Record records = 1;
    */
   records: Record[];
+
+  /**
+   * topic and partition as in ProduceRequest. A batch goes to one
+   * partition: without partition, every keyed record's key must map to the
+   * same partition (INVALID_ARGUMENT otherwise), and records without keys
+   * go where the keyed ones go.
+   *
+   * @generated from field: string topic = 2;
+   */
+  topic: string;
+
+  /**
+   * @generated from field: optional uint32 partition = 3;
+   */
+  partition?: number | undefined;
 };
 
 /**
@@ -165,6 +206,13 @@ export type ProduceBatchResponse = Message<"log.v1.ProduceBatchResponse"> & {
    * @generated from field: uint32 count = 2;
    */
   count: number;
+
+  /**
+   * partition is the partition the records were appended to.
+   *
+   * @generated from field: uint32 partition = 3;
+   */
+  partition: number;
 };
 
 /**
@@ -190,6 +238,18 @@ export type ConsumeRequest = Message<"log.v1.ConsumeRequest"> & {
    * @generated from field: google.protobuf.Timestamp from_time = 2;
    */
   fromTime?: Timestamp | undefined;
+
+  /**
+   * topic ("" is "default") and partition to read from.
+   *
+   * @generated from field: string topic = 3;
+   */
+  topic: string;
+
+  /**
+   * @generated from field: uint32 partition = 4;
+   */
+  partition: number;
 };
 
 /**
@@ -252,6 +312,18 @@ export type ConsumeStreamRequest = Message<"log.v1.ConsumeStreamRequest"> & {
    * @generated from field: google.protobuf.Timestamp from_time = 4;
    */
   fromTime?: Timestamp | undefined;
+
+  /**
+   * topic ("" is "default") and partition to read from.
+   *
+   * @generated from field: string topic = 5;
+   */
+  topic: string;
+
+  /**
+   * @generated from field: uint32 partition = 6;
+   */
+  partition: number;
 };
 
 /**
@@ -305,6 +377,19 @@ export type ProduceStreamRequest = Message<"log.v1.ProduceStreamRequest"> & {
    * @generated from field: repeated log.v1.Record records = 2;
    */
   records: Record[];
+
+  /**
+   * topic and partition as in ProduceBatchRequest, per request: one
+   * stream may write to several topics and partitions.
+   *
+   * @generated from field: string topic = 3;
+   */
+  topic: string;
+
+  /**
+   * @generated from field: optional uint32 partition = 4;
+   */
+  partition?: number | undefined;
 };
 
 /**
@@ -331,6 +416,13 @@ export type ProduceStreamResponse = Message<"log.v1.ProduceStreamResponse"> & {
    * @generated from field: uint32 count = 2;
    */
   count: number;
+
+  /**
+   * partition is the partition the matching request's records went to.
+   *
+   * @generated from field: uint32 partition = 3;
+   */
+  partition: number;
 };
 
 /**
@@ -387,9 +479,19 @@ export type Server = Message<"log.v1.Server"> & {
   rpcAddr: string;
 
   /**
+   * is_leader: the node leads the cluster's system group, which holds
+   * the topic catalogue and the topic "default".
+   *
    * @generated from field: bool is_leader = 3;
    */
   isLeader: boolean;
+
+  /**
+   * partition_leaders is how many partitions of all topics the node leads.
+   *
+   * @generated from field: uint32 partition_leaders = 4;
+   */
+  partitionLeaders: number;
 };
 
 /**
@@ -403,6 +505,17 @@ export const ServerSchema: GenMessage<Server> = /*@__PURE__*/
  * @generated from message log.v1.GetStatsRequest
  */
 export type GetStatsRequest = Message<"log.v1.GetStatsRequest"> & {
+  /**
+   * topic ("" is "default") and partition to describe.
+   *
+   * @generated from field: string topic = 1;
+   */
+  topic: string;
+
+  /**
+   * @generated from field: uint32 partition = 2;
+   */
+  partition: number;
 };
 
 /**
@@ -473,6 +586,18 @@ export type GetOffsetForTimeRequest = Message<"log.v1.GetOffsetForTimeRequest"> 
    * @generated from field: google.protobuf.Timestamp time = 1;
    */
   time?: Timestamp | undefined;
+
+  /**
+   * topic ("" is "default") and partition to look in.
+   *
+   * @generated from field: string topic = 2;
+   */
+  topic: string;
+
+  /**
+   * @generated from field: uint32 partition = 3;
+   */
+  partition: number;
 };
 
 /**
@@ -638,6 +763,382 @@ export const OffsetRangeSchema: GenMessage<OffsetRange> = /*@__PURE__*/
   messageDesc(file_log_v1_log, 22);
 
 /**
+ * TopicConfig holds a topic's settings. In a CreateTopicRequest an unset
+ * or zero field takes the node's default.
+ *
+ * @generated from message log.v1.TopicConfig
+ */
+export type TopicConfig = Message<"log.v1.TopicConfig"> & {
+  /**
+   * retention_bytes deletes a partition's oldest segments while it holds
+   * more than this many bytes; 0 keeps everything.
+   *
+   * @generated from field: uint64 retention_bytes = 1;
+   */
+  retentionBytes: bigint;
+
+  /**
+   * retention_age deletes segments whose newest record is older than
+   * this; unset or zero keeps everything.
+   *
+   * @generated from field: google.protobuf.Duration retention_age = 2;
+   */
+  retentionAge?: Duration | undefined;
+
+  /**
+   * max_record_bytes caps one record (key, headers and value together);
+   * 0 is the node's --max-record-bytes, and it cannot exceed it.
+   *
+   * @generated from field: uint32 max_record_bytes = 3;
+   */
+  maxRecordBytes: number;
+};
+
+/**
+ * Describes the message log.v1.TopicConfig.
+ * Use `create(TopicConfigSchema)` to create a new message.
+ */
+export const TopicConfigSchema: GenMessage<TopicConfig> = /*@__PURE__*/
+  messageDesc(file_log_v1_log, 23);
+
+/**
+ * Topic is a named log split into partitions.
+ *
+ * @generated from message log.v1.Topic
+ */
+export type Topic = Message<"log.v1.Topic"> & {
+  /**
+   * name: 1 to 249 bytes of [a-zA-Z0-9._-].
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: uint32 partitions = 2;
+   */
+  partitions: number;
+
+  /**
+   * replication_factor is how many nodes hold each partition.
+   *
+   * @generated from field: uint32 replication_factor = 3;
+   */
+  replicationFactor: number;
+
+  /**
+   * @generated from field: log.v1.TopicConfig config = 4;
+   */
+  config?: TopicConfig | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created = 5;
+   */
+  created?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message log.v1.Topic.
+ * Use `create(TopicSchema)` to create a new message.
+ */
+export const TopicSchema: GenMessage<Topic> = /*@__PURE__*/
+  messageDesc(file_log_v1_log, 24);
+
+/**
+ * @generated from message log.v1.CreateTopicRequest
+ */
+export type CreateTopicRequest = Message<"log.v1.CreateTopicRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * partitions defaults to 1.
+   *
+   * @generated from field: uint32 partitions = 2;
+   */
+  partitions: number;
+
+  /**
+   * replication_factor defaults to min(3, number of nodes); it cannot
+   * exceed the number of nodes.
+   *
+   * @generated from field: uint32 replication_factor = 3;
+   */
+  replicationFactor: number;
+
+  /**
+   * @generated from field: log.v1.TopicConfig config = 4;
+   */
+  config?: TopicConfig | undefined;
+};
+
+/**
+ * Describes the message log.v1.CreateTopicRequest.
+ * Use `create(CreateTopicRequestSchema)` to create a new message.
+ */
+export const CreateTopicRequestSchema: GenMessage<CreateTopicRequest> = /*@__PURE__*/
+  messageDesc(file_log_v1_log, 25);
+
+/**
+ * @generated from message log.v1.CreateTopicResponse
+ */
+export type CreateTopicResponse = Message<"log.v1.CreateTopicResponse"> & {
+  /**
+   * @generated from field: log.v1.Topic topic = 1;
+   */
+  topic?: Topic | undefined;
+};
+
+/**
+ * Describes the message log.v1.CreateTopicResponse.
+ * Use `create(CreateTopicResponseSchema)` to create a new message.
+ */
+export const CreateTopicResponseSchema: GenMessage<CreateTopicResponse> = /*@__PURE__*/
+  messageDesc(file_log_v1_log, 26);
+
+/**
+ * @generated from message log.v1.ListTopicsRequest
+ */
+export type ListTopicsRequest = Message<"log.v1.ListTopicsRequest"> & {
+};
+
+/**
+ * Describes the message log.v1.ListTopicsRequest.
+ * Use `create(ListTopicsRequestSchema)` to create a new message.
+ */
+export const ListTopicsRequestSchema: GenMessage<ListTopicsRequest> = /*@__PURE__*/
+  messageDesc(file_log_v1_log, 27);
+
+/**
+ * @generated from message log.v1.ListTopicsResponse
+ */
+export type ListTopicsResponse = Message<"log.v1.ListTopicsResponse"> & {
+  /**
+   * @generated from field: repeated log.v1.Topic topics = 1;
+   */
+  topics: Topic[];
+};
+
+/**
+ * Describes the message log.v1.ListTopicsResponse.
+ * Use `create(ListTopicsResponseSchema)` to create a new message.
+ */
+export const ListTopicsResponseSchema: GenMessage<ListTopicsResponse> = /*@__PURE__*/
+  messageDesc(file_log_v1_log, 28);
+
+/**
+ * @generated from message log.v1.DescribeTopicRequest
+ */
+export type DescribeTopicRequest = Message<"log.v1.DescribeTopicRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message log.v1.DescribeTopicRequest.
+ * Use `create(DescribeTopicRequestSchema)` to create a new message.
+ */
+export const DescribeTopicRequestSchema: GenMessage<DescribeTopicRequest> = /*@__PURE__*/
+  messageDesc(file_log_v1_log, 29);
+
+/**
+ * @generated from message log.v1.DescribeTopicResponse
+ */
+export type DescribeTopicResponse = Message<"log.v1.DescribeTopicResponse"> & {
+  /**
+   * @generated from field: log.v1.Topic topic = 1;
+   */
+  topic?: Topic | undefined;
+
+  /**
+   * @generated from field: repeated log.v1.PartitionInfo partitions = 2;
+   */
+  partitions: PartitionInfo[];
+};
+
+/**
+ * Describes the message log.v1.DescribeTopicResponse.
+ * Use `create(DescribeTopicResponseSchema)` to create a new message.
+ */
+export const DescribeTopicResponseSchema: GenMessage<DescribeTopicResponse> = /*@__PURE__*/
+  messageDesc(file_log_v1_log, 30);
+
+/**
+ * PartitionInfo describes one partition of a topic as the answering node
+ * knows it.
+ *
+ * @generated from message log.v1.PartitionInfo
+ */
+export type PartitionInfo = Message<"log.v1.PartitionInfo"> & {
+  /**
+   * @generated from field: uint32 partition = 1;
+   */
+  partition: number;
+
+  /**
+   * leader is the node ID of the partition's leader; empty while it has
+   * none.
+   *
+   * @generated from field: string leader = 2;
+   */
+  leader: string;
+
+  /**
+   * @generated from field: repeated log.v1.Replica replicas = 3;
+   */
+  replicas: Replica[];
+
+  /**
+   * lowest_offset, next_offset and size_bytes as in GetStatsResponse, from
+   * the leader where it answers, else from the answering node's replica.
+   *
+   * @generated from field: uint64 lowest_offset = 4;
+   */
+  lowestOffset: bigint;
+
+  /**
+   * @generated from field: uint64 next_offset = 5;
+   */
+  nextOffset: bigint;
+
+  /**
+   * @generated from field: uint64 size_bytes = 6;
+   */
+  sizeBytes: bigint;
+};
+
+/**
+ * Describes the message log.v1.PartitionInfo.
+ * Use `create(PartitionInfoSchema)` to create a new message.
+ */
+export const PartitionInfoSchema: GenMessage<PartitionInfo> = /*@__PURE__*/
+  messageDesc(file_log_v1_log, 31);
+
+/**
+ * Replica is one node holding a copy of a partition.
+ *
+ * @generated from message log.v1.Replica
+ */
+export type Replica = Message<"log.v1.Replica"> & {
+  /**
+   * @generated from field: string node_id = 1;
+   */
+  nodeId: string;
+
+  /**
+   * @generated from field: string rpc_addr = 2;
+   */
+  rpcAddr: string;
+
+  /**
+   * @generated from field: bool is_leader = 3;
+   */
+  isLeader: boolean;
+
+  /**
+   * in_sync is true when the replica is a voter of the partition's Raft
+   * group that the leader has heard from recently.
+   *
+   * @generated from field: bool in_sync = 4;
+   */
+  inSync: boolean;
+};
+
+/**
+ * Describes the message log.v1.Replica.
+ * Use `create(ReplicaSchema)` to create a new message.
+ */
+export const ReplicaSchema: GenMessage<Replica> = /*@__PURE__*/
+  messageDesc(file_log_v1_log, 32);
+
+/**
+ * @generated from message log.v1.UpdateTopicRequest
+ */
+export type UpdateTopicRequest = Message<"log.v1.UpdateTopicRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Each setting that is set replaces the topic's; 0 (or a zero duration)
+   * turns retention by that measure off, or for max_record_bytes takes
+   * the node's default.
+   *
+   * @generated from field: optional uint64 retention_bytes = 2;
+   */
+  retentionBytes?: bigint | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Duration retention_age = 3;
+   */
+  retentionAge?: Duration | undefined;
+
+  /**
+   * @generated from field: optional uint32 max_record_bytes = 4;
+   */
+  maxRecordBytes?: number | undefined;
+};
+
+/**
+ * Describes the message log.v1.UpdateTopicRequest.
+ * Use `create(UpdateTopicRequestSchema)` to create a new message.
+ */
+export const UpdateTopicRequestSchema: GenMessage<UpdateTopicRequest> = /*@__PURE__*/
+  messageDesc(file_log_v1_log, 33);
+
+/**
+ * @generated from message log.v1.UpdateTopicResponse
+ */
+export type UpdateTopicResponse = Message<"log.v1.UpdateTopicResponse"> & {
+  /**
+   * @generated from field: log.v1.Topic topic = 1;
+   */
+  topic?: Topic | undefined;
+};
+
+/**
+ * Describes the message log.v1.UpdateTopicResponse.
+ * Use `create(UpdateTopicResponseSchema)` to create a new message.
+ */
+export const UpdateTopicResponseSchema: GenMessage<UpdateTopicResponse> = /*@__PURE__*/
+  messageDesc(file_log_v1_log, 34);
+
+/**
+ * @generated from message log.v1.DeleteTopicRequest
+ */
+export type DeleteTopicRequest = Message<"log.v1.DeleteTopicRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message log.v1.DeleteTopicRequest.
+ * Use `create(DeleteTopicRequestSchema)` to create a new message.
+ */
+export const DeleteTopicRequestSchema: GenMessage<DeleteTopicRequest> = /*@__PURE__*/
+  messageDesc(file_log_v1_log, 35);
+
+/**
+ * @generated from message log.v1.DeleteTopicResponse
+ */
+export type DeleteTopicResponse = Message<"log.v1.DeleteTopicResponse"> & {
+};
+
+/**
+ * Describes the message log.v1.DeleteTopicResponse.
+ * Use `create(DeleteTopicResponseSchema)` to create a new message.
+ */
+export const DeleteTopicResponseSchema: GenMessage<DeleteTopicResponse> = /*@__PURE__*/
+  messageDesc(file_log_v1_log, 36);
+
+/**
  * LogService appends records to the log and reads them back.
  *
  * @generated from service log.v1.LogService
@@ -740,6 +1241,60 @@ export const LogService: GenService<{
     methodKind: "unary";
     input: typeof WhoAmIRequestSchema;
     output: typeof WhoAmIResponseSchema;
+  },
+  /**
+   * CreateTopic creates a topic and places its partitions' replicas on
+   * the cluster's nodes. ALREADY_EXISTS if the name is taken.
+   *
+   * @generated from rpc log.v1.LogService.CreateTopic
+   */
+  createTopic: {
+    methodKind: "unary";
+    input: typeof CreateTopicRequestSchema;
+    output: typeof CreateTopicResponseSchema;
+  },
+  /**
+   * ListTopics lists the topics the caller may consume or produce to.
+   *
+   * @generated from rpc log.v1.LogService.ListTopics
+   */
+  listTopics: {
+    methodKind: "unary";
+    input: typeof ListTopicsRequestSchema;
+    output: typeof ListTopicsResponseSchema;
+  },
+  /**
+   * DescribeTopic gives a topic's settings and, per partition, its
+   * replicas, leader and offsets.
+   *
+   * @generated from rpc log.v1.LogService.DescribeTopic
+   */
+  describeTopic: {
+    methodKind: "unary";
+    input: typeof DescribeTopicRequestSchema;
+    output: typeof DescribeTopicResponseSchema;
+  },
+  /**
+   * UpdateTopic changes the settings the request sets (retention, maximum
+   * record size); the others keep their values.
+   *
+   * @generated from rpc log.v1.LogService.UpdateTopic
+   */
+  updateTopic: {
+    methodKind: "unary";
+    input: typeof UpdateTopicRequestSchema;
+    output: typeof UpdateTopicResponseSchema;
+  },
+  /**
+   * DeleteTopic deletes a topic and every record in it, on every node.
+   * The topic "default" cannot be deleted.
+   *
+   * @generated from rpc log.v1.LogService.DeleteTopic
+   */
+  deleteTopic: {
+    methodKind: "unary";
+    input: typeof DeleteTopicRequestSchema;
+    output: typeof DeleteTopicResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_log_v1_log, 0);
