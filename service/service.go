@@ -109,6 +109,9 @@ type Config struct {
 // Service implements logv1connect.LogServiceHandler and serves it with
 // everything around it; see Handler.
 type Service struct {
+	// The topic RPCs answer Unimplemented until topics are wired in.
+	logv1connect.UnimplementedLogServiceHandler
+
 	log             Log
 	authz           Authorizer
 	nodeID          string
