@@ -86,6 +86,11 @@ type Config struct {
 	// wires it to the peer's Consume.
 	FetchRecord func(ctx context.Context, addr string, offset uint64) (logstore.Record, error)
 
+	// Meta, set on the system group only, keeps the catalogue: it applies
+	// the group's catalogue entries (ProposeMeta) and its state travels in
+	// the group's snapshots.
+	Meta MetaFSM
+
 	// Now is the clock this node stamps the records it leads with; nil is
 	// time.Now. (Tests give nodes skewed clocks.)
 	Now func() time.Time

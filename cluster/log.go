@@ -505,12 +505,34 @@ func (l *Log) AppendRecords(ctx context.Context, recs []logstore.Record) (uint64
 			return 0, fmt.Errorf("%w: record %d has %d bytes, limit %d", logstore.ErrRecordTooLarge, i, size, limit)
 		}
 	}
-	if err := ctx.Err(); err != nil {
+	if err := l.leading(ctx); err != nil {
 		return 0, err
+	}
+	resp, err := l.propose(ctx, encodeRecords(l.cfg.Now().UnixNano(), recs))
+	if err != nil {
+		return 0, err
+	}
+	res, ok := resp.(applyResult)
+	if !ok {
+		return 0, fmt.Errorf("%w: unexpected apply response %T", ErrUnknownOutcome, resp)
+	}
+	if res.err != nil {
+		// Committed in the cluster, but this node could not apply it.
+		return 0, fmt.Errorf("%w: %w", ErrUnknownOutcome, res.err)
+	}
+	return res.base, nil
+}
+
+// leading returns nil once this node leads and may append: it waits out an
+// election under way (for at most leaderWait), then answers
+// *NotLeaderError on a follower, or the disk monitor's refusal.
+func (l *Log) leading(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	select {
 	case <-l.done:
-		return 0, ErrClosed
+		return ErrClosed
 	default:
 	}
 	if l.raft.State() != raft.Leader {
@@ -521,22 +543,27 @@ func (l *Log) AppendRecords(ctx context.Context, recs []logstore.Record) (uint64
 			err := l.WaitForLeader(wctx)
 			cancel()
 			if ctx.Err() != nil {
-				return 0, ctx.Err()
+				return ctx.Err()
 			}
 			if errors.Is(err, ErrClosed) {
-				return 0, err
+				return err
 			}
 		}
 		if l.raft.State() != raft.Leader {
 			if err := l.leaderlessDiskFull(); err != nil {
-				return 0, err
+				return err
 			}
-			return 0, l.notLeader()
+			return l.notLeader()
 		}
 	}
 	if err := l.disk.check(); err != nil {
-		return 0, err
+		return err
 	}
+	return nil
+}
+
+// propose commits data as one Raft entry and returns the FSM's response.
+func (l *Log) propose(ctx context.Context, data []byte) (any, error) {
 	timeout := applyTimeout
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = max(time.Until(dl), time.Millisecond)
@@ -552,9 +579,9 @@ func (l *Log) AppendRecords(ctx context.Context, recs []logstore.Record) (uint64
 	l.applyMu.RLock()
 	if l.closing {
 		l.applyMu.RUnlock()
-		return 0, ErrClosed
+		return nil, ErrClosed
 	}
-	f := l.raft.Apply(encodeRecords(l.cfg.Now().UnixNano(), recs), timeout)
+	f := l.raft.Apply(data, timeout)
 	l.waiters.Go(func() {
 		err := f.Error()
 		var resp any
@@ -568,30 +595,22 @@ func (l *Log) AppendRecords(ctx context.Context, recs []logstore.Record) (uint64
 	select {
 	case o = <-ch:
 	case <-ctx.Done():
-		return 0, fmt.Errorf("%w: %w", ErrUnknownOutcome, ctx.Err())
+		return nil, fmt.Errorf("%w: %w", ErrUnknownOutcome, ctx.Err())
 	}
 	switch {
 	case o.err == nil:
 	case errors.Is(o.err, raft.ErrNotLeader):
-		return 0, l.notLeader()
+		return nil, l.notLeader()
 	case errors.Is(o.err, raft.ErrEnqueueTimeout):
-		return 0, ErrTimeout
+		return nil, ErrTimeout
 	case errors.Is(o.err, raft.ErrRaftShutdown):
 		// Raft answers this also for entries it had committed but not yet
 		// handed to the FSM when it shut down: the record may be in the log.
-		return 0, fmt.Errorf("%w: %w", ErrUnknownOutcome, ErrClosed)
+		return nil, fmt.Errorf("%w: %w", ErrUnknownOutcome, ErrClosed)
 	default: // leadership lost, aborted by restore, disk full: it may still commit
-		return 0, fmt.Errorf("%w: %w", ErrUnknownOutcome, l.disk.annotate(o.err))
+		return nil, fmt.Errorf("%w: %w", ErrUnknownOutcome, l.disk.annotate(o.err))
 	}
-	res, ok := o.resp.(applyResult)
-	if !ok {
-		return 0, fmt.Errorf("%w: unexpected apply response %T", ErrUnknownOutcome, o.resp)
-	}
-	if res.err != nil {
-		// Committed in the cluster, but this node could not apply it.
-		return 0, fmt.Errorf("%w: %w", ErrUnknownOutcome, res.err)
-	}
-	return res.base, nil
+	return o.resp, nil
 }
 
 func (l *Log) notLeader() error {
