@@ -87,4 +87,3 @@ func (l *Log) ProposeMeta(ctx context.Context, cmd []byte) (any, error) {
 	}
 	return res.resp, nil
 }
-
