@@ -30,7 +30,10 @@ type Server struct {
 // served from the local store, which holds only committed records. It
 // implements service.Log.
 type Log struct {
-	cfg    Config
+	cfg Config
+	// retentionMu guards cfg.Store's retention, which SetRetention
+	// changes while the FSM may reopen the store.
+	retentionMu sync.Mutex
 	logger *slog.Logger
 	raft   *raft.Raft
 	trans  *transport
@@ -415,7 +418,10 @@ func setIf[T comparable](dst *T, v T) {
 // and the entries after it, which are durable in the Raft log.
 func (l *Log) openStore() (*logstore.Log, error) {
 	dir := filepath.Join(l.cfg.DataDir, "log")
-	store, err := logstore.Open(dir, l.cfg.Store)
+	l.retentionMu.Lock()
+	storeCfg := l.cfg.Store
+	l.retentionMu.Unlock()
+	store, err := logstore.Open(dir, storeCfg)
 	if err == nil || !errors.Is(err, logstore.ErrCorrupt) {
 		if err != nil {
 			return nil, fmt.Errorf("cluster: open store: %w", err)
@@ -427,11 +433,22 @@ func (l *Log) openStore() (*logstore.Log, error) {
 	if err := os.Rename(dir, aside); err != nil {
 		return nil, fmt.Errorf("cluster: move damaged store aside: %w", err)
 	}
-	store, err = logstore.Open(dir, l.cfg.Store)
+	store, err = logstore.Open(dir, storeCfg)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: open store: %w", err)
 	}
 	return store, nil
+}
+
+// SetRetention changes the store's retention (a topic's settings changed):
+// at once on the open store, and on any store that replaces it later.
+// Every node's store decides by the records' replicated times, so they cut
+// alike.
+func (l *Log) SetRetention(bytes int64, age time.Duration) error {
+	l.retentionMu.Lock()
+	defer l.retentionMu.Unlock()
+	l.cfg.Store.RetentionBytes, l.cfg.Store.RetentionAge = bytes, age
+	return l.current().log.SetRetention(bytes, age)
 }
 
 func (l *Log) current() *storeRef { return l.cur.Load() }
