@@ -191,3 +191,12 @@ func TestInitialState(t *testing.T) {
 		t.Fatalf(`Topic("") = %v`, err)
 	}
 }
+
+// metaFSM is cluster.MetaFSM, which this package does not import.
+type metaFSM interface {
+	Apply(index uint64, at time.Time, cmd []byte) any
+	Snapshot() ([]byte, error)
+	Restore(state []byte) error
+}
+
+var _ metaFSM = (*Catalog)(nil)

@@ -30,8 +30,9 @@ func (c *Catalog) View() *View { return c.view.Load() }
 func (c *Catalog) Changed() <-chan struct{} { return c.View().changed }
 
 // WaitIndex waits until the catalogue has applied the command at index or
-// a later one, or ctx ends. Only catalogue commands count: the index of
-// another kind of system-group entry may never be reached.
+// a later one, or ctx ends. Only catalogue commands move Index: waiting
+// for the index of another system-group entry (a record of the default
+// topic) lasts until the next catalogue command.
 func (c *Catalog) WaitIndex(ctx context.Context, index uint64) error {
 	for {
 		v := c.View()
