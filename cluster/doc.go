@@ -60,6 +60,26 @@
 // StreamLayer. Both sides present server certificates from the cluster's
 // CA; a client certificate (client-auth usage only) is refused.
 //
+// # Raft groups
+//
+// A node runs its system group (the Log above, Config.Group "") and may run
+// named groups beside it, such as a topic's partitions: each is a Log of
+// its own, with its own DataDir and its own Raft configuration, and all
+// share the node's StreamLayer, so the same port, ALPN and certificate
+// checks (StreamLayer.Group). A connection for a named group starts with a
+// preamble, 0xF7 'P' 'L' 'G', a length byte and the group's name (group.go);
+// raft's NetworkTransport starts a message with its RPC type byte, 0 to 4,
+// so a connection starting with anything but 0xF7 is the system group's,
+// as every connection was before groups existed, and nodes of that version
+// keep talking to the system group. The accepting node reads the preamble
+// (a peer gets preambleTimeout to send it) and hands the connection to the
+// group's raft; it closes a connection naming a group it does not run, and
+// the peer's raft dials again later. Closing a group's Log closes only that
+// group's connections; Isolate and CloseInbound cut every group. The
+// replicas of a group can all bootstrap with the same Config.Voters, so
+// none has to be added by a leader; only a node bootstrapping alone adopts
+// a store that already holds records (others refuse it: ErrExistingStore).
+//
 // # Offsets are deterministic
 //
 // The FSM numbers records itself: the records of the committed entries, in

@@ -8,8 +8,10 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -136,7 +138,8 @@ func shutdownRaft(r *raft.Raft, trans *transport, d time.Duration, logger *slog.
 }
 
 // New opens (or creates) the node's state under cfg.DataDir and starts Raft.
-// A node with Bootstrap and no state starts a one-member cluster.
+// A node with Bootstrap and no state starts a one-member cluster, or one of
+// cfg.Voters.
 func New(cfg Config) (_ *Log, err error) {
 	cfg, err = cfg.withDefaults()
 	if err != nil {
@@ -151,7 +154,14 @@ func New(cfg Config) (_ *Log, err error) {
 			}
 		}
 	}()
-	cleanup = append(cleanup, func() { cfg.Stream.Close() })
+	// The group's stream layer, which the transport closes with itself.
+	var stream raft.StreamLayer = cfg.Stream
+	if cfg.Group != "" {
+		if stream, err = cfg.Stream.Group(cfg.Group); err != nil {
+			return nil, err
+		}
+	}
+	cleanup = append(cleanup, func() { stream.Close() })
 	raftDir := filepath.Join(cfg.DataDir, "raft")
 	if err := os.MkdirAll(raftDir, 0o755); err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
@@ -183,7 +193,7 @@ func New(cfg Config) (_ *Log, err error) {
 	}
 	l.snaps = snaps
 	l.trans = newTransport(&raft.NetworkTransportConfig{
-		Stream:  cfg.Stream,
+		Stream:  stream,
 		MaxPool: 5,
 		Timeout: 10 * time.Second,
 		Logger:  newHCLogger(l.logger, "raft-net"),
@@ -242,6 +252,12 @@ func New(cfg Config) (_ *Log, err error) {
 			return nil, fmt.Errorf("%w: %s holds %d records but there is no raft state in %s; a node joining a cluster starts from an empty data directory",
 				ErrExistingStore, filepath.Join(cfg.DataDir, "log"), next, raftDir)
 		}
+		if len(cfg.Voters) > 1 {
+			// Adopting needs this node to lead a cluster of itself; with
+			// others the records would clash with theirs.
+			return nil, fmt.Errorf("%w: %s holds %d records but there is no raft state in %s; a node bootstrapping with other voters starts from an empty data directory",
+				ErrExistingStore, filepath.Join(cfg.DataDir, "log"), next, raftDir)
+		}
 		// A node that served a log before it ran Raft: its records become
 		// the start of the replicated log (adopt, below, once Raft runs).
 		// The marker makes a crash before that finishes redo it.
@@ -250,14 +266,9 @@ func New(cfg Config) (_ *Log, err error) {
 		}
 		adopting = true
 	}
-	if cfg.Bootstrap {
-		if !has {
-			boot := raft.Configuration{Servers: []raft.Server{{
-				Suffrage: raft.Voter, ID: rc.LocalID, Address: l.trans.LocalAddr(),
-			}}}
-			if err := raft.BootstrapCluster(rc, l.store, l.store, snaps, l.trans, boot); err != nil {
-				return nil, fmt.Errorf("cluster: bootstrap: %w", err)
-			}
+	if cfg.Bootstrap && !has {
+		if err := raft.BootstrapCluster(rc, l.store, l.store, snaps, l.trans, bootConfiguration(cfg, l.trans.LocalAddr())); err != nil {
+			return nil, fmt.Errorf("cluster: bootstrap: %w", err)
 		}
 	}
 	if has && !adopting {
@@ -297,6 +308,24 @@ func New(cfg Config) (_ *Log, err error) {
 	}
 	l.disk.start()
 	return l, nil
+}
+
+// bootConfiguration is the configuration a node without Raft state
+// bootstraps with: itself alone, or cfg.Voters. hashicorp/raft lets every
+// voter bootstrap when all are given the same configuration (api.go,
+// BootstrapCluster: "This should only be called at the beginning of time
+// for the cluster with an identical configuration listing all Voter
+// servers"), so the servers are sorted by ID: a map's order would differ
+// from node to node.
+func bootConfiguration(cfg Config, self raft.ServerAddress) raft.Configuration {
+	if len(cfg.Voters) == 0 {
+		return raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: raft.ServerID(cfg.NodeID), Address: self}}}
+	}
+	var conf raft.Configuration
+	for _, id := range slices.Sorted(maps.Keys(cfg.Voters)) {
+		conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(id), Address: raft.ServerAddress(cfg.Voters[id])})
+	}
+	return conf
 }
 
 // emptyWithoutSnapshot empties the store of a node that has Raft state
@@ -988,8 +1017,8 @@ func (l *Log) Snapshot() error {
 }
 
 // Close stops Raft (without handing leadership over: to others it looks like
-// a crash, and they elect a new leader), closes the stream layer, the Raft
-// log and the local store.
+// a crash, and they elect a new leader), closes the stream layer (a named
+// group's only its group), the Raft log and the local store.
 func (l *Log) Close() error {
 	l.closeOnce.Do(func() {
 		close(l.done)
@@ -1008,7 +1037,7 @@ func (l *Log) Close() error {
 			l.logger.Error("cluster: raft did not stop; closing the rest anyway", "err", err)
 			errs = append(errs, err)
 		}
-		l.trans.Close() // closes the stream layer too
+		l.trans.Close() // closes the stream layer (or the group's) too
 		l.bg.Wait()
 		if !drained && !waitGroupTimeout(&l.waiters, closeGrace) {
 			l.logger.Error("cluster: some appends were never answered by raft after shutdown", "waited", drainGrace+closeGrace)
