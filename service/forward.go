@@ -12,6 +12,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/proglog/proglog/catalog"
 	"github.com/proglog/proglog/cluster"
 	logv1 "github.com/proglog/proglog/gen/log/v1"
 	"github.com/proglog/proglog/gen/log/v1/logv1connect"
@@ -129,10 +130,15 @@ func (f *Forwarder) peer(addr string) logv1connect.LogServiceClient {
 // from a peer's copy. Peers may consume without an ACL line, as they may
 // forward appends (see peerForward).
 func (f *Forwarder) FetchRecord(ctx context.Context, addr string, offset uint64) (logstore.Record, error) {
+	return f.FetchTopicRecord(ctx, addr, catalog.DefaultTopic, 0, offset)
+}
+
+// FetchTopicRecord is FetchRecord for a partition of a topic.
+func (f *Forwarder) FetchTopicRecord(ctx context.Context, addr, topic string, partition int, offset uint64) (logstore.Record, error) {
 	if addr == f.self {
 		return logstore.Record{}, errors.New("service: FetchRecord from this node itself")
 	}
-	resp, err := f.peer(addr).Consume(ctx, &logv1.ConsumeRequest{Offset: offset})
+	resp, err := f.peer(addr).Consume(ctx, &logv1.ConsumeRequest{Offset: offset, Topic: topic, Partition: uint32(partition)})
 	if err != nil {
 		return logstore.Record{}, err
 	}
