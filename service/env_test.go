@@ -35,7 +35,8 @@ const (
 	idRoot     = "root"
 	idReader   = "reader"
 	idStranger = "stranger"
-	idNone     = "" // no client certificate
+	idOrders   = "orders-app" // rules on topics orders.* only, where a test's policy gives them
+	idNone     = ""           // no client certificate
 	idImpostor = "impostor"
 )
 
@@ -160,7 +161,7 @@ func (e *env) makeCerts() {
 	}
 	write("server", certPEM)
 	write("server-key", keyPEM)
-	for _, id := range []string{idRoot, idReader, idStranger} {
+	for _, id := range []string{idRoot, idReader, idStranger, idOrders} {
 		certPEM, keyPEM, err := ca.IssueClient(id)
 		if err != nil {
 			t.Fatal(err)

@@ -67,15 +67,15 @@ func (s *Service) topic(ctx context.Context, name string) (*catalog.Topic, error
 // noPartition is the NotFound of a partition the topic does not have.
 func noPartition(t *catalog.Topic, p uint64) error {
 	n := len(t.Partitions)
-	have := "partitions 0 to " + fmt.Sprint(n-1)
+	has := fmt.Sprintf("%d partitions (0 to %d)", n, n-1)
 	switch n {
 	case 0:
-		have = "no partitions"
+		has = "no partitions"
 	case 1:
-		have = "1 partition (0)"
+		has = "1 partition (0)"
 	}
 	return connect.NewError(connect.CodeNotFound, fmt.Errorf("topic %q partition %d: %w: the topic has %s",
-		t.Name, p, catalog.ErrPartitionNotFound, have))
+		t.Name, p, catalog.ErrPartitionNotFound, has))
 }
 
 // recordLimit is the largest record the topic takes: the node's limit,
