@@ -1008,6 +1008,29 @@ func (l *Log) TransferLeadership() error {
 	return nil
 }
 
+// TransferLeadershipTo hands leadership to the voter id (a partition's
+// preferred leader). Raft first brings id up to date; while it does, this
+// leader refuses appends, for at most an election timeout when id does not
+// answer.
+func (l *Log) TransferLeadershipTo(id string) error {
+	if l.raft.State() != raft.Leader {
+		return l.notLeader()
+	}
+	f := l.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return fmt.Errorf("cluster: transfer leadership: %w", err)
+	}
+	for _, s := range f.Configuration().Servers {
+		if string(s.ID) == id && s.Suffrage == raft.Voter {
+			if err := l.raft.LeadershipTransferToServer(s.ID, s.Address).Error(); err != nil {
+				return fmt.Errorf("cluster: transfer leadership to %s: %w", id, l.mapRaftErr(err))
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("cluster: transfer leadership: %s is not a voter", id)
+}
+
 // Snapshot makes Raft take a snapshot now (and compact its log).
 func (l *Log) Snapshot() error {
 	if err := l.raft.Snapshot().Error(); err != nil {

@@ -113,9 +113,8 @@ func (m *member) open(store logstore.Config, storeSyncSet bool) error {
 		Registerer:         m.reg,
 		FetchRecord:        fwd.FetchRecord, // heal a damaged record from a peer's copy
 	}
-	// Partitions' groups run like the system group, without its catalogue,
-	// metrics or peer healing (their records are fetched by topic, which
-	// FetchRecord does not name yet).
+	// Partitions' groups run like the system group, without its catalogue
+	// or metrics; they heal records by topic (topics.Config.FetchRecord).
 	pcfg := ccfg
 	pcfg.Registerer, pcfg.FetchRecord = nil, nil
 	ccfg.Meta = cat
@@ -142,12 +141,13 @@ func (m *member) open(store logstore.Config, storeSyncSet bool) error {
 		}
 	}
 	mgr, err := topics.New(topics.Config{
-		NodeID:    m.id,
-		DataDir:   filepath.Join(m.dataDir, "partitions"),
-		Catalog:   cat,
-		System:    cl,
-		Partition: pcfg,
-		Logger:    m.logger.With("component", "topics"),
+		NodeID:      m.id,
+		DataDir:     filepath.Join(m.dataDir, "partitions"),
+		Catalog:     cat,
+		System:      cl,
+		Partition:   pcfg,
+		FetchRecord: fwd.FetchTopicRecord,
+		Logger:      m.logger.With("component", "topics"),
 	})
 	if err != nil {
 		cl.Close()

@@ -190,3 +190,40 @@ func consumeTopic(t *testing.T, c logv1connect.LogServiceClient, topic string, p
 	}
 	return got
 }
+
+// TestLeadersBalance creates six partitions replicated on all three
+// nodes: whoever wins their elections, each node ends up leading the two
+// it is the preferred leader of, and GetServers counts them.
+func TestLeadersBalance(t *testing.T) {
+	_, _, clients := startThree(t)
+	if _, err := clients[0].CreateTopic(t.Context(), &logv1.CreateTopicRequest{Name: "events", Partitions: 6, ReplicationFactor: 3}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "every partition led by its preferred leader", func() bool {
+		desc, err := clients[1].DescribeTopic(t.Context(), &logv1.DescribeTopicRequest{Name: "events"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		perNode := map[string]int{}
+		for _, p := range desc.GetPartitions() {
+			if p.GetLeader() == "" || p.GetLeader() != p.GetReplicas()[0].GetNodeId() {
+				return false
+			}
+			perNode[p.GetLeader()]++
+		}
+		return len(perNode) == 3 && perNode["n1"] == 2 && perNode["n2"] == 2 && perNode["n3"] == 2
+	})
+	res, err := clients[2].GetServers(t.Context(), &logv1.GetServersRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range res.GetServers() {
+		want := uint32(2)
+		if s.GetIsLeader() {
+			want++ // the system group: the default topic's partition
+		}
+		if s.GetPartitionLeaders() != want {
+			t.Fatalf("%s leads %d partitions, want %d (%v)", s.GetId(), s.GetPartitionLeaders(), want, res.GetServers())
+		}
+	}
+}

@@ -39,6 +39,10 @@ type Config struct {
 	// Group, Voters, Bootstrap, Alone and the Store's retention and
 	// maximum record size are set per partition.
 	Partition cluster.Config
+	// FetchRecord, when set, reads a record of a partition from the peer
+	// at addr, so a replica heals a damaged record from another's copy
+	// (cluster.Config.FetchRecord; a Forwarder's FetchTopicRecord).
+	FetchRecord func(ctx context.Context, addr, topic string, partition int, offset uint64) (logstore.Record, error)
 	// StartWait bounds how long CreateTopic waits for the partitions this
 	// node hosts to elect leaders before it answers; default 10s.
 	StartWait time.Duration
@@ -66,6 +70,9 @@ type partition struct {
 	log       *cluster.Log
 	dir       string
 	retention catalog.Config // as last applied to log
+	// nextBalance is when balance may next hand this partition's
+	// leadership to its preferred leader.
+	nextBalance time.Time
 }
 
 var _ service.Topics = (*Manager)(nil)
@@ -94,7 +101,12 @@ const retryEvery = 2 * time.Second
 // leads and closes them all. Run is called once; the Manager is done when
 // it returns.
 func (m *Manager) Run(ctx context.Context) {
+	var balancer sync.WaitGroup
 	defer m.closeAll()
+	defer balancer.Wait() // before closeAll: it transfers leaderships
+	bctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	balancer.Go(func() { m.balanceLoop(bctx) })
 	t := time.NewTicker(retryEvery)
 	defer t.Stop()
 	for {
@@ -241,6 +253,12 @@ func (m *Manager) start(ref catalog.PartitionRef, addrs map[string]string) error
 	cfg.Meta = nil
 	cfg.Store = storeConfig(cfg.Store, ref.Topic.Config)
 	cfg.Logger = m.logger.With("topic", ref.Topic.Name, "partition", ref.Partition)
+	if fetch := m.cfg.FetchRecord; fetch != nil {
+		name, p := ref.Topic.Name, ref.Partition
+		cfg.FetchRecord = func(ctx context.Context, addr string, offset uint64) (logstore.Record, error) {
+			return fetch(ctx, addr, name, p, offset)
+		}
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return err
 	}
@@ -254,7 +272,7 @@ func (m *Manager) start(ref catalog.PartitionRef, addrs map[string]string) error
 		l.Close()
 		return errors.New("topics: closed")
 	}
-	m.running[group] = &partition{ref: ref, log: l, dir: cfg.DataDir, retention: ref.Topic.Config}
+	m.running[group] = &partition{ref: ref, log: l, dir: cfg.DataDir, retention: ref.Topic.Config, nextBalance: time.Now().Add(balanceAfter)}
 	close(m.started)
 	m.started = make(chan struct{})
 	m.mu.Unlock()
@@ -291,6 +309,72 @@ func (m *Manager) applySettings(p *partition, ref catalog.PartitionRef) {
 	m.mu.Lock()
 	p.retention = want
 	m.mu.Unlock()
+}
+
+// Leadership balance: raft elects whichever replica times out first, so
+// without help leaders pile up on the nodes that started first. Each
+// partition's preferred leader is its first replica (Place spreads those
+// evenly); a node that leads a partition it is not preferred for hands the
+// leadership to the preferred one, which also brings leaders back to a
+// node that returns after a restart.
+const (
+	balanceEvery = 2 * time.Second
+	// balanceAfter lets a partition's first election settle before its
+	// leadership moves.
+	balanceAfter = 3 * time.Second
+	// balanceBackoff spaces attempts at a preferred leader that did not
+	// take over (down, or behind): each attempt pauses the partition's
+	// appends for up to an election timeout.
+	balanceBackoff = 30 * time.Second
+)
+
+func (m *Manager) balanceLoop(ctx context.Context) {
+	t := time.NewTicker(balanceEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		m.balance(ctx)
+	}
+}
+
+// balance hands each partition this node leads but is not the preferred
+// leader of to its preferred leader, one at a time.
+func (m *Manager) balance(ctx context.Context) {
+	m.mu.Lock()
+	var due []*partition
+	now := time.Now()
+	for _, p := range m.running {
+		replicas := p.ref.Topic.Partitions[p.ref.Partition].Replicas
+		if len(replicas) > 1 && replicas[0] != m.cfg.NodeID && now.After(p.nextBalance) {
+			due = append(due, p)
+		}
+	}
+	m.mu.Unlock()
+	for _, p := range due {
+		if ctx.Err() != nil {
+			return
+		}
+		if !p.log.IsLeader() {
+			continue
+		}
+		preferred := p.ref.Topic.Partitions[p.ref.Partition].Replicas[0]
+		err := p.log.TransferLeadershipTo(preferred)
+		m.mu.Lock()
+		p.nextBalance = time.Now().Add(balanceEvery)
+		if err != nil {
+			p.nextBalance = time.Now().Add(balanceBackoff)
+		}
+		m.mu.Unlock()
+		if err != nil {
+			m.logger.Info("topics: the preferred leader did not take over; trying again later", "topic", p.ref.Topic.Name, "partition", p.ref.Partition, "preferred", preferred, "err", err)
+			continue
+		}
+		m.logger.Debug("topics: handed leadership to the preferred leader", "topic", p.ref.Topic.Name, "partition", p.ref.Partition, "to", preferred)
+	}
 }
 
 func (m *Manager) stop(p *partition) {

@@ -1,0 +1,234 @@
+//go:build slow
+
+package main_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	logv1 "github.com/proglog/proglog/gen/log/v1"
+)
+
+// partitionDirs lists a member's partition directories.
+func (c *testCluster) partitionDirs(m *member) []string {
+	entries, err := os.ReadDir(filepath.Join(c.root, m.id, "partitions"))
+	if err != nil && !os.IsNotExist(err) {
+		c.t.Fatal(err)
+	}
+	var out []string
+	for _, e := range entries {
+		out = append(out, e.Name())
+	}
+	return out
+}
+
+// readPartition reads records [0, next) of a partition from addr.
+func (c *testCluster) readPartition(addr, topic string, p uint32, next uint64) [][]byte {
+	c.t.Helper()
+	out := make([][]byte, 0, next)
+	if next == 0 {
+		return out
+	}
+	ctx, cancel := c.call(30 * time.Second)
+	defer cancel()
+	stream, err := c.client(addr).ConsumeStream(ctx, &logv1.ConsumeStreamRequest{Topic: topic, Partition: p, MaxBatch: 512})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer stream.Close()
+	for stream.Receive() {
+		for _, r := range stream.Msg().GetRecords() {
+			if r.GetOffset() != uint64(len(out)) {
+				c.t.Fatalf("%s %s/%d: offset %d after %d records", addr, topic, p, r.GetOffset(), len(out))
+			}
+			out = append(out, r.GetValue())
+		}
+		if uint64(len(out)) >= next {
+			return out[:next]
+		}
+	}
+	c.t.Fatalf("%s %s/%d: stream ended after %d of %d records: %v", addr, topic, p, len(out), next, stream.Err())
+	return nil
+}
+
+// partitionNext waits until every running member reports the same next
+// offset for the partition and returns it.
+func (c *testCluster) partitionNext(topic string, p uint32) uint64 {
+	c.t.Helper()
+	var next uint64
+	waitFor(c.t, fmt.Sprintf("the replicas of %s/%d to converge", topic, p), 30*time.Second, func() bool {
+		first := true
+		for _, m := range c.members {
+			if !m.running() {
+				continue
+			}
+			ctx, cancel := c.call(2 * time.Second)
+			st, err := c.client(m.addr).GetStats(ctx, &logv1.GetStatsRequest{Topic: topic, Partition: p})
+			cancel()
+			if err != nil {
+				return false
+			}
+			if first {
+				next, first = st.GetNextOffset(), false
+			} else if st.GetNextOffset() != next {
+				return false
+			}
+		}
+		return true
+	})
+	return next
+}
+
+// ack is one acknowledged produce.
+type topicAck struct {
+	partition uint32
+	offset    uint64
+	value     string
+}
+
+// TestTopicsKillNodeUnderLoad produces keyed records to a topic of four
+// partitions replicated on all three nodes through every node, kills a
+// node with SIGKILL under that load and brings it back: afterwards every
+// acknowledged record is at its offset in its partition on every node,
+// and the replicas of each partition are identical.
+func TestTopicsKillNodeUnderLoad(t *testing.T) {
+	c := startCluster(t)
+	ctx := t.Context()
+	if _, err := c.client(c.members[0].addr).CreateTopic(ctx, &logv1.CreateTopicRequest{Name: "orders", Partitions: 4, ReplicationFactor: 3}); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu         sync.Mutex
+		acks       []topicAck
+		wg         sync.WaitGroup
+		pctx, stop = context.WithCancel(ctx)
+	)
+	defer stop()
+	var addrs []string // the producers read these, never the members the test restarts
+	for _, m := range c.members {
+		addrs = append(addrs, m.addr)
+	}
+	for w := range 4 {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(w), 7))
+			for i := 0; pctx.Err() == nil; i++ {
+				addr := addrs[rng.IntN(len(addrs))]
+				v := fmt.Sprintf("w%d-%d", w, i)
+				cctx, cancel := context.WithTimeout(pctx, 5*time.Second)
+				res, err := c.client(addr).Produce(cctx, &logv1.ProduceRequest{Topic: "orders", Record: &logv1.Record{Key: []byte(v), Value: []byte(v)}})
+				cancel()
+				if err != nil {
+					time.Sleep(20 * time.Millisecond)
+					continue
+				}
+				mu.Lock()
+				acks = append(acks, topicAck{res.GetPartition(), res.GetOffset(), v})
+				mu.Unlock()
+			}
+		})
+	}
+	progress := func(n int) {
+		waitFor(t, fmt.Sprintf("%d acknowledged produces", n), 60*time.Second, func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return len(acks) >= n
+		})
+	}
+	progress(200)
+	victim := c.members[1+rand.IntN(2)]
+	victim.kill9()
+	mu.Lock()
+	at := len(acks)
+	mu.Unlock()
+	progress(at + 200)
+	victim.start()
+	c.waitReady(victim)
+	mu.Lock()
+	at = len(acks)
+	mu.Unlock()
+	progress(at + 200)
+	stop()
+	wg.Wait()
+
+	for p := range uint32(4) {
+		next := c.partitionNext("orders", p)
+		var want [][]byte
+		for _, m := range c.members {
+			got := c.readPartition(m.addr, "orders", p, next)
+			if want == nil {
+				want = got
+				continue
+			}
+			for i := range want {
+				if !bytes.Equal(got[i], want[i]) {
+					t.Fatalf("orders/%d offset %d: %s has %q, another node %q", p, i, m.id, got[i], want[i])
+				}
+			}
+		}
+		for _, a := range acks {
+			if a.partition != p {
+				continue
+			}
+			if a.offset >= next || string(want[a.offset]) != a.value {
+				t.Fatalf("acknowledged %q at orders/%d offset %d; the partition holds %d records", a.value, p, a.offset, next)
+			}
+		}
+	}
+	t.Logf("%d acknowledged produces checked over 4 partitions on 3 nodes", len(acks))
+}
+
+// TestTopicsChangedWhileANodeIsDown deletes a topic and creates another
+// while a node is killed: when it comes back it removes the deleted
+// topic's files and serves the new topic.
+func TestTopicsChangedWhileANodeIsDown(t *testing.T) {
+	c := startCluster(t)
+	ctx := t.Context()
+	n1 := c.client(c.members[0].addr)
+	if _, err := n1.CreateTopic(ctx, &logv1.CreateTopicRequest{Name: "old", Partitions: 2, ReplicationFactor: 3}); err != nil {
+		t.Fatal(err)
+	}
+	victim := c.members[2]
+	waitFor(t, victim.id+" to host the old topic", 30*time.Second, func() bool { return len(c.partitionDirs(victim)) == 2 })
+	oldDirs := c.partitionDirs(victim)
+	victim.kill9()
+
+	if _, err := n1.DeleteTopic(ctx, &logv1.DeleteTopicRequest{Name: "old"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n1.CreateTopic(ctx, &logv1.CreateTopicRequest{Name: "new", Partitions: 2, ReplicationFactor: 3}); err != nil {
+		t.Fatal(err)
+	}
+	for p := range uint32(2) {
+		if _, err := n1.Produce(ctx, &logv1.ProduceRequest{Topic: "new", Partition: &p, Record: &logv1.Record{Value: fmt.Appendf(nil, "new-%d", p)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	victim.start()
+	c.waitReady(victim)
+	waitFor(t, victim.id+" to drop the deleted topic and host the new one", 30*time.Second, func() bool {
+		got := c.partitionDirs(victim)
+		return len(got) == 2 && !slices.ContainsFunc(got, func(d string) bool { return slices.Contains(oldDirs, d) })
+	})
+	for p := range uint32(2) {
+		next := c.partitionNext("new", p)
+		if got := c.readPartition(victim.addr, "new", p, next); len(got) != 1 || string(got[0]) != fmt.Sprint("new-", p) {
+			t.Fatalf("%s reads new/%d as %q", victim.id, p, got)
+		}
+	}
+	_, err := c.client(victim.addr).Consume(ctx, &logv1.ConsumeRequest{Topic: "old"})
+	if connect.CodeOf(err) != connect.CodeNotFound || !strings.Contains(err.Error(), "old") {
+		t.Fatalf("%s reads the deleted topic: %v, want NotFound", victim.id, err)
+	}
+}
