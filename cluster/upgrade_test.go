@@ -62,12 +62,14 @@ func untar(t *testing.T, archive, dir string) {
 // the first snapshot header, two more only in Raft's log as first-format
 // entries, then killed with -9). Every record reads back as it was, with a
 // time and no key or headers; new records with keys follow with times that
-// do not go back; a restart keeps both.
+// do not go back; a restart keeps both. The node keeps a catalogue, which
+// starts empty (the old snapshots carry none) and survives the restart.
 func TestOpensTheFirstFormat(t *testing.T) {
 	dir := t.TempDir()
 	untar(t, filepath.Join("testdata", "v1-node-old1.tar.gz"), dir)
 	p := newTestPKI(t)
-	n := p.startNode(t, "old1", dir, "", false)
+	var ms metas
+	n := p.startNode(t, "old1", dir, "", false, ms.opt)
 	defer func() { n.stop(t) }()
 	waitLeader(t, n)
 	old := []string{"before-1-a", "before-1-b", "before-2-a", "before-2-b", "before-3-a", "before-3-b", "after-1", "after-2"}
@@ -104,16 +106,24 @@ func TestOpensTheFirstFormat(t *testing.T) {
 	}
 	want := append(recs, fresh...)
 	sameRecordsOn(t, want, n)
+	if got := ms.of("old1").list(); len(got) != 0 {
+		t.Fatalf("the upgraded node's catalogue holds %q, want nothing", got)
+	}
+	if _, err := n.log.ProposeMeta(t.Context(), []byte("create")); err != nil {
+		t.Fatal(err)
+	}
+	catalogue := ms.of("old1").list()
 
 	if err := n.log.Snapshot(); err != nil {
 		t.Fatal(err)
 	}
 	addr := n.port.addr
 	n.stop(t)
-	n = p.startNode(t, "old1", dir, addr, false)
+	n = p.startNode(t, "old1", dir, addr, false, ms.opt)
 	waitLeader(t, n)
 	waitApplied(t, uint64(len(want)), n)
 	sameRecordsOn(t, want, n)
+	ms.wait(t, catalogue, n)
 	if off, err := n.log.OffsetForTime(t.Context(), fresh[0].Time); err != nil || off > fresh[0].Offset {
 		t.Fatalf("OffsetForTime(first new record's time) = %d, %v", off, err)
 	}
