@@ -48,6 +48,8 @@ type Client struct {
 
 	rr atomic.Uint64 // round robin over followers
 
+	topics topicCache // partition counts, for splitting keyed records
+
 	ctx    context.Context // cancelled by Close; ends the refresher and tails
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // the refresher
