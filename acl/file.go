@@ -18,8 +18,9 @@ type File struct {
 	logger *slog.Logger
 	policy atomic.Pointer[Policy]
 
-	mu   sync.Mutex // guards seen and serializes Reload
-	seen fileStamp  // the stamp of the last version read, good or bad
+	mu     sync.Mutex // guards seen and hinted, and serializes Reload
+	seen   fileStamp  // the stamp of the last version read, good or bad
+	hinted bool       // the legacy "log" object was explained once
 }
 
 // fileStamp identifies one version of the file well enough to notice edits.
@@ -44,19 +45,46 @@ func NewFile(path string, logger *slog.Logger) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	f.policy.Store(p)
+	f.store(p)
 	f.seen = st
 	return f, nil
+}
+
+// store puts p in force and, the first time a policy uses the legacy
+// object "log", says once what it means.
+func (f *File) store(p *Policy) {
+	f.policy.Store(p)
+	if p.legacyLog && !f.hinted {
+		f.hinted = true
+		f.logger.Info(`acl: the object "log" means the topic "default"; write "default" (or a topic, glob or "*") in new rules`, "path", f.path)
+	}
 }
 
 // Policy returns the policy in force.
 func (f *File) Policy() *Policy { return f.policy.Load() }
 
-// Allowed reports whether the policy in force lets subject perform action.
-func (f *File) Allowed(subject, action string) bool { return f.policy.Load().Allowed(subject, action) }
+// Allowed is Policy.Allowed of the policy in force.
+func (f *File) Allowed(subject, topic, action string) bool {
+	return f.policy.Load().Allowed(subject, topic, action)
+}
 
-// Actions lists what the policy in force lets subject do.
+// AllowedAny is Policy.AllowedAny of the policy in force.
+func (f *File) AllowedAny(subject, action string) bool {
+	return f.policy.Load().AllowedAny(subject, action)
+}
+
+// AllowedCluster is Policy.AllowedCluster of the policy in force.
+func (f *File) AllowedCluster(subject, action string) bool {
+	return f.policy.Load().AllowedCluster(subject, action)
+}
+
+// Actions is Policy.Actions of the policy in force.
 func (f *File) Actions(subject string) []string { return f.policy.Load().Actions(subject) }
+
+// ActionsOn is Policy.ActionsOn of the policy in force.
+func (f *File) ActionsOn(subject, topic string) []string {
+	return f.policy.Load().ActionsOn(subject, topic)
+}
 
 // Reload re-reads the file if it changed since the last look. It reports
 // whether a new policy took effect. On error the old policy stays in force,
@@ -76,7 +104,7 @@ func (f *File) Reload() (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	f.policy.Store(p)
+	f.store(p)
 	return true, nil
 }
 

@@ -100,10 +100,10 @@ func TestReload(t *testing.T) {
 			if (err != nil) != s.wantErr || changed != s.wantChanged {
 				t.Fatalf("Reload() = %v, %v; want changed=%v err=%v", changed, err, s.wantChanged, s.wantErr)
 			}
-			if got := f.Allowed("alice", "consume"); got != s.aliceCan {
+			if got := f.Allowed("alice", "", "consume"); got != s.aliceCan {
 				t.Errorf("alice consume = %v, want %v", got, s.aliceCan)
 			}
-			if got := f.Allowed("root", "produce"); got != s.rootCan {
+			if got := f.Allowed("root", "", "produce"); got != s.rootCan {
 				t.Errorf("root produce = %v, want %v", got, s.rootCan)
 			}
 		})
@@ -113,7 +113,7 @@ func TestReload(t *testing.T) {
 	if changed, err := f.Reload(); !changed || err != nil {
 		t.Fatalf("Reload(empty policy) = %v, %v", changed, err)
 	}
-	if f.Allowed("alice", "consume") || len(f.Actions("alice")) != 0 {
+	if f.Allowed("alice", "", "consume") || len(f.Actions("alice")) != 0 {
 		t.Fatal("empty policy still allows alice")
 	}
 }
@@ -152,12 +152,12 @@ func TestRunPollsAndStops(t *testing.T) {
 	}()
 
 	writePolicy(t, path, "p, root, *, *\np, bob, *, produce\n")
-	waitFor(t, "bob's grant", func() bool { return f.Allowed("bob", "produce") })
+	waitFor(t, "bob's grant", func() bool { return f.Allowed("bob", "", "produce") })
 	waitFor(t, "the reload log line", func() bool { return strings.Contains(logs.String(), "acl reloaded") })
 
 	writePolicy(t, path, "p, root, *, *\nthis is not a rule\n")
 	waitFor(t, "the error log line", func() bool { return strings.Contains(logs.String(), "line 2") })
-	if !f.Allowed("bob", "produce") || !f.Allowed("root", "admin") {
+	if !f.Allowed("bob", "", "produce") || !f.AllowedCluster("root", "admin") {
 		t.Fatal("a broken edit replaced the policy")
 	}
 	if n := strings.Count(logs.String(), "level=ERROR"); n != 1 {
@@ -166,4 +166,66 @@ func TestRunPollsAndStops(t *testing.T) {
 
 	cancel()
 	<-done // Run returns once ctx is done; goleak checks nothing else lingers
+}
+
+func TestLegacyObjectHintedOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "acl.csv")
+	writePolicy(t, path, "p, root, *, *\n")
+	var logs syncBuffer
+	f, err := acl.NewFile(path, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, text := range []string{
+		"p, alice, log, consume\n",
+		"p, alice, log, consume\np, bob, log, produce\n",
+		"p, alice, orders.*, consume\n",
+		"p, carol, log, admin\n",
+	} {
+		writePolicy(t, path, text)
+		if changed, err := f.Reload(); !changed || err != nil {
+			t.Fatalf("Reload %d = %v, %v", i, changed, err)
+		}
+	}
+	if !f.Allowed("carol", "default", "admin") || f.Allowed("carol", "log", "admin") {
+		t.Fatal(`"log" is not the default topic`)
+	}
+	if n := strings.Count(logs.String(), `the object \"log\" means the topic \"default\"`); n != 1 {
+		t.Fatalf("the hint was logged %d times, want once:\n%s", n, logs.String())
+	}
+	if strings.Contains(logs.String(), "level=WARN") {
+		t.Fatalf("a warning was logged:\n%s", logs.String())
+	}
+}
+
+func TestFileTopicMethods(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "acl.csv")
+	writePolicy(t, path, "p, alice, orders.*, produce\np, ops, *, admin\n")
+	f, err := acl.NewFile(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !f.Allowed("alice", "orders.eu", "produce") || f.Allowed("alice", "", "produce") {
+		t.Error("Allowed")
+	}
+	if !f.AllowedAny("alice", "produce") || f.AllowedAny("alice", "consume") {
+		t.Error("AllowedAny")
+	}
+	if !f.AllowedCluster("ops", "admin") || f.AllowedCluster("alice", "produce") {
+		t.Error("AllowedCluster")
+	}
+	if got := f.ActionsOn("alice", "orders.eu"); len(got) != 1 || got[0] != "produce" {
+		t.Errorf("ActionsOn = %v", got)
+	}
+	if got := f.Actions("ops"); len(got) != 1 || got[0] != "admin" {
+		t.Errorf("Actions = %v", got)
+	}
+	// A reload to topic rules takes effect like any other.
+	writePolicy(t, path, "p, alice, orders.eu, consume\n")
+	if changed, err := f.Reload(); !changed || err != nil {
+		t.Fatalf("Reload = %v, %v", changed, err)
+	}
+	if f.Allowed("alice", "orders.eu", "produce") || !f.Allowed("alice", "orders.eu", "consume") || f.Allowed("alice", "orders.us", "consume") {
+		t.Error("the reloaded policy is not in force")
+	}
 }

@@ -1,14 +1,3 @@
-// Package catalog is the cluster's catalogue of topics: their settings and
-// which nodes hold each partition. It is a deterministic state machine
-// over commands that the system Raft group commits (cluster.MetaFSM): every
-// node applies the same commands in the same order and so holds the same
-// catalogue. Proposers validate a command against their view first; Apply
-// validates again against the committed state, so of two racing creates
-// of one name exactly one wins, on every node.
-//
-// It also holds the two pure functions placement rests on: Place, which
-// spreads a topic's replicas over nodes, and PartitionForKey, which maps a
-// record key to a partition the way Kafka's default partitioner does.
 package catalog
 
 import (

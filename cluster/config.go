@@ -21,12 +21,26 @@ type Config struct {
 	// store, snapshots) and the records in <DataDir>/log (a logstore.Log).
 	DataDir string
 	// Bootstrap makes a node without Raft state start a one-member cluster
-	// of itself. Set it on the first node only; others join through
-	// membership. Ignored once state exists.
+	// of itself, or of Voters when given. Without Voters, set it on the
+	// first node only; others join through membership. Ignored once state
+	// exists.
 	Bootstrap bool
+	// Voters (node ID to Raft address), with Bootstrap, is the
+	// configuration a node without Raft state starts with instead of itself
+	// alone: every voter is given the same map and bootstraps with it, so
+	// none needs to be added by a leader. It must hold NodeID at the
+	// Stream's address.
+	Voters map[string]string
 	// Stream carries Raft's traffic; its address is the node's Raft (and
-	// RPC) address. The Log closes it on Close.
+	// RPC) address. With Group "" the Log closes it on Close, and when New
+	// fails.
 	Stream *StreamLayer
+	// Group is the Raft group this Log runs on Stream: "" is the node's
+	// system group; a name (see StreamLayer.Group) runs the Log's Raft over
+	// Stream.Group(Group), and Close (or a failed New) closes that group
+	// only. Each group needs its own DataDir, and its own Registerer if
+	// any. The Log's log lines carry group=Group.
+	Group string
 	// Store configures the local record store (the FSM); its
 	// MaxSegmentBytes also sizes the segments of Raft's log, which Raft's
 	// compaction deletes whole. Its Sync policy defaults here to
@@ -86,6 +100,11 @@ type Config struct {
 	// wires it to the peer's Consume.
 	FetchRecord func(ctx context.Context, addr string, offset uint64) (logstore.Record, error)
 
+	// Meta, set on the system group only, keeps the catalogue: it applies
+	// the group's catalogue entries (ProposeMeta) and its state travels in
+	// the group's snapshots.
+	Meta MetaFSM
+
 	// Now is the clock this node stamps the records it leads with; nil is
 	// time.Now. (Tests give nodes skewed clocks.)
 	Now func() time.Time
@@ -113,6 +132,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Group != "" {
+		c.Logger = c.Logger.With("group", c.Group)
 	}
 	if c.Store.Logger == nil {
 		c.Store.Logger = c.Logger
@@ -148,7 +170,35 @@ func (c Config) withDefaults() (Config, error) {
 	case c.RetainSnapshots < 1:
 		return c, fmt.Errorf("cluster: RetainSnapshots %d < 1", c.RetainSnapshots)
 	}
-	return c, nil
+	if c.Group != "" {
+		if err := validGroupName(c.Group); err != nil {
+			return c, err
+		}
+	}
+	return c, c.checkVoters()
+}
+
+// checkVoters refuses Voters that this node cannot bootstrap with.
+func (c Config) checkVoters() error {
+	if len(c.Voters) == 0 {
+		return nil
+	}
+	if !c.Bootstrap {
+		return errors.New("cluster: Voters are the configuration to bootstrap with; they need Bootstrap")
+	}
+	addr, ok := c.Voters[c.NodeID]
+	if !ok {
+		return fmt.Errorf("cluster: Voters do not hold this node, %s", c.NodeID)
+	}
+	if self := c.Stream.Addr().String(); addr != self {
+		return fmt.Errorf("cluster: Voters give this node (%s) the address %s, but its Stream's is %s", c.NodeID, addr, self)
+	}
+	for id, addr := range c.Voters {
+		if id == "" || addr == "" {
+			return fmt.Errorf("cluster: Voters hold an empty ID or address (%q: %q)", id, addr)
+		}
+	}
+	return nil
 }
 
 // maxRecordBytes is the limit the Store config applies.

@@ -60,6 +60,26 @@
 // StreamLayer. Both sides present server certificates from the cluster's
 // CA; a client certificate (client-auth usage only) is refused.
 //
+// # Raft groups
+//
+// A node runs its system group (the Log above, Config.Group "") and may run
+// named groups beside it, such as a topic's partitions: each is a Log of
+// its own, with its own DataDir and its own Raft configuration, and all
+// share the node's StreamLayer, so the same port, ALPN and certificate
+// checks (StreamLayer.Group). A connection for a named group starts with a
+// preamble, 0xF7 'P' 'L' 'G', a length byte and the group's name (group.go);
+// raft's NetworkTransport starts a message with its RPC type byte, 0 to 4,
+// so a connection starting with anything but 0xF7 is the system group's,
+// as every connection was before groups existed, and nodes of that version
+// keep talking to the system group. The accepting node reads the preamble
+// (a peer gets preambleTimeout to send it) and hands the connection to the
+// group's raft; it closes a connection naming a group it does not run, and
+// the peer's raft dials again later. Closing a group's Log closes only that
+// group's connections; Isolate and CloseInbound cut every group. The
+// replicas of a group can all bootstrap with the same Config.Voters, so
+// none has to be added by a leader; only a node bootstrapping alone adopts
+// a store that already holds records (others refuse it: ErrExistingStore).
+//
 // # Offsets are deterministic
 //
 // The FSM numbers records itself: the records of the committed entries, in
@@ -147,6 +167,24 @@
 // Raft's log and the store are both logstores, but they are not one: the store is numbered by record, Raft's log by entry (a batch,
 // or a configuration change), and the store outlives Raft's compaction.
 //
+// # The catalogue rides the system group
+//
+// A node runs several Raft groups: the system group (this package's Log
+// with Config.Meta set, Raft state in <DataDir>/raft, records in
+// <DataDir>/log: the topic "default") and one group per partition it
+// hosts. The system group also carries the catalogue of topics: a
+// proposer's command (ProposeMeta) is an entry of its own type (meta.go)
+// that the FSM hands to the MetaFSM instead of numbering records, so
+// catalogue entries take no offsets. The MetaFSM's state is written into
+// every snapshot header, captured on the FSM goroutine at the snapshot's
+// index, and restored after the records are, so a node that restarts, or
+// that joins after compaction and receives a snapshot, holds the catalogue
+// as of the snapshot and then applies the entries after it exactly as the
+// records: once each, in Raft order, the same on every node. Putting the
+// catalogue on the system group rather than a group of its own keeps one
+// bootstrap and one voter set, and a data dir of the single-log version is
+// already that group.
+//
 // # Snapshots and retention
 //
 // Snapshots live in <DataDir>/raft/snapshots (snapshots.go), one directory
@@ -154,7 +192,8 @@
 // lays them out. When the node takes one, the FSM seals the store's active
 // segment and hard-links every sealed segment file into the snapshot
 // (logstore.Link, which fdatasyncs them first): state.bin holds only the
-// 40-byte header (next and lowest offset, time floor, CRC) and meta.json lists the
+// 44-byte header (next and lowest offset, time floor, CRC) and the
+// catalogue's state (below), and meta.json lists the
 // linked files with their sizes. Taking a snapshot therefore writes no
 // record, whatever the store's size; each one starts a new store segment.
 // Sealed segments are never written again, and the store is only ever cut
@@ -192,8 +231,7 @@
 // transfer where it is instead of at the follower. Either way the node
 // logs it once and, if it leads, hands leadership over, so that a follower
 // needing a snapshot gets a good one from another node. The snapshot's link
-// is the same file as the store's, so the good copy is on the other nodes;
-// healing the segment from a peer is not built yet.
+// is the same file as the store's, so it heals with the store (above).
 //
 // # Failures
 //

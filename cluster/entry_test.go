@@ -86,37 +86,60 @@ func FuzzDecodeEntry(f *testing.F) {
 }
 
 func TestSnapHeader(t *testing.T) {
-	h := snapHeader{next: 1 << 40, lowest: 7, last: -3}
-	got, err := readSnapHeader(bytes.NewReader(h.encode()))
-	if err != nil || got != h {
-		t.Fatalf("round trip: %+v, %v", got, err)
-	}
-	for i := range snapHeaderSize { // every byte: CRC-covered, the CRC, the reserved zeros
-		b := h.encode()
-		b[i] ^= 1
-		if _, err := readSnapHeader(bytes.NewReader(b)); err == nil {
-			t.Fatalf("flipping byte %d went unnoticed", i)
+	for _, h := range []snapHeader{
+		{next: 1 << 40, lowest: 7, last: -3, meta: []byte{}},
+		{next: 9, lowest: 2, last: 5, meta: []byte("the catalogue")},
+	} {
+		enc := h.encode()
+		got, err := readSnapHeader(bytes.NewReader(enc))
+		if err != nil || !sameSnapHeader(got, h) {
+			t.Fatalf("round trip: %+v, %v", got, err)
+		}
+		if n := snapHeaderLen(enc[:36]); n != len(enc) {
+			t.Fatalf("snapHeaderLen = %d, want %d", n, len(enc))
+		}
+		for i := range enc { // every byte: CRC-covered, the CRC, the reserved zeros, the catalogue
+			b := h.encode()
+			b[i] ^= 1
+			if _, err := readSnapHeader(bytes.NewReader(b)); err == nil {
+				t.Fatalf("flipping byte %d went unnoticed", i)
+			}
+		}
+		if _, err := readSnapHeader(bytes.NewReader(enc[:len(enc)-1])); err == nil {
+			t.Fatal("short header accepted")
 		}
 	}
-	if _, err := readSnapHeader(bytes.NewReader(h.encode()[:10])); err == nil {
-		t.Fatal("short header accepted")
+	// Headers older versions wrote: no catalogue, and in the first no
+	// time floor.
+	v2 := make([]byte, snapHeaderSizeV2)
+	copy(v2, "PLSNAP02")
+	binary.LittleEndian.PutUint64(v2[8:], 9)
+	binary.LittleEndian.PutUint64(v2[16:], 2)
+	binary.LittleEndian.PutUint64(v2[24:], 77)
+	binary.LittleEndian.PutUint32(v2[32:], crc32.Checksum(v2[:32], castagnoli))
+	if got, err := readSnapHeader(bytes.NewReader(v2)); err != nil || !sameSnapHeader(got, snapHeader{next: 9, lowest: 2, last: 77}) || got.meta != nil {
+		t.Fatalf("second-version header: %+v, %v", got, err)
 	}
-	// A first-version header, as older versions wrote it: no time floor.
 	v1 := make([]byte, snapHeaderSizeV1)
 	copy(v1, "PLSNAP01")
 	binary.LittleEndian.PutUint64(v1[8:], 9)
 	binary.LittleEndian.PutUint64(v1[16:], 2)
 	binary.LittleEndian.PutUint32(v1[24:], crc32.Checksum(v1[:24], castagnoli))
-	if got, err := readSnapHeader(bytes.NewReader(v1)); err != nil || got != (snapHeader{next: 9, lowest: 2}) {
+	if got, err := readSnapHeader(bytes.NewReader(v1)); err != nil || !sameSnapHeader(got, snapHeader{next: 9, lowest: 2}) {
 		t.Fatalf("first-version header: %+v, %v", got, err)
 	}
-	if snapHeaderLen(v1[:8]) != snapHeaderSizeV1 || snapHeaderLen(h.encode()[:8]) != snapHeaderSize {
+	if snapHeaderLen(v1) != snapHeaderSizeV1 || snapHeaderLen(v2) != snapHeaderSizeV2 || snapHeaderLen([]byte("PLSNAP04")) != 0 {
 		t.Fatal("snapHeaderLen")
 	}
 }
 
+func sameSnapHeader(a, b snapHeader) bool {
+	return a.next == b.next && a.lowest == b.lowest && a.last == b.last && bytes.Equal(a.meta, b.meta)
+}
+
 func FuzzReadSnapHeader(f *testing.F) {
 	f.Add(snapHeader{next: 5, lowest: 1}.encode())
+	f.Add(snapHeader{next: 5, lowest: 1, meta: []byte("x")}.encode())
 	f.Add([]byte("PLSNAP01"))
 	f.Add([]byte("PLSNAP02"))
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -124,7 +147,11 @@ func FuzzReadSnapHeader(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if size := snapHeaderLen(b[:8]); size == snapHeaderSize && !bytes.Equal(h.encode(), b[:size]) {
+		size := snapHeaderLen(b)
+		if size == 0 || size > len(b) {
+			t.Fatalf("accepted header %x, but snapHeaderLen says %d", b, size)
+		}
+		if [8]byte(b[:8]) == snapMagic && !bytes.Equal(h.encode(), b[:size]) {
 			t.Fatalf("accepted header %x does not re-encode to itself", b[:size])
 		}
 	})

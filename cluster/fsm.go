@@ -84,6 +84,10 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		if e.Type != raft.LogCommand {
 			continue
 		}
+		if at, cmd, ok := decodeMeta(e.Data); ok {
+			out[i] = f.applyMeta(e.Index, at, cmd)
+			continue
+		}
 		entry, err := decodeEntry(e.Data)
 		if err != nil {
 			// Every node decodes the same committed bytes the same way, so a
@@ -134,6 +138,15 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	return out
 }
 
+// applyMeta hands a catalogue command to the MetaFSM. A group without one
+// (a partition's) applies nothing for it, as for a malformed entry.
+func (f *fsm) applyMeta(index uint64, at time.Time, cmd []byte) metaResult {
+	if f.c.cfg.Meta == nil {
+		return metaResult{err: fmt.Errorf("raft entry %d: %w", index, ErrNoMeta)}
+	}
+	return metaResult{resp: f.c.cfg.Meta.Apply(index, at, cmd)}
+}
+
 // stamp returns the time of an entry's records: the time the leader
 // proposed it at (for an entry of the first format, the time it appended
 // it to its Raft log), but never before the previous entry's. Every node
@@ -167,33 +180,44 @@ func (f *fsm) fail(out []any, err error) []any {
 	return out
 }
 
-// Snapshot header, 40 bytes, little endian:
+// Snapshot header, little endian:
 //
-//	0   8  magic "PLSNAP02"
+//	0   8  magic "PLSNAP03"
 //	8   8  next: the offset of the first record after the snapshot's raft index
 //	16  8  lowest offset in the stream
 //	24  8  the time of the last record applied (next-1), Unix nanoseconds:
 //	       the floor for the next record's time (fsm.stamp)
-//	32  4  CRC32C of bytes 0..31
-//	36  4  zero
+//	32  4  M: length of the catalogue state
+//	36  4  CRC32C of bytes 0..35 and the M bytes at 44
+//	40  4  zero
+//	44  M  the catalogue's state (MetaFSM.Snapshot); empty without a MetaFSM
 //
-// Then the stream of (*logstore.Log).Reader. The first version, "PLSNAP01",
-// is 32 bytes: magic, next, lowest, CRC32C of bytes 0..23, four zeros; its
-// floor is the time of record next-1 where the store still holds it.
+// Then the stream of (*logstore.Log).Reader. Earlier versions are still
+// read: "PLSNAP02" is bytes 0..31 as above, then the CRC32C of them and
+// four zeros (40 bytes, no catalogue); "PLSNAP01" is 32 bytes: magic, next,
+// lowest, CRC32C of bytes 0..23, four zeros, and its floor is the time of
+// record next-1 where the store still holds it. A snapshot without a
+// catalogue restores the catalogue's initial state.
 const (
-	snapHeaderSize   = 40
+	snapHeaderSize   = 44 // without the catalogue state
+	snapHeaderSizeV2 = 40
 	snapHeaderSizeV1 = 32
+	// maxMetaState bounds the catalogue state a header may claim, so a
+	// damaged length cannot make a reader allocate gigabytes.
+	maxMetaState = 256 << 20
 )
 
 var (
-	snapMagic   = [8]byte{'P', 'L', 'S', 'N', 'A', 'P', '0', '2'}
+	snapMagic   = [8]byte{'P', 'L', 'S', 'N', 'A', 'P', '0', '3'}
+	snapMagicV2 = [8]byte{'P', 'L', 'S', 'N', 'A', 'P', '0', '2'}
 	snapMagicV1 = [8]byte{'P', 'L', 'S', 'N', 'A', 'P', '0', '1'}
 	castagnoli  = crc32.MakeTable(crc32.Castagnoli)
 )
 
 type snapHeader struct {
 	next, lowest uint64
-	last         int64 // 0 from a first-version header: unknown
+	last         int64  // 0 from a first-version header: unknown
+	meta         []byte // the catalogue's state; nil before the third version
 }
 
 // floor returns the time floor for the records after the snapshot: from
@@ -218,51 +242,88 @@ func lastTime(lg *logstore.Log, next uint64) int64 {
 	return rec.Time.UnixNano()
 }
 
-// snapHeaderLen is the length of the header that starts with magic.
-func snapHeaderLen(magic []byte) int {
-	if string(magic) == string(snapMagicV1[:]) {
-		return snapHeaderSizeV1
+// snapHeaderLen is the length of the header at the start of head, which
+// holds at least its first 36 bytes (or the whole of a shorter, older
+// header); 0 if head does not start with a header.
+func snapHeaderLen(head []byte) int {
+	if len(head) < 8 {
+		return 0
 	}
-	return snapHeaderSize
+	switch [8]byte(head[:8]) {
+	case snapMagicV1:
+		return snapHeaderSizeV1
+	case snapMagicV2:
+		return snapHeaderSizeV2
+	case snapMagic:
+		if len(head) < 36 {
+			return 0
+		}
+		m := binary.LittleEndian.Uint32(head[32:])
+		if m > maxMetaState {
+			return 0
+		}
+		return snapHeaderSize + int(m)
+	}
+	return 0
 }
 
 func (h snapHeader) encode() []byte {
-	b := make([]byte, snapHeaderSize)
+	b := make([]byte, snapHeaderSize+len(h.meta))
 	copy(b, snapMagic[:])
 	binary.LittleEndian.PutUint64(b[8:], h.next)
 	binary.LittleEndian.PutUint64(b[16:], h.lowest)
 	binary.LittleEndian.PutUint64(b[24:], uint64(h.last))
-	binary.LittleEndian.PutUint32(b[32:], crc32.Checksum(b[:32], castagnoli))
+	binary.LittleEndian.PutUint32(b[32:], uint32(len(h.meta)))
+	copy(b[snapHeaderSize:], h.meta)
+	crc := crc32.Update(crc32.Checksum(b[:36], castagnoli), castagnoli, h.meta)
+	binary.LittleEndian.PutUint32(b[36:], crc)
 	return b
 }
 
 func readSnapHeader(r io.Reader) (snapHeader, error) {
+	bad := func(format string, args ...any) (snapHeader, error) {
+		return snapHeader{}, fmt.Errorf("%w: snapshot header: "+format, append([]any{logstore.ErrCorrupt}, args...)...)
+	}
 	b := make([]byte, snapHeaderSize)
 	if _, err := io.ReadFull(r, b[:8]); err != nil {
-		return snapHeader{}, fmt.Errorf("%w: snapshot header: %v", logstore.ErrCorrupt, err)
+		return bad("%v", err)
 	}
 	var magic [8]byte
 	copy(magic[:], b)
-	size, crcAt := snapHeaderSize, 32
+	size, crcAt := snapHeaderSize, 36
 	switch magic {
 	case snapMagic:
+	case snapMagicV2:
+		size, crcAt = snapHeaderSizeV2, 32
 	case snapMagicV1:
 		size, crcAt = snapHeaderSizeV1, 24
 	default:
-		return snapHeader{}, fmt.Errorf("%w: snapshot header: bad magic %q", logstore.ErrCorrupt, b[:8])
+		return bad("bad magic %q", b[:8])
 	}
 	b = b[:size]
 	if _, err := io.ReadFull(r, b[8:]); err != nil {
-		return snapHeader{}, fmt.Errorf("%w: snapshot header: %v", logstore.ErrCorrupt, err)
-	}
-	if crc32.Checksum(b[:crcAt], castagnoli) != binary.LittleEndian.Uint32(b[crcAt:]) {
-		return snapHeader{}, fmt.Errorf("%w: snapshot header: crc mismatch", logstore.ErrCorrupt)
-	}
-	if binary.LittleEndian.Uint32(b[crcAt+4:]) != 0 {
-		return snapHeader{}, fmt.Errorf("%w: snapshot header: reserved bytes not zero", logstore.ErrCorrupt)
+		return bad("%v", err)
 	}
 	h := snapHeader{next: binary.LittleEndian.Uint64(b[8:]), lowest: binary.LittleEndian.Uint64(b[16:])}
+	crc := crc32.Checksum(b[:crcAt], castagnoli)
 	if magic == snapMagic {
+		m := binary.LittleEndian.Uint32(b[32:])
+		if m > maxMetaState {
+			return bad("catalogue state of %d bytes", m)
+		}
+		h.meta = make([]byte, m)
+		if _, err := io.ReadFull(r, h.meta); err != nil {
+			return bad("catalogue state: %v", err)
+		}
+		crc = crc32.Update(crc, castagnoli, h.meta)
+	}
+	if crc != binary.LittleEndian.Uint32(b[crcAt:]) {
+		return bad("crc mismatch")
+	}
+	if binary.LittleEndian.Uint32(b[crcAt+4:]) != 0 {
+		return bad("reserved bytes not zero")
+	}
+	if magic != snapMagicV1 {
 		h.last = int64(binary.LittleEndian.Uint64(b[24:]))
 	}
 	return h, nil
@@ -279,6 +340,16 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	if err := f.w.flush(); err != nil {
 		return nil, fmt.Errorf("cluster: write the store before a snapshot: %w", err)
 	}
+	var meta []byte
+	if m := f.c.cfg.Meta; m != nil {
+		var err error
+		if meta, err = m.Snapshot(); err != nil {
+			return nil, fmt.Errorf("cluster: snapshot the catalogue: %w", err)
+		}
+		if len(meta) > maxMetaState {
+			return nil, fmt.Errorf("cluster: snapshot: the catalogue's state has %d bytes, at most %d fit", len(meta), maxMetaState)
+		}
+	}
 	staging, err := f.c.snaps.staging()
 	if err != nil {
 		return nil, fmt.Errorf("cluster: snapshot: %w", err)
@@ -294,7 +365,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 		return nil, fmt.Errorf("cluster: snapshot: %w", err)
 	}
 	f.c.snapshotTaken()
-	return &fsmSnapshot{header: snapHeader{next: next, lowest: lowest, last: f.last}, staging: staging, files: files}, nil
+	return &fsmSnapshot{header: snapHeader{next: next, lowest: lowest, last: f.last, meta: meta}, staging: staging, files: files}, nil
 }
 
 type fsmSnapshot struct {
@@ -341,11 +412,23 @@ func (s *fsmSnapshot) Release() { os.RemoveAll(s.staging) }
 // the snapshot are cut off, and Raft re-applies them from the entries after
 // it, so the store never holds a record its Raft log does not vouch for.
 // Otherwise the store is replaced by the snapshot's files.
-func (f *fsm) Restore(rc io.ReadCloser) error {
+func (f *fsm) Restore(rc io.ReadCloser) (err error) {
 	defer rc.Close()
 	h, err := readSnapHeader(rc)
 	if err != nil {
 		return err
+	}
+	if m := f.c.cfg.Meta; m != nil {
+		// Once the records are restored, so that a failed restore leaves
+		// both as they were; Raft then applies the entries after the
+		// snapshot to both.
+		defer func() {
+			if err == nil {
+				if err = m.Restore(h.meta); err != nil {
+					err = fmt.Errorf("cluster: restore the catalogue: %w", err)
+				}
+			}
+		}()
 	}
 	// What is queued is written first; a failed writer is replaced below.
 	werr := f.w.flush()

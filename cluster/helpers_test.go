@@ -81,16 +81,13 @@ func (p *testPKI) startNode(t testing.TB, id, dir, addr string, bootstrap bool, 
 	logger := clustertest.Logger(t).With("node", id)
 	pt := p.startPort(t, id, addr, logger)
 	cfg := cluster.Config{
-		NodeID:             id,
-		DataDir:            dir,
-		Bootstrap:          bootstrap,
-		Stream:             pt.layer,
-		HeartbeatTimeout:   500 * time.Millisecond,
-		ElectionTimeout:    500 * time.Millisecond,
-		LeaderLeaseTimeout: 250 * time.Millisecond,
-		CommitTimeout:      5 * time.Millisecond,
-		Logger:             logger,
+		NodeID:    id,
+		DataDir:   dir,
+		Bootstrap: bootstrap,
+		Stream:    pt.layer,
+		Logger:    logger,
 	}
+	testTimings(&cfg)
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -100,6 +97,14 @@ func (p *testPKI) startNode(t testing.TB, id, dir, addr string, bootstrap bool, 
 		t.Fatal(err)
 	}
 	return &node{id: id, dir: dir, port: pt, log: l}
+}
+
+// testTimings are Raft's timeouts for nodes on loopback.
+func testTimings(c *cluster.Config) {
+	c.HeartbeatTimeout = 500 * time.Millisecond
+	c.ElectionTimeout = 500 * time.Millisecond
+	c.LeaderLeaseTimeout = 250 * time.Millisecond
+	c.CommitTimeout = 5 * time.Millisecond
 }
 
 func (n *node) stop(t testing.TB) {

@@ -8,8 +8,10 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,7 +32,10 @@ type Server struct {
 // served from the local store, which holds only committed records. It
 // implements service.Log.
 type Log struct {
-	cfg    Config
+	cfg Config
+	// retentionMu guards cfg.Store's retention, which SetRetention
+	// changes while the FSM may reopen the store.
+	retentionMu sync.Mutex
 	logger *slog.Logger
 	raft   *raft.Raft
 	trans  *transport
@@ -133,7 +138,8 @@ func shutdownRaft(r *raft.Raft, trans *transport, d time.Duration, logger *slog.
 }
 
 // New opens (or creates) the node's state under cfg.DataDir and starts Raft.
-// A node with Bootstrap and no state starts a one-member cluster.
+// A node with Bootstrap and no state starts a one-member cluster, or one of
+// cfg.Voters.
 func New(cfg Config) (_ *Log, err error) {
 	cfg, err = cfg.withDefaults()
 	if err != nil {
@@ -148,7 +154,14 @@ func New(cfg Config) (_ *Log, err error) {
 			}
 		}
 	}()
-	cleanup = append(cleanup, func() { cfg.Stream.Close() })
+	// The group's stream layer, which the transport closes with itself.
+	var stream raft.StreamLayer = cfg.Stream
+	if cfg.Group != "" {
+		if stream, err = cfg.Stream.Group(cfg.Group); err != nil {
+			return nil, err
+		}
+	}
+	cleanup = append(cleanup, func() { stream.Close() })
 	raftDir := filepath.Join(cfg.DataDir, "raft")
 	if err := os.MkdirAll(raftDir, 0o755); err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
@@ -180,7 +193,7 @@ func New(cfg Config) (_ *Log, err error) {
 	}
 	l.snaps = snaps
 	l.trans = newTransport(&raft.NetworkTransportConfig{
-		Stream:  cfg.Stream,
+		Stream:  stream,
 		MaxPool: 5,
 		Timeout: 10 * time.Second,
 		Logger:  newHCLogger(l.logger, "raft-net"),
@@ -239,6 +252,12 @@ func New(cfg Config) (_ *Log, err error) {
 			return nil, fmt.Errorf("%w: %s holds %d records but there is no raft state in %s; a node joining a cluster starts from an empty data directory",
 				ErrExistingStore, filepath.Join(cfg.DataDir, "log"), next, raftDir)
 		}
+		if len(cfg.Voters) > 1 {
+			// Adopting needs this node to lead a cluster of itself; with
+			// others the records would clash with theirs.
+			return nil, fmt.Errorf("%w: %s holds %d records but there is no raft state in %s; a node bootstrapping with other voters starts from an empty data directory",
+				ErrExistingStore, filepath.Join(cfg.DataDir, "log"), next, raftDir)
+		}
 		// A node that served a log before it ran Raft: its records become
 		// the start of the replicated log (adopt, below, once Raft runs).
 		// The marker makes a crash before that finishes redo it.
@@ -247,14 +266,9 @@ func New(cfg Config) (_ *Log, err error) {
 		}
 		adopting = true
 	}
-	if cfg.Bootstrap {
-		if !has {
-			boot := raft.Configuration{Servers: []raft.Server{{
-				Suffrage: raft.Voter, ID: rc.LocalID, Address: l.trans.LocalAddr(),
-			}}}
-			if err := raft.BootstrapCluster(rc, l.store, l.store, snaps, l.trans, boot); err != nil {
-				return nil, fmt.Errorf("cluster: bootstrap: %w", err)
-			}
+	if cfg.Bootstrap && !has {
+		if err := raft.BootstrapCluster(rc, l.store, l.store, snaps, l.trans, bootConfiguration(cfg, l.trans.LocalAddr())); err != nil {
+			return nil, fmt.Errorf("cluster: bootstrap: %w", err)
 		}
 	}
 	if has && !adopting {
@@ -294,6 +308,24 @@ func New(cfg Config) (_ *Log, err error) {
 	}
 	l.disk.start()
 	return l, nil
+}
+
+// bootConfiguration is the configuration a node without Raft state
+// bootstraps with: itself alone, or cfg.Voters. hashicorp/raft lets every
+// voter bootstrap when all are given the same configuration (api.go,
+// BootstrapCluster: "This should only be called at the beginning of time
+// for the cluster with an identical configuration listing all Voter
+// servers"), so the servers are sorted by ID: a map's order would differ
+// from node to node.
+func bootConfiguration(cfg Config, self raft.ServerAddress) raft.Configuration {
+	if len(cfg.Voters) == 0 {
+		return raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: raft.ServerID(cfg.NodeID), Address: self}}}
+	}
+	var conf raft.Configuration
+	for _, id := range slices.Sorted(maps.Keys(cfg.Voters)) {
+		conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(id), Address: raft.ServerAddress(cfg.Voters[id])})
+	}
+	return conf
 }
 
 // emptyWithoutSnapshot empties the store of a node that has Raft state
@@ -415,7 +447,10 @@ func setIf[T comparable](dst *T, v T) {
 // and the entries after it, which are durable in the Raft log.
 func (l *Log) openStore() (*logstore.Log, error) {
 	dir := filepath.Join(l.cfg.DataDir, "log")
-	store, err := logstore.Open(dir, l.cfg.Store)
+	l.retentionMu.Lock()
+	storeCfg := l.cfg.Store
+	l.retentionMu.Unlock()
+	store, err := logstore.Open(dir, storeCfg)
 	if err == nil || !errors.Is(err, logstore.ErrCorrupt) {
 		if err != nil {
 			return nil, fmt.Errorf("cluster: open store: %w", err)
@@ -427,11 +462,22 @@ func (l *Log) openStore() (*logstore.Log, error) {
 	if err := os.Rename(dir, aside); err != nil {
 		return nil, fmt.Errorf("cluster: move damaged store aside: %w", err)
 	}
-	store, err = logstore.Open(dir, l.cfg.Store)
+	store, err = logstore.Open(dir, storeCfg)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: open store: %w", err)
 	}
 	return store, nil
+}
+
+// SetRetention changes the store's retention (a topic's settings changed):
+// at once on the open store, and on any store that replaces it later.
+// Every node's store decides by the records' replicated times, so they cut
+// alike.
+func (l *Log) SetRetention(bytes int64, age time.Duration) error {
+	l.retentionMu.Lock()
+	defer l.retentionMu.Unlock()
+	l.cfg.Store.RetentionBytes, l.cfg.Store.RetentionAge = bytes, age
+	return l.current().log.SetRetention(bytes, age)
 }
 
 func (l *Log) current() *storeRef { return l.cur.Load() }
@@ -505,12 +551,34 @@ func (l *Log) AppendRecords(ctx context.Context, recs []logstore.Record) (uint64
 			return 0, fmt.Errorf("%w: record %d has %d bytes, limit %d", logstore.ErrRecordTooLarge, i, size, limit)
 		}
 	}
-	if err := ctx.Err(); err != nil {
+	if err := l.leading(ctx); err != nil {
 		return 0, err
+	}
+	resp, err := l.propose(ctx, encodeRecords(l.cfg.Now().UnixNano(), recs))
+	if err != nil {
+		return 0, err
+	}
+	res, ok := resp.(applyResult)
+	if !ok {
+		return 0, fmt.Errorf("%w: unexpected apply response %T", ErrUnknownOutcome, resp)
+	}
+	if res.err != nil {
+		// Committed in the cluster, but this node could not apply it.
+		return 0, fmt.Errorf("%w: %w", ErrUnknownOutcome, res.err)
+	}
+	return res.base, nil
+}
+
+// leading returns nil once this node leads and may append: it waits out an
+// election under way (for at most leaderWait), then answers
+// *NotLeaderError on a follower, or the disk monitor's refusal.
+func (l *Log) leading(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	select {
 	case <-l.done:
-		return 0, ErrClosed
+		return ErrClosed
 	default:
 	}
 	if l.raft.State() != raft.Leader {
@@ -521,22 +589,27 @@ func (l *Log) AppendRecords(ctx context.Context, recs []logstore.Record) (uint64
 			err := l.WaitForLeader(wctx)
 			cancel()
 			if ctx.Err() != nil {
-				return 0, ctx.Err()
+				return ctx.Err()
 			}
 			if errors.Is(err, ErrClosed) {
-				return 0, err
+				return err
 			}
 		}
 		if l.raft.State() != raft.Leader {
 			if err := l.leaderlessDiskFull(); err != nil {
-				return 0, err
+				return err
 			}
-			return 0, l.notLeader()
+			return l.notLeader()
 		}
 	}
 	if err := l.disk.check(); err != nil {
-		return 0, err
+		return err
 	}
+	return nil
+}
+
+// propose commits data as one Raft entry and returns the FSM's response.
+func (l *Log) propose(ctx context.Context, data []byte) (any, error) {
 	timeout := applyTimeout
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = max(time.Until(dl), time.Millisecond)
@@ -552,9 +625,9 @@ func (l *Log) AppendRecords(ctx context.Context, recs []logstore.Record) (uint64
 	l.applyMu.RLock()
 	if l.closing {
 		l.applyMu.RUnlock()
-		return 0, ErrClosed
+		return nil, ErrClosed
 	}
-	f := l.raft.Apply(encodeRecords(l.cfg.Now().UnixNano(), recs), timeout)
+	f := l.raft.Apply(data, timeout)
 	l.waiters.Go(func() {
 		err := f.Error()
 		var resp any
@@ -568,30 +641,22 @@ func (l *Log) AppendRecords(ctx context.Context, recs []logstore.Record) (uint64
 	select {
 	case o = <-ch:
 	case <-ctx.Done():
-		return 0, fmt.Errorf("%w: %w", ErrUnknownOutcome, ctx.Err())
+		return nil, fmt.Errorf("%w: %w", ErrUnknownOutcome, ctx.Err())
 	}
 	switch {
 	case o.err == nil:
 	case errors.Is(o.err, raft.ErrNotLeader):
-		return 0, l.notLeader()
+		return nil, l.notLeader()
 	case errors.Is(o.err, raft.ErrEnqueueTimeout):
-		return 0, ErrTimeout
+		return nil, ErrTimeout
 	case errors.Is(o.err, raft.ErrRaftShutdown):
 		// Raft answers this also for entries it had committed but not yet
 		// handed to the FSM when it shut down: the record may be in the log.
-		return 0, fmt.Errorf("%w: %w", ErrUnknownOutcome, ErrClosed)
+		return nil, fmt.Errorf("%w: %w", ErrUnknownOutcome, ErrClosed)
 	default: // leadership lost, aborted by restore, disk full: it may still commit
-		return 0, fmt.Errorf("%w: %w", ErrUnknownOutcome, l.disk.annotate(o.err))
+		return nil, fmt.Errorf("%w: %w", ErrUnknownOutcome, l.disk.annotate(o.err))
 	}
-	res, ok := o.resp.(applyResult)
-	if !ok {
-		return 0, fmt.Errorf("%w: unexpected apply response %T", ErrUnknownOutcome, o.resp)
-	}
-	if res.err != nil {
-		// Committed in the cluster, but this node could not apply it.
-		return 0, fmt.Errorf("%w: %w", ErrUnknownOutcome, res.err)
-	}
-	return res.base, nil
+	return o.resp, nil
 }
 
 func (l *Log) notLeader() error {
@@ -952,8 +1017,8 @@ func (l *Log) Snapshot() error {
 }
 
 // Close stops Raft (without handing leadership over: to others it looks like
-// a crash, and they elect a new leader), closes the stream layer, the Raft
-// log and the local store.
+// a crash, and they elect a new leader), closes the stream layer (a named
+// group's only its group), the Raft log and the local store.
 func (l *Log) Close() error {
 	l.closeOnce.Do(func() {
 		close(l.done)
@@ -972,7 +1037,7 @@ func (l *Log) Close() error {
 			l.logger.Error("cluster: raft did not stop; closing the rest anyway", "err", err)
 			errs = append(errs, err)
 		}
-		l.trans.Close() // closes the stream layer too
+		l.trans.Close() // closes the stream layer (or the group's) too
 		l.bg.Wait()
 		if !drained && !waitGroupTimeout(&l.waiters, closeGrace) {
 			l.logger.Error("cluster: some appends were never answered by raft after shutdown", "waited", drainGrace+closeGrace)

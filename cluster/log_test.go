@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -522,4 +523,18 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 		}
 	}
 	return 0
+}
+
+func TestSetRetention(t *testing.T) {
+	p := newTestPKI(t)
+	small := func(c *cluster.Config) { c.Store.MaxSegmentBytes = 1024 }
+	nodes := p.startCluster(t, 1, small)
+	end := appendTo(t, nodes, batch(strings.Repeat("v", 100), 100))
+	waitApplied(t, end+1, nodes...)
+	if err := nodes[0].log.SetRetention(3000, 0); err != nil {
+		t.Fatal(err)
+	}
+	if lo, _ := nodes[0].log.Bounds(); lo == 0 {
+		t.Fatal("retention set at run time deleted nothing")
+	}
 }

@@ -195,7 +195,7 @@ func (s *snapshotStore) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, erro
 	}
 	files = append(files, state)
 	br := bufio.NewReaderSize(state, 64<<10)
-	magic, _ := br.Peek(len(snapMagic)) // a short or unknown one fails in readSnapHeader
+	head, _ := br.Peek(36) // a short or unknown header fails in readSnapHeader
 	readers := []io.Reader{br}
 	for _, lf := range m.Files {
 		f, err := os.Open(filepath.Join(dir, lf.Name))
@@ -212,7 +212,7 @@ func (s *snapshotStore) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, erro
 		}
 		readers = append(readers, io.NewSectionReader(f, 0, lf.Size))
 	}
-	return &m.SnapshotMeta, newVerifiedStream(io.MultiReader(readers...), snapHeaderLen(magic), files, s.onCorrupt), nil
+	return &m.SnapshotMeta, newVerifiedStream(io.MultiReader(readers...), snapHeaderLen(head), files, s.onCorrupt), nil
 }
 
 type multiCloser []*os.File

@@ -15,12 +15,12 @@ import (
 const soloTimeout = 50 * time.Millisecond
 
 // soloVoter reports whether the Raft configuration holds this node alone.
-// A fresh bootstrap does; otherwise the configuration is read the way raft
+// A fresh bootstrap does, unless it names other Voters; otherwise the configuration is read the way raft
 // reads it at start (the latest snapshot's, then the configuration entries
 // after it), without restoring anything.
 func (l *Log) soloVoter(rc *raft.Config, has, bootstrap bool) (bool, error) {
 	if !has {
-		return bootstrap, nil
+		return bootstrap && len(l.cfg.Voters) <= 1, nil
 	}
 	probe := *rc
 	probe.NoSnapshotRestoreOnStart = true

@@ -1,11 +1,13 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -26,23 +28,29 @@ const ALPN = "proglog-raft"
 // callback; outbound ones are dialed with the node's server certificate as
 // the client certificate. Only peers whose verified certificate is good for
 // server authentication are accepted, so a client certificate cannot speak
-// Raft. It implements raft.StreamLayer.
+// Raft. It implements raft.StreamLayer for the node's system group; Group
+// gives the stream layer of a named group on the same port.
 type StreamLayer struct {
-	addr   advertiseAddr
-	dial   *tls.Config
-	logger *slog.Logger
+	addr    advertiseAddr
+	tlsDial *tls.Config
+	logger  *slog.Logger
 
 	accept    chan net.Conn
 	done      chan struct{}
 	closeOnce sync.Once
 
-	mu        sync.Mutex // guards conns, out, isolated, noInbound
+	mu        sync.Mutex // guards conns, out, groups, isolated, noInbound and the conns' group
 	conns     map[*handedConn]struct{}
 	out       map[*dialedConn]struct{}
+	groups    map[string]*GroupStream // the open named groups
 	isolated  bool
 	noInbound bool // CloseInbound was called
 
 	refusals refusalLog
+	// unknownGroups is apart from refusals: a group starting on its nodes
+	// at different moments refuses its peers for a while, which must not
+	// hide a refused certificate.
+	unknownGroups refusalLog
 }
 
 // refusalLog logs refused Raft connections at most once per refusalEvery,
@@ -89,13 +97,14 @@ func NewStreamLayer(advertise string, dial *tls.Config, logger *slog.Logger) (*S
 		cfg.MinVersion = tls.VersionTLS12
 	}
 	return &StreamLayer{
-		addr:   advertiseAddr(advertise),
-		dial:   cfg,
-		logger: logger,
-		accept: make(chan net.Conn),
-		done:   make(chan struct{}),
-		conns:  map[*handedConn]struct{}{},
-		out:    map[*dialedConn]struct{}{},
+		addr:    advertiseAddr(advertise),
+		tlsDial: cfg,
+		logger:  logger,
+		accept:  make(chan net.Conn),
+		done:    make(chan struct{}),
+		conns:   map[*handedConn]struct{}{},
+		out:     map[*dialedConn]struct{}{},
+		groups:  map[string]*GroupStream{},
 	}, nil
 }
 
@@ -110,10 +119,14 @@ func (s *StreamLayer) Register(srv *http.Server) {
 }
 
 // Handoff takes an inbound TLS connection that negotiated ALPN. It blocks
-// until Raft is done with the connection or the layer is closed, because
-// net/http closes the connection when its TLSNextProto callback returns. A
-// peer without a verified certificate for server authentication is refused
-// (the connection is closed without a byte written).
+// until Raft is done with the connection or the layer (or the connection's
+// group) is closed, because net/http closes the connection when its
+// TLSNextProto callback returns; it runs on net/http's goroutine for this
+// connection alone, so reading the group preamble here holds up no other.
+// A peer without a verified certificate for server authentication is
+// refused (the connection is closed without a byte written), and so is one
+// naming a group not running here (its raft retries), or sending nothing
+// within preambleTimeout.
 func (s *StreamLayer) Handoff(conn *tls.Conn) {
 	state := conn.ConnectionState()
 	if err := checkPeer(state); err != nil {
@@ -142,17 +155,76 @@ func (s *StreamLayer) Handoff(conn *tls.Conn) {
 		delete(s.conns, hc)
 		s.mu.Unlock()
 	}()
+	g, err := s.route(hc)
+	if err != nil {
+		switch {
+		case isClosed(hc.closed): // closed here (Close, Isolate) while it was read
+		case errors.As(err, new(unknownGroupError)):
+			s.unknownGroups.log(s.logger, conn.RemoteAddr().String(), err.Error())
+		default:
+			s.refusals.log(s.logger, conn.RemoteAddr().String(), err.Error())
+		}
+		hc.Close()
+		return
+	}
+	accept, groupDone := s.accept, (<-chan struct{})(nil) // nil: the system group ends with the layer
+	if g != nil {
+		accept, groupDone = g.accept, g.done
+	}
 	select {
-	case s.accept <- hc:
+	case accept <- hc:
+	case <-hc.closed: // Isolate, CloseInbound or the group's Close
+		return
+	case <-groupDone:
+		hc.Close()
+		return
 	case <-s.done:
 		hc.Close()
 		return
 	}
 	select {
 	case <-hc.closed:
+	case <-groupDone:
+		hc.Close()
 	case <-s.done:
 		hc.Close()
 	}
+}
+
+// route reads what an inbound connection starts with and returns the named
+// group it is for, or nil for the system group: a connection without the
+// group preamble is the system group's, and the byte read to tell is put
+// back for raft to read.
+func (s *StreamLayer) route(hc *handedConn) (*GroupStream, error) {
+	conn := hc.Conn
+	if err := conn.SetReadDeadline(time.Now().Add(preambleTimeout)); err != nil {
+		return nil, err
+	}
+	var first [1]byte
+	if _, err := io.ReadFull(conn, first[:]); err != nil {
+		return nil, fmt.Errorf("read the first byte: %w", err)
+	}
+	var g *GroupStream
+	if first[0] != preambleMagic {
+		hc.unread = first[:]
+	} else {
+		name, err := readPreamble(io.MultiReader(bytes.NewReader(first[:]), conn))
+		if err != nil {
+			return nil, err
+		}
+		s.mu.Lock()
+		if g = s.groups[name]; g != nil {
+			hc.group = g // from now on the group's Close closes it
+		}
+		s.mu.Unlock()
+		if g == nil {
+			return nil, unknownGroupError{name}
+		}
+	}
+	if err := conn.SetReadDeadline(time.Time{}); err != nil {
+		return nil, err
+	}
+	return g, nil
 }
 
 // checkPeer accepts only a verified certificate good for server authentication.
@@ -180,8 +252,9 @@ func (s *StreamLayer) Accept() (net.Conn, error) {
 	}
 }
 
-// Close stops accepting, ends every Raft connection in either direction and
-// makes Handoff return. It is safe to call more than once.
+// Close stops accepting, ends every Raft connection in either direction, of
+// every group, and makes Handoff return; the named groups' Accept fails too.
+// It is safe to call more than once.
 func (s *StreamLayer) Close() error {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
@@ -193,10 +266,11 @@ func (s *StreamLayer) Close() error {
 	return nil
 }
 
-// CloseInbound ends the Raft connections peers opened to this node and
-// refuses new ones, while this node's own dials go on. net/http's Shutdown
-// waits for connections handed off here, so a node that stops serving its
-// port calls this first, and can still hand leadership over and leave.
+// CloseInbound ends the Raft connections peers opened to this node, of
+// every group, and refuses new ones, while this node's own dials go on.
+// net/http's Shutdown waits for connections handed off here, so a node that
+// stops serving its port calls this first, and can still hand leadership
+// over and leave.
 func (s *StreamLayer) CloseInbound() {
 	s.mu.Lock()
 	s.noInbound = true
@@ -231,19 +305,25 @@ func closeAll(conns []net.Conn) {
 // Addr is the advertised address, which Raft uses as this node's address.
 func (s *StreamLayer) Addr() net.Addr { return s.addr }
 
-// Dial opens a Raft connection to a peer's TLS port.
+// Dial opens a Raft connection to a peer's TLS port, for the system group.
 func (s *StreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	return s.dial(nil, address, timeout)
+}
+
+// dial opens a Raft connection for group g (nil: the system group, which
+// sends no preamble).
+func (s *StreamLayer) dial(g *GroupStream, address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	s.mu.Lock()
-	isolated := s.isolated
+	err := s.dialableLocked(g)
 	s.mu.Unlock()
-	if isolated {
-		return nil, fmt.Errorf("cluster: dial raft peer %s: %w", address, errIsolated)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: dial raft peer %s: %w", address, err)
 	}
 	host, _, err := net.SplitHostPort(string(address))
 	if err != nil {
 		return nil, fmt.Errorf("cluster: raft address %q: %w", address, err)
 	}
-	cfg := s.dial.Clone()
+	cfg := s.tlsDial.Clone()
 	if cfg.ServerName == "" {
 		cfg.ServerName = host
 	}
@@ -259,23 +339,62 @@ func (s *StreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (n
 		tc.Close()
 		return nil, fmt.Errorf("cluster: raft peer %s negotiated %q, not %q", address, p, ALPN)
 	}
-	dc := &dialedConn{Conn: tc, layer: s}
+	if g != nil {
+		// Sent within the dial's timeout. A TLS conn whose write timed out
+		// is unusable; it is closed with the rest.
+		deadline, _ := ctx.Deadline()
+		err := tc.SetWriteDeadline(deadline)
+		if err == nil {
+			_, err = tc.Write(appendPreamble(nil, g.name))
+		}
+		if err == nil {
+			err = tc.SetWriteDeadline(time.Time{})
+		}
+		if err != nil {
+			tc.Close()
+			return nil, fmt.Errorf("cluster: raft group %q: send the preamble to %s: %w", g.name, address, err)
+		}
+	}
+	dc := &dialedConn{Conn: tc, layer: s, group: g}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.isolated {
+	// Checked again: Isolate or a Close while dialing would miss this conn.
+	if err := s.dialableLocked(g); err != nil {
 		tc.Close()
-		return nil, fmt.Errorf("cluster: dial raft peer %s: %w", address, errIsolated)
+		return nil, fmt.Errorf("cluster: dial raft peer %s: %w", address, err)
 	}
 	s.out[dc] = struct{}{}
 	return dc, nil
 }
 
+// dialableLocked says why group g (nil: the system group) may not dial
+// now, if it may not. Caller holds mu.
+func (s *StreamLayer) dialableLocked(g *GroupStream) error {
+	switch {
+	case s.isolated:
+		return errIsolated
+	case isClosed(s.done), g != nil && isClosed(g.done):
+		return net.ErrClosed
+	}
+	return nil
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
 var errIsolated = errors.New("isolated by fault injection")
 
 // Isolate cuts this node off from its Raft peers (on) or reconnects it
-// (off): every Raft connection in either direction is closed and new ones
-// are refused, while the node's other traffic on the port goes on. It
-// exists for fault-injection tests and drills; a healthy node never calls it.
+// (off): every Raft connection in either direction, of every group, is
+// closed and new ones are refused, while the node's other traffic on the
+// port goes on. It exists for fault-injection tests and drills; a healthy
+// node never calls it.
 func (s *StreamLayer) Isolate(on bool) {
 	s.mu.Lock()
 	s.isolated = on
@@ -291,6 +410,7 @@ func (s *StreamLayer) Isolate(on bool) {
 type dialedConn struct {
 	net.Conn
 	layer *StreamLayer
+	group *GroupStream // nil: the system group
 	once  sync.Once
 }
 
@@ -313,6 +433,19 @@ type handedConn struct {
 	net.Conn
 	once   sync.Once
 	closed chan struct{}
+	group  *GroupStream // nil: the system group, or not routed yet; guarded by layer.mu
+	// unread is what route read to tell the group and raft must read first;
+	// only raft's goroutine reads the conn once it is handed over.
+	unread []byte
+}
+
+func (c *handedConn) Read(p []byte) (int, error) {
+	if len(c.unread) > 0 {
+		n := copy(p, c.unread)
+		c.unread = c.unread[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
 }
 
 func (c *handedConn) Close() error {

@@ -52,14 +52,16 @@ func TestStreamLayerPeers(t *testing.T) {
 			}
 			defer c.Close()
 			if tt.accept {
+				// The layer reads the first byte before it hands the
+				// connection over (no group preamble: the system group's).
+				if _, err := c.Write([]byte("ping")); err != nil {
+					t.Fatal(err)
+				}
 				in, err := pt.layer.Accept()
 				if err != nil {
 					t.Fatal(err)
 				}
 				defer in.Close()
-				if _, err := c.Write([]byte("ping")); err != nil {
-					t.Fatal(err)
-				}
 				buf := make([]byte, 4)
 				if _, err := io.ReadFull(in, buf); err != nil || string(buf) != "ping" {
 					t.Fatalf("read %q, %v", buf, err)
@@ -80,6 +82,9 @@ func TestStreamLayerPeers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer out.Close()
+	if _, err := out.Write([]byte{0}); err != nil {
+		t.Fatal(err)
+	}
 	in, err := pt.layer.Accept()
 	if err != nil {
 		t.Fatal(err)

@@ -133,6 +133,10 @@ type Log struct {
 
 	kick     chan struct{} // wakes the committer (SyncAlways); capacity 1
 	stop     context.CancelFunc
+	// bg is the context of the background loops, ended by stop.
+	bg context.Context
+	// retaining: the retention loop runs (guarded by flushMu).
+	retaining bool
 	wg       sync.WaitGroup // background goroutines (committer, interval sync, retention)
 	closeMu  sync.Mutex     // serialises Close
 	closeErr error
@@ -194,7 +198,7 @@ func Open(dir string, cfg Config) (_ *Log, err error) {
 		return nil, err
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	l.stop = stop
+	l.stop, l.bg = stop, ctx
 	if cfg.Sync == SyncAlways {
 		l.kick = make(chan struct{}, 1)
 		l.wg.Go(func() { l.commitLoop(ctx) })
@@ -203,6 +207,7 @@ func Open(dir string, cfg Config) (_ *Log, err error) {
 		l.wg.Go(func() { l.syncLoop(ctx) })
 	}
 	if cfg.RetentionBytes > 0 || cfg.RetentionAge > 0 {
+		l.retaining = true
 		l.wg.Go(func() { l.retentionLoop(ctx) })
 	}
 	return l, nil

@@ -361,6 +361,42 @@ func TestTruncateBeforeAndRetention(t *testing.T) {
 	}
 }
 
+// TestSetRetention changes retention on an open log: turned on later it
+// applies at once, and off it keeps everything again.
+func TestSetRetention(t *testing.T) {
+	cfg := logstore.Config{MaxSegmentBytes: 1024}
+	l := openLog(t, t.TempDir(), cfg)
+	for i := range 100 {
+		mustAppend(t, l, value(i, 100))
+	}
+	if lo, _ := l.Bounds(); lo != 0 {
+		t.Fatalf("without retention the log starts at %d", lo)
+	}
+	if err := l.SetRetention(3000, 0); err != nil {
+		t.Fatal(err)
+	}
+	st := l.Stats()
+	if st.SizeBytes > 3000+1024 || st.Lowest == 0 {
+		t.Fatalf("after SetRetention(3000): %+v", st)
+	}
+	if err := l.SetRetention(0, 0); err != nil {
+		t.Fatal(err)
+	}
+	for i := 100; i < 200; i++ {
+		mustAppend(t, l, value(i, 100))
+	}
+	if got := l.Stats(); got.Lowest != st.Lowest {
+		t.Fatalf("retention turned off still deleted: lowest %d, was %d", got.Lowest, st.Lowest)
+	}
+	if err := l.SetRetention(-1, 0); err == nil {
+		t.Fatal("negative retention accepted")
+	}
+	l.Close()
+	if err := l.SetRetention(1, 0); !errors.Is(err, logstore.ErrClosed) {
+		t.Fatalf("SetRetention after Close: %v", err)
+	}
+}
+
 func TestMetrics(t *testing.T) {
 	reg := prometheus.NewPedanticRegistry()
 	dir := t.TempDir()

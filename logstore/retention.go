@@ -36,6 +36,29 @@ func (l *Log) EnforceRetention() error {
 	return l.retain()
 }
 
+// SetRetention replaces RetentionBytes and RetentionAge (0 turns that
+// measure off) and applies them at once, as a topic's settings change.
+func (l *Log) SetRetention(bytes int64, age time.Duration) error {
+	if bytes < 0 || age < 0 {
+		return fmt.Errorf("logstore: negative retention %d bytes, %v", bytes, age)
+	}
+	// closeMu first, as Close takes them: a loop started here is one
+	// Close waits for.
+	l.closeMu.Lock()
+	defer l.closeMu.Unlock()
+	l.flushMu.Lock()
+	defer l.flushMu.Unlock()
+	if l.closed.Load() || l.bg.Err() != nil {
+		return ErrClosed
+	}
+	l.cfg.RetentionBytes, l.cfg.RetentionAge = bytes, age
+	if !l.retaining && (bytes > 0 || age > 0) {
+		l.retaining = true
+		l.wg.Go(func() { l.retentionLoop(l.bg) })
+	}
+	return l.retain()
+}
+
 // retain deletes the oldest sealed segments that retention no longer keeps.
 // Caller holds flushMu (or is Open, before the log is shared).
 func (l *Log) retain() error {

@@ -10,7 +10,7 @@ import (
 )
 
 // quickstartPolicy lets the development identity do everything.
-const quickstartPolicy = "# proglog ACL: p, <subject>, <object: log or *>, <action: produce|consume|admin|*>\n" +
+const quickstartPolicy = "# proglog ACL: p, <subject>, <object: a topic, a glob such as orders.* or *>, <action: produce|consume|admin|*>\n" +
 	"# Written by the quickstart; the development client certificate is \"root\".\n" +
 	"p, root, *, *\n"
 

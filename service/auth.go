@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -29,47 +30,71 @@ const Anonymous = "anonymous"
 
 const metricsPath = "/metrics"
 
-// procedureActions maps each LogService procedure to the action it needs;
-// "" means open to everyone.
-var procedureActions = map[string]string{
-	logv1connect.LogServiceProduceProcedure:       ActionProduce,
-	logv1connect.LogServiceProduceBatchProcedure:  ActionProduce,
-	logv1connect.LogServiceProduceStreamProcedure: ActionProduce,
-	logv1connect.LogServiceConsumeProcedure:       ActionConsume,
-	logv1connect.LogServiceConsumeStreamProcedure: ActionConsume,
-	logv1connect.LogServiceGetStatsProcedure:      ActionConsume,
-	logv1connect.LogServiceGetServersProcedure:    ActionConsume,
-	logv1connect.LogServiceWhoAmIProcedure:        "",
+// access is who may reach an endpoint, checked by URL path before the
+// body is read: a caller whom some rule lets perform one of actions on
+// some topic (Authorizer.AllowedAny), or, for cluster endpoints, on every
+// topic (AllowedCluster). The handlers then check the request's own topic.
+type access struct {
+	actions []string // any one suffices; none: open to everyone
+	cluster bool     // AllowedCluster rather than AllowedAny
+	// peer: a peer node's forwarded request passes (see peerForward).
+	peer bool
 }
 
-// actionFor returns the action a request needs ("" for open endpoints) and
-// whether it is an RPC (which gets a protocol-specific error).
-func actionFor(urlPath string) (action string, rpc bool) {
+var (
+	openAccess    = access{}
+	produceAccess = access{actions: []string{ActionProduce}, peer: true}
+	consumeAccess = access{actions: []string{ActionConsume}, peer: true}
+	adminAccess   = access{actions: []string{ActionAdmin}, peer: true}
+	clusterAdmin  = access{actions: []string{ActionAdmin}, cluster: true}
+)
+
+// procedureAccess maps each LogService procedure to who may call it.
+var procedureAccess = map[string]access{
+	logv1connect.LogServiceProduceProcedure:          produceAccess,
+	logv1connect.LogServiceProduceBatchProcedure:     produceAccess,
+	logv1connect.LogServiceProduceStreamProcedure:    produceAccess,
+	logv1connect.LogServiceConsumeProcedure:          consumeAccess,
+	logv1connect.LogServiceConsumeStreamProcedure:    consumeAccess,
+	logv1connect.LogServiceGetStatsProcedure:         consumeAccess,
+	logv1connect.LogServiceGetOffsetForTimeProcedure: consumeAccess,
+	logv1connect.LogServiceGetServersProcedure:       consumeAccess,
+	logv1connect.LogServiceListTopicsProcedure:       {actions: []string{ActionConsume, ActionProduce}},
+	logv1connect.LogServiceDescribeTopicProcedure:    {actions: []string{ActionConsume}},
+	logv1connect.LogServiceCreateTopicProcedure:      adminAccess,
+	logv1connect.LogServiceUpdateTopicProcedure:      adminAccess,
+	logv1connect.LogServiceDeleteTopicProcedure:      adminAccess,
+	logv1connect.LogServiceWhoAmIProcedure:           openAccess,
+}
+
+// accessFor returns who may reach a request's endpoint and whether it is
+// an RPC (which gets a protocol-specific error).
+func accessFor(urlPath string) (a access, rpc bool) {
 	p := path.Clean(urlPath)
-	if a, ok := procedureActions[p]; ok {
+	if a, ok := procedureAccess[p]; ok {
 		return a, true
 	}
 	switch {
 	case strings.HasPrefix(p, "/"+grpcreflect.ReflectV1ServiceName+"/"),
 		strings.HasPrefix(p, "/"+grpcreflect.ReflectV1AlphaServiceName+"/"):
-		return ActionAdmin, true
+		return clusterAdmin, true
 	case strings.HasPrefix(p, "/"+grpchealth.HealthV1ServiceName+"/"):
-		return "", true
+		return openAccess, true
 	case p == metricsPath:
-		return ActionAdmin, false
+		return clusterAdmin, false
 	case strings.HasPrefix(p, "/"+logv1connect.LogServiceName+"/"):
 		// An unknown method: nothing is decoded, the handler answers
 		// Unimplemented.
-		return "", true
+		return openAccess, true
 	}
-	return "", false // the dashboard's static files
+	return openAccess, false // the dashboard's static files
 }
 
 // procedureLabel names a refused RPC in metrics: a known procedure, or
 // "other", so that callers cannot mint label values with made-up paths.
 func procedureLabel(urlPath string) string {
 	p := path.Clean(urlPath)
-	if _, ok := procedureActions[p]; ok {
+	if _, ok := procedureAccess[p]; ok {
 		return p
 	}
 	switch p {
@@ -80,8 +105,9 @@ func procedureLabel(urlPath string) string {
 	return "other"
 }
 
-// ForwardedHeader marks an append a follower forwards to the leader; its
-// value names the forwarding node (for the leader's logs). It grants rights
+// ForwardedHeader marks a request a node forwards to a peer (an append to
+// the leader, a read or a topic change to the node that can answer it); its
+// value names the forwarding node (for the peer's logs). It grants rights
 // only together with a node certificate: see peerForward.
 const ForwardedHeader = "Proglog-Forwarded-By"
 
@@ -89,8 +115,9 @@ const ForwardedHeader = "Proglog-Forwarded-By"
 type identity struct {
 	subject       string
 	authenticated bool
-	// forwarded: a peer node forwarded this append (a node certificate and
-	// ForwardedHeader). It may produce, and is never forwarded again.
+	// forwarded: a peer node forwarded this request (a node certificate
+	// and ForwardedHeader). It may produce, consume and change topics, and
+	// is never forwarded again.
 	forwarded bool
 }
 
@@ -135,32 +162,68 @@ func identify(r *http.Request) identity {
 	return identity{subject: cn, authenticated: true, forwarded: peerForward(leaf, r.Header)}
 }
 
-// peerForward reports whether a request is an append another node of the
+// peerForward reports whether a request is one another node of the
 // cluster forwards: it carries ForwardedHeader and its verified certificate
 // may authenticate a server. Node certificates (pki.IssueServer) have
 // server-auth usage and chain to the cluster's CA; user certificates
 // (pki.IssueClient) have client-auth usage only, so a user who sends the
-// header gains nothing. The forwarding follower already checked the
-// original caller's right to produce.
+// header gains nothing. The forwarding node already checked the original
+// caller's rights on the request's topic.
 func peerForward(leaf *x509.Certificate, h http.Header) bool {
 	return h.Get(ForwardedHeader) != "" && slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageServerAuth)
 }
 
-// allowed applies the ACL, with the one exception of peer nodes: they may
-// forward appends, and read a record to heal their own copy of it
-// (Forwarder.FetchRecord); they hold every record anyway.
-func (s *Service) allowed(id identity, action string) bool {
-	if id.forwarded && (action == ActionProduce || action == ActionConsume) {
+// reachable applies the early, by-path check: a peer's forwarded request
+// passes where a.peer says so; otherwise some rule must allow one of
+// a.actions somewhere (on "*" for cluster endpoints).
+func (s *Service) reachable(id identity, a access) bool {
+	if len(a.actions) == 0 || id.forwarded && a.peer {
 		return true
 	}
-	return s.authz.Allowed(id.subject, action)
+	for _, action := range a.actions {
+		if a.cluster && s.authz.AllowedCluster(id.subject, action) ||
+			!a.cluster && s.authz.AllowedAny(id.subject, action) {
+			return true
+		}
+	}
+	return false
 }
 
-// isForwarded reports whether ctx belongs to an append a peer forwarded.
-func isForwarded(ctx context.Context) bool {
-	id, _ := ctx.Value(identityKey{}).(identity)
-	return id.forwarded
+// authorize checks the caller's right to perform action on topic (its
+// name normalized: "" is "default"), once the handler has decoded the
+// request. A peer's forwarded request may produce, consume and change
+// topics: the node that forwarded it checked the original caller.
+func (s *Service) authorize(ctx context.Context, topic, action string) error {
+	id := identityOf(ctx)
+	if id.forwarded && (action == ActionProduce || action == ActionConsume || action == ActionAdmin) {
+		return nil
+	}
+	if s.authz.Allowed(id.subject, topic, action) {
+		return nil
+	}
+	return denied(id, fmt.Sprintf("%q on topic %q", action, topic))
 }
+
+// denied is the refusal of what: Unauthenticated for an anonymous caller,
+// PermissionDenied for an authenticated one.
+func denied(id identity, what string) error {
+	code := connect.CodePermissionDenied
+	if !id.authenticated {
+		code = connect.CodeUnauthenticated
+	}
+	return connect.NewError(code, fmt.Errorf("subject %q may not %s", id.subject, what))
+}
+
+func identityOf(ctx context.Context) identity {
+	id, ok := ctx.Value(identityKey{}).(identity)
+	if !ok {
+		return identity{subject: Anonymous}
+	}
+	return id
+}
+
+// isForwarded reports whether ctx belongs to a request a peer forwarded.
+func isForwarded(ctx context.Context) bool { return identityOf(ctx).forwarded }
 
 // authenticate establishes the caller's identity and checks the ACL by URL
 // path before anything is decompressed or decoded.
@@ -169,13 +232,10 @@ func (s *Service) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		id := identify(r)
-		action, rpc := actionFor(r.URL.Path)
-		if action != "" && !s.allowed(id, action) {
-			code := connect.CodePermissionDenied
-			if !id.authenticated {
-				code = connect.CodeUnauthenticated
-			}
-			err := connect.NewError(code, fmt.Errorf("subject %q may not %q", id.subject, action))
+		a, rpc := accessFor(r.URL.Path)
+		if !s.reachable(id, a) {
+			err := denied(id, quoteJoin(a.actions))
+			code := connect.CodeOf(err)
 			if rpc {
 				procedure := procedureLabel(r.URL.Path)
 				s.metrics.observe(procedure, code.String(), time.Since(start))
@@ -192,7 +252,7 @@ func (s *Service) authenticate(next http.Handler) http.Handler {
 			http.Error(w, err.Error(), status)
 			return
 		}
-		if action == "" && rpc {
+		if len(a.actions) == 0 && rpc {
 			// Open to anyone: no one gets to make it buffer a large body.
 			r.Body = http.MaxBytesReader(w, r.Body, smallRequestBytes)
 		}
@@ -210,4 +270,14 @@ func (s *Service) authenticate(next http.Handler) http.Handler {
 		ctx = context.WithValue(ctx, controlsKey{}, ctrl)
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
+}
+
+// quoteJoin names the actions a refused caller lacks: "produce", or
+// "consume" or "produce".
+func quoteJoin(actions []string) string {
+	q := make([]string, len(actions))
+	for i, a := range actions {
+		q[i] = strconv.Quote(a)
+	}
+	return strings.Join(q, " or ")
 }

@@ -225,8 +225,11 @@ func TestNewRejectsBadConfig(t *testing.T) {
 
 type allowAll struct{}
 
-func (allowAll) Allowed(string, string) bool { return true }
-func (allowAll) Actions(string) []string     { return []string{"produce", "consume", "admin"} }
+func (allowAll) Allowed(string, string, string) bool { return true }
+func (allowAll) AllowedAny(string, string) bool      { return true }
+func (allowAll) AllowedCluster(string, string) bool  { return true }
+func (allowAll) Actions(string) []string             { return []string{"produce", "consume", "admin"} }
+func (allowAll) ActionsOn(string, string) []string   { return []string{"produce", "consume", "admin"} }
 
 // A request may carry at most 65536 records, however small: each costs
 // the log a frame. A stream whose pending requests hold more than that

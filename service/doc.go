@@ -1,19 +1,82 @@
-// Package service serves the log over HTTP: the LogService Connect handlers
-// (Connect, gRPC and gRPC-Web on one port), the authentication and ACL
-// middleware in front of them, gRPC reflection and health checks, Prometheus
-// metrics and the dashboard, and the http.Server that runs them.
+// Package service serves proglog's topics over HTTP: the LogService Connect
+// handlers (Connect, gRPC and gRPC-Web on one port), the authentication and
+// ACL middleware in front of them, gRPC reflection and health checks,
+// Prometheus metrics and the dashboard, and the http.Server that runs them.
+//
+// # Topics and partitions
+//
+// Every produce and read names a topic ("" is "default") and a partition;
+// Config.Topics is the node's view of them (the catalogue, and the
+// partitions this node hosts). Without Config.Topics (a standalone node,
+// no Raft) the service serves one topic, "default", of one partition,
+// Config.Log; CreateTopic, UpdateTopic and DeleteTopic then answer
+// FailedPrecondition.
+//
+// The partition of a produce (Produce, ProduceBatch, each ProduceStream
+// request) is chosen thus:
+//
+//   - partition set: that one; NotFound, naming how many partitions the
+//     topic has, if it has no such partition.
+//   - else, a record with a (non-empty) key: catalog.PartitionForKey(key,
+//     n), the murmur2 of Kafka's default partitioner, so a key always
+//     lands on the same partition while the topic keeps n partitions.
+//   - else: round robin over the topic's partitions, one counter per topic
+//     on each node.
+//
+// A request goes to one partition, written as one durable write: without
+// partition, its keyed records must all map to the same partition
+// (InvalidArgument otherwise, nothing written), and its records without
+// a key go with them. The chosen partition comes back in the response's
+// partition field. A topic's max_record_bytes, when set, lowers the
+// node's Config.MaxRecordBytes for its records.
+//
+// # Routing
+//
+// Topics.Partition gives the partition's log when this node hosts it, or
+// *NotHostedError naming the nodes that do. Then, through Config.Peer (a
+// Forwarder's Client): a produce goes to the partition's leader (its
+// first replica while no leader is known); Consume, GetStats and
+// GetOffsetForTime go to one of its replicas, chosen at random, the next
+// one tried while one cannot be reached; a ConsumeStream is proxied from
+// one replica: its responses are relayed until either side ends, the
+// peer's end (error or not) becomes the stream's, and the client's leaving
+// or a shutdown cancels the peer's stream. The forwarded request names the
+// partition this node chose, so the peer does not choose again. A peer's
+// own answers come back as they are; a failure to reach it is Unavailable.
+// A hosted partition whose log refuses an append with
+// *cluster.NotLeaderError goes to the leader through Config.Forward (see
+// Clusters), and so does a CreateTopic, UpdateTopic or DeleteTopic that
+// Topics refuses so (the system group's leader makes topic changes);
+// ListTopics and DescribeTopic are answered from this node's view. No
+// request is forwarded twice: a forwarded request that meets a stale view
+// (not hosted, or not the leader, here either) fails with Unavailable and
+// the first node's client retries.
 //
 // # Who may do what
 //
 // The caller's subject is the Common Name of its client certificate, as
 // verified against the configured CA; without one (or over plaintext
-// HTTP/2) it is "anonymous". The middleware checks the Authorizer by URL
-// path before any body is read, decompressed or decoded:
+// HTTP/2) it is "anonymous". Rights are per topic (Authorizer.Allowed).
+// The middleware checks them by URL path before any body is read,
+// decompressed or decoded, with Authorizer.AllowedAny (some rule allows the
+// action on some topic) or AllowedCluster (a rule on object "*"):
 //
-//	/log.v1.LogService/Produce, ProduceBatch, ProduceStream   produce
-//	/log.v1.LogService/Consume, ConsumeStream, GetStats, GetServers   consume
-//	/grpc.reflection.v1.ServerReflection/*, v1alpha, GET /metrics   admin
+//	/log.v1.LogService/Produce, ProduceBatch, ProduceStream   produce on any topic
+//	/log.v1.LogService/Consume, ConsumeStream, GetStats,
+//	  GetOffsetForTime, GetServers, DescribeTopic             consume on any topic
+//	/log.v1.LogService/ListTopics                             consume or produce on any topic
+//	/log.v1.LogService/CreateTopic, UpdateTopic, DeleteTopic  admin on any topic
+//	/grpc.reflection.v1.ServerReflection/*, v1alpha, GET /metrics   admin on "*"
 //	/log.v1.LogService/WhoAmI, /grpc.health.v1.Health/*, the dashboard at /   open
+//
+// so a caller no rule lets do anything of the kind is refused before its
+// body is read. Each handler then checks the request's own topic: produce
+// on it for the produces (for ProduceStream, each request's topic, the
+// decision kept per topic for the stream's life); consume on it for the
+// reads and DescribeTopic; admin on it for CreateTopic, UpdateTopic and
+// DeleteTopic. ListTopics lists the topics the caller may consume or
+// produce to; GetServers needs consume on some topic only. WhoAmI's
+// actions are those allowed on some topic (Authorizer.Actions).
 //
 // Health stays open so load balancers and Kubernetes probes need no
 // certificate; requests to open RPCs (and to reflection) are capped at
@@ -88,6 +151,13 @@
 //
 // # Errors
 //
+// Topic errors name the topic (and partition): a topic or partition that
+// does not exist is NotFound, a name taken AlreadyExists, a malformed name
+// or setting InvalidArgument (topic RPCs check names with
+// catalog.ValidName before anything else), too few nodes for the
+// replication factor, deleting "default", or any change on a standalone
+// node FailedPrecondition.
+//
 // Log errors become Connect codes in one place (errors.go): an offset
 // outside the log is OutOfRange, with the lowest or next offset in the
 // message and both in an OffsetRange error detail (lowest, next: the
@@ -110,7 +180,10 @@
 //
 //   - not applied: a request refused by its own checks (InvalidArgument:
 //     no record, an empty or too large batch, a record over
-//     Config.MaxRecordBytes); not the leader and not forwarded (no leader
+//     Config.MaxRecordBytes or its topic's limit, keys for different
+//     partitions); a topic or partition that does not exist (NotFound);
+//     the topic's ACL (PermissionDenied, Unauthenticated); a partition not
+//     hosted here and not forwarded; not the leader and not forwarded (no leader
 //     known, or already forwarded once); Raft could not queue the entry
 //     (cluster.ErrTimeout); the disk is full before the write
 //     (cluster.ErrDiskFull alone); a closed cluster.Log; forwarding whose
@@ -141,7 +214,7 @@
 //
 // # Streams
 //
-// ConsumeStream reads the log in batches and, at its end, waits on
+// ConsumeStream reads the partition's log in batches and, at its end, waits on
 // Log.Wait (no polling) until the client leaves or the server shuts down.
 // It holds one batch in hand (at most 1024 records and about 1 MiB); a
 // batch the client does not accept within Config.SlowConsumerTimeout
@@ -158,28 +231,33 @@
 //
 // # Clusters
 //
-// A replicated log plugs in through three hooks: Config.Nodes answers
-// GetServers, Config.Forward sends appends a follower refuses to the
-// leader (Produce, ProduceBatch and each ProduceStream group), and
-// ServerConfig.Handoffs hands TLS connections that negotiated another ALPN
-// protocol ("proglog-raft") to their owner, on the same port. A Forwarder
-// is the Config.Forward of a cluster.Log: it forwards the appends refused
-// with a *cluster.NotLeaderError that names a leader, over one cached
-// client per leader address, presenting the node's own certificate.
+// A replicated log plugs in through these hooks: Config.Topics routes
+// requests to partitions (see Routing), Config.Nodes answers GetServers,
+// Config.Forward sends appends a follower refuses to the leader (Produce,
+// ProduceBatch and each ProduceStream group) and topic changes to the
+// system group's leader, Config.Peer reaches the nodes hosting a
+// partition this node does not, and ServerConfig.Handoffs hands TLS
+// connections that negotiated another ALPN protocol ("proglog-raft") to
+// their owner, on the same port. A Forwarder provides Forward (for the
+// appends and changes refused with a *cluster.NotLeaderError that names a
+// leader) and Client (Config.Peer), over one cached client per address,
+// presenting the node's own certificate.
 //
-// Forwarded appends are authorized as peers: the follower has already
-// checked the original caller's right to produce, so the leader lets a
-// request produce, without an ACL line, when it carries ForwardedHeader
-// AND its verified client certificate may authenticate a server
+// Forwarded requests are authorized as peers: the forwarding node has
+// already checked the original caller's rights on the topic, so the peer
+// lets a request through, without an ACL line, when it carries
+// ForwardedHeader (a Forwarder sets it on unary and streaming calls) AND
+// its verified client certificate may authenticate a server
 // (x509.ExtKeyUsageServerAuth). Node certificates from the cluster's CA
 // (pki IssueServer) have that usage; user certificates (IssueClient) have
 // client-auth only, so a user who sends the header gets no extra right.
-// A peer gets produce and consume this way (consume so that a node can
-// heal a damaged record of its store from a peer's copy:
-// Forwarder.FetchRecord; a node holds every record anyway), nothing else,
-// and its appends are never forwarded a second time: a node that lost
-// leadership meanwhile answers Unavailable and the first node's client
-// retries.
+// A peer may this way produce, consume (forwarded reads, proxied
+// ConsumeStreams, and healing a damaged record of its store from a peer's
+// copy: Forwarder.FetchRecord; a node holds every record anyway) and
+// create, update and delete topics on any topic, nothing else (not list
+// or describe topics, reflection or /metrics), and its requests are never
+// forwarded a second time: a node that lost leadership or a partition
+// meanwhile answers Unavailable and the first node's client retries.
 //
 // Cluster errors are Unavailable, so clients retry: no leader known
 // (an election), a Raft queue timeout, a closed node, a node whose copy

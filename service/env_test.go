@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +18,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
-	"github.com/proglog/proglog/acl"
 	"github.com/proglog/proglog/gen/log/v1/logv1connect"
 	"github.com/proglog/proglog/logstore"
 	"github.com/proglog/proglog/pki"
@@ -34,14 +35,15 @@ const (
 	idRoot     = "root"
 	idReader   = "reader"
 	idStranger = "stranger"
-	idNone     = "" // no client certificate
+	idOrders   = "orders-app" // rules on topics orders.* only, where a test's policy gives them
+	idNone     = ""           // no client certificate
 	idImpostor = "impostor"
 )
 
 const testPolicy = `
 # the quickstart rule, and a consume-only subject
 p, root, *, *
-p, reader, log, consume
+p, reader, *, consume
 `
 
 type envOptions struct {
@@ -81,7 +83,7 @@ func newEnv(t testing.TB, opts envOptions) *env {
 	if opts.policy == "" {
 		opts.policy = testPolicy
 	}
-	policy, err := acl.Parse(strings.NewReader(opts.policy))
+	policy, err := parsePolicy(opts.policy)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +161,7 @@ func (e *env) makeCerts() {
 	}
 	write("server", certPEM)
 	write("server-key", keyPEM)
-	for _, id := range []string{idRoot, idReader, idStranger} {
+	for _, id := range []string{idRoot, idReader, idStranger, idOrders} {
 		certPEM, keyPEM, err := ca.IssueClient(id)
 		if err != nil {
 			t.Fatal(err)
@@ -267,4 +269,84 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatalf("timed out waiting for %s", what)
+}
+
+// testAuthorizer stands in for the acl package's policy (until it takes
+// topics): lines "p, subject, object, action" where subject is a name,
+// "anonymous" or "*" (any authenticated subject), object "*" (every topic
+// and the cluster), a topic, or a topic prefix ending in "*" ("orders.*"),
+// and action "produce", "consume", "admin" or "*".
+type testAuthorizer struct{ rules []testRule }
+
+type testRule struct{ subject, object, action string }
+
+var _ service.Authorizer = (*testAuthorizer)(nil)
+
+func parsePolicy(text string) (*testAuthorizer, error) {
+	a := &testAuthorizer{}
+	for i, line := range strings.Split(text, "\n") {
+		if j := strings.IndexByte(line, '#'); j >= 0 {
+			line = line[:j]
+		}
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		f := strings.Split(line, ",")
+		for k := range f {
+			f[k] = strings.TrimSpace(f[k])
+		}
+		if len(f) != 4 || f[0] != "p" {
+			return nil, fmt.Errorf("policy line %d: %q", i+1, line)
+		}
+		a.rules = append(a.rules, testRule{subject: f[1], object: f[2], action: f[3]})
+	}
+	return a, nil
+}
+
+func (r testRule) matches(subject, action string) bool {
+	return (r.subject == subject || r.subject == "*" && subject != service.Anonymous) && (r.action == "*" || r.action == action)
+}
+
+func (r testRule) on(topic string) bool {
+	if topic == "" {
+		topic = "default"
+	}
+	if prefix, ok := strings.CutSuffix(r.object, "*"); ok {
+		return strings.HasPrefix(topic, prefix)
+	}
+	return r.object == topic
+}
+
+func (a *testAuthorizer) Allowed(subject, topic, action string) bool {
+	return slices.ContainsFunc(a.rules, func(r testRule) bool { return r.matches(subject, action) && r.on(topic) })
+}
+
+func (a *testAuthorizer) AllowedAny(subject, action string) bool {
+	return slices.ContainsFunc(a.rules, func(r testRule) bool { return r.matches(subject, action) })
+}
+
+func (a *testAuthorizer) AllowedCluster(subject, action string) bool {
+	return slices.ContainsFunc(a.rules, func(r testRule) bool { return r.matches(subject, action) && r.object == "*" })
+}
+
+var testActions = []string{service.ActionProduce, service.ActionConsume, service.ActionAdmin}
+
+func (a *testAuthorizer) Actions(subject string) []string {
+	out := []string{}
+	for _, action := range testActions {
+		if a.AllowedAny(subject, action) {
+			out = append(out, action)
+		}
+	}
+	return out
+}
+
+func (a *testAuthorizer) ActionsOn(subject, topic string) []string {
+	out := []string{}
+	for _, action := range testActions {
+		if a.Allowed(subject, topic, action) {
+			out = append(out, action)
+		}
+	}
+	return out
 }

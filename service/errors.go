@@ -119,9 +119,16 @@ func appendOutcome(err error) logv1.AppendOutcome_Outcome {
 		errors.Is(err, logstore.ErrRecordTooLarge):
 		// Refused before Raft saw the entry.
 		return logv1.AppendOutcome_OUTCOME_NOT_APPLIED
-	case connect.CodeOf(err) == connect.CodeInvalidArgument:
-		// The request's own checks (checkValue, values, pendingFrom) or
-		// its decoding: nothing reached the log.
+	case errors.As(err, new(*NotHostedError)):
+		// Not hosted here and not forwarded: nothing was sent.
+		return logv1.AppendOutcome_OUTCOME_NOT_APPLIED
+	}
+	switch connect.CodeOf(err) {
+	case connect.CodeInvalidArgument, connect.CodeNotFound,
+		connect.CodePermissionDenied, connect.CodeUnauthenticated:
+		// The request's own checks (record, records, pending, the
+		// partition's choice) or its decoding, a topic or partition
+		// that does not exist, the topic's ACL: nothing reached the log.
 		return logv1.AppendOutcome_OUTCOME_NOT_APPLIED
 	}
 	// logstore.ErrClosed and ErrFailed among them: the append that met

@@ -176,32 +176,39 @@ func TestToConnectOffsetRange(t *testing.T) {
 	}
 }
 
-func TestActionFor(t *testing.T) {
+func TestAccessFor(t *testing.T) {
+	const cluster = true
 	for _, tt := range []struct {
-		path   string
-		action string
-		rpc    bool
+		path    string
+		actions string // the actions, comma-separated
+		cluster bool
+		rpc     bool
 	}{
-		{"/log.v1.LogService/Produce", ActionProduce, true},
-		{"/log.v1.LogService/ProduceStream", ActionProduce, true},
-		{"/log.v1.LogService/ConsumeStream", ActionConsume, true},
-		{"/log.v1.LogService/GetServers", ActionConsume, true},
-		{"/log.v1.LogService/WhoAmI", "", true},
-		{"/log.v1.LogService/Nope", "", true},
-		{"/log.v1.LogService/./Produce", ActionProduce, true},
-		{"/x/../log.v1.LogService/Produce", ActionProduce, true},
-		{"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", ActionAdmin, true},
-		{"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", ActionAdmin, true},
-		{"/grpc.health.v1.Health/Check", "", true},
-		{"/metrics", ActionAdmin, false},
-		{"/metrics/", ActionAdmin, false},
-		{"//metrics", ActionAdmin, false},
-		{"/", "", false},
-		{"/index.html", "", false},
+		{"/log.v1.LogService/Produce", ActionProduce, false, true},
+		{"/log.v1.LogService/ProduceStream", ActionProduce, false, true},
+		{"/log.v1.LogService/ConsumeStream", ActionConsume, false, true},
+		{"/log.v1.LogService/GetServers", ActionConsume, false, true},
+		{"/log.v1.LogService/GetOffsetForTime", ActionConsume, false, true},
+		{"/log.v1.LogService/ListTopics", "consume,produce", false, true},
+		{"/log.v1.LogService/DescribeTopic", ActionConsume, false, true},
+		{"/log.v1.LogService/CreateTopic", ActionAdmin, false, true},
+		{"/log.v1.LogService/DeleteTopic", ActionAdmin, false, true},
+		{"/log.v1.LogService/WhoAmI", "", false, true},
+		{"/log.v1.LogService/Nope", "", false, true},
+		{"/log.v1.LogService/./Produce", ActionProduce, false, true},
+		{"/x/../log.v1.LogService/Produce", ActionProduce, false, true},
+		{"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", ActionAdmin, cluster, true},
+		{"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", ActionAdmin, cluster, true},
+		{"/grpc.health.v1.Health/Check", "", false, true},
+		{"/metrics", ActionAdmin, cluster, false},
+		{"/metrics/", ActionAdmin, cluster, false},
+		{"//metrics", ActionAdmin, cluster, false},
+		{"/", "", false, false},
+		{"/index.html", "", false, false},
 	} {
-		action, rpc := actionFor(tt.path)
-		if action != tt.action || rpc != tt.rpc {
-			t.Errorf("%s: action %q rpc %v, want %q %v", tt.path, action, rpc, tt.action, tt.rpc)
+		a, rpc := accessFor(tt.path)
+		if got := strings.Join(a.actions, ","); got != tt.actions || a.cluster != tt.cluster || rpc != tt.rpc {
+			t.Errorf("%s: actions %q cluster %v rpc %v, want %q %v %v", tt.path, got, a.cluster, rpc, tt.actions, tt.cluster, tt.rpc)
 		}
 	}
 }

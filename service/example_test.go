@@ -6,10 +6,8 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strings"
 	"time"
 
-	"github.com/proglog/proglog/acl"
 	logv1 "github.com/proglog/proglog/gen/log/v1"
 	"github.com/proglog/proglog/gen/log/v1/logv1connect"
 	"github.com/proglog/proglog/logstore"
@@ -30,7 +28,7 @@ func Example() {
 	}
 	defer log.Close()
 
-	policy, err := acl.Parse(strings.NewReader("p, anonymous, log, produce\np, anonymous, log, consume\n"))
+	policy, err := parsePolicy("p, anonymous, *, produce\np, anonymous, *, consume\n")
 	if err != nil {
 		panic(err)
 	}

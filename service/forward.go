@@ -12,17 +12,20 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/proglog/proglog/catalog"
 	"github.com/proglog/proglog/cluster"
 	logv1 "github.com/proglog/proglog/gen/log/v1"
 	"github.com/proglog/proglog/gen/log/v1/logv1connect"
 	"github.com/proglog/proglog/logstore"
 )
 
-// Forwarder sends appends a follower refuses to the leader; its Forward
-// method is a Config.Forward. It keeps one client per leader address over
-// one HTTP/2 connection pool, presenting the node's own certificate, and
-// marks every request with ForwardedHeader so the leader accepts it from a
-// peer without an ACL line (see peerForward).
+// Forwarder sends requests to peer nodes: appends a follower refuses to the
+// leader (its Forward method is a Config.Forward), and requests for
+// partitions this node does not host (its Client method is a Config.Peer).
+// It keeps one client per address over one HTTP/2 connection pool,
+// presenting the node's own certificate, and marks every request, unary or
+// streaming, with ForwardedHeader so the peer accepts it without an ACL
+// line (see peerForward).
 type Forwarder struct {
 	self      string // this node's advertised address: never forward to it
 	transport *http.Transport
@@ -59,13 +62,30 @@ func NewForwarder(nodeID, self string, tlsConfig *tls.Config) (*Forwarder, error
 		MaxIdleConnsPerHost: 4,
 		HTTP2:               &http.HTTP2Config{SendPingTimeout: pingInterval, PingTimeout: pingTimeout},
 	}
-	header := connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
-		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-			req.Header().Set(ForwardedHeader, nodeID)
-			return next(ctx, req)
-		}
-	})
-	return &Forwarder{self: self, transport: tr, header: header, clients: map[string]logv1connect.LogServiceClient{}}, nil
+	return &Forwarder{self: self, transport: tr, header: forwardedMark(nodeID), clients: map[string]logv1connect.LogServiceClient{}}, nil
+}
+
+// forwardedMark sets ForwardedHeader, naming the node, on every request a
+// Forwarder's clients send, streams included.
+type forwardedMark string
+
+func (m forwardedMark) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		req.Header().Set(ForwardedHeader, string(m))
+		return next(ctx, req)
+	}
+}
+
+func (m forwardedMark) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
+		conn := next(ctx, spec)
+		conn.RequestHeader().Set(ForwardedHeader, string(m))
+		return conn
+	}
+}
+
+func (m forwardedMark) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return next
 }
 
 // Forward returns a client for the leader named by a *cluster.NotLeaderError.
@@ -77,6 +97,16 @@ func (f *Forwarder) Forward(err error) (logv1connect.LogServiceClient, bool) {
 		return nil, false
 	}
 	return f.peer(nle.LeaderAddr), true
+}
+
+// Client returns the client for the node at addr, for Config.Peer: its
+// requests present this node's certificate and ForwardedHeader. ok is false
+// for an empty address or this node's own.
+func (f *Forwarder) Client(addr string) (c logv1connect.LogServiceClient, ok bool) {
+	if addr == "" || addr == f.self {
+		return nil, false
+	}
+	return f.peer(addr), true
 }
 
 // peer returns the client for the node at addr, marked as this node's.
@@ -100,10 +130,15 @@ func (f *Forwarder) peer(addr string) logv1connect.LogServiceClient {
 // from a peer's copy. Peers may consume without an ACL line, as they may
 // forward appends (see peerForward).
 func (f *Forwarder) FetchRecord(ctx context.Context, addr string, offset uint64) (logstore.Record, error) {
+	return f.FetchTopicRecord(ctx, addr, catalog.DefaultTopic, 0, offset)
+}
+
+// FetchTopicRecord is FetchRecord for a partition of a topic.
+func (f *Forwarder) FetchTopicRecord(ctx context.Context, addr, topic string, partition int, offset uint64) (logstore.Record, error) {
 	if addr == f.self {
 		return logstore.Record{}, errors.New("service: FetchRecord from this node itself")
 	}
-	resp, err := f.peer(addr).Consume(ctx, &logv1.ConsumeRequest{Offset: offset})
+	resp, err := f.peer(addr).Consume(ctx, &logv1.ConsumeRequest{Offset: offset, Topic: topic, Partition: uint32(partition)})
 	if err != nil {
 		return logstore.Record{}, err
 	}
@@ -118,5 +153,5 @@ func (f *Forwarder) FetchRecord(ctx context.Context, addr string, offset uint64)
 	return rec, nil
 }
 
-// Close drops the idle connections to leaders.
+// Close drops the idle connections to peers.
 func (f *Forwarder) Close() { f.transport.CloseIdleConnections() }

@@ -9,6 +9,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	logv1 "github.com/proglog/proglog/gen/log/v1"
@@ -26,8 +27,8 @@ const statsWriteWait = time.Second
 const maxBatchRecords = 1 << 16
 
 // leaderFor asks Config.Forward whether an append the log refused with err
-// should go to the leader instead. An append a peer already forwarded is
-// not forwarded again: leadership moved meanwhile, and the first node's
+// (or a topic change Topics refused) should go to the leader instead. A
+// request a peer already forwarded is not forwarded again: leadership moved meanwhile, and the first node's
 // client retries, instead of the request hopping between stale views.
 func (s *Service) leaderFor(ctx context.Context, err error) (logv1connect.LogServiceClient, bool) {
 	if s.forward == nil || err == nil || isForwarded(ctx) {
@@ -36,10 +37,10 @@ func (s *Service) leaderFor(ctx context.Context, err error) (logv1connect.LogSer
 	return s.forward(err)
 }
 
-// forwardBatch sends records, as a client sent them, to the leader as one
-// ProduceBatch.
-func forwardBatch(ctx context.Context, leader logv1connect.LogServiceClient, recs []*logv1.Record) (uint64, error) {
-	resp, err := leader.ProduceBatch(ctx, &logv1.ProduceBatchRequest{Records: recs})
+// forwardBatch sends records, as a client sent them, to partition p of
+// topic on the node peer (its leader) as one ProduceBatch.
+func forwardBatch(ctx context.Context, peer logv1connect.LogServiceClient, topic string, p int, recs []*logv1.Record) (uint64, error) {
+	resp, err := peer.ProduceBatch(ctx, &logv1.ProduceBatchRequest{Records: recs, Topic: topic, Partition: proto.Uint32(uint32(p))})
 	if err != nil {
 		return 0, forwardFailed(err)
 	}
@@ -89,66 +90,137 @@ func forwardedOutcome(code connect.Code) logv1.AppendOutcome_Outcome {
 	return logv1.AppendOutcome_OUTCOME_UNKNOWN
 }
 
-// Produce appends one record. The append is not cancelled with the request:
-// once started it completes, so a shutdown finishes in-flight produces and
-// a client that left cannot half-write a record.
+// Produce appends one record to the partition choosePartition picks. The
+// append is not cancelled with the request: once started it completes, so
+// a shutdown finishes in-flight produces and a client that left cannot
+// half-write a record.
 func (s *Service) Produce(ctx context.Context, req *logv1.ProduceRequest) (_ *logv1.ProduceResponse, err error) {
 	defer func() { err = appendFailed(ctx, err) }() // every failure says what became of the record
+	name := topicName(req.GetTopic())
+	if err := s.authorize(ctx, name, ActionProduce); err != nil {
+		return nil, err
+	}
 	if req.GetRecord() == nil {
 		return nil, invalidArgument("record is required")
 	}
-	rec, size, err := s.record(-1, req.GetRecord(), new([]logstore.Header))
+	t, err := s.topic(ctx, name)
 	if err != nil {
 		return nil, err
 	}
-	off, err := s.log.AppendRecords(context.WithoutCancel(ctx), []logstore.Record{rec})
+	rec, size, err := record(-1, req.GetRecord(), new([]logstore.Header), s.recordLimit(t))
+	if err != nil {
+		return nil, err
+	}
+	p, err := s.choosePartition(t, req.Partition, []*logv1.Record{req.GetRecord()})
+	if err != nil {
+		return nil, err
+	}
+	// Forwarded, the request names its partition: the peer does not
+	// choose again.
+	forward := func(peer logv1connect.LogServiceClient) (*logv1.ProduceResponse, error) {
+		resp, err := peer.Produce(ctx, &logv1.ProduceRequest{Record: req.GetRecord(), Topic: name, Partition: proto.Uint32(uint32(p))})
+		if err != nil {
+			return nil, forwardFailed(err)
+		}
+		resp.Partition = uint32(p)
+		return resp, nil
+	}
+	to, err := s.produceTarget(ctx, name, p)
+	if err != nil {
+		return nil, err
+	}
+	if to.peer != nil {
+		return forward(to.peer)
+	}
+	off, err := to.log.AppendRecords(context.WithoutCancel(ctx), []logstore.Record{rec})
 	if err != nil {
 		if leader, ok := s.leaderFor(ctx, err); ok {
-			resp, err := leader.Produce(ctx, req)
-			return resp, forwardFailed(err)
+			return forward(leader)
 		}
 		return nil, toConnect(ctx, err)
 	}
 	s.metrics.appended(1, size)
-	return &logv1.ProduceResponse{Offset: off}, nil
+	return &logv1.ProduceResponse{Offset: off, Partition: uint32(p)}, nil
 }
 
-// ProduceBatch appends several records as one durable write.
+// ProduceBatch appends several records to one partition as one durable
+// write.
 func (s *Service) ProduceBatch(ctx context.Context, req *logv1.ProduceBatchRequest) (_ *logv1.ProduceBatchResponse, err error) {
 	defer func() { err = appendFailed(ctx, err) }() // every failure says what became of the records
-	recs, size, err := s.records(req.GetRecords())
+	name := topicName(req.GetTopic())
+	if err := s.authorize(ctx, name, ActionProduce); err != nil {
+		return nil, err
+	}
+	t, err := s.topic(ctx, name)
 	if err != nil {
 		return nil, err
 	}
-	base, err := s.log.AppendRecords(context.WithoutCancel(ctx), recs)
+	recs, size, err := records(req.GetRecords(), s.recordLimit(t))
+	if err != nil {
+		return nil, err
+	}
+	p, err := s.choosePartition(t, req.Partition, req.GetRecords())
+	if err != nil {
+		return nil, err
+	}
+	forward := func(peer logv1connect.LogServiceClient) (*logv1.ProduceBatchResponse, error) {
+		base, err := forwardBatch(ctx, peer, name, p, req.GetRecords())
+		if err != nil {
+			return nil, err
+		}
+		return &logv1.ProduceBatchResponse{BaseOffset: base, Count: uint32(len(recs)), Partition: uint32(p)}, nil
+	}
+	to, err := s.produceTarget(ctx, name, p)
+	if err != nil {
+		return nil, err
+	}
+	if to.peer != nil {
+		return forward(to.peer)
+	}
+	base, err := to.log.AppendRecords(context.WithoutCancel(ctx), recs)
 	if err != nil {
 		if leader, ok := s.leaderFor(ctx, err); ok {
-			resp, err := leader.ProduceBatch(ctx, req)
-			return resp, forwardFailed(err)
+			return forward(leader)
 		}
 		return nil, toConnect(ctx, err)
 	}
 	s.metrics.appended(len(recs), size)
-	return &logv1.ProduceBatchResponse{BaseOffset: base, Count: uint32(len(recs))}, nil
+	return &logv1.ProduceBatchResponse{BaseOffset: base, Count: uint32(len(recs)), Partition: uint32(p)}, nil
 }
 
-// Consume reads one record: the one at the offset, or the first at or
-// after from_time.
+// Consume reads one record of a partition: the one at the offset, or the
+// first at or after from_time.
 func (s *Service) Consume(ctx context.Context, req *logv1.ConsumeRequest) (*logv1.ConsumeResponse, error) {
+	name := topicName(req.GetTopic())
+	if err := s.authorize(ctx, name, ActionConsume); err != nil {
+		return nil, err
+	}
 	off := req.GetOffset()
+	var t time.Time
 	if req.GetFromTime() != nil {
 		if off != 0 {
 			return nil, invalidArgument("set offset or from_time, not both")
 		}
-		t, err := fromTime(req.GetFromTime())
-		if err != nil {
+		var err error
+		if t, err = fromTime(req.GetFromTime()); err != nil {
 			return nil, err
 		}
-		if off, err = s.log.OffsetForTime(ctx, t); err != nil {
+	}
+	log, nhe, err := s.readTarget(ctx, name, req.GetPartition())
+	if err != nil {
+		return nil, err
+	}
+	if nhe != nil {
+		return forwardRead(ctx, s, nhe, func(peer logv1connect.LogServiceClient) (*logv1.ConsumeResponse, error) {
+			return peer.Consume(ctx, &logv1.ConsumeRequest{Offset: off, FromTime: req.GetFromTime(), Topic: name, Partition: req.GetPartition()})
+		})
+	}
+	if req.GetFromTime() != nil {
+		if off, err = log.OffsetForTime(ctx, t); err != nil {
 			return nil, toConnect(ctx, err)
 		}
 	}
-	rec, err := s.log.Read(ctx, off)
+	rec, err := log.Read(ctx, off)
 	if err != nil {
 		return nil, toConnect(ctx, err)
 	}
@@ -162,7 +234,7 @@ func (s *Service) Consume(ctx context.Context, req *logv1.ConsumeRequest) (*logv
 func (s *Service) GetServers(ctx context.Context, _ *logv1.GetServersRequest) (*logv1.GetServersResponse, error) {
 	if s.nodes == nil {
 		return &logv1.GetServersResponse{Servers: []*logv1.Server{
-			{Id: s.nodeID, RpcAddr: s.rpcAddr, IsLeader: true},
+			{Id: s.nodeID, RpcAddr: s.rpcAddr, IsLeader: true, PartitionLeaders: uint32(s.localPartitions())},
 		}}, nil
 	}
 	nodes, err := s.nodes()
@@ -171,24 +243,51 @@ func (s *Service) GetServers(ctx context.Context, _ *logv1.GetServersRequest) (*
 	}
 	resp := &logv1.GetServersResponse{Servers: make([]*logv1.Server, len(nodes))}
 	for i, n := range nodes {
-		resp.Servers[i] = &logv1.Server{Id: n.ID, RpcAddr: n.RPCAddr, IsLeader: n.IsLeader}
+		resp.Servers[i] = &logv1.Server{Id: n.ID, RpcAddr: n.RPCAddr, IsLeader: n.IsLeader, PartitionLeaders: uint32(max(n.PartitionLeaders, 0))}
 	}
 	return resp, nil
 }
 
-// GetStats describes the log and this node.
-func (s *Service) GetStats(ctx context.Context, _ *logv1.GetStatsRequest) (*logv1.GetStatsResponse, error) {
+// localPartitions counts the partitions a node without Config.Nodes
+// leads: all it hosts.
+func (s *Service) localPartitions() int {
+	n := 0
+	for _, t := range s.topics.List() {
+		for p := range t.Partitions {
+			if _, err := s.topics.Partition(t.Name, p); err == nil {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// GetStats describes a partition's log and this node.
+func (s *Service) GetStats(ctx context.Context, req *logv1.GetStatsRequest) (*logv1.GetStatsResponse, error) {
+	name := topicName(req.GetTopic())
+	if err := s.authorize(ctx, name, ActionConsume); err != nil {
+		return nil, err
+	}
+	log, nhe, err := s.readTarget(ctx, name, req.GetPartition())
+	if err != nil {
+		return nil, err
+	}
+	if nhe != nil {
+		return forwardRead(ctx, s, nhe, func(peer logv1connect.LogServiceClient) (*logv1.GetStatsResponse, error) {
+			return peer.GetStats(ctx, &logv1.GetStatsRequest{Topic: name, Partition: req.GetPartition()})
+		})
+	}
 	// A replicated log writes applied records to its store moments later;
 	// waiting for them (briefly: not for a store that cannot write, say on
 	// a full disk) makes the sizes count the caller's latest acknowledged
 	// produce. (Retention that the last write's segment roll starts may
 	// still be running.)
-	if _, next := s.log.Bounds(); next > 0 {
+	if _, next := log.Bounds(); next > 0 {
 		wctx, cancel := context.WithTimeout(ctx, statsWriteWait)
-		_ = s.log.Wait(wctx, next-1)
+		_ = log.Wait(wctx, next-1)
 		cancel()
 	}
-	st := s.log.Stats()
+	st := log.Stats()
 	return &logv1.GetStatsResponse{
 		LowestOffset: st.Lowest,
 		NextOffset:   st.Next,
@@ -209,9 +308,13 @@ func (s *Service) WhoAmI(ctx context.Context, _ *logv1.WhoAmIRequest) (*logv1.Wh
 	}, nil
 }
 
-// GetOffsetForTime answers which offset was at a time: the first record
-// at or after it, with its time, or the next offset.
+// GetOffsetForTime answers which offset of a partition was at a time: the
+// first record at or after it, with its time, or the next offset.
 func (s *Service) GetOffsetForTime(ctx context.Context, req *logv1.GetOffsetForTimeRequest) (*logv1.GetOffsetForTimeResponse, error) {
+	name := topicName(req.GetTopic())
+	if err := s.authorize(ctx, name, ActionConsume); err != nil {
+		return nil, err
+	}
 	if req.GetTime() == nil {
 		return nil, invalidArgument("time is required")
 	}
@@ -219,15 +322,24 @@ func (s *Service) GetOffsetForTime(ctx context.Context, req *logv1.GetOffsetForT
 	if err != nil {
 		return nil, err
 	}
+	log, nhe, err := s.readTarget(ctx, name, req.GetPartition())
+	if err != nil {
+		return nil, err
+	}
+	if nhe != nil {
+		return forwardRead(ctx, s, nhe, func(peer logv1connect.LogServiceClient) (*logv1.GetOffsetForTimeResponse, error) {
+			return peer.GetOffsetForTime(ctx, &logv1.GetOffsetForTimeRequest{Time: req.GetTime(), Topic: name, Partition: req.GetPartition()})
+		})
+	}
 	for attempt := 1; ; attempt++ {
-		off, err := s.log.OffsetForTime(ctx, t)
+		off, err := log.OffsetForTime(ctx, t)
 		if err != nil {
 			return nil, toConnect(ctx, err)
 		}
-		if _, next := s.log.Bounds(); off >= next {
+		if _, next := log.Bounds(); off >= next {
 			return &logv1.GetOffsetForTimeResponse{Offset: off}, nil
 		}
-		rec, err := s.log.Read(ctx, off)
+		rec, err := log.Read(ctx, off)
 		if errors.Is(err, logstore.ErrOutOfRange) && attempt < 3 {
 			continue // retention deleted it meanwhile: ask again
 		}

@@ -8,6 +8,8 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/proglog/proglog/catalog"
 )
 
 // metrics are the service's Prometheus collectors, registered on the
@@ -21,7 +23,7 @@ type metrics struct {
 	slowConsumers *prometheus.CounterVec // procedure
 }
 
-func newMetrics(reg prometheus.Registerer, log Log) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, topics Topics) (*metrics, error) {
 	m := &metrics{
 		rpcs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "proglog", Subsystem: "rpc", Name: "requests_total",
@@ -34,11 +36,11 @@ func newMetrics(reg prometheus.Registerer, log Log) (*metrics, error) {
 		}, []string{"procedure", "code"}),
 		records: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "proglog", Subsystem: "service", Name: "produced_records_total",
-			Help: "Records the API appended to the local log (durably, per the sync policy); forwarded ones are not counted.",
+			Help: "Records the API appended to the partitions this node hosts (durably, per the sync policy); forwarded ones are not counted.",
 		}),
 		bytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "proglog", Subsystem: "service", Name: "produced_bytes_total",
-			Help: "Record value bytes the API appended to the log.",
+			Help: "Record bytes (key, headers and value) the API appended to the partitions this node hosts.",
 		}),
 		tails: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "proglog", Subsystem: "service", Name: "live_tails",
@@ -49,7 +51,7 @@ func newMetrics(reg prometheus.Registerer, log Log) (*metrics, error) {
 			Help: "Streams ended because the client accepted no data within the slow-consumer timeout.",
 		}, []string{"procedure"}),
 	}
-	for _, c := range []prometheus.Collector{m.rpcs, m.latency, m.records, m.bytes, m.tails, m.slowConsumers, newLogCollector(log)} {
+	for _, c := range []prometheus.Collector{m.rpcs, m.latency, m.records, m.bytes, m.tails, m.slowConsumers, newLogCollector(topics)} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("service: register metrics: %w", err)
 		}
@@ -67,23 +69,25 @@ func (m *metrics) appended(records, bytes int) {
 	m.bytes.Add(float64(bytes))
 }
 
-// logCollector reports the log's bounds and size from Log.Stats at scrape
-// time, whatever implements the log.
+// logCollector reports the bounds and size of the default topic's
+// partition 0 (the one log of a standalone node, the system group's in a
+// cluster) from Log.Stats at scrape time, when this node hosts it; other
+// partitions have no metrics here.
 type logCollector struct {
-	log                               Log
+	topics                            Topics
 	lowest, next, sizeBytes, segments *prometheus.Desc
 }
 
-func newLogCollector(log Log) *logCollector {
+func newLogCollector(topics Topics) *logCollector {
 	desc := func(name, help string) *prometheus.Desc {
 		return prometheus.NewDesc(prometheus.BuildFQName("proglog", "service", name), help, nil, nil)
 	}
 	return &logCollector{
-		log:       log,
-		lowest:    desc("log_lowest_offset", "The lowest offset the served log retains."),
-		next:      desc("log_next_offset", "The offset the next record appended to the served log gets."),
-		sizeBytes: desc("log_size_bytes", "The served log's size on disk."),
-		segments:  desc("log_segments", "How many segments hold the served log."),
+		topics:    topics,
+		lowest:    desc("log_lowest_offset", "The lowest offset the default topic's partition 0 retains on this node."),
+		next:      desc("log_next_offset", "The offset the next record appended to the default topic's partition 0 gets."),
+		sizeBytes: desc("log_size_bytes", "The size on disk of the default topic's partition 0 on this node."),
+		segments:  desc("log_segments", "How many segments hold the default topic's partition 0 on this node."),
 	}
 }
 
@@ -95,7 +99,11 @@ func (c *logCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *logCollector) Collect(ch chan<- prometheus.Metric) {
-	st := c.log.Stats()
+	log, err := c.topics.Partition(catalog.DefaultTopic, 0)
+	if err != nil {
+		return // not hosted here (or not yet)
+	}
+	st := log.Stats()
 	ch <- prometheus.MustNewConstMetric(c.lowest, prometheus.GaugeValue, float64(st.Lowest))
 	ch <- prometheus.MustNewConstMetric(c.next, prometheus.GaugeValue, float64(st.Next))
 	ch <- prometheus.MustNewConstMetric(c.sizeBytes, prometheus.GaugeValue, float64(st.SizeBytes))

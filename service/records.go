@@ -24,8 +24,8 @@ const (
 // slices alias the request. index names the record in a batch (-1 for a
 // single record). A producer's time is ignored: the leader stamps records.
 // Headers are carved from *slab, shared by a batch's records. size is what
-// the record counts against the limit.
-func (s *Service) record(index int, r *logv1.Record, slab *[]logstore.Header) (rec logstore.Record, size int, err error) {
+// the record counts against limit, the largest record its topic takes.
+func record(index int, r *logv1.Record, slab *[]logstore.Header, limit int) (rec logstore.Record, size int, err error) {
 	rec = logstore.Record{Key: r.GetKey(), Value: r.GetValue()}
 	if hs := r.GetHeaders(); len(hs) > 0 {
 		if len(hs) > maxHeaders {
@@ -50,8 +50,8 @@ func (s *Service) record(index int, r *logv1.Record, slab *[]logstore.Header) (r
 			rec.Headers[i] = logstore.Header{Key: k, Value: h.GetValue()}
 		}
 	}
-	if size = rec.Size(); size > s.maxRecordBytes {
-		return rec, 0, invalidArgument("%s of %d bytes (key, headers and value) exceeds the limit of %d bytes", recordName(index), size, s.maxRecordBytes)
+	if size = rec.Size(); size > limit {
+		return rec, 0, invalidArgument("%s of %d bytes (key, headers and value) exceeds the limit of %d bytes", recordName(index), size, limit)
 	}
 	return rec, size, nil
 }
@@ -66,8 +66,9 @@ func recordName(index int) string {
 }
 
 // records checks a batch of records and returns them as the log takes them,
-// with the bytes they count against the limits.
-func (s *Service) records(in []*logv1.Record) ([]logstore.Record, int, error) {
+// with the bytes they count against the limits; limit is the largest
+// record their topic takes.
+func records(in []*logv1.Record, limit int) ([]logstore.Record, int, error) {
 	if len(in) == 0 {
 		return nil, 0, invalidArgument("empty batch: send at least one record")
 	}
@@ -78,7 +79,7 @@ func (s *Service) records(in []*logv1.Record) ([]logstore.Record, int, error) {
 	var slab []logstore.Header
 	size := 0
 	for i, r := range in {
-		rec, n, err := s.record(i, r, &slab)
+		rec, n, err := record(i, r, &slab, limit)
 		if err != nil {
 			return nil, 0, err
 		}

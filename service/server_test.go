@@ -109,7 +109,7 @@ func TestHandoffByALPN(t *testing.T) {
 }
 
 func TestGetServersFromNodes(t *testing.T) {
-	nodes := []service.Node{{ID: "a", RPCAddr: "10.0.0.1:8400"}, {ID: "b", RPCAddr: "10.0.0.2:8400", IsLeader: true}}
+	nodes := []service.Node{{ID: "a", RPCAddr: "10.0.0.1:8400"}, {ID: "b", RPCAddr: "10.0.0.2:8400", IsLeader: true, PartitionLeaders: 7}}
 	var fail atomic.Bool
 	e := newEnv(t, envOptions{config: func(c *service.Config) {
 		c.Nodes = func() ([]service.Node, error) {
@@ -125,7 +125,8 @@ func TestGetServersFromNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := resp.GetServers()
-	if len(got) != 2 || got[0].GetId() != "a" || got[0].GetIsLeader() || got[1].GetRpcAddr() != "10.0.0.2:8400" || !got[1].GetIsLeader() {
+	if len(got) != 2 || got[0].GetId() != "a" || got[0].GetIsLeader() || got[1].GetRpcAddr() != "10.0.0.2:8400" || !got[1].GetIsLeader() ||
+		got[0].GetPartitionLeaders() != 0 || got[1].GetPartitionLeaders() != 7 {
 		t.Fatalf("GetServers: %v", got)
 	}
 	fail.Store(true)

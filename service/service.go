@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -35,19 +36,32 @@ type Log interface {
 	OffsetForTime(ctx context.Context, t time.Time) (uint64, error)
 }
 
-// Authorizer decides whether subject may perform action ("produce",
-// "consume" or "admin"). *acl.File and *acl.Policy implement it.
+// Authorizer decides what subject may do ("produce", "consume" or
+// "admin") on which topic. The acl package's Policy and File implement it.
 type Authorizer interface {
-	Allowed(subject, action string) bool
-	// Actions lists what subject may do, for WhoAmI.
+	// Allowed reports whether subject may perform action on topic (""
+	// is "default").
+	Allowed(subject, topic, action string) bool
+	// AllowedAny reports whether some rule could allow subject action on
+	// some topic: the check by URL path, before a request's body (and its
+	// topic) is read.
+	AllowedAny(subject, action string) bool
+	// AllowedCluster reports whether subject may perform action on the
+	// whole cluster (rules on object "*" only): reflection and /metrics.
+	AllowedCluster(subject, action string) bool
+	// Actions lists what subject may do on some topic, for WhoAmI.
 	Actions(subject string) []string
+	// ActionsOn lists what subject may do on topic.
+	ActionsOn(subject, topic string) []string
 }
 
 // Node is one member of the cluster serving the log, for GetServers.
 type Node struct {
 	ID       string
 	RPCAddr  string
-	IsLeader bool
+	IsLeader bool // leads the system group (the catalogue, topic "default")
+	// PartitionLeaders is how many partitions of all topics it leads.
+	PartitionLeaders int
 }
 
 // Defaults for the zero fields of Config.
@@ -61,8 +75,14 @@ const (
 // other RPCs open to anyone (WhoAmI).
 const smallRequestBytes = 64 << 10
 
-// Config configures a Service. Log and Authorizer are required.
+// Config configures a Service. Authorizer is required, and Topics or Log.
 type Config struct {
+	// Topics serves the cluster's topics and routes each request to its
+	// partition. nil serves one topic, "default", of one partition: Log
+	// (a standalone node without Raft); changing topics then fails with
+	// FailedPrecondition.
+	Topics Topics
+	// Log is the log a standalone node serves; ignored when Topics is set.
 	Log        Log
 	Authorizer Authorizer
 	// NodeID, Version and RPCAddr describe this node in GetServers and
@@ -79,9 +99,19 @@ type Config struct {
 	// (the forwarding node's), not the original caller's; this node has
 	// already checked the caller. A Forwarder marks its requests so the
 	// leader lets a peer node produce without an ACL line (see doc.go).
+	// Admin RPCs (CreateTopic, UpdateTopic, DeleteTopic) whose Topics call
+	// fails with an error Forward accepts go to the leader alike.
 	Forward func(err error) (leader logv1connect.LogServiceClient, ok bool)
+	// Peer, if set, returns a client for the node at an RPC address (a
+	// Forwarder's Client), for requests on partitions that Topics says
+	// other nodes host (*NotHostedError): a produce goes to the
+	// partition's leader, a read to one of its replicas. ok false (this
+	// node's own address) or a nil Peer fails such requests with
+	// Unavailable.
+	Peer func(addr string) (peer logv1connect.LogServiceClient, ok bool)
 	// MaxRecordBytes caps one record's value; larger ones fail with
-	// InvalidArgument before they reach the log. Default 1 MiB.
+	// InvalidArgument before they reach the log. A topic's own
+	// MaxRecordBytes, when set and lower, caps its records. Default 1 MiB.
 	MaxRecordBytes int
 	// MaxMessageBytes caps one request message (after decompression);
 	// larger ones fail with ResourceExhausted. Default 8 MiB, or more if
@@ -109,16 +139,15 @@ type Config struct {
 // Service implements logv1connect.LogServiceHandler and serves it with
 // everything around it; see Handler.
 type Service struct {
-	// The topic RPCs answer Unimplemented until topics are wired in.
-	logv1connect.UnimplementedLogServiceHandler
-
-	log             Log
+	topics          Topics
 	authz           Authorizer
 	nodeID          string
 	version         string
 	rpcAddr         string
 	nodes           func() ([]Node, error)
 	forward         func(error) (logv1connect.LogServiceClient, bool)
+	peer            func(string) (logv1connect.LogServiceClient, bool)
+	spread          sync.Map // topic name -> *atomic.Uint64, keyless produces' round robin
 	maxRecordBytes  int
 	maxMessageBytes int
 	slowTimeout     time.Duration
@@ -132,8 +161,8 @@ var _ logv1connect.LogServiceHandler = (*Service)(nil)
 
 // New checks cfg, registers the metrics and builds the HTTP handler.
 func New(cfg Config) (*Service, error) {
-	if cfg.Log == nil {
-		return nil, errors.New("service: Config.Log is required")
+	if cfg.Topics == nil && cfg.Log == nil {
+		return nil, errors.New("service: Config.Topics or Config.Log is required")
 	}
 	if cfg.Authorizer == nil {
 		return nil, errors.New("service: Config.Authorizer is required (deny by default: give it an empty policy)")
@@ -173,21 +202,26 @@ func New(cfg Config) (*Service, error) {
 		}
 		gatherer = g
 	}
+	topics := cfg.Topics
+	if topics == nil {
+		topics = &standalone{log: cfg.Log, nodeID: cfg.NodeID, rpcAddr: cfg.RPCAddr}
+	}
 	s := &Service{
-		log:             cfg.Log,
+		topics:          topics,
 		authz:           cfg.Authorizer,
 		nodeID:          cfg.NodeID,
 		version:         cfg.Version,
 		rpcAddr:         cfg.RPCAddr,
 		nodes:           cfg.Nodes,
 		forward:         cfg.Forward,
+		peer:            cfg.Peer,
 		maxRecordBytes:  cfg.MaxRecordBytes,
 		maxMessageBytes: cfg.MaxMessageBytes,
 		slowTimeout:     cfg.SlowConsumerTimeout,
 		logger:          cfg.Logger,
 		health:          grpchealth.NewStaticChecker(logv1connect.LogServiceName),
 	}
-	m, err := newMetrics(cfg.Registerer, cfg.Log)
+	m, err := newMetrics(cfg.Registerer, topics)
 	if err != nil {
 		return nil, err
 	}

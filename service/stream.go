@@ -148,20 +148,37 @@ func (w *sender) idle() {
 	}
 }
 
-// ConsumeStream sends the records from the requested offset on, then
-// follows the log until the client goes away or the server shuts down.
+// ConsumeStream sends a partition's records from the requested offset on,
+// then follows the log until the client goes away or the server shuts
+// down. A partition this node does not host is streamed from a node that
+// does (proxyConsumeStream).
 func (s *Service) ConsumeStream(ctx context.Context, req *logv1.ConsumeStreamRequest, stream *connect.ServerStream[logv1.ConsumeStreamResponse]) error {
-	lowest, next := s.log.Bounds()
-	off := req.GetOffset()
+	name := topicName(req.GetTopic())
+	if err := s.authorize(ctx, name, ActionConsume); err != nil {
+		return err
+	}
+	var t time.Time
 	if req.GetFromTime() != nil {
-		if off != 0 || req.GetFromEnd() {
+		if req.GetOffset() != 0 || req.GetFromEnd() {
 			return invalidArgument("set from_time, or offset and from_end, not both")
 		}
-		t, err := fromTime(req.GetFromTime())
-		if err != nil {
+		var err error
+		if t, err = fromTime(req.GetFromTime()); err != nil {
 			return err
 		}
-		if off, err = s.log.OffsetForTime(ctx, t); err != nil {
+	}
+	log, nhe, err := s.readTarget(ctx, name, req.GetPartition())
+	if err != nil {
+		return err
+	}
+	if nhe != nil {
+		return s.proxyConsumeStream(ctx, nhe, req, stream)
+	}
+
+	lowest, next := log.Bounds()
+	off := req.GetOffset()
+	if req.GetFromTime() != nil {
+		if off, err = log.OffsetForTime(ctx, t); err != nil {
 			return toConnect(ctx, err)
 		}
 	} else if req.GetFromEnd() {
@@ -184,11 +201,10 @@ func (s *Service) ConsumeStream(ctx context.Context, req *logv1.ConsumeStreamReq
 		recs []logstore.Record
 		pb   []*logv1.Record // reused: Send marshals before it returns
 		resp logv1.ConsumeStreamResponse
-		err  error
 	)
 	sent := false // anything, even just the headers, went to the client
 	for {
-		if _, next := s.log.Bounds(); off >= next {
+		if _, next := log.Bounds(); off >= next {
 			if !sent {
 				// Send the headers now: the client's call returns once
 				// they arrive, and it would otherwise wait for a record.
@@ -198,11 +214,11 @@ func (s *Service) ConsumeStream(ctx context.Context, req *logv1.ConsumeStreamReq
 				sent = true
 			}
 			w.idle()
-			if err := s.log.Wait(ctx, off); err != nil {
+			if err := log.Wait(ctx, off); err != nil {
 				return toConnect(ctx, err)
 			}
 		}
-		recs, err = s.log.ReadBatch(ctx, off, n, streamBatchBytes, recs[:0])
+		recs, err = log.ReadBatch(ctx, off, n, streamBatchBytes, recs[:0])
 		if err != nil {
 			var re *logstore.RangeError
 			if errors.As(err, &re) && re.Offset >= re.Next {
@@ -243,11 +259,69 @@ func (s *Service) ConsumeStream(ctx context.Context, req *logv1.ConsumeStreamReq
 	}
 }
 
+// proxyConsumeStream streams a partition this node does not host from a
+// node that does: it opens the same ConsumeStream there (the partition
+// named) and relays its responses until either side ends: the peer's end,
+// error or not, becomes this stream's; the client's leaving, or a
+// shutdown, cancels the peer's stream.
+func (s *Service) proxyConsumeStream(ctx context.Context, nhe *NotHostedError, req *logv1.ConsumeStreamRequest, stream *connect.ServerStream[logv1.ConsumeStreamResponse]) error {
+	peers, err := s.readPeers(ctx, nhe)
+	if err != nil {
+		return err
+	}
+	fwd := &logv1.ConsumeStreamRequest{
+		Offset: req.GetOffset(), FromEnd: req.GetFromEnd(), MaxBatch: req.GetMaxBatch(), FromTime: req.GetFromTime(),
+		Topic: nhe.Topic, Partition: uint32(nhe.Partition),
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends the peer's stream, whoever stopped first
+	upstream, err := peers[0].ConsumeStream(ctx, fwd)
+	if err != nil {
+		return peerFailed(ctx, nhe.Topic, nhe.Partition, err)
+	}
+	defer upstream.Close()
+
+	s.metrics.tails.Inc()
+	defer s.metrics.tails.Dec()
+
+	w := &sender{s: s, ctrl: controls(ctx)}
+	const procedure = logv1connect.LogServiceConsumeStreamProcedure
+	// The peer sends its headers as soon as it has nothing to send;
+	// pass them on, so the client's call returns as it would here.
+	upstream.ResponseHeader()
+	if err := w.send(ctx, procedure, func() error { return stream.Send(nil) }); err != nil {
+		return toConnect(ctx, err)
+	}
+	for {
+		w.idle() // the peer may have nothing to send for a long time
+		if !upstream.Receive() {
+			break
+		}
+		msg := upstream.Msg()
+		if err := w.send(ctx, procedure, func() error { return stream.Send(msg) }); err != nil {
+			return toConnect(ctx, err)
+		}
+	}
+	if err := upstream.Err(); err != nil {
+		return peerFailed(ctx, nhe.Topic, nhe.Partition, err)
+	}
+	return nil
+}
+
 // pendingProduce is one received ProduceStream request on its way to the log.
 type pendingProduce struct {
 	recs  []logstore.Record
 	sent  []*logv1.Record // the request's records, as a leader is sent them
 	bytes int             // key, header and value bytes
+	topic string          // normalized
+	part  int             // the partition chosen
+	to    target          // where the records go
+}
+
+// sameTarget reports whether q may share p's write: both go to the same
+// local partition.
+func (p *pendingProduce) sameTarget(q *pendingProduce) bool {
+	return p.to.log != nil && q.to.log != nil && p.topic == q.topic && p.part == q.part
 }
 
 // cost is what the request holds in memory until it is acknowledged.
@@ -255,9 +329,10 @@ func (p pendingProduce) cost() int { return p.bytes + recordCost*len(p.recs) }
 
 // produceAck is the acknowledgement of one request, sent in request order.
 type produceAck struct {
-	offset uint64
-	count  uint32
-	cost   int // the request's cost, returned to the window
+	offset    uint64
+	count     uint32
+	partition uint32
+	cost      int // the request's cost, returned to the window
 }
 
 // ProduceStream appends each request's records and acknowledges requests
@@ -310,7 +385,7 @@ func (s *Service) ProduceStream(ctx context.Context, stream *connect.BidiStream[
 					// Acks queued together go out in one flush.
 					gate.hold()
 				}
-				resp.Offset, resp.Count = a.offset, a.count
+				resp.Offset, resp.Count, resp.Partition = a.offset, a.count, a.partition
 				err := w.send(ctx, procedure, func() error { return stream.Send(&resp) })
 				if err == nil && len(acks) == 0 {
 					if gate != nil {
@@ -333,6 +408,7 @@ func (s *Service) ProduceStream(ctx context.Context, stream *connect.BidiStream[
 		}
 	})
 
+	checker := &produceChecker{s: s, ctx: ctx, allowed: map[string]error{}}
 	recvErr := func() error {
 		for {
 			req, err := stream.Receive()
@@ -345,7 +421,7 @@ func (s *Service) ProduceStream(ctx context.Context, stream *connect.BidiStream[
 				}
 				return err
 			}
-			p, err := s.pendingFrom(req)
+			p, err := checker.pending(req)
 			if err != nil {
 				return err
 			}
@@ -386,25 +462,67 @@ func (s *Service) ProduceStream(ctx context.Context, stream *connect.BidiStream[
 	return nil
 }
 
-// pendingFrom checks one ProduceStream request.
-func (s *Service) pendingFrom(req *logv1.ProduceStreamRequest) (pendingProduce, error) {
-	if len(req.GetRecords()) > 0 {
-		recs, size, err := s.records(req.GetRecords())
-		return pendingProduce{recs: recs, sent: req.GetRecords(), bytes: size}, err
+// produceChecker checks a ProduceStream's requests, remembering for the
+// stream's life the ACL's decision on each topic it names.
+type produceChecker struct {
+	s       *Service
+	ctx     context.Context
+	allowed map[string]error // topic -> authorize's answer
+}
+
+// maxStreamTopics bounds the decisions a stream remembers.
+const maxStreamTopics = 1024
+
+// pending checks one ProduceStream request and routes it to its partition.
+func (c *produceChecker) pending(req *logv1.ProduceStreamRequest) (pendingProduce, error) {
+	s, ctx := c.s, c.ctx
+	name := topicName(req.GetTopic())
+	err, ok := c.allowed[name]
+	if !ok {
+		if len(c.allowed) >= maxStreamTopics {
+			clear(c.allowed)
+		}
+		err = s.authorize(ctx, name, ActionProduce)
+		c.allowed[name] = err
 	}
-	if req.GetRecord() == nil {
-		return pendingProduce{}, invalidArgument("empty request: set record or records")
-	}
-	rec, size, err := s.record(-1, req.GetRecord(), new([]logstore.Header))
 	if err != nil {
 		return pendingProduce{}, err
 	}
-	return pendingProduce{recs: []logstore.Record{rec}, sent: []*logv1.Record{req.GetRecord()}, bytes: size}, nil
+	t, err := s.topic(ctx, name)
+	if err != nil {
+		return pendingProduce{}, err
+	}
+	p := pendingProduce{topic: name}
+	if len(req.GetRecords()) > 0 {
+		p.sent = req.GetRecords()
+		if p.recs, p.bytes, err = records(p.sent, s.recordLimit(t)); err != nil {
+			return pendingProduce{}, err
+		}
+	} else {
+		if req.GetRecord() == nil {
+			return pendingProduce{}, invalidArgument("empty request: set record or records")
+		}
+		p.sent = []*logv1.Record{req.GetRecord()}
+		rec, size, err := record(-1, req.GetRecord(), new([]logstore.Header), s.recordLimit(t))
+		if err != nil {
+			return pendingProduce{}, err
+		}
+		p.recs, p.bytes = []logstore.Record{rec}, size
+	}
+	if p.part, err = s.choosePartition(t, req.Partition, p.sent); err != nil {
+		return pendingProduce{}, err
+	}
+	if p.to, err = s.produceTarget(ctx, name, p.part); err != nil {
+		return pendingProduce{}, err
+	}
+	return p, nil
 }
 
 // appendPending is ProduceStream's appender: it writes the pending
-// requests (up to produceGroupBytes of cost and maxBatchRecords records) in
-// one AppendBatch and queues their acknowledgements. After a failure it
+// requests to one local partition (up to produceGroupBytes of cost and
+// maxBatchRecords records) in one AppendBatch, sends a request for a
+// partition another node leads there alone, and queues their
+// acknowledgements. After a failure it
 // discards what is left; it closes acks when reqs is closed.
 func (s *Service) appendPending(ctx context.Context, reqs <-chan pendingProduce, acks chan<- produceAck, fail func(error)) {
 	defer close(acks)
@@ -427,6 +545,16 @@ func (s *Service) appendPending(ctx context.Context, reqs <-chan pendingProduce,
 		if ctx.Err() != nil && !errors.Is(context.Cause(ctx), ErrShuttingDown) {
 			continue // the stream failed: nothing more is appended
 		}
+		if p.to.peer != nil {
+			// A partition another node leads: forwarded alone.
+			base, err := forwardBatch(ctx, p.to.peer, p.topic, p.part, p.sent)
+			if err != nil {
+				fail(err)
+				continue
+			}
+			acks <- produceAck{offset: base, count: uint32(len(p.recs)), partition: uint32(p.part), cost: p.cost()}
+			continue
+		}
 		group, values = append(group[:0], p), append(values[:0], p.recs...)
 		size, cost := p.bytes, p.cost()
 	more:
@@ -436,7 +564,7 @@ func (s *Service) appendPending(ctx context.Context, reqs <-chan pendingProduce,
 				if !ok {
 					break more
 				}
-				if len(values)+len(q.recs) > maxBatchRecords {
+				if len(values)+len(q.recs) > maxBatchRecords || !p.sameTarget(&q) {
 					carry, haveCarry = q, true
 					break more
 				}
@@ -449,24 +577,24 @@ func (s *Service) appendPending(ctx context.Context, reqs <-chan pendingProduce,
 		// Not cancelled with the stream: a started write completes, and
 		// on shutdown in-flight requests are still acknowledged. (A
 		// forwarded write is cancelled with it: the leader decides.)
-		base, err := s.log.AppendRecords(context.WithoutCancel(ctx), values)
+		base, err := p.to.log.AppendRecords(context.WithoutCancel(ctx), values)
 		switch leader, forward := s.leaderFor(ctx, err); {
 		case err == nil:
 			s.metrics.appended(len(values), size)
 			for _, g := range group {
-				acks <- produceAck{offset: base, count: uint32(len(g.recs)), cost: g.cost()}
+				acks <- produceAck{offset: base, count: uint32(len(g.recs)), partition: uint32(p.part), cost: g.cost()}
 				base += uint64(len(g.recs))
 			}
 		case forward:
 			// One request at a time: each fits the leader's message
 			// limit, and the leader's offsets need not be contiguous.
 			for _, g := range group {
-				base, err := forwardBatch(ctx, leader, g.sent)
+				base, err := forwardBatch(ctx, leader, g.topic, g.part, g.sent)
 				if err != nil {
 					fail(err)
 					break
 				}
-				acks <- produceAck{offset: base, count: uint32(len(g.recs)), cost: g.cost()}
+				acks <- produceAck{offset: base, count: uint32(len(g.recs)), partition: uint32(g.part), cost: g.cost()}
 			}
 		default:
 			fail(err)
