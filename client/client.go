@@ -268,7 +268,7 @@ func reachable(servers []*logv1.Server, asked string) []*logv1.Server {
 		if !cloned {
 			out, cloned = slices.Clone(servers), true // the caller's answer stays as the server sent it
 		}
-		out[i] = &logv1.Server{Id: s.GetId(), RpcAddr: net.JoinHostPort(askedHost, port), IsLeader: s.GetIsLeader()}
+		out[i] = &logv1.Server{Id: s.GetId(), RpcAddr: net.JoinHostPort(askedHost, port), IsLeader: s.GetIsLeader(), PartitionLeaders: s.GetPartitionLeaders()}
 	}
 	return out
 }
