@@ -36,15 +36,15 @@ type Log struct {
 	// retentionMu guards cfg.Store's retention, which SetRetention
 	// changes while the FSM may reopen the store.
 	retentionMu sync.Mutex
-	logger *slog.Logger
-	raft   *raft.Raft
-	trans  *transport
-	store  *raftStore // Raft's log and stable store
-	disk   *diskMonitor
-	snaps  *snapshotStore
-	damage storeDamage
-	fsm    *fsm
-	m      *metrics
+	logger      *slog.Logger
+	raft        *raft.Raft
+	trans       *transport
+	store       *raftStore // Raft's log and stable store
+	disk        *diskMonitor
+	snaps       *snapshotStore
+	damage      storeDamage
+	fsm         *fsm
+	m           *metrics
 	// leaderWait bounds how long an append waits for an election.
 	leaderWait time.Duration
 

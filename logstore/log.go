@@ -131,15 +131,15 @@ type Log struct {
 	// TruncateFrom and Reset; an error stops the operation there, as a crash would.
 	step func(what string) error
 
-	kick     chan struct{} // wakes the committer (SyncAlways); capacity 1
-	stop     context.CancelFunc
+	kick chan struct{} // wakes the committer (SyncAlways); capacity 1
+	stop context.CancelFunc
 	// bg is the context of the background loops, ended by stop.
 	bg context.Context
 	// retaining: the retention loop runs (guarded by flushMu).
 	retaining bool
-	wg       sync.WaitGroup // background goroutines (committer, interval sync, retention)
-	closeMu  sync.Mutex     // serialises Close
-	closeErr error
+	wg        sync.WaitGroup // background goroutines (committer, interval sync, retention)
+	closeMu   sync.Mutex     // serialises Close
+	closeErr  error
 }
 
 // retentionEvery is how often retention runs besides on every roll.

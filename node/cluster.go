@@ -15,10 +15,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/proglog/proglog/catalog"
 	"github.com/proglog/proglog/cluster"
 	"github.com/proglog/proglog/logstore"
 	"github.com/proglog/proglog/membership"
 	"github.com/proglog/proglog/service"
+	"github.com/proglog/proglog/topics"
 )
 
 // member is this node's part in its cluster: the replicated log, the
@@ -35,6 +37,8 @@ type member struct {
 
 	layer   *cluster.StreamLayer
 	log     *cluster.Log
+	catalog *catalog.Catalog // the topics, kept by log (the system group)
+	topics  *topics.Manager  // the partitions this node hosts
 	forward *service.Forwarder
 	members *membership.Membership // set by join; nil without gossip
 }
@@ -87,7 +91,8 @@ func (m *member) open(store logstore.Config, storeSyncSet bool) error {
 		return err
 	}
 	t := m.cfg.RaftTimeout
-	cl, err := cluster.New(cluster.Config{
+	cat := catalog.New()
+	ccfg := cluster.Config{
 		NodeID:             m.id,
 		DataDir:            m.dataDir,
 		Bootstrap:          len(m.cfg.Join) == 0, // ignored once the node has state
@@ -107,7 +112,14 @@ func (m *member) open(store logstore.Config, storeSyncSet bool) error {
 		Logger:             m.logger, // raft's lines carry component=raft
 		Registerer:         m.reg,
 		FetchRecord:        fwd.FetchRecord, // heal a damaged record from a peer's copy
-	})
+	}
+	// Partitions' groups run like the system group, without its catalogue,
+	// metrics or peer healing (their records are fetched by topic, which
+	// FetchRecord does not name yet).
+	pcfg := ccfg
+	pcfg.Registerer, pcfg.FetchRecord = nil, nil
+	ccfg.Meta = cat
+	cl, err := cluster.New(ccfg)
 	if err != nil {
 		layer.Close()
 		if errors.Is(err, cluster.ErrExistingStore) {
@@ -129,7 +141,19 @@ func (m *member) open(store logstore.Config, storeSyncSet bool) error {
 			return err
 		}
 	}
-	m.layer, m.log, m.forward = layer, cl, fwd
+	mgr, err := topics.New(topics.Config{
+		NodeID:    m.id,
+		DataDir:   filepath.Join(m.dataDir, "partitions"),
+		Catalog:   cat,
+		System:    cl,
+		Partition: pcfg,
+		Logger:    m.logger.With("component", "topics"),
+	})
+	if err != nil {
+		cl.Close()
+		return err
+	}
+	m.layer, m.log, m.catalog, m.topics, m.forward = layer, cl, cat, mgr, fwd
 	return nil
 }
 
@@ -215,9 +239,10 @@ func (m *member) servers() ([]service.Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	leaders := m.topics.Leaders()
 	out := make([]service.Node, len(servers))
 	for i, s := range servers {
-		out[i] = service.Node{ID: s.ID, RPCAddr: s.RPCAddr, IsLeader: s.IsLeader}
+		out[i] = service.Node{ID: s.ID, RPCAddr: s.RPCAddr, IsLeader: s.IsLeader, PartitionLeaders: leaders[s.ID]}
 	}
 	return out, nil
 }

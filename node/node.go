@@ -163,8 +163,11 @@ func New(cfg Config) (_ *Node, err error) {
 		undo = append(undo, m.close)
 		n.member = m
 		scfg.Log = m.log
+		scfg.Topics = m.topics
 		scfg.Nodes = m.servers
 		scfg.Forward = m.forward.Forward
+		scfg.Peer = m.forward.Client
+		scfg.Relay = m.forward.Relay
 		srvCfg.Handoffs = map[string]func(*tls.Conn){cluster.ALPN: m.layer.Handoff}
 		// Shutdown waits for handed-off connections; peers' Raft
 		// connections end with serving, this node's own dials (to hand

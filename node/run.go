@@ -25,11 +25,14 @@ import (
 //  3. acl: reloads the policy file when it changes.
 //  4. writes: keeps the health check's proglog.Writes in step with whether
 //     the log takes writes (disk full, apply failed).
-//  5. raft: the replicated log. Stopping hands leadership over (on a
+//  5. partitions: starts and stops the Raft groups of the partitions the
+//     catalogue places on this node (topics.Manager). Stopping hands over
+//     the leadership of those it leads and closes them.
+//  6. raft: the system group. Stopping hands leadership over (on a
 //     graceful stop, to another voter, if this node leads), then closes
 //     forwarding and Raft once gossip has stopped: gossip's events call
 //     into the log.
-//  6. gossip: joins the cluster once the port serves, then runs Serf.
+//  7. gossip: joins the cluster once the port serves, then runs Serf.
 //     Stopping leaves the cluster when graceful (the new leader removes
 //     this node from Raft), else just stops.
 //
@@ -93,11 +96,19 @@ func (n *Node) Run(ctx context.Context) error {
 	if m := n.member; m != nil {
 		g.Add(loop(ctx, "the writes health reporter", func(ctx context.Context) { m.reportWritable(ctx, n.svc) }))
 
+		partitionsDone := make(chan struct{})
+		run, stopPartitions := loop(ctx, "the partitions", m.topics.Run)
+		g.Add(func() error {
+			defer close(partitionsDone)
+			return run()
+		}, stopPartitions)
+
 		gossipDone := make(chan struct{})
 		stopRaft := make(chan struct{})
 		g.Add(func() error {
 			<-stopRaft
 			<-gossipDone
+			<-partitionsDone // their groups run on the stream layer the system group closes
 			m.close()
 			return nil
 		}, func(cause error) {

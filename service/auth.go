@@ -111,14 +111,23 @@ func procedureLabel(urlPath string) string {
 // only together with a node certificate: see peerForward.
 const ForwardedHeader = "Proglog-Forwarded-By"
 
+// RelayHeader marks a forwarded produce whose sender hosts no replica of
+// the partition and so could not know its leader (Forwarder.Relay): the
+// replica that receives it may forward it once more, to its leader, and
+// without the mark, so a request makes at most two hops.
+const RelayHeader = "Proglog-Forward-Relay"
+
 // identity is who made a request, as the middleware established it.
 type identity struct {
 	subject       string
 	authenticated bool
 	// forwarded: a peer node forwarded this request (a node certificate
 	// and ForwardedHeader). It may produce, consume and change topics, and
-	// is never forwarded again.
+	// is never forwarded again, unless relayed.
 	forwarded bool
+	// relayed: forwarded with RelayHeader; an append a follower refuses
+	// may go on to its leader (one more hop).
+	relayed bool
 }
 
 // requestControls lets a handler reach the HTTP exchange under its stream:
@@ -159,7 +168,8 @@ func identify(r *http.Request) identity {
 	if cn == "" || cn == Anonymous {
 		return identity{subject: Anonymous}
 	}
-	return identity{subject: cn, authenticated: true, forwarded: peerForward(leaf, r.Header)}
+	fwd := peerForward(leaf, r.Header)
+	return identity{subject: cn, authenticated: true, forwarded: fwd, relayed: fwd && r.Header.Get(RelayHeader) != ""}
 }
 
 // peerForward reports whether a request is one another node of the
@@ -224,6 +234,9 @@ func identityOf(ctx context.Context) identity {
 
 // isForwarded reports whether ctx belongs to a request a peer forwarded.
 func isForwarded(ctx context.Context) bool { return identityOf(ctx).forwarded }
+
+// isRelayed reports whether ctx belongs to a relayed produce (RelayHeader).
+func isRelayed(ctx context.Context) bool { return identityOf(ctx).relayed }
 
 // authenticate establishes the caller's identity and checks the ACL by URL
 // path before anything is decompressed or decoded.

@@ -31,8 +31,9 @@ type Forwarder struct {
 	transport *http.Transport
 	header    connect.Interceptor
 
-	mu      sync.Mutex // guards clients
+	mu      sync.Mutex // guards clients and relays
 	clients map[string]logv1connect.LogServiceClient
+	relays  map[string]logv1connect.LogServiceClient
 }
 
 // maxForwardClients bounds the cache; a cluster has a handful of members,
@@ -62,12 +63,34 @@ func NewForwarder(nodeID, self string, tlsConfig *tls.Config) (*Forwarder, error
 		MaxIdleConnsPerHost: 4,
 		HTTP2:               &http.HTTP2Config{SendPingTimeout: pingInterval, PingTimeout: pingTimeout},
 	}
-	return &Forwarder{self: self, transport: tr, header: forwardedMark(nodeID), clients: map[string]logv1connect.LogServiceClient{}}, nil
+	return &Forwarder{self: self, transport: tr, header: forwardedMark(nodeID), clients: map[string]logv1connect.LogServiceClient{}, relays: map[string]logv1connect.LogServiceClient{}}, nil
 }
 
 // forwardedMark sets ForwardedHeader, naming the node, on every request a
 // Forwarder's clients send, streams included.
 type forwardedMark string
+
+// relayMark sets RelayHeader on the requests of Relay's clients.
+type relayMark struct{}
+
+func (relayMark) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		req.Header().Set(RelayHeader, "1")
+		return next(ctx, req)
+	}
+}
+
+func (relayMark) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
+		conn := next(ctx, spec)
+		conn.RequestHeader().Set(RelayHeader, "1")
+		return conn
+	}
+}
+
+func (relayMark) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return next
+}
 
 func (m forwardedMark) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
@@ -109,19 +132,35 @@ func (f *Forwarder) Client(addr string) (c logv1connect.LogServiceClient, ok boo
 	return f.peer(addr), true
 }
 
+// Relay is Client for a produce this node sends to a node hosting the
+// partition without knowing which one leads it (Config.Relay): its
+// requests also carry RelayHeader, so a follower that receives one may
+// forward it once more, to its leader.
+func (f *Forwarder) Relay(addr string) (c logv1connect.LogServiceClient, ok bool) {
+	if addr == "" || addr == f.self {
+		return nil, false
+	}
+	return f.client(f.relays, addr, f.header, relayMark{}), true
+}
+
 // peer returns the client for the node at addr, marked as this node's.
 func (f *Forwarder) peer(addr string) logv1connect.LogServiceClient {
+	return f.client(f.clients, addr, f.header)
+}
+
+// client returns the cached client of cache for addr, made with marks.
+func (f *Forwarder) client(cache map[string]logv1connect.LogServiceClient, addr string, marks ...connect.Interceptor) logv1connect.LogServiceClient {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if c, ok := f.clients[addr]; ok {
+	if c, ok := cache[addr]; ok {
 		return c
 	}
-	if len(f.clients) >= maxForwardClients {
-		clear(f.clients)
+	if len(cache) >= maxForwardClients {
+		clear(cache)
 	}
 	c := logv1connect.NewLogServiceClient(&http.Client{Transport: f.transport}, "https://"+addr,
-		connect.WithInterceptors(f.header), connect.WithReadMaxBytes(DefaultMaxMessageBytes))
-	f.clients[addr] = c
+		connect.WithInterceptors(marks...), connect.WithReadMaxBytes(DefaultMaxMessageBytes))
+	cache[addr] = c
 	return c
 }
 

@@ -28,10 +28,12 @@ const maxBatchRecords = 1 << 16
 
 // leaderFor asks Config.Forward whether an append the log refused with err
 // (or a topic change Topics refused) should go to the leader instead. A
-// request a peer already forwarded is not forwarded again: leadership moved meanwhile, and the first node's
-// client retries, instead of the request hopping between stale views.
+// request a peer already forwarded is not forwarded again (leadership moved
+// meanwhile, and the first node's client retries, instead of the request
+// hopping between stale views), unless it was relayed by a node that could
+// not know the leader: that one goes on to the leader, unmarked.
 func (s *Service) leaderFor(ctx context.Context, err error) (logv1connect.LogServiceClient, bool) {
-	if s.forward == nil || err == nil || isForwarded(ctx) {
+	if s.forward == nil || err == nil || isForwarded(ctx) && !isRelayed(ctx) {
 		return nil, false
 	}
 	return s.forward(err)

@@ -152,6 +152,13 @@ func (s *Service) produceTarget(ctx context.Context, topic string, p int) (targe
 	if addr == "" && len(nhe.Addrs) > 0 {
 		addr = nhe.Addrs[0]
 	}
+	if nhe.Leader == "" && s.relay != nil && !isForwarded(ctx) {
+		// A replica, perhaps a follower: it may pass the produce on to
+		// its leader.
+		if peer, ok := s.relay(addr); ok {
+			return target{peer: peer}, nil
+		}
+	}
 	if peer, ok := s.peerClient(ctx, addr); ok {
 		return target{peer: peer}, nil
 	}

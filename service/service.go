@@ -109,6 +109,11 @@ type Config struct {
 	// node's own address) or a nil Peer fails such requests with
 	// Unavailable.
 	Peer func(addr string) (peer logv1connect.LogServiceClient, ok bool)
+	// Relay, if set, is Peer for a produce sent to a replica while the
+	// partition's leader is unknown here (a Forwarder's Relay): the replica
+	// may pass it on to its leader. Without it such produces go through
+	// Peer and fail at a follower.
+	Relay func(addr string) (peer logv1connect.LogServiceClient, ok bool)
 	// MaxRecordBytes caps one record's value; larger ones fail with
 	// InvalidArgument before they reach the log. A topic's own
 	// MaxRecordBytes, when set and lower, caps its records. Default 1 MiB.
@@ -147,6 +152,7 @@ type Service struct {
 	nodes           func() ([]Node, error)
 	forward         func(error) (logv1connect.LogServiceClient, bool)
 	peer            func(string) (logv1connect.LogServiceClient, bool)
+	relay           func(string) (logv1connect.LogServiceClient, bool)
 	spread          sync.Map // topic name -> *atomic.Uint64, keyless produces' round robin
 	maxRecordBytes  int
 	maxMessageBytes int
@@ -215,6 +221,7 @@ func New(cfg Config) (*Service, error) {
 		nodes:           cfg.Nodes,
 		forward:         cfg.Forward,
 		peer:            cfg.Peer,
+		relay:           cfg.Relay,
 		maxRecordBytes:  cfg.MaxRecordBytes,
 		maxMessageBytes: cfg.MaxMessageBytes,
 		slowTimeout:     cfg.SlowConsumerTimeout,

@@ -1,0 +1,192 @@
+package node_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"connectrpc.com/connect"
+
+	"github.com/proglog/proglog/catalog"
+	logv1 "github.com/proglog/proglog/gen/log/v1"
+	"github.com/proglog/proglog/gen/log/v1/logv1connect"
+)
+
+// startThree starts a three-node cluster through gossip and returns its
+// nodes, configs and a root client of each, once all are voters.
+func startThree(t *testing.T) ([]*running, []string, []logv1connect.LogServiceClient) {
+	t.Helper()
+	id := newIdentity(t)
+	var (
+		nodes   []*running
+		dirs    []string
+		clients []logv1connect.LogServiceClient
+		seed    string
+	)
+	for i := range 3 {
+		cfg := gossip(t, id.config(t, t.TempDir()))
+		cfg.NodeID = fmt.Sprint("n", i+1)
+		if i == 0 {
+			cfg.Cluster.Bootstrap = true
+			seed = cfg.Cluster.GossipAddr
+		} else {
+			cfg.Cluster.Join = []string{seed}
+		}
+		n := start(t, cfg)
+		waitFor(t, cfg.NodeID+" to gossip", func() bool {
+			conn, err := net.Dial("tcp", cfg.Cluster.GossipAddr)
+			if err == nil {
+				conn.Close()
+			}
+			return err == nil
+		})
+		c, _, _ := client(t, n.Addr(), id.root)
+		nodes, dirs, clients = append(nodes, n), append(dirs, cfg.DataDir), append(clients, c)
+	}
+	waitFor(t, "three voters", func() bool { return len(servers(t, clients[0])) == 3 })
+	return nodes, dirs, clients
+}
+
+// partitionDirs lists the partition directories under a node's data dir.
+func partitionDirs(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(dir, "partitions"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range entries {
+		out = append(out, e.Name())
+	}
+	return out
+}
+
+// TestTopicsAcrossThreeNodes creates a topic of four partitions at
+// replication factor 2 on three nodes, produces keyed records through
+// every node (each hosts some partitions and forwards the others),
+// reads every partition back through every node, and deletes the topic:
+// every node stops its partitions and removes their files.
+func TestTopicsAcrossThreeNodes(t *testing.T) {
+	_, dirs, clients := startThree(t)
+	ctx := t.Context()
+
+	created, err := clients[1].CreateTopic(ctx, &logv1.CreateTopicRequest{Name: "orders", Partitions: 4, ReplicationFactor: 2})
+	if err != nil {
+		t.Fatalf("CreateTopic through a node: %v", err)
+	}
+	if got := created.GetTopic(); got.GetPartitions() != 4 || got.GetReplicationFactor() != 2 {
+		t.Fatalf("created %v", got)
+	}
+	if _, err := clients[2].CreateTopic(ctx, &logv1.CreateTopicRequest{Name: "orders"}); connect.CodeOf(err) != connect.CodeAlreadyExists {
+		t.Fatalf("second CreateTopic: %v, want AlreadyExists", err)
+	}
+
+	// Each key goes to its murmur2 partition, whichever node takes it.
+	want := map[uint32][]string{}
+	for i := range 40 {
+		key := fmt.Sprint("customer-", i)
+		p := uint32(catalog.PartitionForKey([]byte(key), 4))
+		res, err := clients[i%3].Produce(ctx, &logv1.ProduceRequest{Topic: "orders", Record: &logv1.Record{Key: []byte(key), Value: []byte(key)}})
+		if err != nil {
+			t.Fatalf("Produce %s through n%d: %v", key, i%3+1, err)
+		}
+		if res.GetPartition() != p || res.GetOffset() != uint64(len(want[p])) {
+			t.Fatalf("Produce %s: partition %d offset %d, want partition %d offset %d", key, res.GetPartition(), res.GetOffset(), p, len(want[p]))
+		}
+		want[p] = append(want[p], key)
+	}
+	for _, c := range clients {
+		for p := range uint32(4) {
+			if got := consumeTopic(t, c, "orders", p, len(want[p])); !slices.Equal(got, want[p]) {
+				t.Fatalf("partition %d reads %q, want %q", p, got, want[p])
+			}
+		}
+	}
+	// The default topic is untouched.
+	if got := produce(t, clients[0], "plain"); !slices.Equal(got, []uint64{0}) {
+		t.Fatalf("default topic offsets %v", got)
+	}
+
+	desc, err := clients[0].DescribeTopic(ctx, &logv1.DescribeTopicRequest{Name: "orders"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hosted := 0
+	for _, p := range desc.GetPartitions() {
+		if len(p.GetReplicas()) != 2 || p.GetReplicas()[0].GetNodeId() == p.GetReplicas()[1].GetNodeId() {
+			t.Fatalf("partition %d replicas %v", p.GetPartition(), p.GetReplicas())
+		}
+		hosted += len(p.GetReplicas())
+	}
+	if hosted != 8 {
+		t.Fatalf("%d replicas, want 8", hosted)
+	}
+	total := 0
+	for _, d := range dirs {
+		total += len(partitionDirs(t, d))
+	}
+	if total != 8 {
+		t.Fatalf("%d partition directories over the nodes, want 8", total)
+	}
+
+	if _, err := clients[2].DeleteTopic(ctx, &logv1.DeleteTopicRequest{Name: "orders"}); err != nil {
+		t.Fatalf("DeleteTopic: %v", err)
+	}
+	waitFor(t, "every node to remove the topic's partitions", func() bool {
+		for _, d := range dirs {
+			if len(partitionDirs(t, d)) != 0 {
+				return false
+			}
+		}
+		return true
+	})
+	if _, err := clients[0].Produce(ctx, &logv1.ProduceRequest{Topic: "orders", Record: &logv1.Record{Value: []byte("x")}}); connect.CodeOf(err) != connect.CodeNotFound {
+		t.Fatalf("Produce to a deleted topic: %v, want NotFound", err)
+	}
+	if _, err := clients[0].DeleteTopic(ctx, &logv1.DeleteTopicRequest{Name: catalog.DefaultTopic}); connect.CodeOf(err) != connect.CodeFailedPrecondition {
+		t.Fatalf("DeleteTopic default: %v, want FailedPrecondition", err)
+	}
+}
+
+// consumeTopic reads n records of a partition from offset 0 with
+// ConsumeStream and checks Consume agrees.
+func consumeTopic(t *testing.T, c logv1connect.LogServiceClient, topic string, partition uint32, n int) []string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var got []string
+	if n > 0 {
+		stream, err := c.ConsumeStream(ctx, &logv1.ConsumeStreamRequest{Topic: topic, Partition: partition, MaxBatch: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for len(got) < n && stream.Receive() {
+			for _, r := range stream.Msg().GetRecords() {
+				got = append(got, string(r.GetValue()))
+			}
+			if r := stream.Msg().GetRecord(); r != nil {
+				got = append(got, string(r.GetValue()))
+			}
+		}
+		if len(got) < n {
+			t.Fatalf("%s/%d: %d records, want %d: %v", topic, partition, len(got), n, stream.Err())
+		}
+		cancel()
+		stream.Close()
+	}
+	for i, v := range got {
+		res, err := c.Consume(t.Context(), &logv1.ConsumeRequest{Topic: topic, Partition: partition, Offset: uint64(i)})
+		if err != nil || string(res.GetRecord().GetValue()) != v {
+			t.Fatalf("Consume %s/%d@%d = %v, %v; the stream read %q", topic, partition, i, res, err, v)
+		}
+	}
+	return got
+}
