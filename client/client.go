@@ -48,6 +48,8 @@ type Client struct {
 
 	rr atomic.Uint64 // round robin over followers
 
+	topics topicCache // partition counts, for splitting keyed records
+
 	ctx    context.Context // cancelled by Close; ends the refresher and tails
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // the refresher
@@ -266,7 +268,7 @@ func reachable(servers []*logv1.Server, asked string) []*logv1.Server {
 		if !cloned {
 			out, cloned = slices.Clone(servers), true // the caller's answer stays as the server sent it
 		}
-		out[i] = &logv1.Server{Id: s.GetId(), RpcAddr: net.JoinHostPort(askedHost, port), IsLeader: s.GetIsLeader()}
+		out[i] = &logv1.Server{Id: s.GetId(), RpcAddr: net.JoinHostPort(askedHost, port), IsLeader: s.GetIsLeader(), PartitionLeaders: s.GetPartitionLeaders()}
 	}
 	return out
 }

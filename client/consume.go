@@ -12,16 +12,26 @@ import (
 
 // Consume reads the record at offset from a follower (the leader when it is
 // alone, or when the follower has not caught up to offset yet).
-func (c *Client) Consume(ctx context.Context, offset uint64) (*logv1.Record, error) {
-	return c.consume(ctx, &logv1.ConsumeRequest{Offset: offset}, fmt.Sprint(offset),
-		func(err error) bool { return pastEnd(err, offset) })
+// Topic and Partition say which partition (default: partition 0 of the
+// topic "default").
+func (c *Client) Consume(ctx context.Context, offset uint64, opts ...CallOption) (*logv1.Record, error) {
+	t, err := targetOf(opts)
+	if err != nil {
+		return nil, err
+	}
+	req := &logv1.ConsumeRequest{Offset: offset, Topic: t.topic, Partition: uint32(t.partition)}
+	return c.consume(ctx, req, fmt.Sprint(offset), func(err error) bool { return pastEnd(err, offset) })
 }
 
 // ConsumeTime reads the first record whose time is at or after t, from a
 // follower, or from the leader when the follower has none (it may lag). It
 // fails with OutOfRange when there is none yet.
-func (c *Client) ConsumeTime(ctx context.Context, t time.Time) (*logv1.Record, error) {
-	req := &logv1.ConsumeRequest{FromTime: timestamp(t)}
+func (c *Client) ConsumeTime(ctx context.Context, t time.Time, opts ...CallOption) (*logv1.Record, error) {
+	tg, err := targetOf(opts)
+	if err != nil {
+		return nil, err
+	}
+	req := &logv1.ConsumeRequest{FromTime: timestamp(t), Topic: tg.topic, Partition: uint32(tg.partition)}
 	return c.consume(ctx, req, "from "+t.UTC().Format(time.RFC3339Nano), func(err error) bool {
 		return connect.CodeOf(err) == connect.CodeOutOfRange
 	})

@@ -41,6 +41,30 @@
 // with Until it reads a range and returns at its end. TailBatches hands
 // over each stream message's records at once (MaxBatch caps them).
 //
+// # Topics and partitions
+//
+// Every produce and read takes the options Topic and Partition (a
+// Producer takes them once, for all its Sends); without Topic a call uses
+// the topic "default", and a read without Partition reads partition 0.
+// An append without Partition goes where its records' keys map to (Kafka's
+// default partitioner, catalog.PartitionForKey), and records without a key
+// where the server spreads them. One request goes to one partition, so
+// ProduceSplit and a Producer split records whose keys map to different
+// partitions into one request per partition, naming it, in the order given
+// within each partition; the partition count comes from DescribeTopic,
+// cached per topic for Config.RefreshInterval and asked again after a
+// refusal a stale count explains (NotFound, InvalidArgument). When the
+// count cannot be learned (a server without topics, an identity that may
+// not describe the topic) records go unsplit and the server decides.
+// ProduceSplit and Ack.Appended say which partition and offset each record
+// got. CreateTopic, UpdateTopic and DeleteTopic go to the leader and are
+// retried like appends; ListTopics and DescribeTopic are reads.
+//
+// Requests go where they would without topics (appends to the leader of
+// the cluster, reads to the followers), and the servers forward each to
+// the nodes that host its partition; the client does not yet route to
+// each partition's leader itself.
+//
 // # What is retried
 //
 // Attempts are spaced by exponential backoff with jitter (Config.Backoff:

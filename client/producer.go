@@ -27,13 +27,21 @@ const DefaultProducerWindow = 128
 // authentication or the ACL); with ErrUnknownOutcome otherwise. The next Send opens a new stream to the leader
 // as the client knows it then, unless the Producer is Ordered. Send and Close
 // may be called from several goroutines.
+//
+// The Topic and Partition options given to NewProducer say where every
+// Send goes. Without Partition, a Send whose records have keys is split by
+// partition as ProduceSplit splits records: one request per partition
+// their keys map to, naming it, and one for the records without a key, all
+// on the one stream, in order; its Ack completes when all of them are
+// acknowledged or failed, and Ack.Appended says where each record went.
 type Producer struct {
 	c       *Client
 	ctx     context.Context // ends the streams: the Producer's ctx, or Client.Close
 	cancel  context.CancelFunc
 	stop    func() bool   // detaches ctx from the client's
-	window  chan struct{} // one token per unacknowledged request
+	window  chan struct{} // one token per unacknowledged Send
 	ordered bool          // see Ordered; set before the Producer is used
+	target  target        // Topic and Partition; set before the Producer is used
 
 	// sendMu serializes Send and Close, so requests go out in the order
 	// their Acks join the pending queue. It is taken before mu.
@@ -71,23 +79,38 @@ type producerStream struct {
 	gen     uint64
 	stream  *connect.BidiStreamForClientSimple[logv1.ProduceStreamRequest, logv1.ProduceStreamResponse]
 	cancel  context.CancelFunc
-	pending []*Ack // guarded by Producer.mu; acks arrive in this order
-	broken  bool   // guarded by Producer.mu; the receiver has failed pending
+	pending []*ackPart // guarded by Producer.mu; acks arrive in this order
+	broken  bool       // guarded by Producer.mu; the receiver has failed pending
 }
 
-// Ack is the outcome of one Producer.Send.
+// Ack is the outcome of one Producer.Send: of its one request, or of the
+// requests it was split into, one per partition.
 type Ack struct {
 	done  chan struct{}
 	count int
-	base  uint64
-	err   error
+	parts []*ackPart
+	left  int    // parts not yet acknowledged or failed; guarded by Producer.mu
+	base  uint64 // the first record's offset
+	err   error  // the first failed part's
+}
+
+// ackPart is one request of a Send.
+type ackPart struct {
+	ack       *Ack
+	idx       []int // the records of the Send it carries; nil: all of them
+	count     int
+	partition int // named, or as the server acknowledged it
+	base      uint64
+	err       error
 }
 
 // Done is closed once the outcome is known.
 func (a *Ack) Done() <-chan struct{} { return a.done }
 
 // Wait returns the offset of the request's first record (the others follow
-// it) once the server acknowledged it, or the failure.
+// it) once the server acknowledged it, or the failure. For a Send split by
+// partition, it returns the first record's offset in its partition, or
+// the first failure; Appended says where each record went.
 func (a *Ack) Wait(ctx context.Context) (uint64, error) {
 	select {
 	case <-a.done:
@@ -97,9 +120,35 @@ func (a *Ack) Wait(ctx context.Context) (uint64, error) {
 	}
 }
 
+// Appended returns where each record of the Send went, in the order sent,
+// once Done is closed (nil before). When a Send was split by partition,
+// some of its requests may have failed while others were appended.
+func (a *Ack) Appended() []Appended {
+	select {
+	case <-a.done:
+	default:
+		return nil
+	}
+	out := make([]Appended, a.count)
+	for _, p := range a.parts {
+		for k := range p.count {
+			j := k
+			if p.idx != nil {
+				j = p.idx[k]
+			}
+			if p.err != nil {
+				out[j] = Appended{Partition: p.partition, Err: p.err}
+			} else {
+				out[j] = Appended{Partition: p.partition, Offset: p.base + uint64(k)}
+			}
+		}
+	}
+	return out
+}
+
 // NewProducer starts a Producer; its streams end when ctx ends, Close is
-// called, or the Client closes. window caps the unacknowledged requests
-// (0 means DefaultProducerWindow).
+// called, or the Client closes. window caps the unacknowledged Sends
+// (0 means DefaultProducerWindow). opts are Ordered, Topic and Partition.
 func (c *Client) NewProducer(ctx context.Context, window int, opts ...ProducerOption) (*Producer, error) {
 	if c.closed.Load() {
 		return nil, ErrClosed
@@ -140,6 +189,14 @@ func (p *Producer) SendRecords(ctx context.Context, records ...*logv1.Record) (*
 }
 
 func (p *Producer) send(ctx context.Context, records []*logv1.Record) (*Ack, error) {
+	if p.target.err != nil {
+		return nil, p.target.err
+	}
+	n := 0
+	if !p.target.partitionSet && hasKey(records) {
+		n = p.c.partitionCount(ctx, p.target.topic)
+	}
+	parts := split(p.target, records, n)
 	select {
 	case p.window <- struct{}{}:
 	case <-ctx.Done():
@@ -147,13 +204,23 @@ func (p *Producer) send(ctx context.Context, records []*logv1.Record) (*Ack, err
 	case <-p.ctx.Done():
 		return nil, ErrClosed
 	}
-	req := &logv1.ProduceStreamRequest{}
-	if len(records) == 1 {
-		req.Record = records[0]
-	} else {
-		req.Records = records
+	ack := &Ack{done: make(chan struct{}), count: len(records), left: len(parts)}
+	reqs := make([]*logv1.ProduceStreamRequest, len(parts))
+	for i, pt := range parts {
+		t := pt.target(p.target)
+		req := &logv1.ProduceStreamRequest{Topic: t.topic, Partition: t.wirePartition()}
+		if rs := pt.records(records); len(rs) == 1 {
+			req.Record = rs[0]
+		} else {
+			req.Records = rs
+		}
+		reqs[i] = req
+		ap := &ackPart{ack: ack, idx: pt.idx, count: len(records), partition: pt.partition}
+		if pt.idx != nil {
+			ap.count = len(pt.idx)
+		}
+		ack.parts = append(ack.parts, ap)
 	}
-	ack := &Ack{done: make(chan struct{}), count: len(records)}
 
 	p.sendMu.Lock()
 	defer p.sendMu.Unlock()
@@ -183,12 +250,25 @@ func (p *Producer) send(ctx context.Context, records []*logv1.Record) (*Ack, err
 		p.cur = s
 	}
 	s := p.cur
-	s.pending = append(s.pending, ack)
+	s.pending = append(s.pending, ack.parts...)
 	p.mu.Unlock()
 	// A failed Send means the stream is over: the receiver gets the real
 	// error from Receive and fails ack with every other pending request.
-	_ = s.stream.Send(req)
+	for _, req := range reqs {
+		if s.stream.Send(req) != nil {
+			break
+		}
+	}
 	return ack, nil
+}
+
+func hasKey(records []*logv1.Record) bool {
+	for _, r := range records {
+		if len(r.GetKey()) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // open starts a stream to the leader and its receiver. Called with
@@ -223,15 +303,16 @@ func (p *Producer) receive(s *producerStream) {
 			err = fmt.Errorf("client: %s acknowledged a request that was never sent", s.addr)
 			break
 		}
-		ack := s.pending[0]
+		ap := s.pending[0]
 		s.pending = s.pending[1:]
 		p.mu.Unlock()
-		if int(resp.GetCount()) != ack.count {
-			p.complete(ack, 0, fmt.Errorf("%w: the server reports %d records appended of %d", ErrUnknownOutcome, resp.GetCount(), ack.count))
+		if int(resp.GetCount()) != ap.count {
+			p.complete(ap, 0, fmt.Errorf("%w: the server reports %d records appended of %d", ErrUnknownOutcome, resp.GetCount(), ap.count))
 			err = errors.New("client: acknowledgement does not match the request")
 			break
 		}
-		p.complete(ack, resp.GetOffset(), nil)
+		ap.partition = int(resp.GetPartition())
+		p.complete(ap, resp.GetOffset(), nil)
 	}
 	_ = s.stream.CloseResponse()
 	if errors.Is(err, io.EOF) {
@@ -255,8 +336,11 @@ func (p *Producer) receive(s *producerStream) {
 	if !notSent(err) && (!connect.IsWireError(err) || classifyAppend(p.ctx, err) == unknown) {
 		err = fmt.Errorf("%w: %w", ErrUnknownOutcome, err)
 	}
-	for _, ack := range pending {
-		p.complete(ack, 0, err)
+	if staleCount(err) {
+		p.c.forgetTopic(p.target.topic) // the next Send learns the partition count again
+	}
+	for _, ap := range pending {
+		p.complete(ap, 0, err)
 	}
 	if notSent(err) {
 		// The acks told, learn where the next stream should go.
@@ -264,8 +348,29 @@ func (p *Producer) receive(s *producerStream) {
 	}
 }
 
-func (p *Producer) complete(a *Ack, base uint64, err error) {
-	a.base, a.err = base, err
+// complete records the outcome of one part and, once every part of its
+// Send has one, completes the Ack. Parts of one Send are on one stream, so
+// only its receiver completes them.
+func (p *Producer) complete(ap *ackPart, base uint64, err error) {
+	ap.base, ap.err = base, err
+	a := ap.ack
+	p.mu.Lock()
+	a.left--
+	last := a.left == 0
+	p.mu.Unlock()
+	if !last {
+		return
+	}
+	for _, q := range a.parts {
+		if q.err != nil {
+			a.err = q.err
+			break
+		}
+	}
+	if a.err == nil {
+		first := a.parts[0] // holds record 0
+		a.base = first.base
+	}
 	close(a.done)
 	<-p.window
 }

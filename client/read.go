@@ -9,21 +9,33 @@ import (
 	"github.com/proglog/proglog/gen/log/v1/logv1connect"
 )
 
-// Stats describes the log as the leader sees it (its bounds are the
-// freshest), or while no leader answers, as another server does.
-func (c *Client) Stats(ctx context.Context) (*logv1.GetStatsResponse, error) {
-	return read(ctx, c, "GetStats", c.leaderTarget, getStats)
+// Stats describes the log (Topic and Partition say which; default:
+// partition 0 of the topic "default") as the leader sees it (its bounds
+// are the freshest), or while no leader answers, as another server does.
+func (c *Client) Stats(ctx context.Context, opts ...CallOption) (*logv1.GetStatsResponse, error) {
+	t, err := targetOf(opts)
+	if err != nil {
+		return nil, err
+	}
+	return read(ctx, c, "GetStats", c.leaderTarget, getStats(t))
 }
 
 // ServerStats asks the server at addr (a cluster member or any other node)
 // for its stats: its own bounds, size and node ID. It retries on that
 // server only.
-func (c *Client) ServerStats(ctx context.Context, addr string) (*logv1.GetStatsResponse, error) {
-	return read(ctx, c, "GetStats", func(string) (string, uint64) { return addr, c.generation() }, getStats)
+func (c *Client) ServerStats(ctx context.Context, addr string, opts ...CallOption) (*logv1.GetStatsResponse, error) {
+	t, err := targetOf(opts)
+	if err != nil {
+		return nil, err
+	}
+	return read(ctx, c, "GetStats", func(string) (string, uint64) { return addr, c.generation() }, getStats(t))
 }
 
-func getStats(ctx context.Context, cl logv1connect.LogServiceClient) (*logv1.GetStatsResponse, error) {
-	return cl.GetStats(ctx, &logv1.GetStatsRequest{})
+func getStats(t target) func(context.Context, logv1connect.LogServiceClient) (*logv1.GetStatsResponse, error) {
+	req := &logv1.GetStatsRequest{Topic: t.topic, Partition: uint32(t.partition)}
+	return func(ctx context.Context, cl logv1connect.LogServiceClient) (*logv1.GetStatsResponse, error) {
+		return cl.GetStats(ctx, req)
+	}
 }
 
 // WhoAmI asks who the servers think the caller is and what the ACL lets
@@ -37,10 +49,15 @@ func (c *Client) WhoAmI(ctx context.Context) (*logv1.WhoAmIResponse, error) {
 
 // OffsetForTime returns the offset of the first retained record whose time
 // is at or after t, and that record's time; when there is none yet, the
-// log's next offset and the zero time. The leader answers (a follower may
+// log's next offset and the zero time. Topic and Partition say which
+// partition (default: partition 0 of the topic "default"). The leader answers (a follower may
 // not have the latest records yet), or while none answers, another server.
-func (c *Client) OffsetForTime(ctx context.Context, t time.Time) (uint64, time.Time, error) {
-	req := &logv1.GetOffsetForTimeRequest{Time: timestamp(t)}
+func (c *Client) OffsetForTime(ctx context.Context, t time.Time, opts ...CallOption) (uint64, time.Time, error) {
+	tg, err := targetOf(opts)
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	req := &logv1.GetOffsetForTimeRequest{Time: timestamp(t), Topic: tg.topic, Partition: uint32(tg.partition)}
 	resp, err := read(ctx, c, "GetOffsetForTime", c.leaderTarget, func(ctx context.Context, cl logv1connect.LogServiceClient) (*logv1.GetOffsetForTimeResponse, error) {
 		return cl.GetOffsetForTime(ctx, req)
 	})

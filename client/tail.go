@@ -26,6 +26,7 @@ type tailConfig struct {
 	from     time.Time // with byTime: start at the first record at or after it
 	byTime   bool
 	onResume func(Resume)
+	target   target // Topic and Partition
 }
 
 type tailOptionFunc func(*tailConfig)
@@ -77,6 +78,8 @@ type Resume struct {
 // resumes on another server from the record after the last one fn
 // received: no gaps, no duplicates. Retries (with backoff) are counted per
 // break without progress, so a long tail survives any number of failovers.
+// Topic and Partition say which partition it reads (default: partition 0
+// of the topic "default").
 func (c *Client) Tail(ctx context.Context, from uint64, fn func(*logv1.Record) error, opts ...TailOption) error {
 	return c.TailBatches(ctx, from, func(records []*logv1.Record) error {
 		for _, r := range records {
@@ -99,6 +102,9 @@ func (c *Client) TailBatches(ctx context.Context, from uint64, fn func([]*logv1.
 	for _, o := range opts {
 		o.applyTail(&cfg)
 	}
+	if cfg.target.err != nil {
+		return cfg.target.err
+	}
 	if cfg.byTime && from != 0 {
 		return fmt.Errorf("client: a tail starts at an offset (%d) or at a time, not both", from)
 	}
@@ -109,7 +115,7 @@ func (c *Client) TailBatches(ctx context.Context, from uint64, fn func([]*logv1.
 	defer stop()
 
 	if cfg.byTime {
-		off, _, err := c.OffsetForTime(ctx, cfg.from)
+		off, _, err := c.OffsetForTime(ctx, cfg.from, TopicOption{func(t *target) { *t = cfg.target }})
 		if err != nil {
 			if c.closed.Load() {
 				return ErrClosed
@@ -194,7 +200,8 @@ func (t *tail) done() bool { return t.cfg.bounded && t.next >= t.cfg.end }
 func (t *tail) once(ctx context.Context, addr string) (progressed bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	req := &logv1.ConsumeStreamRequest{Offset: t.next, MaxBatch: t.cfg.maxBatch}
+	req := &logv1.ConsumeStreamRequest{Offset: t.next, MaxBatch: t.cfg.maxBatch,
+		Topic: t.cfg.target.topic, Partition: uint32(t.cfg.target.partition)}
 	stream, err := t.c.client(addr).ConsumeStream(ctx, req)
 	if err != nil {
 		return false, err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -8,7 +9,10 @@ import (
 	"io"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"connectrpc.com/connect"
 
 	"github.com/spf13/cobra"
 
@@ -26,6 +30,9 @@ type benchFlags struct {
 	mode    string
 	batch   int
 	window  int
+	tf      topicFlags // --topic, --partition
+	topics  int        // produce: spread over bench-0..bench-<topics-1>
+	parts   int        // produce: --partitions of the topics created
 }
 
 func newBenchCmd(e *env) *cobra.Command {
@@ -45,7 +52,14 @@ batch (one ProduceBatch per --batch records) and stream (pipelined
 ProduceStream requests of --batch records, up to --window in flight).
 Latency is measured per acknowledgement. Consume reads --records records
 with ConsumeStream (max_batch = --batch) from the lowest offset; the log must
-hold that many (run bench produce first).` + "\n" + exitCodesHelp,
+hold that many (run bench produce first).
+
+Both take --topic and --partition (produce: records without keys go to the
+partition the server picks per request, keyed ones (--key-size) where their
+keys map to). bench produce --topics N --partitions P instead spreads the
+load over the topics bench-0 to bench-<N-1>, creating those that do not
+exist with P partitions (default 1); each client sends its requests to them
+in turn. The throughput reported is the aggregate of every client.` + "\n" + exitCodesHelp,
 		Args: wantNoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			return usagef("bench needs a subcommand: produce or consume")
@@ -61,6 +75,7 @@ func (b *benchFlags) register(cmd *cobra.Command, defBatch int) {
 	f.IntVar(&b.clients, "clients", 1, "concurrent clients, each with its own connection")
 	f.IntVar(&b.records, "records", 100000, "records in total, split across clients")
 	f.IntVar(&b.batch, "batch", defBatch, "records per request (produce) or per stream message (consume)")
+	b.tf.register(f, "the partition (consume: default 0; produce: default by key, or the server's pick)")
 	b.size = 100
 }
 
@@ -95,12 +110,27 @@ func newBenchProduceCmd(e *env) *cobra.Command {
 			if b.keySize < 0 || b.headers < 0 {
 				return usagef("--key-size and --headers must not be negative")
 			}
-			res, err := runBench(cmd.Context(), b, produceWorker(b))
+			changed := cmd.Flags().Changed
+			switch {
+			case b.topics < 0:
+				return usagef("--topics must not be negative")
+			case b.topics > 0 && (changed("topic") || b.tf.partition.set):
+				return usagef("--topics excludes --topic and --partition: it spreads the load over bench-0 to bench-%d", b.topics-1)
+			case changed("partitions") && b.topics == 0:
+				return usagef("--partitions goes with --topics: it is the partition count of the topics bench creates")
+			case b.parts < 1:
+				return usagef("--partitions must be at least 1")
+			}
+			targets, where, err := benchTargets(cmd.Context(), b, e.stderr)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(e.stdout, "produce: %d client(s), %d records of %d B (key %d B, %d headers), mode %s, batch %d, protocol %s\n",
-				b.clients, res.records, b.size, b.keySize, b.headers, b.mode, effectiveBatch(b), b.cf.protocol)
+			res, err := runBench(cmd.Context(), b, produceWorker(b, targets))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "produce: %d client(s), %d records of %d B (key %d B, %d headers), mode %s, batch %d, protocol %s%s\n",
+				b.clients, res.records, b.size, b.keySize, b.headers, b.mode, effectiveBatch(b), b.cf.protocol, where)
 			res.print(e.stdout, "latency per ack")
 			return nil
 		},
@@ -111,7 +141,51 @@ func newBenchProduceCmd(e *env) *cobra.Command {
 	cmd.Flags().IntVar(&b.headers, "headers", 0, "headers per record, each a 12-byte key and an 8-byte value")
 	cmd.Flags().StringVar(&b.mode, "mode", "stream", "unary, batch or stream")
 	cmd.Flags().IntVar(&b.window, "window", 64, "stream mode: most requests in flight per client")
+	cmd.Flags().IntVar(&b.topics, "topics", 0, "spread the load over the topics bench-0..bench-<N-1>, creating those missing")
+	cmd.Flags().IntVar(&b.parts, "partitions", 1, "with --topics: the partitions of each topic bench creates")
 	return cmd
+}
+
+// benchTargets returns where bench produce sends requests, each as the
+// options of a call, and how to name them in the report. With --topics it
+// creates the topics that do not exist yet.
+func benchTargets(ctx context.Context, b benchFlags, warn io.Writer) ([][]client.TopicOption, string, error) {
+	if b.topics == 0 {
+		where := ""
+		if b.tf.topic != "" {
+			where = ", topic " + b.tf.topic
+		}
+		if b.tf.partition.set {
+			where += fmt.Sprintf(", partition %d", b.tf.partition.p)
+		}
+		return [][]client.TopicOption{b.tf.options()}, where, nil
+	}
+	c, err := b.cf.dial(ctx, oneShotRetry)
+	if err != nil {
+		return nil, "", err
+	}
+	defer c.Close()
+	targets := make([][]client.TopicOption, b.topics)
+	created := 0
+	for i := range b.topics {
+		name := fmt.Sprintf("bench-%d", i)
+		targets[i] = []client.TopicOption{client.Topic(name)}
+		cctx, cancel := unaryContext(ctx, b.cf.timeout)
+		_, err := c.CreateTopic(cctx, client.TopicSpec{Name: name, Partitions: b.parts})
+		if connect.CodeOf(err) == connect.CodeAlreadyExists {
+			var d *client.TopicDescription
+			if d, err = c.DescribeTopic(cctx, name); err == nil && d.Topic.Partitions != b.parts {
+				fmt.Fprintf(warn, "proglog: topic %s exists with %d partitions, not %d: using it as it is\n", name, d.Topic.Partitions, b.parts)
+			}
+		} else if err == nil {
+			created++
+		}
+		cancel()
+		if err != nil {
+			return nil, "", fmt.Errorf("topic %s: %w", name, err)
+		}
+	}
+	return targets, fmt.Sprintf(", topics bench-0..bench-%d (%d partitions each, %d created)", b.topics-1, b.parts, created), nil
 }
 
 func newBenchConsumeCmd(e *env) *cobra.Command {
@@ -129,7 +203,7 @@ func newBenchConsumeCmd(e *env) *cobra.Command {
 				return err
 			}
 			ctx, cancel := unaryContext(cmd.Context(), b.cf.timeout)
-			st, err := c.Stats(ctx)
+			st, err := c.Stats(ctx, callOptions(b.tf.options())...)
 			cancel()
 			c.Close()
 			if err != nil {
@@ -137,14 +211,18 @@ func newBenchConsumeCmd(e *env) *cobra.Command {
 			}
 			per := uint64(b.records / b.clients)
 			if have := st.GetNextOffset() - st.GetLowestOffset(); have < per {
-				return fmt.Errorf("the log holds %d records, fewer than the %d each client reads: run proglog bench produce first", have, per)
+				return fmt.Errorf("the partition holds %d records, fewer than the %d each client reads: run proglog bench produce first", have, per)
 			}
 			res, err := runBench(cmd.Context(), b, consumeWorker(b, st.GetLowestOffset()))
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(e.stdout, "consume: %d client(s), %d records each from offset %d, max_batch %d, protocol %s\n",
-				b.clients, per, st.GetLowestOffset(), b.batch, b.cf.protocol)
+			where := ""
+			if b.tf.topic != "" || b.tf.partition.set {
+				where = fmt.Sprintf(", topic %s partition %d", cmp.Or(b.tf.topic, "default"), b.tf.partition.p)
+			}
+			fmt.Fprintf(e.stdout, "consume: %d client(s), %d records each from offset %d, max_batch %d, protocol %s%s\n",
+				b.clients, per, st.GetLowestOffset(), b.batch, b.cf.protocol, where)
 			res.print(e.stdout, "gap between messages")
 			return nil
 		},
@@ -259,7 +337,10 @@ func fmtDur(d time.Duration) string {
 	return d.Round(time.Millisecond).String()
 }
 
-func produceWorker(b benchFlags) worker {
+// produceWorker sends each client's requests to targets in turn (each
+// client starting at its own), each target the options of a call.
+func produceWorker(b benchFlags, targets [][]client.TopicOption) worker {
+	var clientNo atomic.Int64
 	return func(ctx context.Context, c *client.Client, n int, res *benchResult) error {
 		value := make([]byte, int(b.size))
 		rand.Read(value)
@@ -267,11 +348,16 @@ func produceWorker(b benchFlags) worker {
 		for i := range records {
 			records[i] = benchRecord(b, value, i)
 		}
+		turn := int(clientNo.Add(1) - 1)
+		next := func() []client.CallOption {
+			turn++
+			return callOptions(targets[turn%len(targets)])
+		}
 		switch b.mode {
 		case "unary":
 			for i := range n {
 				t0 := time.Now()
-				if _, err := c.ProduceRecords(ctx, []*logv1.Record{records[i%len(records)]}); err != nil {
+				if _, err := c.ProduceRecords(ctx, []*logv1.Record{records[i%len(records)]}, next()...); err != nil {
 					return err
 				}
 				res.lat = append(res.lat, time.Since(t0))
@@ -283,7 +369,14 @@ func produceWorker(b benchFlags) worker {
 			for left := n; left > 0; {
 				k := min(left, b.batch)
 				t0 := time.Now()
-				if _, err := c.ProduceRecords(ctx, records[:k]); err != nil {
+				var err error
+				if b.keySize > 0 {
+					// Keys of several partitions: one request per partition.
+					_, err = c.ProduceSplit(ctx, records[:k], next()...)
+				} else {
+					_, err = c.ProduceRecords(ctx, records[:k], next()...)
+				}
+				if err != nil {
 					return err
 				}
 				res.lat = append(res.lat, time.Since(t0))
@@ -293,7 +386,7 @@ func produceWorker(b benchFlags) worker {
 			}
 			return nil
 		default:
-			return streamProduce(ctx, c, n, b.window, records, res)
+			return streamProduce(ctx, c, n, b.window, records, targets, turn, res)
 		}
 	}
 }
@@ -312,13 +405,23 @@ func benchRecord(b benchFlags, value []byte, i int) *logv1.Record {
 }
 
 // streamProduce pipelines requests of len(values) records through a
-// Producer, with at most window unacknowledged.
-func streamProduce(ctx context.Context, c *client.Client, n, window int, values []*logv1.Record, res *benchResult) error {
+// Producer per target, sending to them in turn from the turn-th on, with
+// at most about window unacknowledged.
+func streamProduce(ctx context.Context, c *client.Client, n, window int, values []*logv1.Record, targets [][]client.TopicOption, turn int, res *benchResult) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	p, err := c.NewProducer(ctx, window, client.Ordered())
-	if err != nil {
-		return err
+	producers := make([]*client.Producer, len(targets))
+	for i, t := range targets {
+		opts := []client.ProducerOption{client.Ordered()}
+		for _, o := range t {
+			opts = append(opts, o)
+		}
+		p, err := c.NewProducer(ctx, window, opts...)
+		if err != nil {
+			return err
+		}
+		defer p.Close(ctx)
+		producers[i] = p
 	}
 	type inflight struct {
 		ack *client.Ack
@@ -350,7 +453,8 @@ func streamProduce(ctx context.Context, c *client.Client, n, window int, values 
 	for left := n; left > 0; {
 		k := min(left, len(values))
 		t0 := time.Now()
-		ack, err := p.SendRecords(ctx, values[:k]...)
+		turn++
+		ack, err := producers[turn%len(producers)].SendRecords(ctx, values[:k]...)
 		if err != nil {
 			sendErr = err
 			break
@@ -360,7 +464,9 @@ func streamProduce(ctx context.Context, c *client.Client, n, window int, values 
 	}
 	close(pending)
 	werr := <-waited
-	p.Close(ctx)
+	for _, p := range producers {
+		p.Close(ctx)
+	}
 	if werr != nil {
 		return werr
 	}
@@ -369,6 +475,10 @@ func streamProduce(ctx context.Context, c *client.Client, n, window int, values 
 
 func consumeWorker(b benchFlags, from uint64) worker {
 	return func(ctx context.Context, c *client.Client, n int, res *benchResult) error {
+		opts := []client.TailOption{client.MaxBatch(uint32(b.batch)), client.Until(from + uint64(n))}
+		for _, o := range b.tf.options() {
+			opts = append(opts, o)
+		}
 		t0 := time.Now()
 		err := c.TailBatches(ctx, from, func(records []*logv1.Record) error {
 			for _, r := range records {
@@ -379,7 +489,7 @@ func consumeWorker(b benchFlags, from uint64) worker {
 			res.lat = append(res.lat, now.Sub(t0))
 			t0 = now
 			return nil
-		}, client.MaxBatch(uint32(b.batch)), client.Until(from+uint64(n)))
+		}, opts...)
 		if err != nil {
 			return err
 		}

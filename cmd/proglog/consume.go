@@ -82,6 +82,7 @@ func newConsumeCmd(e *env) *cobra.Command {
 		format string
 		meta   bool
 		batch  uint32
+		tf     topicFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "consume",
@@ -96,6 +97,9 @@ records); with --from N too, it starts N records before the end.
 --from-time T starts at the first record whose time is at or after T (RFC
 3339, e.g. 2026-11-30T10:00:00Z), --since D at the first one of the last D
 (e.g. 10m); neither goes with --from or --from-end.
+
+consume reads one partition: --partition P (default 0) of --topic T (default
+the topic "default"); offsets are the partition's.
 
 Formats (times are RFC 3339 in UTC with nanoseconds):
   text  each value as it is; with --meta, "<time><TAB><key><TAB><headers><TAB><value>",
@@ -126,7 +130,7 @@ Formats (times are RFC 3339 in UTC with nanoseconds):
 				return err
 			}
 			defer c.Close()
-			err = consume(cmd.Context(), c, cf.timeout, r, batch, pr, e.stderr)
+			err = consume(cmd.Context(), c, cf.timeout, r, batch, pr, e.stderr, tf.options()...)
 			if r.follow && errors.Is(err, context.Canceled) && cmd.Context().Err() != nil {
 				return nil // interrupted while following: the normal way to stop
 			}
@@ -145,6 +149,7 @@ Formats (times are RFC 3339 in UTC with nanoseconds):
 	fl.StringVar(&format, "format", "text", "output format: text, json or hex")
 	fl.BoolVar(&meta, "meta", false, "text and hex: print each record's time, key and headers before its value (json always has them)")
 	fl.Uint32Var(&batch, "max-batch", 256, "most records per stream message")
+	tf.register(fl, "the partition to read (default 0)")
 	return cmd
 }
 
@@ -154,14 +159,16 @@ var errEnough = errors.New("enough records")
 // consume prints the range. Reads go through the client's Tail: with
 // --follow it survives servers going away (a restart, a failover),
 // reconnecting with backoff and resuming after the last record printed, so
-// nothing is skipped or repeated; warn hears of each reconnection.
-func consume(ctx context.Context, c *client.Client, timeout time.Duration, r consumeRange, batch uint32, pr *printer, warn io.Writer) error {
+// nothing is skipped or repeated; warn hears of each reconnection. where
+// names the topic and partition.
+func consume(ctx context.Context, c *client.Client, timeout time.Duration, r consumeRange, batch uint32, pr *printer, warn io.Writer,
+	where ...client.TopicOption) error {
 	start := r.from
 	var end uint64 // exclusive bound; 0 with bounded false = none
 	bounded := false
 	if !r.follow || r.fromEnd || (!r.fromSet && !r.byTime) {
 		statsCtx, cancel := unaryContext(ctx, timeout)
-		st, err := c.Stats(statsCtx)
+		st, err := c.Stats(statsCtx, callOptions(where)...)
 		cancel()
 		if err != nil {
 			return err
@@ -185,6 +192,9 @@ func consume(ctx context.Context, c *client.Client, timeout time.Duration, r con
 			fmt.Fprintf(warn, "proglog: the stream ended (%s); reconnecting from offset %d in %v\n",
 				oneLine(message(res.Err)), res.Next, res.Wait.Round(time.Millisecond))
 		}),
+	}
+	for _, o := range where {
+		opts = append(opts, o)
 	}
 	if bounded {
 		if !r.byTime && start >= end {

@@ -29,6 +29,7 @@ func newProduceCmd(e *env) *cobra.Command {
 		batch      int
 		batchBytes byteSize = 1 << 20
 		rf         recordFlags
+		tf         topicFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "produce [VALUE...]",
@@ -44,7 +45,14 @@ those headers. With --key-separator SEP, each line (or argument) is
 <key>SEP<value>, split at the first SEP; a line without SEP is an error
 naming it, and neither it nor any line after it is sent. Header keys are
 non-empty UTF-8 of at most 256 bytes. (--key is the client's TLS key, as
-for every client command.)` + "\n" + exitCodesHelp,
+for every client command.)
+
+--topic T appends to topic T (default: the topic "default"). --partition P
+sends every record to partition P; without it each keyed record goes to the
+partition its key maps to (Kafka's default partitioner: murmur2 of the key
+modulo the topic's partition count), and records without a key to the
+partition the server picks for each request. With --topic and without
+--partition, each printed line is "<partition><TAB><offset>".` + "\n" + exitCodesHelp,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if batch < 1 {
 				return usagef("--batch must be at least 1")
@@ -68,7 +76,12 @@ for every client command.)` + "\n" + exitCodesHelp,
 				src = readerSource(e.stdin, tmpl)
 			}
 			dial := func(ctx context.Context) (*client.Client, error) { return cf.connect(ctx, cfg) }
-			return produce(cmd.Context(), dial, src, batch, int(batchBytes), out)
+			opts := []client.ProducerOption{client.Ordered()}
+			for _, o := range tf.options() {
+				opts = append(opts, o)
+			}
+			showPartition := cmd.Flags().Changed("topic") && !tf.partition.set
+			return produce(cmd.Context(), dial, src, batch, int(batchBytes), out, showPartition, opts...)
 		},
 	}
 	cf.register(cmd.Flags())
@@ -79,6 +92,7 @@ for every client command.)` + "\n" + exitCodesHelp,
 	f.StringVar(&rf.key, "record-key", "", "the key of every record")
 	f.StringArrayVar(&rf.headers, "header", nil, "a header k=v of every record (repeatable)")
 	f.StringVar(&rf.separator, "key-separator", "", "each line is <key><SEP><value>, split at the first SEP")
+	tf.register(f, "the partition of every record (default: by key, or the server's pick)")
 	return cmd
 }
 
@@ -189,14 +203,15 @@ func readerSource(rd io.Reader, t recordTemplate) lineSource {
 // sentRequest is one request the producer sent, for the ack printer.
 type sentRequest struct {
 	ack *client.Ack
-	n   int
 }
 
-// produce sends records in batches through one ordered client.Producer,
-// printing every acknowledged offset to out as acks come. It connects
-// (dial) only once there is a record to send. The first failure stops it:
-// nothing is sent after it.
-func produce(ctx context.Context, dial func(context.Context) (*client.Client, error), src lineSource, batch, batchBytes int, out io.Writer) error {
+// produce sends records in batches through one client.Producer made with
+// opts (client.Ordered, and the topic and partition), printing every
+// acknowledged offset to out as acks come, after its partition when
+// showPartition. It connects (dial) only once there is a record to send.
+// The first failure stops it: nothing is sent after it.
+func produce(ctx context.Context, dial func(context.Context) (*client.Client, error), src lineSource, batch, batchBytes int,
+	out io.Writer, showPartition bool, opts ...client.ProducerOption) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -221,14 +236,14 @@ func produce(ctx context.Context, dial func(context.Context) (*client.Client, er
 		return err
 	}
 	defer c.Close()
-	p, err := c.NewProducer(ctx, produceWindow, client.Ordered())
+	p, err := c.NewProducer(ctx, produceWindow, opts...)
 	if err != nil {
 		return err
 	}
 
 	acks := make(chan sentRequest, produceWindow)
 	ackErr := make(chan error, 1)
-	go func() { ackErr <- printAcks(acks, out, cancel) }()
+	go func() { ackErr <- printAcks(acks, out, showPartition, cancel) }()
 	var sendErr error
 	exhausted := false // the source is done: srcErr holds its verdict
 	for {
@@ -237,7 +252,7 @@ func produce(ctx context.Context, dial func(context.Context) (*client.Client, er
 			sendErr = err
 			break
 		}
-		acks <- sentRequest{ack, len(records)}
+		acks <- sentRequest{ack}
 		if records, ok = b.next(ctx); !ok {
 			exhausted = ctx.Err() == nil
 			break
@@ -264,26 +279,34 @@ func produce(ctx context.Context, dial func(context.Context) (*client.Client, er
 }
 
 // printAcks waits for each request's ack, in order, and prints its
-// offsets. At the first failure it calls stop (which ends the producer and
-// the source) and returns that failure once acks is closed.
-func printAcks(acks <-chan sentRequest, out io.Writer, stop func()) error {
+// offsets, each after its partition when showPartition. At the first
+// failure it calls stop (which ends the producer and the source) and
+// returns that failure once acks is closed. A request split by partition
+// may fail in part: the offsets of its records that were appended are
+// printed before it stops.
+func printAcks(acks <-chan sentRequest, out io.Writer, showPartition bool, stop func()) error {
 	w := bufio.NewWriter(out)
 	var failed error
 	for s := range acks {
 		if failed != nil {
 			continue
 		}
-		base, err := s.ack.Wait(context.Background()) // the producer's ctx ends every wait
-		if err == nil {
-			for i := range uint64(s.n) {
-				w.WriteString(strconv.FormatUint(base+i, 10))
-				w.WriteByte('\n')
+		_, err := s.ack.Wait(context.Background()) // the producer's ctx ends every wait
+		for _, a := range s.ack.Appended() {
+			if a.Err != nil {
+				continue
 			}
-			// Flush per ack: a consumer of this output sees offsets as
-			// they become durable.
-			if err = w.Flush(); err != nil {
-				err = fmt.Errorf("write offsets: %w", err)
+			if showPartition {
+				w.WriteString(strconv.Itoa(a.Partition))
+				w.WriteByte('\t')
 			}
+			w.WriteString(strconv.FormatUint(a.Offset, 10))
+			w.WriteByte('\n')
+		}
+		// Flush per ack: a consumer of this output sees offsets as they
+		// become durable.
+		if ferr := w.Flush(); ferr != nil && err == nil {
+			err = fmt.Errorf("write offsets: %w", ferr)
 		}
 		if err != nil {
 			failed = err

@@ -40,6 +40,7 @@ func newRootCmd(e *env) *cobra.Command {
 		newWhoAmICmd(e),
 		newCertsCmd(e),
 		newBenchCmd(e),
+		newTopicsCmd(e),
 		newVersionCmd(e),
 	)
 	for _, c := range root.Commands() {
@@ -87,7 +88,7 @@ func applyDefaults(cmd *cobra.Command, configPath string, getenv func(string) st
 	}
 	var err error
 	cmd.Flags().VisitAll(func(f *pflag.Flag) {
-		if err != nil || f.Changed || f.Name == "config" || f.Name == "help" {
+		if err != nil || f.Changed || f.Name == "config" || f.Name == "help" || f.Annotations[cmdLineOnly] != nil {
 			return
 		}
 		if v, ok := lookupEnv(getenv, f.Name); ok {
