@@ -77,7 +77,7 @@ func (v *View) create(index uint64, at time.Time, c *CreateTopic) (*Topic, error
 		if err := checkReplicas(rs); err != nil {
 			return nil, fmt.Errorf("partition %d: %w", i, err)
 		}
-		t.Partitions[i] = Partition{Index: i, Replicas: slices.Clone(rs)}
+		t.Partitions[i] = Partition{Index: i, Replicas: slices.Clone(rs), Initial: slices.Clone(rs)}
 	}
 	return t, nil
 }

@@ -42,7 +42,9 @@ func TestApply(t *testing.T) {
 	}{
 		{"create", create("clicks", 2, []string{"a", "b"}, []string{"c", "a"}, []string{"b", "c"}), nil, func(t *testing.T, res *Topic, v *View) {
 			want := &Topic{Name: "clicks", ID: 9, ReplicationFactor: 2, Created: at.UTC(), Partitions: []Partition{
-				{Index: 0, Replicas: []string{"a", "b"}}, {Index: 1, Replicas: []string{"c", "a"}}, {Index: 2, Replicas: []string{"b", "c"}}}}
+				{Index: 0, Replicas: []string{"a", "b"}, Initial: []string{"a", "b"}},
+				{Index: 1, Replicas: []string{"c", "a"}, Initial: []string{"c", "a"}},
+				{Index: 2, Replicas: []string{"b", "c"}, Initial: []string{"b", "c"}}}}
 			if !reflect.DeepEqual(res, want) {
 				t.Errorf("created %+v, want %+v", res, want)
 			}

@@ -63,6 +63,11 @@ type Partition struct {
 	// System: the partition is the system group (the default topic's
 	// partition 0).
 	System bool
+	// Initial are the replicas the partition was created with: its Raft
+	// group's bootstrap configuration. Only these nodes may bootstrap the
+	// group, with exactly this configuration, even after moves changed
+	// Replicas; a node added later joins the running group instead.
+	Initial []string
 }
 
 // Group is the name of the partition's Raft group on the node's stream

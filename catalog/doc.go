@@ -52,8 +52,9 @@
 //	list of topics, in name order, each:
 //	        name, uvarint ID, varint ReplicationFactor, Config,
 //	        Created as varint Unix seconds and uvarint nanoseconds,
-//	        list of partitions, each a flags byte (bit 0 System) and a
-//	        list of node IDs (a partition's Index is its position)
+//	        list of partitions, each a flags byte (bit 0 System), its
+//	        replicas and its initial replicas (Partition.Initial) as lists
+//	        of node IDs (a partition's Index is its position)
 //	4 bytes CRC32C (Castagnoli) of everything before, little-endian
 //
 // Restore refuses a snapshot whose checksum fails, that does not decode

@@ -32,6 +32,7 @@ func encodeView(v *View) []byte {
 			}
 			w.byte(flags)
 			w.strs(p.Replicas)
+			w.strs(p.Initial)
 		}
 	}
 	return binary.LittleEndian.AppendUint32(w.b, crc32.Checksum(w.b, castagnoli))
@@ -78,6 +79,7 @@ func decodeBody(body []byte) (*View, error) {
 				r.fail("partition flags 0x%02x", flags)
 			}
 			p.Replicas = r.strs()
+			p.Initial = r.strs()
 		}
 		if r.err != nil {
 			break

@@ -127,7 +127,7 @@ func TestSnapshotBytes(t *testing.T) {
 	snap, _ := New().Snapshot()
 	zero := binary.AppendVarint(nil, time.Time{}.Unix())
 	want := append([]byte{0x01, 0, 1, 7, 'd', 'e', 'f', 'a', 'u', 'l', 't', 0, 0, 0, 0, 0}, zero...)
-	want = append(want, 0, 1, 1, 0)
+	want = append(want, 0, 1, 1, 0, 0) // one partition: flags System, no replicas, no initial replicas
 	want = binary.LittleEndian.AppendUint32(want, crc32.Checksum(want, castagnoli))
 	if !bytes.Equal(snap, want) {
 		t.Fatalf("initial snapshot % x, want % x", snap, want)

@@ -35,7 +35,7 @@ func checkTopic(t *Topic, index uint64) error {
 	}
 	if t.Name == DefaultTopic {
 		if t.ID != 0 || t.ReplicationFactor != 0 || !t.Created.IsZero() || len(t.Partitions) != 1 ||
-			!t.Partitions[0].System || len(t.Partitions[0].Replicas) != 0 {
+			!t.Partitions[0].System || len(t.Partitions[0].Replicas) != 0 || len(t.Partitions[0].Initial) != 0 {
 			return fmt.Errorf("%w: default topic is not the system group's", ErrInvalid)
 		}
 		return nil
@@ -54,6 +54,12 @@ func checkTopic(t *Topic, index uint64) error {
 		}
 		if err := checkReplicas(p.Replicas); err != nil {
 			return fmt.Errorf("topic %q: partition %d: %w", t.Name, p.Index, err)
+		}
+		if len(p.Initial) != t.ReplicationFactor {
+			return fmt.Errorf("%w: topic %q: partition %d: %d initial replicas, replication factor %d", ErrInvalid, t.Name, p.Index, len(p.Initial), t.ReplicationFactor)
+		}
+		if err := checkReplicas(p.Initial); err != nil {
+			return fmt.Errorf("topic %q: partition %d: initial: %w", t.Name, p.Index, err)
 		}
 	}
 	return nil

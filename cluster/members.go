@@ -43,3 +43,69 @@ func (l *Log) RemoveFailed(id string) error {
 	}
 	return l.Leave(id)
 }
+
+// Member is one server of the Raft configuration.
+type Member struct {
+	ID, Addr string
+	Voter    bool // false for a learner (raft's nonvoter)
+}
+
+// Members lists the latest Raft configuration as this node knows it
+// (committed or not); it works on followers too.
+func (l *Log) Members() ([]Member, error) {
+	f := l.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, fmt.Errorf("cluster: members: %w", err)
+	}
+	var out []Member
+	for _, s := range f.Configuration().Servers {
+		out = append(out, Member{ID: string(s.ID), Addr: string(s.Address), Voter: s.Suffrage == raft.Voter})
+	}
+	return out, nil
+}
+
+// AddLearner adds id as a learner (raft's nonvoter): the leader sends it
+// the log, or a snapshot, but it does not count toward a quorum, so
+// catching a new replica up never stalls commits. A server already in the
+// configuration is left as it is.
+func (l *Log) AddLearner(id, addr string) error {
+	if l.raft.State() != raft.Leader {
+		return l.notLeader()
+	}
+	members, err := l.Members()
+	if err != nil {
+		return err
+	}
+	for _, m := range members {
+		if m.ID == id {
+			return nil
+		}
+	}
+	if err := l.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 0).Error(); err != nil {
+		return fmt.Errorf("cluster: add learner %s at %s: %w", id, addr, l.mapRaftErr(err))
+	}
+	l.logger.Info("cluster: added learner", "id", id, "addr", addr)
+	return nil
+}
+
+// Promote makes id a voter: a learner is promoted, an unknown server is
+// added as a voter, a voter is left as it is.
+func (l *Log) Promote(id, addr string) error {
+	if l.raft.State() != raft.Leader {
+		return l.notLeader()
+	}
+	members, err := l.Members()
+	if err != nil {
+		return err
+	}
+	for _, m := range members {
+		if m.ID == id && m.Voter {
+			return nil
+		}
+	}
+	if err := l.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 0).Error(); err != nil {
+		return fmt.Errorf("cluster: promote %s: %w", id, l.mapRaftErr(err))
+	}
+	l.logger.Info("cluster: promoted to voter", "id", id, "addr", addr)
+	return nil
+}

@@ -147,6 +147,7 @@ func (m *member) open(store logstore.Config, storeSyncSet bool) error {
 		System:      cl,
 		Partition:   pcfg,
 		FetchRecord: fwd.FetchTopicRecord,
+		PeerNext:    fwd.PartitionNext,
 		Logger:      m.logger.With("component", "topics"),
 	})
 	if err != nil {

@@ -227,3 +227,87 @@ func TestLeadersBalance(t *testing.T) {
 		}
 	}
 }
+
+// TestMovePartition moves a replica of a partition from one node to the
+// node that held none, under the records it already has: the new replica
+// holds every record, the old one's files are gone, the partition keeps
+// taking writes, and a second move cannot start while one is under way.
+func TestMovePartition(t *testing.T) {
+	_, dirs, clients := startThree(t)
+	ctx := t.Context()
+	created, err := clients[0].CreateTopic(ctx, &logv1.CreateTopicRequest{Name: "moving", Partitions: 1, ReplicationFactor: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = created
+	desc, err := clients[0].DescribeTopic(ctx, &logv1.DescribeTopicRequest{Name: "moving"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var replicas []string
+	for _, r := range desc.GetPartitions()[0].GetReplicas() {
+		replicas = append(replicas, r.GetNodeId())
+	}
+	var to string
+	for _, id := range []string{"n1", "n2", "n3"} {
+		if !slices.Contains(replicas, id) {
+			to = id
+		}
+	}
+	from := replicas[0] // the preferred leader: the move removes the leader
+	nodeIndex := func(id string) int { return int(id[1] - '1') }
+	var want []string
+	for i := range 50 {
+		v := fmt.Sprint("before-", i)
+		if _, err := clients[i%3].Produce(ctx, &logv1.ProduceRequest{Topic: "moving", Record: &logv1.Record{Value: []byte(v)}}); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, v)
+	}
+	if _, err := clients[1].MovePartition(ctx, &logv1.MovePartitionRequest{Topic: "moving", FromNode: from, ToNode: from}); connect.CodeOf(err) != connect.CodeInvalidArgument {
+		t.Fatalf("a move to the same node: %v, want InvalidArgument", err)
+	}
+	moved, err := clients[1].MovePartition(ctx, &logv1.MovePartitionRequest{Topic: "moving", FromNode: from, ToNode: to})
+	if err != nil {
+		t.Fatalf("MovePartition %s -> %s: %v", from, to, err)
+	}
+	if got := moved.GetReplicas(); len(got) != 2 || !slices.Contains(got, to) || slices.Contains(got, from) {
+		t.Fatalf("replicas after the move: %v (moved %s -> %s from %v)", got, from, to, replicas)
+	}
+	waitFor(t, from+" to remove its replica's files", func() bool { return len(partitionDirs(t, dirs[nodeIndex(from)])) == 0 })
+	for i := range 20 {
+		v := fmt.Sprint("after-", i)
+		res, err := clients[i%3].Produce(ctx, &logv1.ProduceRequest{Topic: "moving", Record: &logv1.Record{Value: []byte(v)}})
+		if err != nil {
+			t.Fatalf("Produce after the move: %v", err)
+		}
+		if res.GetOffset() != uint64(len(want)) {
+			t.Fatalf("offset %d after the move, want %d", res.GetOffset(), len(want))
+		}
+		want = append(want, v)
+	}
+	waitFor(t, to+"'s replica to hold every record", func() bool {
+		st, err := clients[nodeIndex(to)].GetStats(ctx, &logv1.GetStatsRequest{Topic: "moving"})
+		return err == nil && st.GetNextOffset() == uint64(len(want))
+	})
+	for _, c := range clients {
+		if got := consumeTopic(t, c, "moving", 0, len(want)); !slices.Equal(got, want) {
+			t.Fatalf("after the move a node reads %d records, want %d", len(got), len(want))
+		}
+	}
+	waitFor(t, "the group to be the new replicas, all in sync", func() bool {
+		desc, err := clients[nodeIndex(to)].DescribeTopic(ctx, &logv1.DescribeTopicRequest{Name: "moving"})
+		if err != nil {
+			return false
+		}
+		p := desc.GetPartitions()[0]
+		var ids []string
+		for _, r := range p.GetReplicas() {
+			if !r.GetInSync() {
+				return false
+			}
+			ids = append(ids, r.GetNodeId())
+		}
+		return len(ids) == 2 && slices.Contains(ids, to) && !slices.Contains(ids, from)
+	})
+}

@@ -216,3 +216,25 @@ func (s *Service) DeleteTopic(ctx context.Context, req *logv1.DeleteTopicRequest
 	}
 	return &logv1.DeleteTopicResponse{}, nil
 }
+
+// MovePartition moves one replica of a partition (admin on the topic); the
+// system group's leader runs the move, and a follower forwards it there.
+func (s *Service) MovePartition(ctx context.Context, req *logv1.MovePartitionRequest) (*logv1.MovePartitionResponse, error) {
+	name := req.GetTopic()
+	if err := s.checkTopic(ctx, name, ActionAdmin); err != nil {
+		return nil, err
+	}
+	if req.GetFromNode() == "" || req.GetToNode() == "" {
+		return nil, invalidArgument("from_node and to_node are required")
+	}
+	t, err := s.topics.Move(ctx, name, int(req.GetPartition()), req.GetFromNode(), req.GetToNode())
+	if err != nil {
+		if resp, ok, err := forwardChange(ctx, s, name, err, func(leader logv1connect.LogServiceClient) (*logv1.MovePartitionResponse, error) {
+			return leader.MovePartition(ctx, req)
+		}); ok {
+			return resp, err
+		}
+		return nil, topicErr(ctx, name, int(req.GetPartition()), err)
+	}
+	return &logv1.MovePartitionResponse{Replicas: t.Partitions[req.GetPartition()].Replicas}, nil
+}

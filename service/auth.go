@@ -64,6 +64,7 @@ var procedureAccess = map[string]access{
 	logv1connect.LogServiceCreateTopicProcedure:      adminAccess,
 	logv1connect.LogServiceUpdateTopicProcedure:      adminAccess,
 	logv1connect.LogServiceDeleteTopicProcedure:      adminAccess,
+	logv1connect.LogServiceMovePartitionProcedure:    adminAccess,
 	logv1connect.LogServiceWhoAmIProcedure:           openAccess,
 }
 

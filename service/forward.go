@@ -172,6 +172,21 @@ func (f *Forwarder) FetchRecord(ctx context.Context, addr string, offset uint64)
 	return f.FetchTopicRecord(ctx, addr, catalog.DefaultTopic, 0, offset)
 }
 
+// PartitionNext asks the node at addr for the next offset of its own
+// replica of a partition (GetStats, which a forwarded request cannot pass
+// on), for topics.Config.PeerNext: a move watches the new replica catch up.
+func (f *Forwarder) PartitionNext(ctx context.Context, addr, topic string, partition int) (uint64, error) {
+	c, ok := f.Client(addr)
+	if !ok {
+		return 0, fmt.Errorf("service: no peer at %q", addr)
+	}
+	st, err := c.GetStats(ctx, &logv1.GetStatsRequest{Topic: topic, Partition: uint32(partition)})
+	if err != nil {
+		return 0, err
+	}
+	return st.GetNextOffset(), nil
+}
+
 // FetchTopicRecord is FetchRecord for a partition of a topic.
 func (f *Forwarder) FetchTopicRecord(ctx context.Context, addr, topic string, partition int, offset uint64) (logstore.Record, error) {
 	if addr == f.self {

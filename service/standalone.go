@@ -56,6 +56,10 @@ func (t *standalone) Update(context.Context, string, TopicUpdate) (*catalog.Topi
 
 func (t *standalone) Delete(context.Context, string) error { return errStandalone }
 
+func (t *standalone) Move(context.Context, string, int, string, string) (*catalog.Topic, error) {
+	return nil, errStandalone
+}
+
 func (t *standalone) Describe(_ context.Context, name string) ([]PartitionState, error) {
 	if _, err := t.Topic(name); err != nil {
 		return nil, err

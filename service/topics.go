@@ -28,6 +28,9 @@ type Topics interface {
 	Create(ctx context.Context, spec TopicSpec) (*catalog.Topic, error)
 	Update(ctx context.Context, name string, update TopicUpdate) (*catalog.Topic, error)
 	Delete(ctx context.Context, name string) error
+	// Move moves partition's replica from node from to node to (IDs), and
+	// returns the topic once the catalogue names to in from's place.
+	Move(ctx context.Context, topic string, partition int, from, to string) (*catalog.Topic, error)
 	// Describe reports each partition's leader, replicas and offsets.
 	Describe(ctx context.Context, name string) ([]PartitionState, error)
 }

@@ -205,6 +205,17 @@ func (tt *testTopics) Delete(_ context.Context, name string) error {
 	return nil
 }
 
+// Move refuses: a test topic's partitions are single logs with no replicas
+// to move (the node package tests moves between real nodes).
+func (tt *testTopics) Move(_ context.Context, name string, _ int, _, _ string) (*catalog.Topic, error) {
+	tt.mu.Lock()
+	defer tt.mu.Unlock()
+	if tt.changeErr != nil {
+		return nil, tt.changeErr
+	}
+	return nil, fmt.Errorf("%w: no replicas to move in the test topics", catalog.ErrInvalid)
+}
+
 func (tt *testTopics) Describe(_ context.Context, name string) ([]service.PartitionState, error) {
 	t, err := tt.Topic(name)
 	if err != nil {

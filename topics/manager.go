@@ -43,6 +43,10 @@ type Config struct {
 	// at addr, so a replica heals a damaged record from another's copy
 	// (cluster.Config.FetchRecord; a Forwarder's FetchTopicRecord).
 	FetchRecord func(ctx context.Context, addr, topic string, partition int, offset uint64) (logstore.Record, error)
+	// PeerNext, when set, asks the node at addr for the next offset of its
+	// replica of a partition (GetStats): Move uses it to see a new replica
+	// catch up. Without it Move cannot move a replica to another node.
+	PeerNext func(ctx context.Context, addr, topic string, partition int) (uint64, error)
 	// StartWait bounds how long CreateTopic waits for the partitions this
 	// node hosts to elect leaders before it answers; default 10s.
 	StartWait time.Duration
@@ -71,8 +75,11 @@ type partition struct {
 	dir       string
 	retention catalog.Config // as last applied to log
 	// nextBalance is when balance may next hand this partition's
-	// leadership to its preferred leader.
+	// leadership to its preferred leader (guarded by Manager.mu, as ref).
 	nextBalance time.Time
+	// movedAway is when reconcile first found the catalogue no longer
+	// placing this partition here while its topic exists (see retired).
+	movedAway time.Time
 }
 
 var _ service.Topics = (*Manager)(nil)
@@ -151,7 +158,7 @@ func (m *Manager) reconcile(v *catalog.View) {
 	m.mu.Lock()
 	var gone []*partition
 	for g, p := range m.running {
-		if _, ok := want[g]; !ok {
+		if _, ok := want[g]; !ok && m.retired(p, v) {
 			gone = append(gone, p)
 			delete(m.running, g)
 		}
@@ -168,6 +175,36 @@ func (m *Manager) reconcile(v *catalog.View) {
 		m.logger.Info("topics: removed a partition this node no longer hosts", "topic", p.ref.Topic.Name, "partition", p.ref.Partition, "dir", p.dir)
 	}
 	m.sweep(v)
+}
+
+// retireAfter bounds how long a replica moved away from this node keeps
+// running while its group may still count on it (see retired).
+const retireAfter = 30 * time.Second
+
+// retired reports whether a running partition that v no longer places
+// here may stop: at once if its topic is gone; if it was moved away, once
+// its group's configuration no longer lists this node (the leader removes
+// it only after the new replica is a voter, so stopping earlier would take
+// a voter from the group), or retireAfter after it was moved away (a
+// removed follower may never hear of its removal). Caller holds mu.
+func (m *Manager) retired(p *partition, v *catalog.View) bool {
+	if deleted(v, p.ref.Topic.ID) {
+		return true
+	}
+	if t, err := v.Topic(p.ref.Topic.Name); err == nil && t.ID == p.ref.Topic.ID {
+		// The latest replicas: while it still leads the group, this node
+		// hands its place over (conform) by them.
+		p.ref.Topic = t
+	}
+	if p.movedAway.IsZero() {
+		p.movedAway = time.Now()
+		m.logger.Info("topics: this node's replica was moved away; it serves until its group lets it go", "topic", p.ref.Topic.Name, "partition", p.ref.Partition)
+	}
+	if time.Since(p.movedAway) > retireAfter {
+		return true
+	}
+	members, err := p.log.Members()
+	return err == nil && !slices.ContainsFunc(members, func(mb cluster.Member) bool { return mb.ID == m.cfg.NodeID })
 }
 
 // sweep removes the directories of partitions whose topic was deleted
@@ -233,22 +270,29 @@ func (m *Manager) addrs() map[string]string {
 // start opens the partition's Raft group. Every replica bootstraps it
 // with the same voters, the catalogue's replicas.
 func (m *Manager) start(ref catalog.PartitionRef, addrs map[string]string) error {
-	replicas := ref.Topic.Partitions[ref.Partition].Replicas
-	voters := make(map[string]string, len(replicas))
-	for _, id := range replicas {
-		addr, ok := addrs[id]
-		if !ok {
-			return fmt.Errorf("replica %s is not a member of the system group", id)
+	part := ref.Topic.Partitions[ref.Partition]
+	// Only the partition's initial replicas bootstrap its group, all with
+	// the same configuration; a replica a move added joins the running
+	// group when its leader adds it.
+	var voters map[string]string
+	if slices.Contains(part.Initial, m.cfg.NodeID) {
+		voters = make(map[string]string, len(part.Initial))
+		for _, id := range part.Initial {
+			addr, ok := addrs[id]
+			if !ok {
+				return fmt.Errorf("replica %s is not a member of the system group", id)
+			}
+			voters[id] = addr
 		}
-		voters[id] = addr
 	}
+	replicas := part.Replicas
 	group := ref.Group()
 	cfg := m.cfg.Partition
 	cfg.NodeID = m.cfg.NodeID
 	cfg.DataDir = filepath.Join(m.cfg.DataDir, group)
 	cfg.Group = group
 	cfg.Voters = voters
-	cfg.Bootstrap = true // ignored once the group has state
+	cfg.Bootstrap = voters != nil // ignored once the group has state
 	cfg.Alone = len(voters) == 1
 	cfg.Meta = nil
 	cfg.Store = storeConfig(cfg.Store, ref.Topic.Config)
@@ -341,27 +385,39 @@ func (m *Manager) balanceLoop(ctx context.Context) {
 	}
 }
 
-// balance hands each partition this node leads but is not the preferred
-// leader of to its preferred leader, one at a time.
+// balance brings the groups this node leads in line with the catalogue:
+// their membership (conform), then their leadership, handed to each
+// partition's preferred leader, one partition at a time.
 func (m *Manager) balance(ctx context.Context) {
 	m.mu.Lock()
-	var due []*partition
-	now := time.Now()
+	ps := make([]*partition, 0, len(m.running))
 	for _, p := range m.running {
-		replicas := p.ref.Topic.Partitions[p.ref.Partition].Replicas
-		if len(replicas) > 1 && replicas[0] != m.cfg.NodeID && now.After(p.nextBalance) {
-			due = append(due, p)
-		}
+		ps = append(ps, p)
 	}
 	m.mu.Unlock()
-	for _, p := range due {
+	var addrs map[string]string
+	for _, p := range ps {
 		if ctx.Err() != nil {
 			return
 		}
 		if !p.log.IsLeader() {
 			continue
 		}
-		preferred := p.ref.Topic.Partitions[p.ref.Partition].Replicas[0]
+		m.mu.Lock()
+		ref, due := p.ref, time.Now().After(p.nextBalance)
+		m.mu.Unlock()
+		if addrs == nil {
+			addrs = m.addrs()
+		}
+		members, changed := m.conform(p, ref, addrs)
+		if changed || !due {
+			continue
+		}
+		replicas := ref.Topic.Partitions[ref.Partition].Replicas
+		preferred := replicas[0]
+		if preferred == m.cfg.NodeID || !slices.ContainsFunc(members, func(mb cluster.Member) bool { return mb.ID == preferred && mb.Voter }) {
+			continue
+		}
 		err := p.log.TransferLeadershipTo(preferred)
 		m.mu.Lock()
 		p.nextBalance = time.Now().Add(balanceEvery)
@@ -370,11 +426,66 @@ func (m *Manager) balance(ctx context.Context) {
 		}
 		m.mu.Unlock()
 		if err != nil {
-			m.logger.Info("topics: the preferred leader did not take over; trying again later", "topic", p.ref.Topic.Name, "partition", p.ref.Partition, "preferred", preferred, "err", err)
+			m.logger.Info("topics: the preferred leader did not take over; trying again later", "topic", ref.Topic.Name, "partition", ref.Partition, "preferred", preferred, "err", err)
 			continue
 		}
-		m.logger.Debug("topics: handed leadership to the preferred leader", "topic", p.ref.Topic.Name, "partition", p.ref.Partition, "to", preferred)
+		m.logger.Debug("topics: handed leadership to the preferred leader", "topic", ref.Topic.Name, "partition", ref.Partition, "to", preferred)
 	}
+}
+
+// conform changes the Raft configuration of a partition this node leads
+// toward the catalogue's replicas, one step a call, and reports the
+// configuration and whether it changed it. While a move is under way the
+// catalogue lists more replicas than the replication factor: a new one
+// joins as a learner, so catching it up never stalls commits. Once the
+// catalogue is back to the replication factor, its replicas are made
+// voters, and only then are the servers it no longer lists removed, so a
+// quorum of the intended replicas always stands.
+func (m *Manager) conform(p *partition, ref catalog.PartitionRef, addrs map[string]string) ([]cluster.Member, bool) {
+	part := ref.Topic.Partitions[ref.Partition]
+	moving := len(part.Replicas) > ref.Topic.ReplicationFactor
+	members, err := p.log.Members()
+	if err != nil {
+		return nil, false
+	}
+	in := map[string]cluster.Member{}
+	for _, mb := range members {
+		in[mb.ID] = mb
+	}
+	step := func(what string, err error, id string) ([]cluster.Member, bool) {
+		if err != nil {
+			m.logger.Warn("topics: changing a partition's replicas; retrying", "topic", ref.Topic.Name, "partition", ref.Partition, "step", what, "node", id, "err", err)
+		} else {
+			m.logger.Info("topics: changed a partition's replicas", "topic", ref.Topic.Name, "partition", ref.Partition, "step", what, "node", id)
+		}
+		return members, true
+	}
+	allVoters := true
+	for _, id := range part.Replicas {
+		mb, ok := in[id]
+		addr, known := addrs[id]
+		switch {
+		case ok && mb.Voter:
+			continue
+		case !known:
+			allVoters = false
+			continue
+		case !ok && moving:
+			return step("add learner", p.log.AddLearner(id, addr), id)
+		case !moving:
+			return step("make voter", p.log.Promote(id, addr), id)
+		}
+		allVoters = false
+	}
+	if !allVoters {
+		return members, false
+	}
+	for _, mb := range members {
+		if !slices.Contains(part.Replicas, mb.ID) {
+			return step("remove", p.log.Leave(mb.ID), mb.ID)
+		}
+	}
+	return members, false
 }
 
 func (m *Manager) stop(p *partition) {
@@ -584,6 +695,118 @@ func (m *Manager) Delete(ctx context.Context, name string) error {
 	_, err := m.propose(ctx, catalog.EncodeDelete(topicName(name)))
 	return err
 }
+
+// Move implements service.Topics: it moves partition p's replica from
+// node from to node to, without losing a record and without a moment
+// with fewer than the replication factor's replicas in the group:
+//
+//  1. the catalogue lists to beside the others (more replicas than the
+//     replication factor: a move), and the partition's leader adds it as
+//     a learner, which catches up by snapshot and log;
+//  2. Move waits until to's replica reaches the next offset the others had
+//     when it began;
+//  3. the catalogue lists to in from's place: the leader makes to a voter,
+//     then removes from, which stops the partition and removes its files.
+//
+// from may be down for good: its replica is replaced from the others. A
+// Move interrupted after step 1 leaves the move under way: run it again
+// (it resumes) to finish it.
+func (m *Manager) Move(ctx context.Context, topic string, p int, from, to string) (*catalog.Topic, error) {
+	if m.cfg.PeerNext == nil {
+		return nil, errors.New("topics: this node cannot follow a replica's progress (no PeerNext)")
+	}
+	if !m.cfg.System.IsLeader() {
+		id, addr := m.cfg.System.Leader()
+		return nil, &cluster.NotLeaderError{LeaderID: id, LeaderAddr: addr}
+	}
+	t, err := m.Topic(topic)
+	if err != nil {
+		return nil, err
+	}
+	if p < 0 || p >= len(t.Partitions) {
+		return nil, fmt.Errorf("%w: topic %q has %d partitions, no partition %d", catalog.ErrPartitionNotFound, t.Name, len(t.Partitions), p)
+	}
+	part := t.Partitions[p]
+	addrs := m.addrs()
+	switch {
+	case part.System:
+		return nil, fmt.Errorf("%w: partition 0 of %q is the system group, on every node", catalog.ErrInvalid, t.Name)
+	case from == to:
+		return nil, fmt.Errorf("%w: moving a replica from %s to itself", catalog.ErrInvalid, from)
+	case !slices.Contains(part.Replicas, from):
+		return nil, fmt.Errorf("%w: %s holds no replica of %s/%d (replicas %v)", catalog.ErrInvalid, from, t.Name, p, part.Replicas)
+	case addrs[to] == "":
+		return nil, fmt.Errorf("%w: %s is not a member of the cluster", catalog.ErrInvalid, to)
+	}
+	moving := len(part.Replicas) > t.ReplicationFactor
+	if slices.Contains(part.Replicas, to) && !moving {
+		return nil, fmt.Errorf("%w: %s already holds a replica of %s/%d", catalog.ErrInvalid, to, t.Name, p)
+	}
+	if moving && !slices.Contains(part.Replicas, to) {
+		return nil, fmt.Errorf("%w: a move of %s/%d is under way (replicas %v): finish it first", catalog.ErrInvalid, t.Name, p, part.Replicas)
+	}
+	// Where the others are: the mark to must reach.
+	var mark uint64
+	for _, id := range part.Replicas {
+		if id == from || id == to {
+			continue
+		}
+		if next, err := m.next(ctx, addrs[id], t.Name, p); err == nil {
+			mark = max(mark, next)
+		}
+	}
+	if !moving {
+		if t, err = m.propose(ctx, catalog.EncodeSetReplicas(catalog.SetReplicas{
+			Name: t.Name, Partition: p, TopicID: t.ID, Replicas: append(slices.Clone(part.Replicas), to),
+		})); err != nil {
+			return nil, err
+		}
+		m.logger.Info("topics: moving a replica: the new one catches up", "topic", t.Name, "partition", p, "from", from, "to", to, "mark", mark)
+	}
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		next, err := m.next(ctx, addrs[to], t.Name, p)
+		if err == nil && next >= mark {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("topics: %s's replica of %s/%d has not caught up (at %d, mark %d; the move stays under way, run it again to finish it): %w", to, t.Name, p, next, mark, ctx.Err())
+		case <-tick.C:
+		}
+	}
+	final := slices.Clone(part.Replicas)
+	final = slices.DeleteFunc(final, func(id string) bool { return id == to })
+	final[slices.Index(final, from)] = to
+	return m.propose(ctx, catalog.EncodeSetReplicas(catalog.SetReplicas{Name: t.Name, Partition: p, TopicID: t.ID, Replicas: final}))
+}
+
+// next is the next offset of the replica of topic/p on the node at addr:
+// this node's own from its group, others' by asking them.
+func (m *Manager) next(ctx context.Context, addr, topic string, p int) (uint64, error) {
+	if addr == "" {
+		return 0, errors.New("topics: unknown address")
+	}
+	if addr == m.selfAddr() {
+		t, err := m.Topic(topic)
+		if err != nil {
+			return 0, err
+		}
+		r := m.lookup(t.Group(p))
+		if r == nil {
+			return 0, errors.New("topics: not started here yet")
+		}
+		_, next := r.log.Bounds()
+		return next, nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return m.cfg.PeerNext(cctx, addr, topic, p)
+}
+
+// selfAddr is this node's address in the system group.
+func (m *Manager) selfAddr() string { return m.addrs()[m.cfg.NodeID] }
 
 // Describe implements service.Topics: what this node knows of each
 // partition. A partition hosted here reports its group's leader, voters

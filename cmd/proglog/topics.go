@@ -46,6 +46,7 @@ cannot be deleted.
   proglog topics describe orders [--format json]
   proglog topics update orders --retention-bytes 10GiB
   proglog topics delete orders
+  proglog topics move orders --partition 3 --from n1 --to n4
 
 The settings flags (--retention-bytes, --retention-age, --max-record-bytes)
 are taken from the command line only: the PROGLOG_ variables and config file
@@ -53,11 +54,11 @@ lines of those names configure serve's node-wide defaults, not topics. A
 setting create is not given (or given 0) takes the node's default.` + "\n" + exitCodesHelp,
 		Args: wantNoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			return usagef("topics needs a subcommand: create, list, describe, update or delete")
+			return usagef("topics needs a subcommand: create, list, describe, update, delete or move")
 		},
 	}
 	cmd.AddCommand(newTopicsCreateCmd(e), newTopicsListCmd(e), newTopicsDescribeCmd(e),
-		newTopicsUpdateCmd(e), newTopicsDeleteCmd(e))
+		newTopicsUpdateCmd(e), newTopicsDeleteCmd(e), newTopicsMoveCmd(e))
 	return cmd
 }
 
@@ -307,6 +308,49 @@ what is deleted is gone. The topic "default" cannot be deleted. Fails
 		}
 		return fmt.Sprintf("deleted topic %s\n", args[0]), nil
 	})
+}
+
+func newTopicsMoveCmd(e *env) *cobra.Command {
+	var (
+		cf        clientFlags
+		partition int
+		from, to  string
+	)
+	cmd := &cobra.Command{
+		Use:   "move NAME --partition P --from NODE --to NODE",
+		Short: "Move a partition's replica from one node to another",
+		Long: `Move one replica of a partition from node --from to node --to (node IDs, as
+GetServers and the dashboard list them), without losing a record: the new
+replica catches up as a learner, then takes the old one's place, and the old
+node removes its copy. --from may be a node that is down for good: that is
+how a dead node's replicas are replaced. The command waits until the new
+replica has caught up with where the others were when it started; its
+--timeout defaults to 10m here. Cut short, the move stays under way and the
+same command resumes it.` + "\n" + exitCodesHelp,
+		Args: wantTopicName,
+	}
+	check := func(cmd *cobra.Command, _ []string) error {
+		switch {
+		case from == "" || to == "":
+			return usagef("%s needs --from and --to (node IDs)", cmd.CommandPath())
+		case partition < 0:
+			return usagef("%s: --partition %d is negative", cmd.CommandPath(), partition)
+		}
+		return nil
+	}
+	topicCmd(e, cmd, &cf, check, func(ctx context.Context, c *client.Client, args []string) (string, error) {
+		replicas, err := c.MovePartition(ctx, args[0], partition, from, to)
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("moved %s/%d from %s to %s: replicas %s\n", args[0], partition, from, to, strings.Join(replicas, ",")), nil
+	})
+	cmd.Flags().IntVar(&partition, "partition", 0, "the partition whose replica moves")
+	cmd.Flags().StringVar(&from, "from", "", "the node ID that holds the replica now (required)")
+	cmd.Flags().StringVar(&to, "to", "", "the node ID to move it to (required)")
+	cmd.Flags().Lookup("timeout").DefValue = "10m0s"
+	cf.timeout = 10 * time.Minute
+	return cmd
 }
 
 func checkFormat(format string) error {

@@ -125,6 +125,11 @@ func TestTopicsCommands(t *testing.T) {
 		{name: "delete", args: []string{"topics", "delete", "small"}, contains: []string{"deleted topic small\n"}},
 		{name: "delete again", args: []string{"topics", "delete", "small"}, wantCode: exitError, wantErr: "not_found"},
 		{name: "delete default", args: []string{"topics", "delete", "default"}, wantCode: exitError, wantErr: "failed_precondition"},
+		// One node: no other node to move a replica to (moves between
+		// nodes are tested in node/).
+		{name: "move without nodes", args: []string{"topics", "move", "orders", "--from", "n1"}, wantCode: exitUsage, wantErr: "--from and --to"},
+		{name: "move to a stranger", args: []string{"topics", "move", "orders", "--from", "n1", "--to", "n9"}, wantCode: exitError, wantErr: "not a member"},
+		{name: "move a replica it lacks", args: []string{"topics", "move", "orders", "--from", "n7", "--to", "n1"}, wantCode: exitError, wantErr: "holds no replica"},
 	}
 	for _, s := range steps {
 		t.Run(s.name, func(t *testing.T) {

@@ -2273,6 +2273,120 @@ func (*DeleteTopicResponse) Descriptor() ([]byte, []int) {
 	return file_log_v1_log_proto_rawDescGZIP(), []int{36}
 }
 
+type MovePartitionRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Topic     string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Partition uint32                 `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
+	// from_node and to_node are node IDs, as GetServers lists them.
+	FromNode      string `protobuf:"bytes,3,opt,name=from_node,json=fromNode,proto3" json:"from_node,omitempty"`
+	ToNode        string `protobuf:"bytes,4,opt,name=to_node,json=toNode,proto3" json:"to_node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MovePartitionRequest) Reset() {
+	*x = MovePartitionRequest{}
+	mi := &file_log_v1_log_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MovePartitionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MovePartitionRequest) ProtoMessage() {}
+
+func (x *MovePartitionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_log_v1_log_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MovePartitionRequest.ProtoReflect.Descriptor instead.
+func (*MovePartitionRequest) Descriptor() ([]byte, []int) {
+	return file_log_v1_log_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *MovePartitionRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *MovePartitionRequest) GetPartition() uint32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *MovePartitionRequest) GetFromNode() string {
+	if x != nil {
+		return x.FromNode
+	}
+	return ""
+}
+
+func (x *MovePartitionRequest) GetToNode() string {
+	if x != nil {
+		return x.ToNode
+	}
+	return ""
+}
+
+type MovePartitionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// replicas are the partition's replicas (node IDs) after the move.
+	Replicas      []string `protobuf:"bytes,1,rep,name=replicas,proto3" json:"replicas,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MovePartitionResponse) Reset() {
+	*x = MovePartitionResponse{}
+	mi := &file_log_v1_log_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MovePartitionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MovePartitionResponse) ProtoMessage() {}
+
+func (x *MovePartitionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_log_v1_log_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MovePartitionResponse.ProtoReflect.Descriptor instead.
+func (*MovePartitionResponse) Descriptor() ([]byte, []int) {
+	return file_log_v1_log_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *MovePartitionResponse) GetReplicas() []string {
+	if x != nil {
+		return x.Replicas
+	}
+	return nil
+}
+
 var File_log_v1_log_proto protoreflect.FileDescriptor
 
 const file_log_v1_log_proto_rawDesc = "" +
@@ -2432,7 +2546,14 @@ const file_log_v1_log_proto_rawDesc = "" +
 	"\x05topic\x18\x01 \x01(\v2\r.log.v1.TopicR\x05topic\"(\n" +
 	"\x12DeleteTopicRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x15\n" +
-	"\x13DeleteTopicResponse2\xa1\b\n" +
+	"\x13DeleteTopicResponse\"\x80\x01\n" +
+	"\x14MovePartitionRequest\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
+	"\tpartition\x18\x02 \x01(\rR\tpartition\x12\x1b\n" +
+	"\tfrom_node\x18\x03 \x01(\tR\bfromNode\x12\x17\n" +
+	"\ato_node\x18\x04 \x01(\tR\x06toNode\"3\n" +
+	"\x15MovePartitionResponse\x12\x1a\n" +
+	"\breplicas\x18\x01 \x03(\tR\breplicas2\xf1\b\n" +
 	"\n" +
 	"LogService\x12<\n" +
 	"\aProduce\x12\x16.log.v1.ProduceRequest\x1a\x17.log.v1.ProduceResponse\"\x00\x12K\n" +
@@ -2450,7 +2571,8 @@ const file_log_v1_log_proto_rawDesc = "" +
 	"ListTopics\x12\x19.log.v1.ListTopicsRequest\x1a\x1a.log.v1.ListTopicsResponse\"\x03\x90\x02\x01\x12Q\n" +
 	"\rDescribeTopic\x12\x1c.log.v1.DescribeTopicRequest\x1a\x1d.log.v1.DescribeTopicResponse\"\x03\x90\x02\x01\x12H\n" +
 	"\vUpdateTopic\x12\x1a.log.v1.UpdateTopicRequest\x1a\x1b.log.v1.UpdateTopicResponse\"\x00\x12H\n" +
-	"\vDeleteTopic\x12\x1a.log.v1.DeleteTopicRequest\x1a\x1b.log.v1.DeleteTopicResponse\"\x00B-Z+github.com/proglog/proglog/gen/log/v1;logv1b\x06proto3"
+	"\vDeleteTopic\x12\x1a.log.v1.DeleteTopicRequest\x1a\x1b.log.v1.DeleteTopicResponse\"\x00\x12N\n" +
+	"\rMovePartition\x12\x1c.log.v1.MovePartitionRequest\x1a\x1d.log.v1.MovePartitionResponse\"\x00B-Z+github.com/proglog/proglog/gen/log/v1;logv1b\x06proto3"
 
 var (
 	file_log_v1_log_proto_rawDescOnce sync.Once
@@ -2465,7 +2587,7 @@ func file_log_v1_log_proto_rawDescGZIP() []byte {
 }
 
 var file_log_v1_log_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_log_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_log_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_log_v1_log_proto_goTypes = []any{
 	(AppendOutcome_Outcome)(0),       // 0: log.v1.AppendOutcome.Outcome
 	(*Record)(nil),                   // 1: log.v1.Record
@@ -2505,35 +2627,37 @@ var file_log_v1_log_proto_goTypes = []any{
 	(*UpdateTopicResponse)(nil),      // 35: log.v1.UpdateTopicResponse
 	(*DeleteTopicRequest)(nil),       // 36: log.v1.DeleteTopicRequest
 	(*DeleteTopicResponse)(nil),      // 37: log.v1.DeleteTopicResponse
-	(*timestamppb.Timestamp)(nil),    // 38: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),      // 39: google.protobuf.Duration
+	(*MovePartitionRequest)(nil),     // 38: log.v1.MovePartitionRequest
+	(*MovePartitionResponse)(nil),    // 39: log.v1.MovePartitionResponse
+	(*timestamppb.Timestamp)(nil),    // 40: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 41: google.protobuf.Duration
 }
 var file_log_v1_log_proto_depIdxs = []int32{
 	2,  // 0: log.v1.Record.headers:type_name -> log.v1.Header
-	38, // 1: log.v1.Record.time:type_name -> google.protobuf.Timestamp
+	40, // 1: log.v1.Record.time:type_name -> google.protobuf.Timestamp
 	1,  // 2: log.v1.ProduceRequest.record:type_name -> log.v1.Record
 	1,  // 3: log.v1.ProduceBatchRequest.records:type_name -> log.v1.Record
-	38, // 4: log.v1.ConsumeRequest.from_time:type_name -> google.protobuf.Timestamp
+	40, // 4: log.v1.ConsumeRequest.from_time:type_name -> google.protobuf.Timestamp
 	1,  // 5: log.v1.ConsumeResponse.record:type_name -> log.v1.Record
-	38, // 6: log.v1.ConsumeStreamRequest.from_time:type_name -> google.protobuf.Timestamp
+	40, // 6: log.v1.ConsumeStreamRequest.from_time:type_name -> google.protobuf.Timestamp
 	1,  // 7: log.v1.ConsumeStreamResponse.record:type_name -> log.v1.Record
 	1,  // 8: log.v1.ConsumeStreamResponse.records:type_name -> log.v1.Record
 	1,  // 9: log.v1.ProduceStreamRequest.record:type_name -> log.v1.Record
 	1,  // 10: log.v1.ProduceStreamRequest.records:type_name -> log.v1.Record
 	15, // 11: log.v1.GetServersResponse.servers:type_name -> log.v1.Server
-	38, // 12: log.v1.GetOffsetForTimeRequest.time:type_name -> google.protobuf.Timestamp
-	38, // 13: log.v1.GetOffsetForTimeResponse.time:type_name -> google.protobuf.Timestamp
+	40, // 12: log.v1.GetOffsetForTimeRequest.time:type_name -> google.protobuf.Timestamp
+	40, // 13: log.v1.GetOffsetForTimeResponse.time:type_name -> google.protobuf.Timestamp
 	0,  // 14: log.v1.AppendOutcome.outcome:type_name -> log.v1.AppendOutcome.Outcome
-	39, // 15: log.v1.TopicConfig.retention_age:type_name -> google.protobuf.Duration
+	41, // 15: log.v1.TopicConfig.retention_age:type_name -> google.protobuf.Duration
 	24, // 16: log.v1.Topic.config:type_name -> log.v1.TopicConfig
-	38, // 17: log.v1.Topic.created:type_name -> google.protobuf.Timestamp
+	40, // 17: log.v1.Topic.created:type_name -> google.protobuf.Timestamp
 	24, // 18: log.v1.CreateTopicRequest.config:type_name -> log.v1.TopicConfig
 	25, // 19: log.v1.CreateTopicResponse.topic:type_name -> log.v1.Topic
 	25, // 20: log.v1.ListTopicsResponse.topics:type_name -> log.v1.Topic
 	25, // 21: log.v1.DescribeTopicResponse.topic:type_name -> log.v1.Topic
 	32, // 22: log.v1.DescribeTopicResponse.partitions:type_name -> log.v1.PartitionInfo
 	33, // 23: log.v1.PartitionInfo.replicas:type_name -> log.v1.Replica
-	39, // 24: log.v1.UpdateTopicRequest.retention_age:type_name -> google.protobuf.Duration
+	41, // 24: log.v1.UpdateTopicRequest.retention_age:type_name -> google.protobuf.Duration
 	25, // 25: log.v1.UpdateTopicResponse.topic:type_name -> log.v1.Topic
 	3,  // 26: log.v1.LogService.Produce:input_type -> log.v1.ProduceRequest
 	5,  // 27: log.v1.LogService.ProduceBatch:input_type -> log.v1.ProduceBatchRequest
@@ -2549,22 +2673,24 @@ var file_log_v1_log_proto_depIdxs = []int32{
 	30, // 37: log.v1.LogService.DescribeTopic:input_type -> log.v1.DescribeTopicRequest
 	34, // 38: log.v1.LogService.UpdateTopic:input_type -> log.v1.UpdateTopicRequest
 	36, // 39: log.v1.LogService.DeleteTopic:input_type -> log.v1.DeleteTopicRequest
-	4,  // 40: log.v1.LogService.Produce:output_type -> log.v1.ProduceResponse
-	6,  // 41: log.v1.LogService.ProduceBatch:output_type -> log.v1.ProduceBatchResponse
-	8,  // 42: log.v1.LogService.Consume:output_type -> log.v1.ConsumeResponse
-	10, // 43: log.v1.LogService.ConsumeStream:output_type -> log.v1.ConsumeStreamResponse
-	12, // 44: log.v1.LogService.ProduceStream:output_type -> log.v1.ProduceStreamResponse
-	14, // 45: log.v1.LogService.GetServers:output_type -> log.v1.GetServersResponse
-	17, // 46: log.v1.LogService.GetStats:output_type -> log.v1.GetStatsResponse
-	19, // 47: log.v1.LogService.GetOffsetForTime:output_type -> log.v1.GetOffsetForTimeResponse
-	21, // 48: log.v1.LogService.WhoAmI:output_type -> log.v1.WhoAmIResponse
-	27, // 49: log.v1.LogService.CreateTopic:output_type -> log.v1.CreateTopicResponse
-	29, // 50: log.v1.LogService.ListTopics:output_type -> log.v1.ListTopicsResponse
-	31, // 51: log.v1.LogService.DescribeTopic:output_type -> log.v1.DescribeTopicResponse
-	35, // 52: log.v1.LogService.UpdateTopic:output_type -> log.v1.UpdateTopicResponse
-	37, // 53: log.v1.LogService.DeleteTopic:output_type -> log.v1.DeleteTopicResponse
-	40, // [40:54] is the sub-list for method output_type
-	26, // [26:40] is the sub-list for method input_type
+	38, // 40: log.v1.LogService.MovePartition:input_type -> log.v1.MovePartitionRequest
+	4,  // 41: log.v1.LogService.Produce:output_type -> log.v1.ProduceResponse
+	6,  // 42: log.v1.LogService.ProduceBatch:output_type -> log.v1.ProduceBatchResponse
+	8,  // 43: log.v1.LogService.Consume:output_type -> log.v1.ConsumeResponse
+	10, // 44: log.v1.LogService.ConsumeStream:output_type -> log.v1.ConsumeStreamResponse
+	12, // 45: log.v1.LogService.ProduceStream:output_type -> log.v1.ProduceStreamResponse
+	14, // 46: log.v1.LogService.GetServers:output_type -> log.v1.GetServersResponse
+	17, // 47: log.v1.LogService.GetStats:output_type -> log.v1.GetStatsResponse
+	19, // 48: log.v1.LogService.GetOffsetForTime:output_type -> log.v1.GetOffsetForTimeResponse
+	21, // 49: log.v1.LogService.WhoAmI:output_type -> log.v1.WhoAmIResponse
+	27, // 50: log.v1.LogService.CreateTopic:output_type -> log.v1.CreateTopicResponse
+	29, // 51: log.v1.LogService.ListTopics:output_type -> log.v1.ListTopicsResponse
+	31, // 52: log.v1.LogService.DescribeTopic:output_type -> log.v1.DescribeTopicResponse
+	35, // 53: log.v1.LogService.UpdateTopic:output_type -> log.v1.UpdateTopicResponse
+	37, // 54: log.v1.LogService.DeleteTopic:output_type -> log.v1.DeleteTopicResponse
+	39, // 55: log.v1.LogService.MovePartition:output_type -> log.v1.MovePartitionResponse
+	41, // [41:56] is the sub-list for method output_type
+	26, // [26:41] is the sub-list for method input_type
 	26, // [26:26] is the sub-list for extension type_name
 	26, // [26:26] is the sub-list for extension extendee
 	0,  // [0:26] is the sub-list for field type_name
@@ -2585,7 +2711,7 @@ func file_log_v1_log_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_log_v1_log_proto_rawDesc), len(file_log_v1_log_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   37,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -69,6 +69,9 @@ const (
 	LogServiceUpdateTopicProcedure = "/log.v1.LogService/UpdateTopic"
 	// LogServiceDeleteTopicProcedure is the fully-qualified name of the LogService's DeleteTopic RPC.
 	LogServiceDeleteTopicProcedure = "/log.v1.LogService/DeleteTopic"
+	// LogServiceMovePartitionProcedure is the fully-qualified name of the LogService's MovePartition
+	// RPC.
+	LogServiceMovePartitionProcedure = "/log.v1.LogService/MovePartition"
 )
 
 // LogServiceClient is a client for the log.v1.LogService service.
@@ -113,6 +116,13 @@ type LogServiceClient interface {
 	// DeleteTopic deletes a topic and every record in it, on every node.
 	// The topic "default" cannot be deleted.
 	DeleteTopic(context.Context, *v1.DeleteTopicRequest) (*v1.DeleteTopicResponse, error)
+	// MovePartition moves one replica of a partition from a node to
+	// another: the new replica catches up as a learner, then takes the old
+	// one's place, and the old one's files are removed. The old node may be
+	// down for good. It returns once the catalogue names the new replica;
+	// cut short (its deadline), the move stays under way and the same
+	// request resumes it.
+	MovePartition(context.Context, *v1.MovePartitionRequest) (*v1.MovePartitionResponse, error)
 }
 
 // NewLogServiceClient constructs a client for the log.v1.LogService service. By default, it uses
@@ -217,6 +227,12 @@ func NewLogServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...
 			connect.WithSchema(logServiceMethods.ByName("DeleteTopic")),
 			connect.WithClientOptions(opts...),
 		),
+		movePartition: connect.NewClient[v1.MovePartitionRequest, v1.MovePartitionResponse](
+			httpClient,
+			baseURL+LogServiceMovePartitionProcedure,
+			connect.WithSchema(logServiceMethods.ByName("MovePartition")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -236,6 +252,7 @@ type logServiceClient struct {
 	describeTopic    *connect.Client[v1.DescribeTopicRequest, v1.DescribeTopicResponse]
 	updateTopic      *connect.Client[v1.UpdateTopicRequest, v1.UpdateTopicResponse]
 	deleteTopic      *connect.Client[v1.DeleteTopicRequest, v1.DeleteTopicResponse]
+	movePartition    *connect.Client[v1.MovePartitionRequest, v1.MovePartitionResponse]
 }
 
 // Produce calls log.v1.LogService.Produce.
@@ -356,6 +373,15 @@ func (c *logServiceClient) DeleteTopic(ctx context.Context, req *v1.DeleteTopicR
 	return nil, err
 }
 
+// MovePartition calls log.v1.LogService.MovePartition.
+func (c *logServiceClient) MovePartition(ctx context.Context, req *v1.MovePartitionRequest) (*v1.MovePartitionResponse, error) {
+	response, err := c.movePartition.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
 // LogServiceHandler is an implementation of the log.v1.LogService service.
 type LogServiceHandler interface {
 	// Produce appends one record and returns its offset once it is durable.
@@ -398,6 +424,13 @@ type LogServiceHandler interface {
 	// DeleteTopic deletes a topic and every record in it, on every node.
 	// The topic "default" cannot be deleted.
 	DeleteTopic(context.Context, *v1.DeleteTopicRequest) (*v1.DeleteTopicResponse, error)
+	// MovePartition moves one replica of a partition from a node to
+	// another: the new replica catches up as a learner, then takes the old
+	// one's place, and the old one's files are removed. The old node may be
+	// down for good. It returns once the catalogue names the new replica;
+	// cut short (its deadline), the move stays under way and the same
+	// request resumes it.
+	MovePartition(context.Context, *v1.MovePartitionRequest) (*v1.MovePartitionResponse, error)
 }
 
 // NewLogServiceHandler builds an HTTP handler from the service implementation. It returns the path
@@ -498,6 +531,12 @@ func NewLogServiceHandler(svc LogServiceHandler, opts ...connect.HandlerOption) 
 		connect.WithSchema(logServiceMethods.ByName("DeleteTopic")),
 		connect.WithHandlerOptions(opts...),
 	)
+	logServiceMovePartitionHandler := connect.NewUnaryHandlerSimple(
+		LogServiceMovePartitionProcedure,
+		svc.MovePartition,
+		connect.WithSchema(logServiceMethods.ByName("MovePartition")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/log.v1.LogService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case LogServiceProduceProcedure:
@@ -528,6 +567,8 @@ func NewLogServiceHandler(svc LogServiceHandler, opts ...connect.HandlerOption) 
 			logServiceUpdateTopicHandler.ServeHTTP(w, r)
 		case LogServiceDeleteTopicProcedure:
 			logServiceDeleteTopicHandler.ServeHTTP(w, r)
+		case LogServiceMovePartitionProcedure:
+			logServiceMovePartitionHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -591,4 +632,8 @@ func (UnimplementedLogServiceHandler) UpdateTopic(context.Context, *v1.UpdateTop
 
 func (UnimplementedLogServiceHandler) DeleteTopic(context.Context, *v1.DeleteTopicRequest) (*v1.DeleteTopicResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("log.v1.LogService.DeleteTopic is not implemented"))
+}
+
+func (UnimplementedLogServiceHandler) MovePartition(context.Context, *v1.MovePartitionRequest) (*v1.MovePartitionResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("log.v1.LogService.MovePartition is not implemented"))
 }
