@@ -232,3 +232,89 @@ func TestTopicsChangedWhileANodeIsDown(t *testing.T) {
 		t.Fatalf("%s reads the deleted topic: %v, want NotFound", victim.id, err)
 	}
 }
+
+// TestTopicsReplaceDeadNode kills a node for good and replaces it: a new
+// node joins, every partition's replica moves from the dead node to it,
+// and the new node then holds every acknowledged record, identical to the
+// others, while the partitions kept taking writes.
+func TestTopicsReplaceDeadNode(t *testing.T) {
+	c := startCluster(t)
+	ctx := t.Context()
+	n1 := c.client(c.members[0].addr)
+	if _, err := n1.CreateTopic(ctx, &logv1.CreateTopicRequest{Name: "orders", Partitions: 2, ReplicationFactor: 3}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[uint32][]string{}
+	produce := func(prefix string, n int) {
+		t.Helper()
+		for i := range n {
+			p := uint32(i % 2)
+			v := fmt.Sprintf("%s-%d", prefix, i)
+			cctx, cancel := c.call(10 * time.Second)
+			res, err := n1.Produce(cctx, &logv1.ProduceRequest{Topic: "orders", Partition: &p, Record: &logv1.Record{Value: []byte(v)}})
+			cancel()
+			if err != nil {
+				t.Fatalf("Produce %s: %v", v, err)
+			}
+			if res.GetOffset() != uint64(len(want[p])) {
+				t.Fatalf("Produce %s: offset %d, want %d", v, res.GetOffset(), len(want[p]))
+			}
+			want[p] = append(want[p], v)
+		}
+	}
+	produce("before", 200)
+	dead := c.members[2]
+	dead.kill9()
+	produce("while-dead", 50)
+
+	n4 := c.addMember()
+	for p := range 2 {
+		cctx, cancel := c.call(2 * time.Minute)
+		res, err := n1.MovePartition(cctx, &logv1.MovePartitionRequest{Topic: "orders", Partition: uint32(p), FromNode: dead.id, ToNode: n4.id})
+		cancel()
+		if err != nil {
+			t.Fatalf("MovePartition %d %s -> %s: %v", p, dead.id, n4.id, err)
+		}
+		if got := res.GetReplicas(); slices.Contains(got, dead.id) || !slices.Contains(got, n4.id) {
+			t.Fatalf("partition %d's replicas after the move: %v", p, got)
+		}
+	}
+	produce("after", 50)
+	waitFor(t, n4.id+" to host both partitions", 30*time.Second, func() bool { return len(c.partitionDirs(n4)) == 2 })
+	for p := range uint32(2) {
+		next := c.partitionNext("orders", p)
+		if next != uint64(len(want[p])) {
+			t.Fatalf("orders/%d ends at %d, want %d", p, next, len(want[p]))
+		}
+		for _, m := range c.members {
+			if m == dead {
+				continue
+			}
+			got := c.readPartition(m.addr, "orders", p, next)
+			for i, v := range want[p] {
+				if string(got[i]) != v {
+					t.Fatalf("%s: orders/%d offset %d is %q, want %q", m.id, p, i, got[i], v)
+				}
+			}
+		}
+	}
+	waitFor(t, "every partition's replicas in sync without the dead node", 30*time.Second, func() bool {
+		cctx, cancel := c.call(5 * time.Second)
+		defer cancel()
+		desc, err := c.client(n4.addr).DescribeTopic(cctx, &logv1.DescribeTopicRequest{Name: "orders"})
+		if err != nil {
+			return false
+		}
+		for _, p := range desc.GetPartitions() {
+			if len(p.GetReplicas()) != 3 {
+				return false
+			}
+			for _, r := range p.GetReplicas() {
+				if r.GetNodeId() == dead.id || !r.GetInSync() {
+					return false
+				}
+			}
+		}
+		return true
+	})
+}
