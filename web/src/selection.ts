@@ -103,11 +103,21 @@ export interface TopicSettings {
 
 /**
  * formatRetention says how long a topic keeps records: "7 d", "1.0 GiB",
- * "7 d or 1.0 GiB" (whichever comes first), or "forever".
+ * "7 d or 1.0 GiB" (whichever comes first), or "forever". The topic
+ * "default" is the system group's, whose retention is each node's own
+ * (serve's --retention-*): without settings of its own it says so.
  */
-export function formatRetention(c: TopicSettings | undefined): string {
+export function formatRetention(name: string, c: TopicSettings | undefined): string {
   const age = c?.retentionAge && (c.retentionAge.seconds > 0n || c.retentionAge.nanos > 0) ? formatDuration(c.retentionAge) : "";
   const size = c && c.retentionBytes > 0n ? formatBytes(c.retentionBytes) : "";
   if (age && size) return `${age} or ${size}`;
-  return age || size || "forever";
+  return age || size || (name === defaultTopic ? "node's setting" : "forever");
+}
+
+/**
+ * formatReplication is a topic's replication factor; 0 (the topic
+ * "default") means every voter of the system group.
+ */
+export function formatReplication(factor: number): string {
+  return factor > 0 ? String(factor) : "all";
 }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { formatDuration, formatHash, formatRetention, parseHash, topicChoices, validTopic } from "../src/selection.js";
+import { formatDuration, formatHash, formatReplication, formatRetention, parseHash, topicChoices, validTopic } from "../src/selection.js";
 
 describe("parseHash and formatHash", () => {
   it("reads the hashes of older versions", () => {
@@ -69,11 +69,22 @@ describe("formatDuration", () => {
 
 describe("formatRetention", () => {
   it("says what a topic keeps", () => {
-    assert.equal(formatRetention(undefined), "forever");
-    assert.equal(formatRetention({ retentionBytes: 0n }), "forever");
-    assert.equal(formatRetention({ retentionBytes: 0n, retentionAge: { seconds: 0n, nanos: 0 } }), "forever");
-    assert.equal(formatRetention({ retentionBytes: 1n << 30n }), "1.0 GiB");
-    assert.equal(formatRetention({ retentionBytes: 0n, retentionAge: { seconds: 604800n, nanos: 0 } }), "7 d");
-    assert.equal(formatRetention({ retentionBytes: 64n << 10n, retentionAge: { seconds: 3600n, nanos: 0 } }), "1 h or 64 KiB");
+    assert.equal(formatRetention("t", undefined), "forever");
+    assert.equal(formatRetention("t", { retentionBytes: 0n }), "forever");
+    assert.equal(formatRetention("t", { retentionBytes: 0n, retentionAge: { seconds: 0n, nanos: 0 } }), "forever");
+    assert.equal(formatRetention("t", { retentionBytes: 1n << 30n }), "1.0 GiB");
+    assert.equal(formatRetention("t", { retentionBytes: 0n, retentionAge: { seconds: 604800n, nanos: 0 } }), "7 d");
+    assert.equal(formatRetention("t", { retentionBytes: 64n << 10n, retentionAge: { seconds: 3600n, nanos: 0 } }), "1 h or 64 KiB");
+  });
+  it("leaves the default topic's to the nodes unless it has its own", () => {
+    assert.equal(formatRetention("default", { retentionBytes: 0n }), "node's setting");
+    assert.equal(formatRetention("default", { retentionBytes: 1024n }), "1.0 KiB");
+  });
+});
+
+describe("formatReplication", () => {
+  it("reads 0 as every node", () => {
+    assert.equal(formatReplication(0), "all");
+    assert.equal(formatReplication(3), "3");
   });
 });
