@@ -396,7 +396,8 @@ async function functional() {
  * follow the selected partition, the URL keeps it across a reload, the
  * members list shows each node's partition leaders, the Topics panel
  * describes the topic, and when the topic is deleted the page says so and
- * goes back to "default". It leaves the page on the default topic's tail.
+ * goes back to "default", as it goes back to partition 0 from one the
+ * topic does not have. It leaves the page on the default topic's tail.
  */
 async function topicsAndPartitions(p) {
   const before = await ask("servers");
@@ -500,6 +501,11 @@ async function topicsAndPartitions(p) {
   await waitText(p, "#browse-status", /^offsets /);
   await shot(p, "10c-topic-deleted");
   await p.click("#tab-tail");
+  await waitText(p, "#tail-status", /^live$/);
+  // 10f. A partition the topic does not have (a hand-edited URL).
+  await p.evaluate(() => (location.hash = "#tail&partition=5"));
+  await waitText(p, "#where-note", /^Topic "default" has no partition 5: it has 1 partition \(0\)\. Showing partition 0\.$/, 20_000);
+  check((await hash(p)) === "#tail", `hash ${await hash(p)}`);
   await waitText(p, "#tail-status", /^live$/);
 }
 
