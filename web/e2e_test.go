@@ -224,6 +224,10 @@ func (e *env) answer(ctx context.Context, t *testing.T, step string, msg map[str
 		t.Errorf("%s: %v", step, err)
 		return map[string]string{"error": err.Error()}
 	}
+	// topic and partition name a partition other than the default topic's
+	// partition 0, when the driver gives them.
+	topic, _ := msg["topic"].(string)
+	partition := uint32(num("partition"))
 	switch step {
 	case "produce-go":
 		values := make([]string, num("count"))
@@ -232,11 +236,54 @@ func (e *env) answer(ctx context.Context, t *testing.T, step string, msg map[str
 			values[i] = fmt.Sprintf("go-record-%d-%d", time.Now().UnixNano(), i)
 			records[i] = &logv1.Record{Value: []byte(values[i])}
 		}
-		res, err := e.client.ProduceBatch(ctx, &logv1.ProduceBatchRequest{Records: records})
+		req := &logv1.ProduceBatchRequest{Records: records, Topic: topic}
+		if _, ok := msg["partition"]; ok {
+			req.Partition = &partition
+		}
+		res, err := e.client.ProduceBatch(ctx, req)
 		if err != nil {
 			return fail(err)
 		}
+		if _, ok := msg["partition"]; ok && res.Partition != partition {
+			return fail(fmt.Errorf("asked for partition %d, got %d", partition, res.Partition))
+		}
 		return map[string]any{"values": values, "next": res.BaseOffset + uint64(len(values))}
+	case "create-topic":
+		name, _ := msg["name"].(string)
+		res, err := e.client.CreateTopic(ctx, &logv1.CreateTopicRequest{Name: name, Partitions: uint32(num("partitions"))})
+		if err != nil {
+			return fail(err)
+		}
+		// Wait until every partition has a leader and takes reads.
+		for p := range res.GetTopic().GetPartitions() {
+			for i := 0; ; i++ {
+				_, err := e.client.GetStats(ctx, &logv1.GetStatsRequest{Topic: name, Partition: p})
+				if err == nil {
+					break
+				}
+				if i == 100 {
+					return fail(fmt.Errorf("partition %d of %s never answered: %w", p, name, err))
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+		return map[string]any{"partitions": res.GetTopic().GetPartitions(), "replicationFactor": res.GetTopic().GetReplicationFactor()}
+	case "delete-topic":
+		name, _ := msg["name"].(string)
+		if _, err := e.client.DeleteTopic(ctx, &logv1.DeleteTopicRequest{Name: name}); err != nil {
+			return fail(err)
+		}
+		return map[string]any{}
+	case "servers":
+		res, err := e.client.GetServers(ctx, &logv1.GetServersRequest{})
+		if err != nil {
+			return fail(err)
+		}
+		servers := make([]map[string]any, len(res.Servers))
+		for i, s := range res.Servers {
+			servers[i] = map[string]any{"id": s.Id, "isLeader": s.IsLeader, "partitionLeaders": s.PartitionLeaders}
+		}
+		return map[string]any{"servers": servers}
 	case "produce-special":
 		large := strings.Repeat("x", 200_000-3) + "END"
 		res, err := e.client.ProduceBatch(ctx, &logv1.ProduceBatchRequest{Records: []*logv1.Record{
@@ -289,7 +336,7 @@ func (e *env) answer(ctx context.Context, t *testing.T, step string, msg map[str
 	case "read-back":
 		off := uint64(num("offset"))
 		want, _ := msg["value"].(string)
-		res, err := e.client.Consume(ctx, &logv1.ConsumeRequest{Offset: off})
+		res, err := e.client.Consume(ctx, &logv1.ConsumeRequest{Offset: off, Topic: topic, Partition: partition})
 		if err != nil {
 			return fail(err)
 		}

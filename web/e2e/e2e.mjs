@@ -138,6 +138,16 @@ async function waitText(page, selector, re, timeout = 20_000) {
   return (await loc.first().innerText()).trim();
 }
 
+/** hash reads the page's URL hash, where it keeps the view, topic and partition. */
+function hash(page) {
+  return page.evaluate(() => location.hash);
+}
+
+/** selectValue reads a select's value. */
+function selectValue(page, selector) {
+  return page.locator(selector).evaluate((el) => el.value);
+}
+
 async function functional() {
   // 1. Root: the tail shows records a Go client produces, live. The page's
   // local time is St. John's (UTC-03:30 or -02:30), never UTC by accident.
@@ -179,7 +189,7 @@ async function functional() {
   await p.fill("#produce-value", JSON.stringify({ from: "browser", nonce }));
   await p.check('input[name="produce-mode"][value="json"]');
   await p.click("#produce-submit");
-  const result = await waitText(p, "#produce-result", /^Appended at offset \d+\.$/);
+  const result = await waitText(p, "#produce-result", /^Appended to default partition 0 at offset \d+\.$/);
   const offset = Number(/offset (\d+)/.exec(result)[1]);
   await waitText(p, "#tail-list", new RegExp(nonce));
   await shot(p, "2-produce-from-page");
@@ -251,7 +261,7 @@ async function functional() {
   await p.fill("#produce-key", "page-key");
   await p.fill("#produce-headers", "source: dashboard\nsource: again\n\nempty:");
   await p.click("#produce-submit");
-  const withHeaders = Number(/offset (\d+)/.exec(await waitText(p, "#produce-result", /^Appended at offset \d+\.$/))[1]);
+  const withHeaders = Number(/offset (\d+)/.exec(await waitText(p, "#produce-result", /^Appended to default partition 0 at offset \d+\.$/))[1]);
   await ask("read-back", {
     offset: withHeaders,
     value: "with headers",
@@ -322,6 +332,7 @@ async function functional() {
   await p.click("#tail-follow");
   await p.locator("#tail-follow").waitFor({ state: "hidden", timeout: 5_000 });
   await waitText(p, "#tail-list", new RegExp(more.values[0]));
+  await topicsAndPartitions(p);
   await noCSPViolations(p);
   await root.context.close();
 
@@ -377,6 +388,125 @@ async function functional() {
   await shot(p, "8-retention-skip");
   await noCSPViolations(p);
   await ret.context.close();
+}
+
+/**
+ * topicsAndPartitions: a topic with 3 partitions, created by the Go client,
+ * appears in the selector; the tail, Browse, Produce and the overview
+ * follow the selected partition, the URL keeps it across a reload, the
+ * members list shows each node's partition leaders, the Topics panel
+ * describes the topic, and when the topic is deleted the page says so and
+ * goes back to "default", as it goes back to partition 0 from one the
+ * topic does not have. It leaves the page on the default topic's tail.
+ */
+async function topicsAndPartitions(p) {
+  const before = await ask("servers");
+  // 10a. The node's members entry counts the partitions it leads.
+  for (const s of before.servers) {
+    await waitText(p, `#members li[data-id="${s.id}"]`, new RegExp(`leads ${s.partitionLeaders} partitions?`), 15_000);
+  }
+  const created = await ask("create-topic", { name: "orders", partitions: 3 });
+  check(created.partitions === 3 && created.replicationFactor === 1, `created ${JSON.stringify(created)}`);
+  // The selector finds it on its own: ListTopics every few seconds.
+  await p.locator('#topic-select option[value="orders"]').waitFor({ state: "attached", timeout: 15_000 });
+  await p.selectOption("#topic-select", "orders");
+  check((await hash(p)) === "#tail&topic=orders", `hash ${await hash(p)}`);
+  const parts = await p.locator("#partition-select option").evaluateAll((os) => os.map((o) => o.value));
+  check(JSON.stringify(parts) === '["0","1","2"]', `partition options ${JSON.stringify(parts)}`);
+  const produceParts = await p.locator("#produce-partition option").evaluateAll((os) => os.map((o) => o.value));
+  check(JSON.stringify(produceParts) === '["auto","0","1","2"]', `produce partition options ${JSON.stringify(produceParts)}`);
+  await waitText(p, "#tail-counts", / · showing 0$/); // the old topic's records are gone
+  await p.selectOption("#partition-select", "2");
+  check((await hash(p)) === "#tail&topic=orders&partition=2", `hash ${await hash(p)}`);
+  check((await selectValue(p, "#produce-partition")) === "2", "the produce partition does not follow the selection");
+  await waitText(p, "#tail-status", /^(live|waiting for records…)$/);
+  await waitText(p, "#st-where", /^orders · partition 2$/);
+  await waitText(p, "#st-next", /^0$/);
+
+  // 10b. The form produces to a partition it names; the tail of that
+  // partition shows the record, and the Go client reads it there.
+  await p.fill("#produce-value", "to-partition-2");
+  await p.check('input[name="produce-mode"][value="text"]');
+  await p.click("#produce-submit");
+  await waitText(p, "#produce-result", /^Appended to orders partition 2 at offset 0\.$/);
+  await ask("read-back", { topic: "orders", partition: 2, offset: 0, value: "to-partition-2" });
+  await waitText(p, "#tail-list", /to-partition-2/);
+  // A record for partition 1 does not show; a later one for partition 2 does.
+  const other = await ask("produce-go", { count: 1, topic: "orders", partition: 1 });
+  const live = await ask("produce-go", { count: 1, topic: "orders", partition: 2 });
+  await waitText(p, "#tail-list", new RegExp(live.values[0]));
+  check(JSON.stringify(await tailOffsets(p)) === "[0,1]", `partition 2's tail shows ${JSON.stringify(await tailOffsets(p))}`);
+  check(!(await p.locator("#tail-list").innerText()).includes(other.values[0]), "partition 2's tail shows partition 1's record");
+  await waitText(p, "#st-next", /^2$/, 10_000);
+  await waitText(p, "#produce-where", /^to orders$/);
+  // "auto" lets the server choose; the answer names the partition.
+  await p.selectOption("#produce-partition", "auto");
+  await p.fill("#produce-value", "auto-partition");
+  await p.click("#produce-submit");
+  const auto = /partition (\d) at offset (\d+)/.exec(await waitText(p, "#produce-result", /^Appended to orders partition [0-2] at offset \d+\.$/));
+  await ask("read-back", { topic: "orders", partition: Number(auto[1]), offset: Number(auto[2]), value: "auto-partition" });
+  await shot(p, "10a-topic-partition-tail");
+
+  // 10c. Browse shows partition 2; a reload keeps the selection.
+  await p.click("#tab-browse");
+  check((await hash(p)) === "#browse&topic=orders&partition=2", `hash ${await hash(p)}`);
+  await waitText(p, "#browse-status", /^offsets 0–[12] of 0–[12]$/);
+  await waitText(p, "#browse-list", /to-partition-2/);
+  check(!(await p.locator("#browse-list").innerText()).includes(other.values[0]), "Browse of partition 2 shows partition 1's record");
+  await p.reload();
+  await waitText(p, "#browse-list", /to-partition-2/);
+  check((await selectValue(p, "#topic-select")) === "orders", "the reload lost the topic");
+  check((await selectValue(p, "#partition-select")) === "2", "the reload lost the partition");
+  await waitText(p, "#st-where", /^orders · partition 2$/);
+  // Partition 1 holds the Go client's record and not the page's.
+  await p.selectOption("#partition-select", "1");
+  await waitText(p, "#browse-list", new RegExp(other.values[0]));
+  check(!(await p.locator("#browse-list").innerText()).includes("to-partition-2"), "Browse of partition 1 shows partition 2's record");
+  check((await hash(p)) === "#browse&topic=orders&partition=1", `hash ${await hash(p)}`);
+
+  // 10d. The members list counts the new partitions' leaders; the Topics
+  // panel lists the topic and describes its partitions.
+  const after = await ask("servers");
+  const leads = after.servers.reduce((n, s) => n + s.partitionLeaders, 0) - before.servers.reduce((n, s) => n + s.partitionLeaders, 0);
+  check(leads === 3, `the cluster leads ${leads} more partitions after creating 3`);
+  for (const s of after.servers) {
+    await waitText(p, `#members li[data-id="${s.id}"]`, new RegExp(`leads ${s.partitionLeaders} partitions?`), 15_000);
+  }
+  const row = p.locator('#topics-body tr[data-topic="orders"]');
+  await row.waitFor({ timeout: 15_000 });
+  const cells = await row.locator("td").allInnerTexts();
+  check(JSON.stringify(cells) === '["orders","3","1","forever"]', `topics row ${JSON.stringify(cells)}`);
+  check(await row.evaluate((tr) => tr.classList.contains("selected")), "the selected topic is not marked");
+  await waitText(p, "#partitions-title", /^Partitions of orders$/);
+  const p2 = p.locator('#partitions-body tr[data-partition="2"]');
+  // Offsets come from DescribeTopic, asked every few seconds.
+  await p2.filter({ hasText: /✓/ }).waitFor({ timeout: 15_000 });
+  const leader = after.servers[0].id;
+  for (let i = 0; ; i++) {
+    const c = await p2.locator("td").allInnerTexts();
+    if (c[1] === leader && c[4] === "2") break;
+    check(i < 150, `partition 2's row ${JSON.stringify(c)}, want leader ${leader} and next offset 2`);
+    await p.waitForTimeout(100);
+  }
+  await p.locator('#partitions-body tr[data-partition="0"] button').click();
+  await waitText(p, "#st-where", /^orders · partition 0$/);
+  check((await selectValue(p, "#partition-select")) === "0", "the Topics panel did not select partition 0");
+  await shot(p, "10b-topic-browse-and-panel");
+
+  // 10e. A deleted topic: the page says so and shows "default" again.
+  await ask("delete-topic", { name: "orders" });
+  await waitText(p, "#where-note", /^Topic "orders" does not exist \(it may have been deleted\)\. Showing "default"\.$/, 20_000);
+  check((await selectValue(p, "#topic-select")) === "default", "the page did not fall back to default");
+  check((await hash(p)) === "#browse", `hash ${await hash(p)}`);
+  await waitText(p, "#browse-status", /^offsets /);
+  await shot(p, "10c-topic-deleted");
+  await p.click("#tab-tail");
+  await waitText(p, "#tail-status", /^live$/);
+  // 10f. A partition the topic does not have (a hand-edited URL).
+  await p.evaluate(() => (location.hash = "#tail&partition=5"));
+  await waitText(p, "#where-note", /^Topic "default" has no partition 5: it has 1 partition \(0\)\. Showing partition 0\.$/, 20_000);
+  check((await hash(p)) === "#tail", `hash ${await hash(p)}`);
+  await waitText(p, "#tail-status", /^live$/);
 }
 
 /** heap forces a garbage collection and reads the page's JS heap (bytes). */

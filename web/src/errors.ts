@@ -20,6 +20,9 @@ export interface ErrorContext {
   identity?: Identity;
   /** offset is the offset the call asked for, if any. */
   offset?: bigint;
+  /** topic and partition are what the call was about ("" is "default"). */
+  topic?: string;
+  partition?: number;
   /**
    * lowest and next are the log's bounds as the page last saw them; an
    * OffsetRange detail on the error, the bounds when the server answered,
@@ -88,8 +91,8 @@ export function describeError(err: unknown, ctx: ErrorContext): string {
   const ce = ConnectError.from(err);
   const s = describeCode(ce, ctx);
   // Whether a failed produce wrote anything matters for what to do next;
-  // a denial or a refused record plainly did not.
-  if (ctx.action === "produce" && !isAuthError(ce) && ce.code !== Code.InvalidArgument) {
+  // a denial, a refused record or a missing topic plainly did not.
+  if (ctx.action === "produce" && !isAuthError(ce) && ce.code !== Code.InvalidArgument && ce.code !== Code.NotFound) {
     const outcome = appendOutcome(ce);
     if (outcome === "unknown") return `${s} The record may have been appended anyway: look before producing it again.`;
     if (outcome === "not-applied") return `${s} Nothing was appended, so trying again cannot duplicate it.`;
@@ -118,6 +121,15 @@ function describeCode(ce: ConnectError, ctx: ErrorContext): string {
       if (off !== undefined) return `Offset ${off} is outside the log${holds}.`;
       return `That offset is outside the log${holds}.`;
     }
+    case Code.NotFound: {
+      const topic = ctx.topic || "default";
+      if (missing(ce) === "partition") {
+        const has = /the topic has (.+)$/.exec(ce.rawMessage)?.[1];
+        const which = ctx.partition !== undefined ? `partition ${ctx.partition}` : "that partition";
+        return `Topic "${topic}" has no ${which}${has ? `: it has ${has}` : ""}.`;
+      }
+      return `Topic "${topic}" does not exist (it may have been deleted).`;
+    }
     case Code.InvalidArgument:
       return `The server refused the request: ${ce.rawMessage}.`;
     case Code.ResourceExhausted:
@@ -145,6 +157,17 @@ export function isNetworkError(err: unknown): boolean {
   if (ce.code !== Code.Unknown && ce.code !== Code.Unavailable) return false;
   const cause = ce.cause;
   return (cause instanceof TypeError && networkFailure.test(cause.message)) || networkFailure.test(ce.rawMessage);
+}
+
+/**
+ * missing says what a NOT_FOUND error says is missing: the topic, or one
+ * of its partitions (proglog's messages name which); undefined for other
+ * errors.
+ */
+export function missing(err: unknown): "topic" | "partition" | undefined {
+  const ce = ConnectError.from(err);
+  if (ce.code !== Code.NotFound) return undefined;
+  return /no such partition/.test(ce.rawMessage) ? "partition" : "topic";
 }
 
 /** isAuthError reports whether err is a denial that a new certificate or policy could fix. */

@@ -5,7 +5,7 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-web";
 import "./style.css";
 import { RateChart } from "./chart.js";
-import { describeError, importHint, isAuthError, joinWords, type Action, type Identity } from "./errors.js";
+import { describeError, importHint, isAuthError, joinWords, missing, type Action, type Identity } from "./errors.js";
 import {
   encodeProduce,
   formatBytes,
@@ -25,10 +25,11 @@ import {
   timeMs,
   toDateTimeLocal,
 } from "./format.js";
-import { LogService } from "./gen/log/v1/log_pb.js";
+import { LogService, type DescribeTopicResponse, type Topic } from "./gen/log/v1/log_pb.js";
 import { RateMeter, Series } from "./rate.js";
 import { Ring } from "./ring.js";
-import { Tail, toTailRecord, type TailRecord, type TailStatus } from "./tail.js";
+import { defaultTopic, formatHash, formatReplication, formatRetention, parseHash, topicChoices, type Selection, type View } from "./selection.js";
+import { Tail, toTailRecord, type TailRecord, type TailSource, type TailStatus } from "./tail.js";
 import { VirtualList } from "./vlist.js";
 
 const backlog = 100; // records shown when the tail starts at the end
@@ -38,6 +39,7 @@ const rowHeight = 22; // px, matches --row in style.css
 const statsEveryMs = 1000;
 const statsTimeoutMs = 5000;
 const serversEveryMs = 5000;
+const topicsEveryMs = 5000;
 const identityEveryMs = 15000;
 
 function $<T extends HTMLElement = HTMLElement>(id: string): T {
@@ -59,20 +61,36 @@ const transport = grpcWeb
   ? createGrpcWebTransport({ baseUrl: location.origin, useBinaryFormat: true })
   : createConnectTransport({ baseUrl: location.origin, useBinaryFormat: true, useHttpGet: true });
 const client = createClient(LogService, transport);
-{
-  const link = document.createElement("a");
-  link.href = grpcWeb ? "?" : "?transport=grpc-web";
-  link.textContent = grpcWeb ? "use the Connect protocol" : "use gRPC-Web";
-  $("transport").append(`Talking to ${location.host} with ${grpcWeb ? "gRPC-Web" : "the Connect protocol"} · `, link);
-}
+const transportLink = document.createElement("a");
+transportLink.textContent = grpcWeb ? "use the Connect protocol" : "use gRPC-Web";
+$("transport").append(`Talking to ${location.host} with ${grpcWeb ? "gRPC-Web" : "the Connect protocol"} · `, transportLink);
 
 // ---- shared state -----------------------------------------------------------
 
 let identity: Identity | undefined;
+/** bounds are the selected partition's, as GetStats last said. */
 let bounds: { lowest: bigint; next: bigint } | undefined;
 
-function context(action: Action, offset?: bigint) {
-  return { action, identity, offset, lowest: bounds?.lowest, next: bounds?.next };
+// The partition the tail, Browse and the overview follow, and the records
+// view showing it; the URL's hash keeps them (see selection.ts). A new
+// selection is a new object, so a reply can tell whether it is stale.
+const initial = parseHash(location.hash);
+let sel: Selection = { topic: initial.topic, partition: initial.partition };
+let view: View = initial.view;
+
+/** source is what a request about a selection names: topic "" is "default". */
+function source(at: Selection = sel): TailSource {
+  return { topic: at.topic === defaultTopic ? "" : at.topic, partition: at.partition };
+}
+
+function context(action: Action, offset?: bigint, at: Selection = sel) {
+  return { action, identity, offset, lowest: bounds?.lowest, next: bounds?.next, topic: at.topic, partition: at.partition };
+}
+
+function writeHash(): void {
+  const hash = formatHash({ view, ...sel });
+  history.replaceState(null, "", hash);
+  transportLink.href = (grpcWeb ? "?" : "?transport=grpc-web") + hash;
 }
 
 /**
@@ -117,9 +135,9 @@ async function refreshIdentity(): Promise<void> {
 
 // ---- overview ---------------------------------------------------------------
 
-const appendMeter = new RateMeter(5000);
+let appendMeter = new RateMeter(5000);
 const tailMeter = new RateMeter(5000);
-const series = new Series(120, 2);
+let series = new Series(120, 2);
 const chart = new RateChart($("chart"));
 let received = 0; // records the tail delivered since the page loaded
 
@@ -138,11 +156,23 @@ async function pollStats(): Promise<void> {
   if (!document.hidden && series.length > 1) chart.setData(series.data());
 }
 
+/** resetOverview forgets the previous selection's figures. */
+function resetOverview(): void {
+  bounds = undefined;
+  appendMeter = new RateMeter(5000);
+  series = new Series(120, 2);
+  chart.setData(series.data());
+  for (const id of ["st-lowest", "st-next", "st-records", "st-size", "st-segments", "st-append"]) $(id).textContent = "–";
+  say($("stats-error"), "");
+}
+
 async function fetchStats(now: number): Promise<void> {
+  const at = sel;
   try {
     // A deadline, so a call stuck on a connection that died (a server
     // restart) cannot stop the poll, which waits for each call.
-    const s = await client.getStats({}, { timeoutMs: statsTimeoutMs });
+    const s = await client.getStats(source(at), { timeoutMs: statsTimeoutMs });
+    if (at !== sel) return; // another partition was selected meanwhile
     bounds = { lowest: s.lowestOffset, next: s.nextOffset };
     $("st-lowest").textContent = formatCount(s.lowestOffset);
     $("st-next").textContent = formatCount(s.nextOffset);
@@ -154,7 +184,9 @@ async function fetchStats(now: number): Promise<void> {
     say($("stats-error"), "");
     $("chart").hidden = false;
   } catch (e) {
+    if (at !== sel) return;
     say($("stats-error"), explain(e, "consume"));
+    if (missing(e)) void lost(at, e);
     $("node").textContent = "";
     if (isAuthError(e)) {
       $("chart").hidden = true; // nothing to plot for a caller who may not look
@@ -172,10 +204,17 @@ async function pollServers(): Promise<void> {
       ...r.servers.map((s) => {
         const li = document.createElement("li");
         li.textContent = `${s.id} ${s.rpcAddr}`;
+        li.dataset.id = s.id;
+        const leads = document.createElement("span");
+        leads.className = "leads";
+        leads.textContent = `leads ${s.partitionLeaders} partition${s.partitionLeaders === 1 ? "" : "s"}`;
+        leads.title = "how many partitions of all topics this node leads";
+        li.append(leads);
         if (s.isLeader) {
           const tag = document.createElement("span");
           tag.className = "leader";
           tag.textContent = "leader";
+          tag.title = "leads the system group: the topic catalogue and the topic default";
           li.append(tag);
         }
         return li;
@@ -194,6 +233,252 @@ function every(ms: number, f: () => Promise<void>): void {
   const run = () => void f().finally(() => setTimeout(run, ms));
   run();
 }
+
+// ---- topics and partitions ---------------------------------------------------
+
+/** topics is what ListTopics last said, by name (topics the caller may use). */
+let topics = new Map<string, Topic>();
+/** topicsSupported is false for servers from before topics: only "default" exists. */
+let topicsSupported = true;
+/** described is DescribeTopic's last answer about the selected topic. */
+let described: DescribeTopicResponse | undefined;
+
+/** partitionCount is how many partitions the topic has, if the page knows. */
+function partitionCount(topic: string): number | undefined {
+  if (described?.topic?.name === topic) return described.topic.partitions;
+  if (topics.has(topic)) return topics.get(topic)!.partitions;
+  return topicsSupported ? undefined : 1;
+}
+
+/** setOptions makes a select offer values (labelled by label), keeping its value when it still can. */
+function setOptions(el: HTMLSelectElement, values: string[], label: (v: string) => string = (v) => v): void {
+  const same = el.options.length === values.length && values.every((v, i) => el.options[i].value === v && el.options[i].text === label(v));
+  if (!same) el.replaceChildren(...values.map((v) => new Option(label(v), v)));
+}
+
+function range(n: number): string[] {
+  return Array.from({ length: n }, (_, i) => String(i));
+}
+
+/** renderWhere shows the selection in the selectors, headings and the Topics panel. */
+function renderWhere(): void {
+  setOptions($<HTMLSelectElement>("topic-select"), topicChoices([...topics.keys()], sel.topic));
+  $<HTMLSelectElement>("topic-select").value = sel.topic;
+  // Until the topic's partitions are known, offer those up to the selected one.
+  const n = partitionCount(sel.topic) ?? sel.partition + 1;
+  const ps = $<HTMLSelectElement>("partition-select");
+  setOptions(ps, range(Math.max(n, sel.partition + 1)));
+  ps.value = String(sel.partition);
+  const pp = $<HTMLSelectElement>("produce-partition");
+  const keep = pp.value;
+  setOptions(pp, ["auto", ...range(Math.max(n, 1))]);
+  pp.value = pp.querySelector(`option[value="${keep}"]`) ? keep : String(sel.partition);
+
+  const t = described?.topic?.name === sel.topic ? described.topic : topics.get(sel.topic);
+  $("where-info").textContent = t
+    ? `${t.partitions} partition${t.partitions === 1 ? "" : "s"} · ` +
+      `${t.replicationFactor > 0 ? `replication ${t.replicationFactor}` : "on every node"} · keeps ${formatRetention(t.name, t.config)}`
+    : "";
+  $("st-where").textContent = `${sel.topic} · partition ${sel.partition}`;
+  $("produce-where").textContent = `to ${sel.topic}`;
+  renderTopics();
+}
+
+function cell(text: string, className = ""): HTMLTableCellElement {
+  const td = document.createElement("td");
+  td.textContent = text;
+  td.className = className;
+  return td;
+}
+
+function linkButton(text: string, title: string, onClick: () => void): HTMLButtonElement {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.className = "link";
+  b.textContent = text;
+  b.title = title;
+  b.addEventListener("click", onClick);
+  return b;
+}
+
+/** renderTopics fills the Topics panel: every topic, and the selected one's partitions. */
+function renderTopics(): void {
+  $("topics-card").hidden = !topicsSupported;
+  if (!topicsSupported) return;
+  $("topics-body").replaceChildren(
+    ...topicChoices([...topics.keys()], sel.topic)
+      .filter((name) => topics.has(name))
+      .map((name) => {
+        const t = topics.get(name)!;
+        const tr = document.createElement("tr");
+        tr.dataset.topic = name;
+        tr.classList.toggle("selected", name === sel.topic);
+        const td = document.createElement("td");
+        td.append(linkButton(name, `show ${name}`, () => choose(name, 0)));
+        tr.append(td, cell(String(t.partitions), "num"), cell(formatReplication(t.replicationFactor), "num"), cell(formatRetention(name, t.config)));
+        return tr;
+      }),
+  );
+  const d = described?.topic?.name === sel.topic ? described : undefined;
+  $("partitions-title").textContent = `Partitions of ${sel.topic}`;
+  $("partitions-body").replaceChildren(
+    ...(d?.partitions ?? []).map((p) => {
+      const tr = document.createElement("tr");
+      tr.dataset.partition = String(p.partition);
+      tr.classList.toggle("selected", p.partition === sel.partition);
+      const num = document.createElement("td");
+      num.className = "num";
+      num.append(linkButton(String(p.partition), `show partition ${p.partition}`, () => choose(sel.topic, p.partition)));
+      const replicas = document.createElement("td");
+      replicas.append(
+        ...p.replicas.map((r) => {
+          const span = document.createElement("span");
+          span.className = `replica ${r.inSync ? "in-sync" : "behind"}${r.isLeader ? " leader" : ""}`;
+          span.textContent = `${r.nodeId}${r.inSync ? "✓" : "✗"}`;
+          span.title = `${r.nodeId} (${r.rpcAddr})${r.isLeader ? ", the leader" : ""}: ${r.inSync ? "in sync" : "not in sync"}`;
+          return span;
+        }),
+      );
+      tr.append(
+        num,
+        cell(p.leader || "none", p.leader ? "" : "none"),
+        replicas,
+        cell(formatCount(p.lowestOffset), "num"),
+        cell(formatCount(p.nextOffset), "num"),
+        cell(formatBytes(p.sizeBytes), "num"),
+      );
+      return tr;
+    }),
+  );
+}
+
+/** refreshTopics asks for the topics and the selected one's partitions. */
+async function refreshTopics(): Promise<void> {
+  try {
+    const r = await client.listTopics({});
+    topics = new Map(r.topics.map((t) => [t.name, t]));
+    topicsSupported = true;
+    say($("topics-error"), "");
+  } catch (e) {
+    if (ConnectError.from(e).code === Code.Unimplemented) topicsSupported = false; // a server from before topics
+    else say($("topics-error"), explain(e, "consume"));
+  }
+  await describeSelected();
+}
+
+let describing: { at: Selection; done: Promise<void> } | undefined;
+
+/**
+ * describeSelected asks about the selected topic. A topic that no longer
+ * exists falls back to "default", a partition it does not have to
+ * partition 0; cause is the error that made the page ask, if one did.
+ */
+function describeSelected(cause?: unknown): Promise<void> {
+  if (describing?.at !== sel) {
+    // One question at a time about a selection: a vanished topic fails
+    // the tail, the overview and Browse at once.
+    const d: { at: Selection; done: Promise<void> } = {
+      at: sel,
+      done: describeOnce(cause).finally(() => {
+        if (describing === d) describing = undefined;
+      }),
+    };
+    describing = d;
+    return d.done;
+  }
+  return describing.done;
+}
+
+async function describeOnce(cause?: unknown): Promise<void> {
+  const at = sel;
+  if (!topicsSupported) {
+    renderWhere();
+    return;
+  }
+  let d: DescribeTopicResponse;
+  try {
+    d = await client.describeTopic({ name: at.topic });
+  } catch (e) {
+    if (at !== sel) return;
+    described = undefined;
+    if (missing(e) === "topic" && at.topic !== defaultTopic) {
+      topics.delete(at.topic);
+      choose(defaultTopic, 0, `${describeError(e, context("consume", undefined, at))} Showing "${defaultTopic}".`);
+      return;
+    }
+    const code = ConnectError.from(e).code;
+    if (code === Code.Unimplemented) topicsSupported = false;
+    // A denial reads the same as ListTopics's, shown just above.
+    const repeat = isAuthError(e) && !$("topics-error").hidden;
+    say($("describe-error"), code === Code.Unimplemented || repeat ? "" : explain(e, "consume"));
+    renderWhere();
+    return;
+  }
+  if (at !== sel) return;
+  described = d;
+  if (d.topic) topics.set(d.topic.name, d.topic);
+  say($("describe-error"), "");
+  const n = d.topic?.partitions ?? d.partitions.length;
+  if (n > 0 && at.partition >= n) {
+    const err = missing(cause) === "partition" ? cause : new ConnectError(`no such partition: the topic has ${n} partition${n === 1 ? "" : "s"}`, Code.NotFound);
+    choose(at.topic, 0, `${describeError(err, context("consume", undefined, at))} Showing partition 0.`);
+    return;
+  }
+  renderWhere();
+}
+
+/**
+ * lost handles a NOT_FOUND about the selection at: the page asks whether
+ * the topic (or the partition) is gone and falls back if so.
+ */
+function lost(at: Selection, err: unknown): Promise<void> {
+  return at === sel ? describeSelected(err) : Promise.resolve();
+}
+
+/**
+ * choose selects a partition: the tail restarts at its end, Browse shows
+ * its newest page, the overview follows it. note, if any, says why the page
+ * chose it (the previous one is gone); a choice of the user's clears it.
+ */
+function choose(topic: string, partition: number, note = ""): void {
+  say($("where-note"), note);
+  if (topic === sel.topic && partition === sel.partition) return;
+  const newTopic = topic !== sel.topic;
+  sel = { topic, partition };
+  if (newTopic) described = undefined;
+  writeHash();
+  $<HTMLSelectElement>("produce-partition").value = String(partition);
+  renderWhere();
+  resetOverview();
+  closeDetail();
+  // The tail starts at the new partition's end; an offset typed for the
+  // old one means nothing there.
+  $<HTMLSelectElement>("tail-from").value = "latest";
+  $("tail-offset").hidden = true;
+  startTail();
+  resetBrowse();
+  void fetchStats(performance.now());
+  if (newTopic) void describeSelected();
+}
+
+$("topic-select").addEventListener("change", () => {
+  choose($<HTMLSelectElement>("topic-select").value, 0);
+});
+$("partition-select").addEventListener("change", () => {
+  choose(sel.topic, Number($<HTMLSelectElement>("partition-select").value));
+});
+$("where").addEventListener("submit", (e) => e.preventDefault());
+// Topics come and go: look again when the page comes back into view.
+window.addEventListener("focus", () => void refreshTopics());
+document.addEventListener("visibilitychange", () => {
+  if (!document.hidden) void refreshTopics();
+});
+// Someone edits the hash by hand, or follows a link to another selection.
+window.addEventListener("hashchange", () => {
+  const p = parseHash(location.hash);
+  choose(p.topic, p.partition);
+  selectTab(p.view);
+});
 
 // ---- rows and the detail view ----------------------------------------------
 
@@ -278,6 +563,7 @@ function renderFields(rec: TailRecord): void {
 }
 
 async function showDetail(rec: TailRecord): Promise<void> {
+  const at = sel;
   selected = rec.offset;
   tailList.redraw();
   for (const row of $("browse-list").children) (row as HTMLElement).classList.toggle("selected", (row as HTMLElement).dataset.offset === rec.offset.toString());
@@ -291,24 +577,26 @@ async function showDetail(rec: TailRecord): Promise<void> {
     $("detail-meta").textContent = `${formatBytes(rec.size)} · loading…`;
     pre.textContent = "";
     try {
-      const r = await client.consume({ offset: rec.offset });
+      const r = await client.consume({ offset: rec.offset, ...source(at) });
       if (r.record) full = toTailRecord(r.record, Infinity);
     } catch (e) {
-      partial = ` · only the start is shown: ${describeError(e, context("consume", rec.offset))}`;
+      partial = ` · only the start is shown: ${describeError(e, context("consume", rec.offset, at))}`;
+      if (missing(e)) void lost(at, e);
     }
   }
-  if (selected !== rec.offset) return; // another row was picked meanwhile
+  if (selected !== rec.offset || at !== sel) return; // another row or partition was picked meanwhile
   renderFields(full);
   const f = formatValue(full.value);
   $("detail-meta").textContent = `${formatBytes(rec.size)} · ${f.kind}${f.truncated ? " · first 1 MiB shown" : ""}${partial}`;
   pre.textContent = f.text;
 }
 
-$("detail-close").addEventListener("click", () => {
+function closeDetail(): void {
   selected = undefined;
   $("detail").hidden = true;
   tailList.redraw();
-});
+}
+$("detail-close").addEventListener("click", closeDetail);
 
 // ---- live tail --------------------------------------------------------------
 
@@ -351,7 +639,7 @@ const tail = new Tail({
   client,
   maxBatch: 500,
   maxValueBytes: keepBytes,
-  lowest: async (signal) => (await client.getStats({}, { signal })).lowestOffset,
+  lowest: async (signal, src) => (await client.getStats(src, { signal })).lowestOffset,
   onRecords: (batch) => {
     for (const r of batch) ring.push(r);
     received += batch.length;
@@ -393,6 +681,7 @@ function renderTailStatus(s: TailStatus): void {
     case "stopped":
       el.textContent = "stopped";
       err = explain(s.error, "consume", tail.next ?? startOffset);
+      if (missing(s.error)) void lost(sel, s.error);
       if (isAuthError(s.error)) void refreshIdentity().then(() => say($("tail-error"), explain(s.error, "consume")));
       break;
   }
@@ -422,7 +711,7 @@ function startTail(): void {
   say($("tail-note"), "");
   tailList.follow = true;
   scheduleTail();
-  tail.start(start);
+  tail.start(start, source());
 }
 
 $("tail-from").addEventListener("change", () => {
@@ -456,9 +745,10 @@ let browseCtl: AbortController | undefined;
 async function browse(target: "first" | "last" | "prev" | "next" | bigint, note = "", ctl = newBrowse()): Promise<void> {
   const status = $("browse-status");
   const errEl = $("browse-error");
+  const viewed = sel; // the selection this page is of
   let offset: bigint | undefined = typeof target === "bigint" ? target : undefined;
   try {
-    const s = await client.getStats({}, { signal: ctl.signal });
+    const s = await client.getStats(source(viewed), { signal: ctl.signal });
     bounds = { lowest: s.lowestOffset, next: s.nextOffset };
     const { lowest, next } = bounds;
     const page = BigInt(pageSize);
@@ -493,7 +783,7 @@ async function browse(target: "first" | "last" | "prev" | "next" | bigint, note 
     status.textContent = "loading…";
     const timer = setTimeout(() => ctl.abort(), 15_000);
     try {
-      for await (const res of client.consumeStream({ offset: off, maxBatch: want }, { signal: ctl.signal })) {
+      for await (const res of client.consumeStream({ offset: off, maxBatch: want, ...source(viewed) }, { signal: ctl.signal })) {
         for (const r of res.records.length > 0 ? res.records : res.record ? [res.record] : []) recs.push(toTailRecord(r, keepBytes));
         if (recs.length >= want) break;
       }
@@ -520,6 +810,7 @@ async function browse(target: "first" | "last" | "prev" | "next" | bigint, note 
     if (browseCtl !== ctl) return; // superseded by a newer request
     status.textContent = "";
     say(errEl, explain(e, "consume", offset));
+    if (missing(e)) void lost(viewed, e);
     if (isAuthError(e)) void refreshIdentity();
   }
 }
@@ -534,12 +825,30 @@ function newBrowse(): AbortController {
   return ctl;
 }
 
+/**
+ * resetBrowse forgets the page shown: Browse shows the newest page of the
+ * selected partition when it is next in view (now, if it is).
+ */
+function resetBrowse(): void {
+  browseCtl?.abort();
+  browseCtl = undefined;
+  browseAt = undefined;
+  $("browse-list").replaceChildren();
+  $("browse-status").textContent = "";
+  $<HTMLInputElement>("browse-offset").value = "";
+  say($("browse-error"), "");
+  say($("browse-note"), "");
+  browsed = view === "browse";
+  if (browsed) void browse("last");
+}
+
 /** jumpToTime loads the page that starts at the first record at or after ms. */
 async function jumpToTime(ms: number): Promise<void> {
   const ctl = newBrowse();
   const when = formatTimeLocal(ms);
+  const at = sel;
   try {
-    const r = await client.getOffsetForTime({ time: timeFromMs(ms) }, { signal: ctl.signal, timeoutMs: 15_000 });
+    const r = await client.getOffsetForTime({ time: timeFromMs(ms), ...source(at) }, { signal: ctl.signal, timeoutMs: 15_000 });
     if (browseCtl !== ctl) return;
     if (!r.time) {
       say($("browse-note"), `No record is at or after ${when}: every record in the log is older. The next one will get offset ${r.offset}.`);
@@ -549,6 +858,7 @@ async function jumpToTime(ms: number): Promise<void> {
   } catch (e) {
     if (browseCtl !== ctl) return;
     say($("browse-error"), explain(e, "consume"));
+    if (missing(e)) void lost(at, e);
     if (isAuthError(e)) void refreshIdentity();
   }
 }
@@ -585,7 +895,9 @@ for (const [id, t] of [
 // ---- tabs ---------------------------------------------------------------------
 
 let browsed = false;
-function selectTab(name: "tail" | "browse"): void {
+function selectTab(name: View): void {
+  view = name;
+  writeHash();
   for (const t of ["tail", "browse"]) {
     $(`tab-${t}`).setAttribute("aria-selected", String(t === name));
     $(`panel-${t}`).hidden = t !== name;
@@ -596,14 +908,8 @@ function selectTab(name: "tail" | "browse"): void {
   }
   if (name === "tail") tailList.redraw();
 }
-$("tab-tail").addEventListener("click", () => {
-  history.replaceState(null, "", "#tail");
-  selectTab("tail");
-});
-$("tab-browse").addEventListener("click", () => {
-  history.replaceState(null, "", "#browse");
-  selectTab("browse");
-});
+$("tab-tail").addEventListener("click", () => selectTab("tail"));
+$("tab-browse").addEventListener("click", () => selectTab("browse"));
 
 // ---- produce ----------------------------------------------------------------
 
@@ -616,6 +922,7 @@ produceForm.addEventListener("submit", async (e) => {
   const errEl = $("produce-error");
   say(result, "");
   say(errEl, "");
+  $("produce-show").hidden = true;
   const value = encodeProduce(input, mode);
   const headers = parseHeaders($<HTMLTextAreaElement>("produce-headers").value);
   if (value instanceof Error || headers instanceof Error) {
@@ -624,15 +931,30 @@ produceForm.addEventListener("submit", async (e) => {
     return;
   }
   const key = new TextEncoder().encode($<HTMLInputElement>("produce-key").value);
+  const choice = $<HTMLSelectElement>("produce-partition").value;
+  const at = sel;
+  const partition = choice === "auto" || choice === "" ? undefined : Number(choice);
   const button = $<HTMLButtonElement>("produce-submit");
   button.disabled = true;
   try {
-    const r = await client.produce({ record: { value, key, headers } });
-    say(result, `Appended at offset ${r.offset}.`);
-    void fetchStats(performance.now()); // show the new bounds now, not at the next poll
+    const r = await client.produce({ record: { value, key, headers }, topic: source(at).topic, partition });
+    say(result, `Appended to ${at.topic} partition ${r.partition} at offset ${r.offset}.`);
+    if (at === sel && r.partition === sel.partition) {
+      void fetchStats(performance.now()); // show the new bounds now, not at the next poll
+    } else if (at === sel) {
+      // It went to a partition the page is not showing: offer to show it.
+      const show = $("produce-show");
+      show.textContent = `Show partition ${r.partition}`;
+      show.onclick = () => {
+        show.hidden = true;
+        choose(at.topic, r.partition);
+      };
+      show.hidden = false;
+    }
   } catch (err) {
     if (isAuthError(err)) await refreshIdentity(); // the policy or certificate may have changed
-    say(errEl, describeError(err, context("produce")));
+    say(errEl, describeError(err, { ...context("produce", undefined, at), partition }));
+    if (missing(err)) void lost(at, err);
   } finally {
     button.disabled = false;
   }
@@ -645,7 +967,9 @@ $("produce-value").addEventListener("keydown", (e) => {
 
 void refreshIdentity();
 setInterval(() => void refreshIdentity(), identityEveryMs);
+renderWhere();
+every(topicsEveryMs, refreshTopics);
 every(statsEveryMs, pollStats);
 every(serversEveryMs, pollServers);
-selectTab(location.hash === "#browse" ? "browse" : "tail");
+selectTab(view);
 startTail();

@@ -58,6 +58,12 @@ export function toTailRecord(r: Record, maxBytes: number): TailRecord {
   };
 }
 
+/** TailSource is the partition a tail follows: topic "" is "default". */
+export interface TailSource {
+  topic: string;
+  partition: number;
+}
+
 /** TailStart says where a tail begins. */
 export type TailStart =
   | { fromEnd: true; /** how many existing records to show first */ backlog: number }
@@ -96,9 +102,10 @@ export interface TailOptions {
    * lowest returns the log's lowest offset. With it, a tail that falls
    * behind retention (OutOfRange below the start of the log) skips to the
    * oldest record left instead of stopping. It is called only when the
-   * error carries no OffsetRange detail (older servers).
+   * error carries no OffsetRange detail (older servers), with the
+   * partition the tail follows.
    */
-  lowest?: (signal: AbortSignal) => Promise<bigint>;
+  lowest?: (signal: AbortSignal, source: TailSource) => Promise<bigint>;
   /** yieldToUI gives the page a turn to paint (default: until after the next frame). */
   yieldToUI?: () => Promise<void>;
   now?: () => number;
@@ -135,6 +142,7 @@ function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
 /** fatal reports errors that retrying cannot fix without the user. */
 function fatal(err: ConnectError): boolean {
   return (
+    err.code === Code.NotFound || // the topic or partition does not exist (any more)
     err.code === Code.Unauthenticated ||
     err.code === Code.PermissionDenied ||
     err.code === Code.OutOfRange ||
@@ -154,6 +162,7 @@ export class Tail {
   private ctl: AbortController | undefined;
   private done: Promise<void> = Promise.resolve();
   private from: TailStart | undefined;
+  private src: TailSource = { topic: "", partition: 0 };
   /** nextOffset is the offset after the last delivered record, once one was. */
   private nextOffset: bigint | undefined;
 
@@ -176,15 +185,24 @@ export class Tail {
     return this.nextOffset;
   }
 
+  /** source is the partition the tail follows (or last followed). */
+  get source(): TailSource {
+    return this.src;
+  }
+
   /** running reports whether a stream is open or being retried. */
   get running(): boolean {
     return this.ctl !== undefined;
   }
 
-  /** start drops any current stream and follows the log from `from`. */
-  start(from: TailStart): void {
+  /**
+   * start drops any current stream and follows a partition from `from`:
+   * by default partition 0 of the topic "default".
+   */
+  start(from: TailStart, source: TailSource = { topic: "", partition: 0 }): void {
     this.abort();
     this.from = from;
+    this.src = { ...source };
     this.nextOffset = from.fromEnd ? undefined : from.offset;
     this.opts.backoff.reset();
     this.spawn();
@@ -227,6 +245,7 @@ export class Tail {
 
   private async loop(signal: AbortSignal): Promise<void> {
     const o = this.opts;
+    const src = this.src;
     while (!signal.aborted) {
       const from: TailStart =
         this.nextOffset !== undefined ? { fromEnd: false, offset: this.nextOffset } : (this.from as TailStart);
@@ -245,6 +264,8 @@ export class Tail {
             offset: from.fromEnd ? BigInt(from.backlog) : from.offset,
             fromEnd: from.fromEnd,
             maxBatch: o.maxBatch,
+            topic: src.topic,
+            partition: src.partition,
           },
           { signal, onHeader: follow },
         );
@@ -275,7 +296,7 @@ export class Tail {
         const from = this.nextOffset;
         let lowest = offsetRange(err)?.lowest;
         try {
-          if (lowest === undefined && o.lowest) lowest = await o.lowest(signal);
+          if (lowest === undefined && o.lowest) lowest = await o.lowest(signal, src);
         } catch {
           // Fall through: report the OutOfRange itself.
         }

@@ -6,6 +6,7 @@ import {
   describeError,
   isAuthError,
   joinWords,
+  missing,
   offsetRange,
   permissionSentence,
   type ErrorContext,
@@ -118,6 +119,32 @@ describe("describeError", () => {
       err: new ConnectError("record is 2 MiB, larger than 1 MiB", Code.InvalidArgument),
       ctx: { action: "produce" },
       want: /^The server refused the request: record is 2 MiB, larger than 1 MiB\.$/,
+    },
+    {
+      name: "a topic that does not exist",
+      err: new ConnectError('topic "orders": catalog: no such topic', Code.NotFound),
+      ctx: { action: "consume", topic: "orders", partition: 1 },
+      want: /^Topic "orders" does not exist \(it may have been deleted\)\.$/,
+    },
+    {
+      name: "a partition the topic does not have",
+      err: new ConnectError('topic "orders" partition 5: catalog: no such partition: the topic has 3 partitions (0 to 2)', Code.NotFound),
+      ctx: { action: "consume", topic: "orders", partition: 5 },
+      want: /^Topic "orders" has no partition 5: it has 3 partitions \(0 to 2\)\.$/,
+    },
+    {
+      name: "a produce to a missing topic says only that",
+      err: new ConnectError('topic "gone": catalog: no such topic', Code.NotFound, undefined, [
+        { desc: AppendOutcomeSchema, value: { outcome: AppendOutcome_Outcome.NOT_APPLIED } },
+      ]),
+      ctx: { action: "produce", topic: "gone" },
+      want: /^Topic "gone" does not exist \(it may have been deleted\)\.$/,
+    },
+    {
+      name: "not found without a topic is about the default one",
+      err: new ConnectError("catalog: no such topic", Code.NotFound),
+      ctx: { action: "consume" },
+      want: /^Topic "default" does not exist/,
     },
     {
       name: "unavailable",
@@ -237,5 +264,14 @@ describe("isAuthError", () => {
     assert.equal(isAuthError(new ConnectError("", Code.PermissionDenied)), true);
     assert.equal(isAuthError(new ConnectError("", Code.OutOfRange)), false);
     assert.equal(isAuthError(new Error("x")), false);
+  });
+});
+
+describe("missing", () => {
+  it("tells a missing topic from a missing partition", () => {
+    assert.equal(missing(new ConnectError('topic "x": catalog: no such topic', Code.NotFound)), "topic");
+    assert.equal(missing(new ConnectError('topic "x" partition 4: catalog: no such partition: the topic has 1 partition (0)', Code.NotFound)), "partition");
+    assert.equal(missing(new ConnectError("no such partition", Code.OutOfRange)), undefined);
+    assert.equal(missing(new Error("x")), undefined);
   });
 });

@@ -11,7 +11,7 @@ import {
   type ConsumeStreamRequest,
 } from "../src/gen/log/v1/log_pb.js";
 import { Backoff } from "../src/rate.js";
-import { Tail, toTailRecord, type TailRecord, type TailStatus } from "../src/tail.js";
+import { Tail, toTailRecord, type TailRecord, type TailSource, type TailStatus } from "../src/tail.js";
 
 type RecordInit = MessageInitShape<typeof RecordSchema>;
 
@@ -114,7 +114,7 @@ function harness(
     sliceMs?: number;
     yieldToUI?: () => Promise<void>;
     now?: () => number;
-    lowest?: (signal: AbortSignal) => Promise<bigint>;
+    lowest?: (signal: AbortSignal, source: TailSource) => Promise<bigint>;
   } = {},
 ): Harness {
   const log = new MemoryLog();
@@ -219,7 +219,42 @@ describe("Tail", () => {
     assert.equal(h.log.requests[1].offset, 5n);
   });
 
-  const fatal: Code[] = [Code.PermissionDenied, Code.Unauthenticated, Code.OutOfRange];
+  it("follows the topic and partition it was started on, across reconnects", async (t) => {
+    const sources: TailSource[] = [];
+    let h: Harness | undefined = undefined;
+    h = harness({
+      lowest: async (_signal, source) => {
+        sources.push(source);
+        return BigInt(h!.log.lowest);
+      },
+    });
+    t.after(() => h.tail.stop());
+    h.log.append(...range(0, 4).map(String));
+    h.log.failures = [{ after: 2 }];
+    h.tail.start({ fromEnd: false, offset: 0n }, { topic: "orders", partition: 2 });
+    await h.until(4);
+    assert.deepEqual(
+      h.log.requests.map((r) => [r.topic, r.partition, Number(r.offset)]),
+      [
+        ["orders", 2, 0],
+        ["orders", 2, 2],
+      ],
+    );
+    assert.deepEqual(h.tail.source, { topic: "orders", partition: 2 });
+    // Retention on that partition: lowest is asked about the same one.
+    h.tail.pause();
+    h.log.append("x", "y");
+    h.log.lowest = 5;
+    h.tail.resume();
+    await h.until(5);
+    assert.deepEqual(sources, [{ topic: "orders", partition: 2 }]);
+    // start without a source goes back to the default topic's partition 0.
+    h.tail.start({ fromEnd: true, backlog: 1 });
+    await h.until(6);
+    assert.deepEqual([h.log.requests.at(-1)?.topic, h.log.requests.at(-1)?.partition], ["", 0]);
+  });
+
+  const fatal: Code[] = [Code.PermissionDenied, Code.Unauthenticated, Code.OutOfRange, Code.NotFound];
   for (const code of fatal) {
     it(`stops on ${Code[code]}`, async (t) => {
       const h = harness();
