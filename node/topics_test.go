@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/proglog/proglog/catalog"
 	logv1 "github.com/proglog/proglog/gen/log/v1"
@@ -310,4 +311,16 @@ func TestMovePartition(t *testing.T) {
 		}
 		return len(ids) == 2 && slices.Contains(ids, to) && !slices.Contains(ids, from)
 	})
+}
+
+// TestUpdateDefaultTopicRefused: the default topic's settings are the
+// node's flags, not the catalogue's.
+func TestUpdateDefaultTopicRefused(t *testing.T) {
+	id := newIdentity(t)
+	n := start(t, id.config(t, t.TempDir()))
+	c, _, _ := client(t, n.Addr(), id.root)
+	_, err := c.UpdateTopic(t.Context(), &logv1.UpdateTopicRequest{Name: catalog.DefaultTopic, RetentionBytes: proto.Uint64(1)})
+	if connect.CodeOf(err) != connect.CodeFailedPrecondition {
+		t.Fatalf("UpdateTopic default: %v, want FailedPrecondition", err)
+	}
 }

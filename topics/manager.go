@@ -681,8 +681,13 @@ func (m *Manager) awaitStarted(ctx context.Context, t *catalog.Topic) {
 	}
 }
 
-// Update implements service.Topics.
+// Update implements service.Topics. The default topic's settings are each
+// node's own (serve's --retention-* and --max-record-bytes): it is the
+// system group, whose store the node configures.
 func (m *Manager) Update(ctx context.Context, name string, u service.TopicUpdate) (*catalog.Topic, error) {
+	if topicName(name) == catalog.DefaultTopic {
+		return nil, fmt.Errorf("%w: the topic %q keeps each node's --retention-bytes, --retention-age and --max-record-bytes; change those", catalog.ErrProtected, catalog.DefaultTopic)
+	}
 	return m.propose(ctx, catalog.EncodeUpdate(catalog.UpdateTopic{
 		Name: topicName(name), RetentionBytes: u.RetentionBytes, RetentionAge: u.RetentionAge, MaxRecordBytes: u.MaxRecordBytes,
 	}))
