@@ -434,9 +434,18 @@ func TestTopicsReplaceDeadNode(t *testing.T) {
 		for i := range n {
 			p := uint32(i % 2)
 			v := fmt.Sprintf("%s-%d", prefix, i)
-			cctx, cancel := c.call(10 * time.Second)
-			res, err := n1.Produce(cctx, &logv1.ProduceRequest{Topic: "orders", Partition: &p, Record: &logv1.Record{Value: []byte(v)}})
-			cancel()
+			var res *logv1.ProduceResponse
+			var err error
+			// Until a new leader is elected where the dead node led, the
+			// produce fails unapplied: retry, as a client does.
+			for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+				cctx, cancel := c.call(10 * time.Second)
+				res, err = n1.Produce(cctx, &logv1.ProduceRequest{Topic: "orders", Partition: &p, Record: &logv1.Record{Value: []byte(v)}})
+				cancel()
+				if err == nil || !notApplied(err) || time.Now().After(deadline) {
+					break
+				}
+			}
 			if err != nil {
 				t.Fatalf("Produce %s: %v", v, err)
 			}
