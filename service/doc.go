@@ -34,8 +34,10 @@
 //
 // Topics.Partition gives the partition's log when this node hosts it, or
 // *NotHostedError naming the nodes that do. Then, through Config.Peer (a
-// Forwarder's Client): a produce goes to the partition's leader (its
-// first replica while no leader is known); Consume, GetStats and
+// Forwarder's Client): a produce goes to the partition's leader, or, while
+// this node does not know it, through Config.Relay (a Forwarder's Relay,
+// marked with RelayHeader) to a replica, which may pass it on once more,
+// to its leader; Consume, GetStats and
 // GetOffsetForTime go to one of its replicas, chosen at random, the next
 // one tried while one cannot be reached; a ConsumeStream is proxied from
 // one replica: its responses are relayed until either side ends, the
@@ -256,8 +258,10 @@
 // copy: Forwarder.FetchRecord; a node holds every record anyway) and
 // create, update and delete topics on any topic, nothing else (not list
 // or describe topics, reflection or /metrics), and its requests are never
-// forwarded a second time: a node that lost leadership or a partition
-// meanwhile answers Unavailable and the first node's client retries.
+// forwarded a second time, except a relayed produce, which a follower
+// replica sends on, unmarked, to its leader (so a request makes at most
+// two hops): a node that lost leadership or a partition meanwhile
+// answers Unavailable and the first node's client retries.
 //
 // Cluster errors are Unavailable, so clients retry: no leader known
 // (an election), a Raft queue timeout, a closed node, a node whose copy
