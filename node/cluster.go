@@ -148,6 +148,7 @@ func (m *member) open(store logstore.Config, storeSyncSet bool) error {
 		Partition:   pcfg,
 		FetchRecord: fwd.FetchTopicRecord,
 		PeerNext:    fwd.PartitionNext,
+		Registerer:  m.reg,
 		Logger:      m.logger.With("component", "topics"),
 	})
 	if err != nil {

@@ -2,12 +2,15 @@ package node_test
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"connectrpc.com/connect"
@@ -19,8 +22,9 @@ import (
 )
 
 // startThree starts a three-node cluster through gossip and returns its
-// nodes, configs and a root client of each, once all are voters.
-func startThree(t *testing.T) ([]*running, []string, []logv1connect.LogServiceClient) {
+// nodes, data dirs, a root client of each and root's TLS config, once all
+// are voters.
+func startThree(t *testing.T) ([]*running, []string, []logv1connect.LogServiceClient, *tls.Config) {
 	t.Helper()
 	id := newIdentity(t)
 	var (
@@ -50,7 +54,7 @@ func startThree(t *testing.T) ([]*running, []string, []logv1connect.LogServiceCl
 		nodes, dirs, clients = append(nodes, n), append(dirs, cfg.DataDir), append(clients, c)
 	}
 	waitFor(t, "three voters", func() bool { return len(servers(t, clients[0])) == 3 })
-	return nodes, dirs, clients
+	return nodes, dirs, clients, id.root
 }
 
 // partitionDirs lists the partition directories under a node's data dir.
@@ -76,7 +80,7 @@ func partitionDirs(t *testing.T, dir string) []string {
 // reads every partition back through every node, and deletes the topic:
 // every node stops its partitions and removes their files.
 func TestTopicsAcrossThreeNodes(t *testing.T) {
-	_, dirs, clients := startThree(t)
+	_, dirs, clients, _ := startThree(t)
 	ctx := t.Context()
 
 	created, err := clients[1].CreateTopic(ctx, &logv1.CreateTopicRequest{Name: "orders", Partitions: 4, ReplicationFactor: 2})
@@ -196,7 +200,8 @@ func consumeTopic(t *testing.T, c logv1connect.LogServiceClient, topic string, p
 // nodes: whoever wins their elections, each node ends up leading the two
 // it is the preferred leader of, and GetServers counts them.
 func TestLeadersBalance(t *testing.T) {
-	_, _, clients := startThree(t)
+	nodes, _, clients, root := startThree(t)
+	_, hc, url := client(t, nodes[2].Addr(), root)
 	if _, err := clients[0].CreateTopic(t.Context(), &logv1.CreateTopicRequest{Name: "events", Partitions: 6, ReplicationFactor: 3}); err != nil {
 		t.Fatal(err)
 	}
@@ -218,6 +223,28 @@ func TestLeadersBalance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The node's metrics say the same per partition.
+	resp, err := hc.Get(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hosted, leads int
+	for line := range strings.Lines(string(body)) {
+		if strings.HasPrefix(line, "proglog_partition_is_leader{") {
+			hosted++
+			if strings.HasSuffix(strings.TrimSpace(line), " 1") {
+				leads++
+			}
+		}
+	}
+	if hosted != 6 || leads != 2 {
+		t.Fatalf("n3's metrics: %d partitions hosted, %d led; want 6 and 2", hosted, leads)
+	}
 	for _, s := range res.GetServers() {
 		want := uint32(2)
 		if s.GetIsLeader() {
@@ -234,7 +261,7 @@ func TestLeadersBalance(t *testing.T) {
 // holds every record, the old one's files are gone, the partition keeps
 // taking writes, and a second move cannot start while one is under way.
 func TestMovePartition(t *testing.T) {
-	_, dirs, clients := startThree(t)
+	_, dirs, clients, _ := startThree(t)
 	ctx := t.Context()
 	created, err := clients[0].CreateTopic(ctx, &logv1.CreateTopicRequest{Name: "moving", Partitions: 1, ReplicationFactor: 2})
 	if err != nil {

@@ -18,6 +18,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/proglog/proglog/catalog"
 	"github.com/proglog/proglog/cluster"
 	"github.com/proglog/proglog/logstore"
@@ -51,6 +53,9 @@ type Config struct {
 	// node hosts to elect leaders before it answers; default 10s.
 	StartWait time.Duration
 	Logger    *slog.Logger
+	// Registerer, when set, gets the hosted partitions' metrics
+	// (proglog_partition_*{topic,partition}) while Run runs.
+	Registerer prometheus.Registerer
 }
 
 // Manager is a node's share of the topics; it implements service.Topics.
@@ -110,6 +115,14 @@ const retryEvery = 2 * time.Second
 func (m *Manager) Run(ctx context.Context) {
 	var balancer sync.WaitGroup
 	defer m.closeAll()
+	if reg := m.cfg.Registerer; reg != nil {
+		c := newCollector(m)
+		if err := reg.Register(c); err != nil {
+			m.logger.Warn("topics: registering the partitions' metrics", "err", err)
+		} else {
+			defer reg.Unregister(c)
+		}
+	}
 	defer balancer.Wait() // before closeAll: it transfers leaderships
 	bctx, cancel := context.WithCancel(ctx)
 	defer cancel()
