@@ -138,7 +138,8 @@ type target struct {
 
 // produceTarget routes a produce to partition p of topic: the local log,
 // or, when another node hosts it, a client for its leader (or, while the
-// leader is unknown, its first replica).
+// leader is unknown, one of its replicas, at random: a client's retry then
+// gets past a replica that is down).
 func (s *Service) produceTarget(ctx context.Context, topic string, p int) (target, error) {
 	log, err := s.topics.Partition(topic, p)
 	var nhe *NotHostedError
@@ -150,7 +151,7 @@ func (s *Service) produceTarget(ctx context.Context, topic string, p int) (targe
 	}
 	addr := nhe.Leader
 	if addr == "" && len(nhe.Addrs) > 0 {
-		addr = nhe.Addrs[0]
+		addr = nhe.Addrs[rand.IntN(len(nhe.Addrs))]
 	}
 	if nhe.Leader == "" && s.relay != nil && !isForwarded(ctx) {
 		// A replica, perhaps a follower: it may pass the produce on to
