@@ -72,14 +72,8 @@ func (l *Log) AddLearner(id, addr string) error {
 	if l.raft.State() != raft.Leader {
 		return l.notLeader()
 	}
-	members, err := l.Members()
-	if err != nil {
+	if m, err := l.member(id); err != nil || m != nil {
 		return err
-	}
-	for _, m := range members {
-		if m.ID == id {
-			return nil
-		}
 	}
 	if err := l.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 0).Error(); err != nil {
 		return fmt.Errorf("cluster: add learner %s at %s: %w", id, addr, l.mapRaftErr(err))
@@ -94,18 +88,26 @@ func (l *Log) Promote(id, addr string) error {
 	if l.raft.State() != raft.Leader {
 		return l.notLeader()
 	}
-	members, err := l.Members()
-	if err != nil {
+	if m, err := l.member(id); err != nil || m != nil && m.Voter {
 		return err
-	}
-	for _, m := range members {
-		if m.ID == id && m.Voter {
-			return nil
-		}
 	}
 	if err := l.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 0).Error(); err != nil {
 		return fmt.Errorf("cluster: promote %s: %w", id, l.mapRaftErr(err))
 	}
 	l.logger.Info("cluster: promoted to voter", "id", id, "addr", addr)
 	return nil
+}
+
+// member returns id's entry in the configuration, or nil.
+func (l *Log) member(id string) (*Member, error) {
+	members, err := l.Members()
+	if err != nil {
+		return nil, err
+	}
+	for i := range members {
+		if members[i].ID == id {
+			return &members[i], nil
+		}
+	}
+	return nil, nil
 }

@@ -2,12 +2,9 @@ package node_test
 
 import (
 	"fmt"
-	"net"
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/proglog/proglog/gen/log/v1/logv1connect"
 )
 
 // Three nodes: two join the first through gossip, appends through a
@@ -15,33 +12,7 @@ import (
 // leadership over and leaves, so the other two go on as a cluster of two,
 // with every record, and take writes.
 func TestGracefulLeaderStop(t *testing.T) {
-	id := newIdentity(t)
-	var (
-		nodes   []*running
-		clients []logv1connect.LogServiceClient
-		seed    string // the first node's gossip address
-	)
-	for i := range 3 {
-		cfg := gossip(t, id.config(t, t.TempDir()))
-		cfg.NodeID = fmt.Sprint("n", i+1)
-		if i == 0 {
-			cfg.Cluster.Bootstrap = true
-			seed = cfg.Cluster.GossipAddr
-		} else {
-			cfg.Cluster.Join = []string{seed}
-		}
-		n := start(t, cfg)
-		// A first start's join fails unless a member gossips already.
-		waitFor(t, cfg.NodeID+" to gossip", func() bool {
-			conn, err := net.Dial("tcp", cfg.Cluster.GossipAddr)
-			if err == nil {
-				conn.Close()
-			}
-			return err == nil
-		})
-		c, _, _ := client(t, n.Addr(), id.root)
-		nodes, clients = append(nodes, n), append(clients, c)
-	}
+	nodes, _, clients, _ := startThree(t)
 	// Leadership may move while the others join on a loaded machine: the
 	// test goes by whoever leads.
 	leader := -1

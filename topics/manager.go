@@ -547,6 +547,19 @@ func topicName(name string) string {
 	return name
 }
 
+// partition returns the topic and its partition p, or ErrTopicNotFound or
+// ErrPartitionNotFound.
+func (m *Manager) partition(topic string, p int) (*catalog.Topic, catalog.Partition, error) {
+	t, err := m.Topic(topic)
+	if err != nil {
+		return nil, catalog.Partition{}, err
+	}
+	if p < 0 || p >= len(t.Partitions) {
+		return nil, catalog.Partition{}, fmt.Errorf("%w: topic %q has %d partitions, no partition %d", catalog.ErrPartitionNotFound, t.Name, len(t.Partitions), p)
+	}
+	return t, t.Partitions[p], nil
+}
+
 // Topic implements service.Topics.
 func (m *Manager) Topic(name string) (*catalog.Topic, error) {
 	return m.cfg.Catalog.View().Topic(topicName(name))
@@ -561,14 +574,10 @@ func (m *Manager) List() []*catalog.Topic { return m.cfg.Catalog.View().Topics()
 // *cluster.NotLeaderError without a leader (Unavailable: try again) for
 // one hosted here that has not started yet.
 func (m *Manager) Partition(topic string, p int) (service.Log, error) {
-	t, err := m.Topic(topic)
+	t, part, err := m.partition(topic, p)
 	if err != nil {
 		return nil, err
 	}
-	if p < 0 || p >= len(t.Partitions) {
-		return nil, fmt.Errorf("%w: topic %q has %d partitions, no partition %d", catalog.ErrPartitionNotFound, t.Name, len(t.Partitions), p)
-	}
-	part := t.Partitions[p]
 	if part.System {
 		return m.cfg.System, nil
 	}
@@ -737,14 +746,10 @@ func (m *Manager) Move(ctx context.Context, topic string, p int, from, to string
 		id, addr := m.cfg.System.Leader()
 		return nil, &cluster.NotLeaderError{LeaderID: id, LeaderAddr: addr}
 	}
-	t, err := m.Topic(topic)
+	t, part, err := m.partition(topic, p)
 	if err != nil {
 		return nil, err
 	}
-	if p < 0 || p >= len(t.Partitions) {
-		return nil, fmt.Errorf("%w: topic %q has %d partitions, no partition %d", catalog.ErrPartitionNotFound, t.Name, len(t.Partitions), p)
-	}
-	part := t.Partitions[p]
 	addrs := m.addrs()
 	switch {
 	case part.System:

@@ -363,65 +363,16 @@ func (c *testCluster) followers(leader *member) []*member {
 }
 
 // waitConverged waits until every running member has applied the same
-// number of records, and returns it.
+// number of records of the default topic, and returns it.
 func (c *testCluster) waitConverged() uint64 {
 	c.t.Helper()
-	var next uint64
-	waitFor(c.t, "every node to apply the same records", 30*time.Second, func() bool {
-		first := true
-		for _, m := range c.members {
-			if !m.running() {
-				continue
-			}
-			ctx, cancel := c.call(2 * time.Second)
-			st, err := c.client(m.addr).GetStats(ctx, &logv1.GetStatsRequest{})
-			cancel()
-			if err != nil {
-				return false
-			}
-			if first {
-				next, first = st.GetNextOffset(), false
-			} else if st.GetNextOffset() != next {
-				return false
-			}
-		}
-		return true
-	})
-	return next
+	return c.partitionNext("", 0)
 }
 
-// readLog reads records [0, next) from addr.
+// readLog reads records [0, next) of the default topic from addr.
 func (c *testCluster) readLog(addr string, next uint64) [][]byte {
 	c.t.Helper()
-	out := make([][]byte, 0, next)
-	if next == 0 {
-		return out
-	}
-	ctx, cancel := c.call(30 * time.Second)
-	defer cancel()
-	stream, err := c.client(addr).ConsumeStream(ctx, &logv1.ConsumeStreamRequest{MaxBatch: 512})
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	defer stream.Close()
-	for stream.Receive() {
-		msg := stream.Msg()
-		recs := msg.GetRecords()
-		if msg.GetRecord() != nil {
-			recs = append(recs, msg.GetRecord())
-		}
-		for _, r := range recs {
-			if r.GetOffset() != uint64(len(out)) {
-				c.t.Fatalf("%s: offset %d after %d records", addr, r.GetOffset(), len(out))
-			}
-			out = append(out, r.GetValue())
-		}
-		if uint64(len(out)) >= next {
-			return out[:next]
-		}
-	}
-	c.t.Fatalf("%s: stream ended after %d of %d records: %v", addr, len(out), next, stream.Err())
-	return nil
+	return c.readPartition(addr, "", 0, next)
 }
 
 // checkIdentical reads every running member's log and compares them.

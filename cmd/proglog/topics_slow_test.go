@@ -38,7 +38,8 @@ func (c *testCluster) partitionDirs(m *member) []string {
 	return out
 }
 
-// readPartition reads records [0, next) of a partition from addr.
+// readPartition reads records [0, next) of a partition from addr (topic
+// "" is the default topic).
 func (c *testCluster) readPartition(addr, topic string, p uint32, next uint64) [][]byte {
 	c.t.Helper()
 	out := make([][]byte, 0, next)
@@ -53,7 +54,12 @@ func (c *testCluster) readPartition(addr, topic string, p uint32, next uint64) [
 	}
 	defer stream.Close()
 	for stream.Receive() {
-		for _, r := range stream.Msg().GetRecords() {
+		msg := stream.Msg()
+		recs := msg.GetRecords()
+		if msg.GetRecord() != nil {
+			recs = append(recs, msg.GetRecord())
+		}
+		for _, r := range recs {
 			if r.GetOffset() != uint64(len(out)) {
 				c.t.Fatalf("%s %s/%d: offset %d after %d records", addr, topic, p, r.GetOffset(), len(out))
 			}
@@ -68,7 +74,7 @@ func (c *testCluster) readPartition(addr, topic string, p uint32, next uint64) [
 }
 
 // partitionNext waits until every running member reports the same next
-// offset for the partition and returns it.
+// offset for the partition (has applied the same records) and returns it.
 func (c *testCluster) partitionNext(topic string, p uint32) uint64 {
 	c.t.Helper()
 	var next uint64
