@@ -18,7 +18,8 @@
 //
 // Produce, ProduceBatch, ProduceRecords and Producer streams go to the leader
 // (to any server while no leader is known: a follower forwards appends to the
-// leader). Consume, ConsumeTime, Tail and TailBatches go round robin over the
+// leader); appends whose partition the client knows go to that partition's
+// leader instead (see Topics and partitions). Consume, ConsumeTime, Tail and TailBatches go round robin over the
 // followers, or to the leader when it is alone. A read a follower answers
 // with OutOfRange for an offset at or past its end (by the OffsetRange error
 // detail the server attaches: offset >= next; for ConsumeTime, any
@@ -60,10 +61,32 @@
 // got. CreateTopic, UpdateTopic and DeleteTopic go to the leader and are
 // retried like appends; ListTopics and DescribeTopic are reads.
 //
-// Requests go where they would without topics (appends to the leader of
-// the cluster, reads to the followers), and the servers forward each to
-// the nodes that host its partition; the client does not yet route to
-// each partition's leader itself.
+// Each partition is its own Raft group with its own leader. An append
+// whose partition the client knows (named with Partition; split to it by
+// ProduceSplit; or, for ProduceBatch and ProduceRecords without Partition,
+// records that all have keys mapping to one partition of a topic whose
+// count the client knows) goes straight to that partition's leader. The
+// client learns the leaders with the partition count: a node knows the
+// leader only of the partitions it hosts, so the answer of the cluster's
+// leader is completed by asking, once each, the nodes that host the
+// partitions whose leader it did not know (their addresses are in the
+// answer's replicas). An answer that still misses a leader is trusted for
+// Backoff.Max only, others for RefreshInterval; an append to a partition
+// that fails in a way a change of leader explains (no connection,
+// Unavailable, not applied for a reason that may pass elsewhere, NotFound)
+// makes the next attempt or call ask again. While a partition's leader is
+// unknown, or recently failed to connect, its appends go to the cluster's
+// leader, as do appends the client cannot place (records without a key,
+// unknown counts): a server forwards an append to its partition's leader
+// (at most two hops), so a leader that moved since the client asked still
+// gets it, through the node the client knew. The retry rules below are
+// the same wherever an attempt goes.
+//
+// Producer streams and reads do not route by partition yet: a Producer's
+// one stream goes to the cluster's leader, which forwards each request to
+// its partition's leader; reads go to the followers (or the leader) as
+// without topics, and the servers forward them to a replica of the
+// partition.
 //
 // # What is retried
 //

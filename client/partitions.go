@@ -10,30 +10,61 @@ import (
 	"github.com/proglog/proglog/catalog"
 )
 
-// maxCachedTopics bounds the cache of partition counts.
+// maxCachedTopics bounds the cache of topics.
 const maxCachedTopics = 4096
 
-// topicCache remembers how many partitions each topic has, for splitting
-// keyed records by partition. An entry is trusted for RefreshInterval and
-// dropped when the server refuses a request in a way a wrong count
-// explains (NotFound, InvalidArgument).
+// topicCache remembers, per topic, how many partitions it has (for
+// splitting keyed records by partition) and where each partition's leader
+// and replicas are (for sending appends to the leader directly), as
+// learned with DescribeTopic (routes.go). An entry is trusted for
+// RefreshInterval; it is dropped when the server refuses a request in a
+// way a wrong count explains (NotFound, InvalidArgument), and marked stale
+// when an append to one of its partitions fails in a way a change of
+// leader explains.
 type topicCache struct {
-	mu      sync.Mutex
-	entries map[string]topicEntry // by topic name ("default" for "")
+	mu       sync.Mutex
+	entries  map[string]topicEntry    // by topic name ("default" for "")
+	inflight map[string]*describeCall // by topic name: the one DescribeTopic under way
+	gen      uint64                   // numbers the entries
 }
 
 type topicEntry struct {
-	partitions int // 0: unknown (the server would not say)
+	partitions int              // 0: unknown (the server would not say)
+	routes     []partitionRoute // by partition; nil when unknown
 	at         time.Time
+	gen        uint64 // which answer this is, for invalidate
+	stale      bool   // an append failed on what it says: ask again
+	// incomplete: no answer knew some partition's leader (a new topic's
+	// partitions electing, a node down); trusted for Backoff.Max only.
+	incomplete bool
 }
 
-func (c *Client) learnTopic(name string, partitions int) {
+// fresh reports whether e may be used without asking again.
+func (c *Client) fresh(e topicEntry) bool {
+	ttl := c.cfg.RefreshInterval
+	if e.incomplete {
+		ttl = min(ttl, c.cfg.Backoff.Max)
+	}
+	return !e.stale && c.cfg.Now().Sub(e.at) < ttl
+}
+
+// describeCall is a DescribeTopic the callers of topicEntry share.
+type describeCall struct {
+	done  chan struct{}
+	entry topicEntry
+}
+
+// learn caches what was learned of topic name.
+func (c *Client) learn(name string, e topicEntry) topicEntry {
 	c.topics.mu.Lock()
 	defer c.topics.mu.Unlock()
 	if c.topics.entries == nil || len(c.topics.entries) >= maxCachedTopics {
 		c.topics.entries = map[string]topicEntry{}
 	}
-	c.topics.entries[topicName(name)] = topicEntry{partitions: partitions, at: c.cfg.Now()}
+	c.topics.gen++
+	e.at, e.gen = c.cfg.Now(), c.topics.gen
+	c.topics.entries[name] = e
+	return e
 }
 
 func (c *Client) forgetTopic(name string) {
@@ -42,28 +73,70 @@ func (c *Client) forgetTopic(name string) {
 	delete(c.topics.entries, topicName(name))
 }
 
-// partitionCount returns how many partitions topic has, asking
-// DescribeTopic when the cache has no fresh answer; 0 when it cannot be
-// known (a server without topics, a caller that may not describe the
-// topic, a topic that does not exist, no server answering): the records
-// then go unsplit, and the server has the last word.
-func (c *Client) partitionCount(ctx context.Context, topic string) int {
+// invalidate marks the entry of topic stale if it is still the answer gen
+// (a later answer already reflects the failure that calls for this).
+func (c *Client) invalidate(topic string, gen uint64) {
+	name := topicName(topic)
+	c.topics.mu.Lock()
+	defer c.topics.mu.Unlock()
+	if e, ok := c.topics.entries[name]; ok && e.gen == gen {
+		e.stale = true
+		c.topics.entries[name] = e
+	}
+}
+
+// topicEntry returns what the client knows of topic, asking DescribeTopic
+// (once for all the callers that want it at the same time) when the cache
+// has no fresh answer. Its partitions are 0 when they cannot be known (a
+// server without topics, a caller that may not describe the topic, a topic
+// that does not exist, no server answering): the records then go unsplit
+// and to the cluster's leader, and the server has the last word.
+func (c *Client) topicEntry(ctx context.Context, topic string) topicEntry {
 	name := topicName(topic)
 	c.topics.mu.Lock()
 	e, ok := c.topics.entries[name]
-	c.topics.mu.Unlock()
-	if ok && c.cfg.Now().Sub(e.at) < c.cfg.RefreshInterval {
-		return e.partitions
+	if ok && c.fresh(e) {
+		c.topics.mu.Unlock()
+		return e
 	}
-	d, err := c.DescribeTopic(ctx, name)
-	if err != nil {
-		if ctx.Err() == nil {
-			c.logger.Debug("cannot learn the topic's partitions; sending records unsplit", "topic", name, "err", err)
-			c.learnTopic(name, 0)
+	call, running := c.topics.inflight[name]
+	if !running {
+		call = &describeCall{done: make(chan struct{})}
+		if c.topics.inflight == nil {
+			c.topics.inflight = map[string]*describeCall{}
 		}
-		return 0
+		c.topics.inflight[name] = call
 	}
-	return d.Topic.Partitions
+	c.topics.mu.Unlock()
+	if running {
+		select {
+		case <-call.done:
+			return call.entry
+		case <-ctx.Done():
+			return topicEntry{}
+		}
+	}
+	defer func() {
+		c.topics.mu.Lock()
+		delete(c.topics.inflight, name)
+		c.topics.mu.Unlock()
+		close(call.done)
+	}()
+	learned, err := c.describeRoutes(ctx, name)
+	switch {
+	case err == nil:
+		call.entry = c.learn(name, learned)
+	case ctx.Err() == nil:
+		c.logger.Debug("cannot learn the topic's partitions; sending records unsplit, through the cluster's leader", "topic", name, "err", err)
+		call.entry = c.learn(name, topicEntry{})
+	}
+	return call.entry
+}
+
+// partitionCount returns how many partitions topic has (topicEntry); 0
+// when it cannot be known.
+func (c *Client) partitionCount(ctx context.Context, topic string) int {
+	return c.topicEntry(ctx, topic).partitions
 }
 
 // part is the records of one request of a split append: indices into the

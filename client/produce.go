@@ -23,7 +23,7 @@ func (c *Client) Produce(ctx context.Context, value []byte, opts ...CallOption) 
 		return 0, err
 	}
 	req := &logv1.ProduceRequest{Record: &logv1.Record{Value: value}, Topic: t.topic, Partition: t.wirePartition()}
-	return c.append(ctx, "Produce", func(ctx context.Context, cl logv1connect.LogServiceClient) (uint64, error) {
+	return c.append(ctx, "Produce", c.destOf(ctx, t, nil), func(ctx context.Context, cl logv1connect.LogServiceClient) (uint64, error) {
 		resp, err := cl.Produce(ctx, req)
 		if err != nil {
 			return 0, err
@@ -181,7 +181,7 @@ type batchResult struct {
 
 func (c *Client) produceBatch(ctx context.Context, t target, records []*logv1.Record) (batchResult, error) {
 	req := &logv1.ProduceBatchRequest{Records: records, Topic: t.topic, Partition: t.wirePartition()}
-	return appendCall(ctx, c, "ProduceBatch", func(ctx context.Context, cl logv1connect.LogServiceClient) (batchResult, error) {
+	return appendTo(ctx, c, "ProduceBatch", c.destOf(ctx, t, records), func(ctx context.Context, cl logv1connect.LogServiceClient) (batchResult, error) {
 		resp, err := cl.ProduceBatch(ctx, req)
 		if err != nil {
 			return batchResult{}, err
@@ -193,20 +193,36 @@ func (c *Client) produceBatch(ctx context.Context, t target, records []*logv1.Re
 	})
 }
 
-// append runs call against the leader with the append retry policy.
-func (c *Client) append(ctx context.Context, rpc string, call func(context.Context, logv1connect.LogServiceClient) (uint64, error)) (uint64, error) {
-	return appendCall(ctx, c, rpc, call)
+// append runs call against the leader of d's partition (nil: the
+// cluster's leader) with the append retry policy.
+func (c *Client) append(ctx context.Context, rpc string, d *dest, call func(context.Context, logv1connect.LogServiceClient) (uint64, error)) (uint64, error) {
+	return appendTo(ctx, c, rpc, d, call)
 }
 
-// appendCall runs a call with side effects against the leader with the
-// append retry policy: retried only while it certainly did not happen.
+// appendCall runs a call with side effects against the cluster's leader
+// with the append retry policy: retried only while it certainly did not
+// happen.
 func appendCall[T any](ctx context.Context, c *Client, rpc string, call func(context.Context, logv1connect.LogServiceClient) (T, error)) (T, error) {
+	return appendTo(ctx, c, rpc, nil, call)
+}
+
+// appendTo is appendCall for an append to d's partition: each attempt goes
+// to the partition's leader as the client knows it then, or while it knows
+// none, to the cluster's leader, which forwards it. A failure a change of
+// leader explains makes the next attempt (or call) ask where the
+// partition's leader is.
+func appendTo[T any](ctx context.Context, c *Client, rpc string, d *dest, call func(context.Context, logv1connect.LogServiceClient) (T, error)) (T, error) {
 	var zero T
 	if c.closed.Load() {
 		return zero, ErrClosed
 	}
 	var last error
 	for attempt := 0; ; attempt++ {
+		var direct string
+		var routeGen uint64
+		if d != nil {
+			direct, routeGen = c.partitionLeader(ctx, d)
+		}
 		if err := ctx.Err(); err != nil {
 			// Nothing left the client for this attempt.
 			if last == nil {
@@ -215,9 +231,15 @@ func appendCall[T any](ctx context.Context, c *Client, rpc string, call func(con
 			return zero, c.giveUp(ctx, last)
 		}
 		addr, gen := c.writeTarget()
+		if direct != "" {
+			addr = direct
+		}
 		v, err := call(ctx, c.client(addr))
 		if err == nil {
 			return v, nil
+		}
+		if d != nil && leadershipMoved(err) {
+			c.invalidate(d.topic, routeGen)
 		}
 		last = fmt.Errorf("client: %s on %s: %w", rpc, addr, err)
 		switch classifyAppend(ctx, err) {

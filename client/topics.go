@@ -120,16 +120,31 @@ func (c *Client) ListTopics(ctx context.Context) ([]*TopicInfo, error) {
 
 // DescribeTopic gives a topic's settings and, per partition, its replicas,
 // leader and offsets, as the leader knows them (another server while the
-// leader does not answer). "" is the topic "default". It fails with
+// leader does not answer): a node knows the leader and offsets of the
+// partitions it hosts only. "" is the topic "default". It fails with
 // NotFound for a topic that does not exist.
 func (c *Client) DescribeTopic(ctx context.Context, name string) (*TopicDescription, error) {
+	d, _, err := c.describe(ctx, name)
+	return d, err
+}
+
+// describe is DescribeTopic; asked is the server that answered.
+func (c *Client) describe(ctx context.Context, name string) (_ *TopicDescription, asked string, _ error) {
 	name = topicName(name)
-	resp, err := read(ctx, c, "DescribeTopic", c.leaderTarget, func(ctx context.Context, cl logv1connect.LogServiceClient) (*logv1.DescribeTopicResponse, error) {
+	resp, err := read(ctx, c, "DescribeTopic", func(avoid string) (string, uint64) {
+		addr, gen := c.leaderTarget(avoid)
+		asked = addr
+		return addr, gen
+	}, func(ctx context.Context, cl logv1connect.LogServiceClient) (*logv1.DescribeTopicResponse, error) {
 		return cl.DescribeTopic(ctx, &logv1.DescribeTopicRequest{Name: name})
 	})
 	if err != nil {
-		return nil, err
+		return nil, asked, err
 	}
+	return descriptionOf(resp), asked, nil
+}
+
+func descriptionOf(resp *logv1.DescribeTopicResponse) *TopicDescription {
 	d := &TopicDescription{Topic: *topicOf(resp.GetTopic())}
 	for _, p := range resp.GetPartitions() {
 		ps := PartitionState{
@@ -144,8 +159,7 @@ func (c *Client) DescribeTopic(ctx context.Context, name string) (*TopicDescript
 		}
 		d.Partitions = append(d.Partitions, ps)
 	}
-	c.learnTopic(name, d.Topic.Partitions)
-	return d, nil
+	return d
 }
 
 // UpdateTopic changes the settings update sets and returns the topic as
