@@ -280,9 +280,20 @@ func TestUnknownOutcomeIsNotRetried(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			leader := knownLeader(t, c, nodes)
-			if _, err := c.Produce(t.Context(), []byte("sure")); err != nil {
-				t.Fatal(err)
+			// A settled leader first: after the previous case the old one
+			// may still be stepping down, and an append it takes then has
+			// an unknown outcome too, which is not what this case tests.
+			var leader *node
+			for attempt := 0; ; attempt++ {
+				leader = knownLeader(t, c, nodes)
+				_, err := c.Produce(t.Context(), []byte("sure"))
+				if err == nil {
+					break
+				}
+				if !errors.Is(err, client.ErrUnknownOutcome) || attempt == 20 {
+					t.Fatal(err)
+				}
+				time.Sleep(100 * time.Millisecond)
 			}
 			before := produces()
 			// Cut the leader off from Raft: its append leaves the node but
