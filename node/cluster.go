@@ -117,6 +117,7 @@ func (m *member) open(store logstore.Config, storeSyncSet bool) error {
 	// or metrics; they heal records by topic (topics.Config.FetchRecord).
 	pcfg := ccfg
 	pcfg.Registerer, pcfg.FetchRecord = nil, nil
+	pcfg.CommitTimeout = m.cfg.PartitionCommitTimeout // 0: raft's default
 	ccfg.Meta = cat
 	cl, err := cluster.New(ccfg)
 	if err != nil {

@@ -26,6 +26,9 @@ type clusterFlags struct {
 	gossipKeyFile string
 	advertiseAddr string
 	raftTimeout   time.Duration
+	// partitionCommitTimeout is hashicorp/raft's CommitTimeout for
+	// partition groups (0: raft's 50ms); hidden, for benchmarks.
+	partitionCommitTimeout time.Duration
 	// Raft snapshots: how many entries since the last one trigger the next,
 	// how often that is checked, and how many entries compaction keeps.
 	snapshotThreshold uint64
@@ -51,6 +54,8 @@ func (c *clusterFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&c.gossipKeyFile, "gossip-key-file", "", "file holding the base64 gossip key")
 	f.StringVar(&c.advertiseAddr, "advertise-addr", "", "address (host:port) other nodes and clients reach this node's TLS port at (default: the listen address)")
 	f.DurationVar(&c.raftTimeout, "raft-timeout", time.Second, "Raft heartbeat and election timeout: a dead leader is replaced after about this long")
+	f.DurationVar(&c.partitionCommitTimeout, "partition-commit-timeout", 0, "Raft's CommitTimeout for topics' partition groups: an idle leader sends each follower its commit index at least this often, so followers apply (and their readers see) records up to about this long after the leader; longer costs idle partitions less CPU (0 = hashicorp/raft's 50ms)")
+	_ = f.MarkHidden("partition-commit-timeout") // a tuning knob for benchmarks (docs/benchmarks.md)
 	f.Uint64Var(&c.snapshotThreshold, "raft-snapshot-threshold", 1<<20, "Raft entries since the last snapshot that make the node take the next one (a backstop: --raft-snapshot-bytes usually comes first, and every snapshot starts a new store segment)")
 	c.snapshotBytes = 64 << 20
 	f.Var(&c.snapshotBytes, "raft-snapshot-bytes", "take a Raft snapshot once the entries since the last one hold this many bytes (0 = only by --raft-snapshot-threshold); bounds what a restart replays")
@@ -102,6 +107,9 @@ func (c *clusterFlags) resolve(addr string, insecure bool, readFile func(string)
 	s.raft = true
 	if c.raftTimeout < 10*time.Millisecond {
 		return s, usagef("--raft-timeout %v is too short", c.raftTimeout)
+	}
+	if c.partitionCommitTimeout != 0 && c.partitionCommitTimeout < time.Millisecond {
+		return s, usagef("--partition-commit-timeout %v is too short (0 = raft's default)", c.partitionCommitTimeout)
 	}
 	if c.reapFailedAfter < 0 {
 		return s, usagef("--reap-failed-after must not be negative (0 never removes failed members)")
@@ -162,19 +170,20 @@ func (c *clusterFlags) resolve(addr string, insecure bool, readFile func(string)
 // config is the node's cluster configuration from the checked flags.
 func (c *clusterFlags) config(s clusterSettings) node.ClusterConfig {
 	return node.ClusterConfig{
-		Bootstrap:         c.bootstrap,
-		Join:              c.join,
-		GossipAddr:        s.gossipAddr,
-		GossipKey:         s.key,
-		AdvertiseAddr:     c.advertiseAddr,
-		RaftTimeout:       c.raftTimeout,
-		SnapshotThreshold: c.snapshotThreshold,
-		SnapshotInterval:  c.snapshotInterval,
-		SnapshotBytes:     orOff(c.snapshotBytes),
-		TrailingLogs:      c.trailingLogs,
-		TrailingBytes:     orOff(c.trailingBytes),
-		DiskReserve:       c.diskReserveBytes(),
-		ReapFailedAfter:   c.reapFailedAfter,
+		Bootstrap:              c.bootstrap,
+		Join:                   c.join,
+		GossipAddr:             s.gossipAddr,
+		GossipKey:              s.key,
+		AdvertiseAddr:          c.advertiseAddr,
+		RaftTimeout:            c.raftTimeout,
+		PartitionCommitTimeout: c.partitionCommitTimeout,
+		SnapshotThreshold:      c.snapshotThreshold,
+		SnapshotInterval:       c.snapshotInterval,
+		SnapshotBytes:          orOff(c.snapshotBytes),
+		TrailingLogs:           c.trailingLogs,
+		TrailingBytes:          orOff(c.trailingBytes),
+		DiskReserve:            c.diskReserveBytes(),
+		ReapFailedAfter:        c.reapFailedAfter,
 	}
 }
 
