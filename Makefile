@@ -52,6 +52,11 @@ bench: ## Run the Go benchmarks (BENCH=regexp BENCHTIME=1s)
 bench-cluster: ## Batched produce: one node vs a three-node cluster, separate processes
 	scripts/bench-cluster.sh
 
+.PHONY: bench-topics
+bench-topics: ## Topics on three nodes: 1 vs 12 partitions, leaders per node, idle cost of 300 partitions
+	go build -o .tmp/proglog-bench ./cmd/proglog
+	scripts/bench-topics.sh .tmp/proglog-bench
+
 .PHONY: bench-restart
 bench-restart: ## Restart after kill -9 with 10M records (RECORDS=n): time to first ack, RSS, disk
 	scripts/bench-restart.sh $(RECORDS)
