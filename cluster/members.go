@@ -15,14 +15,14 @@ func (l *Log) Voters() (map[string]string, error) {
 	if l.raft.State() != raft.Leader {
 		return nil, l.notLeader()
 	}
-	f := l.raft.GetConfiguration()
-	if err := f.Error(); err != nil {
-		return nil, fmt.Errorf("cluster: voters: %w", err)
+	members, err := l.Members()
+	if err != nil {
+		return nil, err
 	}
 	out := map[string]string{}
-	for _, s := range f.Configuration().Servers {
-		if s.Suffrage == raft.Voter {
-			out[string(s.ID)] = string(s.Address)
+	for _, m := range members {
+		if m.Voter {
+			out[m.ID] = m.Addr
 		}
 	}
 	return out, nil

@@ -162,7 +162,6 @@ func New(cfg Config) (_ *Node, err error) {
 		}
 		undo = append(undo, m.close)
 		n.member = m
-		scfg.Log = m.log
 		scfg.Topics = m.topics
 		scfg.Nodes = m.servers
 		scfg.Forward = m.forward.Forward

@@ -263,11 +263,9 @@ func TestLeadersBalance(t *testing.T) {
 func TestMovePartition(t *testing.T) {
 	_, dirs, clients, _ := startThree(t)
 	ctx := t.Context()
-	created, err := clients[0].CreateTopic(ctx, &logv1.CreateTopicRequest{Name: "moving", Partitions: 1, ReplicationFactor: 2})
-	if err != nil {
+	if _, err := clients[0].CreateTopic(ctx, &logv1.CreateTopicRequest{Name: "moving", Partitions: 1, ReplicationFactor: 2}); err != nil {
 		t.Fatal(err)
 	}
-	_ = created
 	desc, err := clients[0].DescribeTopic(ctx, &logv1.DescribeTopicRequest{Name: "moving"})
 	if err != nil {
 		t.Fatal(err)

@@ -63,51 +63,30 @@ func NewForwarder(nodeID, self string, tlsConfig *tls.Config) (*Forwarder, error
 		MaxIdleConnsPerHost: 4,
 		HTTP2:               &http.HTTP2Config{SendPingTimeout: pingInterval, PingTimeout: pingTimeout},
 	}
-	return &Forwarder{self: self, transport: tr, header: forwardedMark(nodeID), clients: map[string]logv1connect.LogServiceClient{}, relays: map[string]logv1connect.LogServiceClient{}}, nil
+	return &Forwarder{self: self, transport: tr, header: headerMark{ForwardedHeader, nodeID}, clients: map[string]logv1connect.LogServiceClient{}, relays: map[string]logv1connect.LogServiceClient{}}, nil
 }
 
-// forwardedMark sets ForwardedHeader, naming the node, on every request a
-// Forwarder's clients send, streams included.
-type forwardedMark string
+// headerMark sets one request header on every request of the clients it
+// is given to, streams included: ForwardedHeader naming the node on all of
+// a Forwarder's, RelayHeader as well on Relay's.
+type headerMark struct{ name, value string }
 
-// relayMark sets RelayHeader on the requests of Relay's clients.
-type relayMark struct{}
-
-func (relayMark) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+func (m headerMark) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		req.Header().Set(RelayHeader, "1")
+		req.Header().Set(m.name, m.value)
 		return next(ctx, req)
 	}
 }
 
-func (relayMark) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+func (m headerMark) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
 	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
 		conn := next(ctx, spec)
-		conn.RequestHeader().Set(RelayHeader, "1")
+		conn.RequestHeader().Set(m.name, m.value)
 		return conn
 	}
 }
 
-func (relayMark) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return next
-}
-
-func (m forwardedMark) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		req.Header().Set(ForwardedHeader, string(m))
-		return next(ctx, req)
-	}
-}
-
-func (m forwardedMark) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
-		conn := next(ctx, spec)
-		conn.RequestHeader().Set(ForwardedHeader, string(m))
-		return conn
-	}
-}
-
-func (m forwardedMark) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+func (headerMark) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
 	return next
 }
 
@@ -140,7 +119,7 @@ func (f *Forwarder) Relay(addr string) (c logv1connect.LogServiceClient, ok bool
 	if addr == "" || addr == f.self {
 		return nil, false
 	}
-	return f.client(f.relays, addr, f.header, relayMark{}), true
+	return f.client(f.relays, addr, f.header, headerMark{RelayHeader, "1"}), true
 }
 
 // peer returns the client for the node at addr, marked as this node's.
