@@ -222,7 +222,9 @@ func newTopicsDescribeCmd(e *env) *cobra.Command {
 		Short: "Show a topic's settings and its partitions: leader, replicas, offsets, size",
 		Long: `Show a topic's settings, then a table of its partitions: the leader's node
 ID ("-" while it has none), the replicas' node IDs with "*" after those in
-sync (voters of the partition's Raft group the leader heard from recently),
+sync (voters of the partition's Raft group, as the answering node knows its
+configuration, while the group has a leader; a replica still catching up
+after a move is a learner, not in sync),
 the lowest retained and next offsets and the size on disk, from the leader
 where it answered. With --format json, one object:
 {"topic":{...},"partitions":[{"partition":0,"leader":"n1","replicas":[{"node_id":"n1",
