@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -230,4 +231,20 @@ func (c *Client) MovePartition(ctx context.Context, topic string, partition int,
 		return nil, err
 	}
 	return resp.GetReplicas(), nil
+}
+
+// RemoveNode removes a node that is down from the cluster (Raft's voters
+// and gossip) and returns the partitions still placed on it, as
+// "topic/partition", which MovePartition can move elsewhere.
+func (c *Client) RemoveNode(ctx context.Context, nodeID string) (stranded []string, err error) {
+	resp, err := appendCall(ctx, c, "RemoveNode", func(ctx context.Context, cl logv1connect.LogServiceClient) (*logv1.RemoveNodeResponse, error) {
+		return cl.RemoveNode(ctx, &logv1.RemoveNodeRequest{NodeId: nodeID})
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range resp.GetStranded() {
+		stranded = append(stranded, fmt.Sprintf("%s/%d", p.GetTopic(), p.GetPartition()))
+	}
+	return stranded, nil
 }

@@ -2,6 +2,7 @@ package membership_test
 
 import (
 	"bytes"
+	"errors"
 	"log/slog"
 	"net"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/proglog/proglog/membership"
@@ -221,5 +223,75 @@ func TestNoReapWithoutQuorum(t *testing.T) {
 	}
 	if n := counter(t, reg, "proglog_membership_failed_members_removed_total"); n != 0 {
 		t.Fatalf("removed %v members, want 0", n)
+	}
+}
+
+// TestRemove: Remove refuses this node, a live member, an unknown one, and
+// a removal that leaves no live majority; it removes a failed voter from
+// the voters and from gossip at once (no ReapFailedAfter), and a voter
+// gossip never knew; a follower answers the Handler's not-leader error.
+func TestRemove(t *testing.T) {
+	lead, _, m1, ms, cfgs := reapCluster(t, 0) // 0: never reaps by itself
+	ctx := t.Context()
+	for _, tc := range []struct {
+		id   string
+		want error
+	}{
+		{"n1", membership.ErrSelf},
+		{"n2", membership.ErrAlive},
+		{"n9", membership.ErrUnknownMember},
+	} {
+		if err := m1.Remove(ctx, tc.id); !errors.Is(err, tc.want) {
+			t.Errorf("Remove(%s) = %v, want %v", tc.id, err, tc.want)
+		}
+	}
+	if err := ms["n2"].Remove(ctx, "n3"); !errors.Is(err, raft.ErrNotLeader) {
+		t.Errorf("Remove on a follower = %v, want raft.ErrNotLeader", err)
+	}
+
+	ms["n3"].Close()
+	eventually(t, "n3 failed", func() bool { return status(m1, "n3") == "failed" })
+	if err := m1.Remove(ctx, "n3"); err != nil {
+		t.Fatalf("Remove(n3): %v", err)
+	}
+	if _, ok := lead.snapshot()["n3"]; ok {
+		t.Fatalf("voters %v still hold n3", lead.snapshot())
+	}
+	if s := status(m1, "n3"); s != "left" {
+		t.Fatalf("n3 is %q in gossip, want left", s)
+	}
+	if err := m1.Remove(ctx, "n3"); err != nil {
+		t.Fatalf("Remove(n3) again: %v, want nil (already out)", err)
+	}
+	// A voter that gossip does not know (it never joined, or was
+	// forgotten) is removed too.
+	lead.mu.Lock()
+	lead.members["n7"] = rpcAddr("n7")
+	lead.mu.Unlock()
+	if err := m1.Remove(ctx, "n7"); err != nil {
+		t.Fatalf("Remove(n7): %v", err)
+	}
+	// Two dead voters that gossip does not know: removing n2 once it has
+	// failed would leave n1, n8 and n9, of which only n1 lives.
+	lead.mu.Lock()
+	lead.members["n8"] = rpcAddr("n8")
+	lead.members["n9"] = rpcAddr("n9")
+	lead.mu.Unlock()
+	ms["n2"].Close()
+	eventually(t, "n2 failed", func() bool { return status(m1, "n2") == "failed" })
+	if err := m1.Remove(ctx, "n2"); !errors.Is(err, membership.ErrNoLiveMajority) {
+		t.Fatalf("Remove(n2) with voters n1, n8, n9 left of which only n1 lives = %v, want ErrNoLiveMajority", err)
+	}
+	if _, ok := lead.snapshot()["n2"]; !ok {
+		t.Fatal("n2 was removed although no live majority remains")
+	}
+
+	// A removed member that comes back joins again like a new one.
+	ms["n3"] = mustNew(t, cfgs["n3"])
+	eventually(t, "n3 to be a voter again", func() bool { return lead.snapshot()["n3"] == rpcAddr("n3") })
+
+	m1.Close()
+	if err := m1.Remove(ctx, "n2"); !errors.Is(err, membership.ErrClosed) {
+		t.Fatalf("Remove after Close = %v, want ErrClosed", err)
 	}
 }

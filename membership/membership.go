@@ -108,6 +108,8 @@ type Membership struct {
 	logger  *slog.Logger
 	serf    *serf.Serf
 	events  chan serf.Event
+	removes chan removal  // Remove's requests, served by the run loop
+	closed  chan struct{} // closed when the run loop ends
 	metrics metrics
 	stop    context.CancelFunc
 	wg      sync.WaitGroup // the run loop
@@ -158,7 +160,7 @@ func New(cfg Config) (*Membership, error) {
 		return nil, fmt.Errorf("membership: gossip port %q: %w", portStr, err)
 	}
 	m := &Membership{
-		cfg: cfg, logger: cfg.Logger, events: make(chan serf.Event, 256),
+		cfg: cfg, logger: cfg.Logger, events: make(chan serf.Event, 256), removes: make(chan removal), closed: make(chan struct{}),
 		failedSince: map[string]time.Time{}, refused: map[string]string{}, reapHeld: map[string]bool{},
 		metrics: metrics{
 			refused: prometheus.NewCounter(prometheus.CounterOpts{
@@ -242,6 +244,7 @@ func (m *Membership) reconcileEvery() time.Duration {
 // run passes Serf's events and, every ReconcileInterval, the whole member
 // list to the Handler, from this one goroutine.
 func (m *Membership) run(ctx context.Context) {
+	defer close(m.closed)
 	t := time.NewTicker(m.reconcileEvery())
 	defer t.Stop()
 	for {
@@ -254,6 +257,8 @@ func (m *Membership) run(ctx context.Context) {
 			}
 		case <-t.C:
 			m.reconcile(ctx)
+		case r := <-m.removes:
+			r.done <- m.remove(r.id)
 		}
 	}
 }
@@ -430,6 +435,106 @@ func (m *Membership) reap(id string, voters map[string]string, alive map[string]
 	if err := m.serf.RemoveFailedNode(id); err != nil {
 		m.logger.Warn("membership: announcing the removal of a failed member", "member", id, "err", err)
 	}
+}
+
+// Errors of Remove.
+var (
+	// ErrAlive: gossip sees the member alive; stop it first.
+	ErrAlive = errors.New("membership: the member is alive")
+	// ErrUnknownMember: neither gossip nor Raft's voters know the member.
+	ErrUnknownMember = errors.New("membership: no such member")
+	// ErrSelf: a member cannot remove itself (stop it, then ask another).
+	ErrSelf = errors.New("membership: a member cannot remove itself")
+	// ErrNoLiveMajority: the voters that would remain have no live
+	// majority, so the removal could not commit, or would leave a
+	// configuration that cannot.
+	ErrNoLiveMajority = errors.New("membership: the remaining voters would have no live majority")
+	// ErrClosed: gossip has stopped.
+	ErrClosed = errors.New("membership: closed")
+)
+
+type removal struct {
+	id   string
+	done chan error
+}
+
+// Remove removes id, a member that is down (failed or left in gossip, or
+// a voter gossip no longer knows), from the voters and from gossip at
+// once, as reaping does after ReapFailedAfter. Only the leader can: on
+// another member it returns the Handler's error (wrapping
+// raft.ErrNotLeader). The member may come back later and join as a new
+// one. Removing a member that has already left succeeds.
+func (m *Membership) Remove(ctx context.Context, id string) error {
+	r := removal{id: id, done: make(chan error, 1)}
+	select {
+	case m.removes <- r:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-m.closed:
+		return ErrClosed
+	}
+	select {
+	case err := <-r.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err() // the run loop finishes it and drops the answer
+	}
+}
+
+// remove serves Remove on the run loop.
+func (m *Membership) remove(id string) error {
+	if id == m.cfg.NodeID {
+		return fmt.Errorf("%w: %q is this node", ErrSelf, id)
+	}
+	voters, err := m.cfg.Handler.Voters()
+	if err != nil {
+		return err
+	}
+	alive := map[string]bool{m.cfg.NodeID: true}
+	var status serf.MemberStatus = serf.StatusNone
+	for _, mem := range m.serf.Members() {
+		if mem.Status == serf.StatusAlive {
+			alive[mem.Name] = true
+		}
+		if mem.Name == id {
+			status = mem.Status
+		}
+	}
+	_, voter := voters[id]
+	switch {
+	case status == serf.StatusAlive || status == serf.StatusLeaving:
+		return fmt.Errorf("%w: %q is %s in gossip; stop it first (a node stops without leaving unless it runs with --leave-on-terminate)", ErrAlive, id, status)
+	case !voter && status == serf.StatusNone:
+		return fmt.Errorf("%w: %q is neither a voter nor a member gossip knows", ErrUnknownMember, id)
+	case !voter && status == serf.StatusLeft:
+		return nil // already out: a retried Remove succeeds
+	}
+	if voter {
+		remaining, live := 0, 0
+		for v := range voters {
+			if v == id {
+				continue
+			}
+			remaining++
+			if alive[v] {
+				live++
+			}
+		}
+		if 2*live <= remaining {
+			return fmt.Errorf("%w: removing %q leaves %d voters of which %d are alive", ErrNoLiveMajority, id, remaining, live)
+		}
+		if err := m.cfg.Handler.RemoveFailed(id); err != nil {
+			return err
+		}
+	}
+	m.logger.Warn("membership: removed a member on request", "member", id, "gossip_status", status.String(), "voter", voter)
+	m.forget(id)
+	if status == serf.StatusFailed {
+		if err := m.serf.RemoveFailedNode(id); err != nil {
+			m.logger.Warn("membership: announcing the removal of a failed member", "member", id, "err", err)
+		}
+	}
+	return nil
 }
 
 func (m *Membership) call(what, id string, f func() error) {

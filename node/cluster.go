@@ -11,7 +11,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
+
+	"connectrpc.com/connect"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -40,7 +43,9 @@ type member struct {
 	catalog *catalog.Catalog // the topics, kept by log (the system group)
 	topics  *topics.Manager  // the partitions this node hosts
 	forward *service.Forwarder
-	members *membership.Membership // set by join; nil without gossip
+	// members is the gossip agent, set by join; nil without gossip.
+	// Atomic: RPCs (RemoveNode) read it while join sets it.
+	members atomic.Pointer[membership.Membership]
 }
 
 // hasRaftState reports whether dataDir belongs to a node that has been in
@@ -221,7 +226,7 @@ func (m *member) join() error {
 	}
 	if m.restarted && len(mcfg.Join) == 0 {
 		m.logger.Info("no --join: rejoining the members the gossip snapshot remembers; " +
-			"a node stopped gracefully (SIGINT/SIGTERM) has left the cluster and needs --join with a live member's gossip address")
+			"a node that left the cluster (stopped with --leave-on-terminate, or removed) needs --join with a live member's gossip address")
 	}
 	ms, err := membership.New(mcfg)
 	if err != nil && m.restarted && len(mcfg.Join) > 0 {
@@ -232,7 +237,7 @@ func (m *member) join() error {
 	if err != nil {
 		return err
 	}
-	m.members = ms
+	m.members.Store(ms)
 	return nil
 }
 
@@ -263,22 +268,49 @@ func (m *member) handOver() {
 	}
 }
 
-// leave stops gossip; graceful, it first announces the departure, and the
+// leave stops gossip; announce, it first announces the departure, and the
 // leader then removes this node from Raft.
-func (m *member) leave(graceful bool) {
-	if m.members == nil {
+func (m *member) leave(announce bool) {
+	ms := m.members.Load()
+	if ms == nil {
 		return
 	}
-	if graceful {
+	if announce {
 		// Leave also stops gossip.
-		if err := m.members.Leave(); err != nil {
+		if err := ms.Leave(); err != nil {
 			m.logger.Warn("leaving the cluster", "err", err)
 		}
 		return
 	}
-	if err := m.members.Close(); err != nil {
+	if err := ms.Close(); err != nil {
 		m.logger.Error("closing the cluster node", "err", err)
 	}
+}
+
+// removeNode answers RemoveNode: it removes id, a node that is down, from
+// Raft and gossip (on the leader; elsewhere the *cluster.NotLeaderError
+// sends the call there), and lists the partitions still placed on it.
+func (m *member) removeNode(ctx context.Context, id string) ([]service.PartitionRef, error) {
+	ms := m.members.Load()
+	if ms == nil {
+		return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("node %q: this node has not joined the cluster's gossip yet", id))
+	}
+	if err := ms.Remove(ctx, id); err != nil {
+		switch {
+		case errors.Is(err, membership.ErrUnknownMember):
+			return nil, connect.NewError(connect.CodeNotFound, err)
+		case errors.Is(err, membership.ErrAlive), errors.Is(err, membership.ErrNoLiveMajority), errors.Is(err, membership.ErrSelf):
+			return nil, connect.NewError(connect.CodeFailedPrecondition, err)
+		case errors.Is(err, membership.ErrClosed):
+			return nil, connect.NewError(connect.CodeUnavailable, err)
+		}
+		return nil, err
+	}
+	var stranded []service.PartitionRef
+	for _, ref := range m.catalog.View().Hosted(id) {
+		stranded = append(stranded, service.PartitionRef{Topic: ref.Topic.Name, Partition: ref.Partition})
+	}
+	return stranded, nil
 }
 
 // close stops forwarding and Raft.
@@ -289,14 +321,35 @@ func (m *member) close() {
 	}
 }
 
-// reportWritable keeps the health check's WritesHealthService in step with
+// reportHealth keeps the health check's WritesHealthService in step with
 // whether the node takes writes (NOT_SERVING while its disk is full, after
-// it failed to apply, or while its store cannot be written) until ctx ends.
-func (m *member) reportWritable(ctx context.Context, svc *service.Service) {
+// it failed to apply, or while its store cannot be written), and its
+// ReadyHealthService with whether it serves the system group and every
+// partition placed on it, until ctx ends. Readiness is reported only once
+// the node has joined (ready is closed).
+func (m *member) reportHealth(ctx context.Context, svc *service.Service, joined <-chan struct{}) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	var notReady string // the reason last logged
 	for {
 		svc.SetWritable(m.log.CanWrite() == nil)
+		select {
+		case <-joined:
+			err := m.log.Ready()
+			if err == nil {
+				err = m.topics.Ready()
+			}
+			svc.SetReady(err == nil)
+			switch {
+			case err != nil && err.Error() != notReady:
+				notReady = err.Error()
+				m.logger.Debug("not ready", "reason", notReady)
+			case err == nil && notReady != "":
+				notReady = ""
+				m.logger.Info("ready: serving the system group and every partition placed here")
+			}
+		default:
+		}
 		select {
 		case <-ctx.Done():
 			return

@@ -119,6 +119,12 @@ type ClusterConfig struct {
 	// ReapFailedAfter is how long a member may stay failed before the
 	// leader removes it (membership.Config.ReapFailedAfter); 0: never.
 	ReapFailedAfter time.Duration
+	// LeaveOnTerminate makes a graceful stop (Run's ctx ending) leave the
+	// cluster: gossip announces the departure and the leader removes the
+	// node from Raft. Off, the node just stops and stays a voter (others
+	// see it failed), which is what a rolling restart needs: the voter
+	// set, and so the quorum, never changes.
+	LeaveOnTerminate bool
 }
 
 // gossip says whether the node gossips.

@@ -164,6 +164,7 @@ func New(cfg Config) (_ *Node, err error) {
 		n.member = m
 		scfg.Topics = m.topics
 		scfg.Nodes = m.servers
+		scfg.RemoveNode = m.removeNode
 		scfg.Forward = m.forward.Forward
 		scfg.Peer = m.forward.Client
 		scfg.Relay = m.forward.Relay

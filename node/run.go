@@ -23,8 +23,10 @@ import (
 //     marks the health check NOT_SERVING and shuts the server down: live
 //     tails end, produces under way get up to ShutdownTimeout.
 //  3. acl: reloads the policy file when it changes.
-//  4. writes: keeps the health check's proglog.Writes in step with whether
-//     the log takes writes (disk full, apply failed).
+//  4. health: keeps the health check's proglog.Writes in step with whether
+//     the log takes writes (disk full, apply failed), and, once the port
+//     serves, proglog.Ready with whether the node serves the system group
+//     and every partition placed on it (a leader heard from, caught up).
 //  5. partitions: starts and stops the Raft groups of the partitions the
 //     catalogue places on this node (topics.Manager). Stopping hands over
 //     the leadership of those it leads and closes them.
@@ -33,8 +35,10 @@ import (
 //     forwarding and Raft once gossip has stopped: gossip's events call
 //     into the log.
 //  7. gossip: joins the cluster once the port serves, then runs Serf.
-//     Stopping leaves the cluster when graceful (the new leader removes
-//     this node from Raft), else just stops.
+//     Stopping just stops, so the node stays a voter and rejoins when it
+//     starts again (a rolling restart never changes the voter set); with
+//     ClusterConfig.LeaveOnTerminate a graceful stop leaves the cluster
+//     (the new leader removes this node from Raft).
 //
 // Without TLS there is no writes, raft or gossip actor (no Raft); a store
 // actor closes the standalone log in their place. Without a gossip key
@@ -74,6 +78,9 @@ func (n *Node) Run(ctx context.Context) error {
 			if n.member == nil || !n.member.cfg.gossip() {
 				n.logServing()
 			}
+			if n.member == nil {
+				n.svc.SetReady(true) // a standalone node serves all it has once it serves
+			}
 		}
 		// After an interrupt Serve returns at once, closing the listener.
 		if err := n.srv.Serve(n.ln); !errors.Is(err, http.ErrServerClosed) {
@@ -94,7 +101,7 @@ func (n *Node) Run(ctx context.Context) error {
 	g.Add(loop(ctx, "the ACL watcher", func(ctx context.Context) { n.policy.Run(ctx, n.cfg.ACLPoll) }))
 
 	if m := n.member; m != nil {
-		g.Add(loop(ctx, "the writes health reporter", func(ctx context.Context) { m.reportWritable(ctx, n.svc) }))
+		g.Add(loop(ctx, "the health reporter", func(ctx context.Context) { m.reportHealth(ctx, n.svc, accepting) }))
 
 		partitionsDone := make(chan struct{})
 		run, stopPartitions := loop(ctx, "the partitions", m.topics.Run)
@@ -141,7 +148,7 @@ func (n *Node) Run(ctx context.Context) error {
 				n.logger.Info("cluster member", "advertise", m.advertise, "gossip", m.cfg.GossipAddr, "join", m.cfg.Join)
 				n.logServing()
 				<-stopGossip
-				m.leave(graceful)
+				m.leave(graceful && m.cfg.LeaveOnTerminate)
 				return nil
 			}, func(cause error) {
 				graceful = errors.Is(cause, errStopped)

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/proglog/proglog/node"
 	"io"
 	"net"
 	"os"
@@ -26,10 +27,23 @@ import (
 // are voters.
 func startThree(t *testing.T) ([]*running, []string, []logv1connect.LogServiceClient, *tls.Config) {
 	t.Helper()
+	nodes, cfgs, clients, root := startThreeWith(t, nil)
+	dirs := make([]string, len(cfgs))
+	for i, cfg := range cfgs {
+		dirs[i] = cfg.DataDir
+	}
+	return nodes, dirs, clients, root
+}
+
+// startThreeWith is startThree with tweak applied to each node's
+// configuration (nil: none). It returns the configurations as the nodes
+// run them, with their listening address, so a test can restart one.
+func startThreeWith(t *testing.T, tweak func(*node.Config)) ([]*running, []node.Config, []logv1connect.LogServiceClient, *tls.Config) {
+	t.Helper()
 	id := newIdentity(t)
 	var (
 		nodes   []*running
-		dirs    []string
+		cfgs    []node.Config
 		clients []logv1connect.LogServiceClient
 		seed    string
 	)
@@ -42,6 +56,9 @@ func startThree(t *testing.T) ([]*running, []string, []logv1connect.LogServiceCl
 		} else {
 			cfg.Cluster.Join = []string{seed}
 		}
+		if tweak != nil {
+			tweak(&cfg)
+		}
 		n := start(t, cfg)
 		waitFor(t, cfg.NodeID+" to gossip", func() bool {
 			conn, err := net.Dial("tcp", cfg.Cluster.GossipAddr)
@@ -50,11 +67,12 @@ func startThree(t *testing.T) ([]*running, []string, []logv1connect.LogServiceCl
 			}
 			return err == nil
 		})
+		cfg.Addr = n.Addr()
 		c, _, _ := client(t, n.Addr(), id.root)
-		nodes, dirs, clients = append(nodes, n), append(dirs, cfg.DataDir), append(clients, c)
+		nodes, cfgs, clients = append(nodes, n), append(cfgs, cfg), append(clients, c)
 	}
 	waitFor(t, "three voters", func() bool { return len(servers(t, clients[0])) == 3 })
-	return nodes, dirs, clients, id.root
+	return nodes, cfgs, clients, id.root
 }
 
 // partitionDirs lists the partition directories under a node's data dir.

@@ -238,3 +238,41 @@ func (s *Service) MovePartition(ctx context.Context, req *logv1.MovePartitionReq
 	}
 	return &logv1.MovePartitionResponse{Replicas: t.Partitions[req.GetPartition()].Replicas}, nil
 }
+
+// RemoveNode removes a node that is down from the cluster, on the system
+// group's leader (a follower forwards the request there). It needs the
+// admin action on every topic ("*"): a node hosts partitions of any.
+func (s *Service) RemoveNode(ctx context.Context, req *logv1.RemoveNodeRequest) (*logv1.RemoveNodeResponse, error) {
+	if id := identityOf(ctx); !id.forwarded && !s.authz.AllowedCluster(id.subject, ActionAdmin) {
+		return nil, denied(id, `"admin" on every topic`)
+	}
+	nodeID := req.GetNodeId()
+	if nodeID == "" {
+		return nil, invalidArgument("node_id is required")
+	}
+	if s.removeNode == nil {
+		return nil, connect.NewError(connect.CodeUnimplemented, fmt.Errorf("node %q: this node runs alone; there is no cluster to remove a node from", nodeID))
+	}
+	stranded, err := s.removeNode(ctx, nodeID)
+	if err != nil {
+		if leader, ok := s.leaderFor(ctx, err); ok {
+			resp, err := leader.RemoveNode(ctx, req)
+			if err != nil && !connect.IsWireError(err) {
+				return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf(
+					"node %q: forwarding the removal to the leader failed; it may or may not have been made: %w", nodeID, err))
+			}
+			return resp, err
+		}
+		return nil, toConnect(ctx, err)
+	}
+	resp := &logv1.RemoveNodeResponse{}
+	for _, p := range stranded {
+		resp.Stranded = append(resp.Stranded, &logv1.PartitionRef{Topic: p.Topic, Partition: uint32(p.Partition)})
+	}
+	servers, err := s.GetServers(ctx, &logv1.GetServersRequest{})
+	if err != nil {
+		return nil, err
+	}
+	resp.Servers = servers.GetServers()
+	return resp, nil
+}

@@ -65,6 +65,7 @@ var procedureAccess = map[string]access{
 	logv1connect.LogServiceUpdateTopicProcedure:      adminAccess,
 	logv1connect.LogServiceDeleteTopicProcedure:      adminAccess,
 	logv1connect.LogServiceMovePartitionProcedure:    adminAccess,
+	logv1connect.LogServiceRemoveNodeProcedure:       {actions: []string{ActionAdmin}, cluster: true, peer: true},
 	logv1connect.LogServiceWhoAmIProcedure:           openAccess,
 }
 

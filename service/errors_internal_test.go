@@ -194,6 +194,7 @@ func TestAccessFor(t *testing.T) {
 		{"/log.v1.LogService/CreateTopic", ActionAdmin, false, true},
 		{"/log.v1.LogService/DeleteTopic", ActionAdmin, false, true},
 		{"/log.v1.LogService/MovePartition", ActionAdmin, false, true},
+		{"/log.v1.LogService/RemoveNode", ActionAdmin, cluster, true},
 		{"/log.v1.LogService/WhoAmI", "", false, true},
 		{"/log.v1.LogService/Nope", "", false, true},
 		{"/log.v1.LogService/./Produce", ActionProduce, false, true},

@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -64,6 +65,12 @@ type Node struct {
 	PartitionLeaders int
 }
 
+// PartitionRef names one partition of a topic.
+type PartitionRef struct {
+	Topic     string
+	Partition int
+}
+
 // Defaults for the zero fields of Config.
 const (
 	DefaultMaxRecordBytes      = 1 << 20
@@ -91,6 +98,11 @@ type Config struct {
 	// Nodes, if set, lists the cluster's members for GetServers (a
 	// replicated log knows them); nil means this node alone.
 	Nodes func() ([]Node, error)
+	// RemoveNode, if set, removes a node that is down from the cluster
+	// (RemoveNode): it returns the partitions still placed on it, or an
+	// error (a *connect.Error keeps its code; one Forward accepts sends
+	// the call to the leader). nil answers Unimplemented (no cluster).
+	RemoveNode func(ctx context.Context, id string) (stranded []PartitionRef, err error)
 	// Forward, if set, is asked about every append the log refuses: when
 	// err says another node leads (a follower of a replicated log), it
 	// returns a client for the leader and the append goes there, its
@@ -144,12 +156,14 @@ type Config struct {
 // Service implements logv1connect.LogServiceHandler and serves it with
 // everything around it; see Handler.
 type Service struct {
+	draining        atomic.Bool // SetServing(false): not ready, whatever the node reports
 	topics          Topics
 	authz           Authorizer
 	nodeID          string
 	version         string
 	rpcAddr         string
 	nodes           func() ([]Node, error)
+	removeNode      func(context.Context, string) ([]PartitionRef, error)
 	forward         func(error) (logv1connect.LogServiceClient, bool)
 	peer            func(string) (logv1connect.LogServiceClient, bool)
 	relay           func(string) (logv1connect.LogServiceClient, bool)
@@ -219,6 +233,7 @@ func New(cfg Config) (*Service, error) {
 		version:         cfg.Version,
 		rpcAddr:         cfg.RPCAddr,
 		nodes:           cfg.Nodes,
+		removeNode:      cfg.RemoveNode,
 		forward:         cfg.Forward,
 		peer:            cfg.Peer,
 		relay:           cfg.Relay,
@@ -228,6 +243,7 @@ func New(cfg Config) (*Service, error) {
 		logger:          cfg.Logger,
 		health:          grpchealth.NewStaticChecker(logv1connect.LogServiceName),
 	}
+	s.SetReady(false) // until the node says otherwise
 	m, err := newMetrics(cfg.Registerer, topics)
 	if err != nil {
 		return nil, err
@@ -270,12 +286,17 @@ func New(cfg Config) (*Service, error) {
 func (s *Service) Handler() http.Handler { return s.handler }
 
 // SetServing sets what the gRPC health check reports for "" and the
-// LogService, e.g. NOT_SERVING while draining before a shutdown.
+// LogService, e.g. NOT_SERVING while draining before a shutdown (which
+// also makes ReadyHealthService NOT_SERVING).
 func (s *Service) SetServing(serving bool) {
 	status := grpchealth.StatusNotServing
 	if serving {
 		status = grpchealth.StatusServing
 	}
+	s.draining.Store(!serving)
 	s.health.SetStatus("", status)
 	s.health.SetStatus(logv1connect.LogServiceName, status)
+	if !serving {
+		s.SetReady(false)
+	}
 }

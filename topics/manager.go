@@ -895,3 +895,28 @@ func (m *Manager) Leaders() map[string]int {
 	}
 	return out
 }
+
+// Ready reports whether this node serves every partition the catalogue
+// places on it (cluster.Log.Ready for each: running, a leader known and
+// heard from, caught up, writable); nil means ready, else the first
+// partition that is not and why.
+func (m *Manager) Ready() error {
+	refs := m.cfg.Catalog.View().Hosted(m.cfg.NodeID)
+	m.mu.Lock()
+	logs := make([]*cluster.Log, len(refs))
+	for i, ref := range refs {
+		if p := m.running[ref.Topic.Group(ref.Partition)]; p != nil {
+			logs[i] = p.log
+		}
+	}
+	m.mu.Unlock()
+	for i, ref := range refs {
+		if logs[i] == nil {
+			return fmt.Errorf("topics: partition %s/%d is not running here yet", ref.Topic.Name, ref.Partition)
+		}
+		if err := logs[i].Ready(); err != nil {
+			return fmt.Errorf("topics: partition %s/%d: %w", ref.Topic.Name, ref.Partition, err)
+		}
+	}
+	return nil
+}

@@ -39,6 +39,8 @@ type clusterFlags struct {
 	// reapFailedAfter is how long a member may stay failed before the
 	// leader removes it (0 = never).
 	reapFailedAfter time.Duration
+	// leaveOnTerminate: a graceful stop leaves the cluster.
+	leaveOnTerminate bool
 	// diskReserve: free space below which appends are refused; unset
 	// (diskReserveSet false) means twice --segment-bytes, 0 none.
 	diskReserve    byteSize
@@ -65,6 +67,8 @@ func (c *clusterFlags) register(f *pflag.FlagSet) {
 	f.Var(&c.trailingBytes, "raft-trailing-bytes", "keep about this many bytes of Raft entries after a snapshot, at most --raft-trailing-logs of them (0 = by count only)")
 	f.DurationVar(&c.reapFailedAfter, "reap-failed-after", 5*time.Minute, "the leader removes a member that has been unreachable (failed in gossip) this long from Raft and gossip, "+
 		"if the voters left alive are a majority without it; it rejoins when it comes back (0 = never remove failed members)")
+	f.BoolVar(&c.leaveOnTerminate, "leave-on-terminate", false, "on SIGINT/SIGTERM leave the cluster (the leader removes this node from Raft; a later start needs --join) rather than just stop, "+
+		"which keeps it a voter that rejoins when it starts again: what a rolling restart wants. To remove a node that is down for good: proglog nodes remove ID")
 	f.Var(&c.diskReserve, "disk-reserve", "refuse produces (ResourceExhausted, \"disk full\") while the data dir's disk has less free space than this; they resume by themselves once space is freed (default: twice --segment-bytes; 0: only when a write fails for want of space)")
 }
 
@@ -184,6 +188,7 @@ func (c *clusterFlags) config(s clusterSettings) node.ClusterConfig {
 		TrailingBytes:          orOff(c.trailingBytes),
 		DiskReserve:            c.diskReserveBytes(),
 		ReapFailedAfter:        c.reapFailedAfter,
+		LeaveOnTerminate:       c.leaveOnTerminate,
 	}
 }
 

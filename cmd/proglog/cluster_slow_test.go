@@ -502,12 +502,13 @@ func TestClusterReplicationThroughFollowers(t *testing.T) {
 		}
 	}
 
-	// A graceful stop of the leader hands leadership over and leaves the
-	// cluster: the others go on with two members.
+	// A graceful stop of the leader hands leadership over; the node stays
+	// a voter (without --leave-on-terminate): the other two go on, still
+	// listing three members.
 	if code := leader.stop(); code != 0 {
 		t.Fatalf("leader exited with %d on SIGTERM", code)
 	}
-	c.waitLeader(2)
+	c.waitLeader(3)
 	if _, err := via.Produce(ctx, &logv1.ProduceRequest{Record: &logv1.Record{Value: []byte("after")}}); err != nil {
 		t.Fatalf("produce after the leader left: %v", err)
 	}
@@ -687,11 +688,55 @@ func TestClusterPausedLeaderCatchesUp(t *testing.T) {
 	p.verify(t, c.checkIdentical())
 }
 
+// TestClusterRollingRestart restarts the three nodes one at a time with
+// SIGTERM under a steady producer, as a Kubernetes StatefulSet update
+// does: each stopped node stays a voter (the others list three members
+// while it is down, so the quorum stays two of three), writes go on while
+// it is down, and the next node is stopped only once `proglog health
+// --service proglog.Ready` says the restarted one serves again. No
+// acknowledged write is lost and every node ends with the same log.
+func TestClusterRollingRestart(t *testing.T) {
+	c := startCluster(t)
+	p, stop := startProducer(t, c)
+	dataDir := filepath.Join(c.root, "n1") // the development identity
+	for _, m := range c.members {
+		p.waitProgress(t, 30)
+		if code := m.stop(); code != 0 {
+			t.Fatalf("%s exited with %d on SIGTERM", m.id, code)
+		}
+		// Still three voters, one of them down; writes go on.
+		c.waitLeader(3)
+		p.waitProgress(t, 30)
+		m.start()
+		var last string
+		t.Cleanup(func() {
+			if t.Failed() && last != "" {
+				t.Logf("%s's last health answer: %s", m.id, last)
+			}
+		})
+		waitFor(t, m.id+" to be ready again", 60*time.Second, func() bool {
+			out, errs, code := runCLI(t, c.bin, nil, "health", "--service", "proglog.Ready", "--addr", m.addr, "--data-dir", dataDir)
+			last = fmt.Sprintf("exit %d: %s %s", code, out, errs)
+			return code == 0 && strings.TrimSpace(out) == "SERVING"
+		})
+		// Liveness answers too, without a client certificate.
+		out, errs, code := runCLI(t, c.bin, nil, "health", "--addr", m.addr, "--ca", filepath.Join(dataDir, "certs", pki.DevCAFile), "--data-dir", t.TempDir())
+		if code != 0 || strings.TrimSpace(out) != "SERVING" {
+			t.Fatalf("liveness of %s: exit %d, %q %q", m.id, code, out, errs)
+		}
+	}
+	p.waitProgress(t, 30)
+	stop()
+	c.waitLeader(3)
+	p.verify(t, c.checkIdentical())
+}
+
 // TestClusterNewNodeAfterCompaction runs three processes with small Raft
 // snapshots and segments. Once the leader's Raft log is compacted past its
 // first entries, a fourth node joins: it can only catch up through a
-// snapshot (InstallSnapshot), and then serves the same log. Then it leaves
-// gracefully and the others list three members again.
+// snapshot (InstallSnapshot), and then serves the same log. Then it stops,
+// stays a member until `proglog nodes remove` takes it out, and the others
+// list three members again.
 func TestClusterNewNodeAfterCompaction(t *testing.T) {
 	c := startCluster(t, "--segment-bytes", "4KiB", "--raft-snapshot-threshold", "16",
 		"--raft-snapshot-interval", "50ms", "--raft-trailing-logs", "4")
@@ -725,10 +770,29 @@ func TestClusterNewNodeAfterCompaction(t *testing.T) {
 		t.Fatal("the new node caught up without installing a snapshot; the test needs it to")
 	}
 
+	// Stopped, it stays a member until an operator removes it with the
+	// CLI (the same client flags as any command).
 	if code := n4.stop(); code != 0 {
 		t.Fatalf("n4 exited with %d on SIGTERM", code)
 	}
+	c.waitLeader(4)
+	via := c.followers(c.waitLeader(4))[0].addr // a follower forwards it to the leader
+	waitFor(t, "nodes remove n4 to succeed once gossip finds n4 failed", 30*time.Second, func() bool {
+		out, errs, code := runCLI(t, c.bin, nil, "nodes", "remove", "n4", "--addr", via, "--data-dir", filepath.Join(c.root, "n1"))
+		switch {
+		case code == 0 && strings.Contains(out, "removed node n4"):
+			return true
+		case code == 1 && strings.Contains(errs, "failed_precondition"):
+			return false // still alive in gossip
+		}
+		t.Fatalf("nodes remove n4: exit %d, %q %q", code, out, errs)
+		return false
+	})
 	c.waitLeader(3)
+	out, errs, code := runCLI(t, c.bin, nil, "nodes", "list", "--addr", via, "--data-dir", filepath.Join(c.root, "n1"))
+	if code != 0 || strings.Contains(out, "n4") || strings.Count(out, "\n") != 4 {
+		t.Fatalf("nodes list after the removal: exit %d, %q %q", code, out, errs)
+	}
 }
 
 // lowestSegment returns the lowest segment base in a logstore directory.

@@ -41,6 +41,8 @@ func newRootCmd(e *env) *cobra.Command {
 		newCertsCmd(e),
 		newBenchCmd(e),
 		newTopicsCmd(e),
+		newNodesCmd(e),
+		newHealthCmd(e),
 		newVersionCmd(e),
 	)
 	for _, c := range root.Commands() {

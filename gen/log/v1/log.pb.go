@@ -2014,7 +2014,9 @@ type Replica struct {
 	RpcAddr  string                 `protobuf:"bytes,2,opt,name=rpc_addr,json=rpcAddr,proto3" json:"rpc_addr,omitempty"`
 	IsLeader bool                   `protobuf:"varint,3,opt,name=is_leader,json=isLeader,proto3" json:"is_leader,omitempty"`
 	// in_sync is true when the replica is a voter of the partition's Raft
-	// group that the leader has heard from recently.
+	// group and the group has a leader: a voter counts toward the quorum
+	// that commits. A learner still catching up after a move is not in
+	// sync. (Whether the leader heard from it lately is not checked.)
 	InSync        bool `protobuf:"varint,4,opt,name=in_sync,json=inSync,proto3" json:"in_sync,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2387,6 +2389,159 @@ func (x *MovePartitionResponse) GetReplicas() []string {
 	return nil
 }
 
+type RemoveNodeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// node_id is the node's ID, as GetServers lists it.
+	NodeId        string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveNodeRequest) Reset() {
+	*x = RemoveNodeRequest{}
+	mi := &file_log_v1_log_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveNodeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveNodeRequest) ProtoMessage() {}
+
+func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_log_v1_log_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
+func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
+	return file_log_v1_log_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *RemoveNodeRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+type RemoveNodeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// servers are the cluster's nodes after the removal.
+	Servers []*Server `protobuf:"bytes,1,rep,name=servers,proto3" json:"servers,omitempty"`
+	// stranded are the partitions whose replicas still include the removed
+	// node: each has one replica fewer until it is moved (MovePartition).
+	Stranded      []*PartitionRef `protobuf:"bytes,2,rep,name=stranded,proto3" json:"stranded,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveNodeResponse) Reset() {
+	*x = RemoveNodeResponse{}
+	mi := &file_log_v1_log_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveNodeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveNodeResponse) ProtoMessage() {}
+
+func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_log_v1_log_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
+func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
+	return file_log_v1_log_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *RemoveNodeResponse) GetServers() []*Server {
+	if x != nil {
+		return x.Servers
+	}
+	return nil
+}
+
+func (x *RemoveNodeResponse) GetStranded() []*PartitionRef {
+	if x != nil {
+		return x.Stranded
+	}
+	return nil
+}
+
+// PartitionRef names one partition of a topic.
+type PartitionRef struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Partition     uint32                 `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PartitionRef) Reset() {
+	*x = PartitionRef{}
+	mi := &file_log_v1_log_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PartitionRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PartitionRef) ProtoMessage() {}
+
+func (x *PartitionRef) ProtoReflect() protoreflect.Message {
+	mi := &file_log_v1_log_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PartitionRef.ProtoReflect.Descriptor instead.
+func (*PartitionRef) Descriptor() ([]byte, []int) {
+	return file_log_v1_log_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *PartitionRef) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *PartitionRef) GetPartition() uint32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
 var File_log_v1_log_proto protoreflect.FileDescriptor
 
 const file_log_v1_log_proto_rawDesc = "" +
@@ -2553,7 +2708,15 @@ const file_log_v1_log_proto_rawDesc = "" +
 	"\tfrom_node\x18\x03 \x01(\tR\bfromNode\x12\x17\n" +
 	"\ato_node\x18\x04 \x01(\tR\x06toNode\"3\n" +
 	"\x15MovePartitionResponse\x12\x1a\n" +
-	"\breplicas\x18\x01 \x03(\tR\breplicas2\xf1\b\n" +
+	"\breplicas\x18\x01 \x03(\tR\breplicas\",\n" +
+	"\x11RemoveNodeRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"p\n" +
+	"\x12RemoveNodeResponse\x12(\n" +
+	"\aservers\x18\x01 \x03(\v2\x0e.log.v1.ServerR\aservers\x120\n" +
+	"\bstranded\x18\x02 \x03(\v2\x14.log.v1.PartitionRefR\bstranded\"B\n" +
+	"\fPartitionRef\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
+	"\tpartition\x18\x02 \x01(\rR\tpartition2\xb8\t\n" +
 	"\n" +
 	"LogService\x12<\n" +
 	"\aProduce\x12\x16.log.v1.ProduceRequest\x1a\x17.log.v1.ProduceResponse\"\x00\x12K\n" +
@@ -2572,7 +2735,9 @@ const file_log_v1_log_proto_rawDesc = "" +
 	"\rDescribeTopic\x12\x1c.log.v1.DescribeTopicRequest\x1a\x1d.log.v1.DescribeTopicResponse\"\x03\x90\x02\x01\x12H\n" +
 	"\vUpdateTopic\x12\x1a.log.v1.UpdateTopicRequest\x1a\x1b.log.v1.UpdateTopicResponse\"\x00\x12H\n" +
 	"\vDeleteTopic\x12\x1a.log.v1.DeleteTopicRequest\x1a\x1b.log.v1.DeleteTopicResponse\"\x00\x12N\n" +
-	"\rMovePartition\x12\x1c.log.v1.MovePartitionRequest\x1a\x1d.log.v1.MovePartitionResponse\"\x00B-Z+github.com/proglog/proglog/gen/log/v1;logv1b\x06proto3"
+	"\rMovePartition\x12\x1c.log.v1.MovePartitionRequest\x1a\x1d.log.v1.MovePartitionResponse\"\x00\x12E\n" +
+	"\n" +
+	"RemoveNode\x12\x19.log.v1.RemoveNodeRequest\x1a\x1a.log.v1.RemoveNodeResponse\"\x00B-Z+github.com/proglog/proglog/gen/log/v1;logv1b\x06proto3"
 
 var (
 	file_log_v1_log_proto_rawDescOnce sync.Once
@@ -2587,7 +2752,7 @@ func file_log_v1_log_proto_rawDescGZIP() []byte {
 }
 
 var file_log_v1_log_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_log_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_log_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_log_v1_log_proto_goTypes = []any{
 	(AppendOutcome_Outcome)(0),       // 0: log.v1.AppendOutcome.Outcome
 	(*Record)(nil),                   // 1: log.v1.Record
@@ -2629,71 +2794,78 @@ var file_log_v1_log_proto_goTypes = []any{
 	(*DeleteTopicResponse)(nil),      // 37: log.v1.DeleteTopicResponse
 	(*MovePartitionRequest)(nil),     // 38: log.v1.MovePartitionRequest
 	(*MovePartitionResponse)(nil),    // 39: log.v1.MovePartitionResponse
-	(*timestamppb.Timestamp)(nil),    // 40: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),      // 41: google.protobuf.Duration
+	(*RemoveNodeRequest)(nil),        // 40: log.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),       // 41: log.v1.RemoveNodeResponse
+	(*PartitionRef)(nil),             // 42: log.v1.PartitionRef
+	(*timestamppb.Timestamp)(nil),    // 43: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 44: google.protobuf.Duration
 }
 var file_log_v1_log_proto_depIdxs = []int32{
 	2,  // 0: log.v1.Record.headers:type_name -> log.v1.Header
-	40, // 1: log.v1.Record.time:type_name -> google.protobuf.Timestamp
+	43, // 1: log.v1.Record.time:type_name -> google.protobuf.Timestamp
 	1,  // 2: log.v1.ProduceRequest.record:type_name -> log.v1.Record
 	1,  // 3: log.v1.ProduceBatchRequest.records:type_name -> log.v1.Record
-	40, // 4: log.v1.ConsumeRequest.from_time:type_name -> google.protobuf.Timestamp
+	43, // 4: log.v1.ConsumeRequest.from_time:type_name -> google.protobuf.Timestamp
 	1,  // 5: log.v1.ConsumeResponse.record:type_name -> log.v1.Record
-	40, // 6: log.v1.ConsumeStreamRequest.from_time:type_name -> google.protobuf.Timestamp
+	43, // 6: log.v1.ConsumeStreamRequest.from_time:type_name -> google.protobuf.Timestamp
 	1,  // 7: log.v1.ConsumeStreamResponse.record:type_name -> log.v1.Record
 	1,  // 8: log.v1.ConsumeStreamResponse.records:type_name -> log.v1.Record
 	1,  // 9: log.v1.ProduceStreamRequest.record:type_name -> log.v1.Record
 	1,  // 10: log.v1.ProduceStreamRequest.records:type_name -> log.v1.Record
 	15, // 11: log.v1.GetServersResponse.servers:type_name -> log.v1.Server
-	40, // 12: log.v1.GetOffsetForTimeRequest.time:type_name -> google.protobuf.Timestamp
-	40, // 13: log.v1.GetOffsetForTimeResponse.time:type_name -> google.protobuf.Timestamp
+	43, // 12: log.v1.GetOffsetForTimeRequest.time:type_name -> google.protobuf.Timestamp
+	43, // 13: log.v1.GetOffsetForTimeResponse.time:type_name -> google.protobuf.Timestamp
 	0,  // 14: log.v1.AppendOutcome.outcome:type_name -> log.v1.AppendOutcome.Outcome
-	41, // 15: log.v1.TopicConfig.retention_age:type_name -> google.protobuf.Duration
+	44, // 15: log.v1.TopicConfig.retention_age:type_name -> google.protobuf.Duration
 	24, // 16: log.v1.Topic.config:type_name -> log.v1.TopicConfig
-	40, // 17: log.v1.Topic.created:type_name -> google.protobuf.Timestamp
+	43, // 17: log.v1.Topic.created:type_name -> google.protobuf.Timestamp
 	24, // 18: log.v1.CreateTopicRequest.config:type_name -> log.v1.TopicConfig
 	25, // 19: log.v1.CreateTopicResponse.topic:type_name -> log.v1.Topic
 	25, // 20: log.v1.ListTopicsResponse.topics:type_name -> log.v1.Topic
 	25, // 21: log.v1.DescribeTopicResponse.topic:type_name -> log.v1.Topic
 	32, // 22: log.v1.DescribeTopicResponse.partitions:type_name -> log.v1.PartitionInfo
 	33, // 23: log.v1.PartitionInfo.replicas:type_name -> log.v1.Replica
-	41, // 24: log.v1.UpdateTopicRequest.retention_age:type_name -> google.protobuf.Duration
+	44, // 24: log.v1.UpdateTopicRequest.retention_age:type_name -> google.protobuf.Duration
 	25, // 25: log.v1.UpdateTopicResponse.topic:type_name -> log.v1.Topic
-	3,  // 26: log.v1.LogService.Produce:input_type -> log.v1.ProduceRequest
-	5,  // 27: log.v1.LogService.ProduceBatch:input_type -> log.v1.ProduceBatchRequest
-	7,  // 28: log.v1.LogService.Consume:input_type -> log.v1.ConsumeRequest
-	9,  // 29: log.v1.LogService.ConsumeStream:input_type -> log.v1.ConsumeStreamRequest
-	11, // 30: log.v1.LogService.ProduceStream:input_type -> log.v1.ProduceStreamRequest
-	13, // 31: log.v1.LogService.GetServers:input_type -> log.v1.GetServersRequest
-	16, // 32: log.v1.LogService.GetStats:input_type -> log.v1.GetStatsRequest
-	18, // 33: log.v1.LogService.GetOffsetForTime:input_type -> log.v1.GetOffsetForTimeRequest
-	20, // 34: log.v1.LogService.WhoAmI:input_type -> log.v1.WhoAmIRequest
-	26, // 35: log.v1.LogService.CreateTopic:input_type -> log.v1.CreateTopicRequest
-	28, // 36: log.v1.LogService.ListTopics:input_type -> log.v1.ListTopicsRequest
-	30, // 37: log.v1.LogService.DescribeTopic:input_type -> log.v1.DescribeTopicRequest
-	34, // 38: log.v1.LogService.UpdateTopic:input_type -> log.v1.UpdateTopicRequest
-	36, // 39: log.v1.LogService.DeleteTopic:input_type -> log.v1.DeleteTopicRequest
-	38, // 40: log.v1.LogService.MovePartition:input_type -> log.v1.MovePartitionRequest
-	4,  // 41: log.v1.LogService.Produce:output_type -> log.v1.ProduceResponse
-	6,  // 42: log.v1.LogService.ProduceBatch:output_type -> log.v1.ProduceBatchResponse
-	8,  // 43: log.v1.LogService.Consume:output_type -> log.v1.ConsumeResponse
-	10, // 44: log.v1.LogService.ConsumeStream:output_type -> log.v1.ConsumeStreamResponse
-	12, // 45: log.v1.LogService.ProduceStream:output_type -> log.v1.ProduceStreamResponse
-	14, // 46: log.v1.LogService.GetServers:output_type -> log.v1.GetServersResponse
-	17, // 47: log.v1.LogService.GetStats:output_type -> log.v1.GetStatsResponse
-	19, // 48: log.v1.LogService.GetOffsetForTime:output_type -> log.v1.GetOffsetForTimeResponse
-	21, // 49: log.v1.LogService.WhoAmI:output_type -> log.v1.WhoAmIResponse
-	27, // 50: log.v1.LogService.CreateTopic:output_type -> log.v1.CreateTopicResponse
-	29, // 51: log.v1.LogService.ListTopics:output_type -> log.v1.ListTopicsResponse
-	31, // 52: log.v1.LogService.DescribeTopic:output_type -> log.v1.DescribeTopicResponse
-	35, // 53: log.v1.LogService.UpdateTopic:output_type -> log.v1.UpdateTopicResponse
-	37, // 54: log.v1.LogService.DeleteTopic:output_type -> log.v1.DeleteTopicResponse
-	39, // 55: log.v1.LogService.MovePartition:output_type -> log.v1.MovePartitionResponse
-	41, // [41:56] is the sub-list for method output_type
-	26, // [26:41] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	15, // 26: log.v1.RemoveNodeResponse.servers:type_name -> log.v1.Server
+	42, // 27: log.v1.RemoveNodeResponse.stranded:type_name -> log.v1.PartitionRef
+	3,  // 28: log.v1.LogService.Produce:input_type -> log.v1.ProduceRequest
+	5,  // 29: log.v1.LogService.ProduceBatch:input_type -> log.v1.ProduceBatchRequest
+	7,  // 30: log.v1.LogService.Consume:input_type -> log.v1.ConsumeRequest
+	9,  // 31: log.v1.LogService.ConsumeStream:input_type -> log.v1.ConsumeStreamRequest
+	11, // 32: log.v1.LogService.ProduceStream:input_type -> log.v1.ProduceStreamRequest
+	13, // 33: log.v1.LogService.GetServers:input_type -> log.v1.GetServersRequest
+	16, // 34: log.v1.LogService.GetStats:input_type -> log.v1.GetStatsRequest
+	18, // 35: log.v1.LogService.GetOffsetForTime:input_type -> log.v1.GetOffsetForTimeRequest
+	20, // 36: log.v1.LogService.WhoAmI:input_type -> log.v1.WhoAmIRequest
+	26, // 37: log.v1.LogService.CreateTopic:input_type -> log.v1.CreateTopicRequest
+	28, // 38: log.v1.LogService.ListTopics:input_type -> log.v1.ListTopicsRequest
+	30, // 39: log.v1.LogService.DescribeTopic:input_type -> log.v1.DescribeTopicRequest
+	34, // 40: log.v1.LogService.UpdateTopic:input_type -> log.v1.UpdateTopicRequest
+	36, // 41: log.v1.LogService.DeleteTopic:input_type -> log.v1.DeleteTopicRequest
+	38, // 42: log.v1.LogService.MovePartition:input_type -> log.v1.MovePartitionRequest
+	40, // 43: log.v1.LogService.RemoveNode:input_type -> log.v1.RemoveNodeRequest
+	4,  // 44: log.v1.LogService.Produce:output_type -> log.v1.ProduceResponse
+	6,  // 45: log.v1.LogService.ProduceBatch:output_type -> log.v1.ProduceBatchResponse
+	8,  // 46: log.v1.LogService.Consume:output_type -> log.v1.ConsumeResponse
+	10, // 47: log.v1.LogService.ConsumeStream:output_type -> log.v1.ConsumeStreamResponse
+	12, // 48: log.v1.LogService.ProduceStream:output_type -> log.v1.ProduceStreamResponse
+	14, // 49: log.v1.LogService.GetServers:output_type -> log.v1.GetServersResponse
+	17, // 50: log.v1.LogService.GetStats:output_type -> log.v1.GetStatsResponse
+	19, // 51: log.v1.LogService.GetOffsetForTime:output_type -> log.v1.GetOffsetForTimeResponse
+	21, // 52: log.v1.LogService.WhoAmI:output_type -> log.v1.WhoAmIResponse
+	27, // 53: log.v1.LogService.CreateTopic:output_type -> log.v1.CreateTopicResponse
+	29, // 54: log.v1.LogService.ListTopics:output_type -> log.v1.ListTopicsResponse
+	31, // 55: log.v1.LogService.DescribeTopic:output_type -> log.v1.DescribeTopicResponse
+	35, // 56: log.v1.LogService.UpdateTopic:output_type -> log.v1.UpdateTopicResponse
+	37, // 57: log.v1.LogService.DeleteTopic:output_type -> log.v1.DeleteTopicResponse
+	39, // 58: log.v1.LogService.MovePartition:output_type -> log.v1.MovePartitionResponse
+	41, // 59: log.v1.LogService.RemoveNode:output_type -> log.v1.RemoveNodeResponse
+	44, // [44:60] is the sub-list for method output_type
+	28, // [28:44] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_log_v1_log_proto_init() }
@@ -2711,7 +2883,7 @@ func file_log_v1_log_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_log_v1_log_proto_rawDesc), len(file_log_v1_log_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   39,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -72,6 +72,8 @@ const (
 	// LogServiceMovePartitionProcedure is the fully-qualified name of the LogService's MovePartition
 	// RPC.
 	LogServiceMovePartitionProcedure = "/log.v1.LogService/MovePartition"
+	// LogServiceRemoveNodeProcedure is the fully-qualified name of the LogService's RemoveNode RPC.
+	LogServiceRemoveNodeProcedure = "/log.v1.LogService/RemoveNode"
 )
 
 // LogServiceClient is a client for the log.v1.LogService service.
@@ -123,6 +125,14 @@ type LogServiceClient interface {
 	// cut short (its deadline), the move stays under way and the same
 	// request resumes it.
 	MovePartition(context.Context, *v1.MovePartitionRequest) (*v1.MovePartitionResponse, error)
+	// RemoveNode removes a node that is down from the cluster: from Raft's
+	// voters and from gossip, so the others stop counting on it. A node
+	// that is alive is refused (FAILED_PRECONDITION: stop it first), as is
+	// a removal that would leave the other voters without a live majority.
+	// Partitions the catalogue still places on the node keep their other
+	// replicas; the response lists them so they can be moved. A removed
+	// node that starts again joins like a new one.
+	RemoveNode(context.Context, *v1.RemoveNodeRequest) (*v1.RemoveNodeResponse, error)
 }
 
 // NewLogServiceClient constructs a client for the log.v1.LogService service. By default, it uses
@@ -233,6 +243,12 @@ func NewLogServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...
 			connect.WithSchema(logServiceMethods.ByName("MovePartition")),
 			connect.WithClientOptions(opts...),
 		),
+		removeNode: connect.NewClient[v1.RemoveNodeRequest, v1.RemoveNodeResponse](
+			httpClient,
+			baseURL+LogServiceRemoveNodeProcedure,
+			connect.WithSchema(logServiceMethods.ByName("RemoveNode")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -253,6 +269,7 @@ type logServiceClient struct {
 	updateTopic      *connect.Client[v1.UpdateTopicRequest, v1.UpdateTopicResponse]
 	deleteTopic      *connect.Client[v1.DeleteTopicRequest, v1.DeleteTopicResponse]
 	movePartition    *connect.Client[v1.MovePartitionRequest, v1.MovePartitionResponse]
+	removeNode       *connect.Client[v1.RemoveNodeRequest, v1.RemoveNodeResponse]
 }
 
 // Produce calls log.v1.LogService.Produce.
@@ -382,6 +399,15 @@ func (c *logServiceClient) MovePartition(ctx context.Context, req *v1.MovePartit
 	return nil, err
 }
 
+// RemoveNode calls log.v1.LogService.RemoveNode.
+func (c *logServiceClient) RemoveNode(ctx context.Context, req *v1.RemoveNodeRequest) (*v1.RemoveNodeResponse, error) {
+	response, err := c.removeNode.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
 // LogServiceHandler is an implementation of the log.v1.LogService service.
 type LogServiceHandler interface {
 	// Produce appends one record and returns its offset once it is durable.
@@ -431,6 +457,14 @@ type LogServiceHandler interface {
 	// cut short (its deadline), the move stays under way and the same
 	// request resumes it.
 	MovePartition(context.Context, *v1.MovePartitionRequest) (*v1.MovePartitionResponse, error)
+	// RemoveNode removes a node that is down from the cluster: from Raft's
+	// voters and from gossip, so the others stop counting on it. A node
+	// that is alive is refused (FAILED_PRECONDITION: stop it first), as is
+	// a removal that would leave the other voters without a live majority.
+	// Partitions the catalogue still places on the node keep their other
+	// replicas; the response lists them so they can be moved. A removed
+	// node that starts again joins like a new one.
+	RemoveNode(context.Context, *v1.RemoveNodeRequest) (*v1.RemoveNodeResponse, error)
 }
 
 // NewLogServiceHandler builds an HTTP handler from the service implementation. It returns the path
@@ -537,6 +571,12 @@ func NewLogServiceHandler(svc LogServiceHandler, opts ...connect.HandlerOption) 
 		connect.WithSchema(logServiceMethods.ByName("MovePartition")),
 		connect.WithHandlerOptions(opts...),
 	)
+	logServiceRemoveNodeHandler := connect.NewUnaryHandlerSimple(
+		LogServiceRemoveNodeProcedure,
+		svc.RemoveNode,
+		connect.WithSchema(logServiceMethods.ByName("RemoveNode")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/log.v1.LogService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case LogServiceProduceProcedure:
@@ -569,6 +609,8 @@ func NewLogServiceHandler(svc LogServiceHandler, opts ...connect.HandlerOption) 
 			logServiceDeleteTopicHandler.ServeHTTP(w, r)
 		case LogServiceMovePartitionProcedure:
 			logServiceMovePartitionHandler.ServeHTTP(w, r)
+		case LogServiceRemoveNodeProcedure:
+			logServiceRemoveNodeHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -636,4 +678,8 @@ func (UnimplementedLogServiceHandler) DeleteTopic(context.Context, *v1.DeleteTop
 
 func (UnimplementedLogServiceHandler) MovePartition(context.Context, *v1.MovePartitionRequest) (*v1.MovePartitionResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("log.v1.LogService.MovePartition is not implemented"))
+}
+
+func (UnimplementedLogServiceHandler) RemoveNode(context.Context, *v1.RemoveNodeRequest) (*v1.RemoveNodeResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("log.v1.LogService.RemoveNode is not implemented"))
 }
