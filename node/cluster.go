@@ -125,6 +125,17 @@ func (m *member) open(store logstore.Config, storeSyncSet bool) error {
 	pcfg.CommitTimeout = m.cfg.PartitionCommitTimeout // 0: raft's default
 	ccfg.Meta = cat
 	cl, err := cluster.New(ccfg)
+	if errors.Is(err, cluster.ErrRaftLogCorrupt) && m.cfg.RecoverFromPeers {
+		// The failed start closed the stream layer with its transport.
+		if err = m.recoverFromPeers(fwd, err); err == nil {
+			layer, err = cluster.NewStreamLayer(m.advertise, m.dial, m.logger.With("component", "raft-stream"))
+		}
+		if err == nil {
+			cat = catalog.New()
+			ccfg.Meta, ccfg.Stream, pcfg.Stream = cat, layer, layer
+			cl, err = cluster.New(ccfg)
+		}
+	}
 	if err != nil {
 		layer.Close()
 		if errors.Is(err, cluster.ErrExistingStore) {
@@ -135,7 +146,7 @@ func (m *member) open(store logstore.Config, storeSyncSet bool) error {
 			}
 			return existingStoreAdvice(err, m.dataDir)
 		}
-		if errors.Is(err, cluster.ErrRaftLogCorrupt) {
+		if errors.Is(err, cluster.ErrRaftLogCorrupt) && !m.cfg.RecoverFromPeers {
 			return raftLogCorruptAdvice(err, m.dataDir)
 		}
 		return err
@@ -331,8 +342,10 @@ func (m *member) reportHealth(ctx context.Context, svc *service.Service, joined 
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	var notReady string // the reason last logged
+	var peers []peer    // as last saved
 	for {
 		svc.SetWritable(m.log.CanWrite() == nil)
+		peers = m.savePeers(peers)
 		select {
 		case <-joined:
 			err := m.log.Ready()

@@ -125,6 +125,13 @@ type ClusterConfig struct {
 	// see it failed), which is what a rolling restart needs: the voter
 	// set, and so the quorum, never changes.
 	LeaveOnTerminate bool
+	// RecoverFromPeers: when the node's own Raft log is damaged (which
+	// otherwise refuses the start with cluster.ErrRaftLogCorrupt), move its
+	// Raft state and records aside, have the cluster remove its old
+	// membership, and rejoin under the same NodeID as a new member that
+	// catches up from its peers. Needs Join. With an intact log it changes
+	// nothing, so it may stay on.
+	RecoverFromPeers bool
 }
 
 // gossip says whether the node gossips.

@@ -43,7 +43,8 @@ func raftLogCorruptAdvice(err error, dataDir string) error {
 	return fmt.Errorf("%w. This node's own Raft log is damaged, so it refused to start; nothing on disk was changed, and the log cannot be repaired in place. "+
 		"In a cluster whose other members still have a leader: keep this node stopped, rename %s, %s and %s to <name>.broken, "+
 		"and start it with a NEW --node-id and --join <a member's gossip address>: the leader replaces the old member at this address "+
-		"and the node catches up from its peers (never restart it under its old --node-id without its log while the cluster still lists it: it would vote as if it still had it). "+
+		"and the node catches up from its peers (never restart it under its old --node-id without its log while the cluster still lists it: it would vote as if it still had it); "+
+		"or start it with --recover-from-peers, which has the leader remove the old member first and then does this under the same --node-id. "+
 		"On a single node: rename %s to %s.broken and start it again: it adopts the records in %s as a new one-member cluster and loses only "+
 		"records it had acknowledged but not yet written there (none after a clean stop, at most the last minute's after a machine crash)",
 		err, raftDir, logDir, filepath.Join(dataDir, "serf.snapshot"), raftDir, raftDir, logDir)

@@ -41,6 +41,8 @@ type clusterFlags struct {
 	reapFailedAfter time.Duration
 	// leaveOnTerminate: a graceful stop leaves the cluster.
 	leaveOnTerminate bool
+	// recoverFromPeers: rebuild a damaged Raft log from the peers.
+	recoverFromPeers bool
 	// diskReserve: free space below which appends are refused; unset
 	// (diskReserveSet false) means twice --segment-bytes, 0 none.
 	diskReserve    byteSize
@@ -69,6 +71,9 @@ func (c *clusterFlags) register(f *pflag.FlagSet) {
 		"if the voters left alive are a majority without it; it rejoins when it comes back (0 = never remove failed members)")
 	f.BoolVar(&c.leaveOnTerminate, "leave-on-terminate", false, "on SIGINT/SIGTERM leave the cluster (the leader removes this node from Raft; a later start needs --join) rather than just stop, "+
 		"which keeps it a voter that rejoins when it starts again: what a rolling restart wants. To remove a node that is down for good: proglog nodes remove ID")
+	f.BoolVar(&c.recoverFromPeers, "recover-from-peers", false, "if this node's own Raft log is damaged (which otherwise stops serve with exit code 4), move raft/, log/ and serf.snapshot aside "+
+		"(<name>.broken-<time>), have the cluster's leader remove this node's old membership, and rejoin under the same --node-id, catching up from the peers; needs --join. "+
+		"With an intact Raft log it does nothing, so it can stay on (e.g. in a container's arguments)")
 	f.Var(&c.diskReserve, "disk-reserve", "refuse produces (ResourceExhausted, \"disk full\") while the data dir's disk has less free space than this; they resume by themselves once space is freed (default: twice --segment-bytes; 0: only when a write fails for want of space)")
 }
 
@@ -189,6 +194,7 @@ func (c *clusterFlags) config(s clusterSettings) node.ClusterConfig {
 		DiskReserve:            c.diskReserveBytes(),
 		ReapFailedAfter:        c.reapFailedAfter,
 		LeaveOnTerminate:       c.leaveOnTerminate,
+		RecoverFromPeers:       c.recoverFromPeers,
 	}
 }
 

@@ -109,14 +109,13 @@ func TestRaftLogCorruptRefused(t *testing.T) {
 	}
 }
 
-// TestClusterRaftLogCorruptRecoveredUnderNewID damages a follower's Raft
-// log while it is down: it refuses to start (exit 4, not a panic), and the
-// procedure its message gives (move raft/, log/ and serf.snapshot aside,
-// start with a new --node-id) brings it back as a new member that holds
-// every record, with the old member gone from the configuration.
-func TestClusterRaftLogCorruptRecoveredUnderNewID(t *testing.T) {
-	c := startCluster(t, "--segment-bytes", "4KiB")
-	leader := c.waitLeader(3)
+// damagedFollower runs three nodes, writes 240 records in 60 batches,
+// kills a follower with -9 and flips a byte in the middle of one of its
+// sealed Raft log segments, which it returns.
+func damagedFollower(t *testing.T, extra ...string) (c *testCluster, leader, f *member, sealed string) {
+	t.Helper()
+	c = startCluster(t, append([]string{"--segment-bytes", "4KiB"}, extra...)...)
+	leader = c.waitLeader(3)
 	cl := c.client(leader.addr)
 	for i := range 60 {
 		req := &logv1.ProduceBatchRequest{}
@@ -131,7 +130,22 @@ func TestClusterRaftLogCorruptRecoveredUnderNewID(t *testing.T) {
 		}
 	}
 	c.waitConverged()
-	f := c.followers(leader)[0]
+	for _, m := range c.members {
+		// Each node notes the members it saw (for --recover-from-peers)
+		// once a second.
+		waitFor(t, m.id+" to note its peers", 10*time.Second, func() bool {
+			b, err := os.ReadFile(filepath.Join(c.root, m.id, "peers"))
+			return err == nil && bytes.Count(b, []byte("\n")) == 4
+		})
+	}
+	// A follower that joined (n1 bootstrapped the cluster: it has no
+	// --join, which --recover-from-peers needs).
+	for _, m := range c.followers(leader) {
+		if m.id != "n1" {
+			f = m
+			break
+		}
+	}
 	f.kill9() // still a voter: a crash, not a graceful leave
 
 	dataDir := filepath.Join(c.root, f.id)
@@ -140,7 +154,7 @@ func TestClusterRaftLogCorruptRecoveredUnderNewID(t *testing.T) {
 		t.Fatalf("raft log segments %v, %v; want at least 4", segs, err)
 	}
 	slices.Sort(segs)
-	sealed := segs[len(segs)/2]
+	sealed = segs[len(segs)/2]
 	b, err := os.ReadFile(sealed)
 	if err != nil {
 		t.Fatal(err)
@@ -150,6 +164,17 @@ func TestClusterRaftLogCorruptRecoveredUnderNewID(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	return c, leader, f, sealed
+}
+
+// TestClusterRaftLogCorruptRecoveredUnderNewID damages a follower's Raft
+// log while it is down: it refuses to start (exit 4, not a panic), and the
+// procedure its message gives (move raft/, log/ and serf.snapshot aside,
+// start with a new --node-id) brings it back as a new member that holds
+// every record, with the old member gone from the configuration.
+func TestClusterRaftLogCorruptRecoveredUnderNewID(t *testing.T) {
+	c, leader, f, sealed := damagedFollower(t)
+	dataDir := filepath.Join(c.root, f.id)
 	f.start()
 	select {
 	case <-f.current.done:
@@ -189,5 +214,56 @@ func TestClusterRaftLogCorruptRecoveredUnderNewID(t *testing.T) {
 	log := c.checkIdentical()
 	if len(log) != 240 || !strings.HasPrefix(string(log[239]), "r59-3-") {
 		t.Fatalf("after recovery the log has %d records", len(log))
+	}
+}
+
+// TestClusterRaftLogCorruptRecoveredFromPeers: the same damage, but every
+// node runs with --recover-from-peers (an intact log starts as usual: the
+// cluster starts and restarts with it on). The damaged follower moves its
+// Raft state and records aside, has the leader remove its old membership,
+// and rejoins under the same --node-id, holding every record; a restart
+// afterwards changes nothing.
+func TestClusterRaftLogCorruptRecoveredFromPeers(t *testing.T) {
+	c, leader, f, sealed := damagedFollower(t, "--recover-from-peers")
+	dataDir := filepath.Join(c.root, f.id)
+	f.start()
+	c.waitReady(f)
+	c.waitLeader(3)
+	out := f.out.String()
+	if !strings.Contains(out, "--recover-from-peers: this node's Raft log is damaged") || !strings.Contains(out, "moved the damaged Raft state") {
+		t.Fatalf("%s did not say it recovered:\n%s", f.id, out[max(0, len(out)-4000):])
+	}
+	if !strings.Contains(out, filepath.Base(sealed)) {
+		t.Fatalf("%s's recovery does not name the damaged segment %s", f.id, sealed)
+	}
+	ids := map[string]bool{}
+	for _, s := range c.servers(leader.addr) {
+		ids[s.GetId()] = true
+	}
+	if len(ids) != 3 || !ids[f.id] {
+		t.Fatalf("servers %v: want the three members, %s among them", ids, f.id)
+	}
+	log := c.checkIdentical()
+	if len(log) != 240 || !strings.HasPrefix(string(log[239]), "r59-3-") {
+		t.Fatalf("after recovery the log has %d records", len(log))
+	}
+	broken, err := filepath.Glob(filepath.Join(dataDir, "raft.broken-*"))
+	if err != nil || len(broken) != 1 {
+		t.Fatalf("the damaged Raft state kept aside: %v, %v; want one raft.broken-*", broken, err)
+	}
+
+	// The flag stays on: a restart with an intact log moves nothing.
+	before, _ := filepath.Glob(filepath.Join(dataDir, "*.broken-*"))
+	if code := f.stop(); code != 0 {
+		t.Fatalf("%s exited with %d on SIGTERM", f.id, code)
+	}
+	f.start()
+	c.waitReady(f)
+	c.waitLeader(3)
+	if after, _ := filepath.Glob(filepath.Join(dataDir, "*.broken-*")); !slices.Equal(after, before) {
+		t.Fatalf("a restart with an intact log moved things aside: %v, before %v", after, before)
+	}
+	if got := c.checkIdentical(); len(got) != 240 {
+		t.Fatalf("after the restart the log has %d records", len(got))
 	}
 }
