@@ -242,8 +242,11 @@
 // saying why), and the node serves what it has; once space is freed it
 // goes on by itself. Only a store that contradicts the records handed to
 // it (ErrCorrupt) stops applying for good (ErrApplyFailed): a leader then
-// hands leadership over, and a restart rebuilds the store from Raft's log
-// (see above). An append whose entry left the
+// hands leadership over, the node stops standing for election (its
+// transport fails its own pre-vote and vote requests, so it raises no term
+// and no one elects it, while it still replicates, votes and counts toward
+// the quorum with its intact Raft log), and a restart rebuilds the store
+// from Raft's log (see above). An append whose entry left the
 // leader but whose commit is unknown (leadership lost, ctx ended, or raft
 // shut down: it answers ErrRaftShutdown even for entries it had committed
 // but not yet applied) returns ErrUnknownOutcome: the record may or may not

@@ -174,6 +174,7 @@ func (f *fsm) fail(out []any, err error) []any {
 	f.broken.Store(true)
 	f.logger.Error("cluster: applying committed entries failed; this node serves no new records until restarted", "err", err)
 	f.c.stepDown()
+	f.c.standAside()
 	for i := range out {
 		out[i] = applyResult{err: f.failed}
 	}

@@ -253,7 +253,9 @@ func dirSize(t *testing.T, dir string) int64 {
 }
 
 // TestLeaderThatCannotApplyStepsDown: a leader whose store fails for good
-// hands leadership over, and the cluster goes on taking appends.
+// hands leadership over and stops standing for election, and the cluster
+// goes on taking appends: when the new leader goes too, the third node
+// takes over, never the one that cannot apply (it still votes).
 func TestLeaderThatCannotApplyStepsDown(t *testing.T) {
 	p := newTestPKI(t)
 	nodes := p.startCluster(t, 3)
@@ -280,6 +282,28 @@ func TestLeaderThatCannotApplyStepsDown(t *testing.T) {
 	}
 	if err := newLeader.log.CanWrite(); err != nil {
 		t.Errorf("CanWrite on the new leader = %v", err)
+	}
+	third := others[0]
+	if third == newLeader {
+		third = others[1]
+	}
+	if err := newLeader.log.Close(); err != nil {
+		t.Fatal(err)
+	}
+	newLeader.port.stop(t)
+	newLeader.log = nil
+	deadline = time.Now().Add(20 * time.Second)
+	for !third.log.IsLeader() {
+		if leader.log.IsLeader() {
+			t.Fatal("the node that cannot apply was elected")
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no new leader with the vote of the node that cannot apply")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := third.log.Append(t.Context(), []byte("after the second failover")); err != nil {
+		t.Fatalf("append on the third leader: %v", err)
 	}
 	if err := leader.log.Close(); !errors.Is(err, logstore.ErrCorrupt) {
 		t.Errorf("close of the node that cannot apply: %v, want its store's failure", err)

@@ -983,6 +983,22 @@ func (l *Log) stepDown() {
 	})
 }
 
+// standAside keeps a node that cannot apply from standing for election:
+// raft may still make it a candidate when it hears from no leader, but its
+// pre-vote and vote requests fail here (transport.aside), so no one votes
+// for it, and it raises no term that would unseat the leader the others
+// elect. Its Raft log is intact, so it still appends entries, counts
+// toward the quorum that commits, and votes for others (its vote is as
+// safe as any). A restart rebuilds its store from that log. A leadership
+// transfer aimed at it (raft's TimeoutNow) may still elect it; it then
+// hands leadership over again (stepDown).
+func (l *Log) standAside() {
+	if l.trans == nil || l.trans.aside.Swap(true) {
+		return
+	}
+	l.logger.Warn("cluster: this node cannot apply, so it no longer stands for election (it still votes and replicates); restart it to rebuild its store from the Raft log")
+}
+
 // background runs f in bg, which Close waits for, unless Close has begun:
 // once closing is set nothing may join bg. It reports whether f runs.
 func (l *Log) background(f func()) bool {

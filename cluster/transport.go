@@ -1,7 +1,9 @@
 package cluster
 
 import (
+	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -22,6 +24,7 @@ import (
 // once raft has had a moment to stop on its own.
 type transport struct {
 	*raft.NetworkTransport
+	aside     atomic.Bool // standAside: this node asks no one for votes
 	mu        sync.Mutex
 	pipelines map[*trackedPipeline]struct{}
 }
@@ -71,3 +74,24 @@ func (p *trackedPipeline) Close() error {
 // pipelineGrace is how long shutdownRaft lets raft stop its replication by
 // itself before it closes the pipelines under it.
 const pipelineGrace = time.Second
+
+// errStandingAside fails the vote requests of a node that cannot apply.
+var errStandingAside = errors.New("cluster: this node cannot apply and does not stand for election")
+
+// RequestVote asks target for its vote, unless this node stands aside.
+func (t *transport) RequestVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestVoteRequest, resp *raft.RequestVoteResponse) error {
+	if t.aside.Load() {
+		return errStandingAside
+	}
+	return t.NetworkTransport.RequestVote(id, target, args, resp)
+}
+
+// RequestPreVote asks target whether it would vote, unless this node
+// stands aside. With pre-votes failing, a node standing aside never raises
+// its term, so it does not unseat the leader the others elect.
+func (t *transport) RequestPreVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestPreVoteRequest, resp *raft.RequestPreVoteResponse) error {
+	if t.aside.Load() {
+		return errStandingAside
+	}
+	return t.NetworkTransport.RequestPreVote(id, target, args, resp)
+}
