@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/proglog/proglog/pki"
 )
 
 // ALPN is the TLS application protocol Raft traffic uses on the node's
@@ -323,10 +325,13 @@ func (s *StreamLayer) dial(g *GroupStream, address raft.ServerAddress, timeout t
 	if err != nil {
 		return nil, fmt.Errorf("cluster: raft address %q: %w", address, err)
 	}
-	cfg := s.tlsDial.Clone()
-	if cfg.ServerName == "" {
-		cfg.ServerName = host
+	name := s.tlsDial.ServerName
+	if name == "" {
+		name = host
 	}
+	// WithServerName: a dial config that verifies against a reloaded CA
+	// (pki.Reloader.DialConfig) learns the name that way.
+	cfg := pki.WithServerName(s.tlsDial, name)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	d := tls.Dialer{NetDialer: &net.Dialer{}, Config: cfg}

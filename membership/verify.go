@@ -9,6 +9,8 @@ import (
 	"io"
 	"net"
 	"time"
+
+	"github.com/proglog/proglog/pki"
 )
 
 // Reasons TLSVerifier refuses a member; each is wrapped with the details.
@@ -63,8 +65,7 @@ func verifyTLS(ctx context.Context, base *tls.Config, rpcAddr string) error {
 	if err != nil {
 		return fmt.Errorf("membership: advertised address %q: %w", rpcAddr, err)
 	}
-	cfg := base.Clone()
-	cfg.ServerName = host
+	cfg := pki.WithServerName(base, host) // tells a reloading verifier (pki.Reloader.DialConfig) the name
 	d := tls.Dialer{Config: cfg}
 	c, err := d.DialContext(ctx, "tcp", rpcAddr)
 	if err != nil {

@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -33,8 +32,8 @@ type member struct {
 	id, dataDir string
 	advertise   string
 	cfg         ClusterConfig
-	dial        *tls.Config
-	restarted   bool // the data dir had Raft state before this start
+	dial        *tls.Config // pki.Reloader.DialConfig: what the node dials its peers with
+	restarted   bool        // the data dir had Raft state before this start
 	logger      *slog.Logger
 	reg         prometheus.Registerer
 
@@ -59,28 +58,6 @@ func hasRaftState(dataDir string) (bool, error) {
 		return false, nil
 	}
 	return false, err
-}
-
-// dialTLS is what a node dials its peers with (Raft and forwarded
-// appends): its own server certificate, which is valid for client
-// authentication, and the cluster's CA. A node without gossip has no peers
-// to dial: it may run without a CA, and then trusts no peer at all.
-func dialTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
-	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		return nil, fmt.Errorf("node certificate: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if caFile != "" {
-		caPEM, err := os.ReadFile(caFile)
-		if err != nil {
-			return nil, fmt.Errorf("cluster CA: %w", err)
-		}
-		if !pool.AppendCertsFromPEM(caPEM) {
-			return nil, fmt.Errorf("cluster CA %s: no certificate found", caFile)
-		}
-	}
-	return &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
 }
 
 // open starts Raft. Gossip starts later, in join, once the TLS port serves

@@ -44,6 +44,10 @@ type Config struct {
 	// certificate in <DataDir>/certs and an ACL that lets root do
 	// everything, made on the first start and reused after.
 	TLSCert, TLSKey, TLSCA string
+	// TLSPoll is how often the three TLS files are checked for changes;
+	// default 5s. A change takes effect for new connections only (see
+	// pki.Reloader), and one that does not make a valid whole is refused.
+	TLSPoll time.Duration
 	// ACL is the policy file, reloaded when it changes; default
 	// <DataDir>/acl.csv. It must exist: everything is denied by default.
 	ACL string
@@ -160,6 +164,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.ACLPoll == 0 {
 		c.ACLPoll = 2 * time.Second
 	}
+	if c.TLSPoll == 0 {
+		c.TLSPoll = 5 * time.Second
+	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 10 * time.Second
 	}
@@ -176,8 +183,8 @@ func (c Config) withDefaults() (Config, error) {
 		return c, configErrorf("node: Addr or Listener is required")
 	case c.Registerer == nil || c.Gatherer == nil:
 		return c, configErrorf("node: Registerer and Gatherer go together")
-	case c.ACLPoll < 0 || c.ShutdownTimeout < 0 || cl.RaftTimeout < 0 || cl.PartitionCommitTimeout < 0:
-		return c, configErrorf("node: ACLPoll, ShutdownTimeout, Cluster.RaftTimeout and Cluster.PartitionCommitTimeout must not be negative")
+	case c.ACLPoll < 0 || c.TLSPoll < 0 || c.ShutdownTimeout < 0 || cl.RaftTimeout < 0 || cl.PartitionCommitTimeout < 0:
+		return c, configErrorf("node: ACLPoll, TLSPoll, ShutdownTimeout, Cluster.RaftTimeout and Cluster.PartitionCommitTimeout must not be negative")
 	case c.Insecure && (c.TLSCert != "" || c.TLSKey != "" || c.TLSCA != ""):
 		return c, configErrorf("node: Insecure takes no TLS files")
 	case !c.quickstart() && !c.Insecure && (c.TLSCert == "" || c.TLSKey == ""):

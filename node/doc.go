@@ -1,8 +1,9 @@
 // Package node assembles a proglog node from its parts and runs it: the
 // one TLS port (service), the ACL (acl), the log (a Raft-replicated
 // cluster.Log, or a standalone logstore.Log without TLS), gossip
-// (membership) and the quickstart's development identity (pki). proglog
-// serve turns its flags into a Config and calls New, then Run.
+// (membership), the TLS identity, reloaded as its files change, and the
+// quickstart's development identity (pki). proglog serve turns its flags
+// into a Config and calls New, then Run.
 //
 // # Start-up
 //

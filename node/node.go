@@ -26,8 +26,9 @@ type Node struct {
 	cfg    Config
 	logger *slog.Logger
 	ln     net.Listener
-	addr   string      // what GetServers reports, and peers and clients dial
-	tls    *tls.Config // nil when Insecure
+	addr   string        // what GetServers reports, and peers and clients dial
+	tls    *tls.Config   // nil when Insecure
+	certs  *pki.Reloader // the certificate and CA behind tls; nil when Insecure
 	policy *acl.File
 	store  *logstore.Log // the standalone log; nil under Raft
 	member *member       // nil when Insecure
@@ -108,7 +109,7 @@ func New(cfg Config) (_ *Node, err error) {
 		}
 	}
 
-	var certFile, keyFile, caFile string // the node's identity, for dialing peers
+	var certFile, keyFile, caFile string // the node's identity, served and presented to peers
 	switch {
 	case cfg.Insecure:
 		n.logger.Warn("!!! --insecure: serving PLAINTEXT HTTP/2 with NO TLS and NO client authentication; " +
@@ -124,9 +125,18 @@ func New(cfg Config) (_ *Node, err error) {
 		certFile, keyFile, caFile = cfg.TLSCert, cfg.TLSKey, cfg.TLSCA
 	}
 	if !cfg.Insecure {
-		if n.tls, err = pki.ServerTLSConfig(certFile, keyFile, caFile); err != nil {
+		n.certs, err = pki.NewReloader(pki.ReloaderConfig{
+			CertFile: certFile, KeyFile: keyFile, CAFile: caFile,
+			// Peers verify this node's certificate against the CA file
+			// they share with it.
+			ChainToCA:  cfg.Cluster.gossip(),
+			Logger:     n.logger,
+			Registerer: cfg.Registerer,
+		})
+		if err != nil {
 			return nil, err
 		}
+		n.tls = n.certs.ServerConfig()
 	}
 
 	if n.policy, err = acl.NewFile(cfg.ACL, n.logger); err != nil {
@@ -151,11 +161,7 @@ func New(cfg Config) (_ *Node, err error) {
 	}
 	srvCfg := service.ServerConfig{TLS: n.tls, Logger: n.logger, Limits: cfg.Limits, Registerer: cfg.Registerer}
 	if clustered {
-		dial, err := dialTLS(certFile, keyFile, caFile)
-		if err != nil {
-			return nil, err
-		}
-		m := &member{id: cfg.NodeID, dataDir: cfg.DataDir, advertise: n.addr, cfg: cfg.Cluster, dial: dial,
+		m := &member{id: cfg.NodeID, dataDir: cfg.DataDir, advertise: n.addr, cfg: cfg.Cluster, dial: n.certs.DialConfig(),
 			restarted: restarted, logger: n.logger, reg: cfg.Registerer}
 		if err := m.open(store, cfg.StoreSyncSet); err != nil {
 			return nil, err

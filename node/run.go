@@ -23,26 +23,30 @@ import (
 //     marks the health check NOT_SERVING and shuts the server down: live
 //     tails end, produces under way get up to ShutdownTimeout.
 //  3. acl: reloads the policy file when it changes.
-//  4. health: keeps the health check's proglog.Writes in step with whether
+//  4. certs: reloads the server certificate, its key and the CA file when
+//     they change (pki.Reloader, every TLSPoll): new handshakes, the
+//     port's and this node's dials to its peers, take the new material;
+//     open connections (streams, Raft's) keep theirs.
+//  5. health: keeps the health check's proglog.Writes in step with whether
 //     the log takes writes (disk full, apply failed), and, once the port
 //     serves, proglog.Ready with whether the node serves the system group
 //     and every partition placed on it (a leader heard from, caught up).
-//  5. partitions: starts and stops the Raft groups of the partitions the
+//  6. partitions: starts and stops the Raft groups of the partitions the
 //     catalogue places on this node (topics.Manager). Stopping hands over
 //     the leadership of those it leads and closes them.
-//  6. raft: the system group. Stopping hands leadership over (on a
+//  7. raft: the system group. Stopping hands leadership over (on a
 //     graceful stop, to another voter, if this node leads), then closes
 //     forwarding and Raft once gossip has stopped: gossip's events call
 //     into the log.
-//  7. gossip: joins the cluster once the port serves, then runs Serf.
+//  8. gossip: joins the cluster once the port serves, then runs Serf.
 //     Stopping just stops, so the node stays a voter and rejoins when it
 //     starts again (a rolling restart never changes the voter set); with
 //     ClusterConfig.LeaveOnTerminate a graceful stop leaves the cluster
 //     (the new leader removes this node from Raft).
 //
-// Without TLS there is no writes, raft or gossip actor (no Raft); a store
-// actor closes the standalone log in their place. Without a gossip key
-// there is no gossip actor.
+// Without TLS there is no certs, health, raft or gossip actor (no Raft); a
+// store actor closes the standalone log in their place. Without a gossip
+// key there is no gossip actor.
 //
 // A first start whose join fails leaves no Raft state behind, so the next
 // start is a first start too. Run may be called once.
@@ -99,6 +103,9 @@ func (n *Node) Run(ctx context.Context) error {
 	})
 
 	g.Add(loop(ctx, "the ACL watcher", func(ctx context.Context) { n.policy.Run(ctx, n.cfg.ACLPoll) }))
+	if n.certs != nil {
+		g.Add(loop(ctx, "the certificate watcher", func(ctx context.Context) { n.certs.Run(ctx, n.cfg.TLSPoll) }))
+	}
 
 	if m := n.member; m != nil {
 		g.Add(loop(ctx, "the health reporter", func(ctx context.Context) { m.reportHealth(ctx, n.svc, accepting) }))

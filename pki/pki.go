@@ -1,7 +1,10 @@
 // Package pki makes and loads the certificates proglog uses for mutual TLS:
 // a certificate authority, server certificates (which double as client
 // certificates for node-to-node traffic), client certificates whose Common
-// Name is the caller's identity, and PKCS#12 bundles for browsers.
+// Name is the caller's identity, and PKCS#12 bundles for browsers. A
+// Reloader keeps a server's certificate and CA file in force as the files
+// change, for its port and its dials to its peers, without dropping
+// connections.
 package pki
 
 import (

@@ -17,6 +17,7 @@ import (
 	logv1 "github.com/proglog/proglog/gen/log/v1"
 	"github.com/proglog/proglog/gen/log/v1/logv1connect"
 	"github.com/proglog/proglog/logstore"
+	"github.com/proglog/proglog/pki"
 )
 
 // Forwarder sends requests to peer nodes: appends a follower refuses to the
@@ -56,9 +57,27 @@ func NewForwarder(nodeID, self string, tlsConfig *tls.Config) (*Forwarder, error
 	protocols.SetHTTP2(true)
 	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	tr := &http.Transport{
-		DialContext:         dialer.DialContext,
-		TLSClientConfig:     cfg,
-		TLSHandshakeTimeout: 5 * time.Second,
+		// The dial and handshake net/http would make with cfg, but for
+		// pki.WithServerName: a config that verifies peers against a
+		// reloaded CA (pki.Reloader.DialConfig) learns the address so.
+		DialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			host, _, err := net.SplitHostPort(addr)
+			if err != nil {
+				return nil, err
+			}
+			raw, err := dialer.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			conn := tls.Client(raw, pki.WithServerName(cfg, host))
+			hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			if err := conn.HandshakeContext(hctx); err != nil {
+				raw.Close()
+				return nil, err
+			}
+			return conn, nil
+		},
 		Protocols:           &protocols,
 		MaxIdleConnsPerHost: 4,
 		HTTP2:               &http.HTTP2Config{SendPingTimeout: pingInterval, PingTimeout: pingTimeout},

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,7 +18,10 @@ import (
 type ServerConfig struct {
 	Handler http.Handler
 	// TLS serves HTTP/1.1 and HTTP/2 over TLS; nil serves plaintext
-	// HTTP/1.1 and prior-knowledge HTTP/2 (h2c), for --insecure.
+	// HTTP/1.1 and prior-knowledge HTTP/2 (h2c), for --insecure. Its
+	// GetConfigForClient, if set (pki.Reloader.ServerConfig's), supplies
+	// the certificate and client CAs of each handshake; versions, cipher
+	// suites and protocols stay the server's.
 	TLS    *tls.Config
 	Logger *slog.Logger
 	// Handoffs serves other protocols on the same TLS port, chosen by
@@ -146,8 +150,39 @@ func NewServer(cfg ServerConfig) *Server {
 			// Only a TLS config HTTP/2 cannot use, and ours is fixed above.
 			panic(err)
 		}
+		if get := tlsConfig.GetConfigForClient; get != nil {
+			tlsConfig.GetConfigForClient = identityOnly(tlsConfig, get)
+		}
 	}
 	return &Server{srv: srv, logger: logger, tls: tlsConfig, handoffs: cfg.Handoffs, limits: limits, metrics: m}
+}
+
+// identityOnly wraps the GetConfigForClient of ServerConfig.TLS (a
+// pki.Reloader's, which swaps certificates and CAs as their files change):
+// each handshake takes from the config it returns the server's
+// certificate and the client CAs (Certificates, GetCertificate, ClientCAs,
+// ClientAuth) and everything else from base, the server's own config with
+// its versions, cipher suites and protocols. The config it makes is kept
+// while get returns the same one, which a Reloader does until it reloads.
+func identityOnly(base *tls.Config, get func(*tls.ClientHelloInfo) (*tls.Config, error)) func(*tls.ClientHelloInfo) (*tls.Config, error) {
+	tmpl := base.Clone()
+	tmpl.GetConfigForClient = nil
+	type made struct{ from, to *tls.Config }
+	var last atomic.Pointer[made]
+	return func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		from, err := get(hello)
+		if err != nil || from == nil {
+			return nil, err // nil: the handshake goes on with base
+		}
+		if m := last.Load(); m != nil && m.from == from {
+			return m.to, nil
+		}
+		to := tmpl.Clone()
+		to.Certificates, to.GetCertificate = from.Certificates, from.GetCertificate
+		to.ClientCAs, to.ClientAuth = from.ClientCAs, from.ClientAuth
+		last.Store(&made{from, to})
+		return to, nil
+	}
 }
 
 // Serve serves connections from ln until Shutdown, then returns

@@ -34,7 +34,7 @@ type serveFlags struct {
 	syncInterval                   time.Duration
 	retentionBytes                 byteSize
 	retentionAge                   time.Duration
-	aclPoll                        time.Duration
+	aclPoll, tlsPoll               time.Duration
 	shutdownTimeout                time.Duration
 	syncSet                        bool // --sync was given (flag, env or file)
 	cluster                        clusterFlags
@@ -141,6 +141,7 @@ Config file (--config): "name = value" lines with flag names, e.g.
 	f.StringVar(&sf.tlsCA, "tls-ca", "", "CA that client certificates must chain to (PEM)")
 	f.StringVar(&sf.aclPath, "acl", "", "ACL policy file (default <data-dir>/acl.csv)")
 	f.DurationVar(&sf.aclPoll, "acl-poll", 2*time.Second, "how often to check the ACL file for changes")
+	f.DurationVar(&sf.tlsPoll, "tls-poll", 5*time.Second, "how often to check --tls-cert, --tls-key and --tls-ca for changes (new connections take them)")
 	f.DurationVar(&sf.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight produces may take to finish on SIGINT/SIGTERM")
 	f.StringVar(&sf.nodeID, "node-id", host, "this node's name")
 	f.StringVar(&sf.logLevel, "log-level", "info", levelFlagHelp)
@@ -239,6 +240,7 @@ func (sf *serveFlags) config(logger *slog.Logger) (node.Config, error) {
 		TLSCA:               sf.tlsCA,
 		ACL:                 sf.aclPath,
 		ACLPoll:             sf.aclPoll,
+		TLSPoll:             sf.tlsPoll,
 		Store:               store,
 		StoreSyncSet:        sf.syncSet,
 		MaxMessageBytes:     int(sf.maxMessageBytes),

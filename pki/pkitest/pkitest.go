@@ -5,11 +5,19 @@
 package pkitest
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/proglog/proglog/pki"
 )
@@ -68,6 +76,49 @@ func (c *CA) Issue(t testing.TB, name string, server bool) (certFile, keyFile st
 	keyFile = filepath.Join(c.Dir, name+"-key.pem")
 	writeFile(t, certFile, cert)
 	writeFile(t, keyFile, key)
+	return certFile, keyFile
+}
+
+// IssueValid is Issue with a validity period of the test's choosing: a
+// renewal (a new serial and NotAfter) or an expired certificate.
+func (c *CA) IssueValid(t testing.TB, name string, server bool, notBefore, notAfter time.Time) (certFile, keyFile string) {
+	t.Helper()
+	if name == "" || filepath.Base(name) != name {
+		t.Fatalf("pkitest: %q is not a file name", name)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial.Add(serial, big.NewInt(1)),
+		Subject:               pkix.Name{CommonName: name},
+		NotBefore:             notBefore,
+		NotAfter:              notAfter,
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		BasicConstraintsValid: true,
+	}
+	if server {
+		tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageServerAuth)
+		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.Cert, key.Public(), c.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile = filepath.Join(c.Dir, name+".pem")
+	keyFile = filepath.Join(c.Dir, name+"-key.pem")
+	writeFile(t, certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+	writeFile(t, keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}))
 	return certFile, keyFile
 }
 
