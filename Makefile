@@ -45,7 +45,7 @@ run: ## Start a single development node (data in ./data)
 image: $(BIN)/grpc-health-probe ## Build the container image (IMAGE=proglog:dev) with podman, else docker
 	@if [[ -z "$(CONTAINER_TOOL)" ]]; then echo "make image needs podman or docker: apt-get install podman" >&2; exit 1; fi
 	rm -rf .tmp/image
-	mkdir -p .tmp/image/rootfs/etc .tmp/image/rootfs/var/lib/proglog
+	mkdir -p .tmp/image/rootfs/etc .tmp/image/rootfs/var/lib .tmp/image/data
 	printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/var/lib/proglog:/sbin/nologin\n' >.tmp/image/rootfs/etc/passwd
 	printf 'root:x:0:\nnonroot:x:65532:\n' >.tmp/image/rootfs/etc/group
 	CGO_ENABLED=0 go build -trimpath -ldflags '-s -w -X main.version=$(VERSION)' -o .tmp/image/proglog ./cmd/proglog
