@@ -153,10 +153,7 @@ func template(out io.Writer, chartDir, name, namespace string, vals map[string]a
 	for _, f := range names {
 		fmt.Fprintf(&manifest, "---\n# Source: %s\n%s\n", f, strings.TrimSpace(files[f]))
 	}
-	if !asJSON {
-		_, err := out.Write(manifest.Bytes())
-		return err
-	}
+	// Every document must parse, as helm template requires too.
 	objs := []json.RawMessage{}
 	for _, doc := range strings.Split(manifest.String(), "\n---") {
 		j, err := yaml.YAMLToJSON([]byte(strings.TrimPrefix(doc, "---")))
@@ -167,6 +164,10 @@ func template(out io.Writer, chartDir, name, namespace string, vals map[string]a
 			continue // a document of comments only
 		}
 		objs = append(objs, j)
+	}
+	if !asJSON {
+		_, err := out.Write(manifest.Bytes())
+		return err
 	}
 	enc := json.NewEncoder(out)
 	enc.SetIndent("", "  ")
