@@ -20,7 +20,6 @@ CHAOS_DURATION ?= 5m
 CHAOS_ROUNDS ?= 0
 CHAOS_SEED ?=
 CHAOS_FAULTS ?=
-GRPC_HEALTH_PROBE_VERSION := v0.4.62
 IMAGE ?= proglog:dev
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 # podman if installed, else docker; empty if neither (make image says so).
@@ -43,14 +42,13 @@ run: ## Start a single development node (data in ./data)
 	go run ./cmd/proglog serve
 
 .PHONY: image
-image: $(BIN)/grpc-health-probe ## Build the container image (IMAGE=proglog:dev) with podman, else docker
+image: ## Build the container image (IMAGE=proglog:dev) with podman, else docker
 	@if [[ -z "$(CONTAINER_TOOL)" ]]; then echo "make image needs podman or docker: apt-get install podman" >&2; exit 1; fi
 	rm -rf .tmp/image
 	mkdir -p .tmp/image/rootfs/etc .tmp/image/rootfs/var/lib .tmp/image/data
 	printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/var/lib/proglog:/sbin/nologin\n' >.tmp/image/rootfs/etc/passwd
 	printf 'root:x:0:\nnonroot:x:65532:\n' >.tmp/image/rootfs/etc/group
 	CGO_ENABLED=0 go build -trimpath -ldflags '-s -w -X main.version=$(VERSION)' -o .tmp/image/proglog ./cmd/proglog
-	cp $(BIN)/grpc-health-probe .tmp/image/grpc-health-probe
 	$(CONTAINER_TOOL) build --file Containerfile --tag $(IMAGE) \
 		--build-arg VERSION=$(VERSION) --build-arg REVISION="$$(git rev-parse HEAD)" \
 		--build-arg CREATED="$$(git log -1 --format=%cI)" .tmp/image
@@ -137,10 +135,6 @@ $(BIN)/staticcheck:
 # a module of its own): half the compile time of the helm CLI.
 $(BIN)/chartcheck: deploy/chartcheck/go.mod deploy/chartcheck/go.sum deploy/chartcheck/main.go
 	cd deploy/chartcheck && go build -o $(BIN)/chartcheck .
-
-# Static (CGO_ENABLED=0): it goes into the image, for Kubernetes exec probes.
-$(BIN)/grpc-health-probe:
-	CGO_ENABLED=0 GOBIN=$(BIN) go install -trimpath -ldflags '-s -w' github.com/grpc-ecosystem/grpc-health-probe@$(GRPC_HEALTH_PROBE_VERSION)
 
 $(BIN)/grpcurl:
 	GOBIN=$(BIN) go install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)

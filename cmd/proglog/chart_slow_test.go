@@ -100,7 +100,16 @@ type k8sContainer struct {
 			} `json:"fieldRef"`
 		} `json:"valueFrom"`
 	} `json:"env"`
-	VolumeMounts []k8sVolumeMount `json:"volumeMounts"`
+	VolumeMounts   []k8sVolumeMount `json:"volumeMounts"`
+	StartupProbe   *k8sProbe        `json:"startupProbe"`
+	LivenessProbe  *k8sProbe        `json:"livenessProbe"`
+	ReadinessProbe *k8sProbe        `json:"readinessProbe"`
+}
+
+type k8sProbe struct {
+	Exec *struct {
+		Command []string `json:"command"`
+	} `json:"exec"`
 }
 
 type k8sVolume struct {
@@ -146,6 +155,19 @@ func checkChartServe(t *testing.T, objs []k8sObject) {
 		if len(c.Args) == 0 || c.Args[0] != "serve" {
 			t.Fatalf("args %q: want serve and its flags", c.Args)
 		}
+		// The probes exec proglog health: its flags must exist too.
+		for name, p := range map[string]*k8sProbe{"startup": c.StartupProbe, "liveness": c.LivenessProbe, "readiness": c.ReadinessProbe} {
+			if p == nil || p.Exec == nil {
+				t.Errorf("%s probe: want an exec probe running proglog health", name)
+				continue
+			}
+			cmd := p.Exec.Command
+			if len(cmd) < 2 || cmd[0] != "/usr/local/bin/proglog" || cmd[1] != "health" {
+				t.Errorf("%s probe runs %q, want /usr/local/bin/proglog health", name, cmd)
+				continue
+			}
+			checkFlagArgs(t, chartCmd(t, "health"), cmd[2:])
+		}
 		replicas := 1
 		if sts.Spec.Replicas != nil {
 			replicas = *sts.Spec.Replicas
@@ -167,7 +189,7 @@ func checkChartServe(t *testing.T, objs []k8sObject) {
 			for j, a := range c.Args[1:] {
 				args[j] = expandKubeVars(a, env)
 			}
-			serve := chartServeCmd(t)
+			serve := chartCmd(t, "serve")
 			checkFlagArgs(t, serve, args)
 
 			// The config file the pod reads, from the ConfigMap mounted
@@ -217,35 +239,35 @@ func checkChartServe(t *testing.T, objs []k8sObject) {
 	}
 }
 
-// chartServeCmd is the serve command as proglog builds it, with the root's
-// persistent flags (--config) merged into its flag set.
-func chartServeCmd(t *testing.T) *cobra.Command {
+// chartCmd is the command name (serve, health) as proglog builds it, with
+// the root's persistent flags (--config) merged into its flag set.
+func chartCmd(t *testing.T, name string) *cobra.Command {
 	t.Helper()
 	root := newRootCmd(&env{stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard, getenv: func(string) string { return "" }})
-	serve, _, err := root.Find([]string{"serve"})
-	if err != nil || serve.Name() != "serve" {
-		t.Fatalf("no serve command: %v", err)
+	cmd, _, err := root.Find([]string{name})
+	if err != nil || cmd.Name() != name {
+		t.Fatalf("no %s command: %v", name, err)
 	}
-	serve.InheritedFlags() // merges the root's persistent flags into serve.Flags()
-	return serve
+	cmd.InheritedFlags() // merges the root's persistent flags into cmd.Flags()
+	return cmd
 }
 
-// checkFlagArgs checks args (after serve) one by one, --flag=value and
-// --flag value alike, naming each flag serve lacks, then parses them all
-// with serve's own flag set so that bad values fail too.
-func checkFlagArgs(t *testing.T, serve *cobra.Command, args []string) {
+// checkFlagArgs checks args (after the command's name) one by one,
+// --flag=value and --flag value alike, naming each flag cmd lacks, then
+// parses them all with cmd's own flag set so that bad values fail too.
+func checkFlagArgs(t *testing.T, cmd *cobra.Command, args []string) {
 	t.Helper()
-	flags := serve.Flags()
+	flags := cmd.Flags()
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		if !strings.HasPrefix(a, "--") {
-			t.Errorf("argument %q (of %q): want --flag or --flag=value (serve takes no arguments, and the chart spells flags out)", a, args)
+			t.Errorf("argument %q (of %q): want --flag or --flag=value (%s takes no arguments, and the chart spells flags out)", a, args, cmd.Name())
 			continue
 		}
 		name, _, hasValue := strings.Cut(strings.TrimPrefix(a, "--"), "=")
 		f := flags.Lookup(name)
 		if f == nil {
-			t.Errorf("the chart passes --%s, which serve has no flag for", name)
+			t.Errorf("the chart passes --%s, which %s has no flag for", name, cmd.Name())
 			continue
 		}
 		if !hasValue && f.NoOptDefVal == "" {
@@ -256,7 +278,7 @@ func checkFlagArgs(t *testing.T, serve *cobra.Command, args []string) {
 		}
 	}
 	if err := flags.Parse(args); err != nil {
-		t.Errorf("serve's flags do not parse the chart's arguments %q: %v", args, err)
+		t.Errorf("%s's flags do not parse the chart's arguments %q: %v", cmd.Name(), args, err)
 	}
 	if flags.NArg() > 0 {
 		t.Errorf("arguments left over after the flags: %q", flags.Args())

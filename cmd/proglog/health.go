@@ -14,8 +14,9 @@ import (
 
 func newHealthCmd(e *env) *cobra.Command {
 	var (
-		cf  clientFlags
-		svc string
+		cf         clientFlags
+		svc        string
+		serverName string
 	)
 	cmd := &cobra.Command{
 		Use:   "health",
@@ -48,6 +49,10 @@ Services:
 			} else {
 				protocols.SetHTTP2(true)
 			}
+			if serverName != "" && cfg.TLS != nil {
+				cfg.TLS = cfg.TLS.Clone()
+				cfg.TLS.ServerName = serverName
+			}
 			tr := &http.Transport{TLSClientConfig: cfg.TLS, Protocols: &protocols}
 			defer tr.CloseIdleConnections()
 			opt := connect.WithGRPC()
@@ -76,6 +81,7 @@ Services:
 		},
 	}
 	cf.register(cmd.Flags())
+	cmd.Flags().StringVar(&serverName, "server-name", "", "the name to check the server's certificate against (default: the host of --addr), e.g. a Service's DNS name when a probe dials 127.0.0.1")
 	cmd.Flags().StringVar(&svc, "service", "", `health service to ask: "" (liveness), `+service.ReadyHealthService+` (readiness), `+service.WritesHealthService)
 	return cmd
 }

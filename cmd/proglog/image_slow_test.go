@@ -25,7 +25,7 @@ import (
 // TestImage builds the container image with make image and checks what it
 // holds without running it (containers cannot run everywhere podman
 // builds): the image's configuration, and, from an exported file system,
-// that both binaries are static and that proglog carries its version and
+// that the binary is static and that it carries its version and
 // the dashboard. The exported proglog is run on the host for its version.
 func TestImage(t *testing.T) {
 	podman, err := exec.LookPath("podman")
@@ -108,10 +108,9 @@ func TestImage(t *testing.T) {
 			uid  int
 			mode os.FileMode
 		}{
-			"usr/local/bin/proglog":           {0, 0o555},
-			"usr/local/bin/grpc-health-probe": {0, 0o555},
-			"var/lib/proglog/":                {65532, 0o755},
-			"etc/passwd":                      {0, 0o644},
+			"usr/local/bin/proglog": {0, 0o555},
+			"var/lib/proglog/":      {65532, 0o755},
+			"etc/passwd":            {0, 0o644},
 		}
 		for name, w := range want {
 			f, ok := files[name]
@@ -128,7 +127,7 @@ func TestImage(t *testing.T) {
 				t.Errorf("%s owned by uid %d, want root: only the data dir is the nonroot user's", name, f.hdr.Uid)
 			}
 		}
-		for _, name := range []string{"usr/local/bin/proglog", "usr/local/bin/grpc-health-probe"} {
+		for _, name := range []string{"usr/local/bin/proglog"} {
 			if f, ok := files[name]; ok {
 				checkStatic(t, name, f.data)
 			}
