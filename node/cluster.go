@@ -142,6 +142,7 @@ func (m *member) open(store logstore.Config, storeSyncSet bool) error {
 		Partition:   pcfg,
 		FetchRecord: fwd.FetchTopicRecord,
 		PeerNext:    fwd.PartitionNext,
+		Alive:       m.alive,
 		Registerer:  m.reg,
 		Logger:      m.logger.With("component", "topics"),
 	})
@@ -273,6 +274,21 @@ func (m *member) leave(announce bool) {
 	if err := ms.Close(); err != nil {
 		m.logger.Error("closing the cluster node", "err", err)
 	}
+}
+
+// alive lists the members gossip sees alive, or nil before gossip runs.
+func (m *member) alive() map[string]bool {
+	ms := m.members.Load()
+	if ms == nil {
+		return nil
+	}
+	out := map[string]bool{}
+	for _, mem := range ms.Members() {
+		if mem.Status == "alive" {
+			out[mem.ID] = true
+		}
+	}
+	return out
 }
 
 // removeNode answers RemoveNode: it removes id, a node that is down, from

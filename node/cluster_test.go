@@ -156,4 +156,40 @@ func TestRemoveNode(t *testing.T) {
 	}
 }
 
+// TestCreatePlacesOnLiveNodes: with one node of three down (still a
+// member), a topic of replication factor 3 is refused, saying which node
+// is down, and one of factor 2 is placed on the two live nodes only.
+func TestCreatePlacesOnLiveNodes(t *testing.T) {
+	nodes, _, clients, _ := startThree(t)
+	ctx := t.Context()
+	if err := nodes[2].stop(t); err != nil {
+		t.Fatal(err)
+	}
+	// Until gossip finds n3 failed (a few seconds), n3 counts as alive.
+	attempt := 0
+	waitFor(t, "a replication factor of 3 to be refused once gossip finds n3 down", func() bool {
+		attempt++
+		_, err := clients[0].CreateTopic(ctx, &logv1.CreateTopicRequest{Name: fmt.Sprint("three-", attempt), Partitions: 1, ReplicationFactor: 3})
+		if err != nil && connect.CodeOf(err) != connect.CodeFailedPrecondition {
+			t.Fatalf("create: %v", err)
+		}
+		return err != nil && strings.Contains(err.Error(), "down: n3")
+	})
+	resp, err := clients[1].CreateTopic(ctx, &logv1.CreateTopicRequest{Name: "two", Partitions: 4, ReplicationFactor: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc, err := clients[0].DescribeTopic(ctx, &logv1.DescribeTopicRequest{Name: resp.GetTopic().GetName()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range desc.GetPartitions() {
+		for _, r := range p.GetReplicas() {
+			if r.GetNodeId() == "n3" {
+				t.Fatalf("partition %d placed on n3, which is down: %v", p.GetPartition(), p.GetReplicas())
+			}
+		}
+	}
+}
+
 func ptr[T any](v T) *T { return &v }

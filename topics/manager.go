@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -49,6 +50,10 @@ type Config struct {
 	// replica of a partition (GetStats): Move uses it to see a new replica
 	// catch up. Without it Move cannot move a replica to another node.
 	PeerNext func(ctx context.Context, addr, topic string, partition int) (uint64, error)
+	// Alive, when set, reports which nodes are alive (gossip's view; nil
+	// when it has none yet): Create places new replicas on live nodes only,
+	// so that a topic is not born with a replica on a node that is down.
+	Alive func() map[string]bool
 	// StartWait bounds how long CreateTopic waits for the partitions this
 	// node hosts to elect leaders before it answers; default 10s.
 	StartWait time.Duration
@@ -612,6 +617,26 @@ func (m *Manager) nodes() ([]string, error) {
 	return ids, nil
 }
 
+// live splits nodes into those Alive reports alive (all of them without
+// Alive, or before it knows) and the others. This node counts as alive.
+func (m *Manager) live(nodes []string) (live, down []string) {
+	var alive map[string]bool
+	if m.cfg.Alive != nil {
+		alive = m.cfg.Alive()
+	}
+	if alive == nil {
+		return nodes, nil
+	}
+	for _, id := range nodes {
+		if alive[id] || id == m.cfg.NodeID {
+			live = append(live, id)
+		} else {
+			down = append(down, id)
+		}
+	}
+	return live, down
+}
+
 // Create implements service.Topics: it places the partitions (on the
 // system group's leader, whose view is the latest) and commits the topic,
 // then waits, for at most StartWait, until the partitions hosted here
@@ -641,7 +666,15 @@ func (m *Manager) Create(ctx context.Context, spec service.TopicSpec) (*catalog.
 	if rf == 0 {
 		rf = catalog.DefaultReplicationFactor(len(nodes))
 	}
-	replicas, err := catalog.Place(nodes, m.cfg.Catalog.View().Load(), n, rf)
+	live, down := m.live(nodes)
+	if rf > len(nodes) || rf <= len(live) {
+		down = nil // Place says what is wrong, or all is well
+	}
+	if len(down) > 0 {
+		return nil, fmt.Errorf("%w: replication factor %d, but only %d of the %d nodes are alive (down: %s); bring them back, or remove them (nodes remove) and add others",
+			catalog.ErrNotEnoughNodes, rf, len(live), len(nodes), strings.Join(down, ", "))
+	}
+	replicas, err := catalog.Place(live, m.cfg.Catalog.View().Load(), n, rf)
 	if err != nil {
 		return nil, err
 	}
