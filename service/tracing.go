@@ -1,0 +1,111 @@
+package service
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/otelconnect"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Tracing (see "Tracing" in doc.go). With a TracerProvider, every
+// LogService call gets a server span (otelconnect's: rpc.system,
+// rpc.service, rpc.method, status code), whose parent is the caller's
+// W3C traceparent header, whatever the protocol (gRPC, gRPC-Web,
+// Connect); a Forwarder's calls to peers get client spans whose
+// traceparent continues the trace on the peer. Without one no interceptor
+// is installed and nothing below costs more than a nil check.
+
+// tracerName names the instrumentation scope of the service's own spans.
+const tracerName = "github.com/proglog/proglog/service"
+
+// Span attributes of the service's spans.
+const (
+	attrTopic     = attribute.Key("proglog.topic")
+	attrPartition = attribute.Key("proglog.partition")
+	attrRecords   = attribute.Key("proglog.records")
+	attrOffset    = attribute.Key("proglog.offset")
+	attrForwarded = attribute.Key("proglog.forwarded")
+)
+
+// propagator is W3C Trace Context, as everywhere in proglog.
+var propagator = propagation.TraceContext{}
+
+// otelInterceptor is otelconnect's interceptor for tp: spans only (the
+// metrics stay Prometheus's), and on the server a caller's traceparent is
+// trusted as the parent, so a trace goes on across nodes and from the
+// browser. Trusting it costs nothing: a caller can only choose which
+// trace its own call joins.
+func otelInterceptor(tp trace.TracerProvider) (connect.Interceptor, error) {
+	i, err := otelconnect.NewInterceptor(
+		otelconnect.WithTracerProvider(tp),
+		otelconnect.WithPropagator(propagator),
+		otelconnect.WithoutMetrics(),
+		otelconnect.WithTrustRemote(),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("service: tracing interceptor: %w", err)
+	}
+	return i, nil
+}
+
+// ForwarderOption configures a Forwarder.
+type ForwarderOption interface{ applyForwarder(*Forwarder) error }
+
+type forwarderTracing struct{ tp trace.TracerProvider }
+
+func (o forwarderTracing) applyForwarder(f *Forwarder) error {
+	if o.tp == nil {
+		return nil
+	}
+	i, err := otelInterceptor(o.tp)
+	if err != nil {
+		return err
+	}
+	f.tracing = i
+	return nil
+}
+
+// WithForwardTracing gives every call a Forwarder makes a client span of
+// tp and a traceparent header, so the trace of a forwarded produce goes
+// on at the leader. nil: no spans.
+func WithForwardTracing(tp trace.TracerProvider) ForwarderOption { return forwarderTracing{tp} }
+
+// span starts a child span of ctx's span named name, or, when tracing is
+// off, returns ctx and the no-op span already in it.
+func (s *Service) span(ctx context.Context, name string, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
+	if s.tracer == nil {
+		return ctx, trace.SpanFromContext(ctx)
+	}
+	return s.tracer.Start(ctx, name, trace.WithAttributes(attrs...))
+}
+
+// annotate sets attributes on the RPC's span, when it records.
+func annotate(ctx context.Context, attrs ...attribute.KeyValue) {
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		span.SetAttributes(attrs...)
+	}
+}
+
+// produced describes a produce on its RPC's span: where its records go.
+func produced(ctx context.Context, topic string, p, records int) {
+	annotate(ctx, attrTopic.String(topic), attrPartition.Int(p), attrRecords.Int(records))
+}
+
+// waited records one wait of a ConsumeStream for new records as an event
+// of its span: one per wait, never one per record.
+func waited(ctx context.Context, offset uint64, start time.Time, err error) {
+	span := trace.SpanFromContext(ctx)
+	if !span.IsRecording() {
+		return
+	}
+	attrs := []attribute.KeyValue{attrOffset.Int64(int64(offset)), attribute.Int64("proglog.wait_ms", time.Since(start).Milliseconds())}
+	if err != nil {
+		attrs = append(attrs, attribute.String("error", err.Error()))
+	}
+	span.AddEvent("proglog.wait", trace.WithAttributes(attrs...))
+}
