@@ -19,12 +19,13 @@ import (
 	"github.com/proglog/proglog/catalog"
 	logv1 "github.com/proglog/proglog/gen/log/v1"
 	"github.com/proglog/proglog/gen/log/v1/logv1connect"
+	"github.com/proglog/proglog/node"
 )
 
 // startThree starts a three-node cluster through gossip and returns its
 // nodes, data dirs, a root client of each and root's TLS config, once all
 // are voters.
-func startThree(t *testing.T) ([]*running, []string, []logv1connect.LogServiceClient, *tls.Config) {
+func startThree(t *testing.T, opts ...func(*node.Config)) ([]*running, []string, []logv1connect.LogServiceClient, *tls.Config) {
 	t.Helper()
 	id := newIdentity(t)
 	var (
@@ -36,6 +37,9 @@ func startThree(t *testing.T) ([]*running, []string, []logv1connect.LogServiceCl
 	for i := range 3 {
 		cfg := gossip(t, id.config(t, t.TempDir()))
 		cfg.NodeID = fmt.Sprint("n", i+1)
+		for _, o := range opts {
+			o(&cfg)
+		}
 		if i == 0 {
 			cfg.Cluster.Bootstrap = true
 			seed = cfg.Cluster.GossipAddr
