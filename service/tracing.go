@@ -62,17 +62,27 @@ func (o forwarderTracing) applyForwarder(f *Forwarder) error {
 	if o.tp == nil {
 		return nil
 	}
-	i, err := otelInterceptor(o.tp)
+	i, err := otelconnect.NewInterceptor(
+		otelconnect.WithTracerProvider(o.tp),
+		otelconnect.WithPropagator(propagator),
+		otelconnect.WithoutMetrics(),
+		// Only calls made for a traced request: a node's own background
+		// calls (healing a record, watching a move) start no traces.
+		otelconnect.WithFilter(func(ctx context.Context, _ connect.Spec) bool {
+			return trace.SpanContextFromContext(ctx).IsValid()
+		}),
+	)
 	if err != nil {
-		return err
+		return fmt.Errorf("service: tracing interceptor: %w", err)
 	}
 	f.tracing = i
 	return nil
 }
 
-// WithForwardTracing gives every call a Forwarder makes a client span of
-// tp and a traceparent header, so the trace of a forwarded produce goes
-// on at the leader. nil: no spans.
+// WithForwardTracing gives every call a Forwarder makes for a traced
+// request (one whose context holds a span) a client span of tp and a
+// traceparent header, so the trace of a forwarded produce goes on at the
+// leader. nil: no spans.
 func WithForwardTracing(tp trace.TracerProvider) ForwarderOption { return forwarderTracing{tp} }
 
 // span starts a child span of ctx's span named name, or, when tracing is
