@@ -121,7 +121,7 @@ func (s *Service) Produce(ctx context.Context, req *logv1.ProduceRequest) (_ *lo
 	// Forwarded, the request names its partition: the peer does not
 	// choose again.
 	forward := func(peer logv1connect.LogServiceClient) (*logv1.ProduceResponse, error) {
-		annotate(ctx, attrForwarded.Bool(true))
+		forwarded(ctx)
 		resp, err := peer.Produce(ctx, &logv1.ProduceRequest{Record: req.GetRecord(), Topic: name, Partition: proto.Uint32(uint32(p))})
 		if err != nil {
 			return nil, forwardFailed(err)
@@ -169,7 +169,7 @@ func (s *Service) ProduceBatch(ctx context.Context, req *logv1.ProduceBatchReque
 	}
 	produced(ctx, name, p, len(recs))
 	forward := func(peer logv1connect.LogServiceClient) (*logv1.ProduceBatchResponse, error) {
-		annotate(ctx, attrForwarded.Bool(true))
+		forwarded(ctx)
 		base, err := forwardBatch(ctx, peer, name, p, req.GetRecords())
 		if err != nil {
 			return nil, err
@@ -221,7 +221,7 @@ func (s *Service) Consume(ctx context.Context, req *logv1.ConsumeRequest) (*logv
 			return peer.Consume(ctx, &logv1.ConsumeRequest{Offset: off, FromTime: req.GetFromTime(), Topic: name, Partition: req.GetPartition()})
 		})
 	}
-	ctx, span := s.span(ctx, "proglog.read", attrTopic.String(name), attrPartition.Int(int(req.GetPartition())))
+	ctx, span := s.readSpan(ctx, name, req.GetPartition())
 	defer span.End()
 	if req.GetFromTime() != nil {
 		if off, err = log.OffsetForTime(ctx, t); err != nil {

@@ -175,7 +175,7 @@ func (s *Service) ConsumeStream(ctx context.Context, req *logv1.ConsumeStreamReq
 		return s.proxyConsumeStream(ctx, nhe, req, stream)
 	}
 
-	annotate(ctx, attrTopic.String(name), attrPartition.Int(int(req.GetPartition())))
+	reading(ctx, name, req.GetPartition())
 	lowest, next := log.Bounds()
 	off := req.GetOffset()
 	if req.GetFromTime() != nil {

@@ -85,25 +85,38 @@ func (o forwarderTracing) applyForwarder(f *Forwarder) error {
 // leader. nil: no spans.
 func WithForwardTracing(tp trace.TracerProvider) ForwarderOption { return forwarderTracing{tp} }
 
-// span starts a child span of ctx's span named name, or, when tracing is
-// off, returns ctx and the no-op span already in it.
-func (s *Service) span(ctx context.Context, name string, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
+// The helpers below check whether the span records before they build
+// any attribute: with tracing off they allocate nothing.
+
+// readSpan starts the span of a read of partition p of topic under ctx's
+// span, or, when tracing is off, returns ctx and the no-op span already in
+// it.
+func (s *Service) readSpan(ctx context.Context, topic string, p uint32) (context.Context, trace.Span) {
 	if s.tracer == nil {
 		return ctx, trace.SpanFromContext(ctx)
 	}
-	return s.tracer.Start(ctx, name, trace.WithAttributes(attrs...))
+	return s.tracer.Start(ctx, "proglog.read", trace.WithAttributes(attrTopic.String(topic), attrPartition.Int(int(p))))
 }
 
-// annotate sets attributes on the RPC's span, when it records.
-func annotate(ctx context.Context, attrs ...attribute.KeyValue) {
+// reading describes a read of partition p of topic on its RPC's span.
+func reading(ctx context.Context, topic string, p uint32) {
 	if span := trace.SpanFromContext(ctx); span.IsRecording() {
-		span.SetAttributes(attrs...)
+		span.SetAttributes(attrTopic.String(topic), attrPartition.Int(int(p)))
 	}
 }
 
 // produced describes a produce on its RPC's span: where its records go.
 func produced(ctx context.Context, topic string, p, records int) {
-	annotate(ctx, attrTopic.String(topic), attrPartition.Int(p), attrRecords.Int(records))
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		span.SetAttributes(attrTopic.String(topic), attrPartition.Int(p), attrRecords.Int(records))
+	}
+}
+
+// forwarded marks a produce's RPC span: another node took its records.
+func forwarded(ctx context.Context) {
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		span.SetAttributes(attrForwarded.Bool(true))
+	}
 }
 
 // waited records one wait of a ConsumeStream for new records as an event
