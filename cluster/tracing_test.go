@@ -55,7 +55,7 @@ func TestTraceAppend(t *testing.T) {
 	}
 	got := map[string]string{}
 	for _, kv := range apply.Attributes {
-		got[string(kv.Key)] = kv.Value.Emit()
+		got[string(kv.Key)] = kv.Value.String()
 	}
 	for k, v := range want {
 		if g, ok := got[k]; !ok || (v != "" && g != v) {
