@@ -2,6 +2,7 @@ package service_test
 
 import (
 	"context"
+	"log/slog"
 	"testing"
 
 	"connectrpc.com/connect"
@@ -99,10 +100,14 @@ func TestTraceForwardedProduce(t *testing.T) {
 }
 
 // A Consume without a traceparent starts a trace of its own with a read
-// span under it.
+// span under it, and its debug log line names the trace.
 func TestTraceConsume(t *testing.T) {
 	tp, exp := memTracing(t)
-	e := newEnv(t, envOptions{config: func(c *service.Config) { c.TracerProvider = tp }})
+	var logs syncBuffer
+	e := newEnv(t, envOptions{config: func(c *service.Config) {
+		c.TracerProvider = tp
+		c.Logger = slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}})
 	produceN(t, e.client(idRoot), "r", 1)
 	exp.Reset()
 	if _, err := e.client(idRoot).Consume(t.Context(), &logv1.ConsumeRequest{}); err != nil {
@@ -120,6 +125,13 @@ func TestTraceConsume(t *testing.T) {
 	}
 	if !server.SpanContext.IsValid() || server.Parent.IsValid() || read.Parent.SpanID() != server.SpanContext.SpanID() {
 		t.Fatalf("want a root Consume span with a read span under it: %v", names(spans))
+	}
+	found := false
+	for _, l := range logs.lines(t) {
+		found = found || l["msg"] == "rpc" && l["trace_id"] == server.SpanContext.TraceID().String()
+	}
+	if !found {
+		t.Fatalf("no rpc log line with trace_id %s: %v", server.SpanContext.TraceID(), logs.lines(t))
 	}
 }
 

@@ -963,6 +963,7 @@ produceForm.addEventListener("submit", async (e) => {
   } catch (err) {
     if (isAuthError(err)) await refreshIdentity(); // the policy or certificate may have changed
     say(errEl, describeError(err, { ...context("produce", undefined, at), partition }));
+    say($("produce-trace"), `Trace ${trace.traceId}`); // a failed call is traced too
     if (missing(err)) void lost(at, err);
   } finally {
     button.disabled = false;
