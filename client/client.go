@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"go.opentelemetry.io/otel/trace"
 
 	logv1 "github.com/proglog/proglog/gen/log/v1"
 	"github.com/proglog/proglog/gen/log/v1/logv1connect"
@@ -34,6 +35,7 @@ type Client struct {
 	transport *http.Transport // ours to close; nil when Config.HTTPClient is used
 	scheme    string
 	opts      []connect.ClientOption
+	tracer    trace.Tracer // nil without Config.TracerProvider
 
 	// refreshMu serializes discovery, so a burst of failures costs one
 	// round of GetServers.
@@ -72,6 +74,14 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	if cfg.TLS != nil {
 		c.scheme = "https://"
+	}
+	if cfg.TracerProvider != nil {
+		opt, err := tracingOption(cfg.TracerProvider)
+		if err != nil {
+			return nil, err
+		}
+		c.opts = append(c.opts, opt)
+		c.tracer = cfg.TracerProvider.Tracer(tracerName)
 	}
 	switch cfg.Protocol {
 	case ProtocolGRPC:

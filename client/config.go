@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Protocol is the wire protocol the client speaks.
@@ -63,6 +64,17 @@ type Config struct {
 	RefreshInterval time.Duration
 	// Now is the clock, for tests; nil means time.Now.
 	Now func() time.Time
+	// TracerProvider, if set, gives every call a client span and sends
+	// its W3C traceparent header, so the trace goes on on the servers
+	// (tracing.New builds one from the OTEL_* environment). nil: no
+	// tracing.
+	TracerProvider trace.TracerProvider
+	// TraceHeaders stores each produce's trace context in its records, as
+	// the headers traceparent and tracestate: the context of a producer
+	// span ("publish <topic>") with a TracerProvider, else that of the
+	// span in the call's context, if any. Consumers find it with
+	// RecordSpanContext.
+	TraceHeaders bool
 }
 
 func (c Config) withDefaults() (Config, error) {

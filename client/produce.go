@@ -22,14 +22,17 @@ func (c *Client) Produce(ctx context.Context, value []byte, opts ...CallOption) 
 	if err != nil {
 		return 0, err
 	}
-	req := &logv1.ProduceRequest{Record: &logv1.Record{Value: value}, Topic: t.topic, Partition: t.wirePartition()}
-	return c.append(ctx, "Produce", c.destOf(ctx, t, nil), func(ctx context.Context, cl logv1connect.LogServiceClient) (uint64, error) {
+	ctx, recs, end := c.producing(ctx, t.topic, []*logv1.Record{{Value: value}})
+	req := &logv1.ProduceRequest{Record: recs[0], Topic: t.topic, Partition: t.wirePartition()}
+	off, err := c.append(ctx, "Produce", c.destOf(ctx, t, nil), func(ctx context.Context, cl logv1connect.LogServiceClient) (uint64, error) {
 		resp, err := cl.Produce(ctx, req)
 		if err != nil {
 			return 0, err
 		}
 		return resp.GetOffset(), nil
 	})
+	end(err)
+	return off, err
 }
 
 // ProduceBatch appends values as one durable write through the leader; they
@@ -179,7 +182,9 @@ type batchResult struct {
 	Offset    uint64 // of the first record
 }
 
-func (c *Client) produceBatch(ctx context.Context, t target, records []*logv1.Record) (batchResult, error) {
+func (c *Client) produceBatch(ctx context.Context, t target, records []*logv1.Record) (_ batchResult, err error) {
+	ctx, records, end := c.producing(ctx, t.topic, records)
+	defer func() { end(err) }()
 	req := &logv1.ProduceBatchRequest{Records: records, Topic: t.topic, Partition: t.wirePartition()}
 	return appendTo(ctx, c, "ProduceBatch", c.destOf(ctx, t, records), func(ctx context.Context, cl logv1connect.LogServiceClient) (batchResult, error) {
 		resp, err := cl.ProduceBatch(ctx, req)

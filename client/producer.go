@@ -188,10 +188,14 @@ func (p *Producer) SendRecords(ctx context.Context, records ...*logv1.Record) (*
 	return p.send(ctx, records)
 }
 
-func (p *Producer) send(ctx context.Context, records []*logv1.Record) (*Ack, error) {
+func (p *Producer) send(ctx context.Context, records []*logv1.Record) (_ *Ack, err error) {
 	if p.target.err != nil {
 		return nil, p.target.err
 	}
+	// The span (Config.TraceHeaders) covers queueing the records; the
+	// stream's own span covers the appends.
+	ctx, records, end := p.c.producing(ctx, p.target.topic, records)
+	defer func() { end(err) }()
 	n := 0
 	if !p.target.partitionSet && hasKey(records) {
 		n = p.c.partitionCount(ctx, p.target.topic)

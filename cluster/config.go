@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/proglog/proglog/logstore"
 )
@@ -117,6 +119,14 @@ type Config struct {
 	// process need a Registerer each, wrapped with
 	// prometheus.WrapRegistererWith and labels that tell them apart.
 	Registerer prometheus.Registerer
+
+	// TracerProvider, if set, traces appends: a span from raft.Apply to
+	// its answer, with a child for the write and fdatasync of Raft's log
+	// that held the entry (see tracing.go). nil: no tracing, at no cost.
+	TracerProvider trace.TracerProvider
+	// SpanAttributes describe this Log on its spans, e.g. the topic and
+	// partition it holds (topics.Manager sets them).
+	SpanAttributes []attribute.KeyValue
 }
 
 // storeSyncInterval is how often the store's active segment is synced by

@@ -45,6 +45,7 @@ type Log struct {
 	damage      storeDamage
 	fsm         *fsm
 	m           *metrics
+	tracing     *appendTracing // nil: tracing off
 	// leaderWait bounds how long an append waits for an election.
 	leaderWait time.Duration
 
@@ -186,6 +187,10 @@ func New(cfg Config) (_ *Log, err error) {
 	l.disk = newDiskMonitor([]string{cfg.DataDir, raftDir, filepath.Join(cfg.DataDir, "log")},
 		cfg.diskReserve(), cfg.segmentBytes(), l.logger, l.store.recover)
 	l.store.noSpace = l.disk.noteWriteErr
+	if cfg.TracerProvider != nil {
+		l.tracing = newAppendTracing(cfg.TracerProvider, cfg.Group, cfg.SpanAttributes)
+		l.store.synced = l.tracing.syncs.add
+	}
 	cleanup = append(cleanup, l.disk.stop)
 	snaps, err := openSnapshotStore(raftDir, cfg.RetainSnapshots, l.logger, l.noteDamage)
 	if err != nil {
@@ -554,7 +559,9 @@ func (l *Log) AppendRecords(ctx context.Context, recs []logstore.Record) (uint64
 	if err := l.leading(ctx); err != nil {
 		return 0, err
 	}
-	resp, err := l.propose(ctx, encodeRecords(l.cfg.Now().UnixNano(), recs))
+	ctx, span := l.tracing.start(ctx, recs)
+	resp, index, err := l.proposeIndex(ctx, encodeRecords(l.cfg.Now().UnixNano(), recs))
+	l.tracing.end(ctx, span, index, err)
 	if err != nil {
 		return 0, err
 	}
@@ -610,13 +617,21 @@ func (l *Log) leading(ctx context.Context) error {
 
 // propose commits data as one Raft entry and returns the FSM's response.
 func (l *Log) propose(ctx context.Context, data []byte) (any, error) {
+	resp, _, err := l.proposeIndex(ctx, data)
+	return resp, err
+}
+
+// proposeIndex is propose that also returns the entry's Raft index, when
+// raft answered one.
+func (l *Log) proposeIndex(ctx context.Context, data []byte) (any, uint64, error) {
 	timeout := applyTimeout
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = max(time.Until(dl), time.Millisecond)
 	}
 	type outcome struct {
-		err  error
-		resp any
+		err   error
+		resp  any
+		index uint64
 	}
 	ch := make(chan outcome, 1)
 	// applyMu's read lock makes "not closed, so apply and count a waiter"
@@ -625,38 +640,41 @@ func (l *Log) propose(ctx context.Context, data []byte) (any, error) {
 	l.applyMu.RLock()
 	if l.closing {
 		l.applyMu.RUnlock()
-		return nil, ErrClosed
+		return nil, 0, ErrClosed
 	}
 	f := l.raft.Apply(data, timeout)
 	l.waiters.Go(func() {
 		err := f.Error()
-		var resp any
+		var (
+			resp  any
+			index uint64
+		)
 		if err == nil {
-			resp = f.Response()
+			resp, index = f.Response(), f.Index()
 		}
-		ch <- outcome{err, resp}
+		ch <- outcome{err, resp, index}
 	})
 	l.applyMu.RUnlock()
 	var o outcome
 	select {
 	case o = <-ch:
 	case <-ctx.Done():
-		return nil, fmt.Errorf("%w: %w", ErrUnknownOutcome, ctx.Err())
+		return nil, 0, fmt.Errorf("%w: %w", ErrUnknownOutcome, ctx.Err())
 	}
 	switch {
 	case o.err == nil:
 	case errors.Is(o.err, raft.ErrNotLeader):
-		return nil, l.notLeader()
+		return nil, 0, l.notLeader()
 	case errors.Is(o.err, raft.ErrEnqueueTimeout):
-		return nil, ErrTimeout
+		return nil, 0, ErrTimeout
 	case errors.Is(o.err, raft.ErrRaftShutdown):
 		// Raft answers this also for entries it had committed but not yet
 		// handed to the FSM when it shut down: the record may be in the log.
-		return nil, fmt.Errorf("%w: %w", ErrUnknownOutcome, ErrClosed)
+		return nil, 0, fmt.Errorf("%w: %w", ErrUnknownOutcome, ErrClosed)
 	default: // leadership lost, aborted by restore, disk full: it may still commit
-		return nil, fmt.Errorf("%w: %w", ErrUnknownOutcome, l.disk.annotate(o.err))
+		return nil, 0, fmt.Errorf("%w: %w", ErrUnknownOutcome, l.disk.annotate(o.err))
 	}
-	return o.resp, nil
+	return o.resp, o.index, nil
 }
 
 func (l *Log) notLeader() error {

@@ -54,6 +54,10 @@ type raftStore struct {
 	// noSpace, if set, is told of every failed write; it reports whether
 	// the error was ENOSPC (the disk monitor's noteWriteErr).
 	noSpace func(error) bool
+	// synced, if set, is told of every write and fdatasync of entries
+	// (first to last index) that succeeded, and when it started and ended:
+	// the fsync spans of traced appends (appendTracing).
+	synced func(first, last uint64, start, end time.Time)
 
 	// mu guards the stable store: its map, file and slot sequence.
 	mu         sync.Mutex
@@ -257,12 +261,19 @@ func (s *raftStore) storeLogs(logs []*raft.Log) error {
 	for i, l := range logs {
 		values[i] = encodeRaftLog(l)
 	}
+	var start time.Time
+	if s.synced != nil {
+		start = time.Now()
+	}
 	got, err := s.log.AppendBatch(context.Background(), values)
 	if err != nil {
 		return fmt.Errorf("cluster: store raft entries %d..%d: %w", first, logs[len(logs)-1].Index, err)
 	}
 	if got != first {
 		return fmt.Errorf("cluster: raft entry %d stored at %d: %w", first, got, ErrCorruptEntry)
+	}
+	if s.synced != nil {
+		s.synced(first, logs[len(logs)-1].Index, start, time.Now())
 	}
 	return nil
 }

@@ -16,6 +16,8 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/proglog/proglog/catalog"
 	"github.com/proglog/proglog/cluster"
@@ -36,6 +38,7 @@ type member struct {
 	restarted   bool        // the data dir had Raft state before this start
 	logger      *slog.Logger
 	reg         prometheus.Registerer
+	tp          trace.TracerProvider // nil: tracing off
 
 	layer   *cluster.StreamLayer
 	log     *cluster.Log
@@ -67,7 +70,7 @@ func (m *member) open(store logstore.Config, storeSyncSet bool) error {
 	if err != nil {
 		return err
 	}
-	fwd, err := service.NewForwarder(m.id, m.advertise, m.dial)
+	fwd, err := service.NewForwarder(m.id, m.advertise, m.dial, service.WithForwardTracing(m.tp))
 	if err != nil {
 		layer.Close()
 		return err
@@ -94,11 +97,15 @@ func (m *member) open(store logstore.Config, storeSyncSet bool) error {
 		Logger:             m.logger, // raft's lines carry component=raft
 		Registerer:         m.reg,
 		FetchRecord:        fwd.FetchRecord, // heal a damaged record from a peer's copy
+		TracerProvider:     m.tp,
+	}
+	if m.tp != nil {
+		ccfg.SpanAttributes = []attribute.KeyValue{attribute.String("proglog.topic", catalog.DefaultTopic), attribute.Int("proglog.partition", 0)}
 	}
 	// Partitions' groups run like the system group, without its catalogue
 	// or metrics; they heal records by topic (topics.Config.FetchRecord).
 	pcfg := ccfg
-	pcfg.Registerer, pcfg.FetchRecord = nil, nil
+	pcfg.Registerer, pcfg.FetchRecord, pcfg.SpanAttributes = nil, nil, nil
 	pcfg.CommitTimeout = m.cfg.PartitionCommitTimeout // 0: raft's default
 	ccfg.Meta = cat
 	cl, err := cluster.New(ccfg)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/proglog/proglog/logstore"
 	"github.com/proglog/proglog/service"
+	"github.com/proglog/proglog/tracing"
 )
 
 // Config configures a Node. Zero fields take the defaults their comments
@@ -75,6 +76,12 @@ type Config struct {
 
 	// Cluster configures Raft and gossip; ignored when Insecure.
 	Cluster ClusterConfig
+
+	// Tracing, if set, traces the node with OpenTelemetry as the OTEL_*
+	// environment variables say (tracing.New: off unless an OTLP endpoint
+	// is configured); nil never traces. Its InstanceID defaults to NodeID,
+	// its ServiceVersion to Version. Run flushes the spans as it returns.
+	Tracing *tracing.Config
 
 	// Logger gets the node's logs; nil discards them.
 	Logger *slog.Logger

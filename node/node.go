@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -10,14 +11,17 @@ import (
 	"path/filepath"
 	"slices"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/proglog/proglog/acl"
 	"github.com/proglog/proglog/cluster"
 	"github.com/proglog/proglog/logstore"
 	"github.com/proglog/proglog/pki"
 	"github.com/proglog/proglog/service"
+	"github.com/proglog/proglog/tracing"
 )
 
 // Node is an assembled proglog node. New builds it; Run serves until its
@@ -34,6 +38,7 @@ type Node struct {
 	member *member       // nil when Insecure
 	svc    *service.Service
 	srv    *service.Server
+	traces *tracing.Provider // a no-op one unless Config.Tracing turned it on
 
 	certDir string // the quickstart's, "" without it
 	created bool   // the quickstart made the identity on this start
@@ -143,6 +148,29 @@ func New(cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("%w (an ACL policy file is required: deny by default; see proglog serve --help)", err)
 	}
 
+	n.traces = tracing.Off()
+	if cfg.Tracing != nil {
+		tc := *cfg.Tracing
+		setDefault(&tc.InstanceID, cfg.NodeID)
+		setDefault(&tc.ServiceVersion, cfg.Version)
+		if tc.Logger == nil {
+			tc.Logger = n.logger
+		}
+		if n.traces, err = tracing.New(context.Background(), tc); err != nil {
+			if errors.Is(err, tracing.ErrConfig) {
+				return nil, configErrorf("%v", err)
+			}
+			return nil, err
+		}
+		undo = append(undo, n.shutdownTracing)
+	}
+	// Only a provider that exports is installed: without one no span is
+	// even started.
+	var tp trace.TracerProvider
+	if n.traces.Enabled() {
+		tp = n.traces.TracerProvider()
+	}
+
 	store := cfg.Store
 	store.Logger = n.logger.With("component", "logstore")
 	store.Registerer = cfg.Registerer
@@ -158,11 +186,12 @@ func New(cfg Config) (_ *Node, err error) {
 		Logger:              n.logger,
 		Registerer:          cfg.Registerer,
 		Gatherer:            cfg.Gatherer,
+		TracerProvider:      tp,
 	}
 	srvCfg := service.ServerConfig{TLS: n.tls, Logger: n.logger, Limits: cfg.Limits, Registerer: cfg.Registerer}
 	if clustered {
 		m := &member{id: cfg.NodeID, dataDir: cfg.DataDir, advertise: n.addr, cfg: cfg.Cluster, dial: n.certs.DialConfig(),
-			restarted: restarted, logger: n.logger, reg: cfg.Registerer}
+			restarted: restarted, logger: n.logger, reg: cfg.Registerer, tp: tp}
 		if err := m.open(store, cfg.StoreSyncSet); err != nil {
 			return nil, err
 		}
@@ -216,6 +245,26 @@ func (n *Node) Addr() string { return n.addr }
 // ("" when the node has TLS files of its own, or none) and whether this
 // start created it.
 func (n *Node) Quickstart() (certDir string, created bool) { return n.certDir, n.created }
+
+// tracingShutdownTimeout bounds how long the last spans may take to
+// export when the node stops.
+const tracingShutdownTimeout = 5 * time.Second
+
+// shutdownTracing flushes the spans not yet exported and stops the
+// exporter.
+func (n *Node) shutdownTracing() {
+	ctx, cancel := context.WithTimeout(context.Background(), tracingShutdownTimeout)
+	defer cancel()
+	if err := n.traces.Shutdown(ctx); err != nil {
+		n.logger.Warn("flushing traces", "err", err)
+	}
+}
+
+func setDefault(dst *string, v string) {
+	if *dst == "" {
+		*dst = v
+	}
+}
 
 // closeStore closes the standalone log.
 func (n *Node) closeStore() {

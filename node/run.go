@@ -44,6 +44,9 @@ import (
 //     ClusterConfig.LeaveOnTerminate a graceful stop leaves the cluster
 //     (the new leader removes this node from Raft).
 //
+// Once every actor has stopped, Run flushes the spans not yet exported
+// and stops tracing (Config.Tracing).
+//
 // Without TLS there is no certs, health, raft or gossip actor (no Raft); a
 // store actor closes the standalone log in their place. Without a gossip
 // key there is no gossip actor.
@@ -172,6 +175,8 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 
 	err := g.Run()
+	// Last: the spans of everything that stopped above get exported.
+	n.shutdownTracing()
 	if joinErr != nil && !n.member.restarted && len(n.member.cfg.Join) > 0 {
 		// Nobody knows this node yet and Raft holds no state: leave the
 		// dir as it was, so the next start is a first start too.

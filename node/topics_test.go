@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"github.com/proglog/proglog/node"
 	"io"
 	"net"
 	"os"
@@ -20,14 +19,19 @@ import (
 	"github.com/proglog/proglog/catalog"
 	logv1 "github.com/proglog/proglog/gen/log/v1"
 	"github.com/proglog/proglog/gen/log/v1/logv1connect"
+	"github.com/proglog/proglog/node"
 )
 
 // startThree starts a three-node cluster through gossip and returns its
 // nodes, data dirs, a root client of each and root's TLS config, once all
-// are voters.
-func startThree(t *testing.T) ([]*running, []string, []logv1connect.LogServiceClient, *tls.Config) {
+// are voters. opts change each node's configuration.
+func startThree(t *testing.T, opts ...func(*node.Config)) ([]*running, []string, []logv1connect.LogServiceClient, *tls.Config) {
 	t.Helper()
-	nodes, cfgs, clients, root := startThreeWith(t, nil)
+	nodes, cfgs, clients, root := startThreeWith(t, func(cfg *node.Config) {
+		for _, o := range opts {
+			o(cfg)
+		}
+	})
 	dirs := make([]string, len(cfgs))
 	for i, cfg := range cfgs {
 		dirs[i] = cfg.DataDir

@@ -11,10 +11,14 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	logv1 "github.com/proglog/proglog/gen/log/v1"
 	"github.com/proglog/proglog/gen/log/v1/logv1connect"
 	"github.com/proglog/proglog/logstore"
+	"github.com/proglog/proglog/service"
+	"github.com/proglog/proglog/tracing/tracingtest"
 )
 
 // The benchmarks run the real server over mutual TLS on loopback with the
@@ -272,4 +276,52 @@ func consumeStream(b *testing.B, maxBatch uint32, opts []connect.ClientOption, k
 	cancel()
 	_ = stream.Close()
 	reportRate(b, b.N)
+}
+
+// BenchmarkProduceTracing is BenchmarkProduce (Connect) with the server's
+// tracing off (no TracerProvider: what a node runs without OTEL_*
+// settings), on (every call sampled and exported over OTLP/HTTP to a real
+// receiver on loopback, in batches), and on but sampling nothing.
+//
+//	go test -run '^$' -bench ProduceTracing -benchtime 2s ./service
+func BenchmarkProduceTracing(b *testing.B) {
+	recv := tracingtest.NewReceiver(b)
+	for _, clients := range []int{1, 64} {
+		for _, mode := range []string{"off", "on", "unsampled"} {
+			b.Run(fmt.Sprintf("clients=%d/tracing=%s", clients, mode), func(b *testing.B) {
+				var tp *sdktrace.TracerProvider
+				if mode != "off" {
+					exp, err := otlptracehttp.New(b.Context(), otlptracehttp.WithEndpointURL(recv.HTTPURL+"/v1/traces"))
+					if err != nil {
+						b.Fatal(err)
+					}
+					sampler := sdktrace.AlwaysSample()
+					if mode == "unsampled" {
+						sampler = sdktrace.NeverSample()
+					}
+					tp = sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithSampler(sampler))
+					defer func() { _ = tp.Shutdown(context.Background()) }()
+				}
+				e := newEnv(b, envOptions{config: func(c *service.Config) {
+					if tp != nil {
+						c.TracerProvider = tp
+					}
+				}})
+				value := benchValue()
+				cs := make([]logv1connect.LogServiceClient, clients)
+				for i := range cs {
+					cs[i] = e.client(idRoot)
+				}
+				b.ResetTimer()
+				cpu := cpuTime(b)
+				lat := produceConcurrently(b, cs, value)
+				// CPU time of the whole process (client, server, exporter)
+				// per call: what tracing costs, whatever else the machine
+				// runs meanwhile.
+				b.ReportMetric(float64((cpuTime(b)-cpu).Microseconds())/float64(b.N), "cpu-µs/call")
+				reportRate(b, b.N)
+				reportLatency(b, lat)
+			})
+		}
+	}
 }

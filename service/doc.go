@@ -271,6 +271,26 @@
 // leader failed (the leader's own errors come back as they are, with their
 // error details). Each carries its AppendOutcome (see Append outcomes).
 //
+// # Tracing
+//
+// With Config.TracerProvider (a node's, from the tracing package) every
+// LogService call is a server span (otelconnect's conventions: named
+// after the procedure, with rpc.system.name, rpc.method and the status
+// code). A caller's W3C traceparent header, whichever of gRPC, gRPC-Web or
+// Connect it speaks, makes the span its child: a trace goes on from a
+// client, or from the dashboard, which sends one with each produce. A
+// Forwarder made WithForwardTracing gives each call it sends to a peer
+// (a produce forwarded or relayed to the leader, a read sent to a replica,
+// a proxied ConsumeStream) a client span and sends its traceparent, so the
+// trace goes on at the peer. Produce spans carry proglog.topic,
+// proglog.partition, proglog.records and, when another node took the
+// records, proglog.forwarded; the append itself is traced by the cluster
+// package (raft.apply, raft.fsync). A Consume has a proglog.read span
+// under its server span; a ConsumeStream has an event, proglog.wait, for
+// each wait for new records (with the offset and how long it waited),
+// never one span or event per record. Without a TracerProvider no
+// interceptor is installed.
+//
 // # Shutdown
 //
 // Server.Shutdown cancels every request context with ErrShuttingDown:

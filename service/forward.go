@@ -31,6 +31,7 @@ type Forwarder struct {
 	self      string // this node's advertised address: never forward to it
 	transport *http.Transport
 	header    connect.Interceptor
+	tracing   connect.Interceptor // nil: no spans (WithForwardTracing)
 
 	mu      sync.Mutex // guards clients and relays
 	clients map[string]logv1connect.LogServiceClient
@@ -44,7 +45,7 @@ const maxForwardClients = 64
 // NewForwarder makes a Forwarder for the node nodeID reachable at self.
 // tlsConfig must hold the node's server certificate (Certificates), which
 // is valid for client authentication too, and the cluster's CA (RootCAs).
-func NewForwarder(nodeID, self string, tlsConfig *tls.Config) (*Forwarder, error) {
+func NewForwarder(nodeID, self string, tlsConfig *tls.Config, opts ...ForwarderOption) (*Forwarder, error) {
 	if tlsConfig == nil || len(tlsConfig.Certificates) == 0 || tlsConfig.RootCAs == nil {
 		return nil, errors.New("service: a Forwarder needs the node's certificate and the cluster's CA")
 	}
@@ -82,7 +83,13 @@ func NewForwarder(nodeID, self string, tlsConfig *tls.Config) (*Forwarder, error
 		MaxIdleConnsPerHost: 4,
 		HTTP2:               &http.HTTP2Config{SendPingTimeout: pingInterval, PingTimeout: pingTimeout},
 	}
-	return &Forwarder{self: self, transport: tr, header: headerMark{ForwardedHeader, nodeID}, clients: map[string]logv1connect.LogServiceClient{}, relays: map[string]logv1connect.LogServiceClient{}}, nil
+	f := &Forwarder{self: self, transport: tr, header: headerMark{ForwardedHeader, nodeID}, clients: map[string]logv1connect.LogServiceClient{}, relays: map[string]logv1connect.LogServiceClient{}}
+	for _, o := range opts {
+		if err := o.applyForwarder(f); err != nil {
+			return nil, err
+		}
+	}
+	return f, nil
 }
 
 // headerMark sets one request header on every request of the clients it
@@ -155,6 +162,11 @@ func (f *Forwarder) client(cache map[string]logv1connect.LogServiceClient, addr 
 	}
 	if len(cache) >= maxForwardClients {
 		clear(cache)
+	}
+	if f.tracing != nil {
+		// Outermost: the client span covers the call, marks and all, and
+		// its traceparent goes with the request, streams included.
+		marks = append([]connect.Interceptor{f.tracing}, marks...)
 	}
 	c := logv1connect.NewLogServiceClient(&http.Client{Transport: f.transport}, "https://"+addr,
 		connect.WithInterceptors(marks...), connect.WithReadMaxBytes(DefaultMaxMessageBytes))

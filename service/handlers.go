@@ -117,9 +117,11 @@ func (s *Service) Produce(ctx context.Context, req *logv1.ProduceRequest) (_ *lo
 	if err != nil {
 		return nil, err
 	}
+	produced(ctx, name, p, 1)
 	// Forwarded, the request names its partition: the peer does not
 	// choose again.
 	forward := func(peer logv1connect.LogServiceClient) (*logv1.ProduceResponse, error) {
+		forwarded(ctx)
 		resp, err := peer.Produce(ctx, &logv1.ProduceRequest{Record: req.GetRecord(), Topic: name, Partition: proto.Uint32(uint32(p))})
 		if err != nil {
 			return nil, forwardFailed(err)
@@ -165,7 +167,9 @@ func (s *Service) ProduceBatch(ctx context.Context, req *logv1.ProduceBatchReque
 	if err != nil {
 		return nil, err
 	}
+	produced(ctx, name, p, len(recs))
 	forward := func(peer logv1connect.LogServiceClient) (*logv1.ProduceBatchResponse, error) {
+		forwarded(ctx)
 		base, err := forwardBatch(ctx, peer, name, p, req.GetRecords())
 		if err != nil {
 			return nil, err
@@ -217,10 +221,15 @@ func (s *Service) Consume(ctx context.Context, req *logv1.ConsumeRequest) (*logv
 			return peer.Consume(ctx, &logv1.ConsumeRequest{Offset: off, FromTime: req.GetFromTime(), Topic: name, Partition: req.GetPartition()})
 		})
 	}
+	ctx, span := s.readSpan(ctx, name, req.GetPartition())
+	defer span.End()
 	if req.GetFromTime() != nil {
 		if off, err = log.OffsetForTime(ctx, t); err != nil {
 			return nil, toConnect(ctx, err)
 		}
+	}
+	if span.IsRecording() {
+		span.SetAttributes(attrOffset.Int64(int64(off)))
 	}
 	rec, err := log.Read(ctx, off)
 	if err != nil {

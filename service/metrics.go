@@ -8,6 +8,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/proglog/proglog/catalog"
 )
@@ -156,9 +157,13 @@ func (s *Service) logAccess(ctx context.Context, procedure, subject, code string
 	if !s.logger.Enabled(ctx, slog.LevelDebug) {
 		return
 	}
-	s.logger.LogAttrs(ctx, slog.LevelDebug, "rpc",
-		slog.String("procedure", procedure), slog.String("subject", subject),
-		slog.String("code", code), slog.Duration("duration", d))
+	attrs := []slog.Attr{slog.String("procedure", procedure), slog.String("subject", subject),
+		slog.String("code", code), slog.Duration("duration", d)}
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		// The call's trace, to find its spans from its log line.
+		attrs = append(attrs, slog.String("trace_id", sc.TraceID().String()))
+	}
+	s.logger.LogAttrs(ctx, slog.LevelDebug, "rpc", attrs...)
 }
 
 // connMetrics count the connections the server holds and refuses. They

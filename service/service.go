@@ -16,6 +16,7 @@ import (
 	"connectrpc.com/grpcreflect"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/proglog/proglog/gen/log/v1/logv1connect"
 	"github.com/proglog/proglog/logstore"
@@ -151,6 +152,9 @@ type Config struct {
 	// Gatherer (a *prometheus.Registry is both).
 	Registerer prometheus.Registerer
 	Gatherer   prometheus.Gatherer
+	// TracerProvider, if set, traces every LogService call (see
+	// "Tracing" in doc.go); nil installs no tracing at all.
+	TracerProvider trace.TracerProvider
 }
 
 // Service implements logv1connect.LogServiceHandler and serves it with
@@ -172,6 +176,7 @@ type Service struct {
 	maxMessageBytes int
 	slowTimeout     time.Duration
 	logger          *slog.Logger
+	tracer          trace.Tracer // nil: tracing off
 	metrics         *metrics
 	health          *grpchealth.StaticChecker
 	handler         http.Handler
@@ -251,13 +256,24 @@ func New(cfg Config) (*Service, error) {
 	s.metrics = m
 
 	interceptors := connect.WithInterceptors(&observer{s: s})
+	logInterceptors := interceptors
+	if cfg.TracerProvider != nil {
+		s.tracer = cfg.TracerProvider.Tracer(tracerName)
+		otel, err := otelInterceptor(cfg.TracerProvider)
+		if err != nil {
+			return nil, err
+		}
+		// Outermost: the span covers the whole call, and the observer's
+		// log line runs inside it.
+		logInterceptors = connect.WithInterceptors(otel, &observer{s: s})
+	}
 	compressMin := cfg.CompressMinBytes
 	if compressMin == 0 {
 		compressMin = math.MaxInt
 	}
 	mux := http.NewServeMux()
 	mux.Handle(logv1connect.NewLogServiceHandler(s,
-		interceptors,
+		logInterceptors,
 		connect.WithReadMaxBytes(cfg.MaxMessageBytes),
 		connect.WithCompressMinBytes(compressMin),
 	))

@@ -175,6 +175,7 @@ func (s *Service) ConsumeStream(ctx context.Context, req *logv1.ConsumeStreamReq
 		return s.proxyConsumeStream(ctx, nhe, req, stream)
 	}
 
+	reading(ctx, name, req.GetPartition())
 	lowest, next := log.Bounds()
 	off := req.GetOffset()
 	if req.GetFromTime() != nil {
@@ -214,7 +215,10 @@ func (s *Service) ConsumeStream(ctx context.Context, req *logv1.ConsumeStreamReq
 				sent = true
 			}
 			w.idle()
-			if err := log.Wait(ctx, off); err != nil {
+			start := time.Now()
+			err := log.Wait(ctx, off)
+			waited(ctx, off, start, err)
+			if err != nil {
 				return toConnect(ctx, err)
 			}
 		}

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/proglog/proglog/catalog"
 	"github.com/proglog/proglog/cluster"
@@ -315,6 +316,9 @@ func (m *Manager) start(ref catalog.PartitionRef, addrs map[string]string) error
 	cfg.Meta = nil
 	cfg.Store = storeConfig(cfg.Store, ref.Topic.Config)
 	cfg.Logger = m.logger.With("topic", ref.Topic.Name, "partition", ref.Partition)
+	if cfg.TracerProvider != nil {
+		cfg.SpanAttributes = []attribute.KeyValue{attribute.String("proglog.topic", ref.Topic.Name), attribute.Int("proglog.partition", ref.Partition)}
+	}
 	if fetch := m.cfg.FetchRecord; fetch != nil {
 		name, p := ref.Topic.Name, ref.Partition
 		cfg.FetchRecord = func(ctx context.Context, addr string, offset uint64) (logstore.Record, error) {

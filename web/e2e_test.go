@@ -21,6 +21,7 @@ import (
 	logv1 "github.com/proglog/proglog/gen/log/v1"
 	"github.com/proglog/proglog/gen/log/v1/logv1connect"
 	"github.com/proglog/proglog/pki"
+	"github.com/proglog/proglog/tracing/tracingtest"
 )
 
 // TestDashboardEndToEnd drives the dashboard in headless Chromium against a
@@ -48,6 +49,7 @@ func TestDashboardBenchmark(t *testing.T) {
 type env struct {
 	bin, dataDir, certs, artifacts, chromium string
 	srv                                      *server
+	traces                                   *tracingtest.Receiver // where the server exports its spans
 	client                                   logv1connect.LogServiceClient
 	transport                                *http.Transport
 }
@@ -80,6 +82,16 @@ func newEnv(t *testing.T) *env {
 	}
 	e.dataDir = filepath.Join(tmp, "data")
 	e.certs = filepath.Join(e.dataDir, "certs")
+	// The server (which inherits the environment) exports its spans here,
+	// in batches every 100ms.
+	e.traces = tracingtest.NewReceiver(t)
+	for k, v := range map[string]string{
+		"OTEL_EXPORTER_OTLP_ENDPOINT": e.traces.HTTPURL, "OTEL_BSP_SCHEDULE_DELAY": "100",
+		"OTEL_SDK_DISABLED": "", "OTEL_TRACES_EXPORTER": "", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "",
+		"OTEL_EXPORTER_OTLP_PROTOCOL": "", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "", "OTEL_TRACES_SAMPLER": "",
+	} {
+		t.Setenv(k, v)
+	}
 	e.srv = startServer(t, e.bin, e.dataDir, "127.0.0.1:0")
 	t.Cleanup(func() { e.srv.stop(t) })
 
@@ -358,6 +370,27 @@ func (e *env) answer(ctx context.Context, t *testing.T, step string, msg map[str
 			}
 		}
 		return map[string]any{}
+	case "trace":
+		// The page's produce: the server's span is the child of the
+		// page's, and the append's raft.apply is in the same trace.
+		traceID, _ := msg["traceId"].(string)
+		spanID, _ := msg["spanId"].(string)
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			var server, apply bool
+			for _, s := range e.traces.Trace(traceID) {
+				server = server || s.GetName() == "log.v1.LogService/Produce" && s.ParentID() == spanID
+				apply = apply || s.GetName() == "raft.apply"
+			}
+			if server && apply {
+				return map[string]any{}
+			}
+			if time.Now().After(deadline) {
+				return fail(fmt.Errorf("trace %s: no Produce span under the page's span %s with a raft.apply; received:\n%s",
+					traceID, spanID, tracingtest.Dump(e.traces.Spans())))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
 	case "restart-server":
 		e.srv.stop(t)
 		e.srv = startServer(t, e.bin, e.dataDir, e.srv.addr)

@@ -70,7 +70,7 @@ in turn. The throughput reported is the aggregate of every client.` + "\n" + exi
 }
 
 func (b *benchFlags) register(cmd *cobra.Command, defBatch int) {
-	b.cf.register(cmd.Flags())
+	b.cf.register(cmd.Flags(), nil) // load generators run untraced
 	f := cmd.Flags()
 	f.IntVar(&b.clients, "clients", 1, "concurrent clients, each with its own connection")
 	f.IntVar(&b.records, "records", 100000, "records in total, split across clients")

@@ -26,9 +26,12 @@ type clientFlags struct {
 	insecure bool
 	protocol string
 	timeout  time.Duration
+
+	env *env // for the client's tracing (env.clientTracing)
 }
 
-func (c *clientFlags) register(fs *pflag.FlagSet) {
+func (c *clientFlags) register(fs *pflag.FlagSet, e *env) {
+	c.env = e
 	fs.StringVar(&c.addr, "addr", defaultAddr, "server address host:port (the client finds the cluster's other members from it)")
 	fs.StringVar(&c.dataDir, "data-dir", "./data", "where the development identity lives (<data-dir>/certs)")
 	fs.StringVar(&c.ca, "ca", "", "CA certificate that signed the server's (default <data-dir>/certs/ca.pem if it exists)")
@@ -119,6 +122,13 @@ func (c *clientFlags) config(rp retryPolicy) (client.Config, error) {
 // connect makes a client of the cluster --addr belongs to, within
 // --timeout.
 func (c *clientFlags) connect(ctx context.Context, cfg client.Config) (*client.Client, error) {
+	if c.env != nil && cfg.TracerProvider == nil {
+		tp, err := c.env.clientTracing(ctx)
+		if err != nil {
+			return nil, err
+		}
+		cfg.TracerProvider = tp
+	}
 	ctx, cancel := unaryContext(ctx, c.timeout)
 	defer cancel()
 	return client.New(ctx, cfg)

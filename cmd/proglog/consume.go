@@ -137,7 +137,7 @@ Formats (times are RFC 3339 in UTC with nanoseconds):
 			return err
 		},
 	}
-	cf.register(cmd.Flags())
+	cf.register(cmd.Flags(), e)
 	fl := cmd.Flags()
 	fl.Uint64Var(&f.from, "from", 0, "first offset (default: the lowest retained)")
 	fl.Uint64Var(&f.to, "to", 0, "stop before this offset")

@@ -80,7 +80,7 @@ Services:
 			return nil
 		},
 	}
-	cf.register(cmd.Flags())
+	cf.register(cmd.Flags(), e)
 	cmd.Flags().StringVar(&serverName, "server-name", "", "the name to check the server's certificate against (default: the host of --addr), e.g. a Service's DNS name when a probe dials 127.0.0.1")
 	cmd.Flags().StringVar(&svc, "service", "", `health service to ask: "" (liveness), `+service.ReadyHealthService+` (readiness), `+service.WritesHealthService)
 	return cmd

@@ -33,11 +33,14 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"connectrpc.com/connect"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/proglog/proglog/cluster"
 	"github.com/proglog/proglog/node"
+	"github.com/proglog/proglog/tracing"
 )
 
 // Exit codes scripts can rely on.
@@ -72,6 +75,28 @@ type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	getenv         func(string) string
+
+	// traces is the client commands' tracing, made by clientTracing on
+	// first use and shut down by run.
+	traces *tracing.Provider
+}
+
+// clientTracing returns the tracer provider of the client commands, as the
+// OTEL_* environment configures it (nil when it does not): their calls
+// are spans of the service "proglog-cli" unless OTEL_SERVICE_NAME says
+// otherwise.
+func (e *env) clientTracing(ctx context.Context) (trace.TracerProvider, error) {
+	if e.traces == nil {
+		p, err := tracing.New(ctx, tracing.Config{ServiceName: "proglog-cli", ServiceVersion: versionString()})
+		if err != nil {
+			return nil, usageError{err}
+		}
+		e.traces = p
+	}
+	if !e.traces.Enabled() {
+		return nil, nil
+	}
+	return e.traces.TracerProvider(), nil
 }
 
 // run executes one command line and returns the process exit code.
@@ -79,6 +104,14 @@ func run(ctx context.Context, args []string, e *env) int {
 	root := newRootCmd(e)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
+	if e.traces != nil {
+		// Export the command's spans before exiting.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		if serr := e.traces.Shutdown(sctx); serr != nil {
+			fmt.Fprintf(e.stderr, "proglog: %s\n", oneLine(serr.Error()))
+		}
+		cancel()
+	}
 	if err == nil {
 		return exitOK
 	}

@@ -84,7 +84,7 @@ partition the server picks for each request. With --topic and without
 			return produce(cmd.Context(), dial, src, batch, int(batchBytes), out, showPartition, opts...)
 		},
 	}
-	cf.register(cmd.Flags())
+	cf.register(cmd.Flags(), e)
 	f := cmd.Flags()
 	f.BoolVarP(&quiet, "quiet", "q", false, "do not print offsets")
 	f.IntVar(&batch, "batch", 100, "most records in one request")

@@ -19,6 +19,7 @@ import (
 	"github.com/proglog/proglog/node"
 	"github.com/proglog/proglog/pki"
 	"github.com/proglog/proglog/service"
+	"github.com/proglog/proglog/tracing"
 	"github.com/proglog/proglog/web"
 )
 
@@ -120,6 +121,12 @@ ACL (--acl, reloaded when the file changes): lines "p, <subject>, <object>,
 authenticated caller); object "log" or "*"; action produce, consume, admin
 (reflection and /metrics) or "*". Health checks and the dashboard's files are
 always open. Deny by default.
+
+Tracing (OpenTelemetry, off unless configured): set
+OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) and
+optionally OTEL_EXPORTER_OTLP_PROTOCOL (http/protobuf, the default, or grpc),
+OTEL_TRACES_SAMPLER and _ARG, OTEL_SERVICE_NAME; OTEL_SDK_DISABLED=true turns
+it off. See the README's "Tracing".
 
 Config file (--config): "name = value" lines with flag names, e.g.
   addr = 0.0.0.0:8400
@@ -230,6 +237,8 @@ func (sf *serveFlags) config(logger *slog.Logger) (node.Config, error) {
 	store.RetentionBytes = int64(sf.retentionBytes)
 	store.RetentionAge = sf.retentionAge
 	cfg := node.Config{
+		// Off unless the OTEL_* environment configures an exporter.
+		Tracing:             &tracing.Config{},
 		DataDir:             sf.dataDir,
 		Addr:                sf.addr,
 		NodeID:              sf.nodeID,

@@ -46,7 +46,7 @@ func newUnaryCmd(e *env, use, short string, call func(ctx context.Context, c *cl
 			return err
 		},
 	}
-	cf.register(cmd.Flags())
+	cf.register(cmd.Flags(), e)
 	return cmd
 }
 

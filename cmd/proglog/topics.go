@@ -111,7 +111,7 @@ func topicCmd(e *env, cmd *cobra.Command, cf *clientFlags, check func(cmd *cobra
 		_, err = fmt.Fprint(e.stdout, out)
 		return err
 	}
-	cf.register(cmd.Flags())
+	cf.register(cmd.Flags(), e)
 	return cmd
 }
 

@@ -188,12 +188,21 @@ async function functional() {
   const nonce = `page-${Date.now()}`;
   await p.fill("#produce-value", JSON.stringify({ from: "browser", nonce }));
   await p.check('input[name="produce-mode"][value="json"]');
+  const produceRequest = p.waitForRequest((r) => r.url().endsWith("/log.v1.LogService/Produce"));
   await p.click("#produce-submit");
   const result = await waitText(p, "#produce-result", /^Appended to default partition 0 at offset \d+\.$/);
   const offset = Number(/offset (\d+)/.exec(result)[1]);
   await waitText(p, "#tail-list", new RegExp(nonce));
   await shot(p, "2-produce-from-page");
   await ask("read-back", { offset, value: JSON.stringify({ from: "browser", nonce }) });
+
+  // 2b. The produce sent a traceparent of a new trace, the page shows its
+  // trace id, and the node's spans of that trace reach its OTLP receiver.
+  const traceparent = (await (await produceRequest).allHeaders())["traceparent"] ?? "";
+  const tp = /^00-([0-9a-f]{32})-([0-9a-f]{16})-01$/.exec(traceparent);
+  check(tp, `the produce's traceparent header is ${JSON.stringify(traceparent)}`);
+  await waitText(p, "#produce-trace", new RegExp(`^Trace ${tp[1]}$`));
+  await ask("trace", { traceId: tp[1], spanId: tp[2] });
 
   // 3. Invalid JSON never reaches the server.
   await p.fill("#produce-value", "{not json");

@@ -30,6 +30,7 @@ import { RateMeter, Series } from "./rate.js";
 import { Ring } from "./ring.js";
 import { defaultTopic, formatHash, formatReplication, formatRetention, parseHash, topicChoices, type Selection, type View } from "./selection.js";
 import { Tail, toTailRecord, type TailRecord, type TailSource, type TailStatus } from "./tail.js";
+import { newTraceParent } from "./trace.js";
 import { VirtualList } from "./vlist.js";
 
 const backlog = 100; // records shown when the tail starts at the end
@@ -922,6 +923,7 @@ produceForm.addEventListener("submit", async (e) => {
   const errEl = $("produce-error");
   say(result, "");
   say(errEl, "");
+  say($("produce-trace"), "");
   $("produce-show").hidden = true;
   const value = encodeProduce(input, mode);
   const headers = parseHeaders($<HTMLTextAreaElement>("produce-headers").value);
@@ -936,9 +938,16 @@ produceForm.addEventListener("submit", async (e) => {
   const partition = choice === "auto" || choice === "" ? undefined : Number(choice);
   const button = $<HTMLButtonElement>("produce-submit");
   button.disabled = true;
+  // Each produce is a trace of its own, which the node (and the leader it
+  // forwards to) continues when it traces.
+  const trace = newTraceParent();
   try {
-    const r = await client.produce({ record: { value, key, headers }, topic: source(at).topic, partition });
+    const r = await client.produce(
+      { record: { value, key, headers }, topic: source(at).topic, partition },
+      { headers: { traceparent: trace.header } },
+    );
     say(result, `Appended to ${at.topic} partition ${r.partition} at offset ${r.offset}.`);
+    say($("produce-trace"), `Trace ${trace.traceId}`);
     if (at === sel && r.partition === sel.partition) {
       void fetchStats(performance.now()); // show the new bounds now, not at the next poll
     } else if (at === sel) {
@@ -954,6 +963,7 @@ produceForm.addEventListener("submit", async (e) => {
   } catch (err) {
     if (isAuthError(err)) await refreshIdentity(); // the policy or certificate may have changed
     say(errEl, describeError(err, { ...context("produce", undefined, at), partition }));
+    say($("produce-trace"), `Trace ${trace.traceId}`); // a failed call is traced too
     if (missing(err)) void lost(at, err);
   } finally {
     button.disabled = false;
