@@ -467,6 +467,9 @@ func TestTopicsReplaceDeadNode(t *testing.T) {
 	produce("while-dead", 50)
 
 	n4 := c.addMember()
+	// Serving is not yet being a member: the leader adds n4 once gossip
+	// brings it and its certificate checks out.
+	c.waitLeader(4) // n1, n2, n4 and the dead n3, still a voter
 	for p := range 2 {
 		cctx, cancel := c.call(2 * time.Minute)
 		res, err := n1.MovePartition(cctx, &logv1.MovePartitionRequest{Topic: "orders", Partition: uint32(p), FromNode: dead.id, ToNode: n4.id})
