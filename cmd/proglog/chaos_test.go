@@ -61,6 +61,14 @@ import (
 //	raft-tail       kill -9 a follower, cut 1-7 bytes off the end of its
 //	                newest Raft log segment (a torn write; in a segment that
 //	                holds only its header, a torn header), restart
+//	flip-raft       kill -9 a follower that joined (n2 or n3), flip a byte in
+//	                the middle of its newest sealed Raft log segment,
+//	                restart: every node runs with --recover-from-peers, so
+//	                it is expected to have the leader remove its old
+//	                membership, move its Raft state aside and rejoin under
+//	                the same ID, catching up from its peers (or, when the
+//	                flip landed in entries a snapshot already covers, start
+//	                as usual)
 //
 // After each round, with the producer paused: one agreed leader among the
 // three nodes, every node applied the same records, every node holds every
@@ -81,16 +89,17 @@ const (
 	faultFlipNew   = "flip-store-new"
 	faultFlipOld   = "flip-store-old"
 	faultRaftTail  = "raft-tail"
+	faultFlipRaft  = "flip-raft"
 )
 
-var allFaults = []string{faultKill9, faultSigstop, faultPartition, faultDiskFull, faultFlipNew, faultFlipOld, faultRaftTail}
+var allFaults = []string{faultKill9, faultSigstop, faultPartition, faultDiskFull, faultFlipNew, faultFlipOld, faultRaftTail, faultFlipRaft}
 
 // chaosFlags make snapshots and sealed segments frequent, so byte flips
 // find segments on both sides of the latest snapshot, and keep few Raft
 // entries behind a snapshot, so a node that was down a few seconds may
 // need a whole snapshot (InstallSnapshot) to catch up.
 var chaosFlags = []string{"--segment-bytes", "16KiB", "--raft-snapshot-threshold", "1024",
-	"--raft-snapshot-interval", "5s", "--raft-trailing-logs", "1024"}
+	"--raft-snapshot-interval", "5s", "--raft-trailing-logs", "1024", "--recover-from-peers"}
 
 func TestChaosSoak(t *testing.T) {
 	cfg := chaosConfigFromEnv(t)
@@ -342,6 +351,50 @@ func (s *soak) inject(kind string, leader *member) string {
 		m.start()
 		c.waitReady(m)
 		return what + ", restarted"
+	case faultFlipRaft:
+		var joined []*member // n1 bootstrapped: no --join, which the recovery needs
+		for _, m := range c.followers(leader) {
+			if m.id != "n1" {
+				joined = append(joined, m)
+			}
+		}
+		m := s.pick(joined)
+		m.kill9()
+		segs := segmentFiles(t, filepath.Join(s.dataDir(m), "raft", "log"))
+		if len(segs) < 2 {
+			m.start()
+			c.waitReady(m)
+			return fmt.Sprintf("kill -9 %s; no sealed Raft log segment to flip, restarted", role(m, leader))
+		}
+		seg := segs[len(segs)-2]
+		b, err := os.ReadFile(seg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		at := len(b) / 2
+		b[at] ^= 0x20
+		if err := os.WriteFile(seg, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		what := fmt.Sprintf("kill -9 %s, flipped byte %d of %s", role(m, leader), at, filepath.Base(seg))
+		s.logf("round %d %s: %s; restarting with --recover-from-peers", s.round, s.kind, what)
+		before := m.out.String()
+		start := time.Now()
+		m.start()
+		waitFor(t, m.id+" to recover from its peers", 5*time.Minute, func() bool {
+			if !m.running() {
+				t.Fatalf("%s exited: %v", m.id, m.current.err)
+			}
+			ctx, cancel := c.call(time.Second)
+			defer cancel()
+			_, err := c.client(m.addr).GetStats(ctx, &logv1.GetStatsRequest{})
+			return err == nil
+		})
+		if strings.Contains(m.out.String()[len(before):], "moved the damaged Raft state") {
+			delete(s.damaged, m) // a new store, rebuilt from the peers
+			return what + fmt.Sprintf(", recovered from the peers under the same ID in %v", time.Since(start).Round(time.Millisecond))
+		}
+		return what + ", restarted (the damage was not in entries the start reads)"
 	}
 	t.Fatalf("unknown fault %q", kind)
 	return ""
