@@ -245,8 +245,11 @@
 // hands leadership over, the node stops standing for election (its
 // transport fails its own pre-vote and vote requests, so it raises no term
 // and no one elects it, while it still replicates, votes and counts toward
-// the quorum with its intact Raft log), and a restart rebuilds the store
-// from Raft's log (see above). An append whose entry left the
+// the quorum with its intact Raft log; only after five election timeouts
+// without a leader does it stand, since its log may then be the only live
+// one with every committed entry, and elected it hands leadership to a
+// follower that raft's transfer catches up first), and a restart rebuilds
+// the store from Raft's log (see above). An append whose entry left the
 // leader but whose commit is unknown (leadership lost, ctx ended, or raft
 // shut down: it answers ErrRaftShutdown even for entries it had committed
 // but not yet applied) returns ErrUnknownOutcome: the record may or may not

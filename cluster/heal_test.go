@@ -254,8 +254,9 @@ func dirSize(t *testing.T, dir string) int64 {
 
 // TestLeaderThatCannotApplyStepsDown: a leader whose store fails for good
 // hands leadership over and stops standing for election, and the cluster
-// goes on taking appends: when the new leader goes too, the third node
-// takes over, never the one that cannot apply (it still votes).
+// goes on taking appends: when the new leader goes too, the third node,
+// which holds every entry, takes over, never the one that cannot apply (it
+// still votes).
 func TestLeaderThatCannotApplyStepsDown(t *testing.T) {
 	p := newTestPKI(t)
 	nodes := p.startCluster(t, 3)
@@ -287,6 +288,8 @@ func TestLeaderThatCannotApplyStepsDown(t *testing.T) {
 	if third == newLeader {
 		third = others[1]
 	}
+	// The third holds every entry, so it can be elected.
+	waitApplied(t, 5, third)
 	if err := newLeader.log.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -310,6 +313,62 @@ func TestLeaderThatCannotApplyStepsDown(t *testing.T) {
 	}
 	leader.port.stop(t)
 	leader.log = nil
+}
+
+// TestCannotApplyStandsAsLastResort: when the only live voter that holds
+// every committed entry is the node that cannot apply, it stands for
+// election after all (a few election timeouts without a leader), and once
+// elected hands leadership to the other, which it catches up first; the
+// cluster takes appends again.
+func TestCannotApplyStandsAsLastResort(t *testing.T) {
+	p := newTestPKI(t)
+	nodes := p.startCluster(t, 3)
+	appendTo(t, nodes, batch("before", 3))
+	waitApplied(t, 3, nodes...)
+	leader := waitLeader(t, nodes...) // settled: it committed the batch
+	broken, lagging := followerOf(nodes, leader), (*node)(nil)
+	for _, n := range nodes {
+		if n != leader && n != broken {
+			lagging = n
+		}
+	}
+	cluster.FailWriter(broken.log)
+	// The lagging node is down while the leader and the broken node commit
+	// more; then the leader goes, and the lagging node comes back without
+	// those entries: it cannot be elected.
+	id, dir, addr := lagging.id, lagging.dir, lagging.port.addr
+	lagging.stop(t)
+	if _, err := leader.log.AppendBatch(t.Context(), batch("while-down", 5)); err != nil {
+		t.Fatalf("append with a quorum of the leader and the broken node: %v", err)
+	}
+	// The broken node finds out when it applies the new entries.
+	for deadline := time.Now().Add(10 * time.Second); !errors.Is(broken.log.CanWrite(), cluster.ErrApplyFailed); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the broken node did not fail to apply")
+		}
+	}
+	if !leader.log.IsLeader() {
+		t.Fatal("leadership moved during the setup; the scenario needs the leader to go last")
+	}
+	leader.stop(t)
+	lagging = p.startNode(t, id, dir, addr, false)
+	t.Cleanup(func() { lagging.stop(t) })
+	deadline := time.Now().Add(30 * time.Second)
+	for !lagging.log.IsLeader() {
+		if time.Now().After(deadline) {
+			t.Fatal("no leader: the node that cannot apply did not stand as the last resort, or did not hand over")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := lagging.log.Append(t.Context(), []byte("after")); err != nil {
+		t.Fatalf("append on the new leader: %v", err)
+	}
+	waitApplied(t, 9, lagging)
+	if err := broken.log.Close(); !errors.Is(err, logstore.ErrCorrupt) {
+		t.Errorf("close of the node that cannot apply: %v, want its store's failure", err)
+	}
+	broken.port.stop(t)
+	broken.log = nil
 }
 
 // TestDamagedSnapshotIsNotSent: a leader whose snapshot links a segment

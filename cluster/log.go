@@ -295,6 +295,12 @@ func New(cfg Config) (_ *Log, err error) {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	l.raft, err = raft.NewRaft(rc, l.fsm, logs, l.store, snaps, l.trans)
+	if err == nil {
+		r := l.raft
+		l.trans.lastResort = func() bool {
+			return time.Since(r.LastContact()) > asideGrace*r.ReloadableConfig().ElectionTimeout
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("cluster: start raft: %w", err)
 	}
@@ -1007,15 +1013,45 @@ func (l *Log) stepDown() {
 // for it, and it raises no term that would unseat the leader the others
 // elect. Its Raft log is intact, so it still appends entries, counts
 // toward the quorum that commits, and votes for others (its vote is as
-// safe as any). A restart rebuilds its store from that log. A leadership
-// transfer aimed at it (raft's TimeoutNow) may still elect it; it then
-// hands leadership over again (stepDown).
+// safe as any). A restart rebuilds its store from that log. As a last
+// resort, once the group has been without a leader for asideGrace
+// election timeouts, it stands after all: it may hold the only log among
+// the live voters with every committed entry, so no other can be elected;
+// elected, it hands leadership to a follower it has caught up (stepDown).
+// A leadership transfer aimed at it (raft's TimeoutNow) may also elect
+// it; it then hands leadership over again.
 func (l *Log) standAside() {
 	if l.trans == nil || l.trans.aside.Swap(true) {
 		return
 	}
 	l.logger.Warn("cluster: this node cannot apply, so it no longer stands for election (it still votes and replicates); restart it to rebuild its store from the Raft log")
+	// Elected anyway (the last resort, or a transfer aimed at it), it
+	// hands leadership over as soon as it can: raft's transfer first
+	// catches the most up-to-date follower up.
+	l.background(func() {
+		t := time.NewTicker(l.raft.ReloadableConfig().HeartbeatTimeout)
+		defer t.Stop()
+		for {
+			select {
+			case <-l.done:
+				return
+			case <-t.C:
+			}
+			if l.raft.State() != raft.Leader {
+				continue
+			}
+			if err := l.raft.LeadershipTransfer().Error(); err != nil {
+				l.logger.Warn("cluster: hand leadership over (this node cannot apply)", "err", err)
+			} else {
+				l.logger.Info("cluster: handed leadership over: this node cannot apply")
+			}
+		}
+	})
 }
+
+// asideGrace is how many election timeouts without a leader a node that
+// cannot apply waits before it stands for election as a last resort.
+const asideGrace = 5
 
 // background runs f in bg, which Close waits for, unless Close has begun:
 // once closing is set nothing may join bg. It reports whether f runs.

@@ -24,7 +24,10 @@ import (
 // once raft has had a moment to stop on its own.
 type transport struct {
 	*raft.NetworkTransport
-	aside     atomic.Bool // standAside: this node asks no one for votes
+	aside     atomic.Bool // standAside: this node asks no one for votes...
+	// ...unless lastResort says the group has been without a leader for
+	// long (set once raft runs).
+	lastResort func() bool
 	mu        sync.Mutex
 	pipelines map[*trackedPipeline]struct{}
 }
@@ -80,7 +83,7 @@ var errStandingAside = errors.New("cluster: this node cannot apply and does not 
 
 // RequestVote asks target for its vote, unless this node stands aside.
 func (t *transport) RequestVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestVoteRequest, resp *raft.RequestVoteResponse) error {
-	if t.aside.Load() {
+	if t.standsAside() {
 		return errStandingAside
 	}
 	return t.NetworkTransport.RequestVote(id, target, args, resp)
@@ -90,8 +93,18 @@ func (t *transport) RequestVote(id raft.ServerID, target raft.ServerAddress, arg
 // stands aside. With pre-votes failing, a node standing aside never raises
 // its term, so it does not unseat the leader the others elect.
 func (t *transport) RequestPreVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestPreVoteRequest, resp *raft.RequestPreVoteResponse) error {
-	if t.aside.Load() {
+	if t.standsAside() {
 		return errStandingAside
 	}
 	return t.NetworkTransport.RequestPreVote(id, target, args, resp)
+}
+
+// standsAside reports whether this node's vote requests fail now: it
+// cannot apply, and the group has had a leader lately. After a long time
+// without one it stands after all: its log may be the only one among the
+// live voters that holds every committed entry (then no other can win),
+// and once elected it hands leadership to a follower it has caught up
+// (Log.stepDown).
+func (t *transport) standsAside() bool {
+	return t.aside.Load() && (t.lastResort == nil || !t.lastResort())
 }
