@@ -24,12 +24,12 @@ import (
 // once raft has had a moment to stop on its own.
 type transport struct {
 	*raft.NetworkTransport
-	aside     atomic.Bool // standAside: this node asks no one for votes...
+	aside atomic.Bool // standAside: this node asks no one for votes...
 	// ...unless lastResort says the group has been without a leader for
 	// long (set once raft runs).
 	lastResort func() bool
-	mu        sync.Mutex
-	pipelines map[*trackedPipeline]struct{}
+	mu         sync.Mutex
+	pipelines  map[*trackedPipeline]struct{}
 }
 
 func newTransport(cfg *raft.NetworkTransportConfig) *transport {
