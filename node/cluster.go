@@ -118,6 +118,7 @@ func (m *member) open(store logstore.Config, storeSyncSet bool) error {
 	pcfg := ccfg
 	pcfg.Registerer, pcfg.FetchRecord = nil, nil
 	pcfg.CommitTimeout = m.cfg.PartitionCommitTimeout // 0: raft's default
+	pcfg.RaftTransport = m.cfg.PartitionTransport
 	ccfg.Meta = cat
 	cl, err := cluster.New(ccfg)
 	if err != nil {

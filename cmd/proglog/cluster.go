@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/proglog/proglog/cluster"
 	"github.com/proglog/proglog/membership"
 	"github.com/proglog/proglog/node"
 )
@@ -29,6 +30,9 @@ type clusterFlags struct {
 	// partitionCommitTimeout is hashicorp/raft's CommitTimeout for
 	// partition groups (0: raft's 50ms); hidden, for benchmarks.
 	partitionCommitTimeout time.Duration
+	// raftTransport is "mux" (default) or "stream": how partition groups'
+	// Raft RPCs travel; hidden, for benchmarks.
+	raftTransport string
 	// Raft snapshots: how many entries since the last one trigger the next,
 	// how often that is checked, and how many entries compaction keeps.
 	snapshotThreshold uint64
@@ -56,6 +60,8 @@ func (c *clusterFlags) register(f *pflag.FlagSet) {
 	f.DurationVar(&c.raftTimeout, "raft-timeout", time.Second, "Raft heartbeat and election timeout: a dead leader is replaced after about this long")
 	f.DurationVar(&c.partitionCommitTimeout, "partition-commit-timeout", 0, "Raft's CommitTimeout for topics' partition groups: an idle leader sends each follower its commit index at least this often, so followers apply (and their readers see) records up to about this long after the leader; longer costs idle partitions less CPU (0 = hashicorp/raft's 50ms)")
 	_ = f.MarkHidden("partition-commit-timeout") // a tuning knob for benchmarks (docs/benchmarks.md)
+	f.StringVar(&c.raftTransport, "raft-transport", "mux", "how topics' partition groups carry their Raft RPCs: mux (one connection per peer for all groups) or stream (hashicorp/raft's NetworkTransport, connections per group, as before); every node of a cluster must use the same one")
+	_ = f.MarkHidden("raft-transport") // for benchmarks (docs/benchmarks.md) and rolling upgrades from a version before the mux
 	f.Uint64Var(&c.snapshotThreshold, "raft-snapshot-threshold", 1<<20, "Raft entries since the last snapshot that make the node take the next one (a backstop: --raft-snapshot-bytes usually comes first, and every snapshot starts a new store segment)")
 	c.snapshotBytes = 64 << 20
 	f.Var(&c.snapshotBytes, "raft-snapshot-bytes", "take a Raft snapshot once the entries since the last one hold this many bytes (0 = only by --raft-snapshot-threshold); bounds what a restart replays")
@@ -90,6 +96,7 @@ type clusterSettings struct {
 	gossip     bool
 	gossipAddr string
 	key        []byte
+	transport  cluster.RaftTransport // partition groups'
 }
 
 // resolve checks the cluster flags against each other; addr is --addr.
@@ -110,6 +117,10 @@ func (c *clusterFlags) resolve(addr string, insecure bool, readFile func(string)
 	}
 	if c.partitionCommitTimeout != 0 && c.partitionCommitTimeout < time.Millisecond {
 		return s, usagef("--partition-commit-timeout %v is too short (0 = raft's default)", c.partitionCommitTimeout)
+	}
+	var err error
+	if s.transport, err = cluster.ParseRaftTransport(c.raftTransport); err != nil {
+		return s, usagef("--raft-transport %q: want mux or stream", c.raftTransport)
 	}
 	if c.reapFailedAfter < 0 {
 		return s, usagef("--reap-failed-after must not be negative (0 never removes failed members)")
@@ -160,7 +171,6 @@ func (c *clusterFlags) resolve(addr string, insecure bool, readFile func(string)
 	case c.gossipKey == "":
 		return s, usagef("--join needs the cluster's gossip key: --gossip-key or --gossip-key-file (make one with: openssl rand -base64 32)")
 	}
-	var err error
 	if s.key, err = membership.ParseKey(encoded); err != nil {
 		return s, usagef("gossip key: %v", err)
 	}
@@ -177,6 +187,7 @@ func (c *clusterFlags) config(s clusterSettings) node.ClusterConfig {
 		AdvertiseAddr:          c.advertiseAddr,
 		RaftTimeout:            c.raftTimeout,
 		PartitionCommitTimeout: c.partitionCommitTimeout,
+		PartitionTransport:     s.transport,
 		SnapshotThreshold:      c.snapshotThreshold,
 		SnapshotInterval:       c.snapshotInterval,
 		SnapshotBytes:          orOff(c.snapshotBytes),
