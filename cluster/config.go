@@ -69,7 +69,9 @@ type Config struct {
 
 	// Raft timing; zero fields take hashicorp/raft's defaults (1s heartbeat
 	// and election timeouts, 500ms leader lease, 50ms commit timeout), which
-	// suit production. Tests on loopback use much shorter ones.
+	// suit production, except that a named group on the Mux defaults to a
+	// 500ms CommitTimeout (muxCommitTimeout: the Mux pushes commit indexes
+	// itself). Tests on loopback use much shorter ones.
 	HeartbeatTimeout   time.Duration
 	ElectionTimeout    time.Duration
 	LeaderLeaseTimeout time.Duration
@@ -125,6 +127,14 @@ type Config struct {
 	// prometheus.WrapRegistererWith and labels that tell them apart.
 	Registerer prometheus.Registerer
 }
+
+// muxCommitTimeout is a named group's default CommitTimeout on the Mux.
+// raft's own (50 ms) makes an idle leader send each follower an
+// AppendEntries every 50-100 ms only to tell it the commit index; with the
+// Mux's commit pushes (raftmux/commit.go) followers learn it moments after
+// the leader commits, so the ticks are only a backstop, and they were two
+// thirds of an idle group's RPCs.
+const muxCommitTimeout = 500 * time.Millisecond
 
 // RaftTransport picks a named group's Raft transport (Config.RaftTransport).
 type RaftTransport int
@@ -199,6 +209,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.RetainSnapshots == 0 {
 		c.RetainSnapshots = 2
+	}
+	if c.CommitTimeout == 0 && c.Group != "" && c.RaftTransport == TransportMux {
+		c.CommitTimeout = muxCommitTimeout
 	}
 	switch {
 	case c.NodeID == "":

@@ -283,6 +283,7 @@ func New(cfg Config) (_ *Log, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: start raft: %w", err)
 	}
+	l.trans.pushCommits(l.raft.CommitIndex)
 	if err := l.m.register(cfg.Registerer); err != nil {
 		l.raft.Shutdown().Error()
 		return nil, err

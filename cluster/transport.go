@@ -71,6 +71,16 @@ func openTransport(cfg Config) (*transport, error) {
 	})), nil
 }
 
+// pushCommits turns on the Mux's commit pushes (raftmux/commit.go): a
+// follower learns the commit index moments after the leader commits
+// instead of at raft's next CommitTimeout tick. The NetworkTransport has
+// none.
+func (t *transport) pushCommits(commitIndex func() uint64) {
+	if mt, ok := t.fullTransport.(*raftmux.Transport); ok {
+		mt.SetCommitIndex(commitIndex)
+	}
+}
+
 func newTransport(t fullTransport) *transport {
 	return &transport{fullTransport: t, pipelines: map[*trackedPipeline]struct{}{}}
 }

@@ -106,7 +106,9 @@ type ClusterConfig struct {
 	// PartitionCommitTimeout is hashicorp/raft's CommitTimeout for the
 	// partition groups (not the system group): how often an idle leader
 	// sends each follower its commit index, which bounds how long after the
-	// leader a follower applies a record. Zero: raft's default (50ms).
+	// leader a follower applies a record. Zero: cluster.Config's default
+	// (500ms on the Mux, which also pushes commit indexes as soon as the
+	// leader commits; raft's 50ms with PartitionTransport stream).
 	PartitionCommitTimeout time.Duration
 	// PartitionTransport is how partition groups' Raft RPCs travel
 	// (cluster.Config.RaftTransport): the zero value shares one connection

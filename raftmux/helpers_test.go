@@ -252,6 +252,7 @@ func startReplica(t testing.TB, n *node, name string, voters []*node, opts ...gr
 	if err != nil {
 		t.Fatal(err)
 	}
+	trans.SetCommitIndex(r.CommitIndex)
 	rep := &replica{raft: r, trans: trans, fsm: f}
 	t.Cleanup(func() { rep.stop(t) })
 	return rep

@@ -244,3 +244,25 @@ func TestCloseMux(t *testing.T) {
 		t.Fatalf("Transport on a closed Mux: %v", err)
 	}
 }
+
+// With commit pushes a follower applies an entry moments after the
+// leader, though raft's own CommitTimeout ticks come seconds apart.
+func TestCommitPush(t *testing.T) {
+	nodes := startNodes(t, 3, raftmux.Config{})
+	reps := startGroup(t, "g", nodes, func(rc *raft.Config, _ *fsm) { rc.CommitTimeout = 10 * time.Second })
+	apply(t, reps, "warm", 1)
+	converge(t, reps, 1)
+	for i := range 5 {
+		l := leader(t, reps)
+		start := time.Now()
+		if err := l.raft.Apply([]byte(fmt.Sprint("x", i)), 5*time.Second).Error(); err != nil {
+			t.Fatal(err)
+		}
+		converge(t, reps, 2+i)
+		if d := time.Since(start); d > time.Second {
+			t.Fatalf("followers applied entry %d %v after the leader proposed it; CommitTimeout is 10 s, so the push did not come", i, d)
+		} else {
+			t.Logf("entry %d on every replica after %v", i, d)
+		}
+	}
+}

@@ -71,6 +71,7 @@ func (p *pipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.App
 		return nil, err
 	}
 	f.k = k
+	p.t.noteSent(p.target, args)
 	err = p.c.w.send(frame{kind: reqAppendEntries, id: k.id, group: p.t.name, body: args, lazy: len(args.Entries) == 0, size: appendSize(args)}, p.shutdown)
 	if err != nil {
 		p.c.forget(k)
@@ -146,6 +147,8 @@ func (p *pipeline) decode() {
 		if f.err != nil {
 			// raft reads only the response (a zero one stops the pipeline).
 			*f.resp = raft.AppendEntriesResponse{}
+		} else {
+			p.t.noteAnswer(p.target, f.args, f.resp)
 		}
 		close(f.done)
 		select {

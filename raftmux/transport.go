@@ -22,6 +22,10 @@ type Transport struct {
 	hbMu      sync.RWMutex    // guards heartbeat
 	heartbeat func(raft.RPC)  // raft's fast path for heartbeats
 	closeOnce sync.Once
+
+	pushMu      sync.Mutex // guards commitIndex, pushes (commit.go)
+	commitIndex func() uint64
+	pushes      map[raft.ServerAddress]*pushState
 }
 
 var (
@@ -105,7 +109,12 @@ func (t *Transport) DecodePeer(b []byte) raft.ServerAddress                     
 
 // AppendEntries sends an AppendEntries request and waits for its answer.
 func (t *Transport) AppendEntries(_ raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
-	return t.roundTrip(target, reqAppendEntries, args, resp, len(args.Entries) == 0, appendSize(args))
+	t.noteSent(target, args)
+	err := t.roundTrip(target, reqAppendEntries, args, resp, len(args.Entries) == 0, appendSize(args))
+	if err == nil {
+		t.noteAnswer(target, args, resp)
+	}
+	return err
 }
 
 // RequestVote sends a RequestVote request and waits for its answer.
