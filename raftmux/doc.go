@@ -75,6 +75,19 @@
 // pipeline sends each request as raft gives it and hands the answers back
 // in order, at most Config.MaxInFlight in flight.
 //
+// # Commit pushes
+//
+// An idle hashicorp/raft leader tells a follower the commit index only with
+// its next AppendEntries, at the next CommitTimeout tick; those ticks
+// (raft's default 50 ms) are two thirds of an idle group's RPCs, and a
+// longer CommitTimeout makes followers apply records that much later. With
+// Transport.SetCommitIndex, the leader's transport sends a follower the
+// commit index itself as soon as the leader has committed entries the
+// follower is known to hold (an AppendEntries of the same term whose
+// previous entry is the last one the follower acknowledged, its answer
+// dropped: commit.go argues why that is safe). A group can then run a long
+// CommitTimeout without follower lag.
+//
 // # Snapshots
 //
 // InstallSnapshot dials a connection of its own (KindSnapshot), sends the
