@@ -31,7 +31,9 @@ func (m *Mux) serveRPC(conn net.Conn) {
 	}
 }
 
-func (m *Mux) readRequests(conn net.Conn, w *writer) error {
+// readRequests decodes requests from conn until it fails; it never panics
+// on what it reads (FuzzReadRequests).
+func (m *Mux) readRequests(conn io.Reader, w *writer) error {
 	r := bufio.NewReaderSize(conn, bufSize)
 	dec := codec.NewDecoder(r, newMsgpack())
 	var hdr [10]byte

@@ -22,6 +22,9 @@ type Transport struct {
 	hbMu      sync.RWMutex    // guards heartbeat
 	heartbeat func(raft.RPC)  // raft's fast path for heartbeats
 	closeOnce sync.Once
+	// closeMu orders deliver's enqueueing before Close's close(done), so
+	// the dispatcher's drain answers every request that got into inbound.
+	closeMu sync.RWMutex
 
 	pushMu      sync.Mutex // guards commitIndex, pushes (commit.go)
 	commitIndex func() uint64
@@ -83,8 +86,10 @@ func (t *Transport) Close() error {
 		if t.m.groups[t.name] == t {
 			delete(t.m.groups, t.name)
 		}
-		close(t.done)
 		t.m.mu.Unlock()
+		t.closeMu.Lock()
+		close(t.done)
+		t.closeMu.Unlock()
 		<-t.stopped
 	})
 	return nil
@@ -228,12 +233,21 @@ func (t *Transport) deliver(in inboundRPC) {
 			return
 		}
 	}
+	t.closeMu.RLock()
+	var err error
 	select {
-	case t.inbound <- in:
 	case <-t.done:
-		answer(in, raft.RPCResponse{Error: raft.ErrTransportShutdown})
+		err = raft.ErrTransportShutdown
 	default:
-		answer(in, raft.RPCResponse{Error: ErrBusy})
+		select {
+		case t.inbound <- in:
+		default:
+			err = ErrBusy
+		}
+	}
+	t.closeMu.RUnlock()
+	if err != nil {
+		answer(in, raft.RPCResponse{Error: err})
 	}
 }
 

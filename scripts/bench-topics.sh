@@ -44,7 +44,10 @@ LAG_SAMPLES=${LAG_SAMPLES:-6}
 # The partition groups' transport: "stream" is hashicorp/raft's
 # NetworkTransport (connections per group, the version before raftmux),
 # "mux" the default (one connection per peer for every group).
-VARIANTS=${VARIANTS:-"stream:--raft-transport stream;mux:--raft-transport mux"}
+# A node refuses connections past --max-conns (default 1024, Raft's
+# included), and stream opens ~3 per partition replica per peer: with 300
+# partitions it needs a higher limit to run at all.
+VARIANTS=${VARIANTS:-"stream:--raft-transport stream --max-conns 8192;mux:--raft-transport mux"}
 TP_TRANSPORTS=${TP_TRANSPORTS:-stream mux} # throughput: a cluster per transport
 PORT=${PORT:-19400} # nodes listen on PORT, PORT+10, PORT+20 (gossip: +1)
 
@@ -77,7 +80,7 @@ rpc() { # method [addr]: a unary call with the Connect protocol's JSON
 }
 metric() { # node name: a gauge from the node's /metrics (the root certificate has admin)
 	curl -sf --cert "$dir/n1/certs/root.pem" --key "$dir/n1/certs/root-key.pem" --cacert "$dir/n1/certs/ca.pem" \
-		"https://$(addr "$1")/metrics" | awk -v m="$2" '$1 == m { printf "%d", $2 }'
+		"https://$(addr "$1")/metrics" | awk -v m="$2" '$1 == m { printf "%d", $2 }' || echo "?"
 }
 ticks() { # pid: user+system CPU in clock ticks
 	local s
@@ -162,7 +165,7 @@ throughput() {
 
 throughput_on() { # transport
 	note "## throughput, partitions on --raft-transport $1"
-	start "tp-$1" --raft-transport "$1"
+	start "tp-$1" --raft-transport "$1" --max-conns 8192
 	cli topics create p1 --partitions 1 --replication-factor 3 >/dev/null
 	cli topics create p12 --partitions 12 --replication-factor 3 >/dev/null
 	sleep 10 # leaders handed to the preferred replicas
