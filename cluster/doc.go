@@ -80,7 +80,7 @@
 // group's requests to that peer share that connection, answered on it by
 // request id, many in flight at once; one writer goroutine per connection
 // writes whatever is queued with one write, and idle traffic (heartbeats,
-// AppendEntries without entries) waits up to 2 ms for company, so the
+// AppendEntries without entries) waits up to 5 ms for company, so the
 // heartbeats of hundreds of groups cost a few writes a second instead of
 // one write and one blocking read each. A pair of nodes holds two such
 // connections (one dialed each way), whatever the number of groups; an

@@ -53,10 +53,12 @@
 // queued into one buffer and writes it with one call, so frames that
 // arrive while a write is under way leave together in the next one.
 // Idle traffic (heartbeats, AppendEntries without entries, and the answers
-// to them) may wait up to Config.FlushDelay for company: hundreds of groups'
-// heartbeats and commit-index updates then cost a few writes a second
+// to them) may wait up to Config.FlushDelay (5 ms) for company, and does
+// not even wake the writer while it waits: hundreds of groups' heartbeats
+// then cost one wake-up and one write per FlushDelay and connection
 // instead of one each. Anything else (entries, votes, TimeoutNow and their
-// answers) is written at once, taking the waiting idle frames with it.
+// answers) wakes the writer and is written at once, taking the waiting
+// idle frames with it.
 //
 // # Reading
 //

@@ -35,7 +35,9 @@ type Config struct {
 	Timeout time.Duration
 	// FlushDelay is how long idle traffic (heartbeats, AppendEntries
 	// without entries, and their answers) may wait for other frames to
-	// share a write (default 2 ms; negative: none).
+	// share a write (default 5 ms; negative: none). A heartbeat's round
+	// trip takes up to twice as long (raft sends one every tenth of its
+	// HeartbeatTimeout, 100 ms by default, and waits a whole one).
 	FlushDelay time.Duration
 	// MaxQueued and MaxQueuedBytes bound the frames waiting for a
 	// connection's writer (defaults 4096 and 64 MiB); a sender waits for
@@ -61,7 +63,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.Timeout = 10 * time.Second
 	}
 	if c.FlushDelay == 0 {
-		c.FlushDelay = 2 * time.Millisecond
+		c.FlushDelay = 5 * time.Millisecond
 	}
 	if c.MaxQueued <= 0 {
 		c.MaxQueued = 4096

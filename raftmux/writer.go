@@ -57,12 +57,17 @@ type writer struct {
 	maxN    int
 	maxB    int
 
-	mu     sync.Mutex // guards q, qBytes, err, space
+	mu     sync.Mutex // guards q, qBytes, err, space, idle
 	q      []frame
 	qBytes int
 	err    error         // why the writer stopped; set once
 	space  chan struct{} // closed (and replaced) when the writer takes the queue
-	wake   chan struct{} // capacity 1: there are frames
+	// idle: the writer waits for a first frame. A lazy frame wakes it
+	// only then; while it waits out FlushDelay only an urgent one does,
+	// so idle traffic costs the writer one wake-up per FlushDelay, not one
+	// per frame.
+	idle   bool
+	wake   chan struct{} // capacity 1: there are frames to look at
 	closed chan struct{} // closed with err
 }
 
@@ -87,10 +92,13 @@ func (w *writer) send(f frame, cancel <-chan struct{}) error {
 		if len(w.q) == 0 || (len(w.q) < w.maxN && w.qBytes+f.size <= w.maxB) {
 			w.q = append(w.q, f)
 			w.qBytes += f.size
+			signal := !f.lazy || w.idle
 			w.mu.Unlock()
-			select {
-			case w.wake <- struct{}{}:
-			default:
+			if signal {
+				select {
+				case w.wake <- struct{}{}:
+				default:
+				}
 			}
 			return nil
 		}
@@ -126,10 +134,19 @@ func (w *writer) fail(err error) {
 	w.conn.Close()
 }
 
+// sleep marks the writer idle if nothing is queued; true if it is.
+func (w *writer) sleep() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.idle = len(w.q) == 0
+	return w.idle
+}
+
 // take moves the queued frames to batch and says whether any is urgent.
 func (w *writer) take(batch []frame) ([]frame, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.idle = false
 	urgent := false
 	for _, f := range w.q {
 		urgent = urgent || !f.lazy
@@ -170,10 +187,12 @@ func (w *writer) run() {
 		return nil
 	}
 	for {
-		select {
-		case <-w.wake:
-		case <-w.closed:
-			return
+		if w.sleep() {
+			select {
+			case <-w.wake:
+			case <-w.closed:
+				return
+			}
 		}
 		var urgent bool
 		batch, urgent = w.take(batch)
@@ -193,7 +212,7 @@ func (w *writer) run() {
 		wait:
 			for {
 				select {
-				case <-w.wake:
+				case <-w.wake: // an urgent frame (or a stale signal)
 					batch, urgent = w.take(batch)
 					if err := encode(); err != nil {
 						w.fail(err)
@@ -204,6 +223,11 @@ func (w *writer) run() {
 						break wait
 					}
 				case <-timer.C:
+					batch, _ = w.take(batch) // the lazy frames that came meanwhile
+					if err := encode(); err != nil {
+						w.fail(err)
+						return
+					}
 					break wait
 				case <-w.closed:
 					return
