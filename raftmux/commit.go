@@ -158,7 +158,9 @@ func (t *Transport) push(target raft.ServerAddress, p *pushState, try int) {
 	p.sentCommit = upTo
 	p.mu.Unlock()
 	var resp raft.AppendEntriesResponse
-	_ = t.roundTrip(target, reqAppendEntries, req, &resp, true, 128) // the answer is not raft's
+	// Urgent, unlike raft's own AppendEntries without entries: a push
+	// follows writes, and its point is to arrive soon.
+	_ = t.roundTrip(target, reqAppendEntries, req, &resp, false, 128) // the answer is not raft's
 	p.mu.Lock()
 	if p.match > upTo {
 		time.AfterFunc(pushDelay, func() { t.push(target, p, 0) })
