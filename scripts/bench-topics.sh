@@ -233,7 +233,7 @@ idle() { # label, then serve flags
 	done
 	local line="  RSS MB / goroutines / sockets:"
 	for i in 1 2 3; do
-		line+=" n$i $(awk '/^VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/${pids[$((i - 1))]}/status") / $(metric "$i" go_goroutines) / $(sockets "${pids[$((i - 1))]}")"
+		line+=" n$i $(awk '/^VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/${pids[$((i - 1))]}/status" 2>/dev/null || echo "? (gone)") / $(metric "$i" go_goroutines) / $(sockets "${pids[$((i - 1))]}")"
 	done
 	note "$line"
 	lag
