@@ -119,7 +119,11 @@ func (c *clusterFlags) resolve(addr string, insecure bool, readFile func(string)
 		return s, usagef("--partition-commit-timeout %v is too short (0 = raft's default)", c.partitionCommitTimeout)
 	}
 	var err error
-	if s.transport, err = cluster.ParseRaftTransport(c.raftTransport); err != nil {
+	transport := c.raftTransport
+	if transport == "" {
+		transport = "mux" // the flag's default
+	}
+	if s.transport, err = cluster.ParseRaftTransport(transport); err != nil {
 		return s, usagef("--raft-transport %q: want mux or stream", c.raftTransport)
 	}
 	if c.reapFailedAfter < 0 {
