@@ -23,7 +23,8 @@ type clientConn struct {
 	w    *writer
 
 	nextID   atomic.Uint64
-	lastRead atomic.Int64 // UnixNano of the latest answer read
+	dialed   int64        // UnixNano of the dial
+	lastRead atomic.Int64 // UnixNano of the latest answer read (dialed: none yet)
 
 	mu    sync.Mutex // guards calls, err
 	calls map[uint64]*call
@@ -42,7 +43,8 @@ type call struct {
 // the Mux is closed (nc is closed then).
 func (m *Mux) startClient(p *peer, nc net.Conn) *clientConn {
 	c := &clientConn{m: m, peer: p, conn: nc, w: newWriter(nc, m.cfg), calls: map[uint64]*call{}}
-	c.lastRead.Store(time.Now().UnixNano())
+	c.dialed = time.Now().UnixNano()
+	c.lastRead.Store(c.dialed)
 	if !m.track(nc) {
 		nc.Close()
 		return nil
@@ -105,7 +107,10 @@ func (c *clientConn) fail(err error) {
 	calls := c.calls
 	c.calls = nil
 	c.mu.Unlock()
-	c.peer.dropConn(c)
+	// A connection that ends before any answer came back (a peer that
+	// refuses the Mux's preamble, such as a node of an older version)
+	// counts as a failed dial, so the peer is not dialed again at once.
+	c.peer.dropConn(c, c.lastRead.Load() == c.dialed, c.err)
 	c.w.fail(err)
 	for _, k := range calls {
 		k.err = c.err
@@ -130,12 +135,15 @@ func (c *clientConn) read() {
 	r := bufio.NewReaderSize(c.conn, bufSize)
 	dec := codec.NewDecoder(r, newMsgpack())
 	var hdr [9]byte
-	for {
+	for first := true; ; first = false {
 		if _, err := io.ReadFull(r, hdr[:]); err != nil {
 			c.fail(err)
 			return
 		}
 		c.lastRead.Store(time.Now().UnixNano())
+		if first {
+			c.peer.answered()
+		}
 		status, id := hdr[0], binary.BigEndian.Uint64(hdr[1:])
 		k := c.take(id)
 		var err error

@@ -24,9 +24,11 @@
 // groups. A connection that fails (read or write error, a write stuck
 // past Config.Timeout, or nothing read for Config.Timeout while a request
 // waits) fails every request in flight on it at once with an error; the
-// next request dials again, and after a failed dial the peer is not
-// dialed again for a backoff (50 ms doubling to 2 s; requests in that
-// window fail at once with the dial's error, and raft backs off too).
+// next request dials again, and after a failed dial (or a connection that
+// ended before any answer came back on it, such as one a node of an older
+// version refuses) the peer is not dialed again for a backoff (50 ms
+// doubling to 2 s, reset by the first answer on a new connection; requests
+// in that window fail at once with the last error, and raft backs off too).
 //
 // # Frames
 //

@@ -291,17 +291,30 @@ func (m *Mux) conn(addr raft.ServerAddress) (*clientConn, error) {
 			p.mu.Unlock()
 			return nil, err
 		}
-		p.conn, p.failures, p.lastErr = c, 0, nil
+		p.conn, p.lastErr = c, nil // failures is reset by the first answer
 		p.mu.Unlock()
 		return c, nil
 	}
 }
 
-// dropConn forgets c as p's connection (it failed).
-func (p *peer) dropConn(c *clientConn) {
+// answered notes that a connection to p works: the backoff starts over.
+func (p *peer) answered() {
+	p.mu.Lock()
+	p.failures = 0
+	p.mu.Unlock()
+}
+
+// dropConn forgets c as p's connection (it failed with err); backoff
+// makes the next dial wait as after a failed one.
+func (p *peer) dropConn(c *clientConn, backoffNext bool, err error) {
 	p.mu.Lock()
 	if p.conn == c {
 		p.conn = nil
+		if backoffNext {
+			p.failures++
+			p.retryAt = time.Now().Add(backoff(p.failures))
+			p.lastErr = err
+		}
 	}
 	p.mu.Unlock()
 }

@@ -109,9 +109,18 @@ func TestCutFailsInFlight(t *testing.T) {
 		rpc := <-b.Consumer()
 		rpc.Respond(&raft.RequestVoteResponse{Term: 7, Granted: true}, nil)
 	}()
+	// Nothing was answered on the cut connection, so the peer is dialed
+	// again only after a backoff (50 ms): calls fail at once until then.
 	var resp raft.RequestVoteResponse
-	if err := a.RequestVote("b", raft.ServerAddress(nodes[1].addr), &raft.RequestVoteRequest{Term: 1}, &resp); err != nil {
-		t.Fatal(err)
+	for try := 0; ; try++ {
+		err := a.RequestVote("b", raft.ServerAddress(nodes[1].addr), &raft.RequestVoteRequest{Term: 1}, &resp)
+		if err == nil {
+			break
+		}
+		if try == 100 {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	if resp.Term != 7 || !resp.Granted {
 		t.Fatalf("answer %+v", resp)
