@@ -47,7 +47,9 @@ func (t *Transport) newPipeline(target raft.ServerAddress) (*pipeline, error) {
 	}
 	p := &pipeline{
 		t: t, c: c, target: target,
-		inflight: make(chan *future, t.m.cfg.MaxInFlight),
+		// One request waits in decode and one more is sent before its
+		// AppendEntries blocks on a full channel: MaxInFlight-2 more.
+		inflight: make(chan *future, t.m.cfg.MaxInFlight-2),
 		doneCh:   make(chan raft.AppendFuture, t.m.cfg.MaxInFlight),
 		shutdown: make(chan struct{}),
 	}
