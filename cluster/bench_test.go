@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/proglog/proglog/cluster"
 	"github.com/proglog/proglog/logstore"
 )
 
@@ -81,4 +82,24 @@ func runAppendBench(b *testing.B, l batchAppender, values [][]byte) {
 	b.ReportMetric(float64(len(all)*len(values))/elapsed.Seconds(), "records/s")
 	b.ReportMetric(float64(all[len(all)/2].Microseconds()), "p50-µs")
 	b.ReportMetric(float64(all[len(all)*99/100].Microseconds()), "p99-µs")
+}
+
+// BenchmarkGroupAppendBatch is BenchmarkAppendBatch's cluster-3 for a
+// named group (a partition) on each transport: the Mux (one connection
+// per peer, pipelined AppendEntries) and hashicorp/raft's NetworkTransport
+// on the group's own connections.
+// Run: go test -run XXX -bench GroupAppendBatch -benchtime 2000x ./cluster/
+func BenchmarkGroupAppendBatch(b *testing.B) {
+	values := make([][]byte, 100)
+	for i := range values {
+		values[i] = bytes.Repeat([]byte{'a' + byte(i%26)}, 100)
+	}
+	for _, tr := range []cluster.RaftTransport{cluster.TransportMux, cluster.TransportStream} {
+		b.Run(tr.String(), func(b *testing.B) {
+			p := newTestPKI(b)
+			sys := p.startCluster(b, 3)
+			replicas := p.startGroupOn(b, "bench.0", sys, func(c *cluster.Config) { c.RaftTransport = tr })
+			runAppendBench(b, waitLeader(b, replicas...).log, values)
+		})
+	}
 }

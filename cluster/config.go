@@ -43,6 +43,13 @@ type Config struct {
 	// only. Each group needs its own DataDir, and its own Registerer if
 	// any. The Log's log lines carry group=Group.
 	Group string
+	// RaftTransport is how a named group's Raft RPCs travel (the system
+	// group's always take hashicorp/raft's NetworkTransport on Stream):
+	// TransportMux, the default, shares the node's one connection per peer
+	// with every other group (package raftmux); TransportStream gives the
+	// group connections of its own (StreamLayer.Group), as before raftmux.
+	// Every replica of a group must use the same one.
+	RaftTransport RaftTransport
 	// Store configures the local record store (the FSM); its
 	// MaxSegmentBytes also sizes the segments of Raft's log, which Raft's
 	// compaction deletes whole. Its Sync policy defaults here to
@@ -64,7 +71,9 @@ type Config struct {
 
 	// Raft timing; zero fields take hashicorp/raft's defaults (1s heartbeat
 	// and election timeouts, 500ms leader lease, 50ms commit timeout), which
-	// suit production. Tests on loopback use much shorter ones.
+	// suit production, except that a named group on the Mux defaults to a
+	// 500ms CommitTimeout (muxCommitTimeout: the Mux pushes commit indexes
+	// itself). Tests on loopback use much shorter ones.
 	HeartbeatTimeout   time.Duration
 	ElectionTimeout    time.Duration
 	LeaderLeaseTimeout time.Duration
@@ -129,6 +138,47 @@ type Config struct {
 	SpanAttributes []attribute.KeyValue
 }
 
+// muxCommitTimeout is a named group's default CommitTimeout on the Mux.
+// raft's own (50 ms) makes an idle leader send each follower an
+// AppendEntries every 50-100 ms only to tell it the commit index; with the
+// Mux's commit pushes (raftmux/commit.go) followers learn it moments after
+// the leader commits, so the ticks are only a backstop, and they were two
+// thirds of an idle group's RPCs.
+const muxCommitTimeout = 500 * time.Millisecond
+
+// RaftTransport picks a named group's Raft transport (Config.RaftTransport).
+type RaftTransport int
+
+const (
+	// TransportMux carries the group over the node's Mux (StreamLayer.Mux):
+	// one connection per peer for all groups.
+	TransportMux RaftTransport = iota
+	// TransportStream gives the group hashicorp/raft's NetworkTransport on
+	// connections of its own.
+	TransportStream
+)
+
+// ParseRaftTransport reads "mux" or "stream".
+func ParseRaftTransport(s string) (RaftTransport, error) {
+	switch s {
+	case "mux":
+		return TransportMux, nil
+	case "stream":
+		return TransportStream, nil
+	}
+	return 0, fmt.Errorf("cluster: raft transport %q: want mux or stream", s)
+}
+
+func (t RaftTransport) String() string {
+	switch t {
+	case TransportMux:
+		return "mux"
+	case TransportStream:
+		return "stream"
+	}
+	return fmt.Sprintf("RaftTransport(%d)", int(t))
+}
+
 // storeSyncInterval is how often the store's active segment is synced by
 // default. Correctness needs only the sync at each seal (Open scans the
 // active segment and Raft re-applies its lost tail); the periodic one just
@@ -170,6 +220,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.RetainSnapshots == 0 {
 		c.RetainSnapshots = 2
 	}
+	if c.CommitTimeout == 0 && c.Group != "" && c.RaftTransport == TransportMux {
+		c.CommitTimeout = muxCommitTimeout
+	}
 	switch {
 	case c.NodeID == "":
 		return c, errors.New("cluster: NodeID is required")
@@ -177,6 +230,8 @@ func (c Config) withDefaults() (Config, error) {
 		return c, errors.New("cluster: DataDir is required")
 	case c.Stream == nil:
 		return c, errors.New("cluster: Stream is required")
+	case c.RaftTransport != TransportMux && c.RaftTransport != TransportStream:
+		return c, fmt.Errorf("cluster: unknown %v", c.RaftTransport)
 	case c.RetainSnapshots < 1:
 		return c, fmt.Errorf("cluster: RetainSnapshots %d < 1", c.RetainSnapshots)
 	}

@@ -58,7 +58,8 @@
 // Raft shares the node's TLS port: connections that negotiate the ALPN
 // protocol "proglog-raft" are handed by the HTTP server to the
 // StreamLayer. Both sides present server certificates from the cluster's
-// CA; a client certificate (client-auth usage only) is refused.
+// CA; a client certificate (client-auth usage only) is refused. That holds
+// for every group and both transports.
 //
 // # Raft groups
 //
@@ -66,19 +67,58 @@
 // named groups beside it, such as a topic's partitions: each is a Log of
 // its own, with its own DataDir and its own Raft configuration, and all
 // share the node's StreamLayer, so the same port, ALPN and certificate
-// checks (StreamLayer.Group). A connection for a named group starts with a
-// preamble, 0xF7 'P' 'L' 'G', a length byte and the group's name (group.go);
-// raft's NetworkTransport starts a message with its RPC type byte, 0 to 4,
-// so a connection starting with anything but 0xF7 is the system group's,
-// as every connection was before groups existed, and nodes of that version
-// keep talking to the system group. The accepting node reads the preamble
-// (a peer gets preambleTimeout to send it) and hands the connection to the
+// checks. The replicas of a group can all bootstrap with the same
+// Config.Voters, so none has to be added by a leader; only a node
+// bootstrapping alone adopts a store that already holds records (others
+// refuse it: ErrExistingStore).
+//
+// # Transports: one connection per peer for every named group
+//
+// A named group's Raft RPCs travel, by default (Config.RaftTransport
+// TransportMux), over the node's raftmux.Mux (StreamLayer.Mux; package
+// raftmux has the frame format): each node dials each peer once, and every
+// group's requests to that peer share that connection, answered on it by
+// request id, many in flight at once; one writer goroutine per connection
+// writes whatever is queued with one write, and idle traffic (heartbeats,
+// AppendEntries without entries) waits up to 5 ms for company, so the
+// heartbeats of hundreds of groups cost a few writes a second instead of
+// one write and one blocking read each. The leader's transport also pushes
+// the commit index to a follower as soon as the leader has committed
+// entries the follower holds (raftmux/commit.go), so a group on the Mux
+// runs a 500 ms CommitTimeout (Config.CommitTimeout's default there)
+// without followers applying records later: raft's 50 ms ticks were two
+// thirds of an idle group's RPCs. A pair of nodes holds two such
+// connections (one dialed each way), whatever the number of groups; an
+// InstallSnapshot gets a connection of its own for its duration, so a
+// snapshot of gigabytes does not hold up other groups. A connection that
+// fails fails every request in flight on it at once; the next request
+// dials again (with a backoff after a failed dial). Closing a group's Log
+// closes only its raftmux.Transport: its requests in flight fail, peers'
+// requests for it are answered with an error, other groups go on. Isolate,
+// CloseInbound and Close cut the Mux's connections with the rest, since the
+// Mux dials through the StreamLayer and receives through Handoff.
+//
+// A Mux connection starts with its own preamble, 0xF7 'P' 'L' 'M' and a
+// kind byte (group.go). With TransportStream a group gets hashicorp/raft's
+// NetworkTransport on connections of its own (StreamLayer.Group), as before
+// the Mux: such a connection starts with the group preamble, 0xF7 'P' 'L'
+// 'G', a length byte and the group's name. raft's NetworkTransport starts a
+// message with its RPC type byte, 0 to 4, so a connection starting with
+// anything but 0xF7 is the system group's, as every connection was before
+// groups existed. The accepting node reads the preamble (a peer gets
+// preambleTimeout to send it) and hands the connection to the Mux or to the
 // group's raft; it closes a connection naming a group it does not run, and
-// the peer's raft dials again later. Closing a group's Log closes only that
-// group's connections; Isolate and CloseInbound cut every group. The
-// replicas of a group can all bootstrap with the same Config.Voters, so
-// none has to be added by a leader; only a node bootstrapping alone adopts
-// a store that already holds records (others refuse it: ErrExistingStore).
+// the peer's raft dials again later.
+//
+// Mixed versions: the system group always runs on the NetworkTransport
+// with no preamble, so nodes of every version keep talking to it (the
+// catalogue, the default topic). A node of a version before the Mux
+// closes a connection with the 'PLM' preamble (a tag it does not know), so
+// partition groups between it and a node on the Mux do not replicate (their
+// rafts report failed heartbeats) until both run the same transport: during
+// a rolling upgrade from such a version, run the upgraded nodes with
+// serve --raft-transport=stream, and switch every node to the default once
+// all run the new version (a group's replicas must all use one transport).
 //
 // # Offsets are deterministic
 //

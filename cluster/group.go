@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/proglog/proglog/raftmux"
 )
 
 // GroupStream carries the connections of one named Raft group over its
@@ -95,7 +97,7 @@ func (g *GroupStream) Addr() net.Addr { return g.layer.addr }
 
 // Dial opens a connection to this group on a peer's TLS port.
 func (g *GroupStream) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return g.layer.dial(g, address, timeout)
+	return g.layer.dial(g, nil, address, timeout)
 }
 
 // The group preamble is the first thing a connection for a named group
@@ -108,9 +110,18 @@ func (g *GroupStream) Dial(address raft.ServerAddress, timeout time.Duration) (n
 // rpcRequestPreVote = 4), so a connection whose first byte is 0xF7 cannot
 // be the system group's, and one whose first byte is anything else is (a
 // node of the version before groups sends no preamble).
+//
+// A connection of the node's raftmux.Mux (every named group's RPCs, or one
+// InstallSnapshot) starts with a preamble of its own:
+//
+//	0xF7 'P' 'L' 'M' <kind: 1 byte, raftmux.KindRPC or KindSnapshot>
+//
+// A node of a version before the Mux reads it as a group preamble with a
+// tag it does not know and closes the connection.
 const (
 	preambleMagic = 0xF7
 	preambleTag   = "PLG"
+	muxTag        = "PLM"
 	// maxGroupName fits the preamble's length byte with room to spare.
 	maxGroupName = 200
 	// preambleTimeout bounds how long an inbound connection may take to
@@ -127,28 +138,44 @@ func appendPreamble(b []byte, group string) []byte {
 	return append(b, group...)
 }
 
+// appendMuxPreamble appends the preamble of a Mux connection of kind.
+func appendMuxPreamble(b []byte, kind raftmux.Kind) []byte {
+	b = append(b, preambleMagic)
+	b = append(b, muxTag...)
+	return append(b, byte(kind))
+}
+
 // readPreamble reads a whole preamble from r, and not a byte past it, and
-// returns the group it names.
-func readPreamble(r io.Reader) (string, error) {
+// returns the group it names, or the kind of a Mux connection.
+func readPreamble(r io.Reader) (string, raftmux.Kind, error) {
 	var hdr [1 + len(preambleTag) + 1]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return "", fmt.Errorf("group preamble: %w", err)
+		return "", 0, fmt.Errorf("group preamble: %w", err)
 	}
-	if hdr[0] != preambleMagic || string(hdr[1:1+len(preambleTag)]) != preambleTag {
-		return "", fmt.Errorf("group preamble: starts % x", hdr[:1+len(preambleTag)])
+	tag := string(hdr[1 : 1+len(preambleTag)])
+	if hdr[0] == preambleMagic && tag == muxTag {
+		switch kind := raftmux.Kind(hdr[len(hdr)-1]); kind {
+		case raftmux.KindRPC, raftmux.KindSnapshot:
+			return "", kind, nil
+		default:
+			return "", 0, fmt.Errorf("mux preamble: unknown kind %d", kind)
+		}
+	}
+	if hdr[0] != preambleMagic || tag != preambleTag {
+		return "", 0, fmt.Errorf("group preamble: starts % x", hdr[:1+len(preambleTag)])
 	}
 	n := int(hdr[len(hdr)-1])
 	if n == 0 || n > maxGroupName {
-		return "", fmt.Errorf("group preamble: name of %d bytes, want 1 to %d", n, maxGroupName)
+		return "", 0, fmt.Errorf("group preamble: name of %d bytes, want 1 to %d", n, maxGroupName)
 	}
 	name := make([]byte, n)
 	if _, err := io.ReadFull(r, name); err != nil {
-		return "", fmt.Errorf("group preamble: %w", err)
+		return "", 0, fmt.Errorf("group preamble: %w", err)
 	}
 	if err := validGroupName(string(name)); err != nil {
-		return "", err
+		return "", 0, err
 	}
-	return string(name), nil
+	return string(name), 0, nil
 }
 
 // validGroupName accepts 1 to maxGroupName bytes of [a-zA-Z0-9._-]: names

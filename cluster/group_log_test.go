@@ -26,7 +26,7 @@ func votersOf(nodes []*node) map[string]string {
 // startGroup starts the Raft group name on sys's port, beside sys's system
 // group, with its own dir; a fresh one bootstraps with voters. The node it
 // returns shares sys's port: stop it with stopGroup, which leaves the port.
-func (p *testPKI) startGroup(t testing.TB, sys *node, name, dir string, voters map[string]string) *node {
+func (p *testPKI) startGroup(t testing.TB, sys *node, name, dir string, voters map[string]string, opts ...nodeOpt) *node {
 	t.Helper()
 	cfg := cluster.Config{
 		NodeID:    sys.id,
@@ -38,6 +38,9 @@ func (p *testPKI) startGroup(t testing.TB, sys *node, name, dir string, voters m
 		Logger:    clustertest.Logger(t).With("node", sys.id),
 	}
 	testTimings(&cfg)
+	for _, o := range opts {
+		o(&cfg)
+	}
 	l, err := cluster.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -59,11 +62,11 @@ func (g *node) stopGroup(t testing.TB) {
 }
 
 // startGroupOn starts group name on each of sys, with voters all of sys.
-func (p *testPKI) startGroupOn(t testing.TB, name string, sys []*node) []*node {
+func (p *testPKI) startGroupOn(t testing.TB, name string, sys []*node, opts ...nodeOpt) []*node {
 	t.Helper()
 	var replicas []*node
 	for _, n := range sys {
-		replicas = append(replicas, p.startGroup(t, n, name, t.TempDir(), votersOf(sys)))
+		replicas = append(replicas, p.startGroup(t, n, name, t.TempDir(), votersOf(sys), opts...))
 	}
 	return replicas
 }
@@ -109,13 +112,19 @@ func appendAll(t testing.TB, name string, replicas []*node, n int) uint64 {
 
 // TestGroupsShareStreamLayers: three nodes run the system group and two
 // named groups over one port each; every group elects a leader of its own
-// and replicates its own records.
+// and replicates its own records, with either transport.
 func TestGroupsShareStreamLayers(t *testing.T) {
+	for _, tr := range []cluster.RaftTransport{cluster.TransportMux, cluster.TransportStream} {
+		t.Run(tr.String(), func(t *testing.T) { testGroupsShareStreamLayers(t, tr) })
+	}
+}
+
+func testGroupsShareStreamLayers(t *testing.T, tr cluster.RaftTransport) {
 	p := newTestPKI(t)
 	sys := p.startCluster(t, 3)
 	groups := map[string][]*node{"system": sys}
 	for _, name := range []string{"orders.0", "orders.1"} {
-		groups[name] = p.startGroupOn(t, name, sys)
+		groups[name] = p.startGroupOn(t, name, sys, func(c *cluster.Config) { c.RaftTransport = tr })
 	}
 	for i, name := range []string{"system", "orders.0", "orders.1"} {
 		appendAll(t, name, groups[name], 5*(i+1))
@@ -150,6 +159,66 @@ func TestGroupLateReplica(t *testing.T) {
 	replicas = append(replicas, p.startGroup(t, sys[2], "late.0", t.TempDir(), voters))
 	waitApplied(t, next, replicas...)
 	appendAll(t, "late.0", replicas, 5)
+}
+
+// TestGroupSnapshotOverMux: a replica started after its group compacted
+// its Raft log catches up through InstallSnapshot (a connection of its own)
+// while other groups keep replicating over the same nodes' Mux, and it
+// arrives whole; cutting every Raft connection of a node mid-flight only
+// delays the groups.
+func TestGroupSnapshotOverMux(t *testing.T) {
+	p := newTestPKI(t)
+	sys := p.startCluster(t, 3)
+	compact := func(c *cluster.Config) {
+		c.SnapshotThreshold = 20
+		c.TrailingLogs = 5
+		c.Store.MaxSegmentBytes = 4096 // several segments in the snapshot
+	}
+	others := map[string][]*node{}
+	for _, name := range []string{"o.0", "o.1", "o.2"} {
+		others[name] = p.startGroupOn(t, name, sys)
+	}
+	voters := votersOf(sys)
+	var snap []*node
+	for _, n := range sys[:2] {
+		snap = append(snap, p.startGroup(t, n, "snap.0", t.TempDir(), voters, compact))
+	}
+	for range 30 {
+		appendAll(t, "snap.0", snap, 10)
+	}
+	if err := waitLeader(t, snap...).log.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			for name, replicas := range others {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				appendAll(t, name, replicas, 3)
+			}
+		}
+	}()
+	snap = append(snap, p.startGroup(t, sys[2], "snap.0", t.TempDir(), voters, compact))
+	next := appendAll(t, "snap.0", snap, 5)
+	if st := snap[2].log.Stats(); st.Segments < 2 {
+		t.Errorf("the late replica has %d segments; the snapshot should have carried several", st.Segments)
+	}
+	sys[1].port.layer.Isolate(true) // cut a node's every Raft connection
+	time.Sleep(100 * time.Millisecond)
+	sys[1].port.layer.Isolate(false)
+	close(stop)
+	<-done
+	next = appendAll(t, "snap.0", snap, 5)
+	waitApplied(t, next, snap...)
+	for name, replicas := range others {
+		appendAll(t, name, replicas, 1)
+	}
 }
 
 // TestGroupCloseAndRestart: closing a group on a node (here its leader)

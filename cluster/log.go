@@ -155,14 +155,12 @@ func New(cfg Config) (_ *Log, err error) {
 			}
 		}
 	}()
-	// The group's stream layer, which the transport closes with itself.
-	var stream raft.StreamLayer = cfg.Stream
-	if cfg.Group != "" {
-		if stream, err = cfg.Stream.Group(cfg.Group); err != nil {
-			return nil, err
-		}
+	// The group's transport (transport.go), which closes its stream layer
+	// with itself.
+	if l.trans, err = openTransport(cfg); err != nil {
+		return nil, err
 	}
-	cleanup = append(cleanup, func() { stream.Close() })
+	cleanup = append(cleanup, func() { l.trans.Close() })
 	raftDir := filepath.Join(cfg.DataDir, "raft")
 	if err := os.MkdirAll(raftDir, 0o755); err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
@@ -197,14 +195,6 @@ func New(cfg Config) (_ *Log, err error) {
 		return nil, err
 	}
 	l.snaps = snaps
-	l.trans = newTransport(&raft.NetworkTransportConfig{
-		Stream:  stream,
-		MaxPool: 5,
-		Timeout: 10 * time.Second,
-		Logger:  newHCLogger(l.logger, "raft-net"),
-	})
-	cleanup = append(cleanup, func() { l.trans.Close() })
-
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.NodeID)
 	rc.Logger = newHCLogger(l.logger, "raft")
@@ -304,6 +294,7 @@ func New(cfg Config) (_ *Log, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: start raft: %w", err)
 	}
+	l.trans.pushCommits(l.raft.CommitIndex)
 	if err := l.m.register(cfg.Registerer); err != nil {
 		l.raft.Shutdown().Error()
 		return nil, err

@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/proglog/proglog/pki"
+	"github.com/proglog/proglog/raftmux"
 )
 
 // ALPN is the TLS application protocol Raft traffic uses on the node's
@@ -45,6 +46,7 @@ type StreamLayer struct {
 	conns     map[*handedConn]struct{}
 	out       map[*dialedConn]struct{}
 	groups    map[string]*GroupStream // the open named groups
+	mux       *raftmux.Mux            // the named groups' shared connections; set once by NewStreamLayer
 	isolated  bool
 	noInbound bool // CloseInbound was called
 
@@ -98,7 +100,7 @@ func NewStreamLayer(advertise string, dial *tls.Config, logger *slog.Logger) (*S
 	if cfg.MinVersion < tls.VersionTLS12 {
 		cfg.MinVersion = tls.VersionTLS12
 	}
-	return &StreamLayer{
+	s := &StreamLayer{
 		addr:    advertiseAddr(advertise),
 		tlsDial: cfg,
 		logger:  logger,
@@ -107,8 +109,23 @@ func NewStreamLayer(advertise string, dial *tls.Config, logger *slog.Logger) (*S
 		conns:   map[*handedConn]struct{}{},
 		out:     map[*dialedConn]struct{}{},
 		groups:  map[string]*GroupStream{},
-	}, nil
+	}
+	mux, err := raftmux.New(raftmux.Config{
+		Addr:   raft.ServerAddress(advertise),
+		Dial:   s.dialMux,
+		Logger: logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	s.mux = mux
+	return s, nil
 }
+
+// Mux is the node's raftmux.Mux: the connections (one per peer) that
+// carry every named group running with TransportMux. Its connections are
+// this layer's, so Isolate, CloseInbound and Close cut them too.
+func (s *StreamLayer) Mux() *raftmux.Mux { return s.mux }
 
 // Register routes ALPN connections of srv to Handoff. srv.Protocols must be
 // set explicitly (a non-nil TLSNextProto otherwise turns HTTP/2 off), and
@@ -157,7 +174,14 @@ func (s *StreamLayer) Handoff(conn *tls.Conn) {
 		delete(s.conns, hc)
 		s.mu.Unlock()
 	}()
-	g, err := s.route(hc)
+	g, kind, err := s.route(hc)
+	if err == nil && kind != 0 {
+		// The Mux's connection: Serve returns when it ends, or when the
+		// layer or the Mux is closed; closing hc (Isolate, CloseInbound)
+		// ends it.
+		s.mux.Serve(hc, kind)
+		return
+	}
 	if err != nil {
 		switch {
 		case isClosed(hc.closed): // closed here (Close, Isolate) while it was read
@@ -194,25 +218,31 @@ func (s *StreamLayer) Handoff(conn *tls.Conn) {
 }
 
 // route reads what an inbound connection starts with and returns the named
-// group it is for, or nil for the system group: a connection without the
-// group preamble is the system group's, and the byte read to tell is put
-// back for raft to read.
-func (s *StreamLayer) route(hc *handedConn) (*GroupStream, error) {
+// group it is for, or nil for the system group, or the raftmux.Kind of a
+// Mux connection: a connection without a preamble is the system group's,
+// and the byte read to tell is put back for raft to read.
+func (s *StreamLayer) route(hc *handedConn) (*GroupStream, raftmux.Kind, error) {
 	conn := hc.Conn
 	if err := conn.SetReadDeadline(time.Now().Add(preambleTimeout)); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	var first [1]byte
 	if _, err := io.ReadFull(conn, first[:]); err != nil {
-		return nil, fmt.Errorf("read the first byte: %w", err)
+		return nil, 0, fmt.Errorf("read the first byte: %w", err)
 	}
 	var g *GroupStream
 	if first[0] != preambleMagic {
 		hc.unread = first[:]
 	} else {
-		name, err := readPreamble(io.MultiReader(bytes.NewReader(first[:]), conn))
+		name, kind, err := readPreamble(io.MultiReader(bytes.NewReader(first[:]), conn))
 		if err != nil {
-			return nil, err
+			return nil, 0, err
+		}
+		if kind != 0 {
+			if err := conn.SetReadDeadline(time.Time{}); err != nil {
+				return nil, 0, err
+			}
+			return nil, kind, nil
 		}
 		s.mu.Lock()
 		if g = s.groups[name]; g != nil {
@@ -220,13 +250,13 @@ func (s *StreamLayer) route(hc *handedConn) (*GroupStream, error) {
 		}
 		s.mu.Unlock()
 		if g == nil {
-			return nil, unknownGroupError{name}
+			return nil, 0, unknownGroupError{name}
 		}
 	}
 	if err := conn.SetReadDeadline(time.Time{}); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return g, nil
+	return g, 0, nil
 }
 
 // checkPeer accepts only a verified certificate good for server authentication.
@@ -264,6 +294,7 @@ func (s *StreamLayer) Close() error {
 		conns := s.connsLocked(true, true)
 		s.mu.Unlock()
 		closeAll(conns)
+		s.mux.Close()
 	})
 	return nil
 }
@@ -309,12 +340,17 @@ func (s *StreamLayer) Addr() net.Addr { return s.addr }
 
 // Dial opens a Raft connection to a peer's TLS port, for the system group.
 func (s *StreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return s.dial(nil, address, timeout)
+	return s.dial(nil, nil, address, timeout)
+}
+
+// dialMux opens a connection of kind for the Mux.
+func (s *StreamLayer) dialMux(address raft.ServerAddress, kind raftmux.Kind, timeout time.Duration) (net.Conn, error) {
+	return s.dial(nil, appendMuxPreamble(nil, kind), address, timeout)
 }
 
 // dial opens a Raft connection for group g (nil: the system group, which
-// sends no preamble).
-func (s *StreamLayer) dial(g *GroupStream, address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+// sends no preamble, or the Mux, whose preamble is given).
+func (s *StreamLayer) dial(g *GroupStream, preamble []byte, address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	s.mu.Lock()
 	err := s.dialableLocked(g)
 	s.mu.Unlock()
@@ -345,19 +381,22 @@ func (s *StreamLayer) dial(g *GroupStream, address raft.ServerAddress, timeout t
 		return nil, fmt.Errorf("cluster: raft peer %s negotiated %q, not %q", address, p, ALPN)
 	}
 	if g != nil {
+		preamble = appendPreamble(nil, g.name)
+	}
+	if preamble != nil {
 		// Sent within the dial's timeout. A TLS conn whose write timed out
 		// is unusable; it is closed with the rest.
 		deadline, _ := ctx.Deadline()
 		err := tc.SetWriteDeadline(deadline)
 		if err == nil {
-			_, err = tc.Write(appendPreamble(nil, g.name))
+			_, err = tc.Write(preamble)
 		}
 		if err == nil {
 			err = tc.SetWriteDeadline(time.Time{})
 		}
 		if err != nil {
 			tc.Close()
-			return nil, fmt.Errorf("cluster: raft group %q: send the preamble to %s: %w", g.name, address, err)
+			return nil, fmt.Errorf("cluster: send the raft preamble % x to %s: %w", preamble, address, err)
 		}
 	}
 	dc := &dialedConn{Conn: tc, layer: s, group: g}

@@ -2,16 +2,20 @@ package cluster
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/proglog/proglog/raftmux"
 )
 
-// transport is raft's NetworkTransport (embedded whole, so the optional
-// interfaces raft looks for, such as WithClose and WithPreVote, stay
-// visible) that keeps track of the replication pipelines it opens.
+// transport is the group's raft.Transport, raft's NetworkTransport or a
+// raftmux.Transport (embedded through an interface that keeps the
+// optional interfaces raft looks for, WithClose and WithPreVote, visible),
+// keeping track of the replication pipelines it opens.
 //
 // hashicorp/raft v1.8.0 can wedge its own shutdown: when a leader steps
 // down (a leadership transfer, a higher term) while a pipeline to a
@@ -23,21 +27,72 @@ import (
 // ErrPipelineShutdown), so shutdownRaft closes whatever pipelines are left
 // once raft has had a moment to stop on its own.
 type transport struct {
-	*raft.NetworkTransport
+	fullTransport
 	aside atomic.Bool // standAside: this node asks no one for votes...
 	// ...unless lastResort says the group has been without a leader for
 	// long (set once raft runs).
 	lastResort func() bool
-	mu         sync.Mutex
+	mu         sync.Mutex // guards pipelines
 	pipelines  map[*trackedPipeline]struct{}
 }
 
-func newTransport(cfg *raft.NetworkTransportConfig) *transport {
-	return &transport{NetworkTransport: raft.NewNetworkTransportWithConfig(cfg), pipelines: map[*trackedPipeline]struct{}{}}
+// fullTransport is what both of proglog's transports implement.
+type fullTransport interface {
+	raft.Transport
+	raft.WithClose
+	raft.WithPreVote
+}
+
+var (
+	_ fullTransport = (*raft.NetworkTransport)(nil)
+	_ fullTransport = (*raftmux.Transport)(nil)
+)
+
+// openTransport opens the transport of cfg's group: the system group's
+// (Group "") is always a NetworkTransport on the StreamLayer itself, which
+// nodes of every version speak; a named group's is a raftmux.Transport on
+// the node's Mux, or with RaftTransport TransportStream a NetworkTransport
+// on the group's own connections (StreamLayer.Group).
+func openTransport(cfg Config) (*transport, error) {
+	if cfg.Group != "" && cfg.RaftTransport == TransportMux {
+		t, err := cfg.Stream.mux.Transport(cfg.Group)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: %w", err)
+		}
+		return newTransport(t), nil
+	}
+	var stream raft.StreamLayer = cfg.Stream
+	if cfg.Group != "" {
+		g, err := cfg.Stream.Group(cfg.Group)
+		if err != nil {
+			return nil, err
+		}
+		stream = g
+	}
+	return newTransport(raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  stream,
+		MaxPool: 5,
+		Timeout: 10 * time.Second,
+		Logger:  newHCLogger(cfg.Logger, "raft-net"),
+	})), nil
+}
+
+// pushCommits turns on the Mux's commit pushes (raftmux/commit.go): a
+// follower learns the commit index moments after the leader commits
+// instead of at raft's next CommitTimeout tick. The NetworkTransport has
+// none.
+func (t *transport) pushCommits(commitIndex func() uint64) {
+	if mt, ok := t.fullTransport.(*raftmux.Transport); ok {
+		mt.SetCommitIndex(commitIndex)
+	}
+}
+
+func newTransport(t fullTransport) *transport {
+	return &transport{fullTransport: t, pipelines: map[*trackedPipeline]struct{}{}}
 }
 
 func (t *transport) AppendEntriesPipeline(id raft.ServerID, target raft.ServerAddress) (raft.AppendPipeline, error) {
-	p, err := t.NetworkTransport.AppendEntriesPipeline(id, target)
+	p, err := t.fullTransport.AppendEntriesPipeline(id, target)
 	if err != nil {
 		return nil, err
 	}
@@ -86,7 +141,7 @@ func (t *transport) RequestVote(id raft.ServerID, target raft.ServerAddress, arg
 	if t.standsAside() {
 		return errStandingAside
 	}
-	return t.NetworkTransport.RequestVote(id, target, args, resp)
+	return t.fullTransport.RequestVote(id, target, args, resp)
 }
 
 // RequestPreVote asks target whether it would vote, unless this node
@@ -96,7 +151,7 @@ func (t *transport) RequestPreVote(id raft.ServerID, target raft.ServerAddress, 
 	if t.standsAside() {
 		return errStandingAside
 	}
-	return t.NetworkTransport.RequestPreVote(id, target, args, resp)
+	return t.fullTransport.RequestPreVote(id, target, args, resp)
 }
 
 // standsAside reports whether this node's vote requests fail now: it

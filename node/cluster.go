@@ -107,6 +107,7 @@ func (m *member) open(store logstore.Config, storeSyncSet bool) error {
 	pcfg := ccfg
 	pcfg.Registerer, pcfg.FetchRecord, pcfg.SpanAttributes = nil, nil, nil
 	pcfg.CommitTimeout = m.cfg.PartitionCommitTimeout // 0: raft's default
+	pcfg.RaftTransport = m.cfg.PartitionTransport
 	ccfg.Meta = cat
 	cl, err := cluster.New(ccfg)
 	if errors.Is(err, cluster.ErrRaftLogCorrupt) && m.cfg.RecoverFromPeers {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/proglog/proglog/cluster"
 	"github.com/proglog/proglog/logstore"
 	"github.com/proglog/proglog/service"
 	"github.com/proglog/proglog/tracing"
@@ -116,8 +117,14 @@ type ClusterConfig struct {
 	// PartitionCommitTimeout is hashicorp/raft's CommitTimeout for the
 	// partition groups (not the system group): how often an idle leader
 	// sends each follower its commit index, which bounds how long after the
-	// leader a follower applies a record. Zero: raft's default (50ms).
+	// leader a follower applies a record. Zero: cluster.Config's default
+	// (500ms on the Mux, which also pushes commit indexes as soon as the
+	// leader commits; raft's 50ms with PartitionTransport stream).
 	PartitionCommitTimeout time.Duration
+	// PartitionTransport is how partition groups' Raft RPCs travel
+	// (cluster.Config.RaftTransport): the zero value shares one connection
+	// per peer among all groups; every node must use the same one.
+	PartitionTransport cluster.RaftTransport
 	// SnapshotThreshold, SnapshotInterval, SnapshotBytes, TrailingLogs,
 	// TrailingBytes and DiskReserve are cluster.Config's (zero: its
 	// defaults; a negative byte count: off).

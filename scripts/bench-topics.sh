@@ -20,8 +20,12 @@
 #               produced to a partition the system leader leads, timed
 #               until `proglog consume --follow` on a follower prints them
 #               (seen time minus the record's time, which the leader
-#               stamps when it proposes the entry).
-# Variants are "name:serve flags" separated by ";" (flags apply to every node).
+#               stamps when it proposes the entry). Also each node's open
+#               sockets (/proc/<pid>/fd).
+# Variants are "name:serve flags" separated by ";" (flags apply to every node);
+# the default compares the partition groups' transports, --raft-transport
+# stream (hashicorp/raft's NetworkTransport) and mux, in the same run.
+# throughput runs once per transport in TP_TRANSPORTS.
 # Every figure is printed with the load average (uptime) when it was taken.
 set -euo pipefail
 bin=${1:-}
@@ -37,7 +41,14 @@ IDLE_SETTLE=${IDLE_SETTLE:-10}
 IDLE_SECS=${IDLE_SECS:-30}
 IDLE_BASE_SECS=${IDLE_BASE_SECS:-15}
 LAG_SAMPLES=${LAG_SAMPLES:-6}
-VARIANTS=${VARIANTS:-"stock:;commit500ms:--partition-commit-timeout 500ms;raft2s:--raft-timeout 2s;both:--partition-commit-timeout 500ms --raft-timeout 2s"}
+# The partition groups' transport: "stream" is hashicorp/raft's
+# NetworkTransport (connections per group, the version before raftmux),
+# "mux" the default (one connection per peer for every group).
+# A node refuses connections past --max-conns (default 1024, Raft's
+# included), and stream opens ~3 per partition replica per peer: with 300
+# partitions it needs a higher limit to run at all.
+VARIANTS=${VARIANTS:-"stream:--raft-transport stream --max-conns 8192;mux:--raft-transport mux"}
+TP_TRANSPORTS=${TP_TRANSPORTS:-stream mux} # throughput: a cluster per transport
 PORT=${PORT:-19400} # nodes listen on PORT, PORT+10, PORT+20 (gossip: +1)
 
 work=$(mktemp -d)
@@ -69,7 +80,7 @@ rpc() { # method [addr]: a unary call with the Connect protocol's JSON
 }
 metric() { # node name: a gauge from the node's /metrics (the root certificate has admin)
 	curl -sf --cert "$dir/n1/certs/root.pem" --key "$dir/n1/certs/root-key.pem" --cacert "$dir/n1/certs/ca.pem" \
-		"https://$(addr "$1")/metrics" | awk -v m="$2" '$1 == m { printf "%d", $2 }'
+		"https://$(addr "$1")/metrics" | awk -v m="$2" '$1 == m { printf "%d", $2 }' || echo "?"
 }
 ticks() { # pid: user+system CPU in clock ticks
 	local s
@@ -146,7 +157,15 @@ create_timed() { # topic partitions: time CreateTopic, then until every partitio
 }
 
 throughput() {
-	start tp
+	local tr
+	for tr in $TP_TRANSPORTS; do
+		throughput_on "$tr"
+	done
+}
+
+throughput_on() { # transport
+	note "## throughput, partitions on --raft-transport $1"
+	start "tp-$1" --raft-transport "$1" --max-conns 8192
 	cli topics create p1 --partitions 1 --replication-factor 3 >/dev/null
 	cli topics create p12 --partitions 12 --replication-factor 3 >/dev/null
 	sleep 10 # leaders handed to the preferred replicas
@@ -212,13 +231,17 @@ idle() { # label, then serve flags
 	for r in $(seq "$ROUNDS"); do
 		idle_cpu "$((IDLE_TOPICS * IDLE_PARTS)) partitions, round $r" "$IDLE_SECS"
 	done
-	local line="  RSS MB / goroutines:"
+	local line="  RSS MB / goroutines / sockets:"
 	for i in 1 2 3; do
-		line+=" n$i $(awk '/^VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/${pids[$((i - 1))]}/status") / $(metric "$i" go_goroutines)"
+		line+=" n$i $(awk '/^VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/${pids[$((i - 1))]}/status" 2>/dev/null || echo "? (gone)") / $(metric "$i" go_goroutines) / $(sockets "${pids[$((i - 1))]}")"
 	done
 	note "$line"
 	lag
 	stop
+}
+
+sockets() { # pid: its open sockets (TCP and UDP: Raft, the listener, gossip, clients)
+	find "/proc/$1/fd" -lname 'socket:*' 2>/dev/null | wc -l
 }
 
 idle_cpu() { # label seconds: each node's CPU over that long, % of one core

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/proglog/proglog/cluster"
 	"github.com/proglog/proglog/membership"
 	"github.com/proglog/proglog/node"
 )
@@ -29,6 +30,9 @@ type clusterFlags struct {
 	// partitionCommitTimeout is hashicorp/raft's CommitTimeout for
 	// partition groups (0: raft's 50ms); hidden, for benchmarks.
 	partitionCommitTimeout time.Duration
+	// raftTransport is "mux" (default) or "stream": how partition groups'
+	// Raft RPCs travel; hidden, for benchmarks.
+	raftTransport string
 	// Raft snapshots: how many entries since the last one trigger the next,
 	// how often that is checked, and how many entries compaction keeps.
 	snapshotThreshold uint64
@@ -58,8 +62,10 @@ func (c *clusterFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&c.gossipKeyFile, "gossip-key-file", "", "file holding the base64 gossip key")
 	f.StringVar(&c.advertiseAddr, "advertise-addr", "", "address (host:port) other nodes and clients reach this node's TLS port at (default: the listen address)")
 	f.DurationVar(&c.raftTimeout, "raft-timeout", time.Second, "Raft heartbeat and election timeout: a dead leader is replaced after about this long")
-	f.DurationVar(&c.partitionCommitTimeout, "partition-commit-timeout", 0, "Raft's CommitTimeout for topics' partition groups: an idle leader sends each follower its commit index at least this often, so followers apply (and their readers see) records up to about this long after the leader; longer costs idle partitions less CPU (0 = hashicorp/raft's 50ms)")
+	f.DurationVar(&c.partitionCommitTimeout, "partition-commit-timeout", 0, "Raft's CommitTimeout for topics' partition groups: an idle leader sends each follower its commit index at least this often, so followers apply (and their readers see) records up to about this long after the leader; longer costs idle partitions less CPU (0 = 500ms with --raft-transport mux, which also pushes the commit index as soon as the leader commits; hashicorp/raft's 50ms with stream)")
 	_ = f.MarkHidden("partition-commit-timeout") // a tuning knob for benchmarks (docs/benchmarks.md)
+	f.StringVar(&c.raftTransport, "raft-transport", "mux", "how topics' partition groups carry their Raft RPCs: mux (one connection per peer for all groups) or stream (hashicorp/raft's NetworkTransport, connections per group, as before); every node of a cluster must use the same one")
+	_ = f.MarkHidden("raft-transport") // for benchmarks (docs/benchmarks.md) and rolling upgrades from a version before the mux
 	f.Uint64Var(&c.snapshotThreshold, "raft-snapshot-threshold", 1<<20, "Raft entries since the last snapshot that make the node take the next one (a backstop: --raft-snapshot-bytes usually comes first, and every snapshot starts a new store segment)")
 	c.snapshotBytes = 64 << 20
 	f.Var(&c.snapshotBytes, "raft-snapshot-bytes", "take a Raft snapshot once the entries since the last one hold this many bytes (0 = only by --raft-snapshot-threshold); bounds what a restart replays")
@@ -99,6 +105,7 @@ type clusterSettings struct {
 	gossip     bool
 	gossipAddr string
 	key        []byte
+	transport  cluster.RaftTransport // partition groups'
 }
 
 // resolve checks the cluster flags against each other; addr is --addr.
@@ -119,6 +126,14 @@ func (c *clusterFlags) resolve(addr string, insecure bool, readFile func(string)
 	}
 	if c.partitionCommitTimeout != 0 && c.partitionCommitTimeout < time.Millisecond {
 		return s, usagef("--partition-commit-timeout %v is too short (0 = raft's default)", c.partitionCommitTimeout)
+	}
+	var err error
+	transport := c.raftTransport
+	if transport == "" {
+		transport = "mux" // the flag's default
+	}
+	if s.transport, err = cluster.ParseRaftTransport(transport); err != nil {
+		return s, usagef("--raft-transport %q: want mux or stream", c.raftTransport)
 	}
 	if c.reapFailedAfter < 0 {
 		return s, usagef("--reap-failed-after must not be negative (0 never removes failed members)")
@@ -169,7 +184,6 @@ func (c *clusterFlags) resolve(addr string, insecure bool, readFile func(string)
 	case c.gossipKey == "":
 		return s, usagef("--join needs the cluster's gossip key: --gossip-key or --gossip-key-file (make one with: openssl rand -base64 32)")
 	}
-	var err error
 	if s.key, err = membership.ParseKey(encoded); err != nil {
 		return s, usagef("gossip key: %v", err)
 	}
@@ -186,6 +200,7 @@ func (c *clusterFlags) config(s clusterSettings) node.ClusterConfig {
 		AdvertiseAddr:          c.advertiseAddr,
 		RaftTimeout:            c.raftTimeout,
 		PartitionCommitTimeout: c.partitionCommitTimeout,
+		PartitionTransport:     s.transport,
 		SnapshotThreshold:      c.snapshotThreshold,
 		SnapshotInterval:       c.snapshotInterval,
 		SnapshotBytes:          orOff(c.snapshotBytes),
