@@ -205,7 +205,7 @@ func TestGroupSnapshotOverMux(t *testing.T) {
 		}
 	}()
 	snap = append(snap, p.startGroup(t, sys[2], "snap.0", t.TempDir(), voters, compact))
-	next := appendAll(t, "snap.0", snap, 5)
+	appendAll(t, "snap.0", snap, 5)
 	if st := snap[2].log.Stats(); st.Segments < 2 {
 		t.Errorf("the late replica has %d segments; the snapshot should have carried several", st.Segments)
 	}
@@ -214,7 +214,7 @@ func TestGroupSnapshotOverMux(t *testing.T) {
 	sys[1].port.layer.Isolate(false)
 	close(stop)
 	<-done
-	next = appendAll(t, "snap.0", snap, 5)
+	next := appendAll(t, "snap.0", snap, 5)
 	waitApplied(t, next, snap...)
 	for name, replicas := range others {
 		appendAll(t, name, replicas, 1)

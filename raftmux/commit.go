@@ -136,6 +136,7 @@ func (t *Transport) noteAnswer(target raft.ServerAddress, args *raft.AppendEntri
 	if args.Term > p.term {
 		p.newTerm(args.Term)
 	}
+	//lint:ignore SA1019 raft still reads Leader from peers of older versions; a push says what raft said
 	p.header, p.leader = args.RPCHeader, args.Leader
 	p.match, p.matchTerm = last.Index, last.Term
 	if !p.pushing {
@@ -171,9 +172,11 @@ func (t *Transport) push(target raft.ServerAddress, p *pushState, try int) {
 		return
 	}
 	req := &raft.AppendEntriesRequest{
-		RPCHeader: p.header, Term: p.term, Leader: p.leader,
+		RPCHeader: p.header, Term: p.term,
 		PrevLogEntry: p.match, PrevLogTerm: p.matchTerm, LeaderCommitIndex: upTo,
 	}
+	//lint:ignore SA1019 raft still reads Leader from peers of older versions; a push says what raft said
+	req.Leader = p.leader
 	p.sentCommit = upTo
 	p.lastPush = time.Now()
 	p.mu.Unlock()

@@ -32,11 +32,10 @@ type node struct {
 	ln   net.Listener
 	wg   sync.WaitGroup
 
-	mu      sync.Mutex // guards conns, refuse
-	conns   map[net.Conn]struct{}
-	refuse  bool
-	dials   int // KindRPC dials
-	dialErr error
+	mu     sync.Mutex // guards conns, refuse
+	conns  map[net.Conn]struct{}
+	refuse bool
+	dials  int // KindRPC dials
 }
 
 func startNode(t testing.TB, ca *pkitest.CA, name string, cfg raftmux.Config) *node {

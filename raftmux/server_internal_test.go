@@ -27,8 +27,8 @@ func request(typ byte, id uint64, group string, body any) []byte {
 // FuzzReadRequests: whatever a peer sends, the acceptor's reader returns
 // an error or reads on; it never panics.
 func FuzzReadRequests(f *testing.F) {
-	f.Add(request(reqAppendEntries, 1, "g", &raft.AppendEntriesRequest{Term: 1, Leader: []byte("x"), Entries: []*raft.Log{{Index: 1, Term: 1, Data: []byte("d")}}}))
-	f.Add(request(reqAppendEntries, 2, "g", &raft.AppendEntriesRequest{Term: 1, Leader: []byte("x")}))
+	f.Add(request(reqAppendEntries, 1, "g", &raft.AppendEntriesRequest{Term: 1, RPCHeader: raft.RPCHeader{Addr: []byte("x")}, Entries: []*raft.Log{{Index: 1, Term: 1, Data: []byte("d")}}}))
+	f.Add(request(reqAppendEntries, 2, "g", &raft.AppendEntriesRequest{Term: 1, RPCHeader: raft.RPCHeader{Addr: []byte("x")}}))
 	f.Add(request(reqRequestVote, 3, "other", &raft.RequestVoteRequest{Term: 2}))
 	f.Add(request(reqRequestPreVote, 4, "g", &raft.RequestPreVoteRequest{Term: 2}))
 	f.Add(request(reqTimeoutNow, 5, "g", &raft.TimeoutNowRequest{}))

@@ -255,6 +255,7 @@ func (t *Transport) deliver(in inboundRPC) {
 func isHeartbeat(req *raft.AppendEntriesRequest) bool {
 	leader := req.Addr
 	if len(leader) == 0 {
+		//lint:ignore SA1019 a peer of an older raft sets only Leader, as NetworkTransport's test allows
 		leader = req.Leader
 	}
 	return req.Term != 0 && leader != nil && req.PrevLogEntry == 0 && req.PrevLogTerm == 0 &&

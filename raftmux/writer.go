@@ -46,8 +46,6 @@ func newMsgpack() *codec.MsgpackHandle {
 	return h
 }
 
-var errWriterClosed = errors.New("raftmux: connection closed")
-
 // writer is a connection's single writer: senders queue frames, it
 // writes all that are queued with one flush.
 type writer struct {
