@@ -255,7 +255,8 @@ func verifyServer(cs tls.ConnectionState, roots *x509.CertPool, now time.Time) e
 // content changed since the last look and makes a valid whole. It reports
 // whether new material took effect. On error the previous material stays
 // in force; the same content is not tried, nor reported, again (except a
-// certificate not valid yet, tried until it is).
+// certificate not valid yet, tried until it is). Files that change while
+// they are read are read again at the next look, without an error.
 func (r *Reloader) Reload() (bool, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -279,6 +280,13 @@ func (r *Reloader) Reload() (bool, error) {
 			}
 			return false, err
 		}
+	}
+	if again, _, _ := r.read(); again != sum {
+		// The files changed while they were read (a Secret volume's
+		// symlink swap between two of them): what was read is no whole,
+		// so it is neither refused nor counted; the next look reads them
+		// again.
+		return false, nil
 	}
 	r.seen = sum
 	r.errs.Inc()
