@@ -1,7 +1,6 @@
 package pki_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -27,6 +26,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/proglog/proglog/internal/syncbuf"
 	"github.com/proglog/proglog/pki"
 	"github.com/proglog/proglog/pki/pkitest"
 )
@@ -625,20 +625,5 @@ func TestReloaderRun(t *testing.T) {
 	waitUntil("the log line", func() bool { return strings.Contains(logs.String(), "tls reloaded") })
 }
 
-// syncBuffer is a log sink that Run's goroutine and the test can share.
-type syncBuffer struct {
-	mu  sync.Mutex // guards buf
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// syncBuffer collects output that goroutines write while the test reads it.
+type syncBuffer = syncbuf.Buffer

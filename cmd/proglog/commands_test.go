@@ -10,11 +10,11 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/proglog/proglog/acl"
+	"github.com/proglog/proglog/internal/syncbuf"
 	"github.com/proglog/proglog/logstore"
 	"github.com/proglog/proglog/service"
 )
@@ -147,23 +147,8 @@ func TestDeniedExitCode(t *testing.T) {
 	}
 }
 
-// syncBuffer is an output that a running command and the test share.
-type syncBuffer struct {
-	mu  sync.Mutex // guards buf
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// syncBuffer collects output that goroutines write while the test reads it.
+type syncBuffer = syncbuf.Buffer
 
 func TestFollowStopsCleanlyOnInterrupt(t *testing.T) {
 	n := startTestNode(t, "p, anonymous, *, *\n")

@@ -18,10 +18,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/proglog/proglog/internal/syncbuf"
 )
 
 // repoRoot is where the module lives, relative to this package.
@@ -71,23 +72,8 @@ func freeAddr(t *testing.T) string {
 	return addr
 }
 
-// lockedBuffer collects a child's output while the test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex // guards buf
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// lockedBuffer collects output that goroutines write while the test reads it.
+type lockedBuffer = syncbuf.Buffer
 
 // node is a running `proglog serve`.
 type node struct {
