@@ -10,15 +10,15 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	"go.uber.org/goleak"
 
 	"github.com/proglog/proglog/client"
 	"github.com/proglog/proglog/cluster/clustertest"
 	logv1 "github.com/proglog/proglog/gen/log/v1"
+	"github.com/proglog/proglog/internal/leaktest"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	leaktest.VerifyTestMain(m)
 }
 
 // waitApplied waits until every node's store holds offsets below next.

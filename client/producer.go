@@ -29,7 +29,10 @@ const DefaultProducerWindow = 128
 // may be called from several goroutines.
 //
 // The Topic and Partition options given to NewProducer say where every
-// Send goes. Without Partition, a Send whose records have keys is split by
+// Send goes. With Partition, the stream goes to that partition's leader as
+// the client knows it (DescribeTopic, cached), not through the cluster's
+// leader, so one Producer per partition writes to each partition directly,
+// as a Kafka producer does. Without Partition, a Send whose records have keys is split by
 // partition as ProduceSplit splits records: one request per partition
 // their keys map to, naming it, and one for the records without a key, all
 // on the one stream, in order; its Ack completes when all of them are
@@ -75,12 +78,17 @@ func Ordered() ProducerOption {
 
 // producerStream is one ProduceStream and the requests awaiting its acks.
 type producerStream struct {
-	addr    string
-	gen     uint64
-	stream  *connect.BidiStreamForClientSimple[logv1.ProduceStreamRequest, logv1.ProduceStreamResponse]
-	cancel  context.CancelFunc
-	pending []*ackPart // guarded by Producer.mu; acks arrive in this order
-	broken  bool       // guarded by Producer.mu; the receiver has failed pending
+	addr string
+	gen  uint64
+	// route is the partition whose leader addr is (a Producer with a
+	// Partition option), routeGen which answer of the topic cache said so;
+	// nil when the stream goes to the cluster's leader.
+	route    *dest
+	routeGen uint64
+	stream   *connect.BidiStreamForClientSimple[logv1.ProduceStreamRequest, logv1.ProduceStreamResponse]
+	cancel   context.CancelFunc
+	pending  []*ackPart // guarded by Producer.mu; acks arrive in this order
+	broken   bool       // guarded by Producer.mu; the receiver has failed pending
 }
 
 // Ack is the outcome of one Producer.Send: of its one request, or of the
@@ -226,6 +234,16 @@ func (p *Producer) send(ctx context.Context, records []*logv1.Record) (_ *Ack, e
 		ack.parts = append(ack.parts, ap)
 	}
 
+	// A Producer of one partition streams to that partition's leader; the
+	// route is looked up (perhaps asked for) before p.mu, which is never
+	// held across network I/O.
+	var route *dest
+	var direct string
+	var routeGen uint64
+	if p.target.partitionSet {
+		route = &dest{topic: p.target.topic, partition: p.target.partition}
+		direct, routeGen = p.c.partitionLeader(ctx, route)
+	}
 	p.sendMu.Lock()
 	defer p.sendMu.Unlock()
 	p.mu.Lock()
@@ -241,7 +259,7 @@ func (p *Producer) send(ctx context.Context, records []*logv1.Record) (_ *Ack, e
 		return nil, fmt.Errorf("client: the producer stopped at its first failure: %w", err)
 	}
 	if p.cur == nil || p.cur.broken {
-		s, err := p.open()
+		s, err := p.open(direct, route, routeGen)
 		if err != nil {
 			err = fmt.Errorf("client: opening a ProduceStream: %w", err)
 			if p.ordered {
@@ -275,13 +293,17 @@ func hasKey(records []*logv1.Record) bool {
 	return false
 }
 
-// open starts a stream to the leader and its receiver. Called with
-// p.sendMu and p.mu.
-func (p *Producer) open() (*producerStream, error) {
+// open starts a stream and its receiver: to direct, the leader of route's
+// partition, when the client knows it, else to the cluster's leader (which
+// forwards). Called with p.sendMu and p.mu.
+func (p *Producer) open(direct string, route *dest, routeGen uint64) (*producerStream, error) {
 	addr, gen := p.c.writeTarget()
 	ctx, cancel := context.WithCancel(p.ctx)
 	s := &producerStream{addr: addr, gen: gen, cancel: cancel}
-	stream, err := p.c.client(addr).ProduceStream(ctx)
+	if direct != "" {
+		s.addr, s.route, s.routeGen = direct, route, routeGen
+	}
+	stream, err := p.c.client(s.addr).ProduceStream(ctx)
 	if err != nil {
 		cancel()
 		return nil, err
@@ -342,6 +364,9 @@ func (p *Producer) receive(s *producerStream) {
 	}
 	if staleCount(err) {
 		p.c.forgetTopic(p.target.topic) // the next Send learns the partition count again
+	}
+	if s.route != nil && leadershipMoved(err) {
+		p.c.invalidate(s.route.topic, s.routeGen) // the next stream asks where the leader went
 	}
 	for _, ap := range pending {
 		p.complete(ap, 0, err)

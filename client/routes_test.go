@@ -281,6 +281,33 @@ func TestAppendsGoToThePartitionLeader(t *testing.T) {
 		}
 	}
 
+	// A Producer of one partition streams straight to its leader: nothing
+	// is forwarded (a stream's request forwarded to the leader reaches it
+	// as a ProduceBatch).
+	before := appendCounts(t, nodes)
+	for p := range partitions {
+		pr, err := c.NewProducer(ctx, 8, client.Topic(topic), client.Partition(p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ack, err := pr.Send(ctx, []byte("s1"), []byte("s2"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ack.Wait(ctx); err != nil {
+			t.Fatalf("producer of partition %d: %v", p, err)
+		}
+		if err := pr.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after := appendCounts(t, nodes)
+	for _, n := range nodes {
+		if after[n.id] != before[n.id] {
+			t.Errorf("%s handled %d unary appends while producers streamed to the partitions: a stream went through another node", n.id, after[n.id]-before[n.id])
+		}
+	}
+
 	// A client that refreshes rarely sends straight to the leaders too.
 	slow := p.newClient(t, "root", client.Config{Addrs: all, RefreshInterval: time.Hour})
 	if ok, how := direct(t, nodes, want, produce(slow)); !ok {

@@ -10,13 +10,13 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-	"go.uber.org/goleak"
 
+	"github.com/proglog/proglog/internal/leaktest"
 	"github.com/proglog/proglog/membership"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	leaktest.VerifyTestMain(m)
 }
 
 // recorder is a Handler that acts like a Raft leader (leader true) or a

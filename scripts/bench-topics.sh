@@ -6,6 +6,8 @@
 #   throughput  one topic of 1 partition vs one of 12 (replication factor
 #               3) and the default topic (the system group), alternating,
 #               ROUNDS times: `proglog bench produce --topic T` with each
+#               (and p12-direct: `--topics 1 --partitions 12`, the client
+#               naming each partition and sending it to its leader)
 #               of TP_CONFIGS (";"-separated argument sets), and the nodes'
 #               CPU seconds during each run.
 #   leaders     leaders per node of a 30-partition topic right after
@@ -168,6 +170,7 @@ throughput_on() { # transport
 	start "tp-$1" --raft-transport "$1" --max-conns 8192
 	cli topics create p1 --partitions 1 --replication-factor 3 >/dev/null
 	cli topics create p12 --partitions 12 --replication-factor 3 >/dev/null
+	cli topics create bench-0 --partitions 12 --replication-factor 3 >/dev/null # p12-direct's
 	sleep 10 # leaders handed to the preferred replicas
 	note "## throughput: p1's leader: $(leaders p1); p12's leaders: $(leaders p12)"
 	local configs args r t
@@ -176,11 +179,11 @@ throughput_on() { # transport
 		note "proglog bench produce --topic T $args --records $TP_RECORDS (to n1, the system leader)"
 		for r in $(seq "$ROUNDS"); do
 			local p1rate=0
-			for t in default p1 p12; do
+			for t in default p1 p12 p12-direct; do
 				run_produce "$r" "$t" "$args"
 				[[ $t == p1 ]] && p1rate=$rate
 			done
-			note "  round $r: p12 / p1 = $(awk -v a="$rate" -v b="$p1rate" 'BEGIN { printf "%.0f%%", 100 * a / b }'), per p12 leader (3 nodes) $((rate / 3)) records/s"
+			note "  round $r: p12-direct / p1 = $(awk -v a="$rate" -v b="$p1rate" 'BEGIN { printf "%.0f%%", 100 * a / b }'), per p12 leader (3 nodes) $((rate / 3)) records/s"
 		done
 	done
 	stop
@@ -191,7 +194,11 @@ run_produce() { # round topic args: one bench run, with the nodes' CPU
 	for i in 0 1 2; do before+=("$(ticks "${pids[$i]}")"); done
 	l=$(load)
 	# shellcheck disable=SC2086 # the arguments split into words
-	out=$(cli bench produce --topic "$2" $3 --records "$TP_RECORDS" | tail -2)
+	local where=(--topic "$2")
+	# p12-direct: the 12 partitions of bench-0 named by the client, each
+	# sent straight to its leader (a Producer per partition with stream).
+	[[ $2 == p12-direct ]] && where=(--topics 1 --partitions 12)
+	out=$(cli bench produce "${where[@]}" $3 --records "$TP_RECORDS" | tail -2)
 	for i in 0 1 2; do
 		d=$(($(ticks "${pids[$i]}") - ${before[$i]}))
 		total=$((total + d))

@@ -11,14 +11,14 @@ import (
 	"strings"
 	"testing"
 
-	"go.uber.org/goleak"
 	"golang.org/x/net/html"
 
+	"github.com/proglog/proglog/internal/leaktest"
 	"github.com/proglog/proglog/web"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	leaktest.VerifyTestMain(m)
 }
 
 type response struct {

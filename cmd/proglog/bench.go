@@ -58,8 +58,9 @@ Both take --topic and --partition (produce: records without keys go to the
 partition the server picks per request, keyed ones (--key-size) where their
 keys map to). bench produce --topics N --partitions P instead spreads the
 load over the topics bench-0 to bench-<N-1>, creating those that do not
-exist with P partitions (default 1); each client sends its requests to them
-in turn. The throughput reported is the aggregate of every client.` + "\n" + exitCodesHelp,
+exist with P partitions (default 1); each client sends its requests to
+their partitions in turn, each straight to the partition's leader (with
+stream: a Producer per partition). The throughput reported is the aggregate of every client.` + "\n" + exitCodesHelp,
 		Args: wantNoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			return usagef("bench needs a subcommand: produce or consume")
@@ -165,17 +166,18 @@ func benchTargets(ctx context.Context, b benchFlags, warn io.Writer) ([][]client
 		return nil, "", err
 	}
 	defer c.Close()
-	targets := make([][]client.TopicOption, b.topics)
+	var targets [][]client.TopicOption
 	created := 0
 	for i := range b.topics {
 		name := fmt.Sprintf("bench-%d", i)
-		targets[i] = []client.TopicOption{client.Topic(name)}
+		parts := b.parts
 		cctx, cancel := unaryContext(ctx, b.cf.timeout)
 		_, err := c.CreateTopic(cctx, client.TopicSpec{Name: name, Partitions: b.parts})
 		if connect.CodeOf(err) == connect.CodeAlreadyExists {
 			var d *client.TopicDescription
 			if d, err = c.DescribeTopic(cctx, name); err == nil && d.Topic.Partitions != b.parts {
 				fmt.Fprintf(warn, "proglog: topic %s exists with %d partitions, not %d: using it as it is\n", name, d.Topic.Partitions, b.parts)
+				parts = d.Topic.Partitions
 			}
 		} else if err == nil {
 			created++
@@ -183,6 +185,12 @@ func benchTargets(ctx context.Context, b benchFlags, warn io.Writer) ([][]client
 		cancel()
 		if err != nil {
 			return nil, "", fmt.Errorf("topic %s: %w", name, err)
+		}
+		// One target per partition, named: the client sends each straight
+		// to its partition's leader (a Producer per partition, as a Kafka
+		// producer batches per partition) instead of through one node.
+		for p := range parts {
+			targets = append(targets, []client.TopicOption{client.Topic(name), client.Partition(p)})
 		}
 	}
 	return targets, fmt.Sprintf(", topics bench-0..bench-%d (%d partitions each, %d created)", b.topics-1, b.parts, created), nil
