@@ -82,11 +82,14 @@
 // gets it, through the node the client knew. The retry rules below are
 // the same wherever an attempt goes.
 //
-// Producer streams and reads do not route by partition yet: a Producer's
-// one stream goes to the cluster's leader, which forwards each request to
-// its partition's leader; reads go to the followers (or the leader) as
-// without topics, and the servers forward them to a replica of the
-// partition.
+// A Producer with a Partition option streams straight to that
+// partition's leader the same way (a stream that breaks in a way a change
+// of leader explains makes the next one ask again); one Producer per
+// partition is how to write many partitions fast. A Producer without
+// Partition has one stream, to the cluster's leader, which forwards each
+// request to its partition's leader. Reads do not route by partition yet:
+// they go to the followers (or the leader) as without topics, and the
+// servers forward them to a replica of the partition.
 //
 // # What is retried
 //
