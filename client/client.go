@@ -70,10 +70,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		logger:  cfg.Logger,
 		clients: map[string]logv1connect.LogServiceClient{},
 		down:    map[string]time.Time{},
-		scheme:  "http://",
-	}
-	if cfg.TLS != nil {
-		c.scheme = "https://"
+		scheme:  scheme(cfg),
 	}
 	if cfg.TracerProvider != nil {
 		opt, err := tracingOption(cfg.TracerProvider)
@@ -83,12 +80,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		c.opts = append(c.opts, opt)
 		c.tracer = cfg.TracerProvider.Tracer(tracerName)
 	}
-	switch cfg.Protocol {
-	case ProtocolGRPC:
-		c.opts = append(c.opts, connect.WithGRPC())
-	case ProtocolGRPCWeb:
-		c.opts = append(c.opts, connect.WithGRPCWeb())
-	}
+	c.opts = append(c.opts, protocolOptions(cfg.Protocol)...)
 	c.http = cfg.HTTPClient
 	if c.http == nil {
 		c.transport = newTransport(cfg)
@@ -108,6 +100,25 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	c.wg.Go(c.refresher)
 	return c, nil
+}
+
+// scheme is the URL scheme of cfg's servers.
+func scheme(cfg Config) string {
+	if cfg.TLS != nil {
+		return "https://"
+	}
+	return "http://"
+}
+
+// protocolOptions select the RPC protocol (Connect is connect-go's default).
+func protocolOptions(p Protocol) []connect.ClientOption {
+	switch p {
+	case ProtocolGRPC:
+		return []connect.ClientOption{connect.WithGRPC()}
+	case ProtocolGRPCWeb:
+		return []connect.ClientOption{connect.WithGRPCWeb()}
+	}
+	return nil
 }
 
 // newTransport makes the HTTP/2 transport: TLS with ALPN h2, or

@@ -234,18 +234,25 @@ func (p *Producer) send(ctx context.Context, records []*logv1.Record) (_ *Ack, e
 		ack.parts = append(ack.parts, ap)
 	}
 
-	// A Producer of one partition streams to that partition's leader; the
-	// route is looked up (perhaps asked for) before p.mu, which is never
-	// held across network I/O.
+	p.sendMu.Lock()
+	defer p.sendMu.Unlock()
+	// A Producer of one partition opens its streams to that partition's
+	// leader; the route is looked up (perhaps asked for) only when a stream
+	// is to be opened, and before p.mu, which is never held across network
+	// I/O. (sendMu keeps other Sends from opening one meanwhile; a stream
+	// that breaks in between reopens through the cluster's leader.)
 	var route *dest
 	var direct string
 	var routeGen uint64
 	if p.target.partitionSet {
-		route = &dest{topic: p.target.topic, partition: p.target.partition}
-		direct, routeGen = p.c.partitionLeader(ctx, route)
+		p.mu.Lock()
+		opening := p.cur == nil || p.cur.broken
+		p.mu.Unlock()
+		if opening {
+			route = &dest{topic: p.target.topic, partition: p.target.partition}
+			direct, routeGen = p.c.partitionLeader(ctx, route)
+		}
 	}
-	p.sendMu.Lock()
-	defer p.sendMu.Unlock()
 	p.mu.Lock()
 	if p.closed || p.ctx.Err() != nil {
 		p.mu.Unlock()

@@ -2,30 +2,26 @@ package cluster
 
 import (
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/hashicorp/raft"
 )
 
-// Ready reports whether this node serves its share of the group now: it is
-// in the group's configuration, knows a leader it has heard from within
-// two heartbeat timeouts (or leads), has applied every entry it knows to be
-// committed, and can write (CanWrite). nil means ready; the error says
-// what is missing. A node that restarts is not ready until the leader has
-// reached it and it has caught up, which is what a rolling restart waits
-// for before it stops the next node.
+// Ready reports whether this node serves its share of the group now: it
+// knows a leader it has heard from within two heartbeat timeouts (or
+// leads), has applied every entry it knows to be committed, and can write
+// (CanWrite). nil means ready; the error says what is missing. Being a
+// member of the group follows: a leader sends to the members of its
+// configuration only, so a node not (yet, or no longer) among them hears
+// from none, and Ready costs no round trip through raft's loop (a node
+// asks it of every partition it hosts, every second). A node that
+// restarts is not ready until the leader has reached it and it has caught
+// up, which is what a rolling restart waits for before it stops the next
+// node.
 func (l *Log) Ready() error {
 	state := l.raft.State()
 	if state == raft.Shutdown {
 		return ErrClosed
-	}
-	members, err := l.Members()
-	if err != nil {
-		return err
-	}
-	if !slices.ContainsFunc(members, func(m Member) bool { return m.ID == l.cfg.NodeID }) {
-		return fmt.Errorf("cluster: not ready: %s is not (yet) a member of the group", l.cfg.NodeID)
 	}
 	leader, _ := l.Leader()
 	switch {

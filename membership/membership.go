@@ -402,17 +402,8 @@ func (m *Membership) forget(id string) {
 // gossips a newer join and is verified and added again.
 func (m *Membership) reap(id string, voters map[string]string, alive map[string]bool) {
 	if _, ok := voters[id]; ok {
-		remaining, live := 0, 0
-		for v := range voters {
-			if v == id {
-				continue
-			}
-			remaining++
-			if alive[v] {
-				live++
-			}
-		}
-		if 2*live <= remaining {
+		remaining, live, ok := liveMajorityWithout(id, voters, alive)
+		if !ok {
 			if !m.reapHeld[id] {
 				m.reapHeld[id] = true
 				m.logger.Warn("membership: not removing a failed member: the voters left would have no live majority",
@@ -510,17 +501,7 @@ func (m *Membership) remove(id string) error {
 		return nil // already out: a retried Remove succeeds
 	}
 	if voter {
-		remaining, live := 0, 0
-		for v := range voters {
-			if v == id {
-				continue
-			}
-			remaining++
-			if alive[v] {
-				live++
-			}
-		}
-		if 2*live <= remaining {
+		if remaining, live, ok := liveMajorityWithout(id, voters, alive); !ok {
 			return fmt.Errorf("%w: removing %q leaves %d voters of which %d are alive", ErrNoLiveMajority, id, remaining, live)
 		}
 		if err := m.cfg.Handler.RemoveFailed(id); err != nil {
@@ -535,6 +516,22 @@ func (m *Membership) remove(id string) error {
 		}
 	}
 	return nil
+}
+
+// liveMajorityWithout counts the voters that remain without id and those
+// of them gossip sees alive; ok when the live ones are a majority of the
+// remaining, so that removing id leaves a configuration that can commit.
+func liveMajorityWithout(id string, voters map[string]string, alive map[string]bool) (remaining, live int, ok bool) {
+	for v := range voters {
+		if v == id {
+			continue
+		}
+		remaining++
+		if alive[v] {
+			live++
+		}
+	}
+	return remaining, live, 2*live > remaining
 }
 
 func (m *Membership) call(what, id string, f func() error) {

@@ -23,11 +23,12 @@ func (s *Service) checkTopic(ctx context.Context, name, action string) error {
 	return s.authorize(ctx, name, action)
 }
 
-// forwardChange sends a topic change that Topics refused with err (this
-// node does not lead the system group) to the leader, when Config.Forward
-// names one: the leader's answer, error or not, becomes the call's. ok is
-// false when the change is not forwarded.
-func forwardChange[Resp any](ctx context.Context, s *Service, name string, err error, call func(logv1connect.LogServiceClient) (*Resp, error)) (_ *Resp, ok bool, _ error) {
+// forwardChange sends a change to the cluster (what names it, e.g. `topic
+// "orders"`) that this node refused with err (it does not lead the
+// system group) to the leader, when Config.Forward names one: the leader's
+// answer, error or not, becomes the call's. ok is false when the change is
+// not forwarded.
+func forwardChange[Resp any](ctx context.Context, s *Service, what string, err error, call func(logv1connect.LogServiceClient) (*Resp, error)) (_ *Resp, ok bool, _ error) {
 	leader, ok := s.leaderFor(ctx, err)
 	if !ok {
 		return nil, false, nil
@@ -38,7 +39,7 @@ func forwardChange[Resp any](ctx context.Context, s *Service, name string, err e
 			return nil, true, toConnect(ctx, ctx.Err())
 		}
 		return nil, true, connect.NewError(connect.CodeUnavailable, fmt.Errorf(
-			"topic %q: forwarding the change to the leader failed; it may or may not have been made: %w", name, err))
+			"%s: forwarding the change to the leader failed; it may or may not have been made: %w", what, err))
 	}
 	return resp, true, err
 }
@@ -114,7 +115,7 @@ func (s *Service) CreateTopic(ctx context.Context, req *logv1.CreateTopicRequest
 	}
 	t, err := s.topics.Create(ctx, spec)
 	if err != nil {
-		if resp, ok, err := forwardChange(ctx, s, name, err, func(leader logv1connect.LogServiceClient) (*logv1.CreateTopicResponse, error) {
+		if resp, ok, err := forwardChange(ctx, s, fmt.Sprintf("topic %q", name), err, func(leader logv1connect.LogServiceClient) (*logv1.CreateTopicResponse, error) {
 			return leader.CreateTopic(ctx, req)
 		}); ok {
 			return resp, err
@@ -190,7 +191,7 @@ func (s *Service) UpdateTopic(ctx context.Context, req *logv1.UpdateTopicRequest
 	}
 	t, err := s.topics.Update(ctx, name, u)
 	if err != nil {
-		if resp, ok, err := forwardChange(ctx, s, name, err, func(leader logv1connect.LogServiceClient) (*logv1.UpdateTopicResponse, error) {
+		if resp, ok, err := forwardChange(ctx, s, fmt.Sprintf("topic %q", name), err, func(leader logv1connect.LogServiceClient) (*logv1.UpdateTopicResponse, error) {
 			return leader.UpdateTopic(ctx, req)
 		}); ok {
 			return resp, err
@@ -207,7 +208,7 @@ func (s *Service) DeleteTopic(ctx context.Context, req *logv1.DeleteTopicRequest
 		return nil, err
 	}
 	if err := s.topics.Delete(ctx, name); err != nil {
-		if resp, ok, err := forwardChange(ctx, s, name, err, func(leader logv1connect.LogServiceClient) (*logv1.DeleteTopicResponse, error) {
+		if resp, ok, err := forwardChange(ctx, s, fmt.Sprintf("topic %q", name), err, func(leader logv1connect.LogServiceClient) (*logv1.DeleteTopicResponse, error) {
 			return leader.DeleteTopic(ctx, req)
 		}); ok {
 			return resp, err
@@ -229,7 +230,7 @@ func (s *Service) MovePartition(ctx context.Context, req *logv1.MovePartitionReq
 	}
 	t, err := s.topics.Move(ctx, name, int(req.GetPartition()), req.GetFromNode(), req.GetToNode())
 	if err != nil {
-		if resp, ok, err := forwardChange(ctx, s, name, err, func(leader logv1connect.LogServiceClient) (*logv1.MovePartitionResponse, error) {
+		if resp, ok, err := forwardChange(ctx, s, fmt.Sprintf("topic %q", name), err, func(leader logv1connect.LogServiceClient) (*logv1.MovePartitionResponse, error) {
 			return leader.MovePartition(ctx, req)
 		}); ok {
 			return resp, err
@@ -255,12 +256,9 @@ func (s *Service) RemoveNode(ctx context.Context, req *logv1.RemoveNodeRequest) 
 	}
 	stranded, err := s.removeNode(ctx, nodeID)
 	if err != nil {
-		if leader, ok := s.leaderFor(ctx, err); ok {
-			resp, err := leader.RemoveNode(ctx, req)
-			if err != nil && !connect.IsWireError(err) {
-				return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf(
-					"node %q: forwarding the removal to the leader failed; it may or may not have been made: %w", nodeID, err))
-			}
+		if resp, ok, err := forwardChange(ctx, s, fmt.Sprintf("node %q", nodeID), err, func(leader logv1connect.LogServiceClient) (*logv1.RemoveNodeResponse, error) {
+			return leader.RemoveNode(ctx, req)
+		}); ok {
 			return resp, err
 		}
 		return nil, toConnect(ctx, err)

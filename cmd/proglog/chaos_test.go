@@ -367,15 +367,7 @@ func (s *soak) inject(kind string, leader *member) string {
 			return fmt.Sprintf("kill -9 %s; no sealed Raft log segment to flip, restarted", role(m, leader))
 		}
 		seg := segs[len(segs)-2]
-		b, err := os.ReadFile(seg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		at := len(b) / 2
-		b[at] ^= 0x20
-		if err := os.WriteFile(seg, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
+		at := flipMiddle(t, seg, 0x20)
 		what := fmt.Sprintf("kill -9 %s, flipped byte %d of %s", role(m, leader), at, filepath.Base(seg))
 		s.logf("round %d %s: %s; restarting with --recover-from-peers", s.round, s.kind, what)
 		before := m.out.String()

@@ -2,13 +2,12 @@ package main
 
 import (
 	"fmt"
-	"net/http"
 	"strings"
 
-	"connectrpc.com/connect"
 	"connectrpc.com/grpchealth"
 	"github.com/spf13/cobra"
 
+	"github.com/proglog/proglog/client"
 	"github.com/proglog/proglog/service"
 )
 
@@ -41,41 +40,19 @@ Services:
 			if err != nil {
 				return err
 			}
-			var protocols http.Protocols
-			scheme := "https://"
-			if cfg.TLS == nil {
-				scheme = "http://"
-				protocols.SetUnencryptedHTTP2(true)
-			} else {
-				protocols.SetHTTP2(true)
-			}
 			if serverName != "" && cfg.TLS != nil {
 				cfg.TLS = cfg.TLS.Clone()
 				cfg.TLS.ServerName = serverName
 			}
-			tr := &http.Transport{TLSClientConfig: cfg.TLS, Protocols: &protocols}
-			defer tr.CloseIdleConnections()
-			opt := connect.WithGRPC()
-			switch cf.protocol {
-			case "connect":
-				opt = nil
-			case "grpcweb", "grpc-web":
-				opt = connect.WithGRPCWeb()
-			}
-			var opts []connect.ClientOption
-			if opt != nil {
-				opts = append(opts, opt)
-			}
-			hc := grpchealth.NewClient(&http.Client{Transport: tr}, scheme+cf.addr, opts...)
 			ctx, cancel := unaryContext(cmd.Context(), cf.timeout)
 			defer cancel()
-			resp, err := hc.Check(ctx, &grpchealth.CheckRequest{Service: svc})
+			status, err := client.CheckHealth(ctx, cfg, svc)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintln(e.stdout, strings.ToUpper(resp.Status.String())) // as gRPC names it: SERVING
-			if resp.Status != grpchealth.StatusServing {
-				return fmt.Errorf("health service %q of %s is %s", svc, cf.addr, resp.Status)
+			fmt.Fprintln(e.stdout, strings.ToUpper(status.String())) // as gRPC names it: SERVING
+			if status != grpchealth.StatusServing {
+				return fmt.Errorf("health service %q of %s is %s", svc, cf.addr, status)
 			}
 			return nil
 		},

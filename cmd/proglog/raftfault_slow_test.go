@@ -51,14 +51,7 @@ func TestRaftLogCorruptRefused(t *testing.T) {
 	}
 	slices.Sort(segs)
 	sealed := segs[1] // the oldest holds Raft's first entries, this one records
-	b, err := os.ReadFile(sealed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[len(b)/2] ^= 0x01
-	if err := os.WriteFile(sealed, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	flipMiddle(t, sealed, 0x01)
 
 	var stderr bytes.Buffer
 	cmd := exec.Command(bin, append([]string{"serve", "--data-dir", dir, "--addr", addr, "--log-format", "json"}, seg...)...)
@@ -155,14 +148,7 @@ func damagedFollower(t *testing.T, extra ...string) (c *testCluster, leader, f *
 	}
 	slices.Sort(segs)
 	sealed = segs[len(segs)/2]
-	b, err := os.ReadFile(sealed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[len(b)/2] ^= 0x10
-	if err := os.WriteFile(sealed, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	flipMiddle(t, sealed, 0x10)
 
 	return c, leader, f, sealed
 }
@@ -266,4 +252,20 @@ func TestClusterRaftLogCorruptRecoveredFromPeers(t *testing.T) {
 	if got := c.checkIdentical(); len(got) != 240 {
 		t.Fatalf("after the restart the log has %d records", len(got))
 	}
+}
+
+// flipMiddle XORs the byte in the middle of the file at path with mask, as
+// a rotten disk sector would, and returns its position.
+func flipMiddle(t *testing.T, path string, mask byte) int {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := len(b) / 2
+	b[at] ^= mask
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return at
 }
