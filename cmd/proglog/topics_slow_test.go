@@ -195,7 +195,7 @@ type topicAck struct {
 // partition are identical, and the history of produces and reads is
 // linearizable per partition (porcupine).
 func TestTopicsKillNodeUnderLoad(t *testing.T) {
-	topicsUnderFault(t, func(c *testCluster, victim *member, during func()) {
+	topicsUnderFault(t, startCluster(t), func(c *testCluster, victim *member, during func()) {
 		victim.kill9()
 		during()
 		victim.start()
@@ -209,7 +209,7 @@ func TestTopicsKillNodeUnderLoad(t *testing.T) {
 // must step down from stale leaderships without losing or inventing a
 // record.
 func TestTopicsPausedNodeUnderLoad(t *testing.T) {
-	topicsUnderFault(t, func(c *testCluster, victim *member, during func()) {
+	topicsUnderFault(t, startCluster(t), func(c *testCluster, victim *member, during func()) {
 		victim.signal(syscall.SIGSTOP)
 		during()
 		victim.signal(syscall.SIGCONT)
@@ -217,11 +217,10 @@ func TestTopicsPausedNodeUnderLoad(t *testing.T) {
 	})
 }
 
-// topicsUnderFault runs the load of TestTopicsKillNodeUnderLoad and, once
-// it is under way, fault on a follower of the system group (during waits
-// for more acknowledged produces), then checks what it checks.
-func topicsUnderFault(t *testing.T, fault func(c *testCluster, victim *member, during func())) {
-	c := startCluster(t)
+// topicsUnderFault runs the load of TestTopicsKillNodeUnderLoad on c (three
+// members) and, once it is under way, fault on n2 or n3 (during waits for
+// more acknowledged produces), then checks what it checks.
+func topicsUnderFault(t *testing.T, c *testCluster, fault func(c *testCluster, victim *member, during func())) {
 	ctx := t.Context()
 	if _, err := c.client(c.members[0].addr).CreateTopic(ctx, &logv1.CreateTopicRequest{Name: "orders", Partitions: 4, ReplicationFactor: 3}); err != nil {
 		t.Fatal(err)
@@ -519,4 +518,103 @@ func TestTopicsReplaceDeadNode(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// TestTopicsPartitionNetns is TestTopicsKillNodeUnderLoad with the node cut
+// off the network (its link down in its own namespace) rather than killed,
+// and the catalogue changed while it is cut off: a topic deleted and
+// another created and written. The node leads some partitions, which the
+// majority takes over; once the link is back it learns what changed:
+// it removes the deleted topic's files, hosts the new topic (when the
+// leader placed a replica on it) with its records, and every partition's
+// replicas are identical.
+func TestTopicsPartitionNetns(t *testing.T) {
+	nn := newNetns(t, 3)
+	c := startNetnsCluster(t, nn, 3, nil).testCluster
+	ctx := t.Context()
+	if _, err := c.client(c.members[0].addr).CreateTopic(ctx, &logv1.CreateTopicRequest{Name: "old", Partitions: 2, ReplicationFactor: 3}); err != nil {
+		t.Fatal(err)
+	}
+	oldDirs := map[*member][]string{}
+	for _, m := range c.members {
+		waitFor(t, m.id+" to host the old topic", 30*time.Second, func() bool { return len(c.partitionDirs(m)) == 2 })
+		oldDirs[m] = c.partitionDirs(m)
+	}
+
+	var victim *member
+	newRF := uint32(3)
+	topicsUnderFault(t, c, func(c *testCluster, v *member, during func()) {
+		victim = v
+		nn.cut(slices.Index(c.members, v)+1, true)
+		// Through n1, which stays with the majority: the system group may
+		// have to elect a leader first, so retry what is not refused.
+		retry := func(what string, call func(ctx context.Context) error) {
+			t.Helper()
+			var err error
+			for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+				cctx, cancel := c.call(5 * time.Second)
+				err = call(cctx)
+				cancel()
+				if code := connect.CodeOf(err); err == nil || code == connect.CodeFailedPrecondition || code == connect.CodeInvalidArgument {
+					break
+				}
+			}
+			if err != nil {
+				t.Fatalf("%s while %s is cut off: %v", what, v.id, err)
+			}
+		}
+		n1 := c.client(c.members[0].addr)
+		retry("delete old", func(ctx context.Context) error {
+			_, err := n1.DeleteTopic(ctx, &logv1.DeleteTopicRequest{Name: "old"})
+			if connect.CodeOf(err) == connect.CodeNotFound { // an earlier try took effect
+				return nil
+			}
+			return err
+		})
+		// Placed on all three nodes, the cut-off one included, unless
+		// gossip has already found it gone: then only on the two others.
+		cctx, cancel := c.call(30 * time.Second)
+		_, err := n1.CreateTopic(cctx, &logv1.CreateTopicRequest{Name: "new", Partitions: 2, ReplicationFactor: newRF})
+		cancel()
+		if connect.CodeOf(err) == connect.CodeFailedPrecondition && strings.Contains(err.Error(), v.id) {
+			t.Logf("gossip had found %s gone: the new topic goes on the two others", v.id)
+			newRF = 2
+			retry("create new", func(ctx context.Context) error {
+				_, err := n1.CreateTopic(ctx, &logv1.CreateTopicRequest{Name: "new", Partitions: 2, ReplicationFactor: newRF})
+				return err
+			})
+		} else if err != nil {
+			t.Fatalf("create new while %s is cut off: %v", v.id, err)
+		}
+		for p := range uint32(2) {
+			retry("produce to new", func(ctx context.Context) error {
+				_, err := n1.Produce(ctx, &logv1.ProduceRequest{Topic: "new", Partition: &p, Record: &logv1.Record{Value: fmt.Appendf(nil, "new-%d", p)}})
+				return err
+			})
+		}
+		during()
+		nn.cut(slices.Index(c.members, v)+1, false)
+		c.waitReady(v)
+	})
+
+	hosted := 4 // orders
+	if newRF == 3 {
+		hosted += 2
+	}
+	waitFor(t, victim.id+" to drop the deleted topic's files and host what it was given", 30*time.Second, func() bool {
+		got := c.partitionDirs(victim)
+		return len(got) == hosted && !slices.ContainsFunc(got, func(d string) bool { return slices.Contains(oldDirs[victim], d) })
+	})
+	for p := range uint32(2) {
+		next := c.partitionNext("new", p)
+		for _, m := range c.members {
+			if got := c.readPartition(m.addr, "new", p, next); len(got) != 1 || string(got[0]) != fmt.Sprint("new-", p) {
+				t.Fatalf("%s reads new/%d as %q, want the one record produced", m.id, p, got)
+			}
+		}
+	}
+	_, err := c.client(victim.addr).Consume(ctx, &logv1.ConsumeRequest{Topic: "old"})
+	if connect.CodeOf(err) != connect.CodeNotFound {
+		t.Fatalf("%s reads the deleted topic: %v, want NotFound", victim.id, err)
+	}
 }
