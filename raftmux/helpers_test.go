@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,6 +33,11 @@ type node struct {
 	mux  *raftmux.Mux
 	ln   net.Listener
 	wg   sync.WaitGroup
+
+	// delay, when above zero, holds each write on the node's connections
+	// (both the ones it dialed and the ones it accepted) for a random time
+	// below it, in nanoseconds.
+	delay atomic.Int64
 
 	mu     sync.Mutex // guards conns, refuse
 	conns  map[net.Conn]struct{}
@@ -72,7 +79,7 @@ func startNode(t testing.TB, ca *pkitest.CA, name string, cfg raftmux.Config) *n
 			return nil, err
 		}
 		n.add(c)
-		return c, nil
+		return &delayConn{Conn: c, n: n}, nil
 	}
 	n.mux, err = raftmux.New(cfg)
 	if err != nil {
@@ -92,12 +99,26 @@ func startNode(t testing.TB, ca *pkitest.CA, name string, cfg raftmux.Config) *n
 					c.Close()
 					return
 				}
-				n.mux.Serve(c, raftmux.Kind(kind[0]))
+				n.mux.Serve(&delayConn{Conn: c, n: n}, raftmux.Kind(kind[0]))
 			})
 		}
 	})
 	t.Cleanup(func() { n.stop() })
 	return n
+}
+
+// delayConn holds each write for a random time below its node's delay:
+// traffic slowed unevenly (writes on one connection stay in order).
+type delayConn struct {
+	net.Conn
+	n *node
+}
+
+func (c *delayConn) Write(p []byte) (int, error) {
+	if d := c.n.delay.Load(); d > 0 {
+		time.Sleep(time.Duration(rand.Int64N(d)))
+	}
+	return c.Conn.Write(p)
 }
 
 func (n *node) add(c net.Conn) {
