@@ -78,6 +78,18 @@ type Config struct {
 	ElectionTimeout    time.Duration
 	LeaderLeaseTimeout time.Duration
 	CommitTimeout      time.Duration
+	// SettledTimeout, when longer than HeartbeatTimeout, becomes the
+	// heartbeat and election timeout once the group has had a leader
+	// (raft's ReloadConfig): a new or restarted group elects its first
+	// leader as fast as HeartbeatTimeout allows, while a settled one
+	// heartbeats each follower about ten times per SettledTimeout instead
+	// of per HeartbeatTimeout, and replaces a dead leader after about
+	// SettledTimeout. LeaderLeaseTimeout, which raft cannot change at run
+	// time, must suit both: at most HeartbeatTimeout, and well above a
+	// tenth of SettledTimeout (a leader steps down when a quorum has not
+	// answered within its lease). proglog's partitions use it: many idle
+	// groups cost heartbeats, and a partition's failover may take seconds.
+	SettledTimeout time.Duration
 	// SnapshotThreshold (entries since the last snapshot), SnapshotInterval
 	// (how often to check) and TrailingLogs (entries kept after a snapshot);
 	// zero takes 1<<20 (a backstop behind SnapshotBytes: every snapshot
@@ -234,6 +246,8 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("cluster: unknown %v", c.RaftTransport)
 	case c.RetainSnapshots < 1:
 		return c, fmt.Errorf("cluster: RetainSnapshots %d < 1", c.RetainSnapshots)
+	case c.SettledTimeout > 0 && c.LeaderLeaseTimeout > 0 && !leaseFits(c.LeaderLeaseTimeout, c.SettledTimeout):
+		return c, fmt.Errorf("cluster: LeaderLeaseTimeout %v is too short for SettledTimeout %v: a leader would lose its lease between heartbeats", c.LeaderLeaseTimeout, c.SettledTimeout)
 	}
 	if c.Group != "" {
 		if err := validGroupName(c.Group); err != nil {

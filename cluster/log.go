@@ -64,6 +64,7 @@ type Log struct {
 	// entry to raft and count its waiter.
 	applyMu   sync.RWMutex
 	closing   bool
+	reloadMu  sync.Mutex // serializes changes of raft's reloadable configuration
 	waiters   sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
@@ -301,6 +302,10 @@ func New(cfg Config) (_ *Log, err error) {
 	}
 	if cfg.SnapshotBytes > 0 {
 		l.bg.Go(l.snapshotBySize)
+	}
+	if cfg.SettledTimeout > rc.HeartbeatTimeout && leaseFits(rc.LeaderLeaseTimeout, cfg.SettledTimeout) {
+		// (A lone voter's short solo timeouts stay as they are.)
+		l.bg.Go(l.settle)
 	}
 	if adopting {
 		if err := l.adopt(adoptPath); err != nil {

@@ -63,16 +63,12 @@ func (l *Log) sizeTrailingLogs() {
 	if l.cfg.TrailingBytes <= 0 || n == 0 || size == 0 {
 		return
 	}
-	rc := l.raft.ReloadableConfig()
 	want := uint64(max(l.cfg.TrailingBytes/(size/n), minTrailingLogs))
 	want = min(want, l.trailingLogs)
-	if want == rc.TrailingLogs {
+	if want == l.raft.ReloadableConfig().TrailingLogs {
 		return
 	}
-	rc.TrailingLogs = want
-	if err := l.raft.ReloadConfig(rc); err != nil {
-		l.logger.Warn("cluster: size raft's trailing logs", "err", err)
-	}
+	l.reloadRaft(func(rc *raft.ReloadableConfig) { rc.TrailingLogs = want })
 }
 
 // applied counts an applied entry towards the next snapshot.

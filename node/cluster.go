@@ -107,6 +107,16 @@ func (m *member) open(store logstore.Config, storeSyncSet bool) error {
 	pcfg := ccfg
 	pcfg.Registerer, pcfg.FetchRecord, pcfg.SpanAttributes = nil, nil, nil
 	pcfg.CommitTimeout = m.cfg.PartitionCommitTimeout // 0: raft's default
+	switch pt := m.cfg.PartitionRaftTimeout; {
+	case pt > t:
+		// A partition elects its first leader about as fast as the system
+		// group (its lease, which raft cannot change later, needs half its
+		// settled timeout), then heartbeats at its own pace.
+		first := max(t, pt/2)
+		pcfg.HeartbeatTimeout, pcfg.ElectionTimeout, pcfg.LeaderLeaseTimeout, pcfg.SettledTimeout = first, first, pt/2, pt
+	case pt > 0:
+		pcfg.HeartbeatTimeout, pcfg.ElectionTimeout, pcfg.LeaderLeaseTimeout = pt, pt, pt/2
+	}
 	pcfg.RaftTransport = m.cfg.PartitionTransport
 	ccfg.Meta = cat
 	cl, err := cluster.New(ccfg)

@@ -114,6 +114,9 @@ type ClusterConfig struct {
 	AdvertiseAddr string
 	// RaftTimeout is Raft's heartbeat and election timeout; default 1s.
 	RaftTimeout time.Duration
+	// PartitionRaftTimeout is the partition groups' heartbeat and election
+	// timeout; zero: RaftTimeout.
+	PartitionRaftTimeout time.Duration
 	// PartitionCommitTimeout is hashicorp/raft's CommitTimeout for the
 	// partition groups (not the system group): how often an idle leader
 	// sends each follower its commit index, which bounds how long after the
@@ -197,8 +200,8 @@ func (c Config) withDefaults() (Config, error) {
 		return c, configErrorf("node: Addr or Listener is required")
 	case c.Registerer == nil || c.Gatherer == nil:
 		return c, configErrorf("node: Registerer and Gatherer go together")
-	case c.ACLPoll < 0 || c.TLSPoll < 0 || c.ShutdownTimeout < 0 || cl.RaftTimeout < 0 || cl.PartitionCommitTimeout < 0:
-		return c, configErrorf("node: ACLPoll, TLSPoll, ShutdownTimeout, Cluster.RaftTimeout and Cluster.PartitionCommitTimeout must not be negative")
+	case c.ACLPoll < 0 || c.TLSPoll < 0 || c.ShutdownTimeout < 0 || cl.RaftTimeout < 0 || cl.PartitionCommitTimeout < 0 || cl.PartitionRaftTimeout < 0:
+		return c, configErrorf("node: ACLPoll, TLSPoll, ShutdownTimeout, Cluster.RaftTimeout, Cluster.PartitionRaftTimeout and Cluster.PartitionCommitTimeout must not be negative")
 	case c.Insecure && (c.TLSCert != "" || c.TLSKey != "" || c.TLSCA != ""):
 		return c, configErrorf("node: Insecure takes no TLS files")
 	case !c.quickstart() && !c.Insecure && (c.TLSCert == "" || c.TLSKey == ""):

@@ -127,6 +127,7 @@ func TestServeClusterUsage(t *testing.T) {
 		{"raft timeout", []string{"--bootstrap", "--gossip-key", testKey, "--raft-timeout", "1ms"}, "too short"},
 		{"snapshot threshold", []string{"--raft-snapshot-threshold", "0"}, "--raft-snapshot-threshold"},
 		{"partition commit timeout", []string{"--partition-commit-timeout", "10us"}, "too short"},
+		{"partition raft timeout", []string{"--partition-raft-timeout", "1ms"}, "too short"},
 		{"raft transport", []string{"--raft-transport", "tcp"}, "want mux or stream"},
 		{"gossip without a CA", []string{"--gossip-key", testKey, "--tls-cert", "c.pem", "--tls-key", "k.pem"}, "needs --tls-ca"},
 		{"insecure with TLS", []string{"--insecure", "--tls-ca", "ca.pem"}, "cannot be combined"},
