@@ -116,6 +116,10 @@ type Config struct {
 	// default); negative means none: only a write that fails with ENOSPC
 	// stops appends.
 	DiskReserve int64
+	// DiskWatch, when set, runs this Log's background disk probes with
+	// those of the other Logs given it (a node's system group and
+	// partitions share one); nil: the Log runs its own.
+	DiskWatch *DiskWatch
 
 	// FetchRecord, when set, reads the record at offset from the peer
 	// whose Raft (and RPC) address is addr, so that a record found damaged

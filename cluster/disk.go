@@ -42,7 +42,8 @@ import (
 // Shutdown), and a transfer every second while the disk stays full would
 // court both.
 //
-// Probes run every diskProbeInterval in the background, and on an append
+// Probes run every diskProbeInterval in the background (a goroutine of the
+// monitor's own, or the node's shared DiskWatch), and on an append
 // when the latest is older than diskProbeStale or found less than twice
 // the reserve free, so a burst of appends cannot run through the reserve
 // between two background probes. Each is
@@ -61,6 +62,14 @@ type diskMonitor struct {
 	statfs atomic.Pointer[func(dir string) (uint64, error)]
 	// recover makes the Raft log writable again after a failed write.
 	recover func() error
+	// watch, when set, runs the background probes instead of a goroutine
+	// of the monitor's own; devs are the file systems of dirs (0: unknown,
+	// probed on its own), for sharing a round's statfs among monitors.
+	watch *DiskWatch
+	devs  []uint64
+	// custom is set once a test swapped statfs: its answers are the
+	// monitor's own, never shared.
+	custom atomic.Bool
 
 	low        atomic.Bool
 	full       atomic.Bool
@@ -80,10 +89,10 @@ const (
 	diskProbeStale    = 100 * time.Millisecond
 )
 
-func newDiskMonitor(dirs []string, reserve, recoverFree uint64, logger *slog.Logger, recover func() error) *diskMonitor {
+func newDiskMonitor(dirs []string, reserve, recoverFree uint64, logger *slog.Logger, recover func() error, watch *DiskWatch) *diskMonitor {
 	m := &diskMonitor{
 		dirs: dirs, reserve: reserve, recoverFree: max(reserve, recoverFree), logger: logger, recover: recover,
-		stopCh: make(chan struct{}), done: make(chan struct{}),
+		watch: watch, stopCh: make(chan struct{}), done: make(chan struct{}),
 	}
 	f := freeBytes
 	m.statfs.Store(&f)
@@ -101,8 +110,15 @@ func freeBytes(dir string) (uint64, error) {
 // start probes once and then every diskProbeInterval until stop.
 func (m *diskMonitor) start() {
 	m.startOnce.Do(func() {
-		m.wasStarted.Store(true)
 		m.probe()
+		if m.watch != nil {
+			for _, d := range m.dirs {
+				m.devs = append(m.devs, device(d))
+			}
+			m.watch.add(m)
+			return
+		}
+		m.wasStarted.Store(true)
 		go m.run()
 	})
 }
@@ -125,6 +141,9 @@ func (m *diskMonitor) run() {
 func (m *diskMonitor) stop() {
 	m.stopOnce.Do(func() {
 		close(m.stopCh)
+		if m.watch != nil {
+			m.watch.remove(m)
+		}
 		if m.wasStarted.Load() {
 			<-m.done
 		}
@@ -133,7 +152,12 @@ func (m *diskMonitor) stop() {
 
 // probe measures free space and, once recoverFree is free after a failed
 // write, makes the Raft log writable again.
-func (m *diskMonitor) probe() {
+func (m *diskMonitor) probe() { m.probeShared(nil) }
+
+// probeShared is probe taking a file system's free space from shared, by
+// device, when another monitor measured it this round, and leaving what
+// it measures there.
+func (m *diskMonitor) probeShared(shared map[uint64]uint64) {
 	if !m.probeMu.TryLock() {
 		return // another goroutine is probing: its result will do
 	}
@@ -141,11 +165,24 @@ func (m *diskMonitor) probe() {
 	m.lastProbe.Store(time.Now().UnixNano())
 	free := uint64(1<<64 - 1)
 	statfs := *m.statfs.Load()
-	for _, d := range m.dirs {
-		f, err := statfs(d)
-		if err != nil {
-			m.logger.Warn("cluster: cannot measure free disk space", "err", err)
-			return
+	if m.custom.Load() {
+		shared = nil
+	}
+	for i, d := range m.dirs {
+		var dev uint64
+		if shared != nil && i < len(m.devs) {
+			dev = m.devs[i]
+		}
+		f, ok := shared[dev]
+		if dev == 0 || !ok {
+			var err error
+			if f, err = statfs(d); err != nil {
+				m.logger.Warn("cluster: cannot measure free disk space", "err", err)
+				return
+			}
+			if dev != 0 {
+				shared[dev] = f
+			}
 		}
 		free = min(free, f)
 	}

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -20,7 +22,7 @@ func TestDiskMonitor(t *testing.T) {
 			return *p
 		}
 		return nil
-	})
+	}, nil)
 	statfs := func(string) (uint64, error) { return free.Load(), nil }
 	m.statfs.Store(&statfs)
 
@@ -72,5 +74,66 @@ func TestDiskMonitor(t *testing.T) {
 	}
 	if err := m.annotate(enospc); errors.Is(err, ErrDiskFull) {
 		t.Fatalf("annotate with room = %v", err)
+	}
+}
+
+// Monitors sharing a DiskWatch are probed together, with one statfs per
+// file system per round; one with a swapped statfs (a test's) measures on
+// its own; a stopped one is no longer probed.
+func TestDiskWatchSharesProbes(t *testing.T) {
+	w := &DiskWatch{monitors: map[*diskMonitor]struct{}{}} // rounds run by hand
+	root := t.TempDir()
+	var calls atomic.Int32
+	var free atomic.Uint64
+	free.Store(5000)
+	counting := func(string) (uint64, error) { calls.Add(1); return free.Load(), nil }
+	var ms []*diskMonitor
+	for i := range 3 {
+		dir := filepath.Join(root, fmt.Sprint("p", i))
+		dirs := []string{dir, filepath.Join(dir, "raft"), filepath.Join(dir, "log")}
+		for _, d := range dirs {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		m := newDiskMonitor(dirs, 100, 1000, slog.New(slog.DiscardHandler), func() error { return nil }, w)
+		m.statfs.Store(&counting)
+		m.start()
+		ms = append(ms, m)
+	}
+	if got := calls.Load(); got != 9 {
+		t.Fatalf("starting 3 monitors of 3 directories made %d statfs calls, want 9 (each probes at once)", got)
+	}
+	calls.Store(0)
+	free.Store(50) // below the reserve
+	w.round()
+	if got := calls.Load(); got != 1 {
+		t.Fatalf("a round over 3 monitors on one file system made %d statfs calls, want 1", got)
+	}
+	for i, m := range ms {
+		if !errors.Is(m.check(), ErrDiskFull) {
+			t.Fatalf("monitor %d did not learn the round's measure", i)
+		}
+	}
+
+	own := func(string) (uint64, error) { calls.Add(1); return 7000, nil }
+	ms[2].statfs.Store(&own)
+	ms[2].custom.Store(true)
+	calls.Store(0)
+	w.round()
+	if got := calls.Load(); got != 4 {
+		t.Fatalf("a round with one monitor measuring on its own made %d statfs calls, want 1 shared + 3 own", got)
+	}
+	if ms[2].check() != nil || !errors.Is(ms[0].check(), ErrDiskFull) {
+		t.Fatal("a monitor's own measure leaked into the shared one, or the other way round")
+	}
+
+	for _, m := range ms {
+		m.stop()
+	}
+	calls.Store(0)
+	w.round()
+	if got := calls.Load(); got != 0 {
+		t.Fatalf("stopped monitors were probed: %d statfs calls", got)
 	}
 }

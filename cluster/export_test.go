@@ -15,6 +15,7 @@ func BreakStore(l *Log) error { return l.current().log.Close() }
 // instead of statfs, and probe at once.
 func SetFreeBytes(l *Log, f func(dir string) (uint64, error)) {
 	l.disk.statfs.Store(&f)
+	l.disk.custom.Store(true)
 	l.disk.probe()
 }
 

@@ -184,7 +184,7 @@ func New(cfg Config) (_ *Log, err error) {
 	}
 	cleanup = append(cleanup, func() { l.store.Close() })
 	l.disk = newDiskMonitor([]string{cfg.DataDir, raftDir, filepath.Join(cfg.DataDir, "log")},
-		cfg.diskReserve(), cfg.segmentBytes(), l.logger, l.store.recover)
+		cfg.diskReserve(), cfg.segmentBytes(), l.logger, l.store.recover, cfg.DiskWatch)
 	l.store.noSpace = l.disk.noteWriteErr
 	if cfg.TracerProvider != nil {
 		l.tracing = newAppendTracing(cfg.TracerProvider, cfg.Group, cfg.SpanAttributes)

@@ -45,6 +45,9 @@ type member struct {
 	catalog *catalog.Catalog // the topics, kept by log (the system group)
 	topics  *topics.Manager  // the partitions this node hosts
 	forward *service.Forwarder
+	// diskWatch probes free space for log and the partitions; closed
+	// after them.
+	diskWatch *cluster.DiskWatch
 	// members is the gossip agent, set by join; nil without gossip.
 	// Atomic: RPCs (RemoveNode) read it while join sets it.
 	members atomic.Pointer[membership.Membership]
@@ -65,7 +68,14 @@ func hasRaftState(dataDir string) (bool, error) {
 
 // open starts Raft. Gossip starts later, in join, once the TLS port serves
 // the Raft connections the leader opens when it adds this node.
-func (m *member) open(store logstore.Config, storeSyncSet bool) error {
+func (m *member) open(store logstore.Config, storeSyncSet bool) (err error) {
+	// One disk probe a second for the system group and every partition.
+	watch := cluster.NewDiskWatch()
+	defer func() {
+		if err != nil {
+			watch.Close()
+		}
+	}()
 	layer, err := cluster.NewStreamLayer(m.advertise, m.dial, m.logger.With("component", "raft-stream"))
 	if err != nil {
 		return err
@@ -94,6 +104,7 @@ func (m *member) open(store logstore.Config, storeSyncSet bool) error {
 		TrailingBytes:      m.cfg.TrailingBytes,
 		TrailingLogs:       m.cfg.TrailingLogs,
 		DiskReserve:        m.cfg.DiskReserve,
+		DiskWatch:          watch,
 		Logger:             m.logger, // raft's lines carry component=raft
 		Registerer:         m.reg,
 		FetchRecord:        fwd.FetchRecord, // heal a damaged record from a peer's copy
@@ -168,7 +179,7 @@ func (m *member) open(store logstore.Config, storeSyncSet bool) error {
 		cl.Close()
 		return err
 	}
-	m.layer, m.log, m.catalog, m.topics, m.forward = layer, cl, cat, mgr, fwd
+	m.layer, m.log, m.catalog, m.topics, m.forward, m.diskWatch = layer, cl, cat, mgr, fwd, watch
 	return nil
 }
 
@@ -341,6 +352,7 @@ func (m *member) close() {
 	if err := m.log.Close(); err != nil {
 		m.logger.Error("closing the cluster node", "err", err)
 	}
+	m.diskWatch.Close()
 }
 
 // reportHealth keeps the health check's WritesHealthService in step with
