@@ -120,6 +120,15 @@
 // serve --raft-transport=stream, and switch every node to the default once
 // all run the new version (a group's replicas must all use one transport).
 //
+// Idle groups: with Config.SettledTimeout (proglog's partitions), a group
+// elects its first leader on the short HeartbeatTimeout and then, once it
+// has had a leader, raft's heartbeat and election timeouts become the
+// settled one (ReloadConfig): an idle leader heartbeats each follower about
+// ten times per settled timeout, and a dead leader is replaced after about
+// that long. raft cannot change the leader lease at run time, so
+// LeaderLeaseTimeout must span the settled heartbeats from the start (New
+// refuses one shorter than two fifths of SettledTimeout).
+//
 // # Offsets are deterministic
 //
 // The FSM numbers records itself: the records of the committed entries, in
@@ -315,6 +324,9 @@
 // error, which AppendBatch reports as ErrUnknownOutcome and ErrDiskFull);
 // the log, which refuses appends after a failed write, is reopened by the
 // disk probe once space is back, and appends resume without a restart.
+// The probes run each second in the background (for all of a node's
+// groups at once when they share a DiskWatch, as proglog's system group
+// and partitions do) and on appends when the last is stale.
 // Raft's stable store never needs new space after it is created (two
 // slots overwritten in place), so elections on a full disk cannot panic
 // raft the way a failed "save current term" does.

@@ -115,7 +115,8 @@ type ClusterConfig struct {
 	// RaftTimeout is Raft's heartbeat and election timeout; default 1s.
 	RaftTimeout time.Duration
 	// PartitionRaftTimeout is the partition groups' heartbeat and election
-	// timeout; zero: RaftTimeout.
+	// timeout once each has had a leader (cluster.Config.SettledTimeout;
+	// the first election runs on RaftTimeout); zero: 2.5 × RaftTimeout.
 	PartitionRaftTimeout time.Duration
 	// PartitionCommitTimeout is hashicorp/raft's CommitTimeout for the
 	// partition groups (not the system group): how often an idle leader

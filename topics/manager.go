@@ -504,6 +504,12 @@ func (m *Manager) conform(p *partition, ref catalog.PartitionRef, addrs map[stri
 	}
 	for _, mb := range members {
 		if !slices.Contains(part.Replicas, mb.ID) {
+			if mb.ID == m.cfg.NodeID {
+				// A leader that removed itself would leave the group without
+				// one for a follower's election timeout: it hands leadership
+				// to a replica that stays, which then removes it.
+				return step("hand leadership over before leaving", p.log.TransferLeadershipTo(part.Replicas[0]), part.Replicas[0])
+			}
 			return step("remove", p.log.Leave(mb.ID), mb.ID)
 		}
 	}

@@ -30,8 +30,8 @@ type clusterFlags struct {
 	// partitionCommitTimeout is hashicorp/raft's CommitTimeout for
 	// partition groups (0: raft's 50ms); hidden, for benchmarks.
 	partitionCommitTimeout time.Duration
-	// partitionRaftTimeout is partition groups' heartbeat and election
-	// timeout (0: raftTimeout); hidden, for benchmarks.
+	// partitionRaftTimeout is partition groups' settled heartbeat and
+	// election timeout (0: 2.5 × raftTimeout); hidden, for benchmarks.
 	partitionRaftTimeout time.Duration
 	// raftTransport is "mux" (default) or "stream": how partition groups'
 	// Raft RPCs travel; hidden, for benchmarks.
@@ -67,7 +67,7 @@ func (c *clusterFlags) register(f *pflag.FlagSet) {
 	f.DurationVar(&c.raftTimeout, "raft-timeout", time.Second, "Raft heartbeat and election timeout: a dead leader is replaced after about this long")
 	f.DurationVar(&c.partitionCommitTimeout, "partition-commit-timeout", 0, "Raft's CommitTimeout for topics' partition groups: an idle leader sends each follower its commit index at least this often, so followers apply (and their readers see) records up to about this long after the leader; longer costs idle partitions less CPU (0 = 500ms with --raft-transport mux, which also pushes the commit index as soon as the leader commits; hashicorp/raft's 50ms with stream)")
 	_ = f.MarkHidden("partition-commit-timeout") // a tuning knob for benchmarks (docs/benchmarks.md)
-	f.DurationVar(&c.partitionRaftTimeout, "partition-raft-timeout", 0, "Raft heartbeat and election timeout of topics' partition groups: a partition's dead leader is replaced after about this long, and an idle leader heartbeats each follower about ten times per timeout (0 = --raft-timeout)")
+	f.DurationVar(&c.partitionRaftTimeout, "partition-raft-timeout", 0, "Raft heartbeat and election timeout of topics' partition groups once each has elected its first leader (which takes --raft-timeout): a partition's dead leader is replaced after about this long, and an idle leader heartbeats each follower about ten times per timeout (0 = 2.5 × --raft-timeout)")
 	_ = f.MarkHidden("partition-raft-timeout") // a tuning knob for benchmarks (docs/benchmarks.md)
 	f.StringVar(&c.raftTransport, "raft-transport", "mux", "how topics' partition groups carry their Raft RPCs: mux (one connection per peer for all groups) or stream (hashicorp/raft's NetworkTransport, connections per group, as before); every node of a cluster must use the same one")
 	_ = f.MarkHidden("raft-transport") // for benchmarks (docs/benchmarks.md) and rolling upgrades from a version before the mux
@@ -130,7 +130,7 @@ func (c *clusterFlags) resolve(addr string, insecure bool, readFile func(string)
 		return s, usagef("--raft-timeout %v is too short", c.raftTimeout)
 	}
 	if c.partitionRaftTimeout != 0 && c.partitionRaftTimeout < 10*time.Millisecond {
-		return s, usagef("--partition-raft-timeout %v is too short (0 = --raft-timeout)", c.partitionRaftTimeout)
+		return s, usagef("--partition-raft-timeout %v is too short (0 = 2.5 × --raft-timeout)", c.partitionRaftTimeout)
 	}
 	if c.partitionCommitTimeout != 0 && c.partitionCommitTimeout < time.Millisecond {
 		return s, usagef("--partition-commit-timeout %v is too short (0 = raft's default)", c.partitionCommitTimeout)
