@@ -155,3 +155,16 @@ func sameHeaders(a, b []Header) bool {
 	}
 	return true
 }
+
+func TestVisiblePacking(t *testing.T) {
+	var s segment
+	for _, c := range []struct {
+		count uint64
+		end   int64
+	}{{0, 32}, {1<<28 - 1, maxSegmentBytes + 1<<30 + 28}, {12345, 1<<32 + 7}} {
+		s.setVisible(c.count, c.end)
+		if count, end := s.visible(); count != c.count || end != c.end {
+			t.Errorf("setVisible(%d, %d) reads back %d, %d", c.count, c.end, count, end)
+		}
+	}
+}

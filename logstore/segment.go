@@ -33,10 +33,11 @@ type segment struct {
 	lay       *layout // the segment's format version, for life
 
 	refs atomic.Int64 // 1 for the owning Log plus one per reader; 0 = closed
-	// vis is what readers may use, as one word: the records visible
-	// (high 32 bits) and the store byte where the last of them ends (low 32
-	// bits). One word, because a v2 index has no lengths: the last visible
-	// record ends at that byte, the others where the next one starts.
+	// vis is what readers may use, as one word (see setVisible): the
+	// records visible and the store byte where the last of them ends. One
+	// word, because a v2 index has no lengths: the last visible record
+	// ends at that byte, the others where the next one starts, and a
+	// reader must not pair a count with the end of another.
 	vis atomic.Uint64
 
 	// The fields below are written only by the Log's writer under Log.flushMu.
@@ -54,17 +55,22 @@ func segmentPaths(dir string, base uint64) (store, index string) {
 	return filepath.Join(dir, name+".store"), filepath.Join(dir, name+".index")
 }
 
+// visEndBits holds a store's size: records start below 4 GiB
+// (maxSegmentBytes) and one may run 1 GiB past. The count gets the other
+// 28 bits: a frame takes at least 20 bytes, so a segment holds fewer than
+// 2^32/20 + 1 < 2^28 records.
+const visEndBits = 36
+
 // setVisible publishes that the first count records, ending at store byte
-// end, may be read. A segment holds fewer than 2^32 records (its store is
-// below 4 GiB and a frame takes at least 20 bytes).
+// end, may be read.
 func (s *segment) setVisible(count uint64, end int64) {
-	s.vis.Store(count<<32 | uint64(end))
+	s.vis.Store(count<<visEndBits | uint64(end))
 }
 
 // visible returns what setVisible last published.
 func (s *segment) visible() (count uint64, end int64) {
 	v := s.vis.Load()
-	return v >> 32, int64(v & math.MaxUint32)
+	return v >> visEndBits, int64(v & (1<<visEndBits - 1))
 }
 
 // end is the store byte where the visible records end.
