@@ -194,8 +194,9 @@ func Open(dir string, cfg Config) (_ *Log, err error) {
 		}
 	}
 	l.sizeBytes.Store(size)
-	if err := l.upgradeActive(); err != nil {
-		segs = l.segs.Load().segs
+	err = l.upgradeActive()
+	segs = l.segs.Load().segs // closed by the deferred cleanup on failure
+	if err != nil {
 		return nil, err
 	}
 	if l.m, err = newMetrics(cfg.Registerer, l); err != nil {

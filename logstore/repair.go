@@ -16,8 +16,10 @@ var ErrNotDamaged = errors.New("logstore: the record is not damaged")
 // rec, another copy of that record (a peer's: in a cluster a record's
 // offset, time, key, headers and value are the same on every node, and so
 // are its frame's bytes). It only replaces bytes that are wrong: the stored
-// frame must fail its checks, and rec must encode to exactly the length the
-// index gives the frame, so no other record moves. The new frame is
+// frame must fail its checks, and rec must encode to exactly the frame the
+// index gives (v1: its payload length; v2: its extent, and the damaged
+// frame's own length when that is consistent with it), so no other record
+// moves. The new frame is
 // checked, written over the old one with one pwrite, and fdatasynced. A
 // hard link to the segment (a snapshot's) is the same file, so it is
 // repaired too. A reader that reads the frame while it is written sees
