@@ -81,7 +81,14 @@ const crashWriters = 8
 // record on stdout, until it is killed.
 func crashChild(dir, roundStr string) error {
 	round, _ := strconv.Atoi(roundStr)
-	l, err := logstore.Open(dir, logstore.Config{MaxSegmentBytes: 256 << 10, Sync: crashPolicy(round)})
+	// Every third round writes v1 segments, which the check after the kill
+	// (and the next child) opens with v2: a v1 active segment, torn or
+	// not, is recovered and then sealed.
+	cfg := logstore.Config{MaxSegmentBytes: 256 << 10, Sync: crashPolicy(round)}
+	if round%3 == 2 {
+		cfg = logstore.WithFormatV1(cfg)
+	}
+	l, err := logstore.Open(dir, cfg)
 	if err != nil {
 		return err
 	}
