@@ -86,6 +86,10 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Now is the clock for record times and retention; nil means time.Now.
 	Now func() time.Time
+
+	// format is the version new segments get; 0 means the current one.
+	// Tests set 1 to write the previous format (export_test.go).
+	format uint16
 }
 
 // DefaultConfig returns the configuration zero fields fall back to.

@@ -13,9 +13,6 @@ import (
 	"github.com/proglog/proglog/logstore"
 )
 
-// frameLen mirrors the documented frame size: 28-byte header, value, padding to 8.
-func frameLen(n int) int64 { return (28 + int64(n) + 7) &^ 7 }
-
 const headerLen = 32
 
 func storeFiles(t *testing.T, dir string) []string {
@@ -56,13 +53,16 @@ func wantCorrupt(t *testing.T, err error, file string) *logstore.CorruptError {
 
 // TestTornTail cuts the active store at every byte of its last record: Open
 // drops exactly that record, and the log takes appends again at its offset.
-func TestTornTail(t *testing.T) {
+func TestTornTail(t *testing.T) { forFormats(t, testTornTail) }
+
+func testTornTail(t *testing.T, format func(logstore.Config) logstore.Config) {
 	sizes := []int{10, 100, 37}
 	src := t.TempDir()
-	writeLog(t, src, logstore.Config{}, sizes)
+	cfg := format(logstore.Config{})
+	writeLog(t, src, cfg, sizes)
 	store := storeFiles(t, src)[0]
-	lastStart := int64(headerLen) + frameLen(10) + frameLen(100)
-	end := lastStart + frameLen(37)
+	lastStart := int64(headerLen) + logstore.FrameSize(cfg, 10) + logstore.FrameSize(cfg, 100)
+	end := lastStart + logstore.FrameSize(cfg, 37)
 	for cut := lastStart; cut < end; cut++ {
 		dir := logstore.CopyLogDir(t, src)
 		if err := os.Truncate(filepath.Join(dir, filepath.Base(store)), cut); err != nil {
@@ -94,9 +94,13 @@ func TestTornTail(t *testing.T) {
 // TestZeroSector zeroes a 512-byte sector: at the tail of the active segment
 // it is a torn tail; in its middle Open refuses with the position; in a
 // sealed segment only the records it covers fail to read.
-func TestZeroSector(t *testing.T) {
-	cfg := logstore.Config{MaxSegmentBytes: 4096}
-	sizes := repeat(100, 60) // 128-byte frames: 32 per segment
+func TestZeroSector(t *testing.T) { forFormats(t, testZeroSector) }
+
+func testZeroSector(t *testing.T, format func(logstore.Config) logstore.Config) {
+	cfg := format(logstore.Config{MaxSegmentBytes: 4096})
+	sizes := repeat(100, 60)
+	frame := logstore.FrameSize(cfg, 100)                     // 128 bytes in v1, 120 in v2
+	perSegment := int((4096 - headerLen + frame - 1) / frame) // 32 in v1, 34 in v2
 	src := t.TempDir()
 	writeLog(t, src, cfg, sizes)
 	stores := storeFiles(t, src)
@@ -121,13 +125,15 @@ func TestZeroSector(t *testing.T) {
 
 	t.Run("active tail", func(t *testing.T) {
 		dir := logstore.CopyLogDir(t, src)
-		at := activeInfo.Size() - 512 // frames 128 bytes: the sector holds exactly the last 4
+		at := activeInfo.Size() - 512
 		zero(t, dir, active, at)
 		l := openLog(t, dir, cfg)
-		if _, next := l.Bounds(); next != 56 {
-			t.Fatalf("next %d, want 56", next)
+		// The records that end before the sector stay.
+		want := uint64(len(stores)-1)*uint64(perSegment) + uint64((at-headerLen)/frame)
+		if _, next := l.Bounds(); next != want {
+			t.Fatalf("next %d, want %d", next, want)
 		}
-		for i := range 56 {
+		for i := range int(want) {
 			checkRecord(t, l, uint64(i), value(i, 100))
 		}
 	})
@@ -139,7 +145,7 @@ func TestZeroSector(t *testing.T) {
 		zero(t, dir, active, 512)
 		_, err := logstore.Open(dir, cfg)
 		ce := wantCorrupt(t, err, filepath.Join(dir, active))
-		if ce.Pos < 512-128 || ce.Pos >= 1024 {
+		if ce.Pos < 512-frame || ce.Pos >= 1024 {
 			t.Fatalf("corruption at %d, want within the zeroed sector", ce.Pos)
 		}
 	})
@@ -154,8 +160,8 @@ func TestZeroSector(t *testing.T) {
 		bad := 0
 		for i := range 60 {
 			rec, err := l.Read(context.Background(), uint64(i))
-			start := headerLen + int64(i)*128
-			hit := start < 1024+512 && start+128 > 1024 && i < 32
+			start := headerLen + int64(i)*frame
+			hit := start < 1024+512 && start+frame > 1024 && i < perSegment
 			if hit {
 				wantCorrupt(t, err, filepath.Join(dir, sealed))
 				bad++
@@ -179,9 +185,11 @@ func TestZeroSector(t *testing.T) {
 // store and index in turn. Whatever happens, no wrong record is served:
 // Open either fails with ErrCorrupt or succeeds, and then every read returns
 // the original bytes or ErrCorrupt.
-func TestFlipEveryByteOfSealedSegment(t *testing.T) {
-	cfg := logstore.Config{MaxSegmentBytes: 1024, Sync: logstore.SyncNever}
-	sizes := []int{0, 5, 60, 17, 100, 3, 200, 9, 90, 40, 33, 70, 12}
+func TestFlipEveryByteOfSealedSegment(t *testing.T) { forFormats(t, testFlipEveryByteOfSealedSegment) }
+
+func testFlipEveryByteOfSealedSegment(t *testing.T, format func(logstore.Config) logstore.Config) {
+	cfg := format(logstore.Config{MaxSegmentBytes: 1024, Sync: logstore.SyncNever})
+	sizes := []int{0, 5, 60, 17, 100, 3, 200, 9, 90, 40, 33, 70, 12, 150, 8, 61}
 	src := t.TempDir()
 	writeLog(t, src, cfg, sizes)
 	stores := storeFiles(t, src)

@@ -16,7 +16,8 @@
 // or until TruncateFrom cuts into one, which first deletes every newer
 // segment and so makes it the active one again. Other names in the
 // directory (such as "<base>.store.broken", see below) are ignored, except
-// "<base>.index.tmp" (an interrupted index rebuild, removed on open) and
+// "<base>.index.tmp" (an interrupted index rebuild) and "<base>.store.tmp"
+// (an interrupted upgrade, see Format versions), both removed on open, and
 // "reset" (Reset's marker, see Truncation and reset). The directory is
 // locked with flock while a Log has it open.
 //
@@ -25,29 +26,80 @@
 // # File header (both files, 32 bytes)
 //
 //	0   8  magic: "PLOGSTOR" (store) or "PLOGINDX" (index)
-//	8   2  format version, 1
+//	8   2  format version of the segment: 1 or 2 (see Format versions)
 //	10  6  zero
 //	16  8  base offset, equal to the one in the file name
 //	24  4  CRC32C (Castagnoli) of bytes 0..23
 //	28  4  zero
 //
-// # Store: record frames
+// # Format versions
+//
+// A segment's store and index headers carry its format version, which
+// fixes its frames and index entries for life. New segments get version 2;
+// version 1 is what versions before it wrote, and its segments stay
+// version 1 and readable until deleted, so a log may mix both (sealed v1
+// segments, then v2 ones; a snapshot stream too). The log only ever
+// appends to a version 2 segment: when Open finds a version 1 active
+// segment, it seals it (as a roll would) and starts a version 2 one after
+// it; if that segment holds no record it keeps its base and its store is
+// replaced by a version 2 header instead ("<base>.store.tmp", fsynced, then
+// renamed over the store, so a crash leaves the old header or the new one;
+// its index is removed and created again, as for any active segment).
+// TruncateFrom does the same when it cuts into a version 1 segment.
+//
+// A version that knows only version 1 refuses a version 2 segment: its
+// header check fails with "unsupported format version 2" and Open returns
+// ErrCorrupt naming the file (for the active segment too: its store is
+// longer than a header, or is exactly a header that is not the one it
+// would write). The reset marker keeps a version 1 header, so that such a
+// version still finishes a reset this one began.
+//
+// # Store: record frames, version 2
 //
 // After the header come frames, back to back, each starting at a multiple of
-// 8 bytes:
+// 4 bytes:
 //
-//	0   1  type: 1 = a record of a value alone, 2 = a record with a key or
-//	       headers. 0 is never written, so zero-filled space reads as "no record"
+//	0   4  uint32: bits 0..1 the type: 1 = a record of a value alone, 2 = a
+//	       record with a key or headers; bits 2..31 the payload length n,
+//	       below 1 GiB. A zero word is never written, so zero-filled space
+//	       reads as "no record"; a type of 0 or 3 is damage.
+//	4   4  the record's offset, its low 32 bits
+//	8   8  the record's time, Unix nanoseconds
+//	16  4  CRC32C (Castagnoli) of bytes 0..15 of the frame followed by the payload
+//	20  n  payload
+//	       zero padding to the next multiple of 4
+//
+// A record of 100 bytes takes 120 (v1: 128). The type sits in the low bits
+// of the first byte so that no frame starts with 'P', the first byte of a
+// store header (0x50, low bits 0): the snapshot stream relies on it. The
+// offset is the low 32 bits of the record's own offset rather than its
+// distance from the segment's base: the frame is encoded before the
+// flush knows which segment it lands in (a batch may roll), and it tells a
+// frame from another segment apart as well. Within a segment it is exact: a
+// segment holds fewer than 2^32 records (records start below 4 GiB, a frame
+// takes at least 20 bytes), and a frame found by a scan is taken to hold the
+// first offset at or after the one expected with those low bits. A payload
+// of exactly 1 GiB, which version 1 could hold, is refused with
+// ErrRecordTooLarge.
+//
+// # Store: record frames, version 1
+//
+// Frames start at multiples of 8 bytes:
+//
+//	0   1  type, as above (0 never written)
 //	1   3  zero
-//	4   4  payload length n, at most 1 GiB (Config.MaxRecordBytes bounds new
-//	       appends; records already written stay readable if it is lowered).
-//	       No length read from disk is trusted to size an allocation
-//	       beyond the bytes the file actually holds.
+//	4   4  payload length n, at most 1 GiB
 //	8   8  the record's offset
 //	16  8  the record's time, Unix nanoseconds
-//	24  4  CRC32C (Castagnoli) of bytes 0..23 of the frame followed by the payload
+//	24  4  CRC32C of bytes 0..23 of the frame followed by the payload
 //	28  n  payload
 //	       zero padding to the next multiple of 8
+//
+// # Both versions
+//
+// Config.MaxRecordBytes bounds new appends; records already written stay
+// readable if it is lowered. No length read from disk is trusted to size an
+// allocation beyond the bytes the file actually holds.
 //
 // A type 1 payload is the value. A type 2 payload is (uvarints as
 // encoding/binary writes them):
@@ -64,27 +116,37 @@
 // holds one: "unknown frame type 2".)
 //
 // Because the CRC covers the offset and length, a frame read from the wrong
-// place, a stale frame or a damaged length is detected, not served.
+// place, a stale frame or a damaged length is detected, not served. Every
+// read also checks that the frame fills exactly the extent the index gives it.
 //
 // The time is the one AppendRecords was given, or Config.Now when it was
 // zero, raised to the latest time written if the clock went back, so that
 // times stamped by the log never decrease. OffsetForTime relies on times not
 // decreasing: it binary-searches the records, reading the fixed part of one
-// frame per probe (O(log n) reads of 28 bytes, no time index on disk).
+// frame per probe (O(log n) reads of 20 or 28 bytes, no time index on disk).
 //
-// # Index: one 8-byte entry per record
+// # Index: one entry per record
 //
-// After the header, entry i describes record base+i:
+// After the header, entry i describes record base+i. Version 2, 4 bytes:
 //
 //	0   4  byte position of the record's frame in the store (never 0: the header is there)
+//
+// A record's frame extends to the next record's position or, for the last
+// record, to the end of the records: readers of the active segment get that
+// end together with the count of visible records (one atomic word), a
+// sealed segment's is its store's size. So a read of any number of
+// consecutive records is still one pread, and the frames' own lengths
+// are checked against those extents. Version 1, 8 bytes:
+//
+//	0   4  byte position of the record's frame in the store
 //	4   4  payload length
 //
 // The index is mmapped (golang.org/x/sys/unix). For the active segment the
 // file is allocated ahead in 64 KiB steps with fallocate, so a full disk is
 // a clean error rather than SIGBUS; its length and contents are not trusted
 // after a crash. When a segment is sealed, the index is msynced, truncated
-// to exactly header + 8 × records, and fsynced: from then on its length
-// alone says how many records the segment holds.
+// to exactly header + entry size × records, and fsynced: from then on its
+// length alone says how many records the segment holds.
 //
 // # What is synced when
 //
@@ -116,21 +178,28 @@
 //
 // # Recovery on Open
 //
-// Open does not scan sealed segments. For each it checks the store header
-// and that the index length is header plus whole entries, that the first
-// entry points at byte 32 and the last entry ends exactly at the store's
-// size, that each segment begins where the previous one ends, and it reads
-// the last record (for its time, used by age retention). A sealed index that
-// fails these checks is rebuilt from a strict scan of its store (every byte
-// must be valid frames) and the rebuild is logged; if the store itself is
-// damaged, Open fails with ErrCorrupt.
+// Open does not scan sealed segments. For each it checks the store and
+// index headers (the same version), that the index length is header plus
+// whole entries, that the first entry points at byte 32 and the last
+// record ends exactly at the store's size (version 1: by its entry's
+// length; version 2: by the length in the fixed part of its frame, read
+// for this), that each segment begins where the previous one ends, and it
+// reads the last record (for its time, used by age retention). A sealed
+// index that fails these checks is rebuilt from a strict scan of its store
+// (every byte must be valid frames) and the rebuild is logged; if the store
+// itself is damaged, Open fails with ErrCorrupt. One exception keeps
+// version 2 on a par with version 1, whose index does not depend on the
+// frames: when the scan finds every frame valid at the positions the index
+// gives up to the last one, and the damage in that last frame, the index is
+// kept and the damage is reported when that record is read.
 //
 // The active segment is scanned frame by frame and its index rebuilt. At the
 // first frame that fails a check (zero or unknown type, length over the
 // limit, wrong offset, frame past the end of file, CRC mismatch):
 //
 //   - if no valid frame (any later offset, every check passing) exists at
-//     any 8-byte aligned position after it, it is a torn tail: the store is
+//     any aligned position after it (multiples of 4 in version 2, 8 in
+//     version 1), it is a torn tail: the store is
 //     truncated to the end of the last valid frame, fsynced, and the number
 //     of dropped bytes is logged at Warn. The dropped bytes are kept in
 //     "<base>.store.broken" (overwritten by a later repair of the same
@@ -141,8 +210,9 @@
 //     dropped silently; an operator must decide.
 //
 // A new active store of at most 32 bytes whose header is all zeros, or the
-// start of exactly the header it should have (a crash while it was being
-// created), holds no record and gets its header written again. An index file without its store (a crash while deleting a segment,
+// start of exactly the header it should have (of either version: a crash
+// while it was being created or upgraded), holds no record and gets a
+// version 2 header written again. An index file without its store (a crash while deleting a segment,
 // which removes the store first) is removed. A "reset" file is dealt with
 // before anything else (see Truncation and reset).
 //
@@ -179,6 +249,9 @@
 //     segment (mapped, allocated ahead), filled with the kept entries; the
 //     directory is fsynced. A new file rather than a truncated one, because
 //     readers may still be in the old file's mapping.
+//  5. If k is a version 1 segment, appends go to a version 2 one (see
+//     Format versions): k is sealed and the next segment created, or, when
+//     no record is kept, its store is replaced by a version 2 header.
 //
 // A crash at any point leaves a prefix of the old log at least [lowest, from):
 // during 2 the newest remaining segment is intact and becomes the active one;
@@ -241,9 +314,11 @@
 // Log.Reader returns the retained log as one byte stream: each segment's
 // store file, oldest first, from its header to the end of the records
 // visible when Reader was called. A store header begins with 'P' (the
-// magic), a frame with type 1 or 2, so the stream splits back into segments and
-// frames without any other framing, and every frame carries its own offset
-// and CRC. Restore turns such a stream back into a log directory, checking
+// magic), a frame never does (version 1: its type, 1 or 2; version 2: a
+// byte whose low two bits are its type), so the stream splits back into
+// segments and frames without any other framing, each segment's frames read
+// in the version its header gives, and every frame carries its offset (or
+// its low 32 bits) and CRC. Restore turns such a stream back into a log directory, checking
 // every header and frame on the way.
 //
 // # Assumptions about the disk

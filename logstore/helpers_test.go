@@ -62,3 +62,25 @@ func wantRange(t *testing.T, err error, lowest, next uint64) {
 		t.Fatalf("RangeError = %+v, want lowest %d next %d", re, lowest, next)
 	}
 }
+
+// formats are the store formats the tests that depend on the bytes on disk
+// run against: the one new segments get and version 1, which segments
+// written by earlier versions keep.
+var formats = []struct {
+	name string
+	cfg  func(logstore.Config) logstore.Config
+}{
+	{"v2", func(c logstore.Config) logstore.Config { return c }},
+	{"v1", logstore.WithFormatV1},
+}
+
+// forFormats runs test once per format.
+func forFormats(t *testing.T, test func(t *testing.T, format func(logstore.Config) logstore.Config)) {
+	for _, f := range formats {
+		t.Run(f.name, func(t *testing.T) { test(t, f.cfg) })
+	}
+}
+
+// size8 is a value length that puts 8 records in a 1 KiB segment in either
+// format: 136-byte frames in v1, 128-byte frames in v2.
+const size8 = 108

@@ -98,6 +98,7 @@ type Log struct {
 	logger  *slog.Logger
 	m       *metrics
 	dirFile *os.File // held open for the lock and directory fsyncs
+	lay     *layout  // the format of new segments and of every queued frame
 
 	mu       sync.Mutex // guards pending, waiter, assigned, failed, closing
 	pending  pendingBatch
@@ -155,7 +156,10 @@ func Open(dir string, cfg Config) (_ *Log, err error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("logstore: %w", err)
 	}
-	l := &Log{dir: dir, cfg: cfg, logger: cfg.Logger}
+	l := &Log{dir: dir, cfg: cfg, logger: cfg.Logger, lay: layoutNew}
+	if cfg.format != 0 {
+		l.lay = layoutFor(cfg.format)
+	}
 	if l.dirFile, err = os.Open(dir); err != nil {
 		return nil, fmt.Errorf("logstore: %w", err)
 	}
@@ -190,6 +194,11 @@ func Open(dir string, cfg Config) (_ *Log, err error) {
 		}
 	}
 	l.sizeBytes.Store(size)
+	err = l.upgradeActive()
+	segs = l.segs.Load().segs // closed by the deferred cleanup on failure
+	if err != nil {
+		return nil, err
+	}
 	if l.m, err = newMetrics(cfg.Registerer, l); err != nil {
 		return nil, err
 	}
@@ -249,8 +258,8 @@ func (l *Log) openSegments() ([]*segment, error) {
 			stores[base] = true
 		case "index":
 			indexes[base] = true
-		case "index.tmp":
-			os.Remove(filepath.Join(l.dir, name)) // an interrupted index rebuild
+		case "index.tmp", "store.tmp":
+			os.Remove(filepath.Join(l.dir, name)) // an interrupted index rebuild or upgrade
 		}
 	}
 	var orphans bool
@@ -283,7 +292,7 @@ func (l *Log) openSegments() ([]*segment, error) {
 		return nil, err
 	}
 	if len(bases) == 0 {
-		s, err := createSegment(l.dir, 0, l.cfg.MaxSegmentBytes, true)
+		s, err := createSegment(l.dir, 0, l.lay, l.cfg.MaxSegmentBytes, true)
 		if err != nil {
 			return nil, fmt.Errorf("logstore: create first segment: %w", err)
 		}
@@ -298,13 +307,13 @@ func (l *Log) openSegments() ([]*segment, error) {
 	// "corrupt" ones or, at the tail, into a torn write to cut off. Untrusted
 	// lengths still never drive an allocation beyond the bytes in the file.
 	maxValue := maxRecordLimit
-	rebuild := func(s *segment) error {
-		return rebuildSealedIndex(s, maxValue, errors.New("index missing or inconsistent"), l.logger)
+	rebuild := func(s *segment, cause error) error {
+		return rebuildSealedIndex(s, maxValue, cause, l.logger)
 	}
 	for i, base := range bases {
 		var s *segment
 		if i == len(bases)-1 {
-			s, err = openActive(l.dir, base, l.cfg.MaxSegmentBytes, maxValue, l.logger)
+			s, err = openActive(l.dir, base, l.lay, l.cfg.MaxSegmentBytes, maxValue, l.logger)
 		} else {
 			s, err = openSealed(l.dir, base, maxValue, rebuild, l.logger)
 		}
@@ -360,10 +369,10 @@ func (l *Log) AppendRecords(ctx context.Context, recs []Record) (uint64, error) 
 			return 0, fmt.Errorf("%w: record %d has %d bytes, limit %d", ErrRecordTooLarge, i, size, l.cfg.MaxRecordBytes)
 		}
 		n := payloadSize(r)
-		if n > maxRecordLimit {
-			return 0, fmt.Errorf("%w: record %d takes %d bytes with its key and headers, limit %d", ErrRecordTooLarge, i, n, maxRecordLimit)
+		if n > l.lay.maxPayload {
+			return 0, fmt.Errorf("%w: record %d takes %d bytes with its key and headers, limit %d", ErrRecordTooLarge, i, n, l.lay.maxPayload)
 		}
-		total += int(frameSize(n))
+		total += int(l.lay.frameSize(n))
 	}
 	if err := ctx.Err(); err != nil {
 		return 0, err
@@ -388,7 +397,7 @@ func (l *Log) AppendRecords(ctx context.Context, recs []Record) (uint64, error) 
 			t = l.stamped
 		}
 		l.stamped = max(l.stamped, t)
-		l.pending.buf = appendFrame(l.pending.buf, base+uint64(i), t, &recs[i])
+		l.pending.buf = l.lay.appendFrame(l.pending.buf, base+uint64(i), t, &recs[i])
 	}
 	l.pending.n += uint64(len(recs))
 	if err := l.commit(base + uint64(len(recs))); err != nil {
@@ -525,6 +534,9 @@ func (l *Log) flushDetached(b pendingBatch, w *flushWaiter, sync, retain bool) e
 func (l *Log) flush(b pendingBatch, sync, retain bool) error {
 	set := l.segs.Load()
 	seg := set.segs[len(set.segs)-1]
+	if seg.lay != l.lay {
+		return fmt.Errorf("internal: active segment %d has format version %d, the frames %d", seg.base, seg.lay.version, l.lay.version)
+	}
 	rolled := false
 	var chunkStart, p int64 // chunk of buf going to seg
 	var chunkCount uint64
@@ -546,7 +558,7 @@ func (l *Log) flush(b pendingBatch, sync, retain bool) error {
 	}
 	valueBytes := 0
 	for i := uint64(0); i < b.n; i++ {
-		h, err := parseFrameHeader(b.buf[p:], maxRecordLimit)
+		h, err := l.lay.parseFrameHeader(b.buf[p:], maxRecordLimit)
 		if err != nil {
 			return fmt.Errorf("internal: queued frame: %w", err)
 		}
@@ -566,8 +578,7 @@ func (l *Log) flush(b pendingBatch, sync, retain bool) error {
 		if err := seg.ensureIndex(idx + 1); err != nil {
 			return err
 		}
-		o := fileHeaderSize + idx*indexEntrySize
-		putIndexEntry(seg.idx[o:o+indexEntrySize], pos, h.valueLen)
+		seg.putEntry(idx, pos, h.valueLen)
 		newest = h.unixNano
 		chunkCount++
 		p += h.size()
@@ -582,7 +593,7 @@ func (l *Log) flush(b pendingBatch, sync, retain bool) error {
 	}
 	end := b.base + b.n
 	l.durable = end
-	seg.end.Store(seg.size)
+	seg.setVisible(seg.count, seg.size)
 	l.next.Store(end)
 	l.broadcast()
 	if l.m != nil {
@@ -649,8 +660,8 @@ func (l *Log) roll(old *segment) (*segment, error) {
 	if err := old.seal(l.cfg.Sync != SyncNever); err != nil {
 		return nil, err
 	}
-	old.end.Store(old.size)
-	s, err := createSegment(l.dir, old.base+old.count, l.cfg.MaxSegmentBytes, l.cfg.Sync != SyncNever)
+	old.setVisible(old.count, old.size)
+	s, err := createSegment(l.dir, old.base+old.count, l.lay, l.cfg.MaxSegmentBytes, l.cfg.Sync != SyncNever)
 	if err != nil {
 		return nil, fmt.Errorf("create segment: %w", err)
 	}

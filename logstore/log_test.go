@@ -293,7 +293,7 @@ func TestTruncateBeforeAndRetention(t *testing.T) {
 	}
 	dir := t.TempDir()
 	l := openLog(t, dir, cfg)
-	for i := range 40 { // 128-byte frames, 7 per segment
+	for i := range 40 { // 120-byte frames, 9 per 1 KiB segment
 		mustAppend(t, l, value(i, 100))
 	}
 	st := l.Stats()

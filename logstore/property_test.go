@@ -29,8 +29,11 @@ func runModel(t *testing.T, seed uint64, ops int) {
 	r := rand.New(rand.NewPCG(seed, 42))
 	dir := t.TempDir()
 	policies := []logstore.SyncPolicy{logstore.SyncAlways, logstore.SyncInterval, logstore.SyncNever}
+	// Each open picks a format too, so the log mixes v1 and v2 segments and
+	// every reopen may change the active segment's format.
 	cfg := func() logstore.Config {
-		return logstore.Config{MaxSegmentBytes: 1024 + int64(r.IntN(3000)), Sync: policies[r.IntN(3)], MaxRecordBytes: 2000}
+		c := logstore.Config{MaxSegmentBytes: 1024 + int64(r.IntN(3000)), Sync: policies[r.IntN(3)], MaxRecordBytes: 2000}
+		return formats[r.IntN(len(formats))].cfg(c)
 	}
 	l, err := logstore.Open(dir, cfg())
 	if err != nil {

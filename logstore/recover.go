@@ -63,26 +63,26 @@ type scanResult struct {
 // scanStore walks the frames of a store from its header on. It stops at the
 // first frame that is not valid and then looks for any valid frame after it,
 // which tells a torn tail (nothing valid follows) from damage in the middle.
-func scanStore(f *os.File, size int64, base uint64, maxValue int) (scanResult, error) {
+func scanStore(fl *layout, f *os.File, size int64, base uint64, maxValue int) (scanResult, error) {
 	w := &window{f: f, size: size}
 	r := scanResult{end: fileHeaderSize, newest: math.MinInt64, badPos: -1, follows: -1}
 	pos, off := int64(fileHeaderSize), base
 	for pos < size {
-		b, err := w.get(pos, frameHeaderSize)
+		b, err := w.get(pos, fl.headerSize)
 		if err != nil {
 			return r, err
 		}
-		h, err := parseFrameHeader(b, maxValue)
+		h, err := fl.parseFrameHeader(b, maxValue)
 		if err == nil {
 			b, err = w.get(pos, int(h.size()))
 			if err != nil {
 				return r, err
 			}
-			h, _, err = decodeFrame(b, off, maxValue)
+			h, _, err = fl.decodeFrame(b, off, maxValue)
 		}
 		if err != nil {
 			r.badPos, r.badWhy = pos, err
-			r.follows, err = findValidFrame(w, pos+frameAlign, off, maxValue)
+			r.follows, err = findValidFrame(fl, w, pos+fl.align, off, maxValue)
 			return r, err
 		}
 		r.entries = append(r.entries, scanEntry{pos: pos, valueLen: h.valueLen})
@@ -95,21 +95,26 @@ func scanStore(f *os.File, size int64, base uint64, maxValue int) (scanResult, e
 }
 
 // findValidFrame looks at every aligned position from pos on for a frame that
-// passes every check and holds an offset at or after off.
-func findValidFrame(w *window, pos int64, off uint64, maxValue int) (int64, error) {
-	for ; pos+frameHeaderSize <= w.size; pos += frameAlign {
-		b, err := w.get(pos, frameHeaderSize)
+// passes every check and holds an offset at or after off (no further on
+// than the store could hold records).
+func findValidFrame(fl *layout, w *window, pos int64, off uint64, maxValue int) (int64, error) {
+	for ; pos+int64(fl.headerSize) <= w.size; pos += fl.align {
+		b, err := w.get(pos, fl.headerSize)
 		if err != nil {
 			return -1, err
 		}
-		h, err := parseFrameHeader(b, maxValue)
-		if err != nil || h.offset < off || h.offset-off > uint64(w.size/minFrameSize) || pos+h.size() > w.size {
+		h, err := fl.parseFrameHeader(b, maxValue)
+		if err != nil {
+			continue
+		}
+		at, ok := fl.offsetFrom(h, off)
+		if !ok || at-off > uint64(w.size/fl.minFrame) || pos+h.size() > w.size {
 			continue
 		}
 		if b, err = w.get(pos, int(h.size())); err != nil {
 			return -1, err
 		}
-		if _, _, err := decodeFrame(b, h.offset, maxValue); err == nil {
+		if _, _, err := fl.decodeFrame(b, at, maxValue); err == nil {
 			return pos, nil
 		}
 	}
@@ -119,7 +124,9 @@ func findValidFrame(w *window, pos int64, off uint64, maxValue int) (int64, erro
 // openActive opens the newest segment and recovers it: every frame is
 // checked, a torn tail is cut off, damage before the tail is ErrCorrupt, and
 // the index is rebuilt from the frames (its old contents are never trusted).
-func openActive(dir string, base uint64, maxSegment int64, maxValue int, logger *slog.Logger) (_ *segment, err error) {
+// A store cut short while it was being created gets the header of format
+// fl, the log's.
+func openActive(dir string, base uint64, fl *layout, maxSegment int64, maxValue int, logger *slog.Logger) (_ *segment, err error) {
 	storePath, indexPath := segmentPaths(dir, base)
 	s := &segment{base: base, storePath: storePath, indexPath: indexPath}
 	defer func() {
@@ -139,16 +146,18 @@ func openActive(dir string, base uint64, maxSegment int64, maxValue int, logger 
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, err
 	}
-	if herr := checkFileHeader(head[:n], storeMagic, base); herr != nil {
+	var herr error
+	if s.lay, herr = checkFileHeader(head[:n], storeMagic, base); herr != nil {
 		// A crash while the segment was being created leaves a short or
-		// zero header (or the start of the right one) and no records:
+		// zero header (or the start of a right one) and no records:
 		// write the header again.
-		want := fileHeader(storeMagic, base)
-		if size > fileHeaderSize || (!allZero(head[:n]) && !bytes.Equal(head[:n], want[:n])) {
+		v1, v2 := fileHeader(storeMagic, base, 1), fileHeader(storeMagic, base, 2)
+		if size > fileHeaderSize || (!allZero(head[:n]) && !bytes.Equal(head[:n], v1[:n]) && !bytes.Equal(head[:n], v2[:n])) {
 			return nil, corrupt(storePath, 0, "%v", herr)
 		}
 		logger.Warn("logstore: rewriting the header of a new segment cut short by a crash", "file", storePath, "bytes", size)
-		if _, err := s.store.WriteAt(fileHeader(storeMagic, base), 0); err != nil {
+		s.lay = fl
+		if _, err := s.store.WriteAt(fileHeader(storeMagic, base, fl.version), 0); err != nil {
 			return nil, err
 		}
 		if err := unix.Fdatasync(int(s.store.Fd())); err != nil {
@@ -156,7 +165,7 @@ func openActive(dir string, base uint64, maxSegment int64, maxValue int, logger 
 		}
 		size = fileHeaderSize
 	}
-	r, err := scanStore(s.store, size, base, maxValue)
+	r, err := scanStore(s.lay, s.store, size, base, maxValue)
 	if err != nil {
 		return nil, fmt.Errorf("logstore: scan %s: %w", storePath, err)
 	}
@@ -189,10 +198,9 @@ func openActive(dir string, base uint64, maxSegment int64, maxValue int, logger 
 		return nil, err
 	}
 	for i, e := range r.entries {
-		o := fileHeaderSize + i*indexEntrySize
-		putIndexEntry(s.idx[o:o+indexEntrySize], e.pos, e.valueLen)
+		s.putEntry(uint64(i), e.pos, e.valueLen)
 	}
-	s.end.Store(s.size)
+	s.setVisible(s.count, s.size)
 	s.refs.Store(1)
 	return s, nil
 }
@@ -200,11 +208,17 @@ func openActive(dir string, base uint64, maxSegment int64, maxValue int, logger 
 // rebuildSealedIndex replaces a sealed segment's damaged or missing index by
 // scanning its store strictly: every byte must be valid frames.
 func rebuildSealedIndex(s *segment, maxValue int, cause error, logger *slog.Logger) error {
-	r, err := scanStore(s.store, s.size, s.base, maxValue)
+	r, err := scanStore(s.lay, s.store, s.size, s.base, maxValue)
 	if err != nil {
 		return fmt.Errorf("logstore: scan %s: %w", s.storePath, err)
 	}
 	if r.badPos >= 0 {
+		if keepsIndex(s, r, cause) {
+			// As with a v1 index, which has the length: the damage is
+			// reported when the record is read.
+			logger.Warn("logstore: the last record of a sealed segment is damaged; reads of it will fail", "file", s.storePath, "pos", r.badPos, "reason", r.badWhy.Error())
+			return nil
+		}
 		return corrupt(s.storePath, r.badPos, "sealed segment: %v", r.badWhy)
 	}
 	logger.Warn("logstore: rebuilt the index of a sealed segment", "file", s.indexPath, "cause", cause.Error(), "records", len(r.entries))
@@ -216,11 +230,10 @@ func rebuildSealedIndex(s *segment, maxValue int, cause error, logger *slog.Logg
 		s.index.Close()
 		s.index = nil
 	}
-	buf := make([]byte, fileHeaderSize+len(r.entries)*indexEntrySize)
-	copy(buf, fileHeader(indexMagic, s.base))
+	buf := make([]byte, fileHeaderSize+int64(len(r.entries))*s.lay.entrySize)
+	copy(buf, fileHeader(indexMagic, s.base, s.lay.version))
 	for i, e := range r.entries {
-		o := fileHeaderSize + i*indexEntrySize
-		putIndexEntry(buf[o:o+indexEntrySize], e.pos, e.valueLen)
+		putEntry(s.lay, buf, uint64(i), e.pos, e.valueLen)
 	}
 	tmp := s.indexPath + ".tmp"
 	if err := writeFileSync(tmp, buf); err != nil {
@@ -233,6 +246,23 @@ func rebuildSealedIndex(s *segment, maxValue int, cause error, logger *slog.Logg
 		return err
 	}
 	return s.mapSealedIndex(maxValue)
+}
+
+// keepsIndex reports whether a sealed v2 index whose last frame did not
+// check out (cause) is right after all: the scan r of its store found every
+// frame before that one valid, at the positions the index gives, and the
+// damage at that frame. s.count and the mapping are the index's.
+func keepsIndex(s *segment, r scanResult, cause error) bool {
+	var lf *lastFrameError
+	if !errors.As(cause, &lf) || lf.pos != r.badPos || uint64(len(r.entries))+1 != s.count {
+		return false
+	}
+	for i, e := range r.entries {
+		if s.entryPos(uint64(i)) != e.pos {
+			return false
+		}
+	}
+	return true
 }
 
 // saveBroken keeps the bytes recovery cuts off, for forensics, in a file

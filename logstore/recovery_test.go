@@ -14,9 +14,11 @@ import (
 
 // TestRecoverySituations sets up the files a crash at each step of creating,
 // sealing or deleting a segment can leave, and checks what Open does.
-func TestRecoverySituations(t *testing.T) {
-	cfg := logstore.Config{MaxSegmentBytes: 1024}
-	sizes := repeat(100, 24) // 128-byte frames, 8 per segment: 3 segments
+func TestRecoverySituations(t *testing.T) { forFormats(t, testRecoverySituations) }
+
+func testRecoverySituations(t *testing.T, format func(logstore.Config) logstore.Config) {
+	cfg := format(logstore.Config{MaxSegmentBytes: 1024})
+	sizes := repeat(size8, 24) // 8 per segment: 3 segments
 	src := t.TempDir()
 	writeLog(t, src, cfg, sizes)
 	stores := storeFiles(t, src)
@@ -161,7 +163,7 @@ func TestRecoverySituations(t *testing.T) {
 				t.Fatalf("Bounds = %d, %d; want %d, %d", lo, next, tc.lowest, tc.next)
 			}
 			for off := lo; off < next; off++ {
-				checkRecord(t, l, off, value(int(off), 100))
+				checkRecord(t, l, off, value(int(off), size8))
 			}
 			if off := mustAppend(t, l, []byte("more")); off != next {
 				t.Fatalf("append got %d, want %d", off, next)

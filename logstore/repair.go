@@ -16,8 +16,10 @@ var ErrNotDamaged = errors.New("logstore: the record is not damaged")
 // rec, another copy of that record (a peer's: in a cluster a record's
 // offset, time, key, headers and value are the same on every node, and so
 // are its frame's bytes). It only replaces bytes that are wrong: the stored
-// frame must fail its checks, and rec must encode to exactly the length the
-// index gives the frame, so no other record moves. The new frame is
+// frame must fail its checks, and rec must encode to exactly the frame the
+// index gives (v1: its payload length; v2: its extent, and the damaged
+// frame's own length when that is consistent with it), so no other record
+// moves. The new frame is
 // checked, written over the old one with one pwrite, and fdatasynced. A
 // hard link to the segment (a snapshot's) is the same file, so it is
 // repaired too. A reader that reads the frame while it is written sees
@@ -33,31 +35,38 @@ func (l *Log) Repair(rec Record) error {
 	}
 	defer s.release()
 	i := rec.Offset - s.base
-	if i >= uint64(len(s.idx)-fileHeaderSize)/indexEntrySize {
+	visCount, visEnd := s.visible()
+	if i >= min(s.indexEntries(), visCount) {
 		return corrupt(s.indexPath, 0, "offset %d is not in this segment's index", rec.Offset)
 	}
-	pos, plen := s.entry(i)
-	size := frameSize(plen)
-	if pos < fileHeaderSize || pos+size > s.end.Load() {
+	pos, size, plen := s.extent(i, visCount, visEnd)
+	if pos < fileHeaderSize || size < s.lay.minFrame || pos+size > visEnd {
 		// The index is what is wrong (Open rebuilds a sealed index that
 		// does not check out); a record from elsewhere cannot fix it.
-		return corrupt(s.indexPath, int64(fileHeaderSize+i*indexEntrySize), "entry for offset %d points at store bytes [%d, %d), outside the store", rec.Offset, pos, pos+size)
+		return corrupt(s.indexPath, s.entryByte(i), "entry for offset %d points at store bytes [%d, %d), outside the store", rec.Offset, pos, pos+size)
 	}
 	old := make([]byte, size)
 	if _, err := s.store.ReadAt(old, pos); err != nil {
 		return fmt.Errorf("logstore: repair %d: read %s: %w", rec.Offset, s.storePath, err)
 	}
-	if _, _, err := decodeFrame(old, rec.Offset, maxRecordLimit); err == nil {
+	if h, _, err := s.lay.decodeFrame(old, rec.Offset, maxRecordLimit); err == nil && h.size() == size {
 		return ErrNotDamaged
 	}
 	if rec.Time.IsZero() {
 		return fmt.Errorf("logstore: repair %d: the replacement has no time", rec.Offset)
 	}
-	if n := payloadSize(&rec); n != plen {
-		return fmt.Errorf("logstore: repair %d: the replacement's payload has %d bytes, the stored frame %d: not the same record", rec.Offset, n, plen)
+	// A v1 entry gives the payload length. A v2 entry gives only the
+	// frame's size, which the replacement must fill exactly; the damaged
+	// frame's own length is used too when it is consistent with that size.
+	n := payloadSize(&rec)
+	if h, err := s.lay.parseFrameHeader(old, maxRecordLimit); plen < 0 && err == nil && h.size() == size {
+		plen = h.valueLen
 	}
-	frame := appendFrame(nil, rec.Offset, rec.Time.UnixNano(), &rec)
-	if _, _, err := decodeFrame(frame, rec.Offset, maxRecordLimit); err != nil || int64(len(frame)) != size {
+	if (plen >= 0 && n != plen) || n > s.lay.maxPayload || s.lay.frameSize(n) != size {
+		return fmt.Errorf("logstore: repair %d: the replacement's payload has %d bytes, the stored frame %d bytes: not the same record", rec.Offset, n, size)
+	}
+	frame := s.lay.appendFrame(nil, rec.Offset, rec.Time.UnixNano(), &rec)
+	if _, _, err := s.lay.decodeFrame(frame, rec.Offset, maxRecordLimit); err != nil || int64(len(frame)) != size {
 		return fmt.Errorf("internal: repair frame for %d: %v", rec.Offset, err)
 	}
 	// The segment's own descriptor may be read-only (sealed segments).

@@ -15,9 +15,11 @@ import (
 // rewrites the frame in place: reads, a reopened log and a snapshot's hard
 // link to the segment all see the repaired record. A replacement that is
 // not the same record, or a frame that is not damaged, is refused.
-func TestRepairFromAnotherCopy(t *testing.T) {
+func TestRepairFromAnotherCopy(t *testing.T) { forFormats(t, testRepairFromAnotherCopy) }
+
+func testRepairFromAnotherCopy(t *testing.T, format func(logstore.Config) logstore.Config) {
 	dir := t.TempDir()
-	cfg := logstore.Config{MaxSegmentBytes: 2048}
+	cfg := format(logstore.Config{MaxSegmentBytes: 2048})
 	l := openLog(t, dir, cfg)
 	want := keyedRecords(60, time.Unix(1_700_000_000, 0))
 	if _, err := l.AppendRecords(t.Context(), want); err != nil {
@@ -42,7 +44,7 @@ func TestRepairFromAnotherCopy(t *testing.T) {
 	var pos int64
 	for off := range damaged {
 		r, _ := l.Read(t.Context(), uint64(off))
-		pos += (28 + int64(len(r.Value)+len(r.Key)+headerBytes(r)) + 7) &^ 7
+		pos += logstore.FrameSize(cfg, len(r.Value)+len(r.Key)+headerBytes(r))
 	}
 	f, err := os.OpenFile(first, os.O_RDWR, 0)
 	if err != nil {

@@ -60,6 +60,7 @@ type restoreWriter struct {
 	in      *bufio.Reader
 	pos     int64 // bytes consumed from the stream, for errors
 	seg     segmentFile
+	lay     *layout // the current segment's format
 	segBase uint64
 	segSize int64
 	entries []byte // index entries of the current segment
@@ -78,15 +79,17 @@ func (w *restoreWriter) run() error {
 		if err != nil {
 			return fmt.Errorf("logstore: restore: read: %w", err)
 		}
-		switch b[0] {
-		case storeMagic[0]:
+		switch {
+		case b[0] == storeMagic[0]:
 			if err := w.header(); err != nil {
 				return err
 			}
-		case frameTypeRecord, frameTypeKeyed:
+		case w.lay != nil && w.lay.startsFrame(b[0]):
 			if err := w.frame(); err != nil {
 				return err
 			}
+		case w.lay == nil:
+			return corrupt(restoreSource, w.pos, "byte %#x before any store header", b[0])
 		default:
 			return corrupt(restoreSource, w.pos, "byte %#x starts neither a store header nor a record frame", b[0])
 		}
@@ -113,7 +116,8 @@ func (w *restoreWriter) header() error {
 		return err
 	}
 	base := binary.LittleEndian.Uint64(h[16:24])
-	if err := checkFileHeader(h, storeMagic, base); err != nil {
+	f, err := checkFileHeader(h, storeMagic, base)
+	if err != nil {
 		return corrupt(restoreSource, start, "store header: %v", err)
 	}
 	if w.started && base != w.next {
@@ -123,16 +127,15 @@ func (w *restoreWriter) header() error {
 		return err
 	}
 	storePath, _ := segmentPaths(w.dir, base)
-	var f segmentFile = discardFile{}
+	var out segmentFile = discardFile{}
 	if !w.discard {
-		var err error
-		if f, err = os.OpenFile(storePath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644); err != nil {
+		if out, err = os.OpenFile(storePath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644); err != nil {
 			return fmt.Errorf("logstore: restore: %w", err)
 		}
 	}
-	w.seg, w.segBase, w.segSize, w.entries = f, base, fileHeaderSize, w.entries[:0]
+	w.seg, w.lay, w.segBase, w.segSize, w.entries = out, f, base, fileHeaderSize, w.entries[:0]
 	w.next, w.started = base, true
-	if _, err := f.Write(h); err != nil {
+	if _, err := out.Write(h); err != nil {
 		return fmt.Errorf("logstore: restore: write %s: %w", storePath, err)
 	}
 	return nil
@@ -145,15 +148,15 @@ func (w *restoreWriter) frame() error {
 	if w.seg == nil {
 		return corrupt(restoreSource, start, "record frame before any store header")
 	}
-	h := make([]byte, frameHeaderSize)
+	h := make([]byte, w.lay.headerSize)
 	if err := w.read(h, "frame header"); err != nil {
 		return err
 	}
-	fh, err := parseFrameHeader(h, maxRecordLimit)
+	fh, err := w.lay.parseFrameHeader(h, maxRecordLimit)
 	if err != nil {
 		return w.recordCorrupt(corrupt(restoreSource, start, "%v", err))
 	}
-	if fh.offset != w.next {
+	if !w.lay.holds(fh, w.next) {
 		return w.recordCorrupt(corrupt(restoreSource, start, "frame holds offset %d, want %d", fh.offset, w.next))
 	}
 	size := fh.size()
@@ -163,8 +166,8 @@ func (w *restoreWriter) frame() error {
 	if _, err := w.seg.Write(h); err != nil {
 		return fmt.Errorf("logstore: restore: write: %w", err)
 	}
-	crc := crc32.Checksum(h[:24], castagnoli)
-	left := size - frameHeaderSize
+	crc := crc32.Checksum(h[:len(h)-4], castagnoli)
+	left := size - int64(len(h))
 	valueLeft := int64(fh.valueLen)
 	for left > 0 {
 		chunk := w.buf[:min(int64(len(w.buf)), left)]
@@ -184,9 +187,7 @@ func (w *restoreWriter) frame() error {
 	if crc != fh.crc {
 		return w.recordCorrupt(corrupt(restoreSource, start, "crc mismatch: stored %08x, computed %08x", fh.crc, crc))
 	}
-	var e [indexEntrySize]byte
-	putIndexEntry(e[:], w.segSize, fh.valueLen)
-	w.entries = append(w.entries, e[:]...)
+	w.entries = appendEntry(w.lay, w.entries, w.segSize, fh.valueLen)
 	w.segSize += size
 	w.next++
 	return nil
@@ -211,7 +212,7 @@ func (w *restoreWriter) finishSegment(sealed bool) error {
 		return nil
 	}
 	_, indexPath := segmentPaths(w.dir, w.segBase)
-	idx := append(fileHeader(indexMagic, w.segBase), w.entries...)
+	idx := append(fileHeader(indexMagic, w.segBase, w.lay.version), w.entries...)
 	if err := writeFileSync(indexPath, idx); err != nil {
 		return fmt.Errorf("logstore: restore: %w", err)
 	}

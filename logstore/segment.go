@@ -1,6 +1,7 @@
 package logstore
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -28,10 +29,16 @@ type segment struct {
 	indexPath string
 	store     *os.File
 	index     *os.File
-	idx       []byte // mapping of the index file; entries start at fileHeaderSize
+	idx       []byte  // mapping of the index file; entries start at fileHeaderSize
+	lay       *layout // the segment's format version, for life
 
 	refs atomic.Int64 // 1 for the owning Log plus one per reader; 0 = closed
-	end  atomic.Int64 // store bytes readers may use: the end of the last visible record
+	// vis is what readers may use, as one word (see setVisible): the
+	// records visible and the store byte where the last of them ends. One
+	// word, because a v2 index has no lengths: the last visible record
+	// ends at that byte, the others where the next one starts, and a
+	// reader must not pair a count with the end of another.
+	vis atomic.Uint64
 
 	// The fields below are written only by the Log's writer under Log.flushMu.
 	size     int64  // store bytes written (header included)
@@ -46,6 +53,30 @@ type segment struct {
 func segmentPaths(dir string, base uint64) (store, index string) {
 	name := fmt.Sprintf("%020d", base)
 	return filepath.Join(dir, name+".store"), filepath.Join(dir, name+".index")
+}
+
+// visEndBits holds a store's size: records start below 4 GiB
+// (maxSegmentBytes) and one may run 1 GiB past. The count gets the other
+// 28 bits: a frame takes at least 20 bytes, so a segment holds fewer than
+// 2^32/20 + 1 < 2^28 records.
+const visEndBits = 36
+
+// setVisible publishes that the first count records, ending at store byte
+// end, may be read.
+func (s *segment) setVisible(count uint64, end int64) {
+	s.vis.Store(count<<visEndBits | uint64(end))
+}
+
+// visible returns what setVisible last published.
+func (s *segment) visible() (count uint64, end int64) {
+	v := s.vis.Load()
+	return v >> visEndBits, int64(v & (1<<visEndBits - 1))
+}
+
+// end is the store byte where the visible records end.
+func (s *segment) end() int64 {
+	_, end := s.visible()
+	return end
 }
 
 func (s *segment) acquire() bool {
@@ -100,17 +131,17 @@ func (s *segment) closeFiles() error {
 
 // indexCapacity is how many entries the active segment's mapping must hold:
 // a record is written only while the store is below maxSegment bytes, and a
-// frame is at least minFrameSize bytes.
-func indexCapacity(size, maxSegment int64, count uint64) uint64 {
+// frame is at least f.minFrame bytes.
+func indexCapacity(f *layout, size, maxSegment int64, count uint64) uint64 {
 	left := max(maxSegment-size, 0)
-	return count + uint64(left/minFrameSize) + 2
+	return count + uint64(left/f.minFrame) + 2
 }
 
 // createSegment makes a new empty active segment and syncs its files (the
 // caller syncs the directory).
-func createSegment(dir string, base uint64, maxSegment int64, sync bool) (_ *segment, err error) {
+func createSegment(dir string, base uint64, f *layout, maxSegment int64, sync bool) (_ *segment, err error) {
 	storePath, indexPath := segmentPaths(dir, base)
-	s := &segment{base: base, storePath: storePath, indexPath: indexPath, size: fileHeaderSize, newest: math.MinInt64}
+	s := &segment{base: base, storePath: storePath, indexPath: indexPath, lay: f, size: fileHeaderSize, newest: math.MinInt64}
 	defer func() {
 		if err != nil {
 			s.closeFiles()
@@ -119,7 +150,7 @@ func createSegment(dir string, base uint64, maxSegment int64, sync bool) (_ *seg
 	if s.store, err = os.OpenFile(storePath, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644); err != nil {
 		return nil, err
 	}
-	if _, err = s.store.WriteAt(fileHeader(storeMagic, base), 0); err != nil {
+	if _, err = s.store.WriteAt(fileHeader(storeMagic, base, f.version), 0); err != nil {
 		return nil, err
 	}
 	if sync {
@@ -130,7 +161,7 @@ func createSegment(dir string, base uint64, maxSegment int64, sync bool) (_ *seg
 	if err = s.createIndex(maxSegment, 0); err != nil {
 		return nil, err
 	}
-	s.end.Store(s.size)
+	s.setVisible(0, s.size)
 	s.refs.Store(1)
 	return s, nil
 }
@@ -141,12 +172,12 @@ func (s *segment) createIndex(maxSegment int64, count uint64) (err error) {
 	if s.index, err = os.OpenFile(s.indexPath, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644); err != nil {
 		return err
 	}
-	if _, err = s.index.WriteAt(fileHeader(indexMagic, s.base), 0); err != nil {
+	if _, err = s.index.WriteAt(fileHeader(indexMagic, s.base, s.lay.version), 0); err != nil {
 		return err
 	}
 	s.idxAlloc = fileHeaderSize
-	capacity := indexCapacity(s.size, maxSegment, count)
-	length := fileHeaderSize + int64(capacity)*indexEntrySize
+	capacity := indexCapacity(s.lay, s.size, maxSegment, count)
+	length := fileHeaderSize + int64(capacity)*s.lay.entrySize
 	if s.idx, err = unix.Mmap(int(s.index.Fd()), 0, int(length), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED); err != nil {
 		return fmt.Errorf("mmap %s: %w", s.indexPath, err)
 	}
@@ -157,7 +188,7 @@ func (s *segment) createIndex(maxSegment int64, count uint64) (err error) {
 // for real (fallocate), so a full disk is an error here and never a SIGBUS on
 // a write through the mapping.
 func (s *segment) ensureIndex(n uint64) error {
-	need := fileHeaderSize + int64(n)*indexEntrySize
+	need := fileHeaderSize + int64(n)*s.lay.entrySize
 	if need <= s.idxAlloc {
 		return nil
 	}
@@ -177,9 +208,62 @@ func (s *segment) ensureIndex(n uint64) error {
 	return nil
 }
 
-func (s *segment) entry(i uint64) (pos int64, valueLen int) {
-	o := fileHeaderSize + i*indexEntrySize
-	return getIndexEntry(s.idx[o : o+indexEntrySize])
+// Index entries: v1 a uint32 store position of the frame and a uint32
+// payload length, v2 the position alone.
+
+// putEntry writes entry i into the mapping (allocated by ensureIndex).
+func (s *segment) putEntry(i uint64, pos int64, valueLen int) {
+	putEntry(s.lay, s.idx, i, pos, valueLen)
+}
+
+func putEntry(f *layout, idx []byte, i uint64, pos int64, valueLen int) {
+	o := fileHeaderSize + int64(i)*f.entrySize
+	appendEntry(f, idx[o:o], pos, valueLen)
+}
+
+func appendEntry(f *layout, dst []byte, pos int64, valueLen int) []byte {
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(pos))
+	if f.version == 1 {
+		dst = binary.LittleEndian.AppendUint32(dst, uint32(valueLen))
+	}
+	return dst
+}
+
+// entryPos is the store position entry i gives.
+func (s *segment) entryPos(i uint64) int64 {
+	o := fileHeaderSize + int64(i)*s.lay.entrySize
+	return int64(binary.LittleEndian.Uint32(s.idx[o : o+4]))
+}
+
+// indexEntries is how many entries the mapping has room for.
+func (s *segment) indexEntries() uint64 {
+	if len(s.idx) < fileHeaderSize {
+		return 0
+	}
+	return uint64(int64(len(s.idx)-fileHeaderSize) / s.lay.entrySize)
+}
+
+// entryByte is the index file position of entry i, for errors.
+func (s *segment) entryByte(i uint64) int64 {
+	return fileHeaderSize + int64(i)*s.lay.entrySize
+}
+
+// extent is where the frame of entry i lies by the index: its position and
+// size, and its payload length (v1; -1 for v2, whose index has no length).
+// A v2 frame ends where the next record starts or, for the last of the
+// visCount records visible, at visEnd. i < visCount.
+func (s *segment) extent(i, visCount uint64, visEnd int64) (pos, size int64, valueLen int) {
+	pos = s.entryPos(i)
+	if s.lay.version == 1 {
+		o := s.entryByte(i)
+		valueLen = int(binary.LittleEndian.Uint32(s.idx[o+4 : o+8]))
+		return pos, s.lay.frameSize(valueLen), valueLen
+	}
+	end := visEnd
+	if i+1 < visCount {
+		end = s.entryPos(i + 1)
+	}
+	return pos, end - pos, -1
 }
 
 // seal makes the segment immutable: the index is trimmed to its true
@@ -193,7 +277,7 @@ func (s *segment) seal(sync bool) error {
 			return fmt.Errorf("fdatasync %s: %w", s.storePath, err)
 		}
 	}
-	length := fileHeaderSize + int64(s.count)*indexEntrySize
+	length := fileHeaderSize + int64(s.count)*s.lay.entrySize
 	if sync {
 		if err := unix.Msync(s.idx[:length], unix.MS_SYNC); err != nil {
 			return fmt.Errorf("msync %s: %w", s.indexPath, err)
@@ -224,7 +308,7 @@ func (s *segment) seal(sync bool) error {
 // openSealed opens a segment that is not the newest. It trusts the index
 // length (trimmed and synced on seal) and checks it against the store size
 // and the last record, without scanning.
-func openSealed(dir string, base uint64, maxValue int, rebuild func(*segment) error, logger *slog.Logger) (_ *segment, err error) {
+func openSealed(dir string, base uint64, maxValue int, rebuild func(*segment, error) error, logger *slog.Logger) (_ *segment, err error) {
 	storePath, indexPath := segmentPaths(dir, base)
 	s := &segment{base: base, storePath: storePath, indexPath: indexPath, sealed: true}
 	defer func() {
@@ -235,7 +319,7 @@ func openSealed(dir string, base uint64, maxValue int, rebuild func(*segment) er
 	if s.store, err = os.Open(storePath); err != nil {
 		return nil, err
 	}
-	if err = s.readStoreHeader(); err != nil {
+	if s.lay, err = s.readStoreHeader(); err != nil {
 		return nil, err
 	}
 	if s.size, err = fileSize(s.store); err != nil {
@@ -245,14 +329,14 @@ func openSealed(dir string, base uint64, maxValue int, rebuild func(*segment) er
 		if rebuild == nil {
 			return nil, err
 		}
-		if err = rebuild(s); err != nil {
+		if err = rebuild(s, err); err != nil {
 			return nil, err
 		}
 	}
 	// The newest record's time drives age retention. A damaged last record
 	// is reported when read; here it only makes the age unknown, and
 	// such a segment is never deleted by age.
-	s.end.Store(s.size)
+	s.setVisible(s.count, s.size)
 	s.newest = math.MaxInt64
 	if s.count > 0 {
 		rec, err := s.readOne(base+s.count-1, maxValue)
@@ -266,15 +350,16 @@ func openSealed(dir string, base uint64, maxValue int, rebuild func(*segment) er
 	return s, nil
 }
 
-func (s *segment) readStoreHeader() error {
+func (s *segment) readStoreHeader() (*layout, error) {
 	h := make([]byte, fileHeaderSize)
 	if _, err := s.store.ReadAt(h, 0); err != nil {
-		return corrupt(s.storePath, 0, "reading header: %v", err)
+		return nil, corrupt(s.storePath, 0, "reading header: %v", err)
 	}
-	if err := checkFileHeader(h, storeMagic, s.base); err != nil {
-		return corrupt(s.storePath, 0, "%v", err)
+	f, err := checkFileHeader(h, storeMagic, s.base)
+	if err != nil {
+		return nil, corrupt(s.storePath, 0, "%v", err)
 	}
-	return nil
+	return f, nil
 }
 
 // mapSealedIndex maps a sealed index read-only and checks that its length
@@ -287,33 +372,76 @@ func (s *segment) mapSealedIndex(maxValue int) (err error) {
 	if err != nil {
 		return err
 	}
-	if size < fileHeaderSize || (size-fileHeaderSize)%indexEntrySize != 0 {
+	if size < fileHeaderSize || (size-fileHeaderSize)%s.lay.entrySize != 0 {
 		return corrupt(s.indexPath, 0, "length %d is not a header plus whole entries", size)
 	}
 	if s.idx, err = unix.Mmap(int(s.index.Fd()), 0, int(size), unix.PROT_READ, unix.MAP_SHARED); err != nil {
 		return fmt.Errorf("mmap %s: %w", s.indexPath, err)
 	}
-	if err := checkFileHeader(s.idx, indexMagic, s.base); err != nil {
+	f, err := checkFileHeader(s.idx, indexMagic, s.base)
+	if err != nil {
 		return corrupt(s.indexPath, 0, "%v", err)
 	}
-	s.count = uint64(size-fileHeaderSize) / indexEntrySize
+	if f != s.lay {
+		return corrupt(s.indexPath, 0, "format version %d, the store's is %d", f.version, s.lay.version)
+	}
+	s.count = uint64(size-fileHeaderSize) / uint64(s.lay.entrySize)
 	s.idxAlloc = size
 	end := int64(fileHeaderSize)
 	if s.count > 0 {
-		if pos, _ := s.entry(0); pos != fileHeaderSize {
+		if pos := s.entryPos(0); pos != fileHeaderSize {
 			return corrupt(s.indexPath, fileHeaderSize, "first entry at store byte %d, want %d", pos, fileHeaderSize)
 		}
-		pos, n := s.entry(s.count - 1)
-		if n > maxValue {
-			return corrupt(s.indexPath, size-indexEntrySize, "entry length %d exceeds the limit %d", n, maxValue)
+		if end, err = s.lastFrameEnd(maxValue); err != nil {
+			return err
 		}
-		end = pos + frameSize(n)
 	}
 	if end != s.size {
-		return corrupt(s.indexPath, size-indexEntrySize, "entries end at store byte %d but the store has %d bytes", end, s.size)
+		return corrupt(s.indexPath, size-s.lay.entrySize, "entries end at store byte %d but the store has %d bytes", end, s.size)
 	}
 	return nil
 }
+
+// lastFrameEnd is where the last record of a sealed segment ends by its
+// index entry: v1 entries have the length; for v2 it is read from the
+// fixed part of the frame.
+func (s *segment) lastFrameEnd(maxValue int) (int64, error) {
+	i := s.count - 1
+	at := s.entryByte(i)
+	pos, size, n := s.extent(i, s.count, s.size)
+	if s.lay.version == 1 {
+		if n > maxValue {
+			return 0, corrupt(s.indexPath, at, "entry length %d exceeds the limit %d", n, maxValue)
+		}
+		return pos + size, nil
+	}
+	if pos < fileHeaderSize || pos+int64(s.lay.headerSize) > s.size {
+		return 0, corrupt(s.indexPath, at, "last entry points at store byte %d of %d", pos, s.size)
+	}
+	b := make([]byte, s.lay.headerSize)
+	if _, err := s.store.ReadAt(b, pos); err != nil {
+		return 0, fmt.Errorf("logstore: read %s at byte %d: %w", s.storePath, pos, err)
+	}
+	h, err := s.lay.parseFrameHeader(b, maxValue)
+	if err == nil && pos+h.size() != s.size {
+		err = fmt.Errorf("its frame ends at byte %d", pos+h.size())
+	}
+	if err != nil {
+		return 0, &lastFrameError{pos: pos, err: corrupt(s.indexPath, at, "last entry points at store byte %d of %d: %v", pos, s.size, err)}
+	}
+	return pos + h.size(), nil
+}
+
+// lastFrameError says that the last frame of a sealed v2 segment does not
+// end its store. Either the index is wrong or that frame is damaged; a scan
+// of the store tells which (rebuildSealedIndex).
+type lastFrameError struct {
+	pos int64 // the store byte the last entry gives
+	err error
+}
+
+func (e *lastFrameError) Error() string { return e.err.Error() }
+func (e *lastFrameError) Unwrap() error { return e.err }
 
 func fileSize(f *os.File) (int64, error) {
 	fi, err := f.Stat()
@@ -336,7 +464,8 @@ func (s *segment) readOne(offset uint64, maxValue int) (Record, error) {
 // maxBytes of values (at least one record). limit must not exceed the
 // records visible in this segment. The caller holds a reference.
 func (s *segment) read(offset uint64, maxRecords, maxBytes int, dst []Record, limit uint64, maxValue int) ([]Record, error) {
-	if len(s.idx) < fileHeaderSize || offset < s.base || limit <= offset || limit-s.base > uint64(len(s.idx)-fileHeaderSize)/indexEntrySize {
+	visCount, visEnd := s.visible()
+	if offset < s.base || limit <= offset || limit-s.base > min(s.indexEntries(), visCount) {
 		// Never for a consistent view; a guard so that no mix-up can make
 		// the index mapping be read out of bounds.
 		return dst, corrupt(s.indexPath, 0, "offsets [%d, %d) are not in this segment's index", offset, limit)
@@ -346,28 +475,31 @@ func (s *segment) read(offset uint64, maxRecords, maxBytes int, dst []Record, li
 	if maxRecords > 0 && uint64(maxRecords) < n {
 		n = uint64(maxRecords)
 	}
-	start, _ := s.entry(first)
+	start := s.entryPos(first)
 	if start < fileHeaderSize {
-		return dst, corrupt(s.indexPath, int64(fileHeaderSize+first*indexEntrySize), "entry for offset %d points at store byte %d", offset, start)
+		return dst, corrupt(s.indexPath, s.entryByte(first), "entry for offset %d points at store byte %d", offset, start)
 	}
 	end := start
 	total := 0
 	var k uint64
 	for k = 0; k < n; k++ {
-		pos, vlen := s.entry(first + k)
-		if pos != end || vlen > maxValue {
-			return dst, corrupt(s.indexPath, int64(fileHeaderSize+(first+k)*indexEntrySize),
-				"entry for offset %d (store byte %d, length %d) does not follow the previous record ending at %d", offset+k, pos, vlen, end)
+		pos, size, vlen := s.extent(first+k, visCount, visEnd)
+		if vlen < 0 {
+			vlen = int(size) - s.lay.headerSize // about: padding included
+		}
+		if pos != end || size < s.lay.minFrame || size > s.lay.frameSize(maxValue) {
+			return dst, corrupt(s.indexPath, s.entryByte(first+k),
+				"entry for offset %d (store byte %d, %d bytes) does not follow the previous record ending at %d", offset+k, pos, size, end)
 		}
 		if k > 0 && maxBytes > 0 && total+vlen > maxBytes {
 			break
 		}
 		total += vlen
-		end += frameSize(vlen)
+		end += size
 	}
-	if visible := s.end.Load(); end > visible {
-		return dst, corrupt(s.indexPath, int64(fileHeaderSize+first*indexEntrySize),
-			"entries for offsets %d.. claim store bytes up to %d, but the store has %d", offset, end, visible)
+	if end > visEnd {
+		return dst, corrupt(s.indexPath, s.entryByte(first),
+			"entries for offsets %d.. claim store bytes up to %d, but the store has %d", offset, end, visEnd)
 	}
 	buf := make([]byte, end-start)
 	if _, err := s.store.ReadAt(buf, start); err != nil {
@@ -380,21 +512,22 @@ func (s *segment) read(offset uint64, maxRecords, maxBytes int, dst []Record, li
 	var slab []Header
 	for i := range k {
 		off := offset + i
-		h, value, err := decodeFrame(buf[p:], off, maxValue)
+		_, size, vlen := s.extent(first+i, visCount, visEnd)
+		h, value, err := s.lay.decodeFrame(buf[p:p+size], off, maxValue)
 		if err != nil {
 			ce := corrupt(s.storePath, start+p, "record %d: %v", off, err).(*CorruptError)
 			ce.Record, ce.HasRecord = off, true
 			return dst, ce
 		}
-		if _, vlen := s.entry(first + i); vlen != h.valueLen {
-			return dst, corrupt(s.storePath, start+p, "record %d: frame length %d, index says %d", off, h.valueLen, vlen)
+		if h.size() != size || (vlen >= 0 && vlen != h.valueLen) {
+			return dst, corrupt(s.storePath, start+p, "record %d: a frame of %d bytes (length %d), the index says %d bytes", off, h.size(), h.valueLen, size)
 		}
 		rec := Record{Offset: off, Time: timeFromNanos(h.unixNano)}
 		if err := decodeRecord(h, value, &rec, &slab); err != nil {
 			return dst, corrupt(s.storePath, start+p, "record %d: %v", off, err)
 		}
 		dst = append(dst, rec)
-		p += h.size()
+		p += size
 	}
 	return dst, nil
 }
@@ -405,19 +538,19 @@ func (s *segment) read(offset uint64, maxRecords, maxBytes int, dst []Record, li
 // offset is visible in this segment.
 func (s *segment) timeAt(offset uint64) (int64, error) {
 	i := offset - s.base
-	if offset < s.base || i >= uint64(len(s.idx)-fileHeaderSize)/indexEntrySize {
+	if offset < s.base || i >= s.indexEntries() {
 		return 0, corrupt(s.indexPath, 0, "offset %d is not in this segment's index", offset)
 	}
-	pos, _ := s.entry(i)
-	var b [frameHeaderSize]byte
-	if _, err := s.store.ReadAt(b[:], pos); err != nil {
+	pos := s.entryPos(i)
+	b := make([]byte, s.lay.headerSize)
+	if _, err := s.store.ReadAt(b, pos); err != nil {
 		if errors.Is(err, io.EOF) {
 			return 0, corrupt(s.storePath, pos, "index points past the end of the store: %v", err)
 		}
 		return 0, fmt.Errorf("logstore: read %s at byte %d: %w", s.storePath, pos, err)
 	}
-	h, err := parseFrameHeader(b[:], maxRecordLimit)
-	if err == nil && h.offset != offset {
+	h, err := s.lay.parseFrameHeader(b, maxRecordLimit)
+	if err == nil && !s.lay.holds(h, offset) {
 		err = fmt.Errorf("frame holds offset %d, want %d", h.offset, offset)
 	}
 	if err != nil {

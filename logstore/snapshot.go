@@ -9,7 +9,7 @@ import (
 // files of every segment, oldest first, each from its 32-byte header up to
 // the end of its last record visible when Reader was called. The stream is
 // self-describing: a store header starts with the magic "PLOGSTOR" (first
-// byte 'P'), a record frame with type byte 1, so a consumer reads a header,
+// byte 'P'), a record frame never does (see layout.startsFrame), so a consumer reads a header,
 // then frames until the next header or EOF, and can check every frame's CRC
 // and offset exactly as recovery does. Segments deleted by retention while
 // the stream is read make Read fail with ErrOutOfRange, and so does a
@@ -22,7 +22,7 @@ func (l *Log) Reader() io.Reader {
 		if s.base > next || (s.base == next && len(r.parts) > 0) {
 			break
 		}
-		r.parts = append(r.parts, snapshotPart{seg: s, end: s.end.Load()})
+		r.parts = append(r.parts, snapshotPart{seg: s, end: s.end()})
 	}
 	return r
 }

@@ -17,6 +17,12 @@ import (
 // ("Truncation and reset") says what Open does with it.
 const resetMarker = "reset"
 
+// resetHeader is the reset marker's contents. It stays a version 1 header
+// whatever the segments' format: a binary that knows only version 1 then
+// still finishes a reset begun by this one rather than take the marker
+// for a torn one and open a half-deleted log.
+func resetHeader(next uint64) []byte { return fileHeader(storeMagic, next, 1) }
+
 // TruncateFrom deletes every record at offset >= from, so the next append
 // gets offset from. from must satisfy lowest <= from <= next (Bounds);
 // otherwise it returns a *RangeError. from == next is a no-op.
@@ -163,8 +169,9 @@ func (l *Log) findCut(from uint64) (cutPoint, error) {
 	if err != nil {
 		return cutPoint{}, fmt.Errorf("logstore: truncate from %d: the record before: %w", from, err)
 	}
-	pos, n := s.entry(c.keep - 1)
-	c.pos = pos + frameSize(n)
+	visCount, visEnd := s.visible()
+	pos, size, _ := s.extent(c.keep-1, visCount, visEnd)
+	c.pos = pos + size
 	c.newest = recs[0].Time.UnixNano()
 	return c, nil
 }
@@ -183,7 +190,7 @@ func (l *Log) cut(from uint64, c cutPoint) error {
 	l.publish(from, slices.Clone(segs[:k+1]), func() {
 		// The old object stays published until reactivate replaces it;
 		// snapshot streams size their last part by its end.
-		c.seg.end.Store(c.pos)
+		c.seg.setVisible(c.keep, c.pos)
 	})
 	for _, s := range later {
 		l.sizeBytes.Add(-s.size)
@@ -221,7 +228,9 @@ func (l *Log) cut(from uint64, c cutPoint) error {
 	l.segs.Store(&segmentSet{segs: append(slices.Clone(segs[:k]), s)})
 	c.seg.release()
 	l.logger.Info("logstore: truncated", "from", from, "segments_deleted", len(later), "segment", s.base, "records_kept", s.count)
-	return nil
+	// A cut into a segment of an older format: appends go to one of the
+	// log's format.
+	return l.upgradeActive()
 }
 
 // reactivate returns c.seg, sealed or active, as a new active segment object
@@ -233,7 +242,7 @@ func (l *Log) cut(from uint64, c cutPoint) error {
 // into SIGBUS. The old file lives on, unlinked, until they are done.
 func (l *Log) reactivate(c cutPoint) (_ *segment, err error) {
 	old := c.seg
-	s := &segment{base: old.base, storePath: old.storePath, indexPath: old.indexPath, size: c.pos, count: c.keep, newest: c.newest}
+	s := &segment{base: old.base, storePath: old.storePath, indexPath: old.indexPath, lay: old.lay, size: c.pos, count: c.keep, newest: c.newest}
 	defer func() {
 		if err != nil {
 			s.closeFiles()
@@ -265,12 +274,12 @@ func (l *Log) reactivate(c cutPoint) (_ *segment, err error) {
 	if err = s.createIndex(l.cfg.MaxSegmentBytes, c.keep); err != nil {
 		return nil, err
 	}
-	o := fileHeaderSize + c.keep*indexEntrySize
+	o := s.entryByte(c.keep)
 	copy(s.idx[fileHeaderSize:o], old.idx[fileHeaderSize:o])
 	if err = l.syncDir(); err != nil {
 		return nil, fmt.Errorf("fsync %s: %w", l.dir, err)
 	}
-	s.end.Store(s.size)
+	s.setVisible(s.count, s.size)
 	s.refs.Store(1)
 	return s, nil
 }
@@ -280,7 +289,7 @@ func (l *Log) reset(next uint64) error {
 	if err := l.stepf("write reset marker"); err != nil {
 		return err
 	}
-	if err := writeFileSync(filepath.Join(l.dir, resetMarker), fileHeader(storeMagic, next)); err != nil {
+	if err := writeFileSync(filepath.Join(l.dir, resetMarker), resetHeader(next)); err != nil {
 		return err
 	}
 	if err := l.syncDir(); err != nil {
@@ -290,7 +299,7 @@ func (l *Log) reset(next uint64) error {
 	if err := l.finishReset(next); err != nil {
 		return err
 	}
-	s, err := openActive(l.dir, next, l.cfg.MaxSegmentBytes, maxRecordLimit, l.logger)
+	s, err := openActive(l.dir, next, l.lay, l.cfg.MaxSegmentBytes, maxRecordLimit, l.logger)
 	if err != nil {
 		return err
 	}
@@ -327,7 +336,7 @@ func (l *Log) finishReset(next uint64) error {
 			continue
 		}
 		switch ext {
-		case "store", "index", "store.broken", "index.tmp":
+		case "store", "index", "store.broken", "index.tmp", "store.tmp":
 		default:
 			continue
 		}
@@ -345,7 +354,7 @@ func (l *Log) finishReset(next uint64) error {
 		return err
 	}
 	storePath, _ := segmentPaths(l.dir, next)
-	if err := writeFileSync(storePath, fileHeader(storeMagic, next)); err != nil {
+	if err := writeFileSync(storePath, fileHeader(storeMagic, next, l.lay.version)); err != nil {
 		return err
 	}
 	if err := l.syncDir(); err != nil {
@@ -382,7 +391,7 @@ func (l *Log) recoverReset() error {
 	b = b[:n]
 	if len(b) == fileHeaderSize {
 		base := binary.LittleEndian.Uint64(b[16:24])
-		if checkFileHeader(b, storeMagic, base) == nil {
+		if _, err := checkFileHeader(b, storeMagic, base); err == nil {
 			l.logger.Warn("logstore: finishing a reset interrupted by a crash", "dir", l.dir, "next", base)
 			return l.finishReset(base)
 		}

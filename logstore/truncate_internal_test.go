@@ -13,9 +13,12 @@ import (
 	"testing"
 )
 
+// tvalLen puts 8 records in a 1 KiB segment in either format.
+const tvalLen = 108
+
 func tval(i uint64) []byte {
 	v := fmt.Appendf(nil, "rec-%d-", i)
-	for len(v) < 100 {
+	for len(v) < tvalLen {
 		v = append(v, byte('a'+i%26))
 	}
 	return v
@@ -65,13 +68,27 @@ var errCrash = errors.New("simulated crash")
 // files as they are at that moment: TruncateFrom must leave a prefix of the
 // old log holding at least [lowest, from), Reset the old log or the new
 // empty one, and either must take appends at the right offset afterwards.
-func TestTruncateCrashPoints(t *testing.T) {
+func TestTruncateCrashPoints(t *testing.T) { forFormatsInternal(t, testTruncateCrashPoints) }
+
+// forFormatsInternal runs test with the log written in, then opened with,
+// format v2 and v1, and written in v1 then opened with v2 (an upgrade).
+func forFormatsInternal(t *testing.T, test func(t *testing.T, write, open Config)) {
+	for _, f := range []struct {
+		name        string
+		write, open uint16
+	}{{"v2", 0, 0}, {"v1", 1, 1}, {"upgraded", 1, 0}} {
+		t.Run(f.name, func(t *testing.T) {
+			test(t, Config{MaxSegmentBytes: 1024, format: f.write}, Config{MaxSegmentBytes: 1024, format: f.open})
+		})
+	}
+}
+
+func testTruncateCrashPoints(t *testing.T, write, cfg Config) {
 	// 8 records per 1 KiB segment: bases 0, 8, 16, 24, 32; TruncateBefore(8)
 	// drops the first, so the log is [8, 40) in four segments.
 	const total = 40
-	cfg := Config{MaxSegmentBytes: 1024}
 	src := t.TempDir()
-	l, err := Open(src, cfg)
+	l, err := Open(src, write)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,11 +198,12 @@ func TestTruncateCrashPoints(t *testing.T) {
 // TestTruncateCrashStates sets up by hand states a crash around a
 // truncation or reset could leave, including ones the operations' own order
 // never produces, and checks what Open makes of them.
-func TestTruncateCrashStates(t *testing.T) {
+func TestTruncateCrashStates(t *testing.T) { forFormatsInternal(t, testTruncateCrashStates) }
+
+func testTruncateCrashStates(t *testing.T, wcfg, cfg Config) {
 	const total = 24 // bases 0, 8, 16
-	cfg := Config{MaxSegmentBytes: 1024}
 	src := t.TempDir()
-	l, err := Open(src, cfg)
+	l, err := Open(src, wcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +224,7 @@ func TestTruncateCrashStates(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	marker := func(base uint64) []byte { return fileHeader(storeMagic, base) }
+	marker := func(base uint64) []byte { return resetHeader(base) }
 	for _, tc := range []struct {
 		name         string
 		damage       func(t *testing.T, dir string)
@@ -219,7 +237,7 @@ func TestTruncateCrashStates(t *testing.T) {
 			// records are all still there.
 			name: "active index cut, store not",
 			damage: func(t *testing.T, dir string) {
-				if err := os.Truncate(path(dir, 16, ".index"), fileHeaderSize+2*indexEntrySize); err != nil {
+				if err := os.Truncate(path(dir, 16, ".index"), fileHeaderSize+2*cfgLayout(wcfg).entrySize); err != nil {
 					t.Fatal(err)
 				}
 			},
@@ -228,7 +246,7 @@ func TestTruncateCrashStates(t *testing.T) {
 		{
 			name: "active store cut at a frame boundary, index not",
 			damage: func(t *testing.T, dir string) {
-				if err := os.Truncate(path(dir, 16, ".store"), fileHeaderSize+3*frameSize(100)); err != nil {
+				if err := os.Truncate(path(dir, 16, ".store"), fileHeaderSize+3*cfgLayout(wcfg).frameSize(tvalLen)); err != nil {
 					t.Fatal(err)
 				}
 			},
@@ -239,7 +257,7 @@ func TestTruncateCrashStates(t *testing.T) {
 			damage: func(t *testing.T, dir string) {
 				os.Remove(path(dir, 16, ".store"))
 				os.Remove(path(dir, 16, ".index"))
-				if err := os.Truncate(path(dir, 8, ".store"), fileHeaderSize+5*frameSize(100)); err != nil {
+				if err := os.Truncate(path(dir, 8, ".store"), fileHeaderSize+5*cfgLayout(wcfg).frameSize(tvalLen)); err != nil {
 					t.Fatal(err)
 				}
 			},
@@ -304,7 +322,7 @@ func TestTruncateCrashStates(t *testing.T) {
 					os.Remove(path(dir, b, ".store"))
 					os.Remove(path(dir, b, ".index"))
 				}
-				write(t, path(dir, 7, ".store"), fileHeader(storeMagic, 7))
+				write(t, path(dir, 7, ".store"), fileHeader(storeMagic, 7, 2))
 			},
 			lowest: 7, next: 7, logged: "finishing a reset",
 		},
@@ -452,7 +470,7 @@ func TestTruncateFromDamagedBoundary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.WriteAt([]byte("X"), fileHeaderSize+4*frameSize(100)+40); err != nil {
+	if _, err := f.WriteAt([]byte("X"), fileHeaderSize+4*layoutNew.frameSize(tvalLen)+40); err != nil {
 		t.Fatal(err)
 	}
 	f.Close()

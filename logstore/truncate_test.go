@@ -51,8 +51,16 @@ func checkRange(t *testing.T, l *logstore.Log, lowest, next uint64, want func(of
 }
 
 func TestTruncateFrom(t *testing.T) {
-	// 100-byte values: 128-byte frames, 8 per 1 KiB segment (bases 0, 8,
-	// 16, ...); 40 records make 5 segments, the active one holding 32..39.
+	forFormats(t, func(t *testing.T, format func(logstore.Config) logstore.Config) { testTruncateFrom(t, format, false) })
+	// Written in v1 and reopened: the v1 active segment is sealed and a v2
+	// one started at 40, so the cuts below go into v1 segments and the
+	// appends after them into v2 ones.
+	t.Run("upgraded", func(t *testing.T) { testTruncateFrom(t, logstore.WithFormatV1, true) })
+}
+
+func testTruncateFrom(t *testing.T, format func(logstore.Config) logstore.Config, upgrade bool) {
+	// 8 records per 1 KiB segment (bases 0, 8, 16, ...); 40 records make
+	// 5 segments, the active one holding 32..39.
 	const total = 40
 	for _, policy := range []logstore.SyncPolicy{logstore.SyncAlways, logstore.SyncInterval, logstore.SyncNever} {
 		for _, tc := range []struct {
@@ -72,10 +80,18 @@ func TestTruncateFrom(t *testing.T) {
 		} {
 			t.Run(policy.String()+"/"+tc.name, func(t *testing.T) {
 				dir := t.TempDir()
-				cfg := logstore.Config{MaxSegmentBytes: 1024, Sync: policy}
+				cfg := format(logstore.Config{MaxSegmentBytes: 1024, Sync: policy})
 				l := openLog(t, dir, cfg)
 				for i := range total {
-					mustAppend(t, l, value(i, 100))
+					mustAppend(t, l, value(i, size8))
+				}
+				if upgrade {
+					l.Close()
+					cfg = logstore.Config{MaxSegmentBytes: 1024, Sync: policy}
+					l = openLog(t, dir, cfg)
+					if st := l.Stats(); st.Segments != 6 || st.Next != total {
+						t.Fatalf("after the upgrade: %+v, want 6 segments", st)
+					}
 				}
 				if err := l.TruncateBefore(tc.before); err != nil {
 					t.Fatal(err)
@@ -87,7 +103,7 @@ func TestTruncateFrom(t *testing.T) {
 				if err := l.TruncateFrom(tc.from); err != nil {
 					t.Fatalf("TruncateFrom(%d): %v", tc.from, err)
 				}
-				old := func(off uint64) []byte { return value(int(off), 100) }
+				old := func(off uint64) []byte { return value(int(off), size8) }
 				checkRange(t, l, lowest, tc.from, old)
 				checkDisk(t, l, dir)
 
@@ -131,7 +147,7 @@ func TestTruncateFrom(t *testing.T) {
 func TestTruncateFromErrors(t *testing.T) {
 	l := openLog(t, t.TempDir(), logstore.Config{MaxSegmentBytes: 1024})
 	for i := range 20 {
-		mustAppend(t, l, value(i, 100))
+		mustAppend(t, l, value(i, size8))
 	}
 	if err := l.TruncateBefore(8); err != nil {
 		t.Fatal(err)
@@ -153,7 +169,7 @@ func TestTruncateFromErrors(t *testing.T) {
 			if errors.As(err, &re); re.Offset != tc.from {
 				t.Fatalf("RangeError offset %d, want %d", re.Offset, tc.from)
 			}
-			checkRange(t, l, lowest, 20, func(off uint64) []byte { return value(int(off), 100) })
+			checkRange(t, l, lowest, 20, func(off uint64) []byte { return value(int(off), size8) })
 		})
 	}
 	l.Close()

@@ -553,11 +553,27 @@ func (s *soak) flipRecord(seg string) (uint64, int64) {
 		pos, size int64
 		offset    uint64
 	}
+	// Frames per logstore/doc.go, in the store's format version: v1 has a
+	// 28-byte header (type byte, length, offset) and 8-byte alignment, v2 a
+	// 20-byte one (length<<2 | type, low 32 bits of the offset) and 4.
 	var frames []frame
-	for pos := int64(32); pos+28 <= int64(len(b)) && b[pos] == 1; {
-		n := int64(binary.LittleEndian.Uint32(b[pos+4:]))
-		frames = append(frames, frame{pos: pos, size: 28 + n, offset: binary.LittleEndian.Uint64(b[pos+8:])})
-		pos += (28 + n + 7) &^ 7
+	v2 := binary.LittleEndian.Uint16(b[8:10]) == 2
+	base := segmentBase(t, seg)
+	for pos := int64(32); ; {
+		var n, hs, align int64
+		if v2 {
+			if pos+20 > int64(len(b)) || b[pos]&3 != 1 {
+				break
+			}
+			n, hs, align = int64(binary.LittleEndian.Uint32(b[pos:])>>2), 20, 4
+		} else {
+			if pos+28 > int64(len(b)) || b[pos] != 1 {
+				break
+			}
+			n, hs, align = int64(binary.LittleEndian.Uint32(b[pos+4:])), 28, 8
+		}
+		frames = append(frames, frame{pos: pos, size: hs + n, offset: base + uint64(len(frames))})
+		pos += (hs + n + align - 1) &^ (align - 1)
 	}
 	if len(frames) == 0 {
 		t.Fatalf("%s holds no frames", seg)
