@@ -1,0 +1,122 @@
+// Package protocodec is the binary protobuf codec of proglog's Connect
+// clients and handlers: it marshals and unmarshals with the methods
+// vtprotobuf generates (gen/log/v1/log_vtproto.pb.go), which skip
+// protobuf-go's reflection, and with protobuf-go for other messages.
+// Both directions accept and produce exactly what protobuf-go does.
+package protocodec
+
+import (
+	"fmt"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
+)
+
+// Name is the codec's name, the one connect's default binary codec has:
+// "application/grpc+proto", "application/proto" and gRPC-Web's content
+// types all map to it.
+const Name = "proto"
+
+// vtMessage is what vtprotobuf generates with features marshal+unmarshal+size.
+type vtMessage interface {
+	proto.Message
+	SizeVT() int
+	MarshalToSizedBufferVT([]byte) (int, error)
+	UnmarshalVT([]byte) error
+}
+
+// Codec is a connect.Codec named "proto", replacing connect's default
+// binary codec. The zero value is ready to use.
+type Codec struct{}
+
+var _ connect.Codec = Codec{}
+
+// WithCodec is the client and handler option that installs Codec.
+func WithCodec() connect.Option { return connect.WithCodec(Codec{}) }
+
+// Name returns "proto".
+func (Codec) Name() string { return Name }
+
+// IsBinary reports true, for connect's stableCodec (GET requests).
+func (Codec) IsBinary() bool { return true }
+
+// Marshal encodes message.
+func (c Codec) Marshal(message any) ([]byte, error) {
+	return c.MarshalAppend(nil, message)
+}
+
+// MarshalAppend appends message's encoding to dst; connect hands it its
+// pooled buffers, so a stream's messages need no allocation of their own.
+func (Codec) MarshalAppend(dst []byte, message any) ([]byte, error) {
+	m, ok := message.(proto.Message)
+	if !ok {
+		return nil, errNotProto(message)
+	}
+	vm, ok := m.(vtMessage)
+	if !ok {
+		return proto.MarshalOptions{}.MarshalAppend(dst, m)
+	}
+	size := vm.SizeVT()
+	start := len(dst)
+	dst = grow(dst, size)
+	if _, err := vm.MarshalToSizedBufferVT(dst[start:]); err != nil {
+		return proto.MarshalOptions{}.MarshalAppend(dst[:start], m)
+	}
+	// vtprotobuf does not check that strings are UTF-8, as protobuf-go
+	// does for proto3; where the output is not what protobuf-go would
+	// accept, protobuf-go marshals and says why.
+	// vtprotobuf's Timestamp drops unknown fields; protobuf-go keeps them.
+	pm := m.ProtoReflect()
+	if s := shapeOf(pm.Descriptor()); !s.check(dst[start:], 0) || !s.keepsUnknown(pm) {
+		return proto.MarshalOptions{}.MarshalAppend(dst[:start], m)
+	}
+	return dst, nil
+}
+
+// MarshalStable encodes message deterministically, for Connect's GET
+// requests, whose URL holds the message. Rare: protobuf-go does it.
+func (Codec) MarshalStable(message any) ([]byte, error) {
+	m, ok := message.(proto.Message)
+	if !ok {
+		return nil, errNotProto(message)
+	}
+	return proto.MarshalOptions{Deterministic: true}.Marshal(m)
+}
+
+// Unmarshal decodes data into message, replacing its contents. The
+// message copies what it keeps: connect reuses data's buffer afterwards.
+func (Codec) Unmarshal(data []byte, message any) error {
+	m, ok := message.(proto.Message)
+	if !ok {
+		return errNotProto(message)
+	}
+	// vtprotobuf's decoder accepts some bytes protobuf-go rejects (strings
+	// that are not UTF-8, overlong varints, unmatched groups) and rejects
+	// some it accepts (a known field with another wire type, which
+	// protobuf-go keeps as unknown). It decodes only what wellFormed
+	// proves both read alike; protobuf-go decodes the rest.
+	if vm, ok := m.(vtMessage); ok && wellFormed(data, m.ProtoReflect().Descriptor()) {
+		proto.Reset(m) // UnmarshalVT merges; proto.Unmarshal replaces
+		if err := vm.UnmarshalVT(data); err == nil {
+			return nil
+		}
+	}
+	if err := proto.Unmarshal(data, m); err != nil {
+		return fmt.Errorf("unmarshal into %T: %w", message, err)
+	}
+	return nil
+}
+
+// grow extends dst by n bytes, reallocating only when its capacity is short.
+func grow(dst []byte, n int) []byte {
+	if cap(dst)-len(dst) >= n {
+		return dst[:len(dst)+n]
+	}
+	out := make([]byte, len(dst)+n, 2*cap(dst)+n)
+	copy(out, dst)
+	return out
+}
+
+func errNotProto(message any) error {
+	return fmt.Errorf("%T doesn't implement proto.Message", message)
+}
