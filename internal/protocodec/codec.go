@@ -2,7 +2,13 @@
 // clients and handlers: it marshals and unmarshals with the methods
 // vtprotobuf generates (gen/log/v1/log_vtproto.pb.go), which skip
 // protobuf-go's reflection, and with protobuf-go for other messages.
-// Both directions accept and produce exactly what protobuf-go does.
+//
+// Unmarshal accepts exactly what protobuf-go accepts, with equal results.
+// Marshal's output decodes to an equal message, but for two differences
+// that checking would cost four times the marshal itself: a string that is
+// not UTF-8 is sent (protobuf-go refuses to marshal it; the receiver, this
+// codec or protobuf-go, refuses it instead), and unknown fields inside a
+// google.protobuf.Timestamp are dropped (vtprotobuf's Timestamp has none).
 package protocodec
 
 import (
@@ -60,15 +66,7 @@ func (Codec) MarshalAppend(dst []byte, message any) ([]byte, error) {
 	start := len(dst)
 	dst = grow(dst, size)
 	if _, err := vm.MarshalToSizedBufferVT(dst[start:]); err != nil {
-		return proto.MarshalOptions{}.MarshalAppend(dst[:start], m)
-	}
-	// vtprotobuf does not check that strings are UTF-8, as protobuf-go
-	// does for proto3; where the output is not what protobuf-go would
-	// accept, protobuf-go marshals and says why.
-	// vtprotobuf's Timestamp drops unknown fields; protobuf-go keeps them.
-	pm := m.ProtoReflect()
-	if s := shapeOf(pm.Descriptor()); !s.check(dst[start:], 0) || !s.keepsUnknown(pm) {
-		return proto.MarshalOptions{}.MarshalAppend(dst[:start], m)
+		return nil, err
 	}
 	return dst, nil
 }

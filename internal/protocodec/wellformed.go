@@ -10,11 +10,12 @@ import (
 )
 
 // wellFormed reports whether b is an encoding of md that protobuf-go
-// accepts and vtprotobuf reads the same way: every tag valid, every known
-// field in the wire type vtprotobuf expects, every string UTF-8, every
-// unknown field complete. It is stricter than protobuf-go (a false only
-// sends the bytes to protobuf-go) and allocates nothing; its cost is one
-// pass over b, far less than the decoding it guards.
+// accepts and vtprotobuf reads the same way: every tag valid and in its
+// shortest encoding, every known field in the wire type vtprotobuf
+// expects, every string UTF-8, every unknown field complete and none in a
+// well-known type. It is stricter than protobuf-go (false only sends the
+// bytes to protobuf-go) and allocates nothing: one pass over b, far less
+// than the decoding it guards.
 func wellFormed(b []byte, md protoreflect.MessageDescriptor) bool {
 	return shapeOf(md).check(b, 0)
 }
@@ -29,13 +30,9 @@ type shape struct {
 	// Well-known types such as Timestamp are decoded by vtprotobuf's
 	// types/known packages, which drop unknown fields protobuf-go keeps.
 	noUnknown bool
-	// mayDrop: noUnknown here or in a message under this one, so
-	// vtprotobuf's Marshal would drop unknown fields held there.
-	mayDrop bool
 }
 
 type field struct {
-	fd   protoreflect.FieldDescriptor
 	wire protowire.Type
 	kind uint8
 	msg  *shape // kind message
@@ -61,7 +58,6 @@ func shapeOf(md protoreflect.MessageDescriptor) *shape {
 		return s.(*shape)
 	}
 	s := buildShape(md, map[protoreflect.MessageDescriptor]*shape{})
-	s.setMayDrop(map[*shape]bool{})
 	actual, _ := shapes.LoadOrStore(md, s)
 	return actual.(*shape)
 }
@@ -85,53 +81,8 @@ func buildShape(md protoreflect.MessageDescriptor, seen map[protoreflect.Message
 			s.fields = append(s.fields, field{})
 		}
 		s.fields[fd.Number()] = fieldOf(fd, seen)
-		s.fields[fd.Number()].fd = fd
 	}
 	return s
-}
-
-// setMayDrop sets mayDrop in s and the shapes under it; a message met
-// again through recursion counts as dropping, to be safe.
-func (s *shape) setMayDrop(visiting map[*shape]bool) bool {
-	if done, ok := visiting[s]; ok {
-		return done || s.mayDrop
-	}
-	visiting[s] = true
-	s.mayDrop = s.noUnknown
-	for _, f := range s.fields {
-		if f.kind == messageField && f.msg.setMayDrop(visiting) {
-			s.mayDrop = true
-		}
-	}
-	visiting[s] = false
-	return s.mayDrop
-}
-
-// keepsUnknown reports whether vtprotobuf's encoding of m keeps all of
-// m's unknown fields: none is held in a well-known type.
-func (s *shape) keepsUnknown(m protoreflect.Message) bool {
-	if !s.mayDrop {
-		return true
-	}
-	if s.noUnknown && len(m.GetUnknown()) > 0 {
-		return false
-	}
-	for _, f := range s.fields {
-		if f.kind != messageField || !f.msg.mayDrop || !m.Has(f.fd) {
-			continue
-		}
-		if f.fd.IsList() {
-			l := m.Get(f.fd).List()
-			for i := range l.Len() {
-				if !f.msg.keepsUnknown(l.Get(i).Message()) {
-					return false
-				}
-			}
-		} else if !f.msg.keepsUnknown(m.Get(f.fd).Message()) {
-			return false
-		}
-	}
-	return true
 }
 
 // hasVTMethods reports whether md's Go type has vtprotobuf's methods.
@@ -171,11 +122,26 @@ func (s *shape) check(b []byte, depth int) bool {
 		return false
 	}
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 || num > protowire.MaxValidNumber {
-			return false
+		// One-byte tags, lengths and varints, nearly all of them, skip
+		// protowire's calls: this loop runs for every field of every record.
+		var num protowire.Number
+		var typ protowire.Type
+		if b[0] < 0x80 {
+			num, typ = protowire.Number(b[0]>>3), protowire.Type(b[0]&7)
+			if num == 0 {
+				return false
+			}
+			b = b[1:]
+		} else {
+			var n int
+			num, typ, n = protowire.ConsumeTag(b)
+			// protobuf-go keeps an unknown field with its tag re-encoded,
+			// vtprotobuf as it came: they agree on the shortest encoding.
+			if n < 0 || num > protowire.MaxValidNumber || n != protowire.SizeTag(num) {
+				return false
+			}
+			b = b[n:]
 		}
-		b = b[n:]
 		var f field
 		if int(num) < len(s.fields) {
 			f = s.fields[num]
@@ -184,7 +150,7 @@ func (s *shape) check(b []byte, depth int) bool {
 			if s.noUnknown {
 				return false
 			}
-			n = protowire.ConsumeFieldValue(num, typ, b)
+			n := protowire.ConsumeFieldValue(num, typ, b)
 			if n < 0 {
 				return false
 			}
@@ -194,17 +160,23 @@ func (s *shape) check(b []byte, depth int) bool {
 		if f.kind == unhandledField || typ != f.wire {
 			return false
 		}
+		var n int
 		switch typ {
 		case protowire.VarintType:
-			_, n = protowire.ConsumeVarint(b)
+			if len(b) > 0 && b[0] < 0x80 {
+				n = 1
+			} else {
+				_, n = protowire.ConsumeVarint(b)
+			}
 		case protowire.Fixed32Type:
 			_, n = protowire.ConsumeFixed32(b)
 		case protowire.Fixed64Type:
 			_, n = protowire.ConsumeFixed64(b)
 		case protowire.BytesType:
 			var v []byte
-			v, n = protowire.ConsumeBytes(b)
-			if n < 0 {
+			if len(b) > 0 && b[0] < 0x80 && int(b[0]) < len(b) {
+				v, n = b[1:1+b[0]], 1+int(b[0])
+			} else if v, n = protowire.ConsumeBytes(b); n < 0 {
 				return false
 			}
 			switch f.kind {
