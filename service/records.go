@@ -90,6 +90,7 @@ func records(in []*logv1.Record, limit int) ([]logstore.Record, int, error) {
 }
 
 // toProto fills dst with rec; dst's Time and Headers are reused when there.
+// dst's Headers past len(rec.Headers) keep theirs, unseen.
 func toProto(rec *logstore.Record, dst *logv1.Record) {
 	dst.Offset, dst.Value, dst.Key = rec.Offset, rec.Value, rec.Key
 	if rec.Time.IsZero() {
@@ -100,13 +101,18 @@ func toProto(rec *logstore.Record, dst *logv1.Record) {
 		}
 		dst.Time.Seconds, dst.Time.Nanos = rec.Time.Unix(), int32(rec.Time.Nanosecond())
 	}
-	dst.Headers = dst.Headers[:0]
-	for _, h := range rec.Headers {
-		dst.Headers = append(dst.Headers, &logv1.Header{Key: h.Key, Value: h.Value})
+	// A stream's records are reused batch after batch, and so are their
+	// Headers: a keyed record costs no allocation per header.
+	hs := dst.Headers[:0]
+	for i, h := range rec.Headers {
+		if i < cap(hs) && hs[:i+1][i] != nil {
+			hs = hs[:i+1]
+		} else {
+			hs = append(hs, new(logv1.Header))
+		}
+		hs[i].Key, hs[i].Value = h.Key, h.Value
 	}
-	if len(dst.Headers) == 0 {
-		dst.Headers = nil
-	}
+	dst.Headers = hs
 }
 
 // fromTime checks a requested start time.
