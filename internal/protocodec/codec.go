@@ -12,6 +12,7 @@
 package protocodec
 
 import (
+	"bytes"
 	"fmt"
 
 	"connectrpc.com/connect"
@@ -23,22 +24,37 @@ import (
 // types all map to it.
 const Name = "proto"
 
-// vtMessage is what vtprotobuf generates with features marshal+unmarshal+size.
+// vtMessage is what vtprotobuf generates with features
+// marshal+unmarshal+unmarshal_unsafe+size.
 type vtMessage interface {
 	proto.Message
 	SizeVT() int
 	MarshalToSizedBufferVT([]byte) (int, error)
 	UnmarshalVT([]byte) error
+	UnmarshalVTUnsafe([]byte) error
 }
 
 // Codec is a connect.Codec named "proto", replacing connect's default
 // binary codec. The zero value is ready to use.
-type Codec struct{}
+type Codec struct {
+	// Alias makes Unmarshal copy a message's bytes once, into a buffer the
+	// message owns, and point its bytes and string fields into that copy
+	// instead of allocating each of them. A []byte field's capacity then
+	// runs on into the fields after it: code that might append to one must
+	// clip it first (slices.Clip). The copy lives as long as any field
+	// that points into it.
+	Alias bool
+}
 
 var _ connect.Codec = Codec{}
 
-// WithCodec is the client and handler option that installs Codec.
+// WithCodec is the client and handler option that installs a Codec
+// whose messages allocate their bytes and strings one by one.
 func WithCodec() connect.Option { return connect.WithCodec(Codec{}) }
+
+// WithAliasingCodec installs a Codec with Alias set: for handlers and
+// clients that know where their messages' bytes go.
+func WithAliasingCodec() connect.Option { return connect.WithCodec(Codec{Alias: true}) }
 
 // Name returns "proto".
 func (Codec) Name() string { return Name }
@@ -83,7 +99,7 @@ func (Codec) MarshalStable(message any) ([]byte, error) {
 
 // Unmarshal decodes data into message, replacing its contents. The
 // message copies what it keeps: connect reuses data's buffer afterwards.
-func (Codec) Unmarshal(data []byte, message any) error {
+func (c Codec) Unmarshal(data []byte, message any) error {
 	m, ok := message.(proto.Message)
 	if !ok {
 		return errNotProto(message)
@@ -95,7 +111,13 @@ func (Codec) Unmarshal(data []byte, message any) error {
 	// proves both read alike; protobuf-go decodes the rest.
 	if vm, ok := m.(vtMessage); ok && wellFormed(data, m.ProtoReflect().Descriptor()) {
 		proto.Reset(m) // UnmarshalVT merges; proto.Unmarshal replaces
-		if err := vm.UnmarshalVT(data); err == nil {
+		var err error
+		if c.Alias {
+			err = vm.UnmarshalVTUnsafe(bytes.Clone(data))
+		} else {
+			err = vm.UnmarshalVT(data)
+		}
+		if err == nil {
 			return nil
 		}
 	}

@@ -2,6 +2,7 @@ package protocodec_test
 
 import (
 	"bytes"
+	"fmt"
 	"testing"
 	"time"
 
@@ -63,47 +64,52 @@ func FuzzUnmarshal(f *testing.F) {
 		// as an unknown field and vtprotobuf rejects.
 		f.Add(byte(i), protowire.AppendVarint(protowire.AppendTag(bytes.Clone(b), 1, protowire.BytesType), 0))
 	}
-	var codec protocodec.Codec
 	f.Fuzz(func(t *testing.T, which byte, data []byte) {
-		newMessage := messages[int(which)%len(messages)]
-		want := newMessage()
-		wantErr := proto.Unmarshal(data, want)
-
-		got := newMessage()
-		// Unmarshal replaces what the message held, as proto.Unmarshal does.
-		proto.Merge(got, seeds()[int(which)%len(messages)])
-		// Connect reuses its buffer after Unmarshal returns.
-		buf := bytes.Clone(data)
-		err := codec.Unmarshal(buf, got)
-		clear(buf)
-		if (err == nil) != (wantErr == nil) {
-			t.Fatalf("Unmarshal: error %v, proto.Unmarshal: error %v", err, wantErr)
-		}
-		if err != nil {
-			return
-		}
-		if !proto.Equal(got, want) {
-			t.Fatalf("Unmarshal: %v, proto.Unmarshal: %v", got, want)
-		}
-
-		prefix := []byte("prefix")
-		out, err := codec.MarshalAppend(bytes.Clone(prefix), got)
-		if err != nil {
-			t.Fatalf("MarshalAppend: %v", err)
-		}
-		if !bytes.HasPrefix(out, prefix) {
-			t.Fatalf("MarshalAppend overwrote dst: %q", out[:len(prefix)])
-		}
-		again := newMessage()
-		if err := proto.Unmarshal(out[len(prefix):], again); err != nil {
-			t.Fatalf("proto.Unmarshal of MarshalAppend's output: %v", err)
-		}
-		// The codec's one documented loss: unknown fields in a Timestamp.
-		dropTimestampUnknown(want.ProtoReflect())
-		if !proto.Equal(again, want) {
-			t.Fatalf("MarshalAppend then proto.Unmarshal: %v, want %v", again, want)
+		for _, codec := range []protocodec.Codec{{}, {Alias: true}} {
+			t.Run(fmt.Sprintf("alias=%v", codec.Alias), func(t *testing.T) { fuzzCodec(t, codec, which, data) })
 		}
 	})
+}
+
+func fuzzCodec(t *testing.T, codec protocodec.Codec, which byte, data []byte) {
+	newMessage := messages[int(which)%len(messages)]
+	want := newMessage()
+	wantErr := proto.Unmarshal(data, want)
+
+	got := newMessage()
+	// Unmarshal replaces what the message held, as proto.Unmarshal does.
+	proto.Merge(got, seeds()[int(which)%len(messages)])
+	// Connect reuses its buffer after Unmarshal returns.
+	buf := bytes.Clone(data)
+	err := codec.Unmarshal(buf, got)
+	clear(buf)
+	if (err == nil) != (wantErr == nil) {
+		t.Fatalf("Unmarshal: error %v, proto.Unmarshal: error %v", err, wantErr)
+	}
+	if err != nil {
+		return
+	}
+	if !proto.Equal(got, want) {
+		t.Fatalf("Unmarshal: %v, proto.Unmarshal: %v", got, want)
+	}
+
+	prefix := []byte("prefix")
+	out, err := codec.MarshalAppend(bytes.Clone(prefix), got)
+	if err != nil {
+		t.Fatalf("MarshalAppend: %v", err)
+	}
+	if !bytes.HasPrefix(out, prefix) {
+		t.Fatalf("MarshalAppend overwrote dst: %q", out[:len(prefix)])
+	}
+	again := newMessage()
+	if err := proto.Unmarshal(out[len(prefix):], again); err != nil {
+		t.Fatalf("proto.Unmarshal of MarshalAppend's output: %v", err)
+	}
+	// The codec's one documented loss: unknown fields in a Timestamp.
+	dropTimestampUnknown(want.ProtoReflect())
+	if !proto.Equal(again, want) {
+		t.Fatalf("MarshalAppend then proto.Unmarshal: %v, want %v", again, want)
+	}
 }
 
 // TestMarshalNotUTF8: protobuf-go refuses to marshal a string that is
