@@ -1,6 +1,7 @@
 package service
 
 import (
+	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -23,10 +24,12 @@ const (
 // record checks a produced record and returns it as the log takes it; its
 // slices alias the request. index names the record in a batch (-1 for a
 // single record). A producer's time is ignored: the leader stamps records.
+// The slices are clipped: the handlers' codec (protocodec, Alias) leaves
+// their capacity running into the request's next fields.
 // Headers are carved from *slab, shared by a batch's records. size is what
 // the record counts against limit, the largest record its topic takes.
 func record(index int, r *logv1.Record, slab *[]logstore.Header, limit int) (rec logstore.Record, size int, err error) {
-	rec = logstore.Record{Key: r.GetKey(), Value: r.GetValue()}
+	rec = logstore.Record{Key: slices.Clip(r.GetKey()), Value: slices.Clip(r.GetValue())}
 	if hs := r.GetHeaders(); len(hs) > 0 {
 		if len(hs) > maxHeaders {
 			return rec, 0, invalidArgument("%s has %d headers, the limit is %d", recordName(index), len(hs), maxHeaders)
@@ -47,7 +50,7 @@ func record(index int, r *logv1.Record, slab *[]logstore.Header, limit int) (rec
 			case !utf8.ValidString(k):
 				return rec, 0, invalidArgument("%s: header %d key is not valid UTF-8", recordName(index), i)
 			}
-			rec.Headers[i] = logstore.Header{Key: k, Value: h.GetValue()}
+			rec.Headers[i] = logstore.Header{Key: k, Value: slices.Clip(h.GetValue())}
 		}
 	}
 	if size = rec.Size(); size > limit {
