@@ -73,7 +73,9 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		down:    map[string]time.Time{},
 		scheme:  scheme(cfg),
 		// First, so that an option after it can choose another codec.
-		opts: []connect.ClientOption{protocodec.WithCodec()},
+		// Aliasing: a response's bytes and strings point into one copy of
+		// it; the records handed out are clipped (clipRecord).
+		opts: []connect.ClientOption{protocodec.WithAliasingCodec()},
 	}
 	if cfg.TracerProvider != nil {
 		opt, err := tracingOption(cfg.TracerProvider)
