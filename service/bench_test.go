@@ -330,5 +330,5 @@ func BenchmarkProduceTracing(b *testing.B) {
 // benchClient is a root client with proglog's own codec, as package client
 // builds them: the benchmarks measure both ends as they run.
 func (e *env) benchClient(opts ...connect.ClientOption) logv1connect.LogServiceClient {
-	return e.client(idRoot, append([]connect.ClientOption{protocodec.WithCodec()}, opts...)...)
+	return e.client(idRoot, append([]connect.ClientOption{protocodec.WithAliasingCodec()}, opts...)...)
 }
