@@ -18,6 +18,7 @@ import (
 
 	logv1 "github.com/proglog/proglog/gen/log/v1"
 	"github.com/proglog/proglog/gen/log/v1/logv1connect"
+	"github.com/proglog/proglog/internal/protocodec"
 )
 
 // maxClients bounds the cache of per-server clients; a cluster has a
@@ -71,6 +72,10 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		clients: map[string]logv1connect.LogServiceClient{},
 		down:    map[string]time.Time{},
 		scheme:  scheme(cfg),
+		// First, so that an option after it can choose another codec.
+		// Aliasing: a response's bytes and strings point into one copy of
+		// it; the records handed out are clipped (clipRecord).
+		opts: []connect.ClientOption{protocodec.WithAliasingCodec()},
 	}
 	if cfg.TracerProvider != nil {
 		opt, err := tracingOption(cfg.TracerProvider)

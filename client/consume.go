@@ -49,7 +49,7 @@ func (c *Client) consume(ctx context.Context, req *logv1.ConsumeRequest, what st
 		addr, isLeader, gen := c.readTarget(avoid)
 		resp, err := c.client(addr).Consume(ctx, req)
 		if err == nil {
-			return resp.GetRecord(), nil
+			return clipRecord(resp.GetRecord()), nil
 		}
 		last = fmt.Errorf("client: Consume %s on %s: %w", what, addr, err)
 		if lagging(err) {
@@ -92,5 +92,5 @@ func (c *Client) consumeLeader(ctx context.Context, req *logv1.ConsumeRequest) (
 		}
 		return nil, err, true
 	}
-	return resp.GetRecord(), nil, true
+	return clipRecord(resp.GetRecord()), nil, true
 }

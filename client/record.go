@@ -3,6 +3,7 @@ package client
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"unicode/utf8"
 
 	logv1 "github.com/proglog/proglog/gen/log/v1"
@@ -63,4 +64,21 @@ func valueRecords(values [][]byte) []*logv1.Record {
 		records[i] = &logv1.Record{Value: v}
 	}
 	return records
+}
+
+// clipRecord clips r's byte slices, which the client's codec leaves
+// pointing into one copy of the whole response, capacity and all: a
+// caller's append must not run into the next field or record. r's fields
+// keep that copy alive while any of them is.
+func clipRecord(r *logv1.Record) *logv1.Record {
+	if r == nil {
+		return nil
+	}
+	r.Value, r.Key = slices.Clip(r.Value), slices.Clip(r.Key)
+	for _, h := range r.Headers {
+		if h != nil {
+			h.Value = slices.Clip(h.Value)
+		}
+	}
+	return r
 }

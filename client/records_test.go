@@ -480,3 +480,45 @@ func TestOrderedProducerStopsAtFirstFailure(t *testing.T) {
 		t.Errorf("%d ProduceStream calls, want 1: an ordered producer opens no new stream", n)
 	}
 }
+
+// TestRecordsOwnTheirBytes: the records Tail and Consume hand out point
+// into one copy of their message; appending to one record's bytes must
+// not write over another's, nor over the same record's other fields.
+func TestRecordsOwnTheirBytes(t *testing.T) {
+	p := newTestCA(t)
+	nodes := p.startCluster(t, 1)
+	c := p.newClient(t, "root", client.Config{Addrs: addrs(nodes...)})
+	if _, err := c.ProduceRecords(t.Context(), keyed(0, 5)); err != nil {
+		t.Fatal(err)
+	}
+	var recs []*logv1.Record
+	err := c.TailBatches(t.Context(), 0, func(batch []*logv1.Record) error {
+		recs = append(recs, batch...)
+		return nil
+	}, client.Until(5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	one, err := c.Consume(t.Context(), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs = append(recs, one)
+	want := make([]*logv1.Record, len(recs))
+	for i, r := range recs {
+		want[i] = proto.Clone(r).(*logv1.Record)
+	}
+	junk := bytes.Repeat([]byte{'!'}, 64)
+	for _, r := range recs {
+		_ = append(r.Value, junk...)
+		_ = append(r.Key, junk...)
+		for _, h := range r.Headers {
+			_ = append(h.Value, junk...)
+		}
+	}
+	for i, r := range recs {
+		if !proto.Equal(r, want[i]) {
+			t.Errorf("record %d after appends to the records' bytes: %v, want %v", i, r, want[i])
+		}
+	}
+}

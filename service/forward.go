@@ -16,6 +16,7 @@ import (
 	"github.com/proglog/proglog/cluster"
 	logv1 "github.com/proglog/proglog/gen/log/v1"
 	"github.com/proglog/proglog/gen/log/v1/logv1connect"
+	"github.com/proglog/proglog/internal/protocodec"
 	"github.com/proglog/proglog/logstore"
 	"github.com/proglog/proglog/pki"
 )
@@ -169,7 +170,8 @@ func (f *Forwarder) client(cache map[string]logv1connect.LogServiceClient, addr 
 		marks = append([]connect.Interceptor{f.tracing}, marks...)
 	}
 	c := logv1connect.NewLogServiceClient(&http.Client{Transport: f.transport}, "https://"+addr,
-		connect.WithInterceptors(marks...), connect.WithReadMaxBytes(DefaultMaxMessageBytes))
+		connect.WithInterceptors(marks...), connect.WithReadMaxBytes(DefaultMaxMessageBytes),
+		protocodec.WithCodec())
 	cache[addr] = c
 	return c
 }

@@ -1,6 +1,7 @@
 package service
 
 import (
+	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -23,10 +24,12 @@ const (
 // record checks a produced record and returns it as the log takes it; its
 // slices alias the request. index names the record in a batch (-1 for a
 // single record). A producer's time is ignored: the leader stamps records.
+// The slices are clipped: the handlers' codec (protocodec, Alias) leaves
+// their capacity running into the request's next fields.
 // Headers are carved from *slab, shared by a batch's records. size is what
 // the record counts against limit, the largest record its topic takes.
 func record(index int, r *logv1.Record, slab *[]logstore.Header, limit int) (rec logstore.Record, size int, err error) {
-	rec = logstore.Record{Key: r.GetKey(), Value: r.GetValue()}
+	rec = logstore.Record{Key: slices.Clip(r.GetKey()), Value: slices.Clip(r.GetValue())}
 	if hs := r.GetHeaders(); len(hs) > 0 {
 		if len(hs) > maxHeaders {
 			return rec, 0, invalidArgument("%s has %d headers, the limit is %d", recordName(index), len(hs), maxHeaders)
@@ -47,7 +50,7 @@ func record(index int, r *logv1.Record, slab *[]logstore.Header, limit int) (rec
 			case !utf8.ValidString(k):
 				return rec, 0, invalidArgument("%s: header %d key is not valid UTF-8", recordName(index), i)
 			}
-			rec.Headers[i] = logstore.Header{Key: k, Value: h.GetValue()}
+			rec.Headers[i] = logstore.Header{Key: k, Value: slices.Clip(h.GetValue())}
 		}
 	}
 	if size = rec.Size(); size > limit {
@@ -90,6 +93,7 @@ func records(in []*logv1.Record, limit int) ([]logstore.Record, int, error) {
 }
 
 // toProto fills dst with rec; dst's Time and Headers are reused when there.
+// dst's Headers past len(rec.Headers) keep theirs, unseen.
 func toProto(rec *logstore.Record, dst *logv1.Record) {
 	dst.Offset, dst.Value, dst.Key = rec.Offset, rec.Value, rec.Key
 	if rec.Time.IsZero() {
@@ -100,13 +104,18 @@ func toProto(rec *logstore.Record, dst *logv1.Record) {
 		}
 		dst.Time.Seconds, dst.Time.Nanos = rec.Time.Unix(), int32(rec.Time.Nanosecond())
 	}
-	dst.Headers = dst.Headers[:0]
-	for _, h := range rec.Headers {
-		dst.Headers = append(dst.Headers, &logv1.Header{Key: h.Key, Value: h.Value})
+	// A stream's records are reused batch after batch, and so are their
+	// Headers: a keyed record costs no allocation per header.
+	hs := dst.Headers[:0]
+	for i, h := range rec.Headers {
+		if i < cap(hs) && hs[:i+1][i] != nil {
+			hs = hs[:i+1]
+		} else {
+			hs = append(hs, new(logv1.Header))
+		}
+		hs[i].Key, hs[i].Value = h.Key, h.Value
 	}
-	if len(dst.Headers) == 0 {
-		dst.Headers = nil
-	}
+	dst.Headers = hs
 }
 
 // fromTime checks a requested start time.

@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/proglog/proglog/gen/log/v1/logv1connect"
+	"github.com/proglog/proglog/internal/protocodec"
 	"github.com/proglog/proglog/logstore"
 )
 
@@ -274,6 +275,9 @@ func New(cfg Config) (*Service, error) {
 	mux := http.NewServeMux()
 	mux.Handle(logv1connect.NewLogServiceHandler(s,
 		logInterceptors,
+		// A request's bytes and strings point into one copy of it, not an
+		// allocation each: record clips the slices it hands on.
+		protocodec.WithAliasingCodec(),
 		connect.WithReadMaxBytes(cfg.MaxMessageBytes),
 		connect.WithCompressMinBytes(compressMin),
 	))

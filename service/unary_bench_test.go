@@ -56,7 +56,7 @@ func BenchmarkUnary(b *testing.B) {
 				value := benchValue()
 				cs := make([]logv1connect.LogServiceClient, clients)
 				for i := range cs {
-					cs[i] = e.client(idRoot, proto.opts...)
+					cs[i] = e.benchClient(proto.opts...)
 					// Connect before the clock starts.
 					if _, err := cs[i].Produce(context.Background(), &logv1.ProduceRequest{Record: &logv1.Record{Value: value}}); err != nil {
 						b.Fatal(err)

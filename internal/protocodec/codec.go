@@ -1,0 +1,142 @@
+// Package protocodec is the binary protobuf codec of proglog's Connect
+// clients and handlers: it marshals and unmarshals with the methods
+// vtprotobuf generates (gen/log/v1/log_vtproto.pb.go), which skip
+// protobuf-go's reflection, and with protobuf-go for other messages.
+//
+// Unmarshal accepts exactly what protobuf-go accepts, with equal results.
+// Marshal's output decodes to an equal message, but for two differences
+// that checking would cost four times the marshal itself: a string that is
+// not UTF-8 is sent (protobuf-go refuses to marshal it; the receiver, this
+// codec or protobuf-go, refuses it instead), and unknown fields inside a
+// google.protobuf.Timestamp are dropped (vtprotobuf's Timestamp has none).
+package protocodec
+
+import (
+	"bytes"
+	"fmt"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
+)
+
+// Name is the codec's name, the one connect's default binary codec has:
+// "application/grpc+proto", "application/proto" and gRPC-Web's content
+// types all map to it.
+const Name = "proto"
+
+// vtMessage is what vtprotobuf generates with features
+// marshal+unmarshal+unmarshal_unsafe+size.
+type vtMessage interface {
+	proto.Message
+	SizeVT() int
+	MarshalToSizedBufferVT([]byte) (int, error)
+	UnmarshalVT([]byte) error
+	UnmarshalVTUnsafe([]byte) error
+}
+
+// Codec is a connect.Codec named "proto", replacing connect's default
+// binary codec. The zero value is ready to use.
+type Codec struct {
+	// Alias makes Unmarshal copy a message's bytes once, into a buffer the
+	// message owns, and point its bytes and string fields into that copy
+	// instead of allocating each of them. A []byte field's capacity then
+	// runs on into the fields after it: code that might append to one must
+	// clip it first (slices.Clip). The copy lives as long as any field
+	// that points into it.
+	Alias bool
+}
+
+var _ connect.Codec = Codec{}
+
+// WithCodec is the client and handler option that installs a Codec
+// whose messages allocate their bytes and strings one by one.
+func WithCodec() connect.Option { return connect.WithCodec(Codec{}) }
+
+// WithAliasingCodec installs a Codec with Alias set: for handlers and
+// clients that know where their messages' bytes go.
+func WithAliasingCodec() connect.Option { return connect.WithCodec(Codec{Alias: true}) }
+
+// Name returns "proto".
+func (Codec) Name() string { return Name }
+
+// IsBinary reports true, for connect's stableCodec (GET requests).
+func (Codec) IsBinary() bool { return true }
+
+// Marshal encodes message.
+func (c Codec) Marshal(message any) ([]byte, error) {
+	return c.MarshalAppend(nil, message)
+}
+
+// MarshalAppend appends message's encoding to dst; connect hands it its
+// pooled buffers, so a stream's messages need no allocation of their own.
+func (Codec) MarshalAppend(dst []byte, message any) ([]byte, error) {
+	m, ok := message.(proto.Message)
+	if !ok {
+		return nil, errNotProto(message)
+	}
+	vm, ok := m.(vtMessage)
+	if !ok {
+		return proto.MarshalOptions{}.MarshalAppend(dst, m)
+	}
+	size := vm.SizeVT()
+	start := len(dst)
+	dst = grow(dst, size)
+	if _, err := vm.MarshalToSizedBufferVT(dst[start:]); err != nil {
+		return nil, err
+	}
+	return dst, nil
+}
+
+// MarshalStable encodes message deterministically, for Connect's GET
+// requests, whose URL holds the message. Rare: protobuf-go does it.
+func (Codec) MarshalStable(message any) ([]byte, error) {
+	m, ok := message.(proto.Message)
+	if !ok {
+		return nil, errNotProto(message)
+	}
+	return proto.MarshalOptions{Deterministic: true}.Marshal(m)
+}
+
+// Unmarshal decodes data into message, replacing its contents. The
+// message copies what it keeps: connect reuses data's buffer afterwards.
+func (c Codec) Unmarshal(data []byte, message any) error {
+	m, ok := message.(proto.Message)
+	if !ok {
+		return errNotProto(message)
+	}
+	// vtprotobuf's decoder accepts some bytes protobuf-go rejects (strings
+	// that are not UTF-8, overlong varints, unmatched groups) and rejects
+	// some it accepts (a known field with another wire type, which
+	// protobuf-go keeps as unknown). It decodes only what wellFormed
+	// proves both read alike; protobuf-go decodes the rest.
+	if vm, ok := m.(vtMessage); ok && wellFormed(data, m.ProtoReflect().Descriptor()) {
+		proto.Reset(m) // UnmarshalVT merges; proto.Unmarshal replaces
+		var err error
+		if c.Alias {
+			err = vm.UnmarshalVTUnsafe(bytes.Clone(data))
+		} else {
+			err = vm.UnmarshalVT(data)
+		}
+		if err == nil {
+			return nil
+		}
+	}
+	if err := proto.Unmarshal(data, m); err != nil {
+		return fmt.Errorf("unmarshal into %T: %w", message, err)
+	}
+	return nil
+}
+
+// grow extends dst by n bytes, reallocating only when its capacity is short.
+func grow(dst []byte, n int) []byte {
+	if cap(dst)-len(dst) >= n {
+		return dst[:len(dst)+n]
+	}
+	out := make([]byte, len(dst)+n, 2*cap(dst)+n)
+	copy(out, dst)
+	return out
+}
+
+func errNotProto(message any) error {
+	return fmt.Errorf("%T doesn't implement proto.Message", message)
+}
