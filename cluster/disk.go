@@ -249,7 +249,7 @@ func (l *Log) otherVoters() int {
 }
 
 // annotate adds ErrDiskFull to the error raft answered an append with
-// while a write to the Raft log failed for want of space: raft's LogCache
+// while a write to the Raft log failed for want of space: the log cache (logCache, as raft.LogCache did)
 // reports the store's error as text (%q), so its chain is lost.
 func (m *diskMonitor) annotate(err error) error {
 	if !m.full.Load() || errors.Is(err, ErrDiskFull) {
