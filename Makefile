@@ -16,6 +16,7 @@ GRPCURL_VERSION := v1.9.3
 BENCH ?= .
 BENCHTIME ?= 1s
 RECORDS ?= 10000000
+RSS_RECORDS ?= 2000000
 CHAOS_DURATION ?= 5m
 CHAOS_ROUNDS ?= 0
 CHAOS_SEED ?=
@@ -77,6 +78,10 @@ bench-topics: ## Topics on three nodes: 1 vs 12 partitions, leaders per node, id
 .PHONY: bench-restart
 bench-restart: ## Restart after kill -9 with 10M records (RECORDS=n): time to first ack, RSS, disk
 	scripts/bench-restart.sh $(RECORDS)
+
+.PHONY: bench-rss
+bench-rss: ## Peak RSS (VmHWM, RssAnon, RssFile) and records/s while producing 2M records (RSS_RECORDS=n): one node, three runs, then three nodes
+	scripts/bench-rss.sh $(RSS_RECORDS)
 
 .PHONY: chaos
 chaos: ## Chaos soak, not in CI: faults on a 3-node cluster under load (CHAOS_DURATION=5m CHAOS_SEED= CHAOS_FAULTS=)

@@ -286,8 +286,9 @@ func (l *Log) otherVoters() int {
 }
 
 // annotate adds ErrDiskFull to the error raft answered an append with
-// while a write to the Raft log failed for want of space: raft's LogCache
-// reports the store's error as text (%q), so its chain is lost.
+// while a write to the Raft log failed for want of space, should its chain
+// have lost it (raft.LogCache, used before logCache, reported the store's
+// error as text, %q).
 func (m *diskMonitor) annotate(err error) error {
 	if !m.full.Load() || errors.Is(err, ErrDiskFull) {
 		return err

@@ -40,6 +40,7 @@ type Log struct {
 	raft        *raft.Raft
 	trans       *transport
 	store       *raftStore // Raft's log and stable store
+	logs        *logCache  // in front of store: the latest entries, for raft
 	disk        *diskMonitor
 	snaps       *snapshotStore
 	damage      storeDamage
@@ -76,15 +77,6 @@ type storeRef struct {
 	log      *logstore.Log
 	replaced chan struct{}
 }
-
-// logCacheEntries is how many of the latest Raft entries each node keeps in
-// memory (raft.LogCache). The leader reads entries back to send them to
-// followers and a follower reads them back to apply them once committed;
-// both are at most a few AppendEntries batches (MaxAppendEntries, 64) old,
-// so the cache turns those reads (pread and decode on raft's main and
-// replication goroutines) into memory loads. It pins at most this many
-// entries, each at most one request's records.
-const logCacheEntries = 64
 
 // applyTimeout bounds queueing an entry when ctx has no deadline.
 const applyTimeout = 10 * time.Second
@@ -281,11 +273,8 @@ func New(cfg Config) (_ *Log, err error) {
 	l.m = newMetrics(l)
 	// Recent entries stay in memory: the leader's replication and a
 	// follower's apply read them back from there instead of the Raft log store.
-	logs, err := raft.NewLogCache(logCacheEntries, l.store)
-	if err != nil {
-		return nil, fmt.Errorf("cluster: %w", err)
-	}
-	l.raft, err = raft.NewRaft(rc, l.fsm, logs, l.store, snaps, l.trans)
+	l.logs = newLogCache(l.store, logCacheEntries, logCacheBytes)
+	l.raft, err = raft.NewRaft(rc, l.fsm, l.logs, l.store, snaps, l.trans)
 	if err == nil {
 		r := l.raft
 		l.trans.lastResort = func() bool {

@@ -38,6 +38,10 @@ func newMetrics(l *Log) *metrics {
 		gauge("proglog_cluster_raft_last_index", "Index of the last entry in this node's Raft log.", func() float64 { return float64(l.raft.LastIndex()) }),
 		gauge("proglog_cluster_raft_commit_index", "Highest Raft index this node knows to be committed.", func() float64 { return float64(l.raft.CommitIndex()) }),
 		gauge("proglog_cluster_raft_applied_index", "Highest Raft index applied to the local store.", func() float64 { return float64(max(l.raft.AppliedIndex(), l.fsm.index.Load())) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "proglog_cluster_raft_log_cache_misses_total",
+			Help: "Raft entries read back from the Raft log on disk rather than from the cache of the latest ones (a follower far behind, or an entry larger than the cache).",
+		}, func() float64 { return float64(l.logs.misses.Load()) }),
 		gauge("proglog_disk_full", "1 while this node refuses appends for want of disk space (free space below --disk-reserve, or a write to the Raft log failed with ENOSPC); reads go on.", func() float64 {
 			if l.disk.isFull() {
 				return 1

@@ -55,7 +55,7 @@ for bin in "${bins[@]}"; do
 	pid=$!
 	first_ack "$bin" "$data"
 	"$bin" bench produce --data-dir "$data" --addr "$addr" --mode stream --batch 100 --records "$records" | tail -1
-	echo "peak RSS while producing: $(field VmHWM /proc/$pid/status) kB"
+	echo "peak RSS while producing: $(field VmHWM /proc/$pid/status) kB (now RssAnon $(field RssAnon /proc/$pid/status) kB, RssFile $(field RssFile /proc/$pid/status) kB; scripts/bench-rss.sh repeats it)"
 	written=$(field write_bytes /proc/$pid/io)
 	produced=$((records * 100))
 	echo "written by the node: $(bytes "$written") for $(bytes $produced) of values: $(awk -v w="$written" -v p="$produced" 'BEGIN {printf "%.2f", w/p}') bytes per byte"

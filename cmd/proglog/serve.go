@@ -30,6 +30,7 @@ type serveFlags struct {
 	logLevel, logFormat            string
 	maxRecordBytes, segmentBytes   byteSize
 	maxMessageBytes                byteSize
+	memoryLimit                    byteSize
 	slowConsumer                   time.Duration
 	sync                           string
 	syncInterval                   time.Duration
@@ -94,7 +95,7 @@ func newServeCmd(e *env) *cobra.Command {
 	if host == "" {
 		host = "proglog"
 	}
-	sf := serveFlags{maxRecordBytes: 1 << 20, maxMessageBytes: 8 << 20, segmentBytes: 64 << 20}
+	sf := serveFlags{maxRecordBytes: 1 << 20, maxMessageBytes: 8 << 20, segmentBytes: 64 << 20, memoryLimit: defaultMemoryLimit}
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run a proglog node",
@@ -161,6 +162,7 @@ Config file (--config): "name = value" lines with flag names, e.g.
 	f.DurationVar(&sf.syncInterval, "sync-interval", 100*time.Millisecond, "fsync period with --sync interval")
 	f.Var(&sf.retentionBytes, "retention-bytes", "delete the oldest segments beyond this size (0 = keep all)")
 	f.DurationVar(&sf.retentionAge, "retention-age", 0, "delete segments whose newest record is older (0 = keep all)")
+	f.Var(&sf.memoryLimit, "memory-limit", "soft limit of the Go runtime's memory while the live heap is small: the garbage collector runs more often rather than let the heap grow past it, and above it the limit rises with the live heap (at least half GOGC's headroom), so it never fails an allocation or stalls the node (0 = none: GOGC alone; GOMEMLIMIT in the environment overrides it)")
 	sf.cluster.register(f)
 	sf.limits.register(f)
 	return cmd
@@ -181,6 +183,7 @@ func serve(ctx context.Context, e *env, sf serveFlags) error {
 	if err != nil {
 		return err
 	}
+	defer startMemoryLimit(int64(sf.memoryLimit), logger)()
 	if certDir, created := n.Quickstart(); certDir != "" {
 		printQuickstart(e.stderr, n.Addr(), sf.dataDir, certDir, created)
 	}
