@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/proglog/proglog/internal/memlimit"
 	"github.com/proglog/proglog/logstore"
 	"github.com/proglog/proglog/node"
 	"github.com/proglog/proglog/pki"
@@ -95,7 +96,7 @@ func newServeCmd(e *env) *cobra.Command {
 	if host == "" {
 		host = "proglog"
 	}
-	sf := serveFlags{maxRecordBytes: 1 << 20, maxMessageBytes: 8 << 20, segmentBytes: 64 << 20, memoryLimit: defaultMemoryLimit}
+	sf := serveFlags{maxRecordBytes: 1 << 20, maxMessageBytes: 8 << 20, segmentBytes: 64 << 20, memoryLimit: memlimit.Default}
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run a proglog node",
@@ -183,7 +184,7 @@ func serve(ctx context.Context, e *env, sf serveFlags) error {
 	if err != nil {
 		return err
 	}
-	defer startMemoryLimit(int64(sf.memoryLimit), logger)()
+	defer memlimit.Start(int64(sf.memoryLimit), logger)()
 	if certDir, created := n.Quickstart(); certDir != "" {
 		printQuickstart(e.stderr, n.Addr(), sf.dataDir, certDir, created)
 	}

@@ -1,4 +1,4 @@
-package main
+package memlimit
 
 import (
 	"io"
@@ -34,8 +34,8 @@ func TestMemoryLimitRestored(t *testing.T) {
 	t.Setenv("GOMEMLIMIT", "")
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	before := debug.SetMemoryLimit(-1)
-	stop1 := startMemoryLimit(1<<40, logger)
-	stop2 := startMemoryLimit(1<<40, logger)
+	stop1 := Start(1<<40, logger)
+	stop2 := Start(1<<40, logger)
 	if got := debug.SetMemoryLimit(-1); got != 1<<40 {
 		t.Fatalf("limit while running %d, want %d", got, int64(1<<40))
 	}
@@ -49,7 +49,7 @@ func TestMemoryLimitRestored(t *testing.T) {
 		t.Fatalf("limit after both stopped %d, want the one before, %d", got, before)
 	}
 	t.Setenv("GOMEMLIMIT", "1GiB")
-	startMemoryLimit(1<<40, logger)()
+	Start(1<<40, logger)()
 	if got := debug.SetMemoryLimit(-1); got != before {
 		t.Fatalf("with GOMEMLIMIT set the limit became %d, want %d untouched", got, before)
 	}

@@ -1,4 +1,6 @@
-package main
+// Package memlimit keeps the Go runtime's soft memory limit low while a
+// process's live heap is small and raises it with the heap (see Start).
+package memlimit
 
 import (
 	"log/slog"
@@ -9,14 +11,14 @@ import (
 	"time"
 )
 
-// defaultMemoryLimit is --memory-limit's default: the Go runtime's soft
+// Default is serve --memory-limit's default: the Go runtime's soft
 // memory limit (heap, stacks and runtime metadata; not the binary's pages
 // or the mmapped indexes) while the heap is small. A node producing 2M
 // records of 100 B holds ~12 MB live and GOGC=100 lets the heap grow to
 // twice that, up to ~35 MB with the runtime's own and more when the
 // collector falls behind on a busy machine; 36MiB keeps the process's peak
 // RSS near 60 MB without more collections in the steady state.
-const defaultMemoryLimit = 36 << 20
+const Default = 36 << 20
 
 // memoryLimitPoll is how often the limit follows the live heap.
 const memoryLimitPoll = 500 * time.Millisecond
@@ -59,9 +61,9 @@ var memoryLimitUsers struct {
 	prev int64
 }
 
-// startMemoryLimit applies floor (0: none) and adjusts the limit after
-// each collection until stop is called; stop restores the runtime's limit.
-func startMemoryLimit(floor int64, logger *slog.Logger) (stop func()) {
+// Start applies floor (0: none) and adjusts the limit after each
+// collection until stop is called; stop restores the runtime's limit.
+func Start(floor int64, logger *slog.Logger) (stop func()) {
 	if floor <= 0 {
 		return func() {}
 	}
