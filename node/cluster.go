@@ -123,10 +123,13 @@ func (m *member) open(store logstore.Config, storeSyncSet bool) (err error) {
 		pt = t * defaultPartitionTimeoutFactor / 2
 	}
 	if pt > t {
-		// A partition elects its first leader as fast as the system group,
-		// then heartbeats at its own pace. raft cannot change the lease
-		// later, so it spans the settled heartbeats from the start.
-		lease := max(t/2, 2*pt/5)
+		// A partition elects its first leader about as fast as the system
+		// group, then heartbeats at its own pace. raft cannot change the
+		// lease later, so it is half the settled timeout from the start,
+		// raft's own ratio: a tighter one (2/5) made leaders under load
+		// lose their lease between heartbeats and step down, each time
+		// for a settled election timeout.
+		lease := pt / 2
 		first := max(t, lease)
 		pcfg.HeartbeatTimeout, pcfg.ElectionTimeout, pcfg.LeaderLeaseTimeout, pcfg.SettledTimeout = first, first, lease, pt
 	} else {
@@ -190,10 +193,9 @@ func (m *member) open(store logstore.Config, storeSyncSet bool) (err error) {
 // defaultPartitionTimeoutFactor is twice the ratio of a partition's
 // settled Raft timeout to the system group's (ClusterConfig.RaftTimeout):
 // 5/2, so with the default 1 s a partition's leader heartbeats its
-// followers every 250-500 ms, not 100-200 ms (at 300 partitions that
-// halved an idle node's CPU), and a dead one is replaced after 2.5-5 s,
-// while the lease (2/5 of it) still equals the system group's heartbeat
-// timeout, so a new partition elects its first leader as fast as before.
+// followers every 250-500 ms, not 100-200 ms, and a dead one is replaced
+// after 2.5-5 s; a new partition elects its first leader after 1.25-2.5 s
+// (the lease's half of the settled timeout bounds it from below).
 const defaultPartitionTimeoutFactor = 5
 
 // removeRaftDir undoes a first start that failed: with no Raft state left
