@@ -7,25 +7,28 @@ import (
 )
 
 // settle raises raft's heartbeat and election timeouts to
-// Config.SettledTimeout once the group has a leader (see Config). Until
-// then it looks every settlePoll; it runs in bg and returns when done.
+// Config.SettledTimeout once the group has a leader (see Config). It
+// waits on a raft observer, not a poll: a node creating hundreds of
+// partitions at once would otherwise wake each of them many times a
+// second while they elect. It runs in bg and returns when done.
 func (l *Log) settle() {
-	t := time.NewTicker(settlePoll)
-	defer t.Stop()
-	for {
+	led := make(chan raft.Observation, 1)
+	obs := raft.NewObserver(led, false, func(o *raft.Observation) bool {
+		lo, ok := o.Data.(raft.LeaderObservation)
+		return ok && lo.LeaderID != ""
+	})
+	l.raft.RegisterObserver(obs)
+	defer l.raft.DeregisterObserver(obs)
+	if _, id := l.raft.LeaderWithID(); id == "" { // (elected before the observer was in place)
 		select {
 		case <-l.done:
 			return
-		case <-t.C:
+		case <-led:
 		}
-		if _, id := l.raft.LeaderWithID(); id == "" {
-			continue
-		}
-		l.reloadRaft(func(rc *raft.ReloadableConfig) {
-			rc.HeartbeatTimeout, rc.ElectionTimeout = l.cfg.SettledTimeout, l.cfg.SettledTimeout
-		})
-		return
 	}
+	l.reloadRaft(func(rc *raft.ReloadableConfig) {
+		rc.HeartbeatTimeout, rc.ElectionTimeout = l.cfg.SettledTimeout, l.cfg.SettledTimeout
+	})
 }
 
 // leaseFits reports whether a leader lease suits a heartbeat timeout:
@@ -33,10 +36,6 @@ func (l *Log) settle() {
 // steps down when a quorum has not answered within its lease, so the lease
 // spans at least two of the longest gaps.
 func leaseFits(lease, heartbeat time.Duration) bool { return lease >= 2*heartbeat/5 }
-
-// settlePoll is how often settle looks for a leader: a fraction of any
-// heartbeat timeout, and it stops once one is found.
-const settlePoll = 50 * time.Millisecond
 
 // reloadRaft changes raft's reloadable configuration. ReloadConfig takes
 // every field, so read-modify-write is serialized, or one change could
