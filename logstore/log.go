@@ -115,6 +115,9 @@ type Log struct {
 
 	next atomic.Uint64 // offsets below it are visible to readers
 	segs atomic.Pointer[segmentSet]
+	// tixCache is the time index of the sealed segment OffsetForTime read
+	// last: consecutive lookups in one segment read its file once.
+	tixCache atomic.Pointer[tixCached]
 	// epoch is a sequence count of truncations (TruncateFrom, Reset): odd
 	// while next and segs are changed together, bumped again once they agree,
 	// so readers can tell a consistent pair, and a read that may have seen
@@ -244,6 +247,7 @@ func (l *Log) openSegments() ([]*segment, error) {
 	}
 	stores := map[uint64]bool{}
 	indexes := map[uint64]bool{}
+	times := map[uint64]bool{}
 	for _, name := range names {
 		stem, ext, ok := strings.Cut(name, ".")
 		if !ok || len(stem) != 20 {
@@ -258,8 +262,17 @@ func (l *Log) openSegments() ([]*segment, error) {
 			stores[base] = true
 		case "index":
 			indexes[base] = true
-		case "index.tmp", "store.tmp":
-			os.Remove(filepath.Join(l.dir, name)) // an interrupted index rebuild or upgrade
+		case "timeindex":
+			times[base] = true
+		case "index.tmp", "store.tmp", "timeindex.tmp":
+			os.Remove(filepath.Join(l.dir, name)) // an interrupted index rebuild, upgrade or seal
+		}
+	}
+	for base := range times {
+		if !stores[base] {
+			// Left by a segment deletion; nothing refers to it.
+			storePath, _ := segmentPaths(l.dir, base)
+			removeTimeIndex(storePath)
 		}
 	}
 	var orphans bool
@@ -579,6 +592,7 @@ func (l *Log) flush(b pendingBatch, sync, retain bool) error {
 			return err
 		}
 		seg.putEntry(idx, pos, h.valueLen)
+		seg.sampleTime(idx, pos, h.unixNano)
 		newest = h.unixNano
 		chunkCount++
 		p += h.size()
@@ -660,6 +674,7 @@ func (l *Log) roll(old *segment) (*segment, error) {
 	if err := old.seal(l.cfg.Sync != SyncNever); err != nil {
 		return nil, err
 	}
+	l.sealTimes(old) // made durable by the directory fsync below
 	old.setVisible(old.count, old.size)
 	s, err := createSegment(l.dir, old.base+old.count, l.lay, l.cfg.MaxSegmentBytes, l.cfg.Sync != SyncNever)
 	if err != nil {

@@ -53,7 +53,8 @@ type scanEntry struct {
 // scanResult is what a scan of a store found.
 type scanResult struct {
 	entries []scanEntry
-	end     int64 // end of the last valid frame
+	times   []timeEntry // time samples (appendSample)
+	end     int64       // end of the last valid frame
 	newest  int64
 	badPos  int64 // -1 when every byte up to the file end is valid frames
 	badWhy  error
@@ -85,6 +86,7 @@ func scanStore(fl *layout, f *os.File, size int64, base uint64, maxValue int) (s
 			r.follows, err = findValidFrame(fl, w, pos+fl.align, off, maxValue)
 			return r, err
 		}
+		r.times, _ = appendSample(r.times, uint64(len(r.entries)), pos, h.unixNano)
 		r.entries = append(r.entries, scanEntry{pos: pos, valueLen: h.valueLen})
 		r.newest = h.unixNano
 		pos += h.size()
@@ -199,6 +201,13 @@ func openActive(dir string, base uint64, fl *layout, maxSegment int64, maxValue 
 	}
 	for i, e := range r.entries {
 		s.putEntry(uint64(i), e.pos, e.valueLen)
+	}
+	// The active segment's samples live in memory until it is sealed; a
+	// time index file for it is stale (a crash between a seal and the
+	// next segment's creation, or during a truncation).
+	s.setTimes(r.times)
+	if err := removeTimeIndex(storePath); err != nil {
+		return nil, err
 	}
 	s.setVisible(s.count, s.size)
 	s.refs.Store(1)

@@ -39,6 +39,9 @@ type segment struct {
 	// ends at that byte, the others where the next one starts, and a
 	// reader must not pair a count with the end of another.
 	vis atomic.Uint64
+	// tix is the active segment's time samples, for readers; nil once the
+	// segment is sealed (they are in its time index file then).
+	tix atomic.Pointer[timeIndex]
 
 	// The fields below are written only by the Log's writer under Log.flushMu.
 	size     int64  // store bytes written (header included)
@@ -48,6 +51,7 @@ type segment struct {
 	sealed   bool
 	dirty    bool // written since the last fdatasync
 	unsynced bool // sealed without syncing (SyncNever): Log.Sync still owes it an fdatasync
+	times    []timeEntry // the active segment's time samples (tix publishes them)
 }
 
 func segmentPaths(dir string, base uint64) (store, index string) {
@@ -97,11 +101,14 @@ func (s *segment) release() {
 	}
 }
 
-// removeFiles deletes the segment's files: the store first, then the index
-// (Open removes an index left without its store), then any torn-tail copy.
-// The caller fsyncs the directory.
+// removeFiles deletes the segment's files: the time index, the store, then
+// the index (Open removes an index left without its store), then any
+// torn-tail copy. The caller fsyncs the directory.
 func (s *segment) removeFiles() error {
 	var errs []error
+	if err := removeTimeIndex(s.storePath); err != nil {
+		errs = append(errs, err)
+	}
 	if err := os.Remove(s.storePath); err != nil {
 		errs = append(errs, err)
 	}
@@ -162,6 +169,7 @@ func createSegment(dir string, base uint64, f *layout, maxSegment int64, sync bo
 		return nil, err
 	}
 	s.setVisible(0, s.size)
+	s.setTimes(nil)
 	s.refs.Store(1)
 	return s, nil
 }

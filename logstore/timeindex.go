@@ -1,24 +1,241 @@
 package logstore
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"sort"
+	"strings"
 	"time"
 )
 
+// The time index of a segment; doc.go ("Time index") has the file format.
+const (
+	timeIndexMagic   = "PLOGTIME"
+	timeIndexVersion = 1
+	// timeIndexEvery is the store bytes between samples: a 64 MiB segment
+	// gets about 2,000 entries (32 KiB of file), and a lookup walks at most
+	// this many bytes of frames, read with one pread.
+	timeIndexEvery = 32 << 10
+	timeEntrySize  = 16
+	// timeWalkMax bounds the one read of a lookup's walk (a sample is
+	// followed by up to timeIndexEvery bytes plus one frame, which may be
+	// large); past it the walk hands over to the probe search.
+	timeWalkMax = 256 << 10
+)
+
+// timeEntry says that the record at base+delta has time unixNano and its
+// frame starts at store byte pos.
+type timeEntry struct {
+	unixNano int64
+	delta    uint32
+	pos      uint32
+}
+
+// timeIndex is the active segment's samples as published to readers.
+type timeIndex struct{ entries []timeEntry }
+
+// tixCached is the samples of the sealed segment looked up last (nil
+// entries: it has no usable time index).
+type tixCached struct {
+	seg     *segment
+	entries []timeEntry
+}
+
+// appendSample adds record delta (frame at pos, time t) to entries if it is
+// the first or starts at least timeIndexEvery bytes after the last sample.
+// Positions alone decide, so the writer, a recovery scan and Restore sample
+// a store alike.
+func appendSample(entries []timeEntry, delta uint64, pos, t int64) ([]timeEntry, bool) {
+	if n := len(entries); n > 0 && pos < int64(entries[n-1].pos)+timeIndexEvery {
+		return entries, false
+	}
+	return append(entries, timeEntry{unixNano: t, delta: uint32(delta), pos: uint32(pos)}), true
+}
+
+func timeIndexPath(storePath string) string {
+	return strings.TrimSuffix(storePath, ".store") + ".timeindex"
+}
+
+// removeTimeIndex removes the time index of the store at storePath, if any.
+func removeTimeIndex(storePath string) error {
+	if err := os.Remove(timeIndexPath(storePath)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// encodeTimeIndex is the file for entries of the segment based at base.
+func encodeTimeIndex(base uint64, entries []timeEntry) []byte {
+	b := make([]byte, 0, fileHeaderSize+len(entries)*timeEntrySize+4)
+	b = append(b, fileHeader(timeIndexMagic, base, timeIndexVersion)...)
+	for _, e := range entries {
+		b = binary.LittleEndian.AppendUint64(b, uint64(e.unixNano))
+		b = binary.LittleEndian.AppendUint32(b, e.delta)
+		b = binary.LittleEndian.AppendUint32(b, e.pos)
+	}
+	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b[fileHeaderSize:], castagnoli))
+}
+
+// decodeTimeIndex checks a time index file of the segment based at base:
+// header, length, CRC, and entries in order (offsets and positions rising,
+// times not falling). Entries pointing past the segment are the caller's
+// check.
+func decodeTimeIndex(b []byte, base uint64) ([]timeEntry, error) {
+	if len(b) < fileHeaderSize+4 || (len(b)-fileHeaderSize-4)%timeEntrySize != 0 {
+		return nil, fmt.Errorf("length %d is not a header, whole entries and a CRC", len(b))
+	}
+	if !bytes.Equal(b[:fileHeaderSize], fileHeader(timeIndexMagic, base, timeIndexVersion)) {
+		return nil, errors.New("bad header")
+	}
+	body, sum := b[fileHeaderSize:len(b)-4], b[len(b)-4:]
+	if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(sum) {
+		return nil, errors.New("crc mismatch")
+	}
+	entries := make([]timeEntry, len(body)/timeEntrySize)
+	for i := range entries {
+		e := body[i*timeEntrySize:]
+		entries[i] = timeEntry{
+			unixNano: int64(binary.LittleEndian.Uint64(e)),
+			delta:    binary.LittleEndian.Uint32(e[8:]),
+			pos:      binary.LittleEndian.Uint32(e[12:]),
+		}
+		if entries[i].pos < fileHeaderSize {
+			return nil, fmt.Errorf("entry %d at store byte %d", i, entries[i].pos)
+		}
+		if p := entries[max(i-1, 0)]; i > 0 && (entries[i].delta <= p.delta || entries[i].pos <= p.pos || entries[i].unixNano < p.unixNano) {
+			return nil, fmt.Errorf("entry %d out of order", i)
+		}
+	}
+	return entries, nil
+}
+
+// writeTimeIndex writes s's samples to its time index file: a temporary
+// file, fsynced with sync, renamed over (the caller fsyncs the directory).
+func writeTimeIndex(s *segment, sync bool) error {
+	path := timeIndexPath(s.storePath)
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(encodeTimeIndex(s.base, s.times))
+	if err == nil && sync {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
+}
+
+// readTimeIndex reads a sealed segment's time index with one pread. Any
+// fault (missing, short, damaged, not this store's) is an error; callers
+// then search without it.
+func readTimeIndex(s *segment) ([]timeEntry, error) {
+	f, err := os.Open(timeIndexPath(s.storePath))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	size, err := fileSize(f)
+	if err != nil {
+		return nil, err
+	}
+	count, end := s.visible()
+	if size > fileHeaderSize+4+timeEntrySize*(end/timeIndexEvery+1) {
+		return nil, fmt.Errorf("%d bytes, too long for a store of %d", size, end)
+	}
+	b := make([]byte, size)
+	if _, err := f.ReadAt(b, 0); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	entries, err := decodeTimeIndex(b, s.base)
+	if err != nil {
+		return nil, err
+	}
+	if n := len(entries); n > 0 && (uint64(entries[n-1].delta) >= count || int64(entries[n-1].pos) >= end) {
+		return nil, fmt.Errorf("entries past the segment's %d records", count)
+	}
+	return entries, nil
+}
+
+// sampleTime records the time of record i (frame at pos) if it is due a
+// sample, and publishes the samples. Caller holds flushMu.
+func (s *segment) sampleTime(i uint64, pos, unixNano int64) {
+	var added bool
+	if s.times, added = appendSample(s.times, i, pos, unixNano); added {
+		s.tix.Store(&timeIndex{entries: s.times})
+	}
+}
+
+// setTimes makes entries the samples of a new active segment. Caller
+// holds flushMu or owns s.
+func (s *segment) setTimes(entries []timeEntry) {
+	s.times = entries
+	s.tix.Store(&timeIndex{entries: entries})
+}
+
+// sealTimes writes the time index of a segment just sealed and drops the
+// samples from memory. A failure only costs lookups in the segment their
+// shortcut, so it is logged, not returned. Caller holds flushMu.
+func (l *Log) sealTimes(s *segment) {
+	if err := writeTimeIndex(s, l.cfg.Sync != SyncNever); err != nil {
+		l.logger.Warn("logstore: cannot write a time index; lookups by time search the segment without it", "segment", s.base, "err", err)
+	}
+	// Only now: a reader that finds no samples in memory reads the file.
+	s.tix.Store(nil)
+	s.times = nil
+}
+
+// keptTimes returns old's samples of its first keep records, for the
+// segment TruncateFrom makes of it (a copy: readers may still be in old's).
+func keptTimes(old *segment, keep uint64) []timeEntry {
+	var entries []timeEntry
+	if t := old.tix.Load(); t != nil {
+		entries = t.entries
+	} else if e, err := readTimeIndex(old); err == nil {
+		entries = e
+	}
+	n := sort.Search(len(entries), func(i int) bool { return uint64(entries[i].delta) >= keep })
+	return append([]timeEntry(nil), entries[:n]...)
+}
+
+// timeEntries returns s's samples: the active segment's from memory, a
+// sealed one's from its file (the last one read is kept); nil if it has none.
+func (l *Log) timeEntries(s *segment) []timeEntry {
+	if t := s.tix.Load(); t != nil {
+		return t.entries
+	}
+	if c := l.tixCache.Load(); c != nil && c.seg == s {
+		return c.entries
+	}
+	entries, _ := readTimeIndex(s)
+	l.tixCache.Store(&tixCached{seg: s, entries: entries})
+	return entries
+}
+
 // OffsetForTime returns the offset of the first retained record whose time
-// is at or after t, or the next offset if there is none. It searches the
-// records' times, reading one frame header per probe (no scan and no time
-// index on disk), which is right as long as times do not decrease along
-// the log: AppendRecords keeps the times it stamps monotonic, and the
-// cluster keeps the leader's times monotonic across leader changes. Records
-// with equal times are found from the first.
+// is at or after t, or the next offset if there is none. It relies on
+// times not decreasing along the log: AppendRecords keeps the times it
+// stamps monotonic, and the cluster keeps the leader's times monotonic
+// across leader changes. Records with equal times are found from the first.
 //
-// The search interpolates (where t falls between the times at the ends of
-// the range, which for a steady stream lands next to the answer), gallops
-// from the guess to bracket the answer, and after three such rounds
-// bisects, which bounds the worst case at O(log n) probes; on a steady
-// stream a lookup takes a handful of probes, close together on disk,
-// instead of the 27 of a binary search over 10 GiB of 100 B records.
+// The segment comes from the sealed segments' newest times, kept in
+// memory; in it, the time index brackets the answer between two samples at
+// most timeIndexEvery store bytes apart, and one read of the frames between
+// them finds it. Without a usable time index it probes frames (searchTime).
 func (l *Log) OffsetForTime(ctx context.Context, t time.Time) (uint64, error) {
 	want := t.UnixNano()
 	for {
@@ -28,7 +245,7 @@ func (l *Log) OffsetForTime(ctx context.Context, t time.Time) (uint64, error) {
 			return 0, ErrClosed
 		}
 		next, set, epoch := l.view()
-		off, ok, err := l.searchTime(ctx, set, set.segs[0].base, next, want)
+		off, ok, err := l.findTime(ctx, set, next, want)
 		if err != nil {
 			return 0, err
 		}
@@ -38,8 +255,122 @@ func (l *Log) OffsetForTime(ctx context.Context, t time.Time) (uint64, error) {
 	}
 }
 
+// findTime finds the first offset below next whose time is at least want,
+// or next; ok is false if a segment went away meanwhile.
+func (l *Log) findTime(ctx context.Context, set *segmentSet, next uint64, want int64) (uint64, bool, error) {
+	segs := set.segs
+	// A sealed segment whose newest record is older than want holds no
+	// answer, nor does any before it. The search below stops at such a
+	// segment (an unknown newest time counts as new enough), so the answer
+	// is at or after the one it returns. The active segment's newest is the
+	// writer's: it is only ever the last candidate.
+	i := sort.Search(len(segs)-1, func(i int) bool { return segs[i].newest >= want })
+	for ; i < len(segs); i++ {
+		if err := ctx.Err(); err != nil {
+			return 0, false, err
+		}
+		s := segs[i]
+		end := next
+		if i+1 < len(segs) {
+			end = min(end, segs[i+1].base)
+		}
+		if s.base >= end {
+			break
+		}
+		off, ok, err := l.searchSegment(ctx, set, s, end, want)
+		if err != nil || !ok || off < end {
+			return off, ok, err
+		}
+	}
+	return next, true, nil
+}
+
+// searchSegment finds the first offset of s below end whose time is at
+// least want, or end.
+func (l *Log) searchSegment(ctx context.Context, set *segmentSet, s *segment, end uint64, want int64) (uint64, bool, error) {
+	if !s.acquire() {
+		return 0, false, nil
+	}
+	defer s.release()
+	n := end - s.base
+	entries := l.timeEntries(s)
+	entries = entries[:sort.Search(len(entries), func(i int) bool { return uint64(entries[i].delta) >= n })]
+	if len(entries) == 0 {
+		return l.searchTime(ctx, set, s.base, end, want)
+	}
+	// Samples lo (time < want) and hi (time >= want) bracket the answer to
+	// (lo, hi]; without lo it may be the first record, without hi past the
+	// last sample.
+	j := sort.Search(len(entries), func(i int) bool { return entries[i].unixNano >= want })
+	from, lo := timeEntry{pos: fileHeaderSize}, false
+	if j > 0 {
+		from, lo = entries[j-1], true
+	}
+	stop, readTo, hi := n, s.end(), j < len(entries)
+	if hi {
+		stop = uint64(entries[j].delta) + 1
+		readTo = min(readTo, int64(entries[j].pos)+int64(s.lay.headerSize))
+	}
+	at, found, whole, err := s.walkTimes(from, stop, readTo, lo, hi, want)
+	switch {
+	case err != nil:
+		return 0, false, err
+	case whole:
+		// The samples do not match the frames (a stale or damaged file
+		// that passed its checks): the probe search decides, and reports
+		// real damage.
+		return l.searchTime(ctx, set, s.base, end, want)
+	case found:
+		return at, true, nil
+	}
+	return l.searchTime(ctx, set, at, s.base+stop, want)
+}
+
+// walkTimes reads the frames from from's up to store byte readTo with one
+// pread and walks them, up to record stop (exclusive), for the first whose
+// time is at least want. found: it is at. Otherwise at is where the walk
+// ran out of bytes (s.base+stop: every record below it is older). whole:
+// the frames contradict the samples (lo: from's record is older than want;
+// hi: the record before stop is not).
+func (s *segment) walkTimes(from timeEntry, stop uint64, readTo int64, lo, hi bool, want int64) (at uint64, found, whole bool, err error) {
+	start := int64(from.pos)
+	buf := make([]byte, max(min(readTo, start+timeWalkMax)-start, 0))
+	n, err := s.store.ReadAt(buf, start)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return 0, false, false, fmt.Errorf("logstore: read %s at byte %d: %w", s.storePath, start, err)
+	}
+	buf = buf[:n]
+	var p int64
+	for i := uint64(from.delta); i < stop; i++ {
+		off := s.base + i
+		if p+int64(s.lay.headerSize) > int64(len(buf)) {
+			return off, false, false, nil
+		}
+		h, err := s.lay.parseFrameHeader(buf[p:], maxRecordLimit)
+		if err != nil || !s.lay.holds(h, off) {
+			return 0, false, true, nil
+		}
+		if h.unixNano >= want {
+			if lo && i == uint64(from.delta) {
+				return 0, false, true, nil
+			}
+			return off, true, false, nil
+		}
+		p += h.size()
+	}
+	return s.base + stop, false, hi, nil
+}
+
 // searchTime finds the first offset in [lo, hi) whose time is at least
-// want, or hi; ok is false if a segment went away meanwhile.
+// want, or hi, by probing frames; ok is false if a segment went away
+// meanwhile.
+//
+// The search interpolates (where t falls between the times at the ends of
+// the range, which for a steady stream lands next to the answer), gallops
+// from the guess to bracket the answer, and after three such rounds
+// bisects, which bounds the worst case at O(log n) probes; on a steady
+// stream a lookup takes a handful of probes, close together on disk,
+// instead of the 27 of a binary search over 10 GiB of 100 B records.
 func (l *Log) searchTime(ctx context.Context, set *segmentSet, lo, hi uint64, want int64) (uint64, bool, error) {
 	if lo >= hi {
 		return hi, true, nil
