@@ -65,7 +65,7 @@ type restoreWriter struct {
 	segSize int64
 	entries []byte      // index entries of the current segment
 	times   []timeEntry // its time samples
-	next    uint64 // offset the next frame must hold
+	next    uint64      // offset the next frame must hold
 	started bool
 	buf     []byte
 }

@@ -49,8 +49,8 @@ type segment struct {
 	newest   int64  // unix nanos of the newest record; MaxInt64 when unknown
 	idxAlloc int64  // index file bytes allocated
 	sealed   bool
-	dirty    bool // written since the last fdatasync
-	unsynced bool // sealed without syncing (SyncNever): Log.Sync still owes it an fdatasync
+	dirty    bool        // written since the last fdatasync
+	unsynced bool        // sealed without syncing (SyncNever): Log.Sync still owes it an fdatasync
 	times    []timeEntry // the active segment's time samples (tix publishes them)
 }
 
