@@ -115,9 +115,6 @@ type Log struct {
 
 	next atomic.Uint64 // offsets below it are visible to readers
 	segs atomic.Pointer[segmentSet]
-	// tixCache is the time index of the sealed segment OffsetForTime read
-	// last: consecutive lookups in one segment read its file once.
-	tixCache atomic.Pointer[tixCached]
 	// epoch is a sequence count of truncations (TruncateFrom, Reset): odd
 	// while next and segs are changed together, bumped again once they agree,
 	// so readers can tell a consistent pair, and a read that may have seen

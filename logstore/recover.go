@@ -53,7 +53,7 @@ type scanEntry struct {
 // scanResult is what a scan of a store found.
 type scanResult struct {
 	entries []scanEntry
-	times   []timeEntry // time samples (appendSample)
+	times   timeSamples // time samples (appendSample)
 	end     int64       // end of the last valid frame
 	newest  int64
 	badPos  int64 // -1 when every byte up to the file end is valid frames

@@ -64,7 +64,7 @@ type restoreWriter struct {
 	segBase uint64
 	segSize int64
 	entries []byte      // index entries of the current segment
-	times   []timeEntry // its time samples
+	times   timeSamples // its time samples
 	next    uint64      // offset the next frame must hold
 	started bool
 	buf     []byte

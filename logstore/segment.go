@@ -39,8 +39,8 @@ type segment struct {
 	// ends at that byte, the others where the next one starts, and a
 	// reader must not pair a count with the end of another.
 	vis atomic.Uint64
-	// tix is the active segment's time samples, for readers; nil once the
-	// segment is sealed (they are in its time index file then).
+	// tix is the time samples for readers: the active segment's in memory;
+	// for a sealed one nil until a lookup maps its time index file.
 	tix atomic.Pointer[timeIndex]
 
 	// The fields below are written only by the Log's writer under Log.flushMu.
@@ -51,7 +51,7 @@ type segment struct {
 	sealed   bool
 	dirty    bool        // written since the last fdatasync
 	unsynced bool        // sealed without syncing (SyncNever): Log.Sync still owes it an fdatasync
-	times    []timeEntry // the active segment's time samples (tix publishes them)
+	times    timeSamples // the active segment's time samples (tix publishes them)
 }
 
 func segmentPaths(dir string, base uint64) (store, index string) {
@@ -123,6 +123,7 @@ func (s *segment) removeFiles() error {
 
 func (s *segment) closeFiles() error {
 	var errs []error
+	errs = append(errs, s.unmapTimeIndex())
 	if s.idx != nil {
 		errs = append(errs, unix.Munmap(s.idx))
 		s.idx = nil

@@ -11,7 +11,10 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // The time index of a segment; doc.go ("Time index") has the file format.
@@ -37,25 +40,40 @@ type timeEntry struct {
 	pos      uint32
 }
 
-// timeIndex is the active segment's samples as published to readers.
-type timeIndex struct{ entries []timeEntry }
+// timeSamples is time index entries back to back, as in the file: a
+// lookup reads the ones it needs in place rather than decode them all.
+type timeSamples []byte
 
-// tixCached is the samples of the sealed segment looked up last (nil
-// entries: it has no usable time index).
-type tixCached struct {
-	seg     *segment
-	entries []timeEntry
+func (t timeSamples) len() int { return len(t) / timeEntrySize }
+
+func (t timeSamples) at(i int) timeEntry {
+	e := t[i*timeEntrySize : (i+1)*timeEntrySize]
+	return timeEntry{
+		unixNano: int64(binary.LittleEndian.Uint64(e)),
+		delta:    binary.LittleEndian.Uint32(e[8:]),
+		pos:      binary.LittleEndian.Uint32(e[12:]),
+	}
 }
 
-// appendSample adds record delta (frame at pos, time t) to entries if it is
-// the first or starts at least timeIndexEvery bytes after the last sample.
+// timeIndex is a segment's samples as published to readers: the active
+// segment's in memory, a sealed one's in a mapping of its file (mapped,
+// unmapped when the segment is closed), or none (no usable file).
+type timeIndex struct {
+	samples timeSamples
+	mapped  []byte
+}
+
+// appendSample adds record delta (frame at pos, time t) to t if it is the
+// first or starts at least timeIndexEvery bytes after the last sample.
 // Positions alone decide, so the writer, a recovery scan and Restore sample
 // a store alike.
-func appendSample(entries []timeEntry, delta uint64, pos, t int64) ([]timeEntry, bool) {
-	if n := len(entries); n > 0 && pos < int64(entries[n-1].pos)+timeIndexEvery {
-		return entries, false
+func appendSample(t timeSamples, delta uint64, pos, unixNano int64) (timeSamples, bool) {
+	if n := t.len(); n > 0 && pos < int64(t.at(n-1).pos)+timeIndexEvery {
+		return t, false
 	}
-	return append(entries, timeEntry{unixNano: t, delta: uint32(delta), pos: uint32(pos)}), true
+	t = binary.LittleEndian.AppendUint64(t, uint64(unixNano))
+	t = binary.LittleEndian.AppendUint32(t, uint32(delta))
+	return binary.LittleEndian.AppendUint32(t, uint32(pos)), true
 }
 
 func timeIndexPath(storePath string) string {
@@ -70,49 +88,38 @@ func removeTimeIndex(storePath string) error {
 	return nil
 }
 
-// encodeTimeIndex is the file for entries of the segment based at base.
-func encodeTimeIndex(base uint64, entries []timeEntry) []byte {
-	b := make([]byte, 0, fileHeaderSize+len(entries)*timeEntrySize+4)
+// encodeTimeIndex is the file for the samples of the segment based at base.
+func encodeTimeIndex(base uint64, t timeSamples) []byte {
+	b := make([]byte, 0, fileHeaderSize+len(t)+4)
 	b = append(b, fileHeader(timeIndexMagic, base, timeIndexVersion)...)
-	for _, e := range entries {
-		b = binary.LittleEndian.AppendUint64(b, uint64(e.unixNano))
-		b = binary.LittleEndian.AppendUint32(b, e.delta)
-		b = binary.LittleEndian.AppendUint32(b, e.pos)
-	}
-	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b[fileHeaderSize:], castagnoli))
+	b = append(b, t...)
+	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(t, castagnoli))
 }
 
 // decodeTimeIndex checks a time index file of the segment based at base:
 // header, length, CRC, and entries in order (offsets and positions rising,
-// times not falling). Entries pointing past the segment are the caller's
-// check.
-func decodeTimeIndex(b []byte, base uint64) ([]timeEntry, error) {
+// times not falling), and returns its samples. Entries pointing past the
+// segment are the caller's check.
+func decodeTimeIndex(b []byte, base uint64) (timeSamples, error) {
 	if len(b) < fileHeaderSize+4 || (len(b)-fileHeaderSize-4)%timeEntrySize != 0 {
 		return nil, fmt.Errorf("length %d is not a header, whole entries and a CRC", len(b))
 	}
 	if !bytes.Equal(b[:fileHeaderSize], fileHeader(timeIndexMagic, base, timeIndexVersion)) {
 		return nil, errors.New("bad header")
 	}
-	body, sum := b[fileHeaderSize:len(b)-4], b[len(b)-4:]
-	if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(sum) {
+	t, sum := timeSamples(b[fileHeaderSize:len(b)-4]), b[len(b)-4:]
+	if crc32.Checksum(t, castagnoli) != binary.LittleEndian.Uint32(sum) {
 		return nil, errors.New("crc mismatch")
 	}
-	entries := make([]timeEntry, len(body)/timeEntrySize)
-	for i := range entries {
-		e := body[i*timeEntrySize:]
-		entries[i] = timeEntry{
-			unixNano: int64(binary.LittleEndian.Uint64(e)),
-			delta:    binary.LittleEndian.Uint32(e[8:]),
-			pos:      binary.LittleEndian.Uint32(e[12:]),
-		}
-		if entries[i].pos < fileHeaderSize {
-			return nil, fmt.Errorf("entry %d at store byte %d", i, entries[i].pos)
-		}
-		if p := entries[max(i-1, 0)]; i > 0 && (entries[i].delta <= p.delta || entries[i].pos <= p.pos || entries[i].unixNano < p.unixNano) {
+	var prev timeEntry
+	for i := range t.len() {
+		e := t.at(i)
+		if e.pos < fileHeaderSize || (i > 0 && (e.delta <= prev.delta || e.pos <= prev.pos || e.unixNano < prev.unixNano)) {
 			return nil, fmt.Errorf("entry %d out of order", i)
 		}
+		prev = e
 	}
-	return entries, nil
+	return t, nil
 }
 
 // writeTimeIndex writes s's samples to its time index file: a temporary
@@ -140,35 +147,41 @@ func writeTimeIndex(s *segment, sync bool) error {
 	return err
 }
 
-// readTimeIndex reads a sealed segment's time index with one pread. Any
-// fault (missing, short, damaged, not this store's) is an error; callers
-// then search without it.
-func readTimeIndex(s *segment) ([]timeEntry, error) {
+// mapTimeIndex maps a sealed segment's time index read-only and checks
+// it. Any fault (missing, short, damaged, not this store's) is an error;
+// callers then search without it. The file is never written in place
+// (written whole and renamed, or removed), so the mapping cannot shrink
+// under a reader.
+func mapTimeIndex(s *segment) (_ timeSamples, mapped []byte, err error) {
 	f, err := os.Open(timeIndexPath(s.storePath))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer f.Close()
 	size, err := fileSize(f)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	count, end := s.visible()
-	if size > fileHeaderSize+4+timeEntrySize*(end/timeIndexEvery+1) {
-		return nil, fmt.Errorf("%d bytes, too long for a store of %d", size, end)
+	if size < fileHeaderSize+4 || size > fileHeaderSize+4+timeEntrySize*(end/timeIndexEvery+1) {
+		return nil, nil, fmt.Errorf("%d bytes, not a time index of a store of %d", size, end)
 	}
-	b := make([]byte, size)
-	if _, err := f.ReadAt(b, 0); err != nil && !errors.Is(err, io.EOF) {
-		return nil, err
+	if mapped, err = unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ, unix.MAP_SHARED); err != nil {
+		return nil, nil, err
 	}
-	entries, err := decodeTimeIndex(b, s.base)
+	defer func() {
+		if err != nil {
+			unix.Munmap(mapped)
+		}
+	}()
+	t, err := decodeTimeIndex(mapped, s.base)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if n := len(entries); n > 0 && (uint64(entries[n-1].delta) >= count || int64(entries[n-1].pos) >= end) {
-		return nil, fmt.Errorf("entries past the segment's %d records", count)
+	if n := t.len(); n > 0 && (uint64(t.at(n-1).delta) >= count || int64(t.at(n-1).pos) >= end) {
+		return nil, nil, fmt.Errorf("entries past the segment's %d records", count)
 	}
-	return entries, nil
+	return t, mapped, nil
 }
 
 // sampleTime records the time of record i (frame at pos) if it is due a
@@ -176,15 +189,15 @@ func readTimeIndex(s *segment) ([]timeEntry, error) {
 func (s *segment) sampleTime(i uint64, pos, unixNano int64) {
 	var added bool
 	if s.times, added = appendSample(s.times, i, pos, unixNano); added {
-		s.tix.Store(&timeIndex{entries: s.times})
+		s.tix.Store(&timeIndex{samples: s.times})
 	}
 }
 
 // setTimes makes entries the samples of a new active segment. Caller
 // holds flushMu or owns s.
-func (s *segment) setTimes(entries []timeEntry) {
-	s.times = entries
-	s.tix.Store(&timeIndex{entries: entries})
+func (s *segment) setTimes(t timeSamples) {
+	s.times = t
+	s.tix.Store(&timeIndex{samples: t})
 }
 
 // sealTimes writes the time index of a segment just sealed and drops the
@@ -201,29 +214,40 @@ func (l *Log) sealTimes(s *segment) {
 
 // keptTimes returns old's samples of its first keep records, for the
 // segment TruncateFrom makes of it (a copy: readers may still be in old's).
-func keptTimes(old *segment, keep uint64) []timeEntry {
-	var entries []timeEntry
-	if t := old.tix.Load(); t != nil {
-		entries = t.entries
-	} else if e, err := readTimeIndex(old); err == nil {
-		entries = e
-	}
-	n := sort.Search(len(entries), func(i int) bool { return uint64(entries[i].delta) >= keep })
-	return append([]timeEntry(nil), entries[:n]...)
+func keptTimes(old *segment, keep uint64) timeSamples {
+	t := old.timeSamples()
+	n := sort.Search(t.len(), func(i int) bool { return uint64(t.at(i).delta) >= keep })
+	return append(timeSamples(nil), t[:n*timeEntrySize]...)
 }
 
-// timeEntries returns s's samples: the active segment's from memory, a
-// sealed one's from its file (the last one read is kept); nil if it has none.
-func (l *Log) timeEntries(s *segment) []timeEntry {
-	if t := s.tix.Load(); t != nil {
-		return t.entries
+// timeSamples returns s's samples: the active segment's from memory, a
+// sealed one's from its file, mapped on first use; nil if it has none. The
+// caller holds a reference.
+func (s *segment) timeSamples() timeSamples {
+	if x := s.tix.Load(); x != nil {
+		return x.samples
 	}
-	if c := l.tixCache.Load(); c != nil && c.seg == s {
-		return c.entries
+	t, mapped, err := mapTimeIndex(s)
+	if err != nil {
+		t = nil // searched without
 	}
-	entries, _ := readTimeIndex(s)
-	l.tixCache.Store(&tixCached{seg: s, entries: entries})
-	return entries
+	x := &timeIndex{samples: t, mapped: mapped}
+	if !s.tix.CompareAndSwap(nil, x) {
+		if mapped != nil {
+			unix.Munmap(mapped) // another reader was first
+		}
+		x = s.tix.Load()
+	}
+	return x.samples
+}
+
+// unmapTimeIndex releases a sealed segment's time index mapping, if any.
+// Caller is the segment's last user.
+func (s *segment) unmapTimeIndex() error {
+	if x := s.tix.Swap(nil); x != nil && x.mapped != nil {
+		return unix.Munmap(x.mapped)
+	}
+	return nil
 }
 
 // OffsetForTime returns the offset of the first retained record whose time
@@ -293,23 +317,24 @@ func (l *Log) searchSegment(ctx context.Context, set *segmentSet, s *segment, en
 	}
 	defer s.release()
 	n := end - s.base
-	entries := l.timeEntries(s)
-	entries = entries[:sort.Search(len(entries), func(i int) bool { return uint64(entries[i].delta) >= n })]
-	if len(entries) == 0 {
+	t := s.timeSamples()
+	m := sort.Search(t.len(), func(i int) bool { return uint64(t.at(i).delta) >= n })
+	if m == 0 {
 		return l.searchTime(ctx, set, s.base, end, want)
 	}
 	// Samples lo (time < want) and hi (time >= want) bracket the answer to
 	// (lo, hi]; without lo it may be the first record, without hi past the
 	// last sample.
-	j := sort.Search(len(entries), func(i int) bool { return entries[i].unixNano >= want })
+	j := sort.Search(m, func(i int) bool { return t.at(i).unixNano >= want })
 	from, lo := timeEntry{pos: fileHeaderSize}, false
 	if j > 0 {
-		from, lo = entries[j-1], true
+		from, lo = t.at(j-1), true
 	}
-	stop, readTo, hi := n, s.end(), j < len(entries)
+	stop, readTo, hi := n, s.end(), j < m
 	if hi {
-		stop = uint64(entries[j].delta) + 1
-		readTo = min(readTo, int64(entries[j].pos)+int64(s.lay.headerSize))
+		e := t.at(j)
+		stop = uint64(e.delta) + 1
+		readTo = min(readTo, int64(e.pos)+int64(s.lay.headerSize))
 	}
 	at, found, whole, err := s.walkTimes(from, stop, readTo, lo, hi, want)
 	switch {
@@ -326,6 +351,10 @@ func (l *Log) searchSegment(ctx context.Context, set *segmentSet, s *segment, en
 	return l.searchTime(ctx, set, at, s.base+stop, want)
 }
 
+// walkBufs holds walkTimes's read buffers: allocating and zeroing one per
+// lookup would cost as much as the read.
+var walkBufs = sync.Pool{New: func() any { b := make([]byte, timeWalkMax); return &b }}
+
 // walkTimes reads the frames from from's up to store byte readTo with one
 // pread and walks them, up to record stop (exclusive), for the first whose
 // time is at least want. found: it is at. Otherwise at is where the walk
@@ -334,7 +363,9 @@ func (l *Log) searchSegment(ctx context.Context, set *segmentSet, s *segment, en
 // hi: the record before stop is not).
 func (s *segment) walkTimes(from timeEntry, stop uint64, readTo int64, lo, hi bool, want int64) (at uint64, found, whole bool, err error) {
 	start := int64(from.pos)
-	buf := make([]byte, max(min(readTo, start+timeWalkMax)-start, 0))
+	bp := walkBufs.Get().(*[]byte)
+	defer walkBufs.Put(bp)
+	buf := (*bp)[:max(min(readTo, start+timeWalkMax)-start, 0)]
 	n, err := s.store.ReadAt(buf, start)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return 0, false, false, fmt.Errorf("logstore: read %s at byte %d: %w", s.storePath, start, err)
