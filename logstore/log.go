@@ -323,7 +323,7 @@ func (l *Log) openSegments() ([]*segment, error) {
 	for i, base := range bases {
 		var s *segment
 		if i == len(bases)-1 {
-			s, err = openActive(l.dir, base, l.lay, l.cfg.MaxSegmentBytes, maxValue, l.logger)
+			s, err = openActive(l.dir, base, l.lay, l.cfg.MaxSegmentBytes, maxValue, l.cfg.timeEvery, l.logger)
 		} else {
 			s, err = openSealed(l.dir, base, maxValue, rebuild, l.logger)
 		}
@@ -589,7 +589,7 @@ func (l *Log) flush(b pendingBatch, sync, retain bool) error {
 			return err
 		}
 		seg.putEntry(idx, pos, h.valueLen)
-		seg.sampleTime(idx, pos, h.unixNano)
+		seg.sampleTime(l.cfg.timeEvery, idx, pos, h.unixNano)
 		newest = h.unixNano
 		chunkCount++
 		p += h.size()

@@ -64,7 +64,8 @@ type scanResult struct {
 // scanStore walks the frames of a store from its header on. It stops at the
 // first frame that is not valid and then looks for any valid frame after it,
 // which tells a torn tail (nothing valid follows) from damage in the middle.
-func scanStore(fl *layout, f *os.File, size int64, base uint64, maxValue int) (scanResult, error) {
+// It samples times every timeEvery bytes (appendSample).
+func scanStore(fl *layout, f *os.File, size int64, base uint64, maxValue int, timeEvery int64) (scanResult, error) {
 	w := &window{f: f, size: size}
 	r := scanResult{end: fileHeaderSize, newest: math.MinInt64, badPos: -1, follows: -1}
 	pos, off := int64(fileHeaderSize), base
@@ -86,7 +87,7 @@ func scanStore(fl *layout, f *os.File, size int64, base uint64, maxValue int) (s
 			r.follows, err = findValidFrame(fl, w, pos+fl.align, off, maxValue)
 			return r, err
 		}
-		r.times, _ = appendSample(r.times, uint64(len(r.entries)), pos, h.unixNano)
+		r.times, _ = appendSample(r.times, timeEvery, uint64(len(r.entries)), pos, h.unixNano)
 		r.entries = append(r.entries, scanEntry{pos: pos, valueLen: h.valueLen})
 		r.newest = h.unixNano
 		pos += h.size()
@@ -128,7 +129,7 @@ func findValidFrame(fl *layout, w *window, pos int64, off uint64, maxValue int) 
 // the index is rebuilt from the frames (its old contents are never trusted).
 // A store cut short while it was being created gets the header of format
 // fl, the log's.
-func openActive(dir string, base uint64, fl *layout, maxSegment int64, maxValue int, logger *slog.Logger) (_ *segment, err error) {
+func openActive(dir string, base uint64, fl *layout, maxSegment int64, maxValue int, timeEvery int64, logger *slog.Logger) (_ *segment, err error) {
 	storePath, indexPath := segmentPaths(dir, base)
 	s := &segment{base: base, storePath: storePath, indexPath: indexPath}
 	defer func() {
@@ -167,7 +168,7 @@ func openActive(dir string, base uint64, fl *layout, maxSegment int64, maxValue 
 		}
 		size = fileHeaderSize
 	}
-	r, err := scanStore(s.lay, s.store, size, base, maxValue)
+	r, err := scanStore(s.lay, s.store, size, base, maxValue, timeEvery)
 	if err != nil {
 		return nil, fmt.Errorf("logstore: scan %s: %w", storePath, err)
 	}
@@ -217,7 +218,7 @@ func openActive(dir string, base uint64, fl *layout, maxSegment int64, maxValue 
 // rebuildSealedIndex replaces a sealed segment's damaged or missing index by
 // scanning its store strictly: every byte must be valid frames.
 func rebuildSealedIndex(s *segment, maxValue int, cause error, logger *slog.Logger) error {
-	r, err := scanStore(s.lay, s.store, s.size, s.base, maxValue)
+	r, err := scanStore(s.lay, s.store, s.size, s.base, maxValue, timeIndexEvery)
 	if err != nil {
 		return fmt.Errorf("logstore: scan %s: %w", s.storePath, err)
 	}

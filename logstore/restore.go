@@ -189,7 +189,7 @@ func (w *restoreWriter) frame() error {
 		return w.recordCorrupt(corrupt(restoreSource, start, "crc mismatch: stored %08x, computed %08x", fh.crc, crc))
 	}
 	w.entries = appendEntry(w.lay, w.entries, w.segSize, fh.valueLen)
-	w.times, _ = appendSample(w.times, w.next-w.segBase, w.segSize, fh.unixNano)
+	w.times, _ = appendSample(w.times, timeIndexEvery, w.next-w.segBase, w.segSize, fh.unixNano)
 	w.segSize += size
 	w.next++
 	return nil

@@ -64,11 +64,11 @@ type timeIndex struct {
 }
 
 // appendSample adds record delta (frame at pos, time t) to t if it is the
-// first or starts at least timeIndexEvery bytes after the last sample.
+// first or starts at least every bytes after the last sample.
 // Positions alone decide, so the writer, a recovery scan and Restore sample
 // a store alike.
-func appendSample(t timeSamples, delta uint64, pos, unixNano int64) (timeSamples, bool) {
-	if n := t.len(); n > 0 && pos < int64(t.at(n-1).pos)+timeIndexEvery {
+func appendSample(t timeSamples, every int64, delta uint64, pos, unixNano int64) (timeSamples, bool) {
+	if n := t.len(); n > 0 && pos < int64(t.at(n-1).pos)+every {
 		return t, false
 	}
 	t = binary.LittleEndian.AppendUint64(t, uint64(unixNano))
@@ -163,7 +163,7 @@ func mapTimeIndex(s *segment) (_ timeSamples, mapped []byte, err error) {
 		return nil, nil, err
 	}
 	count, end := s.visible()
-	if size < fileHeaderSize+4 || size > fileHeaderSize+4+timeEntrySize*(end/timeIndexEvery+1) {
+	if size < fileHeaderSize+4 || size > fileHeaderSize+4+timeEntrySize*int64(count) {
 		return nil, nil, fmt.Errorf("%d bytes, not a time index of a store of %d", size, end)
 	}
 	if mapped, err = unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ, unix.MAP_SHARED); err != nil {
@@ -186,9 +186,9 @@ func mapTimeIndex(s *segment) (_ timeSamples, mapped []byte, err error) {
 
 // sampleTime records the time of record i (frame at pos) if it is due a
 // sample, and publishes the samples. Caller holds flushMu.
-func (s *segment) sampleTime(i uint64, pos, unixNano int64) {
+func (s *segment) sampleTime(every int64, i uint64, pos, unixNano int64) {
 	var added bool
-	if s.times, added = appendSample(s.times, i, pos, unixNano); added {
+	if s.times, added = appendSample(s.times, every, i, pos, unixNano); added {
 		s.tix.Store(&timeIndex{samples: s.times})
 	}
 }

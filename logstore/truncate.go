@@ -308,7 +308,7 @@ func (l *Log) reset(next uint64) error {
 	if err := l.finishReset(next); err != nil {
 		return err
 	}
-	s, err := openActive(l.dir, next, l.lay, l.cfg.MaxSegmentBytes, maxRecordLimit, l.logger)
+	s, err := openActive(l.dir, next, l.lay, l.cfg.MaxSegmentBytes, maxRecordLimit, l.cfg.timeEvery, l.logger)
 	if err != nil {
 		return err
 	}
