@@ -180,10 +180,11 @@
 // the segment is closed or deleted; nothing per record is kept.
 //
 // The file is an optimisation and is never trusted for an answer. A missing
-// one (segments sealed before it existed, rebuilt sealed indexes, files
-// lost in a crash) or one that fails a check (length, header, base, CRC,
-// order, an entry past the segment's records) is ignored and not rebuilt:
-// lookups in that segment probe as described below. Open removes the
+// one (segments sealed before it existed, or by a version that could not
+// write it, files lost in a crash) or one that fails a check (length,
+// header, base, CRC, order, an entry past the segment's records) is
+// ignored and not rebuilt, which would mean reading the whole store: lookups
+// in that segment probe as described below. Open removes the
 // active segment's time index (it describes a segment that is being
 // written again: a crash after a seal, before the next segment was created,
 // or during a truncation) and any without a store.
