@@ -90,6 +90,9 @@ type Config struct {
 	// format is the version new segments get; 0 means the current one.
 	// Tests set 1 to write the previous format (export_test.go).
 	format uint16
+	// timeEvery is the store bytes between time samples; 0 means
+	// timeIndexEvery. Tests set it small to sample small segments densely.
+	timeEvery int64
 }
 
 // DefaultConfig returns the configuration zero fields fall back to.
@@ -116,6 +119,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if c.timeEvery == 0 {
+		c.timeEvery = timeIndexEvery
 	}
 	if c.Now == nil {
 		c.Now = time.Now

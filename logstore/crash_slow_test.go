@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -178,7 +179,33 @@ func TestCrash(t *testing.T) {
 		if round%2 == 1 {
 			chopUnacknowledgedTail(t, dir, acks, r)
 		}
+		if round%3 == 1 {
+			tearTimeIndex(t, dir, r)
+		}
 		verifyCrashLog(t, dir, round, acks)
+	}
+}
+
+// tearTimeIndex leaves what a crash while writing a time index may leave
+// (beyond the kill itself, which may have come in the middle of one): a
+// half-written temporary file, and a time index cut short, as a machine
+// crash can leave one under SyncNever, which does not fsync it.
+func tearTimeIndex(t *testing.T, dir string, r *rand.Rand) {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "*.timeindex"))
+	if err != nil || len(files) == 0 {
+		return
+	}
+	f := files[r.IntN(len(files))]
+	b, err := os.ReadFile(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(f+".tmp", b[:r.IntN(len(b))], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(f, int64(r.IntN(len(b)))); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -233,8 +260,12 @@ func verifyCrashLog(t *testing.T, dir string, round int, acks map[uint64]ackRec)
 	if lo != 0 {
 		t.Fatalf("round %d: lowest %d", round, lo)
 	}
+	if tmps, _ := filepath.Glob(filepath.Join(dir, "*.tmp")); len(tmps) > 0 {
+		t.Fatalf("round %d: Open left %v", round, tmps)
+	}
 	type key struct{ round, w int }
 	lastSeq := map[key]int{}
+	var times []int64 // by offset
 	var off uint64
 	for off < next {
 		recs, err := l.ReadBatch(context.Background(), off, 512, 4<<20, nil)
@@ -255,6 +286,7 @@ func verifyCrashLog(t *testing.T, dir string, round int, acks map[uint64]ackRec)
 				t.Fatalf("round %d: offset %d is r%d w%d s%d, but that writer's previous record was s%d (present %v): a gap or reordering", round, rec.Offset, rr, w, seq, prev, ok)
 			}
 			lastSeq[k] = seq
+			times = append(times, rec.Time.UnixNano())
 			if a, ok := acks[rec.Offset]; ok && rr == round && (a.w != w || a.seq != seq) {
 				t.Fatalf("round %d: offset %d acknowledged as w%d s%d, holds w%d s%d", round, rec.Offset, a.w, a.seq, w, seq)
 			}
@@ -264,6 +296,19 @@ func verifyCrashLog(t *testing.T, dir string, round int, acks map[uint64]ackRec)
 	for ackOff, a := range acks {
 		if ackOff >= next {
 			t.Fatalf("round %d: acknowledged offset %d (w%d s%d) lost; log ends at %d", round, ackOff, a.w, a.seq, next)
+		}
+	}
+	// Lookups by time against a scan of the times just read, through
+	// time indexes the kill may have left half written.
+	r := rand.New(rand.NewPCG(uint64(round), 11))
+	for range 50 {
+		if len(times) == 0 {
+			break
+		}
+		probe := times[r.IntN(len(times))] + r.Int64N(3) - 1
+		want, _ := slices.BinarySearch(times, probe)
+		if got, err := l.OffsetForTime(t.Context(), time.Unix(0, probe)); err != nil || got != uint64(want) {
+			t.Fatalf("round %d: OffsetForTime(%d) = %d, %v; want %d", round, probe, got, err, want)
 		}
 	}
 	torn := ""

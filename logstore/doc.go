@@ -14,12 +14,14 @@
 // The segment with the highest base is the active segment; it is the only
 // one written. All others are sealed and never change until deleted whole,
 // or until TruncateFrom cuts into one, which first deletes every newer
-// segment and so makes it the active one again. Other names in the
+// segment and so makes it the active one again. A sealed segment may also
+// have a time index, "<base>.timeindex" (see Time index). Other names in the
 // directory (such as "<base>.store.broken", see below) are ignored, except
-// "<base>.index.tmp" (an interrupted index rebuild) and "<base>.store.tmp"
-// (an interrupted upgrade, see Format versions), both removed on open, and
-// "reset" (Reset's marker, see Truncation and reset). The directory is
-// locked with flock while a Log has it open.
+// "<base>.index.tmp" (an interrupted index rebuild), "<base>.store.tmp"
+// (an interrupted upgrade, see Format versions) and "<base>.timeindex.tmp"
+// (an interrupted seal), all removed on open, and "reset" (Reset's marker,
+// see Truncation and reset). The directory is locked with flock while a
+// Log has it open.
 //
 // All integers are little endian.
 //
@@ -122,8 +124,7 @@
 // The time is the one AppendRecords was given, or Config.Now when it was
 // zero, raised to the latest time written if the clock went back, so that
 // times stamped by the log never decrease. OffsetForTime relies on times not
-// decreasing: it binary-searches the records, reading the fixed part of one
-// frame per probe (O(log n) reads of 20 or 28 bytes, no time index on disk).
+// decreasing (see Time index).
 //
 // # Index: one entry per record
 //
@@ -148,6 +149,68 @@
 // to exactly header + entry size × records, and fsynced: from then on its
 // length alone says how many records the segment holds.
 //
+// # Time index
+//
+// A sealed segment's "<base>.timeindex" samples its records' times, as
+// Kafka's sparse .timeindex does, so that a lookup by time reads a few
+// blocks instead of probing the store all over:
+//
+//	header, 32 bytes, as above with magic "PLOGTIME" and version 1 (the time
+//	  index's own version, independent of the segment's format)
+//	entries, 16 bytes each:
+//	  0   8  the record's time, Unix nanoseconds
+//	  8   4  the record's offset minus base
+//	  12  4  byte position of the record's frame in the store
+//	4 bytes: CRC32C of the entries
+//
+// The first record is sampled, then each record whose frame starts at least
+// 32 KiB after the last sampled one: a 64 MiB segment gets about 2,000
+// entries (32 KiB), whatever its records' sizes, and the frames between two
+// samples take at most 32 KiB plus one frame. Positions alone decide, so the
+// writer, Open's scan of the active segment and Restore sample a store alike.
+// Entries must have rising offsets and positions and times that do not fall.
+//
+// The active segment keeps its samples in memory (Open's scan of it rebuilds
+// them). Sealing writes the file as "<base>.timeindex.tmp", fsyncs it (not
+// under SyncNever), and renames it into place after the store and index are
+// sealed as described below and before the next segment is created, whose
+// directory fsync covers the rename. A failure to write it is logged, not
+// fatal. The samples then leave memory: a lookup maps a sealed segment's
+// file on first use (one read of a few pages) and keeps the mapping until
+// the segment is closed or deleted; nothing per record is kept.
+//
+// The file is an optimisation and is never trusted for an answer. A missing
+// one (segments sealed before it existed, or by a version that could not
+// write it, files lost in a crash) or one that fails a check (length,
+// header, base, CRC, order, an entry past the segment's records) is
+// ignored and not rebuilt, which would mean reading the whole store: lookups
+// in that segment probe as described below. Open removes the
+// active segment's time index (it describes a segment that is being
+// written again: a crash after a seal, before the next segment was created,
+// or during a truncation) and any without a store.
+//
+// OffsetForTime(t) picks the segment from the newest times of the sealed
+// segments, which Open reads for age retention (the first whose newest
+// record is at or after t; one whose last record is unreadable counts as
+// new enough). In it, the last sample before t and the first at or after t
+// bracket the answer; the frames from the one to the other are read with
+// one pread (at most 256 KiB: past that the probe search below takes over)
+// and walked by their lengths, checking each frame's offset. The walk also
+// checks the bracket itself: the lower sample's record must be older than
+// t, the upper one's not. If the frames contradict the samples (a stale or
+// wrong file whose CRC still holds), the whole segment is searched without
+// them. So a cold lookup reads the time index and one run of frames.
+//
+// Without usable samples the segment is searched by probing records: the
+// time in the fixed part of one frame per probe, found through the index,
+// first by interpolation and galloping, then by bisection (O(log n) reads
+// of 20 or 28 bytes).
+//
+// Snapshots do not carry time indexes (Link links stores, the stream is
+// stores); Restore builds one for every sealed segment from the frames it
+// checks. Repair does not touch it: it rewrites a frame with the same
+// record, whose time and position are the ones sampled.
+//
 // # What is synced when
 //
 //   - SyncAlways (default): each flush writes every queued frame with one
@@ -170,7 +233,9 @@
 //     index) and the active store: replication calls it before Raft
 //     compacts the entries the store is the only other copy of.
 //   - Under every policy the directory is fsynced after a segment file is
-//     created or removed, and Close fdatasyncs the active store.
+//     created or removed, and Close fdatasyncs the active store. A time
+//     index is fsynced when it is written (not under SyncNever) and never
+//     by Log.Sync: losing one costs speed, not records.
 //   - TruncateFrom and Reset: see Truncation and reset.
 //   - A failed write or fsync puts the log in a failed state: appends return
 //     ErrFailed until it is reopened. The fsync is never retried, because
@@ -227,9 +292,9 @@
 // or while the oldest segment's newest record is older than RetentionAge by
 // Config.Now. Retention runs on Open, after every roll, every minute and on
 // EnforceRetention. TruncateBefore deletes segments whose records are all
-// below an offset. A deletion unpublishes the segment, removes the store and
-// then the index, and fsyncs the directory; readers still inside the segment
-// finish first. Readers of deleted offsets get a *RangeError naming the
+// below an offset. A deletion unpublishes the segment, removes the time
+// index, the store and then the index, and fsyncs the directory; readers
+// still inside the segment finish first. Readers of deleted offsets get a *RangeError naming the
 // lowest offset left.
 //
 // # Truncation and reset
@@ -239,12 +304,14 @@
 //
 //  1. Readers stop seeing the records: next drops to from and the newer
 //     segments leave the published set (see Concurrency).
-//  2. The segments newer than k are deleted newest first, each one store
-//     then index, with a directory fsync after each, so an older segment is
-//     never gone while a newer one is still on disk.
-//  3. k's store is truncated at the frame of from (the byte where the record
-//     before it ends; that record is read and checked first, so a damaged
-//     index entry cannot move the cut) and fsynced (not under SyncNever).
+//  2. The segments newer than k are deleted newest first, each one time
+//     index, store, then index, with a directory fsync after each, so an
+//     older segment is never gone while a newer one is still on disk.
+//  3. k's time index, if any, is removed (its samples below from stay in
+//     memory, k being active again). Then k's store is truncated at the
+//     frame of from (the byte where the record before it ends; that record
+//     is read and checked first, so a damaged index entry cannot move the
+//     cut) and fsynced (not under SyncNever).
 //  4. k's index file is removed and created again, as for any active
 //     segment (mapped, allocated ahead), filled with the kept entries; the
 //     directory is fsynced. A new file rather than a truncated one, because
@@ -266,7 +333,8 @@
 // ones, as any unsynced write may be lost there.)
 //
 // Reset(next) leaves an empty log based at next, lower or higher than
-// before. Deleting the segments and creating "<next>.store" cannot be made
+// before (time indexes and temporary files go with the segments). Deleting
+// the segments and creating "<next>.store" cannot be made
 // safe by ordering alone: a crash with every segment gone and the new one
 // not yet there would reopen as an empty log at offset 0, and the new empty
 // segment beside old ones would break the "each segment begins where the

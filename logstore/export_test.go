@@ -10,6 +10,24 @@ func WithFormatV1(cfg Config) Config {
 	return cfg
 }
 
+// WithTimeEvery returns cfg set to sample record times every n store
+// bytes, so that small test segments get many time index entries.
+func WithTimeEvery(cfg Config, n int64) Config {
+	cfg.timeEvery = n
+	return cfg
+}
+
+// DecodeTimeIndex checks a time index file's bytes as lookups do and
+// returns its entries' offset deltas and store positions.
+func DecodeTimeIndex(b []byte, base uint64) (deltas []uint32, pos []uint32, err error) {
+	t, err := decodeTimeIndex(b, base)
+	for i := range t.len() {
+		e := t.at(i)
+		deltas, pos = append(deltas, e.delta), append(pos, e.pos)
+	}
+	return deltas, pos, err
+}
+
 // FrameSize is the bytes a record of n payload bytes takes in a store of
 // cfg's format.
 func FrameSize(cfg Config, n int) int64 { return cfgLayout(cfg).frameSize(n) }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/proglog/proglog/logstore"
@@ -118,6 +120,55 @@ func fuzzRecover(f *testing.F, cfg logstore.Config) {
 		}
 		if rec, err := l.Read(context.Background(), off); err != nil || string(rec.Value) != "fresh" {
 			t.Fatalf("Read back %q, %v", rec.Value, err)
+		}
+	})
+}
+
+// FuzzTimeIndex feeds arbitrary bytes to the time index decoder, as a
+// damaged file would: nothing may panic, and whatever it accepts has
+// entries in order (offsets and positions rising) past the store header.
+func FuzzTimeIndex(f *testing.F) {
+	dir := f.TempDir()
+	l, err := logstore.Open(dir, logstore.WithTimeEvery(logstore.Config{MaxSegmentBytes: 1024, Sync: logstore.SyncNever}, 100))
+	if err != nil {
+		f.Fatal(err)
+	}
+	for i := range 40 {
+		if _, err := l.Append(f.Context(), value(i, 40)); err != nil {
+			f.Fatal(err)
+		}
+	}
+	if err := l.Close(); err != nil {
+		f.Fatal(err)
+	}
+	files, err := filepath.Glob(filepath.Join(dir, "*.timeindex"))
+	if err != nil || len(files) == 0 {
+		f.Fatalf("no time index files: %v", err)
+	}
+	for _, name := range files {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		base, err := strconv.ParseUint(strings.TrimSuffix(filepath.Base(name), ".timeindex"), 10, 64)
+		if err != nil {
+			f.Fatal(err)
+		}
+		if _, _, err := logstore.DecodeTimeIndex(b, base); err != nil {
+			f.Fatalf("%s: %v", name, err)
+		}
+		f.Add(b, base)
+		f.Add(b[:len(b)-5], base)
+	}
+	f.Fuzz(func(t *testing.T, b []byte, base uint64) {
+		deltas, pos, err := logstore.DecodeTimeIndex(b, base)
+		if err != nil {
+			return
+		}
+		for i := range deltas {
+			if pos[i] < 32 || (i > 0 && (deltas[i] <= deltas[i-1] || pos[i] <= pos[i-1])) {
+				t.Fatalf("accepted entry %d: offset delta %d at %d after %v %v", i, deltas[i], pos[i], deltas[:i], pos[:i])
+			}
 		}
 	})
 }

@@ -244,6 +244,7 @@ func (l *Log) openSegments() ([]*segment, error) {
 	}
 	stores := map[uint64]bool{}
 	indexes := map[uint64]bool{}
+	times := map[uint64]bool{}
 	for _, name := range names {
 		stem, ext, ok := strings.Cut(name, ".")
 		if !ok || len(stem) != 20 {
@@ -258,8 +259,17 @@ func (l *Log) openSegments() ([]*segment, error) {
 			stores[base] = true
 		case "index":
 			indexes[base] = true
-		case "index.tmp", "store.tmp":
-			os.Remove(filepath.Join(l.dir, name)) // an interrupted index rebuild or upgrade
+		case "timeindex":
+			times[base] = true
+		case "index.tmp", "store.tmp", "timeindex.tmp":
+			os.Remove(filepath.Join(l.dir, name)) // an interrupted index rebuild, upgrade or seal
+		}
+	}
+	for base := range times {
+		if !stores[base] {
+			// Left by a segment deletion; nothing refers to it.
+			storePath, _ := segmentPaths(l.dir, base)
+			removeTimeIndex(storePath)
 		}
 	}
 	var orphans bool
@@ -313,7 +323,7 @@ func (l *Log) openSegments() ([]*segment, error) {
 	for i, base := range bases {
 		var s *segment
 		if i == len(bases)-1 {
-			s, err = openActive(l.dir, base, l.lay, l.cfg.MaxSegmentBytes, maxValue, l.logger)
+			s, err = openActive(l.dir, base, l.lay, l.cfg.MaxSegmentBytes, maxValue, l.cfg.timeEvery, l.logger)
 		} else {
 			s, err = openSealed(l.dir, base, maxValue, rebuild, l.logger)
 		}
@@ -579,6 +589,7 @@ func (l *Log) flush(b pendingBatch, sync, retain bool) error {
 			return err
 		}
 		seg.putEntry(idx, pos, h.valueLen)
+		seg.sampleTime(l.cfg.timeEvery, idx, pos, h.unixNano)
 		newest = h.unixNano
 		chunkCount++
 		p += h.size()
@@ -660,6 +671,7 @@ func (l *Log) roll(old *segment) (*segment, error) {
 	if err := old.seal(l.cfg.Sync != SyncNever); err != nil {
 		return nil, err
 	}
+	l.sealTimes(old) // made durable by the directory fsync below
 	old.setVisible(old.count, old.size)
 	s, err := createSegment(l.dir, old.base+old.count, l.lay, l.cfg.MaxSegmentBytes, l.cfg.Sync != SyncNever)
 	if err != nil {

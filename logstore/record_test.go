@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"path/filepath"
 	"testing"
 	"time"
@@ -128,59 +127,5 @@ func TestStampedTimesNeverDecrease(t *testing.T) {
 	off, err := l.OffsetForTime(t.Context(), time.Unix(1000, 0))
 	if err != nil || off != 0 {
 		t.Fatalf("OffsetForTime = %d, %v", off, err)
-	}
-}
-
-// TestOffsetForTimeModel checks lookups against a linear scan of a model:
-// runs of equal times, lookups before, between, at and after the records,
-// and retention having removed the start.
-func TestOffsetForTimeModel(t *testing.T) {
-	for seed := range uint64(24) {
-		t.Run(fmt.Sprint(seed), func(t *testing.T) {
-			rng := rand.New(rand.NewPCG(seed, 99))
-			l := openLog(t, t.TempDir(), logstore.Config{MaxSegmentBytes: 1024})
-			var times []int64
-			at := int64(1_000_000)
-			lowest := uint64(0)
-			check := func() {
-				t.Helper()
-				for range 40 {
-					probe := 999_000 + rng.Int64N(at-999_000+2000)
-					want := uint64(len(times))
-					for i := lowest; i < uint64(len(times)); i++ {
-						if times[i] >= probe {
-							want = i
-							break
-						}
-					}
-					got, err := l.OffsetForTime(t.Context(), time.Unix(0, probe))
-					if err != nil || got != want {
-						t.Fatalf("OffsetForTime(%d) = %d, %v; want %d (lowest %d, %d records)", probe, got, err, want, lowest, len(times))
-					}
-				}
-			}
-			check() // empty
-			for round := range 12 {
-				n := 1 + rng.IntN(60)
-				recs := make([]logstore.Record, n)
-				for i := range recs {
-					if rng.IntN(3) > 0 { // a third keep the previous time
-						at += rng.Int64N(100)
-					}
-					times = append(times, at)
-					recs[i] = logstore.Record{Time: time.Unix(0, at), Value: value(i, 30)}
-				}
-				if _, err := l.AppendRecords(t.Context(), recs); err != nil {
-					t.Fatal(err)
-				}
-				if round%4 == 3 {
-					if err := l.TruncateBefore(uint64(len(times)) / 2); err != nil {
-						t.Fatal(err)
-					}
-					lowest, _ = l.Bounds()
-				}
-				check()
-			}
-		})
 	}
 }

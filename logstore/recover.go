@@ -53,7 +53,8 @@ type scanEntry struct {
 // scanResult is what a scan of a store found.
 type scanResult struct {
 	entries []scanEntry
-	end     int64 // end of the last valid frame
+	times   timeSamples // time samples (appendSample)
+	end     int64       // end of the last valid frame
 	newest  int64
 	badPos  int64 // -1 when every byte up to the file end is valid frames
 	badWhy  error
@@ -63,7 +64,8 @@ type scanResult struct {
 // scanStore walks the frames of a store from its header on. It stops at the
 // first frame that is not valid and then looks for any valid frame after it,
 // which tells a torn tail (nothing valid follows) from damage in the middle.
-func scanStore(fl *layout, f *os.File, size int64, base uint64, maxValue int) (scanResult, error) {
+// It samples times every timeEvery bytes (appendSample).
+func scanStore(fl *layout, f *os.File, size int64, base uint64, maxValue int, timeEvery int64) (scanResult, error) {
 	w := &window{f: f, size: size}
 	r := scanResult{end: fileHeaderSize, newest: math.MinInt64, badPos: -1, follows: -1}
 	pos, off := int64(fileHeaderSize), base
@@ -85,6 +87,7 @@ func scanStore(fl *layout, f *os.File, size int64, base uint64, maxValue int) (s
 			r.follows, err = findValidFrame(fl, w, pos+fl.align, off, maxValue)
 			return r, err
 		}
+		r.times, _ = appendSample(r.times, timeEvery, uint64(len(r.entries)), pos, h.unixNano)
 		r.entries = append(r.entries, scanEntry{pos: pos, valueLen: h.valueLen})
 		r.newest = h.unixNano
 		pos += h.size()
@@ -126,7 +129,7 @@ func findValidFrame(fl *layout, w *window, pos int64, off uint64, maxValue int) 
 // the index is rebuilt from the frames (its old contents are never trusted).
 // A store cut short while it was being created gets the header of format
 // fl, the log's.
-func openActive(dir string, base uint64, fl *layout, maxSegment int64, maxValue int, logger *slog.Logger) (_ *segment, err error) {
+func openActive(dir string, base uint64, fl *layout, maxSegment int64, maxValue int, timeEvery int64, logger *slog.Logger) (_ *segment, err error) {
 	storePath, indexPath := segmentPaths(dir, base)
 	s := &segment{base: base, storePath: storePath, indexPath: indexPath}
 	defer func() {
@@ -165,7 +168,7 @@ func openActive(dir string, base uint64, fl *layout, maxSegment int64, maxValue 
 		}
 		size = fileHeaderSize
 	}
-	r, err := scanStore(s.lay, s.store, size, base, maxValue)
+	r, err := scanStore(s.lay, s.store, size, base, maxValue, timeEvery)
 	if err != nil {
 		return nil, fmt.Errorf("logstore: scan %s: %w", storePath, err)
 	}
@@ -200,6 +203,13 @@ func openActive(dir string, base uint64, fl *layout, maxSegment int64, maxValue 
 	for i, e := range r.entries {
 		s.putEntry(uint64(i), e.pos, e.valueLen)
 	}
+	// The active segment's samples live in memory until it is sealed; a
+	// time index file for it is stale (a crash between a seal and the
+	// next segment's creation, or during a truncation).
+	s.setTimes(r.times)
+	if err := removeTimeIndex(storePath); err != nil {
+		return nil, err
+	}
 	s.setVisible(s.count, s.size)
 	s.refs.Store(1)
 	return s, nil
@@ -208,7 +218,7 @@ func openActive(dir string, base uint64, fl *layout, maxSegment int64, maxValue 
 // rebuildSealedIndex replaces a sealed segment's damaged or missing index by
 // scanning its store strictly: every byte must be valid frames.
 func rebuildSealedIndex(s *segment, maxValue int, cause error, logger *slog.Logger) error {
-	r, err := scanStore(s.lay, s.store, s.size, s.base, maxValue)
+	r, err := scanStore(s.lay, s.store, s.size, s.base, maxValue, timeIndexEvery)
 	if err != nil {
 		return fmt.Errorf("logstore: scan %s: %w", s.storePath, err)
 	}

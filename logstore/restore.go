@@ -22,9 +22,9 @@ const restoreSource = "snapshot stream"
 // Every store header and frame is checked as recovery checks them (magic,
 // header CRC, dense offsets across segments, frame CRC) while the files are
 // written into a fresh directory next to dir; a stream that fails a check is
-// ErrCorrupt and leaves dir untouched. The index of every segment but the
-// last is written too, so Open does not have to rebuild them (it rebuilds the
-// last one, which becomes the active segment). The new files and directory
+// ErrCorrupt and leaves dir untouched. The index and time index of every
+// segment but the last are written too, so Open does not have to rebuild
+// them (it rebuilds the last one, which becomes the active segment). The new files and directory
 // are fsynced and the new directory is swapped into place atomically
 // (renameat2 RENAME_EXCHANGE where the file system has it).
 func Restore(dir string, r io.Reader) (err error) {
@@ -63,8 +63,9 @@ type restoreWriter struct {
 	lay     *layout // the current segment's format
 	segBase uint64
 	segSize int64
-	entries []byte // index entries of the current segment
-	next    uint64 // offset the next frame must hold
+	entries []byte      // index entries of the current segment
+	times   timeSamples // its time samples
+	next    uint64      // offset the next frame must hold
 	started bool
 	buf     []byte
 }
@@ -133,7 +134,7 @@ func (w *restoreWriter) header() error {
 			return fmt.Errorf("logstore: restore: %w", err)
 		}
 	}
-	w.seg, w.lay, w.segBase, w.segSize, w.entries = out, f, base, fileHeaderSize, w.entries[:0]
+	w.seg, w.lay, w.segBase, w.segSize, w.entries, w.times = out, f, base, fileHeaderSize, w.entries[:0], w.times[:0]
 	w.next, w.started = base, true
 	if _, err := out.Write(h); err != nil {
 		return fmt.Errorf("logstore: restore: write %s: %w", storePath, err)
@@ -188,6 +189,7 @@ func (w *restoreWriter) frame() error {
 		return w.recordCorrupt(corrupt(restoreSource, start, "crc mismatch: stored %08x, computed %08x", fh.crc, crc))
 	}
 	w.entries = appendEntry(w.lay, w.entries, w.segSize, fh.valueLen)
+	w.times, _ = appendSample(w.times, timeIndexEvery, w.next-w.segBase, w.segSize, fh.unixNano)
 	w.segSize += size
 	w.next++
 	return nil
@@ -211,9 +213,14 @@ func (w *restoreWriter) finishSegment(sealed bool) error {
 	if !sealed || w.discard {
 		return nil
 	}
-	_, indexPath := segmentPaths(w.dir, w.segBase)
+	storePath, indexPath := segmentPaths(w.dir, w.segBase)
 	idx := append(fileHeader(indexMagic, w.segBase, w.lay.version), w.entries...)
 	if err := writeFileSync(indexPath, idx); err != nil {
+		return fmt.Errorf("logstore: restore: %w", err)
+	}
+	// The stream carries no time index; the samples are rebuilt from the
+	// frames on the way, as the writer takes them.
+	if err := writeFileSync(timeIndexPath(storePath), encodeTimeIndex(w.segBase, w.times)); err != nil {
 		return fmt.Errorf("logstore: restore: %w", err)
 	}
 	return nil

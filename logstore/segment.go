@@ -39,6 +39,9 @@ type segment struct {
 	// ends at that byte, the others where the next one starts, and a
 	// reader must not pair a count with the end of another.
 	vis atomic.Uint64
+	// tix is the time samples for readers: the active segment's in memory;
+	// for a sealed one nil until a lookup maps its time index file.
+	tix atomic.Pointer[timeIndex]
 
 	// The fields below are written only by the Log's writer under Log.flushMu.
 	size     int64  // store bytes written (header included)
@@ -46,8 +49,9 @@ type segment struct {
 	newest   int64  // unix nanos of the newest record; MaxInt64 when unknown
 	idxAlloc int64  // index file bytes allocated
 	sealed   bool
-	dirty    bool // written since the last fdatasync
-	unsynced bool // sealed without syncing (SyncNever): Log.Sync still owes it an fdatasync
+	dirty    bool        // written since the last fdatasync
+	unsynced bool        // sealed without syncing (SyncNever): Log.Sync still owes it an fdatasync
+	times    timeSamples // the active segment's time samples (tix publishes them)
 }
 
 func segmentPaths(dir string, base uint64) (store, index string) {
@@ -97,11 +101,14 @@ func (s *segment) release() {
 	}
 }
 
-// removeFiles deletes the segment's files: the store first, then the index
-// (Open removes an index left without its store), then any torn-tail copy.
-// The caller fsyncs the directory.
+// removeFiles deletes the segment's files: the time index, the store, then
+// the index (Open removes an index left without its store), then any
+// torn-tail copy. The caller fsyncs the directory.
 func (s *segment) removeFiles() error {
 	var errs []error
+	if err := removeTimeIndex(s.storePath); err != nil {
+		errs = append(errs, err)
+	}
 	if err := os.Remove(s.storePath); err != nil {
 		errs = append(errs, err)
 	}
@@ -116,6 +123,7 @@ func (s *segment) removeFiles() error {
 
 func (s *segment) closeFiles() error {
 	var errs []error
+	errs = append(errs, s.unmapTimeIndex())
 	if s.idx != nil {
 		errs = append(errs, unix.Munmap(s.idx))
 		s.idx = nil
@@ -162,6 +170,7 @@ func createSegment(dir string, base uint64, f *layout, maxSegment int64, sync bo
 		return nil, err
 	}
 	s.setVisible(0, s.size)
+	s.setTimes(nil)
 	s.refs.Store(1)
 	return s, nil
 }

@@ -200,6 +200,9 @@ func (l *Log) cut(from uint64, c cutPoint) error {
 	// leaves a prefix: an older segment is never gone while a newer stays.
 	for j := len(later) - 1; j >= 0; j-- {
 		s := later[j]
+		if err := removeTimeIndex(s.storePath); err != nil {
+			return err
+		}
 		if err := l.stepf("remove store %d", s.base); err != nil {
 			return err
 		}
@@ -251,6 +254,12 @@ func (l *Log) reactivate(c cutPoint) (_ *segment, err error) {
 	if s.store, err = os.OpenFile(s.storePath, os.O_RDWR, 0); err != nil {
 		return nil, err
 	}
+	// The time index goes before the cut: it would describe records the
+	// cut removes (Open also removes the active segment's).
+	s.setTimes(keptTimes(old, c.keep))
+	if err = removeTimeIndex(s.storePath); err != nil {
+		return nil, err
+	}
 	if err = l.stepf("truncate store %d", s.base); err != nil {
 		return nil, err
 	}
@@ -299,7 +308,7 @@ func (l *Log) reset(next uint64) error {
 	if err := l.finishReset(next); err != nil {
 		return err
 	}
-	s, err := openActive(l.dir, next, l.lay, l.cfg.MaxSegmentBytes, maxRecordLimit, l.logger)
+	s, err := openActive(l.dir, next, l.lay, l.cfg.MaxSegmentBytes, maxRecordLimit, l.cfg.timeEvery, l.logger)
 	if err != nil {
 		return err
 	}
@@ -336,7 +345,7 @@ func (l *Log) finishReset(next uint64) error {
 			continue
 		}
 		switch ext {
-		case "store", "index", "store.broken", "index.tmp", "store.tmp":
+		case "store", "index", "store.broken", "index.tmp", "store.tmp", "timeindex", "timeindex.tmp":
 		default:
 			continue
 		}

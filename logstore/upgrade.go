@@ -43,7 +43,7 @@ func (l *Log) upgradeActive() error {
 	if err := l.syncDir(); err != nil {
 		return fmt.Errorf("logstore: fsync %s: %w", l.dir, err)
 	}
-	s, err := openActive(l.dir, old.base, l.lay, l.cfg.MaxSegmentBytes, maxRecordLimit, l.logger)
+	s, err := openActive(l.dir, old.base, l.lay, l.cfg.MaxSegmentBytes, maxRecordLimit, l.cfg.timeEvery, l.logger)
 	if err != nil {
 		return fmt.Errorf("logstore: reopen segment %d: %w", old.base, err)
 	}
