@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/raft"
 	"golang.org/x/sys/unix"
 
+	"github.com/proglog/proglog/internal/atomicfile"
 	"github.com/proglog/proglog/logstore"
 )
 
@@ -583,27 +584,12 @@ func createStable(path string, seq uint64, m map[string][]byte) error {
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
 	whole := make([]byte, 2*stableSlotSize)
 	copy(whole[int64(seq%2)*stableSlotSize:], slot)
-	_, err = f.Write(whole)
-	if err == nil {
-		err = f.Sync()
+	if err := atomicfile.Write(path, whole, 0o600, true); err != nil {
+		return err
 	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err == nil {
-		err = syncDir(filepath.Dir(path))
-	}
-	return err
+	return syncDir(filepath.Dir(path))
 }
 
 // writeStableSlot writes m as sequence number seq into its slot (seq

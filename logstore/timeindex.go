@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/proglog/proglog/internal/atomicfile"
 )
 
 // The time index of a segment; doc.go ("Time index") has the file format.
@@ -125,26 +127,7 @@ func decodeTimeIndex(b []byte, base uint64) (timeSamples, error) {
 // writeTimeIndex writes s's samples to its time index file: a temporary
 // file, fsynced with sync, renamed over (the caller fsyncs the directory).
 func writeTimeIndex(s *segment, sync bool) error {
-	path := timeIndexPath(s.storePath)
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(encodeTimeIndex(s.base, s.times))
-	if err == nil && sync {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-	}
-	return err
+	return atomicfile.Write(timeIndexPath(s.storePath), encodeTimeIndex(s.base, s.times), 0o644, sync)
 }
 
 // mapTimeIndex maps a sealed segment's time index read-only and checks

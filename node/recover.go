@@ -16,6 +16,7 @@ import (
 	"connectrpc.com/connect"
 
 	logv1 "github.com/proglog/proglog/gen/log/v1"
+	"github.com/proglog/proglog/internal/atomicfile"
 	"github.com/proglog/proglog/service"
 )
 
@@ -78,25 +79,7 @@ func loadPeers(dataDir string) ([]peer, error) {
 // writeFileAtomic replaces path with data, durably: a crash leaves the old
 // file or the new one.
 func writeFileAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-	}
-	return err
+	return atomicfile.Write(path, data, 0o600, true)
 }
 
 // recoverTimeout bounds how long recoverFromPeers keeps asking the
