@@ -44,15 +44,17 @@ func toConnect(ctx context.Context, err error) error {
 		return connect.NewError(connect.CodeDataLoss, err)
 	case errors.Is(err, logstore.ErrClosed), errors.Is(err, ErrShuttingDown):
 		return connect.NewError(connect.CodeUnavailable, err)
+	case errors.Is(err, cluster.ErrDiskFull):
+		// The node refused the append up front or its Raft log write
+		// failed for want of space (appendOutcome tells them apart).
+		// Reads go on. Before ErrFailed: a Raft log write that ran out of
+		// space leaves that log failed (until the disk probe reopens it),
+		// and both are in the chain.
+		return connect.NewError(connect.CodeResourceExhausted, err)
 	case errors.Is(err, logstore.ErrFailed):
 		// The log refuses writes until it is reopened: another node (or
 		// this one after a restart) may take them, so Unavailable.
 		return connect.NewError(connect.CodeUnavailable, err)
-	case errors.Is(err, cluster.ErrDiskFull):
-		// The node refused the append up front or its Raft log write
-		// failed for want of space (appendOutcome tells them apart).
-		// Reads go on.
-		return connect.NewError(connect.CodeResourceExhausted, err)
 	case errors.Is(err, cluster.ErrUnknownOutcome):
 		// Unavailable so clients retry, but say that a retry may write
 		// the records twice.
