@@ -85,7 +85,7 @@
 // one write and one blocking read each. The leader's transport also pushes
 // the commit index to a follower as soon as the leader has committed
 // entries the follower holds (raftmux/commit.go), so a group on the Mux
-// runs a 500 ms CommitTimeout (Config.CommitTimeout's default there)
+// runs a 2 s CommitTimeout (Config.CommitTimeout's default there)
 // without followers applying records later: raft's 50 ms ticks were two
 // thirds of an idle group's RPCs. A pair of nodes holds two such
 // connections (one dialed each way), whatever the number of groups; an

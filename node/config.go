@@ -122,7 +122,7 @@ type ClusterConfig struct {
 	// partition groups (not the system group): how often an idle leader
 	// sends each follower its commit index, which bounds how long after the
 	// leader a follower applies a record. Zero: cluster.Config's default
-	// (500ms on the Mux, which also pushes commit indexes as soon as the
+	// (2s on the Mux, which also pushes commit indexes as soon as the
 	// leader commits; raft's 50ms with PartitionTransport stream).
 	PartitionCommitTimeout time.Duration
 	// PartitionTransport is how partition groups' Raft RPCs travel

@@ -30,7 +30,7 @@ import (
 // only the lag raft's next AppendEntries makes up for.
 //
 // The pushes let a group run a long CommitTimeout (proglog's partitions:
-// 500 ms) without followers applying records that much later.
+// 2 s) without followers applying records that much later.
 
 // pushDelay is how long after a follower's answer the transport first
 // looks at the leader's commit index (the leader commits once it has
