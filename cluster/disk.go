@@ -42,8 +42,8 @@ import (
 // Shutdown), and a transfer every second while the disk stays full would
 // court both.
 //
-// Probes run every diskProbeInterval in the background (a goroutine of the
-// monitor's own, or the node's shared DiskWatch), and on an append
+// Probes run every diskProbeInterval in the background (the node's shared
+// DiskWatch, or a DiskWatch of the Log's own), and on an append
 // when the latest is older than diskProbeStale or found less than twice
 // the reserve free, so a burst of appends cannot run through the reserve
 // between two background probes. Each is
@@ -62,26 +62,26 @@ type diskMonitor struct {
 	statfs atomic.Pointer[func(dir string) (uint64, error)]
 	// recover makes the Raft log writable again after a failed write.
 	recover func() error
-	// watch, when set, runs the background probes instead of a goroutine
-	// of the monitor's own; devs are the file systems of dirs (0: unknown,
-	// probed on its own), for sharing a round's statfs among monitors.
-	watch *DiskWatch
-	devs  []uint64
+	// watch runs the background probes: a node's shared one, or (nil when
+	// given) one of the monitor's own, made by start (ownWatch). devs are
+	// the file systems of dirs (0: unknown, probed on its own), for sharing
+	// a round's statfs among monitors.
+	watch    *DiskWatch
+	ownWatch bool
+	devs     []uint64
 	// custom is set once a test swapped statfs: its answers are the
 	// monitor's own, never shared.
 	custom atomic.Bool
 
-	low        atomic.Bool
-	full       atomic.Bool
-	free       atomic.Uint64 // at the latest probe (the least of dirs)
-	lastProbe  atomic.Int64  // Unix nanoseconds
-	probeMu    sync.Mutex    // held by the one goroutine probing; guards reported
-	reported   bool          // whether "disk full" was logged and not yet "space again"
-	startOnce  sync.Once
-	stopOnce   sync.Once
-	stopCh     chan struct{}
-	done       chan struct{}
-	wasStarted atomic.Bool
+	low       atomic.Bool
+	full      atomic.Bool
+	free      atomic.Uint64 // at the latest probe (the least of dirs)
+	lastProbe atomic.Int64  // Unix nanoseconds
+	probeMu   sync.Mutex    // held by the one goroutine probing; guards reported
+	reported  bool          // whether "disk full" was logged and not yet "space again"
+	startOnce sync.Once
+	stopOnce  sync.Once
+	stopCh    chan struct{}
 }
 
 const (
@@ -92,7 +92,7 @@ const (
 func newDiskMonitor(dirs []string, reserve, recoverFree uint64, logger *slog.Logger, recover func() error, watch *DiskWatch) *diskMonitor {
 	m := &diskMonitor{
 		dirs: dirs, reserve: reserve, recoverFree: max(reserve, recoverFree), logger: logger, recover: recover,
-		watch: watch, stopCh: make(chan struct{}), done: make(chan struct{}),
+		watch: watch, stopCh: make(chan struct{}),
 	}
 	f := freeBytes
 	m.statfs.Store(&f)
@@ -107,45 +107,32 @@ func freeBytes(dir string) (uint64, error) {
 	return st.Bavail * uint64(st.Bsize), nil
 }
 
-// start probes once and then every diskProbeInterval until stop.
+// start probes once and then, through the DiskWatch (one of its own if it
+// was given none), every diskProbeInterval until stop.
 func (m *diskMonitor) start() {
 	m.startOnce.Do(func() {
 		m.probe()
-		if m.watch != nil {
-			for _, d := range m.dirs {
-				m.devs = append(m.devs, device(d))
-			}
-			m.watch.add(m)
-			return
+		if m.watch == nil {
+			m.watch, m.ownWatch = NewDiskWatch(), true
 		}
-		m.wasStarted.Store(true)
-		go m.run()
+		for _, d := range m.dirs {
+			m.devs = append(m.devs, device(d))
+		}
+		m.watch.add(m)
 	})
 }
 
-func (m *diskMonitor) run() {
-	defer close(m.done)
-	t := time.NewTicker(diskProbeInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-m.stopCh:
-			return
-		case <-t.C:
-			m.probe()
-		}
-	}
-}
-
-// stop ends the background probes and waits for them.
+// stop ends the background probes (a round under way may still probe
+// once; see probeShared's check of stopped before it reopens anything).
 func (m *diskMonitor) stop() {
 	m.stopOnce.Do(func() {
 		close(m.stopCh)
-		if m.watch != nil {
-			m.watch.remove(m)
+		if m.watch == nil {
+			return // never started
 		}
-		if m.wasStarted.Load() {
-			<-m.done
+		m.watch.remove(m)
+		if m.ownWatch {
+			m.watch.Close()
 		}
 	})
 }

@@ -118,23 +118,17 @@ func (m *member) open(store logstore.Config, storeSyncSet bool) (err error) {
 	pcfg := ccfg
 	pcfg.Registerer, pcfg.FetchRecord, pcfg.SpanAttributes = nil, nil, nil
 	pcfg.CommitTimeout = m.cfg.PartitionCommitTimeout // 0: raft's default
+	// A partition elects its first leader about as fast as the system
+	// group (but not before its lease: raft cannot change the lease
+	// later, so it is half the settled timeout from the start, raft's own
+	// ratio), then heartbeats at its own pace (cluster.Config's
+	// SettledTimeout; ignored when not longer than the first timeouts).
 	pt := m.cfg.PartitionRaftTimeout
 	if pt == 0 {
-		pt = t * defaultPartitionTimeoutFactor / 2
+		pt = defaultPartitionTimeout(t)
 	}
-	if pt > t {
-		// A partition elects its first leader about as fast as the system
-		// group, then heartbeats at its own pace. raft cannot change the
-		// lease later, so it is half the settled timeout from the start,
-		// raft's own ratio: a tighter one (2/5) made leaders under load
-		// lose their lease between heartbeats and step down, each time
-		// for a settled election timeout.
-		lease := pt / 2
-		first := max(t, lease)
-		pcfg.HeartbeatTimeout, pcfg.ElectionTimeout, pcfg.LeaderLeaseTimeout, pcfg.SettledTimeout = first, first, lease, pt
-	} else {
-		pcfg.HeartbeatTimeout, pcfg.ElectionTimeout, pcfg.LeaderLeaseTimeout = pt, pt, pt/2
-	}
+	first := min(pt, max(t, pt/2))
+	pcfg.HeartbeatTimeout, pcfg.ElectionTimeout, pcfg.LeaderLeaseTimeout, pcfg.SettledTimeout = first, first, pt/2, pt
 	pcfg.RaftTransport = m.cfg.PartitionTransport
 	ccfg.Meta = cat
 	cl, err := cluster.New(ccfg)
@@ -190,13 +184,13 @@ func (m *member) open(store logstore.Config, storeSyncSet bool) (err error) {
 	return nil
 }
 
-// defaultPartitionTimeoutFactor is twice the ratio of a partition's
-// settled Raft timeout to the system group's (ClusterConfig.RaftTimeout):
-// 5/2, so with the default 1 s a partition's leader heartbeats its
-// followers every 250-500 ms, not 100-200 ms, and a dead one is replaced
-// after 2.5-5 s; a new partition elects its first leader after 1.25-2.5 s
-// (the lease's half of the settled timeout bounds it from below).
-const defaultPartitionTimeoutFactor = 5
+// defaultPartitionTimeout is a partition's settled Raft timeout for the
+// system group's t (ClusterConfig.RaftTimeout): 2.5 × t, so with the
+// default 1 s a partition's idle leader heartbeats its followers every
+// 250-500 ms, not 100-200 ms, and a dead one is replaced after 2.5-5 s; a
+// new partition elects its first leader after 1.25-2.5 s (its lease, half
+// the settled timeout, bounds the first timeouts from below).
+func defaultPartitionTimeout(t time.Duration) time.Duration { return t * 5 / 2 }
 
 // removeRaftDir undoes a first start that failed: with no Raft state left
 // behind, the next start is a first start too.

@@ -247,7 +247,6 @@ func TestLeadersBalance(t *testing.T) {
 	}
 	// The node's metrics say the same per partition (once n3 itself has
 	// seen the last transfer its peers reported).
-	var hosted, leads int
 	waitFor(t, "n3's metrics to show 6 partitions hosted, 2 led", func() bool {
 		resp, err := hc.Get(url + "/metrics")
 		if err != nil {
@@ -258,7 +257,7 @@ func TestLeadersBalance(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		hosted, leads = 0, 0
+		var hosted, leads int
 		for line := range strings.Lines(string(body)) {
 			if strings.HasPrefix(line, "proglog_partition_is_leader{") {
 				hosted++
