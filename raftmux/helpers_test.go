@@ -260,7 +260,14 @@ func startReplica(t testing.TB, n *node, name string, voters []*node, opts ...gr
 	for _, o := range opts {
 		o(rc, f)
 	}
-	logs, stable, snaps := raft.NewInmemStore(), raft.NewInmemStore(), raft.NewInmemSnapshotStore()
+	// A file snapshot store: raft's in-memory one lets a snapshot being
+	// sent read the buffer a new snapshot is being written to (a data race
+	// the race detector reports).
+	logs, stable := raft.NewInmemStore(), raft.NewInmemStore()
+	snaps, err := raft.NewFileSnapshotStore(t.TempDir(), 2, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var conf raft.Configuration
 	for _, v := range voters {
 		conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(v.addr), Address: raft.ServerAddress(v.addr)})
