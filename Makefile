@@ -70,6 +70,10 @@ bench: ## Run the Go benchmarks (BENCH=regexp BENCHTIME=1s)
 bench-cluster: ## Batched produce: one node vs a three-node cluster, separate processes
 	scripts/bench-cluster.sh
 
+.PHONY: bench-replication
+bench-replication: ## The stream produce, one node then three, with each process's CPU seconds (ROUNDS=n WINDOW=n; TMPDIR=/dev/shm for no disk)
+	scripts/bench-replication.sh
+
 .PHONY: bench-topics
 bench-topics: ## Topics on three nodes: 1 vs 12 partitions, leaders per node, idle cost of 300 partitions
 	go build -o .tmp/proglog-bench ./cmd/proglog

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Where the three-node stream produce spends its time: one node, then a
+# three-node cluster (separate `proglog serve` processes on loopback,
+# quickstart mutual TLS), `bench produce --mode stream --batch 100 --records
+# 2000000` against the leader, with each process's CPU seconds (utime+stime
+# from /proc/<pid>/stat) over the produce, and the client's.
+#   scripts/bench-replication.sh [path/to/proglog]
+# Environment:
+#   ROUNDS=N           rounds (default 1)
+#   WINDOW=N           the client's --window (default 64, as bench-cluster.sh)
+#   SERVE_FLAGS="..."  extra `serve` flags for every node
+#   TMPDIR=/dev/shm    data directories on tmpfs: no disk, no fsync cost
+#   PERF=1             `perf record -g` the leader and one follower into
+#                      perf.n1 and perf.n2 in the current directory
+set -euo pipefail
+bin=${1:-}
+rounds=${ROUNDS:-1}
+window=${WINDOW:-64}
+read -r -a serve_flags <<<"${SERVE_FLAGS:-}"
+work=$(mktemp -d)
+pids=()
+perfs=()
+cleanup() {
+	for p in "${perfs[@]}" "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+if [[ -z $bin ]]; then
+	bin=$work/proglog
+	go build -o "$bin" ./cmd/proglog
+fi
+key=$(head -c 32 /dev/urandom | base64)
+
+ready() { # addr
+	for _ in $(seq 100); do
+		"$bin" whoami --data-dir "$work/n1" --addr "$1" >/dev/null 2>&1 && return 0
+		sleep 0.1
+	done
+	echo "node $1 did not come up" >&2
+	return 1
+}
+cpu() { awk '{printf "%.2f", ($14+$15)/100}' "/proc/$1/stat"; }
+produce() { # label: prints the rate and the client's CPU seconds
+	/usr/bin/time -f "client CPU s %U+%S" "$bin" bench produce --data-dir "$work/n1" --addr 127.0.0.1:18400 \
+		--mode stream --batch 100 --records 2000000 --window "$window" 2>&1 | grep -E "records/s|client CPU" | sed "s/^ */$1: /"
+}
+stop_all() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait "${pids[@]}" 2>/dev/null || true
+	pids=()
+	rm -rf "$work"/n*
+}
+
+for r in $(seq "$rounds"); do
+	echo "== round $r (load $(cut -d' ' -f1 /proc/loadavg), window $window, data in ${TMPDIR:-/tmp})"
+	"$bin" serve --data-dir "$work/n1" --node-id n1 --addr 127.0.0.1:18400 "${serve_flags[@]}" --log-level error 2>"$work/single.log" &
+	pids+=($!)
+	ready 127.0.0.1:18400
+	sleep 2
+	c0=$(cpu "${pids[0]}")
+	produce "one node"
+	echo "one node: server CPU s $(awk -v a="$c0" -v b="$(cpu "${pids[0]}")" 'BEGIN{printf "%.2f", b-a}')"
+	stop_all
+
+	"$bin" serve --data-dir "$work/n1" --node-id n1 --addr 127.0.0.1:18400 --gossip-addr 127.0.0.1:18401 \
+		--gossip-key "$key" --bootstrap "${serve_flags[@]}" --log-level error 2>"$work/n1.log" &
+	pids+=($!)
+	ready 127.0.0.1:18400
+	sleep 2
+	for i in 2 3; do
+		"$bin" serve --data-dir "$work/n$i" --node-id "n$i" --addr "127.0.0.1:184${i}0" --gossip-addr "127.0.0.1:184${i}1" \
+			--gossip-key "$key" --join 127.0.0.1:18401 \
+			--tls-cert "$work/n1/certs/server.pem" --tls-key "$work/n1/certs/server-key.pem" \
+			--tls-ca "$work/n1/certs/ca.pem" --acl "$work/n1/acl.csv" "${serve_flags[@]}" --log-level error 2>"$work/n$i.log" &
+		pids+=($!)
+	done
+	ready 127.0.0.1:18420
+	ready 127.0.0.1:18430
+	sleep 3
+	before=()
+	for p in "${pids[@]}"; do before+=("$(cpu "$p")"); done
+	if [[ ${PERF:-} ]]; then
+		perf record -F 499 -g -p "${pids[0]}" -o perf.n1 2>/dev/null &
+		perfs+=($!)
+		perf record -F 499 -g -p "${pids[1]}" -o perf.n2 2>/dev/null &
+		perfs+=($!)
+	fi
+	produce "three nodes"
+	if [[ ${PERF:-} ]]; then
+		kill -INT "${perfs[@]}"
+		wait "${perfs[@]}" 2>/dev/null || true
+		perfs=()
+	fi
+	line="three nodes: server CPU s"
+	for i in 0 1 2; do
+		line+=" n$((i + 1)) $(awk -v a="${before[$i]}" -v b="$(cpu "${pids[$i]}")" 'BEGIN{printf "%.2f", b-a}')"
+	done
+	echo "$line"
+	stop_all
+done
