@@ -9,9 +9,10 @@
 // write and one fdatasync per StoreLogs; the latest entries, up to 64 and
 // 1 MiB, also cached in memory by logcache.go, so replicating and applying
 // them reads no disk), its stable store (term, vote) in
-// <DataDir>/raft/stable, snapshots beside them, and the records in <DataDir>/log, a logstore.Log that is Raft's FSM. Append
-// and AppendBatch run raft.Apply on the leader; a batch is one Raft entry
-// (format in entry.go). The entry is acknowledged once a quorum has it
+// <DataDir>/raft/stable, snapshots beside them, and the records in
+// <DataDir>/log, a logstore.Log that is Raft's FSM. Append and AppendBatch
+// run raft.Apply on the leader; a batch is one Raft entry (format in
+// entry.go). The entry is acknowledged once a quorum has it
 // durably in their Raft logs and the leader applied it. Applying numbers
 // the records and hands them to a store writer (writer.go), which appends
 // them to the store moments later, off the FSM's goroutine, so the store
