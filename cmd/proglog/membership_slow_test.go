@@ -155,9 +155,11 @@ func TestClusterReapsFailedMember(t *testing.T) {
 		}
 		return true
 	})
-	if !strings.Contains(leader.out.String(), "removed a failed member") {
-		t.Fatal("the leader did not log the removal")
-	}
+	// The configuration changes a moment before RemoveServer returns to the
+	// reaper, which logs only then.
+	waitFor(t, "the leader to log the removal", 10*time.Second, func() bool {
+		return strings.Contains(leader.out.String(), "removed a failed member")
+	})
 	c.produce(leader, "two-voters", 10)
 
 	victim.start()
