@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -273,24 +272,16 @@ func (l *Log) otherVoters() int {
 }
 
 // annotate adds ErrDiskFull to the error raft answered an append with
-// while a write to the Raft log failed for want of space, should its chain
-// have lost it (raft.LogCache, used before logCache, reported the store's
-// error as text, %q).
+// while a write to the Raft log failed for want of space: an append that
+// failed because of it (leadership lost, raft shut down) does not carry
+// the store's error. One that does (raftStore.StoreLogs wraps ENOSPC in
+// ErrDiskFull, and logCache keeps the chain) is left as it is.
 func (m *diskMonitor) annotate(err error) error {
 	if !m.full.Load() || errors.Is(err, ErrDiskFull) {
 		return err
 	}
-	if strings.Contains(err.Error(), ErrDiskFull.Error()) {
-		return diskFullError{err} // the text says so already
-	}
 	return fmt.Errorf("%w: %w", ErrDiskFull, err)
 }
-
-// diskFullError puts ErrDiskFull in an error's chain without changing its text.
-type diskFullError struct{ error }
-
-func (e diskFullError) Is(target error) bool { return target == ErrDiskFull }
-func (e diskFullError) Unwrap() error        { return e.error }
 
 // isFull reports, without probing, whether appends are being refused.
 func (m *diskMonitor) isFull() bool { return m.full.Load() || m.low.Load() }

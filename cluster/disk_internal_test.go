@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+
+	"github.com/hashicorp/raft"
 )
 
 func TestDiskMonitor(t *testing.T) {
@@ -51,8 +53,12 @@ func TestDiskMonitor(t *testing.T) {
 	if err := m.check(); !errors.Is(err, ErrDiskFull) || !strings.Contains(err.Error(), "no space left") || recovers.Load() != 0 {
 		t.Fatalf("check after ENOSPC with little room = %v (recovers %d)", err, recovers.Load())
 	}
-	if err := m.annotate(errors.New(`unable to store logs: "cluster: disk full: x"`)); !errors.Is(err, ErrDiskFull) || strings.Count(err.Error(), "disk full") != 1 {
-		t.Fatalf("annotate = %v", err)
+	stored := fmt.Errorf("unable to store logs within log store, err: %w", fmt.Errorf("%w: %w", ErrDiskFull, enospc))
+	if err := m.annotate(stored); !errors.Is(err, ErrDiskFull) || strings.Count(err.Error(), "disk full") != 1 {
+		t.Fatalf("annotate of the store's error = %v", err)
+	}
+	if err := m.annotate(raft.ErrLeadershipLost); !errors.Is(err, ErrDiskFull) || !errors.Is(err, raft.ErrLeadershipLost) {
+		t.Fatalf("annotate of an append lost with the leadership = %v", err)
 	}
 	if err := m.leaderless("", ""); !errors.Is(err, ErrDiskFull) {
 		t.Fatalf("leaderless on a full disk = %v", err)

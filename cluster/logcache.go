@@ -73,8 +73,8 @@ func (c *logCache) StoreLog(log *raft.Log) error { return c.StoreLogs([]*raft.Lo
 
 func (c *logCache) StoreLogs(logs []*raft.Log) error {
 	if err := c.store.StoreLogs(logs); err != nil {
-		// The text raft.LogCache gave it (diskMonitor.annotate reads it),
-		// with the chain kept.
+		// raft.LogCache's text, with the chain kept: raft hands the error
+		// to the appends, and ErrDiskFull in it tells the service why.
 		return fmt.Errorf("unable to store logs within log store, err: %w", err)
 	}
 	c.mu.Lock()

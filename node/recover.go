@@ -48,7 +48,7 @@ func (m *member) savePeers(last []peer) []peer {
 	for _, p := range peers {
 		fmt.Fprintf(&b, "%s %s\n", p.id, p.addr)
 	}
-	if err := writeFileAtomic(filepath.Join(m.dataDir, peersFile), b.Bytes()); err != nil {
+	if err := atomicfile.Write(filepath.Join(m.dataDir, peersFile), b.Bytes(), 0o600, true); err != nil {
 		m.logger.Warn("saving the cluster's members for --recover-from-peers", "err", err)
 		return last
 	}
@@ -74,12 +74,6 @@ func loadPeers(dataDir string) ([]peer, error) {
 		peers = append(peers, peer{id, strings.TrimSpace(addr)})
 	}
 	return peers, sc.Err()
-}
-
-// writeFileAtomic replaces path with data, durably: a crash leaves the old
-// file or the new one.
-func writeFileAtomic(path string, data []byte) error {
-	return atomicfile.Write(path, data, 0o600, true)
 }
 
 // recoverTimeout bounds how long recoverFromPeers keeps asking the

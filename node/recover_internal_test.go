@@ -19,7 +19,7 @@ func TestLoadPeers(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			if err := writeFileAtomic(filepath.Join(dir, peersFile), []byte(tc.file)); err != nil {
+			if err := os.WriteFile(filepath.Join(dir, peersFile), []byte(tc.file), 0o600); err != nil {
 				t.Fatal(err)
 			}
 			got, err := loadPeers(dir)

@@ -19,16 +19,7 @@ if [[ -z $bin ]]; then
 	bin=$work/proglog
 	go build -o "$bin" ./cmd/proglog
 fi
-key=$(head -c 32 /dev/urandom | base64)
-
-ready() { # addr: wait until the node answers as a member with a leader
-	for _ in $(seq 100); do
-		"$bin" whoami --data-dir "$work/n1" --addr "$1" >/dev/null 2>&1 && return 0
-		sleep 0.1
-	done
-	echo "node $1 did not come up" >&2
-	return 1
-}
+. "$(dirname "$0")/lib/nodes.sh"
 
 bench() { # label addr
 	echo "== $1: stream, batch 100"
@@ -40,10 +31,7 @@ bench() { # label addr
 }
 
 # One node: a one-member cluster, as `proglog serve` runs by default.
-"$bin" serve --data-dir "$work/n1" --node-id n1 --addr 127.0.0.1:18400 --log-level error 2>"$work/single.log" &
-pids+=($!)
-ready 127.0.0.1:18400
-sleep 2 # the one-member cluster elects itself
+start_one
 bench "one node" 127.0.0.1:18400
 kill "${pids[0]}"
 wait "${pids[0]}" || true
@@ -51,20 +39,6 @@ pids=()
 rm -rf "$work/n1/raft" "$work/n1/log" "$work/n1/serf.snapshot"
 
 # Three nodes: n1 starts the cluster, n2 and n3 join it with n1's CA.
-"$bin" serve --data-dir "$work/n1" --node-id n1 --addr 127.0.0.1:18400 --gossip-addr 127.0.0.1:18401 \
-	--gossip-key "$key" --bootstrap --log-level error 2>"$work/n1.log" &
-pids+=($!)
-ready 127.0.0.1:18400
-sleep 2
-for i in 2 3; do
-	"$bin" serve --data-dir "$work/n$i" --node-id "n$i" --addr "127.0.0.1:184${i}0" --gossip-addr "127.0.0.1:184${i}1" \
-		--gossip-key "$key" --join 127.0.0.1:18401 \
-		--tls-cert "$work/n1/certs/server.pem" --tls-key "$work/n1/certs/server-key.pem" \
-		--tls-ca "$work/n1/certs/ca.pem" --acl "$work/n1/acl.csv" --log-level error 2>"$work/n$i.log" &
-	pids+=($!)
-done
-ready 127.0.0.1:18420
-ready 127.0.0.1:18430
-sleep 3 # both joined and caught up
+start_three
 # n1 bootstrapped the cluster and leads it (nothing failed since).
 bench "three nodes, to the leader" 127.0.0.1:18400

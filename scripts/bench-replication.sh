@@ -30,16 +30,8 @@ if [[ -z $bin ]]; then
 	bin=$work/proglog
 	go build -o "$bin" ./cmd/proglog
 fi
-key=$(head -c 32 /dev/urandom | base64)
+. "$(dirname "$0")/lib/nodes.sh"
 
-ready() { # addr
-	for _ in $(seq 100); do
-		"$bin" whoami --data-dir "$work/n1" --addr "$1" >/dev/null 2>&1 && return 0
-		sleep 0.1
-	done
-	echo "node $1 did not come up" >&2
-	return 1
-}
 cpu() { awk '{printf "%.2f", ($14+$15)/100}' "/proc/$1/stat"; }
 produce() { # label: prints the rate and the client's CPU seconds
 	/usr/bin/time -f "client CPU s %U+%S" "$bin" bench produce --data-dir "$work/n1" --addr 127.0.0.1:18400 \
@@ -54,30 +46,13 @@ stop_all() {
 
 for r in $(seq "$rounds"); do
 	echo "== round $r (load $(cut -d' ' -f1 /proc/loadavg), window $window, data in ${TMPDIR:-/tmp})"
-	"$bin" serve --data-dir "$work/n1" --node-id n1 --addr 127.0.0.1:18400 "${serve_flags[@]}" --log-level error 2>"$work/single.log" &
-	pids+=($!)
-	ready 127.0.0.1:18400
-	sleep 2
+	start_one "${serve_flags[@]}"
 	c0=$(cpu "${pids[0]}")
 	produce "one node"
 	echo "one node: server CPU s $(awk -v a="$c0" -v b="$(cpu "${pids[0]}")" 'BEGIN{printf "%.2f", b-a}')"
 	stop_all
 
-	"$bin" serve --data-dir "$work/n1" --node-id n1 --addr 127.0.0.1:18400 --gossip-addr 127.0.0.1:18401 \
-		--gossip-key "$key" --bootstrap "${serve_flags[@]}" --log-level error 2>"$work/n1.log" &
-	pids+=($!)
-	ready 127.0.0.1:18400
-	sleep 2
-	for i in 2 3; do
-		"$bin" serve --data-dir "$work/n$i" --node-id "n$i" --addr "127.0.0.1:184${i}0" --gossip-addr "127.0.0.1:184${i}1" \
-			--gossip-key "$key" --join 127.0.0.1:18401 \
-			--tls-cert "$work/n1/certs/server.pem" --tls-key "$work/n1/certs/server-key.pem" \
-			--tls-ca "$work/n1/certs/ca.pem" --acl "$work/n1/acl.csv" "${serve_flags[@]}" --log-level error 2>"$work/n$i.log" &
-		pids+=($!)
-	done
-	ready 127.0.0.1:18420
-	ready 127.0.0.1:18430
-	sleep 3
+	start_three "${serve_flags[@]}"
 	before=()
 	for p in "${pids[@]}"; do before+=("$(cpu "$p")"); done
 	if [[ ${PERF:-} ]]; then
