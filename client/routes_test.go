@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -51,6 +52,31 @@ func (n *clusterNode) appends(t *testing.T) int {
 		}
 	}
 	return int(total)
+}
+
+// voters is how many voters the node knows partition of topic's Raft group
+// to have (proglog_partition_voters), or -1 if it does not host it.
+func (n *clusterNode) voters(t *testing.T, topic string, partition int) int {
+	t.Helper()
+	families, err := n.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != "proglog_partition_voters" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["topic"] == topic && labels["partition"] == strconv.Itoa(partition) {
+				return int(m.GetGauge().GetValue())
+			}
+		}
+	}
+	return -1
 }
 
 // startThreeNodes starts a three-node cluster through gossip, as proglog
@@ -361,6 +387,12 @@ func TestAppendsGoToThePartitionLeader(t *testing.T) {
 	if ok, how := direct(t, nodes, only, produce(slow)); ok {
 		t.Logf("the rarely refreshing client already follows the move: %s", how)
 	}
+	// MovePartition returns once the catalogue names the new replica; the
+	// old one leaves the partition's Raft group moments later. Stopped
+	// before that, it would take the one-replica group's quorum with it.
+	eventually(t, from+" to leave partition "+strconv.Itoa(moved)+"'s Raft group", func() bool {
+		return byID[to].voters(t, topic, moved) == 1
+	})
 	byID[from].stop()
 	var rest []*clusterNode
 	for _, n := range nodes {
