@@ -36,13 +36,17 @@
 // (TruncateBefore, whole segments: a few entries below the compaction point
 // may stay, Raft never reads them), a conflicting tail that a new leader
 // overwrites (TruncateFrom; the book's version of this store got it wrong
-// and wiped followers), and everything after a snapshot was installed: the
-// store says it is monotonic (raft.MonotonicLogStore), so Raft deletes all
-// entries and the next entry, past the snapshot, restarts the log at its
-// index (Reset). StoreLogs also restarts the log when its first entry lies
-// past the end (a crash between installing a snapshot and that deletion)
-// and truncates when it lies inside (an overwrite), so the store never
-// holds a gap or two versions of an index.
+// and wiped followers). StoreLogs restarts the log (Reset) when its first
+// entry lies past the end (the first entry after an installed snapshot the
+// log ended before) and truncates when it lies inside (an overwrite), so
+// the store never holds a gap or two versions of an index. The store is not
+// monotonic (raft.MonotonicLogStore): with one, Raft deleted every entry
+// after installing a snapshot but kept its cached last index, and a
+// follower that had stored entries past the snapshot refused every append
+// after it and fetched the snapshot again forever. Once the log holds
+// nothing up to the newest applied snapshot, GetLog answers for the
+// snapshot's last entry with its index and term (what a follower checks a
+// resent append against; Raft never applies or sends that entry).
 //
 // # One member to start with
 //

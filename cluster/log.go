@@ -274,9 +274,12 @@ func New(cfg Config) (_ *Log, err error) {
 	// Recent entries stay in memory: the leader's replication and a
 	// follower's apply read them back from there instead of the Raft log store.
 	l.logs = newLogCache(l.store, logCacheEntries, logCacheBytes)
+	var started atomic.Pointer[raft.Raft]
+	l.store.snapshotted = newestApplied(snaps, &started)
 	l.raft, err = raft.NewRaft(rc, l.fsm, l.logs, l.store, snaps, l.trans)
 	if err == nil {
 		r := l.raft
+		started.Store(r)
 		l.trans.lastResort = func() bool {
 			return time.Since(r.LastContact()) > asideGrace*r.ReloadableConfig().ElectionTimeout
 		}
@@ -1136,4 +1139,23 @@ func (l *Log) Close() error {
 		l.closeErr = errors.Join(errs...)
 	})
 	return l.closeErr
+}
+
+// newestApplied gives the index and term of the newest snapshot in snaps
+// once the Raft in started has applied up to it (raftStore.snapshotted).
+// Raft's applied index reaches a snapshot once it restored or took it; one
+// whose restore failed is on disk too, and Raft still needs the entries
+// below it.
+func newestApplied(snaps raft.SnapshotStore, started *atomic.Pointer[raft.Raft]) func() (uint64, uint64, bool) {
+	return func() (uint64, uint64, bool) {
+		r := started.Load()
+		if r == nil {
+			return 0, 0, false
+		}
+		metas, err := snaps.List()
+		if err != nil || len(metas) == 0 || metas[0].Index > r.AppliedIndex() {
+			return 0, 0, false
+		}
+		return metas[0].Index, metas[0].Term, true
+	}
 }

@@ -51,9 +51,6 @@ func newLogCache(store *raftStore, entries, maxBytes int) *logCache {
 	return &logCache{store: store, maxBytes: maxBytes, ring: make([]*raft.Log, entries)}
 }
 
-// IsMonotonic is the store's (raft.MonotonicLogStore).
-func (c *logCache) IsMonotonic() bool { return c.store.IsMonotonic() }
-
 func (c *logCache) FirstIndex() (uint64, error) { return c.store.FirstIndex() }
 func (c *logCache) LastIndex() (uint64, error)  { return c.store.LastIndex() }
 

@@ -37,10 +37,16 @@ import (
 // Raft deletes entries in two ways and never from the middle: a compacted
 // head after a snapshot (logstore.TruncateBefore: whole segments, so a few
 // entries below the compaction point may stay; Raft never reads them) and a
-// conflicting tail a new leader overwrites (logstore.TruncateFrom). The
-// store is monotonic (raft.MonotonicLogStore): after installing a snapshot
-// Raft deletes every entry, and the next StoreLogs, past the snapshot,
-// restarts the log at its index (logstore.Reset).
+// conflicting tail a new leader overwrites (logstore.TruncateFrom). After
+// installing a snapshot Raft compacts the head as after its own; the next
+// StoreLogs, past the snapshot, restarts the log at its index
+// (logstore.Reset) when the log ends before it.
+//
+// The store is not a raft.MonotonicLogStore. Raft would then delete every
+// entry after installing a snapshot but keep its cached last index, and a
+// follower that had stored entries past the snapshot refused every
+// AppendEntries after it and asked for the snapshot again, forever
+// (TestInstalledSnapshotThenResend).
 type raftStore struct {
 	// logMu guards the log pointer: every method holds it for reading,
 	// recover for writing while it reopens the log after a failed write.
@@ -59,6 +65,10 @@ type raftStore struct {
 	// (first to last index) that succeeded, and when it started and ended:
 	// the fsync spans of traced appends (appendTracing).
 	synced func(first, last uint64, start, end time.Time)
+	// snapshotted, if set, gives the index and term of the newest snapshot
+	// Raft has applied (ok false when there is none): GetLog answers for
+	// that entry once the log no longer holds it (snapshotEntry).
+	snapshotted func() (index, term uint64, ok bool)
 
 	// mu guards the stable store: its map, file and slot sequence.
 	mu         sync.Mutex
@@ -165,10 +175,6 @@ func (s *raftStore) Close() error {
 	return nil
 }
 
-// IsMonotonic tells Raft to delete every entry after installing a snapshot
-// instead of leaving a gap below the next entry.
-func (s *raftStore) IsMonotonic() bool { return true }
-
 // FirstIndex returns the lowest stored index, 0 when there is none.
 func (s *raftStore) FirstIndex() (uint64, error) {
 	s.logMu.RLock()
@@ -196,7 +202,7 @@ func (s *raftStore) GetLog(index uint64, log *raft.Log) error {
 	defer s.logMu.RUnlock()
 	rec, err := s.log.Read(context.Background(), index)
 	if errors.Is(err, logstore.ErrOutOfRange) {
-		return raft.ErrLogNotFound
+		return s.snapshotEntry(index, log)
 	}
 	if errors.Is(err, logstore.ErrCorrupt) {
 		return raftLogCorrupt(s.logDir, index, err)
@@ -210,6 +216,32 @@ func (s *raftStore) GetLog(index uint64, log *raft.Log) error {
 	if log.Index != index {
 		return raftLogCorrupt(s.logDir, index, fmt.Errorf("%w: holds index %d", ErrCorruptEntry, log.Index))
 	}
+	return nil
+}
+
+// snapshotEntry answers for the last entry of the newest snapshot Raft has
+// applied when the log holds nothing at or below it (compacted, or
+// restarted past an installed snapshot): the entry's index and term, which
+// the snapshot vouches for, and no command. hashicorp/raft's follower reads
+// the entry before a leader's new ones from the log store unless it is its
+// last entry, so after storing the entries past an installed snapshot it
+// refused a resend of them (the connection dropped before the leader heard
+// back) and asked for the snapshot again, without end. Raft never applies
+// or sends this entry: it applies past the snapshot, and a leader names the
+// entry before its new ones from its snapshot and reads only entries it
+// holds after an entry it holds.
+func (s *raftStore) snapshotEntry(index uint64, log *raft.Log) error {
+	if s.snapshotted == nil {
+		return raft.ErrLogNotFound
+	}
+	if lowest, next := s.log.Bounds(); lowest != next && index >= lowest {
+		return raft.ErrLogNotFound // past the end: the log holds what is below
+	}
+	at, term, ok := s.snapshotted()
+	if !ok || at != index {
+		return raft.ErrLogNotFound
+	}
+	*log = raft.Log{Index: index, Term: term, Type: raft.LogNoop}
 	return nil
 }
 
