@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -122,11 +123,12 @@ func decodeEntry(b []byte) (decodedEntry, error) {
 	if !ok || n == 0 {
 		return decodedEntry{}, fmt.Errorf("%w: bad record count", errBadEntry)
 	}
-	e.recs = make([]logstore.Record, n)
+	e.recs = getRecords(n)
 	var slab []logstore.Header
 	for i := range e.recs {
 		rec := &e.recs[i]
 		bad := func(what string) (decodedEntry, error) {
+			putRecords(e.recs)
 			return decodedEntry{}, fmt.Errorf("%w: record %d: bad %s", errBadEntry, i, what)
 		}
 		if !v1 {
@@ -164,7 +166,39 @@ func decodeEntry(b []byte) (decodedEntry, error) {
 		}
 	}
 	if len(b) != 0 {
+		putRecords(e.recs)
 		return decodedEntry{}, fmt.Errorf("%w: %d trailing bytes", errBadEntry, len(b))
 	}
 	return e, nil
+}
+
+// recordSlabs recycles the record slices decodeEntry makes: every node
+// decodes every entry it applies, and these slices were the largest part
+// of what a replica allocates (a record is 104 bytes, more than a 100-byte
+// value). The store writer copies an applied entry's records into its own
+// batch and hands the slice back (putRecords).
+var recordSlabs sync.Pool // of *[]logstore.Record
+
+// maxPooledRecords bounds the slices kept for reuse (an entry's records).
+const maxPooledRecords = 1 << 14
+
+// getRecords returns n zero records.
+func getRecords(n int) []logstore.Record {
+	if p, ok := recordSlabs.Get().(*[]logstore.Record); ok && cap(*p) >= n {
+		return (*p)[:n]
+	}
+	return make([]logstore.Record, n, max(n, 128))
+}
+
+// putRecords hands recs back for reuse; nothing may use them afterwards.
+// It clears them up to their capacity, so a pooled slice holds no entry's
+// data alive.
+func putRecords(recs []logstore.Record) {
+	if cap(recs) > maxPooledRecords {
+		return
+	}
+	recs = recs[:cap(recs)]
+	clear(recs)
+	recs = recs[:0]
+	recordSlabs.Put(&recs)
 }

@@ -122,8 +122,13 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 			values[j].Time = at
 		}
 		if first < len(values) {
+			// The writer hands the run back to recordSlabs once it has
+			// copied it; the records before it hold nothing it needs.
+			clear(values[:first])
 			fresh = append(fresh, values[first:])
 			freshEnd += uint64(len(values) - first)
+		} else {
+			putRecords(values)
 		}
 		f.next += uint64(len(values))
 	}

@@ -290,9 +290,20 @@ func (s *raftStore) storeLogs(logs []*raft.Log) error {
 			return fmt.Errorf("cluster: replace raft log from %d: %w", first, err)
 		}
 	}
+	// The entries are encoded into one pooled buffer: AppendBatch copies
+	// them into the log's own before it returns.
+	size := 0
+	for _, l := range logs {
+		size += raftLogSize(l)
+	}
+	scratch := getScratch(size)
+	defer putScratch(scratch)
 	values := make([][]byte, len(logs))
+	b := (*scratch)[:0]
 	for i, l := range logs {
-		values[i] = encodeRaftLog(l)
+		start := len(b)
+		b = appendRaftLog(b, l)
+		values[i] = b[start:]
 	}
 	var start time.Time
 	if s.synced != nil {
@@ -669,20 +680,48 @@ const (
 var ErrCorruptEntry = errors.New("cluster: corrupt raft log entry")
 
 func encodeRaftLog(l *raft.Log) []byte {
-	b := make([]byte, raftLogHeaderSize, raftLogHeaderSize+len(l.Data)+4+len(l.Extensions))
-	b[0] = raftLogVersion
-	b[1] = byte(l.Type)
-	binary.LittleEndian.PutUint64(b[2:], l.Index)
-	binary.LittleEndian.PutUint64(b[10:], l.Term)
+	return appendRaftLog(make([]byte, 0, raftLogSize(l)), l)
+}
+
+// raftLogSize is the length of l's encoding.
+func raftLogSize(l *raft.Log) int { return raftLogHeaderSize + len(l.Data) + 4 + len(l.Extensions) }
+
+// appendRaftLog appends l's encoding to b.
+func appendRaftLog(b []byte, l *raft.Log) []byte {
+	b = append(b, raftLogVersion, byte(l.Type))
+	b = binary.LittleEndian.AppendUint64(b, l.Index)
+	b = binary.LittleEndian.AppendUint64(b, l.Term)
 	var at int64
 	if !l.AppendedAt.IsZero() {
 		at = l.AppendedAt.UnixNano()
 	}
-	binary.LittleEndian.PutUint64(b[18:], uint64(at))
-	binary.LittleEndian.PutUint32(b[26:], uint32(len(l.Data)))
+	b = binary.LittleEndian.AppendUint64(b, uint64(at))
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(l.Data)))
 	b = append(b, l.Data...)
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(l.Extensions)))
 	return append(b, l.Extensions...)
+}
+
+// scratchPool holds the buffers StoreLogs encodes entries into, shared by
+// every group's store: a buffer per store would pin its largest batch in
+// each idle group.
+var scratchPool sync.Pool // of *[]byte
+
+// maxPooledScratch bounds the buffers kept for reuse.
+const maxPooledScratch = 4 << 20
+
+func getScratch(size int) *[]byte {
+	if p, ok := scratchPool.Get().(*[]byte); ok && cap(*p) >= size {
+		return p
+	}
+	b := make([]byte, 0, size)
+	return &b
+}
+
+func putScratch(p *[]byte) {
+	if cap(*p) <= maxPooledScratch {
+		scratchPool.Put(p)
+	}
 }
 
 // checkRaftLog checks that b decodes as the entry at index, without

@@ -81,6 +81,7 @@ func (w *storeWriter) run() {
 			}
 			for _, run := range r.runs {
 				values = append(values, run...)
+				putRecords(run) // copied: decodeEntry may reuse it
 			}
 		}
 		add(req)

@@ -1,10 +1,11 @@
 #!/bin/bash
 # bench-records.sh BIN LABEL [produce flags...]: one fresh node, 2M records streamed, then consumed;
 # prints throughput, the server's CPU seconds for each phase (utime+stime) and the client's.
+# SERVE_FLAGS="..." adds flags to `serve` (e.g. --memory-limit 0).
 set -e
 BIN=$1; LABEL=$2; shift 2
 D=$(mktemp -d); PORT=${PORT:-18500}
-$BIN serve --data-dir $D --addr 127.0.0.1:$PORT > $D/serve.log 2>&1 &
+$BIN serve --data-dir $D --addr 127.0.0.1:$PORT ${SERVE_FLAGS:-} > $D/serve.log 2>&1 &
 PID=$!
 for i in $(seq 50); do [ -e $D/certs/root.pem ] && $BIN stats --data-dir $D --addr 127.0.0.1:$PORT >/dev/null 2>&1 && break; sleep 0.2; done
 cpu() { awk '{print ($14+$15)/100}' /proc/$PID/stat; }
