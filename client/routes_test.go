@@ -372,6 +372,12 @@ func TestAppendsGoToThePartitionLeader(t *testing.T) {
 	if _, err := c.MovePartition(ctx, topic, moved, from, to); err != nil {
 		t.Fatalf("MovePartition %d %s -> %s: %v", moved, from, to, err)
 	}
+	// MovePartition returns once the old replica has left the partition's
+	// Raft group: stopping its node (below) cannot take the one-replica
+	// group's quorum with it.
+	if n := byID[to].voters(t, topic, moved); n != 1 {
+		t.Fatalf("when MovePartition returned, %s knew %d voters of partition %d, want 1 (%s gone)", to, n, moved, from)
+	}
 	only := map[int]string{moved: to}
 	// The client that refreshes often follows on its own.
 	eventually(t, "produces to follow the move", func() bool {
@@ -387,12 +393,6 @@ func TestAppendsGoToThePartitionLeader(t *testing.T) {
 	if ok, how := direct(t, nodes, only, produce(slow)); ok {
 		t.Logf("the rarely refreshing client already follows the move: %s", how)
 	}
-	// MovePartition returns once the catalogue names the new replica; the
-	// old one leaves the partition's Raft group moments later. Stopped
-	// before that, it would take the one-replica group's quorum with it.
-	eventually(t, from+" to leave partition "+strconv.Itoa(moved)+"'s Raft group", func() bool {
-		return byID[to].voters(t, topic, moved) == 1
-	})
 	byID[from].stop()
 	var rest []*clusterNode
 	for _, n := range nodes {

@@ -220,9 +220,10 @@ func duration(d time.Duration) *durationpb.Duration {
 
 // MovePartition moves partition's replica from node from to node to (node
 // IDs) and returns the partition's replicas after the move. It returns
-// once the catalogue names the new replica, which can take as long as
-// copying the partition to it; cut short by ctx, the move stays under way,
-// and the same call resumes it.
+// once the old replica has left the partition's Raft group (the old node
+// may be stopped then), which can take as long as copying the partition
+// to the new one; cut short by ctx, the move stays under way, and the same
+// call resumes it.
 func (c *Client) MovePartition(ctx context.Context, topic string, partition int, from, to string) ([]string, error) {
 	resp, err := appendCall(ctx, c, "MovePartition", func(ctx context.Context, cl logv1connect.LogServiceClient) (*logv1.MovePartitionResponse, error) {
 		return cl.MovePartition(ctx, &logv1.MovePartitionRequest{Topic: topic, Partition: uint32(partition), FromNode: from, ToNode: to})

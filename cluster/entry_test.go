@@ -156,3 +156,35 @@ func FuzzReadSnapHeader(f *testing.F) {
 		}
 	})
 }
+
+// TestRecycledRecords: a record slice handed back holds nothing of the
+// entry it was decoded from (a reused one must start as zero records, and a
+// pooled one must not keep an entry's data alive), up to its capacity.
+func TestRecycledRecords(t *testing.T) {
+	keyed := []logstore.Record{
+		{Key: []byte("k1"), Headers: []logstore.Header{{Key: "h", Value: []byte("v")}}, Value: []byte("one")},
+		{Key: []byte("k2"), Value: []byte("two")},
+		{Value: []byte("three")},
+	}
+	e, err := decodeEntry(encodeRecords(1, keyed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := e.recs
+	putRecords(recs[1:]) // as the store writer does with a run that starts past held records
+	for i, r := range recs[1:cap(recs)] {
+		if r.Key != nil || r.Headers != nil || r.Value != nil {
+			t.Fatalf("record %d after putRecords: %+v, want zero", i+1, r)
+		}
+	}
+	for range 10 { // the pool may hand back any slice: each must be zero
+		got := getRecords(3)
+		for i, r := range got {
+			if r.Key != nil || r.Headers != nil || r.Value != nil || !r.Time.IsZero() {
+				t.Fatalf("getRecords: record %d is %+v, want zero", i, r)
+			}
+		}
+		got[0].Value = []byte("x")
+		putRecords(got)
+	}
+}

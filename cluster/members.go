@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/hashicorp/raft"
 )
@@ -62,6 +63,18 @@ func (l *Log) Members() ([]Member, error) {
 		out = append(out, Member{ID: string(s.ID), Addr: string(s.Address), Voter: s.Suffrage == raft.Voter})
 	}
 	return out, nil
+}
+
+// VoterIDs returns the node IDs of the voters among members, sorted.
+func VoterIDs(members []Member) []string {
+	var ids []string
+	for _, m := range members {
+		if m.Voter {
+			ids = append(ids, m.ID)
+		}
+	}
+	slices.Sort(ids)
+	return ids
 }
 
 // AddLearner adds id as a learner (raft's nonvoter): the leader sends it

@@ -171,7 +171,13 @@ func (m *member) open(store logstore.Config, storeSyncSet bool) (err error) {
 		System:      cl,
 		Partition:   pcfg,
 		FetchRecord: fwd.FetchTopicRecord,
-		PeerNext:    fwd.PartitionNext,
+		PeerReplica: func(ctx context.Context, addr, topic string, partition int) (topics.PeerReplica, error) {
+			st, err := fwd.PartitionStats(ctx, addr, topic, partition)
+			if err != nil {
+				return topics.PeerReplica{}, err
+			}
+			return topics.PeerReplica{NodeID: st.GetNodeId(), Next: st.GetNextOffset(), Voters: st.GetVoters()}, nil
+		},
 		Alive:       m.alive,
 		Registerer:  m.reg,
 		Logger:      m.logger.With("component", "topics"),

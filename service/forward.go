@@ -184,19 +184,18 @@ func (f *Forwarder) FetchRecord(ctx context.Context, addr string, offset uint64)
 	return f.FetchTopicRecord(ctx, addr, catalog.DefaultTopic, 0, offset)
 }
 
-// PartitionNext asks the node at addr for the next offset of its own
-// replica of a partition (GetStats, which a forwarded request cannot pass
-// on), for topics.Config.PeerNext: a move watches the new replica catch up.
-func (f *Forwarder) PartitionNext(ctx context.Context, addr, topic string, partition int) (uint64, error) {
+// PartitionStats asks the node at addr for the stats of its own replica of
+// a partition (GetStats, which a forwarded request cannot pass on), for
+// topics.Config.PeerReplica: a move watches the new replica catch up and
+// the old one leave the Raft group. A node that does not host the
+// partition passes the question on: the answer's node_id says who
+// answered.
+func (f *Forwarder) PartitionStats(ctx context.Context, addr, topic string, partition int) (*logv1.GetStatsResponse, error) {
 	c, ok := f.Client(addr)
 	if !ok {
-		return 0, fmt.Errorf("service: no peer at %q", addr)
+		return nil, fmt.Errorf("service: no peer at %q", addr)
 	}
-	st, err := c.GetStats(ctx, &logv1.GetStatsRequest{Topic: topic, Partition: uint32(partition)})
-	if err != nil {
-		return 0, err
-	}
-	return st.GetNextOffset(), nil
+	return c.GetStats(ctx, &logv1.GetStatsRequest{Topic: topic, Partition: uint32(partition)})
 }
 
 // FetchTopicRecord is FetchRecord for a partition of a topic.

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/proglog/proglog/cluster"
 	logv1 "github.com/proglog/proglog/gen/log/v1"
 	"github.com/proglog/proglog/gen/log/v1/logv1connect"
 	"github.com/proglog/proglog/logstore"
@@ -299,14 +300,29 @@ func (s *Service) GetStats(ctx context.Context, req *logv1.GetStatsRequest) (*lo
 		cancel()
 	}
 	st := log.Stats()
-	return &logv1.GetStatsResponse{
+	resp := &logv1.GetStatsResponse{
 		LowestOffset: st.Lowest,
 		NextOffset:   st.Next,
 		SizeBytes:    uint64(max(st.SizeBytes, 0)),
 		Segments:     uint32(max(st.Segments, 0)),
 		NodeId:       s.nodeID,
 		Version:      s.version,
-	}, nil
+	}
+	if r, ok := log.(raftLog); ok {
+		members, err := r.Members()
+		if err != nil {
+			return nil, toConnect(ctx, err)
+		}
+		resp.Voters = cluster.VoterIDs(members)
+	}
+	return resp, nil
+}
+
+// raftLog is a Log replicated by a Raft group (cluster.Log).
+type raftLog interface {
+	// Members lists the group's Raft configuration as this replica knows
+	// it.
+	Members() ([]cluster.Member, error)
 }
 
 // WhoAmI reports the caller's identity and what the ACL lets it do.

@@ -47,10 +47,11 @@ type Config struct {
 	// at addr, so a replica heals a damaged record from another's copy
 	// (cluster.Config.FetchRecord; a Forwarder's FetchTopicRecord).
 	FetchRecord func(ctx context.Context, addr, topic string, partition int, offset uint64) (logstore.Record, error)
-	// PeerNext, when set, asks the node at addr for the next offset of its
-	// replica of a partition (GetStats): Move uses it to see a new replica
-	// catch up. Without it Move cannot move a replica to another node.
-	PeerNext func(ctx context.Context, addr, topic string, partition int) (uint64, error)
+	// PeerReplica, when set, asks the node at addr about its replica of a
+	// partition (GetStats): Move uses it to see a new replica catch up and
+	// the old one leave the partition's Raft group. Without it Move cannot
+	// move a replica to another node.
+	PeerReplica func(ctx context.Context, addr, topic string, partition int) (PeerReplica, error)
 	// Alive, when set, reports which nodes are alive (gossip's view; nil
 	// when it has none yet): Create places new replicas on live nodes only,
 	// so that a topic is not born with a replica on a node that is down.
@@ -766,6 +767,18 @@ func (m *Manager) Delete(ctx context.Context, name string) error {
 	return err
 }
 
+// PeerReplica is what a node says of its replica of a partition.
+type PeerReplica struct {
+	// NodeID is the node that answered: not the one asked if that one
+	// does not host the partition (yet, or any more) and passed the
+	// question on to one that does.
+	NodeID string
+	Next   uint64
+	// Voters are the voters of the partition's Raft group as the replica
+	// knows its configuration, sorted.
+	Voters []string
+}
+
 // Move implements service.Topics: it moves partition p's replica from
 // node from to node to, without losing a record and without a moment
 // with fewer than the replication factor's replicas in the group:
@@ -776,14 +789,19 @@ func (m *Manager) Delete(ctx context.Context, name string) error {
 //  2. Move waits until to's replica reaches the next offset the others had
 //     when it began;
 //  3. the catalogue lists to in from's place: the leader makes to a voter,
-//     then removes from, which stops the partition and removes its files.
+//     then removes from, which stops the partition and removes its files;
+//  4. Move waits until a majority of the new replicas have the Raft
+//     configuration without from (it is committed): from's node may be
+//     stopped from then on. Stopped before, it could take the group's
+//     quorum with it (a replication factor of 1: a group of to and from).
 //
 // from may be down for good: its replica is replaced from the others. A
-// Move interrupted after step 1 leaves the move under way: run it again
-// (it resumes) to finish it.
+// Move interrupted after step 1 leaves the move under way, and one
+// interrupted in step 4 has to finish leaving the group: run it again (it
+// resumes, or only waits) to finish it.
 func (m *Manager) Move(ctx context.Context, topic string, p int, from, to string) (*catalog.Topic, error) {
-	if m.cfg.PeerNext == nil {
-		return nil, errors.New("topics: this node cannot follow a replica's progress (no PeerNext)")
+	if m.cfg.PeerReplica == nil {
+		return nil, errors.New("topics: this node cannot follow a replica's progress (no PeerReplica)")
 	}
 	if !m.cfg.System.IsLeader() {
 		id, addr := m.cfg.System.Leader()
@@ -799,6 +817,9 @@ func (m *Manager) Move(ctx context.Context, topic string, p int, from, to string
 		return nil, fmt.Errorf("%w: partition 0 of %q is the system group, on every node", catalog.ErrInvalid, t.Name)
 	case from == to:
 		return nil, fmt.Errorf("%w: moving a replica from %s to itself", catalog.ErrInvalid, from)
+	case !slices.Contains(part.Replicas, from) && slices.Contains(part.Replicas, to) && len(part.Replicas) == t.ReplicationFactor:
+		// Moved already (step 3 done): wait for from to leave the group.
+		return t, m.waitVoters(ctx, t, p, from, part.Replicas)
 	case !slices.Contains(part.Replicas, from):
 		return nil, fmt.Errorf("%w: %s holds no replica of %s/%d (replicas %v)", catalog.ErrInvalid, from, t.Name, p, part.Replicas)
 	case addrs[to] == "":
@@ -817,8 +838,8 @@ func (m *Manager) Move(ctx context.Context, topic string, p int, from, to string
 		if id == from || id == to {
 			continue
 		}
-		if next, err := m.next(ctx, addrs[id], t.Name, p); err == nil {
-			mark = max(mark, next)
+		if st, err := m.replica(ctx, id, t.Name, p); err == nil {
+			mark = max(mark, st.Next)
 		}
 	}
 	if !moving {
@@ -832,43 +853,85 @@ func (m *Manager) Move(ctx context.Context, topic string, p int, from, to string
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		next, err := m.next(ctx, addrs[to], t.Name, p)
-		if err == nil && next >= mark {
+		st, err := m.replica(ctx, to, t.Name, p)
+		if err == nil && st.Next >= mark {
 			break
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("topics: %s's replica of %s/%d has not caught up (at %d, mark %d; the move stays under way, run it again to finish it): %w", to, t.Name, p, next, mark, ctx.Err())
+			return nil, fmt.Errorf("topics: %s's replica of %s/%d has not caught up (at %d, mark %d; the move stays under way, run it again to finish it): %w", to, t.Name, p, st.Next, mark, ctx.Err())
 		case <-tick.C:
 		}
 	}
 	final := slices.Clone(part.Replicas)
 	final = slices.DeleteFunc(final, func(id string) bool { return id == to })
 	final[slices.Index(final, from)] = to
-	return m.propose(ctx, catalog.EncodeSetReplicas(catalog.SetReplicas{Name: t.Name, Partition: p, TopicID: t.ID, Replicas: final}))
+	t, err = m.propose(ctx, catalog.EncodeSetReplicas(catalog.SetReplicas{Name: t.Name, Partition: p, TopicID: t.ID, Replicas: final}))
+	if err != nil {
+		return nil, err
+	}
+	return t, m.waitVoters(ctx, t, p, from, final)
 }
 
-// next is the next offset of the replica of topic/p on the node at addr:
-// this node's own from its group, others' by asking them.
-func (m *Manager) next(ctx context.Context, addr, topic string, p int) (uint64, error) {
-	if addr == "" {
-		return 0, errors.New("topics: unknown address")
+// waitVoters waits until a majority of replicas (the partition's new
+// replicas) each have the Raft configuration whose voters are exactly
+// replicas. A configuration on a majority of its own voters is committed,
+// whoever leads, so from is out of the group for good: stopping its node
+// can no longer cost the group its quorum.
+func (m *Manager) waitVoters(ctx context.Context, t *catalog.Topic, p int, from string, replicas []string) error {
+	want := slices.Sorted(slices.Values(replicas))
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		agree := 0
+		for _, id := range replicas {
+			if st, err := m.replica(ctx, id, t.Name, p); err == nil && slices.Equal(st.Voters, want) {
+				agree++
+			}
+		}
+		if agree > len(replicas)/2 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("topics: %s/%d is on %v now, but its Raft group has not dropped %s yet (%d of %d new replicas have that configuration): keep %s running until it has, and run the move again to wait for it: %w",
+				t.Name, p, replicas, from, agree, len(replicas), from, ctx.Err())
+		case <-tick.C:
+		}
 	}
-	if addr == m.selfAddr() {
+}
+
+// replica is what node id says of its replica of topic/p: this node's own
+// from its group, others' by asking them. An answer from another node (the
+// one asked does not host the partition) is an error.
+func (m *Manager) replica(ctx context.Context, id, topic string, p int) (PeerReplica, error) {
+	if id == m.cfg.NodeID {
 		t, err := m.Topic(topic)
 		if err != nil {
-			return 0, err
+			return PeerReplica{}, err
 		}
 		r := m.lookup(t.Group(p))
 		if r == nil {
-			return 0, errors.New("topics: not started here yet")
+			return PeerReplica{}, errors.New("topics: not started here yet")
 		}
 		_, next := r.log.Bounds()
-		return next, nil
+		members, err := r.log.Members()
+		if err != nil {
+			return PeerReplica{}, err
+		}
+		return PeerReplica{NodeID: id, Next: next, Voters: cluster.VoterIDs(members)}, nil
+	}
+	addr := m.addrs()[id]
+	if addr == "" {
+		return PeerReplica{}, fmt.Errorf("topics: no address for %s", id)
 	}
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	return m.cfg.PeerNext(cctx, addr, topic, p)
+	st, err := m.cfg.PeerReplica(cctx, addr, topic, p)
+	if err == nil && st.NodeID != id {
+		err = fmt.Errorf("topics: %s does not host %s/%d (%s answered)", id, topic, p, st.NodeID)
+	}
+	return st, err
 }
 
 // selfAddr is this node's address in the system group.

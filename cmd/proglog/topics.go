@@ -326,9 +326,10 @@ GetServers and the dashboard list them), without losing a record: the new
 replica catches up as a learner, then takes the old one's place, and the old
 node removes its copy. --from may be a node that is down for good: that is
 how a dead node's replicas are replaced. The command waits until the new
-replica has caught up with where the others were when it started; its
---timeout defaults to 10m here. Cut short, the move stays under way and the
-same command resumes it.` + "\n" + exitCodesHelp,
+replica has caught up with where the others were when it started, and then
+until the partition's Raft group has let the old replica go: once it
+returns, the old node may be stopped. Its --timeout defaults to 10m here.
+Cut short, the move stays under way and the same command resumes it.` + "\n" + exitCodesHelp,
 		Args: wantTopicName,
 	}
 	check := func(cmd *cobra.Command, _ []string) error {

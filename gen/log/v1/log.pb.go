@@ -1082,8 +1082,14 @@ type GetStatsResponse struct {
 	// segments is how many segments hold the log.
 	Segments uint32 `protobuf:"varint,4,opt,name=segments,proto3" json:"segments,omitempty"`
 	// node_id and version identify the serving node.
-	NodeId        string `protobuf:"bytes,5,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	Version       string `protobuf:"bytes,6,opt,name=version,proto3" json:"version,omitempty"`
+	NodeId  string `protobuf:"bytes,5,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Version string `protobuf:"bytes,6,opt,name=version,proto3" json:"version,omitempty"`
+	// voters are the node IDs of the voters of the partition's Raft group
+	// as the serving node's replica knows its configuration, sorted; empty
+	// for a log without Raft. A partition move has finished (the old
+	// replica's node may stop) once a majority of the new replicas list
+	// exactly the new replicas.
+	Voters        []string `protobuf:"bytes,7,rep,name=voters,proto3" json:"voters,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1158,6 +1164,13 @@ func (x *GetStatsResponse) GetVersion() string {
 		return x.Version
 	}
 	return ""
+}
+
+func (x *GetStatsResponse) GetVoters() []string {
+	if x != nil {
+		return x.Voters
+	}
+	return nil
 }
 
 type GetOffsetForTimeRequest struct {
@@ -2614,7 +2627,7 @@ const file_log_v1_log_proto_rawDesc = "" +
 	"\x11partition_leaders\x18\x04 \x01(\rR\x10partitionLeaders\"E\n" +
 	"\x0fGetStatsRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
-	"\tpartition\x18\x02 \x01(\rR\tpartition\"\xc6\x01\n" +
+	"\tpartition\x18\x02 \x01(\rR\tpartition\"\xde\x01\n" +
 	"\x10GetStatsResponse\x12#\n" +
 	"\rlowest_offset\x18\x01 \x01(\x04R\flowestOffset\x12\x1f\n" +
 	"\vnext_offset\x18\x02 \x01(\x04R\n" +
@@ -2623,7 +2636,8 @@ const file_log_v1_log_proto_rawDesc = "" +
 	"size_bytes\x18\x03 \x01(\x04R\tsizeBytes\x12\x1a\n" +
 	"\bsegments\x18\x04 \x01(\rR\bsegments\x12\x17\n" +
 	"\anode_id\x18\x05 \x01(\tR\x06nodeId\x12\x18\n" +
-	"\aversion\x18\x06 \x01(\tR\aversion\"}\n" +
+	"\aversion\x18\x06 \x01(\tR\aversion\x12\x16\n" +
+	"\x06voters\x18\a \x03(\tR\x06voters\"}\n" +
 	"\x17GetOffsetForTimeRequest\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x14\n" +
 	"\x05topic\x18\x02 \x01(\tR\x05topic\x12\x1c\n" +

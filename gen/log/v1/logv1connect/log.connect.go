@@ -121,9 +121,12 @@ type LogServiceClient interface {
 	// MovePartition moves one replica of a partition from a node to
 	// another: the new replica catches up as a learner, then takes the old
 	// one's place, and the old one's files are removed. The old node may be
-	// down for good. It returns once the catalogue names the new replica;
-	// cut short (its deadline), the move stays under way and the same
-	// request resumes it.
+	// down for good. It returns once a majority of the new replicas have
+	// the partition's Raft configuration without the old one (committed):
+	// from then on the old node may be stopped without costing the group
+	// its quorum. Cut short (its deadline), the move stays under way and
+	// the same request resumes it (or, once the catalogue names the new
+	// replica, only waits for the old one to leave the group).
 	MovePartition(context.Context, *v1.MovePartitionRequest) (*v1.MovePartitionResponse, error)
 	// RemoveNode removes a node that is down from the cluster: from Raft's
 	// voters and from gossip, so the others stop counting on it. A node
@@ -453,9 +456,12 @@ type LogServiceHandler interface {
 	// MovePartition moves one replica of a partition from a node to
 	// another: the new replica catches up as a learner, then takes the old
 	// one's place, and the old one's files are removed. The old node may be
-	// down for good. It returns once the catalogue names the new replica;
-	// cut short (its deadline), the move stays under way and the same
-	// request resumes it.
+	// down for good. It returns once a majority of the new replicas have
+	// the partition's Raft configuration without the old one (committed):
+	// from then on the old node may be stopped without costing the group
+	// its quorum. Cut short (its deadline), the move stays under way and
+	// the same request resumes it (or, once the catalogue names the new
+	// replica, only waits for the old one to leave the group).
 	MovePartition(context.Context, *v1.MovePartitionRequest) (*v1.MovePartitionResponse, error)
 	// RemoveNode removes a node that is down from the cluster: from Raft's
 	// voters and from gossip, so the others stop counting on it. A node
