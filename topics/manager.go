@@ -934,8 +934,6 @@ func (m *Manager) replica(ctx context.Context, id, topic string, p int) (PeerRep
 	return st, err
 }
 
-// selfAddr is this node's address in the system group.
-func (m *Manager) selfAddr() string { return m.addrs()[m.cfg.NodeID] }
 
 // Describe implements service.Topics: what this node knows of each
 // partition. A partition hosted here reports its group's leader, voters
