@@ -934,7 +934,6 @@ func (m *Manager) replica(ctx context.Context, id, topic string, p int) (PeerRep
 	return st, err
 }
 
-
 // Describe implements service.Topics: what this node knows of each
 // partition. A partition hosted here reports its group's leader, voters
 // and offsets; one hosted elsewhere only its replicas.
