@@ -796,9 +796,9 @@ type PeerReplica struct {
 //     quorum with it (a replication factor of 1: a group of to and from).
 //
 // from may be down for good: its replica is replaced from the others. A
-// Move interrupted after step 1 leaves the move under way, and one
-// interrupted in step 4 has to finish leaving the group: run it again (it
-// resumes, or only waits) to finish it.
+// Move interrupted after step 1 leaves the move under way: run it again
+// (it resumes) to finish it. Run again while from is still in the group
+// after step 3, it only waits (step 4).
 func (m *Manager) Move(ctx context.Context, topic string, p int, from, to string) (*catalog.Topic, error) {
 	if m.cfg.PeerReplica == nil {
 		return nil, errors.New("topics: this node cannot follow a replica's progress (no PeerReplica)")
@@ -817,8 +817,9 @@ func (m *Manager) Move(ctx context.Context, topic string, p int, from, to string
 		return nil, fmt.Errorf("%w: partition 0 of %q is the system group, on every node", catalog.ErrInvalid, t.Name)
 	case from == to:
 		return nil, fmt.Errorf("%w: moving a replica from %s to itself", catalog.ErrInvalid, from)
-	case !slices.Contains(part.Replicas, from) && slices.Contains(part.Replicas, to) && len(part.Replicas) == t.ReplicationFactor:
-		// Moved already (step 3 done): wait for from to leave the group.
+	case !slices.Contains(part.Replicas, from) && slices.Contains(part.Replicas, to) && m.stillVoter(ctx, t, p, from, to):
+		// Moved in the catalogue (step 3 done), from not out of the group
+		// yet: wait for it to leave.
 		return t, m.waitVoters(ctx, t, p, from, part.Replicas)
 	case !slices.Contains(part.Replicas, from):
 		return nil, fmt.Errorf("%w: %s holds no replica of %s/%d (replicas %v)", catalog.ErrInvalid, from, t.Name, p, part.Replicas)
@@ -899,6 +900,13 @@ func (m *Manager) waitVoters(ctx context.Context, t *catalog.Topic, p int, from 
 		case <-tick.C:
 		}
 	}
+}
+
+// stillVoter reports whether to's replica of t/p still counts from among
+// its group's voters: a move from from to to that is finishing.
+func (m *Manager) stillVoter(ctx context.Context, t *catalog.Topic, p int, from, to string) bool {
+	st, err := m.replica(ctx, to, t.Name, p)
+	return err == nil && slices.Contains(st.Voters, from)
 }
 
 // replica is what node id says of its replica of topic/p: this node's own
