@@ -3,7 +3,8 @@
 # three-node cluster (separate `proglog serve` processes on loopback,
 # quickstart mutual TLS), `bench produce --mode stream --batch 100 --records
 # 2000000` against the leader, with each process's CPU seconds (utime+stime
-# from /proc/<pid>/stat) over the produce, and the client's.
+# from /proc/<pid>/stat) over the produce, and the client's, then each
+# node's Raft log fdatasyncs (count and mean duration, from /metrics).
 #   scripts/bench-replication.sh [path/to/proglog]
 # Environment:
 #   ROUNDS=N           rounds (default 1)
@@ -33,6 +34,15 @@ fi
 . "$(dirname "$0")/lib/nodes.sh"
 
 cpu() { awk '{printf "%.2f", ($14+$15)/100}' "/proc/$1/stat"; }
+# raft_syncs addr: the node's Raft log fdatasyncs so far and their mean
+# duration (proglog_logstore_fsync_seconds{log="raft"} on /metrics).
+raft_syncs() {
+	curl -sk --cert "$work/n1/certs/root.pem" --key "$work/n1/certs/root-key.pem" \
+		--cacert "$work/n1/certs/ca.pem" "https://$1/metrics" |
+		awk '/^proglog_logstore_fsync_seconds_sum\{log="raft"\}/ {s=$2}
+			/^proglog_logstore_fsync_seconds_count\{log="raft"\}/ {n=$2}
+			END {if (n > 0) printf "%d syncs, %.2f ms each", n, 1000*s/n; else printf "no syncs"}'
+}
 produce() { # label: prints the rate and the client's CPU seconds
 	/usr/bin/time -f "client CPU s %U+%S" "$bin" bench produce --data-dir "$work/n1" --addr 127.0.0.1:18400 \
 		--mode stream --batch 100 --records 2000000 --window "$window" 2>&1 | grep -E "records/s|client CPU" | sed "s/^ */$1: /"
@@ -70,6 +80,11 @@ for r in $(seq "$rounds"); do
 	line="three nodes: server CPU s"
 	for i in 0 1 2; do
 		line+=" n$((i + 1)) $(awk -v a="${before[$i]}" -v b="$(cpu "${pids[$i]}")" 'BEGIN{printf "%.2f", b-a}')"
+	done
+	echo "$line"
+	line="three nodes: Raft log fdatasyncs (since start)"
+	for a in 127.0.0.1:18400 127.0.0.1:18420 127.0.0.1:18430; do
+		line+="; ${a##*:} $(raft_syncs "$a")"
 	done
 	echo "$line"
 	stop_all
