@@ -71,7 +71,7 @@ bench-cluster: ## Batched produce: one node vs a three-node cluster, separate pr
 	scripts/bench-cluster.sh
 
 .PHONY: bench-replication
-bench-replication: ## The stream produce, one node then three, with each process's CPU seconds (ROUNDS=n WINDOW=n; TMPDIR=/dev/shm for no disk)
+bench-replication: ## The stream produce, one node then three, with each process's CPU seconds (ROUNDS=n WINDOW=n CLIENTS=n; TMPDIR=/dev/shm for no disk)
 	scripts/bench-replication.sh
 
 .PHONY: bench-topics

@@ -30,40 +30,16 @@ type clusterNode struct {
 	stop     func()
 }
 
-// appends counts the Produce and ProduceBatch requests the node handled
-// (those it forwarded and those forwarded to it included).
-func (n *clusterNode) appends(t *testing.T) int {
-	t.Helper()
-	families, err := n.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	total := 0.0
-	for _, f := range families {
-		if f.GetName() != "proglog_rpc_requests_total" {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "procedure" && (l.GetValue() == "/log.v1.LogService/Produce" || l.GetValue() == "/log.v1.LogService/ProduceBatch") {
-					total += m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return int(total)
-}
-
-// voters is how many voters the node knows partition of topic's Raft group
-// to have (proglog_partition_voters), or -1 if it does not host it.
-func (n *clusterNode) voters(t *testing.T, topic string, partition int) int {
+// metric calls each sample of the node's metric name with its labels and
+// value (a counter's or a gauge's).
+func (n *clusterNode) metric(t *testing.T, name string, each func(labels map[string]string, value float64)) {
 	t.Helper()
 	families, err := n.reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range families {
-		if f.GetName() != "proglog_partition_voters" {
+		if f.GetName() != name {
 			continue
 		}
 		for _, m := range f.GetMetric() {
@@ -71,12 +47,35 @@ func (n *clusterNode) voters(t *testing.T, topic string, partition int) int {
 			for _, l := range m.GetLabel() {
 				labels[l.GetName()] = l.GetValue()
 			}
-			if labels["topic"] == topic && labels["partition"] == strconv.Itoa(partition) {
-				return int(m.GetGauge().GetValue())
-			}
+			each(labels, m.GetCounter().GetValue()+m.GetGauge().GetValue())
 		}
 	}
-	return -1
+}
+
+// appends counts the Produce and ProduceBatch requests the node handled
+// (those it forwarded and those forwarded to it included).
+func (n *clusterNode) appends(t *testing.T) int {
+	t.Helper()
+	total := 0.0
+	n.metric(t, "proglog_rpc_requests_total", func(labels map[string]string, v float64) {
+		if p := labels["procedure"]; p == "/log.v1.LogService/Produce" || p == "/log.v1.LogService/ProduceBatch" {
+			total += v
+		}
+	})
+	return int(total)
+}
+
+// voters is how many voters the node knows partition of topic's Raft group
+// to have (proglog_partition_voters), or -1 if it does not host it.
+func (n *clusterNode) voters(t *testing.T, topic string, partition int) int {
+	t.Helper()
+	out := -1
+	n.metric(t, "proglog_partition_voters", func(labels map[string]string, v float64) {
+		if labels["topic"] == topic && labels["partition"] == strconv.Itoa(partition) {
+			out = int(v)
+		}
+	})
+	return out
 }
 
 // startThreeNodes starts a three-node cluster through gossip, as proglog

@@ -7,19 +7,8 @@
 # whatever its `serve` runs by default).
 set -euo pipefail
 bin=${1:-}
-work=$(mktemp -d)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
-if [[ -z $bin ]]; then
-	bin=$work/proglog
-	go build -o "$bin" ./cmd/proglog
-fi
 . "$(dirname "$0")/lib/nodes.sh"
+prepare
 
 bench() { # label addr
 	echo "== $1: stream, batch 100"

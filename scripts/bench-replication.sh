@@ -9,6 +9,7 @@
 # Environment:
 #   ROUNDS=N           rounds (default 1)
 #   WINDOW=N           the client's --window (default 64, as bench-cluster.sh)
+#   CLIENTS=N          concurrent streams (bench produce --clients; default 1)
 #   SERVE_FLAGS="..."  extra `serve` flags for every node
 #   TMPDIR=/dev/shm    data directories on tmpfs: no disk, no fsync cost
 #   PERF=1             `perf record -g` the leader and one follower into
@@ -17,21 +18,11 @@ set -euo pipefail
 bin=${1:-}
 rounds=${ROUNDS:-1}
 window=${WINDOW:-64}
+clients=${CLIENTS:-1}
 read -r -a serve_flags <<<"${SERVE_FLAGS:-}"
-work=$(mktemp -d)
-pids=()
-perfs=()
-cleanup() {
-	for p in "${perfs[@]}" "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
-if [[ -z $bin ]]; then
-	bin=$work/proglog
-	go build -o "$bin" ./cmd/proglog
-fi
 . "$(dirname "$0")/lib/nodes.sh"
+prepare
+perfs=()
 
 cpu() { awk '{printf "%.2f", ($14+$15)/100}' "/proc/$1/stat"; }
 # raft_syncs addr: the node's Raft log fdatasyncs so far and their mean
@@ -45,17 +36,11 @@ raft_syncs() {
 }
 produce() { # label: prints the rate and the client's CPU seconds
 	/usr/bin/time -f "client CPU s %U+%S" "$bin" bench produce --data-dir "$work/n1" --addr 127.0.0.1:18400 \
-		--mode stream --batch 100 --records 2000000 --window "$window" 2>&1 | grep -E "records/s|client CPU" | sed "s/^ */$1: /"
-}
-stop_all() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait "${pids[@]}" 2>/dev/null || true
-	pids=()
-	rm -rf "$work"/n*
+		--mode stream --batch 100 --records 2000000 --window "$window" --clients "$clients" 2>&1 | grep -E "records/s|client CPU" | sed "s/^ */$1: /"
 }
 
 for r in $(seq "$rounds"); do
-	echo "== round $r (load $(cut -d' ' -f1 /proc/loadavg), window $window, data in ${TMPDIR:-/tmp})"
+	echo "== round $r (load $(cut -d' ' -f1 /proc/loadavg), window $window, $clients clients, data in ${TMPDIR:-/tmp})"
 	start_one "${serve_flags[@]}"
 	c0=$(cpu "${pids[0]}")
 	produce "one node"

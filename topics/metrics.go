@@ -4,6 +4,8 @@ import (
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/proglog/proglog/cluster"
 )
 
 // collector reports the partitions this node hosts, labelled by topic and
@@ -60,13 +62,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.size, float64(st.SizeBytes))
 		gauge(c.segs, float64(st.Segments))
 		if members, err := p.log.Members(); err == nil {
-			n := 0
-			for _, mb := range members {
-				if mb.Voter {
-					n++
-				}
-			}
-			gauge(c.voters, float64(n))
+			gauge(c.voters, float64(len(cluster.VoterIDs(members))))
 		}
 	}
 }

@@ -1,7 +1,34 @@
 # Sourced by the bench scripts: `proglog serve` processes on loopback,
-# quickstart mutual TLS. The caller sets bin (the binary) and work (the
-# directory for data and logs) and has an array pids, to which every
-# process started is appended.
+# quickstart mutual TLS. The caller sets bin (the binary to measure, or
+# empty) and calls prepare; every process started is appended to pids.
+
+# prepare: a temporary directory, work, for data and logs, removed on exit
+# with every background process the script started (nodes, perf) killed;
+# bin built from ./cmd/proglog there if the caller gave none.
+prepare() {
+	work=$(mktemp -d)
+	pids=()
+	trap cleanup EXIT
+	if [[ -z $bin ]]; then
+		bin=$work/proglog
+		go build -o "$bin" ./cmd/proglog
+	fi
+}
+
+cleanup() {
+	local p
+	for p in $(jobs -p); do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$work"
+}
+
+# stop_all: stop the nodes and remove their data, for the next start.
+stop_all() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait "${pids[@]}" 2>/dev/null || true
+	pids=()
+	rm -rf "$work"/n*
+}
 
 # ready addr: wait until the node answers as a member with a leader.
 ready() {
