@@ -73,8 +73,9 @@ type PartitionState struct {
 type Replica struct {
 	NodeID, RPCAddr string
 	IsLeader        bool
-	// InSync: the replica is a voter of the partition's Raft group that
-	// the leader has heard from recently.
+	// InSync: the replica is a voter of the partition's Raft group (it
+	// counts toward the quorum that commits) and the group has a leader.
+	// A learner still catching up after a move is not in sync.
 	InSync bool
 }
 

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -968,26 +967,37 @@ func (m *Manager) Describe(_ context.Context, name string) ([]service.PartitionS
 			continue
 		}
 		st.Leader, _ = l.Leader()
-		voters := map[string]bool{}
-		if servers, err := l.Servers(); err == nil {
-			for _, s := range servers {
-				voters[s.ID] = true
-			}
-		}
+		members, _ := l.Members()
 		ids := part.Replicas
 		if part.System {
-			ids = slices.Sorted(maps.Keys(voters))
+			ids = nil
+			for _, m := range members {
+				ids = append(ids, m.ID)
+			}
+			slices.Sort(ids)
 		}
-		for _, id := range ids {
-			st.Replicas = append(st.Replicas, service.ReplicaState{
-				NodeID: id, RPCAddr: addrs[id], IsLeader: id == st.Leader, InSync: voters[id] && st.Leader != "",
-			})
-		}
+		st.Replicas = replicaStates(ids, members, st.Leader, addrs)
 		stats := l.Stats()
 		st.Lowest, st.Next, st.SizeBytes = stats.Lowest, stats.Next, uint64(stats.SizeBytes)
 		out[p] = st
 	}
 	return out, nil
+}
+
+// replicaStates describes the replicas ids of a group whose Raft
+// configuration is members and whose leader is leader ("" for none). Only
+// a voter is in sync: it counts toward the quorum that commits, where a
+// learner still catching up after a move does not.
+func replicaStates(ids []string, members []cluster.Member, leader string, addrs map[string]string) []service.ReplicaState {
+	voters := cluster.VoterIDs(members)
+	out := make([]service.ReplicaState, 0, len(ids))
+	for _, id := range ids {
+		out = append(out, service.ReplicaState{
+			NodeID: id, RPCAddr: addrs[id], IsLeader: id == leader && leader != "",
+			InSync: leader != "" && slices.Contains(voters, id),
+		})
+	}
+	return out
 }
 
 // Leaders counts, per node ID, the partitions this node knows to be led

@@ -1,13 +1,16 @@
 package topics
 
 import (
+	"slices"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/proglog/proglog/catalog"
+	"github.com/proglog/proglog/cluster"
 	"github.com/proglog/proglog/logstore"
+	"github.com/proglog/proglog/service"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -58,5 +61,40 @@ func TestStoreConfig(t *testing.T) {
 			got.RetentionAge != tt.want.RetentionAge || got.MaxSegmentBytes != tt.want.MaxSegmentBytes {
 			t.Errorf("%s: %+v, want %+v", tt.name, got, tt.want)
 		}
+	}
+}
+
+// TestReplicaStates: only a voter of a group with a leader is in sync; a
+// learner catching up after a move is listed but not in sync.
+func TestReplicaStates(t *testing.T) {
+	addrs := map[string]string{"n1": "a1", "n2": "a2", "n3": "a3"}
+	moving := []cluster.Member{{ID: "n1", Voter: true}, {ID: "n2", Voter: true}, {ID: "n3"}}
+	tests := []struct {
+		name    string
+		ids     []string
+		members []cluster.Member
+		leader  string
+		want    []service.ReplicaState
+	}{
+		{"a learner catching up", []string{"n1", "n2", "n3"}, moving, "n1", []service.ReplicaState{
+			{NodeID: "n1", RPCAddr: "a1", IsLeader: true, InSync: true},
+			{NodeID: "n2", RPCAddr: "a2", InSync: true},
+			{NodeID: "n3", RPCAddr: "a3"},
+		}},
+		{"no leader", []string{"n1", "n2"}, moving, "", []service.ReplicaState{
+			{NodeID: "n1", RPCAddr: "a1"},
+			{NodeID: "n2", RPCAddr: "a2"},
+		}},
+		{"a replica not in the group yet", []string{"n2", "n4"}, moving, "n2", []service.ReplicaState{
+			{NodeID: "n2", RPCAddr: "a2", IsLeader: true, InSync: true},
+			{NodeID: "n4"},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := replicaStates(tt.ids, tt.members, tt.leader, addrs); !slices.Equal(got, tt.want) {
+				t.Errorf("replicaStates = %+v, want %+v", got, tt.want)
+			}
+		})
 	}
 }
