@@ -43,12 +43,14 @@ var errBadEntry = errors.New("cluster: malformed raft entry")
 // encodeRecords encodes recs as one type 2 entry proposed at unixNano;
 // their offsets and times are ignored.
 func encodeRecords(unixNano int64, recs []logstore.Record) []byte {
-	n := 1 + 8 + binary.MaxVarintLen64
+	// Sized exactly: Raft holds the entry in its log cache and in flight
+	// until it is applied, so slack here is heap the collector paces by.
+	n := 1 + 8 + uvarintLen(len(recs))
 	for i := range recs {
 		r := &recs[i]
-		n += 3*binary.MaxVarintLen64 + len(r.Key) + len(r.Value)
+		n += uvarintLen(len(r.Key)) + len(r.Key) + uvarintLen(len(r.Headers)) + uvarintLen(len(r.Value)) + len(r.Value)
 		for _, h := range r.Headers {
-			n += 2*binary.MaxVarintLen64 + len(h.Key) + len(h.Value)
+			n += uvarintLen(len(h.Key)) + len(h.Key) + uvarintLen(len(h.Value)) + len(h.Value)
 		}
 	}
 	b := make([]byte, 0, n)
@@ -70,6 +72,14 @@ func encodeRecords(unixNano int64, recs []logstore.Record) []byte {
 		b = append(b, r.Value...)
 	}
 	return b
+}
+
+func uvarintLen(n int) int {
+	l := 1
+	for ; n >= 0x80; n >>= 7 {
+		l++
+	}
+	return l
 }
 
 // decodedEntry is a command entry's records; at is the proposed time, zero

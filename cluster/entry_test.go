@@ -37,8 +37,19 @@ func TestEntryEncoding(t *testing.T) {
 		{{Value: []byte("one")}, {Key: []byte("k")}, {Value: bytes.Repeat([]byte{0xff}, 300)}},
 		{{Key: []byte("k"), Headers: []logstore.Header{{Key: "a", Value: []byte("1")}, {Key: "a"}, {Key: "ü", Value: []byte{0}}}, Value: []byte("v")}},
 	}
+	many := make([]logstore.Record, 200) // a count of two varint bytes
+	for i := range many {
+		many[i] = logstore.Record{Key: bytes.Repeat([]byte{'k'}, i), Value: bytes.Repeat([]byte{'v'}, 100*i),
+			Headers: []logstore.Header{{Key: string(bytes.Repeat([]byte{'h'}, i)), Value: bytes.Repeat([]byte{'x'}, 3*i)}}}
+	}
+	tests = append(tests, many)
 	for _, recs := range tests {
-		got, err := decodeEntry(encodeRecords(-42, recs))
+		b := encodeRecords(-42, recs)
+		if len(b) != cap(b) {
+			// Raft keeps the entry until it is applied: no slack.
+			t.Errorf("encoding of %d records: %d bytes in a buffer of %d", len(recs), len(b), cap(b))
+		}
+		got, err := decodeEntry(b)
 		if err != nil || !sameRecords(got.recs, recs) || got.at.UnixNano() != -42 {
 			t.Fatalf("round trip of %+v: %+v, %v", recs, got, err)
 		}

@@ -72,17 +72,22 @@ func recordName(index int) string {
 // with the bytes they count against the limits; limit is the largest
 // record their topic takes.
 func records(in []*logv1.Record, limit int) ([]logstore.Record, int, error) {
+	return appendRecords(nil, new([]logstore.Header), in, limit)
+}
+
+// appendRecords is records into storage the caller reuses: the records
+// are appended to dst[:0] and their headers carved from *slab.
+func appendRecords(dst []logstore.Record, slab *[]logstore.Header, in []*logv1.Record, limit int) ([]logstore.Record, int, error) {
 	if len(in) == 0 {
 		return nil, 0, invalidArgument("empty batch: send at least one record")
 	}
 	if len(in) > maxBatchRecords {
 		return nil, 0, invalidArgument("batch of %d records exceeds the limit of %d records", len(in), maxBatchRecords)
 	}
-	recs := make([]logstore.Record, len(in))
-	var slab []logstore.Header
+	recs := slices.Grow(dst[:0], len(in))[:len(in)]
 	size := 0
 	for i, r := range in {
-		rec, n, err := record(i, r, &slab, limit)
+		rec, n, err := record(i, r, slab, limit)
 		if err != nil {
 			return nil, 0, err
 		}

@@ -97,9 +97,25 @@ func (Codec) MarshalStable(message any) ([]byte, error) {
 	return proto.MarshalOptions{Deterministic: true}.Marshal(m)
 }
 
+// Raw is a message kept as the bytes it arrived in. A handler that decodes
+// its requests into storage it reuses receives them into a Raw (connect's
+// StreamingHandlerConn.Receive) and decodes them with DecodeInto: the
+// stream then allocates nothing per message. Only this codec knows Raw;
+// under another (JSON) the handler receives messages as usual. Connect
+// does not call the codec for an empty message: empty Data before each
+// Receive.
+type Raw struct {
+	Data []byte
+}
+
 // Unmarshal decodes data into message, replacing its contents. The
 // message copies what it keeps: connect reuses data's buffer afterwards.
+// Into a *Raw it copies data, reusing Raw's capacity.
 func (c Codec) Unmarshal(data []byte, message any) error {
+	if r, ok := message.(*Raw); ok {
+		r.Data = append(r.Data[:0], data...)
+		return nil
+	}
 	m, ok := message.(proto.Message)
 	if !ok {
 		return errNotProto(message)
@@ -121,10 +137,45 @@ func (c Codec) Unmarshal(data []byte, message any) error {
 			return nil
 		}
 	}
+	return unmarshalSlow(data, m)
+}
+
+// unmarshalSlow decodes with protobuf-go, which copies what it keeps.
+func unmarshalSlow(data []byte, m proto.Message) error {
 	if err := proto.Unmarshal(data, m); err != nil {
-		return fmt.Errorf("unmarshal into %T: %w", message, err)
+		return fmt.Errorf("unmarshal into %T: %w", m, err)
 	}
 	return nil
+}
+
+// resetter is a message generated with vtprotobuf's pool feature: ResetVT
+// empties it but keeps its repeated fields' messages and capacity, which
+// UnmarshalVT then decodes into instead of allocating.
+type resetter interface{ ResetVT() }
+
+// DecodeInto decodes data into m, replacing its contents, as Unmarshal
+// with Alias does but without the copy: m's bytes and string fields point
+// into data, which must not change while m is in use. A message with
+// ResetVT is reset with it, so a message decoded into again and again
+// reuses its repeated messages. What DecodeInto accepts, and the message it
+// makes, is what protobuf-go's would.
+//
+// ResetVT hands a pooled singular field (a ProduceStreamRequest's Record)
+// to vtprotobuf's pool with its bytes still pointing into the data it was
+// decoded from; a caller that reuses that data's buffer sets such fields
+// to nil first.
+func DecodeInto(data []byte, m proto.Message) error {
+	if vm, ok := m.(vtMessage); ok && wellFormed(data, m.ProtoReflect().Descriptor()) {
+		if r, ok := m.(resetter); ok {
+			r.ResetVT()
+		} else {
+			proto.Reset(m)
+		}
+		if vm.UnmarshalVTUnsafe(data) == nil {
+			return nil
+		}
+	}
+	return unmarshalSlow(data, m)
 }
 
 // grow extends dst by n bytes, reallocating only when its capacity is short.

@@ -68,7 +68,48 @@ func FuzzUnmarshal(f *testing.F) {
 		for _, codec := range []protocodec.Codec{{}, {Alias: true}} {
 			t.Run(fmt.Sprintf("alias=%v", codec.Alias), func(t *testing.T) { fuzzCodec(t, codec, which, data) })
 		}
+		t.Run("DecodeInto", func(t *testing.T) { fuzzDecodeInto(t, which, data) })
 	})
+}
+
+// fuzzDecodeInto decodes data through a Raw into a message that held
+// another first (a reused message keeps its records and headers to decode
+// into), and then that other again: each time the result is protobuf-go's.
+func fuzzDecodeInto(t *testing.T, which byte, data []byte) {
+	newMessage := messages[int(which)%len(messages)]
+	seed := seeds()[int(which)%len(messages)]
+	seedBytes, err := proto.Marshal(seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := newMessage()
+	wantErr := proto.Unmarshal(data, want)
+
+	var codec protocodec.Codec
+	var raw protocodec.Raw
+	got := newMessage()
+	for i, in := range [][]byte{seedBytes, data, seedBytes} {
+		buf := bytes.Clone(in) // connect's buffer, reused after Unmarshal
+		if err := codec.Unmarshal(buf, &raw); err != nil {
+			t.Fatalf("Unmarshal into a Raw: %v", err)
+		}
+		clear(buf)
+		if !bytes.Equal(raw.Data, in) {
+			t.Fatalf("Raw holds %x, want %x", raw.Data, in)
+		}
+		if r, ok := got.(*logv1.ProduceStreamRequest); ok {
+			r.Record = nil // as DecodeInto asks of a caller reusing raw
+		}
+		err := protocodec.DecodeInto(raw.Data, got)
+		switch {
+		case i == 1 && (err == nil) != (wantErr == nil):
+			t.Fatalf("DecodeInto: error %v, proto.Unmarshal: error %v", err, wantErr)
+		case i == 1 && err == nil && !proto.Equal(got, want):
+			t.Fatalf("DecodeInto: %v, proto.Unmarshal: %v", got, want)
+		case i != 1 && (err != nil || !proto.Equal(got, seed)):
+			t.Fatalf("DecodeInto of a seed (decode %d): %v, %v; want %v", i, got, err, seed)
+		}
+	}
 }
 
 func fuzzCodec(t *testing.T, codec protocodec.Codec, which byte, data []byte) {

@@ -96,7 +96,10 @@ func hasVTMethods(md protoreflect.MessageDescriptor) bool {
 }
 
 func fieldOf(fd protoreflect.FieldDescriptor, seen map[protoreflect.MessageDescriptor]*shape) field {
-	if fd.IsMap() || fd.ContainingOneof() != nil {
+	// A proto3 optional field sits in a synthetic oneof of its own; both
+	// decoders read it as the plain field it is on the wire (ProduceStream
+	// requests that name a partition have one).
+	if od := fd.ContainingOneof(); fd.IsMap() || (od != nil && !od.IsSynthetic()) {
 		return field{kind: unhandledField}
 	}
 	switch fd.Kind() {

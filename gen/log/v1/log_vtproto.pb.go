@@ -13,6 +13,7 @@ import (
 	durationpb1 "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb1 "google.golang.org/protobuf/types/known/timestamppb"
 	io "io"
+	sync "sync"
 	unsafe "unsafe"
 )
 
@@ -2189,6 +2190,85 @@ func (m *PartitionRef) MarshalToSizedBufferVT(dAtA []byte) (int, error) {
 	return len(dAtA) - i, nil
 }
 
+var vtprotoPool_Record = sync.Pool{
+	New: func() interface{} {
+		return &Record{}
+	},
+}
+
+func (m *Record) ResetVT() {
+	if m != nil {
+		f0 := m.Value[:0]
+		f1 := m.Key[:0]
+		for _, mm := range m.Headers {
+			mm.ResetVT()
+		}
+		f2 := m.Headers[:0]
+		m.Reset()
+		m.Value = f0
+		m.Key = f1
+		m.Headers = f2
+	}
+}
+func (m *Record) ReturnToVTPool() {
+	if m != nil {
+		m.ResetVT()
+		vtprotoPool_Record.Put(m)
+	}
+}
+func RecordFromVTPool() *Record {
+	return vtprotoPool_Record.Get().(*Record)
+}
+
+var vtprotoPool_Header = sync.Pool{
+	New: func() interface{} {
+		return &Header{}
+	},
+}
+
+func (m *Header) ResetVT() {
+	if m != nil {
+		f0 := m.Value[:0]
+		m.Reset()
+		m.Value = f0
+	}
+}
+func (m *Header) ReturnToVTPool() {
+	if m != nil {
+		m.ResetVT()
+		vtprotoPool_Header.Put(m)
+	}
+}
+func HeaderFromVTPool() *Header {
+	return vtprotoPool_Header.Get().(*Header)
+}
+
+var vtprotoPool_ProduceStreamRequest = sync.Pool{
+	New: func() interface{} {
+		return &ProduceStreamRequest{}
+	},
+}
+
+func (m *ProduceStreamRequest) ResetVT() {
+	if m != nil {
+		m.Record.ReturnToVTPool()
+		for _, mm := range m.Records {
+			mm.ResetVT()
+		}
+		f0 := m.Records[:0]
+		m.Reset()
+		m.Records = f0
+	}
+}
+func (m *ProduceStreamRequest) ReturnToVTPool() {
+	if m != nil {
+		m.ResetVT()
+		vtprotoPool_ProduceStreamRequest.Put(m)
+	}
+}
+func ProduceStreamRequestFromVTPool() *ProduceStreamRequest {
+	return vtprotoPool_ProduceStreamRequest.Get().(*ProduceStreamRequest)
+}
 func (m *Record) SizeVT() (n int) {
 	if m == nil {
 		return 0
@@ -3157,7 +3237,14 @@ func (m *Record) UnmarshalVT(dAtA []byte) error {
 			if postIndex > l {
 				return io.ErrUnexpectedEOF
 			}
-			m.Headers = append(m.Headers, &Header{})
+			if len(m.Headers) == cap(m.Headers) {
+				m.Headers = append(m.Headers, &Header{})
+			} else {
+				m.Headers = m.Headers[:len(m.Headers)+1]
+				if m.Headers[len(m.Headers)-1] == nil {
+					m.Headers[len(m.Headers)-1] = &Header{}
+				}
+			}
 			if err := m.Headers[len(m.Headers)-1].UnmarshalVT(dAtA[iNdEx:postIndex]); err != nil {
 				return err
 			}
@@ -4430,7 +4517,7 @@ func (m *ProduceStreamRequest) UnmarshalVT(dAtA []byte) error {
 				return io.ErrUnexpectedEOF
 			}
 			if m.Record == nil {
-				m.Record = &Record{}
+				m.Record = RecordFromVTPool()
 			}
 			if err := m.Record.UnmarshalVT(dAtA[iNdEx:postIndex]); err != nil {
 				return err
@@ -4465,7 +4552,14 @@ func (m *ProduceStreamRequest) UnmarshalVT(dAtA []byte) error {
 			if postIndex > l {
 				return io.ErrUnexpectedEOF
 			}
-			m.Records = append(m.Records, &Record{})
+			if len(m.Records) == cap(m.Records) {
+				m.Records = append(m.Records, &Record{})
+			} else {
+				m.Records = m.Records[:len(m.Records)+1]
+				if m.Records[len(m.Records)-1] == nil {
+					m.Records[len(m.Records)-1] = &Record{}
+				}
+			}
 			if err := m.Records[len(m.Records)-1].UnmarshalVT(dAtA[iNdEx:postIndex]); err != nil {
 				return err
 			}
@@ -8178,7 +8272,14 @@ func (m *Record) UnmarshalVTUnsafe(dAtA []byte) error {
 			if postIndex > l {
 				return io.ErrUnexpectedEOF
 			}
-			m.Headers = append(m.Headers, &Header{})
+			if len(m.Headers) == cap(m.Headers) {
+				m.Headers = append(m.Headers, &Header{})
+			} else {
+				m.Headers = m.Headers[:len(m.Headers)+1]
+				if m.Headers[len(m.Headers)-1] == nil {
+					m.Headers[len(m.Headers)-1] = &Header{}
+				}
+			}
 			if err := m.Headers[len(m.Headers)-1].UnmarshalVTUnsafe(dAtA[iNdEx:postIndex]); err != nil {
 				return err
 			}
@@ -9468,7 +9569,7 @@ func (m *ProduceStreamRequest) UnmarshalVTUnsafe(dAtA []byte) error {
 				return io.ErrUnexpectedEOF
 			}
 			if m.Record == nil {
-				m.Record = &Record{}
+				m.Record = RecordFromVTPool()
 			}
 			if err := m.Record.UnmarshalVTUnsafe(dAtA[iNdEx:postIndex]); err != nil {
 				return err
@@ -9503,7 +9604,14 @@ func (m *ProduceStreamRequest) UnmarshalVTUnsafe(dAtA []byte) error {
 			if postIndex > l {
 				return io.ErrUnexpectedEOF
 			}
-			m.Records = append(m.Records, &Record{})
+			if len(m.Records) == cap(m.Records) {
+				m.Records = append(m.Records, &Record{})
+			} else {
+				m.Records = m.Records[:len(m.Records)+1]
+				if m.Records[len(m.Records)-1] == nil {
+					m.Records[len(m.Records)-1] = &Record{}
+				}
+			}
 			if err := m.Records[len(m.Records)-1].UnmarshalVTUnsafe(dAtA[iNdEx:postIndex]); err != nil {
 				return err
 			}
