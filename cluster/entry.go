@@ -87,6 +87,9 @@ func uvarintLen(n int) int {
 type decodedEntry struct {
 	at   time.Time
 	recs []logstore.Record
+	// headers is the slab the records' headers were carved from, for
+	// putHeaders once nothing uses them (nil when they have none).
+	headers *[]logstore.Header
 }
 
 // field splits the length-prefixed field at the start of b off the rest;
@@ -154,7 +157,12 @@ func decodeEntry(b []byte) (decodedEntry, error) {
 				return bad("header count")
 			}
 			if h > 0 {
+				if slab == nil {
+					slab = getHeaders()
+				}
 				if cap(slab)-len(slab) < h {
+					// The records before keep the old slab; only the
+					// newest goes back to headerSlabs.
 					slab = make([]logstore.Header, 0, max(h, 2*cap(slab), 16))
 				}
 				start := len(slab)
@@ -179,7 +187,39 @@ func decodeEntry(b []byte) (decodedEntry, error) {
 		putRecords(e.recs)
 		return decodedEntry{}, fmt.Errorf("%w: %d trailing bytes", errBadEntry, len(b))
 	}
+	if slab != nil {
+		e.headers = &slab
+	}
 	return e, nil
+}
+
+// headerSlabs recycles the header slabs of decoded entries, as recordSlabs
+// does their records: a keyed record's two headers were a third of what a
+// node allocated per record once requests were pooled. The store writer
+// hands a slab back once the records pointing into it are written.
+var headerSlabs sync.Pool // of *[]logstore.Header
+
+// maxPooledHeaders bounds the slabs kept for reuse.
+const maxPooledHeaders = 1 << 15
+
+// getHeaders returns an empty slab.
+func getHeaders() []logstore.Header {
+	if p, ok := headerSlabs.Get().(*[]logstore.Header); ok {
+		return (*p)[:0]
+	}
+	return nil
+}
+
+// putHeaders hands a slab back for reuse, cleared so that it keeps no
+// entry alive; nothing may use its headers afterwards. nil is ignored.
+func putHeaders(p *[]logstore.Header) {
+	if p == nil || cap(*p) > maxPooledHeaders {
+		return
+	}
+	slab := (*p)[:cap(*p)]
+	clear(slab)
+	*p = slab[:0]
+	headerSlabs.Put(p)
 }
 
 // recordSlabs recycles the record slices decodeEntry makes: every node

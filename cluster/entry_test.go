@@ -199,3 +199,37 @@ func TestRecycledRecords(t *testing.T) {
 		putRecords(got)
 	}
 }
+
+// TestRecycledHeaders: an entry's header slab comes back empty and
+// cleared (no entry kept alive), and a slab from the pool decodes the next
+// entry's headers right; an entry without headers takes none.
+func TestRecycledHeaders(t *testing.T) {
+	keyed := []logstore.Record{
+		{Key: []byte("k1"), Headers: []logstore.Header{{Key: "a", Value: []byte("1")}, {Key: "b"}}, Value: []byte("one")},
+		{Value: []byte("two")},
+		{Headers: []logstore.Header{{Key: "c", Value: []byte("3")}}, Value: []byte("three")},
+	}
+	plain, err := decodeEntry(encodeRecords(1, []logstore.Record{{Value: []byte("x")}}))
+	if err != nil || plain.headers != nil {
+		t.Fatalf("an entry without headers: slab %v, %v", plain.headers, err)
+	}
+	for round := range 10 { // the pool may hand back any slab
+		e, err := decodeEntry(encodeRecords(1, keyed))
+		if err != nil || !sameRecords(e.recs, keyed) {
+			t.Fatalf("round %d: %+v, %v", round, e.recs, err)
+		}
+		if e.headers == nil || len(*e.headers) != 3 {
+			t.Fatalf("round %d: slab %v, want the 3 headers", round, e.headers)
+		}
+		p := e.headers
+		putHeaders(p)
+		if len(*p) != 0 {
+			t.Fatalf("round %d: slab of %d headers after putHeaders", round, len(*p))
+		}
+		for i, h := range (*p)[:cap(*p)] {
+			if h.Key != "" || h.Value != nil {
+				t.Fatalf("round %d: header %d after putHeaders: %+v, want zero", round, i, h)
+			}
+		}
+	}
+}

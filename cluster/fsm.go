@@ -78,6 +78,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	// The records to write, as runs of the decoded entries (no copy): they
 	// follow each other from freshBase.
 	var fresh [][]logstore.Record
+	var slabs []*[]logstore.Header // fresh's header slabs
 	var freshBase, freshEnd uint64
 	for i, e := range logs {
 		f.c.applied(len(e.Data))
@@ -126,14 +127,18 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 			// copied it; the records before it hold nothing it needs.
 			clear(values[:first])
 			fresh = append(fresh, values[first:])
+			if entry.headers != nil {
+				slabs = append(slabs, entry.headers)
+			}
 			freshEnd += uint64(len(values) - first)
 		} else {
 			putRecords(values)
+			putHeaders(entry.headers)
 		}
 		f.next += uint64(len(values))
 	}
 	if len(fresh) > 0 {
-		f.w.enqueue(freshBase, fresh)
+		f.w.enqueue(freshBase, fresh, slabs)
 		f.stored = freshEnd
 	}
 	f.committed.Store(f.next)

@@ -50,7 +50,8 @@ const maxWriteBatch = 4096
 // before it is written.
 type writeReq struct {
 	base    uint64
-	runs    [][]logstore.Record // consecutive runs, the first at base
+	runs    [][]logstore.Record  // consecutive runs, the first at base
+	slabs   []*[]logstore.Header // the runs' header slabs, put back once written
 	flushed chan struct{}
 }
 
@@ -65,10 +66,11 @@ func (w *storeWriter) run() {
 	var (
 		values  []logstore.Record
 		flushes []chan struct{}
+		slabs   []*[]logstore.Header
 		base    uint64
 	)
 	for req := range w.queue {
-		values, flushes = values[:0], flushes[:0]
+		values, flushes, slabs = values[:0], flushes[:0], slabs[:0]
 		add := func(r writeReq) {
 			if r.flushed != nil {
 				flushes = append(flushes, r.flushed)
@@ -83,6 +85,7 @@ func (w *storeWriter) run() {
 				values = append(values, run...)
 				putRecords(run) // copied: decodeEntry may reuse it
 			}
+			slabs = append(slabs, r.slabs...)
 		}
 		add(req)
 	more:
@@ -104,6 +107,10 @@ func (w *storeWriter) run() {
 			w.write(base, values)
 		}
 		clear(values) // drop references to raft's entries
+		for i, p := range slabs {
+			putHeaders(p) // written (or failed for good): unused now
+			slabs[i] = nil
+		}
 		for _, f := range flushes {
 			close(f)
 		}
@@ -192,8 +199,8 @@ func (w *storeWriter) failure() error {
 }
 
 // enqueue hands records over; called by the FSM only.
-func (w *storeWriter) enqueue(base uint64, runs [][]logstore.Record) {
-	w.queue <- writeReq{base: base, runs: runs}
+func (w *storeWriter) enqueue(base uint64, runs [][]logstore.Record, slabs []*[]logstore.Header) {
+	w.queue <- writeReq{base: base, runs: runs, slabs: slabs}
 }
 
 // flush returns once everything enqueued before it is written (or failed).
