@@ -251,8 +251,9 @@ func (f *layout) decodeFrame(b []byte, want uint64, maxValue int) (frameHeader, 
 // payload; they all alias payload, header keys too (strings over its bytes:
 // the caller never writes to a read buffer). Headers are carved from
 // *slab, which a batch read shares between its records, so a record costs
-// no allocation of its own.
-func decodeRecord(h frameHeader, payload []byte, r *Record, slab *[]Header) error {
+// no allocation of its own; left is how many records the read decodes from
+// this one on, which sizes the first slab.
+func decodeRecord(h frameHeader, payload []byte, r *Record, slab *[]Header, left int) error {
 	if h.typ == frameTypeRecord {
 		r.Value = payload[:len(payload):len(payload)]
 		return nil
@@ -279,7 +280,9 @@ func decodeRecord(h frameHeader, payload []byte, r *Record, slab *[]Header) erro
 	var headers []Header
 	if count > 0 {
 		if cap(*slab)-len(*slab) < int(count) {
-			*slab = make([]Header, 0, max(int(count), 2*cap(*slab), 64))
+			// Sized first for this many headers on each record left, so
+			// a read of like records allocates its slab once.
+			*slab = make([]Header, 0, max(int(count), 2*cap(*slab), min(int(count)*left, 1<<14), 64))
 		}
 		start := len(*slab)
 		for range count {

@@ -39,7 +39,7 @@ func fuzzDecode(f *testing.F, fl *layout) {
 			t.Fatalf("accepted header %+v for offset %d, limit %d", h, want, maxValue)
 		}
 		var rec Record
-		if decodeRecord(h, payload, &rec, new([]Header)) != nil {
+		if decodeRecord(h, payload, &rec, new([]Header), 1) != nil {
 			return
 		}
 		hs := fl.headerSize
@@ -100,7 +100,7 @@ func TestFrameRoundTrip(t *testing.T) {
 					t.Fatalf("decode = %+v %v", h, err)
 				}
 				var got Record
-				if err := decodeRecord(h, payload, &got, new([]Header)); err != nil {
+				if err := decodeRecord(h, payload, &got, new([]Header), 1); err != nil {
 					t.Fatal(err)
 				}
 				if !bytes.Equal(got.Key, tc.rec.Key) || !bytes.Equal(got.Value, tc.rec.Value) || !sameHeaders(got.Headers, tc.rec.Headers) {

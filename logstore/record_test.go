@@ -129,3 +129,32 @@ func TestStampedTimesNeverDecrease(t *testing.T) {
 		t.Fatalf("OffsetForTime = %d, %v", off, err)
 	}
 }
+
+// TestReadBatchKeyedAllocations: a batch read of records that all carry
+// headers allocates its read buffer and one header slab, sized up front
+// from the first record, not a slab that doubles its way up.
+func TestReadBatchKeyedAllocations(t *testing.T) {
+	l, err := logstore.Open(t.TempDir(), logstore.Config{Sync: logstore.SyncNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	recs := make([]logstore.Record, 1000)
+	for i := range recs {
+		recs[i] = logstore.Record{Key: []byte("0123456789abcdef"), Value: value(i, 100),
+			Headers: []logstore.Header{{Key: "header-00000", Value: []byte("12345678")}, {Key: "header-00001", Value: []byte("12345678")}}}
+	}
+	if _, err := l.AppendRecords(t.Context(), recs); err != nil {
+		t.Fatal(err)
+	}
+	dst := make([]logstore.Record, 0, len(recs))
+	allocs := testing.AllocsPerRun(20, func() {
+		if dst, err = l.ReadBatch(context.Background(), 0, len(recs), 0, dst[:0]); err != nil || len(dst) != len(recs) {
+			t.Fatalf("ReadBatch: %d records, %v", len(dst), err)
+		}
+	})
+	if allocs > 3 {
+		t.Errorf("ReadBatch of %d keyed records: %.0f allocations, want at most 3 (the buffer, the slab, one spare)", len(recs), allocs)
+	}
+	sameRecord(t, dst[999], logstore.Record{Offset: 999, Time: dst[999].Time, Key: recs[999].Key, Value: recs[999].Value, Headers: recs[999].Headers})
+}

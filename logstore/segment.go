@@ -532,7 +532,7 @@ func (s *segment) read(offset uint64, maxRecords, maxBytes int, dst []Record, li
 			return dst, corrupt(s.storePath, start+p, "record %d: a frame of %d bytes (length %d), the index says %d bytes", off, h.size(), h.valueLen, size)
 		}
 		rec := Record{Offset: off, Time: timeFromNanos(h.unixNano)}
-		if err := decodeRecord(h, value, &rec, &slab); err != nil {
+		if err := decodeRecord(h, value, &rec, &slab, int(k-i)); err != nil {
 			return dst, corrupt(s.storePath, start+p, "record %d: %v", off, err)
 		}
 		dst = append(dst, rec)
