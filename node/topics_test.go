@@ -183,6 +183,70 @@ func TestTopicsAcrossThreeNodes(t *testing.T) {
 	}
 }
 
+// TestStreamThroughEveryReplica: a ProduceStream spread over the
+// partitions of a topic whose every partition has a replica on every node
+// (replication factor 3), sent to each node in turn without waiting for
+// acknowledgements. A node sends the requests for the partitions it
+// follows to their leaders (several forwards on their way at once) and
+// appends the ones it leads: the acknowledgements still come in order, and
+// every partition holds the stream's records for it in the order sent.
+func TestStreamThroughEveryReplica(t *testing.T) {
+	_, _, clients, _ := startThree(t)
+	ctx := t.Context()
+	const partitions = 6
+	if _, err := clients[0].CreateTopic(ctx, &logv1.CreateTopicRequest{Name: "spread", Partitions: partitions, ReplicationFactor: 3}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[uint32][]string{}
+	for n, c := range clients {
+		stream, err := c.ProduceStream(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		type sentReq struct {
+			part   uint32
+			values []string
+		}
+		var sent []sentReq
+		for i := range 90 {
+			part := uint32((i*5 + n) % partitions)
+			req := &logv1.ProduceStreamRequest{Topic: "spread", Partition: &part}
+			var values []string
+			for j := range 1 + i%4 {
+				v := fmt.Sprintf("n%d-r%d-%d", n+1, i, j)
+				req.Records = append(req.Records, &logv1.Record{Value: []byte(v)})
+				values = append(values, v)
+			}
+			if err := stream.Send(req); err != nil {
+				t.Fatalf("n%d send %d: %v", n+1, i, err)
+			}
+			sent = append(sent, sentReq{part, values})
+		}
+		if err := stream.CloseRequest(); err != nil {
+			t.Fatal(err)
+		}
+		for i, r := range sent {
+			ack, err := stream.Receive()
+			if err != nil {
+				t.Fatalf("n%d ack %d: %v", n+1, i, err)
+			}
+			if ack.GetPartition() != r.part || ack.GetOffset() != uint64(len(want[r.part])) || int(ack.GetCount()) != len(r.values) {
+				t.Fatalf("n%d ack %d: %v; want partition %d offset %d count %d", n+1, i, ack, r.part, len(want[r.part]), len(r.values))
+			}
+			want[r.part] = append(want[r.part], r.values...)
+		}
+		if _, err := stream.Receive(); !errors.Is(err, io.EOF) {
+			t.Fatalf("n%d stream end: %v", n+1, err)
+		}
+		_ = stream.CloseResponse()
+	}
+	for p := range uint32(partitions) {
+		if got := consumeTopic(t, clients[p%3], "spread", p, len(want[p])); !slices.Equal(got, want[p]) {
+			t.Fatalf("partition %d reads %d records %q..., want %d", p, len(got), got[:min(3, len(got))], len(want[p]))
+		}
+	}
+}
+
 // consumeTopic reads n records of a partition from offset 0 with
 // ConsumeStream and checks Consume agrees.
 func consumeTopic(t *testing.T, c logv1connect.LogServiceClient, topic string, partition uint32, n int) []string {

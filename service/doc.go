@@ -54,6 +54,16 @@
 // (not hosted, or not the leader, here either) fails with Unavailable and
 // the first node's client retries.
 //
+// A ProduceStream keeps its acknowledgements in request order while its
+// requests take different ways: it appends those for partitions this node
+// leads itself, and hands those for partitions another node leads
+// (hosted here as a follower, known by its log's Leader, or not hosted)
+// to a forwarder per partition, which sends them to the leader in order,
+// the requests queued behind a forward together in the next. Forwards to
+// different partitions are on their way at once; a partition's requests
+// stay in order (an append here first waits for that partition's
+// forwarder to be done).
+//
 // # Who may do what
 //
 // The caller's subject is the Common Name of its client certificate, as

@@ -15,6 +15,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/proglog/proglog/cluster"
 	logv1 "github.com/proglog/proglog/gen/log/v1"
 	"github.com/proglog/proglog/gen/log/v1/logv1connect"
 	"github.com/proglog/proglog/internal/protocodec"
@@ -403,11 +404,15 @@ func (p *pendingProduce) sameTarget(q *pendingProduce) bool {
 func (p pendingProduce) cost() int { return p.bytes + recordCost*len(p.recs) }
 
 // produceAck is the acknowledgement of one request, sent in request order.
+// A forwarded request's is queued before its leader answers: ready is then
+// closed once offset or err is set (nil ready: set already).
 type produceAck struct {
 	offset    uint64
 	count     uint32
 	partition uint32
 	cost      int // the request's cost, returned to the window
+	ready     chan struct{}
+	err       error // the forward failed (the stream fails with it)
 }
 
 // ProduceStream appends each request's records and acknowledges requests
@@ -439,7 +444,7 @@ func (s *Service) ProduceStream(ctx context.Context, stream *connect.BidiStream[
 	}
 
 	reqs := make(chan pendingProduce, produceWindow)
-	acks := make(chan produceAck, produceWindow)
+	acks := make(chan *produceAck, produceWindow)
 	var inflight atomic.Int64          // cost of the requests received and not yet acknowledged
 	released := make(chan struct{}, 1) // the acker freed window bytes
 
@@ -455,6 +460,12 @@ func (s *Service) ProduceStream(ctx context.Context, stream *connect.BidiStream[
 		var resp logv1.ProduceStreamResponse // reused: Send marshals before it returns
 		sending := true
 		for a := range acks {
+			if a.ready != nil {
+				<-a.ready
+				if a.err != nil {
+					sending = false // the forwarder failed the stream
+				}
+			}
 			if sending {
 				if gate != nil {
 					// Acks queued together go out in one flush.
@@ -607,17 +618,64 @@ func (c *produceChecker) pending(req *logv1.ProduceStreamRequest, arena *produce
 	if p.to, err = s.produceTarget(ctx, name, p.part); err != nil {
 		return pendingProduce{}, err
 	}
+	p.to = s.toLeader(ctx, p.to)
 	return p, nil
+}
+
+// replica is a local log that knows whether it leads its Raft group
+// (*cluster.Log).
+type replica interface {
+	IsLeader() bool
+	Leader() (id, addr string)
+}
+
+// toLeader sends a stream's request for a local replica that follows
+// another node to that leader through the partition's forwarder, which
+// keeps several forwards on their way and groups what queues behind them.
+// Trying the local replica first would fail with NotLeader and forward one
+// request at a time: with a replica of every partition on every node
+// (three nodes, replication factor 3) that was every request for a
+// partition led elsewhere.
+func (s *Service) toLeader(ctx context.Context, to target) target {
+	r, ok := to.log.(replica)
+	if !ok || r.IsLeader() {
+		return to
+	}
+	id, addr := r.Leader()
+	if addr == "" {
+		return to // no leader known: the local append waits for one
+	}
+	if peer, ok := s.leaderFor(ctx, &cluster.NotLeaderError{LeaderID: id, LeaderAddr: addr}); ok {
+		return target{peer: peer}
+	}
+	return to
 }
 
 // appendPending is ProduceStream's appender: it writes the pending
 // requests to one local partition (up to produceGroupBytes of cost and
-// maxBatchRecords records) in one AppendBatch, sends a request for a
-// partition another node leads there alone, and queues their
-// acknowledgements. After a failure it
-// discards what is left; it closes acks when reqs is closed.
-func (s *Service) appendPending(ctx context.Context, reqs <-chan pendingProduce, acks chan<- produceAck, fail func(error)) {
-	defer close(acks)
+// maxBatchRecords records) in one AppendBatch, hands a request for a
+// partition another node leads to that partition's forwarder, and queues
+// their acknowledgements in request order. After a failure it discards
+// what is left; it closes acks when reqs is closed and the forwarders are
+// done.
+func (s *Service) appendPending(ctx context.Context, reqs <-chan pendingProduce, acks chan<- *produceAck, fail func(error)) {
+	fwds := map[partitionKey]*forwarder{}
+	defer func() {
+		for _, f := range fwds {
+			close(f.in)
+		}
+		for _, f := range fwds {
+			<-f.done
+		}
+		close(acks)
+	}()
+	// drain waits until the partition's forwarder has sent everything
+	// handed to it: the partition's records stay in request order.
+	drain := func(topic string, part int) {
+		if f := fwds[partitionKey{topic, part}]; f != nil {
+			f.pending.Wait()
+		}
+	}
 	var (
 		group     []pendingProduce
 		values    []logstore.Record
@@ -639,16 +697,22 @@ func (s *Service) appendPending(ctx context.Context, reqs <-chan pendingProduce,
 			continue // the stream failed: nothing more is appended
 		}
 		if p.to.peer != nil {
-			// A partition another node leads: forwarded alone.
-			base, err := forwardBatch(ctx, p.to.peer, p.topic, p.part, p.sent)
-			p.arena.release()
-			if err != nil {
-				fail(err)
-				continue
+			// A partition another node leads: its forwarder sends it,
+			// with the requests for it queued behind, while this goroutine
+			// goes on with the next.
+			key := partitionKey{p.topic, p.part}
+			f := fwds[key]
+			if f == nil {
+				f = newForwarder(ctx, key, fail)
+				fwds[key] = f
 			}
-			acks <- produceAck{offset: base, count: uint32(len(p.recs)), partition: uint32(p.part), cost: p.cost()}
+			a := &produceAck{count: uint32(len(p.recs)), partition: uint32(p.part), cost: p.cost(), ready: make(chan struct{})}
+			f.pending.Add(1)
+			f.in <- forwardReq{p: p, ack: a}
+			acks <- a
 			continue
 		}
+		drain(p.topic, p.part)
 		group, values = append(group[:0], p), append(values[:0], p.recs...)
 		size, cost := p.bytes, p.cost()
 	more:
@@ -676,7 +740,7 @@ func (s *Service) appendPending(ctx context.Context, reqs <-chan pendingProduce,
 		case err == nil:
 			s.metrics.appended(len(values), size)
 			for _, g := range group {
-				acks <- produceAck{offset: base, count: uint32(len(g.recs)), partition: uint32(p.part), cost: g.cost()}
+				acks <- &produceAck{offset: base, count: uint32(len(g.recs)), partition: uint32(p.part), cost: g.cost()}
 				base += uint64(len(g.recs))
 			}
 		case forward:
@@ -688,7 +752,7 @@ func (s *Service) appendPending(ctx context.Context, reqs <-chan pendingProduce,
 					fail(err)
 					break
 				}
-				acks <- produceAck{offset: base, count: uint32(len(g.recs)), partition: uint32(g.part), cost: g.cost()}
+				acks <- &produceAck{offset: base, count: uint32(len(g.recs)), partition: uint32(g.part), cost: g.cost()}
 			}
 		default:
 			fail(err)
@@ -697,6 +761,99 @@ func (s *Service) appendPending(ctx context.Context, reqs <-chan pendingProduce,
 		for i := range group {
 			group[i].arena.release() // written or refused: the records were copied
 			group[i] = pendingProduce{}
+		}
+	}
+}
+
+// partitionKey names a partition.
+type partitionKey struct {
+	topic string
+	part  int
+}
+
+// forwardReq is a request for a partition another node leads, with the
+// acknowledgement queued for it.
+type forwardReq struct {
+	p   pendingProduce
+	ack *produceAck
+}
+
+// maxForwardBytes bounds the cost of the requests one forward carries.
+const maxForwardBytes = 1 << 20
+
+// forwarder sends one stream's requests for one partition that another
+// node leads, in order: the requests queued while a forward is on its way
+// go together in the next (one ProduceBatch, one Raft entry on the
+// leader), and the stream's other partitions do not wait for it. Before,
+// a stream sent such a request alone and waited for the leader's answer
+// before its next request, so a stream spread over partitions that other
+// nodes lead ran one leader round trip at a time.
+type forwarder struct {
+	in      chan forwardReq
+	pending sync.WaitGroup // requests handed in and not yet answered
+	done    chan struct{}  // closed when run returns
+}
+
+func newForwarder(ctx context.Context, key partitionKey, fail func(error)) *forwarder {
+	f := &forwarder{in: make(chan forwardReq, produceWindow), done: make(chan struct{})}
+	go f.run(ctx, key, fail)
+	return f
+}
+
+func (f *forwarder) run(ctx context.Context, key partitionKey, fail func(error)) {
+	defer close(f.done)
+	var (
+		batch     []forwardReq
+		recs      []*logv1.Record
+		carry     forwardReq // a request that did not fit the last batch
+		haveCarry bool
+	)
+	for {
+		r := carry
+		if haveCarry {
+			carry, haveCarry = forwardReq{}, false
+		} else {
+			var ok bool
+			if r, ok = <-f.in; !ok {
+				return
+			}
+		}
+		batch, recs = append(batch[:0], r), append(recs[:0], r.p.sent...)
+		cost := r.p.cost()
+	more:
+		for cost < maxForwardBytes {
+			select {
+			case q, ok := <-f.in:
+				if !ok {
+					break more
+				}
+				if len(recs)+len(q.p.sent) > maxBatchRecords || cost+q.p.cost() > maxForwardBytes || q.p.to.peer != r.p.to.peer {
+					carry, haveCarry = q, true
+					break more
+				}
+				batch, recs = append(batch, q), append(recs, q.p.sent...)
+				cost += q.p.cost()
+			default:
+				break more
+			}
+		}
+		var base uint64
+		err := context.Cause(ctx)
+		if err == nil || errors.Is(err, ErrShuttingDown) {
+			// The stream goes on, or shuts down acknowledging what it
+			// received; a forward is cancelled with it (the leader decides).
+			base, err = forwardBatch(ctx, r.p.to.peer, key.topic, key.part, recs)
+			if err != nil {
+				fail(err)
+			}
+		}
+		clear(recs) // drop references to request buffers
+		for _, b := range batch {
+			b.ack.offset, b.ack.err = base, err
+			base += uint64(len(b.p.recs))
+			b.p.arena.release()
+			close(b.ack.ready)
+			f.pending.Done()
 		}
 	}
 }

@@ -177,6 +177,65 @@ func TestForwardNotHostedPartition(t *testing.T) {
 	}
 }
 
+// A stream spread over a local partition and two another node leads,
+// sent without waiting: the forwards of one partition overlap with the
+// other's and with local appends, and may carry several requests each,
+// yet every acknowledgement comes in request order and names where its
+// records are, and each partition holds the stream's records for it in
+// the order they were sent.
+func TestForwardedStreamKeepsOrder(t *testing.T) {
+	a, b, at, bt := twoNodes(t)
+	stream, err := a.client(idRoot).ProduceStream(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.CloseResponse()
+	parts := []uint32{0, 1, 3, 1, 3, 3}
+	const requests = 300
+	sent := make([][]string, requests)
+	for i := range requests {
+		part := parts[i%len(parts)]
+		req := &logv1.ProduceStreamRequest{Topic: "orders", Partition: proto.Uint32(part)}
+		for j := range 1 + i%3 {
+			v := fmt.Sprintf("p%d-r%d-%d", part, i, j)
+			req.Records = append(req.Records, rec(v))
+			sent[i] = append(sent[i], v)
+		}
+		if err := stream.Send(req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := stream.CloseRequest(); err != nil {
+		t.Fatal(err)
+	}
+	next := map[uint32]uint64{}
+	for i := range requests {
+		ack, err := stream.Receive()
+		if err != nil {
+			t.Fatalf("ack %d: %v", i, err)
+		}
+		part := parts[i%len(parts)]
+		if ack.GetPartition() != part || ack.GetOffset() != next[part] || int(ack.GetCount()) != len(sent[i]) {
+			t.Fatalf("ack %d: %v; want partition %d, offset %d, count %d", i, ack, part, next[part], len(sent[i]))
+		}
+		host := bt // a hosts partition 0, b the others
+		if part == 0 {
+			host = at
+		}
+		l := host.log("orders", int(part))
+		for j, v := range sent[i] {
+			if got := readValue(t, l, ack.GetOffset()+uint64(j)); got != v {
+				t.Fatalf("partition %d offset %d: %q, want %q", part, ack.GetOffset()+uint64(j), got, v)
+			}
+		}
+		next[part] += uint64(len(sent[i]))
+	}
+	if _, err := stream.Receive(); !errors.Is(err, io.EOF) {
+		t.Fatalf("stream end: %v", err)
+	}
+	t.Logf("%d requests for b's partitions arrived in %.0f calls", 2*requests/3, gauge(t, b.reg, "proglog_rpc_requests_total"))
+}
+
 // A ConsumeStream of a partition another node hosts is proxied: the
 // records there, then live ones, until the client leaves, which ends the
 // peer's stream too; the peer's error ends the proxy with it.
