@@ -494,7 +494,7 @@ func (s *Service) ProduceStream(ctx context.Context, stream *connect.BidiStream[
 		}
 	})
 
-	checker := &produceChecker{s: s, ctx: ctx, allowed: map[string]error{}}
+	checker := &produceChecker{s: s, ctx: ctx, allowed: map[string]topicDecision{}}
 	pooled := binaryCodec(stream.RequestHeader().Get("Content-Type"))
 	recvErr := func() error {
 		for {
@@ -557,7 +557,16 @@ func (s *Service) ProduceStream(ctx context.Context, stream *connect.BidiStream[
 type produceChecker struct {
 	s       *Service
 	ctx     context.Context
-	allowed map[string]error // topic -> authorize's answer
+	allowed map[string]topicDecision // by topic name
+}
+
+// topicDecision is authorize's answer for a topic, and the topic's name as
+// the stream's requests use it: a copy, since the name a pooled request
+// decodes points into bytes the next request overwrites, and the name
+// outlives its request (forwarders, this map, errors formatted later).
+type topicDecision struct {
+	name string
+	err  error
 }
 
 // maxStreamTopics bounds the decisions a stream remembers.
@@ -567,18 +576,19 @@ const maxStreamTopics = 1024
 // Its records are made in arena's storage when it has one.
 func (c *produceChecker) pending(req *logv1.ProduceStreamRequest, arena *produceArena) (pendingProduce, error) {
 	s, ctx := c.s, c.ctx
-	name := topicName(req.GetTopic())
-	err, ok := c.allowed[name]
+	d, ok := c.allowed[topicName(req.GetTopic())]
 	if !ok {
 		if len(c.allowed) >= maxStreamTopics {
 			clear(c.allowed)
 		}
-		err = s.authorize(ctx, name, ActionProduce)
-		c.allowed[name] = err
+		name := strings.Clone(topicName(req.GetTopic()))
+		d = topicDecision{name: name, err: s.authorize(ctx, name, ActionProduce)}
+		c.allowed[name] = d
 	}
-	if err != nil {
-		return pendingProduce{}, err
+	if d.err != nil {
+		return pendingProduce{}, d.err
 	}
+	name := d.name
 	t, err := s.topic(ctx, name)
 	if err != nil {
 		return pendingProduce{}, err
