@@ -687,20 +687,14 @@ func (s *Service) appendPending(ctx context.Context, reqs <-chan pendingProduce,
 		}
 	}
 	var (
-		group     []pendingProduce
-		values    []logstore.Record
-		carry     pendingProduce // a request that did not fit the last group
-		haveCarry bool
+		group  []pendingProduce
+		values []logstore.Record
+		queue  = gatherer[pendingProduce]{in: reqs}
 	)
 	for {
-		p := carry
-		if haveCarry {
-			carry, haveCarry = pendingProduce{}, false
-		} else {
-			var ok bool
-			if p, ok = <-reqs; !ok {
-				return
-			}
+		p, ok := queue.next()
+		if !ok {
+			return
 		}
 		if ctx.Err() != nil && !errors.Is(context.Cause(ctx), ErrShuttingDown) {
 			p.arena.release()
@@ -725,22 +719,15 @@ func (s *Service) appendPending(ctx context.Context, reqs <-chan pendingProduce,
 		drain(p.topic, p.part)
 		group, values = append(group[:0], p), append(values[:0], p.recs...)
 		size, cost := p.bytes, p.cost()
-	more:
 		for cost < produceGroupBytes {
-			select {
-			case q, ok := <-reqs:
-				if !ok {
-					break more
-				}
-				if len(values)+len(q.recs) > maxBatchRecords || !p.sameTarget(&q) {
-					carry, haveCarry = q, true
-					break more
-				}
-				group, values = append(group, q), append(values, q.recs...)
-				size, cost = size+q.bytes, cost+q.cost()
-			default:
-				break more
+			q, ok := queue.more(func(q *pendingProduce) bool {
+				return len(values)+len(q.recs) <= maxBatchRecords && p.sameTarget(q)
+			})
+			if !ok {
+				break
 			}
+			group, values = append(group, q), append(values, q.recs...)
+			size, cost = size+q.bytes, cost+q.cost()
 		}
 		// Not cancelled with the stream: a started write completes, and
 		// on shutdown in-flight requests are still acknowledged. (A
@@ -813,39 +800,26 @@ func newForwarder(ctx context.Context, key partitionKey, fail func(error)) *forw
 func (f *forwarder) run(ctx context.Context, key partitionKey, fail func(error)) {
 	defer close(f.done)
 	var (
-		batch     []forwardReq
-		recs      []*logv1.Record
-		carry     forwardReq // a request that did not fit the last batch
-		haveCarry bool
+		batch []forwardReq
+		recs  []*logv1.Record
+		queue = gatherer[forwardReq]{in: f.in}
 	)
 	for {
-		r := carry
-		if haveCarry {
-			carry, haveCarry = forwardReq{}, false
-		} else {
-			var ok bool
-			if r, ok = <-f.in; !ok {
-				return
-			}
+		r, ok := queue.next()
+		if !ok {
+			return
 		}
 		batch, recs = append(batch[:0], r), append(recs[:0], r.p.sent...)
 		cost := r.p.cost()
-	more:
 		for cost < maxForwardBytes {
-			select {
-			case q, ok := <-f.in:
-				if !ok {
-					break more
-				}
-				if len(recs)+len(q.p.sent) > maxBatchRecords || cost+q.p.cost() > maxForwardBytes || q.p.to.peer != r.p.to.peer {
-					carry, haveCarry = q, true
-					break more
-				}
-				batch, recs = append(batch, q), append(recs, q.p.sent...)
-				cost += q.p.cost()
-			default:
-				break more
+			q, ok := queue.more(func(q *forwardReq) bool {
+				return len(recs)+len(q.p.sent) <= maxBatchRecords && cost+q.p.cost() <= maxForwardBytes && q.p.to.peer == r.p.to.peer
+			})
+			if !ok {
+				break
 			}
+			batch, recs = append(batch, q), append(recs, q.p.sent...)
+			cost += q.p.cost()
 		}
 		var base uint64
 		err := context.Cause(ctx)
@@ -865,5 +839,44 @@ func (f *forwarder) run(ctx context.Context, key partitionKey, fail func(error))
 			close(b.ack.ready)
 			f.pending.Done()
 		}
+	}
+}
+
+// gatherer hands out what arrives on in, in order, for a loop that
+// gathers whatever is already waiting into one batch: an item that does
+// not fit the batch is held back for the next.
+type gatherer[T any] struct {
+	in   <-chan T
+	held *T
+}
+
+// next returns the item held back, or waits for one; false once in is
+// closed and drained.
+func (g *gatherer[T]) next() (T, bool) {
+	if h := g.held; h != nil {
+		g.held = nil
+		return *h, true
+	}
+	t, ok := <-g.in
+	return t, ok
+}
+
+// more returns an item already waiting that fits says the batch takes;
+// one it does not take is held back. false: nothing waiting (or in is
+// closed), or the item was held back.
+func (g *gatherer[T]) more(fits func(*T) bool) (T, bool) {
+	var zero T
+	select {
+	case t, ok := <-g.in:
+		switch {
+		case !ok:
+			return zero, false
+		case !fits(&t):
+			g.held = &t
+			return zero, false
+		}
+		return t, true
+	default:
+		return zero, false
 	}
 }
