@@ -8,6 +8,8 @@ import (
 	"time"
 	"unsafe"
 
+	"google.golang.org/protobuf/encoding/protowire"
+
 	"github.com/proglog/proglog/logstore"
 )
 
@@ -45,12 +47,13 @@ var errBadEntry = errors.New("cluster: malformed raft entry")
 func encodeRecords(unixNano int64, recs []logstore.Record) []byte {
 	// Sized exactly: Raft holds the entry in its log cache and in flight
 	// until it is applied, so slack here is heap the collector paces by.
-	n := 1 + 8 + uvarintLen(len(recs))
+	size := func(n int) int { return protowire.SizeVarint(uint64(n)) }
+	n := 1 + 8 + size(len(recs))
 	for i := range recs {
 		r := &recs[i]
-		n += uvarintLen(len(r.Key)) + len(r.Key) + uvarintLen(len(r.Headers)) + uvarintLen(len(r.Value)) + len(r.Value)
+		n += size(len(r.Key)) + len(r.Key) + size(len(r.Headers)) + size(len(r.Value)) + len(r.Value)
 		for _, h := range r.Headers {
-			n += uvarintLen(len(h.Key)) + len(h.Key) + uvarintLen(len(h.Value)) + len(h.Value)
+			n += size(len(h.Key)) + len(h.Key) + size(len(h.Value)) + len(h.Value)
 		}
 	}
 	b := make([]byte, 0, n)
@@ -72,14 +75,6 @@ func encodeRecords(unixNano int64, recs []logstore.Record) []byte {
 		b = append(b, r.Value...)
 	}
 	return b
-}
-
-func uvarintLen(n int) int {
-	l := 1
-	for ; n >= 0x80; n >>= 7 {
-		l++
-	}
-	return l
 }
 
 // decodedEntry is a command entry's records; at is the proposed time, zero

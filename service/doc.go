@@ -45,9 +45,10 @@
 // or a shutdown cancels the peer's stream. The forwarded request names the
 // partition this node chose, so the peer does not choose again. A peer's
 // own answers come back as they are; a failure to reach it is Unavailable.
-// A hosted partition whose log refuses an append with
-// *cluster.NotLeaderError goes to the leader through Config.Forward (see
-// Clusters), and so does a CreateTopic, UpdateTopic or DeleteTopic that
+// A produce for a hosted partition whose log follows a known leader goes
+// to that leader through Config.Forward (see Clusters) without trying the
+// log; one whose log refuses the append with *cluster.NotLeaderError
+// (leadership moved meanwhile) goes there too, and so does a CreateTopic, UpdateTopic or DeleteTopic that
 // Topics refuses so (the system group's leader makes topic changes);
 // ListTopics and DescribeTopic are answered from this node's view. No
 // request is forwarded twice: a forwarded request that meets a stale view
@@ -57,8 +58,7 @@
 // A ProduceStream keeps its acknowledgements in request order while its
 // requests take different ways: it appends those for partitions this node
 // leads itself, and hands those for partitions another node leads
-// (hosted here as a follower, known by its log's Leader, or not hosted)
-// to a forwarder per partition, which sends them to the leader in order,
+// (hosted here as a follower, or not hosted) to a forwarder per partition, which sends them to the leader in order,
 // the requests queued behind a forward together in the next. Forwards to
 // different partitions are on their way at once; a partition's requests
 // stay in order (an append here first waits for that partition's

@@ -10,6 +10,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/proglog/proglog/catalog"
+	"github.com/proglog/proglog/cluster"
 	logv1 "github.com/proglog/proglog/gen/log/v1"
 	"github.com/proglog/proglog/gen/log/v1/logv1connect"
 )
@@ -145,7 +146,7 @@ func (s *Service) produceTarget(ctx context.Context, topic string, p int) (targe
 	var nhe *NotHostedError
 	switch {
 	case err == nil:
-		return target{log: log}, nil
+		return s.toLeader(ctx, target{log: log}), nil
 	case !errors.As(err, &nhe):
 		return target{}, topicErr(ctx, topic, p, err)
 	}
@@ -164,6 +165,37 @@ func (s *Service) produceTarget(ctx context.Context, topic string, p int) (targe
 		return target{peer: peer}, nil
 	}
 	return target{}, topicErr(ctx, topic, p, err)
+}
+
+// replica is a local log that knows whether it leads its Raft group
+// (*cluster.Log).
+type replica interface {
+	IsLeader() bool
+	Leader() (id, addr string)
+}
+
+// toLeader sends a produce for a local replica that follows another node
+// straight to that leader, as Config.Forward would after the replica
+// refused it with NotLeader: without the refused attempt, and for a
+// ProduceStream through the partition's forwarder, which keeps several
+// forwards on their way and groups what queues behind them (a stream used
+// to try its replica first and forward one request at a time, which with
+// a replica of every partition on every node was every request for a
+// partition led elsewhere). With no leader known the local append waits
+// for one; a forwarded request is not forwarded again.
+func (s *Service) toLeader(ctx context.Context, to target) target {
+	r, ok := to.log.(replica)
+	if !ok || r.IsLeader() {
+		return to
+	}
+	id, addr := r.Leader()
+	if addr == "" {
+		return to
+	}
+	if peer, ok := s.leaderFor(ctx, &cluster.NotLeaderError{LeaderID: id, LeaderAddr: addr}); ok {
+		return target{peer: peer}
+	}
+	return to
 }
 
 // peerClient returns a client for the node at addr, unless the request

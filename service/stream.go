@@ -15,7 +15,6 @@ import (
 
 	"connectrpc.com/connect"
 
-	"github.com/proglog/proglog/cluster"
 	logv1 "github.com/proglog/proglog/gen/log/v1"
 	"github.com/proglog/proglog/gen/log/v1/logv1connect"
 	"github.com/proglog/proglog/internal/protocodec"
@@ -404,15 +403,22 @@ func (p *pendingProduce) sameTarget(q *pendingProduce) bool {
 func (p pendingProduce) cost() int { return p.bytes + recordCost*len(p.recs) }
 
 // produceAck is the acknowledgement of one request, sent in request order.
-// A forwarded request's is queued before its leader answers: ready is then
-// closed once offset or err is set (nil ready: set already).
 type produceAck struct {
 	offset    uint64
 	count     uint32
 	partition uint32
 	cost      int // the request's cost, returned to the window
-	ready     chan struct{}
-	err       error // the forward failed (the stream fails with it)
+	// forwarded, for a request a forwarder sends, is queued before the
+	// leader answers: the acker waits for it, and takes offset from it.
+	forwarded *forwardResult
+}
+
+// forwardResult is a forwarded request's outcome: ready is closed once
+// offset or err (the forward failed; the stream fails with it) is set.
+type forwardResult struct {
+	ready  chan struct{}
+	offset uint64
+	err    error
 }
 
 // ProduceStream appends each request's records and acknowledges requests
@@ -444,7 +450,7 @@ func (s *Service) ProduceStream(ctx context.Context, stream *connect.BidiStream[
 	}
 
 	reqs := make(chan pendingProduce, produceWindow)
-	acks := make(chan *produceAck, produceWindow)
+	acks := make(chan produceAck, produceWindow)
 	var inflight atomic.Int64          // cost of the requests received and not yet acknowledged
 	released := make(chan struct{}, 1) // the acker freed window bytes
 
@@ -460,9 +466,10 @@ func (s *Service) ProduceStream(ctx context.Context, stream *connect.BidiStream[
 		var resp logv1.ProduceStreamResponse // reused: Send marshals before it returns
 		sending := true
 		for a := range acks {
-			if a.ready != nil {
-				<-a.ready
-				if a.err != nil {
+			if f := a.forwarded; f != nil {
+				<-f.ready
+				a.offset = f.offset
+				if f.err != nil {
 					sending = false // the forwarder failed the stream
 				}
 			}
@@ -594,17 +601,12 @@ func (c *produceChecker) pending(req *logv1.ProduceStreamRequest, arena *produce
 		return pendingProduce{}, err
 	}
 	p := pendingProduce{topic: name, arena: arena}
-	var (
-		recs []logstore.Record
-		slab = new([]logstore.Header)
-	)
+	var recs []logstore.Record
+	var slab *[]logstore.Header
 	if arena != nil {
 		recs, slab = arena.recs, &arena.slab
-		defer func() {
-			if p.recs != nil {
-				arena.recs = p.recs // grown: kept for the next request
-			}
-		}()
+	} else {
+		slab = new([]logstore.Header)
 	}
 	if len(req.GetRecords()) > 0 {
 		p.sent = req.GetRecords()
@@ -622,43 +624,16 @@ func (c *produceChecker) pending(req *logv1.ProduceStreamRequest, arena *produce
 		}
 		p.recs, p.bytes = append(recs[:0], rec), size
 	}
+	if arena != nil {
+		arena.recs = p.recs // kept, grown, for the arena's next request
+	}
 	if p.part, err = s.choosePartition(t, req.Partition, p.sent); err != nil {
 		return pendingProduce{}, err
 	}
 	if p.to, err = s.produceTarget(ctx, name, p.part); err != nil {
 		return pendingProduce{}, err
 	}
-	p.to = s.toLeader(ctx, p.to)
 	return p, nil
-}
-
-// replica is a local log that knows whether it leads its Raft group
-// (*cluster.Log).
-type replica interface {
-	IsLeader() bool
-	Leader() (id, addr string)
-}
-
-// toLeader sends a stream's request for a local replica that follows
-// another node to that leader through the partition's forwarder, which
-// keeps several forwards on their way and groups what queues behind them.
-// Trying the local replica first would fail with NotLeader and forward one
-// request at a time: with a replica of every partition on every node
-// (three nodes, replication factor 3) that was every request for a
-// partition led elsewhere.
-func (s *Service) toLeader(ctx context.Context, to target) target {
-	r, ok := to.log.(replica)
-	if !ok || r.IsLeader() {
-		return to
-	}
-	id, addr := r.Leader()
-	if addr == "" {
-		return to // no leader known: the local append waits for one
-	}
-	if peer, ok := s.leaderFor(ctx, &cluster.NotLeaderError{LeaderID: id, LeaderAddr: addr}); ok {
-		return target{peer: peer}
-	}
-	return to
 }
 
 // appendPending is ProduceStream's appender: it writes the pending
@@ -668,7 +643,7 @@ func (s *Service) toLeader(ctx context.Context, to target) target {
 // their acknowledgements in request order. After a failure it discards
 // what is left; it closes acks when reqs is closed and the forwarders are
 // done.
-func (s *Service) appendPending(ctx context.Context, reqs <-chan pendingProduce, acks chan<- *produceAck, fail func(error)) {
+func (s *Service) appendPending(ctx context.Context, reqs <-chan pendingProduce, acks chan<- produceAck, fail func(error)) {
 	fwds := map[partitionKey]*forwarder{}
 	defer func() {
 		for _, f := range fwds {
@@ -710,18 +685,18 @@ func (s *Service) appendPending(ctx context.Context, reqs <-chan pendingProduce,
 				f = newForwarder(ctx, key, fail)
 				fwds[key] = f
 			}
-			a := &produceAck{count: uint32(len(p.recs)), partition: uint32(p.part), cost: p.cost(), ready: make(chan struct{})}
+			res := &forwardResult{ready: make(chan struct{})}
 			f.pending.Add(1)
-			f.in <- forwardReq{p: p, ack: a}
-			acks <- a
+			f.in <- forwardReq{p: p, res: res}
+			acks <- produceAck{count: uint32(len(p.recs)), partition: uint32(p.part), cost: p.cost(), forwarded: res}
 			continue
 		}
 		drain(p.topic, p.part)
 		group, values = append(group[:0], p), append(values[:0], p.recs...)
 		size, cost := p.bytes, p.cost()
 		for cost < produceGroupBytes {
-			q, ok := queue.more(func(q *pendingProduce) bool {
-				return len(values)+len(q.recs) <= maxBatchRecords && p.sameTarget(q)
+			q, ok := queue.more(func(q pendingProduce) bool {
+				return len(values)+len(q.recs) <= maxBatchRecords && p.sameTarget(&q)
 			})
 			if !ok {
 				break
@@ -737,7 +712,7 @@ func (s *Service) appendPending(ctx context.Context, reqs <-chan pendingProduce,
 		case err == nil:
 			s.metrics.appended(len(values), size)
 			for _, g := range group {
-				acks <- &produceAck{offset: base, count: uint32(len(g.recs)), partition: uint32(p.part), cost: g.cost()}
+				acks <- produceAck{offset: base, count: uint32(len(g.recs)), partition: uint32(p.part), cost: g.cost()}
 				base += uint64(len(g.recs))
 			}
 		case forward:
@@ -749,7 +724,7 @@ func (s *Service) appendPending(ctx context.Context, reqs <-chan pendingProduce,
 					fail(err)
 					break
 				}
-				acks <- &produceAck{offset: base, count: uint32(len(g.recs)), partition: uint32(g.part), cost: g.cost()}
+				acks <- produceAck{offset: base, count: uint32(len(g.recs)), partition: uint32(g.part), cost: g.cost()}
 			}
 		default:
 			fail(err)
@@ -768,11 +743,11 @@ type partitionKey struct {
 	part  int
 }
 
-// forwardReq is a request for a partition another node leads, with the
-// acknowledgement queued for it.
+// forwardReq is a request for a partition another node leads, with where
+// its outcome goes (its acknowledgement, queued, waits for it).
 type forwardReq struct {
 	p   pendingProduce
-	ack *produceAck
+	res *forwardResult
 }
 
 // maxForwardBytes bounds the cost of the requests one forward carries.
@@ -812,7 +787,7 @@ func (f *forwarder) run(ctx context.Context, key partitionKey, fail func(error))
 		batch, recs = append(batch[:0], r), append(recs[:0], r.p.sent...)
 		cost := r.p.cost()
 		for cost < maxForwardBytes {
-			q, ok := queue.more(func(q *forwardReq) bool {
+			q, ok := queue.more(func(q forwardReq) bool {
 				return len(recs)+len(q.p.sent) <= maxBatchRecords && cost+q.p.cost() <= maxForwardBytes && q.p.to.peer == r.p.to.peer
 			})
 			if !ok {
@@ -833,10 +808,10 @@ func (f *forwarder) run(ctx context.Context, key partitionKey, fail func(error))
 		}
 		clear(recs) // drop references to request buffers
 		for _, b := range batch {
-			b.ack.offset, b.ack.err = base, err
+			b.res.offset, b.res.err = base, err
 			base += uint64(len(b.p.recs))
 			b.p.arena.release()
-			close(b.ack.ready)
+			close(b.res.ready)
 			f.pending.Done()
 		}
 	}
@@ -846,16 +821,19 @@ func (f *forwarder) run(ctx context.Context, key partitionKey, fail func(error))
 // gathers whatever is already waiting into one batch: an item that does
 // not fit the batch is held back for the next.
 type gatherer[T any] struct {
-	in   <-chan T
-	held *T
+	in      <-chan T
+	held    T
+	holding bool
 }
 
 // next returns the item held back, or waits for one; false once in is
 // closed and drained.
 func (g *gatherer[T]) next() (T, bool) {
-	if h := g.held; h != nil {
-		g.held = nil
-		return *h, true
+	if g.holding {
+		t := g.held
+		var zero T
+		g.held, g.holding = zero, false
+		return t, true
 	}
 	t, ok := <-g.in
 	return t, ok
@@ -864,15 +842,15 @@ func (g *gatherer[T]) next() (T, bool) {
 // more returns an item already waiting that fits says the batch takes;
 // one it does not take is held back. false: nothing waiting (or in is
 // closed), or the item was held back.
-func (g *gatherer[T]) more(fits func(*T) bool) (T, bool) {
+func (g *gatherer[T]) more(fits func(T) bool) (T, bool) {
 	var zero T
 	select {
 	case t, ok := <-g.in:
 		switch {
 		case !ok:
 			return zero, false
-		case !fits(&t):
-			g.held = &t
+		case !fits(t):
+			g.held, g.holding = t, true
 			return zero, false
 		}
 		return t, true

@@ -993,7 +993,7 @@ func replicaStates(ids []string, members []cluster.Member, leader string, addrs 
 	out := make([]service.ReplicaState, 0, len(ids))
 	for _, id := range ids {
 		out = append(out, service.ReplicaState{
-			NodeID: id, RPCAddr: addrs[id], IsLeader: id == leader && leader != "",
+			NodeID: id, RPCAddr: addrs[id], IsLeader: id == leader,
 			InSync: leader != "" && slices.Contains(voters, id),
 		})
 	}

@@ -125,23 +125,23 @@ func (c Codec) Unmarshal(data []byte, message any) error {
 	// some it accepts (a known field with another wire type, which
 	// protobuf-go keeps as unknown). It decodes only what wellFormed
 	// proves both read alike; protobuf-go decodes the rest.
-	if vm, ok := m.(vtMessage); ok && wellFormed(data, m.ProtoReflect().Descriptor()) {
+	return unmarshal(data, m, func(vm vtMessage) error {
 		proto.Reset(m) // UnmarshalVT merges; proto.Unmarshal replaces
-		var err error
 		if c.Alias {
-			err = vm.UnmarshalVTUnsafe(bytes.Clone(data))
-		} else {
-			err = vm.UnmarshalVT(data)
+			return vm.UnmarshalVTUnsafe(bytes.Clone(data))
 		}
-		if err == nil {
-			return nil
-		}
-	}
-	return unmarshalSlow(data, m)
+		return vm.UnmarshalVT(data)
+	})
 }
 
-// unmarshalSlow decodes with protobuf-go, which copies what it keeps.
-func unmarshalSlow(data []byte, m proto.Message) error {
+// unmarshal decodes data into m with vt when wellFormed proves that
+// vtprotobuf reads it as protobuf-go does, and with protobuf-go (which
+// replaces m's contents and copies what it keeps) otherwise or if vt
+// fails.
+func unmarshal(data []byte, m proto.Message, vt func(vtMessage) error) error {
+	if vm, ok := m.(vtMessage); ok && wellFormed(data, m.ProtoReflect().Descriptor()) && vt(vm) == nil {
+		return nil
+	}
 	if err := proto.Unmarshal(data, m); err != nil {
 		return fmt.Errorf("unmarshal into %T: %w", m, err)
 	}
@@ -165,17 +165,14 @@ type resetter interface{ ResetVT() }
 // decoded from; a caller that reuses that data's buffer sets such fields
 // to nil first.
 func DecodeInto(data []byte, m proto.Message) error {
-	if vm, ok := m.(vtMessage); ok && wellFormed(data, m.ProtoReflect().Descriptor()) {
+	return unmarshal(data, m, func(vm vtMessage) error {
 		if r, ok := m.(resetter); ok {
 			r.ResetVT()
 		} else {
 			proto.Reset(m)
 		}
-		if vm.UnmarshalVTUnsafe(data) == nil {
-			return nil
-		}
-	}
-	return unmarshalSlow(data, m)
+		return vm.UnmarshalVTUnsafe(data)
+	})
 }
 
 // grow extends dst by n bytes, reallocating only when its capacity is short.
