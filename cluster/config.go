@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/proglog/proglog/logstore"
+	"github.com/proglog/proglog/raftwal"
 )
 
 // Config configures a node of the replicated log.
@@ -50,6 +51,16 @@ type Config struct {
 	// group connections of its own (StreamLayer.Group), as before raftmux.
 	// Every replica of a group must use the same one.
 	RaftTransport RaftTransport
+	// SharedLog, when set, keeps the group's Raft log in the node's shared
+	// WAL (package raftwal: one write and one fdatasync for the entries of
+	// every group that stores at once) instead of in a logstore.Log of its
+	// own under <DataDir>/raft/log. A group whose own Raft log already
+	// holds entries (written before, or without, SharedLog) keeps it.
+	SharedLog *raftwal.WAL
+	// OwnRaftLog gives a group with no Raft log yet a log of its own even
+	// with SharedLog set; SharedLog still serves a group whose entries it
+	// holds (one started without OwnRaftLog).
+	OwnRaftLog bool
 	// Store configures the local record store (the FSM); its
 	// MaxSegmentBytes also sizes the segments of Raft's log, which Raft's
 	// compaction deletes whole. Its Sync policy defaults here to

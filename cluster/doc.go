@@ -6,9 +6,13 @@
 //
 // Each node keeps Raft's log in <DataDir>/raft/log, a logstore.Log whose
 // record offset is the entry's Raft index (raftstore.go: SyncAlways, one
-// write and one fdatasync per StoreLogs; the latest entries, up to 64 and
-// 1 MiB, also cached in memory by logcache.go, so replicating and applying
-// them reads no disk), its stable store (term, vote) in
+// write and one fdatasync per StoreLogs), or, with Config.SharedLog, in
+// the group's share of the node's write-ahead log (package raftwal: the
+// same operations, and one write and one fdatasync for the entries of
+// every group storing at once; a group keeps its entries wherever they
+// already are). The latest entries, up to 64 and 1 MiB, are also cached
+// in memory by logcache.go, so replicating and applying them reads no
+// disk. Its stable store (term, vote) is in
 // <DataDir>/raft/stable, snapshots beside them, and the records in
 // <DataDir>/log, a logstore.Log that is Raft's FSM. Append and AppendBatch
 // run raft.Apply on the leader; a batch is one Raft entry (format in

@@ -167,7 +167,7 @@ func New(cfg Config) (_ *Log, err error) {
 
 	rcfg := raftStoreConfig(cfg.Store.MaxSegmentBytes, l.logger.With("component", "raft-log"))
 	rcfg.Registerer = logRegisterer(cfg.Registerer, raftLog)
-	l.store, err = openRaftStore(raftDir, rcfg)
+	l.store, err = openRaftStoreIn(raftDir, rcfg, cfg.SharedLog, cfg.OwnRaftLog)
 	if errors.Is(err, ErrRaftLogCorrupt) {
 		return nil, err
 	}
@@ -175,7 +175,11 @@ func New(cfg Config) (_ *Log, err error) {
 		return nil, fmt.Errorf("cluster: open raft log: %w", err)
 	}
 	cleanup = append(cleanup, func() { l.store.Close() })
-	l.disk = newDiskMonitor([]string{cfg.DataDir, raftDir, filepath.Join(cfg.DataDir, "log")},
+	watched := []string{cfg.DataDir, raftDir, filepath.Join(cfg.DataDir, "log")}
+	if l.store.logDir != filepath.Join(raftDir, raftLogDirName) {
+		watched = append(watched, l.store.logDir) // the shared WAL
+	}
+	l.disk = newDiskMonitor(watched,
 		cfg.diskReserve(), cfg.segmentBytes(), l.logger, l.store.recover, cfg.DiskWatch)
 	l.store.noSpace = l.disk.noteWriteErr
 	if cfg.TracerProvider != nil {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/proglog/proglog/internal/atomicfile"
 	"github.com/proglog/proglog/logstore"
+	"github.com/proglog/proglog/raftwal"
 )
 
 // raftStore is Raft's log store and stable store under <DataDir>/raft:
@@ -27,7 +28,10 @@ import (
 //   - the entries live in a logstore.Log (raft/log) whose record offset is
 //     the entry's Raft index, one record per entry. SyncAlways: StoreLogs is
 //     one write and one fdatasync for the whole batch, so an entry Raft
-//     counts as stored survives a crash.
+//     counts as stored survives a crash. Or they live in the group's log
+//     in the node's shared WAL (raftwal.Log, same numbering and methods):
+//     StoreLogs is one record, durable before it returns, and its write
+//     and fdatasync are shared with the other groups storing at once.
 //   - the stable store (current term, vote) is one small file (raft/stable)
 //     of two fixed slots written in place, alternately: once created it
 //     never needs a new disk block, so a full disk cannot fail an election
@@ -51,9 +55,12 @@ type raftStore struct {
 	// logMu guards the log pointer: every method holds it for reading,
 	// recover for writing while it reopens the log after a failed write.
 	logMu  sync.RWMutex
-	log    *logstore.Log
+	log    entryLog
 	closed bool // set by Close, under logMu: recover must not reopen then
 	logDir string
+	// reopen opens the log again after a failed write; stored is the next
+	// index the failed log had stored.
+	reopen func(stored uint64) (entryLog, error)
 	logCfg logstore.Config
 	// failed is set when a write failed and the log refuses appends until
 	// it is reopened (logstore.ErrFailed).
@@ -77,6 +84,25 @@ type raftStore struct {
 	stableFile *os.File // open for writing the slots in place
 	stableSeq  uint64   // the sequence number of the newest valid slot
 }
+
+// entryLog is where a raftStore keeps its entries, numbered by Raft
+// index: a logstore.Log of the group's own (one record per entry) or the
+// group's log in the node's shared WAL (raftwal.Log).
+type entryLog interface {
+	Bounds() (lowest, next uint64)
+	AppendBatch(ctx context.Context, values [][]byte) (uint64, error)
+	Read(ctx context.Context, index uint64) (logstore.Record, error)
+	ReadBatch(ctx context.Context, index uint64, maxRecords, maxBytes int, dst []logstore.Record) ([]logstore.Record, error)
+	Reset(next uint64) error
+	TruncateFrom(index uint64) error
+	TruncateBefore(index uint64) error
+	Close() error
+}
+
+var (
+	_ entryLog = (*logstore.Log)(nil)
+	_ entryLog = (*raftwal.Log)(nil)
+)
 
 // raftLogDirName and stableFileName are under <DataDir>/raft.
 const (
@@ -103,15 +129,45 @@ func raftStoreConfig(segmentBytes int64, logger *slog.Logger) logstore.Config {
 }
 
 func openRaftStore(dir string, cfg logstore.Config) (*raftStore, error) {
+	return openRaftStoreIn(dir, cfg, nil, false)
+}
+
+// openRaftStoreIn opens the group's Raft state under dir. Its entries stay
+// where they are: in a Raft log of its own that holds entries, or in wal
+// (when set) if it holds the group's entries; a group with no entries yet
+// keeps them in wal, unless preferOwn or wal is nil.
+func openRaftStoreIn(dir string, cfg logstore.Config, wal *raftwal.WAL, preferOwn bool) (*raftStore, error) {
 	if _, err := os.Stat(filepath.Join(dir, legacyRaftDB)); err == nil {
 		return nil, fmt.Errorf("%w: %s was written by an older proglog (Raft state in bbolt); this version keeps Raft's log in %s: start the node from an empty data directory and let it catch up from the cluster",
 			ErrOldRaftState, filepath.Join(dir, legacyRaftDB), filepath.Join(dir, raftLogDirName))
 	}
 	s := &raftStore{stablePath: filepath.Join(dir, stableFileName), logDir: filepath.Join(dir, raftLogDirName), logCfg: cfg}
+	if wal != nil {
+		own, err := hasOwnLog(s.logDir)
+		switch {
+		case err != nil:
+			return nil, err
+		case own || (preferOwn && !wal.Holds(dir)):
+			wal = nil
+		default:
+			s.logDir = wal.Dir()
+		}
+	}
 	var err error
 	if s.stable, s.stableFile, s.stableSeq, err = openStable(s.stablePath); err != nil {
 		return nil, err
 	}
+	if wal != nil {
+		wl, err := wal.Open(dir)
+		if err != nil {
+			s.stableFile.Close()
+			return nil, fmt.Errorf("cluster: open raft log: %w", err)
+		}
+		s.log = wl
+		s.reopen = func(uint64) (entryLog, error) { return wl, wal.Recover() }
+		return s, nil
+	}
+	s.reopen = s.reopenOwn
 	if s.log, err = logstore.Open(s.logDir, cfg); err != nil {
 		s.stableFile.Close()
 		if errors.Is(err, logstore.ErrCorrupt) {
@@ -120,6 +176,26 @@ func openRaftStore(dir string, cfg logstore.Config) (*raftStore, error) {
 		return nil, fmt.Errorf("open raft log: %w", err)
 	}
 	return s, nil
+}
+
+// hasOwnLog reports whether dir holds a Raft log of the group's own with
+// entries in it.
+func hasOwnLog(dir string) (bool, error) {
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	l, err := logstore.Open(dir, logstore.Config{Sync: logstore.SyncNever, MaxRecordBytes: 1 << 30})
+	if err != nil {
+		return true, nil // let the normal open report it
+	}
+	lowest, next := l.Bounds()
+	if err := l.Close(); err != nil {
+		return false, fmt.Errorf("cluster: %s: %w", dir, err)
+	}
+	if lowest == next {
+		return false, os.RemoveAll(dir)
+	}
+	return true, nil
 }
 
 // verify reads every entry from index from to the last one and checks it
@@ -338,22 +414,32 @@ func (s *raftStore) recover() error {
 		return ErrClosed
 	}
 	_, stored := s.log.Bounds()
+	l, err := s.reopen(stored)
+	if err != nil {
+		return err
+	}
+	s.log = l
+	s.failed.Store(false)
+	return nil
+}
+
+// reopenOwn closes the group's own failed log and opens it again, cutting
+// whatever the failed write left past stored.
+func (s *raftStore) reopenOwn(stored uint64) (entryLog, error) {
 	if err := s.log.Close(); err != nil && !errors.Is(err, logstore.ErrClosed) && s.logCfg.Logger != nil {
 		s.logCfg.Logger.Warn("cluster: closing the failed raft log", "err", err)
 	}
 	l, err := logstore.Open(s.logDir, s.logCfg)
 	if err != nil {
-		return fmt.Errorf("cluster: reopen raft log: %w", err)
+		return nil, fmt.Errorf("cluster: reopen raft log: %w", err)
 	}
 	if _, next := l.Bounds(); next > stored {
 		if err := l.TruncateFrom(stored); err != nil {
 			l.Close()
-			return fmt.Errorf("cluster: reopen raft log: cut the failed write: %w", err)
+			return nil, fmt.Errorf("cluster: reopen raft log: cut the failed write: %w", err)
 		}
 	}
-	s.log = l
-	s.failed.Store(false)
-	return nil
+	return l, nil
 }
 
 // DeleteRange removes the entries min..max inclusive: a compacted head

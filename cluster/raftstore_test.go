@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/proglog/proglog/raftwal"
 )
 
 // testSegmentBytes keeps segments to a dozen entries, so compaction and
@@ -20,6 +22,69 @@ const testSegmentBytes = 1024
 func openTestRaftStore(t *testing.T, dir string) *raftStore {
 	t.Helper()
 	s, err := openRaftStore(dir, raftStoreConfig(testSegmentBytes, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// raftBackend is where the raftStores of a test keep their entries: a
+// log of their own, or the shared WAL (whose restart is a node restart).
+type raftBackend struct {
+	shared bool
+	root   string
+	wal    *raftwal.WAL
+}
+
+func (b *raftBackend) String() string {
+	if b.shared {
+		return "shared"
+	}
+	return "own"
+}
+
+// raftBackends returns one of each kind, for t.
+func raftBackends(t *testing.T) []*raftBackend {
+	t.Helper()
+	return []*raftBackend{{}, {shared: true}}
+}
+
+// start makes the backend's directories (and WAL) under a temporary root.
+func (b *raftBackend) start(t *testing.T) {
+	t.Helper()
+	b.root = t.TempDir()
+	if b.shared {
+		b.restart(t)
+	}
+}
+
+// restart closes the WAL (its stores must be closed) and opens it again.
+func (b *raftBackend) restart(t *testing.T) {
+	t.Helper()
+	if !b.shared {
+		return
+	}
+	if b.wal != nil {
+		if err := b.wal.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w, err := raftwal.OpenWAL(raftwal.Config{Dir: filepath.Join(b.root, "wal"), Root: b.root, SegmentBytes: testSegmentBytes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.wal = w
+	t.Cleanup(func() { w.Close() })
+}
+
+// open opens the raftStore of group dir (under the root).
+func (b *raftBackend) open(t *testing.T, group string) *raftStore {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Join(b.root, group), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s, err := openRaftStoreIn(filepath.Join(b.root, group), raftStoreConfig(testSegmentBytes, nil), b.wal, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,8 +135,14 @@ func wantEntry(t *testing.T, s *raftStore, want *raft.Log) {
 // The sequence that broke raft-wal (hashicorp/raft-wal#31): a conflicting
 // tail deleted and rewritten, then the store reopened, twice.
 func TestRaftStoreTailRewriteSurvivesReopen(t *testing.T) {
-	path := t.TempDir()
-	s := openTestRaftStore(t, path)
+	for _, b := range raftBackends(t) {
+		t.Run(b.String(), func(t *testing.T) { testTailRewriteSurvivesReopen(t, b) })
+	}
+}
+
+func testTailRewriteSurvivesReopen(t *testing.T, b *raftBackend) {
+	b.start(t)
+	s := b.open(t, "g")
 	for round := range uint64(2) {
 		if err := s.StoreLogs(testEntries(1+round*10, 10+round*10, round+1)); err != nil {
 			t.Fatal(err)
@@ -86,7 +157,10 @@ func TestRaftStoreTailRewriteSurvivesReopen(t *testing.T) {
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
 		}
-		s = openTestRaftStore(t, path)
+		if round == 1 {
+			b.restart(t)
+		}
+		s = b.open(t, "g")
 		wantBounds(t, s, 1, last-2)
 		wantEntry(t, s, testEntries(1, 1, 1)[0])
 		wantEntry(t, s, testEntries(last-2, last-2, round+2)[0])
@@ -119,35 +193,42 @@ func TestRaftStore(t *testing.T) {
 		{name: "everything", store: [][2]uint64{{5, 9}}, del: [][2]uint64{{0, 1 << 62}}, first: 0, last: 0},
 		{name: "range past the entries", store: [][2]uint64{{5, 9}}, del: [][2]uint64{{20, 30}}, first: 5, last: 9},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			path := t.TempDir()
-			s := openTestRaftStore(t, path)
-			for _, r := range tt.store {
-				if err := s.StoreLogs(testEntries(r[0], r[1], 3)); err != nil {
-					t.Fatal(err)
+	for _, b := range raftBackends(t) {
+		for _, tt := range tests {
+			t.Run(b.String()+"/"+tt.name, func(t *testing.T) {
+				b.start(t)
+				s := b.open(t, "g")
+				for _, r := range tt.store {
+					if err := s.StoreLogs(testEntries(r[0], r[1], 3)); err != nil {
+						t.Fatal(err)
+					}
 				}
-			}
-			for _, r := range tt.del {
-				if err := s.DeleteRange(r[0], r[1]); err != nil {
-					t.Fatal(err)
+				for _, r := range tt.del {
+					if err := s.DeleteRange(r[0], r[1]); err != nil {
+						t.Fatal(err)
+					}
 				}
-			}
-			firstMin := tt.first
-			if tt.firstMin > 0 {
-				firstMin = tt.firstMin
-			}
-			wantBoundsIn(t, s, firstMin, tt.first, tt.last)
-			if err := s.Close(); err != nil {
-				t.Fatal(err)
-			}
-			s = openTestRaftStore(t, path)
-			wantBoundsIn(t, s, firstMin, tt.first, tt.last)
-			if tt.first > 0 {
-				wantEntry(t, s, testEntries(tt.first, tt.first, 3)[0])
-				wantEntry(t, s, testEntries(tt.last, tt.last, 3)[0])
-			}
-		})
+				firstMin := tt.first
+				if tt.firstMin > 0 {
+					firstMin = tt.firstMin
+				}
+				wantBoundsIn(t, s, firstMin, tt.first, tt.last)
+				for _, restart := range []bool{false, true} {
+					if err := s.Close(); err != nil {
+						t.Fatal(err)
+					}
+					if restart {
+						b.restart(t)
+					}
+					s = b.open(t, "g")
+					wantBoundsIn(t, s, firstMin, tt.first, tt.last)
+					if tt.first > 0 {
+						wantEntry(t, s, testEntries(tt.first, tt.first, 3)[0])
+						wantEntry(t, s, testEntries(tt.last, tt.last, 3)[0])
+					}
+				}
+			})
+		}
 	}
 }
 
@@ -438,5 +519,84 @@ func BenchmarkRaftStoreVerify(b *testing.B) {
 		if err := s.verify(1); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// A group whose Raft log of its own holds entries keeps it when the node
+// has a shared WAL (data written before the WAL, or with
+// --partition-raft-log own); a new group, or one whose own log is empty,
+// keeps its entries in the WAL.
+func TestRaftStoreKeepsItsOwnLog(t *testing.T) {
+	own := &raftBackend{}
+	own.start(t)
+	s := own.open(t, "old")
+	if err := s.StoreLogs(testEntries(1, 20, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(own.root, "empty", raftLogDirName), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	shared := &raftBackend{shared: true, root: own.root}
+	shared.restart(t)
+	s = shared.open(t, "old")
+	wantBounds(t, s, 1, 20)
+	wantEntry(t, s, testEntries(7, 7, 1)[0])
+	if err := s.StoreLogs(testEntries(21, 30, 1)); err != nil {
+		t.Fatal(err)
+	}
+	for _, group := range []string{"new", "empty"} {
+		n := shared.open(t, group)
+		if err := n.StoreLogs(testEntries(1, 5, 1)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(filepath.Join(own.root, group, raftLogDirName)); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("%s: a Raft log of its own exists (%v); want its entries in the WAL", group, err)
+		}
+		if n.logDir != shared.wal.Dir() {
+			t.Fatalf("%s: entries in %s, want the WAL %s", group, n.logDir, shared.wal.Dir())
+		}
+	}
+	if st := shared.wal.Stats(); st.Next-st.Lowest != 2 {
+		t.Fatalf("the WAL holds %d records, want the two new groups' batches only", st.Next-st.Lowest)
+	}
+	s.Close()
+	s = shared.open(t, "old")
+	wantBounds(t, s, 1, 30)
+}
+
+// With preferOwn a new group gets a Raft log of its own, but a group whose
+// entries the WAL holds keeps them there (a node restarted with
+// --partition-raft-log own after running with shared).
+func TestRaftStorePreferOwnKeepsWALGroups(t *testing.T) {
+	b := &raftBackend{shared: true}
+	b.start(t)
+	s := b.open(t, "inwal")
+	if err := s.StoreLogs(testEntries(1, 9, 1)); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	open := func(group string) *raftStore {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Join(b.root, group), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		s, err := openRaftStoreIn(filepath.Join(b.root, group), raftStoreConfig(testSegmentBytes, nil), b.wal, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	s = open("inwal")
+	if s.logDir != b.wal.Dir() {
+		t.Fatalf("a group the WAL holds moved to %s", s.logDir)
+	}
+	wantBounds(t, s, 1, 9)
+	n := open("new")
+	if n.logDir != filepath.Join(b.root, "new", raftLogDirName) {
+		t.Fatalf("a new group with preferOwn keeps its entries in %s", n.logDir)
 	}
 }

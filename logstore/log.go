@@ -890,3 +890,14 @@ func (l *Log) Close() error {
 	l.closeErr = errors.Join(errs...)
 	return l.closeErr
 }
+
+// Bases returns the first offset of each segment, oldest first: the
+// boundaries TruncateBefore deletes at.
+func (l *Log) Bases() []uint64 {
+	segs := l.segs.Load().segs
+	bases := make([]uint64, len(segs))
+	for i, s := range segs {
+		bases[i] = s.base
+	}
+	return bases
+}

@@ -149,14 +149,16 @@ func mapTimeIndex(s *segment) (_ timeSamples, mapped []byte, err error) {
 	if size < fileHeaderSize+4 || size > fileHeaderSize+4+timeEntrySize*int64(count) {
 		return nil, nil, fmt.Errorf("%d bytes, not a time index of a store of %d", size, end)
 	}
-	if mapped, err = unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ, unix.MAP_SHARED); err != nil {
+	m, err := unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
 		return nil, nil, err
 	}
 	defer func() {
 		if err != nil {
-			unix.Munmap(mapped)
+			unix.Munmap(m) // not mapped: a failed return has set it to nil
 		}
 	}()
+	mapped = m
 	t, err := decodeTimeIndex(mapped, s.base)
 	if err != nil {
 		return nil, nil, err

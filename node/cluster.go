@@ -178,9 +178,10 @@ func (m *member) open(store logstore.Config, storeSyncSet bool) (err error) {
 			}
 			return topics.PeerReplica{NodeID: st.GetNodeId(), Next: st.GetNextOffset(), Voters: st.GetVoters()}, nil
 		},
-		Alive:      m.alive,
-		Registerer: m.reg,
-		Logger:     m.logger.With("component", "topics"),
+		Alive:       m.alive,
+		Registerer:  m.reg,
+		OwnRaftLogs: m.cfg.PartitionOwnRaftLogs,
+		Logger:      m.logger.With("component", "topics"),
 	})
 	if err != nil {
 		cl.Close()

@@ -125,6 +125,9 @@ type ClusterConfig struct {
 	// (2s on the Mux, which also pushes commit indexes as soon as the
 	// leader commits; raft's 50ms with PartitionTransport stream).
 	PartitionCommitTimeout time.Duration
+	// PartitionOwnRaftLogs gives each new partition group a Raft log of its
+	// own instead of a share of the node's WAL (topics.Config.OwnRaftLogs).
+	PartitionOwnRaftLogs bool
 	// PartitionTransport is how partition groups' Raft RPCs travel
 	// (cluster.Config.RaftTransport): the zero value shares one connection
 	// per peer among all groups; every node must use the same one.

@@ -24,6 +24,7 @@ import (
 	"github.com/proglog/proglog/catalog"
 	"github.com/proglog/proglog/cluster"
 	"github.com/proglog/proglog/logstore"
+	"github.com/proglog/proglog/raftwal"
 	"github.com/proglog/proglog/service"
 )
 
@@ -62,7 +63,18 @@ type Config struct {
 	// Registerer, when set, gets the hosted partitions' metrics
 	// (proglog_partition_*{topic,partition}) while Run runs.
 	Registerer prometheus.Registerer
+	// OwnRaftLogs gives each new partition group a Raft log of its own
+	// (<DataDir>/<group>/raft/log, one fdatasync per group and write)
+	// instead of keeping its entries in the node's shared WAL
+	// (<DataDir>/wal, package raftwal), where one fdatasync covers the
+	// entries every group stores at once. A group keeps its entries where
+	// they are either way.
+	OwnRaftLogs bool
 }
+
+// walDirName is the shared WAL's directory under Config.DataDir (not a
+// partition's name: sweep leaves it alone).
+const walDirName = "wal"
 
 // Manager is a node's share of the topics; it implements service.Topics.
 // Run starts and stops partitions until its context ends, then closes
@@ -70,6 +82,11 @@ type Config struct {
 type Manager struct {
 	cfg    Config
 	logger *slog.Logger
+
+	// wal is the partition groups' shared Raft log (nil with OwnRaftLogs),
+	// opened when Run starts and closed after every partition when it
+	// returns.
+	wal *raftwal.WAL
 
 	mu      sync.Mutex // guards running and closed
 	running map[string]*partition
@@ -119,6 +136,18 @@ const retryEvery = 2 * time.Second
 // leads and closes them all. Run is called once; the Manager is done when
 // it returns.
 func (m *Manager) Run(ctx context.Context) {
+	// With OwnRaftLogs the WAL still serves the groups it holds entries of
+	// (started before without it).
+	if _, err := os.Stat(filepath.Join(m.cfg.DataDir, walDirName)); !m.cfg.OwnRaftLogs || err == nil {
+		if !m.openWAL(ctx) {
+			return
+		}
+		defer func() {
+			if err := m.wal.Close(); err != nil {
+				m.logger.Error("topics: closing the partitions' shared Raft log", "err", err)
+			}
+		}()
+	}
 	var balancer sync.WaitGroup
 	defer m.closeAll()
 	if reg := m.cfg.Registerer; reg != nil {
@@ -143,6 +172,35 @@ func (m *Manager) Run(ctx context.Context) {
 			return
 		case <-v.Changed():
 		case <-t.C:
+		}
+	}
+}
+
+// openWAL opens the partition groups' shared Raft log, trying again every
+// retryEvery while it fails (no partition can start without it); it
+// reports false if ctx ended first.
+func (m *Manager) openWAL(ctx context.Context) bool {
+	var reg prometheus.Registerer
+	if m.cfg.Registerer != nil {
+		reg = prometheus.WrapRegistererWith(prometheus.Labels{"log": "raft-wal"}, m.cfg.Registerer)
+	}
+	for {
+		w, err := raftwal.OpenWAL(raftwal.Config{
+			Dir:          filepath.Join(m.cfg.DataDir, walDirName),
+			Root:         m.cfg.DataDir,
+			SegmentBytes: m.cfg.Partition.Store.MaxSegmentBytes,
+			Logger:       m.logger.With("component", "raft-wal"),
+			Registerer:   reg,
+		})
+		if err == nil {
+			m.wal = w
+			return true
+		}
+		m.logger.Error("topics: cannot open the partitions' shared Raft log; no partition starts on this node until it opens", "err", err)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(retryEvery):
 		}
 	}
 }
@@ -314,6 +372,7 @@ func (m *Manager) start(ref catalog.PartitionRef, addrs map[string]string) error
 	cfg.Bootstrap = voters != nil // ignored once the group has state
 	cfg.Alone = len(voters) == 1
 	cfg.Meta = nil
+	cfg.SharedLog, cfg.OwnRaftLog = m.wal, m.cfg.OwnRaftLogs
 	cfg.Store = storeConfig(cfg.Store, ref.Topic.Config)
 	cfg.Logger = m.logger.With("topic", ref.Topic.Name, "partition", ref.Partition)
 	if cfg.TracerProvider != nil {

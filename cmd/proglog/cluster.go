@@ -30,6 +30,8 @@ type clusterFlags struct {
 	// partitionCommitTimeout is hashicorp/raft's CommitTimeout for
 	// partition groups (0: raft's 50ms); hidden, for benchmarks.
 	partitionCommitTimeout time.Duration
+	// partitionRaftLog is --partition-raft-log: shared or own.
+	partitionRaftLog string
 	// partitionRaftTimeout is partition groups' settled heartbeat and
 	// election timeout (0: 2.5 × raftTimeout); hidden, for benchmarks.
 	partitionRaftTimeout time.Duration
@@ -69,6 +71,7 @@ func (c *clusterFlags) register(f *pflag.FlagSet) {
 	_ = f.MarkHidden("partition-commit-timeout") // a tuning knob for benchmarks (docs/benchmarks.md)
 	f.DurationVar(&c.partitionRaftTimeout, "partition-raft-timeout", 0, "Raft heartbeat and election timeout of topics' partition groups once each has elected its first leader (which takes --raft-timeout): a partition's dead leader is replaced after about this long, and an idle leader heartbeats each follower about ten times per timeout (0 = 2.5 × --raft-timeout)")
 	_ = f.MarkHidden("partition-raft-timeout") // a tuning knob for benchmarks (docs/benchmarks.md)
+	f.StringVar(&c.partitionRaftLog, "partition-raft-log", "shared", "where topics' partition groups keep their Raft logs: shared (one write-ahead log per node, <data-dir>/partitions/wal: the entries that groups store at the same time share one write and one fdatasync) or own (a log per group, one fdatasync per group; for a disk per group). A group that already has a log of its own keeps it")
 	f.StringVar(&c.raftTransport, "raft-transport", "mux", "how topics' partition groups carry their Raft RPCs: mux (one connection per peer for all groups) or stream (hashicorp/raft's NetworkTransport, connections per group, as before); every node of a cluster must use the same one")
 	_ = f.MarkHidden("raft-transport") // for benchmarks (docs/benchmarks.md) and rolling upgrades from a version before the mux
 	f.Uint64Var(&c.snapshotThreshold, "raft-snapshot-threshold", 1<<20, "Raft entries since the last snapshot that make the node take the next one (a backstop: --raft-snapshot-bytes usually comes first, and every snapshot starts a new store segment)")
@@ -143,6 +146,11 @@ func (c *clusterFlags) resolve(addr string, insecure bool, readFile func(string)
 	if s.transport, err = cluster.ParseRaftTransport(transport); err != nil {
 		return s, usagef("--raft-transport %q: want mux or stream", c.raftTransport)
 	}
+	switch c.partitionRaftLog {
+	case "", "shared", "own":
+	default:
+		return s, usagef("--partition-raft-log %q: want shared or own", c.partitionRaftLog)
+	}
 	if c.reapFailedAfter < 0 {
 		return s, usagef("--reap-failed-after must not be negative (0 never removes failed members)")
 	}
@@ -208,6 +216,7 @@ func (c *clusterFlags) config(s clusterSettings) node.ClusterConfig {
 		AdvertiseAddr:          c.advertiseAddr,
 		RaftTimeout:            c.raftTimeout,
 		PartitionCommitTimeout: c.partitionCommitTimeout,
+		PartitionOwnRaftLogs:   c.partitionRaftLog == "own",
 		PartitionRaftTimeout:   c.partitionRaftTimeout,
 		PartitionTransport:     s.transport,
 		SnapshotThreshold:      c.snapshotThreshold,

@@ -33,7 +33,9 @@ func (c *testCluster) partitionDirs(m *member) []string {
 	}
 	var out []string
 	for _, e := range entries {
-		out = append(out, e.Name())
+		if e.Name() != "wal" { // the partitions' shared Raft log
+			out = append(out, e.Name())
+		}
 	}
 	return out
 }

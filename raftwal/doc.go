@@ -1,0 +1,84 @@
+// Package raftwal keeps the Raft logs of many groups on one node in one
+// write-ahead log: the entries that groups store at the same time go to
+// disk in one write and one fdatasync, where logs of their own would cost
+// a write and an fdatasync each.
+//
+// A node hosting a dozen partition leaders and two dozen followers ran a
+// few dozen fdatasyncs at once; on one disk each is a cache flush, and the
+// flushes, not the cores, bounded what the partitions together took
+// (docs/benchmarks.md, "One Raft log per node"). hashicorp/raft calls
+// StoreLogs from each group's own goroutine; here those calls meet in one
+// logstore.Log under SyncAlways, whose committer writes whatever is queued
+// with one write and one fdatasync (group commit), so the flushes follow
+// the disk's pace, not the number of groups.
+//
+// # Records
+//
+// The WAL is a logstore.Log (CRC-checked frames, torn tails cut at open);
+// each of its records is one of (integers little endian or unsigned
+// varints, "uv"):
+//
+//	kind: 1 byte          1 entries, 2 truncate from, 3 truncate before, 4 reset
+//	name: uv length, bytes  the log's directory relative to Config.Root
+//	incarnation: 8 bytes    the directory's incarnation (its wal-id file)
+//	index: uv               entries: the first entry's index; the others: the index named
+//	entries only: uv count (≥ 1), then count times: uv length, the entry's bytes
+//
+// An entries record is one StoreLogs: every entry Raft gave in that call.
+// The entry's bytes are the raft.Log as the cluster package encodes it
+// (cluster/raftstore.go); this package does not look inside them.
+//
+// # A log's state, and why a reopened WAL shows the same logs
+//
+// Each log's state is the range lowest..next-1 and, for the records still
+// holding its live entries, spans (first index, count, the record's WAL
+// offset). A record is applied to its log's state only after the WAL has
+// made it durable, and every change to a state is a record (except the
+// renumbering of an empty log: below), so the states are a function of the
+// durable records. Open replays the records, oldest first, through the same
+// rules (state.go):
+//
+//   - entries at first, count n: if the log is empty, or first is outside
+//     lowest..next, the log restarts at first (a Raft log store's Reset: the
+//     first entry after an installed snapshot); if first is inside, the
+//     entries from first on are dropped (a conflicting tail a new leader
+//     overwrites); then first..first+n-1 are the log's last entries.
+//   - truncate from i: drop i and after (i ≤ lowest: the log is empty at i).
+//   - truncate before i: drop below i (i ≥ next: the log is empty).
+//   - reset i: the log is empty, the next entry is i.
+//
+// A log's writes hold its write lock across the append, so its records are
+// in the WAL in the order its state applied them. A record whose append
+// failed was never applied; Recover cuts whatever a failed append left
+// past the last acknowledged record before the WAL takes appends again,
+// so a later replay does not find it either.
+//
+// The numbering of an empty log does not survive a reopen (its records may
+// be deleted, and Reset of an empty log writes none): an empty log opens at
+// whatever its surviving records say, or 0..0. Raft cannot tell: an empty
+// log store answers 0 for its first and last index whatever its numbering,
+// and the next StoreLogs restarts it at its first entry.
+//
+// # Deleting segments, and idle groups
+//
+// The WAL deletes whole segments (logstore.TruncateBefore) below the
+// oldest record that any log still needs: the first span of each log.
+// Raft compacts a busy group's log after each snapshot, which moves that
+// group's first span forward. An idle group's few entries would hold every
+// segment written after them, so Compact writes the entries of the logs
+// holding the oldest segment again, as one entries record at the end
+// (which replays to the same state: an entries record at lowest replaces
+// the whole log), once the WAL has more than two segments and each of
+// those logs holds at most an eighth of a segment; a busy log holding it
+// is left to its own compaction.
+//
+// # Groups removed
+//
+// A log is named by its directory and that directory's incarnation: 8
+// random bytes in <dir>/wal-id, written (and fsynced) when the directory
+// first opens its log here. Removing a group removes its directory; a
+// group created again in a directory of the same name gets a new
+// incarnation, so the old group's records are not taken for its. Compact
+// forgets the logs that are not open and whose directory is gone or holds
+// another incarnation; their records then hold no segment.
+package raftwal

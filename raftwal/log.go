@@ -1,0 +1,271 @@
+package raftwal
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/proglog/proglog/logstore"
+)
+
+// Log is one Raft log kept in a WAL: its entries are numbered by their
+// Raft index and read and written with the same methods as a
+// logstore.Log, so a Raft log store can keep its entries in either.
+type Log struct {
+	w   *WAL
+	key key
+
+	// wmu serializes the log's writes, so its records are in the WAL in
+	// the order its state applies them; it is held across the append (and
+	// its fdatasync), which readers do not wait for.
+	wmu sync.Mutex
+	// mu guards the rest; readers hold it while they read a record, so a
+	// record stays in the WAL while a span points to it.
+	mu    sync.RWMutex
+	st    state
+	open  bool
+	cache atomic.Pointer[cachedRecord]
+}
+
+// cachedRecord is the last entries record read: Raft reads its entries one
+// at a time, usually in order.
+type cachedRecord struct {
+	at     uint64
+	values [][]byte
+}
+
+// apply applies a record to the log's state. Caller holds mu or owns the
+// log alone (replay).
+func (l *Log) apply(rec record, count, at uint64, size int64) {
+	switch rec.kind {
+	case kindEntries:
+		l.st.entries(rec.index, count, at, size)
+	case kindTruncateFrom:
+		l.st.truncateFrom(rec.index)
+	case kindTruncateBefore:
+		l.st.truncateBefore(rec.index)
+	case kindReset:
+		l.st.reset(rec.index)
+	}
+}
+
+// Bounds returns the lowest stored index and the next one to be written;
+// lowest == next when the log holds no entries.
+func (l *Log) Bounds() (lowest, next uint64) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.st.lowest, l.st.next
+}
+
+func (l *Log) isOpen() bool {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.open
+}
+
+func (l *Log) pin() (uint64, bool) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.st.pin()
+}
+
+func (l *Log) liveBytes() int64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.st.liveBytes()
+}
+
+// write appends rec's bytes to the WAL and applies rec once it is durable.
+// Caller holds wmu.
+func (l *Log) write(rec record, b []byte) error {
+	if !l.isOpen() {
+		return logstore.ErrClosed
+	}
+	at, applied, err := l.w.append(b)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	l.apply(rec, uint64(len(rec.values)), at, int64(len(b)))
+	l.mu.Unlock()
+	applied()
+	return nil
+}
+
+// AppendBatch appends the values as the entries from the next index on,
+// durably (one WAL record, synced with other logs' writes), and returns
+// the first one's index.
+func (l *Log) AppendBatch(_ context.Context, values [][]byte) (uint64, error) {
+	if len(values) == 0 {
+		return 0, fmt.Errorf("raftwal: AppendBatch of no entries")
+	}
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	_, first := l.Bounds()
+	rec := record{kind: kindEntries, key: l.key, index: first, values: values}
+	if err := l.write(rec, encodeEntries(l.key, first, values)); err != nil {
+		return 0, err
+	}
+	return first, nil
+}
+
+// control writes a truncation record, unless it would change nothing.
+func (l *Log) control(kind byte, index uint64, noop func(lowest, next uint64) bool) error {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	if !l.isOpen() {
+		return logstore.ErrClosed
+	}
+	if noop(l.Bounds()) {
+		return nil
+	}
+	if err := l.write(record{kind: kind, key: l.key, index: index}, encodeControl(kind, l.key, index)); err != nil {
+		return err
+	}
+	if kind != kindTruncateFrom {
+		l.w.kick() // the WAL may no longer need its oldest segments
+	}
+	return nil
+}
+
+// TruncateFrom drops the entries from index on.
+func (l *Log) TruncateFrom(index uint64) error {
+	return l.control(kindTruncateFrom, index, func(lowest, next uint64) bool { return index >= next })
+}
+
+// TruncateBefore drops the entries below index.
+func (l *Log) TruncateBefore(index uint64) error {
+	return l.control(kindTruncateBefore, index, func(lowest, next uint64) bool { return index <= lowest })
+}
+
+// Reset drops every entry; the next one appended gets index next. An
+// empty log is renumbered in memory only: replay treats an empty log's
+// numbering as unknown, and its next entries record restarts it anyway.
+func (l *Log) Reset(next uint64) error {
+	l.wmu.Lock()
+	lo, n := l.Bounds()
+	if lo == n {
+		defer l.wmu.Unlock()
+		if !l.isOpen() {
+			return logstore.ErrClosed
+		}
+		l.mu.Lock()
+		l.st.reset(next)
+		l.mu.Unlock()
+		return nil
+	}
+	l.wmu.Unlock()
+	return l.control(kindReset, next, func(lo, n uint64) bool { return false })
+}
+
+// Read returns the entry at index (Record.Offset is the index, Value its
+// bytes, the caller's own), or an error wrapping logstore.ErrOutOfRange.
+func (l *Log) Read(_ context.Context, index uint64) (logstore.Record, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if !l.open {
+		return logstore.Record{}, logstore.ErrClosed
+	}
+	v, err := l.value(index)
+	if err != nil {
+		return logstore.Record{}, err
+	}
+	return logstore.Record{Offset: index, Value: append([]byte(nil), v...)}, nil
+}
+
+// ReadBatch appends to dst the entries from index on, at most maxRecords
+// and (after the first) maxBytes of values.
+func (l *Log) ReadBatch(_ context.Context, index uint64, maxRecords, maxBytes int, dst []logstore.Record) ([]logstore.Record, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if !l.open {
+		return dst, logstore.ErrClosed
+	}
+	bytes := 0
+	for n := 0; n < maxRecords && index < l.st.next; n, index = n+1, index+1 {
+		v, err := l.value(index)
+		if err != nil {
+			return dst, err
+		}
+		if n > 0 && bytes+len(v) > maxBytes {
+			break
+		}
+		bytes += len(v)
+		dst = append(dst, logstore.Record{Offset: index, Value: append([]byte(nil), v...)})
+	}
+	return dst, nil
+}
+
+// value returns the bytes of entry index, shared with the cache. Caller
+// holds mu for reading.
+func (l *Log) value(index uint64) ([]byte, error) {
+	if index < l.st.lowest || index >= l.st.next {
+		return nil, fmt.Errorf("%w: entry %d of %s (holds %d..%d)", logstore.ErrOutOfRange, index, l.key.name, l.st.lowest, l.st.next)
+	}
+	sp := l.st.find(index)
+	c := l.cache.Load()
+	if c == nil || c.at != sp.at {
+		b, err := l.w.read(sp.at)
+		if err != nil {
+			return nil, fmt.Errorf("raftwal: entry %d of %s: %w", index, l.key.name, err)
+		}
+		rec, _, err := decode(b, true)
+		if err != nil {
+			return nil, fmt.Errorf("raftwal: entry %d of %s: WAL record %d: %w", index, l.key.name, sp.at, err)
+		}
+		if rec.kind != kindEntries || rec.key != l.key || rec.index != sp.first || uint64(len(rec.values)) < sp.count {
+			return nil, fmt.Errorf("raftwal: entry %d of %s: WAL record %d is not the record it should be: %w", index, l.key.name, sp.at, ErrCorrupt)
+		}
+		c = &cachedRecord{at: sp.at, values: rec.values}
+		l.cache.Store(c)
+	}
+	return c.values[index-sp.first], nil
+}
+
+// relocate writes the log's live entries again as one record at the end of
+// the WAL, so the records they were in can be deleted.
+func (l *Log) relocate() error {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	l.mu.RLock()
+	first, next := l.st.lowest, l.st.next
+	values := make([][]byte, 0, next-first)
+	for i := first; i < next; i++ {
+		v, err := l.value(i)
+		if err != nil {
+			l.mu.RUnlock()
+			return err
+		}
+		values = append(values, v)
+	}
+	l.mu.RUnlock()
+	if len(values) == 0 {
+		return nil
+	}
+	b := encodeEntries(l.key, first, values)
+	at, applied, err := l.w.append(b)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	l.st.entries(first, uint64(len(values)), at, int64(len(b)))
+	l.mu.Unlock()
+	applied()
+	return nil
+}
+
+// Close detaches the log: its entries stay in the WAL for the next Open of
+// its directory.
+func (l *Log) Close() error {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.open {
+		return logstore.ErrClosed
+	}
+	l.open = false
+	l.cache.Store(nil)
+	return nil
+}

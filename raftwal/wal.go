@@ -1,0 +1,408 @@
+package raftwal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/proglog/proglog/logstore"
+)
+
+// Config configures a WAL.
+type Config struct {
+	// Dir holds the WAL's segments.
+	Dir string
+	// Root is the directory the logs' directories are under: a log's name
+	// is its directory relative to Root (see Open).
+	Root string
+	// SegmentBytes is the size at which a segment is sealed; default 64 MiB.
+	SegmentBytes int64
+	// CompactEvery is how often the WAL looks for segments to delete and
+	// idle logs to move forward, besides after every truncation; default 10 s.
+	CompactEvery time.Duration
+	// Logger receives reports; nil discards them.
+	Logger *slog.Logger
+	// Registerer, when set, gets the segments' metrics (fsync latency).
+	Registerer prometheus.Registerer
+}
+
+// WAL is one write-ahead log shared by many Raft logs (Open): every log's
+// entries and truncations are records of one logstore.Log, synced together.
+type WAL struct {
+	cfg    Config
+	logger *slog.Logger
+
+	// physMu guards phys: every append and read holds it for reading,
+	// Recover for writing while it reopens a failed log.
+	physMu sync.RWMutex
+	phys   *logstore.Log
+	// durable is the offset after the last record whose append succeeded:
+	// Recover cuts whatever a failed append left past it.
+	durable uint64
+	durMu   sync.Mutex
+
+	// inFlight counts the appends whose record may be durable but not yet
+	// applied to its log's state, by the WAL's next offset when each
+	// began: compaction must not delete from there on.
+	flightMu sync.Mutex
+	inFlight map[uint64]int
+
+	mu     sync.Mutex // guards logs and closed
+	logs   map[key]*Log
+	closed bool
+
+	compact chan struct{}
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.Dir == "" || c.Root == "" {
+		return c, errors.New("raftwal: Config.Dir and Config.Root are required")
+	}
+	if c.SegmentBytes == 0 {
+		c.SegmentBytes = 64 << 20
+	}
+	if c.CompactEvery == 0 {
+		c.CompactEvery = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c, nil
+}
+
+func (c Config) storeConfig() logstore.Config {
+	return logstore.Config{
+		Sync:            logstore.SyncAlways,
+		MaxRecordBytes:  1 << 30,
+		MaxSegmentBytes: c.SegmentBytes,
+		Logger:          c.Logger,
+		Registerer:      c.Registerer,
+	}
+}
+
+// OpenWAL opens (or creates) the WAL in cfg.Dir and replays its records
+// into the states of the logs they belong to.
+func OpenWAL(cfg Config) (*WAL, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	phys, err := logstore.Open(cfg.Dir, cfg.storeConfig())
+	if err != nil {
+		return nil, fmt.Errorf("raftwal: open %s: %w", cfg.Dir, err)
+	}
+	w := &WAL{
+		cfg: cfg, logger: cfg.Logger, phys: phys, logs: map[key]*Log{}, inFlight: map[uint64]int{},
+		compact: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
+	}
+	if err := w.replay(); err != nil {
+		phys.Close()
+		return nil, err
+	}
+	_, w.durable = phys.Bounds()
+	go w.compactLoop()
+	return w, nil
+}
+
+// replay reads every record, oldest first, into its log's state.
+func (w *WAL) replay() error {
+	lowest, next := w.phys.Bounds()
+	var recs []logstore.Record
+	for at := lowest; at < next; {
+		var err error
+		recs, err = w.phys.ReadBatch(context.Background(), at, 256, 8<<20, recs[:0])
+		for _, r := range recs {
+			rec, count, derr := decode(r.Value, false)
+			if derr != nil {
+				return fmt.Errorf("raftwal: %s record %d: %w", w.cfg.Dir, r.Offset, derr)
+			}
+			w.logFor(rec.key).apply(rec, count, r.Offset, int64(len(r.Value)))
+		}
+		at += uint64(len(recs))
+		if err != nil {
+			return fmt.Errorf("raftwal: replay %s at record %d: %w", w.cfg.Dir, at, err)
+		}
+	}
+	return nil
+}
+
+// logFor returns the log of k, creating an empty one. Caller holds mu or
+// owns w alone (replay).
+func (w *WAL) logFor(k key) *Log {
+	l, ok := w.logs[k]
+	if !ok {
+		l = &Log{w: w, key: k}
+		w.logs[k] = l
+	}
+	return l
+}
+
+// Open returns the log of directory dir (under Config.Root), which Raft
+// reads and writes as its log store's entries: what it held when the WAL
+// was last closed, or nothing. The directory's incarnation file
+// (Incarnation) tells its logs apart from those of a directory of the same
+// name that was removed: a removed directory's records are ignored and
+// its segments deleted.
+func (w *WAL) Open(dir string) (*Log, error) {
+	name, err := filepath.Rel(w.cfg.Root, dir)
+	if err != nil || !filepath.IsLocal(name) {
+		return nil, fmt.Errorf("raftwal: %s is not under %s", dir, w.cfg.Root)
+	}
+	inc, err := Incarnation(dir)
+	if err != nil {
+		return nil, err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return nil, logstore.ErrClosed
+	}
+	l := w.logFor(key{name: name, inc: inc})
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.open {
+		return nil, fmt.Errorf("raftwal: the log of %s is open already", dir)
+	}
+	l.open = true
+	return l, nil
+}
+
+// append writes one record and waits until it is durable (with whatever
+// other logs' records went in the same write: one fdatasync for all). It
+// returns the record's offset.
+func (w *WAL) append(b []byte) (uint64, func(), error) {
+	w.physMu.RLock()
+	defer w.physMu.RUnlock()
+	w.flightMu.Lock()
+	_, start := w.phys.Bounds()
+	w.inFlight[start]++
+	w.flightMu.Unlock()
+	applied := func() {
+		w.flightMu.Lock()
+		if w.inFlight[start]--; w.inFlight[start] == 0 {
+			delete(w.inFlight, start)
+		}
+		w.flightMu.Unlock()
+	}
+	at, err := w.phys.Append(context.Background(), b)
+	if err != nil {
+		applied()
+		return 0, nil, err
+	}
+	w.durMu.Lock()
+	w.durable = max(w.durable, at+1)
+	w.durMu.Unlock()
+	return at, applied, nil
+}
+
+// read returns the record at offset at.
+func (w *WAL) read(at uint64) ([]byte, error) {
+	w.physMu.RLock()
+	defer w.physMu.RUnlock()
+	r, err := w.phys.Read(context.Background(), at)
+	return r.Value, err
+}
+
+// Recover reopens the WAL after a failed write (a full disk) made it refuse
+// appends, and cuts whatever the failed write left past the last record it
+// stored, so the WAL holds exactly what its logs were told it holds. It
+// does nothing when the WAL has not failed.
+func (w *WAL) Recover() error {
+	w.physMu.Lock()
+	defer w.physMu.Unlock()
+	if err := w.phys.Sync(); err == nil || errors.Is(err, logstore.ErrClosed) {
+		return nil // not failed (or closed: nothing to recover)
+	}
+	w.durMu.Lock()
+	stored := w.durable
+	w.durMu.Unlock()
+	if err := w.phys.Close(); err != nil && !errors.Is(err, logstore.ErrClosed) {
+		w.logger.Warn("raftwal: closing the failed WAL", "err", err)
+	}
+	phys, err := logstore.Open(w.cfg.Dir, w.cfg.storeConfig())
+	if err != nil {
+		return fmt.Errorf("raftwal: reopen %s: %w", w.cfg.Dir, err)
+	}
+	if _, next := phys.Bounds(); next > stored {
+		if err := phys.TruncateFrom(stored); err != nil {
+			phys.Close()
+			return fmt.Errorf("raftwal: reopen %s: cut the failed write: %w", w.cfg.Dir, err)
+		}
+	}
+	w.phys = phys
+	return nil
+}
+
+// Stats describes the WAL's segments.
+func (w *WAL) Stats() logstore.Stats {
+	w.physMu.RLock()
+	defer w.physMu.RUnlock()
+	return w.phys.Stats()
+}
+
+// Close stops the WAL; its logs must be closed first.
+func (w *WAL) Close() error {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return nil
+	}
+	w.closed = true
+	w.mu.Unlock()
+	close(w.stop)
+	<-w.done
+	w.physMu.Lock()
+	defer w.physMu.Unlock()
+	return w.phys.Close()
+}
+
+// kick asks the compactor to look at the WAL soon.
+func (w *WAL) kick() {
+	select {
+	case w.compact <- struct{}{}:
+	default:
+	}
+}
+
+func (w *WAL) compactLoop() {
+	defer close(w.done)
+	t := time.NewTicker(w.cfg.CompactEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-w.stop:
+			return
+		case <-w.compact:
+		case <-t.C:
+		}
+		if err := w.Compact(); err != nil {
+			w.logger.Warn("raftwal: compaction", "dir", w.cfg.Dir, "err", err)
+		}
+	}
+}
+
+// Compact deletes the segments no log needs any more. Logs whose directory
+// is gone (or holds a new incarnation) are forgotten first. Then, while the
+// oldest segment is held only by logs of little live data (idle groups
+// whose few entries Raft keeps after its snapshots), those logs' entries
+// are written again at the end of the WAL so the segment can go: one idle
+// group must not keep every segment after its last entry on disk.
+func (w *WAL) Compact() error {
+	w.forgetRemoved()
+	for range 64 { // bounded: each round moves the logs holding the oldest segment
+		moved, err := w.compactOnce()
+		if err != nil || !moved {
+			return err
+		}
+	}
+	return nil
+}
+
+// relocateMax bounds the live data of a log that Compact writes again: a
+// busy log moves its own oldest entries out as Raft compacts it.
+func (w *WAL) relocateMax() int64 { return w.cfg.SegmentBytes / 8 }
+
+// compactOnce deletes the segments below the oldest record any log needs,
+// then, when the WAL has more than two segments, moves the small logs that
+// hold its oldest segment. It reports whether it moved any.
+func (w *WAL) compactOnce() (bool, error) {
+	// The floor first, then the logs: an append that began after the
+	// floor was read writes above it, one still in flight is in inFlight,
+	// one done is in its log's pin.
+	w.physMu.RLock()
+	_, floor := w.phys.Bounds()
+	w.physMu.RUnlock()
+	w.flightMu.Lock()
+	for start := range w.inFlight {
+		floor = min(floor, start)
+	}
+	w.flightMu.Unlock()
+	w.mu.Lock()
+	logs := make([]*Log, 0, len(w.logs))
+	for _, l := range w.logs {
+		logs = append(logs, l)
+	}
+	w.mu.Unlock()
+	pin, any := uint64(0), false
+	for _, l := range logs {
+		if at, ok := l.pin(); ok && (!any || at < pin) {
+			pin, any = at, true
+		}
+	}
+	if !any || floor < pin {
+		pin = floor
+	}
+	w.physMu.RLock()
+	err := w.phys.TruncateBefore(pin)
+	bases := w.phys.Bases()
+	w.physMu.RUnlock()
+	if err != nil || len(bases) <= 2 || !any {
+		return false, err
+	}
+	// The logs holding records in the oldest segment: if they all hold
+	// little, write their entries again so the segment can go.
+	var movers []*Log
+	for _, l := range logs {
+		if at, ok := l.pin(); ok && at < bases[1] {
+			if l.liveBytes() > w.relocateMax() {
+				return false, nil // a busy log holds it; its snapshots will move it
+			}
+			movers = append(movers, l)
+		}
+	}
+	for _, l := range movers {
+		if err := l.relocate(); err != nil {
+			return false, err
+		}
+	}
+	return len(movers) > 0, nil
+}
+
+// forgetRemoved forgets the logs that are not open and whose directory no
+// longer exists or holds another incarnation: their group was removed.
+func (w *WAL) forgetRemoved() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for k, l := range w.logs {
+		if l.isOpen() {
+			continue
+		}
+		inc, err := readIncarnation(filepath.Join(w.cfg.Root, k.name))
+		if errors.Is(err, os.ErrNotExist) || (err == nil && inc != k.inc) {
+			delete(w.logs, k)
+		}
+	}
+}
+
+// Dir is the directory of the WAL's segments.
+func (w *WAL) Dir() string { return w.cfg.Dir }
+
+// Holds reports whether the WAL holds entries of directory dir's log (of
+// its current incarnation).
+func (w *WAL) Holds(dir string) bool {
+	name, err := filepath.Rel(w.cfg.Root, dir)
+	if err != nil {
+		return false
+	}
+	inc, err := readIncarnation(dir)
+	if err != nil {
+		return false
+	}
+	w.mu.Lock()
+	l, ok := w.logs[key{name: name, inc: inc}]
+	w.mu.Unlock()
+	if !ok {
+		return false
+	}
+	lowest, next := l.Bounds()
+	return lowest != next
+}
