@@ -30,7 +30,7 @@ import (
 //     one write and one fdatasync for the whole batch, so an entry Raft
 //     counts as stored survives a crash. Or they live in the group's log
 //     in the node's shared WAL (raftwal.Log, same numbering and methods):
-//     StoreLogs is one record, durable before it returns, and its write
+//     StoreLogs is a record per entry, durable before it returns; its write
 //     and fdatasync are shared with the other groups storing at once.
 //   - the stable store (current term, vote) is one small file (raft/stable)
 //     of two fixed slots written in place, alternately: once created it

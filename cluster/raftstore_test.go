@@ -559,8 +559,8 @@ func TestRaftStoreKeepsItsOwnLog(t *testing.T) {
 			t.Fatalf("%s: entries in %s, want the WAL %s", group, n.logDir, shared.wal.Dir())
 		}
 	}
-	if st := shared.wal.Stats(); st.Next-st.Lowest != 2 {
-		t.Fatalf("the WAL holds %d records, want the two new groups' batches only", st.Next-st.Lowest)
+	if st := shared.wal.Stats(); st.Next-st.Lowest != 10 {
+		t.Fatalf("the WAL holds %d records, want the two new groups' 5 entries each only", st.Next-st.Lowest)
 	}
 	s.Close()
 	s = shared.open(t, "old")

@@ -221,7 +221,11 @@
 //     runs every Config.SyncInterval. SyncNever: no fdatasync at all while
 //     the log is open. Under both, records are visible when acknowledged; a
 //     machine crash can take back what was not yet written back, a process
-//     crash (kill -9) cannot, since the page cache survives it.
+//     crash (kill -9) cannot, since the page cache survives it. Each MiB
+//     written is handed to the kernel's write-back at once
+//     (sync_file_range, SYNC_FILE_RANGE_WRITE: no wait, no durability
+//     promise), so dirty pages do not pile up into a burst that stalls
+//     every fdatasync on the disk, other logs' included.
 //   - Under SyncAlways and SyncInterval: sealing a segment fdatasyncs its
 //     store, then msyncs, trims and fsyncs its index before the next segment
 //     is created, and a new segment's store header is fdatasynced. Under

@@ -49,7 +49,10 @@ type segment struct {
 	newest   int64  // unix nanos of the newest record; MaxInt64 when unknown
 	idxAlloc int64  // index file bytes allocated
 	sealed   bool
-	dirty    bool        // written since the last fdatasync
+	dirty    bool // written since the last fdatasync
+	// kicked is the store offset up to which the kernel was asked to start
+	// writing the pages back (Log.writeBack).
+	kicked   int64
 	unsynced bool        // sealed without syncing (SyncNever): Log.Sync still owes it an fdatasync
 	times    timeSamples // the active segment's time samples (tix publishes them)
 }

@@ -18,31 +18,36 @@
 // each of its records is one of (integers little endian or unsigned
 // varints, "uv"):
 //
-//	kind: 1 byte          1 entries, 2 truncate from, 3 truncate before, 4 reset
+//	kind: 1 byte            1 entry, 2 truncate from, 3 truncate before, 4 reset
 //	name: uv length, bytes  the log's directory relative to Config.Root
 //	incarnation: 8 bytes    the directory's incarnation (its wal-id file)
-//	index: uv               entries: the first entry's index; the others: the index named
-//	entries only: uv count (≥ 1), then count times: uv length, the entry's bytes
+//	index: uv               the entry's index, or the index a truncation names
+//	entry only: the entry's bytes, to the record's end
 //
-// An entries record is one StoreLogs: every entry Raft gave in that call.
-// The entry's bytes are the raft.Log as the cluster package encodes it
-// (cluster/raftstore.go); this package does not look inside them.
+// A StoreLogs of n entries is n consecutive records written by one
+// append: one write and one fdatasync, shared with the appends of other
+// logs that the WAL's committer takes in the same batch. A record per
+// entry lets a read fetch (and CRC-check) just that entry, as a log of the
+// group's own would. The entry's bytes are the raft.Log as the cluster
+// package encodes it (cluster/raftstore.go); this package does not look
+// inside them.
 //
 // # A log's state, and why a reopened WAL shows the same logs
 //
 // Each log's state is the range lowest..next-1 and, for the records still
-// holding its live entries, spans (first index, count, the record's WAL
-// offset). A record is applied to its log's state only after the WAL has
+// holding its live entries, spans (first index, count, the first record's
+// WAL offset: runs of consecutive records holding consecutive entries). A record is applied to its log's state only after the WAL has
 // made it durable, and every change to a state is a record (except the
 // renumbering of an empty log: below), so the states are a function of the
 // durable records. Open replays the records, oldest first, through the same
 // rules (state.go):
 //
-//   - entries at first, count n: if the log is empty, or first is outside
-//     lowest..next, the log restarts at first (a Raft log store's Reset: the
-//     first entry after an installed snapshot); if first is inside, the
-//     entries from first on are dropped (a conflicting tail a new leader
-//     overwrites); then first..first+n-1 are the log's last entries.
+//   - entry at index i: if the log is empty, or i is outside lowest..next,
+//     the log restarts at i (a Raft log store's Reset: the first entry
+//     after an installed snapshot); if i is below next, the entries from i
+//     on are dropped (a conflicting tail a new leader overwrites); then i
+//     is the log's last entry. An append of n entries applies as n such
+//     records would, one after the other.
 //   - truncate from i: drop i and after (i ≤ lowest: the log is empty at i).
 //   - truncate before i: drop below i (i ≥ next: the log is empty).
 //   - reset i: the log is empty, the next entry is i.
@@ -66,9 +71,9 @@
 // Raft compacts a busy group's log after each snapshot, which moves that
 // group's first span forward. An idle group's few entries would hold every
 // segment written after them, so Compact writes the entries of the logs
-// holding the oldest segment again, as one entries record at the end
-// (which replays to the same state: an entries record at lowest replaces
-// the whole log), once the WAL has more than two segments and each of
+// holding the oldest segment again at the end (which replays to the same
+// state: an entry at lowest replaces the whole log, and the ones after it
+// follow), once the WAL has more than two segments and each of
 // those logs holds at most an eighth of a segment; a busy log holding it
 // is left to its own compaction.
 //

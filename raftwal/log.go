@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"sync/atomic"
 
 	"github.com/proglog/proglog/logstore"
 )
@@ -22,25 +21,17 @@ type Log struct {
 	wmu sync.Mutex
 	// mu guards the rest; readers hold it while they read a record, so a
 	// record stays in the WAL while a span points to it.
-	mu    sync.RWMutex
-	st    state
-	open  bool
-	cache atomic.Pointer[cachedRecord]
+	mu   sync.RWMutex
+	st   state
+	open bool
 }
 
-// cachedRecord is the last entries record read: Raft reads its entries one
-// at a time, usually in order.
-type cachedRecord struct {
-	at     uint64
-	values [][]byte
-}
-
-// apply applies a record to the log's state. Caller holds mu or owns the
-// log alone (replay).
-func (l *Log) apply(rec record, count, at uint64, size int64) {
+// apply applies a record of size bytes at WAL offset at to the log's
+// state. Caller holds mu or owns the log alone (replay).
+func (l *Log) apply(rec record, at uint64, size int64) {
 	switch rec.kind {
-	case kindEntries:
-		l.st.entries(rec.index, count, at, size)
+	case kindEntry:
+		l.st.entries(rec.index, 1, at, size)
 	case kindTruncateFrom:
 		l.st.truncateFrom(rec.index)
 	case kindTruncateBefore:
@@ -76,35 +67,48 @@ func (l *Log) liveBytes() int64 {
 	return l.st.liveBytes()
 }
 
-// write appends rec's bytes to the WAL and applies rec once it is durable.
-// Caller holds wmu.
-func (l *Log) write(rec record, b []byte) error {
-	if !l.isOpen() {
-		return logstore.ErrClosed
+// appendEntries writes values as the entries from first on (a record
+// each, in one append: one write and one fdatasync, shared with other
+// logs' appends) and applies them once durable. Caller holds wmu.
+func (l *Log) appendEntries(first uint64, values [][]byte) error {
+	size := 0
+	for _, v := range values {
+		size += headerSize(l.key) + len(v)
 	}
-	at, applied, err := l.w.append(b)
+	buf := getBuf(size)
+	defer putBuf(buf)
+	recs := make([][]byte, len(values))
+	b := *buf
+	for i, v := range values {
+		start := len(b)
+		b = appendRecord(b, kindEntry, l.key, first+uint64(i), v)
+		recs[i] = b[start:]
+	}
+	*buf = b
+	at, applied, err := l.w.append(recs)
 	if err != nil {
 		return err
 	}
 	l.mu.Lock()
-	l.apply(rec, uint64(len(rec.values)), at, int64(len(b)))
+	l.st.entries(first, uint64(len(values)), at, int64(len(b)))
 	l.mu.Unlock()
 	applied()
 	return nil
 }
 
 // AppendBatch appends the values as the entries from the next index on,
-// durably (one WAL record, synced with other logs' writes), and returns
-// the first one's index.
+// durably, and returns the first one's index.
 func (l *Log) AppendBatch(_ context.Context, values [][]byte) (uint64, error) {
 	if len(values) == 0 {
 		return 0, fmt.Errorf("raftwal: AppendBatch of no entries")
 	}
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
+	if !l.isOpen() {
+		return 0, logstore.ErrClosed
+	}
 	_, first := l.Bounds()
-	rec := record{kind: kindEntries, key: l.key, index: first, values: values}
-	if err := l.write(rec, encodeEntries(l.key, first, values)); err != nil {
+	if err := l.appendEntries(first, values); err != nil {
 		return 0, err
 	}
 	return first, nil
@@ -120,9 +124,14 @@ func (l *Log) control(kind byte, index uint64, noop func(lowest, next uint64) bo
 	if noop(l.Bounds()) {
 		return nil
 	}
-	if err := l.write(record{kind: kind, key: l.key, index: index}, encodeControl(kind, l.key, index)); err != nil {
+	at, applied, err := l.w.append([][]byte{encodeControl(kind, l.key, index)})
+	if err != nil {
 		return err
 	}
+	l.mu.Lock()
+	l.apply(record{kind: kind, key: l.key, index: index}, at, 0)
+	l.mu.Unlock()
+	applied()
 	if kind != kindTruncateFrom {
 		l.w.kick() // the WAL may no longer need its oldest segments
 	}
@@ -141,7 +150,7 @@ func (l *Log) TruncateBefore(index uint64) error {
 
 // Reset drops every entry; the next one appended gets index next. An
 // empty log is renumbered in memory only: replay treats an empty log's
-// numbering as unknown, and its next entries record restarts it anyway.
+// numbering as unknown, and its next entry restarts it anyway.
 func (l *Log) Reset(next uint64) error {
 	l.wmu.Lock()
 	lo, n := l.Bounds()
@@ -171,7 +180,7 @@ func (l *Log) Read(_ context.Context, index uint64) (logstore.Record, error) {
 	if err != nil {
 		return logstore.Record{}, err
 	}
-	return logstore.Record{Offset: index, Value: append([]byte(nil), v...)}, nil
+	return logstore.Record{Offset: index, Value: v}, nil
 }
 
 // ReadBatch appends to dst the entries from index on, at most maxRecords
@@ -192,39 +201,37 @@ func (l *Log) ReadBatch(_ context.Context, index uint64, maxRecords, maxBytes in
 			break
 		}
 		bytes += len(v)
-		dst = append(dst, logstore.Record{Offset: index, Value: append([]byte(nil), v...)})
+		dst = append(dst, logstore.Record{Offset: index, Value: v})
 	}
 	return dst, nil
 }
 
-// value returns the bytes of entry index, shared with the cache. Caller
-// holds mu for reading.
+// value reads entry index from its WAL record (a buffer of its own) and
+// checks that the record is that entry. Caller holds mu for reading, so
+// the record stays in the WAL.
 func (l *Log) value(index uint64) ([]byte, error) {
 	if index < l.st.lowest || index >= l.st.next {
 		return nil, fmt.Errorf("%w: entry %d of %s (holds %d..%d)", logstore.ErrOutOfRange, index, l.key.name, l.st.lowest, l.st.next)
 	}
 	sp := l.st.find(index)
-	c := l.cache.Load()
-	if c == nil || c.at != sp.at {
-		b, err := l.w.read(sp.at)
-		if err != nil {
-			return nil, fmt.Errorf("raftwal: entry %d of %s: %w", index, l.key.name, err)
-		}
-		rec, _, err := decode(b, true)
-		if err != nil {
-			return nil, fmt.Errorf("raftwal: entry %d of %s: WAL record %d: %w", index, l.key.name, sp.at, err)
-		}
-		if rec.kind != kindEntries || rec.key != l.key || rec.index != sp.first || uint64(len(rec.values)) < sp.count {
-			return nil, fmt.Errorf("raftwal: entry %d of %s: WAL record %d is not the record it should be: %w", index, l.key.name, sp.at, ErrCorrupt)
-		}
-		c = &cachedRecord{at: sp.at, values: rec.values}
-		l.cache.Store(c)
+	at := sp.at + (index - sp.first)
+	b, err := l.w.read(at)
+	if err != nil {
+		return nil, fmt.Errorf("raftwal: entry %d of %s: %w", index, l.key.name, err)
 	}
-	return c.values[index-sp.first], nil
+	rec, err := decode(b)
+	if err != nil {
+		return nil, fmt.Errorf("raftwal: entry %d of %s: WAL record %d: %w", index, l.key.name, at, err)
+	}
+	if rec.kind != kindEntry || rec.key != l.key || rec.index != index {
+		return nil, fmt.Errorf("raftwal: entry %d of %s: WAL record %d is not that entry: %w", index, l.key.name, at, ErrCorrupt)
+	}
+	return rec.value, nil
 }
 
-// relocate writes the log's live entries again as one record at the end of
-// the WAL, so the records they were in can be deleted.
+// relocate writes the log's live entries again at the end of the WAL, so
+// the records they were in can be deleted; a closed log's too (its group
+// may open it again).
 func (l *Log) relocate() error {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
@@ -243,16 +250,7 @@ func (l *Log) relocate() error {
 	if len(values) == 0 {
 		return nil
 	}
-	b := encodeEntries(l.key, first, values)
-	at, applied, err := l.w.append(b)
-	if err != nil {
-		return err
-	}
-	l.mu.Lock()
-	l.st.entries(first, uint64(len(values)), at, int64(len(b)))
-	l.mu.Unlock()
-	applied()
-	return nil
+	return l.appendEntries(first, values)
 }
 
 // Close detaches the log: its entries stay in the WAL for the next Open of
@@ -266,6 +264,5 @@ func (l *Log) Close() error {
 		return logstore.ErrClosed
 	}
 	l.open = false
-	l.cache.Store(nil)
 	return nil
 }

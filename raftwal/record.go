@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 )
 
 // ErrCorrupt means a record of the WAL does not decode (its frame's CRC was
@@ -12,7 +13,7 @@ var ErrCorrupt = errors.New("raftwal: corrupt record")
 
 // Record kinds: the first byte of every record.
 const (
-	kindEntries        byte = 1 // a log's entries from an index on
+	kindEntry          byte = 1 // one entry of a log
 	kindTruncateFrom   byte = 2 // a log drops its entries from an index on
 	kindTruncateBefore byte = 3 // a log drops its entries below an index
 	kindReset          byte = 4 // a log drops every entry and restarts at an index
@@ -27,57 +28,47 @@ type key struct {
 
 // record is one decoded record of the WAL.
 type record struct {
-	kind   byte
-	key    key
-	index  uint64   // entries: the first entry's index; the others: the index named
-	values [][]byte // entries only; they point into the record's bytes
+	kind  byte
+	key   key
+	index uint64 // the entry's index, or the index a truncation names
+	value []byte // an entry's bytes (pointing into the record's); nil otherwise
 }
 
-// appendHeader appends a record's kind, key and index.
-func appendHeader(b []byte, kind byte, k key, index uint64) []byte {
+// headerSize bounds the size of a record's header.
+func headerSize(k key) int {
+	return 1 + binary.MaxVarintLen64 + len(k.name) + 8 + binary.MaxVarintLen64
+}
+
+// appendRecord appends a record: kind, key, index, then (an entry) the
+// entry's bytes, which run to the record's end.
+func appendRecord(b []byte, kind byte, k key, index uint64, value []byte) []byte {
 	b = append(b, kind)
 	b = binary.AppendUvarint(b, uint64(len(k.name)))
 	b = append(b, k.name...)
 	b = binary.LittleEndian.AppendUint64(b, k.inc)
-	return binary.AppendUvarint(b, index)
+	b = binary.AppendUvarint(b, index)
+	return append(b, value...)
 }
 
-// encodeEntries encodes an entries record into one buffer.
-func encodeEntries(k key, first uint64, values [][]byte) []byte {
-	n := 1 + binary.MaxVarintLen64 + len(k.name) + 8 + 2*binary.MaxVarintLen64
-	for _, v := range values {
-		n += binary.MaxVarintLen64 + len(v)
-	}
-	b := appendHeader(make([]byte, 0, n), kindEntries, k, first)
-	b = binary.AppendUvarint(b, uint64(len(values)))
-	for _, v := range values {
-		b = binary.AppendUvarint(b, uint64(len(v)))
-		b = append(b, v...)
-	}
-	return b
-}
-
-// encodeControl encodes a record of one of the other kinds.
+// encodeControl encodes a truncation record.
 func encodeControl(kind byte, k key, index uint64) []byte {
-	return appendHeader(make([]byte, 0, 1+binary.MaxVarintLen64+len(k.name)+8+binary.MaxVarintLen64), kind, k, index)
+	return appendRecord(make([]byte, 0, headerSize(k)), kind, k, index, nil)
 }
 
 // maxNameBytes bounds a log's name, so a damaged length cannot ask for
 // gigabytes.
 const maxNameBytes = 4096
 
-// decode decodes a record; values point into b. With entries false the
-// values of an entries record are counted but not collected (the count is
-// in len(values) only when collected; use the second result).
-func decode(b []byte, entries bool) (rec record, count uint64, err error) {
-	fail := func(what string) (record, uint64, error) {
-		return record{}, 0, fmt.Errorf("%w: %s", ErrCorrupt, what)
+// decode decodes a record; an entry's value points into b.
+func decode(b []byte) (rec record, err error) {
+	fail := func(what string) (record, error) {
+		return record{}, fmt.Errorf("%w: %s", ErrCorrupt, what)
 	}
 	if len(b) == 0 {
 		return fail("empty")
 	}
 	rec.kind, b = b[0], b[1:]
-	if rec.kind < kindEntries || rec.kind > kindReset {
+	if rec.kind < kindEntry || rec.kind > kindReset {
 		return fail(fmt.Sprintf("unknown kind %d", rec.kind))
 	}
 	n, w := binary.Uvarint(b)
@@ -91,34 +82,39 @@ func decode(b []byte, entries bool) (rec record, count uint64, err error) {
 		return fail("index")
 	}
 	b = b[w:]
-	if rec.kind != kindEntries {
+	if rec.kind != kindEntry {
 		if len(b) != 0 {
 			return fail("trailing bytes")
 		}
-		return rec, 0, nil
+		return rec, nil
 	}
-	if count, w = binary.Uvarint(b); w <= 0 || count == 0 || count > uint64(len(b)) {
-		return fail("entry count")
+	if rec.index == ^uint64(0) {
+		return fail("index past the last")
 	}
-	b = b[w:]
-	if entries {
-		rec.values = make([][]byte, 0, count)
+	rec.value = b
+	return rec, nil
+}
+
+// bufPool holds the buffers appends encode their records into: the WAL
+// copies the records before the append returns, and a buffer per append
+// would be garbage at the rate entries are written (the collector's work
+// under a memory limit).
+var bufPool sync.Pool // of *[]byte
+
+// maxPooledBuf bounds the buffers kept for reuse.
+const maxPooledBuf = 8 << 20
+
+func getBuf(size int) *[]byte {
+	if p, ok := bufPool.Get().(*[]byte); ok && cap(*p) >= size {
+		*p = (*p)[:0]
+		return p
 	}
-	for i := uint64(0); i < count; i++ {
-		n, w := binary.Uvarint(b)
-		if w <= 0 || n > uint64(len(b)-w) {
-			return fail(fmt.Sprintf("entry %d of %d", i, count))
-		}
-		if entries {
-			rec.values = append(rec.values, b[w:w+int(n):w+int(n)])
-		}
-		b = b[w+int(n):]
+	b := make([]byte, 0, size)
+	return &b
+}
+
+func putBuf(p *[]byte) {
+	if cap(*p) <= maxPooledBuf {
+		bufPool.Put(p)
 	}
-	if len(b) != 0 {
-		return fail("trailing bytes")
-	}
-	if rec.index+count < rec.index {
-		return fail("index overflows")
-	}
-	return rec, count, nil
 }

@@ -7,16 +7,20 @@ import (
 	"testing"
 )
 
+// encodeEntry encodes one entry's record into a buffer of its own.
+func encodeEntry(k key, index uint64, value []byte) []byte {
+	return appendRecord(nil, kindEntry, k, index, value)
+}
+
 // recordSeeds are valid records of every kind, for the fuzzer and the
 // round-trip test.
 func recordSeeds() [][]byte {
 	k := key{name: "groups/7", inc: 0x0123456789abcdef}
 	return [][]byte{
-		encodeEntries(k, 1, [][]byte{[]byte("a")}),
-		encodeEntries(k, 1<<40, [][]byte{nil, []byte("two"), bytes.Repeat([]byte{0xff}, 300)}),
-		encodeEntries(key{}, 0, [][]byte{{}}),
-		encodeEntries(k, ^uint64(0)-1, [][]byte{[]byte("last index")}),
-		encodeEntries(k, ^uint64(0), [][]byte{[]byte("past the last index")}),
+		encodeEntry(k, 1, []byte("a")),
+		encodeEntry(k, 1<<40, bytes.Repeat([]byte{0xff}, 300)),
+		encodeEntry(key{}, 0, nil),
+		encodeEntry(k, ^uint64(0)-1, []byte("last index")),
 		encodeControl(kindTruncateFrom, k, 5),
 		encodeControl(kindTruncateBefore, k, 1<<63),
 		encodeControl(kindReset, key{name: "x"}, 0),
@@ -27,23 +31,23 @@ func recordSeeds() [][]byte {
 func TestDecodeRoundTrip(t *testing.T) {
 	k := key{name: "g", inc: 42}
 	for _, tc := range []struct {
-		name   string
-		b      []byte
-		want   record
-		values int
+		name string
+		b    []byte
+		want record
 	}{
-		{"entries", encodeEntries(k, 9, [][]byte{[]byte("x"), nil}), record{kind: kindEntries, key: k, index: 9, values: [][]byte{[]byte("x"), {}}}, 2},
-		{"truncateFrom", encodeControl(kindTruncateFrom, k, 3), record{kind: kindTruncateFrom, key: k, index: 3}, 0},
-		{"truncateBefore", encodeControl(kindTruncateBefore, k, 4), record{kind: kindTruncateBefore, key: k, index: 4}, 0},
-		{"reset", encodeControl(kindReset, k, 5), record{kind: kindReset, key: k, index: 5}, 0},
+		{"entry", encodeEntry(k, 9, []byte("x")), record{kind: kindEntry, key: k, index: 9, value: []byte("x")}},
+		{"empty entry", encodeEntry(k, 9, nil), record{kind: kindEntry, key: k, index: 9, value: []byte{}}},
+		{"truncateFrom", encodeControl(kindTruncateFrom, k, 3), record{kind: kindTruncateFrom, key: k, index: 3}},
+		{"truncateBefore", encodeControl(kindTruncateBefore, k, 4), record{kind: kindTruncateBefore, key: k, index: 4}},
+		{"reset", encodeControl(kindReset, k, 5), record{kind: kindReset, key: k, index: 5}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			rec, count, err := decode(tc.b, true)
+			rec, err := decode(tc.b)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !sameRecord(rec, tc.want) || count != uint64(tc.values) {
-				t.Fatalf("decode = %+v, count %d; want %+v, count %d", rec, count, tc.want, tc.values)
+			if !sameRecord(rec, tc.want) {
+				t.Fatalf("decode = %+v; want %+v", rec, tc.want)
 			}
 		})
 	}
@@ -52,23 +56,22 @@ func TestDecodeRoundTrip(t *testing.T) {
 // TestDecodeErrors: damaged records are errors wrapping ErrCorrupt.
 func TestDecodeErrors(t *testing.T) {
 	k := key{name: "g", inc: 42}
-	entries := encodeEntries(k, 9, [][]byte{[]byte("xyz")})
+	entry := encodeEntry(k, 9, []byte("xyz"))
 	for _, tc := range []struct {
 		name string
 		b    []byte
 	}{
 		{"empty", nil},
-		{"unknown kind", append([]byte{9}, entries[1:]...)},
-		{"kind 0", append([]byte{0}, entries[1:]...)},
-		{"truncated", entries[:len(entries)-1]},
-		{"trailing byte", append(slices.Clone(entries), 0)},
+		{"unknown kind", append([]byte{9}, entry[1:]...)},
+		{"kind 0", append([]byte{0}, entry[1:]...)},
+		{"cut in the name", entry[:4]},
+		{"cut in the index", encodeControl(kindReset, k, 1<<40)[:1+1+1+8+2]},
 		{"control with trailing byte", append(encodeControl(kindReset, k, 1), 0)},
-		{"no values", encodeEntries(k, 9, nil)},
 		{"name too long", encodeControl(kindReset, key{name: string(make([]byte, maxNameBytes+1))}, 1)},
-		{"index overflows", encodeEntries(k, ^uint64(0), [][]byte{nil, nil})},
+		{"entry past the last index", encodeEntry(k, ^uint64(0), nil)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if rec, _, err := decode(tc.b, true); !errors.Is(err, ErrCorrupt) {
+			if rec, err := decode(tc.b); !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("decode = %+v, %v; want an error wrapping ErrCorrupt", rec, err)
 			}
 		})
@@ -81,7 +84,7 @@ func TestDecodeErrors(t *testing.T) {
 func TestDecodeNonMinimalVarint(t *testing.T) {
 	b := encodeControl(kindReset, key{name: "g"}, 1) // index 1 is the last byte
 	b = append(b[:len(b)-1], 0x81, 0x00)
-	rec, _, err := decode(b, true)
+	rec, err := decode(b)
 	if err != nil || rec.index != 1 {
 		t.Fatalf("decode of a two-byte varint 1 = %+v, %v", rec, err)
 	}
@@ -96,11 +99,7 @@ func FuzzDecode(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		input := slices.Clone(b)
-		rec, count, err := decode(b, true)
-		counted, count2, err2 := decode(b, false)
-		if (err == nil) != (err2 == nil) {
-			t.Fatalf("decode with values: %v; without: %v", err, err2)
-		}
+		rec, err := decode(b)
 		if err != nil {
 			if !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("decode error %v does not wrap ErrCorrupt", err)
@@ -110,38 +109,22 @@ func FuzzDecode(f *testing.F) {
 		if !bytes.Equal(b, input) {
 			t.Fatal("decode changed its input")
 		}
-		if count != count2 || counted.values != nil || !sameRecord(counted, record{kind: rec.kind, key: rec.key, index: rec.index}) {
-			t.Fatalf("decode without values = %+v, count %d; with values %+v, count %d", counted, count2, rec, count)
+		if (rec.kind == kindEntry) != (rec.value != nil) {
+			t.Fatalf("record of kind %d with value %x", rec.kind, rec.value)
 		}
-		var again []byte
-		if rec.kind == kindEntries {
-			if count != uint64(len(rec.values)) || count == 0 {
-				t.Fatalf("count %d for %d values", count, len(rec.values))
-			}
-			for _, v := range rec.values {
-				if cap(v) != len(v) {
-					t.Fatalf("a value has room past its end (cap %d, len %d): appending to it would overwrite the record", cap(v), len(v))
-				}
-			}
-			again = encodeEntries(rec.key, rec.index, rec.values)
-		} else {
-			if count != 0 || rec.values != nil {
-				t.Fatalf("%d values in a control record of kind %d", count, rec.kind)
-			}
-			again = encodeControl(rec.kind, rec.key, rec.index)
-		}
+		again := appendRecord(nil, rec.kind, rec.key, rec.index, rec.value)
 		if len(again) > len(b) || (len(again) == len(b) && !bytes.Equal(again, b)) {
 			t.Fatalf("record %x encodes again as %x", b, again)
 		}
-		back, _, err := decode(again, true)
+		back, err := decode(again)
 		if err != nil || !sameRecord(back, rec) {
 			t.Fatalf("the record encoded again decodes to %+v, %v; want %+v", back, err, rec)
 		}
 	})
 }
 
-// sameRecord compares records, a nil value equal to an empty one.
+// sameRecord compares records, a nil value unequal to an empty one.
 func sameRecord(a, b record) bool {
 	return a.kind == b.kind && a.key == b.key && a.index == b.index &&
-		slices.EqualFunc(a.values, b.values, bytes.Equal) && (a.values == nil) == (b.values == nil)
+		bytes.Equal(a.value, b.value) && (a.value == nil) == (b.value == nil)
 }

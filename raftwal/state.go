@@ -2,8 +2,10 @@ package raftwal
 
 import "sort"
 
-// span is one entries record of a log still holding live entries: entries
-// first..first+count-1 are in the WAL record at offset at, of size bytes.
+// span is a run of a log's live entries in consecutive WAL records:
+// entries first..first+count-1 are the records at..at+count-1, of size
+// bytes together (an append of several entries is one span; replay,
+// which sees them one record at a time, joins them again).
 type span struct {
 	first uint64
 	count uint64
@@ -22,7 +24,8 @@ type state struct {
 
 func (s *state) empty() bool { return s.lowest == s.next }
 
-// entries applies an entries record. Like a Raft log store's StoreLogs, an
+// entries applies count entries from first on, in the records from at
+// on. Like a Raft log store's StoreLogs, an
 // entry at or below the last one replaces it and everything after it; a
 // first entry outside lowest..next restarts the log there.
 func (s *state) entries(first, count, at uint64, size int64) {
@@ -33,7 +36,12 @@ func (s *state) entries(first, count, at uint64, size int64) {
 	default:
 		s.truncateFrom(first)
 	}
-	s.spans = append(s.spans, span{first: first, count: count, at: at, size: size})
+	if k := len(s.spans); k > 0 && s.spans[k-1].first+s.spans[k-1].count == first && s.spans[k-1].at+s.spans[k-1].count == at {
+		s.spans[k-1].count += count
+		s.spans[k-1].size += size
+	} else {
+		s.spans = append(s.spans, span{first: first, count: count, at: at, size: size})
+	}
 	s.next = first + count
 }
 

@@ -121,11 +121,11 @@ func (w *WAL) replay() error {
 		var err error
 		recs, err = w.phys.ReadBatch(context.Background(), at, 256, 8<<20, recs[:0])
 		for _, r := range recs {
-			rec, count, derr := decode(r.Value, false)
+			rec, derr := decode(r.Value)
 			if derr != nil {
 				return fmt.Errorf("raftwal: %s record %d: %w", w.cfg.Dir, r.Offset, derr)
 			}
-			w.logFor(rec.key).apply(rec, count, r.Offset, int64(len(r.Value)))
+			w.logFor(rec.key).apply(rec, r.Offset, int64(len(r.Value)))
 		}
 		at += uint64(len(recs))
 		if err != nil {
@@ -176,10 +176,12 @@ func (w *WAL) Open(dir string) (*Log, error) {
 	return l, nil
 }
 
-// append writes one record and waits until it is durable (with whatever
-// other logs' records went in the same write: one fdatasync for all). It
-// returns the record's offset.
-func (w *WAL) append(b []byte) (uint64, func(), error) {
+// append writes records, consecutively, and waits until they are durable
+// (with whatever other logs' records went in the same write: one
+// fdatasync for all). It returns the first one's offset, and a function
+// to call once the records are applied to their log's state (until then
+// compaction keeps them).
+func (w *WAL) append(recs [][]byte) (uint64, func(), error) {
 	w.physMu.RLock()
 	defer w.physMu.RUnlock()
 	w.flightMu.Lock()
@@ -193,13 +195,13 @@ func (w *WAL) append(b []byte) (uint64, func(), error) {
 		}
 		w.flightMu.Unlock()
 	}
-	at, err := w.phys.Append(context.Background(), b)
+	at, err := w.phys.AppendBatch(context.Background(), recs)
 	if err != nil {
 		applied()
 		return 0, nil, err
 	}
 	w.durMu.Lock()
-	w.durable = max(w.durable, at+1)
+	w.durable = max(w.durable, at+uint64(len(recs)))
 	w.durMu.Unlock()
 	return at, applied, nil
 }

@@ -51,6 +51,7 @@ LAG_SAMPLES=${LAG_SAMPLES:-6}
 # partitions it needs a higher limit to run at all.
 VARIANTS=${VARIANTS:-"stream:--raft-transport stream --max-conns 8192;mux:--raft-transport mux"}
 TP_TRANSPORTS=${TP_TRANSPORTS:-stream mux} # throughput: a cluster per transport
+TP_FLAGS=${TP_FLAGS:-} # throughput: more serve flags for every node (e.g. --partition-raft-log own)
 PORT=${PORT:-19400} # nodes listen on PORT, PORT+10, PORT+20 (gossip: +1)
 
 work=$(mktemp -d)
@@ -167,7 +168,8 @@ throughput() {
 
 throughput_on() { # transport
 	note "## throughput, partitions on --raft-transport $1"
-	start "tp-$1" --raft-transport "$1" --max-conns 8192
+	# shellcheck disable=SC2086 # TP_FLAGS is a list of flags
+	start "tp-$1" --raft-transport "$1" --max-conns 8192 $TP_FLAGS
 	cli topics create p1 --partitions 1 --replication-factor 3 >/dev/null
 	cli topics create p12 --partitions 12 --replication-factor 3 >/dev/null
 	cli topics create bench-0 --partitions 12 --replication-factor 3 >/dev/null # p12-direct's
