@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"path/filepath"
 	"testing"
 	"time"
@@ -109,10 +108,6 @@ type model struct {
 }
 
 func newModel() *model { return &model{values: map[uint64][]byte{}} }
-
-func (m *model) clone() *model {
-	return &model{lowest: m.lowest, next: m.next, values: maps.Clone(m.values)}
-}
 
 // append stores values from next on and returns the first one's index.
 func (m *model) append(values [][]byte) uint64 {
