@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/proglog/proglog/internal/atomicfile"
+	"github.com/proglog/proglog/internal/bufpool"
 	"github.com/proglog/proglog/logstore"
 	"github.com/proglog/proglog/raftwal"
 )
@@ -372,8 +373,8 @@ func (s *raftStore) storeLogs(logs []*raft.Log) error {
 	for _, l := range logs {
 		size += raftLogSize(l)
 	}
-	scratch := getScratch(size)
-	defer putScratch(scratch)
+	scratch := scratchPool.Get(size)
+	defer scratchPool.Put(scratch)
 	values := make([][]byte, len(logs))
 	b := (*scratch)[:0]
 	for i, l := range logs {
@@ -791,24 +792,7 @@ func appendRaftLog(b []byte, l *raft.Log) []byte {
 // scratchPool holds the buffers StoreLogs encodes entries into, shared by
 // every group's store: a buffer per store would pin its largest batch in
 // each idle group.
-var scratchPool sync.Pool // of *[]byte
-
-// maxPooledScratch bounds the buffers kept for reuse.
-const maxPooledScratch = 4 << 20
-
-func getScratch(size int) *[]byte {
-	if p, ok := scratchPool.Get().(*[]byte); ok && cap(*p) >= size {
-		return p
-	}
-	b := make([]byte, 0, size)
-	return &b
-}
-
-func putScratch(p *[]byte) {
-	if cap(*p) <= maxPooledScratch {
-		scratchPool.Put(p)
-	}
-}
+var scratchPool = bufpool.Pool{Max: 4 << 20}
 
 // checkRaftLog checks that b decodes as the entry at index, without
 // copying anything.

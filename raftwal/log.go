@@ -75,8 +75,8 @@ func (l *Log) appendEntries(first uint64, values [][]byte) error {
 	for _, v := range values {
 		size += headerSize(l.key) + len(v)
 	}
-	buf := getBuf(size)
-	defer putBuf(buf)
+	buf := bufPool.Get(size)
+	defer bufPool.Put(buf)
 	recs := make([][]byte, len(values))
 	b := *buf
 	for i, v := range values {

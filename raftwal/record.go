@@ -4,7 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"sync"
+
+	"github.com/proglog/proglog/internal/bufpool"
 )
 
 // ErrCorrupt means a record of the WAL does not decode (its frame's CRC was
@@ -95,26 +96,6 @@ func decode(b []byte) (rec record, err error) {
 	return rec, nil
 }
 
-// bufPool holds the buffers appends encode their records into: the WAL
-// copies the records before the append returns, and a buffer per append
-// would be garbage at the rate entries are written (the collector's work
-// under a memory limit).
-var bufPool sync.Pool // of *[]byte
-
-// maxPooledBuf bounds the buffers kept for reuse.
-const maxPooledBuf = 8 << 20
-
-func getBuf(size int) *[]byte {
-	if p, ok := bufPool.Get().(*[]byte); ok && cap(*p) >= size {
-		*p = (*p)[:0]
-		return p
-	}
-	b := make([]byte, 0, size)
-	return &b
-}
-
-func putBuf(p *[]byte) {
-	if cap(*p) <= maxPooledBuf {
-		bufPool.Put(p)
-	}
-}
+// bufPool holds the buffers appends encode their records into (the WAL
+// copies them before the append returns).
+var bufPool = bufpool.Pool{Max: 8 << 20}
