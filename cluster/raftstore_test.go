@@ -32,9 +32,10 @@ func openTestRaftStore(t *testing.T, dir string) *raftStore {
 // raftBackend is where the raftStores of a test keep their entries: a
 // log of their own, or the shared WAL (whose restart is a node restart).
 type raftBackend struct {
-	shared bool
-	root   string
-	wal    *raftwal.WAL
+	shared    bool
+	preferOwn bool // new groups get logs of their own even with the WAL
+	root      string
+	wal       *raftwal.WAL
 }
 
 func (b *raftBackend) String() string {
@@ -84,7 +85,7 @@ func (b *raftBackend) open(t *testing.T, group string) *raftStore {
 	if err := os.MkdirAll(filepath.Join(b.root, group), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	s, err := openRaftStoreIn(filepath.Join(b.root, group), raftStoreConfig(testSegmentBytes, nil), b.wal, false)
+	s, err := openRaftStoreIn(filepath.Join(b.root, group), raftStoreConfig(testSegmentBytes, nil), b.wal, b.preferOwn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -578,24 +579,13 @@ func TestRaftStorePreferOwnKeepsWALGroups(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	open := func(group string) *raftStore {
-		t.Helper()
-		if err := os.MkdirAll(filepath.Join(b.root, group), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		s, err := openRaftStoreIn(filepath.Join(b.root, group), raftStoreConfig(testSegmentBytes, nil), b.wal, true)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
-	}
-	s = open("inwal")
+	b.preferOwn = true
+	s = b.open(t, "inwal")
 	if s.logDir != b.wal.Dir() {
 		t.Fatalf("a group the WAL holds moved to %s", s.logDir)
 	}
 	wantBounds(t, s, 1, 9)
-	n := open("new")
+	n := b.open(t, "new")
 	if n.logDir != filepath.Join(b.root, "new", raftLogDirName) {
 		t.Fatalf("a new group with preferOwn keeps its entries in %s", n.logDir)
 	}
