@@ -635,16 +635,24 @@ const writeBackEvery = 1 << 20
 // a Raft log's included, waits seconds; written as they come, they cost
 // the disk the same bytes without the stall (RocksDB's bytes_per_sync for
 // the same reason). A failure only loses the hint.
+//
+// It stops at the last whole page: the page the next append writes into
+// stays dirty only, rather than going to disk half full and again (or
+// making that append wait for it) moments later.
 func (l *Log) writeBack(s *segment) {
 	s.kicked = min(s.kicked, s.size) // cut by a truncation
-	if s.size-s.kicked < writeBackEvery {
+	end := s.size &^ (pageSize - 1)
+	if end-s.kicked < writeBackEvery {
 		return
 	}
-	if err := unix.SyncFileRange(int(s.store.Fd()), s.kicked, s.size-s.kicked, unix.SYNC_FILE_RANGE_WRITE); err != nil {
+	if err := unix.SyncFileRange(int(s.store.Fd()), s.kicked, end-s.kicked, unix.SYNC_FILE_RANGE_WRITE); err != nil {
 		l.logger.Debug("logstore: sync_file_range", "path", s.storePath, "err", err)
 	}
-	s.kicked = s.size
+	s.kicked = end
 }
+
+// pageSize is the page cache's unit (a power of two).
+var pageSize = int64(os.Getpagesize())
 
 func (l *Log) fdatasync(s *segment) error {
 	start := time.Now()
