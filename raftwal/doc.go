@@ -3,10 +3,10 @@
 // disk in one write and one fdatasync, where logs of their own would cost
 // a write and an fdatasync each.
 //
-// A node hosting a dozen partition leaders and two dozen followers ran a
-// few dozen fdatasyncs at once; on one disk each is a cache flush, and the
-// flushes, not the cores, bounded what the partitions together took
-// (docs/benchmarks.md, "One Raft log per node"). hashicorp/raft calls
+// Three nodes hosting twelve partitions of three replicas each ran 36 Raft
+// logs, each fdatasynced on its own; on one disk each fdatasync is a cache
+// flush, and the flushes, not the cores, bounded what the partitions
+// together took (docs/benchmarks.md, "One Raft log per node"). hashicorp/raft calls
 // StoreLogs from each group's own goroutine; here those calls meet in one
 // logstore.Log under SyncAlways, whose committer writes whatever is queued
 // with one write and one fdatasync (group commit), so the flushes follow
