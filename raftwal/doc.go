@@ -73,8 +73,11 @@
 // segment written after them, so Compact writes the entries of the logs
 // holding the oldest segment again at the end (which replays to the same
 // state: an entry at lowest replaces the whole log, and the ones after it
-// follow), once the WAL has more than two segments and each of
-// those logs holds at most an eighth of a segment; a busy log holding it
+// follow), once the WAL has more than two segments and each of those
+// logs holds at most an eighth of a segment, or whatever they hold once
+// more than half of the WAL is records no log needs (a group that went
+// idle after a burst keeps its trailing entries until its next snapshot,
+// which may never come). Otherwise a busy log holding the oldest segment
 // is left to its own compaction.
 //
 // # Groups removed

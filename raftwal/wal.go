@@ -295,7 +295,8 @@ func (w *WAL) compactLoop() {
 // Compact deletes the segments no log needs any more. Logs whose directory
 // is gone (or holds a new incarnation) are forgotten first. Then, while the
 // oldest segment is held only by logs of little live data (idle groups
-// whose few entries Raft keeps after its snapshots), those logs' entries
+// whose few entries Raft keeps after its snapshots), or by any logs while
+// more than half of the WAL is records no log needs, those logs' entries
 // are written again at the end of the WAL so the segment can go: one idle
 // group must not keep every segment after its last entry on disk.
 func (w *WAL) Compact() error {
@@ -346,16 +347,26 @@ func (w *WAL) compactOnce() (bool, error) {
 	w.physMu.RLock()
 	err := w.phys.TruncateBefore(pin)
 	bases := w.phys.Bases()
+	size := w.phys.Stats().SizeBytes
 	w.physMu.RUnlock()
 	if err != nil || len(bases) <= 2 || !any {
 		return false, err
 	}
 	// The logs holding records in the oldest segment: if they all hold
-	// little, write their entries again so the segment can go.
+	// little, or the WAL is mostly records no log needs (a log that went
+	// idle after a burst keeps its trailing entries, which Raft compacts
+	// only after its next snapshot), write their entries again so the
+	// segment can go. Copying is then paid for by at least as much space
+	// freed.
+	var live int64
+	for _, l := range logs {
+		live += l.liveBytes()
+	}
+	mostlyDead := size > 2*live+2*w.cfg.SegmentBytes
 	var movers []*Log
 	for _, l := range logs {
 		if at, ok := l.pin(); ok && at < bases[1] {
-			if l.liveBytes() > w.relocateMax() {
+			if !mostlyDead && l.liveBytes() > w.relocateMax() {
 				return false, nil // a busy log holds it; its snapshots will move it
 			}
 			movers = append(movers, l)
