@@ -59,10 +59,9 @@ type raftStore struct {
 	log    entryLog
 	closed bool // set by Close, under logMu: recover must not reopen then
 	logDir string
-	// reopen opens the log again after a failed write; stored is the next
-	// index the failed log had stored.
-	reopen func(stored uint64) (entryLog, error)
-	logCfg logstore.Config
+	// reopen opens the log again after a failed write (logstore.Reopen, or
+	// the shared WAL's Recover).
+	reopen func() (entryLog, error)
 	// failed is set when a write failed and the log refuses appends until
 	// it is reopened (logstore.ErrFailed).
 	failed atomic.Bool
@@ -136,67 +135,62 @@ func openRaftStore(dir string, cfg logstore.Config) (*raftStore, error) {
 // openRaftStoreIn opens the group's Raft state under dir. Its entries stay
 // where they are: in a Raft log of its own that holds entries, or in wal
 // (when set) if it holds the group's entries; a group with no entries yet
-// keeps them in wal, unless preferOwn or wal is nil.
+// keeps them in wal, unless preferOwn or wal is nil (an empty log of its
+// own is then removed).
 func openRaftStoreIn(dir string, cfg logstore.Config, wal *raftwal.WAL, preferOwn bool) (*raftStore, error) {
 	if _, err := os.Stat(filepath.Join(dir, legacyRaftDB)); err == nil {
 		return nil, fmt.Errorf("%w: %s was written by an older proglog (Raft state in bbolt); this version keeps Raft's log in %s: start the node from an empty data directory and let it catch up from the cluster",
 			ErrOldRaftState, filepath.Join(dir, legacyRaftDB), filepath.Join(dir, raftLogDirName))
 	}
-	s := &raftStore{stablePath: filepath.Join(dir, stableFileName), logDir: filepath.Join(dir, raftLogDirName), logCfg: cfg}
-	if wal != nil {
-		own, err := hasOwnLog(s.logDir)
-		switch {
-		case err != nil:
-			return nil, err
-		case own || (preferOwn && !wal.Holds(dir)):
-			wal = nil
-		default:
-			s.logDir = wal.Dir()
-		}
-	}
+	s := &raftStore{stablePath: filepath.Join(dir, stableFileName), logDir: filepath.Join(dir, raftLogDirName)}
 	var err error
 	if s.stable, s.stableFile, s.stableSeq, err = openStable(s.stablePath); err != nil {
 		return nil, err
 	}
-	if wal != nil {
+	var own *logstore.Log
+	if _, serr := os.Stat(s.logDir); wal == nil || serr == nil {
+		if own, err = logstore.Open(s.logDir, cfg); err != nil {
+			s.stableFile.Close()
+			if errors.Is(err, logstore.ErrCorrupt) {
+				return nil, raftLogCorrupt(s.logDir, 0, err)
+			}
+			return nil, fmt.Errorf("open raft log: %w", err)
+		}
+	}
+	if wal != nil && (own == nil || empty(own)) && (!preferOwn || wal.Holds(dir)) {
+		if own != nil {
+			err := own.Close()
+			if err == nil {
+				err = os.RemoveAll(s.logDir)
+			}
+			if err != nil {
+				s.stableFile.Close()
+				return nil, fmt.Errorf("cluster: remove the empty raft log %s: %w", s.logDir, err)
+			}
+		}
 		wl, err := wal.Open(dir)
 		if err != nil {
 			s.stableFile.Close()
 			return nil, fmt.Errorf("cluster: open raft log: %w", err)
 		}
-		s.log = wl
-		s.reopen = func(uint64) (entryLog, error) { return wl, wal.Recover() }
+		s.log, s.logDir = wl, wal.Dir()
+		s.reopen = func() (entryLog, error) { return wl, wal.Recover() }
 		return s, nil
 	}
-	s.reopen = s.reopenOwn
-	if s.log, err = logstore.Open(s.logDir, cfg); err != nil {
-		s.stableFile.Close()
-		if errors.Is(err, logstore.ErrCorrupt) {
-			return nil, raftLogCorrupt(s.logDir, 0, err)
+	if own == nil { // preferOwn, and nothing of the group's in wal
+		if own, err = logstore.Open(s.logDir, cfg); err != nil {
+			s.stableFile.Close()
+			return nil, fmt.Errorf("open raft log: %w", err)
 		}
-		return nil, fmt.Errorf("open raft log: %w", err)
 	}
+	s.log = own
+	s.reopen = func() (entryLog, error) { return s.log.(*logstore.Log).Reopen() }
 	return s, nil
 }
 
-// hasOwnLog reports whether dir holds a Raft log of the group's own with
-// entries in it.
-func hasOwnLog(dir string) (bool, error) {
-	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
-		return false, nil
-	}
-	l, err := logstore.Open(dir, logstore.Config{Sync: logstore.SyncNever, MaxRecordBytes: 1 << 30})
-	if err != nil {
-		return true, nil // let the normal open report it
-	}
+func empty(l *logstore.Log) bool {
 	lowest, next := l.Bounds()
-	if err := l.Close(); err != nil {
-		return false, fmt.Errorf("cluster: %s: %w", dir, err)
-	}
-	if lowest == next {
-		return false, os.RemoveAll(dir)
-	}
-	return true, nil
+	return lowest == next
 }
 
 // verify reads every entry from index from to the last one and checks it
@@ -414,33 +408,13 @@ func (s *raftStore) recover() error {
 	if s.closed {
 		return ErrClosed
 	}
-	_, stored := s.log.Bounds()
-	l, err := s.reopen(stored)
+	l, err := s.reopen()
 	if err != nil {
-		return err
+		return fmt.Errorf("cluster: reopen raft log: %w", err)
 	}
 	s.log = l
 	s.failed.Store(false)
 	return nil
-}
-
-// reopenOwn closes the group's own failed log and opens it again, cutting
-// whatever the failed write left past stored.
-func (s *raftStore) reopenOwn(stored uint64) (entryLog, error) {
-	if err := s.log.Close(); err != nil && !errors.Is(err, logstore.ErrClosed) && s.logCfg.Logger != nil {
-		s.logCfg.Logger.Warn("cluster: closing the failed raft log", "err", err)
-	}
-	l, err := logstore.Open(s.logDir, s.logCfg)
-	if err != nil {
-		return nil, fmt.Errorf("cluster: reopen raft log: %w", err)
-	}
-	if _, next := l.Bounds(); next > stored {
-		if err := l.TruncateFrom(stored); err != nil {
-			l.Close()
-			return nil, fmt.Errorf("cluster: reopen raft log: cut the failed write: %w", err)
-		}
-	}
-	return l, nil
 }
 
 // DeleteRange removes the entries min..max inclusive: a compacted head

@@ -926,6 +926,30 @@ func (l *Log) Close() error {
 	return l.closeErr
 }
 
+// Reopen closes a log that failed (a write or fdatasync error: appends
+// return ErrFailed) and opens its directory again with the same
+// configuration, cutting whatever the failed write left on disk past the
+// records acknowledged before it, so the reopened log holds exactly what
+// its appenders were told. The caller uses the returned log in place of
+// l (a Raft log after a full disk was freed).
+func (l *Log) Reopen() (*Log, error) {
+	_, stored := l.Bounds() // advanced only by flushes that succeeded
+	if err := l.Close(); err != nil && !errors.Is(err, ErrClosed) {
+		l.logger.Warn("logstore: closing the failed log", "dir", l.dir, "err", err)
+	}
+	n, err := Open(l.dir, l.cfg)
+	if err != nil {
+		return nil, fmt.Errorf("logstore: reopen %s: %w", l.dir, err)
+	}
+	if _, next := n.Bounds(); next > stored {
+		if err := n.TruncateFrom(stored); err != nil {
+			n.Close()
+			return nil, fmt.Errorf("logstore: reopen %s: cut the failed write: %w", l.dir, err)
+		}
+	}
+	return n, nil
+}
+
 // Bases returns the first offset of each segment, oldest first: the
 // boundaries TruncateBefore deletes at.
 func (l *Log) Bases() []uint64 {

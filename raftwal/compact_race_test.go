@@ -22,19 +22,7 @@ func TestCompactDuringAppend(t *testing.T) {
 	mx, my := newModel(), newModel()
 	stop := make(chan struct{})
 	var compactor sync.WaitGroup
-	compactor.Go(func() {
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if err := h.w.Compact(); err != nil {
-				t.Errorf("Compact: %v", err)
-				return
-			}
-		}
-	})
+	compactor.Go(func() { compactUntil(t, h.w, stop, 0) })
 	defer compactor.Wait()
 	defer close(stop)
 

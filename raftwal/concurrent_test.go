@@ -63,20 +63,8 @@ func TestConcurrent(t *testing.T) {
 			}
 		})
 	}
-	others.Go(func() {
-		for {
-			select {
-			case <-done:
-				return
-			default:
-			}
-			if err := h.w.Compact(); err != nil {
-				t.Errorf("Compact: %v", err)
-				return
-			}
-			time.Sleep(time.Millisecond) // let the writers through on a small machine
-		}
-	})
+	// The pause lets the writers through on a small machine.
+	others.Go(func() { compactUntil(t, h.w, done, time.Millisecond) })
 	writers.Wait()
 	close(done)
 	others.Wait()

@@ -229,3 +229,20 @@ func adoptEmptyNumbering(t testing.TB, logs []*Log, models []*model) {
 		m.reset(next)
 	}
 }
+
+// compactUntil runs Compact in a loop, pausing between calls, until done
+// is closed; it reports a failure with t.Errorf (it runs in a goroutine).
+func compactUntil(t *testing.T, w *WAL, done <-chan struct{}, pause time.Duration) {
+	for {
+		select {
+		case <-done:
+			return
+		default:
+		}
+		if err := w.Compact(); err != nil {
+			t.Errorf("Compact: %v", err)
+			return
+		}
+		time.Sleep(pause)
+	}
+}

@@ -55,18 +55,6 @@ func (l *Log) isOpen() bool {
 	return l.open
 }
 
-func (l *Log) pin() (uint64, bool) {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return l.st.pin()
-}
-
-func (l *Log) liveBytes() int64 {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return l.st.liveBytes()
-}
-
 // appendEntries writes values as the entries from first on (a record
 // each, in one append: one write and one fdatasync, shared with other
 // logs' appends) and applies them once durable. Caller holds wmu.
@@ -114,14 +102,25 @@ func (l *Log) AppendBatch(_ context.Context, values [][]byte) (uint64, error) {
 	return first, nil
 }
 
-// control writes a truncation record, unless it would change nothing.
-func (l *Log) control(kind byte, index uint64, noop func(lowest, next uint64) bool) error {
+// truncate writes a truncation record and applies it once durable,
+// unless it would change nothing. Renumbering an empty log (a reset of
+// one) writes no record either: replay treats an empty log's numbering as
+// unknown, and its next entry restarts it anyway.
+func (l *Log) truncate(kind byte, index uint64) error {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
 	if !l.isOpen() {
 		return logstore.ErrClosed
 	}
-	if noop(l.Bounds()) {
+	rec := record{kind: kind, key: l.key, index: index}
+	lowest, next := l.Bounds()
+	switch {
+	case kind == kindTruncateFrom && index >= next, kind == kindTruncateBefore && index <= lowest:
+		return nil
+	case kind == kindReset && lowest == next:
+		l.mu.Lock()
+		l.apply(rec, 0, 0)
+		l.mu.Unlock()
 		return nil
 	}
 	at, applied, err := l.w.append([][]byte{encodeControl(kind, l.key, index)})
@@ -129,7 +128,7 @@ func (l *Log) control(kind byte, index uint64, noop func(lowest, next uint64) bo
 		return err
 	}
 	l.mu.Lock()
-	l.apply(record{kind: kind, key: l.key, index: index}, at, 0)
+	l.apply(rec, at, 0)
 	l.mu.Unlock()
 	applied()
 	if kind != kindTruncateFrom {
@@ -139,34 +138,13 @@ func (l *Log) control(kind byte, index uint64, noop func(lowest, next uint64) bo
 }
 
 // TruncateFrom drops the entries from index on.
-func (l *Log) TruncateFrom(index uint64) error {
-	return l.control(kindTruncateFrom, index, func(lowest, next uint64) bool { return index >= next })
-}
+func (l *Log) TruncateFrom(index uint64) error { return l.truncate(kindTruncateFrom, index) }
 
 // TruncateBefore drops the entries below index.
-func (l *Log) TruncateBefore(index uint64) error {
-	return l.control(kindTruncateBefore, index, func(lowest, next uint64) bool { return index <= lowest })
-}
+func (l *Log) TruncateBefore(index uint64) error { return l.truncate(kindTruncateBefore, index) }
 
-// Reset drops every entry; the next one appended gets index next. An
-// empty log is renumbered in memory only: replay treats an empty log's
-// numbering as unknown, and its next entry restarts it anyway.
-func (l *Log) Reset(next uint64) error {
-	l.wmu.Lock()
-	lo, n := l.Bounds()
-	if lo == n {
-		defer l.wmu.Unlock()
-		if !l.isOpen() {
-			return logstore.ErrClosed
-		}
-		l.mu.Lock()
-		l.st.reset(next)
-		l.mu.Unlock()
-		return nil
-	}
-	l.wmu.Unlock()
-	return l.control(kindReset, next, func(lo, n uint64) bool { return false })
-}
+// Reset drops every entry; the next one appended gets index next.
+func (l *Log) Reset(next uint64) error { return l.truncate(kindReset, next) }
 
 // Read returns the entry at index (Record.Offset is the index, Value its
 // bytes, the caller's own), or an error wrapping logstore.ErrOutOfRange.

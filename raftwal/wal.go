@@ -43,10 +43,6 @@ type WAL struct {
 	// Recover for writing while it reopens a failed log.
 	physMu sync.RWMutex
 	phys   *logstore.Log
-	// durable is the offset after the last record whose append succeeded:
-	// Recover cuts whatever a failed append left past it.
-	durable uint64
-	durMu   sync.Mutex
 
 	// inFlight counts the appends whose record may be durable but not yet
 	// applied to its log's state, by the WAL's next offset when each
@@ -108,7 +104,6 @@ func OpenWAL(cfg Config) (*WAL, error) {
 		phys.Close()
 		return nil, err
 	}
-	_, w.durable = phys.Bounds()
 	go w.compactLoop()
 	return w, nil
 }
@@ -153,11 +148,7 @@ func (w *WAL) logFor(k key) *Log {
 // name that was removed: a removed directory's records are ignored and
 // its segments deleted.
 func (w *WAL) Open(dir string) (*Log, error) {
-	name, err := filepath.Rel(w.cfg.Root, dir)
-	if err != nil || !filepath.IsLocal(name) {
-		return nil, fmt.Errorf("raftwal: %s is not under %s", dir, w.cfg.Root)
-	}
-	inc, err := Incarnation(dir)
+	k, err := w.keyOf(dir, Incarnation)
 	if err != nil {
 		return nil, err
 	}
@@ -166,7 +157,7 @@ func (w *WAL) Open(dir string) (*Log, error) {
 	if w.closed {
 		return nil, logstore.ErrClosed
 	}
-	l := w.logFor(key{name: name, inc: inc})
+	l := w.logFor(k)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.open {
@@ -200,9 +191,6 @@ func (w *WAL) append(recs [][]byte) (uint64, func(), error) {
 		applied()
 		return 0, nil, err
 	}
-	w.durMu.Lock()
-	w.durable = max(w.durable, at+uint64(len(recs)))
-	w.durMu.Unlock()
 	return at, applied, nil
 }
 
@@ -224,21 +212,9 @@ func (w *WAL) Recover() error {
 	if err := w.phys.Sync(); err == nil || errors.Is(err, logstore.ErrClosed) {
 		return nil // not failed (or closed: nothing to recover)
 	}
-	w.durMu.Lock()
-	stored := w.durable
-	w.durMu.Unlock()
-	if err := w.phys.Close(); err != nil && !errors.Is(err, logstore.ErrClosed) {
-		w.logger.Warn("raftwal: closing the failed WAL", "err", err)
-	}
-	phys, err := logstore.Open(w.cfg.Dir, w.cfg.storeConfig())
+	phys, err := w.phys.Reopen()
 	if err != nil {
-		return fmt.Errorf("raftwal: reopen %s: %w", w.cfg.Dir, err)
-	}
-	if _, next := phys.Bounds(); next > stored {
-		if err := phys.TruncateFrom(stored); err != nil {
-			phys.Close()
-			return fmt.Errorf("raftwal: reopen %s: cut the failed write: %w", w.cfg.Dir, err)
-		}
+		return fmt.Errorf("raftwal: %w", err)
 	}
 	w.phys = phys
 	return nil
@@ -329,27 +305,32 @@ func (w *WAL) compactOnce() (bool, error) {
 		floor = min(floor, start)
 	}
 	w.flightMu.Unlock()
+	// What each log needs, read once: its oldest record and its size.
+	type need struct {
+		l    *Log
+		at   uint64
+		live int64
+	}
 	w.mu.Lock()
-	logs := make([]*Log, 0, len(w.logs))
+	needs := make([]need, 0, len(w.logs))
 	for _, l := range w.logs {
-		logs = append(logs, l)
+		l.mu.RLock()
+		if at, ok := l.st.pin(); ok {
+			needs = append(needs, need{l, at, l.st.liveBytes()})
+		}
+		l.mu.RUnlock()
 	}
 	w.mu.Unlock()
-	pin, any := uint64(0), false
-	for _, l := range logs {
-		if at, ok := l.pin(); ok && (!any || at < pin) {
-			pin, any = at, true
-		}
-	}
-	if !any || floor < pin {
-		pin = floor
+	pin, live := floor, int64(0)
+	for _, n := range needs {
+		pin, live = min(pin, n.at), live+n.live
 	}
 	w.physMu.RLock()
 	err := w.phys.TruncateBefore(pin)
 	bases := w.phys.Bases()
 	size := w.phys.Stats().SizeBytes
 	w.physMu.RUnlock()
-	if err != nil || len(bases) <= 2 || !any {
+	if err != nil || len(bases) <= 2 || len(needs) == 0 {
 		return false, err
 	}
 	// The logs holding records in the oldest segment: if they all hold
@@ -358,18 +339,14 @@ func (w *WAL) compactOnce() (bool, error) {
 	// only after its next snapshot), write their entries again so the
 	// segment can go. Copying is then paid for by at least as much space
 	// freed.
-	var live int64
-	for _, l := range logs {
-		live += l.liveBytes()
-	}
 	mostlyDead := size > 2*live+2*w.cfg.SegmentBytes
 	var movers []*Log
-	for _, l := range logs {
-		if at, ok := l.pin(); ok && at < bases[1] {
-			if !mostlyDead && l.liveBytes() > w.relocateMax() {
+	for _, n := range needs {
+		if n.at < bases[1] {
+			if !mostlyDead && n.live > w.relocateMax() {
 				return false, nil // a busy log holds it; its snapshots will move it
 			}
-			movers = append(movers, l)
+			movers = append(movers, n.l)
 		}
 	}
 	for _, l := range movers {
@@ -399,19 +376,26 @@ func (w *WAL) forgetRemoved() {
 // Dir is the directory of the WAL's segments.
 func (w *WAL) Dir() string { return w.cfg.Dir }
 
+// keyOf names the log of directory dir, with dir's incarnation as inc
+// gives it (Incarnation creates one, readIncarnation does not).
+func (w *WAL) keyOf(dir string, inc func(dir string) (uint64, error)) (key, error) {
+	name, err := filepath.Rel(w.cfg.Root, dir)
+	if err != nil || !filepath.IsLocal(name) {
+		return key{}, fmt.Errorf("raftwal: %s is not under %s", dir, w.cfg.Root)
+	}
+	n, err := inc(dir)
+	return key{name: name, inc: n}, err
+}
+
 // Holds reports whether the WAL holds entries of directory dir's log (of
 // its current incarnation).
 func (w *WAL) Holds(dir string) bool {
-	name, err := filepath.Rel(w.cfg.Root, dir)
-	if err != nil {
-		return false
-	}
-	inc, err := readIncarnation(dir)
+	k, err := w.keyOf(dir, readIncarnation)
 	if err != nil {
 		return false
 	}
 	w.mu.Lock()
-	l, ok := w.logs[key{name: name, inc: inc}]
+	l, ok := w.logs[k]
 	w.mu.Unlock()
 	if !ok {
 		return false
