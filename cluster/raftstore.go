@@ -117,11 +117,18 @@ const (
 // stable store's error text to tell a missing key from a failure.
 var errKeyNotFound = errors.New("not found")
 
+// raftLogDropBehind is how much of the end of Raft's log stays in the page
+// cache once synced (logstore.Config.DropBehind): hashicorp/raft reads an
+// entry back only to replicate it, from its log cache or, for a follower
+// further behind, from here; older pages would sit in memory unread.
+const raftLogDropBehind = 8 << 20
+
 // raftStoreConfig is the logstore configuration of Raft's log: every entry
 // is synced before StoreLogs returns and an entry may be a whole batch.
 func raftStoreConfig(segmentBytes int64, logger *slog.Logger) logstore.Config {
 	return logstore.Config{
 		Sync:            logstore.SyncAlways,
+		DropBehind:      raftLogDropBehind,
 		MaxRecordBytes:  1 << 30,
 		MaxSegmentBytes: segmentBytes,
 		Logger:          logger,

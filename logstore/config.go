@@ -73,6 +73,13 @@ type Config struct {
 	MaxRecordBytes int
 	// Sync is the durability policy; default SyncAlways.
 	Sync SyncPolicy
+	// DropBehind, when > 0 under SyncAlways, drops a segment's pages more
+	// than this many bytes behind its end from the page cache once they are
+	// synced (posix_fadvise POSIX_FADV_DONTNEED), for logs that are written
+	// once and read back only near their end: Raft's logs. Reads of what
+	// was dropped still work; they go to the disk. Ignored under the other
+	// policies (their pages are not known to be clean).
+	DropBehind int64
 	// SyncInterval is the fdatasync period under SyncInterval; default 100ms.
 	SyncInterval time.Duration
 	// RetentionBytes, when > 0, deletes the oldest sealed segments while the
@@ -135,6 +142,8 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("logstore: unknown sync policy %d", int(c.Sync))
 	case c.SyncInterval < 0:
 		return c, fmt.Errorf("logstore: negative SyncInterval %v", c.SyncInterval)
+	case c.DropBehind < 0:
+		return c, fmt.Errorf("logstore: negative DropBehind %d", c.DropBehind)
 	case c.RetentionBytes < 0:
 		return c, fmt.Errorf("logstore: negative RetentionBytes %d", c.RetentionBytes)
 	case c.RetentionAge < 0:

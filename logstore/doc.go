@@ -216,7 +216,11 @@
 //   - SyncAlways (default): each flush writes every queued frame with one
 //     write and calls fdatasync on the store before any of those appends
 //     returns and before readers can see the records. Concurrent appends
-//     share the flush (group commit).
+//     share the flush (group commit). With Config.DropBehind set, the
+//     synced pages more than that far behind the active segment's end are
+//     then dropped from the page cache (posix_fadvise DONTNEED; they are
+//     clean, so nothing is written): Raft's logs are read back only near
+//     their end, and their pages would otherwise crowd out the stores'.
 //   - SyncInterval: appends return after the write (page cache); fdatasync
 //     runs every Config.SyncInterval. SyncNever: no fdatasync at all while
 //     the log is open. Under both, records are visible when acknowledged; a

@@ -601,6 +601,7 @@ func (l *Log) flush(b pendingBatch, sync, retain bool) error {
 		if err := l.fdatasync(seg); err != nil {
 			return err
 		}
+		l.dropBehind(seg)
 	} else {
 		l.writeBack(seg)
 	}
@@ -650,6 +651,41 @@ func (l *Log) writeBack(s *segment) {
 	}
 	s.kicked = end
 }
+
+// dropBehind drops the segment's synced pages more than Config.DropBehind
+// bytes behind its end from the page cache, once dropEvery bytes have
+// accumulated. Left alone, a Raft log's pages stay cached until memory runs
+// short although nothing reads them (an entry is read back from its cache,
+// or from the last few MiB by a follower just behind), and they crowd out
+// the record stores' pages, which consumers do read. Freeing them also
+// lets the next writes reuse pages at once instead of taking new ones
+// (BookKeeper's journal and PostgreSQL's WAL drop theirs for the same
+// reason). Caller holds flushMu, after an fdatasync: the pages are clean,
+// so dropping them starts no write. A failure only loses the hint.
+func (l *Log) dropBehind(s *segment) {
+	if l.cfg.DropBehind <= 0 {
+		return
+	}
+	s.dropped = min(s.dropped, s.size) // cut by a truncation
+	end := (s.size - l.cfg.DropBehind) &^ (pageSize - 1)
+	if end-s.dropped < dropEvery {
+		return
+	}
+	// From a little before the previous end: the kernel keeps a large folio
+	// that a range covers only in part, as the one across that end was.
+	from := max(0, s.dropped-maxFolio)
+	if err := unix.Fadvise(int(s.store.Fd()), from, end-from, unix.FADV_DONTNEED); err != nil {
+		l.logger.Debug("logstore: fadvise", "path", s.storePath, "err", err)
+	}
+	s.dropped = end
+}
+
+// dropEvery is how many bytes dropBehind lets accumulate before it asks:
+// one call per fdatasync would cost more than the pages it frees.
+const dropEvery = 1 << 20
+
+// maxFolio bounds the page cache's large folios (a PMD, 2 MiB on x86-64).
+const maxFolio = 2 << 20
 
 // pageSize is the page cache's unit (a power of two).
 var pageSize = int64(os.Getpagesize())

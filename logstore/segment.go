@@ -52,7 +52,10 @@ type segment struct {
 	dirty    bool // written since the last fdatasync
 	// kicked is the store offset up to which the kernel was asked to start
 	// writing the pages back (Log.writeBack).
-	kicked   int64
+	kicked int64
+	// dropped is the store offset below which the pages were dropped from
+	// the page cache (Log.dropBehind).
+	dropped  int64
 	unsynced bool        // sealed without syncing (SyncNever): Log.Sync still owes it an fdatasync
 	times    timeSamples // the active segment's time samples (tix publishes them)
 }

@@ -75,9 +75,16 @@ func (c Config) withDefaults() (Config, error) {
 	return c, nil
 }
 
+// dropBehind is how much of the WAL's end stays in the page cache once
+// synced (logstore.Config.DropBehind): a group reads its entries back to
+// replicate them to a follower behind its Raft log cache, and compaction
+// and replay read older records, which may come from the disk.
+const dropBehind = 8 << 20
+
 func (c Config) storeConfig() logstore.Config {
 	return logstore.Config{
 		Sync:            logstore.SyncAlways,
+		DropBehind:      dropBehind,
 		MaxRecordBytes:  1 << 30,
 		MaxSegmentBytes: c.SegmentBytes,
 		Logger:          c.Logger,
