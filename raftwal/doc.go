@@ -18,11 +18,21 @@
 // each of its records is one of (integers little endian or unsigned
 // varints, "uv"):
 //
-//	kind: 1 byte            1 entry, 2 truncate from, 3 truncate before, 4 reset
+//	kind: 1 byte            5 entry, 6 truncate from, 7 truncate before, 8 reset
 //	name: uv length, bytes  the log's directory relative to Config.Root
 //	incarnation: 8 bytes    the directory's incarnation (its wal-id file)
 //	index: uv               the entry's index, or the index a truncation names
+//	header CRC: 4 bytes     CRC-32C of kind..index
 //	entry only: the entry's bytes, to the record's end
+//
+// Kinds 1 to 4 are the same records without the header CRC, as WALs
+// written before it hold them; they are still read. Open rebuilds the
+// logs' states from the records' heads (logstore.Log.ReadHeads): a large
+// record's entry bytes are not read, so its frame CRC is not checked
+// there, and the header CRC is what keeps a damaged header from giving an
+// entry to another log (a record of kinds 1 to 4 whose frame was not read
+// whole is read whole). Raft's reads of an entry check its frame CRC as
+// before.
 //
 // A StoreLogs of n entries is n consecutive records written by one
 // append: one write and one fdatasync, shared with the appends of other

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 
 	"github.com/proglog/proglog/internal/bufpool"
 )
@@ -12,12 +13,19 @@ import (
 // right, so this is a bug or a format this version does not know).
 var ErrCorrupt = errors.New("raftwal: corrupt record")
 
-// Record kinds: the first byte of every record.
+// Record kinds: the first byte of every record. Records since the header
+// checksum carry headerChecked added to the kind; earlier ones are read as
+// they were.
 const (
 	kindEntry          byte = 1 // one entry of a log
 	kindTruncateFrom   byte = 2 // a log drops its entries from an index on
 	kindTruncateBefore byte = 3 // a log drops its entries below an index
 	kindReset          byte = 4 // a log drops every entry and restarts at an index
+
+	// headerChecked marks a record whose header (kind to index) is followed
+	// by a CRC-32C of it, so that replay can trust a header without
+	// reading (and CRC-checking) the whole entry after it.
+	headerChecked byte = 4
 )
 
 // key names one log: the directory it was opened for, relative to the
@@ -35,21 +43,29 @@ type record struct {
 	value []byte // an entry's bytes (pointing into the record's); nil otherwise
 }
 
-// headerSize bounds the size of a record's header.
+// headerSize bounds the size of a record's header, its checksum included.
 func headerSize(k key) int {
-	return 1 + binary.MaxVarintLen64 + len(k.name) + 8 + binary.MaxVarintLen64
+	return 1 + binary.MaxVarintLen64 + len(k.name) + 8 + binary.MaxVarintLen64 + 4
 }
 
-// appendRecord appends a record: kind, key, index, then (an entry) the
-// entry's bytes, which run to the record's end.
+// maxHeaderBytes bounds every record's header: what replay reads of a
+// record whose frame it does not read whole.
+const maxHeaderBytes = 1 + binary.MaxVarintLen64 + maxNameBytes + 8 + binary.MaxVarintLen64 + 4
+
+// appendRecord appends a record: kind, key, index, the header's CRC-32C,
+// then (an entry) the entry's bytes, which run to the record's end.
 func appendRecord(b []byte, kind byte, k key, index uint64, value []byte) []byte {
-	b = append(b, kind)
+	start := len(b)
+	b = append(b, kind+headerChecked)
 	b = binary.AppendUvarint(b, uint64(len(k.name)))
 	b = append(b, k.name...)
 	b = binary.LittleEndian.AppendUint64(b, k.inc)
 	b = binary.AppendUvarint(b, index)
+	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b[start:], castagnoli))
 	return append(b, value...)
 }
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // encodeControl encodes a truncation record.
 func encodeControl(kind byte, k key, index uint64) []byte {
@@ -61,16 +77,30 @@ func encodeControl(kind byte, k key, index uint64) []byte {
 const maxNameBytes = 4096
 
 // decode decodes a record; an entry's value points into b.
-func decode(b []byte) (rec record, err error) {
-	fail := func(what string) (record, error) {
-		return record{}, fmt.Errorf("%w: %s", ErrCorrupt, what)
+func decode(b []byte) (record, error) {
+	rec, _, err := decodeHead(b, len(b))
+	return rec, err
+}
+
+// decodeHead decodes a record of size bytes from its first bytes b (all
+// of it, or at least maxHeaderBytes); an entry's value is what b holds of
+// it. checked says the header carried its checksum and it matched.
+func decodeHead(b []byte, size int) (rec record, checked bool, err error) {
+	fail := func(what string) (record, bool, error) {
+		return record{}, false, fmt.Errorf("%w: %s", ErrCorrupt, what)
 	}
+	whole := len(b) == size
 	if len(b) == 0 {
 		return fail("empty")
 	}
+	all := b
 	rec.kind, b = b[0], b[1:]
+	if rec.kind > headerChecked {
+		rec.kind -= headerChecked
+		checked = true
+	}
 	if rec.kind < kindEntry || rec.kind > kindReset {
-		return fail(fmt.Sprintf("unknown kind %d", rec.kind))
+		return fail(fmt.Sprintf("unknown kind %d", all[0]))
 	}
 	n, w := binary.Uvarint(b)
 	if w <= 0 || n > maxNameBytes || uint64(len(b)-w) < n+8 {
@@ -83,17 +113,26 @@ func decode(b []byte) (rec record, err error) {
 		return fail("index")
 	}
 	b = b[w:]
+	if checked {
+		if len(b) < 4 {
+			return fail("header checksum")
+		}
+		if want, got := binary.LittleEndian.Uint32(b), crc32.Checksum(all[:len(all)-len(b)], castagnoli); want != got {
+			return fail(fmt.Sprintf("header checksum %08x, computed %08x", want, got))
+		}
+		b = b[4:]
+	}
 	if rec.kind != kindEntry {
-		if len(b) != 0 {
+		if len(b) != 0 || !whole {
 			return fail("trailing bytes")
 		}
-		return rec, nil
+		return rec, checked, nil
 	}
 	if rec.index == ^uint64(0) {
 		return fail("index past the last")
 	}
 	rec.value = b
-	return rec, nil
+	return rec, checked, nil
 }
 
 // bufPool holds the buffers appends encode their records into (the WAL

@@ -2,7 +2,9 @@ package raftwal
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"slices"
 	"testing"
 )
@@ -82,11 +84,56 @@ func TestDecodeErrors(t *testing.T) {
 // fields rather than bytes: decode accepts a varint written in more bytes
 // than needed (binary.Uvarint does), so the encoding is not canonical.
 func TestDecodeNonMinimalVarint(t *testing.T) {
-	b := encodeControl(kindReset, key{name: "g"}, 1) // index 1 is the last byte
-	b = append(b[:len(b)-1], 0x81, 0x00)
+	b := []byte{kindReset + headerChecked, 1, 'g', 0, 0, 0, 0, 0, 0, 0, 0, 0x81, 0x00} // index 1 in two bytes
+	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
 	rec, err := decode(b)
 	if err != nil || rec.index != 1 {
 		t.Fatalf("decode of a two-byte varint 1 = %+v, %v", rec, err)
+	}
+}
+
+// TestDecodeHeaderChecksum: records carry a checksum of their header, and
+// records of the format before it (WALs written by session 11's build)
+// still decode, reported as unchecked; a damaged header is refused
+// whether decodeHead has the whole record or its head only.
+func TestDecodeHeaderChecksum(t *testing.T) {
+	k := key{name: "topics/t/3", inc: 42}
+	entry := encodeEntry(k, 7, make([]byte, 100))
+	rec, checked, err := decodeHead(entry[:len(entry)-90], len(entry))
+	if err != nil || !checked || rec.key != k || rec.index != 7 || rec.kind != kindEntry {
+		t.Fatalf("decodeHead of an entry's head = %+v, checked %v, %v", rec, checked, err)
+	}
+	old := func(kind byte, index uint64, value []byte) []byte {
+		b := []byte{kind}
+		b = binary.AppendUvarint(b, uint64(len(k.name)))
+		b = append(b, k.name...)
+		b = binary.LittleEndian.AppendUint64(b, k.inc)
+		b = binary.AppendUvarint(b, index)
+		return append(b, value...)
+	}
+	for _, kind := range []byte{kindEntry, kindTruncateFrom, kindTruncateBefore, kindReset} {
+		var v []byte
+		if kind == kindEntry {
+			v = []byte("entry")
+		}
+		b := old(kind, 9, v)
+		rec, checked, err := decodeHead(b, len(b))
+		if err != nil || checked || rec.kind != kind || rec.key != k || rec.index != 9 || string(rec.value) != string(v) {
+			t.Fatalf("earlier format, kind %d: %+v, checked %v, %v", kind, rec, checked, err)
+		}
+	}
+	// Every header byte but the kind: a kind turned into one of the earlier
+	// format decodes unchecked, and replay then reads the frame whole.
+	for i := 1; i < len(entry)-100; i++ {
+		b := bytes.Clone(entry)
+		b[i] ^= 0x04
+		if rec, _, err := decodeHead(b[:len(b)-90], len(b)); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("header byte %d flipped: decodeHead = %+v, %v; want ErrCorrupt", i, rec, err)
+		}
+	}
+	control := encodeControl(kindTruncateFrom, k, 3)
+	if _, _, err := decodeHead(control[:len(control)-1], len(control)); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("a control record's head alone: %v, want ErrCorrupt", err)
 	}
 }
 
@@ -99,7 +146,7 @@ func FuzzDecode(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		input := slices.Clone(b)
-		rec, err := decode(b)
+		rec, checked, err := decodeHead(b, len(b))
 		if err != nil {
 			if !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("decode error %v does not wrap ErrCorrupt", err)
@@ -112,9 +159,25 @@ func FuzzDecode(f *testing.F) {
 		if (rec.kind == kindEntry) != (rec.value != nil) {
 			t.Fatalf("record of kind %d with value %x", rec.kind, rec.value)
 		}
+		// A record of the earlier format (no header CRC) encodes again 4
+		// bytes longer.
+		n := len(b)
+		if !checked {
+			n += 4
+		}
 		again := appendRecord(nil, rec.kind, rec.key, rec.index, rec.value)
-		if len(again) > len(b) || (len(again) == len(b) && !bytes.Equal(again, b)) {
+		if len(again) > n || (len(again) == n && checked && !bytes.Equal(again, b)) {
 			t.Fatalf("record %x encodes again as %x", b, again)
+		}
+		// Its head alone, as replay reads it, says the same or is refused.
+		for _, k := range []int{len(b) / 2, len(b) - 1} {
+			if k < 0 {
+				continue
+			}
+			head, hchecked, err := decodeHead(b[:k], len(b))
+			if err == nil && (head.kind != rec.kind || head.key != rec.key || head.index != rec.index || hchecked != checked || head.kind != kindEntry) {
+				t.Fatalf("head of %d bytes decodes to %+v (checked %v); the record to %+v (%v)", k, head, hchecked, rec, checked)
+			}
 		}
 		back, err := decode(again)
 		if err != nil || !sameRecord(back, rec) {

@@ -115,21 +115,35 @@ func OpenWAL(cfg Config) (*WAL, error) {
 	return w, nil
 }
 
-// replay reads every record, oldest first, into its log's state.
+// replay reads every record, oldest first, into its log's state. It reads
+// each record's head only: the state needs a record's header and size, not
+// the entry's bytes, which Raft reads (and the frame's CRC checks) when it
+// needs them. A header is trusted on its own checksum, or on the frame's
+// when logstore read the frame whole; a record of the format before header
+// checksums whose frame was not read is read whole.
 func (w *WAL) replay() error {
+	ctx := context.Background()
 	lowest, next := w.phys.Bounds()
-	var recs []logstore.Record
+	var (
+		heads []logstore.Head
+		recs  []logstore.Record
+	)
 	for at := lowest; at < next; {
 		var err error
-		recs, err = w.phys.ReadBatch(context.Background(), at, 256, 8<<20, recs[:0])
-		for _, r := range recs {
-			rec, derr := decode(r.Value)
-			if derr != nil {
-				return fmt.Errorf("raftwal: %s record %d: %w", w.cfg.Dir, r.Offset, derr)
+		heads, err = w.phys.ReadHeads(ctx, at, 1024, maxHeaderBytes, heads[:0])
+		for _, h := range heads {
+			rec, checked, derr := decodeHead(h.Prefix, h.ValueLen)
+			if derr == nil && !checked && !h.Checked {
+				if recs, derr = w.phys.ReadBatch(ctx, h.Offset, 1, 0, recs[:0]); derr == nil {
+					rec, derr = decode(recs[0].Value)
+				}
 			}
-			w.logFor(rec.key).apply(rec, r.Offset, int64(len(r.Value)))
+			if derr != nil {
+				return fmt.Errorf("raftwal: %s record %d: %w", w.cfg.Dir, h.Offset, derr)
+			}
+			w.logFor(rec.key).apply(rec, h.Offset, int64(h.ValueLen))
 		}
-		at += uint64(len(recs))
+		at += uint64(len(heads))
 		if err != nil {
 			return fmt.Errorf("raftwal: replay %s at record %d: %w", w.cfg.Dir, at, err)
 		}
