@@ -292,6 +292,9 @@
 // Damage in a sealed segment is found when read: Read and ReadBatch return
 // a *CorruptError (errors.Is ErrCorrupt) naming the file and byte position,
 // and the damaged record is never served; other records stay readable.
+// ReadHeads checks only the fixed part of a frame whose value it does not
+// read (32 KiB and more, Head.Checked false): damage in that value is found
+// when the record is read.
 //
 // # Retention
 //

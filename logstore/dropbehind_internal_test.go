@@ -52,7 +52,7 @@ func TestDropBehind(t *testing.T) {
 					t.Fatalf("append %d: %s dropped pages up to %d", i, tc.policy, dropped)
 				case tc.drops && (dropped > size-behind && dropped > 0 || dropped%pageSize != 0):
 					t.Fatalf("append %d: %d bytes written, dropped up to %d: within the last %d bytes, or not at a page boundary", i, size, dropped, behind)
-				case tc.drops && size-behind-dropped >= dropEvery+pageSize:
+				case tc.drops && size-behind-dropped >= hintEvery+pageSize:
 					t.Fatalf("append %d: %d bytes written, dropped only up to %d", i, size, dropped)
 				}
 			}
@@ -80,7 +80,7 @@ func TestDropBehind(t *testing.T) {
 				}
 			}
 			size, dropped = state()
-			if tc.drops && (dropped > size-behind || size-behind-dropped >= dropEvery+pageSize) {
+			if tc.drops && (dropped > size-behind || size-behind-dropped >= hintEvery+pageSize) {
 				t.Fatalf("after a truncation: %d bytes written, dropped up to %d", size, dropped)
 			}
 		})

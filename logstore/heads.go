@@ -2,9 +2,7 @@ package logstore
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 )
 
 // Head is the start of a record: its offset, its value's length and the
@@ -35,45 +33,14 @@ const headWindow = 256 << 10
 // only what a value starts with, such as a replay of records whose
 // payload starts with a header of its own). Errors are those of ReadBatch.
 func (l *Log) ReadHeads(ctx context.Context, offset uint64, maxRecords, prefix int, dst []Head) ([]Head, error) {
-	if l.closed.Load() {
-		return dst, ErrClosed
-	}
-	maxRecords = max(maxRecords, 1)
-	for range 3 {
-		if err := ctx.Err(); err != nil {
-			return dst, err
-		}
-		next, set, epoch := l.view()
-		segs := set.segs
-		if offset < segs[0].base || offset >= next {
-			return dst, &RangeError{Offset: offset, Lowest: segs[0].base, Next: next}
-		}
-		i := set.holding(offset)
-		s := segs[i]
-		limit := next
-		if i+1 < len(segs) {
-			limit = min(limit, segs[i+1].base)
-		}
-		if !s.acquire() {
-			if l.closed.Load() {
-				return dst, ErrClosed
-			}
-			continue // deleted meanwhile; the fresh set says what is left
-		}
-		out, err := s.readHeads(offset, maxRecords, prefix, dst, limit)
-		s.release()
-		if l.epoch.Load() != epoch {
-			clear(out[len(dst):]) // cut or rewritten meanwhile: read again
-			continue
-		}
-		return out, err
-	}
-	lowest, next := l.Bounds()
-	return dst, &RangeError{Offset: offset, Lowest: lowest, Next: next}
+	return readSegment(l, ctx, offset, dst, func(s *segment, limit uint64, dst []Head) ([]Head, error) {
+		return s.readHeads(offset, max(maxRecords, 1), prefix, dst, limit)
+	})
 }
 
 // readHeads is ReadHeads within this segment, for records [offset, limit)
-// (limit as for read). The caller holds a reference.
+// (limit as for read). Runs of small frames, and keyed ones, go through
+// read: whole and checked. The caller holds a reference.
 func (s *segment) readHeads(offset uint64, maxRecords, prefix int, dst []Head, limit uint64) ([]Head, error) {
 	visCount, visEnd := s.visible()
 	if offset < s.base || limit <= offset || limit-s.base > min(s.indexEntries(), visCount) {
@@ -81,49 +48,46 @@ func (s *segment) readHeads(offset uint64, maxRecords, prefix int, dst []Head, l
 	}
 	first := offset - s.base
 	n := min(limit-offset, uint64(maxRecords))
-	hs := int64(s.lay.headerSize)
-	var (
-		win   []byte // store bytes [winAt, winAt+len(win)) read whole
-		winAt int64
-		end   = s.entryPos(first) // where the next frame must start
-	)
-	if end < fileHeaderSize {
-		return dst, corrupt(s.indexPath, s.entryByte(first), "entry for offset %d points at store byte %d", offset, end)
+	var recs []Record
+	whole := func(off uint64, count uint64) error {
+		var err error
+		if recs, err = s.read(off, int(count), 0, recs[:0], limit, maxRecordLimit); err != nil {
+			return err
+		}
+		for _, r := range recs {
+			p := min(prefix, len(r.Value))
+			dst = append(dst, Head{Offset: r.Offset, ValueLen: len(r.Value), Prefix: r.Value[:p:p], Checked: true})
+		}
+		return nil
 	}
-	for k := range n {
+	end := s.entryPos(first) // where the next frame must start
+	for k := uint64(0); k < n; {
 		off := offset + k
 		pos, size, vlen := s.extent(first+k, visCount, visEnd)
-		if pos != end || size < s.lay.minFrame || size > s.lay.frameSize(maxRecordLimit) || pos+size > visEnd {
+		if size < headBig {
+			// This frame and the small ones after it, up to headWindow
+			// bytes (read checks that they follow each other).
+			run := uint64(1)
+			end = pos + size
+			for ; k+run < n; run++ {
+				p, sz, _ := s.extent(first+k+run, visCount, visEnd)
+				if sz >= headBig || p+sz-pos > headWindow {
+					break
+				}
+				end = p + sz
+			}
+			if err := whole(off, run); err != nil {
+				return dst, err
+			}
+			k += run
+			continue
+		}
+		if pos != end || pos < fileHeaderSize || size > s.lay.frameSize(maxRecordLimit) || pos+size > visEnd {
 			return dst, corrupt(s.indexPath, s.entryByte(first+k),
 				"entry for offset %d (store byte %d, %d bytes) does not follow the previous record ending at %d within %d store bytes", off, pos, size, end, visEnd)
 		}
 		end = pos + size
-		if size < headBig {
-			if pos < winAt || pos+size > winAt+int64(len(win)) {
-				// Read this frame and the small ones after it, up to
-				// headWindow bytes (at least this frame).
-				stop := pos + size
-				for j := first + k + 1; j < first+n; j++ {
-					p, sz, _ := s.extent(j, visCount, visEnd)
-					if p != stop || sz >= headBig || p+sz-pos > headWindow || p+sz > visEnd {
-						break
-					}
-					stop = p + sz
-				}
-				var err error
-				if win, err = s.readAt(pos, stop-pos); err != nil {
-					return dst, err
-				}
-				winAt = pos
-			}
-			h, err := s.decodeHead(win[pos-winAt:pos-winAt+size], off, size, vlen, prefix, pos)
-			if err != nil {
-				return dst, err
-			}
-			dst = append(dst, h)
-			continue
-		}
-		b, err := s.readAt(pos, min(size, hs+int64(prefix)))
+		b, err := s.readAt(pos, min(size, int64(s.lay.headerSize+prefix)))
 		if err != nil {
 			return dst, err
 		}
@@ -138,53 +102,16 @@ func (s *segment) readHeads(offset uint64, maxRecords, prefix int, dst []Head, l
 			return dst, corrupt(s.storePath, pos, "record %d: %v", off, err)
 		}
 		if fh.typ != frameTypeRecord {
-			// A keyed record's value starts after its key and headers:
-			// read it whole.
-			if b, err = s.readAt(pos, size); err != nil {
+			// A keyed record's value starts after its key and headers.
+			if err := whole(off, 1); err != nil {
 				return dst, err
 			}
-			h, err := s.decodeHead(b, off, size, vlen, prefix, pos)
-			if err != nil {
-				return dst, err
-			}
-			dst = append(dst, h)
-			continue
+		} else {
+			v := b[s.lay.headerSize:]
+			v = v[:min(len(v), fh.valueLen):min(len(v), fh.valueLen)]
+			dst = append(dst, Head{Offset: off, ValueLen: fh.valueLen, Prefix: v})
 		}
-		v := b[hs:]
-		dst = append(dst, Head{Offset: off, ValueLen: fh.valueLen, Prefix: v[:min(len(v), fh.valueLen):min(len(v), fh.valueLen)]})
+		k++
 	}
 	return dst, nil
-}
-
-// decodeHead checks the whole frame b (at store byte pos) and returns its
-// head.
-func (s *segment) decodeHead(b []byte, off uint64, size int64, vlen, prefix int, pos int64) (Head, error) {
-	fh, payload, err := s.lay.decodeFrame(b, off, maxRecordLimit)
-	if err == nil && (fh.size() != size || (vlen >= 0 && vlen != fh.valueLen)) {
-		err = fmt.Errorf("a frame of %d bytes (length %d), the index says %d bytes", fh.size(), fh.valueLen, size)
-	}
-	var rec Record
-	var slab []Header
-	if err == nil {
-		err = decodeRecord(fh, payload, &rec, &slab, 1)
-	}
-	if err != nil {
-		ce := corrupt(s.storePath, pos, "record %d: %v", off, err).(*CorruptError)
-		ce.Record, ce.HasRecord = off, true
-		return Head{}, ce
-	}
-	p := min(prefix, len(rec.Value))
-	return Head{Offset: off, ValueLen: len(rec.Value), Prefix: rec.Value[:p:p], Checked: true}, nil
-}
-
-// readAt reads n store bytes at pos.
-func (s *segment) readAt(pos, n int64) ([]byte, error) {
-	b := make([]byte, n)
-	if _, err := s.store.ReadAt(b, pos); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, corrupt(s.storePath, pos, "index points past the end of the store: %v", err)
-		}
-		return nil, fmt.Errorf("logstore: read %s at byte %d: %w", s.storePath, pos, err)
-	}
-	return b, nil
 }

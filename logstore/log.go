@@ -535,6 +535,10 @@ func (l *Log) flushDetached(b pendingBatch, w *flushWaiter, sync, retain bool) e
 		w.err = err
 		close(w.done)
 	}
+	if err == nil && b.n > 0 {
+		// After the waiters are woken: a hint is worth none of their time.
+		l.hintPages(sync)
+	}
 	return err
 }
 
@@ -601,9 +605,6 @@ func (l *Log) flush(b pendingBatch, sync, retain bool) error {
 		if err := l.fdatasync(seg); err != nil {
 			return err
 		}
-		l.dropBehind(seg)
-	} else {
-		l.writeBack(seg)
 	}
 	end := b.base + b.n
 	l.durable = end
@@ -622,67 +623,86 @@ func (l *Log) flush(b pendingBatch, sync, retain bool) error {
 	return nil
 }
 
-// writeBackEvery is how much a segment written without fdatasync (every
-// policy but SyncAlways, between syncs) may hold in dirty pages before
-// the kernel is asked to start writing them (Log.writeBack).
-const writeBackEvery = 1 << 20
+// hintPages tells the kernel what to do with the active segment's pages
+// once a flush wrote them: start writing them back (not synced), or drop
+// them from the page cache (synced, with Config.DropBehind). Caller holds
+// flushMu.
+func (l *Log) hintPages(synced bool) {
+	set := l.segs.Load()
+	s := set.segs[len(set.segs)-1]
+	if synced {
+		l.dropBehind(s)
+	} else {
+		l.writeBack(s)
+	}
+}
+
+// hintEvery is how many bytes of pages a hint lets accumulate before it
+// is given: one per flush would cost more than it saves.
+const hintEvery = 1 << 20
+
+// hintStep returns where the next hint starts, the end of the last one,
+// and moves that end (*done) to end; false while less than hintEvery lies
+// between them. A truncation may have cut the segment below *done.
+func hintStep(done *int64, size, end int64) (from int64, ok bool) {
+	*done = min(*done, size)
+	if end-*done < hintEvery {
+		return 0, false
+	}
+	from, *done = *done, end
+	return from, true
+}
 
 // writeBack asks the kernel to start writing back the segment's pages
-// written since it last asked, once they reach writeBackEvery, without
-// waiting (sync_file_range(2) SYNC_FILE_RANGE_WRITE; durability still
-// comes only from fdatasync). Left alone, the kernel lets dirty pages
-// pile up (by default to a tenth of memory, or for 30 s) and writes them
-// in a burst that fills the disk's queue, and every fdatasync behind it,
-// a Raft log's included, waits seconds; written as they come, they cost
-// the disk the same bytes without the stall (RocksDB's bytes_per_sync for
-// the same reason). A failure only loses the hint.
+// written since it last asked, once they reach hintEvery, without waiting
+// (sync_file_range(2) SYNC_FILE_RANGE_WRITE; durability still comes only
+// from fdatasync). Left alone, the kernel lets dirty pages pile up (by
+// default to a tenth of memory, or for 30 s) and writes them in a burst
+// that fills the disk's queue, and every fdatasync behind it, a Raft log's
+// included, waits seconds; written as they come, they cost the disk the
+// same bytes without the stall (RocksDB's bytes_per_sync for the same
+// reason). A failure only loses the hint.
 //
 // It stops at the last whole page: the page the next append writes into
 // stays dirty only, rather than going to disk half full and again (or
 // making that append wait for it) moments later.
 func (l *Log) writeBack(s *segment) {
-	s.kicked = min(s.kicked, s.size) // cut by a truncation
 	end := s.size &^ (pageSize - 1)
-	if end-s.kicked < writeBackEvery {
+	from, ok := hintStep(&s.kicked, s.size, end)
+	if !ok {
 		return
 	}
-	if err := unix.SyncFileRange(int(s.store.Fd()), s.kicked, end-s.kicked, unix.SYNC_FILE_RANGE_WRITE); err != nil {
+	if err := unix.SyncFileRange(int(s.store.Fd()), from, end-from, unix.SYNC_FILE_RANGE_WRITE); err != nil {
 		l.logger.Debug("logstore: sync_file_range", "path", s.storePath, "err", err)
 	}
-	s.kicked = end
 }
 
 // dropBehind drops the segment's synced pages more than Config.DropBehind
-// bytes behind its end from the page cache, once dropEvery bytes have
-// accumulated. Left alone, a Raft log's pages stay cached until memory runs
-// short although nothing reads them (an entry is read back from its cache,
-// or from the last few MiB by a follower just behind), and they crowd out
-// the record stores' pages, which consumers do read. Freeing them also
-// lets the next writes reuse pages at once instead of taking new ones
-// (BookKeeper's journal and PostgreSQL's WAL drop theirs for the same
-// reason). Caller holds flushMu, after an fdatasync: the pages are clean,
-// so dropping them starts no write. A failure only loses the hint.
+// bytes behind its end from the page cache, in steps of hintEvery. Left
+// alone, a Raft log's pages stay cached until memory runs short although
+// nothing reads them (an entry is read back from its cache, or from the
+// last few MiB by a follower just behind), and they crowd out the record
+// stores' pages, which consumers do read. Freeing them also lets the next
+// writes reuse pages at once instead of taking new ones (BookKeeper's
+// journal and PostgreSQL's WAL drop theirs for the same reason). The pages
+// are clean (synced), so dropping them starts no write. A failure only
+// loses the hint.
 func (l *Log) dropBehind(s *segment) {
 	if l.cfg.DropBehind <= 0 {
 		return
 	}
-	s.dropped = min(s.dropped, s.size) // cut by a truncation
 	end := (s.size - l.cfg.DropBehind) &^ (pageSize - 1)
-	if end-s.dropped < dropEvery {
+	from, ok := hintStep(&s.dropped, s.size, end)
+	if !ok {
 		return
 	}
 	// From a little before the previous end: the kernel keeps a large folio
 	// that a range covers only in part, as the one across that end was.
-	from := max(0, s.dropped-maxFolio)
+	from = max(0, from-maxFolio)
 	if err := unix.Fadvise(int(s.store.Fd()), from, end-from, unix.FADV_DONTNEED); err != nil {
 		l.logger.Debug("logstore: fadvise", "path", s.storePath, "err", err)
 	}
-	s.dropped = end
 }
-
-// dropEvery is how many bytes dropBehind lets accumulate before it asks:
-// one call per fdatasync would cost more than the pages it frees.
-const dropEvery = 1 << 20
 
 // maxFolio bounds the page cache's large folios (a PMD, 2 MiB on x86-64).
 const maxFolio = 2 << 20
@@ -853,10 +873,19 @@ func (l *Log) Read(ctx context.Context, offset uint64) (Record, error) {
 // for the writer; a read only waits for the disk, and ctx is checked
 // before each attempt.
 func (l *Log) ReadBatch(ctx context.Context, offset uint64, maxRecords, maxBytes int, dst []Record) ([]Record, error) {
+	return readSegment(l, ctx, offset, dst, func(s *segment, limit uint64, dst []Record) ([]Record, error) {
+		return s.read(offset, max(maxRecords, 1), maxBytes, dst, limit, maxRecordLimit)
+	})
+}
+
+// readSegment appends to dst what read appends from the segment that holds
+// offset, given the end of the records visible there (limit). A segment
+// deleted before the read, or a truncation during it (which may have cut
+// or rewritten the bytes read), makes it try again on a fresh view.
+func readSegment[T any](l *Log, ctx context.Context, offset uint64, dst []T, read func(s *segment, limit uint64, dst []T) ([]T, error)) ([]T, error) {
 	if l.closed.Load() {
 		return dst, ErrClosed
 	}
-	maxRecords = max(maxRecords, 1)
 	for range 3 {
 		if err := ctx.Err(); err != nil {
 			return dst, err
@@ -878,11 +907,9 @@ func (l *Log) ReadBatch(ctx context.Context, offset uint64, maxRecords, maxBytes
 			}
 			continue // deleted meanwhile; the fresh set says what is left
 		}
-		out, err := s.read(offset, maxRecords, maxBytes, dst, limit, maxRecordLimit)
+		out, err := read(s, limit, dst)
 		s.release()
 		if l.epoch.Load() != epoch {
-			// A truncation ran meanwhile and may have cut or rewritten the
-			// bytes just read: what it left decides.
 			clear(out[len(dst):])
 			continue
 		}

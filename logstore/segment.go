@@ -557,12 +557,9 @@ func (s *segment) timeAt(offset uint64) (int64, error) {
 		return 0, corrupt(s.indexPath, 0, "offset %d is not in this segment's index", offset)
 	}
 	pos := s.entryPos(i)
-	b := make([]byte, s.lay.headerSize)
-	if _, err := s.store.ReadAt(b, pos); err != nil {
-		if errors.Is(err, io.EOF) {
-			return 0, corrupt(s.storePath, pos, "index points past the end of the store: %v", err)
-		}
-		return 0, fmt.Errorf("logstore: read %s at byte %d: %w", s.storePath, pos, err)
+	b, err := s.readAt(pos, int64(s.lay.headerSize))
+	if err != nil {
+		return 0, err
 	}
 	h, err := s.lay.parseFrameHeader(b, maxRecordLimit)
 	if err == nil && !s.lay.holds(h, offset) {
@@ -572,4 +569,16 @@ func (s *segment) timeAt(offset uint64) (int64, error) {
 		return 0, corrupt(s.storePath, pos, "record %d: %v", offset, err)
 	}
 	return h.unixNano, nil
+}
+
+// readAt reads n store bytes at pos.
+func (s *segment) readAt(pos, n int64) ([]byte, error) {
+	b := make([]byte, n)
+	if _, err := s.store.ReadAt(b, pos); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, corrupt(s.storePath, pos, "index points past the end of the store: %v", err)
+		}
+		return nil, fmt.Errorf("logstore: read %s at byte %d: %w", s.storePath, pos, err)
+	}
+	return b, nil
 }

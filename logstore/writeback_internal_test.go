@@ -8,7 +8,7 @@ import (
 )
 
 // TestWriteBack: a log that does not fdatasync every append asks the
-// kernel to write its pages back once writeBackEvery bytes are waiting (so
+// kernel to write its pages back once hintEvery bytes are waiting (so
 // they never pile up into a burst that stalls every fdatasync on the
 // disk); one that does (SyncAlways) never needs to.
 func TestWriteBack(t *testing.T) {
@@ -39,8 +39,8 @@ func TestWriteBack(t *testing.T) {
 				switch {
 				case !tc.kicks && kicked != 0:
 					t.Fatalf("append %d: %s asked for write-back up to %d", i, tc.policy, kicked)
-				case tc.kicks && (kicked > size || size-kicked >= writeBackEvery+pageSize || kicked%pageSize != 0):
-					t.Fatalf("append %d: %d bytes written, write-back asked up to %d: more than %d waiting, or not at a page boundary", i, size, kicked, writeBackEvery)
+				case tc.kicks && (kicked > size || size-kicked >= hintEvery+pageSize || kicked%pageSize != 0):
+					t.Fatalf("append %d: %d bytes written, write-back asked up to %d: more than %d waiting, or not at a page boundary", i, size, kicked, hintEvery)
 				}
 			}
 			if tc.kicks && active().kicked == 0 {
@@ -59,7 +59,7 @@ func TestWriteBack(t *testing.T) {
 			s := active()
 			l.flushMu.Lock()
 			defer l.flushMu.Unlock()
-			if tc.kicks && (s.kicked > s.size || s.size-s.kicked >= writeBackEvery+pageSize) {
+			if tc.kicks && (s.kicked > s.size || s.size-s.kicked >= hintEvery+pageSize) {
 				t.Fatalf("after a truncation: %d bytes written, write-back asked up to %d", s.size, s.kicked)
 			}
 		})

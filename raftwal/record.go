@@ -43,14 +43,12 @@ type record struct {
 	value []byte // an entry's bytes (pointing into the record's); nil otherwise
 }
 
-// headerSize bounds the size of a record's header, its checksum included.
-func headerSize(k key) int {
-	return 1 + binary.MaxVarintLen64 + len(k.name) + 8 + binary.MaxVarintLen64 + 4
-}
-
-// maxHeaderBytes bounds every record's header: what replay reads of a
-// record whose frame it does not read whole.
+// maxHeaderBytes bounds every record's header, its checksum included:
+// what replay reads of a record whose frame it does not read whole.
 const maxHeaderBytes = 1 + binary.MaxVarintLen64 + maxNameBytes + 8 + binary.MaxVarintLen64 + 4
+
+// headerSize bounds the size of the header of a record of k.
+func headerSize(k key) int { return maxHeaderBytes - maxNameBytes + len(k.name) }
 
 // appendRecord appends a record: kind, key, index, the header's CRC-32C,
 // then (an entry) the entry's bytes, which run to the record's end.
