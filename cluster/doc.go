@@ -10,10 +10,10 @@
 // the group's share of the node's write-ahead log (package raftwal: the
 // same operations, and one write and one fdatasync for the entries of
 // every group storing at once; a group keeps its entries wherever they
-// already are). The latest entries, up to 64 and 1 MiB, are also cached
-// in memory by logcache.go, so replicating and applying them reads no
-// disk. Its stable store (term, vote) is in
-// <DataDir>/raft/stable, snapshots beside them, and the records in
+// already are). The latest entries, up to 64 and 1 MiB (and the newest
+// two whatever their size), are also cached in memory by logcache.go, so
+// replicating and applying them reads no disk. Its stable store (term,
+// vote) is in <DataDir>/raft/stable, snapshots beside them, and the records in
 // <DataDir>/log, a logstore.Log that is Raft's FSM. Append and AppendBatch
 // run raft.Apply on the leader; a batch is one Raft entry (format in
 // entry.go). The entry is acknowledged once a quorum has it

@@ -8,11 +8,11 @@ import (
 )
 
 // TestLogCacheBounds checks that the cache holds the newest entries within
-// its entry and byte bounds, answers the rest from the store, and forgets
+// its entry and byte bounds (the newest two whatever their size), answers the rest from the store, and forgets
 // what a replaced tail or DeleteRange removed.
 func TestLogCacheBounds(t *testing.T) {
 	s := openTestRaftStore(t, t.TempDir())
-	c := newLogCache(s, 4, 100)
+	c := newLogCache(s, 4, 100, 2)
 	entry := func(i, term uint64, size int) *raft.Log {
 		return &raft.Log{Index: i, Term: term, Type: raft.LogCommand, Data: bytes.Repeat([]byte{byte(i)}, size)}
 	}
@@ -66,16 +66,24 @@ func TestLogCacheBounds(t *testing.T) {
 	check(6, 9, 100)
 	read(5, true)
 	read(8, false)
-	// An entry larger than the budget alone is not kept.
+	// The newest two stay whatever their size: an entry larger than the
+	// budget is kept with the one before it, the older ones go.
 	if err := c.StoreLog(entry(9, 1, 101)); err != nil {
 		t.Fatal(err)
 	}
-	check(10, 10, 0)
-	read(9, true)
+	check(8, 10, 141)
+	read(7, true)
+	read(8, false)
+	read(9, false)
 	if err := c.StoreLog(entry(10, 1, 10)); err != nil {
 		t.Fatal(err)
 	}
-	check(10, 11, 10)
+	check(9, 11, 111)
+	if err := c.StoreLog(entry(11, 1, 10)); err != nil {
+		t.Fatal(err)
+	}
+	check(10, 12, 20)
+	read(9, true)
 
 	// A replaced tail (a new leader's entries from 8 on) starts over.
 	if err := c.StoreLogs([]*raft.Log{entry(8, 2, 10), entry(9, 2, 10)}); err != nil {
