@@ -17,6 +17,8 @@ import (
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
+
+	logv1 "github.com/proglog/proglog/gen/log/v1"
 )
 
 // Name is the codec's name, the one connect's default binary codec has:
@@ -127,6 +129,9 @@ func (c Codec) Unmarshal(data []byte, message any) error {
 	// proves both read alike; protobuf-go decodes the rest.
 	return unmarshal(data, m, func(vm vtMessage) error {
 		proto.Reset(m) // UnmarshalVT merges; proto.Unmarshal replaces
+		if r, ok := m.(*logv1.ConsumeStreamResponse); ok {
+			presizeRecords(data, r)
+		}
 		if c.Alias {
 			return vm.UnmarshalVTUnsafe(bytes.Clone(data))
 		}
@@ -160,7 +165,8 @@ type resetter interface{ ResetVT() }
 // reuses its repeated messages. What DecodeInto accepts, and the message it
 // makes, is what protobuf-go's would.
 //
-// ResetVT hands a pooled singular field (a ProduceStreamRequest's Record)
+// ResetVT hands a pooled singular field (the Record of a
+// ProduceStreamRequest or of a ConsumeStreamResponse)
 // to vtprotobuf's pool with its bytes still pointing into the data it was
 // decoded from; a caller that reuses that data's buffer sets such fields
 // to nil first.

@@ -97,8 +97,12 @@ func fuzzDecodeInto(t *testing.T, which byte, data []byte) {
 		if !bytes.Equal(raw.Data, in) {
 			t.Fatalf("Raw holds %x, want %x", raw.Data, in)
 		}
-		if r, ok := got.(*logv1.ProduceStreamRequest); ok {
-			r.Record = nil // as DecodeInto asks of a caller reusing raw
+		// As DecodeInto asks of a caller reusing raw.
+		switch r := got.(type) {
+		case *logv1.ProduceStreamRequest:
+			r.Record = nil
+		case *logv1.ConsumeStreamResponse:
+			r.Record = nil
 		}
 		err := protocodec.DecodeInto(raw.Data, got)
 		switch {

@@ -2243,6 +2243,33 @@ func HeaderFromVTPool() *Header {
 	return vtprotoPool_Header.Get().(*Header)
 }
 
+var vtprotoPool_ConsumeStreamResponse = sync.Pool{
+	New: func() interface{} {
+		return &ConsumeStreamResponse{}
+	},
+}
+
+func (m *ConsumeStreamResponse) ResetVT() {
+	if m != nil {
+		m.Record.ReturnToVTPool()
+		for _, mm := range m.Records {
+			mm.ResetVT()
+		}
+		f0 := m.Records[:0]
+		m.Reset()
+		m.Records = f0
+	}
+}
+func (m *ConsumeStreamResponse) ReturnToVTPool() {
+	if m != nil {
+		m.ResetVT()
+		vtprotoPool_ConsumeStreamResponse.Put(m)
+	}
+}
+func ConsumeStreamResponseFromVTPool() *ConsumeStreamResponse {
+	return vtprotoPool_ConsumeStreamResponse.Get().(*ConsumeStreamResponse)
+}
+
 var vtprotoPool_ProduceStreamRequest = sync.Pool{
 	New: func() interface{} {
 		return &ProduceStreamRequest{}
@@ -4396,7 +4423,7 @@ func (m *ConsumeStreamResponse) UnmarshalVT(dAtA []byte) error {
 				return io.ErrUnexpectedEOF
 			}
 			if m.Record == nil {
-				m.Record = &Record{}
+				m.Record = RecordFromVTPool()
 			}
 			if err := m.Record.UnmarshalVT(dAtA[iNdEx:postIndex]); err != nil {
 				return err
@@ -4431,7 +4458,14 @@ func (m *ConsumeStreamResponse) UnmarshalVT(dAtA []byte) error {
 			if postIndex > l {
 				return io.ErrUnexpectedEOF
 			}
-			m.Records = append(m.Records, &Record{})
+			if len(m.Records) == cap(m.Records) {
+				m.Records = append(m.Records, &Record{})
+			} else {
+				m.Records = m.Records[:len(m.Records)+1]
+				if m.Records[len(m.Records)-1] == nil {
+					m.Records[len(m.Records)-1] = &Record{}
+				}
+			}
 			if err := m.Records[len(m.Records)-1].UnmarshalVT(dAtA[iNdEx:postIndex]); err != nil {
 				return err
 			}
@@ -9448,7 +9482,7 @@ func (m *ConsumeStreamResponse) UnmarshalVTUnsafe(dAtA []byte) error {
 				return io.ErrUnexpectedEOF
 			}
 			if m.Record == nil {
-				m.Record = &Record{}
+				m.Record = RecordFromVTPool()
 			}
 			if err := m.Record.UnmarshalVTUnsafe(dAtA[iNdEx:postIndex]); err != nil {
 				return err
@@ -9483,7 +9517,14 @@ func (m *ConsumeStreamResponse) UnmarshalVTUnsafe(dAtA []byte) error {
 			if postIndex > l {
 				return io.ErrUnexpectedEOF
 			}
-			m.Records = append(m.Records, &Record{})
+			if len(m.Records) == cap(m.Records) {
+				m.Records = append(m.Records, &Record{})
+			} else {
+				m.Records = m.Records[:len(m.Records)+1]
+				if m.Records[len(m.Records)-1] == nil {
+					m.Records[len(m.Records)-1] = &Record{}
+				}
+			}
 			if err := m.Records[len(m.Records)-1].UnmarshalVTUnsafe(dAtA[iNdEx:postIndex]); err != nil {
 				return err
 			}
