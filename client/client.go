@@ -126,6 +126,10 @@ func protocolOptions(p Protocol) []connect.ClientOption {
 	return nil
 }
 
+// maxReadFrameSize is the largest HTTP/2 frame the client accepts: see
+// newTransport.
+const maxReadFrameSize = 256 << 10
+
 // newTransport makes the HTTP/2 transport: TLS with ALPN h2, or
 // prior-knowledge HTTP/2 over plaintext.
 func newTransport(cfg Config) *http.Transport {
@@ -136,9 +140,19 @@ func newTransport(cfg Config) *http.Transport {
 		TLSHandshakeTimeout: 5 * time.Second,
 		MaxIdleConnsPerHost: 4,
 		IdleConnTimeout:     90 * time.Second,
-		// Pings find a dead connection to a vanished server in seconds
-		// instead of the kernel's minutes.
-		HTTP2: &http.HTTP2Config{SendPingTimeout: 5 * time.Second, PingTimeout: 5 * time.Second},
+		HTTP2: &http.HTTP2Config{
+			// Pings find a dead connection to a vanished server in
+			// seconds instead of the kernel's minutes.
+			SendPingTimeout: 5 * time.Second, PingTimeout: 5 * time.Second,
+			// Lets the server send a consumed batch in DATA frames of up
+			// to 256 KiB instead of 16 KiB: its HTTP/2 writer then makes
+			// half the write syscalls (it flushes each frame's header
+			// with the first 4 KiB), and this client reads fewer frames
+			// and sends fewer window updates. Larger frames gain nothing
+			// more (TLS records stay 16 KiB) and hold other streams of
+			// the connection back longer.
+			MaxReadFrameSize: maxReadFrameSize,
+		},
 	}
 	if cfg.TLS != nil {
 		tr.TLSClientConfig = cfg.TLS.Clone()

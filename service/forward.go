@@ -82,7 +82,9 @@ func NewForwarder(nodeID, self string, tlsConfig *tls.Config, opts ...ForwarderO
 		},
 		Protocols:           &protocols,
 		MaxIdleConnsPerHost: 4,
-		HTTP2:               &http.HTTP2Config{SendPingTimeout: pingInterval, PingTimeout: pingTimeout},
+		// Relayed consume streams arrive in frames of up to 256 KiB, as
+		// they reach the client package's Client (client/client.go).
+		HTTP2: &http.HTTP2Config{SendPingTimeout: pingInterval, PingTimeout: pingTimeout, MaxReadFrameSize: 256 << 10},
 	}
 	f := &Forwarder{self: self, transport: tr, header: headerMark{ForwardedHeader, nodeID}, clients: map[string]logv1connect.LogServiceClient{}, relays: map[string]logv1connect.LogServiceClient{}}
 	for _, o := range opts {
