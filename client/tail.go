@@ -94,8 +94,9 @@ func (c *Client) Tail(ctx context.Context, from uint64, fn func(*logv1.Record) e
 // TailBatches is Tail calling fn once per stream message, with its records
 // (at most MaxBatch, at least one), in order: to flush output or measure
 // per message. fn may keep the slice. A message's records point into one
-// copy of it: a record kept keeps its message's bytes in memory (clone
-// with proto.Clone what is kept long, one of many).
+// copy of it and are made from one allocation per message: a record kept
+// keeps its message's bytes and records in memory (clone with proto.Clone
+// what is kept long, one of many).
 func (c *Client) TailBatches(ctx context.Context, from uint64, fn func([]*logv1.Record) error, opts ...TailOption) error {
 	if c.closed.Load() {
 		return ErrClosed
