@@ -101,11 +101,14 @@ func (p *testPKI) startNode(t testing.TB, id, dir, addr string, bootstrap bool, 
 
 // testTimings are Raft's timeouts for nodes on loopback.
 func testTimings(c *cluster.Config) {
-	c.HeartbeatTimeout = 500 * time.Millisecond
+	c.HeartbeatTimeout = testHeartbeatTimeout
 	c.ElectionTimeout = 500 * time.Millisecond
 	c.LeaderLeaseTimeout = 250 * time.Millisecond
 	c.CommitTimeout = 5 * time.Millisecond
 }
+
+// testHeartbeatTimeout is the test nodes' raft HeartbeatTimeout.
+const testHeartbeatTimeout = 500 * time.Millisecond
 
 func (n *node) stop(t testing.TB) {
 	t.Helper()
