@@ -41,7 +41,7 @@ func TestInstalledSnapshotThenResend(t *testing.T) {
 	_, leaderTrans := raft.NewInmemTransport("leader")
 	leaderTrans.Connect("follower", followerTrans)
 	fsm := &indexFSM{}
-	r, err := raft.NewRaft(conf, fsm, newLogCache(store, logCacheEntries, logCacheBytes, logCacheKeep), store, snaps, followerTrans)
+	r, err := raft.NewRaft(conf, fsm, newLogCache(store, logCacheEntries, logCacheBytes), store, snaps, followerTrans)
 	if err != nil {
 		t.Fatal(err)
 	}

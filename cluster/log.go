@@ -277,7 +277,7 @@ func New(cfg Config) (_ *Log, err error) {
 	l.m = newMetrics(l)
 	// Recent entries stay in memory: the leader's replication and a
 	// follower's apply read them back from there instead of the Raft log store.
-	l.logs = newLogCache(l.store, logCacheEntries, logCacheBytes, logCacheKeep)
+	l.logs = newLogCache(l.store, logCacheEntries, logCacheBytes)
 	var started atomic.Pointer[raft.Raft]
 	l.store.snapshotted = newestApplied(snaps, &started)
 	l.raft, err = raft.NewRaft(rc, l.fsm, l.logs, l.store, snaps, l.trans)

@@ -27,7 +27,6 @@ import (
 type logCache struct {
 	store    *raftStore
 	maxBytes int
-	keep     uint64 // the newest entries kept past maxBytes
 
 	mu    sync.RWMutex
 	ring  []*raft.Log // entry i at ring[i%len(ring)], for first <= i < next
@@ -55,8 +54,8 @@ const (
 	logCacheKeep    = 2
 )
 
-func newLogCache(store *raftStore, entries, maxBytes, keep int) *logCache {
-	return &logCache{store: store, maxBytes: maxBytes, keep: uint64(keep), ring: make([]*raft.Log, entries)}
+func newLogCache(store *raftStore, entries, maxBytes int) *logCache {
+	return &logCache{store: store, maxBytes: maxBytes, ring: make([]*raft.Log, entries)}
 }
 
 func (c *logCache) FirstIndex() (uint64, error) { return c.store.FirstIndex() }
@@ -95,7 +94,7 @@ func (c *logCache) StoreLogs(logs []*raft.Log) error {
 		c.ring[l.Index%uint64(len(c.ring))] = l
 		c.next++
 		c.bytes += len(l.Data)
-		for c.bytes > c.maxBytes && c.next-c.first > c.keep {
+		for c.bytes > c.maxBytes && c.next-c.first > logCacheKeep {
 			c.evictLocked()
 		}
 	}

@@ -8,11 +8,15 @@ import (
 )
 
 // TestLogCacheBounds checks that the cache holds the newest entries within
-// its entry and byte bounds (the newest two whatever their size), answers the rest from the store, and forgets
-// what a replaced tail or DeleteRange removed.
+// its entry and byte bounds (the newest logCacheKeep whatever their size),
+// answers the rest from the store, and forgets what a replaced tail or
+// DeleteRange removed.
 func TestLogCacheBounds(t *testing.T) {
+	if logCacheKeep != 2 {
+		t.Fatalf("the expectations below are for logCacheKeep 2, not %d", logCacheKeep)
+	}
 	s := openTestRaftStore(t, t.TempDir())
-	c := newLogCache(s, 4, 100, 2)
+	c := newLogCache(s, 4, 100)
 	entry := func(i, term uint64, size int) *raft.Log {
 		return &raft.Log{Index: i, Term: term, Type: raft.LogCommand, Data: bytes.Repeat([]byte{byte(i)}, size)}
 	}

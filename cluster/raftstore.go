@@ -154,8 +154,11 @@ func openRaftStoreIn(dir string, cfg logstore.Config, wal *raftwal.WAL, preferOw
 	if s.stable, s.stableFile, s.stableSeq, err = openStable(s.stablePath); err != nil {
 		return nil, err
 	}
+	// The group's own log is opened if there is one, or if it is to hold
+	// the entries; it holds them unless it is empty and wal is to.
 	var own *logstore.Log
-	if _, serr := os.Stat(s.logDir); wal == nil || serr == nil {
+	_, serr := os.Stat(s.logDir)
+	if wal == nil || serr == nil || (preferOwn && !wal.Holds(dir)) {
 		if own, err = logstore.Open(s.logDir, cfg); err != nil {
 			s.stableFile.Close()
 			if errors.Is(err, logstore.ErrCorrupt) {
@@ -164,7 +167,7 @@ func openRaftStoreIn(dir string, cfg logstore.Config, wal *raftwal.WAL, preferOw
 			return nil, fmt.Errorf("open raft log: %w", err)
 		}
 	}
-	if wal != nil && (own == nil || empty(own)) && (!preferOwn || wal.Holds(dir)) {
+	if wal != nil && (own == nil || (empty(own) && (!preferOwn || wal.Holds(dir)))) {
 		if own != nil {
 			err := own.Close()
 			if err == nil {
@@ -183,12 +186,6 @@ func openRaftStoreIn(dir string, cfg logstore.Config, wal *raftwal.WAL, preferOw
 		s.log, s.logDir = wl, wal.Dir()
 		s.reopen = func() (entryLog, error) { return wl, wal.Recover() }
 		return s, nil
-	}
-	if own == nil { // preferOwn, and nothing of the group's in wal
-		if own, err = logstore.Open(s.logDir, cfg); err != nil {
-			s.stableFile.Close()
-			return nil, fmt.Errorf("open raft log: %w", err)
-		}
 	}
 	s.log = own
 	s.reopen = func() (entryLog, error) { return s.log.(*logstore.Log).Reopen() }

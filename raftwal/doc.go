@@ -6,8 +6,8 @@
 // Three nodes hosting twelve partitions of three replicas each ran 36 Raft
 // logs, each fdatasynced on its own; on one disk each fdatasync is a cache
 // flush, and the flushes, not the cores, bounded what the partitions
-// together took (docs/benchmarks.md, "One Raft log per node"). hashicorp/raft calls
-// StoreLogs from each group's own goroutine; here those calls meet in one
+// together took (docs/benchmarks.md, "One Raft log per node").
+// hashicorp/raft calls StoreLogs from each group's own goroutine; here those calls meet in one
 // logstore.Log under SyncAlways, whose committer writes whatever is queued
 // with one write and one fdatasync (group commit), so the flushes follow
 // the disk's pace, not the number of groups.

@@ -23,15 +23,12 @@ const (
 // slice already holds past its length and into a Time already set, so the
 // decoded message is the one it would have made; a record without headers
 // or time keeps them nil. The records of one response share their slabs'
-// lifetime, as they already share the aliasing codec's copy of b.
+// lifetime, as they already share the aliasing codec's copy of b. m is
+// empty (Unmarshal resets it first).
 //
-// It does nothing for a message that already holds records (a reused one)
-// or bytes that do not parse; the decoder then allocates as usual and
-// reports what is wrong.
+// It does nothing for bytes that do not parse; the decoder then allocates
+// as usual and reports what is wrong.
 func presizeRecords(b []byte, m *logv1.ConsumeStreamResponse) {
-	if cap(m.Records) > 0 {
-		return
-	}
 	var shapes []uint32 // per record: headers<<1 | time present
 	headers, times := 0, 0
 	for len(b) > 0 {
