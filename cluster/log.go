@@ -694,27 +694,46 @@ func (l *Log) Read(ctx context.Context, offset uint64) (logstore.Record, error) 
 // written yet is waited for, as is a store being replaced, until ctx ends
 // (and for at most writeLagLimit).
 func (l *Log) ReadBatch(ctx context.Context, offset uint64, maxRecords, maxBytes int, dst []logstore.Record) ([]logstore.Record, error) {
+	recs := dst
+	err := l.readStore(ctx, offset, func(store *logstore.Log) (err error) {
+		recs, err = store.ReadBatch(ctx, offset, maxRecords, maxBytes, dst)
+		return err
+	})
+	return recs, err
+}
+
+// ReadInto is ReadBatch into b, reusing its memory (logstore.Log.ReadInto).
+func (l *Log) ReadInto(ctx context.Context, offset uint64, maxRecords, maxBytes int, b *logstore.Batch) error {
+	return l.readStore(ctx, offset, func(store *logstore.Log) error {
+		return store.ReadInto(ctx, offset, maxRecords, maxBytes, b)
+	})
+}
+
+// readStore runs read, a read at offset, on the local store, waiting for
+// what the store writer has not written yet and for a store being
+// replaced.
+func (l *Log) readStore(ctx context.Context, offset uint64, read func(*logstore.Log) error) error {
 	for range 3 {
 		ref := l.current()
-		recs, err := ref.log.ReadBatch(ctx, offset, maxRecords, maxBytes, dst)
+		err := read(ref.log)
 		if errors.Is(err, logstore.ErrOutOfRange) && l.unwritten(ref, offset) {
 			if err := l.awaitWritten(ctx, ref, offset); err != nil {
-				return recs, err
+				return err
 			}
 			continue
 		}
 		if !errors.Is(err, logstore.ErrClosed) {
 			l.noteDamage(err)
-			return recs, err
+			return err
 		}
 		if !l.wasReplaced(ref) && !l.awaitReplaced(ctx, ref) {
 			if ctx.Err() != nil {
-				return recs, ctx.Err()
+				return ctx.Err()
 			}
-			return recs, l.mapClosed(err)
+			return l.mapClosed(err)
 		}
 	}
-	return dst, ErrClosed
+	return ErrClosed
 }
 
 // OffsetForTime returns the offset of the first committed record whose time

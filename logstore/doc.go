@@ -289,7 +289,7 @@
 // which removes the store first) is removed. A "reset" file is dealt with
 // before anything else (see Truncation and reset).
 //
-// Damage in a sealed segment is found when read: Read and ReadBatch return
+// Damage in a sealed segment is found when read: Read, ReadBatch and ReadInto return
 // a *CorruptError (errors.Is ErrCorrupt) naming the file and byte position,
 // and the damaged record is never served; other records stay readable.
 // ReadHeads checks only the fixed part of a frame whose value it does not

@@ -51,7 +51,7 @@ func (s *segment) readHeads(offset uint64, maxRecords, prefix int, dst []Head, l
 	var recs []Record
 	whole := func(off uint64, count uint64) error {
 		var err error
-		if recs, err = s.read(off, int(count), 0, recs[:0], limit, maxRecordLimit); err != nil {
+		if recs, err = s.read(off, int(count), 0, recs[:0], limit, maxRecordLimit, nil); err != nil {
 			return err
 		}
 		for _, r := range recs {

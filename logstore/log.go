@@ -874,8 +874,39 @@ func (l *Log) Read(ctx context.Context, offset uint64) (Record, error) {
 // before each attempt.
 func (l *Log) ReadBatch(ctx context.Context, offset uint64, maxRecords, maxBytes int, dst []Record) ([]Record, error) {
 	return readSegment(l, ctx, offset, dst, func(s *segment, limit uint64, dst []Record) ([]Record, error) {
-		return s.read(offset, max(maxRecords, 1), maxBytes, dst, limit, maxRecordLimit)
+		return s.read(offset, max(maxRecords, 1), maxBytes, dst, limit, maxRecordLimit, nil)
 	})
+}
+
+// Batch is the records of one read and the memory they point into, for a
+// reader that is done with each batch before it reads the next (a
+// consumer's stream encoding them into its response): ReadInto reuses that
+// memory, where ReadBatch allocates it anew for every batch so that its
+// records may be kept. The zero Batch is ready to use.
+type Batch struct {
+	// Records are valid until the Batch is read into again.
+	Records []Record
+	buf     []byte   // the frames the records point into
+	slab    []Header // their headers
+}
+
+// maxKeptBatchBytes bounds the frames a Batch keeps its memory for: a
+// batch of larger records (up to the record limit) is read into memory of
+// its own, which the collector takes back.
+const maxKeptBatchBytes = 4 << 20
+
+// ReadInto is ReadBatch into b: it replaces b.Records, and their bytes and
+// headers reuse the memory of b's previous batch.
+func (l *Log) ReadInto(ctx context.Context, offset uint64, maxRecords, maxBytes int, b *Batch) error {
+	if cap(b.buf) > maxKeptBatchBytes {
+		b.buf = nil
+	}
+	clear(b.Records)
+	var err error
+	b.Records, err = readSegment(l, ctx, offset, b.Records[:0], func(s *segment, limit uint64, dst []Record) ([]Record, error) {
+		return s.read(offset, max(maxRecords, 1), maxBytes, dst, limit, maxRecordLimit, b)
+	})
+	return err
 }
 
 // readSegment appends to dst what read appends from the segment that holds

@@ -3,6 +3,7 @@ package logstore_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -157,4 +158,55 @@ func TestReadBatchKeyedAllocations(t *testing.T) {
 		t.Errorf("ReadBatch of %d keyed records: %.0f allocations, want at most 3 (the buffer, the slab, one spare)", len(recs), allocs)
 	}
 	sameRecord(t, dst[999], logstore.Record{Offset: 999, Time: dst[999].Time, Key: recs[999].Key, Value: recs[999].Value, Headers: recs[999].Headers})
+}
+
+// TestReadInto: a Batch read again and again gives what ReadBatch gives,
+// across segments and record shapes, and reuses its memory: after the
+// first batch, reading like records allocates nothing.
+func TestReadInto(t *testing.T) {
+	forFormats(t, func(t *testing.T, format func(logstore.Config) logstore.Config) {
+		l := openLog(t, t.TempDir(), format(logstore.Config{Sync: logstore.SyncNever, MaxSegmentBytes: 64 << 10}))
+		var recs []logstore.Record
+		for i := range 2000 {
+			r := logstore.Record{Value: value(i, 100)}
+			if i%3 != 0 {
+				r.Key = []byte(fmt.Sprintf("key-%d", i))
+			}
+			for h := range i % 4 {
+				r.Headers = append(r.Headers, logstore.Header{Key: fmt.Sprintf("h%d", h), Value: value(i+h, 8)})
+			}
+			recs = append(recs, r)
+		}
+		if _, err := l.AppendRecords(t.Context(), recs); err != nil {
+			t.Fatal(err)
+		}
+		var b logstore.Batch
+		for off := uint64(0); off < uint64(len(recs)); {
+			want, err := l.ReadBatch(t.Context(), off, 97, 4096, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := l.ReadInto(t.Context(), off, 97, 4096, &b); err != nil {
+				t.Fatal(err)
+			}
+			if len(b.Records) != len(want) {
+				t.Fatalf("ReadInto at %d: %d records, ReadBatch %d", off, len(b.Records), len(want))
+			}
+			for i := range want {
+				sameRecord(t, b.Records[i], want[i])
+			}
+			off += uint64(len(want))
+		}
+		if err := l.ReadInto(t.Context(), uint64(len(recs)), 1, 0, &b); !errors.Is(err, logstore.ErrOutOfRange) {
+			t.Fatalf("ReadInto past the end = %v, want ErrOutOfRange", err)
+		}
+		allocs := testing.AllocsPerRun(20, func() {
+			if err := l.ReadInto(context.Background(), 100, 300, 0, &b); err != nil || len(b.Records) == 0 {
+				t.Fatalf("ReadInto: %d records, %v", len(b.Records), err)
+			}
+		})
+		if allocs > 0 {
+			t.Errorf("ReadInto into a used Batch: %.0f allocations, want none", allocs)
+		}
+	})
 }

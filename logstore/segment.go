@@ -468,7 +468,7 @@ func fileSize(f *os.File) (int64, error) {
 
 // readOne reads a single record of this segment (acquired by the caller).
 func (s *segment) readOne(offset uint64, maxValue int) (Record, error) {
-	recs, err := s.read(offset, 1, 0, nil, s.base+s.count, maxValue)
+	recs, err := s.read(offset, 1, 0, nil, s.base+s.count, maxValue, nil)
 	if err != nil {
 		return Record{}, err
 	}
@@ -477,8 +477,10 @@ func (s *segment) readOne(offset uint64, maxValue int) (Record, error) {
 
 // read appends records [offset, limit) to dst, at most maxRecords and about
 // maxBytes of values (at least one record). limit must not exceed the
-// records visible in this segment. The caller holds a reference.
-func (s *segment) read(offset uint64, maxRecords, maxBytes int, dst []Record, limit uint64, maxValue int) ([]Record, error) {
+// records visible in this segment. The caller holds a reference. The
+// records point into fresh memory, or, with mem set, into mem's, which
+// they overwrite.
+func (s *segment) read(offset uint64, maxRecords, maxBytes int, dst []Record, limit uint64, maxValue int, mem *Batch) ([]Record, error) {
 	visCount, visEnd := s.visible()
 	if offset < s.base || limit <= offset || limit-s.base > min(s.indexEntries(), visCount) {
 		// Never for a consistent view; a guard so that no mix-up can make
@@ -516,7 +518,19 @@ func (s *segment) read(offset uint64, maxRecords, maxBytes int, dst []Record, li
 		return dst, corrupt(s.indexPath, s.entryByte(first),
 			"entries for offsets %d.. claim store bytes up to %d, but the store has %d", offset, end, visEnd)
 	}
-	buf := make([]byte, end-start)
+	var (
+		buf  []byte
+		slab []Header
+	)
+	if mem == nil {
+		buf = make([]byte, end-start)
+	} else {
+		if int64(cap(mem.buf)) < end-start {
+			mem.buf = make([]byte, end-start)
+		}
+		buf, slab = mem.buf[:end-start], mem.slab[:0]
+		defer func() { mem.slab = slab }() // kept grown
+	}
 	if _, err := s.store.ReadAt(buf, start); err != nil {
 		if errors.Is(err, io.EOF) {
 			return dst, corrupt(s.storePath, start, "index points past the end of the store: %v", err)
@@ -524,7 +538,6 @@ func (s *segment) read(offset uint64, maxRecords, maxBytes int, dst []Record, li
 		return dst, fmt.Errorf("logstore: read %s at byte %d: %w", s.storePath, start, err)
 	}
 	var p int64
-	var slab []Header
 	for i := range k {
 		off := offset + i
 		_, size, vlen := s.extent(first+i, visCount, visEnd)

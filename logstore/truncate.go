@@ -165,7 +165,7 @@ func (l *Log) findCut(from uint64) (cutPoint, error) {
 	if c.keep == 0 {
 		return c, nil
 	}
-	recs, err := s.read(from-1, 1, 0, nil, from, maxRecordLimit)
+	recs, err := s.read(from-1, 1, 0, nil, from, maxRecordLimit, nil)
 	if err != nil {
 		return cutPoint{}, fmt.Errorf("logstore: truncate from %d: the record before: %w", from, err)
 	}

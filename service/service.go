@@ -31,6 +31,9 @@ type Log interface {
 	// Read and ReadBatch return when ctx ends even if the log lags.
 	Read(ctx context.Context, offset uint64) (logstore.Record, error)
 	ReadBatch(ctx context.Context, offset uint64, maxRecords, maxBytes int, dst []logstore.Record) ([]logstore.Record, error)
+	// ReadInto is ReadBatch into memory the caller reuses batch after
+	// batch (logstore.Batch).
+	ReadInto(ctx context.Context, offset uint64, maxRecords, maxBytes int, b *logstore.Batch) error
 	Bounds() (lowest, next uint64)
 	Wait(ctx context.Context, offset uint64) error
 	Stats() logstore.Stats

@@ -201,10 +201,17 @@ func (s *Service) ConsumeStream(ctx context.Context, req *logv1.ConsumeStreamReq
 	w := &sender{s: s, ctrl: controls(ctx)}
 	const procedure = logv1connect.LogServiceConsumeStreamProcedure
 	var (
-		recs []logstore.Record
-		pb   []*logv1.Record // reused: Send marshals before it returns
-		resp logv1.ConsumeStreamResponse
+		batch logstore.Batch  // reused: Send marshals before it returns
+		pb    []*logv1.Record // likewise
+		resp  logv1.ConsumeStreamResponse
+		wire  = consumeWire{field: 2}
 	)
+	// Under the binary codec responses are encoded straight from the
+	// records (consumeWire); JSON needs the messages.
+	encoded := binaryCodec(stream.Conn().RequestHeader().Get("Content-Type"))
+	if !batched {
+		wire.field = 1
+	}
 	sent := false // anything, even just the headers, went to the client
 	for {
 		if _, next := log.Bounds(); off >= next {
@@ -224,7 +231,8 @@ func (s *Service) ConsumeStream(ctx context.Context, req *logv1.ConsumeStreamReq
 				return toConnect(ctx, err)
 			}
 		}
-		recs, err = log.ReadBatch(ctx, off, n, streamBatchBytes, recs[:0])
+		err := log.ReadInto(ctx, off, n, streamBatchBytes, &batch)
+		recs := batch.Records
 		if err != nil {
 			var re *logstore.RangeError
 			if errors.As(err, &re) && re.Offset >= re.Next {
@@ -237,32 +245,56 @@ func (s *Service) ConsumeStream(ctx context.Context, req *logv1.ConsumeStreamReq
 			// here would spin.
 			return toConnect(ctx, fmt.Errorf("service: log returned no record at offset %d below its end", off))
 		}
-		for len(pb) < len(recs) {
-			pb = append(pb, &logv1.Record{})
-		}
-		for i := range recs {
-			toProto(&recs[i], pb[i])
-		}
-		if batched {
-			resp.Record, resp.Records = nil, pb[:len(recs)]
-			if err := w.send(ctx, procedure, func() error { return stream.Send(&resp) }); err != nil {
-				return toConnect(ctx, err)
-			}
-		} else if err := w.sendEach(ctx, procedure, func() error {
-			resp.Records = nil
-			for i := range recs {
-				resp.Record = pb[i]
-				if err := stream.Send(&resp); err != nil {
-					return err
+		switch {
+		case encoded && batched:
+			wire.recs = recs
+			err = w.send(ctx, procedure, func() error { return stream.Conn().Send(&wire) })
+		case encoded:
+			err = w.sendEach(ctx, procedure, func() error {
+				for i := range recs {
+					wire.recs = recs[i : i+1]
+					if err := stream.Conn().Send(&wire); err != nil {
+						return err
+					}
 				}
-			}
-			return nil
-		}); err != nil {
+				return nil
+			})
+		default:
+			err = sendMessages(ctx, w, stream, recs, batched, &pb, &resp)
+		}
+		wire.recs = nil
+		if err != nil {
 			return toConnect(ctx, err)
 		}
 		sent = true
 		off = recs[len(recs)-1].Offset + 1
 	}
+}
+
+// sendMessages sends recs as generated messages (JSON streams), in one
+// response if batched, else one each; pb and resp are reused.
+func sendMessages(ctx context.Context, w *sender, stream *connect.ServerStream[logv1.ConsumeStreamResponse], recs []logstore.Record, batched bool, pb *[]*logv1.Record, resp *logv1.ConsumeStreamResponse) error {
+	const procedure = logv1connect.LogServiceConsumeStreamProcedure
+	for len(*pb) < len(recs) {
+		*pb = append(*pb, &logv1.Record{})
+	}
+	for i := range recs {
+		toProto(&recs[i], (*pb)[i])
+	}
+	if batched {
+		resp.Record, resp.Records = nil, (*pb)[:len(recs)]
+		return w.send(ctx, procedure, func() error { return stream.Send(resp) })
+	}
+	return w.sendEach(ctx, procedure, func() error {
+		resp.Records = nil
+		for _, r := range (*pb)[:len(recs)] {
+			resp.Record = r
+			if err := stream.Send(resp); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // proxyConsumeStream streams a partition this node does not host from a

@@ -72,6 +72,9 @@ func (c Codec) Marshal(message any) ([]byte, error) {
 // MarshalAppend appends message's encoding to dst; connect hands it its
 // pooled buffers, so a stream's messages need no allocation of their own.
 func (Codec) MarshalAppend(dst []byte, message any) ([]byte, error) {
+	if a, ok := message.(Appender); ok {
+		return a.AppendProto(dst)
+	}
 	m, ok := message.(proto.Message)
 	if !ok {
 		return nil, errNotProto(message)
@@ -97,6 +100,16 @@ func (Codec) MarshalStable(message any) ([]byte, error) {
 		return nil, errNotProto(message)
 	}
 	return proto.MarshalOptions{Deterministic: true}.Marshal(m)
+}
+
+// Appender is a message that writes its own protobuf encoding: a handler
+// that holds a message's contents in another form (a store's records)
+// sends an Appender (connect's StreamingHandlerConn.Send) rather than
+// building the generated message only to have it marshaled. Only this
+// codec knows Appender: under another (JSON) the handler sends the
+// generated message. What AppendProto appends is sent as it is.
+type Appender interface {
+	AppendProto(dst []byte) ([]byte, error)
 }
 
 // Raw is a message kept as the bytes it arrived in. A handler that decodes
