@@ -132,20 +132,36 @@ func TestRecordsRoundTrip(t *testing.T) {
 		}
 		prev = check("Consume", rec, prev)
 	}
-	prev = time.Time{}
-	n := 0
-	err = c.TailBatches(t.Context(), 0, func(recs []*logv1.Record) error {
-		if len(recs) > 3 {
-			return fmt.Errorf("a batch of %d records, over MaxBatch", len(recs))
+	for _, reuse := range []bool{false, true} {
+		opts := []client.TailOption{client.MaxBatch(3), client.Until(uint64(len(want)))}
+		if reuse {
+			opts = append(opts, client.ReuseRecords())
 		}
-		for _, r := range recs {
-			prev = check("Tail", r, prev)
-			n++
+		prev = time.Time{}
+		n := 0
+		var kept []*logv1.Record
+		err = c.TailBatches(t.Context(), 0, func(recs []*logv1.Record) error {
+			if len(recs) > 3 {
+				return fmt.Errorf("a batch of %d records, over MaxBatch", len(recs))
+			}
+			for _, r := range recs {
+				prev = check(fmt.Sprintf("Tail (reuse %v)", reuse), r, prev)
+				n++
+			}
+			kept = append(kept, recs...)
+			return nil
+		}, opts...)
+		if err != nil || n != len(want) {
+			t.Fatalf("TailBatches (reuse %v) = %v after %d records, want nil after %d", reuse, err, n, len(want))
 		}
-		return nil
-	}, client.MaxBatch(3), client.Until(uint64(len(want))))
-	if err != nil || n != len(want) {
-		t.Fatalf("TailBatches = %v after %d records, want nil after %d", err, n, len(want))
+		if reuse {
+			continue // kept records were overwritten: ReuseRecords says so
+		}
+		for _, r := range kept {
+			if !sameRecord(r, want[r.GetOffset()]) {
+				t.Fatalf("a record kept after the tail: %v, want %v", r, want[r.GetOffset()])
+			}
+		}
 	}
 }
 
@@ -199,6 +215,8 @@ func TestTailBatchesUntil(t *testing.T) {
 		{"range", 3, []client.TailOption{client.Until(11), client.MaxBatch(4)}, seq(3, 11), 4},
 		{"to the end", 15, []client.TailOption{client.Until(20)}, seq(15, 20), client.DefaultMaxBatch},
 		{"one at a time", 0, []client.TailOption{client.Until(3), client.MaxBatch(1)}, seq(0, 3), 1},
+		{"range, records reused", 3, []client.TailOption{client.Until(11), client.MaxBatch(4), client.ReuseRecords()}, seq(3, 11), 4},
+		{"one at a time, records reused", 0, []client.TailOption{client.Until(3), client.MaxBatch(1), client.ReuseRecords()}, seq(0, 3), 1},
 		{"empty range", 7, []client.TailOption{client.Until(7)}, nil, 0},
 		{"start past the end of the range", 9, []client.TailOption{client.Until(2)}, nil, 0},
 	}

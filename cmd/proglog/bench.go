@@ -483,7 +483,9 @@ func streamProduce(ctx context.Context, c *client.Client, n, window int, values 
 
 func consumeWorker(b benchFlags, from uint64) worker {
 	return func(ctx context.Context, c *client.Client, n int, res *benchResult) error {
-		opts := []client.TailOption{client.MaxBatch(uint32(b.batch)), client.Until(from + uint64(n))}
+		// Records are counted, not kept, as a consumer that processes each
+		// batch as it comes would.
+		opts := []client.TailOption{client.MaxBatch(uint32(b.batch)), client.Until(from + uint64(n)), client.ReuseRecords()}
 		for _, o := range b.tf.options() {
 			opts = append(opts, o)
 		}

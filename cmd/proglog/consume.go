@@ -206,6 +206,9 @@ func consume(ctx context.Context, c *client.Client, timeout time.Duration, r con
 		start = 0
 		opts = append(opts, client.FromTime(r.at))
 	}
+	// Each record is printed (copied into the output) before the next
+	// message arrives.
+	opts = append(opts, client.ReuseRecords())
 	var n uint64
 	err := c.TailBatches(ctx, start, func(records []*logv1.Record) error {
 		for _, rec := range records {

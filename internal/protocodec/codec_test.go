@@ -69,7 +69,33 @@ func FuzzUnmarshal(f *testing.F) {
 			t.Run(fmt.Sprintf("alias=%v", codec.Alias), func(t *testing.T) { fuzzCodec(t, codec, which, data) })
 		}
 		t.Run("DecodeInto", func(t *testing.T) { fuzzDecodeInto(t, which, data) })
+		t.Run("Decoder", func(t *testing.T) { fuzzDecoder(t, data) })
 	})
+}
+
+// fuzzDecoder decodes a seed response, data and the seed again with one
+// Decoder, each from a buffer of its own: each time the result is
+// protobuf-go's, whatever the previous decode left in the reused memory.
+func fuzzDecoder(t *testing.T, data []byte) {
+	seed := &logv1.ConsumeStreamResponse{Records: []*logv1.Record{keyedRecord(1), {Offset: 2, Value: []byte("v")}, keyedRecord(3)}}
+	seedBytes, err := proto.Marshal(seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &logv1.ConsumeStreamResponse{}
+	wantErr := proto.Unmarshal(data, want)
+	var d protocodec.Decoder
+	for i, in := range [][]byte{seedBytes, data, seedBytes} {
+		got, err := d.Decode(bytes.Clone(in))
+		switch {
+		case i == 1 && (err == nil) != (wantErr == nil):
+			t.Fatalf("Decode: error %v, proto.Unmarshal: error %v", err, wantErr)
+		case i == 1 && err == nil && !proto.Equal(got, want):
+			t.Fatalf("Decode: %v, proto.Unmarshal: %v", got, want)
+		case i != 1 && (err != nil || !proto.Equal(got, seed)):
+			t.Fatalf("Decode of the seed (decode %d): %v, %v; want %v", i, got, err, seed)
+		}
+	}
 }
 
 // fuzzDecodeInto decodes data through a Raw into a message that held

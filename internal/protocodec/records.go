@@ -29,7 +29,28 @@ const (
 // It does nothing for bytes that do not parse; the decoder then allocates
 // as usual and reports what is wrong.
 func presizeRecords(b []byte, m *logv1.ConsumeStreamResponse) {
-	var shapes []uint32 // per record: headers<<1 | time present
+	var s recordSlabs
+	s.layout(b, m)
+}
+
+// recordSlabs is the memory a response's records are decoded into: one
+// slab of Records, Headers and Timestamps, and the pointers to them that
+// the response's slices hold.
+type recordSlabs struct {
+	shapes []uint32 // per record: headers<<1 | time present
+	recs   []logv1.Record
+	ptrs   []*logv1.Record
+	hdrs   []logv1.Header
+	hptrs  []*logv1.Header
+	ts     []timestamppb.Timestamp
+}
+
+// layout counts the records, headers and times of the response in b and
+// hands m empty messages for them from s's slabs, made anew where they are
+// too small and otherwise reused (emptied). It does nothing for bytes that
+// do not parse.
+func (s *recordSlabs) layout(b []byte, m *logv1.ConsumeStreamResponse) {
+	shapes := s.shapes[:0]
 	headers, times := 0, 0
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
@@ -53,7 +74,7 @@ func presizeRecords(b []byte, m *logv1.ConsumeStreamResponse) {
 		if !ok {
 			return
 		}
-		if shapes == nil {
+		if cap(shapes) == 0 {
 			// Most responses are batches of like records: guess their
 			// number from the first one's size.
 			shapes = make([]uint32, 0, len(b)/(len(rec)+n)+1)
@@ -62,25 +83,16 @@ func presizeRecords(b []byte, m *logv1.ConsumeStreamResponse) {
 		headers += int(shape >> 1)
 		times += int(shape & 1)
 	}
+	s.shapes = shapes
 	if len(shapes) == 0 {
 		return
 	}
-	recs := make([]logv1.Record, len(shapes))
-	ptrs := make([]*logv1.Record, len(shapes))
-	var (
-		hdrs  []logv1.Header
-		hptrs []*logv1.Header
-		ts    []timestamppb.Timestamp
-	)
-	if headers > 0 {
-		hdrs, hptrs = make([]logv1.Header, headers), make([]*logv1.Header, headers)
-		for i := range hdrs {
-			hptrs[i] = &hdrs[i]
-		}
+	recs, ptrs := reuse(&s.recs, len(shapes)), reuse(&s.ptrs, len(shapes))
+	hdrs, hptrs := reuse(&s.hdrs, headers), reuse(&s.hptrs, headers)
+	for i := range hdrs {
+		hptrs[i] = &hdrs[i]
 	}
-	if times > 0 {
-		ts = make([]timestamppb.Timestamp, times)
-	}
+	ts := reuse(&s.ts, times)
 	for i, shape := range shapes {
 		r := &recs[i]
 		ptrs[i] = r
@@ -93,6 +105,17 @@ func presizeRecords(b []byte, m *logv1.ConsumeStreamResponse) {
 		}
 	}
 	m.Records = ptrs[:0]
+}
+
+// reuse returns (*slab)[:n] emptied, making a new slab if it is shorter.
+func reuse[T any](slab *[]T, n int) []T {
+	if cap(*slab) < n {
+		*slab = make([]T, n)
+		return *slab
+	}
+	s := (*slab)[:n]
+	clear(s)
+	return s
 }
 
 // recordShape counts a Record's headers and tells whether it has a time.
@@ -140,4 +163,35 @@ func recordShape(b []byte) (shape uint32, ok bool) {
 		return 0, false
 	}
 	return headers<<1 | time, true
+}
+
+// Decoder decodes a stream's ConsumeStreamResponses into memory it reuses
+// message after message: the Record, Header and Timestamp messages of one
+// response, and the slices that point to them. For a consumer that is done
+// with each response before it decodes the next: a batch of a thousand
+// keyed records otherwise makes about half a megabyte of messages for the
+// collector. The zero Decoder is ready to use.
+type Decoder struct {
+	slabs recordSlabs
+	resp  logv1.ConsumeStreamResponse
+}
+
+// Decode decodes data as Unmarshal would (the same message, accepted and
+// refused alike), but without copying it: the message's bytes and strings
+// point into data. The message, and all it points to, is valid until the
+// next Decode, and data must not change meanwhile.
+func (d *Decoder) Decode(data []byte) (*logv1.ConsumeStreamResponse, error) {
+	m := &d.resp
+	// Not to vtprotobuf's pool (ResetVT would put it there): its bytes
+	// point into data a previous Decode had.
+	m.Record = nil
+	err := unmarshal(data, m, func(vm vtMessage) error {
+		m.Reset()
+		d.slabs.layout(data, m)
+		return vm.UnmarshalVTUnsafe(data)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
 }
