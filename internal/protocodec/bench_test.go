@@ -47,6 +47,15 @@ func BenchmarkCodec(b *testing.B) {
 			}
 		}
 	})
+	b.Run("unmarshal/decoder", func(b *testing.B) {
+		b.ReportAllocs()
+		var d protocodec.Decoder
+		for b.Loop() {
+			if _, err := d.Decode(data); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	buf := make([]byte, 0, len(data))
 	b.Run("marshal/protobuf-go", func(b *testing.B) {
 		b.ReportAllocs()

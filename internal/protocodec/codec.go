@@ -140,10 +140,15 @@ func (c Codec) Unmarshal(data []byte, message any) error {
 	// some it accepts (a known field with another wire type, which
 	// protobuf-go keeps as unknown). It decodes only what wellFormed
 	// proves both read alike; protobuf-go decodes the rest.
-	return unmarshal(data, m, func(vm vtMessage) error {
+	var rc *recordCounts
+	r, isResponse := m.(*logv1.ConsumeStreamResponse)
+	if isResponse {
+		rc = new(recordCounts)
+	}
+	return unmarshal(data, m, rc, func(vm vtMessage) error {
 		proto.Reset(m) // UnmarshalVT merges; proto.Unmarshal replaces
-		if r, ok := m.(*logv1.ConsumeStreamResponse); ok {
-			presizeRecords(data, r)
+		if isResponse {
+			presizeRecords(rc, r)
 		}
 		if c.Alias {
 			return vm.UnmarshalVTUnsafe(bytes.Clone(data))
@@ -155,9 +160,19 @@ func (c Codec) Unmarshal(data []byte, message any) error {
 // unmarshal decodes data into m with vt when wellFormed proves that
 // vtprotobuf reads it as protobuf-go does, and with protobuf-go (which
 // replaces m's contents and copies what it keeps) otherwise or if vt
-// fails.
-func unmarshal(data []byte, m proto.Message, vt func(vtMessage) error) error {
-	if vm, ok := m.(vtMessage); ok && wellFormed(data, m.ProtoReflect().Descriptor()) && vt(vm) == nil {
+// fails. With rc set (m is a ConsumeStreamResponse), the check counts
+// what m's records need into rc, for vt.
+func unmarshal(data []byte, m proto.Message, rc *recordCounts, vt func(vtMessage) error) error {
+	vm, ok := m.(vtMessage)
+	if ok {
+		md := m.ProtoReflect().Descriptor()
+		if rc != nil {
+			ok = wellFormedCounting(data, md, rc)
+		} else {
+			ok = wellFormed(data, md)
+		}
+	}
+	if ok && vt(vm) == nil {
 		return nil
 	}
 	if err := proto.Unmarshal(data, m); err != nil {
@@ -184,7 +199,7 @@ type resetter interface{ ResetVT() }
 // decoded from; a caller that reuses that data's buffer sets such fields
 // to nil first.
 func DecodeInto(data []byte, m proto.Message) error {
-	return unmarshal(data, m, func(vm vtMessage) error {
+	return unmarshal(data, m, nil, func(vm vtMessage) error {
 		if r, ok := m.(resetter); ok {
 			r.ResetVT()
 		} else {

@@ -17,7 +17,14 @@ import (
 // bytes to protobuf-go) and allocates nothing: one pass over b, far less
 // than the decoding it guards.
 func wellFormed(b []byte, md protoreflect.MessageDescriptor) bool {
-	return shapeOf(md).check(b, 0)
+	return shapeOf(md).check(b, 0, nil)
+}
+
+// wellFormedCounting is wellFormed for a ConsumeStreamResponse (md) that
+// also counts, in the same pass, what its records need (recordCounts).
+func wellFormedCounting(b []byte, md protoreflect.MessageDescriptor, rc *recordCounts) bool {
+	rc.reset()
+	return shapeOf(md).check(b, 0, rc)
 }
 
 // maxDepth is protobuf-go's default recursion limit.
@@ -120,7 +127,10 @@ func fieldOf(fd protoreflect.FieldDescriptor, seen map[protoreflect.MessageDescr
 	}
 }
 
-func (s *shape) check(b []byte, depth int) bool {
+// check checks b as an encoding of s. With rc set, b is a
+// ConsumeStreamResponse (depth 0) or one of its records (depth 1), whose
+// records' headers and times rc counts.
+func (s *shape) check(b []byte, depth int, rc *recordCounts) bool {
 	if s.unhandled || depth > maxDepth {
 		return false
 	}
@@ -188,9 +198,17 @@ func (s *shape) check(b []byte, depth int) bool {
 					return false
 				}
 			case messageField:
-				if !f.msg.check(v, depth+1) {
+				var sub *recordCounts
+				if rc != nil && depth == 0 && num == responseRecords {
+					rc.add(len(b), n)
+					sub = rc
+				}
+				if !f.msg.check(v, depth+1, sub) {
 					return false
 				}
+			}
+			if rc != nil && depth == 1 {
+				rc.note(num)
 			}
 		}
 		if n < 0 {
