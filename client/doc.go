@@ -40,7 +40,10 @@
 // offset, or at the first record at or after a time: OffsetForTime,
 // ConsumeTime, and Tail with FromTime. Tail follows the log until stopped;
 // with Until it reads a range and returns at its end. TailBatches hands
-// over each stream message's records at once (MaxBatch caps them).
+// over each stream message's records at once (MaxBatch caps them). With
+// ReuseRecords a tail decodes each message into the memory of the one
+// before, allocating nothing per record, for a callback that is done with
+// its records when it returns.
 //
 // # Topics and partitions
 //
