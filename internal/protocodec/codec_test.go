@@ -87,14 +87,22 @@ func fuzzDecoder(t *testing.T, data []byte) {
 	var d protocodec.Decoder
 	for i, in := range [][]byte{seedBytes, data, seedBytes} {
 		got, err := d.Decode(bytes.Clone(in))
-		switch {
-		case i == 1 && (err == nil) != (wantErr == nil):
-			t.Fatalf("Decode: error %v, proto.Unmarshal: error %v", err, wantErr)
-		case i == 1 && err == nil && !proto.Equal(got, want):
-			t.Fatalf("Decode: %v, proto.Unmarshal: %v", got, want)
-		case i != 1 && (err != nil || !proto.Equal(got, seed)):
-			t.Fatalf("Decode of the seed (decode %d): %v, %v; want %v", i, got, err, seed)
-		}
+		checkDecode(t, "Decode", i, got, err, want, wantErr, seed)
+	}
+}
+
+// checkDecode checks decode i of a seed, the fuzzer's data and the seed
+// again: the data's result against protobuf-go's (want, wantErr), the
+// seed's against the seed.
+func checkDecode(t *testing.T, what string, i int, got proto.Message, err error, want proto.Message, wantErr error, seed proto.Message) {
+	t.Helper()
+	switch {
+	case i == 1 && (err == nil) != (wantErr == nil):
+		t.Fatalf("%s: error %v, proto.Unmarshal: error %v", what, err, wantErr)
+	case i == 1 && err == nil && !proto.Equal(got, want):
+		t.Fatalf("%s: %v, proto.Unmarshal: %v", what, got, want)
+	case i != 1 && (err != nil || !proto.Equal(got, seed)):
+		t.Fatalf("%s of the seed (decode %d): %v, %v; want %v", what, i, got, err, seed)
 	}
 }
 
@@ -131,14 +139,7 @@ func fuzzDecodeInto(t *testing.T, which byte, data []byte) {
 			r.Record = nil
 		}
 		err := protocodec.DecodeInto(raw.Data, got)
-		switch {
-		case i == 1 && (err == nil) != (wantErr == nil):
-			t.Fatalf("DecodeInto: error %v, proto.Unmarshal: error %v", err, wantErr)
-		case i == 1 && err == nil && !proto.Equal(got, want):
-			t.Fatalf("DecodeInto: %v, proto.Unmarshal: %v", got, want)
-		case i != 1 && (err != nil || !proto.Equal(got, seed)):
-			t.Fatalf("DecodeInto of a seed (decode %d): %v, %v; want %v", i, got, err, seed)
-		}
+		checkDecode(t, "DecodeInto", i, got, err, want, wantErr, seed)
 	}
 }
 
