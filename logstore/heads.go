@@ -87,8 +87,8 @@ func (s *segment) readHeads(offset uint64, maxRecords, prefix int, dst []Head, l
 				"entry for offset %d (store byte %d, %d bytes) does not follow the previous record ending at %d within %d store bytes", off, pos, size, end, visEnd)
 		}
 		end = pos + size
-		b, err := s.readAt(pos, min(size, int64(s.lay.headerSize+prefix)))
-		if err != nil {
+		b := make([]byte, min(size, int64(s.lay.headerSize+prefix)))
+		if err := s.readAt(b, pos); err != nil {
 			return dst, err
 		}
 		fh, err := s.lay.parseFrameHeader(b, maxRecordLimit)

@@ -900,8 +900,8 @@ const maxKeptBatchBytes = 4 << 20
 func (l *Log) ReadInto(ctx context.Context, offset uint64, maxRecords, maxBytes int, b *Batch) error {
 	if cap(b.buf) > maxKeptBatchBytes {
 		b.buf = nil
+		clear(b.Records) // records past the next batch's would keep it
 	}
-	clear(b.Records)
 	var err error
 	b.Records, err = readSegment(l, ctx, offset, b.Records[:0], func(s *segment, limit uint64, dst []Record) ([]Record, error) {
 		return s.read(offset, max(maxRecords, 1), maxBytes, dst, limit, maxRecordLimit, b)

@@ -519,8 +519,9 @@ func (s *segment) read(offset uint64, maxRecords, maxBytes int, dst []Record, li
 			"entries for offsets %d.. claim store bytes up to %d, but the store has %d", offset, end, visEnd)
 	}
 	var (
-		buf  []byte
-		slab []Header
+		buf     []byte
+		ownSlab []Header
+		slab    = &ownSlab // where decodeRecord carves headers (and keeps a grown slab)
 	)
 	if mem == nil {
 		buf = make([]byte, end-start)
@@ -528,14 +529,11 @@ func (s *segment) read(offset uint64, maxRecords, maxBytes int, dst []Record, li
 		if int64(cap(mem.buf)) < end-start {
 			mem.buf = make([]byte, end-start)
 		}
-		buf, slab = mem.buf[:end-start], mem.slab[:0]
-		defer func() { mem.slab = slab }() // kept grown
+		buf = mem.buf[:end-start]
+		mem.slab, slab = mem.slab[:0], &mem.slab
 	}
-	if _, err := s.store.ReadAt(buf, start); err != nil {
-		if errors.Is(err, io.EOF) {
-			return dst, corrupt(s.storePath, start, "index points past the end of the store: %v", err)
-		}
-		return dst, fmt.Errorf("logstore: read %s at byte %d: %w", s.storePath, start, err)
+	if err := s.readAt(buf, start); err != nil {
+		return dst, err
 	}
 	var p int64
 	for i := range k {
@@ -551,7 +549,7 @@ func (s *segment) read(offset uint64, maxRecords, maxBytes int, dst []Record, li
 			return dst, corrupt(s.storePath, start+p, "record %d: a frame of %d bytes (length %d), the index says %d bytes", off, h.size(), h.valueLen, size)
 		}
 		rec := Record{Offset: off, Time: timeFromNanos(h.unixNano)}
-		if err := decodeRecord(h, value, &rec, &slab, int(k-i)); err != nil {
+		if err := decodeRecord(h, value, &rec, slab, int(k-i)); err != nil {
 			return dst, corrupt(s.storePath, start+p, "record %d: %v", off, err)
 		}
 		dst = append(dst, rec)
@@ -570,8 +568,8 @@ func (s *segment) timeAt(offset uint64) (int64, error) {
 		return 0, corrupt(s.indexPath, 0, "offset %d is not in this segment's index", offset)
 	}
 	pos := s.entryPos(i)
-	b, err := s.readAt(pos, int64(s.lay.headerSize))
-	if err != nil {
+	b := make([]byte, s.lay.headerSize)
+	if err := s.readAt(b, pos); err != nil {
 		return 0, err
 	}
 	h, err := s.lay.parseFrameHeader(b, maxRecordLimit)
@@ -584,14 +582,13 @@ func (s *segment) timeAt(offset uint64) (int64, error) {
 	return h.unixNano, nil
 }
 
-// readAt reads n store bytes at pos.
-func (s *segment) readAt(pos, n int64) ([]byte, error) {
-	b := make([]byte, n)
+// readAt fills b with the store's bytes at pos.
+func (s *segment) readAt(b []byte, pos int64) error {
 	if _, err := s.store.ReadAt(b, pos); err != nil {
 		if errors.Is(err, io.EOF) {
-			return nil, corrupt(s.storePath, pos, "index points past the end of the store: %v", err)
+			return corrupt(s.storePath, pos, "index points past the end of the store: %v", err)
 		}
-		return nil, fmt.Errorf("logstore: read %s at byte %d: %w", s.storePath, pos, err)
+		return fmt.Errorf("logstore: read %s at byte %d: %w", s.storePath, pos, err)
 	}
-	return b, nil
+	return nil
 }

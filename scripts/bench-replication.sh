@@ -25,21 +25,18 @@ prepare
 perfs=()
 
 cpu() { awk '{printf "%.2f", ($14+$15)/100}' "/proc/$1/stat"; }
-# raft_syncs addr: the node's Raft log fdatasyncs so far and their mean
-# duration (proglog_logstore_fsync_seconds{log="raft"} on /metrics).
-raft_syncs() {
+# raft_log addr: the node's Raft log fdatasyncs so far and their mean
+# duration (proglog_logstore_fsync_seconds{log="raft"}), and the entries
+# it read back from its Raft log rather than from the cache of the latest
+# ones (proglog_cluster_raft_log_cache_misses_total), from one /metrics.
+raft_log() {
 	curl -sk --cert "$work/n1/certs/root.pem" --key "$work/n1/certs/root-key.pem" \
 		--cacert "$work/n1/certs/ca.pem" "https://$1/metrics" |
 		awk '/^proglog_logstore_fsync_seconds_sum\{log="raft"\}/ {s=$2}
 			/^proglog_logstore_fsync_seconds_count\{log="raft"\}/ {n=$2}
-			END {if (n > 0) printf "%d syncs, %.2f ms each", n, 1000*s/n; else printf "no syncs"}'
-}
-# cache_misses addr: Raft entries the node read back from its Raft log
-# rather than from the cache of the latest ones.
-cache_misses() {
-	curl -sk --cert "$work/n1/certs/root.pem" --key "$work/n1/certs/root-key.pem" \
-		--cacert "$work/n1/certs/ca.pem" "https://$1/metrics" |
-		awk '/^proglog_cluster_raft_log_cache_misses_total/ {n+=$2} END {printf "%d", n}'
+			/^proglog_cluster_raft_log_cache_misses_total/ {m+=$2}
+			END {if (n > 0) printf "%d syncs, %.2f ms each", n, 1000*s/n; else printf "no syncs"
+				printf ", %d cache misses", m}'
 }
 produce() { # label: prints the rate and the client's CPU seconds
 	/usr/bin/time -f "client CPU s %U+%S" "$bin" bench produce --data-dir "$work/n1" --addr 127.0.0.1:18400 \
@@ -76,7 +73,7 @@ for r in $(seq "$rounds"); do
 	echo "$line"
 	line="three nodes: Raft log fdatasyncs (since start)"
 	for a in 127.0.0.1:18400 127.0.0.1:18420 127.0.0.1:18430; do
-		line+="; ${a##*:} $(raft_syncs "$a"), $(cache_misses "$a") cache misses"
+		line+="; ${a##*:} $(raft_log "$a")"
 	done
 	echo "$line"
 	stop_all

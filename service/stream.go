@@ -200,18 +200,8 @@ func (s *Service) ConsumeStream(ctx context.Context, req *logv1.ConsumeStreamReq
 
 	w := &sender{s: s, ctrl: controls(ctx)}
 	const procedure = logv1connect.LogServiceConsumeStreamProcedure
-	var (
-		batch logstore.Batch  // reused: Send marshals before it returns
-		pb    []*logv1.Record // likewise
-		resp  logv1.ConsumeStreamResponse
-		wire  = consumeWire{field: 2}
-	)
-	// Under the binary codec responses are encoded straight from the
-	// records (consumeWire); JSON needs the messages.
-	encoded := binaryCodec(stream.Conn().RequestHeader().Get("Content-Type"))
-	if !batched {
-		wire.field = 1
-	}
+	var batch logstore.Batch // reused: Send marshals before it returns
+	r := newResponder(stream, batched)
 	sent := false // anything, even just the headers, went to the client
 	for {
 		if _, next := log.Bounds(); off >= next {
@@ -245,24 +235,18 @@ func (s *Service) ConsumeStream(ctx context.Context, req *logv1.ConsumeStreamReq
 			// here would spin.
 			return toConnect(ctx, fmt.Errorf("service: log returned no record at offset %d below its end", off))
 		}
-		switch {
-		case encoded && batched:
-			wire.recs = recs
-			err = w.send(ctx, procedure, func() error { return stream.Conn().Send(&wire) })
-		case encoded:
+		if batched {
+			err = w.send(ctx, procedure, func() error { return r.send(recs) })
+		} else {
 			err = w.sendEach(ctx, procedure, func() error {
 				for i := range recs {
-					wire.recs = recs[i : i+1]
-					if err := stream.Conn().Send(&wire); err != nil {
+					if err := r.send(recs[i : i+1]); err != nil {
 						return err
 					}
 				}
 				return nil
 			})
-		default:
-			err = sendMessages(ctx, w, stream, recs, batched, &pb, &resp)
 		}
-		wire.recs = nil
 		if err != nil {
 			return toConnect(ctx, err)
 		}
@@ -271,30 +255,47 @@ func (s *Service) ConsumeStream(ctx context.Context, req *logv1.ConsumeStreamReq
 	}
 }
 
-// sendMessages sends recs as generated messages (JSON streams), in one
-// response if batched, else one each; pb and resp are reused.
-func sendMessages(ctx context.Context, w *sender, stream *connect.ServerStream[logv1.ConsumeStreamResponse], recs []logstore.Record, batched bool, pb *[]*logv1.Record, resp *logv1.ConsumeStreamResponse) error {
-	const procedure = logv1connect.LogServiceConsumeStreamProcedure
-	for len(*pb) < len(recs) {
-		*pb = append(*pb, &logv1.Record{})
+// responder sends a consumer's responses: under the binary codec encoded
+// straight from the store's records (consumeWire), under JSON as the
+// generated messages, whose records it reuses (Send marshals before it
+// returns).
+type responder struct {
+	stream  *connect.ServerStream[logv1.ConsumeStreamResponse]
+	batched bool // records go in the response's records, else in record
+	encoded bool
+	wire    consumeWire
+	pb      []*logv1.Record
+	resp    logv1.ConsumeStreamResponse
+}
+
+func newResponder(stream *connect.ServerStream[logv1.ConsumeStreamResponse], batched bool) *responder {
+	r := &responder{stream: stream, batched: batched,
+		encoded: binaryCodec(stream.Conn().RequestHeader().Get("Content-Type"))}
+	r.wire.field = 1
+	if batched {
+		r.wire.field = 2
+	}
+	return r
+}
+
+// send sends one response holding recs (one record unless batched).
+func (r *responder) send(recs []logstore.Record) error {
+	if r.encoded {
+		r.wire.recs = recs
+		return r.stream.Conn().Send(&r.wire)
+	}
+	for len(r.pb) < len(recs) {
+		r.pb = append(r.pb, &logv1.Record{})
 	}
 	for i := range recs {
-		toProto(&recs[i], (*pb)[i])
+		toProto(&recs[i], r.pb[i])
 	}
-	if batched {
-		resp.Record, resp.Records = nil, (*pb)[:len(recs)]
-		return w.send(ctx, procedure, func() error { return stream.Send(resp) })
+	if r.batched {
+		r.resp.Record, r.resp.Records = nil, r.pb[:len(recs)]
+	} else {
+		r.resp.Record, r.resp.Records = r.pb[0], nil
 	}
-	return w.sendEach(ctx, procedure, func() error {
-		resp.Records = nil
-		for _, r := range (*pb)[:len(recs)] {
-			resp.Record = r
-			if err := stream.Send(resp); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	return r.stream.Send(&r.resp)
 }
 
 // proxyConsumeStream streams a partition this node does not host from a

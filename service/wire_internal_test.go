@@ -2,6 +2,7 @@ package service
 
 import (
 	"bytes"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -63,7 +64,7 @@ func TestConsumeWire(t *testing.T) {
 	}
 	for _, tt := range tests {
 		for _, field := range []int{1, 2} {
-			t.Run(tt.name, func(t *testing.T) {
+			t.Run(fmt.Sprintf("%s, field %d", tt.name, field), func(t *testing.T) {
 				checkWire(t, tt.recs, field)
 			})
 		}

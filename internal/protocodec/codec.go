@@ -148,7 +148,7 @@ func (c Codec) Unmarshal(data []byte, message any) error {
 	return unmarshal(data, m, rc, func(vm vtMessage) error {
 		proto.Reset(m) // UnmarshalVT merges; proto.Unmarshal replaces
 		if isResponse {
-			presizeRecords(rc, r)
+			new(recordSlabs).layout(rc, r)
 		}
 		if c.Alias {
 			return vm.UnmarshalVTUnsafe(bytes.Clone(data))
@@ -163,16 +163,7 @@ func (c Codec) Unmarshal(data []byte, message any) error {
 // fails. With rc set (m is a ConsumeStreamResponse), the check counts
 // what m's records need into rc, for vt.
 func unmarshal(data []byte, m proto.Message, rc *recordCounts, vt func(vtMessage) error) error {
-	vm, ok := m.(vtMessage)
-	if ok {
-		md := m.ProtoReflect().Descriptor()
-		if rc != nil {
-			ok = wellFormedCounting(data, md, rc)
-		} else {
-			ok = wellFormed(data, md)
-		}
-	}
-	if ok && vt(vm) == nil {
+	if vm, ok := m.(vtMessage); ok && wellFormed(data, m.ProtoReflect().Descriptor(), rc) && vt(vm) == nil {
 		return nil
 	}
 	if err := proto.Unmarshal(data, m); err != nil {

@@ -15,15 +15,12 @@ import (
 // expects, every string UTF-8, every unknown field complete and none in a
 // well-known type. It is stricter than protobuf-go (false only sends the
 // bytes to protobuf-go) and allocates nothing: one pass over b, far less
-// than the decoding it guards.
-func wellFormed(b []byte, md protoreflect.MessageDescriptor) bool {
-	return shapeOf(md).check(b, 0, nil)
-}
-
-// wellFormedCounting is wellFormed for a ConsumeStreamResponse (md) that
-// also counts, in the same pass, what its records need (recordCounts).
-func wellFormedCounting(b []byte, md protoreflect.MessageDescriptor, rc *recordCounts) bool {
-	rc.reset()
+// than the decoding it guards. With rc set (md is ConsumeStreamResponse)
+// the same pass counts what the response's records need into it.
+func wellFormed(b []byte, md protoreflect.MessageDescriptor, rc *recordCounts) bool {
+	if rc != nil {
+		rc.reset()
+	}
 	return shapeOf(md).check(b, 0, rc)
 }
 
