@@ -114,7 +114,7 @@ func (s *Service) Produce(ctx context.Context, req *logv1.ProduceRequest) (_ *lo
 	if err != nil {
 		return nil, err
 	}
-	p, err := s.choosePartition(t, req.Partition, []*logv1.Record{req.GetRecord()})
+	p, err := s.choosePartition(t, req.Partition, []logstore.Record{rec})
 	if err != nil {
 		return nil, err
 	}
@@ -164,7 +164,7 @@ func (s *Service) ProduceBatch(ctx context.Context, req *logv1.ProduceBatchReque
 	if err != nil {
 		return nil, err
 	}
-	p, err := s.choosePartition(t, req.Partition, req.GetRecords())
+	p, err := s.choosePartition(t, req.Partition, recs)
 	if err != nil {
 		return nil, err
 	}

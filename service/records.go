@@ -21,42 +21,78 @@ const (
 	maxHeaders = 1024
 )
 
-// record checks a produced record and returns it as the log takes it; its
-// slices alias the request. index names the record in a batch (-1 for a
-// single record). A producer's time is ignored: the leader stamps records.
-// The slices are clipped: the handlers' codec (protocodec, Alias) leaves
-// their capacity running into the request's next fields.
-// Headers are carved from *slab, shared by a batch's records. size is what
-// the record counts against limit, the largest record its topic takes.
+// record checks a produced record and returns it as the log takes it
+// (logRecord, checkRecord). index names the record in a batch (-1 for a
+// single record); size is what the record counts against limit, the
+// largest record its topic takes.
 func record(index int, r *logv1.Record, slab *[]logstore.Header, limit int) (rec logstore.Record, size int, err error) {
-	rec = logstore.Record{Key: slices.Clip(r.GetKey()), Value: slices.Clip(r.GetValue())}
+	rec = logRecord(r, slab)
+	size, err = checkRecord(index, &rec, limit)
+	return rec, size, err
+}
+
+// logRecord returns a produced record as the log takes it, unchecked; its
+// slices alias the message. A producer's time is ignored: the leader stamps
+// records. The slices are clipped: the handlers' codec (protocodec, Alias)
+// leaves their capacity running into the request's next fields. Headers
+// are carved from *slab, shared by a batch's records.
+func logRecord(r *logv1.Record, slab *[]logstore.Header) logstore.Record {
+	rec := logstore.Record{Key: slices.Clip(r.GetKey()), Value: slices.Clip(r.GetValue())}
 	if hs := r.GetHeaders(); len(hs) > 0 {
-		if len(hs) > maxHeaders {
-			return rec, 0, invalidArgument("%s has %d headers, the limit is %d", recordName(index), len(hs), maxHeaders)
-		}
 		if cap(*slab)-len(*slab) < len(hs) {
 			*slab = make([]logstore.Header, 0, max(len(hs), 2*cap(*slab), 16))
 		}
 		start := len(*slab)
-		*slab = (*slab)[:start+len(hs)]
-		rec.Headers = (*slab)[start : start+len(hs) : start+len(hs)]
-		for i, h := range hs {
-			k := h.GetKey()
-			switch {
-			case k == "":
-				return rec, 0, invalidArgument("%s: header %d has an empty key", recordName(index), i)
-			case len(k) > MaxHeaderKeyBytes:
-				return rec, 0, invalidArgument("%s: header %d key of %d bytes exceeds the limit of %d bytes", recordName(index), i, len(k), MaxHeaderKeyBytes)
-			case !utf8.ValidString(k):
-				return rec, 0, invalidArgument("%s: header %d key is not valid UTF-8", recordName(index), i)
-			}
-			rec.Headers[i] = logstore.Header{Key: k, Value: slices.Clip(h.GetValue())}
+		for _, h := range hs {
+			*slab = append(*slab, logstore.Header{Key: h.GetKey(), Value: slices.Clip(h.GetValue())})
+		}
+		rec.Headers = (*slab)[start:len(*slab):len(*slab)]
+	}
+	return rec
+}
+
+// checkRecord checks a produced record against the limits and returns
+// what it counts against limit; index names it as record does.
+func checkRecord(index int, rec *logstore.Record, limit int) (int, error) {
+	if len(rec.Headers) > maxHeaders {
+		return 0, invalidArgument("%s has %d headers, the limit is %d", recordName(index), len(rec.Headers), maxHeaders)
+	}
+	for i, h := range rec.Headers {
+		switch k := h.Key; {
+		case k == "":
+			return 0, invalidArgument("%s: header %d has an empty key", recordName(index), i)
+		case len(k) > MaxHeaderKeyBytes:
+			return 0, invalidArgument("%s: header %d key of %d bytes exceeds the limit of %d bytes", recordName(index), i, len(k), MaxHeaderKeyBytes)
+		case !utf8.ValidString(k):
+			return 0, invalidArgument("%s: header %d key is not valid UTF-8", recordName(index), i)
 		}
 	}
-	if size = rec.Size(); size > limit {
-		return rec, 0, invalidArgument("%s of %d bytes (key, headers and value) exceeds the limit of %d bytes", recordName(index), size, limit)
+	size := rec.Size()
+	if size > limit {
+		return 0, invalidArgument("%s of %d bytes (key, headers and value) exceeds the limit of %d bytes", recordName(index), size, limit)
 	}
-	return rec, size, nil
+	return size, nil
+}
+
+// checkRecords checks a request's records (checkRecord; single names its
+// one record "record") and returns what they count against the limits.
+func checkRecords(recs []logstore.Record, single bool, limit int) (int, error) {
+	if len(recs) > maxBatchRecords {
+		return 0, invalidArgument("batch of %d records exceeds the limit of %d records", len(recs), maxBatchRecords)
+	}
+	size := 0
+	for i := range recs {
+		index := i
+		if single {
+			index = -1
+		}
+		n, err := checkRecord(index, &recs[i], limit)
+		if err != nil {
+			return 0, err
+		}
+		size += n
+	}
+	return size, nil
 }
 
 // recordName names a record in an error: "record" alone, or "record i" in
@@ -72,27 +108,20 @@ func recordName(index int) string {
 // with the bytes they count against the limits; limit is the largest
 // record their topic takes.
 func records(in []*logv1.Record, limit int) ([]logstore.Record, int, error) {
-	return appendRecords(nil, new([]logstore.Header), in, limit)
-}
-
-// appendRecords is records into storage the caller reuses: the records
-// are appended to dst[:0] and their headers carved from *slab.
-func appendRecords(dst []logstore.Record, slab *[]logstore.Header, in []*logv1.Record, limit int) ([]logstore.Record, int, error) {
 	if len(in) == 0 {
 		return nil, 0, invalidArgument("empty batch: send at least one record")
 	}
 	if len(in) > maxBatchRecords {
 		return nil, 0, invalidArgument("batch of %d records exceeds the limit of %d records", len(in), maxBatchRecords)
 	}
-	recs := slices.Grow(dst[:0], len(in))[:len(in)]
-	size := 0
+	recs := make([]logstore.Record, len(in))
+	slab := new([]logstore.Header)
 	for i, r := range in {
-		rec, n, err := record(i, r, slab, limit)
-		if err != nil {
-			return nil, 0, err
-		}
-		recs[i] = rec
-		size += n
+		recs[i] = logRecord(r, slab)
+	}
+	size, err := checkRecords(recs, false, limit)
+	if err != nil {
+		return nil, 0, err
 	}
 	return recs, size, nil
 }
@@ -121,6 +150,34 @@ func toProto(rec *logstore.Record, dst *logv1.Record) {
 		hs[i].Key, hs[i].Value = h.Key, h.Value
 	}
 	dst.Headers = hs
+}
+
+// appendProto appends recs to dst as the messages a leader is forwarded
+// (toProto), reusing the messages in dst's capacity.
+func appendProto(dst []*logv1.Record, recs []logstore.Record) []*logv1.Record {
+	for i := range recs {
+		n := len(dst)
+		if n < cap(dst) && dst[:n+1][n] != nil {
+			dst = dst[:n+1]
+		} else {
+			dst = append(dst, new(logv1.Record))
+		}
+		toProto(&recs[i], dst[n])
+	}
+	return dst
+}
+
+// forgetRecords empties messages appendProto filled, keeping them and
+// their headers for reuse: nothing of a request's bytes stays reachable.
+func forgetRecords(msgs []*logv1.Record) {
+	for _, m := range msgs {
+		m.Key, m.Value = nil, nil
+		for _, h := range m.Headers[:cap(m.Headers)] {
+			if h != nil {
+				h.Key, h.Value = "", nil
+			}
+		}
+	}
 }
 
 // fromTime checks a requested start time.

@@ -11,8 +11,8 @@ import (
 
 	"github.com/proglog/proglog/catalog"
 	"github.com/proglog/proglog/cluster"
-	logv1 "github.com/proglog/proglog/gen/log/v1"
 	"github.com/proglog/proglog/gen/log/v1/logv1connect"
+	"github.com/proglog/proglog/logstore"
 )
 
 // topicName is the topic a request names: "" is the default topic.
@@ -92,7 +92,7 @@ func (s *Service) recordLimit(t *catalog.Topic) int {
 // partition" in doc.go): the one asked for; else the one the keyed
 // records' keys map to, which must be the same for all of them; else the
 // topic's next in a round robin.
-func (s *Service) choosePartition(t *catalog.Topic, asked *uint32, recs []*logv1.Record) (int, error) {
+func (s *Service) choosePartition(t *catalog.Topic, asked *uint32, recs []logstore.Record) (int, error) {
 	n := len(t.Partitions)
 	if asked != nil {
 		if uint64(*asked) >= uint64(n) {
@@ -107,8 +107,8 @@ func (s *Service) choosePartition(t *catalog.Topic, asked *uint32, recs []*logv1
 		return 0, nil
 	}
 	keyed, p := -1, 0
-	for i, r := range recs {
-		k := r.GetKey()
+	for i := range recs {
+		k := recs[i].Key
 		if len(k) == 0 {
 			continue
 		}

@@ -350,22 +350,22 @@ func (s *Service) proxyConsumeStream(ctx context.Context, nhe *NotHostedError, r
 // pendingProduce is one received ProduceStream request on its way to the log.
 type pendingProduce struct {
 	recs  []logstore.Record
-	sent  []*logv1.Record // the request's records, as a leader is sent them
-	bytes int             // key, header and value bytes
-	topic string          // normalized
-	part  int             // the partition chosen
-	to    target          // where the records go
-	arena *produceArena   // what the request was decoded into, if pooled
+	bytes int           // key, header and value bytes
+	topic string        // normalized
+	part  int           // the partition chosen
+	to    target        // where the records go
+	arena *produceArena // what the request was decoded into, if pooled
 }
 
 // produceArena is the storage one ProduceStream request is received and
-// decoded into: its bytes, the request message with its record and header
-// messages (vtprotobuf's ResetVT keeps them), and its records as the log
-// takes them. The appender hands it back once the request's records are
-// written (copied into a Raft entry or the store's frames) or refused, so
-// a stream's requests allocate nothing of their own. Without it a keyed
-// record cost ~700 bytes of garbage on its way in, and under the memory
-// limit the collector's pace follows the bytes.
+// decoded into: its bytes, its records as the log takes them, and the
+// request message for the rare request decodeProduce leaves to protobuf
+// (vtprotobuf's ResetVT keeps its record and header messages). The
+// appender hands it back once the request's records are written (copied
+// into a Raft entry or the store's frames) or refused, so a stream's
+// requests allocate nothing of their own. Without it a keyed record cost
+// ~700 bytes of garbage on its way in, and under the memory limit the
+// collector's pace follows the bytes.
 type produceArena struct {
 	raw  protocodec.Raw
 	req  logv1.ProduceStreamRequest
@@ -391,30 +391,39 @@ func (a *produceArena) release() {
 	produceArenas.Put(a)
 }
 
-// receive reads the stream's next request. Under the binary codec it is
-// decoded into a pooled arena (returned with it); under JSON connect
+// receiveProduce reads the stream's next request. Under the binary codec
+// it is decoded into a pooled arena (returned with it), by decodeProduce
+// or, for what that leaves to protobuf, protocodec; under JSON connect
 // decodes it as usual.
-func receiveProduce(stream *connect.BidiStream[logv1.ProduceStreamRequest, logv1.ProduceStreamResponse], pooled bool) (*logv1.ProduceStreamRequest, *produceArena, error) {
+func receiveProduce(stream *connect.BidiStream[logv1.ProduceStreamRequest, logv1.ProduceStreamResponse], pooled bool) (produceRequest, *produceArena, error) {
 	if !pooled {
 		req, err := stream.Receive()
-		return req, nil, err
+		if err != nil {
+			return produceRequest{}, nil, err
+		}
+		return fromProto(req, nil, new([]logstore.Header)), nil, nil
 	}
 	a := produceArenas.Get().(*produceArena)
-	// Not to vtprotobuf's pool, where ResetVT would put it: its bytes
-	// point into a.raw, which the next request overwrites.
-	a.req.Record = nil
 	// Connect does not call the codec for an empty message.
 	a.raw.Data = a.raw.Data[:0]
 	if err := stream.Conn().Receive(&a.raw); err != nil {
 		a.release()
-		return nil, nil, err
+		return produceRequest{}, nil, err
 	}
-	if err := protocodec.DecodeInto(a.raw.Data, &a.req); err != nil {
-		a.release()
-		// What connect answers for a message it cannot decode.
-		return nil, nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("unmarshal message: %w", err))
+	req, ok := decodeProduce(a.raw.Data, a.recs, &a.slab)
+	if !ok {
+		// Not to vtprotobuf's pool, where ResetVT would put it: its bytes
+		// point into a.raw, which the next request overwrites.
+		a.req.Record = nil
+		if err := protocodec.DecodeInto(a.raw.Data, &a.req); err != nil {
+			a.release()
+			// What connect answers for a message it cannot decode.
+			return produceRequest{}, nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("unmarshal message: %w", err))
+		}
+		req = fromProto(&a.req, a.recs, &a.slab)
 	}
-	return &a.req, a, nil
+	a.recs = req.recs // kept, grown, for the arena's next request
+	return req, a, nil
 }
 
 // binaryCodec reports whether a request of this Content-Type is decoded by
@@ -548,7 +557,7 @@ func (s *Service) ProduceStream(ctx context.Context, stream *connect.BidiStream[
 				}
 				return err
 			}
-			p, err := checker.pending(req, arena)
+			p, err := checker.pending(&req, arena)
 			if err != nil {
 				arena.release()
 				return err
@@ -613,15 +622,14 @@ type topicDecision struct {
 const maxStreamTopics = 1024
 
 // pending checks one ProduceStream request and routes it to its partition.
-// Its records are made in arena's storage when it has one.
-func (c *produceChecker) pending(req *logv1.ProduceStreamRequest, arena *produceArena) (pendingProduce, error) {
+func (c *produceChecker) pending(req *produceRequest, arena *produceArena) (pendingProduce, error) {
 	s, ctx := c.s, c.ctx
-	d, ok := c.allowed[topicName(req.GetTopic())]
+	d, ok := c.allowed[topicName(req.topic)]
 	if !ok {
 		if len(c.allowed) >= maxStreamTopics {
 			clear(c.allowed)
 		}
-		name := strings.Clone(topicName(req.GetTopic()))
+		name := strings.Clone(topicName(req.topic))
 		d = topicDecision{name: name, err: s.authorize(ctx, name, ActionProduce)}
 		c.allowed[name] = d
 	}
@@ -633,34 +641,14 @@ func (c *produceChecker) pending(req *logv1.ProduceStreamRequest, arena *produce
 	if err != nil {
 		return pendingProduce{}, err
 	}
-	p := pendingProduce{topic: name, arena: arena}
-	var recs []logstore.Record
-	var slab *[]logstore.Header
-	if arena != nil {
-		recs, slab = arena.recs, &arena.slab
-	} else {
-		slab = new([]logstore.Header)
+	p := pendingProduce{topic: name, arena: arena, recs: req.recs}
+	if len(p.recs) == 0 {
+		return pendingProduce{}, invalidArgument("empty request: set record or records")
 	}
-	if len(req.GetRecords()) > 0 {
-		p.sent = req.GetRecords()
-		if p.recs, p.bytes, err = appendRecords(recs, slab, p.sent, s.recordLimit(t)); err != nil {
-			return pendingProduce{}, err
-		}
-	} else {
-		if req.GetRecord() == nil {
-			return pendingProduce{}, invalidArgument("empty request: set record or records")
-		}
-		p.sent = []*logv1.Record{req.GetRecord()}
-		rec, size, err := record(-1, req.GetRecord(), slab, s.recordLimit(t))
-		if err != nil {
-			return pendingProduce{}, err
-		}
-		p.recs, p.bytes = append(recs[:0], rec), size
+	if p.bytes, err = checkRecords(p.recs, req.single, s.recordLimit(t)); err != nil {
+		return pendingProduce{}, err
 	}
-	if arena != nil {
-		arena.recs = p.recs // kept, grown, for the arena's next request
-	}
-	if p.part, err = s.choosePartition(t, req.Partition, p.sent); err != nil {
+	if p.part, err = s.choosePartition(t, req.partition(), p.recs); err != nil {
 		return pendingProduce{}, err
 	}
 	if p.to, err = s.produceTarget(ctx, name, p.part); err != nil {
@@ -752,7 +740,7 @@ func (s *Service) appendPending(ctx context.Context, reqs <-chan pendingProduce,
 			// One request at a time: each fits the leader's message
 			// limit, and the leader's offsets need not be contiguous.
 			for _, g := range group {
-				base, err := forwardBatch(ctx, leader, g.topic, g.part, g.sent)
+				base, err := forwardBatch(ctx, leader, g.topic, g.part, appendProto(nil, g.recs))
 				if err != nil {
 					fail(err)
 					break
@@ -817,16 +805,16 @@ func (f *forwarder) run(ctx context.Context, key partitionKey, fail func(error))
 		if !ok {
 			return
 		}
-		batch, recs = append(batch[:0], r), append(recs[:0], r.p.sent...)
+		batch, recs = append(batch[:0], r), appendProto(recs[:0], r.p.recs)
 		cost := r.p.cost()
 		for cost < maxForwardBytes {
 			q, ok := queue.more(func(q forwardReq) bool {
-				return len(recs)+len(q.p.sent) <= maxBatchRecords && cost+q.p.cost() <= maxForwardBytes && q.p.to.peer == r.p.to.peer
+				return len(recs)+len(q.p.recs) <= maxBatchRecords && cost+q.p.cost() <= maxForwardBytes && q.p.to.peer == r.p.to.peer
 			})
 			if !ok {
 				break
 			}
-			batch, recs = append(batch, q), append(recs, q.p.sent...)
+			batch, recs = append(batch, q), appendProto(recs, q.p.recs)
 			cost += q.p.cost()
 		}
 		var base uint64
@@ -839,7 +827,7 @@ func (f *forwarder) run(ctx context.Context, key partitionKey, fail func(error))
 				fail(err)
 			}
 		}
-		clear(recs) // drop references to request buffers
+		forgetRecords(recs) // drop references to request buffers
 		for _, b := range batch {
 			b.res.offset, b.res.err = base, err
 			base += uint64(len(b.p.recs))
