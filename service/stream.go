@@ -385,8 +385,10 @@ func (a *produceArena) release() {
 	if a == nil || cap(a.raw.Data) > maxArenaBytes || cap(a.recs) > maxStreamBatch*4 {
 		return
 	}
-	clear(a.recs[:cap(a.recs)])
-	clear(a.slab[:cap(a.slab)])
+	// Past their lengths they are already clear: each request appends to
+	// them from empty, and what it wrote is cleared here.
+	clear(a.recs)
+	clear(a.slab)
 	a.recs, a.slab = a.recs[:0], a.slab[:0]
 	produceArenas.Put(a)
 }
@@ -412,6 +414,11 @@ func receiveProduce(stream *connect.BidiStream[logv1.ProduceStreamRequest, logv1
 	}
 	req, ok := decodeProduce(a.raw.Data, a.recs, &a.slab)
 	if !ok {
+		// What decodeProduce wrote before it gave up, so that the storage
+		// past what fromProto writes is clear (release).
+		clear(req.recs)
+		clear(a.slab)
+		a.slab = a.slab[:0]
 		// Not to vtprotobuf's pool, where ResetVT would put it: its bytes
 		// point into a.raw, which the next request overwrites.
 		a.req.Record = nil
