@@ -282,15 +282,12 @@ func (t *tail) receiver(stream *connect.ServerStreamForClient[logv1.ConsumeStrea
 		if err != nil {
 			return nil, err
 		}
-		// Connect does not call the codec for an empty message.
-		raw.Data = raw.Data[:0]
-		if err := conn.Receive(&raw); err != nil {
+		if err := raw.Receive(conn.Receive); err != nil {
 			return nil, err
 		}
 		msg, err := dec.Decode(raw.Data)
 		if err != nil {
-			// What connect answers for a message it cannot decode.
-			return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("unmarshal message: %w", err))
+			return nil, protocodec.DecodeError(err)
 		}
 		return msg, nil
 	}

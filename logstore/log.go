@@ -873,8 +873,14 @@ func (l *Log) Read(ctx context.Context, offset uint64) (Record, error) {
 // for the writer; a read only waits for the disk, and ctx is checked
 // before each attempt.
 func (l *Log) ReadBatch(ctx context.Context, offset uint64, maxRecords, maxBytes int, dst []Record) ([]Record, error) {
+	return l.readBatch(ctx, offset, maxRecords, maxBytes, dst, nil)
+}
+
+// readBatch is ReadBatch into fresh memory, or with mem set into mem's
+// (segment.read).
+func (l *Log) readBatch(ctx context.Context, offset uint64, maxRecords, maxBytes int, dst []Record, mem *Batch) ([]Record, error) {
 	return readSegment(l, ctx, offset, dst, func(s *segment, limit uint64, dst []Record) ([]Record, error) {
-		return s.read(offset, max(maxRecords, 1), maxBytes, dst, limit, maxRecordLimit, nil)
+		return s.read(offset, max(maxRecords, 1), maxBytes, dst, limit, maxRecordLimit, mem)
 	})
 }
 
@@ -903,9 +909,7 @@ func (l *Log) ReadInto(ctx context.Context, offset uint64, maxRecords, maxBytes 
 		clear(b.Records) // records past the next batch's would keep it
 	}
 	var err error
-	b.Records, err = readSegment(l, ctx, offset, b.Records[:0], func(s *segment, limit uint64, dst []Record) ([]Record, error) {
-		return s.read(offset, max(maxRecords, 1), maxBytes, dst, limit, maxRecordLimit, b)
-	})
+	b.Records, err = l.readBatch(ctx, offset, maxRecords, maxBytes, b.Records[:0], b)
 	return err
 }
 

@@ -74,11 +74,19 @@ func checkRecord(index int, rec *logstore.Record, limit int) (int, error) {
 	return size, nil
 }
 
+// checkCount checks the number of records in one request.
+func checkCount(n int) error {
+	if n > maxBatchRecords {
+		return invalidArgument("batch of %d records exceeds the limit of %d records", n, maxBatchRecords)
+	}
+	return nil
+}
+
 // checkRecords checks a request's records (checkRecord; single names its
 // one record "record") and returns what they count against the limits.
 func checkRecords(recs []logstore.Record, single bool, limit int) (int, error) {
-	if len(recs) > maxBatchRecords {
-		return 0, invalidArgument("batch of %d records exceeds the limit of %d records", len(recs), maxBatchRecords)
+	if err := checkCount(len(recs)); err != nil {
+		return 0, err
 	}
 	size := 0
 	for i := range recs {
@@ -111,8 +119,8 @@ func records(in []*logv1.Record, limit int) ([]logstore.Record, int, error) {
 	if len(in) == 0 {
 		return nil, 0, invalidArgument("empty batch: send at least one record")
 	}
-	if len(in) > maxBatchRecords {
-		return nil, 0, invalidArgument("batch of %d records exceeds the limit of %d records", len(in), maxBatchRecords)
+	if err := checkCount(len(in)); err != nil { // before the records are made
+		return nil, 0, err
 	}
 	recs := make([]logstore.Record, len(in))
 	slab := new([]logstore.Header)

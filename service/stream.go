@@ -406,9 +406,7 @@ func receiveProduce(stream *connect.BidiStream[logv1.ProduceStreamRequest, logv1
 		return fromProto(req, nil, new([]logstore.Header)), nil, nil
 	}
 	a := produceArenas.Get().(*produceArena)
-	// Connect does not call the codec for an empty message.
-	a.raw.Data = a.raw.Data[:0]
-	if err := stream.Conn().Receive(&a.raw); err != nil {
+	if err := a.raw.Receive(stream.Conn().Receive); err != nil {
 		a.release()
 		return produceRequest{}, nil, err
 	}
@@ -424,8 +422,7 @@ func receiveProduce(stream *connect.BidiStream[logv1.ProduceStreamRequest, logv1
 		a.req.Record = nil
 		if err := protocodec.DecodeInto(a.raw.Data, &a.req); err != nil {
 			a.release()
-			// What connect answers for a message it cannot decode.
-			return produceRequest{}, nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("unmarshal message: %w", err))
+			return produceRequest{}, nil, protocodec.DecodeError(err)
 		}
 		req = fromProto(&a.req, a.recs, &a.slab)
 	}

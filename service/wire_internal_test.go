@@ -38,7 +38,7 @@ func wantWire(t *testing.T, recs []logstore.Record, field int) []byte {
 }
 
 // TestConsumeWire: a response encoded from the store's records is, byte
-// for byte, the marshaled messages, and decodes back to them.
+// for byte, protobuf-go's marshal of the messages toProto makes of them.
 func TestConsumeWire(t *testing.T) {
 	at := time.Date(2026, 12, 1, 10, 0, 0, 123456789, time.UTC)
 	tests := []struct {
@@ -119,21 +119,5 @@ func checkWire(t *testing.T, recs []logstore.Record, field int) {
 	}
 	if got = got[len(prefix):]; !bytes.Equal(got, want) {
 		t.Fatalf("encoded %d records as\n%x\nwant\n%x", len(recs), got, want)
-	}
-	if field == 2 {
-		var resp logv1.ConsumeStreamResponse
-		if err := proto.Unmarshal(got, &resp); err != nil {
-			t.Fatal(err)
-		}
-		if len(resp.Records) != len(recs) {
-			t.Fatalf("decoded %d records, want %d", len(resp.Records), len(recs))
-		}
-		for i, r := range resp.Records {
-			var pb logv1.Record
-			toProto(&recs[i], &pb)
-			if !proto.Equal(r, &pb) {
-				t.Fatalf("record %d decoded as %v, want %v", i, r, &pb)
-			}
-		}
 	}
 }

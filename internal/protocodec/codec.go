@@ -113,14 +113,27 @@ type Appender interface {
 }
 
 // Raw is a message kept as the bytes it arrived in. A handler that decodes
-// its requests into storage it reuses receives them into a Raw (connect's
-// StreamingHandlerConn.Receive) and decodes them with DecodeInto: the
+// its requests into storage it reuses receives them into a Raw
+// (Raw.Receive) and decodes them itself (DecodeInto, a Decoder): the
 // stream then allocates nothing per message. Only this codec knows Raw;
-// under another (JSON) the handler receives messages as usual. Connect
-// does not call the codec for an empty message: empty Data before each
-// Receive.
+// under another (JSON) the handler receives messages as usual.
 type Raw struct {
 	Data []byte
+}
+
+// Receive reads a stream's next message into r with receive (a connect
+// conn's Receive), replacing what r held: connect does not call the codec
+// for an empty message, which would otherwise leave the previous one's
+// bytes in r.
+func (r *Raw) Receive(receive func(any) error) error {
+	r.Data = r.Data[:0]
+	return receive(r)
+}
+
+// DecodeError is what connect answers for a message its codec cannot
+// decode, for a caller that decodes a Raw's bytes itself.
+func DecodeError(err error) error {
+	return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("unmarshal message: %w", err))
 }
 
 // Unmarshal decodes data into message, replacing its contents. The

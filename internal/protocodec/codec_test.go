@@ -2,10 +2,12 @@ package protocodec_test
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -254,5 +256,25 @@ func TestMarshalStable(t *testing.T) {
 	}
 	if !bytes.Equal(got, want) {
 		t.Errorf("MarshalStable = %x, want %x", got, want)
+	}
+}
+
+// TestRawReceive: Receive replaces what a Raw held, also with an empty
+// message, for which connect does not call the codec.
+func TestRawReceive(t *testing.T) {
+	codec := protocodec.Codec{}
+	raw := protocodec.Raw{Data: []byte("the previous message")}
+	if err := raw.Receive(func(m any) error { return codec.Unmarshal([]byte("next"), m) }); err != nil || string(raw.Data) != "next" {
+		t.Fatalf("Receive: %q, %v; want \"next\"", raw.Data, err)
+	}
+	if err := raw.Receive(func(any) error { return nil }); err != nil || len(raw.Data) != 0 {
+		t.Fatalf("Receive of an empty message: %q, %v; want no bytes", raw.Data, err)
+	}
+	failed := errors.New("stream broke")
+	if err := raw.Receive(func(any) error { return failed }); !errors.Is(err, failed) {
+		t.Fatalf("Receive: %v, want %v", err, failed)
+	}
+	if err := protocodec.DecodeError(failed); connect.CodeOf(err) != connect.CodeInvalidArgument || !errors.Is(err, failed) {
+		t.Fatalf("DecodeError: %v (code %v), want invalid_argument wrapping %v", err, connect.CodeOf(err), failed)
 	}
 }

@@ -2,6 +2,7 @@ package protocodec_test
 
 import (
 	"bytes"
+	"fmt"
 	"testing"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -67,13 +68,7 @@ func TestConsumeStreamResponseRecords(t *testing.T) {
 			if !proto.Equal(got, want) {
 				t.Fatalf("%s, alias %v: %v, protobuf-go: %v", tt.name, codec.Alias, got, want)
 			}
-			for i, r := range got.Records {
-				w := want.Records[i]
-				if (r.Headers == nil) != (w.Headers == nil) || (r.Time == nil) != (w.Time == nil) {
-					t.Fatalf("%s, alias %v: record %d has headers %v and time %v, protobuf-go's %v and %v",
-						tt.name, codec.Alias, i, r.Headers, r.Time, w.Headers, w.Time)
-				}
-			}
+			checkNils(t, fmt.Sprintf("%s, alias %v", tt.name, codec.Alias), got, want)
 			// Each record is its own: a change to one shows in no other.
 			for _, r := range got.Records {
 				r.Offset = 1 << 40
@@ -117,13 +112,7 @@ func TestConsumeStreamResponseRecords(t *testing.T) {
 			if err == nil && !proto.Equal(got, want) {
 				t.Fatalf("Decoder, %s: %v, protobuf-go: %v", tt.name, got, want)
 			}
-			for i, r := range got.GetRecords() {
-				w := want.Records[i]
-				if (r.Headers == nil) != (w.Headers == nil) || (r.Time == nil) != (w.Time == nil) {
-					t.Fatalf("Decoder, %s: record %d has headers %v and time %v, protobuf-go's %v and %v",
-						tt.name, i, r.Headers, r.Time, w.Headers, w.Time)
-				}
-			}
+			checkNils(t, "Decoder, "+tt.name, got, want)
 		}
 	}
 
@@ -151,5 +140,17 @@ func TestConsumeStreamResponseRecords(t *testing.T) {
 		}
 	}); allocs > 0 {
 		t.Fatalf("a Decoder decoding 100 keyed records again took %v allocations, want none", allocs)
+	}
+}
+
+// checkNils checks that got's records have headers and a time where
+// protobuf-go's (want) have them, and nil ones where they do not.
+func checkNils(t *testing.T, what string, got, want *logv1.ConsumeStreamResponse) {
+	t.Helper()
+	for i, r := range got.GetRecords() {
+		w := want.Records[i]
+		if (r.Headers == nil) != (w.Headers == nil) || (r.Time == nil) != (w.Time == nil) {
+			t.Fatalf("%s: record %d has headers %v and time %v, protobuf-go's %v and %v", what, i, r.Headers, r.Time, w.Headers, w.Time)
+		}
 	}
 }
