@@ -1,0 +1,22 @@
+#!/bin/bash
+# bench-keyed.sh BASE NEW [ROUNDS]: issue 11's throughput target, measured
+# in alternating rounds of bench-records.sh: BASE's plain records (100 B
+# values) against NEW's keyed ones (the same values, a 16 B key and two
+# small headers). Prints each round's ratios, keyed / plain records/s for
+# produce and consume, then their medians. One round takes ~15 s; on a
+# shared two-core machine single rounds swing by a third, so judge the
+# medians of many.
+set -e
+BASE=$1; NEW=$2; ROUNDS=${3:-7}
+HERE=$(dirname "$0")
+rate() { grep -o '[0-9]* records/s' | awk '{print $1}'; }
+P=(); C=()
+for i in $(seq "$ROUNDS"); do
+	read bp bc <<< "$(bash "$HERE/bench-records.sh" "$BASE" plain | rate | xargs)"
+	read np nc <<< "$(bash "$HERE/bench-records.sh" "$NEW" keyed --key-size 16 --headers 2 | rate | xargs)"
+	p=$(echo "scale=3; $np / $bp" | bc); c=$(echo "scale=3; $nc / $bc" | bc)
+	echo "round $i: plain produce $bp consume $bc; keyed produce $np consume $nc; ratio produce $p consume $c"
+	P+=("$p"); C+=("$c")
+done
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+echo "median ratio over $ROUNDS rounds: produce $(median "${P[@]}"), consume $(median "${C[@]}")"
