@@ -78,7 +78,7 @@ func (d *Decoder) decodeFast(data []byte) (ok bool) {
 				return false
 			}
 			if len(ptrs) == cap(ptrs) {
-				ptrs = slices.Grow(ptrs, c.estimate(len(ptrs)+1, len(rest))-len(ptrs))
+				ptrs = slices.Grow(ptrs, c.size(len(ptrs), len(rest))-len(ptrs))
 			}
 			ptrs = append(ptrs, r)
 		default:
@@ -155,7 +155,7 @@ func (c *carver) record(b []byte, left int) *logv1.Record {
 				return nil
 			}
 			if len(hptrs) == cap(hptrs) {
-				hptrs = slices.Grow(hptrs, c.estimate(len(hptrs)+1, left+len(b))-len(hptrs))
+				hptrs = slices.Grow(hptrs, c.size(len(hptrs), left+len(b))-len(hptrs))
 			}
 			hptrs = append(hptrs, h)
 		default:
@@ -170,24 +170,27 @@ func (c *carver) record(b []byte, left int) *logv1.Record {
 	return r
 }
 
-// estimate is how many elements of a slab the response needs in all when
-// n of them came in its bytes up to the last left (the rest taking as
-// many per byte), and some to spare: the size a slab grows to.
-func (c *carver) estimate(n, left int) int {
+// size is the length a slab (or pointer slice) of n elements, all taken,
+// grows to when the response needs another, that one's bytes ending left
+// bytes before the response's end: as many as the response needs if the
+// rest is like what came before, with an eighth to spare, but at least
+// twice n and at most 8n+256, so that a few records unlike the rest at
+// the start cost a step or two more, never an outsize slab.
+func (c *carver) size(n, left int) int {
 	done := max(c.total-left, 1)
-	return int(uint64(n)*uint64(c.total)/uint64(done))*9/8 + 4
+	need := int(uint64(n+1)*uint64(c.total)/uint64(done))*9/8 + 4
+	return min(max(need, 2*n), 8*n+256)
 }
 
 // carve returns element i of *slab, emptied, for a response that took i
 // before it, the element's bytes ending left bytes before the response's
-// end. A slab used up is replaced by one of c.estimate's size or twice
-// the old, whichever is more: the elements taken stay in the old one,
-// alive as long as the messages pointing to them, and the new one's first
-// i go unused this time, but the next like response finds all it needs
-// in the one slab.
+// end. A slab used up is replaced by one of c.size's length: the elements
+// taken stay in the old one, alive as long as the messages pointing to
+// them, and the new one's first i go unused this time, but the next like
+// response finds all it needs in the one slab.
 func carve[T any](c *carver, slab *[]T, i, left int) *T {
 	if i == len(*slab) {
-		*slab = make([]T, max(c.estimate(i+1, left), 2*i))
+		*slab = make([]T, c.size(i, left))
 	}
 	p := &(*slab)[i]
 	var zero T
