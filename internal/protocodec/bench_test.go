@@ -56,6 +56,16 @@ func BenchmarkCodec(b *testing.B) {
 			}
 		}
 	})
+	// The path Decode takes for what its fast path leaves.
+	b.Run("unmarshal/decoder-slow", func(b *testing.B) {
+		b.ReportAllocs()
+		var d protocodec.Decoder
+		for b.Loop() {
+			if _, err := d.DecodeSlow(data); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	buf := make([]byte, 0, len(data))
 	b.Run("marshal/protobuf-go", func(b *testing.B) {
 		b.ReportAllocs()

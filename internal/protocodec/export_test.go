@@ -7,3 +7,8 @@ import logv1 "github.com/proglog/proglog/gen/log/v1"
 func (d *Decoder) DecodeFast(data []byte) (m *logv1.ConsumeStreamResponse, ok bool) {
 	return &d.resp, d.decodeFast(data)
 }
+
+// DecodeSlow is Decode by the slow path alone.
+func (d *Decoder) DecodeSlow(data []byte) (*logv1.ConsumeStreamResponse, error) {
+	return d.decodeSlow(data)
+}

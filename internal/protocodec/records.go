@@ -134,10 +134,15 @@ type Decoder struct {
 // point into data. The message, and all it points to, is valid until the
 // next Decode, and data must not change meanwhile.
 func (d *Decoder) Decode(data []byte) (*logv1.ConsumeStreamResponse, error) {
-	m := &d.resp
 	if d.decodeFast(data) {
-		return m, nil
+		return &d.resp, nil
 	}
+	return d.decodeSlow(data)
+}
+
+// decodeSlow is Decode by the codec's path, for what decodeFast leaves.
+func (d *Decoder) decodeSlow(data []byte) (*logv1.ConsumeStreamResponse, error) {
+	m := &d.resp
 	// Not to vtprotobuf's pool (ResetVT would put it there): its bytes
 	// point into data a previous Decode had.
 	m.Record = nil

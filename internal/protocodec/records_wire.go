@@ -111,24 +111,29 @@ func (c *carver) record(b []byte, left int) *logv1.Record {
 	var seen byte // the tags of the singular fields read, as bits
 	for len(b) > 0 {
 		tag := b[0]
-		b = b[1:]
 		if tag == tagOffset {
 			if seen&(1<<2) != 0 {
 				return nil
 			}
 			seen |= 1 << 2
-			v, n := varint(b)
+			v, n := varint(b[1:])
 			if n < 0 {
 				return nil
 			}
-			r.Offset, b = v, b[n:]
+			r.Offset, b = v, b[1+n:]
 			continue
 		}
-		v, rest, ok := lengthDelimited(b)
-		if !ok {
-			return nil
+		var v []byte
+		if len(b) > 1 && b[1] < 0x80 && int(b[1]) < len(b)-1 {
+			// lengthDelimited's usual case, inline.
+			e := 2 + int(b[1])
+			v, b = b[2:e:e], b[e:]
+		} else {
+			var ok bool
+			if v, b, ok = longDelimited(b[1:]); !ok {
+				return nil
+			}
 		}
-		b = rest
 		switch tag {
 		case tagValue, tagKey, tagTime:
 			bit := byte(1) << (tag >> 3)
@@ -190,7 +195,7 @@ func (c *carver) size(n, left int) int {
 // response finds all it needs in the one slab.
 func carve[T any](c *carver, slab *[]T, i, left int) *T {
 	if i == len(*slab) {
-		*slab = make([]T, c.size(i, left))
+		growSlab(c, slab, i, left)
 	}
 	p := &(*slab)[i]
 	var zero T
@@ -198,25 +203,40 @@ func carve[T any](c *carver, slab *[]T, i, left int) *T {
 	return p
 }
 
+// growSlab replaces a used-up slab of i elements (carve).
+func growSlab[T any](c *carver, slab *[]T, i, left int) {
+	*slab = make([]T, c.size(i, left))
+}
+
 // header decodes b, a Header's encoding, into h, empty: key then value,
 // each at most once, as every encoder writes them.
 func header(b []byte, h *logv1.Header) bool {
-	if len(b) > 0 && b[0] == tagHKey {
-		k, rest, ok := lengthDelimited(b[1:])
-		if !ok || !utf8.Valid(k) {
+	if len(b) > 1 && b[0] == tagHKey {
+		var k []byte
+		if n := int(b[1]); n < 0x80 && n < len(b)-1 {
+			k, b = b[2:2+n], b[2+n:] // lengthDelimited's usual case, inline
+		} else {
+			var ok bool
+			if k, b, ok = longDelimited(b[1:]); !ok {
+				return false
+			}
+		}
+		if !validUTF8(k) {
 			return false
 		}
 		if len(k) > 0 {
 			h.Key = unsafe.String(unsafe.SliceData(k), len(k))
 		}
-		b = rest
 	}
-	if len(b) > 0 && b[0] == tagHValue {
-		v, rest, ok := lengthDelimited(b[1:])
-		if !ok {
-			return false
+	if len(b) > 1 && b[0] == tagHValue {
+		if n := int(b[1]); n < 0x80 && n < len(b)-1 {
+			h.Value, b = b[2:2+n:2+n], b[2+n:]
+		} else {
+			var ok bool
+			if h.Value, b, ok = longDelimited(b[1:]); !ok {
+				return false
+			}
 		}
-		h.Value, b = v, rest
 	}
 	return len(b) == 0
 }
@@ -242,11 +262,30 @@ func timestamp(b []byte, t *timestamppb.Timestamp) bool {
 	return len(b) == 0
 }
 
+// validUTF8 is utf8.Valid, without its call for the short ASCII keys
+// headers have.
+func validUTF8(b []byte) bool {
+	for _, c := range b {
+		if c >= utf8.RuneSelf {
+			return utf8.Valid(b)
+		}
+	}
+	return true
+}
+
 // varint reads a varint in its shortest encoding; n < 0 for any other, or
 // none.
 func varint(b []byte) (v uint64, n int) {
 	if len(b) > 0 && b[0] < 0x80 {
 		return uint64(b[0]), 1
+	}
+	return longVarint(b)
+}
+
+// longVarint is varint's for more than one byte.
+func longVarint(b []byte) (v uint64, n int) {
+	if len(b) > 1 && b[1] < 0x80 && b[1] != 0 { // a record's length
+		return uint64(b[0]&0x7f) | uint64(b[1])<<7, 2
 	}
 	v, n = protowire.ConsumeVarint(b)
 	if n < 0 || b[n-1] == 0 { // a last byte of 0 adds nothing
@@ -262,6 +301,12 @@ func lengthDelimited(b []byte) (v, rest []byte, ok bool) {
 		n := 1 + int(b[0])
 		return b[1:n:n], b[n:], true
 	}
+	return longDelimited(b)
+}
+
+// longDelimited is lengthDelimited's for a length of more than one byte,
+// or an error.
+func longDelimited(b []byte) (v, rest []byte, ok bool) {
 	l, n := varint(b)
 	if n < 0 || l > uint64(len(b)-n) {
 		return nil, b, false
