@@ -108,7 +108,7 @@ func (c *carver) record(b []byte, left int) *logv1.Record {
 	c.nrecs++
 	hptrs := c.s.hptrs
 	start := len(hptrs)
-	var seen byte // the tags of the singular fields read, as bits
+	var seen byte // bit n set: singular field n read
 	for len(b) > 0 {
 		tag := b[0]
 		if tag == tagOffset {
