@@ -56,6 +56,15 @@ func TestConsumeWire(t *testing.T) {
 			Headers: []logstore.Header{{Key: "trace", Value: []byte("abc")}, {Key: "empty"}, {Key: "trace", Value: []byte("again")}}}}},
 		{"headers only, empty value", []logstore.Record{{Offset: 9, Time: at, Headers: []logstore.Header{{Key: "k", Value: []byte{0}}}}}},
 		{"long value", []logstore.Record{{Offset: 1 << 40, Time: at, Key: bytes.Repeat([]byte("k"), 200), Value: bytes.Repeat([]byte("x"), 70000)}}},
+		// Lengths are written after what they measure (putLength): each
+		// size of length after another.
+		{"sizes up and down", []logstore.Record{
+			{Offset: 20, Value: []byte("a")},
+			{Offset: 21, Value: bytes.Repeat([]byte("b"), 200)},
+			{Offset: 22, Value: bytes.Repeat([]byte("c"), 20000)},
+			{Offset: 23, Time: at, Headers: []logstore.Header{{Key: "big", Value: bytes.Repeat([]byte("h"), 300)}, {Key: "small"}}},
+			{Offset: 24, Value: []byte("d")},
+		}},
 		{"several", []logstore.Record{
 			{Offset: 10, Time: at, Value: []byte("a")},
 			{Offset: 11, Time: at.Add(time.Nanosecond), Key: []byte("k"), Value: []byte("b")},
@@ -119,5 +128,40 @@ func checkWire(t *testing.T, recs []logstore.Record, field int) {
 	}
 	if got = got[len(prefix):]; !bytes.Equal(got, want) {
 		t.Fatalf("encoded %d records as\n%x\nwant\n%x", len(recs), got, want)
+	}
+}
+
+// BenchmarkConsumeWire: a stream response of 1,000 records of 100 B, with
+// a 16 B key and two headers or without, each with a time, encoded from
+// the store's records into a reused buffer.
+func BenchmarkConsumeWire(b *testing.B) {
+	at := time.Date(2026, 12, 1, 10, 0, 0, 123456789, time.UTC)
+	for _, keyed := range []bool{false, true} {
+		shape := "plain"
+		if keyed {
+			shape = "keyed"
+		}
+		recs := make([]logstore.Record, 1000)
+		for i := range recs {
+			r := &recs[i]
+			r.Offset, r.Time, r.Value = 1<<20+uint64(i), at.Add(time.Duration(i)), bytes.Repeat([]byte{'v'}, 100)
+			if keyed {
+				r.Key = fmt.Appendf(nil, "%016d", i)
+				r.Headers = []logstore.Header{{Key: "content-type", Value: []byte("text/csv")}, {Key: "trace-parent", Value: []byte("00-abcde")}}
+			}
+		}
+		b.Run(shape, func(b *testing.B) {
+			w := consumeWire{recs: recs, field: 2}
+			buf, err := w.AppendProto(nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(int64(len(buf)))
+			for b.Loop() {
+				if buf, err = w.AppendProto(buf[:0]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
