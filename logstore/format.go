@@ -258,21 +258,11 @@ func decodeRecord(h frameHeader, payload []byte, r *Record, slab *[]Header, left
 		r.Value = payload[:len(payload):len(payload)]
 		return nil
 	}
-	p := payload
-	field := func(what string) ([]byte, error) {
-		n, k := binary.Uvarint(p)
-		if k <= 0 || n > uint64(len(p)-k) {
-			return nil, fmt.Errorf("bad %s length", what)
-		}
-		f := p[k : k+int(n) : k+int(n)]
-		p = p[k+int(n):]
-		return f, nil
+	key, p, ok := lengthPrefixed(payload)
+	if !ok {
+		return errors.New("bad key length")
 	}
-	key, err := field("key")
-	if err != nil {
-		return err
-	}
-	count, k := binary.Uvarint(p)
+	count, k := uvarint(p)
 	if k <= 0 || count > uint64(len(p)-k)/2 { // a header takes at least two length bytes
 		return errors.New("bad header count")
 	}
@@ -286,13 +276,12 @@ func decodeRecord(h frameHeader, payload []byte, r *Record, slab *[]Header, left
 		}
 		start := len(*slab)
 		for range count {
-			hk, err := field("header key")
-			if err != nil {
-				return err
+			var hk, hv []byte
+			if hk, p, ok = lengthPrefixed(p); !ok {
+				return errors.New("bad header key length")
 			}
-			hv, err := field("header value")
-			if err != nil {
-				return err
+			if hv, p, ok = lengthPrefixed(p); !ok {
+				return errors.New("bad header value length")
 			}
 			*slab = append(*slab, Header{Key: unsafe.String(unsafe.SliceData(hk), len(hk)), Value: hv})
 		}
@@ -307,6 +296,26 @@ func decodeRecord(h frameHeader, payload []byte, r *Record, slab *[]Header, left
 	r.Headers = headers
 	r.Value = p[:len(p):len(p)]
 	return nil
+}
+
+// lengthPrefixed splits a uvarint-length-prefixed field (clipped) off the
+// front of p; ok is false if the length is malformed or runs past p.
+func lengthPrefixed(p []byte) (field, rest []byte, ok bool) {
+	n, k := uvarint(p)
+	if k <= 0 || n > uint64(len(p)-k) {
+		return nil, p, false
+	}
+	end := k + int(n)
+	return p[k:end:end], p[end:], true
+}
+
+// uvarint is binary.Uvarint with the one-byte case, a keyed frame's usual
+// lengths, inlined.
+func uvarint(p []byte) (uint64, int) {
+	if len(p) > 0 && p[0] < 0x80 {
+		return uint64(p[0]), 1
+	}
+	return binary.Uvarint(p)
 }
 
 // fileHeader encodes the 32-byte header of a store or index file.
