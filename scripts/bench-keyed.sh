@@ -5,15 +5,19 @@
 # small headers). Prints each round's ratios, keyed / plain records/s for
 # produce and consume, then their medians. One round takes ~15 s; on a
 # shared two-core machine single rounds swing by a third, so judge the
-# medians of many.
+# medians of many. Each round also prints the servers' CPU seconds.
 set -e
 BASE=$1; NEW=$2; ROUNDS=${3:-7}
 HERE=$(dirname "$0")
 rate() { grep -o '[0-9]* records/s' | awk '{print $1}'; }
 P=(); C=()
 for i in $(seq "$ROUNDS"); do
-	read bp bc <<< "$(bash "$HERE/bench-records.sh" "$BASE" plain | rate | xargs)"
-	read np nc <<< "$(bash "$HERE/bench-records.sh" "$NEW" keyed --key-size 16 --headers 2 | rate | xargs)"
+	base=$(bash "$HERE/bench-records.sh" "$BASE" plain 2>&1)
+	new=$(bash "$HERE/bench-records.sh" "$NEW" keyed --key-size 16 --headers 2 2>&1)
+	read bp bc <<< "$(rate <<< "$base" | xargs)"
+	read np nc <<< "$(rate <<< "$new" | xargs)"
+	echo "$base" | grep "server CPU" | sed 's/^ */  plain /'
+	echo "$new" | grep "server CPU" | sed 's/^ */  keyed /'
 	p=$(echo "scale=3; $np / $bp" | bc); c=$(echo "scale=3; $nc / $bc" | bc)
 	echo "round $i: plain produce $bp consume $bc; keyed produce $np consume $nc; ratio produce $p consume $c"
 	P+=("$p"); C+=("$c")

@@ -68,7 +68,7 @@ func putLength(dst []byte, at, room int) ([]byte, int) {
 		copy(dst[at+size:], dst[at+room:at+room+n])
 		dst = dst[:at+size+n]
 	}
-	protowire.AppendVarint(dst[at:at], uint64(n)) // over the room, in place
+	appendVarint(dst[at:at], uint64(n)) // over the room, in place
 	return dst, size
 }
 
@@ -79,7 +79,7 @@ func appendRecord(dst []byte, r *logstore.Record) []byte {
 		dst = appendBytes(dst, tagValue, r.Value)
 	}
 	if r.Offset != 0 {
-		dst = protowire.AppendVarint(append(dst, tagOffset), r.Offset)
+		dst = appendVarint(append(dst, tagOffset), r.Offset)
 	}
 	if len(r.Key) > 0 {
 		dst = appendBytes(dst, tagKey, r.Key)
@@ -89,7 +89,7 @@ func appendRecord(dst []byte, r *logstore.Record) []byte {
 		dst = append(dst, tagHeader, 0) // most headers are under 128 B
 		at := len(dst) - 1
 		if len(h.Key) > 0 {
-			dst = protowire.AppendVarint(append(dst, tagHKey), uint64(len(h.Key)))
+			dst = appendVarint(append(dst, tagHKey), uint64(len(h.Key)))
 			dst = append(dst, h.Key...)
 		}
 		if len(h.Value) > 0 {
@@ -102,10 +102,10 @@ func appendRecord(dst []byte, r *logstore.Record) []byte {
 		dst = append(dst, tagTime, 0)
 		at := len(dst) - 1
 		if s := r.Time.Unix(); s != 0 {
-			dst = protowire.AppendVarint(append(dst, tagSeconds), uint64(s))
+			dst = appendVarint(append(dst, tagSeconds), uint64(s))
 		}
 		if ns := r.Time.Nanosecond(); ns != 0 {
-			dst = protowire.AppendVarint(append(dst, tagNanos), uint64(ns))
+			dst = appendVarint(append(dst, tagNanos), uint64(ns))
 		}
 		dst[at] = byte(len(dst) - at - 1)
 	}
@@ -113,5 +113,14 @@ func appendRecord(dst []byte, r *logstore.Record) []byte {
 }
 
 func appendBytes(dst []byte, tag byte, b []byte) []byte {
-	return protowire.AppendBytes(append(dst, tag), b)
+	return append(appendVarint(append(dst, tag), uint64(len(b))), b...)
+}
+
+// appendVarint is protowire.AppendVarint with the one-byte case, most of
+// a record's lengths, inlined.
+func appendVarint(dst []byte, v uint64) []byte {
+	if v < 0x80 {
+		return append(dst, byte(v))
+	}
+	return protowire.AppendVarint(dst, v)
 }
