@@ -5,6 +5,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protowire"
 
+	"github.com/proglog/proglog/internal/protocodec"
 	"github.com/proglog/proglog/logstore"
 )
 
@@ -20,19 +21,6 @@ type consumeWire struct {
 	// a batch, record (1) for a stream of single records.
 	field int
 }
-
-// The tags of the fields consumeWire writes.
-const (
-	tagValue   = 1<<3 | byte(protowire.BytesType)  // Record.value
-	tagOffset  = 2<<3 | byte(protowire.VarintType) // Record.offset
-	tagKey     = 3<<3 | byte(protowire.BytesType)  // Record.key
-	tagHeader  = 4<<3 | byte(protowire.BytesType)  // Record.headers
-	tagTime    = 5<<3 | byte(protowire.BytesType)  // Record.time
-	tagHKey    = 1<<3 | byte(protowire.BytesType)  // Header.key
-	tagHValue  = 2<<3 | byte(protowire.BytesType)  // Header.value
-	tagSeconds = 1<<3 | byte(protowire.VarintType) // Timestamp.seconds
-	tagNanos   = 2<<3 | byte(protowire.VarintType) // Timestamp.nanos
-)
 
 // AppendProto appends the response's encoding to dst. A record's length
 // comes before it but is known only after it is written: room for it is
@@ -76,36 +64,36 @@ func putLength(dst []byte, at, room int) ([]byte, int) {
 // and empty ones left out, as protobuf-go and vtprotobuf write them.
 func appendRecord(dst []byte, r *logstore.Record) []byte {
 	if len(r.Value) > 0 {
-		dst = appendBytes(dst, tagValue, r.Value)
+		dst = appendBytes(dst, protocodec.TagValue, r.Value)
 	}
 	if r.Offset != 0 {
-		dst = appendVarint(append(dst, tagOffset), r.Offset)
+		dst = appendVarint(append(dst, protocodec.TagOffset), r.Offset)
 	}
 	if len(r.Key) > 0 {
-		dst = appendBytes(dst, tagKey, r.Key)
+		dst = appendBytes(dst, protocodec.TagKey, r.Key)
 	}
 	for i := range r.Headers {
 		h := &r.Headers[i]
-		dst = append(dst, tagHeader, 0) // most headers are under 128 B
+		dst = append(dst, protocodec.TagHeader, 0) // most headers are under 128 B
 		at := len(dst) - 1
 		if len(h.Key) > 0 {
-			dst = appendVarint(append(dst, tagHKey), uint64(len(h.Key)))
+			dst = appendVarint(append(dst, protocodec.TagHKey), uint64(len(h.Key)))
 			dst = append(dst, h.Key...)
 		}
 		if len(h.Value) > 0 {
-			dst = appendBytes(dst, tagHValue, h.Value)
+			dst = appendBytes(dst, protocodec.TagHValue, h.Value)
 		}
 		dst, _ = putLength(dst, at, 1)
 	}
 	if !r.Time.IsZero() {
 		// A Timestamp takes at most 17 bytes: its length takes one.
-		dst = append(dst, tagTime, 0)
+		dst = append(dst, protocodec.TagTime, 0)
 		at := len(dst) - 1
 		if s := r.Time.Unix(); s != 0 {
-			dst = appendVarint(append(dst, tagSeconds), uint64(s))
+			dst = appendVarint(append(dst, protocodec.TagSeconds), uint64(s))
 		}
 		if ns := r.Time.Nanosecond(); ns != 0 {
-			dst = appendVarint(append(dst, tagNanos), uint64(ns))
+			dst = appendVarint(append(dst, protocodec.TagNanos), uint64(ns))
 		}
 		dst[at] = byte(len(dst) - at - 1)
 	}

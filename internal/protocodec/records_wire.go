@@ -11,22 +11,6 @@ import (
 	logv1 "github.com/proglog/proglog/gen/log/v1"
 )
 
-// The one-byte tags of the fields decodeFast reads, wire type included:
-// any other byte where a tag starts sends the response to the slow path.
-const (
-	tagRecord  = 1<<3 | byte(protowire.BytesType)  // ConsumeStreamResponse.record
-	tagRecords = 2<<3 | byte(protowire.BytesType)  // ConsumeStreamResponse.records
-	tagValue   = 1<<3 | byte(protowire.BytesType)  // Record.value
-	tagOffset  = 2<<3 | byte(protowire.VarintType) // Record.offset
-	tagKey     = 3<<3 | byte(protowire.BytesType)  // Record.key
-	tagHeader  = 4<<3 | byte(protowire.BytesType)  // Record.headers
-	tagTime    = 5<<3 | byte(protowire.BytesType)  // Record.time
-	tagHKey    = 1<<3 | byte(protowire.BytesType)  // Header.key
-	tagHValue  = 2<<3 | byte(protowire.BytesType)  // Header.value
-	tagSeconds = 1<<3 | byte(protowire.VarintType) // Timestamp.seconds
-	tagNanos   = 2<<3 | byte(protowire.VarintType) // Timestamp.nanos
-)
-
 // decodeFast decodes data, a ConsumeStreamResponse's encoding, into d's
 // message in one pass, its records, headers and times carved from d's
 // slabs as they come and its bytes and strings pointing into data: what
@@ -65,14 +49,14 @@ func (d *Decoder) decodeFast(data []byte) (ok bool) {
 		}
 		data = rest
 		switch tag {
-		case tagRecord:
+		case TagRecord:
 			if m.Record != nil {
 				return false
 			}
 			if m.Record = c.record(v, len(rest)); m.Record == nil {
 				return false
 			}
-		case tagRecords:
+		case TagRecords:
 			r := c.record(v, len(rest))
 			if r == nil {
 				return false
@@ -111,7 +95,7 @@ func (c *carver) record(b []byte, left int) *logv1.Record {
 	var seen byte // bit n set: singular field n read
 	for len(b) > 0 {
 		tag := b[0]
-		if tag == tagOffset {
+		if tag == TagOffset {
 			if seen&(1<<2) != 0 {
 				return nil
 			}
@@ -135,16 +119,16 @@ func (c *carver) record(b []byte, left int) *logv1.Record {
 			}
 		}
 		switch tag {
-		case tagValue, tagKey, tagTime:
+		case TagValue, TagKey, TagTime:
 			bit := byte(1) << (tag >> 3)
 			if seen&bit != 0 {
 				return nil
 			}
 			seen |= bit
 			switch tag {
-			case tagValue:
+			case TagValue:
 				r.Value = v
-			case tagKey:
+			case TagKey:
 				r.Key = v
 			default:
 				r.Time = carve(c, &c.s.ts, c.nts, left+len(b))
@@ -153,7 +137,7 @@ func (c *carver) record(b []byte, left int) *logv1.Record {
 					return nil
 				}
 			}
-		case tagHeader:
+		case TagHeader:
 			h := carve(c, &c.s.hdrs, c.nhdrs, left+len(b))
 			c.nhdrs++
 			if !header(v, h) {
@@ -211,7 +195,7 @@ func growSlab[T any](c *carver, slab *[]T, i, left int) {
 // header decodes b, a Header's encoding, into h, empty: key then value,
 // each at most once, as every encoder writes them.
 func header(b []byte, h *logv1.Header) bool {
-	if len(b) > 1 && b[0] == tagHKey {
+	if len(b) > 1 && b[0] == TagHKey {
 		var k []byte
 		if n := int(b[1]); n < 0x80 && n < len(b)-1 {
 			k, b = b[2:2+n], b[2+n:] // lengthDelimited's usual case, inline
@@ -228,7 +212,7 @@ func header(b []byte, h *logv1.Header) bool {
 			h.Key = unsafe.String(unsafe.SliceData(k), len(k))
 		}
 	}
-	if len(b) > 1 && b[0] == tagHValue {
+	if len(b) > 1 && b[0] == TagHValue {
 		if n := int(b[1]); n < 0x80 && n < len(b)-1 {
 			h.Value, b = b[2:2+n:2+n], b[2+n:]
 		} else {
@@ -245,14 +229,14 @@ func header(b []byte, h *logv1.Header) bool {
 // empty: seconds then nanos, each at most once, nanos in [0, 1e9) (all a
 // valid time has; protobuf-go would take any int32).
 func timestamp(b []byte, t *timestamppb.Timestamp) bool {
-	if len(b) > 0 && b[0] == tagSeconds {
+	if len(b) > 0 && b[0] == TagSeconds {
 		v, n := varint(b[1:])
 		if n < 0 {
 			return false
 		}
 		t.Seconds, b = int64(v), b[1+n:] // a negative one in ten bytes
 	}
-	if len(b) > 0 && b[0] == tagNanos {
+	if len(b) > 0 && b[0] == TagNanos {
 		v, n := varint(b[1:])
 		if n < 0 || v >= 1e9 {
 			return false
