@@ -88,8 +88,7 @@ type decodedEntry struct {
 }
 
 // field splits the length-prefixed field at the start of b off the rest;
-// ok is false if b does not start with a whole one. Small enough to inline:
-// it runs for every key, header and value applied.
+// ok is false if b does not start with a whole one.
 func field(b []byte) (f, rest []byte, ok bool) {
 	n, k := binary.Uvarint(b)
 	if k <= 0 || n > uint64(len(b)-k) {

@@ -7,6 +7,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 
 	logv1 "github.com/proglog/proglog/gen/log/v1"
+	"github.com/proglog/proglog/internal/protocodec"
 	"github.com/proglog/proglog/logstore"
 )
 
@@ -58,7 +59,7 @@ func fromProto(req *logv1.ProduceStreamRequest, recs []logstore.Record, slab *[]
 // field in another wire type (protobuf-go keeps it as an unknown field),
 // a second record field (protobuf merges the two), a string that is not
 // UTF-8, a Timestamp with fields of its own, more than maxHeaders headers
-// on a record. The caller then decodes data by protobuf's rules
+// on a record, a length that is not minimal. The caller then decodes data by protobuf's rules
 // (protocodec.DecodeInto, fromProto), so what is accepted, and what a
 // request means, is protobuf's in every case (FuzzDecodeProduce).
 func decodeProduce(data []byte, recs []logstore.Record, slab *[]logstore.Header) (req produceRequest, ok bool) {
@@ -74,7 +75,7 @@ func decodeProduce(data []byte, recs []logstore.Record, slab *[]logstore.Header)
 		switch {
 		case num <= 3 && typ == protowire.BytesType:
 			var v []byte
-			if v, data, ok = lengthDelimited(data); !ok {
+			if v, data, ok = protocodec.LengthDelimited(data); !ok {
 				return req, false
 			}
 			switch num {
@@ -137,7 +138,7 @@ func decodeRecord(b []byte, r *logstore.Record, slab *[]logstore.Header) bool {
 			b = b[n:]
 		case num >= 1 && num <= 5 && num != 2 && typ == protowire.BytesType:
 			var v []byte
-			if v, b, ok = lengthDelimited(b); !ok {
+			if v, b, ok = protocodec.LengthDelimited(b); !ok {
 				return false
 			}
 			switch num {
@@ -183,7 +184,7 @@ func decodeHeader(b []byte, h *logstore.Header) bool {
 		b = rest
 		if (num == 1 || num == 2) && typ == protowire.BytesType {
 			var v []byte
-			if v, b, ok = lengthDelimited(b); !ok {
+			if v, b, ok = protocodec.LengthDelimited(b); !ok {
 				return false
 			}
 			if num == 2 {
@@ -226,20 +227,6 @@ func tag(b []byte) (protowire.Number, protowire.Type, []byte, bool) {
 		return 0, 0, b, false
 	}
 	return protowire.Number(b[0] >> 3), protowire.Type(b[0] & 7), b[1:], true
-}
-
-// lengthDelimited reads a length-delimited field's value, clipped: the
-// log may append to nothing it is handed.
-func lengthDelimited(b []byte) (v, rest []byte, ok bool) {
-	if len(b) > 0 && b[0] < 0x80 && int(b[0]) < len(b) {
-		n := 1 + int(b[0])
-		return b[1:n:n], b[n:], true
-	}
-	v, n := protowire.ConsumeBytes(b)
-	if n < 0 {
-		return nil, b, false
-	}
-	return v[:len(v):len(v)], b[n:], true
 }
 
 // skipUnknown skips the value of a field the message does not have (its

@@ -135,6 +135,7 @@ func produceCases(t testing.TB) []struct {
 		{"too many headers", marshalProduce(t, &logv1.ProduceStreamRequest{Record: many}), false},
 		{"truncated", marshalProduce(t, &logv1.ProduceStreamRequest{Record: keyedRecord("value", "key")})[:5], false},
 		{"field zero", []byte{0x02, 0x00}, false},
+		{"length not minimal", []byte{0x12, 0x82, 0x00, 0x0a, 0x00}, false},
 	}
 }
 

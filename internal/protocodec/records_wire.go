@@ -5,7 +5,6 @@ import (
 	"unicode/utf8"
 	"unsafe"
 
-	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	logv1 "github.com/proglog/proglog/gen/log/v1"
@@ -43,7 +42,7 @@ func (d *Decoder) decodeFast(data []byte) (ok bool) {
 	s.hptrs = s.hptrs[:0]
 	for len(data) > 0 {
 		tag := data[0]
-		v, rest, ok := lengthDelimited(data[1:])
+		v, rest, ok := LengthDelimited(data[1:])
 		if !ok {
 			return false
 		}
@@ -107,17 +106,13 @@ func (c *carver) record(b []byte, left int) *logv1.Record {
 			r.Offset, b = v, b[1+n:]
 			continue
 		}
-		var v []byte
-		if len(b) > 1 && b[1] < 0x80 && int(b[1]) < len(b)-1 {
-			// lengthDelimited's usual case, inline.
-			e := 2 + int(b[1])
-			v, b = b[2:e:e], b[e:]
-		} else {
-			var ok bool
-			if v, b, ok = longDelimited(b[1:]); !ok {
+		v, rest, ok := shortDelimited(b[1:])
+		if !ok {
+			if v, rest, ok = longDelimited(b[1:]); !ok {
 				return nil
 			}
 		}
+		b = rest
 		switch tag {
 		case TagValue, TagKey, TagTime:
 			bit := byte(1) << (tag >> 3)
@@ -179,7 +174,7 @@ func (c *carver) size(n, left int) int {
 // response finds all it needs in the one slab.
 func carve[T any](c *carver, slab *[]T, i, left int) *T {
 	if i == len(*slab) {
-		growSlab(c, slab, i, left)
+		*slab = make([]T, c.size(i, left))
 	}
 	p := &(*slab)[i]
 	var zero T
@@ -187,21 +182,13 @@ func carve[T any](c *carver, slab *[]T, i, left int) *T {
 	return p
 }
 
-// growSlab replaces a used-up slab of i elements (carve).
-func growSlab[T any](c *carver, slab *[]T, i, left int) {
-	*slab = make([]T, c.size(i, left))
-}
-
 // header decodes b, a Header's encoding, into h, empty: key then value,
 // each at most once, as every encoder writes them.
 func header(b []byte, h *logv1.Header) bool {
-	if len(b) > 1 && b[0] == TagHKey {
-		var k []byte
-		if n := int(b[1]); n < 0x80 && n < len(b)-1 {
-			k, b = b[2:2+n], b[2+n:] // lengthDelimited's usual case, inline
-		} else {
-			var ok bool
-			if k, b, ok = longDelimited(b[1:]); !ok {
+	if len(b) > 0 && b[0] == TagHKey {
+		k, rest, ok := shortDelimited(b[1:])
+		if !ok {
+			if k, rest, ok = longDelimited(b[1:]); !ok {
 				return false
 			}
 		}
@@ -211,16 +198,16 @@ func header(b []byte, h *logv1.Header) bool {
 		if len(k) > 0 {
 			h.Key = unsafe.String(unsafe.SliceData(k), len(k))
 		}
+		b = rest
 	}
-	if len(b) > 1 && b[0] == TagHValue {
-		if n := int(b[1]); n < 0x80 && n < len(b)-1 {
-			h.Value, b = b[2:2+n:2+n], b[2+n:]
-		} else {
-			var ok bool
-			if h.Value, b, ok = longDelimited(b[1:]); !ok {
+	if len(b) > 0 && b[0] == TagHValue {
+		v, rest, ok := shortDelimited(b[1:])
+		if !ok {
+			if v, rest, ok = longDelimited(b[1:]); !ok {
 				return false
 			}
 		}
+		h.Value, b = v, rest
 	}
 	return len(b) == 0
 }
@@ -255,46 +242,4 @@ func validUTF8(b []byte) bool {
 		}
 	}
 	return true
-}
-
-// varint reads a varint in its shortest encoding; n < 0 for any other, or
-// none.
-func varint(b []byte) (v uint64, n int) {
-	if len(b) > 0 && b[0] < 0x80 {
-		return uint64(b[0]), 1
-	}
-	return longVarint(b)
-}
-
-// longVarint is varint's for more than one byte.
-func longVarint(b []byte) (v uint64, n int) {
-	if len(b) > 1 && b[1] < 0x80 && b[1] != 0 { // a record's length
-		return uint64(b[0]&0x7f) | uint64(b[1])<<7, 2
-	}
-	v, n = protowire.ConsumeVarint(b)
-	if n < 0 || b[n-1] == 0 { // a last byte of 0 adds nothing
-		return 0, -1
-	}
-	return v, n
-}
-
-// lengthDelimited reads a length-delimited field's value, clipped: code
-// appending to one of the message's bytes fields writes over no other.
-func lengthDelimited(b []byte) (v, rest []byte, ok bool) {
-	if len(b) > 0 && b[0] < 0x80 && int(b[0]) < len(b) {
-		n := 1 + int(b[0])
-		return b[1:n:n], b[n:], true
-	}
-	return longDelimited(b)
-}
-
-// longDelimited is lengthDelimited's for a length of more than one byte,
-// or an error.
-func longDelimited(b []byte) (v, rest []byte, ok bool) {
-	l, n := varint(b)
-	if n < 0 || l > uint64(len(b)-n) {
-		return nil, b, false
-	}
-	e := n + int(l)
-	return b[n:e:e], b[e:], true
 }
