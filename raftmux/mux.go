@@ -254,8 +254,16 @@ func (m *Mux) conn(addr raft.ServerAddress) (*clientConn, error) {
 	for {
 		p.mu.Lock()
 		if c := p.conn; c != nil {
-			p.mu.Unlock()
-			return c, nil
+			err := c.failed()
+			if err == nil {
+				p.mu.Unlock()
+				return c, nil
+			}
+			// c's reader can fail before the dial below makes c p's
+			// connection, and then fail's dropConn misses it: dropped
+			// here, or every request would fail on it until the Mux
+			// closes.
+			p.dropLocked(c, c.unanswered(), err)
 		}
 		if time.Now().Before(p.retryAt) {
 			err := p.lastErr
@@ -310,13 +318,19 @@ func (p *peer) answered() {
 // makes the next dial wait as after a failed one.
 func (p *peer) dropConn(c *clientConn, backoffNext bool, err error) {
 	p.mu.Lock()
-	if p.conn == c {
-		p.conn = nil
-		if backoffNext {
-			p.failures++
-			p.retryAt = time.Now().Add(backoff(p.failures))
-			p.lastErr = err
-		}
-	}
+	p.dropLocked(c, backoffNext, err)
 	p.mu.Unlock()
+}
+
+// dropLocked is dropConn with p.mu held.
+func (p *peer) dropLocked(c *clientConn, backoffNext bool, err error) {
+	if p.conn != c {
+		return
+	}
+	p.conn = nil
+	if backoffNext {
+		p.failures++
+		p.retryAt = time.Now().Add(backoff(p.failures))
+		p.lastErr = err
+	}
 }
