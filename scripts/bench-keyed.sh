@@ -5,15 +5,25 @@
 # small headers). Prints each round's ratios, keyed / plain records/s for
 # produce and consume, then their medians. One round takes ~15 s; on a
 # shared two-core machine single rounds swing by a third, so judge the
-# medians of many. Each round also prints the servers' CPU seconds.
+# medians of many. Each round also prints the servers' CPU seconds. The
+# two take turns going first: this VM hands memory freed for more than a
+# second or two back to its host, and a run that follows another takes
+# some of the page cache that run freed before it is handed back, at a
+# tenth of the cost of new pages (docs/benchmarks.md, session 12), so
+# whichever always went second would be favoured.
 set -e
 BASE=$1; NEW=$2; ROUNDS=${3:-7}
 HERE=$(dirname "$0")
 rate() { grep -o '[0-9]* records/s' | awk '{print $1}'; }
 P=(); C=()
 for i in $(seq "$ROUNDS"); do
-	base=$(bash "$HERE/bench-records.sh" "$BASE" plain 2>&1)
-	new=$(bash "$HERE/bench-records.sh" "$NEW" keyed --key-size 16 --headers 2 2>&1)
+	if ((i % 2)); then
+		base=$(bash "$HERE/bench-records.sh" "$BASE" plain 2>&1)
+		new=$(bash "$HERE/bench-records.sh" "$NEW" keyed --key-size 16 --headers 2 2>&1)
+	else
+		new=$(bash "$HERE/bench-records.sh" "$NEW" keyed --key-size 16 --headers 2 2>&1)
+		base=$(bash "$HERE/bench-records.sh" "$BASE" plain 2>&1)
+	fi
 	read bp bc <<< "$(rate <<< "$base" | xargs)"
 	read np nc <<< "$(rate <<< "$new" | xargs)"
 	echo "$base" | grep "server CPU" | sed 's/^ */  plain /'
