@@ -13,16 +13,7 @@ import (
 // restarting) is not used again: the next requests dial anew. Before, its
 // error answered every request to that peer until the Mux closed.
 func TestFailedConnectionDropped(t *testing.T) {
-	b, err := New(Config{Addr: "b", Dial: func(raft.ServerAddress, Kind, time.Duration) (net.Conn, error) { return nil, net.ErrClosed }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	tb, err := b.Transport("g")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tb.Close()
+	b, tb := groupOn(t, "b", func(raft.ServerAddress, Kind, time.Duration) (net.Conn, error) { return nil, net.ErrClosed })
 	stop, stopped := make(chan struct{}), make(chan struct{})
 	defer func() { close(stop); <-stopped }()
 	go func() {
@@ -36,20 +27,11 @@ func TestFailedConnectionDropped(t *testing.T) {
 			}
 		}
 	}()
-	a, err := New(Config{Addr: "a", Dial: func(_ raft.ServerAddress, kind Kind, _ time.Duration) (net.Conn, error) {
+	a, ta := groupOn(t, "a", func(_ raft.ServerAddress, kind Kind, _ time.Duration) (net.Conn, error) {
 		x, y := net.Pipe()
 		go b.Serve(y, kind)
 		return x, nil
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	ta, err := a.Transport("g")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ta.Close()
+	})
 
 	// The race lost, made by hand: the reader of a connection to b fails
 	// at once, and only then does the connection become b's.
@@ -88,4 +70,21 @@ func TestFailedConnectionDropped(t *testing.T) {
 	if resp.Term != 7 || !resp.Granted {
 		t.Fatalf("answer %+v", resp)
 	}
+}
+
+// groupOn starts a Mux at addr with dial and its transport for group "g";
+// both close when the test ends.
+func groupOn(t *testing.T, addr raft.ServerAddress, dial func(raft.ServerAddress, Kind, time.Duration) (net.Conn, error)) (*Mux, *Transport) {
+	t.Helper()
+	m, err := New(Config{Addr: addr, Dial: dial})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	g, err := m.Transport("g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Close() })
+	return m, g
 }
