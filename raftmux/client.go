@@ -81,9 +81,6 @@ func (c *clientConn) failed() error {
 	return c.err
 }
 
-// unanswered: nothing was read on c since it was dialed.
-func (c *clientConn) unanswered() bool { return c.lastRead.Load() == c.dialed }
-
 // forget removes k if the reader has not taken it; true if removed (then
 // nobody else touches k's resp).
 func (c *clientConn) forget(k *call) bool {
@@ -120,7 +117,7 @@ func (c *clientConn) fail(err error) {
 	// A connection that ends before any answer came back (a peer that
 	// refuses the Mux's preamble, such as a node of an older version)
 	// counts as a failed dial, so the peer is not dialed again at once.
-	c.peer.dropConn(c, c.unanswered(), c.err)
+	c.peer.dropConn(c, c.lastRead.Load() == c.dialed, c.err)
 	c.w.fail(err)
 	for _, k := range calls {
 		k.err = c.err

@@ -8,10 +8,11 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// A connection whose reader failed before the dial made it the peer's
-// connection (the peer hung up at once: a node being isolated, or
-// restarting) is not used again: the next requests dial anew. Before, its
-// error answered every request to that peer until the Mux closed.
+// A connection whose reader failed before its dial ended (the peer hung
+// up at once: a node being isolated, or restarting) does not become the
+// peer's connection: the dial counts as failed, and after its backoff the
+// next request dials anew. Before, it was kept, and its error answered
+// every request to that peer until the Mux closed.
 func TestFailedConnectionDropped(t *testing.T) {
 	b, tb := groupOn(t, "b", func(raft.ServerAddress, Kind, time.Duration) (net.Conn, error) { return nil, net.ErrClosed })
 	stop, stopped := make(chan struct{}), make(chan struct{})
@@ -33,28 +34,23 @@ func TestFailedConnectionDropped(t *testing.T) {
 		return x, nil
 	})
 
-	// The race lost, made by hand: the reader of a connection to b fails
-	// at once, and only then does the connection become b's.
-	p := &peer{addr: "b"}
+	// The race lost, made by hand: a dial to b returns a connection whose
+	// reader fails before the dial ends.
+	p := &peer{addr: "b", dialing: make(chan struct{})}
 	a.mu.Lock()
 	a.peers["b"] = p
 	a.mu.Unlock()
 	x, y := net.Pipe()
 	y.Close()
 	c := a.startClient(p, x)
-	failed := func() bool {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		return c.err != nil
-	}
-	for deadline := time.Now().Add(5 * time.Second); !failed(); time.Sleep(time.Millisecond) {
+	for deadline := time.Now().Add(5 * time.Second); c.failed() == nil; time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the reader of a hung-up connection did not fail")
 		}
 	}
-	p.mu.Lock()
-	p.conn = c
-	p.mu.Unlock()
+	if got, err := p.dialed(c, nil); err == nil || got != nil {
+		t.Fatalf("the dial of a failed connection ended with %v, %v; want an error", got, err)
+	}
 
 	var resp raft.RequestVoteResponse
 	for try := 0; ; try++ {

@@ -254,16 +254,8 @@ func (m *Mux) conn(addr raft.ServerAddress) (*clientConn, error) {
 	for {
 		p.mu.Lock()
 		if c := p.conn; c != nil {
-			err := c.failed()
-			if err == nil {
-				p.mu.Unlock()
-				return c, nil
-			}
-			// c's reader can fail before the dial below makes c p's
-			// connection, and then fail's dropConn misses it: dropped
-			// here, or every request would fail on it until the Mux
-			// closes.
-			p.dropLocked(c, c.unanswered(), err)
+			p.mu.Unlock()
+			return c, nil
 		}
 		if time.Now().Before(p.retryAt) {
 			err := p.lastErr
@@ -290,21 +282,34 @@ func (m *Mux) conn(addr raft.ServerAddress) (*clientConn, error) {
 				err = ErrClosed
 			}
 		}
-		p.mu.Lock()
-		p.dialing = nil
-		close(ch)
-		if err != nil {
-			p.failures++
-			p.retryAt = time.Now().Add(backoff(p.failures))
-			p.lastErr = fmt.Errorf("raftmux: dial %s: %w", addr, err)
-			err = p.lastErr
-			p.mu.Unlock()
-			return nil, err
-		}
-		p.conn, p.lastErr = c, nil // failures is reset by the first answer
-		p.mu.Unlock()
-		return c, nil
+		return p.dialed(c, err)
 	}
+}
+
+// dialed ends the dial under way (p.dialing): c becomes p's connection,
+// or the dial counts as failed (err) and the peer is not dialed again for
+// a backoff.
+func (p *peer) dialed(c *clientConn, err error) (*clientConn, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	close(p.dialing)
+	p.dialing = nil
+	if err == nil {
+		// c's reader fails at once if the peer hung up at once (a node
+		// being isolated or restarting), maybe before this: its
+		// dropConn then found nothing to drop, and c, kept, would fail
+		// every request to p until the Mux closed. Once c is p's
+		// connection, under mu, a failure finds it.
+		err = c.failed()
+	}
+	if err != nil {
+		p.failures++
+		p.retryAt = time.Now().Add(backoff(p.failures))
+		p.lastErr = fmt.Errorf("raftmux: dial %s: %w", p.addr, err)
+		return nil, p.lastErr
+	}
+	p.conn, p.lastErr = c, nil // failures is reset by the first answer
+	return c, nil
 }
 
 // answered notes that a connection to p works: the backoff starts over.
@@ -318,19 +323,13 @@ func (p *peer) answered() {
 // makes the next dial wait as after a failed one.
 func (p *peer) dropConn(c *clientConn, backoffNext bool, err error) {
 	p.mu.Lock()
-	p.dropLocked(c, backoffNext, err)
+	if p.conn == c {
+		p.conn = nil
+		if backoffNext {
+			p.failures++
+			p.retryAt = time.Now().Add(backoff(p.failures))
+			p.lastErr = err
+		}
+	}
 	p.mu.Unlock()
-}
-
-// dropLocked is dropConn with p.mu held.
-func (p *peer) dropLocked(c *clientConn, backoffNext bool, err error) {
-	if p.conn != c {
-		return
-	}
-	p.conn = nil
-	if backoffNext {
-		p.failures++
-		p.retryAt = time.Now().Add(backoff(p.failures))
-		p.lastErr = err
-	}
 }
