@@ -12,7 +12,20 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-msgpack/v2/codec"
+	"github.com/hashicorp/raft"
 )
+
+// lostError fails the requests of a connection that failed, and any
+// request sent on it afterwards.
+type lostError struct {
+	addr raft.ServerAddress
+	err  error
+}
+
+func (e *lostError) Error() string {
+	return fmt.Sprintf("raftmux: connection to %s: %v", e.addr, e.err)
+}
+func (e *lostError) Unwrap() error { return e.err }
 
 // clientConn is a connection this node dialed: its groups' requests go
 // out on it and the answers come back.
@@ -110,7 +123,7 @@ func (c *clientConn) fail(err error) {
 		c.mu.Unlock()
 		return
 	}
-	c.err = fmt.Errorf("raftmux: connection to %s: %w", c.peer.addr, err)
+	c.err = &lostError{addr: c.peer.addr, err: err}
 	calls := c.calls
 	c.calls = nil
 	c.mu.Unlock()

@@ -79,6 +79,20 @@
 // pipeline sends each request as raft gives it and hands the answers back
 // in order, at most Config.MaxInFlight in flight.
 //
+// AppendEntries that carry entries outlive a failed connection:
+// hashicorp/raft resends a failed one only at its next CommitTimeout tick
+// or new entry, so an idle group (proglog's partitions tick every 2 s)
+// would wait that long to commit entries whose answers a broken connection
+// lost. A pipeline whose connection fails dials again, after each failed
+// dial's backoff, for up to Config.Timeout after its oldest unanswered
+// request was first sent, and sends its unanswered requests once more, in
+// order, before any new one; only then does raft see the failure (and
+// proglog's cluster package closes a pipeline raft still waits on when it
+// shuts down). An AppendEntries with entries outside a pipeline is sent
+// once more if a new connection comes at once. Raft handles a repeated
+// AppendEntries as any other: a follower keeps entries it already holds at
+// the same term.
+//
 // # Commit pushes
 //
 // An idle hashicorp/raft leader tells a follower the commit index only with

@@ -326,6 +326,7 @@ func apply(t testing.TB, reps []*replica, prefix string, n int) {
 		l := leader(t, reps)
 		if err := l.raft.Apply(fmt.Appendf(nil, "%s-%d", prefix, i), 5*time.Second).Error(); err != nil {
 			t.Logf("apply %s-%d: %v (retrying)", prefix, i, err)
+			time.Sleep(10 * time.Millisecond)
 			continue
 		}
 		i++

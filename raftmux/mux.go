@@ -289,6 +289,37 @@ func (m *Mux) conn(addr raft.ServerAddress) (*clientConn, error) {
 // dialed ends the dial under way (p.dialing): c becomes p's connection,
 // or the dial counts as failed (err) and the peer is not dialed again for
 // a backoff.
+// connBefore is conn, dialing again after failed dials (once each
+// backoff ends) until deadline; it gives up at once when cancel is closed.
+func (m *Mux) connBefore(addr raft.ServerAddress, deadline time.Time, cancel <-chan struct{}) (*clientConn, error) {
+	for {
+		c, err := m.conn(addr)
+		if err == nil || errors.Is(err, ErrClosed) {
+			return c, err
+		}
+		m.mu.Lock()
+		p := m.peers[addr]
+		m.mu.Unlock()
+		p.mu.Lock()
+		retryAt := p.retryAt
+		p.mu.Unlock()
+		wait := max(time.Until(retryAt), minBackoff)
+		if time.Now().Add(wait).After(deadline) {
+			return nil, err
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-timer.C:
+		case <-cancel:
+			timer.Stop()
+			return nil, err
+		case <-m.done:
+			timer.Stop()
+			return nil, ErrClosed
+		}
+	}
+}
+
 func (p *peer) dialed(c *clientConn, err error) (*clientConn, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()

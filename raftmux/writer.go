@@ -64,15 +64,16 @@ type writer struct {
 	// only then; while it waits out FlushDelay only an urgent one does,
 	// so idle traffic costs the writer one wake-up per FlushDelay, not one
 	// per frame.
-	idle   bool
-	wake   chan struct{} // capacity 1: there are frames to look at
-	closed chan struct{} // closed with err
+	idle    bool
+	wake    chan struct{} // capacity 1: there are frames to look at
+	closed  chan struct{} // closed with err
+	stopped chan struct{} // closed when run returns: no frame is read after
 }
 
 func newWriter(conn net.Conn, cfg Config) *writer {
 	return &writer{
 		conn: conn, delay: cfg.FlushDelay, timeout: cfg.Timeout, maxN: cfg.MaxQueued, maxB: cfg.MaxQueuedBytes,
-		space: make(chan struct{}), wake: make(chan struct{}, 1), closed: make(chan struct{}),
+		space: make(chan struct{}), wake: make(chan struct{}, 1), closed: make(chan struct{}), stopped: make(chan struct{}),
 	}
 }
 
@@ -160,6 +161,7 @@ func (w *writer) take(batch []frame) ([]frame, bool) {
 
 // run writes frames until the writer fails; it closes the connection.
 func (w *writer) run() {
+	defer close(w.stopped)
 	bw := bufio.NewWriterSize(w.conn, bufSize)
 	enc := codec.NewEncoder(bw, newMsgpack())
 	var batch []frame
