@@ -114,13 +114,29 @@ func TestPipelineResendsAfterConnectionLoss(t *testing.T) {
 	}
 	conn := dialed()
 
-	send := func(index uint64) {
-		t.Helper()
+	// sending sends the request for index; its AppendEntries returns once
+	// fewer than two (Config.MaxInFlight's default) are in flight.
+	sending := func(index uint64) <-chan error {
+		errc := make(chan error, 1)
 		req := &raft.AppendEntriesRequest{Term: 1, PrevLogEntry: index - 1, Entries: []*raft.Log{{Index: index, Term: 1}}}
-		if _, err := pl.AppendEntries(req, new(raft.AppendEntriesResponse)); err != nil {
-			t.Fatalf("AppendEntries %d: %v", index, err)
+		go func() {
+			_, err := pl.AppendEntries(req, new(raft.AppendEntriesResponse))
+			errc <- err
+		}()
+		return errc
+	}
+	returned := func(index uint64, errc <-chan error) {
+		t.Helper()
+		select {
+		case err := <-errc:
+			if err != nil {
+				t.Fatalf("AppendEntries %d: %v", index, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("AppendEntries %d did not return", index)
 		}
 	}
+	send := func(index uint64) { t.Helper(); returned(index, sending(index)) }
 	// receive takes the next request b got, which must be for index, and
 	// answers it unless told not to.
 	receive := func(index uint64, answer bool) raft.RPC {
@@ -157,13 +173,13 @@ func TestPipelineResendsAfterConnectionLoss(t *testing.T) {
 		}
 	}
 
-	// Two in flight (Config.MaxInFlight's default); b's raft handles one
-	// request at a time.
+	// b's raft handles one request at a time.
 	send(1)
-	send(2)
+	sent2 := sending(2)
 	receive(1, true)
 	answered(1, true)
-	send(3)
+	returned(2, sent2)
+	sent3 := sending(3)
 	late := receive(2, false)
 	for len(tb.inbound) == 0 { // until b has read 3 as well
 		time.Sleep(time.Millisecond)
@@ -175,6 +191,7 @@ func TestPipelineResendsAfterConnectionLoss(t *testing.T) {
 	receive(2, true)                                                                   // resent
 	receive(3, true)
 	answered(2, true)
+	returned(3, sent3)
 	answered(3, true)
 
 	conn.Close() // nothing in flight: the next request dials

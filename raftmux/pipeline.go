@@ -77,44 +77,48 @@ func (t *Transport) newPipeline(target raft.ServerAddress) (*pipeline, error) {
 	return p, nil
 }
 
-// AppendEntries sends a request on the pipeline; it waits while
-// MaxInFlight are in flight.
+// AppendEntries sends a request on the pipeline. Like raft's own
+// transport it returns only once fewer than MaxInFlight are in flight, so
+// that raft gathers the entries that come meanwhile into its next request.
 func (p *pipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) (raft.AppendFuture, error) {
-	for {
-		select {
-		case <-p.shutdown:
-			return nil, raft.ErrPipelineShutdown
-		case <-p.t.done:
-			return nil, raft.ErrTransportShutdown
-		default:
-		}
-		p.mu.Lock()
-		if len(p.queue) < p.t.m.cfg.MaxInFlight {
-			break
-		}
-		p.mu.Unlock()
-		select {
-		case <-p.room:
-		case <-p.shutdown:
-		case <-p.t.done:
-		}
+	select {
+	case <-p.shutdown:
+		return nil, raft.ErrPipelineShutdown
+	default:
 	}
-	defer p.mu.Unlock()
 	f := &future{start: time.Now(), args: args, resp: resp, done: make(chan struct{})}
 	p.t.noteSent(p.target, args)
+	p.mu.Lock()
 	err := p.sendLocked(f)
 	if isLost(err) && p.repairLocked(f.c) {
 		err = p.sendLocked(f)
 	}
+	if err == nil {
+		p.queue = append(p.queue, f)
+	}
+	p.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}
-	p.queue = append(p.queue, f)
 	select {
 	case p.queued <- struct{}{}:
 	default:
 	}
-	return f, nil
+	for {
+		p.mu.Lock()
+		n := len(p.queue)
+		p.mu.Unlock()
+		if n < p.t.m.cfg.MaxInFlight {
+			return f, nil
+		}
+		select {
+		case <-p.room:
+		case <-p.shutdown:
+			return nil, raft.ErrPipelineShutdown
+		case <-p.t.done:
+			return nil, raft.ErrTransportShutdown
+		}
+	}
 }
 
 // sendLocked sends f on p.c; if that fails, f.k is nil and f.sendErr
