@@ -87,6 +87,28 @@ func (c *clientConn) start(resp any) (*call, error) {
 	return k, nil
 }
 
+// request registers a call and queues its request frame, f with the
+// call's id; canceled is the error if cancel closes first. A frame the
+// writer refused because it failed with the connection is a lostError.
+func (c *clientConn) request(f frame, resp any, cancel <-chan struct{}, canceled error) (*call, error) {
+	k, err := c.start(resp)
+	if err != nil {
+		return nil, err
+	}
+	f.id = k.id
+	if err := c.w.send(f, cancel); err != nil {
+		c.forget(k)
+		switch {
+		case err == errCanceled:
+			return nil, canceled
+		case errors.Is(err, ErrTimeout): // the send queue stayed full
+			return nil, err
+		}
+		return nil, &lostError{addr: c.peer.addr, err: err}
+	}
+	return k, nil
+}
+
 // failed is why c failed, or nil while it works.
 func (c *clientConn) failed() error {
 	c.mu.Lock()

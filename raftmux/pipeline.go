@@ -124,29 +124,10 @@ func (p *pipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.App
 // sendLocked sends f on p.c; if that fails, f.k is nil and f.sendErr
 // says why. Caller holds mu.
 func (p *pipeline) sendLocked(f *future) error {
-	f.sendErr = p.send(f)
+	f.c = p.c
+	fr := frame{kind: reqAppendEntries, group: p.t.name, body: f.args, lazy: len(f.args.Entries) == 0, size: appendSize(f.args)}
+	f.k, f.sendErr = f.c.request(fr, f.resp, p.shutdown, raft.ErrPipelineShutdown)
 	return f.sendErr
-}
-
-func (p *pipeline) send(f *future) error {
-	f.c, f.k = p.c, nil
-	k, err := f.c.start(f.resp)
-	if err != nil {
-		return err
-	}
-	err = f.c.w.send(frame{kind: reqAppendEntries, id: k.id, group: p.t.name, body: f.args, lazy: len(f.args.Entries) == 0, size: appendSize(f.args)}, p.shutdown)
-	if err != nil {
-		f.c.forget(k)
-		switch {
-		case err == errCanceled:
-			return raft.ErrPipelineShutdown
-		case errors.Is(err, ErrTimeout): // the send queue stayed full
-			return err
-		}
-		return &lostError{addr: p.target, err: err} // the writer failed with its connection
-	}
-	f.k = k
-	return nil
 }
 
 // repairLocked moves the pipeline off failed, a connection that failed,

@@ -1,7 +1,6 @@
 package raftmux
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -116,19 +115,14 @@ func (t *Transport) DecodePeer(b []byte) raft.ServerAddress                     
 // AppendEntries sends an AppendEntries request and waits for its answer.
 func (t *Transport) AppendEntries(_ raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
 	t.noteSent(target, args)
-	c, err := t.exchange(target, reqAppendEntries, args, resp, len(args.Entries) == 0, appendSize(args))
+	err := t.roundTrip(target, reqAppendEntries, args, resp, len(args.Entries) == 0, appendSize(args))
 	if isLost(err) && len(args.Entries) > 0 {
 		// Once more, on a new connection: raft would resend these entries
 		// only at its next CommitTimeout tick or new entry (see pipeline).
 		// Not after a backoff, unlike a pipeline: raft's shutdown waits
-		// for this call, and nothing closes it early. Raft may change
-		// args once this returns: the failed connection's writer must be
-		// done with them first.
-		if c != nil {
-			<-c.w.stopped
-		}
+		// for this call, and nothing closes it early.
 		*resp = raft.AppendEntriesResponse{}
-		_, err = t.exchange(target, reqAppendEntries, args, resp, false, appendSize(args))
+		err = t.roundTrip(target, reqAppendEntries, args, resp, false, appendSize(args))
 	}
 	if err == nil {
 		t.noteAnswer(target, args, resp)
@@ -171,56 +165,43 @@ func (t *Transport) send(target raft.ServerAddress, typ byte, args, resp any, la
 	if err != nil {
 		return nil, nil, err
 	}
-	k, err := c.start(resp)
+	k, err := c.request(frame{kind: typ, group: t.name, body: args, lazy: lazy, size: size}, resp, t.done, raft.ErrTransportShutdown)
 	if err != nil {
-		return nil, nil, err
-	}
-	err = c.w.send(frame{kind: typ, id: k.id, group: t.name, body: args, lazy: lazy, size: size}, t.done)
-	if err != nil {
-		c.forget(k)
-		switch {
-		case err == errCanceled:
-			err = raft.ErrTransportShutdown
-		case !errors.Is(err, ErrTimeout): // not a full send queue: the writer failed with its connection
-			err = &lostError{addr: target, err: err}
-		}
 		return nil, nil, err
 	}
 	return c, k, nil
 }
 
 // roundTrip sends a request and waits for its answer, the timeout, or the
-// group's Close.
+// group's Close. If the connection failed under it, it returns once the
+// connection's writer has stopped, so a caller may change args then
+// (raft changes an AppendEntries it sent again).
 func (t *Transport) roundTrip(target raft.ServerAddress, typ byte, args, resp any, lazy bool, size int) error {
-	_, err := t.exchange(target, typ, args, resp, lazy, size)
-	return err
-}
-
-// exchange is roundTrip, and the connection the request went out on (nil
-// if it was not queued there).
-func (t *Transport) exchange(target raft.ServerAddress, typ byte, args, resp any, lazy bool, size int) (*clientConn, error) {
 	sent := time.Now()
 	c, k, err := t.send(target, typ, args, resp, lazy, size)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	timer := time.NewTimer(t.m.cfg.Timeout)
 	defer timer.Stop()
 	select {
 	case <-k.done:
-		return c, k.err
+		if isLost(k.err) {
+			<-c.w.stopped
+		}
+		return k.err
 	case <-timer.C:
 		if c.forget(k) {
 			c.timedOut(sent)
-			return c, fmt.Errorf("%w: no answer from %s within %v", ErrTimeout, target, t.m.cfg.Timeout)
+			return fmt.Errorf("%w: no answer from %s within %v", ErrTimeout, target, t.m.cfg.Timeout)
 		}
 	case <-t.done:
 		if c.forget(k) {
-			return c, raft.ErrTransportShutdown
+			return raft.ErrTransportShutdown
 		}
 	}
 	<-k.done // the reader took it: it is being decoded now
-	return c, k.err
+	return k.err
 }
 
 // InstallSnapshot streams a snapshot to target on a connection of its own.
