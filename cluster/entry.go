@@ -156,8 +156,12 @@ func decodeEntry(b []byte) (decodedEntry, error) {
 				}
 				if cap(slab)-len(slab) < h {
 					// The records before keep the old slab; only the
-					// newest goes back to headerSlabs.
-					slab = make([]logstore.Header, 0, max(h, 2*cap(slab), 16))
+					// newest goes back to headerSlabs. Room for as many
+					// headers in each record still to come (a batch's
+					// records tend to carry alike headers), so that one
+					// slab usually holds the entry's, but no more than
+					// the bytes left could hold (two each at least).
+					slab = make([]logstore.Header, 0, max(h, 2*cap(slab), min(h*(n-i), len(b)/2)))
 				}
 				start := len(slab)
 				for range h {

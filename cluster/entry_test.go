@@ -233,3 +233,29 @@ func TestRecycledHeaders(t *testing.T) {
 		}
 	}
 }
+
+// TestHeaderSlabSized: with no slab to reuse, an entry whose records carry
+// alike headers decodes them all into one slab, made once, not into a
+// slab regrown (and dropped) several times over the entry.
+func TestHeaderSlabSized(t *testing.T) {
+	recs := make([]logstore.Record, 100)
+	for i := range recs {
+		recs[i] = logstore.Record{
+			Key:     []byte("key"),
+			Headers: []logstore.Header{{Key: "content-type", Value: []byte("text/x1")}, {Key: "trace-id", Value: []byte("01234567")}},
+			Value:   []byte("value"),
+		}
+	}
+	for getHeaders() != nil { // empty the pool: the slab is made here
+	}
+	e, err := decodeEntry(encodeRecords(1, recs))
+	if err != nil || !sameRecords(e.recs, recs) {
+		t.Fatalf("decode: %v", err)
+	}
+	if e.headers == nil || len(*e.headers) != 200 || cap(*e.headers) != 200 {
+		t.Fatalf("slab %d of cap %d, want all 200 headers in one slab of 200", len(*e.headers), cap(*e.headers))
+	}
+	if &e.recs[0].Headers[0] != &(*e.headers)[0] {
+		t.Fatal("the first record's headers are not in the entry's slab")
+	}
+}

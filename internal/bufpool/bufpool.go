@@ -4,7 +4,10 @@
 // work.
 package bufpool
 
-import "sync"
+import (
+	"math/bits"
+	"sync"
+)
 
 // Pool lends buffers; it keeps for reuse only those of at most Max bytes,
 // so one huge write does not pin its buffer.
@@ -13,14 +16,27 @@ type Pool struct {
 	pool sync.Pool // of *[]byte
 }
 
-// Get returns an empty buffer with room for size bytes.
+// Get returns an empty buffer with room for size bytes. A new buffer is
+// rounded up to a power of two (up to Max): writes vary in size, and a
+// buffer made to measure would be too small for the next larger one, so
+// each such write would drop it and make another.
 func (p *Pool) Get(size int) *[]byte {
 	if b, ok := p.pool.Get().(*[]byte); ok && cap(*b) >= size {
 		*b = (*b)[:0]
 		return b
 	}
-	b := make([]byte, 0, size)
+	b := make([]byte, 0, roundUp(size, p.Max))
 	return &b
+}
+
+// roundUp is the power of two at or above size, or size itself if that
+// is above limit.
+func roundUp(size, limit int) int {
+	n := 1 << bits.Len(uint(max(size, 1)-1))
+	if n > limit {
+		return max(size, limit)
+	}
+	return n
 }
 
 // Put returns a buffer that nothing refers to any more.
