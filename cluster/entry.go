@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protowire"
 
+	"github.com/proglog/proglog/internal/uvarint"
 	"github.com/proglog/proglog/logstore"
 )
 
@@ -87,20 +88,9 @@ type decodedEntry struct {
 	headers *[]logstore.Header
 }
 
-// field splits the length-prefixed field at the start of b off the rest;
-// ok is false if b does not start with a whole one.
-func field(b []byte) (f, rest []byte, ok bool) {
-	n, k := binary.Uvarint(b)
-	if k <= 0 || n > uint64(len(b)-k) {
-		return nil, b, false
-	}
-	end := k + int(n)
-	return b[k:end:end], b[end:], true
-}
-
 // count reads a count of items that take at least min bytes each.
 func count(b []byte, min int) (n int, rest []byte, ok bool) {
-	v, k := binary.Uvarint(b)
+	v, k := uvarint.Read(b)
 	if k <= 0 || v > uint64((len(b)-k)/min) {
 		return 0, b, false
 	}
@@ -140,7 +130,7 @@ func decodeEntry(b []byte) (decodedEntry, error) {
 		}
 		if !v1 {
 			var key []byte
-			if key, b, ok = field(b); !ok {
+			if key, b, ok = uvarint.Field(b); !ok {
 				return bad("key")
 			}
 			if len(key) > 0 {
@@ -166,10 +156,10 @@ func decodeEntry(b []byte) (decodedEntry, error) {
 				start := len(slab)
 				for range h {
 					var k, v []byte
-					if k, b, ok = field(b); !ok {
+					if k, b, ok = uvarint.Field(b); !ok {
 						return bad("header key")
 					}
-					if v, b, ok = field(b); !ok {
+					if v, b, ok = uvarint.Field(b); !ok {
 						return bad("header value")
 					}
 					slab = append(slab, logstore.Header{Key: unsafe.String(unsafe.SliceData(k), len(k)), Value: v})
@@ -177,7 +167,7 @@ func decodeEntry(b []byte) (decodedEntry, error) {
 				rec.Headers = slab[start:len(slab):len(slab)]
 			}
 		}
-		if rec.Value, b, ok = field(b); !ok {
+		if rec.Value, b, ok = uvarint.Field(b); !ok {
 			return bad("value")
 		}
 	}

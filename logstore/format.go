@@ -7,6 +7,8 @@ import (
 	"hash/crc32"
 	"math"
 	"unsafe"
+
+	"github.com/proglog/proglog/internal/uvarint"
 )
 
 // On-disk layout constants; doc.go describes the formats byte by byte.
@@ -258,11 +260,11 @@ func decodeRecord(h frameHeader, payload []byte, r *Record, slab *[]Header, left
 		r.Value = payload[:len(payload):len(payload)]
 		return nil
 	}
-	key, p, ok := lengthPrefixed(payload)
+	key, p, ok := uvarint.Field(payload)
 	if !ok {
 		return errors.New("bad key length")
 	}
-	count, k := uvarint(p)
+	count, k := uvarint.Read(p)
 	if k <= 0 || count > uint64(len(p)-k)/2 { // a header takes at least two length bytes
 		return errors.New("bad header count")
 	}
@@ -277,10 +279,10 @@ func decodeRecord(h frameHeader, payload []byte, r *Record, slab *[]Header, left
 		start := len(*slab)
 		for range count {
 			var hk, hv []byte
-			if hk, p, ok = lengthPrefixed(p); !ok {
+			if hk, p, ok = uvarint.Field(p); !ok {
 				return errors.New("bad header key length")
 			}
-			if hv, p, ok = lengthPrefixed(p); !ok {
+			if hv, p, ok = uvarint.Field(p); !ok {
 				return errors.New("bad header value length")
 			}
 			*slab = append(*slab, Header{Key: unsafe.String(unsafe.SliceData(hk), len(hk)), Value: hv})
@@ -296,26 +298,6 @@ func decodeRecord(h frameHeader, payload []byte, r *Record, slab *[]Header, left
 	r.Headers = headers
 	r.Value = p[:len(p):len(p)]
 	return nil
-}
-
-// lengthPrefixed splits a uvarint-length-prefixed field (clipped) off the
-// front of p; ok is false if the length is malformed or runs past p.
-func lengthPrefixed(p []byte) (field, rest []byte, ok bool) {
-	n, k := uvarint(p)
-	if k <= 0 || n > uint64(len(p)-k) {
-		return nil, p, false
-	}
-	end := k + int(n)
-	return p[k:end:end], p[end:], true
-}
-
-// uvarint is binary.Uvarint with the one-byte case, a keyed frame's usual
-// lengths, inlined.
-func uvarint(p []byte) (uint64, int) {
-	if len(p) > 0 && p[0] < 0x80 {
-		return uint64(p[0]), 1
-	}
-	return binary.Uvarint(p)
 }
 
 // fileHeader encodes the 32-byte header of a store or index file.

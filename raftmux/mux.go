@@ -286,9 +286,6 @@ func (m *Mux) conn(addr raft.ServerAddress) (*clientConn, error) {
 	}
 }
 
-// dialed ends the dial under way (p.dialing): c becomes p's connection,
-// or the dial counts as failed (err) and the peer is not dialed again for
-// a backoff.
 // connBefore is conn, dialing again after failed dials (once each
 // backoff ends) until deadline; it gives up at once when cancel is closed.
 func (m *Mux) connBefore(addr raft.ServerAddress, deadline time.Time, cancel <-chan struct{}) (*clientConn, error) {
@@ -320,6 +317,9 @@ func (m *Mux) connBefore(addr raft.ServerAddress, deadline time.Time, cancel <-c
 	}
 }
 
+// dialed ends the dial under way (p.dialing): c becomes p's connection,
+// or the dial counts as failed (err) and the peer is not dialed again for
+// a backoff.
 func (p *peer) dialed(c *clientConn, err error) (*clientConn, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -42,8 +42,10 @@ func TestRoundUp(t *testing.T) {
 	}
 }
 
-// TestGrowingSizesReuse: a run of slightly growing sizes, as a writer's
-// batches are, reuses one buffer instead of making one per size.
+// TestGrowingSizesReuse: after a run of slightly growing sizes, as a
+// writer's batches are, the buffer in use has the capacity rounded up
+// once, so the run reused it; a buffer made to measure would have been
+// too small for each next size and been made again.
 func TestGrowingSizesReuse(t *testing.T) {
 	p := &Pool{Max: 1 << 20}
 	first := p.Get(1000)
