@@ -39,6 +39,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/proglog/proglog/cluster"
+	"github.com/proglog/proglog/internal/memlimit"
 	"github.com/proglog/proglog/node"
 	"github.com/proglog/proglog/tracing"
 )
@@ -64,6 +65,7 @@ func main() {
 		stdout: os.Stdout,
 		stderr: os.Stderr,
 		getenv: os.Getenv,
+		reexec: memlimit.ExecLazy,
 	})
 	stop()
 	os.Exit(code)
@@ -75,6 +77,11 @@ type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	getenv         func(string) string
+	// reexec, when set (by main only: in a test it would start the test
+	// binary again), lets serve start the program afresh with the runtime
+	// settings a server wants (memlimit.ExecLazy); it returns only if it
+	// did not.
+	reexec func() error
 
 	// traces is the client commands' tracing, made by clientTracing on
 	// first use and shut down by run.

@@ -32,6 +32,7 @@ type serveFlags struct {
 	maxRecordBytes, segmentBytes   byteSize
 	maxMessageBytes                byteSize
 	memoryLimit                    byteSize
+	reexecErr                      error // from env.reexec: why serve runs as it was started
 	slowConsumer                   time.Duration
 	sync                           string
 	syncInterval                   time.Duration
@@ -130,6 +131,11 @@ optionally OTEL_EXPORTER_OTLP_PROTOCOL (http/protobuf, the default, or grpc),
 OTEL_TRACES_SAMPLER and _ARG, OTEL_SERVICE_NAME; OTEL_SDK_DISABLED=true turns
 it off. See the README's "Tracing".
 
+Memory: serve starts itself again at once (same PID) with
+GODEBUG=madvdontneed=0 added, so that memory the Go runtime hands back
+under --memory-limit is returned lazily (MADV_FREE) and reused without page
+faults; GODEBUG=madvdontneed=1 in the environment keeps Go's default.
+
 Config file (--config): "name = value" lines with flag names, e.g.
   addr = 0.0.0.0:8400
   sync = interval
@@ -138,6 +144,9 @@ Config file (--config): "name = value" lines with flag names, e.g.
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			sf.syncSet = cmd.Flags().Changed("sync")
 			sf.cluster.diskReserveSet = cmd.Flags().Changed("disk-reserve")
+			if e.reexec != nil {
+				sf.reexecErr = e.reexec()
+			}
 			return serve(cmd.Context(), e, sf)
 		},
 	}
@@ -179,6 +188,9 @@ func serve(ctx context.Context, e *env, sf serveFlags) error {
 	cfg, err := sf.config(logger)
 	if err != nil {
 		return err
+	}
+	if sf.reexecErr != nil {
+		logger.Warn("serve: could not start again with the Go runtime returning memory lazily; going on as started", "err", sf.reexecErr)
 	}
 	n, err := node.New(cfg)
 	if err != nil {

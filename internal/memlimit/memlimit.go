@@ -1,5 +1,7 @@
 // Package memlimit keeps the Go runtime's soft memory limit low while a
-// process's live heap is small and raises it with the heap (see Start).
+// process's live heap is small and raises it with the heap (see Start),
+// and lets a server start again with the memory the limit makes the
+// runtime hand back returned lazily (see ExecLazy).
 package memlimit
 
 import (
