@@ -144,7 +144,8 @@ Config file (--config): "name = value" lines with flag names, e.g.
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			sf.syncSet = cmd.Flags().Changed("sync")
 			sf.cluster.diskReserveSet = cmd.Flags().Changed("disk-reserve")
-			if e.reexec != nil {
+			// Not once a signal came: the new start would not see it.
+			if e.reexec != nil && cmd.Context().Err() == nil {
 				sf.reexecErr = e.reexec()
 			}
 			return serve(cmd.Context(), e, sf)
