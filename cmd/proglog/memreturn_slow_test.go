@@ -14,7 +14,7 @@ import (
 // already chose, keeping its PID, its other GODEBUG settings and the rest
 // of its environment.
 func TestServeReturnsMemoryLazily(t *testing.T) {
-	bin := buildProglog(t)
+	bin := sharedBinary(t)
 	for _, tt := range []struct {
 		godebug string // "": unset
 		want    string

@@ -32,7 +32,6 @@ type serveFlags struct {
 	maxRecordBytes, segmentBytes   byteSize
 	maxMessageBytes                byteSize
 	memoryLimit                    byteSize
-	reexecErr                      error // from env.reexec: why serve runs as it was started
 	slowConsumer                   time.Duration
 	sync                           string
 	syncInterval                   time.Duration
@@ -144,10 +143,6 @@ Config file (--config): "name = value" lines with flag names, e.g.
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			sf.syncSet = cmd.Flags().Changed("sync")
 			sf.cluster.diskReserveSet = cmd.Flags().Changed("disk-reserve")
-			// Not once a signal came: the new start would not see it.
-			if e.reexec != nil && cmd.Context().Err() == nil {
-				sf.reexecErr = e.reexec()
-			}
 			return serve(cmd.Context(), e, sf)
 		},
 	}
@@ -186,12 +181,16 @@ func serve(ctx context.Context, e *env, sf serveFlags) error {
 	if err != nil {
 		return err
 	}
+	// Before anything is opened; not once a signal came (the new start
+	// would not see it).
+	if e.reexec != nil && ctx.Err() == nil {
+		if err := e.reexec(); err != nil {
+			logger.Warn("serve: could not start again with the Go runtime returning memory lazily; going on as started", "err", err)
+		}
+	}
 	cfg, err := sf.config(logger)
 	if err != nil {
 		return err
-	}
-	if sf.reexecErr != nil {
-		logger.Warn("serve: could not start again with the Go runtime returning memory lazily; going on as started", "err", sf.reexecErr)
 	}
 	n, err := node.New(cfg)
 	if err != nil {
