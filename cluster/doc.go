@@ -311,7 +311,13 @@
 // leader but whose commit is unknown (leadership lost, ctx ended, or raft
 // shut down: it answers ErrRaftShutdown even for entries it had committed
 // but not yet applied) returns ErrUnknownOutcome: the record may or may not
-// appear. hashicorp/raft does
+// appear. A leader that is handing leadership over (a graceful shutdown, a
+// partition's preferred leader) has raft refuse new entries before it logs
+// them; AppendBatch waits the transfer out (an election timeout at most)
+// and proposes again, so the append is acknowledged, or refused with
+// *NotLeaderError naming the successor once leadership has moved, or, if
+// ctx ends first, refused with ErrTimeout: never ErrUnknownOutcome.
+// hashicorp/raft does
 // not answer an entry's future if it shuts down while the entry waits for
 // the FSM, so Close first refuses new appends and lets those under way
 // finish (a second at most) before it stops raft, which answers the

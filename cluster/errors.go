@@ -25,7 +25,8 @@ var (
 	// not; retrying may duplicate it.
 	ErrUnknownOutcome = errors.New("cluster: outcome unknown")
 	// ErrTimeout is returned when raft could not even queue the entry in
-	// time. Nothing was written.
+	// time, or ctx ended while a leadership transfer held the entry back.
+	// Nothing was written.
 	ErrTimeout = errors.New("cluster: timed out queueing the entry")
 	// ErrClosed is returned after Close, and by reads while the local log is
 	// being replaced by a snapshot restore.

@@ -620,8 +620,38 @@ func (l *Log) propose(ctx context.Context, data []byte) (any, error) {
 }
 
 // proposeIndex is propose that also returns the entry's Raft index, when
-// raft answered one.
+// raft answered one. While a leadership transfer is in progress raft
+// refuses entries before it logs them; proposeIndex waits the transfer out
+// (it ends within an election timeout) and proposes again, so an append
+// meets a transfer as a pause, then this leader's answer or, once
+// leadership has moved, *NotLeaderError naming the new leader.
 func (l *Log) proposeIndex(ctx context.Context, data []byte) (any, uint64, error) {
+	for {
+		resp, index, err := l.applyOnce(ctx, data)
+		if !errors.Is(err, raft.ErrLeadershipTransferInProgress) {
+			return resp, index, err
+		}
+		t := time.NewTimer(transferPoll)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, 0, fmt.Errorf("%w: %w: %w", ErrTimeout, err, ctx.Err())
+		case <-l.done:
+			t.Stop()
+			return nil, 0, ErrClosed
+		}
+	}
+}
+
+// transferPoll is how often an append waiting out a leadership transfer
+// asks raft again. A transfer to a live follower takes a round trip or
+// two; to one that does not answer, an election timeout.
+const transferPoll = 5 * time.Millisecond
+
+// applyOnce hands data to raft once and waits for its answer. It returns
+// raft.ErrLeadershipTransferInProgress as it is (nothing was logged).
+func (l *Log) applyOnce(ctx context.Context, data []byte) (any, uint64, error) {
 	timeout := applyTimeout
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = max(time.Until(dl), time.Millisecond)
@@ -661,8 +691,11 @@ func (l *Log) proposeIndex(ctx context.Context, data []byte) (any, uint64, error
 	}
 	switch {
 	case o.err == nil:
+	case errors.Is(o.err, raft.ErrLeadershipTransferInProgress):
+		// Refused before raft logged it (raft.go's leaderLoop).
+		return nil, 0, o.err
 	case errors.Is(o.err, raft.ErrNotLeader):
-		return nil, 0, l.notLeader()
+		return nil, 0, l.notLeaderWhenKnown(ctx)
 	case errors.Is(o.err, raft.ErrEnqueueTimeout):
 		return nil, 0, ErrTimeout
 	case errors.Is(o.err, raft.ErrRaftShutdown):
@@ -673,6 +706,19 @@ func (l *Log) proposeIndex(ctx context.Context, data []byte) (any, uint64, error
 		return nil, 0, fmt.Errorf("%w: %w", ErrUnknownOutcome, l.disk.annotate(o.err))
 	}
 	return o.resp, o.index, nil
+}
+
+// notLeaderWhenKnown is notLeader once a leader is known: a leader that
+// has just stepped down (a transfer) hears from its successor within an
+// election, and naming it lets the caller forward the append. It waits
+// for at most leaderWait (or until ctx ends), then names what it knows.
+func (l *Log) notLeaderWhenKnown(ctx context.Context) error {
+	if _, id := l.raft.LeaderWithID(); id == "" {
+		wctx, cancel := context.WithTimeout(ctx, l.leaderWait)
+		_ = l.WaitForLeader(wctx)
+		cancel()
+	}
+	return l.notLeader()
 }
 
 func (l *Log) notLeader() error {

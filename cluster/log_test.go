@@ -510,6 +510,81 @@ func TestTransferLeadership(t *testing.T) {
 	sameLogs(t, nodes...)
 }
 
+// TestAppendDuringLeadershipTransfer appends on the leader while it hands
+// leadership over. Raft refuses entries during a transfer before it logs
+// them; an append must wait the transfer out and then either be
+// acknowledged or refused with *NotLeaderError (nothing written), never
+// end as ErrUnknownOutcome. To a follower that is down the transfer fails
+// after an election timeout and the leader keeps leading, so every append
+// is acknowledged.
+func TestAppendDuringLeadershipTransfer(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		targetDown bool
+	}{
+		{"to a live follower", false},
+		{"to a follower that is down", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newTestPKI(t)
+			nodes := p.startCluster(t, 3)
+			leader := waitLeader(t, nodes...)
+			target := followerOf(nodes, leader)
+			waitApplied(t, appendTo(t, nodes, batch("a", 5))+5, nodes...)
+			if tc.targetDown {
+				target.stop(t)
+			}
+			transferred := make(chan error, 1)
+			go func() { transferred <- leader.log.TransferLeadershipTo(target.id) }()
+			var acked [][]byte
+			refused := 0
+			var transferErr error
+			for i, transferring := 0, true; transferring; i++ {
+				v := []byte(fmt.Sprint("b", i))
+				ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+				_, err := leader.log.Append(ctx, v)
+				cancel()
+				var nle *cluster.NotLeaderError
+				switch {
+				case err == nil:
+					acked = append(acked, v)
+				case errors.As(err, &nle) && !tc.targetDown:
+					if nle.LeaderID != target.id {
+						t.Fatalf("append %d refused naming leader %q, want %q", i, nle.LeaderID, target.id)
+					}
+					refused++
+				default:
+					t.Fatalf("append %d during the transfer: %v", i, err)
+				}
+				select {
+				case transferErr = <-transferred:
+					transferring = false
+				default:
+					if refused > 0 { // leadership has moved: the transfer is ending
+						transferErr, transferring = <-transferred, false
+					}
+				}
+			}
+			if tc.targetDown != (transferErr != nil) {
+				t.Fatalf("transfer to %s: %v", target.id, transferErr)
+			}
+			if tc.targetDown && !leader.log.IsLeader() {
+				t.Fatalf("%s lost leadership to a transfer that failed", leader.id)
+			}
+			live := slices.DeleteFunc(slices.Clone(nodes), func(n *node) bool { return n.log == nil })
+			end := appendTo(t, live, batch("c", 1))
+			waitApplied(t, end+1, live...)
+			got := sameLogs(t, live...)
+			for _, v := range acked {
+				if !slices.ContainsFunc(got, func(g []byte) bool { return bytes.Equal(g, v) }) {
+					t.Fatalf("acknowledged %q is not in the log", v)
+				}
+			}
+			t.Logf("%d appends acknowledged during the transfer, %d refused", len(acked), refused)
+		})
+	}
+}
+
 // counterValue reads a counter from reg (0 when it has no samples).
 func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
