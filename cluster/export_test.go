@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/proglog/proglog/logstore"
@@ -37,4 +38,24 @@ func HoldWriter(l *Log) (release func()) {
 		l.fsm.w.held.Store(nil)
 		close(ch)
 	}
+}
+
+// StepWriter makes the node's store writer wait before each write until
+// step lets that one write go; done lets every write go again.
+func StepWriter(l *Log) (step, done func()) {
+	ch := make(chan struct{})
+	l.fsm.w.held.Store(&ch)
+	var once sync.Once
+	return func() { ch <- struct{}{} }, func() {
+		once.Do(func() {
+			l.fsm.w.held.Store(nil)
+			close(ch)
+		})
+	}
+}
+
+// StoreNext is the offset the node's local store writes next.
+func StoreNext(l *Log) uint64 {
+	_, next := l.current().log.Bounds()
+	return next
 }

@@ -45,6 +45,14 @@ const writeQueueLen = 64
 // of 100 B are ~0.6 MB of frames, still few write calls (no fsync here).
 const maxWriteBatch = 4096
 
+// maxWriteBatchBytes bounds the same by the records' bytes (values, keys
+// and headers): with large records, 4096 of them would be a frame buffer
+// of gigabytes, made whole before it is written. An entry is gathered
+// whole, so one append may pass it by an entry (at most 4 MiB of records)
+// and a single entry larger than it is still one append. At this size
+// logstore keeps the buffer for the next append.
+const maxWriteBatchBytes = 4 << 20
+
 // writeReq is a run of records with consecutive offsets from base, or,
 // with flushed set, a request to close flushed once everything queued
 // before it is written.
@@ -68,9 +76,10 @@ func (w *storeWriter) run() {
 		flushes []chan struct{}
 		slabs   []*[]logstore.Header
 		base    uint64
+		size    int // the bytes of values' records
 	)
 	for req := range w.queue {
-		values, flushes, slabs = values[:0], flushes[:0], slabs[:0]
+		values, flushes, slabs, size = values[:0], flushes[:0], slabs[:0], 0
 		add := func(r writeReq) {
 			if r.flushed != nil {
 				flushes = append(flushes, r.flushed)
@@ -82,6 +91,9 @@ func (w *storeWriter) run() {
 				w.fail(fmt.Errorf("%w: records for offset %d queued after the run ending at %d", logstore.ErrCorrupt, r.base, base+uint64(len(values))))
 			}
 			for _, run := range r.runs {
+				for i := range run {
+					size += run[i].Size()
+				}
 				values = append(values, run...)
 				putRecords(run) // copied: decodeEntry may reuse it
 			}
@@ -89,7 +101,7 @@ func (w *storeWriter) run() {
 		}
 		add(req)
 	more:
-		for len(values) < maxWriteBatch {
+		for len(values) < maxWriteBatch && size < maxWriteBatchBytes {
 			select {
 			case r, ok := <-w.queue:
 				if !ok {

@@ -88,6 +88,59 @@ func TestStoreWriteFailureHealsByItself(t *testing.T) {
 	}
 }
 
+// The store writer gathers the entries queued behind it into one store
+// append until they hold 4 MiB of records, not only 4096 records: large
+// records would otherwise make one frame buffer of every entry queued
+// (up to 64 entries of 4 MiB).
+func TestStoreWritesBoundedByBytes(t *testing.T) {
+	p := newTestPKI(t)
+	n := p.startNode(t, "n1", t.TempDir(), "", true)
+	defer n.stop(t)
+	waitLeader(t, n)
+	step, done := cluster.StepWriter(n.log)
+	defer done()
+	const (
+		entries    = 12
+		perEntry   = 4
+		recordSize = 256 << 10 // an entry is 1 MiB of records
+	)
+	value := bytes.Repeat([]byte{'x'}, recordSize)
+	var base uint64
+	for i := range entries {
+		values := make([][]byte, perEntry)
+		for j := range values {
+			values[j] = value
+		}
+		b, err := n.log.AppendBatch(t.Context(), values)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			base = b
+		}
+	}
+	end := base + entries*perEntry
+	writes := 0
+	for at := cluster.StoreNext(n.log); at < end; writes++ {
+		step()
+		var now uint64
+		waitFor(t, func() bool { now = cluster.StoreNext(n.log); return now > at })
+		// 4 MiB, and the entry that passes it.
+		if got, most := now-at, uint64((4<<20)/recordSize+perEntry); got > most {
+			t.Fatalf("one store write took %d records of %d B, want at most %d", got, recordSize, most)
+		}
+		at = now
+	}
+	if writes < 3 {
+		t.Fatalf("%d MiB of records written in %d store writes, want at least 3", entries*perEntry*recordSize>>20, writes)
+	}
+	done()
+	_, got := readAll(t, n.log)
+	if uint64(len(got)) != end {
+		t.Fatalf("the store holds %d records, want %d", len(got), end)
+	}
+}
+
 // TestReadsEndWithTheirContext: while the store lags behind what is
 // committed, a read of a committed record waits for it, but only until the
 // caller's context ends (not the writer's 10 s limit), and then the record

@@ -116,6 +116,9 @@ func (c *clientConn) failed() error {
 	return c.err
 }
 
+// neverAnswered reports whether nothing was read on c since its dial.
+func (c *clientConn) neverAnswered() bool { return c.lastRead.Load() == c.dialed }
+
 // forget removes k if the reader has not taken it; true if removed (then
 // nobody else touches k's resp).
 func (c *clientConn) forget(k *call) bool {
@@ -152,7 +155,7 @@ func (c *clientConn) fail(err error) {
 	// A connection that ends before any answer came back (a peer that
 	// refuses the Mux's preamble, such as a node of an older version)
 	// counts as a failed dial, so the peer is not dialed again at once.
-	c.peer.dropConn(c, c.lastRead.Load() == c.dialed, c.err)
+	c.peer.dropConn(c, c.neverAnswered(), c.err)
 	c.w.fail(err)
 	for _, k := range calls {
 		k.err = c.err

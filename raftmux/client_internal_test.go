@@ -3,6 +3,7 @@ package raftmux
 import (
 	"errors"
 	"net"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -67,6 +68,75 @@ func TestFailedConnectionDropped(t *testing.T) {
 	}
 	if resp.Term != 7 || !resp.Granted {
 		t.Fatalf("answer %+v", resp)
+	}
+}
+
+// A connection that is failing, its error set but its fail not yet at
+// the point where it drops it as the peer's connection, is not handed
+// out: the request that asks meanwhile gets a new connection, not one on
+// which it fails.
+func TestFailingConnectionNotHandedOut(t *testing.T) {
+	b, tb := groupOn(t, Config{Addr: "b", Dial: func(raft.ServerAddress, Kind, time.Duration) (net.Conn, error) { return nil, net.ErrClosed }})
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	defer func() { close(stop); <-stopped }()
+	go func() {
+		defer close(stopped)
+		for {
+			select {
+			case rpc := <-tb.Consumer():
+				rpc.Respond(&raft.RequestVoteResponse{Term: 7, Granted: true}, nil)
+			case <-stop:
+				return
+			}
+		}
+	}()
+	var dials atomic.Int32
+	a, ta := groupOn(t, Config{Addr: "a", Dial: func(_ raft.ServerAddress, kind Kind, _ time.Duration) (net.Conn, error) {
+		dials.Add(1)
+		x, y := net.Pipe()
+		go b.Serve(y, kind)
+		return x, nil
+	}})
+	var resp raft.RequestVoteResponse
+	if err := ta.RequestVote("b", "b", &raft.RequestVoteRequest{Term: 1}, &resp); err != nil {
+		t.Fatal(err)
+	}
+	c, err := a.conn("b")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The window, made by hand: c's error is set, its drop not done.
+	lost := errors.New("lost, by hand")
+	c.mu.Lock()
+	c.err = &lostError{addr: "b", err: lost}
+	c.mu.Unlock()
+	// Then c's fail runs to its end, as it would have (and must, for the
+	// Mux to close).
+	failEnds := sync.OnceFunc(func() {
+		c.mu.Lock()
+		c.err = nil
+		c.mu.Unlock()
+		c.fail(lost)
+	})
+	defer failEnds()
+	got, err := a.conn("b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got == c {
+		t.Fatal("a failing connection was handed out")
+	}
+	if n := dials.Load(); n != 2 {
+		t.Fatalf("%d dials, want 2 (no backoff: the failing connection had answered)", n)
+	}
+	if err := ta.RequestVote("b", "b", &raft.RequestVoteRequest{Term: 1}, &resp); err != nil {
+		t.Fatalf("request after the failing connection: %v", err)
+	}
+	// c's drop now finds another connection and leaves it.
+	failEnds()
+	if now, err := a.conn("b"); err != nil || now != got {
+		t.Fatalf("after the old connection's fail: %p, %v; want the new one %p", now, err, got)
 	}
 }
 

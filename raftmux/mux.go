@@ -254,8 +254,15 @@ func (m *Mux) conn(addr raft.ServerAddress) (*clientConn, error) {
 	for {
 		p.mu.Lock()
 		if c := p.conn; c != nil {
-			p.mu.Unlock()
-			return c, nil
+			err := c.failed()
+			if err == nil {
+				p.mu.Unlock()
+				return c, nil
+			}
+			// c is failing, and its fail has not dropped it yet: drop it
+			// here (that drop then finds nothing) rather than hand out a
+			// connection every request on which fails.
+			p.dropLocked(c, c.neverAnswered(), err)
 		}
 		if time.Now().Before(p.retryAt) {
 			err := p.lastErr
@@ -354,6 +361,12 @@ func (p *peer) answered() {
 // makes the next dial wait as after a failed one.
 func (p *peer) dropConn(c *clientConn, backoffNext bool, err error) {
 	p.mu.Lock()
+	p.dropLocked(c, backoffNext, err)
+	p.mu.Unlock()
+}
+
+// dropLocked is dropConn with p.mu held.
+func (p *peer) dropLocked(c *clientConn, backoffNext bool, err error) {
 	if p.conn == c {
 		p.conn = nil
 		if backoffNext {
@@ -362,5 +375,4 @@ func (p *peer) dropConn(c *clientConn, backoffNext bool, err error) {
 			p.lastErr = err
 		}
 	}
-	p.mu.Unlock()
 }
