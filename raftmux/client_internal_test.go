@@ -17,20 +17,7 @@ import (
 // next request dials anew. Before, it was kept, and its error answered
 // every request to that peer until the Mux closed.
 func TestFailedConnectionDropped(t *testing.T) {
-	b, tb := groupOn(t, Config{Addr: "b", Dial: func(raft.ServerAddress, Kind, time.Duration) (net.Conn, error) { return nil, net.ErrClosed }})
-	stop, stopped := make(chan struct{}), make(chan struct{})
-	defer func() { close(stop); <-stopped }()
-	go func() {
-		defer close(stopped)
-		for {
-			select {
-			case rpc := <-tb.Consumer():
-				rpc.Respond(&raft.RequestVoteResponse{Term: 7, Granted: true}, nil)
-			case <-stop:
-				return
-			}
-		}
-	}()
+	b := grantingPeer(t)
 	a, ta := groupOn(t, Config{Addr: "a", Dial: func(_ raft.ServerAddress, kind Kind, _ time.Duration) (net.Conn, error) {
 		x, y := net.Pipe()
 		go b.Serve(y, kind)
@@ -76,20 +63,7 @@ func TestFailedConnectionDropped(t *testing.T) {
 // out: the request that asks meanwhile gets a new connection, not one on
 // which it fails.
 func TestFailingConnectionNotHandedOut(t *testing.T) {
-	b, tb := groupOn(t, Config{Addr: "b", Dial: func(raft.ServerAddress, Kind, time.Duration) (net.Conn, error) { return nil, net.ErrClosed }})
-	stop, stopped := make(chan struct{}), make(chan struct{})
-	defer func() { close(stop); <-stopped }()
-	go func() {
-		defer close(stopped)
-		for {
-			select {
-			case rpc := <-tb.Consumer():
-				rpc.Respond(&raft.RequestVoteResponse{Term: 7, Granted: true}, nil)
-			case <-stop:
-				return
-			}
-		}
-	}()
+	b := grantingPeer(t)
 	var dials atomic.Int32
 	a, ta := groupOn(t, Config{Addr: "a", Dial: func(_ raft.ServerAddress, kind Kind, _ time.Duration) (net.Conn, error) {
 		dials.Add(1)
@@ -138,6 +112,27 @@ func TestFailingConnectionNotHandedOut(t *testing.T) {
 	if now, err := a.conn("b"); err != nil || now != got {
 		t.Fatalf("after the old connection's fail: %p, %v; want the new one %p", now, err, got)
 	}
+}
+
+// grantingPeer starts node "b": a Mux whose group "g" grants every vote
+// (term 7) until the test ends.
+func grantingPeer(t *testing.T) *Mux {
+	t.Helper()
+	b, tb := groupOn(t, Config{Addr: "b", Dial: func(raft.ServerAddress, Kind, time.Duration) (net.Conn, error) { return nil, net.ErrClosed }})
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	t.Cleanup(func() { close(stop); <-stopped })
+	go func() {
+		defer close(stopped)
+		for {
+			select {
+			case rpc := <-tb.Consumer():
+				rpc.Respond(&raft.RequestVoteResponse{Term: 7, Granted: true}, nil)
+			case <-stop:
+				return
+			}
+		}
+	}()
+	return b
 }
 
 // groupOn starts a Mux with cfg and its transport for group "g"; both
