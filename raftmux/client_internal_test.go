@@ -114,9 +114,17 @@ func TestFailingConnectionNotHandedOut(t *testing.T) {
 	}
 }
 
-// grantingPeer starts node "b": a Mux whose group "g" grants every vote
-// (term 7) until the test ends.
+// grantingPeer starts node "b", whose group "g" grants every vote (term
+// 7).
 func grantingPeer(t *testing.T) *Mux {
+	t.Helper()
+	b, _ := peerB(t, func(rpc raft.RPC) { rpc.Respond(&raft.RequestVoteResponse{Term: 7, Granted: true}, nil) })
+	return b
+}
+
+// peerB starts node "b", a Mux that dials no one, and hands every RPC its
+// group "g" receives to handle until the test ends.
+func peerB(t *testing.T, handle func(raft.RPC)) (*Mux, *Transport) {
 	t.Helper()
 	b, tb := groupOn(t, Config{Addr: "b", Dial: func(raft.ServerAddress, Kind, time.Duration) (net.Conn, error) { return nil, net.ErrClosed }})
 	stop, stopped := make(chan struct{}), make(chan struct{})
@@ -126,13 +134,13 @@ func grantingPeer(t *testing.T) *Mux {
 		for {
 			select {
 			case rpc := <-tb.Consumer():
-				rpc.Respond(&raft.RequestVoteResponse{Term: 7, Granted: true}, nil)
+				handle(rpc)
 			case <-stop:
 				return
 			}
 		}
 	}()
-	return b
+	return b, tb
 }
 
 // groupOn starts a Mux with cfg and its transport for group "g"; both
@@ -344,21 +352,8 @@ type link struct {
 func linked(t *testing.T) *link {
 	t.Helper()
 	l := &link{got: make(chan raft.RPC, 16), conns: make(chan net.Conn, 16)}
-	b, tb := groupOn(t, Config{Addr: "b", Dial: func(raft.ServerAddress, Kind, time.Duration) (net.Conn, error) { return nil, net.ErrClosed }})
-	l.b = tb
-	stop, stopped := make(chan struct{}), make(chan struct{})
-	t.Cleanup(func() { close(stop); <-stopped })
-	go func() {
-		defer close(stopped)
-		for {
-			select {
-			case rpc := <-tb.Consumer():
-				l.got <- rpc
-			case <-stop:
-				return
-			}
-		}
-	}()
+	var b *Mux
+	b, l.b = peerB(t, func(rpc raft.RPC) { l.got <- rpc })
 	_, l.a = groupOn(t, Config{Addr: "a", Timeout: time.Second, Dial: func(_ raft.ServerAddress, kind Kind, _ time.Duration) (net.Conn, error) {
 		if n := l.refuse.Load(); n < 0 || n > 0 && l.refuse.CompareAndSwap(n, n-1) {
 			return nil, errors.New("refused by the test")
