@@ -32,12 +32,8 @@ func FailWriter(l *Log) {
 // HoldWriter stops the node's store writer before its next write, so the
 // store lags behind what is applied, until release is called.
 func HoldWriter(l *Log) (release func()) {
-	ch := make(chan struct{})
-	l.fsm.w.held.Store(&ch)
-	return func() {
-		l.fsm.w.held.Store(nil)
-		close(ch)
-	}
+	_, release = StepWriter(l)
+	return release
 }
 
 // StepWriter makes the node's store writer wait before each write until

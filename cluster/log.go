@@ -587,18 +587,14 @@ func (l *Log) leading(ctx context.Context) error {
 	default:
 	}
 	if l.raft.State() != raft.Leader {
-		if _, id := l.raft.LeaderWithID(); id == "" {
-			// An election is under way (or the node just started): wait for
-			// its outcome instead of failing an append a moment early.
-			wctx, cancel := context.WithTimeout(ctx, l.leaderWait)
-			err := l.WaitForLeader(wctx)
-			cancel()
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			if errors.Is(err, ErrClosed) {
-				return err
-			}
+		// An election may be under way (or the node just started): wait
+		// for its outcome instead of failing an append a moment early.
+		err := l.awaitLeader(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if errors.Is(err, ErrClosed) {
+			return err
 		}
 		if l.raft.State() != raft.Leader {
 			if err := l.leaderlessDiskFull(); err != nil {
@@ -711,14 +707,21 @@ func (l *Log) applyOnce(ctx context.Context, data []byte) (any, uint64, error) {
 // notLeaderWhenKnown is notLeader once a leader is known: a leader that
 // has just stepped down (a transfer) hears from its successor within an
 // election, and naming it lets the caller forward the append. It waits
-// for at most leaderWait (or until ctx ends), then names what it knows.
+// as awaitLeader does, then names what it knows.
 func (l *Log) notLeaderWhenKnown(ctx context.Context) error {
-	if _, id := l.raft.LeaderWithID(); id == "" {
-		wctx, cancel := context.WithTimeout(ctx, l.leaderWait)
-		_ = l.WaitForLeader(wctx)
-		cancel()
-	}
+	_ = l.awaitLeader(ctx)
 	return l.notLeader()
+}
+
+// awaitLeader returns once a leader is known, waiting for at most
+// leaderWait; it returns WaitForLeader's error if none became known.
+func (l *Log) awaitLeader(ctx context.Context) error {
+	if _, id := l.raft.LeaderWithID(); id != "" {
+		return nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, l.leaderWait)
+	defer cancel()
+	return l.WaitForLeader(wctx)
 }
 
 func (l *Log) notLeader() error {

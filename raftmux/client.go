@@ -116,9 +116,6 @@ func (c *clientConn) failed() error {
 	return c.err
 }
 
-// neverAnswered reports whether nothing was read on c since its dial.
-func (c *clientConn) neverAnswered() bool { return c.lastRead.Load() == c.dialed }
-
 // forget removes k if the reader has not taken it; true if removed (then
 // nobody else touches k's resp).
 func (c *clientConn) forget(k *call) bool {
@@ -141,21 +138,27 @@ func (c *clientConn) take(id uint64) *call {
 }
 
 // fail ends the connection: every call in flight fails with err, and the
-// next request dials again.
+// next request dials again. It sets c's error and drops c as its peer's
+// connection under the peer's lock, so Mux.conn, which hands out the
+// peer's connection under that lock, never hands out one that has failed.
 func (c *clientConn) fail(err error) {
+	p := c.peer
+	p.mu.Lock() // before c.mu, as in peer.dialed
 	c.mu.Lock()
 	if c.err != nil {
 		c.mu.Unlock()
+		p.mu.Unlock()
 		return
 	}
-	c.err = &lostError{addr: c.peer.addr, err: err}
+	c.err = &lostError{addr: p.addr, err: err}
 	calls := c.calls
 	c.calls = nil
 	c.mu.Unlock()
 	// A connection that ends before any answer came back (a peer that
 	// refuses the Mux's preamble, such as a node of an older version)
 	// counts as a failed dial, so the peer is not dialed again at once.
-	c.peer.dropConn(c, c.neverAnswered(), c.err)
+	p.drop(c, c.lastRead.Load() == c.dialed, c.err)
+	p.mu.Unlock()
 	c.w.fail(err)
 	for _, k := range calls {
 		k.err = c.err

@@ -3,7 +3,6 @@ package raftmux
 import (
 	"errors"
 	"net"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -58,11 +57,12 @@ func TestFailedConnectionDropped(t *testing.T) {
 	}
 }
 
-// A connection that is failing, its error set but its fail not yet at
-// the point where it drops it as the peer's connection, is not handed
-// out: the request that asks meanwhile gets a new connection, not one on
-// which it fails.
-func TestFailingConnectionNotHandedOut(t *testing.T) {
+// A connection's fail sets its error and drops it as the peer's
+// connection in one step under the peer's lock: Mux.conn, which hands out
+// the peer's connection under that lock, never sees one that has failed,
+// and the next request gets a new connection at once (no backoff: the
+// failed one had answered).
+func TestFailedConnectionNeverHandedOut(t *testing.T) {
 	b := grantingPeer(t)
 	var dials atomic.Int32
 	a, ta := groupOn(t, Config{Addr: "a", Dial: func(_ raft.ServerAddress, kind Kind, _ time.Duration) (net.Conn, error) {
@@ -80,37 +80,42 @@ func TestFailingConnectionNotHandedOut(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The window, made by hand: c's error is set, its drop not done.
-	lost := errors.New("lost, by hand")
-	c.mu.Lock()
-	c.err = &lostError{addr: "b", err: lost}
-	c.mu.Unlock()
-	// Then c's fail runs to its end, as it would have (and must, for the
-	// Mux to close).
-	failEnds := sync.OnceFunc(func() {
-		c.mu.Lock()
-		c.err = nil
-		c.mu.Unlock()
-		c.fail(lost)
-	})
-	defer failEnds()
+	// While the peer's lock is held (as conn holds it), a fail sets
+	// nothing that the lock's holder could see half done.
+	p := c.peer
+	p.mu.Lock()
+	failed := make(chan struct{})
+	go func() {
+		defer close(failed)
+		c.fail(errors.New("lost, by the test"))
+	}()
+	time.Sleep(50 * time.Millisecond)
+	if p.conn == c && c.failed() != nil {
+		p.mu.Unlock()
+		<-failed
+		t.Fatal("the peer's connection has failed but is still the peer's connection")
+	}
+	p.mu.Unlock()
+	<-failed
+	p.mu.Lock()
+	still := p.conn == c
+	p.mu.Unlock()
+	if still || c.failed() == nil {
+		t.Fatalf("after fail: still the peer's connection %v, error %v", still, c.failed())
+	}
+
 	got, err := a.conn("b")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got == c {
-		t.Fatal("a failing connection was handed out")
+		t.Fatal("a failed connection was handed out")
 	}
 	if n := dials.Load(); n != 2 {
-		t.Fatalf("%d dials, want 2 (no backoff: the failing connection had answered)", n)
+		t.Fatalf("%d dials, want 2", n)
 	}
 	if err := ta.RequestVote("b", "b", &raft.RequestVoteRequest{Term: 1}, &resp); err != nil {
-		t.Fatalf("request after the failing connection: %v", err)
-	}
-	// c's drop now finds another connection and leaves it.
-	failEnds()
-	if now, err := a.conn("b"); err != nil || now != got {
-		t.Fatalf("after the old connection's fail: %p, %v; want the new one %p", now, err, got)
+		t.Fatalf("request after the failed connection: %v", err)
 	}
 }
 

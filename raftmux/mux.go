@@ -254,15 +254,8 @@ func (m *Mux) conn(addr raft.ServerAddress) (*clientConn, error) {
 	for {
 		p.mu.Lock()
 		if c := p.conn; c != nil {
-			err := c.failed()
-			if err == nil {
-				p.mu.Unlock()
-				return c, nil
-			}
-			// c is failing, and its fail has not dropped it yet: drop it
-			// here (that drop then finds nothing) rather than hand out a
-			// connection every request on which fails.
-			p.dropLocked(c, c.neverAnswered(), err)
+			p.mu.Unlock()
+			return c, nil
 		}
 		if time.Now().Before(p.retryAt) {
 			err := p.lastErr
@@ -335,7 +328,7 @@ func (p *peer) dialed(c *clientConn, err error) (*clientConn, error) {
 	if err == nil {
 		// c's reader fails at once if the peer hung up at once (a node
 		// being isolated or restarting), maybe before this: its
-		// dropConn then found nothing to drop, and c, kept, would fail
+		// fail then found nothing to drop, and c, kept, would fail
 		// every request to p until the Mux closed. Once c is p's
 		// connection, under mu, a failure finds it.
 		err = c.failed()
@@ -357,16 +350,9 @@ func (p *peer) answered() {
 	p.mu.Unlock()
 }
 
-// dropConn forgets c as p's connection (it failed with err); backoff
-// makes the next dial wait as after a failed one.
-func (p *peer) dropConn(c *clientConn, backoffNext bool, err error) {
-	p.mu.Lock()
-	p.dropLocked(c, backoffNext, err)
-	p.mu.Unlock()
-}
-
-// dropLocked is dropConn with p.mu held.
-func (p *peer) dropLocked(c *clientConn, backoffNext bool, err error) {
+// drop forgets c as p's connection (it failed with err); backoff makes
+// the next dial wait as after a failed one. The caller holds p.mu.
+func (p *peer) drop(c *clientConn, backoffNext bool, err error) {
 	if p.conn == c {
 		p.conn = nil
 		if backoffNext {
