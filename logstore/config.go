@@ -73,12 +73,14 @@ type Config struct {
 	MaxRecordBytes int
 	// Sync is the durability policy; default SyncAlways.
 	Sync SyncPolicy
-	// DropBehind, when > 0 under SyncAlways, drops a segment's pages more
-	// than this many bytes behind its end from the page cache once they are
-	// synced (posix_fadvise POSIX_FADV_DONTNEED), for logs that are written
-	// once and read back only near their end: Raft's logs. Reads of what
-	// was dropped still work; they go to the disk. Ignored under the other
-	// policies (their pages are not known to be clean).
+	// DropBehind, when > 0, is how many bytes at the end of the log stay in
+	// the page cache: pages further behind are dropped once on disk
+	// (posix_fadvise POSIX_FADV_DONTNEED; under SyncInterval and SyncNever
+	// they are written back first), and a read wholly behind that end drops
+	// the pages it read. For logs read back mostly near their end: Raft's,
+	// and record stores whose operator bounds their cache (serve's
+	// --page-cache-tail). Reads of what was dropped still work; they go to
+	// the disk. 0 keeps every page until the kernel needs the memory.
 	DropBehind int64
 	// SyncInterval is the fdatasync period under SyncInterval; default 100ms.
 	SyncInterval time.Duration

@@ -216,11 +216,7 @@
 //   - SyncAlways (default): each flush writes every queued frame with one
 //     write and calls fdatasync on the store before any of those appends
 //     returns and before readers can see the records. Concurrent appends
-//     share the flush (group commit). With Config.DropBehind set, the
-//     synced pages more than that far behind the active segment's end are
-//     then dropped from the page cache (posix_fadvise DONTNEED; they are
-//     clean, so nothing is written): Raft's logs are read back only near
-//     their end, and their pages would otherwise crowd out the stores'.
+//     share the flush (group commit).
 //   - SyncInterval: appends return after the write (page cache); fdatasync
 //     runs every Config.SyncInterval. SyncNever: no fdatasync at all while
 //     the log is open. Under both, records are visible when acknowledged; a
@@ -230,6 +226,20 @@
 //     (sync_file_range, SYNC_FILE_RANGE_WRITE: no wait, no durability
 //     promise), so dirty pages do not pile up into a burst that stalls
 //     every fdatasync on the disk, other logs' included.
+//   - With Config.DropBehind set, under every policy, a flush then drops
+//     from the page cache the pages more than that far behind the log's
+//     end, across segments (posix_fadvise DONTNEED), in steps of 1 MiB and
+//     a sealed segment's last ones at once. Only clean pages can be
+//     dropped: under SyncAlways they were synced; under the others their
+//     range is first written back with sync_file_range, waiting for those
+//     pages only (handed to write-back that far back, so the wait is short;
+//     still no durability promise). A read that lies wholly below what the
+//     writer dropped drops the pages it read too, up to its last whole MiB
+//     (or the drop's end), so a reader catching up does not fill the cache
+//     with what it will not read again. None of it changes what is read or
+//     when it is durable: a dropped page is read from the disk. Raft's logs
+//     use it (their entries are read back only near their end) and so do
+//     record stores when the operator bounds their cache (--page-cache-tail).
 //   - Under SyncAlways and SyncInterval: sealing a segment fdatasyncs its
 //     store, then msyncs, trims and fsyncs its index before the next segment
 //     is created, and a new segment's store header is fdatasynced. Under

@@ -11,25 +11,18 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TestDropBehind: under SyncAlways with DropBehind set, the synced pages
-// more than DropBehind bytes behind the end leave the page cache (checked
-// with mincore where the filesystem has a page cache of its own), the rest
-// stay, and every record still reads back; under the other policies nothing
-// is dropped (their pages may be dirty).
+// TestDropBehind: with DropBehind set, under every policy, the pages more
+// than DropBehind bytes behind the end leave the page cache once written
+// (checked with mincore where the filesystem has a page cache of its own;
+// under SyncInterval and SyncNever they are written back first), the rest
+// stay, and every record still reads back.
 func TestDropBehind(t *testing.T) {
 	const behind = 256 << 10
 	value := func(i int) []byte { return bytes.Repeat([]byte{byte('a' + i)}, 300<<10) }
-	for _, tc := range []struct {
-		policy SyncPolicy
-		drops  bool
-	}{
-		{SyncAlways, true},
-		{SyncInterval, false},
-		{SyncNever, false},
-	} {
-		t.Run(tc.policy.String(), func(t *testing.T) {
+	for _, policy := range []SyncPolicy{SyncAlways, SyncInterval, SyncNever} {
+		t.Run(policy.String(), func(t *testing.T) {
 			dir := t.TempDir()
-			l, err := Open(dir, Config{Sync: tc.policy, SyncInterval: time.Hour, MaxSegmentBytes: 64 << 20, DropBehind: behind})
+			l, err := Open(dir, Config{Sync: policy, SyncInterval: time.Hour, MaxSegmentBytes: 64 << 20, DropBehind: behind})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -39,7 +32,7 @@ func TestDropBehind(t *testing.T) {
 				l.flushMu.Lock()
 				defer l.flushMu.Unlock()
 				s := active()
-				return s.size, s.dropped
+				return s.size, s.dropped.Load()
 			}
 			const n = 30
 			for i := range n {
@@ -48,18 +41,17 @@ func TestDropBehind(t *testing.T) {
 				}
 				size, dropped := state()
 				switch {
-				case !tc.drops && dropped != 0:
-					t.Fatalf("append %d: %s dropped pages up to %d", i, tc.policy, dropped)
-				case tc.drops && (dropped > size-behind && dropped > 0 || dropped%pageSize != 0):
+				case dropped > size-behind && dropped > 0 || dropped%pageSize != 0:
 					t.Fatalf("append %d: %d bytes written, dropped up to %d: within the last %d bytes, or not at a page boundary", i, size, dropped, behind)
-				case tc.drops && size-behind-dropped >= hintEvery+pageSize:
+				case size-behind-dropped >= hintEvery+pageSize:
 					t.Fatalf("append %d: %d bytes written, dropped only up to %d", i, size, dropped)
 				}
 			}
 			size, dropped := state()
-			if tc.drops {
-				checkResident(t, active().storePath, size, dropped, behind)
+			if dropped == 0 {
+				t.Fatalf("%d bytes written, nothing dropped", size)
 			}
+			checkResident(t, active().storePath, size, dropped-maxFolio, size-behind)
 			for i := range n {
 				r, err := l.Read(context.Background(), uint64(i))
 				if err != nil {
@@ -80,19 +72,84 @@ func TestDropBehind(t *testing.T) {
 				}
 			}
 			size, dropped = state()
-			if tc.drops && (dropped > size-behind || size-behind-dropped >= hintEvery+pageSize) {
+			if dropped > size-behind || size-behind-dropped >= hintEvery+pageSize {
 				t.Fatalf("after a truncation: %d bytes written, dropped up to %d", size, dropped)
 			}
 		})
 	}
 }
 
+// TestDropBehindAcrossSegments: the window is the log's, not a segment's:
+// sealed segments wholly behind it leave the page cache entirely, those
+// within it stay, and a reader catching up from the start drops what it
+// read behind the window but not the window itself.
+func TestDropBehindAcrossSegments(t *testing.T) {
+	const (
+		behind  = 6 << 20
+		segSize = 4 << 20
+		n       = 200 // of 100 KiB: five segments
+	)
+	value := func(i int) []byte { return bytes.Repeat([]byte{byte(i)}, 100<<10) }
+	l, err := Open(t.TempDir(), Config{Sync: SyncInterval, SyncInterval: time.Hour, MaxSegmentBytes: segSize, DropBehind: behind})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for i := range n {
+		if _, err := l.Append(context.Background(), value(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// ahead[i] is how many bytes of the log follow segment i's end.
+	l.flushMu.Lock()
+	segs := l.segs.Load().segs
+	ahead := make([]int64, len(segs))
+	for i := len(segs) - 2; i >= 0; i-- {
+		ahead[i] = ahead[i+1] + segs[i+1].size
+	}
+	l.flushMu.Unlock()
+	if len(segs) < 4 {
+		t.Fatalf("%d segments; the test needs some wholly behind the window and some in it", len(segs))
+	}
+	check := func(when string, readerDropped func(i int) int64) {
+		t.Helper()
+		for i, s := range segs[:len(segs)-1] {
+			cached := max(0, s.size-(behind-ahead[i])) // the window's part of s starts here
+			switch {
+			case ahead[i] >= behind && s.dropped.Load() != s.size:
+				t.Errorf("%s: segment %d is %d bytes behind the end, dropped only up to %d of %d", when, i, ahead[i], s.dropped.Load(), s.size)
+			case ahead[i] >= behind:
+				checkResident(t, s.storePath, s.size, s.size, s.size)
+			default:
+				checkResident(t, s.storePath, s.size, min(readerDropped(i), cached-maxFolio), cached)
+			}
+		}
+	}
+	check("written", func(int) int64 { return 0 })
+
+	var b Batch
+	for off := uint64(0); off < n; off += uint64(len(b.Records)) {
+		if err := l.ReadInto(context.Background(), off, 4, 0, &b); err != nil {
+			t.Fatal(err)
+		}
+		for j, r := range b.Records {
+			if !bytes.Equal(r.Value, value(int(off)+j)) {
+				t.Fatalf("record %d read back wrong", int(off)+j)
+			}
+		}
+	}
+	// A reader drops in whole steps of hintEvery up to where the writer
+	// had dropped, and all of a segment the writer had.
+	check("read from the start", func(i int) int64 {
+		return min(segs[i].dropped.Load(), segs[i].size) &^ (hintEvery - 1) - maxFolio
+	})
+}
+
 // checkResident maps the store and asks the kernel which of its pages are
-// cached: none below dropped (but for a large folio across it), all of the
-// last behind bytes. A filesystem
-// without a page cache of its own (tmpfs) ignores the hint; there only the
-// bookkeeping is checked.
-func checkResident(t *testing.T, path string, size, dropped, behind int64) {
+// cached: none wholly below gone, all from kept on. A filesystem without
+// a page cache of its own (tmpfs) ignores the hints; there nothing is
+// checked.
+func checkResident(t *testing.T, path string, size, gone, kept int64) {
 	t.Helper()
 	var fs unix.Statfs_t
 	if err := unix.Statfs(path, &fs); err != nil {
@@ -101,9 +158,6 @@ func checkResident(t *testing.T, path string, size, dropped, behind int64) {
 	if fs.Type == unix.TMPFS_MAGIC {
 		t.Logf("%s is on a tmpfs: page residency not checked", path)
 		return
-	}
-	if dropped == 0 {
-		t.Fatalf("%d bytes written, nothing dropped", size)
 	}
 	f, err := os.Open(path)
 	if err != nil {
@@ -122,10 +176,10 @@ func checkResident(t *testing.T, path string, size, dropped, behind int64) {
 	for p, v := range vec {
 		off := int64(p) * pageSize
 		switch resident := v&1 == 1; {
-		case off+pageSize <= dropped-maxFolio && resident:
-			t.Fatalf("page at %d is still cached; dropped up to %d of %d bytes", off, dropped, size)
-		case off >= size-behind && !resident:
-			t.Fatalf("page at %d is not cached; it is within the last %d bytes of %d", off, behind, size)
+		case off+pageSize <= gone && resident:
+			t.Fatalf("%s: page at %d is still cached; none below %d of %d bytes should be", path, off, gone, size)
+		case off >= kept && !resident:
+			t.Fatalf("%s: page at %d is not cached; every one from %d of %d bytes should be", path, off, kept, size)
 		}
 	}
 }

@@ -623,18 +623,16 @@ func (l *Log) flush(b pendingBatch, sync, retain bool) error {
 	return nil
 }
 
-// hintPages tells the kernel what to do with the active segment's pages
-// once a flush wrote them: start writing them back (not synced), or drop
-// them from the page cache (synced, with Config.DropBehind). Caller holds
+// hintPages tells the kernel what to do with the pages a flush wrote:
+// start writing them back (not synced), and with Config.DropBehind drop
+// those that have fallen behind the log's cached tail. Caller holds
 // flushMu.
 func (l *Log) hintPages(synced bool) {
-	set := l.segs.Load()
-	s := set.segs[len(set.segs)-1]
-	if synced {
-		l.dropBehind(s)
-	} else {
-		l.writeBack(s)
+	if !synced {
+		set := l.segs.Load()
+		l.writeBack(set.segs[len(set.segs)-1])
 	}
+	l.dropBehind()
 }
 
 // hintEvery is how many bytes of pages a hint lets accumulate before it
@@ -677,31 +675,75 @@ func (l *Log) writeBack(s *segment) {
 	}
 }
 
-// dropBehind drops the segment's synced pages more than Config.DropBehind
-// bytes behind its end from the page cache, in steps of hintEvery. Left
-// alone, a Raft log's pages stay cached until memory runs short although
-// nothing reads them (an entry is read back from its cache, or from the
-// last few MiB by a follower just behind), and they crowd out the record
-// stores' pages, which consumers do read. Freeing them also lets the next
-// writes reuse pages at once instead of taking new ones (BookKeeper's
-// journal and PostgreSQL's WAL drop theirs for the same reason). The pages
-// are clean (synced), so dropping them starts no write. A failure only
-// loses the hint.
-func (l *Log) dropBehind(s *segment) {
-	if l.cfg.DropBehind <= 0 {
+// dropBehind drops from the page cache the pages more than
+// Config.DropBehind bytes behind the log's end, across segments, in steps
+// of hintEvery (a sealed segment's last ones at once). Left alone, every
+// page written stays cached until memory runs short: a Raft log's,
+// although nothing reads it back but a follower just behind, and a
+// record store's, although consumers mostly read its end. Freed at once,
+// the pages are what the next writes take, where otherwise every write
+// takes a page the kernel has never used or has given back (on a VM that
+// hands freed memory to its host, a host fault per page: ~70 times the
+// cost of a reused one here, docs/benchmarks.md). BookKeeper's journal and
+// PostgreSQL's WAL drop theirs for the same reason; Redpanda keeps a
+// bounded cache of its own. Pages not known to be synced are written back
+// first, waiting for those pages only (sync_file_range: no durability
+// promise, but only clean pages can be dropped); they were handed to
+// write-back (writeBack) DropBehind bytes ago, so the wait is short. A
+// failure only loses the hint.
+func (l *Log) dropBehind() {
+	keep := l.cfg.DropBehind // bytes at the end of the log still to keep
+	if keep <= 0 {
 		return
 	}
-	end := (s.size - l.cfg.DropBehind) &^ (pageSize - 1)
-	from, ok := hintStep(&s.dropped, s.size, end)
-	if !ok {
-		return
+	segs := l.segs.Load().segs
+	for i := len(segs) - 1; i >= 0; i-- {
+		s := segs[i]
+		sealed := i < len(segs)-1
+		if sealed && s.dropped.Load() >= s.size {
+			return // and every older one before it
+		}
+		end := s.size - keep
+		keep -= s.size
+		if end > 0 {
+			l.dropPages(s, end, sealed)
+		}
+	}
+}
+
+// dropPages drops the segment's pages below end (all of a sealed one's
+// once end reaches its size) that are not dropped yet, and records how far
+// it got for the next call and for readers (segment.read).
+func (l *Log) dropPages(s *segment, end int64, sealed bool) {
+	done := min(s.dropped.Load(), s.size) // a truncation may have cut below it
+	whole := sealed && end >= s.size
+	if whole {
+		end = s.size
+	} else {
+		end &^= pageSize - 1
+		if end-done < hintEvery {
+			s.dropped.Store(done)
+			return
+		}
 	}
 	// From a little before the previous end: the kernel keeps a large folio
 	// that a range covers only in part, as the one across that end was.
-	from = max(0, from-maxFolio)
-	if err := unix.Fadvise(int(s.store.Fd()), from, end-from, unix.FADV_DONTNEED); err != nil {
+	from := max(0, done-maxFolio)
+	n := end - from
+	if whole {
+		n = 0 // to the end of the file, its last partial page too
+	}
+	fd := int(s.store.Fd())
+	if l.cfg.Sync != SyncAlways {
+		const flags = unix.SYNC_FILE_RANGE_WAIT_BEFORE | unix.SYNC_FILE_RANGE_WRITE | unix.SYNC_FILE_RANGE_WAIT_AFTER
+		if err := unix.SyncFileRange(fd, from, n, flags); err != nil {
+			l.logger.Debug("logstore: sync_file_range", "path", s.storePath, "err", err)
+		}
+	}
+	if err := unix.Fadvise(fd, from, n, unix.FADV_DONTNEED); err != nil {
 		l.logger.Debug("logstore: fadvise", "path", s.storePath, "err", err)
 	}
+	s.dropped.Store(end)
 }
 
 // maxFolio bounds the page cache's large folios (a PMD, 2 MiB on x86-64).

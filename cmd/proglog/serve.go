@@ -37,6 +37,7 @@ type serveFlags struct {
 	syncInterval                   time.Duration
 	retentionBytes                 byteSize
 	retentionAge                   time.Duration
+	pageCacheTail                  byteSize
 	aclPoll, tlsPoll               time.Duration
 	shutdownTimeout                time.Duration
 	syncSet                        bool // --sync was given (flag, env or file)
@@ -168,6 +169,7 @@ Config file (--config): "name = value" lines with flag names, e.g.
 	f.DurationVar(&sf.syncInterval, "sync-interval", 100*time.Millisecond, "fsync period with --sync interval")
 	f.Var(&sf.retentionBytes, "retention-bytes", "delete the oldest segments beyond this size (0 = keep all)")
 	f.DurationVar(&sf.retentionAge, "retention-age", 0, "delete segments whose newest record is older (0 = keep all)")
+	f.Var(&sf.pageCacheTail, "page-cache-tail", "bound the page cache each record log (each partition's too) keeps to this much of its end: older pages leave it once on disk, and a consumer reading further back reads from the disk and drops what it read, so writes reuse the freed pages and a catch-up read does not push the end out (0 = keep every page until memory runs short, as Kafka does)")
 	f.Var(&sf.memoryLimit, "memory-limit", "soft limit of the Go runtime's memory while the live heap is small: the garbage collector runs more often rather than let the heap grow past it, and above it the limit rises with the live heap (at least half GOGC's headroom), so it never fails an allocation or stalls the node (0 = none: GOGC alone; GOMEMLIMIT in the environment overrides it)")
 	sf.cluster.register(f)
 	sf.limits.register(f)
@@ -252,6 +254,7 @@ func (sf *serveFlags) config(logger *slog.Logger) (node.Config, error) {
 	store.SyncInterval = sf.syncInterval
 	store.RetentionBytes = int64(sf.retentionBytes)
 	store.RetentionAge = sf.retentionAge
+	store.DropBehind = int64(sf.pageCacheTail)
 	cfg := node.Config{
 		// Off unless the OTEL_* environment configures an exporter.
 		Tracing:             &tracing.Config{},
