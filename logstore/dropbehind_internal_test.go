@@ -141,7 +141,7 @@ func TestDropBehindAcrossSegments(t *testing.T) {
 	// A reader drops in whole steps of hintEvery up to where the writer
 	// had dropped, and all of a segment the writer had.
 	check("read from the start", func(i int) int64 {
-		return min(segs[i].dropped.Load(), segs[i].size) &^ (hintEvery - 1) - maxFolio
+		return min(segs[i].dropped.Load(), segs[i].size)&^(hintEvery-1) - maxFolio
 	})
 }
 
