@@ -640,11 +640,11 @@ func (l *Log) hintPages(synced bool) {
 const hintEvery = 1 << 20
 
 // hintStep returns where the next hint starts, the end of the last one,
-// and moves that end (*done) to end; false while less than hintEvery lies
+// and moves that end (*done) to end; false while less than step lies
 // between them. A truncation may have cut the segment below *done.
-func hintStep(done *int64, size, end int64) (from int64, ok bool) {
+func hintStep(done *int64, size, end, step int64) (from int64, ok bool) {
 	*done = min(*done, size)
-	if end-*done < hintEvery {
+	if end-*done < step {
 		return 0, false
 	}
 	from, *done = *done, end
@@ -666,7 +666,7 @@ func hintStep(done *int64, size, end int64) (from int64, ok bool) {
 // making that append wait for it) moments later.
 func (l *Log) writeBack(s *segment) {
 	end := s.size &^ (pageSize - 1)
-	from, ok := hintStep(&s.kicked, s.size, end)
+	from, ok := hintStep(&s.kicked, s.size, end, hintEvery)
 	if !ok {
 		return
 	}
@@ -715,20 +715,22 @@ func (l *Log) dropBehind() {
 // once end reaches its size) that are not dropped yet, and records how far
 // it got for the next call and for readers (segment.read).
 func (l *Log) dropPages(s *segment, end int64, sealed bool) {
-	done := min(s.dropped.Load(), s.size) // a truncation may have cut below it
 	whole := sealed && end >= s.size
+	step := int64(hintEvery)
 	if whole {
-		end = s.size
+		end, step = s.size, 1
 	} else {
 		end &^= pageSize - 1
-		if end-done < hintEvery {
-			s.dropped.Store(done)
-			return
-		}
+	}
+	done := s.dropped.Load()
+	from, ok := hintStep(&done, s.size, end, step)
+	if !ok {
+		s.dropped.Store(done) // lowered by a truncation, if at all
+		return
 	}
 	// From a little before the previous end: the kernel keeps a large folio
 	// that a range covers only in part, as the one across that end was.
-	from := max(0, done-maxFolio)
+	from = max(0, from-maxFolio)
 	n := end - from
 	if whole {
 		n = 0 // to the end of the file, its last partial page too

@@ -7,9 +7,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
-	"unsafe"
 
-	"golang.org/x/sys/unix"
+	"github.com/proglog/proglog/internal/pagecache"
 )
 
 // TestPageCacheTail: with --page-cache-tail, a node's record store keeps
@@ -55,8 +54,16 @@ func TestPageCacheTail(t *testing.T) {
 			}
 			var cached, total int64
 			for _, path := range stores {
-				c, size := cachedBytes(t, path)
-				cached, total = cached+c, total+size
+				pages, size, err := pagecache.Resident(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, resident := range pages {
+					if resident {
+						cached += pagecache.PageSize
+					}
+				}
+				total += size
 			}
 			if total < records*100 || len(stores) < 4 {
 				t.Fatalf("%d store bytes in %d segments; the test needs more", total, len(stores))
@@ -96,43 +103,9 @@ func pageCachedDir(t *testing.T) string {
 
 func isTmpfs(t *testing.T, dir string) bool {
 	t.Helper()
-	var fs unix.Statfs_t
-	if err := unix.Statfs(dir, &fs); err != nil {
-		t.Fatal(err)
-	}
-	return fs.Type == unix.TMPFS_MAGIC
-}
-
-// cachedBytes maps the file and returns how many of its bytes the page
-// cache holds (mincore), and its size.
-func cachedBytes(t *testing.T, path string) (cached, size int64) {
-	t.Helper()
-	f, err := os.Open(path)
+	tmpfs, err := pagecache.Tmpfs(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if size = fi.Size(); size == 0 {
-		return 0, 0
-	}
-	m, err := unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ, unix.MAP_SHARED)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Munmap(m)
-	page := int64(os.Getpagesize())
-	vec := make([]byte, (size+page-1)/page)
-	if _, _, errno := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)), uintptr(unsafe.Pointer(&vec[0]))); errno != 0 {
-		t.Fatal("mincore:", errno)
-	}
-	for _, v := range vec {
-		if v&1 == 1 {
-			cached += page
-		}
-	}
-	return cached, size
+	return tmpfs
 }
