@@ -76,12 +76,17 @@ type Config struct {
 	// DropBehind, when > 0, is how many bytes at the end of the log stay in
 	// the page cache: pages further behind are dropped once on disk
 	// (posix_fadvise POSIX_FADV_DONTNEED; under SyncInterval and SyncNever
-	// they are written back first), and a read wholly behind that end drops
-	// the pages it read. For logs read back mostly near their end: Raft's,
-	// and record stores whose operator bounds their cache (serve's
-	// --page-cache-tail). Reads of what was dropped still work; they go to
-	// the disk. 0 keeps every page until the kernel needs the memory.
+	// they are written back first). For logs read back mostly near their
+	// end: Raft's, and record stores whose operator bounds their cache
+	// (serve's --page-cache-tail). Reads of what was dropped still work;
+	// they go to the disk. 0 keeps every page until the kernel needs the
+	// memory.
 	DropBehind int64
+	// DropReads, with DropBehind, makes a read wholly behind the cached
+	// tail drop the pages it read (segment.dropRead), so that a reader
+	// catching up neither fills the cache nor takes fresh pages. Raft's
+	// logs leave it off (see docs/benchmarks.md, session 22).
+	DropReads bool
 	// SyncInterval is the fdatasync period under SyncInterval; default 100ms.
 	SyncInterval time.Duration
 	// RetentionBytes, when > 0, deletes the oldest sealed segments while the

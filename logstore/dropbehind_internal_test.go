@@ -30,7 +30,7 @@ func TestDropBehind(t *testing.T) {
 				l.flushMu.Lock()
 				defer l.flushMu.Unlock()
 				s := active()
-				return s.size, s.dropped.Load()
+				return s.size, s.dropped
 			}
 			const n = 30
 			for i := range n {
@@ -88,7 +88,7 @@ func TestDropBehindAcrossSegments(t *testing.T) {
 		n       = 200 // of 100 KiB: five segments
 	)
 	value := func(i int) []byte { return bytes.Repeat([]byte{byte(i)}, 100<<10) }
-	l, err := Open(t.TempDir(), Config{Sync: SyncInterval, SyncInterval: time.Hour, MaxSegmentBytes: segSize, DropBehind: behind})
+	l, err := Open(t.TempDir(), Config{Sync: SyncInterval, SyncInterval: time.Hour, MaxSegmentBytes: segSize, DropBehind: behind, DropReads: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +116,7 @@ func TestDropBehindAcrossSegments(t *testing.T) {
 	check := func(when string, read bool) {
 		t.Helper()
 		for i, s := range segs[:len(segs)-1] {
-			dropped := s.dropped.Load()
+			dropped := s.dropped
 			cached := max(0, s.size-(behind-ahead[i])) // the window's part of s starts here
 			switch {
 			case ahead[i] >= behind && dropped != s.size:

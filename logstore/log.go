@@ -700,7 +700,7 @@ func (l *Log) dropBehind() {
 	for i := len(segs) - 1; i >= 0; i-- {
 		s := segs[i]
 		sealed := i < len(segs)-1
-		if sealed && s.dropped.Load() >= s.size {
+		if sealed && s.dropped >= s.size {
 			return // and every older one before it
 		}
 		end := s.size - keep
@@ -713,7 +713,8 @@ func (l *Log) dropBehind() {
 
 // dropPages drops the segment's pages below end (all of a sealed one's
 // once end reaches its size) that are not dropped yet, and records how far
-// it got for the next call and for readers (segment.read).
+// it got for the next call and, with Config.DropReads, for readers
+// (segment.dropRead).
 func (l *Log) dropPages(s *segment, end int64, sealed bool) {
 	whole := sealed && end >= s.size
 	step := int64(hintEvery)
@@ -722,10 +723,8 @@ func (l *Log) dropPages(s *segment, end int64, sealed bool) {
 	} else {
 		end &^= pageSize - 1
 	}
-	done := s.dropped.Load()
-	from, ok := hintStep(&done, s.size, end, step)
+	from, ok := hintStep(&s.dropped, s.size, end, step)
 	if !ok {
-		s.dropped.Store(done) // lowered by a truncation, if at all
 		return
 	}
 	// From a little before the previous end: the kernel keeps a large folio
@@ -745,7 +744,9 @@ func (l *Log) dropPages(s *segment, end int64, sealed bool) {
 	if err := unix.Fadvise(fd, from, n, unix.FADV_DONTNEED); err != nil {
 		l.logger.Debug("logstore: fadvise", "path", s.storePath, "err", err)
 	}
-	s.dropped.Store(end)
+	if l.cfg.DropReads {
+		s.readDropped.Store(end) // after the drop: below it, pages are clean
+	}
 }
 
 // maxFolio bounds the page cache's large folios (a PMD, 2 MiB on x86-64).

@@ -39,10 +39,10 @@ type segment struct {
 	// ends at that byte, the others where the next one starts, and a
 	// reader must not pair a count with the end of another.
 	vis atomic.Uint64
-	// dropped is the store offset below which the pages were dropped from
-	// the page cache (Log.dropBehind, under Log.flushMu); readers load it
-	// to tell a read behind the log's cached tail (dropRead).
-	dropped atomic.Int64
+	// readDropped is dropped as readers see it (dropRead), for a log whose
+	// reads drop what they read behind its cached tail (Config.DropReads);
+	// 0 for others.
+	readDropped atomic.Int64
 	// tix is the time samples for readers: the active segment's in memory;
 	// for a sealed one nil until a lookup maps its time index file.
 	tix atomic.Pointer[timeIndex]
@@ -56,7 +56,10 @@ type segment struct {
 	dirty    bool // written since the last fdatasync
 	// kicked is the store offset up to which the kernel was asked to start
 	// writing the pages back (Log.writeBack).
-	kicked   int64
+	kicked int64
+	// dropped is the store offset below which the pages were dropped from
+	// the page cache (Log.dropBehind).
+	dropped  int64
 	unsynced bool        // sealed without syncing (SyncNever): Log.Sync still owes it an fdatasync
 	times    timeSamples // the active segment's time samples (tix publishes them)
 }
@@ -477,7 +480,7 @@ func (s *segment) readOne(offset uint64, maxValue int) (Record, error) {
 }
 
 // dropRead drops the pages of a read of store bytes [start, end) that lies
-// behind the log's cached tail (Config.DropBehind), up to the last whole
+// behind the log's cached tail (Config.DropReads), up to the last whole
 // hintEvery step it reached: a reader catching up reads them from the disk
 // and will not read them again, and kept they would take fresh pages where
 // the writer's dropped ones would do and push the tail's out of the cache
@@ -486,7 +489,7 @@ func (s *segment) readOne(offset uint64, maxValue int) (Record, error) {
 // disk again. A read that ends where the writer's drop does drops to
 // there: the end of a sealed segment, its last partial page included.
 func (s *segment) dropRead(start, end int64) {
-	dropped := s.dropped.Load()
+	dropped := s.readDropped.Load()
 	step := start &^ (hintEvery - 1)
 	to := end &^ (hintEvery - 1)
 	if end == dropped {
