@@ -17,15 +17,22 @@ import (
 // optional interfaces raft looks for, WithClose and WithPreVote, visible),
 // keeping track of the replication pipelines it opens.
 //
-// hashicorp/raft v1.8.0 can wedge its own shutdown: when a leader steps
-// down (a leadership transfer, a higher term) while a pipeline to a
-// follower is busy, the goroutine that decodes the follower's answers
-// stops, the pipeline's queue of requests in flight fills, and the
-// replication goroutine blocks in AppendEntries on a queue nobody drains;
-// Shutdown waits for it for ever (hashicorp/raft#696 is one report of the
-// family). Closing the pipeline releases it (AppendEntries returns
-// ErrPipelineShutdown), so shutdownRaft closes whatever pipelines are left
-// once raft has had a moment to stop on its own.
+// hashicorp/raft v1.8.0's pipelined replication can wedge (the family of
+// hashicorp/raft#612 and #696): the goroutine that reads a pipeline's
+// answers (pipelineDecode) stops at the first failed one (a follower
+// whose log lacks the previous entry, as after a pause, or a newer term),
+// but the goroutine that sends may still send more before it notices,
+// since its select picks at random between "the decoder stopped" and "new
+// entries". A transport whose decoder then waits to hand raft an answer
+// nobody reads stops taking requests, and that send blocks for ever: the
+// follower gets heartbeats but never another entry, and the group cannot
+// shut down. NetworkTransport's queues hold nothing at its default of 2
+// in flight and raftmux's pipeline holds 2, so one or a few such sends
+// are enough. Every pipeline is therefore wrapped (trackedPipeline) so
+// that the transport's answers are always taken at once: the sender never
+// waits on raft's reader, sees the decoder gone at its next turn, and
+// closes the pipeline. As a last resort shutdownRaft also closes whatever
+// pipelines are left once raft has had a moment to stop on its own.
 type transport struct {
 	fullTransport
 	aside atomic.Bool // standAside: this node asks no one for votes...
@@ -96,10 +103,14 @@ func (t *transport) AppendEntriesPipeline(id raft.ServerID, target raft.ServerAd
 	if err != nil {
 		return nil, err
 	}
-	tp := &trackedPipeline{AppendPipeline: p, t: t}
+	tp := &trackedPipeline{
+		AppendPipeline: p, t: t,
+		answers: make(chan raft.AppendFuture), stop: make(chan struct{}), done: make(chan struct{}),
+	}
 	t.mu.Lock()
 	t.pipelines[tp] = struct{}{}
 	t.mu.Unlock()
+	go tp.relay()
 	return tp, nil
 }
 
@@ -117,16 +128,60 @@ func (t *transport) closePipelines() int {
 	return len(open)
 }
 
+// trackedPipeline is an open pipeline whose answers it takes from the
+// transport as they come and keeps, in order, until raft reads them: the
+// transport never waits on raft's reader (see transport).
 type trackedPipeline struct {
 	raft.AppendPipeline
-	t *transport
+	t       *transport
+	answers chan raft.AppendFuture // raft's Consumer
+	stop    chan struct{}          // closed by Close
+	done    chan struct{}          // closed when relay returns
+	once    sync.Once
 }
+
+// relay moves the transport's answers to raft. What it holds is the
+// answers raft has not read: a few while raft reads them, and at most the
+// requests raft sends after its reader stopped, before it closes the
+// pipeline.
+func (p *trackedPipeline) relay() {
+	defer close(p.done)
+	in := p.AppendPipeline.Consumer()
+	var held []raft.AppendFuture
+	for {
+		var (
+			out  chan raft.AppendFuture
+			next raft.AppendFuture
+		)
+		if len(held) > 0 {
+			out, next = p.answers, held[0]
+		}
+		select {
+		case f, ok := <-in:
+			if !ok {
+				in = nil
+				continue
+			}
+			held = append(held, f)
+		case out <- next:
+			held[0] = nil
+			held = held[1:]
+		case <-p.stop:
+			return
+		}
+	}
+}
+
+func (p *trackedPipeline) Consumer() <-chan raft.AppendFuture { return p.answers }
 
 func (p *trackedPipeline) Close() error {
 	p.t.mu.Lock()
 	delete(p.t.pipelines, p)
 	p.t.mu.Unlock()
-	return p.AppendPipeline.Close() // netPipeline.Close may be called twice
+	err := p.AppendPipeline.Close() // netPipeline.Close may be called twice
+	p.once.Do(func() { close(p.stop) })
+	<-p.done
+	return err
 }
 
 // pipelineGrace is how long shutdownRaft lets raft stop its replication by

@@ -85,7 +85,8 @@ type Config struct {
 	// DropReads, with DropBehind, makes a read wholly behind the cached
 	// tail drop the pages it read (segment.dropRead), so that a reader
 	// catching up neither fills the cache nor takes fresh pages. Raft's
-	// logs leave it off (see docs/benchmarks.md, session 22).
+	// logs leave it off: what reads them behind their tail (a restart's
+	// replay, a follower catching up) is rare and reads once.
 	DropReads bool
 	// SyncInterval is the fdatasync period under SyncInterval; default 100ms.
 	SyncInterval time.Duration
