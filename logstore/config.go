@@ -80,14 +80,10 @@ type Config struct {
 	// end: Raft's, and record stores whose operator bounds their cache
 	// (serve's --page-cache-tail). Reads of what was dropped still work;
 	// they go to the disk. 0 keeps every page until the kernel needs the
-	// memory.
+	// memory. A read wholly behind the cached tail drops the pages it read
+	// too (segment.dropRead), so that a reader catching up neither fills
+	// the cache nor takes fresh pages.
 	DropBehind int64
-	// DropReads, with DropBehind, makes a read wholly behind the cached
-	// tail drop the pages it read (segment.dropRead), so that a reader
-	// catching up neither fills the cache nor takes fresh pages. Raft's
-	// logs leave it off: what reads them behind their tail (a restart's
-	// replay, a follower catching up) is rare and reads once.
-	DropReads bool
 	// SyncInterval is the fdatasync period under SyncInterval; default 100ms.
 	SyncInterval time.Duration
 	// RetentionBytes, when > 0, deletes the oldest sealed segments while the

@@ -233,14 +233,13 @@
 //     dropped: under SyncAlways they were synced; under the others their
 //     range is first written back with sync_file_range, waiting for those
 //     pages only (handed to write-back that far back, so the wait is short;
-//     still no durability promise). With Config.DropReads also set, a read
-//     that lies wholly below what the writer dropped drops the pages it
-//     read too, up to its last whole MiB (or the drop's end), so a reader
-//     catching up does not fill the cache with what it will not read
-//     again. None of it changes what is read or when it is durable: a
-//     dropped page is read from the disk. Raft's logs drop behind (their
-//     entries are read back only near their end) but not on read; record
-//     stores do both when the operator bounds their cache
+//     still no durability promise). A read that lies wholly below what the
+//     writer dropped drops the pages it read too, up to its last whole MiB
+//     (or the drop's end), so a reader catching up does not fill the cache
+//     with what it will not read again. None of it changes what is read or
+//     when it is durable: a dropped page is read from the disk. Raft's logs
+//     always drop behind (their entries are read back mostly near their
+//     end); record stores do when the operator bounds their cache
 //     (--page-cache-tail).
 //   - Under SyncAlways and SyncInterval: sealing a segment fdatasyncs its
 //     store, then msyncs, trims and fsyncs its index before the next segment

@@ -88,7 +88,7 @@ func TestDropBehindAcrossSegments(t *testing.T) {
 		n       = 200 // of 100 KiB: five segments
 	)
 	value := func(i int) []byte { return bytes.Repeat([]byte{byte(i)}, 100<<10) }
-	l, err := Open(t.TempDir(), Config{Sync: SyncInterval, SyncInterval: time.Hour, MaxSegmentBytes: segSize, DropBehind: behind, DropReads: true})
+	l, err := Open(t.TempDir(), Config{Sync: SyncInterval, SyncInterval: time.Hour, MaxSegmentBytes: segSize, DropBehind: behind})
 	if err != nil {
 		t.Fatal(err)
 	}

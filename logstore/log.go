@@ -713,8 +713,7 @@ func (l *Log) dropBehind() {
 
 // dropPages drops the segment's pages below end (all of a sealed one's
 // once end reaches its size) that are not dropped yet, and records how far
-// it got for the next call and, with Config.DropReads, for readers
-// (segment.dropRead).
+// it got for the next call and for readers (segment.dropRead).
 func (l *Log) dropPages(s *segment, end int64, sealed bool) {
 	whole := sealed && end >= s.size
 	step := int64(hintEvery)
@@ -744,9 +743,7 @@ func (l *Log) dropPages(s *segment, end int64, sealed bool) {
 	if err := unix.Fadvise(fd, from, n, unix.FADV_DONTNEED); err != nil {
 		l.logger.Debug("logstore: fadvise", "path", s.storePath, "err", err)
 	}
-	if l.cfg.DropReads {
-		s.readDropped.Store(end) // after the drop: below it, pages are clean
-	}
+	s.readDropped.Store(end) // after the drop: below it, pages are clean
 }
 
 // maxFolio bounds the page cache's large folios (a PMD, 2 MiB on x86-64).

@@ -39,9 +39,8 @@ type segment struct {
 	// ends at that byte, the others where the next one starts, and a
 	// reader must not pair a count with the end of another.
 	vis atomic.Uint64
-	// readDropped is dropped as readers see it (dropRead), for a log whose
-	// reads drop what they read behind its cached tail (Config.DropReads);
-	// 0 for others.
+	// readDropped is dropped as readers see it (dropRead): published by
+	// Log.dropPages after each drop, 0 for a log without Config.DropBehind.
 	readDropped atomic.Int64
 	// tix is the time samples for readers: the active segment's in memory;
 	// for a sealed one nil until a lookup maps its time index file.
@@ -480,7 +479,7 @@ func (s *segment) readOne(offset uint64, maxValue int) (Record, error) {
 }
 
 // dropRead drops the pages of a read of store bytes [start, end) that lies
-// behind the log's cached tail (Config.DropReads), up to the last whole
+// behind the log's cached tail (Config.DropBehind), up to the last whole
 // hintEvery step it reached: a reader catching up reads them from the disk
 // and will not read them again, and kept they would take fresh pages where
 // the writer's dropped ones would do and push the tail's out of the cache

@@ -77,7 +77,12 @@
 //
 // AppendEntries pipelining (raft.AppendPipeline) is supported: a
 // pipeline sends each request as raft gives it and hands the answers back
-// in order, at most Config.MaxInFlight in flight.
+// in order, at most Config.MaxInFlight in flight. Like NetworkTransport's,
+// it holds only that many answers for raft, and hashicorp/raft stops
+// reading them at the first failed one while it may still send: the
+// sender then blocks for good. proglog's cluster package hands raft every
+// pipeline's answers through a relay that always takes them
+// (cluster/transport.go); raft used straight on a Transport does not.
 //
 // AppendEntries that carry entries outlive a failed connection:
 // hashicorp/raft resends a failed one only at its next CommitTimeout tick

@@ -255,7 +255,6 @@ func (sf *serveFlags) config(logger *slog.Logger) (node.Config, error) {
 	store.RetentionBytes = int64(sf.retentionBytes)
 	store.RetentionAge = sf.retentionAge
 	store.DropBehind = int64(sf.pageCacheTail)
-	store.DropReads = true // only with a tail
 	cfg := node.Config{
 		// Off unless the OTEL_* environment configures an exporter.
 		Tracing:             &tracing.Config{},
